@@ -1,0 +1,288 @@
+//! Signing and hashing of membership-log entries: the canonical signed bytes,
+//! the entry hash (chain link and mesh id), and constructors that sign.
+
+use crate::boxes::{BoxError, EpochRootKey, Nonce, open_sealed, seal};
+use crate::encoding::{Hash32, Transcript, label};
+use crate::keys::{PublicKey, SigningKey, random_bytes};
+
+use super::entry::{EntryBody, LogEntry, RemoveKind, Role, SealedRootKey};
+
+/// Bytes of a root key sealed with `crypto_box_seal` (32 + 48).
+pub const SEALED_ROOT_KEY_BYTES: usize = 32 + crate::boxes::SEAL_BYTES;
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+}
+
+impl RemoveKind {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RemoveKind::Kick => "kick",
+            RemoveKind::Ban => "ban",
+            RemoveKind::Leave => "leave",
+        }
+    }
+}
+
+impl EntryBody {
+    /// The wire name of the entry kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EntryBody::Genesis { .. } => "genesis",
+            EntryBody::Role { .. } => "role",
+            EntryBody::Invite { .. } => "invite",
+            EntryBody::RevokeInvite { .. } => "revoke_invite",
+            EntryBody::Admit { .. } => "admit",
+            EntryBody::Remove { .. } => "remove",
+            EntryBody::Unban { .. } => "unban",
+            EntryBody::Rekey { .. } => "rekey",
+            EntryBody::Profile { .. } => "profile",
+        }
+    }
+
+    fn encode(&self, t: &mut Transcript) {
+        t.str(self.kind());
+        match self {
+            EntryBody::Genesis { owner, nonce } => {
+                t.bytes(owner.as_bytes()).bytes(nonce);
+            }
+            EntryBody::Role { member, role } => {
+                t.bytes(member.as_bytes()).str(role.as_str());
+            }
+            EntryBody::Invite {
+                invite_key,
+                role,
+                max_uses,
+                expires_at,
+            } => {
+                t.bytes(invite_key.as_bytes())
+                    .str(role.as_str())
+                    .u64(u64::from(*max_uses))
+                    .u64(*expires_at);
+            }
+            EntryBody::RevokeInvite { invite_key } => {
+                t.bytes(invite_key.as_bytes());
+            }
+            EntryBody::Admit { member, invite_key } => {
+                t.bytes(member.as_bytes()).bytes(invite_key.as_bytes());
+            }
+            EntryBody::Remove { member, how } => {
+                t.bytes(member.as_bytes()).str(how.as_str());
+            }
+            EntryBody::Unban { member } => {
+                t.bytes(member.as_bytes());
+            }
+            EntryBody::Rekey { epoch, sealed } => {
+                t.u64(*epoch).list_len(sealed.len());
+                for s in sealed {
+                    t.bytes(s.recipient.as_bytes()).bytes(&s.ciphertext);
+                }
+            }
+            EntryBody::Profile {
+                epoch,
+                nonce,
+                ciphertext,
+            } => {
+                t.u64(*epoch).bytes(&nonce.0).bytes(ciphertext);
+            }
+        }
+    }
+}
+
+impl LogEntry {
+    /// The canonical bytes the author (and, for `admit`, the invite key) signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed_bytes(self.seq, &self.prev, self.at, &self.author, &self.body)
+    }
+
+    /// The entry hash: `SHA-256(Transcript("claudemesh/log-hash/v1") ‖
+    /// field(signed bytes) ‖ field(sig) ‖ opt(invite_sig))`. The hash of the
+    /// genesis entry is the mesh id; the hash of the last entry is the head.
+    pub fn hash(&self) -> Hash32 {
+        let mut t = Transcript::new(label::LOG_HASH);
+        t.bytes(&self.signed_bytes())
+            .bytes(&self.sig.0)
+            .opt_bytes(self.invite_sig.as_ref().map(|s| &s.0[..]));
+        t.sha256()
+    }
+
+    /// Signs an entry of any kind but `admit` (see [`LogEntry::admit`]).
+    pub fn sign(author: &SigningKey, seq: u64, prev: Hash32, at: u64, body: EntryBody) -> Self {
+        let author_pk = author.public();
+        let bytes = signed_bytes(seq, &prev, at, &author_pk, &body);
+        LogEntry {
+            seq,
+            prev,
+            at,
+            author: author_pk,
+            sig: author.sign(&bytes),
+            body,
+            invite_sig: None,
+        }
+    }
+
+    /// A genesis entry for a new mesh owned by `owner`; its hash is the mesh id.
+    pub fn genesis(owner: &SigningKey, at: u64) -> Self {
+        let body = EntryBody::Genesis {
+            owner: owner.public(),
+            nonce: random_bytes::<16>().to_vec(),
+        };
+        Self::sign(owner, 0, Hash32::ZERO, at, body)
+    }
+
+    /// An `admit` entry: signed by the joiner's new member key and by the
+    /// invite key derived from the invite secret.
+    pub fn admit(
+        member: &SigningKey,
+        invite: &SigningKey,
+        seq: u64,
+        prev: Hash32,
+        at: u64,
+    ) -> Self {
+        let body = EntryBody::Admit {
+            member: member.public(),
+            invite_key: invite.public(),
+        };
+        let mut entry = Self::sign(member, seq, prev, at, body);
+        entry.invite_sig = Some(invite.sign(&entry.signed_bytes()));
+        entry
+    }
+}
+
+fn signed_bytes(seq: u64, prev: &Hash32, at: u64, author: &PublicKey, body: &EntryBody) -> Vec<u8> {
+    let mut t = Transcript::new(label::LOG_ENTRY);
+    t.u64(seq)
+        .bytes(prev.as_bytes())
+        .u64(at)
+        .bytes(author.as_bytes());
+    body.encode(&mut t);
+    t.into_bytes()
+}
+
+/// Builds a `rekey` body: `root` sealed to each recipient's X25519 key.
+pub fn rekey_body(root: &EpochRootKey, recipients: &[PublicKey]) -> Result<EntryBody, BoxError> {
+    let mut sealed = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        sealed.push(SealedRootKey {
+            recipient: *r,
+            ciphertext: seal(root.key().as_bytes(), &r.to_box_public())?,
+        });
+    }
+    Ok(EntryBody::Rekey {
+        epoch: root.epoch,
+        sealed,
+    })
+}
+
+/// Opens my copy of an epoch's root key from its sealed form, with the key it
+/// was sealed to (my member key, or the invite key I joined with).
+pub fn open_root_key(
+    epoch: u64,
+    sealed: &[u8],
+    mine: &SigningKey,
+) -> Result<EpochRootKey, BoxError> {
+    let bytes = open_sealed(sealed, &mine.to_box_secret())?;
+    let key: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| BoxError::Authentication)?;
+    Ok(EpochRootKey::from_bytes(epoch, key))
+}
+
+/// What kind of peer a member is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerType {
+    /// A Claude Code session or other model.
+    #[default]
+    Ai,
+    /// A person.
+    Human,
+    /// A script or service.
+    Bot,
+}
+
+impl PeerType {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PeerType::Ai => "ai",
+            PeerType::Human => "human",
+            PeerType::Bot => "bot",
+        }
+    }
+}
+
+impl std::str::FromStr for PeerType {
+    type Err = crate::encoding::DecodeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ai" => Ok(PeerType::Ai),
+            "human" => Ok(PeerType::Human),
+            "bot" => Ok(PeerType::Bot),
+            _ => Err(crate::encoding::DecodeError::Invalid(
+                "peer type (ai|human|bot)",
+            )),
+        }
+    }
+}
+
+/// A member's profile, as encrypted in a `profile` entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    /// Display name.
+    pub name: String,
+    /// One-line summary of what the member is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Peer type.
+    #[serde(default)]
+    pub peer_type: PeerType,
+}
+
+/// Why a profile could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// Wrong epoch key or altered ciphertext.
+    #[error("profile does not decrypt: {0}")]
+    Decrypt(#[from] BoxError),
+    /// Decrypted bytes are not a profile.
+    #[error("profile is not valid JSON")]
+    Format,
+}
+
+impl Profile {
+    /// A `profile` body: the JSON of `self` in a secretbox under the epoch's
+    /// profile key.
+    pub fn seal(&self, root: &EpochRootKey, mesh_id: &Hash32) -> EntryBody {
+        let nonce = Nonce::random();
+        // Serializing a struct of strings cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        EntryBody::Profile {
+            epoch: root.epoch,
+            ciphertext: root.profile_key(mesh_id).encrypt(&json, &nonce),
+            nonce,
+        }
+    }
+
+    /// Opens a profile sealed by [`Profile::seal`].
+    pub fn open(
+        root: &EpochRootKey,
+        mesh_id: &Hash32,
+        nonce: &Nonce,
+        ciphertext: &[u8],
+    ) -> Result<Profile, ProfileError> {
+        let pt = root.profile_key(mesh_id).decrypt(ciphertext, nonce)?;
+        serde_json::from_slice(&pt).map_err(|_| ProfileError::Format)
+    }
+}
