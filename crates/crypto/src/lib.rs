@@ -10,12 +10,15 @@
 //! The byte-level specification is `docs/security.md`; test vectors made by
 //! libsodium itself live in `tests/vectors/`.
 
+pub mod backup;
 pub mod boxes;
 pub mod cert;
 pub mod encoding;
 pub mod envelope;
+pub mod invite;
 pub mod keys;
 pub mod log;
+pub mod safety;
 
 pub use boxes::{BoxError, EpochRootKey, Nonce, SharedBoxKey, SymmetricKey};
 pub use cert::{CertError, SessionCert, SessionIdentity};
