@@ -1,0 +1,70 @@
+//! Every protocol limit in one place, and the [`Limits`] a broker announces
+//! in `welcome` (a broker may announce stricter values, never looser).
+
+use serde::{Deserialize, Serialize};
+
+/// Largest websocket text frame either side accepts, in bytes (128 KiB).
+/// Checked before any JSON parsing.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+/// Largest plaintext message body (64 KiB).
+pub const MAX_BODY_BYTES: usize = claudemesh_crypto::envelope::MAX_BODY_BYTES;
+/// Longest `req` correlation string.
+pub const MAX_REQ_LEN: usize = 64;
+/// Most message sequence numbers in one `ack`.
+pub const MAX_IDS_PER_ACK: usize = 256;
+/// Most log entries in one `log_entries`, `log_append` or `invite_bundle`.
+pub const MAX_LOG_ENTRIES_PER_FRAME: usize = 256;
+/// Longest `broker_id`, `client` or error `message` string.
+pub const MAX_LABEL_LEN: usize = 256;
+/// Time a client has to send `hello` (or `invite_fetch`) after `challenge`.
+pub const HELLO_TIMEOUT_MS: u64 = 10_000;
+/// The broker pings every connection this often.
+pub const PING_INTERVAL_MS: u64 = 30_000;
+/// A connection with no frame or pong for this long is closed.
+pub const IDLE_TIMEOUT_MS: u64 = 75_000;
+/// Sustained frames per second per connection.
+pub const RATE_PER_SEC: u32 = 500;
+/// Burst of frames per connection above the sustained rate.
+pub const RATE_BURST: u32 = 1000;
+/// Frames queued for one connection before it is closed as a slow consumer.
+pub const MAX_QUEUED_FRAMES: usize = 1024;
+/// Largest encrypted summary ciphertext in presence, in bytes.
+pub const MAX_SUMMARY_CIPHERTEXT_BYTES: usize = 1024;
+/// Largest invite welcome bundle, in bytes.
+pub const MAX_BUNDLE_BYTES: usize = claudemesh_crypto::invite::MAX_BUNDLE_BYTES;
+
+/// The limits a broker enforces, sent in `welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest frame in bytes.
+    pub max_frame_bytes: u32,
+    /// Largest message body in bytes.
+    pub max_body_bytes: u32,
+    /// Most seqs per `ack`.
+    pub max_ids_per_ack: u32,
+    /// Most log entries per frame.
+    pub max_log_entries_per_frame: u32,
+    /// Sustained frames per second.
+    pub rate_per_sec: u32,
+    /// Burst frames.
+    pub rate_burst: u32,
+    /// Ping interval in milliseconds.
+    pub ping_interval_ms: u64,
+    /// Idle timeout in milliseconds.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: MAX_FRAME_BYTES as u32,
+            max_body_bytes: MAX_BODY_BYTES as u32,
+            max_ids_per_ack: MAX_IDS_PER_ACK as u32,
+            max_log_entries_per_frame: MAX_LOG_ENTRIES_PER_FRAME as u32,
+            rate_per_sec: RATE_PER_SEC,
+            rate_burst: RATE_BURST,
+            ping_interval_ms: PING_INTERVAL_MS,
+            idle_timeout_ms: IDLE_TIMEOUT_MS,
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Property tests: decode(encode(frame)) == frame for every frame type, and
+//! the codec's typed errors.
+
+use claudemesh_crypto::cert::SessionIdentity;
+use claudemesh_crypto::envelope::{
+    Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
+};
+use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
+use claudemesh_crypto::{Hash32, Nonce, PublicKey, Signature, SigningKey, SymmetricKey};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+
+use crate::codec::*;
+use crate::errors::ErrorCode;
+use crate::frames::*;
+use crate::hello::{Hello, HelloPresence};
+use crate::limits::{Limits, MAX_FRAME_BYTES};
+
+fn key() -> impl Strategy<Value = PublicKey> {
+    any::<[u8; 32]>().prop_map(|s| SigningKey::from_seed(&s).public())
+}
+
+fn hash() -> impl Strategy<Value = Hash32> {
+    any::<[u8; 32]>().prop_map(Hash32)
+}
+
+fn req() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of("[a-zA-Z0-9_-]{1,64}")
+}
+
+fn blob() -> impl Strategy<Value = EncryptedBlob> {
+    (
+        any::<u64>(),
+        any::<[u8; 24]>(),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(epoch, n, ciphertext)| EncryptedBlob {
+            epoch,
+            nonce: Nonce(n),
+            ciphertext,
+        })
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    prop_oneof![Just(Status::Idle), Just(Status::Working), Just(Status::Dnd)]
+}
+
+fn peer_type() -> impl Strategy<Value = Option<PeerType>> {
+    proptest::option::of(prop_oneof![
+        Just(PeerType::Ai),
+        Just(PeerType::Human),
+        Just(PeerType::Bot)
+    ])
+}
+
+/// A small real log (the entries are expensive to sign, so built once per case).
+fn log_entries() -> impl Strategy<Value = Vec<LogEntry>> {
+    (any::<[u8; 32]>(), 0usize..3).prop_map(|(seed, n)| {
+        let owner = SigningKey::from_seed(&seed);
+        let mut log = LogBuilder::new(&owner, 1_700_000_000);
+        for _ in 0..n {
+            log.add_member(&owner, Role::Member, 1_700_000_000).unwrap();
+        }
+        log.entries().to_vec()
+    })
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    (
+        any::<[u8; 32]>(),
+        proptest::collection::vec(any::<u8>(), 0..200),
+        any::<bool>(),
+    )
+        .prop_map(|(seed, body, direct)| {
+            let member = SigningKey::from_seed(&seed);
+            let session =
+                SessionIdentity::new(&member, Hash32([1; 32]), 1_700_000_000, 3600).unwrap();
+            let header = EnvelopeHeader {
+                mesh: Hash32([1; 32]),
+                epoch: 0,
+                target: if direct {
+                    Target::Member(member.public())
+                } else {
+                    Target::Topic("deploys".into())
+                },
+                id: MessageId(seed[..16].try_into().unwrap()),
+                reply_to: direct.then_some(MessageId([7; 16])),
+                priority: Priority::Now,
+                sent_at: 1_700_000_000_000,
+                log_head: Hash32([2; 32]),
+            };
+            let k = SymmetricKey::from_bytes([3; 32]);
+            let pk = member.public();
+            let sealing = if direct {
+                SealingKey::Direct(&pk)
+            } else {
+                SealingKey::Symmetric(&k)
+            };
+            Envelope::seal(&session, header, &body, sealing).unwrap()
+        })
+}
+
+fn hello() -> impl Strategy<Value = Hello> {
+    (
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        proptest::option::of(hash()),
+        status(),
+        peer_type(),
+        proptest::option::of(blob()),
+        "[ -~]{0,40}",
+    )
+        .prop_map(
+            |(seed, challenge, log_head, status, peer_type, summary, client)| {
+                let member = SigningKey::from_seed(&seed);
+                let session =
+                    SessionIdentity::new(&member, Hash32([1; 32]), 1_700_000_000, 3600).unwrap();
+                let presence = HelloPresence {
+                    status,
+                    peer_type,
+                    summary,
+                };
+                Hello::sign(&session, &challenge, 1, log_head, presence, &client)
+            },
+        )
+}
+
+fn client_frame() -> impl Strategy<Value = ClientFrame> {
+    prop_oneof![
+        hello().prop_map(|h| ClientFrame::Hello(Box::new(h))),
+        (req(), envelope()).prop_map(|(req, envelope)| ClientFrame::Send(Send {
+            req,
+            envelope: Box::new(envelope)
+        })),
+        (
+            proptest::collection::vec(any::<u64>(), 0..10),
+            any::<bool>()
+        )
+            .prop_map(|(seqs, read)| ClientFrame::Ack(Ack { seqs, read })),
+        (
+            req(),
+            proptest::option::of(status()),
+            proptest::option::of(blob()),
+            peer_type()
+        )
+            .prop_map(
+                |(req, status, summary, peer_type)| ClientFrame::PresenceSet(PresenceSet {
+                    req,
+                    status,
+                    summary,
+                    peer_type
+                })
+            ),
+        req().prop_map(|req| ClientFrame::PeerList(Request { req })),
+        (req(), any::<u64>(), proptest::option::of(any::<u32>())).prop_map(
+            |(req, from_seq, limit)| ClientFrame::LogFetch(LogFetch {
+                req,
+                from_seq,
+                limit
+            })
+        ),
+        (req(), log_entries())
+            .prop_map(|(req, entries)| ClientFrame::LogAppend(LogAppend { req, entries })),
+        (
+            req(),
+            log_entries(),
+            proptest::collection::vec(any::<u8>(), 0..100)
+        )
+            .prop_map(|(req, e, bundle)| ClientFrame::InviteCreate(InviteCreate {
+                req,
+                entry: e[0].clone(),
+                bundle
+            })),
+        (req(), key(), any::<[u8; 32]>()).prop_map(
+            |(req, invite_key, s)| ClientFrame::InviteFetch(InviteFetch {
+                req,
+                invite_key,
+                proof: Signature([s, s].concat().try_into().unwrap())
+            })
+        ),
+        (req(), log_entries()).prop_map(|(req, e)| ClientFrame::InviteJoin(InviteJoin {
+            req,
+            entry: e[0].clone()
+        })),
+        (req(), any::<[u8; 16]>()).prop_map(|(req, id)| ClientFrame::MessageStatus(
+            MessageStatusQuery {
+                req,
+                id: MessageId(id)
+            }
+        )),
+        req().prop_map(|req| ClientFrame::Ping(Request { req })),
+    ]
+}
+
+fn peer() -> impl Strategy<Value = PeerPresence> {
+    (
+        key(),
+        proptest::option::of(key()),
+        any::<bool>(),
+        status(),
+        peer_type(),
+        proptest::option::of(blob()),
+        proptest::option::of(any::<u64>()),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(member, session, online, status, peer_type, summary, seen, live_push)| PeerPresence {
+                member,
+                session,
+                online,
+                status,
+                peer_type,
+                summary,
+                connected_at_ms: seen,
+                last_seen_ms: seen,
+                live_push,
+            },
+        )
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    proptest::sample::select(ErrorCode::ALL)
+}
+
+fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
+    prop_oneof![
+        (
+            any::<[u8; 32]>(),
+            "[a-z0-9-]{1,20}",
+            any::<u64>(),
+            proptest::collection::vec(1u32..5, 1..3)
+        )
+            .prop_map(|(n, broker_id, time_ms, versions)| BrokerFrame::Challenge(
+                Challenge {
+                    nonce: ChallengeNonce(n),
+                    broker_id,
+                    time_ms,
+                    versions
+                }
+            )),
+        (key(), key(), hash(), any::<u64>(), any::<u64>()).prop_map(
+            |(member, session, log_head, log_len, time_ms)| BrokerFrame::Welcome(Welcome {
+                member,
+                session,
+                log_head,
+                log_len,
+                limits: Limits::default(),
+                time_ms
+            })
+        ),
+        (
+            req(),
+            error_code(),
+            "[ -~]{0,80}",
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(req, code, message, retry_after_ms)| BrokerFrame::Error(
+                ErrorFrame {
+                    req,
+                    code,
+                    message,
+                    retry_after_ms
+                }
+            )),
+        (req(), any::<[u8; 16]>(), any::<u64>(), any::<bool>()).prop_map(
+            |(req, id, seq, duplicate)| BrokerFrame::Accepted(Accepted {
+                req,
+                id: MessageId(id),
+                seq,
+                duplicate
+            })
+        ),
+        (any::<u64>(), envelope(), any::<u64>()).prop_map(|(seq, envelope, queued_at_ms)| {
+            BrokerFrame::Deliver(Deliver {
+                seq,
+                envelope: Box::new(envelope),
+                queued_at_ms,
+            })
+        }),
+        peer().prop_map(|peer| BrokerFrame::Presence(PresenceUpdate { peer })),
+        (req(), proptest::collection::vec(peer(), 0..4))
+            .prop_map(|(req, peers)| BrokerFrame::Peers(Peers { req, peers })),
+        (req(), log_entries(), hash(), any::<u64>(), any::<bool>()).prop_map(
+            |(req, entries, head, len, more)| BrokerFrame::LogEntries(LogEntries {
+                req,
+                entries,
+                head,
+                len,
+                more
+            })
+        ),
+        (req(), hash(), any::<u64>())
+            .prop_map(|(req, head, len)| BrokerFrame::LogAppended(LogAppended { req, head, len })),
+        (hash(), any::<u64>())
+            .prop_map(|(head, len)| BrokerFrame::LogUpdate(LogUpdate { head, len })),
+        (
+            req(),
+            hash(),
+            proptest::collection::vec(any::<u8>(), 0..100),
+            log_entries(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(req, mesh_id, bundle, log, log_len)| BrokerFrame::InviteBundle(InviteBundle {
+                    req,
+                    mesh_id,
+                    bundle,
+                    log,
+                    log_len
+                })
+            ),
+        (req(), hash(), any::<u64>()).prop_map(|(req, head, len)| BrokerFrame::Joined(Joined {
+            req,
+            head,
+            len
+        })),
+        (
+            req(),
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            proptest::collection::vec(
+                (
+                    key(),
+                    prop_oneof![
+                        Just(DeliveryState::Queued),
+                        Just(DeliveryState::Delivered),
+                        Just(DeliveryState::Read),
+                        Just(DeliveryState::Expired)
+                    ]
+                ),
+                0..4
+            )
+        )
+            .prop_map(|(req, id, seq, r)| BrokerFrame::MessageStatusResult(
+                MessageStatusResult {
+                    req,
+                    id: MessageId(id),
+                    seq,
+                    recipients: r
+                        .into_iter()
+                        .map(|(recipient, state)| RecipientStatus { recipient, state })
+                        .collect(),
+                }
+            )),
+        (req(), any::<u64>()).prop_map(|(req, time_ms)| BrokerFrame::Pong(Pong { req, time_ms })),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn client_frames_roundtrip(frame in client_frame()) {
+        let text = encode_client_frame(&frame);
+        let tag = format!("\"type\":\"{}\"", frame.type_name());
+        prop_assert!(text.contains(&tag));
+        prop_assert_eq!(decode_client_frame(&text).unwrap(), frame);
+    }
+
+    #[test]
+    fn broker_frames_roundtrip(frame in broker_frame()) {
+        let text = encode_broker_frame(&frame);
+        let tag = format!("\"type\":\"{}\"", frame.type_name());
+        prop_assert!(text.contains(&tag));
+        prop_assert_eq!(decode_broker_frame(&text).unwrap(), frame);
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        let _ = decode_client_frame(&text);
+        let _ = decode_broker_frame(&text);
+        let _ = salvage_req(&text);
+    }
+}
+
+#[test]
+fn unknown_types_are_typed_errors_never_ignored() {
+    assert_eq!(
+        decode_client_frame(r#"{"type":"set_state","key":"x"}"#),
+        Err(FrameError::UnknownType("set_state".into()))
+    );
+    assert_eq!(
+        decode_broker_frame(r#"{"type":"hello_ack"}"#),
+        Err(FrameError::UnknownType("hello_ack".into()))
+    );
+    // A broker frame sent by a client is unknown on that direction.
+    assert_eq!(
+        decode_client_frame(r#"{"type":"welcome"}"#),
+        Err(FrameError::UnknownType("welcome".into()))
+    );
+    let e = decode_client_frame(r#"{"type":"mystery","req":"r1"}"#).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UnknownType);
+    assert_eq!(
+        salvage_req(r#"{"type":"mystery","req":"r1"}"#).as_deref(),
+        Some("r1")
+    );
+}
+
+#[test]
+fn malformed_frames_name_their_type() {
+    let e = decode_client_frame(r#"{"type":"log_fetch","from_seq":"zero"}"#).unwrap_err();
+    assert!(
+        matches!(&e, FrameError::Malformed { frame_type: Some(t), .. } if t == "log_fetch"),
+        "{e}"
+    );
+    assert_eq!(e.code(), ErrorCode::Malformed);
+    for bad in ["", "null", "[]", "{}", "{\"type\":7}", "not json"] {
+        assert!(
+            matches!(
+                decode_client_frame(bad),
+                Err(FrameError::Malformed {
+                    frame_type: None,
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+    let long_req = format!(r#"{{"type":"ping","req":"{}"}}"#, "r".repeat(65));
+    assert!(matches!(
+        decode_client_frame(&long_req),
+        Err(FrameError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn oversized_frames_are_refused_before_parsing() {
+    let big = format!(
+        r#"{{"type":"ping","req":"{}"}}"#,
+        "x".repeat(MAX_FRAME_BYTES)
+    );
+    assert_eq!(
+        decode_client_frame(&big),
+        Err(FrameError::TooLarge {
+            len: big.len(),
+            max: MAX_FRAME_BYTES
+        })
+    );
+    // Not even valid JSON: still TooLarge, proving nothing was parsed.
+    let junk = "{".repeat(MAX_FRAME_BYTES + 1);
+    assert!(matches!(
+        decode_client_frame(&junk),
+        Err(FrameError::TooLarge { .. })
+    ));
+    assert_eq!(
+        FrameError::TooLarge { len: 1, max: 0 }.code(),
+        ErrorCode::FrameTooLarge
+    );
+}
+
+#[test]
+fn type_lists_match_the_enums() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen_client = std::collections::BTreeSet::new();
+    let mut seen_broker = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        let c = client_frame().new_tree(&mut runner).unwrap().current();
+        seen_client.insert(c.type_name());
+        let b = broker_frame().new_tree(&mut runner).unwrap().current();
+        seen_broker.insert(b.type_name());
+    }
+    let want_c: std::collections::BTreeSet<_> = ClientFrame::TYPES.iter().copied().collect();
+    let want_b: std::collections::BTreeSet<_> = BrokerFrame::TYPES.iter().copied().collect();
+    assert_eq!(
+        seen_client, want_c,
+        "every client frame type is generated and listed"
+    );
+    assert_eq!(
+        seen_broker, want_b,
+        "every broker frame type is generated and listed"
+    );
+}
