@@ -470,3 +470,24 @@ fn type_lists_match_the_enums() {
         "every broker frame type is generated and listed"
     );
 }
+
+#[test]
+fn the_fuzz_seed_corpus_decodes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_frame");
+    let mut types = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = match (decode_client_frame(&text), decode_broker_frame(&text)) {
+            (Ok(f), _) => f.type_name(),
+            (_, Ok(f)) => f.type_name(),
+            (Err(e), _) => panic!("{} does not decode: {e}", path.display()),
+        };
+        types.insert(name);
+    }
+    assert_eq!(
+        types.len(),
+        ClientFrame::TYPES.len() + BrokerFrame::TYPES.len(),
+        "one seed per frame type"
+    );
+}

@@ -1,0 +1,364 @@
+//! Prints one real example of every frame (a mesh is created, an invite is
+//! made and used, a message sent and delivered), as used in
+//! `docs/protocol.md`, and with `--corpus <dir>` writes them as the fuzz seed
+//! corpus (`seed-<type>.json`).
+//!
+//!     cargo run -p claudemesh-proto --example protocol_examples -- --corpus crates/proto/fuzz/corpus/decode_frame
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use claudemesh_crypto::cert::SessionIdentity;
+use claudemesh_crypto::envelope::{
+    Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
+};
+use claudemesh_crypto::invite::{Invite, WelcomeBundle, seal_bundle};
+use claudemesh_crypto::log::{EntryBody, LogBuilder, LogEntry, PeerType, Profile, Role};
+use claudemesh_crypto::{EpochRootKey, Hash32, SigningKey};
+use claudemesh_proto::frames::*;
+use claudemesh_proto::hello::{Hello, HelloPresence};
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode, Limits};
+
+const T: u64 = 1_764_000_000;
+
+fn main() {
+    let corpus = std::env::args().skip_while(|a| a != "--corpus").nth(1);
+    let mut frames: Vec<(String, String)> = Vec::new();
+    let push_c = |f: ClientFrame, frames: &mut Vec<(String, String)>| {
+        frames.push((
+            f.type_name().to_owned(),
+            serde_json::to_string_pretty(&f).unwrap(),
+        ));
+    };
+    let push_b = |f: BrokerFrame, frames: &mut Vec<(String, String)>| {
+        frames.push((
+            f.type_name().to_owned(),
+            serde_json::to_string_pretty(&f).unwrap(),
+        ));
+    };
+
+    // Alice creates a mesh; her client holds the root key of epoch 0.
+    let alice = SigningKey::from_seed(&[0xa1; 32]);
+    let mut log = LogBuilder::new(&alice, T);
+    let mesh_id = log.roster().mesh_id();
+    let root = EpochRootKey::from_bytes(0, [0x42; 32]);
+    let profile = Profile {
+        name: "alice".into(),
+        summary: None,
+        peer_type: PeerType::Human,
+    };
+    log.push(&alice, T, profile.seal(&root, &mesh_id)).unwrap();
+
+    // She makes an invite: the entry and the encrypted bundle go to the broker.
+    let invite = Invite::generate("ws://127.0.0.1:7900").unwrap();
+    let invite_key = invite.secret.public_key();
+    let invite_entry = LogEntry::sign(
+        &alice,
+        log.roster().len(),
+        log.roster().head(),
+        T,
+        EntryBody::Invite {
+            invite_key,
+            role: Role::Member,
+            max_uses: 1,
+            expires_at: T + 7 * 86400,
+        },
+    );
+    let bundle = seal_bundle(
+        &invite.secret,
+        &WelcomeBundle {
+            invite_key,
+            mesh_id,
+            mesh_name: "demo".into(),
+            broker_url: invite.broker_url.clone(),
+            owner: alice.public(),
+            role: Role::Member,
+            epoch: 0,
+            root_key: root.key().clone(),
+            created_at: T,
+        },
+    )
+    .unwrap();
+    push_c(
+        ClientFrame::InviteCreate(InviteCreate {
+            req: Some("r1".into()),
+            entry: invite_entry.clone(),
+            bundle: bundle.clone(),
+        }),
+        &mut frames,
+    );
+    log.push_entry(invite_entry).unwrap();
+    push_b(
+        BrokerFrame::LogAppended(LogAppended {
+            req: Some("r1".into()),
+            head: log.roster().head(),
+            len: log.roster().len(),
+        }),
+        &mut frames,
+    );
+
+    // Bob connects with the invite.
+    let challenge = [0x5c; 32];
+    push_b(
+        BrokerFrame::Challenge(Challenge {
+            nonce: ChallengeNonce(challenge),
+            broker_id: "broker-1".into(),
+            time_ms: T * 1000,
+            versions: vec![1],
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::InviteFetch(InviteFetch {
+            req: Some("j1".into()),
+            invite_key,
+            proof: invite.secret.prove(&challenge),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::InviteBundle(InviteBundle {
+            req: Some("j1".into()),
+            mesh_id,
+            bundle,
+            log: log.entries().to_vec(),
+            log_len: log.roster().len(),
+        }),
+        &mut frames,
+    );
+    let bob = SigningKey::from_seed(&[0xb0; 32]);
+    let admit = LogEntry::admit(
+        &bob,
+        &invite.secret.signing_key(),
+        log.roster().len(),
+        log.roster().head(),
+        T + 60,
+    );
+    push_c(
+        ClientFrame::InviteJoin(InviteJoin {
+            req: Some("j2".into()),
+            entry: admit.clone(),
+        }),
+        &mut frames,
+    );
+    log.push_entry(admit).unwrap();
+    push_b(
+        BrokerFrame::Joined(Joined {
+            req: Some("j2".into()),
+            head: log.roster().head(),
+            len: log.roster().len(),
+        }),
+        &mut frames,
+    );
+
+    // Bob's session says hello on the same connection (same challenge).
+    let bob_session = SessionIdentity::new(&bob, mesh_id, T + 60, 30 * 86400).unwrap();
+    let hello = Hello::sign(
+        &bob_session,
+        &challenge,
+        1,
+        Some(log.roster().head()),
+        HelloPresence {
+            status: claudemesh_proto::frames::Status::Idle,
+            peer_type: Some(PeerType::Ai),
+            summary: None,
+        },
+        "claudemesh/0.1.0",
+    );
+    push_c(ClientFrame::Hello(Box::new(hello)), &mut frames);
+    push_b(
+        BrokerFrame::Welcome(Welcome {
+            member: bob.public(),
+            session: bob_session.public(),
+            log_head: log.roster().head(),
+            log_len: log.roster().len(),
+            limits: Limits::default(),
+            time_ms: (T + 60) * 1000,
+        }),
+        &mut frames,
+    );
+
+    // Bob sends Alice a direct message.
+    let id = MessageId([0x11; 16]);
+    let env = Envelope::seal(
+        &bob_session,
+        EnvelopeHeader {
+            mesh: mesh_id,
+            epoch: 0,
+            target: Target::Member(alice.public()),
+            id,
+            reply_to: None,
+            priority: Priority::Next,
+            sent_at: (T + 61) * 1000,
+            log_head: log.roster().head(),
+        },
+        b"hello alice",
+        SealingKey::Direct(&alice.public()),
+    )
+    .unwrap();
+    push_c(
+        ClientFrame::Send(Send {
+            req: Some("s1".into()),
+            envelope: Box::new(env.clone()),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::Accepted(Accepted {
+            req: Some("s1".into()),
+            id,
+            seq: 1,
+            duplicate: false,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::Deliver(Deliver {
+            seq: 1,
+            envelope: Box::new(env),
+            queued_at_ms: (T + 61) * 1000,
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::Ack(Ack {
+            seqs: vec![1],
+            read: false,
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::MessageStatus(MessageStatusQuery {
+            req: Some("m1".into()),
+            id,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::MessageStatusResult(MessageStatusResult {
+            req: Some("m1".into()),
+            id,
+            seq: 1,
+            recipients: vec![RecipientStatus {
+                recipient: alice.public(),
+                state: DeliveryState::Delivered,
+            }],
+        }),
+        &mut frames,
+    );
+
+    let summary = EncryptedBlob {
+        epoch: 0,
+        nonce: claudemesh_crypto::Nonce([0x33; 24]),
+        ciphertext: root
+            .profile_key(&mesh_id)
+            .encrypt(b"reviewing PR 12", &claudemesh_crypto::Nonce([0x33; 24])),
+    };
+    push_c(
+        ClientFrame::PresenceSet(PresenceSet {
+            req: None,
+            status: Some(Status::Working),
+            summary: Some(summary.clone()),
+            peer_type: None,
+        }),
+        &mut frames,
+    );
+    let peer = PeerPresence {
+        member: bob.public(),
+        session: Some(bob_session.public()),
+        online: true,
+        status: Status::Working,
+        peer_type: Some(PeerType::Ai),
+        summary: Some(summary),
+        connected_at_ms: Some((T + 60) * 1000),
+        last_seen_ms: Some((T + 62) * 1000),
+        live_push: true,
+    };
+    push_b(
+        BrokerFrame::Presence(PresenceUpdate { peer: peer.clone() }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::PeerList(Request {
+            req: Some("p1".into()),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::Peers(Peers {
+            req: Some("p1".into()),
+            peers: vec![peer],
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::LogFetch(LogFetch {
+            req: Some("l1".into()),
+            from_seq: 3,
+            limit: Some(256),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::LogEntries(LogEntries {
+            req: Some("l1".into()),
+            entries: log.entries()[3..].to_vec(),
+            head: log.roster().head(),
+            len: log.roster().len(),
+            more: false,
+        }),
+        &mut frames,
+    );
+    let carol = log.add_member(&alice, Role::Member, T + 100).unwrap();
+    let _ = carol;
+    push_c(
+        ClientFrame::LogAppend(LogAppend {
+            req: Some("l2".into()),
+            entries: log.entries()[5..].to_vec(),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::LogUpdate(LogUpdate {
+            head: log.roster().head(),
+            len: log.roster().len(),
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::Ping(Request {
+            req: Some("k1".into()),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::Pong(Pong {
+            req: Some("k1".into()),
+            time_ms: (T + 70) * 1000,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::error(
+            Some("s2".into()),
+            ErrorCode::UnknownRecipient,
+            "no member 3fa2c1d0 in this mesh",
+        ),
+        &mut frames,
+    );
+    let _ = Hash32::ZERO;
+
+    if let Some(dir) = corpus {
+        for (name, json) in &frames {
+            let compact: serde_json::Value = serde_json::from_str(json).unwrap();
+            std::fs::write(
+                format!("{dir}/seed-{name}.json"),
+                serde_json::to_string(&compact).unwrap(),
+            )
+            .unwrap();
+        }
+        eprintln!("wrote {} seed files to {dir}", frames.len());
+    } else {
+        for (name, json) in frames {
+            println!("### {name}\n\n```json\n{json}\n```\n");
+        }
+    }
+}
