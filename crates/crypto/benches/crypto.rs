@@ -1,11 +1,15 @@
-//! Criterion benches for the crypto hot paths: signing and verification, and
-//! the box constructions a broker and client run per message.
+//! Criterion benches for the crypto hot paths: signing and verification, the
+//! box constructions, envelope seal/open, and verifying a long membership log.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 
 use claudemesh_crypto::boxes::{SharedBoxKey, box_decrypt, box_encrypt};
-use claudemesh_crypto::{Nonce, SigningKey, SymmetricKey};
+use claudemesh_crypto::envelope::{
+    Envelope, EnvelopeHeader, MessageId, OpeningKeys, Priority, SealingKey, Target,
+};
+use claudemesh_crypto::log::{LogBuilder, Role, verify_log};
+use claudemesh_crypto::{Nonce, SessionIdentity, SigningKey, SymmetricKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn signatures(c: &mut Criterion) {
@@ -49,5 +53,134 @@ fn boxes(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, signatures, boxes);
+struct Keys {
+    member: SigningKey,
+    shared: Option<SharedBoxKey>,
+    group: SymmetricKey,
+}
+
+impl OpeningKeys for Keys {
+    fn member_key(&self) -> &SigningKey {
+        &self.member
+    }
+    fn session_key(&self) -> Option<&SigningKey> {
+        None
+    }
+    fn symmetric_key(&self, _: &Target, _: u64) -> Option<SymmetricKey> {
+        Some(self.group.clone())
+    }
+    fn shared_box_key(
+        &self,
+        _: &claudemesh_crypto::PublicKey,
+        _: &claudemesh_crypto::PublicKey,
+    ) -> Option<SharedBoxKey> {
+        self.shared.clone()
+    }
+}
+
+fn envelopes(c: &mut Criterion) {
+    const T: u64 = 1_764_000_000;
+    let owner = SigningKey::from_seed(&[5; 32]);
+    let mut log = LogBuilder::new(&owner, T);
+    let bob = log.add_member(&owner, Role::Member, T).unwrap();
+    let roster = log.roster().clone();
+    let session = SessionIdentity::new(&owner, roster.mesh_id(), T, 3600).unwrap();
+    let group = SymmetricKey::from_bytes([6; 32]);
+    let header = |target: Target| EnvelopeHeader {
+        mesh: roster.mesh_id(),
+        epoch: 0,
+        target,
+        id: MessageId::random(),
+        reply_to: None,
+        priority: Priority::Next,
+        sent_at: T * 1000,
+        log_head: roster.head(),
+    };
+    let shared =
+        SharedBoxKey::new(&session.public().to_box_public(), &bob.to_box_secret()).unwrap();
+    let cold = Keys {
+        member: bob.clone(),
+        shared: None,
+        group: group.clone(),
+    };
+    let warm = Keys {
+        member: bob.clone(),
+        shared: Some(shared),
+        group: group.clone(),
+    };
+    for size in [256usize, 4096] {
+        let body = vec![0x61; size];
+        let dm = Envelope::seal(
+            &session,
+            header(Target::Member(bob.public())),
+            &body,
+            SealingKey::Direct(&bob.public()),
+        )
+        .unwrap();
+        let topic = Envelope::seal(
+            &session,
+            header(Target::Topic("t".into())),
+            &body,
+            SealingKey::Symmetric(&group),
+        )
+        .unwrap();
+        let mut g = c.benchmark_group(format!("envelope_{size}B"));
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("seal_direct", |b| {
+            b.iter(|| {
+                Envelope::seal(
+                    &session,
+                    header(Target::Member(bob.public())),
+                    black_box(&body),
+                    SealingKey::Direct(&bob.public()),
+                )
+                .unwrap()
+            })
+        });
+        g.bench_function("seal_topic", |b| {
+            b.iter(|| {
+                Envelope::seal(
+                    &session,
+                    header(Target::Topic("t".into())),
+                    black_box(&body),
+                    SealingKey::Symmetric(&group),
+                )
+                .unwrap()
+            })
+        });
+        g.bench_function("verify_open_direct", |b| {
+            b.iter(|| dm.verify_and_open(&roster, &cold).unwrap())
+        });
+        g.bench_function("verify_open_direct_cached_key", |b| {
+            b.iter(|| dm.verify_and_open(&roster, &warm).unwrap())
+        });
+        g.bench_function("verify_open_topic", |b| {
+            b.iter(|| topic.verify_and_open(&roster, &cold).unwrap())
+        });
+        g.bench_function("verify_signature_only", |b| {
+            b.iter(|| dm.verify_signature().unwrap())
+        });
+        g.finish();
+    }
+}
+
+fn long_log(c: &mut Criterion) {
+    let owner = SigningKey::from_seed(&[8; 32]);
+    let mut log = LogBuilder::new(&owner, 1_764_000_000);
+    // 1 genesis + 500 × (invite, admit) = 1001 entries, each signature checked.
+    for _ in 0..500 {
+        log.add_member(&owner, Role::Member, 1_764_000_000).unwrap();
+    }
+    let entries = log.entries().to_vec();
+    assert_eq!(entries.len(), 1001);
+    let mut g = c.benchmark_group("membership_log");
+    g.throughput(Throughput::Elements(entries.len() as u64));
+    g.sample_size(20);
+    g.bench_function("verify_1001_entries", |b| {
+        b.iter(|| verify_log(black_box(&entries)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, signatures, boxes, envelopes, long_log);
 criterion_main!(benches);
