@@ -39,6 +39,13 @@ fn main() {
     let alice = SigningKey::from_seed(&[0xa1; 32]);
     let mut log = LogBuilder::new(&alice, T);
     let mesh_id = log.roster().mesh_id();
+    push_c(
+        ClientFrame::MeshCreate(MeshCreate {
+            req: Some("c1".into()),
+            genesis: log.entries()[0].clone(),
+        }),
+        &mut frames,
+    );
     let root = EpochRootKey::from_bytes(0, [0x42; 32]);
     let profile = Profile {
         name: "alice".into(),
@@ -264,6 +271,7 @@ fn main() {
     let peer = PeerPresence {
         member: bob.public(),
         session: Some(bob_session.public()),
+        cert: Some(bob_session.cert.clone()),
         online: true,
         status: Status::Working,
         peer_type: Some(PeerType::Ai),

@@ -7,6 +7,7 @@
 //! hex; ciphertexts and blobs are standard base64. `docs/protocol.md` lists
 //! every field.
 
+use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::log::{LogEntry, PeerType};
@@ -76,6 +77,8 @@ pub enum ClientFrame {
     InviteCreate(InviteCreate),
     /// Before hello: fetch an invite's bundle, proving possession of its secret.
     InviteFetch(InviteFetch),
+    /// Before hello: register a new mesh by its signed genesis entry.
+    MeshCreate(MeshCreate),
     /// Before hello: append the joiner's `admit` entry.
     InviteJoin(InviteJoin),
     /// Per-recipient status of a message this member sent.
@@ -211,6 +214,18 @@ pub struct InviteFetch {
     pub proof: Signature,
 }
 
+/// `mesh_create`: registers a mesh at the broker. The genesis entry is
+/// signed by the owner key and its hash is the mesh id, so the broker learns
+/// only a public key; sending the same genesis again is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshCreate {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The mesh's `genesis` entry (seq 0).
+    pub genesis: LogEntry,
+}
+
 /// `invite_join`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteJoin {
@@ -327,6 +342,11 @@ pub struct PeerPresence {
     /// Session key, when the entry describes one connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<PublicKey>,
+    /// The session's certificate (as presented in its hello), so peers can
+    /// check for themselves that the session belongs to the member before
+    /// they encrypt to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<SessionCert>,
     /// Connected now.
     pub online: bool,
     /// Status.
@@ -490,6 +510,7 @@ impl ClientFrame {
         "invite_create",
         "invite_fetch",
         "invite_join",
+        "mesh_create",
         "message_status",
         "ping",
     ];
@@ -507,6 +528,7 @@ impl ClientFrame {
             ClientFrame::InviteCreate(_) => "invite_create",
             ClientFrame::InviteFetch(_) => "invite_fetch",
             ClientFrame::InviteJoin(_) => "invite_join",
+            ClientFrame::MeshCreate(_) => "mesh_create",
             ClientFrame::MessageStatus(_) => "message_status",
             ClientFrame::Ping(_) => "ping",
         }
@@ -524,6 +546,7 @@ impl ClientFrame {
             ClientFrame::InviteCreate(f) => f.req.as_deref(),
             ClientFrame::InviteFetch(f) => f.req.as_deref(),
             ClientFrame::InviteJoin(f) => f.req.as_deref(),
+            ClientFrame::MeshCreate(f) => f.req.as_deref(),
             ClientFrame::MessageStatus(f) => f.req.as_deref(),
         }
     }

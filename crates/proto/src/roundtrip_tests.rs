@@ -182,6 +182,10 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             req,
             entry: e[0].clone()
         })),
+        (req(), log_entries()).prop_map(|(req, e)| ClientFrame::MeshCreate(MeshCreate {
+            req,
+            genesis: e[0].clone()
+        })),
         (req(), any::<[u8; 16]>()).prop_map(|(req, id)| ClientFrame::MessageStatus(
             MessageStatusQuery {
                 req,
@@ -207,6 +211,7 @@ fn peer() -> impl Strategy<Value = PeerPresence> {
             |(member, session, online, status, peer_type, summary, seen, live_push)| PeerPresence {
                 member,
                 session,
+                cert: None,
                 online,
                 status,
                 peer_type,

@@ -1,0 +1,1109 @@
+//! One websocket connection, from challenge to close: the handshake (TM2),
+//! invite fetch and join before it, then every request of an authenticated
+//! session. Frames are size-checked before parsing and rate-limited; every
+//! refusal is a typed `error`, and only the errors the protocol marks fatal
+//! end the connection.
+//!
+//! Two tasks per connection: this one reads and answers; the socket task
+//! writes what the bounded outbound queue holds, pings, and closes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use claudemesh_crypto::cert::CertError;
+use claudemesh_crypto::envelope::{Priority, Target};
+use claudemesh_crypto::invite::verify_invite_proof;
+use claudemesh_crypto::keys::random_bytes;
+use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind, Roster};
+use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_proto::frames::{
+    Ack, Challenge, ChallengeNonce, DeliveryState, InviteBundle, Joined, LogAppended, LogEntries,
+    MessageStatusResult, Peers, Pong, PresenceSet, RecipientStatus, Welcome,
+};
+use claudemesh_proto::hello::{Hello, HelloError};
+use claudemesh_proto::limits::{
+    HELLO_TIMEOUT_MS, IDLE_TIMEOUT_MS, MAX_BUNDLE_BYTES, MAX_FRAME_BYTES, MAX_IDS_PER_ACK,
+    MAX_LOG_ENTRIES_PER_FRAME, MAX_QUEUED_FRAMES, MAX_SUMMARY_CIPHERTEXT_BYTES, PING_INTERVAL_MS,
+};
+use claudemesh_proto::version::SUPPORTED_VERSIONS;
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode, FrameError, Limits, close};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::hub::{
+    AppendError, MeshHub, Outbound, SessionHandle, SessionPresence, deliver_text, error_text, text,
+};
+use crate::metrics as m;
+use crate::ratelimit::TokenBucket;
+use crate::server::BrokerState;
+use crate::store::{AckOp, AppendExtras, MemberState, NewMessage};
+use crate::writer::{AcceptReply, WriteJob};
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Stored messages fetched per page when draining to a session.
+const DRAIN_PAGE: u32 = 256;
+
+/// What happens after a frame is handled.
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+/// Serves one upgraded websocket until it closes.
+pub async fn serve(socket: WebSocket, broker: Arc<BrokerState>) {
+    let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let _tracked = broker.connections.enter();
+    metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    let (sink, stream) = socket.split();
+    let (tx, rx) = mpsc::channel::<Outbound>(MAX_QUEUED_FRAMES);
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let socket_task = tokio::spawn(write_loop(sink, rx, kill.clone()));
+    let mut conn = Connection {
+        conn_id,
+        nonce: random_bytes(),
+        broker: broker.clone(),
+        tx,
+        rate: TokenBucket::new(broker.config.rate_per_sec, broker.config.rate_burst),
+        invite: None,
+        session: None,
+        mesh: None,
+    };
+    let flow = conn.run(stream).await;
+    let (code, reason) = match flow {
+        Flow::Close(code, reason) => (code, reason),
+        Flow::Continue => (close::NORMAL, ""),
+    };
+    conn.finish(code, reason).await;
+    kill.notify_one();
+    let _ = socket_task.await;
+    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+}
+
+/// Writes queued frames to the socket, pings every 30 s, closes on request.
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    kill: Arc<tokio::sync::Notify>,
+) {
+    let mut ping = tokio::time::interval(Duration::from_millis(PING_INTERVAL_MS));
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            out = rx.recv() => match out {
+                Some(Outbound::Text(t)) => {
+                    if sink.send(Message::Text(t)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from_static(reason),
+                    }))).await;
+                    break;
+                }
+                None => break,
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            () = kill.notified() => {
+                // Drain what is already queued, then stop.
+                while let Ok(out) = rx.try_recv() {
+                    match out {
+                        Outbound::Text(t) => {
+                            if sink.send(Message::Text(t)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Outbound::Close(code, reason) => {
+                            let _ = sink.send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: Utf8Bytes::from_static(reason),
+                            }))).await;
+                            return;
+                        }
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+struct Connection {
+    conn_id: u64,
+    nonce: [u8; 32],
+    broker: Arc<BrokerState>,
+    tx: mpsc::Sender<Outbound>,
+    rate: TokenBucket,
+    /// The invite this connection proved it holds (`invite_fetch`).
+    invite: Option<(Hash32, PublicKey)>,
+    session: Option<Arc<SessionHandle>>,
+    mesh: Option<Arc<MeshHub>>,
+}
+
+impl Connection {
+    fn send(&self, frame: Utf8Bytes) {
+        match &self.session {
+            // Authenticated: the shared handle applies the slow-consumer rule.
+            Some(s) => {
+                s.push(frame);
+            }
+            None => {
+                let _ = self.tx.try_send(Outbound::Text(frame));
+            }
+        }
+    }
+
+    fn send_frame(&self, frame: &BrokerFrame) {
+        self.send(text(frame));
+    }
+
+    fn error(&self, req: Option<String>, code: ErrorCode, message: impl Into<String>) {
+        self.send(error_text(req, code, message));
+    }
+
+    async fn run(&mut self, mut stream: futures_util::stream::SplitStream<WebSocket>) -> Flow {
+        let mut shutdown = self.broker.shutdown.clone();
+        if *shutdown.borrow() {
+            return Flow::Close(close::GOING_AWAY, ErrorCode::ShuttingDown.as_str());
+        }
+        self.send_frame(&BrokerFrame::Challenge(Challenge {
+            nonce: ChallengeNonce(self.nonce),
+            broker_id: self.broker.config.broker_id.clone(),
+            time_ms: crate::now_ms(),
+            versions: SUPPORTED_VERSIONS.to_vec(),
+        }));
+        let hello_deadline = Instant::now() + Duration::from_millis(HELLO_TIMEOUT_MS);
+        let mut idle_deadline = Instant::now() + Duration::from_millis(IDLE_TIMEOUT_MS);
+        loop {
+            let deadline = if self.session.is_none() {
+                hello_deadline.min(idle_deadline)
+            } else {
+                idle_deadline
+            };
+            let kill = async {
+                match &self.session {
+                    Some(s) => s.kill_signal.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let msg = tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    return Flow::Close(close::GOING_AWAY, ErrorCode::ShuttingDown.as_str());
+                }
+                () = kill => {
+                    let (code, reason) = self
+                        .session
+                        .as_ref()
+                        .and_then(|s| s.kill_reason())
+                        .unwrap_or((close::NORMAL, ""));
+                    return Flow::Close(code, reason);
+                }
+                r = tokio::time::timeout_at(deadline.into(), stream.next()) => r,
+            };
+            let msg = match msg {
+                Err(_elapsed) if self.session.is_none() => {
+                    return Flow::Close(close::HANDSHAKE_TIMEOUT, "handshake_timeout");
+                }
+                Err(_elapsed) => return Flow::Close(close::NORMAL, "idle_timeout"),
+                Ok(None) => return Flow::Continue,
+                Ok(Some(Err(e))) => {
+                    // tungstenite refuses frames over its own (larger) limit.
+                    let s = e.to_string();
+                    if s.contains("too long") || s.contains("Space limit") {
+                        self.error(None, ErrorCode::FrameTooLarge, "frame too large");
+                        return Flow::Close(close::TOO_BIG, ErrorCode::FrameTooLarge.as_str());
+                    }
+                    return Flow::Continue;
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            idle_deadline = Instant::now() + Duration::from_millis(IDLE_TIMEOUT_MS);
+            if let Some(s) = &self.session {
+                s.touch(crate::now_ms());
+                if s.is_killed() {
+                    let (code, reason) = s.kill_reason().unwrap_or((close::NORMAL, ""));
+                    return Flow::Close(code, reason);
+                }
+            }
+            let text = match msg {
+                Message::Text(t) => t,
+                Message::Binary(_) => {
+                    self.error(None, ErrorCode::Malformed, "binary frames are not allowed");
+                    return Flow::Close(close::PROTOCOL_ERROR, "binary_frame");
+                }
+                Message::Close(_) => return Flow::Continue,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            if text.len() > MAX_FRAME_BYTES {
+                self.error(
+                    None,
+                    ErrorCode::FrameTooLarge,
+                    format!(
+                        "frame is {} bytes; the limit is {MAX_FRAME_BYTES}",
+                        text.len()
+                    ),
+                );
+                return Flow::Close(close::TOO_BIG, ErrorCode::FrameTooLarge.as_str());
+            }
+            if let Err(wait) = self.rate.take() {
+                metrics::counter!(m::RATE_LIMITED).increment(1);
+                self.send_frame(&BrokerFrame::Error(claudemesh_proto::frames::ErrorFrame {
+                    req: claudemesh_proto::codec::salvage_req(text.as_str()),
+                    code: ErrorCode::RateLimited,
+                    message: "too many frames; slow down".into(),
+                    retry_after_ms: Some(wait),
+                }));
+                continue;
+            }
+            let frame = match claudemesh_proto::decode_client_frame(text.as_str()) {
+                Ok(f) => f,
+                Err(e) => {
+                    let req = claudemesh_proto::codec::salvage_req(text.as_str());
+                    self.send_frame(&e.to_error_frame(req));
+                    if matches!(e, FrameError::TooLarge { .. }) {
+                        return Flow::Close(close::TOO_BIG, ErrorCode::FrameTooLarge.as_str());
+                    }
+                    continue;
+                }
+            };
+            let flow = if self.session.is_some() {
+                self.handle_authenticated(frame).await
+            } else {
+                self.handle_unauthenticated(frame).await
+            };
+            if let Flow::Close(code, reason) = flow {
+                return Flow::Close(code, reason);
+            }
+        }
+    }
+
+    /// Leaves the mesh's presence and closes the socket.
+    async fn finish(&mut self, code: u16, reason: &'static str) {
+        if let (Some(session), Some(mesh)) = (self.session.take(), self.mesh.take()) {
+            let last_alone = mesh.remove_session(&session);
+            let now = crate::now_ms();
+            let p = session.presence();
+            if last_alone && mesh.roster().is_member(&session.member) {
+                let state = MemberState {
+                    status: p.status,
+                    peer_type: p.peer_type,
+                    summary: p.summary.clone(),
+                    last_seen_ms: now,
+                };
+                mesh.set_member_state(session.member, state.clone());
+                mesh.broadcast_presence(
+                    claudemesh_proto::frames::PeerPresence {
+                        member: session.member,
+                        session: Some(session.session),
+                        cert: None,
+                        online: false,
+                        status: p.status,
+                        peer_type: p.peer_type,
+                        summary: p.summary,
+                        connected_at_ms: None,
+                        last_seen_ms: Some(now),
+                        live_push: false,
+                    },
+                    self.conn_id,
+                );
+                let store = self.broker.store.clone();
+                let (mesh_id, member) = (mesh.id, session.member);
+                tokio::spawn(async move {
+                    if let Err(e) = store.save_member_state(&mesh_id, &member, &state).await {
+                        tracing::warn!(error = %e, "could not save member state");
+                    }
+                });
+            }
+        }
+        if code == close::GOING_AWAY {
+            // Shutdown: everything this connection sent is committed (and its
+            // `accepted` queued) before the close goes out.
+            self.broker.flushed.clone().wait_for(|f| *f).await.ok();
+        }
+        let _ = self.tx.send(Outbound::Close(code, reason)).await;
+    }
+
+    async fn handle_unauthenticated(&mut self, frame: ClientFrame) -> Flow {
+        match frame {
+            ClientFrame::Hello(h) => self.hello(*h).await,
+            ClientFrame::InviteFetch(f) => {
+                self.invite_fetch(f).await;
+                Flow::Continue
+            }
+            ClientFrame::InviteJoin(f) => {
+                self.invite_join(f).await;
+                Flow::Continue
+            }
+            ClientFrame::MeshCreate(f) => {
+                self.mesh_create(f).await;
+                Flow::Continue
+            }
+            ClientFrame::Ping(r) => {
+                self.pong(r.req);
+                Flow::Continue
+            }
+            // A joiner that proved it holds an invite may read the whole log
+            // before it signs its admit (the admit must chain to the head).
+            ClientFrame::LogFetch(f) if self.invite.is_some() => {
+                let mesh_id = self.invite.map(|(m, _)| m).unwrap_or_default();
+                match self.broker.hub.mesh(&mesh_id).await {
+                    Ok(Some(mesh)) => self.send_frame(&log_entries(&mesh, f)),
+                    _ => self.error(
+                        f.req,
+                        ErrorCode::Internal,
+                        "the broker could not load the mesh",
+                    ),
+                }
+                Flow::Continue
+            }
+            other => {
+                self.error(
+                    other.req().map(str::to_owned),
+                    ErrorCode::NotAuthenticated,
+                    "send hello first",
+                );
+                Flow::Continue
+            }
+        }
+    }
+
+    fn pong(&self, req: Option<String>) {
+        self.send_frame(&BrokerFrame::Pong(Pong {
+            req,
+            time_ms: crate::now_ms(),
+        }));
+    }
+
+    async fn hello(&mut self, hello: Hello) -> Flow {
+        let refuse = |this: &Self, code: ErrorCode, message: String| {
+            metrics::counter!(m::HANDSHAKES, "result" => code.as_str()).increment(1);
+            this.error(None, code, message);
+            let close = code.close_code().unwrap_or(close::POLICY);
+            Flow::Close(close, code.as_str())
+        };
+        if !SUPPORTED_VERSIONS.contains(&hello.version) {
+            return refuse(
+                self,
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {} is not spoken here; this broker speaks {SUPPORTED_VERSIONS:?}",
+                    hello.version
+                ),
+            );
+        }
+        let mesh = match self.broker.hub.mesh(&hello.mesh_id).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                return refuse(
+                    self,
+                    ErrorCode::UnknownMesh,
+                    format!("this broker has no mesh {}", short_hash(&hello.mesh_id)),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading mesh failed");
+                self.error(
+                    None,
+                    ErrorCode::Internal,
+                    "the broker could not load the mesh",
+                );
+                return Flow::Continue;
+            }
+        };
+        let now_secs = crate::now_ms() / 1000;
+        if let Err(e) = hello.verify(&self.nonce, now_secs) {
+            let (code, msg) = match e {
+                HelloError::BadSignature => (
+                    ErrorCode::BadSignature,
+                    "hello signature does not verify for this connection's challenge".to_owned(),
+                ),
+                HelloError::Certificate(CertError::Expired { .. }) => {
+                    (ErrorCode::CertExpired, e.to_string())
+                }
+                HelloError::Certificate(_) => (ErrorCode::BadCertificate, e.to_string()),
+                HelloError::TooLarge(_) => (ErrorCode::Malformed, e.to_string()),
+            };
+            if code == ErrorCode::BadSignature {
+                metrics::counter!(m::HANDSHAKES, "result" => code.as_str()).increment(1);
+                self.error(None, code, msg);
+                return Flow::Close(close::POLICY, code.as_str());
+            }
+            return refuse(self, code, msg);
+        }
+        let member = hello.cert.member;
+        let roster = mesh.roster();
+        if !roster.is_member(&member) {
+            let (code, msg) = match roster.departed().get(&member).map(|d| d.how) {
+                Some(RemoveKind::Ban) => (ErrorCode::Banned, "this member is banned"),
+                Some(RemoveKind::Kick | RemoveKind::Leave) if roster.banned().contains(&member) => {
+                    (ErrorCode::Banned, "this member is banned")
+                }
+                Some(RemoveKind::Kick | RemoveKind::Leave) => (
+                    ErrorCode::Removed,
+                    "this member was removed from the mesh; rejoin with a new invite",
+                ),
+                None => (
+                    ErrorCode::NotAMember,
+                    "this key is not a member of the mesh; join with an invite",
+                ),
+            };
+            return refuse(self, code, msg.to_owned());
+        }
+        metrics::counter!(m::HANDSHAKES, "result" => "ok").increment(1);
+        let now = crate::now_ms();
+        let presence = SessionPresence {
+            status: hello.presence.status,
+            peer_type: hello.presence.peer_type,
+            summary: hello.presence.summary.clone(),
+        };
+        let handle = Arc::new(SessionHandle::new(
+            self.conn_id,
+            mesh.id,
+            hello.cert.clone(),
+            self.tx.clone(),
+            presence,
+            now,
+        ));
+        mesh.add_session(handle.clone());
+        self.session = Some(handle.clone());
+        self.mesh = Some(mesh.clone());
+        let limits = Limits {
+            rate_per_sec: self.broker.config.rate_per_sec,
+            rate_burst: self.broker.config.rate_burst,
+            ..Limits::default()
+        };
+        self.send_frame(&BrokerFrame::Welcome(Welcome {
+            member,
+            session: hello.cert.session,
+            log_head: roster.head(),
+            log_len: roster.len(),
+            limits,
+            time_ms: now,
+        }));
+        mesh.broadcast_presence(handle.as_peer(), self.conn_id);
+        if let Err(e) = self
+            .broker
+            .store
+            .record_session(&mesh.id, &hello.cert.session, &member, now)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record session");
+        }
+        // The first drain runs before this connection's next frame is read,
+        // so anything the client asks after `welcome` is answered after every
+        // queued message: a `ping` marks the end of the backlog.
+        drain(&self.broker, &mesh, &handle).await;
+        Flow::Continue
+    }
+
+    async fn mesh_create(&mut self, f: claudemesh_proto::frames::MeshCreate) {
+        if !self.broker.config.allow_mesh_create {
+            self.error(
+                f.req,
+                ErrorCode::Forbidden,
+                "this broker does not allow creating meshes",
+            );
+            return;
+        }
+        let roster = match Roster::from_genesis(&f.genesis) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(f.req, ErrorCode::LogInvalid, e.to_string());
+                return;
+            }
+        };
+        let mesh_id = roster.mesh_id();
+        match self
+            .broker
+            .store
+            .create_mesh(&f.genesis, mesh_id, crate::now_ms())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "creating mesh failed");
+                self.error(
+                    f.req,
+                    ErrorCode::Internal,
+                    "the broker could not store the mesh",
+                );
+                return;
+            }
+        }
+        match self.broker.hub.mesh(&mesh_id).await {
+            Ok(Some(m)) => {
+                let r = m.roster();
+                self.send_frame(&BrokerFrame::LogAppended(LogAppended {
+                    req: f.req,
+                    head: r.head(),
+                    len: r.len(),
+                }));
+            }
+            _ => self.error(
+                f.req,
+                ErrorCode::Internal,
+                "the broker could not load the mesh",
+            ),
+        }
+    }
+
+    async fn invite_fetch(&mut self, f: claudemesh_proto::frames::InviteFetch) {
+        if verify_invite_proof(&f.invite_key, &self.nonce, &f.proof).is_err() {
+            self.error(
+                f.req,
+                ErrorCode::BadSignature,
+                "invite proof does not verify for this connection's challenge",
+            );
+            return;
+        }
+        let found = match self.broker.store.invite_bundle(&f.invite_key).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "invite lookup failed");
+                self.error(
+                    f.req,
+                    ErrorCode::Internal,
+                    "the broker could not look up the invite",
+                );
+                return;
+            }
+        };
+        let Some((mesh_id, bundle)) = found else {
+            self.error(
+                f.req,
+                ErrorCode::InviteNotFound,
+                "no such invite on this broker",
+            );
+            return;
+        };
+        let mesh = match self.broker.hub.mesh(&mesh_id).await {
+            Ok(Some(m)) => m,
+            _ => {
+                self.error(
+                    f.req,
+                    ErrorCode::Internal,
+                    "the broker could not load the mesh",
+                );
+                return;
+            }
+        };
+        let (log, log_len, state) = mesh.read_log(|l| {
+            (
+                l.entries
+                    .iter()
+                    .take(MAX_LOG_ENTRIES_PER_FRAME)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                l.roster.len(),
+                l.roster.invites().get(&f.invite_key).cloned(),
+            )
+        });
+        let Some(state) = state else {
+            self.error(
+                f.req,
+                ErrorCode::InviteNotFound,
+                "no such invite on this broker",
+            );
+            return;
+        };
+        if let Err((code, msg)) = invite_usable(&state, crate::now_ms() / 1000) {
+            self.error(f.req, code, msg);
+            return;
+        }
+        self.invite = Some((mesh_id, f.invite_key));
+        self.send_frame(&BrokerFrame::InviteBundle(InviteBundle {
+            req: f.req,
+            mesh_id,
+            bundle,
+            log,
+            log_len,
+        }));
+    }
+
+    async fn invite_join(&mut self, f: claudemesh_proto::frames::InviteJoin) {
+        let Some((mesh_id, invite_key)) = self.invite else {
+            self.error(
+                f.req,
+                ErrorCode::Forbidden,
+                "fetch the invite (invite_fetch) on this connection first",
+            );
+            return;
+        };
+        let EntryBody::Admit {
+            invite_key: used, ..
+        } = &f.entry.body
+        else {
+            self.error(
+                f.req,
+                ErrorCode::Malformed,
+                "invite_join carries an admit entry",
+            );
+            return;
+        };
+        if *used != invite_key {
+            self.error(
+                f.req,
+                ErrorCode::Forbidden,
+                "the admit names another invite than the one fetched",
+            );
+            return;
+        }
+        let mesh = match self.broker.hub.mesh(&mesh_id).await {
+            Ok(Some(m)) => m,
+            _ => {
+                self.error(
+                    f.req,
+                    ErrorCode::Internal,
+                    "the broker could not load the mesh",
+                );
+                return;
+            }
+        };
+        // The log checks the admit's own date; the broker also holds the
+        // invite to its expiry by its own clock, which the joiner cannot set.
+        if let Some(state) = mesh.roster().invites().get(&invite_key).cloned()
+            && let Err((code, msg)) = invite_usable(&state, crate::now_ms() / 1000)
+        {
+            self.error(f.req, code, msg);
+            return;
+        }
+        let extras = AppendExtras {
+            new_invite: None,
+            used_invite: Some(invite_key),
+        };
+        match mesh
+            .append(self.broker.store.as_ref(), vec![f.entry], extras)
+            .await
+        {
+            Ok((head, len)) => self.send_frame(&BrokerFrame::Joined(Joined {
+                req: f.req,
+                head,
+                len,
+            })),
+            Err(e) => self.append_error(f.req, e),
+        }
+    }
+
+    fn append_error(&self, req: Option<String>, e: AppendError) {
+        if let AppendError::Store(s) = &e {
+            tracing::error!(error = %s, "log append failed");
+        }
+        self.error(req, e.code(), e.to_string());
+    }
+
+    async fn handle_authenticated(&mut self, frame: ClientFrame) -> Flow {
+        let (Some(session), Some(mesh)) = (self.session.clone(), self.mesh.clone()) else {
+            return Flow::Continue;
+        };
+        match frame {
+            ClientFrame::Hello(_) => {
+                self.error(
+                    None,
+                    ErrorCode::AlreadyAuthenticated,
+                    "already authenticated",
+                );
+            }
+            ClientFrame::Send(f) => self.send_message(&session, &mesh, f).await,
+            ClientFrame::Ack(a) => self.ack(&session, &mesh, a).await,
+            ClientFrame::PresenceSet(p) => self.presence_set(&session, &mesh, p),
+            ClientFrame::PeerList(r) => self.send_frame(&BrokerFrame::Peers(Peers {
+                req: r.req,
+                peers: mesh.peers(),
+            })),
+            ClientFrame::LogFetch(f) => self.send_frame(&log_entries(&mesh, f)),
+            ClientFrame::LogAppend(f) => {
+                match mesh
+                    .append(
+                        self.broker.store.as_ref(),
+                        f.entries,
+                        AppendExtras::default(),
+                    )
+                    .await
+                {
+                    Ok((head, len)) => self.send_frame(&BrokerFrame::LogAppended(LogAppended {
+                        req: f.req,
+                        head,
+                        len,
+                    })),
+                    Err(e) => self.append_error(f.req, e),
+                }
+            }
+            ClientFrame::InviteCreate(f) => {
+                let EntryBody::Invite { invite_key, .. } = &f.entry.body else {
+                    self.error(
+                        f.req,
+                        ErrorCode::Malformed,
+                        "invite_create carries an invite entry",
+                    );
+                    return Flow::Continue;
+                };
+                if f.bundle.len() > MAX_BUNDLE_BYTES {
+                    self.error(f.req, ErrorCode::Malformed, "welcome bundle is too large");
+                    return Flow::Continue;
+                }
+                let extras = AppendExtras {
+                    new_invite: Some((*invite_key, f.bundle)),
+                    used_invite: None,
+                };
+                match mesh
+                    .append(self.broker.store.as_ref(), vec![f.entry], extras)
+                    .await
+                {
+                    Ok((head, len)) => self.send_frame(&BrokerFrame::LogAppended(LogAppended {
+                        req: f.req,
+                        head,
+                        len,
+                    })),
+                    Err(e) => self.append_error(f.req, e),
+                }
+            }
+            ClientFrame::InviteFetch(f) => {
+                self.error(
+                    f.req,
+                    ErrorCode::AlreadyAuthenticated,
+                    "already a member here",
+                );
+            }
+            ClientFrame::InviteJoin(f) => {
+                self.error(
+                    f.req,
+                    ErrorCode::AlreadyAuthenticated,
+                    "already a member here",
+                );
+            }
+            ClientFrame::MeshCreate(f) => self.mesh_create(f).await,
+            ClientFrame::MessageStatus(q) => {
+                match self
+                    .broker
+                    .store
+                    .message_status(&mesh.id, &session.member, &q.id)
+                    .await
+                {
+                    Ok(Some(st)) => {
+                        self.send_frame(&BrokerFrame::MessageStatusResult(MessageStatusResult {
+                            req: q.req,
+                            id: q.id,
+                            seq: st.seq,
+                            recipients: st
+                                .recipients
+                                .into_iter()
+                                .map(|(recipient, state)| RecipientStatus { recipient, state })
+                                .collect(),
+                        }))
+                    }
+                    Ok(None) => self.error(
+                        q.req,
+                        ErrorCode::NotFound,
+                        format!("no message {} sent by this member", q.id),
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "message status failed");
+                        self.error(
+                            q.req,
+                            ErrorCode::Internal,
+                            "the broker could not look it up",
+                        );
+                    }
+                }
+            }
+            ClientFrame::Ping(r) => self.pong(r.req),
+        }
+        Flow::Continue
+    }
+
+    async fn send_message(
+        &self,
+        session: &Arc<SessionHandle>,
+        mesh: &Arc<MeshHub>,
+        f: claudemesh_proto::frames::Send,
+    ) {
+        let env = f.envelope;
+        let req = f.req;
+        if env.mesh != mesh.id {
+            self.error(
+                req,
+                ErrorCode::Forbidden,
+                "the envelope is for another mesh",
+            );
+            return;
+        }
+        if env.sender.session != session.session || env.sender.member != session.member {
+            self.error(
+                req,
+                ErrorCode::Forbidden,
+                "the envelope's sender is not this connection's session",
+            );
+            return;
+        }
+        if env.v != claudemesh_crypto::envelope::ENVELOPE_VERSION {
+            self.error(
+                req,
+                ErrorCode::Malformed,
+                format!("envelope version {} is not supported", env.v),
+            );
+            return;
+        }
+        let max_ct = claudemesh_proto::limits::MAX_BODY_BYTES + claudemesh_crypto::boxes::MAC_BYTES;
+        if env.ciphertext.len() > max_ct {
+            self.error(
+                req,
+                ErrorCode::BodyTooLarge,
+                format!(
+                    "the body is larger than {} bytes",
+                    claudemesh_proto::limits::MAX_BODY_BYTES
+                ),
+            );
+            return;
+        }
+        let recipients = match &env.target {
+            Target::Member(k) => {
+                if !mesh.roster().is_member(k) {
+                    self.error(
+                        req,
+                        ErrorCode::UnknownRecipient,
+                        format!("{} is not a member of this mesh", short_key(k)),
+                    );
+                    return;
+                }
+                vec![*k]
+            }
+            Target::Session(s) => {
+                let member = match mesh.session(s) {
+                    Some(h) => Some(h.member),
+                    None => match self.broker.store.session_member(&mesh.id, s).await {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::error!(error = %e, "session lookup failed");
+                            self.error(req, ErrorCode::Internal, "the broker could not route it");
+                            return;
+                        }
+                    },
+                };
+                match member {
+                    Some(m) if mesh.roster().is_member(&m) => vec![*s],
+                    _ => {
+                        self.error(
+                            req,
+                            ErrorCode::UnknownRecipient,
+                            format!("no session {} of a current member", short_key(s)),
+                        );
+                        return;
+                    }
+                }
+            }
+            Target::Group(_) | Target::Topic(_) | Target::Broadcast => {
+                self.error(
+                    req,
+                    ErrorCode::UnknownRecipient,
+                    "groups, topics and broadcasts are not served by this broker version",
+                );
+                return;
+            }
+        };
+        let now = crate::now_ms();
+        let retention = u64::try_from(self.broker.config.retention.as_millis()).unwrap_or(u64::MAX);
+        let msg = NewMessage {
+            mesh: mesh.id,
+            sender_member: session.member,
+            id: env.id,
+            target: env.target.to_string(),
+            priority: env.priority,
+            envelope_json: serde_json::to_string(&*env).unwrap_or_default(),
+            recipients,
+            created_at_ms: now,
+            expires_at_ms: now.saturating_add(retention),
+        };
+        let reply = AcceptReply {
+            session: session.clone(),
+            req,
+        };
+        if !self
+            .broker
+            .writer
+            .submit(WriteJob::Message(Box::new(msg), Some(reply)))
+            .await
+        {
+            self.error(None, ErrorCode::ShuttingDown, "the broker is stopping");
+        }
+    }
+
+    async fn ack(&self, session: &Arc<SessionHandle>, mesh: &Arc<MeshHub>, a: Ack) {
+        if a.seqs.len() > MAX_IDS_PER_ACK {
+            self.error(
+                None,
+                ErrorCode::Malformed,
+                format!("at most {MAX_IDS_PER_ACK} seqs per ack"),
+            );
+            return;
+        }
+        if a.seqs.is_empty() {
+            return;
+        }
+        let op = AckOp {
+            mesh: mesh.id,
+            member: session.member,
+            session: session.session,
+            seqs: a.seqs,
+            state: if a.read {
+                DeliveryState::Read
+            } else {
+                DeliveryState::Delivered
+            },
+            at_ms: crate::now_ms(),
+        };
+        self.broker.writer.submit(WriteJob::Ack(op)).await;
+    }
+
+    fn presence_set(&self, session: &Arc<SessionHandle>, mesh: &Arc<MeshHub>, p: PresenceSet) {
+        if p.summary
+            .as_ref()
+            .is_some_and(|s| s.ciphertext.len() > MAX_SUMMARY_CIPHERTEXT_BYTES)
+        {
+            self.error(p.req, ErrorCode::Malformed, "summary is too large");
+            return;
+        }
+        let before = session.presence().status;
+        let now_p = session.update_presence(p.status, p.peer_type, p.summary);
+        let state = MemberState {
+            status: now_p.status,
+            peer_type: now_p.peer_type,
+            summary: now_p.summary.clone(),
+            last_seen_ms: crate::now_ms(),
+        };
+        mesh.set_member_state(session.member, state.clone());
+        mesh.broadcast_presence(session.as_peer(), self.conn_id);
+        let store = self.broker.store.clone();
+        let (mesh_id, member) = (mesh.id, session.member);
+        let became_idle = before != claudemesh_proto::frames::Status::Idle
+            && now_p.status == claudemesh_proto::frames::Status::Idle;
+        let (broker, mesh, session) = (self.broker.clone(), mesh.clone(), session.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.save_member_state(&mesh_id, &member, &state).await {
+                tracing::warn!(error = %e, "could not save member state");
+            }
+            if became_idle {
+                // Messages held while busy go out now.
+                drain(&broker, &mesh, &session).await;
+            }
+        });
+    }
+}
+
+/// Answers a `log_fetch` from the mesh's verified log in memory.
+fn log_entries(mesh: &MeshHub, f: claudemesh_proto::frames::LogFetch) -> BrokerFrame {
+    let limit = f
+        .limit
+        .map(|l| l as usize)
+        .unwrap_or(MAX_LOG_ENTRIES_PER_FRAME)
+        .clamp(1, MAX_LOG_ENTRIES_PER_FRAME);
+    BrokerFrame::LogEntries(mesh.read_log(|l| {
+        let from = usize::try_from(f.from_seq)
+            .unwrap_or(usize::MAX)
+            .min(l.entries.len());
+        let entries: Vec<LogEntry> = l.entries[from..].iter().take(limit).cloned().collect();
+        let more = from + entries.len() < l.entries.len();
+        LogEntries {
+            req: f.req,
+            entries,
+            head: l.roster.head(),
+            len: l.roster.len(),
+            more,
+        }
+    }))
+}
+
+/// Whether an invite can still admit someone at `now_secs` (broker clock).
+fn invite_usable(
+    state: &claudemesh_crypto::log::InviteState,
+    now_secs: u64,
+) -> Result<(), (ErrorCode, String)> {
+    if state.revoked_at.is_some() {
+        return Err((ErrorCode::InviteRevoked, "this invite was revoked".into()));
+    }
+    if now_secs > state.expires_at {
+        return Err((ErrorCode::InviteExpired, "this invite has expired".into()));
+    }
+    if state.uses >= state.max_uses {
+        return Err((
+            ErrorCode::InviteExhausted,
+            format!(
+                "this invite allowed {} use(s); all were taken",
+                state.max_uses
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends a session every stored message waiting for it (its member's and its
+/// own), oldest first, with backpressure. While it runs, live pushes to the
+/// session are skipped; the final re-check after turning that off catches
+/// anything committed in between, so nothing is missed and order holds.
+pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle) {
+    let _one_at_a_time = session.drain_lock.lock().await;
+    session.set_draining(true);
+    let recipients = [session.member, session.session];
+    let mut after = 0;
+    let mut rechecked = false;
+    loop {
+        if session.is_killed() {
+            break;
+        }
+        // A drain is a pull (a new connection, or a session turning idle):
+        // it hands over every priority. Only live pushes respect `working`.
+        let page = match broker
+            .store
+            .pending(&mesh.id, &recipients, after, Priority::Low, DRAIN_PAGE)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reading queued messages failed");
+                break;
+            }
+        };
+        if page.is_empty() {
+            if rechecked {
+                break;
+            }
+            session.set_draining(false);
+            rechecked = true;
+            continue;
+        }
+        if rechecked {
+            session.set_draining(true);
+            rechecked = false;
+        }
+        for p in page {
+            after = after.max(p.seq);
+            if !session
+                .push_wait(deliver_text(p.seq, &p.envelope_json, p.queued_at_ms))
+                .await
+            {
+                session.set_draining(false);
+                return;
+            }
+            metrics::counter!(m::PUSHED).increment(1);
+        }
+    }
+    session.set_draining(false);
+}
+
+fn short_key(k: &PublicKey) -> String {
+    k.to_hex()[..8].to_owned()
+}
+
+fn short_hash(h: &Hash32) -> String {
+    h.to_hex()[..8].to_owned()
+}

@@ -1,0 +1,680 @@
+//! The in-memory side of each mesh: its verified membership log (loaded
+//! from the store once, then grown only by verified appends), the sessions
+//! connected to this broker, and their presence. It delivers frames to
+//! connected sessions through their bounded queues and is where a slow
+//! consumer is cut off.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use claudemesh_crypto::cert::SessionCert;
+use claudemesh_crypto::envelope::Priority;
+use claudemesh_crypto::log::PeerType;
+use claudemesh_crypto::log::{EntryBody, LogEntry, LogFault, RemoveKind, Roster, verify_log};
+use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_proto::frames::{EncryptedBlob, LogUpdate, PeerPresence, PresenceUpdate, Status};
+use claudemesh_proto::{BrokerFrame, ErrorCode, close, encode_broker_frame};
+use tokio::sync::{Notify, mpsc};
+
+use crate::store::{AppendExtras, AppendOutcome, MemberState, Store, StoreError};
+
+/// What a connection's socket task sends.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// One text frame.
+    Text(Utf8Bytes),
+    /// Close the websocket with this code and reason, after what is queued.
+    Close(u16, &'static str),
+}
+
+/// A session's current presence on this broker.
+#[derive(Debug, Clone)]
+pub struct SessionPresence {
+    /// Status.
+    pub status: Status,
+    /// Peer type.
+    pub peer_type: Option<PeerType>,
+    /// Encrypted summary.
+    pub summary: Option<EncryptedBlob>,
+}
+
+/// One authenticated connection, as the rest of the broker sees it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// Unique per connection (a session key may reconnect).
+    pub conn_id: u64,
+    /// The mesh.
+    pub mesh: Hash32,
+    /// The member key (verified by the certificate and the log).
+    pub member: PublicKey,
+    /// The session key.
+    pub session: PublicKey,
+    /// The certificate it presented (peers check it themselves).
+    pub cert: SessionCert,
+    /// When it said hello, unix ms.
+    pub connected_at_ms: u64,
+    out: mpsc::Sender<Outbound>,
+    presence: Mutex<SessionPresence>,
+    last_seen_ms: AtomicU64,
+    draining: AtomicBool,
+    /// Set when the connection must end (slow consumer, removal, replacement).
+    killed: AtomicBool,
+    /// Wakes the socket task when `killed` is set.
+    pub kill_signal: Notify,
+    kill_reason: Mutex<Option<(u16, &'static str)>>,
+    /// Serializes drains of stored messages to this session.
+    pub drain_lock: tokio::sync::Mutex<()>,
+}
+
+impl SessionHandle {
+    /// A handle for a freshly authenticated connection.
+    pub fn new(
+        conn_id: u64,
+        mesh: Hash32,
+        cert: SessionCert,
+        out: mpsc::Sender<Outbound>,
+        presence: SessionPresence,
+        now_ms: u64,
+    ) -> Self {
+        SessionHandle {
+            conn_id,
+            mesh,
+            member: cert.member,
+            session: cert.session,
+            cert,
+            connected_at_ms: now_ms,
+            out,
+            presence: Mutex::new(presence),
+            last_seen_ms: AtomicU64::new(now_ms),
+            draining: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            kill_signal: Notify::new(),
+            kill_reason: Mutex::new(None),
+            drain_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Queues a frame without waiting. A full queue means the peer reads too
+    /// slowly: the connection is closed with 4003 (its messages stay stored
+    /// and are delivered when it comes back). Returns whether it was queued.
+    pub fn push(&self, frame: Utf8Bytes) -> bool {
+        if self.is_killed() {
+            return false;
+        }
+        match self.out.try_send(Outbound::Text(frame)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
+                tracing::warn!(
+                    conn = self.conn_id,
+                    "slow consumer: outbound queue full, closing"
+                );
+                self.kill(close::SLOW_CONSUMER, ErrorCode::SlowConsumer.as_str());
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a frame, waiting for room (drains of stored messages use this:
+    /// backpressure instead of a disconnect).
+    pub async fn push_wait(&self, frame: Utf8Bytes) -> bool {
+        if self.is_killed() {
+            return false;
+        }
+        self.out.send(Outbound::Text(frame)).await.is_ok()
+    }
+
+    /// Ends the connection with `code` after the frames already queued.
+    pub fn kill(&self, code: u16, reason: &'static str) {
+        if self.killed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut r) = self.kill_reason.lock() {
+            *r = Some((code, reason));
+        }
+        self.kill_signal.notify_one();
+    }
+
+    /// Whether [`SessionHandle::kill`] was called.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// The close code and reason given to [`SessionHandle::kill`].
+    pub fn kill_reason(&self) -> Option<(u16, &'static str)> {
+        self.kill_reason.lock().ok().and_then(|r| *r)
+    }
+
+    /// The session's presence now.
+    pub fn presence(&self) -> SessionPresence {
+        match self.presence.lock() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Changes presence; returns the new value.
+    pub fn update_presence(
+        &self,
+        status: Option<Status>,
+        peer_type: Option<PeerType>,
+        summary: Option<EncryptedBlob>,
+    ) -> SessionPresence {
+        let mut p = match self.presence.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(s) = status {
+            p.status = s;
+        }
+        if peer_type.is_some() {
+            p.peer_type = peer_type;
+        }
+        if summary.is_some() {
+            p.summary = summary;
+        }
+        p.clone()
+    }
+
+    /// Marks activity (any frame read).
+    pub fn touch(&self, now_ms: u64) {
+        self.last_seen_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// While true, live pushes skip this session: a drain is sending its
+    /// stored messages in order and will pick up anything committed meanwhile.
+    pub fn set_draining(&self, on: bool) {
+        self.draining.store(on, Ordering::SeqCst);
+    }
+
+    /// The highest priority (most restrictive) this session takes live:
+    /// idle peers take everything, busy ones (`working`, `dnd`) only `now`.
+    pub fn max_priority(&self) -> Priority {
+        match self.presence().status {
+            Status::Idle => Priority::Low,
+            Status::Working | Status::Dnd => Priority::Now,
+        }
+    }
+
+    /// Whether a message of `priority` is pushed to this session right now.
+    fn takes_live(&self, priority: Priority) -> bool {
+        !self.draining.load(Ordering::SeqCst)
+            && (priority == Priority::Now || self.max_priority() != Priority::Now)
+    }
+
+    /// This session as a `peers`/`presence` entry.
+    pub fn as_peer(&self) -> PeerPresence {
+        let p = self.presence();
+        PeerPresence {
+            member: self.member,
+            session: Some(self.session),
+            cert: Some(self.cert.clone()),
+            online: true,
+            status: p.status,
+            peer_type: p.peer_type,
+            summary: p.summary,
+            connected_at_ms: Some(self.connected_at_ms),
+            last_seen_ms: Some(self.last_seen_ms.load(Ordering::Relaxed)),
+            live_push: !self.is_killed(),
+        }
+    }
+}
+
+/// The verified membership log of a mesh.
+#[derive(Debug, Clone)]
+pub struct MeshLog {
+    /// Every entry, in order.
+    pub entries: Vec<LogEntry>,
+    /// What they verify to.
+    pub roster: Roster,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    by_session: HashMap<PublicKey, Arc<SessionHandle>>,
+    by_member: HashMap<PublicKey, Vec<Arc<SessionHandle>>>,
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The log moved on (or the first entry is not at its end).
+    #[error("the log is at {len} entries (head {head}); fetch, verify and retry")]
+    Conflict {
+        /// Current length.
+        len: u64,
+        /// Current head.
+        head: Hash32,
+    },
+    /// An entry does not verify.
+    #[error("{0}")]
+    Invalid(claudemesh_crypto::log::LogError),
+    /// The request carried no entries or too many.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppendError {
+    /// The error code a client gets.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppendError::Conflict { .. } => ErrorCode::LogConflict,
+            AppendError::Invalid(e) => match e.fault {
+                LogFault::InviteExhausted { .. } => ErrorCode::InviteExhausted,
+                LogFault::InviteRevoked { .. } => ErrorCode::InviteRevoked,
+                LogFault::InviteExpired(_) => ErrorCode::InviteExpired,
+                LogFault::UnknownInvite(_) => ErrorCode::InviteNotFound,
+                _ => ErrorCode::LogInvalid,
+            },
+            AppendError::Malformed(_) => ErrorCode::Malformed,
+            AppendError::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// One mesh as this broker holds it.
+#[derive(Debug)]
+pub struct MeshHub {
+    /// The mesh id.
+    pub id: Hash32,
+    log: RwLock<MeshLog>,
+    append_lock: tokio::sync::Mutex<()>,
+    sessions: RwLock<Sessions>,
+    member_states: Mutex<HashMap<PublicKey, MemberState>>,
+}
+
+impl MeshHub {
+    /// A copy of the current roster.
+    pub fn roster(&self) -> Roster {
+        self.read_log(|l| l.roster.clone())
+    }
+
+    /// Reads the log under its lock.
+    pub fn read_log<T>(&self, f: impl FnOnce(&MeshLog) -> T) -> T {
+        match self.log.read() {
+            Ok(l) => f(&l),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    /// Appends verified entries (all or none), persisting them first. The
+    /// first entry must be at the log's current end. After the append every
+    /// connected session hears `log_update`, and sessions of removed members
+    /// are closed.
+    pub async fn append(
+        &self,
+        store: &dyn Store,
+        entries: Vec<LogEntry>,
+        extras: AppendExtras,
+    ) -> Result<(Hash32, u64), AppendError> {
+        if entries.is_empty() {
+            return Err(AppendError::Malformed("no entries to append"));
+        }
+        if entries.len() > claudemesh_proto::limits::MAX_LOG_ENTRIES_PER_FRAME {
+            return Err(AppendError::Malformed("too many entries in one append"));
+        }
+        let _serial = self.append_lock.lock().await;
+        let mut roster = self.roster();
+        let len = roster.len();
+        if entries[0].seq != len || entries[0].prev != roster.head() {
+            return Err(AppendError::Conflict {
+                len,
+                head: roster.head(),
+            });
+        }
+        let mut hashed = Vec::with_capacity(entries.len());
+        for e in &entries {
+            roster.apply(e).map_err(AppendError::Invalid)?;
+            hashed.push((e.clone(), e.hash()));
+        }
+        match store.append_log(&self.id, len, &hashed, &extras).await? {
+            AppendOutcome::Conflict => {
+                // Another replica wrote first: reload what the store has.
+                if let Some(fresh) = store.load_log(&self.id).await? {
+                    let verified = verify_log(&fresh)
+                        .map_err(|e| StoreError::Corrupt(format!("stored membership log: {e}")))?;
+                    let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+                    *log = MeshLog {
+                        entries: fresh,
+                        roster: verified,
+                    };
+                }
+                let roster = self.roster();
+                return Err(AppendError::Conflict {
+                    len: roster.len(),
+                    head: roster.head(),
+                });
+            }
+            AppendOutcome::Appended => {}
+        }
+        let head = roster.head();
+        let new_len = roster.len();
+        {
+            let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+            log.entries.extend(entries.iter().cloned());
+            log.roster = roster;
+        }
+        self.after_append(&entries, head, new_len);
+        Ok((head, new_len))
+    }
+
+    fn after_append(&self, entries: &[LogEntry], head: Hash32, len: u64) {
+        for e in entries {
+            if let EntryBody::Remove { member, how } = &e.body {
+                let (code, reason) = match how {
+                    RemoveKind::Ban => (close::BANNED, ErrorCode::Banned.as_str()),
+                    RemoveKind::Kick | RemoveKind::Leave => {
+                        (close::KICKED, ErrorCode::Removed.as_str())
+                    }
+                };
+                for s in self.member_sessions(member) {
+                    s.kill(code, reason);
+                }
+            }
+        }
+        let frame = text(&BrokerFrame::LogUpdate(LogUpdate { head, len }));
+        for s in self.all_sessions() {
+            s.push(frame.clone());
+        }
+    }
+
+    /// Registers an authenticated session. A second connection with the same
+    /// session key replaces the first (closed with 1000).
+    pub fn add_session(&self, handle: Arc<SessionHandle>) {
+        let old = {
+            let mut s = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+            let old = s.by_session.insert(handle.session, handle.clone());
+            let list = s.by_member.entry(handle.member).or_default();
+            if let Some(old) = &old {
+                list.retain(|h| h.conn_id != old.conn_id);
+            }
+            list.push(handle.clone());
+            old
+        };
+        if let Some(old) = old {
+            old.kill(close::NORMAL, "session_replaced");
+        }
+    }
+
+    /// Removes a session (if this connection is still the registered one).
+    /// Returns whether the member has no session left here.
+    pub fn remove_session(&self, handle: &SessionHandle) -> bool {
+        let mut s = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if s.by_session
+            .get(&handle.session)
+            .is_some_and(|h| h.conn_id == handle.conn_id)
+        {
+            s.by_session.remove(&handle.session);
+        }
+        let now_empty = match s.by_member.get_mut(&handle.member) {
+            Some(list) => {
+                list.retain(|h| h.conn_id != handle.conn_id);
+                list.is_empty()
+            }
+            None => true,
+        };
+        if now_empty {
+            s.by_member.remove(&handle.member);
+        }
+        now_empty
+    }
+
+    /// Connected sessions of one member.
+    pub fn member_sessions(&self, member: &PublicKey) -> Vec<Arc<SessionHandle>> {
+        let s = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        s.by_member.get(member).cloned().unwrap_or_default()
+    }
+
+    /// A connected session by key.
+    pub fn session(&self, session: &PublicKey) -> Option<Arc<SessionHandle>> {
+        let s = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        s.by_session.get(session).cloned()
+    }
+
+    /// Every connected session.
+    pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
+        let s = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        s.by_session.values().cloned().collect()
+    }
+
+    /// Pushes a stored message to the connected sessions of its recipients
+    /// (a member key reaches all of that member's sessions, a session key
+    /// that one). Busy sessions keep non-urgent messages for later; sessions
+    /// in the middle of a drain get it from the drain. Returns how many
+    /// sessions it was queued to.
+    pub fn deliver_live(
+        &self,
+        recipients: &[PublicKey],
+        priority: Priority,
+        frame: &Utf8Bytes,
+    ) -> usize {
+        let s = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        let mut pushed = 0;
+        for r in recipients {
+            let targets = s
+                .by_member
+                .get(r)
+                .map(|v| v.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .chain(s.by_session.get(r));
+            for t in targets {
+                if t.takes_live(priority) && t.push(frame.clone()) {
+                    pushed += 1;
+                }
+            }
+        }
+        pushed
+    }
+
+    /// Tells every other session of the mesh about a presence change.
+    pub fn broadcast_presence(&self, peer: PeerPresence, except_conn: u64) {
+        let frame = text(&BrokerFrame::Presence(PresenceUpdate { peer }));
+        for s in self.all_sessions() {
+            if s.conn_id != except_conn {
+                s.push(frame.clone());
+            }
+        }
+    }
+
+    /// A member's last known presence.
+    pub fn member_state(&self, member: &PublicKey) -> Option<MemberState> {
+        self.member_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(member)
+            .cloned()
+    }
+
+    /// Records a member's last presence in memory (the caller persists it).
+    pub fn set_member_state(&self, member: PublicKey, state: MemberState) {
+        self.member_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(member, state);
+    }
+
+    /// Every peer: one entry per connected session, plus one offline entry
+    /// for each current member with no session here.
+    pub fn peers(&self) -> Vec<PeerPresence> {
+        let roster = self.roster();
+        let sessions = self.all_sessions();
+        let mut out: Vec<PeerPresence> = sessions
+            .iter()
+            .filter(|s| roster.is_member(&s.member))
+            .map(|s| s.as_peer())
+            .collect();
+        for member in roster.members().keys() {
+            if sessions.iter().any(|s| &s.member == member) {
+                continue;
+            }
+            let state = self.member_state(member);
+            out.push(PeerPresence {
+                member: *member,
+                session: None,
+                cert: None,
+                online: false,
+                status: state.as_ref().map(|s| s.status).unwrap_or_default(),
+                peer_type: state.as_ref().and_then(|s| s.peer_type),
+                summary: state.as_ref().and_then(|s| s.summary.clone()),
+                connected_at_ms: None,
+                last_seen_ms: state.as_ref().map(|s| s.last_seen_ms),
+                live_push: false,
+            });
+        }
+        out
+    }
+}
+
+/// Every mesh this broker has loaded.
+pub struct Hub {
+    store: Arc<dyn Store>,
+    meshes: Mutex<HashMap<Hash32, Arc<MeshHub>>>,
+    load_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// An empty hub over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Hub {
+            store,
+            meshes: Mutex::new(HashMap::new()),
+            load_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The mesh, loading and verifying its log on first use; `None` if the
+    /// broker has no such mesh.
+    pub async fn mesh(&self, id: &Hash32) -> Result<Option<Arc<MeshHub>>, StoreError> {
+        if let Some(m) = self.loaded(id) {
+            return Ok(Some(m));
+        }
+        let _one_loader = self.load_lock.lock().await;
+        if let Some(m) = self.loaded(id) {
+            return Ok(Some(m));
+        }
+        let Some(entries) = self.store.load_log(id).await? else {
+            return Ok(None);
+        };
+        // The broker never trusts its own storage blindly either.
+        let roster = verify_log(&entries)
+            .map_err(|e| StoreError::Corrupt(format!("stored membership log: {e}")))?;
+        let states = self.store.member_states(id).await?;
+        let hub = Arc::new(MeshHub {
+            id: *id,
+            log: RwLock::new(MeshLog { entries, roster }),
+            append_lock: tokio::sync::Mutex::new(()),
+            sessions: RwLock::new(Sessions::default()),
+            member_states: Mutex::new(states.into_iter().collect()),
+        });
+        self.meshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*id, hub.clone());
+        Ok(Some(hub))
+    }
+
+    fn loaded(&self, id: &Hash32) -> Option<Arc<MeshHub>> {
+        self.meshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Every loaded mesh.
+    pub fn loaded_meshes(&self) -> Vec<Arc<MeshHub>> {
+        self.meshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Number of connected sessions across meshes.
+    pub fn session_count(&self) -> usize {
+        self.loaded_meshes()
+            .iter()
+            .map(|m| m.all_sessions().len())
+            .sum()
+    }
+}
+
+/// Encodes a broker frame as a websocket text payload.
+pub fn text(frame: &BrokerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(encode_broker_frame(frame))
+}
+
+/// The `deliver` frame for a stored envelope, built around the stored JSON
+/// text without re-parsing it (it is the same text a `send` carried).
+pub fn deliver_text(seq: u64, envelope_json: &str, queued_at_ms: u64) -> Utf8Bytes {
+    let mut s = String::with_capacity(envelope_json.len() + 80);
+    s.push_str("{\"type\":\"deliver\",\"seq\":");
+    s.push_str(&seq.to_string());
+    s.push_str(",\"envelope\":");
+    s.push_str(envelope_json);
+    s.push_str(",\"queued_at_ms\":");
+    s.push_str(&queued_at_ms.to_string());
+    s.push('}');
+    Utf8Bytes::from(s)
+}
+
+/// The error frame for `code`.
+pub fn error_text(req: Option<String>, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
+    text(&BrokerFrame::error(req, code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_crypto::SigningKey;
+    use claudemesh_crypto::cert::SessionIdentity;
+    use claudemesh_crypto::envelope::{Envelope, EnvelopeHeader, MessageId, SealingKey, Target};
+
+    #[test]
+    fn deliver_text_decodes_as_a_deliver_frame() {
+        let member = SigningKey::generate();
+        let to = SigningKey::generate().public();
+        let mesh = Hash32([1; 32]);
+        let session = SessionIdentity::new(&member, mesh, 1_700_000_000, 3600).unwrap();
+        let env = Envelope::seal(
+            &session,
+            EnvelopeHeader {
+                mesh,
+                epoch: 0,
+                target: Target::Member(to),
+                id: MessageId::random(),
+                reply_to: None,
+                priority: Priority::Next,
+                sent_at: 1_700_000_000_000,
+                log_head: mesh,
+            },
+            b"hi",
+            SealingKey::Direct(&to),
+        )
+        .unwrap();
+        let json = serde_json::to_string(&env).unwrap();
+        let frame = deliver_text(7, &json, 99);
+        match claudemesh_proto::decode_broker_frame(frame.as_str()).unwrap() {
+            BrokerFrame::Deliver(d) => {
+                assert_eq!(d.seq, 7);
+                assert_eq!(d.queued_at_ms, 99);
+                assert_eq!(*d.envelope, env);
+            }
+            other => panic!("not a deliver: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! claudemesh-broker: websocket + HTTP on one port. It checks handshakes,
+//! keeps each mesh's membership log (verifying every entry it appends),
+//! stores sealed messages durably before acknowledging them, delivers them
+//! live or when the recipient comes back, and tracks presence. It never
+//! holds a secret: only public keys, signed entries and ciphertext (TM1).
+//!
+//! - [`config`]: the one configuration struct (flags, environment, file).
+//! - [`server`]: start and graceful shutdown.
+//! - [`http`]: `/ws`, `/healthz`, `/readyz`, `/metrics`, `/join`.
+//! - [`conn`]: one websocket connection, handshake to close.
+//! - [`hub`]: each mesh in memory: verified log, sessions, live delivery.
+//! - [`writer`]: the group-commit writer.
+//! - [`store`]: the storage trait and its SQLite and Postgres backends.
+
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;
+pub mod writer;
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

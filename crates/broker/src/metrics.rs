@@ -1,0 +1,61 @@
+//! The broker's Prometheus metrics: their names, and the one process-wide
+//! recorder that `/metrics` renders (the `metrics` facade allows a single
+//! global recorder, so several brokers in one test process share it).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Gauge: open websocket connections.
+pub const CONNECTIONS: &str = "claudemesh_connections";
+/// Counter: hellos, labelled `result` = `ok` or the error code.
+pub const HANDSHAKES: &str = "claudemesh_handshakes_total";
+/// Counter: messages durably stored and acknowledged to their sender.
+pub const ACCEPTED: &str = "claudemesh_messages_accepted_total";
+/// Counter: resends of a stored message (answered as duplicates).
+pub const DUPLICATES: &str = "claudemesh_messages_duplicate_total";
+/// Counter: deliveries acknowledged by recipients.
+pub const DELIVERED: &str = "claudemesh_messages_delivered_total";
+/// Counter: `deliver` frames pushed to connected sessions.
+pub const PUSHED: &str = "claudemesh_messages_pushed_total";
+/// Histogram: seconds per group commit.
+pub const COMMIT_SECONDS: &str = "claudemesh_commit_seconds";
+/// Histogram: messages and acks per group commit.
+pub const COMMIT_BATCH: &str = "claudemesh_commit_batch_size";
+/// Gauge: jobs waiting for the group-commit writer.
+pub const WRITER_QUEUE: &str = "claudemesh_writer_queue_depth";
+/// Counter: connections closed because they read too slowly.
+pub const SLOW_CONSUMERS: &str = "claudemesh_slow_consumer_disconnects_total";
+/// Counter: frames refused by the rate limiter.
+pub const RATE_LIMITED: &str = "claudemesh_rate_limited_total";
+/// Counter: store failures.
+pub const STORE_ERRORS: &str = "claudemesh_store_errors_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle
+/// (`None` if another recorder was installed first by an embedding program).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(COMMIT_SECONDS.to_owned()),
+                    &[
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 1.0,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(COMMIT_BATCH.to_owned()),
+                        &[
+                            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                        ],
+                    )
+                })
+                .ok()
+                .and_then(|b| b.install_recorder().ok())
+        })
+        .as_ref()
+}

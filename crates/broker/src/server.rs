@@ -1,0 +1,219 @@
+//! Starting and stopping a broker: open the store (migrations first), start
+//! the group-commit writer and the retention sweeper, serve HTTP and `/ws`
+//! on one port, and on shutdown stop accepting, commit what is pending, and
+//! close every connection with 1001.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerConfig;
+use crate::hub::Hub;
+use crate::store::{self, Store, StoreError};
+use crate::writer::{self, WriterHandle};
+
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+/// How long shutdown waits for connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Counts live connections so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct ConnectionTracker {
+    count: AtomicUsize,
+    zero: Notify,
+}
+
+/// Held by a connection while it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard<'a>(&'a ConnectionTracker);
+
+impl ConnectionTracker {
+    /// Counts one connection until the guard drops.
+    pub fn enter(&self) -> ConnectionGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        ConnectionGuard(self)
+    }
+
+    /// Open connections.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    async fn wait_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.zero.notify_waiters();
+        }
+    }
+}
+
+/// Everything a connection needs, shared.
+#[derive(Debug)]
+pub struct BrokerState {
+    /// The configuration it started with.
+    pub config: BrokerConfig,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Loaded meshes and connected sessions.
+    pub hub: Arc<Hub>,
+    /// The group-commit writer.
+    pub writer: WriterHandle,
+    /// Becomes true when shutdown begins.
+    pub shutdown: watch::Receiver<bool>,
+    /// Becomes true once everything pending at shutdown is committed.
+    pub flushed: watch::Receiver<bool>,
+    /// Live connections.
+    pub connections: ConnectionTracker,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.backend())
+    }
+}
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A broker serving in the background.
+#[derive(Debug)]
+pub struct RunningBroker {
+    /// The address it listens on (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// Shared state (tests and the demo read the store through it).
+    pub state: Arc<BrokerState>,
+    shutdown_tx: watch::Sender<bool>,
+    flushed_tx: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+}
+
+impl RunningBroker {
+    /// The websocket URL (`ws://addr`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.local_addr)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    /// Stops accepting, stops reading frames, commits everything pending
+    /// (answering `accepted`), closes every connection with 1001.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: no new connections, flushing pending writes");
+        let _ = self.shutdown_tx.send(true);
+        self.state.writer.flush().await;
+        let _ = self.flushed_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.connections.wait_zero()).await;
+        // Anything a connection submitted while closing is committed too.
+        self.state.writer.flush().await;
+        self.sweeper.abort();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Opens the store, binds the port, and starts serving.
+pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+    let store = store::open(&config.database_url, config.migration_lock_timeout).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let hub = Arc::new(Hub::new(store.clone()));
+    let writer = writer::spawn(store.clone(), hub.clone(), config.max_batch);
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (flushed_tx, flushed) = watch::channel(false);
+    let _ = crate::metrics::handle();
+    let retention = config.retention;
+    let state = Arc::new(BrokerState {
+        config,
+        store: store.clone(),
+        hub,
+        writer,
+        shutdown: shutdown.clone(),
+        flushed,
+        connections: ConnectionTracker::default(),
+    });
+    let app = crate::http::router(state.clone());
+    let mut stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
+    });
+    let sweeper = tokio::spawn(sweep_retention(store, retention));
+    tracing::info!(
+        addr = %local_addr,
+        backend = state.store.backend(),
+        broker_id = %state.config.broker_id,
+        "broker listening"
+    );
+    Ok(RunningBroker {
+        local_addr,
+        state,
+        shutdown_tx,
+        flushed_tx,
+        server,
+        sweeper,
+    })
+}
+
+async fn sweep_retention(store: Arc<dyn Store>, retention: Duration) {
+    let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = crate::now_ms();
+        match store
+            .sweep_retention(now, now.saturating_sub(retention_ms))
+            .await
+        {
+            Ok(r) if r.expired > 0 || r.purged > 0 => {
+                tracing::info!(expired = r.expired, purged = r.purged, "retention sweep")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+    }
+}

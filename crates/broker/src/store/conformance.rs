@@ -1,0 +1,1304 @@
+//! Conformance tests for [`Store`]: one function per behaviour, written
+//! against the trait, each run against a fresh SQLite store and a fresh
+//! Postgres database, so the two backends cannot drift apart.
+//!
+//! Postgres is required (CI has it): without one the Postgres half fails
+//! with a message saying how to start it.
+
+use std::time::Duration;
+
+use claudemesh_crypto::envelope::{MessageId, Priority};
+use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
+use claudemesh_crypto::{Hash32, Nonce, PublicKey, SigningKey};
+use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
+
+use super::{
+    AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, NewMessage, PostgresStore,
+    RetentionOutcome, SqliteStore, Store, TableDump,
+};
+use crate::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
+
+const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+const T0: u64 = 1_700_000_000_000;
+
+pub(super) async fn open_sqlite() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&fresh_sqlite_url(dir.path()).await)
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+pub(super) async fn open_postgres() -> (PostgresStore, TestDatabase) {
+    let db = fresh_postgres_url()
+        .await
+        .expect("Postgres is required for the store tests");
+    let store = PostgresStore::open(db.url(), LOCK_TIMEOUT).await.unwrap();
+    (store, db)
+}
+
+/// Runs each behaviour against both backends: `sqlite::<name>` and
+/// `postgres::<name>`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = super::open_sqlite().await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, db) = super::open_postgres().await;
+                    super::$name(&store).await;
+                    store.pool().close().await;
+                    db.drop_database().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    opens_ready,
+    create_mesh_is_idempotent,
+    load_log_of_unknown_mesh_is_none,
+    append_log_and_conflict,
+    invites_and_uses,
+    write_batch_new_and_duplicates,
+    write_batch_in_batch_duplicates,
+    write_batch_large_batch_keeps_order,
+    pending_filters,
+    acks_touch_only_own_rows_and_never_downgrade,
+    acks_in_one_batch_take_the_highest_state,
+    message_status_of_unknown_is_none,
+    sessions_round_trip,
+    member_state_round_trip,
+    sweep_retention_expires_then_purges,
+    dump_has_every_table_as_text,
+);
+
+// ---------------------------------------------------------------- helpers
+
+fn key() -> PublicKey {
+    SigningKey::generate().public()
+}
+
+struct TestMesh {
+    owner: SigningKey,
+    builder: LogBuilder,
+    id: Hash32,
+}
+
+impl TestMesh {
+    fn new() -> Self {
+        let owner = SigningKey::generate();
+        let builder = LogBuilder::new(&owner, T0 / 1000);
+        let id = builder.entries()[0].hash();
+        TestMesh { owner, builder, id }
+    }
+
+    fn genesis(&self) -> &LogEntry {
+        &self.builder.entries()[0]
+    }
+
+    async fn create(s: &dyn Store) -> Self {
+        let mesh = TestMesh::new();
+        assert!(s.create_mesh(mesh.genesis(), mesh.id, T0).await.unwrap());
+        mesh
+    }
+}
+
+fn with_hash(e: &LogEntry) -> (LogEntry, Hash32) {
+    (e.clone(), e.hash())
+}
+
+fn message(mesh: &Hash32, sender: &PublicKey, recipients: &[PublicKey]) -> NewMessage {
+    let id = MessageId::random();
+    NewMessage {
+        mesh: *mesh,
+        sender_member: *sender,
+        id,
+        target: format!("member:{}", recipients[0].to_hex()),
+        priority: Priority::Next,
+        envelope_json: serde_json::json!({ "id": id.to_hex(), "ciphertext": "AAAA" }).to_string(),
+        recipients: recipients.to_vec(),
+        created_at_ms: T0,
+        expires_at_ms: T0 + 86_400_000,
+    }
+}
+
+fn ack(
+    mesh: &Hash32,
+    member: &PublicKey,
+    session: &PublicKey,
+    seqs: &[u64],
+    state: DeliveryState,
+    at: u64,
+) -> AckOp {
+    AckOp {
+        mesh: *mesh,
+        member: *member,
+        session: *session,
+        seqs: seqs.to_vec(),
+        state,
+        at_ms: at,
+    }
+}
+
+fn new(seq: u64) -> InsertOutcome {
+    InsertOutcome {
+        seq,
+        duplicate: false,
+    }
+}
+
+fn dup(seq: u64) -> InsertOutcome {
+    InsertOutcome {
+        seq,
+        duplicate: true,
+    }
+}
+
+/// The recipients' states of a message, sorted by key.
+async fn states(s: &dyn Store, m: &NewMessage) -> Vec<(PublicKey, DeliveryState)> {
+    let status = s
+        .message_status(&m.mesh, &m.sender_member, &m.id)
+        .await
+        .unwrap()
+        .expect("message is stored");
+    status.recipients
+}
+
+fn sorted(mut v: Vec<(PublicKey, DeliveryState)>) -> Vec<(PublicKey, DeliveryState)> {
+    v.sort_by_key(|(k, _)| *k);
+    v
+}
+
+async fn pending_seqs(
+    s: &dyn Store,
+    mesh: &Hash32,
+    recipients: &[PublicKey],
+    after: u64,
+    max: Priority,
+    limit: u32,
+) -> Vec<u64> {
+    s.pending(mesh, recipients, after, max, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.seq)
+        .collect()
+}
+
+fn table<'a>(dump: &'a [TableDump], name: &str) -> &'a TableDump {
+    dump.iter()
+        .find(|t| t.table == name)
+        .unwrap_or_else(|| panic!("table {name} in dump"))
+}
+
+fn cell<'a>(t: &'a TableDump, row: usize, column: &str) -> &'a str {
+    let i = t
+        .columns
+        .iter()
+        .position(|c| c == column)
+        .unwrap_or_else(|| panic!("column {column} of {}", t.table));
+    &t.rows[row][i]
+}
+
+/// A blob as SQLite's `quote()` renders it (and the Postgres dump mimics).
+fn blob(b: &[u8]) -> String {
+    format!("X'{}'", hex::encode_upper(b))
+}
+
+// ------------------------------------------------------------- behaviours
+
+async fn opens_ready(s: &dyn Store) {
+    s.ready().await.unwrap();
+    assert!(matches!(s.backend(), "sqlite" | "postgres"));
+}
+
+async fn create_mesh_is_idempotent(s: &dyn Store) {
+    let mesh = TestMesh::new();
+    assert!(s.create_mesh(mesh.genesis(), mesh.id, T0).await.unwrap());
+    assert!(
+        !s.create_mesh(mesh.genesis(), mesh.id, T0 + 1)
+            .await
+            .unwrap()
+    );
+    let log = s.load_log(&mesh.id).await.unwrap().unwrap();
+    assert_eq!(log, vec![mesh.genesis().clone()]);
+    // A second mesh is independent.
+    let other = TestMesh::create(s).await;
+    assert_eq!(s.load_log(&other.id).await.unwrap().unwrap().len(), 1);
+    assert_eq!(s.load_log(&mesh.id).await.unwrap().unwrap().len(), 1);
+}
+
+async fn load_log_of_unknown_mesh_is_none(s: &dyn Store) {
+    assert!(s.load_log(&Hash32([7; 32])).await.unwrap().is_none());
+    TestMesh::create(s).await;
+    assert!(s.load_log(&Hash32([7; 32])).await.unwrap().is_none());
+}
+
+async fn append_log_and_conflict(s: &dyn Store) {
+    let mut mesh = TestMesh::create(s).await;
+    let invite = SigningKey::generate();
+    let e1 = with_hash(
+        mesh.builder
+            .invite(
+                &mesh.owner,
+                &invite.public(),
+                Role::Member,
+                1,
+                T0 / 1000,
+                T0 / 1000 + 3600,
+            )
+            .unwrap(),
+    );
+    let member = SigningKey::generate();
+    let e2 = with_hash(mesh.builder.admit(&member, &invite, T0 / 1000).unwrap());
+
+    assert_eq!(
+        s.append_log(
+            &mesh.id,
+            1,
+            std::slice::from_ref(&e1),
+            &AppendExtras::default()
+        )
+        .await
+        .unwrap(),
+        AppendOutcome::Appended
+    );
+    // The log moved on: appending at the old length conflicts and writes
+    // nothing, not even the extras.
+    let stray_invite = key();
+    let conflict = s
+        .append_log(
+            &mesh.id,
+            1,
+            std::slice::from_ref(&e2),
+            &AppendExtras {
+                new_invite: Some((stray_invite, vec![1, 2, 3])),
+                used_invite: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(conflict, AppendOutcome::Conflict);
+    assert_eq!(s.load_log(&mesh.id).await.unwrap().unwrap().len(), 2);
+    assert!(s.invite_bundle(&stray_invite).await.unwrap().is_none());
+    // Too long an expectation conflicts as well.
+    assert_eq!(
+        s.append_log(
+            &mesh.id,
+            5,
+            std::slice::from_ref(&e2),
+            &AppendExtras::default()
+        )
+        .await
+        .unwrap(),
+        AppendOutcome::Conflict
+    );
+    // So does an unknown mesh.
+    assert_eq!(
+        s.append_log(
+            &Hash32([9; 32]),
+            1,
+            std::slice::from_ref(&e2),
+            &AppendExtras::default()
+        )
+        .await
+        .unwrap(),
+        AppendOutcome::Conflict
+    );
+    assert_eq!(
+        s.append_log(
+            &mesh.id,
+            2,
+            std::slice::from_ref(&e2),
+            &AppendExtras::default()
+        )
+        .await
+        .unwrap(),
+        AppendOutcome::Appended
+    );
+    // Nothing to append is a no-op.
+    assert_eq!(
+        s.append_log(&mesh.id, 3, &[], &AppendExtras::default())
+            .await
+            .unwrap(),
+        AppendOutcome::Appended
+    );
+    let log = s.load_log(&mesh.id).await.unwrap().unwrap();
+    assert_eq!(log, mesh.builder.entries().to_vec());
+    claudemesh_crypto::log::verify_log(&log).unwrap();
+
+    // Several entries at once, with the head recorded.
+    let e3 = with_hash(
+        mesh.builder
+            .invite(
+                &mesh.owner,
+                &key(),
+                Role::Admin,
+                2,
+                T0 / 1000,
+                T0 / 1000 + 60,
+            )
+            .unwrap(),
+    );
+    let e4 = with_hash(
+        mesh.builder
+            .invite(
+                &mesh.owner,
+                &key(),
+                Role::Member,
+                3,
+                T0 / 1000,
+                T0 / 1000 + 60,
+            )
+            .unwrap(),
+    );
+    assert_eq!(
+        s.append_log(&mesh.id, 3, &[e3, e4.clone()], &AppendExtras::default())
+            .await
+            .unwrap(),
+        AppendOutcome::Appended
+    );
+    assert_eq!(
+        s.load_log(&mesh.id).await.unwrap().unwrap(),
+        mesh.builder.entries().to_vec()
+    );
+    let dump = s.dump().await.unwrap();
+    let meshes = table(&dump, "meshes");
+    assert_eq!(meshes.rows.len(), 1);
+    assert_eq!(cell(meshes, 0, "log_len"), "5");
+    assert_eq!(cell(meshes, 0, "log_head"), blob(&e4.1.0));
+}
+
+async fn invites_and_uses(s: &dyn Store) {
+    let mut mesh = TestMesh::create(s).await;
+    let invite = SigningKey::generate();
+    let bundle = b"sealed welcome bundle".to_vec();
+    assert!(s.invite_bundle(&invite.public()).await.unwrap().is_none());
+    let e1 = with_hash(
+        mesh.builder
+            .invite(
+                &mesh.owner,
+                &invite.public(),
+                Role::Member,
+                5,
+                T0 / 1000,
+                T0 / 1000 + 3600,
+            )
+            .unwrap(),
+    );
+    let extras = AppendExtras {
+        new_invite: Some((invite.public(), bundle.clone())),
+        used_invite: None,
+    };
+    assert_eq!(
+        s.append_log(&mesh.id, 1, &[e1], &extras).await.unwrap(),
+        AppendOutcome::Appended
+    );
+    assert_eq!(
+        s.invite_bundle(&invite.public()).await.unwrap(),
+        Some((mesh.id, bundle.clone()))
+    );
+
+    let uses = |dump: &[TableDump]| {
+        let t = table(dump, "invites");
+        assert_eq!(t.rows.len(), 1);
+        cell(t, 0, "uses").to_owned()
+    };
+    assert_eq!(uses(&s.dump().await.unwrap()), "0");
+
+    for (i, len) in [(0u64, 2u64), (1, 3)] {
+        let member = SigningKey::generate();
+        let e = with_hash(mesh.builder.admit(&member, &invite, T0 / 1000 + i).unwrap());
+        let extras = AppendExtras {
+            new_invite: None,
+            used_invite: Some(invite.public()),
+        };
+        assert_eq!(
+            s.append_log(&mesh.id, len, &[e], &extras).await.unwrap(),
+            AppendOutcome::Appended
+        );
+    }
+    let dump = s.dump().await.unwrap();
+    assert_eq!(uses(&dump), "2");
+    let invites = table(&dump, "invites");
+    assert_eq!(
+        cell(invites, 0, "invite_key"),
+        blob(invite.public().as_bytes())
+    );
+    assert_eq!(cell(invites, 0, "mesh_id"), blob(&mesh.id.0));
+    assert_eq!(cell(invites, 0, "bundle"), blob(&bundle));
+    // The bundle is still there after use (max_uses is the log's business).
+    assert!(s.invite_bundle(&invite.public()).await.unwrap().is_some());
+}
+
+async fn write_batch_new_and_duplicates(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let (r1, r2) = (key(), key());
+    let a = message(&mesh.id, &sender, &[r1, r2]);
+    let b = message(&mesh.id, &sender, &[r1]);
+
+    assert_eq!(s.write_batch(&[], &[]).await.unwrap(), vec![]);
+    let out = s.write_batch(&[a.clone(), b.clone()], &[]).await.unwrap();
+    assert_eq!(out.len(), 2);
+    assert!(!out[0].duplicate && !out[1].duplicate);
+    assert!(out[1].seq > out[0].seq);
+    let (sa, sb) = (out[0].seq, out[1].seq);
+
+    // A resend (even with other recipients) is a duplicate with the
+    // original seq and writes no delivery row.
+    let mut resend = a.clone();
+    resend.recipients.push(key());
+    assert_eq!(s.write_batch(&[resend], &[]).await.unwrap(), vec![dup(sa)]);
+    let status = s
+        .message_status(&mesh.id, &sender, &a.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.seq, sa);
+    assert_eq!(
+        status.recipients,
+        sorted(vec![
+            (r1, DeliveryState::Queued),
+            (r2, DeliveryState::Queued)
+        ])
+    );
+
+    // A fresh message between two stored ones: outcomes stay in input order.
+    let c = message(&mesh.id, &sender, &[r2]);
+    let out = s
+        .write_batch(&[b.clone(), c.clone(), a.clone()], &[])
+        .await
+        .unwrap();
+    assert_eq!(out[0], dup(sb));
+    assert!(!out[1].duplicate && out[1].seq > sb);
+    assert_eq!(out[2], dup(sa));
+
+    // The same id from another sender, or in another mesh, is another message.
+    let mut other_sender = a.clone();
+    other_sender.sender_member = key();
+    let other_mesh_id = TestMesh::create(s).await.id;
+    let mut other_mesh = a.clone();
+    other_mesh.mesh = other_mesh_id;
+    let out = s
+        .write_batch(&[other_sender, other_mesh], &[])
+        .await
+        .unwrap();
+    assert!(out.iter().all(|o| !o.duplicate));
+    assert!(out[0].seq != sa && out[1].seq != sa && out[0].seq != out[1].seq);
+
+    let dump = s.dump().await.unwrap();
+    assert_eq!(table(&dump, "messages").rows.len(), 5);
+    // a: 2, b: 1, c: 1, other sender: 2, other mesh: 2.
+    assert_eq!(table(&dump, "deliveries").rows.len(), 8);
+}
+
+async fn write_batch_in_batch_duplicates(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let (r1, r2, r3) = (key(), key(), key());
+    let old = message(&mesh.id, &sender, &[r1]);
+    let [o] = s
+        .write_batch(std::slice::from_ref(&old), &[])
+        .await
+        .unwrap()[..]
+    else {
+        panic!("one outcome")
+    };
+
+    let c = message(&mesh.id, &sender, &[r1, r2]);
+    let mut c_again = c.clone();
+    c_again.recipients = vec![r3];
+    c_again.envelope_json = "{\"other\":true}".into();
+    let d = message(&mesh.id, &sender, &[r2]);
+    let out = s
+        .write_batch(
+            &[
+                c.clone(),
+                old.clone(),
+                c_again.clone(),
+                d.clone(),
+                c.clone(),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 5);
+    let sc = out[0].seq;
+    assert_eq!(out[0], new(sc));
+    assert!(sc > o.seq);
+    assert_eq!(out[1], dup(o.seq));
+    assert_eq!(out[2], dup(sc));
+    assert!(!out[3].duplicate && out[3].seq > sc);
+    assert_eq!(out[4], dup(sc));
+
+    // The first occurrence is the one stored: its recipients and envelope.
+    assert_eq!(
+        states(s, &c).await,
+        sorted(vec![
+            (r1, DeliveryState::Queued),
+            (r2, DeliveryState::Queued)
+        ])
+    );
+    let p = s
+        .pending(&mesh.id, &[r1], 0, Priority::Low, 10)
+        .await
+        .unwrap();
+    assert_eq!(p.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![o.seq, sc]);
+    assert_eq!(p[1].envelope_json, c.envelope_json);
+    assert!(
+        s.pending(&mesh.id, &[r3], 0, Priority::Low, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn write_batch_large_batch_keeps_order(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let rcpt = key();
+    let batch: Vec<NewMessage> = (0..1000)
+        .map(|_| message(&mesh.id, &sender, &[rcpt]))
+        .collect();
+    let out = s.write_batch(&batch, &[]).await.unwrap();
+    assert_eq!(out.len(), 1000);
+    assert!(out.iter().all(|o| !o.duplicate));
+    assert!(out.windows(2).all(|w| w[0].seq < w[1].seq));
+    let again = s.write_batch(&batch, &[]).await.unwrap();
+    assert_eq!(again, out.iter().map(|o| dup(o.seq)).collect::<Vec<_>>());
+    let pending = s
+        .pending(&mesh.id, &[rcpt], 0, Priority::Low, 2000)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        out.iter().map(|o| o.seq).collect::<Vec<_>>()
+    );
+    for (p, m) in pending.iter().zip(&batch) {
+        assert_eq!(p.envelope_json, m.envelope_json);
+    }
+}
+
+async fn pending_filters(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let other_mesh = TestMesh::create(s).await;
+    let sender = key();
+    let (member, session, other) = (key(), key(), key());
+
+    let mut p1 = message(&mesh.id, &sender, &[member]);
+    p1.priority = Priority::Next;
+    p1.created_at_ms = T0 + 1;
+    let mut p2 = message(&mesh.id, &sender, &[session]);
+    p2.priority = Priority::Now;
+    p2.created_at_ms = T0 + 2;
+    let p3 = message(&mesh.id, &sender, &[other]);
+    let mut p4 = message(&mesh.id, &sender, &[member]);
+    p4.priority = Priority::Low;
+    p4.created_at_ms = T0 + 4;
+    let p5 = message(&other_mesh.id, &sender, &[member]);
+    let out = s
+        .write_batch(&[p1.clone(), p2.clone(), p3, p4.clone(), p5], &[])
+        .await
+        .unwrap();
+    let seq: Vec<u64> = out.iter().map(|o| o.seq).collect();
+    let both = [member, session];
+
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &both, 0, Priority::Low, 100).await,
+        vec![seq[0], seq[1], seq[3]]
+    );
+    let full = s
+        .pending(&mesh.id, &both, 0, Priority::Low, 100)
+        .await
+        .unwrap();
+    assert_eq!(full[0].envelope_json, p1.envelope_json);
+    assert_eq!(full[0].queued_at_ms, T0 + 1);
+    assert_eq!(full[1].envelope_json, p2.envelope_json);
+    assert_eq!(full[2].queued_at_ms, T0 + 4);
+    // By recipient.
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &[member], 0, Priority::Low, 100).await,
+        vec![seq[0], seq[3]]
+    );
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &[session], 0, Priority::Low, 100).await,
+        vec![seq[1]]
+    );
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &[other], 0, Priority::Low, 100).await,
+        vec![seq[2]]
+    );
+    assert!(
+        pending_seqs(s, &mesh.id, &[], 0, Priority::Low, 100)
+            .await
+            .is_empty()
+    );
+    // By mesh.
+    assert_eq!(
+        pending_seqs(s, &other_mesh.id, &both, 0, Priority::Low, 100).await,
+        vec![seq[4]]
+    );
+    // By priority.
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &both, 0, Priority::Now, 100).await,
+        vec![seq[1]]
+    );
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &both, 0, Priority::Next, 100).await,
+        vec![seq[0], seq[1]]
+    );
+    // By seq and limit.
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &both, seq[0], Priority::Low, 100).await,
+        vec![seq[1], seq[3]]
+    );
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &both, 0, Priority::Low, 2).await,
+        vec![seq[0], seq[1]]
+    );
+    assert!(
+        pending_seqs(s, &mesh.id, &both, 0, Priority::Low, 0)
+            .await
+            .is_empty()
+    );
+    // By state: acked messages are no longer pending.
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &member,
+            &session,
+            &[seq[0]],
+            DeliveryState::Delivered,
+            T0 + 10,
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &both, 0, Priority::Low, 100).await,
+        vec![seq[1], seq[3]]
+    );
+}
+
+async fn acks_touch_only_own_rows_and_never_downgrade(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let (member, session, other, other_session) = (key(), key(), key(), key());
+    let to_member = message(&mesh.id, &sender, &[member, other]);
+    let to_session = message(&mesh.id, &sender, &[session]);
+    let out = s
+        .write_batch(&[to_member.clone(), to_session.clone()], &[])
+        .await
+        .unwrap();
+    let (s1, s2) = (out[0].seq, out[1].seq);
+
+    // Someone else's ack changes nothing of ours.
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &other,
+            &other_session,
+            &[s2],
+            DeliveryState::Read,
+            T0 + 1,
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        states(s, &to_session).await,
+        vec![(session, DeliveryState::Queued)]
+    );
+    // An ack in another mesh changes nothing.
+    s.write_batch(
+        &[],
+        &[ack(
+            &Hash32([3; 32]),
+            &member,
+            &session,
+            &[s1, s2],
+            DeliveryState::Read,
+            T0 + 1,
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        states(s, &to_session).await,
+        vec![(session, DeliveryState::Queued)]
+    );
+
+    // The member's connection acks rows addressed to its member key and to
+    // its session key, and only those.
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &member,
+            &session,
+            &[s1, s2],
+            DeliveryState::Delivered,
+            T0 + 2,
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        states(s, &to_member).await,
+        sorted(vec![
+            (member, DeliveryState::Delivered),
+            (other, DeliveryState::Queued)
+        ])
+    );
+    assert_eq!(
+        states(s, &to_session).await,
+        vec![(session, DeliveryState::Delivered)]
+    );
+
+    // Read, then a late delivered: stays read.
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &member,
+            &session,
+            &[s1],
+            DeliveryState::Read,
+            T0 + 3,
+        )],
+    )
+    .await
+    .unwrap();
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &member,
+            &session,
+            &[s1],
+            DeliveryState::Delivered,
+            T0 + 4,
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        states(s, &to_member).await,
+        sorted(vec![
+            (member, DeliveryState::Read),
+            (other, DeliveryState::Queued)
+        ])
+    );
+    // Unknown seqs are ignored.
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &member,
+            &session,
+            &[s2 + 1000],
+            DeliveryState::Read,
+            T0 + 5,
+        )],
+    )
+    .await
+    .unwrap();
+
+    // The other recipient's own ack, with a message in the same batch.
+    let third = message(&mesh.id, &sender, &[other]);
+    let out = s
+        .write_batch(
+            std::slice::from_ref(&third),
+            &[ack(
+                &mesh.id,
+                &other,
+                &other_session,
+                &[s1],
+                DeliveryState::Read,
+                T0 + 6,
+            )],
+        )
+        .await
+        .unwrap();
+    assert!(!out[0].duplicate);
+    assert_eq!(
+        states(s, &to_member).await,
+        sorted(vec![
+            (member, DeliveryState::Read),
+            (other, DeliveryState::Read)
+        ])
+    );
+    assert_eq!(
+        states(s, &third).await,
+        vec![(other, DeliveryState::Queued)]
+    );
+}
+
+async fn acks_in_one_batch_take_the_highest_state(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let (member, session) = (key(), key());
+    let a = message(&mesh.id, &sender, &[member]);
+    let b = message(&mesh.id, &sender, &[member, session]);
+    let out = s.write_batch(&[a.clone(), b.clone()], &[]).await.unwrap();
+    let (sa, sb) = (out[0].seq, out[1].seq);
+    s.write_batch(
+        &[],
+        &[
+            ack(
+                &mesh.id,
+                &member,
+                &session,
+                &[sa],
+                DeliveryState::Delivered,
+                T0 + 1,
+            ),
+            ack(
+                &mesh.id,
+                &member,
+                &session,
+                &[sa],
+                DeliveryState::Read,
+                T0 + 2,
+            ),
+            ack(
+                &mesh.id,
+                &member,
+                &session,
+                &[sb],
+                DeliveryState::Read,
+                T0 + 3,
+            ),
+            ack(
+                &mesh.id,
+                &member,
+                &session,
+                &[sb],
+                DeliveryState::Delivered,
+                T0 + 4,
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(states(s, &a).await, vec![(member, DeliveryState::Read)]);
+    assert_eq!(
+        states(s, &b).await,
+        sorted(vec![
+            (member, DeliveryState::Read),
+            (session, DeliveryState::Read)
+        ])
+    );
+    // The update time is that of the ack that set the state.
+    let dump = s.dump().await.unwrap();
+    let deliveries = table(&dump, "deliveries");
+    for (i, row) in deliveries.rows.iter().enumerate() {
+        let seq: u64 = cell(deliveries, i, "seq").parse().unwrap();
+        let at = cell(deliveries, i, "updated_at_ms");
+        let want = if seq == sa { T0 + 2 } else { T0 + 3 };
+        assert_eq!(at, want.to_string(), "row {row:?}");
+    }
+}
+
+async fn message_status_of_unknown_is_none(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let rcpt = key();
+    assert!(
+        s.message_status(&mesh.id, &sender, &MessageId::random())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let m = message(&mesh.id, &sender, &[rcpt]);
+    let out = s.write_batch(std::slice::from_ref(&m), &[]).await.unwrap();
+    let status = s
+        .message_status(&mesh.id, &sender, &m.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.seq, out[0].seq);
+    assert_eq!(status.recipients, vec![(rcpt, DeliveryState::Queued)]);
+    // Only the sender can look it up, and only in its mesh.
+    assert!(
+        s.message_status(&mesh.id, &rcpt, &m.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.message_status(&Hash32([5; 32]), &sender, &m.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A message with no recipient still has a status.
+    let mut lonely = message(&mesh.id, &sender, &[rcpt]);
+    lonely.recipients.clear();
+    let out = s.write_batch(&[lonely.clone()], &[]).await.unwrap();
+    let status = s
+        .message_status(&mesh.id, &sender, &lonely.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.seq, out[0].seq);
+    assert!(status.recipients.is_empty());
+}
+
+async fn sessions_round_trip(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (session, member) = (key(), key());
+    assert!(
+        s.session_member(&mesh.id, &session)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.record_session(&mesh.id, &session, &member, T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.session_member(&mesh.id, &session).await.unwrap(),
+        Some(member)
+    );
+    // Recording again is fine (it refreshes last-seen).
+    s.record_session(&mesh.id, &session, &member, T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.session_member(&mesh.id, &session).await.unwrap(),
+        Some(member)
+    );
+    let dump = s.dump().await.unwrap();
+    let sessions = table(&dump, "sessions");
+    assert_eq!(sessions.rows.len(), 1);
+    assert_eq!(cell(sessions, 0, "last_seen_ms"), (T0 + 5).to_string());
+    // Sessions are per mesh.
+    assert!(
+        s.session_member(&Hash32([1; 32]), &session)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.session_member(&mesh.id, &member).await.unwrap().is_none());
+}
+
+async fn member_state_round_trip(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (m1, m2) = (key(), key());
+    assert!(s.member_states(&mesh.id).await.unwrap().is_empty());
+    let bare = MemberState {
+        status: Status::Idle,
+        peer_type: None,
+        summary: None,
+        last_seen_ms: T0,
+    };
+    let full = MemberState {
+        status: Status::Dnd,
+        peer_type: Some(PeerType::Human),
+        summary: Some(EncryptedBlob {
+            epoch: 3,
+            nonce: Nonce([9; 24]),
+            ciphertext: vec![1, 2, 3, 4, 5],
+        }),
+        last_seen_ms: T0 + 7,
+    };
+    s.save_member_state(&mesh.id, &m1, &bare).await.unwrap();
+    s.save_member_state(&mesh.id, &m2, &full).await.unwrap();
+    let mut got = s.member_states(&mesh.id).await.unwrap();
+    got.sort_by_key(|(k, _)| *k);
+    let mut want = vec![(m1, bare.clone()), (m2, full.clone())];
+    want.sort_by_key(|(k, _)| *k);
+    assert_eq!(got, want);
+
+    // Saving again replaces every field, including clearing optional ones.
+    let working = MemberState {
+        status: Status::Working,
+        peer_type: Some(PeerType::Bot),
+        summary: None,
+        last_seen_ms: T0 + 9,
+    };
+    s.save_member_state(&mesh.id, &m2, &working).await.unwrap();
+    s.save_member_state(&mesh.id, &m1, &full).await.unwrap();
+    let mut got = s.member_states(&mesh.id).await.unwrap();
+    got.sort_by_key(|(k, _)| *k);
+    let mut want = vec![(m1, full), (m2, working)];
+    want.sort_by_key(|(k, _)| *k);
+    assert_eq!(got, want);
+    // Per mesh.
+    assert!(s.member_states(&Hash32([2; 32])).await.unwrap().is_empty());
+}
+
+async fn sweep_retention_expires_then_purges(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let (member, session) = (key(), key());
+    let mut undelivered = message(&mesh.id, &sender, &[member]);
+    undelivered.expires_at_ms = T0 + 1000;
+    let mut delivered = message(&mesh.id, &sender, &[member]);
+    delivered.expires_at_ms = T0 + 1000;
+    let mut later = message(&mesh.id, &sender, &[member]);
+    later.expires_at_ms = T0 + 5000;
+    let out = s
+        .write_batch(
+            &[undelivered.clone(), delivered.clone(), later.clone()],
+            &[],
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = out.iter().map(|o| o.seq).collect();
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &member,
+            &session,
+            &[seqs[1]],
+            DeliveryState::Delivered,
+            T0 + 10,
+        )],
+    )
+    .await
+    .unwrap();
+
+    // Nothing is due yet.
+    assert_eq!(
+        s.sweep_retention(T0 + 999, 0).await.unwrap(),
+        RetentionOutcome::default()
+    );
+    // Both past expiry lose their ciphertext; the undelivered one is
+    // reported expired, the delivered one keeps its state.
+    assert_eq!(
+        s.sweep_retention(T0 + 2000, 0).await.unwrap(),
+        RetentionOutcome {
+            expired: 2,
+            purged: 0
+        }
+    );
+    assert_eq!(
+        states(s, &undelivered).await,
+        vec![(member, DeliveryState::Expired)]
+    );
+    assert_eq!(
+        states(s, &delivered).await,
+        vec![(member, DeliveryState::Delivered)]
+    );
+    assert_eq!(
+        states(s, &later).await,
+        vec![(member, DeliveryState::Queued)]
+    );
+    assert_eq!(
+        pending_seqs(s, &mesh.id, &[member], 0, Priority::Low, 10).await,
+        vec![seqs[2]]
+    );
+    let dump = s.dump().await.unwrap();
+    let messages = table(&dump, "messages");
+    for (i, _) in messages.rows.iter().enumerate() {
+        let seq: u64 = cell(messages, i, "seq").parse().unwrap();
+        let envelope = cell(messages, i, "envelope");
+        assert_eq!(envelope == "NULL", seq != seqs[2], "seq {seq}: {envelope}");
+    }
+    // An expired message cannot be acked back to life.
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &member,
+            &session,
+            &[seqs[0]],
+            DeliveryState::Read,
+            T0 + 2001,
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        states(s, &undelivered).await,
+        vec![(member, DeliveryState::Expired)]
+    );
+    // A second sweep has nothing to do.
+    assert_eq!(
+        s.sweep_retention(T0 + 2000, 0).await.unwrap(),
+        RetentionOutcome::default()
+    );
+    // Purging removes the tombstones and delivered messages for good.
+    assert_eq!(
+        s.sweep_retention(T0 + 2000, T0 + 1500).await.unwrap(),
+        RetentionOutcome {
+            expired: 0,
+            purged: 2
+        }
+    );
+    assert!(
+        s.message_status(&mesh.id, &sender, &undelivered.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.message_status(&mesh.id, &sender, &delivered.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        states(s, &later).await,
+        vec![(member, DeliveryState::Queued)]
+    );
+    let dump = s.dump().await.unwrap();
+    assert_eq!(table(&dump, "messages").rows.len(), 1);
+    assert_eq!(table(&dump, "deliveries").rows.len(), 1);
+    // A resend of a purged message is stored again, as new.
+    let out = s.write_batch(&[undelivered.clone()], &[]).await.unwrap();
+    assert!(!out[0].duplicate);
+}
+
+async fn dump_has_every_table_as_text(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let sender = key();
+    let (member, session) = (key(), key());
+    let m = message(&mesh.id, &sender, &[member]);
+    let seq = s.write_batch(std::slice::from_ref(&m), &[]).await.unwrap()[0].seq;
+    s.record_session(&mesh.id, &session, &member, T0)
+        .await
+        .unwrap();
+    s.save_member_state(
+        &mesh.id,
+        &member,
+        &MemberState {
+            status: Status::Working,
+            peer_type: None,
+            summary: None,
+            last_seen_ms: T0,
+        },
+    )
+    .await
+    .unwrap();
+
+    let dump = s.dump().await.unwrap();
+    let names: Vec<&str> = dump.iter().map(|t| t.table.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "_sqlx_migrations",
+            "deliveries",
+            "invites",
+            "log_entries",
+            "member_state",
+            "meshes",
+            "messages",
+            "sessions",
+        ]
+    );
+    for t in &dump {
+        assert!(!t.columns.is_empty(), "{}", t.table);
+        for row in &t.rows {
+            assert_eq!(row.len(), t.columns.len(), "{}", t.table);
+        }
+    }
+    let migrations = table(&dump, "_sqlx_migrations");
+    assert_eq!(migrations.rows.len(), 1);
+    assert_eq!(cell(migrations, 0, "version"), "1");
+    assert_eq!(cell(migrations, 0, "success"), "1");
+
+    let meshes = table(&dump, "meshes");
+    assert_eq!(
+        meshes.columns,
+        vec!["mesh_id", "log_len", "log_head", "created_at_ms"]
+    );
+    assert_eq!(
+        meshes.rows,
+        vec![vec![
+            blob(&mesh.id.0),
+            "1".to_owned(),
+            blob(&mesh.id.0),
+            T0.to_string()
+        ]]
+    );
+    let log = table(&dump, "log_entries");
+    assert_eq!(cell(log, 0, "seq"), "0");
+    assert_eq!(cell(log, 0, "hash"), blob(&mesh.id.0));
+    let entry = cell(log, 0, "entry");
+    assert!(entry.starts_with('\'') && entry.ends_with('\''), "{entry}");
+    let messages = table(&dump, "messages");
+    assert_eq!(
+        messages.columns,
+        vec![
+            "seq",
+            "mesh_id",
+            "sender_member",
+            "msg_id",
+            "target",
+            "priority",
+            "envelope",
+            "size",
+            "created_at_ms",
+            "expires_at_ms"
+        ]
+    );
+    assert_eq!(
+        messages.rows,
+        vec![vec![
+            seq.to_string(),
+            blob(&mesh.id.0),
+            blob(sender.as_bytes()),
+            blob(&m.id.0),
+            format!("'{}'", m.target),
+            "1".to_owned(),
+            format!("'{}'", m.envelope_json),
+            m.envelope_json.len().to_string(),
+            T0.to_string(),
+            m.expires_at_ms.to_string(),
+        ]]
+    );
+    let deliveries = table(&dump, "deliveries");
+    assert_eq!(
+        deliveries.rows,
+        vec![vec![
+            seq.to_string(),
+            blob(&mesh.id.0),
+            blob(member.as_bytes()),
+            "0".to_owned(),
+            T0.to_string()
+        ]]
+    );
+    let states = table(&dump, "member_state");
+    assert_eq!(
+        states.rows,
+        vec![vec![
+            blob(&mesh.id.0),
+            blob(member.as_bytes()),
+            "'working'".to_owned(),
+            "NULL".to_owned(),
+            "NULL".to_owned(),
+            T0.to_string()
+        ]]
+    );
+    assert_eq!(table(&dump, "sessions").rows.len(), 1);
+    assert!(table(&dump, "invites").rows.is_empty());
+    // Quotes inside text are doubled, as in SQL.
+    let mut quoted = message(&mesh.id, &sender, &[member]);
+    quoted.envelope_json = "{\"it's\":1}".into();
+    let qseq = s.write_batch(&[quoted], &[]).await.unwrap()[0].seq;
+    let dump = s.dump().await.unwrap();
+    let messages = table(&dump, "messages");
+    let row = (0..messages.rows.len())
+        .find(|&i| cell(messages, i, "seq") == qseq.to_string())
+        .unwrap();
+    assert_eq!(cell(messages, row, "envelope"), "'{\"it''s\":1}'");
+}

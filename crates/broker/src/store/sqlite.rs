@@ -1,0 +1,538 @@
+//! The embedded SQLite store: the default, for one broker on one machine.
+//! WAL journal with `synchronous = FULL`, so a commit the broker has
+//! acknowledged survives a crash or power loss; the group-commit writer makes
+//! that affordable by putting many messages in one transaction.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use claudemesh_crypto::envelope::{MessageId, Priority};
+use claudemesh_crypto::log::LogEntry;
+use claudemesh_crypto::{Hash32, PublicKey};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, SqlStr};
+
+use super::{
+    AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, MessageStatus, NewMessage,
+    PendingMessage, RetentionOutcome, Store, StoreError, TableDump, entry_from_json, entry_to_json,
+    key_from_bytes, priority_rank, state_from_rank, state_rank, status_str, to_i64, to_u64,
+};
+
+/// The SQLite migrations, embedded in the binary.
+pub fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../../../../migrations/sqlite/0001_init.sql")),
+        false,
+    )])
+}
+
+/// A broker store in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    latest_migration: i64,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`,
+    /// `sqlite::memory:`) and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        // An in-memory database exists per connection: keep exactly one.
+        let max = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(opts)
+            .await?;
+        let migrator = migrator();
+        migrator.run(&pool).await?;
+        let latest_migration = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        Ok(SqliteStore {
+            pool,
+            latest_migration,
+        })
+    }
+
+    /// The connection pool (tests read tables directly).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn key_bytes(k: &PublicKey) -> &[u8] {
+    k.as_bytes()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if applied < self.latest_migration {
+            return Err(StoreError::Corrupt(format!(
+                "migration {} of {} applied",
+                applied, self.latest_migration
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create_mesh(
+        &self,
+        genesis: &LogEntry,
+        mesh_id: Hash32,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO meshes (mesh_id, log_len, log_head, created_at_ms) VALUES (?, 1, ?, ?) \
+             ON CONFLICT (mesh_id) DO NOTHING",
+        )
+        .bind(&mesh_id.0[..])
+        .bind(&mesh_id.0[..])
+        .bind(to_i64(now_ms))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO log_entries (mesh_id, seq, hash, entry) VALUES (?, 0, ?, ?)")
+            .bind(&mesh_id.0[..])
+            .bind(&mesh_id.0[..])
+            .bind(entry_to_json(genesis))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn load_log(&self, mesh: &Hash32) -> Result<Option<Vec<LogEntry>>, StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM meshes WHERE mesh_id = ?")
+            .bind(&mesh.0[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query("SELECT entry FROM log_entries WHERE mesh_id = ? ORDER BY seq")
+            .bind(&mesh.0[..])
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(entry_from_json(r.try_get::<&str, _>(0)?)?);
+        }
+        Ok(Some(out))
+    }
+
+    async fn append_log(
+        &self,
+        mesh: &Hash32,
+        expected_len: u64,
+        entries: &[(LogEntry, Hash32)],
+        extras: &AppendExtras,
+    ) -> Result<AppendOutcome, StoreError> {
+        let Some((_, head)) = entries.last() else {
+            return Ok(AppendOutcome::Appended);
+        };
+        let new_len = expected_len + entries.len() as u64;
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE meshes SET log_len = ?, log_head = ? WHERE mesh_id = ? AND log_len = ?",
+        )
+        .bind(to_i64(new_len))
+        .bind(&head.0[..])
+        .bind(&mesh.0[..])
+        .bind(to_i64(expected_len))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(AppendOutcome::Conflict);
+        }
+        for (entry, hash) in entries {
+            sqlx::query("INSERT INTO log_entries (mesh_id, seq, hash, entry) VALUES (?, ?, ?, ?)")
+                .bind(&mesh.0[..])
+                .bind(to_i64(entry.seq))
+                .bind(&hash.0[..])
+                .bind(entry_to_json(entry))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((key, bundle)) = &extras.new_invite {
+            sqlx::query(
+                "INSERT INTO invites (invite_key, mesh_id, bundle, uses, created_at_ms) \
+                 VALUES (?, ?, ?, 0, ?)",
+            )
+            .bind(key_bytes(key))
+            .bind(&mesh.0[..])
+            .bind(&bundle[..])
+            .bind(to_i64(crate::now_ms()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(key) = &extras.used_invite {
+            sqlx::query("UPDATE invites SET uses = uses + 1 WHERE invite_key = ?")
+                .bind(key_bytes(key))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(AppendOutcome::Appended)
+    }
+
+    async fn invite_bundle(
+        &self,
+        invite_key: &PublicKey,
+    ) -> Result<Option<(Hash32, Vec<u8>)>, StoreError> {
+        let row = sqlx::query("SELECT mesh_id, bundle FROM invites WHERE invite_key = ?")
+            .bind(key_bytes(invite_key))
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((
+                super::hash_from_bytes(r.try_get::<&[u8], _>(0)?)?,
+                r.try_get::<Vec<u8>, _>(1)?,
+            ))),
+        }
+    }
+
+    async fn write_batch(
+        &self,
+        messages: &[NewMessage],
+        acks: &[AckOp],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut out = Vec::with_capacity(messages.len());
+        let mut tx = self.pool.begin().await?;
+        for m in messages {
+            let row = sqlx::query(
+                "INSERT INTO messages (mesh_id, sender_member, msg_id, target, priority, envelope, \
+                 size, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING RETURNING seq",
+            )
+            .bind(&m.mesh.0[..])
+            .bind(key_bytes(&m.sender_member))
+            .bind(&m.id.0[..])
+            .bind(&m.target)
+            .bind(priority_rank(m.priority))
+            .bind(&m.envelope_json)
+            .bind(i64::try_from(m.envelope_json.len()).unwrap_or(i64::MAX))
+            .bind(to_i64(m.created_at_ms))
+            .bind(to_i64(m.expires_at_ms))
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(r) => {
+                    let seq: i64 = r.try_get(0)?;
+                    for rcpt in &m.recipients {
+                        sqlx::query(
+                            "INSERT INTO deliveries (seq, mesh_id, recipient, state, updated_at_ms) \
+                             VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(seq)
+                        .bind(&m.mesh.0[..])
+                        .bind(key_bytes(rcpt))
+                        .bind(to_i64(m.created_at_ms))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    out.push(InsertOutcome {
+                        seq: to_u64(seq),
+                        duplicate: false,
+                    });
+                }
+                None => {
+                    let seq: i64 = sqlx::query_scalar(
+                        "SELECT seq FROM messages WHERE mesh_id = ? AND sender_member = ? \
+                         AND msg_id = ?",
+                    )
+                    .bind(&m.mesh.0[..])
+                    .bind(key_bytes(&m.sender_member))
+                    .bind(&m.id.0[..])
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    out.push(InsertOutcome {
+                        seq: to_u64(seq),
+                        duplicate: true,
+                    });
+                }
+            }
+        }
+        for a in acks {
+            let state = state_rank(a.state);
+            for seq in &a.seqs {
+                sqlx::query(
+                    "UPDATE deliveries SET state = ?, updated_at_ms = ? \
+                     WHERE seq = ? AND mesh_id = ? AND recipient IN (?, ?) AND state < ?",
+                )
+                .bind(state)
+                .bind(to_i64(a.at_ms))
+                .bind(to_i64(*seq))
+                .bind(&a.mesh.0[..])
+                .bind(key_bytes(&a.member))
+                .bind(key_bytes(&a.session))
+                .bind(state)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn pending(
+        &self,
+        mesh: &Hash32,
+        recipients: &[PublicKey],
+        after_seq: u64,
+        max_priority: Priority,
+        limit: u32,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        let Some(first) = recipients.first() else {
+            return Ok(Vec::new());
+        };
+        let second = recipients.get(1).unwrap_or(first);
+        let rows = sqlx::query(
+            "SELECT d.seq, m.envelope, m.created_at_ms FROM deliveries d \
+             JOIN messages m ON m.seq = d.seq \
+             WHERE d.mesh_id = ? AND d.recipient IN (?, ?) AND d.state = 0 AND d.seq > ? \
+             AND m.priority <= ? AND m.envelope IS NOT NULL \
+             ORDER BY d.seq LIMIT ?",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(first))
+        .bind(key_bytes(second))
+        .bind(to_i64(after_seq))
+        .bind(priority_rank(max_priority))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(PendingMessage {
+                seq: to_u64(r.try_get(0)?),
+                envelope_json: r.try_get(1)?,
+                queued_at_ms: to_u64(r.try_get(2)?),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn message_status(
+        &self,
+        mesh: &Hash32,
+        sender_member: &PublicKey,
+        id: &MessageId,
+    ) -> Result<Option<MessageStatus>, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM messages WHERE mesh_id = ? AND sender_member = ? AND msg_id = ?",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(sender_member))
+        .bind(&id.0[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(seq) = seq else { return Ok(None) };
+        let rows =
+            sqlx::query("SELECT recipient, state FROM deliveries WHERE seq = ? ORDER BY recipient")
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut recipients = Vec::with_capacity(rows.len());
+        for r in rows {
+            recipients.push((
+                key_from_bytes(r.try_get::<&[u8], _>(0)?)?,
+                state_from_rank(r.try_get(1)?)?,
+            ));
+        }
+        Ok(Some(MessageStatus {
+            seq: to_u64(seq),
+            recipients,
+        }))
+    }
+
+    async fn record_session(
+        &self,
+        mesh: &Hash32,
+        session: &PublicKey,
+        member: &PublicKey,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (mesh_id, session, member, last_seen_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (mesh_id, session) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(session))
+        .bind(key_bytes(member))
+        .bind(to_i64(now_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_member(
+        &self,
+        mesh: &Hash32,
+        session: &PublicKey,
+    ) -> Result<Option<PublicKey>, StoreError> {
+        let row = sqlx::query("SELECT member FROM sessions WHERE mesh_id = ? AND session = ?")
+            .bind(&mesh.0[..])
+            .bind(key_bytes(session))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| key_from_bytes(r.try_get::<&[u8], _>(0)?))
+            .transpose()
+    }
+
+    async fn save_member_state(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        state: &MemberState,
+    ) -> Result<(), StoreError> {
+        let summary = state
+            .summary
+            .as_ref()
+            .map(|s| serde_json::to_string(s).unwrap_or_default());
+        sqlx::query(
+            "INSERT INTO member_state (mesh_id, member, status, peer_type, summary, last_seen_ms) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mesh_id, member) DO UPDATE SET \
+             status = excluded.status, peer_type = excluded.peer_type, \
+             summary = excluded.summary, last_seen_ms = excluded.last_seen_ms",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(member))
+        .bind(status_str(state.status))
+        .bind(state.peer_type.map(|p| p.as_str()))
+        .bind(summary)
+        .bind(to_i64(state.last_seen_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn member_states(
+        &self,
+        mesh: &Hash32,
+    ) -> Result<Vec<(PublicKey, MemberState)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT member, status, peer_type, summary, last_seen_ms FROM member_state \
+             WHERE mesh_id = ?",
+        )
+        .bind(&mesh.0[..])
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(super::member_state_from_parts(
+                r.try_get::<&[u8], _>(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            )?);
+        }
+        Ok(out)
+    }
+
+    async fn sweep_retention(
+        &self,
+        now_ms: u64,
+        purge_before_ms: u64,
+    ) -> Result<RetentionOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 3, updated_at_ms = ? WHERE state = 0 AND seq IN \
+             (SELECT seq FROM messages WHERE expires_at_ms <= ? AND envelope IS NOT NULL)",
+        )
+        .bind(to_i64(now_ms))
+        .bind(to_i64(now_ms))
+        .execute(&mut *tx)
+        .await?;
+        let expired = sqlx::query(
+            "UPDATE messages SET envelope = NULL WHERE expires_at_ms <= ? AND envelope IS NOT NULL",
+        )
+        .bind(to_i64(now_ms))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let purged = sqlx::query("DELETE FROM messages WHERE expires_at_ms <= ?")
+            .bind(to_i64(purge_before_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(RetentionOutcome { expired, purged })
+    }
+
+    async fn dump(&self) -> Result<Vec<TableDump>, StoreError> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(tables.len());
+        for table in tables {
+            // Table and column names come from SQLite's own catalog, never
+            // from a peer; they are quoted as identifiers all the same.
+            let ident = format!("\"{}\"", table.replace('"', "\"\""));
+            let columns: Vec<String> = sqlx::query(AssertSqlSafe(format!(
+                "SELECT name FROM pragma_table_info('{}') ORDER BY cid",
+                table.replace('\'', "''")
+            )))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+            if columns.is_empty() {
+                continue;
+            }
+            let select = columns
+                .iter()
+                .map(|c| format!("quote(\"{}\")", c.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows = sqlx::query(AssertSqlSafe(format!("SELECT {select} FROM {ident}")))
+                .fetch_all(&self.pool)
+                .await?;
+            let mut values = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut row = Vec::with_capacity(columns.len());
+                for i in 0..columns.len() {
+                    row.push(r.try_get::<String, _>(i)?);
+                }
+                values.push(row);
+            }
+            out.push(TableDump {
+                table,
+                columns,
+                rows: values,
+            });
+        }
+        Ok(out)
+    }
+}

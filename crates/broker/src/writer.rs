@@ -1,0 +1,161 @@
+//! The group-commit writer: one task that takes messages and acks from every
+//! connection, commits whatever has accumulated in one transaction, and only
+//! then answers `accepted` and pushes the messages to connected recipients.
+//!
+//! Batching is natural rather than timed: while one commit is in flight the
+//! next jobs queue up, so an idle broker commits each message at once (lowest
+//! latency) and a busy one commits hundreds per fsync (highest throughput).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use claudemesh_proto::frames::Accepted;
+use claudemesh_proto::{BrokerFrame, ErrorCode};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::hub::{Hub, SessionHandle, deliver_text, error_text, text};
+use crate::metrics as m;
+use crate::store::{AckOp, NewMessage, Store};
+
+/// Jobs waiting for the writer before senders feel backpressure.
+pub const WRITER_QUEUE_CAPACITY: usize = 8192;
+
+/// Who to answer once a message is committed.
+#[derive(Debug)]
+pub struct AcceptReply {
+    /// The sending connection.
+    pub session: Arc<SessionHandle>,
+    /// The `send`'s correlation id.
+    pub req: Option<String>,
+}
+
+/// Work for the writer.
+#[derive(Debug)]
+pub enum WriteJob {
+    /// Store a message, then answer its sender and deliver it.
+    Message(Box<NewMessage>, Option<AcceptReply>),
+    /// Record acknowledgements.
+    Ack(AckOp),
+    /// Answer when everything queued before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<WriteJob>,
+}
+
+impl WriterHandle {
+    /// Queues a job, waiting for room (backpressure on the sender's
+    /// connection). Returns false once the writer has stopped.
+    pub async fn submit(&self, job: WriteJob) -> bool {
+        let ok = self.tx.send(job).await.is_ok();
+        metrics::gauge!(m::WRITER_QUEUE).set((WRITER_QUEUE_CAPACITY - self.tx.capacity()) as f64);
+        ok
+    }
+
+    /// Waits until every job queued so far is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(WriteJob::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Starts the writer task.
+pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>, max_batch: usize) -> WriterHandle {
+    let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
+    tokio::spawn(run(rx, store, hub, max_batch.max(1)));
+    WriterHandle { tx }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<WriteJob>,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    max_batch: usize,
+) {
+    let mut jobs = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        jobs.push(first);
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        metrics::gauge!(m::WRITER_QUEUE).set(rx.len() as f64);
+        commit(&mut jobs, store.as_ref(), &hub).await;
+    }
+}
+
+async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
+    let mut messages = Vec::new();
+    let mut replies = Vec::new();
+    let mut acks = Vec::new();
+    let mut flushes = Vec::new();
+    for job in jobs.drain(..) {
+        match job {
+            WriteJob::Message(msg, reply) => {
+                messages.push(*msg);
+                replies.push(reply);
+            }
+            WriteJob::Ack(a) => acks.push(a),
+            WriteJob::Flush(done) => flushes.push(done),
+        }
+    }
+    if !messages.is_empty() || !acks.is_empty() {
+        let started = Instant::now();
+        let result = store.write_batch(&messages, &acks).await;
+        metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::COMMIT_BATCH).record((messages.len() + acks.len()) as f64);
+        match result {
+            Ok(outcomes) => {
+                let acked: usize = acks.iter().map(|a| a.seqs.len()).sum();
+                if acked > 0 {
+                    metrics::counter!(m::DELIVERED).increment(acked as u64);
+                }
+                for ((msg, reply), outcome) in messages.iter().zip(replies).zip(outcomes) {
+                    if outcome.duplicate {
+                        metrics::counter!(m::DUPLICATES).increment(1);
+                    } else {
+                        metrics::counter!(m::ACCEPTED).increment(1);
+                        // Deliver first: the sender's `accepted` never
+                        // overtakes the recipient's `deliver`.
+                        if let Ok(Some(mesh)) = hub.mesh(&msg.mesh).await {
+                            let frame =
+                                deliver_text(outcome.seq, &msg.envelope_json, msg.created_at_ms);
+                            let n = mesh.deliver_live(&msg.recipients, msg.priority, &frame);
+                            metrics::counter!(m::PUSHED).increment(n as u64);
+                        }
+                    }
+                    if let Some(r) = reply {
+                        r.session.push(text(&BrokerFrame::Accepted(Accepted {
+                            req: r.req,
+                            id: msg.id,
+                            seq: outcome.seq,
+                            duplicate: outcome.duplicate,
+                        })));
+                    }
+                }
+            }
+            Err(e) => {
+                metrics::counter!(m::STORE_ERRORS).increment(1);
+                tracing::error!(error = %e, messages = messages.len(), acks = acks.len(),
+                    "group commit failed; senders will resend");
+                for r in replies.into_iter().flatten() {
+                    r.session.push(error_text(
+                        r.req,
+                        ErrorCode::Internal,
+                        "the broker could not store the message; resend it",
+                    ));
+                }
+            }
+        }
+    }
+    for done in flushes {
+        let _ = done.send(());
+    }
+}

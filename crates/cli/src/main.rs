@@ -1,0 +1,150 @@
+//! `claudemesh`: the command line. Parses arguments, opens the home, runs
+//! one command, and turns any failure into one line (plus a hint) and an
+//! exit code from `exit`. Logs go to stderr only, and only with `-v`.
+
+mod args;
+mod demo;
+mod exit;
+mod mesh;
+mod message;
+mod output;
+mod peer;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser as _};
+use claudemesh_client::home::{Home, resolve_home};
+
+use crate::args::{Cli, Command, Global, MeshCmd, MessageCmd, PeerCmd, ProfileCmd};
+use crate::exit::Failure;
+
+/// What a command returns.
+pub type Outcome = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::OK,
+                _ => exit::USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.global.verbose);
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            Failure::new(
+                exit::INTERNAL,
+                format!("cannot start the async runtime: {e}"),
+            )
+            .print(json);
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Do not wait for background tasks (reconnects, drains) on the way out.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            f.print(json);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDEMESH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Opens the home named by `--home`, `CLAUDEMESH_HOME` or the default.
+pub fn open_home(g: &Global) -> Result<Home, Failure> {
+    let root = resolve_home(g.home.as_deref())?;
+    Ok(Home::open(&root)?)
+}
+
+async fn run(cli: Cli) -> Outcome {
+    let g = cli.global;
+    match cli.command {
+        Command::Mesh(cmd) => match cmd {
+            MeshCmd::Create {
+                name,
+                broker,
+                display_name,
+                peer_type,
+            } => mesh::create(&g, &name, &broker, display_name, peer_type).await,
+            MeshCmd::List => mesh::list(&g),
+            MeshCmd::Share {
+                uses,
+                expires,
+                role,
+                code,
+                no_qr,
+            } => mesh::share(&g, uses, expires.into(), role, code, no_qr).await,
+            MeshCmd::RevokeInvite { id } => mesh::revoke_invite(&g, &id).await,
+            MeshCmd::Join(a) => mesh::join(&g, a).await,
+            MeshCmd::Use { mesh } => mesh::use_mesh(&g, &mesh),
+        },
+        Command::Join(a) => mesh::join(&g, a).await,
+        Command::External(words) => {
+            let first = words.first().map(String::as_str).unwrap_or_default();
+            if looks_like_invite(first) {
+                let a = args::JoinArgs {
+                    invite: first.to_owned(),
+                    display_name: None,
+                    broker: None,
+                    peer_type: args::PeerKind::Human,
+                };
+                mesh::join(&g, a).await
+            } else {
+                let _ = Cli::command().print_help();
+                Err(
+                    Failure::new(exit::USAGE, format!("unknown command {first:?}"))
+                        .hint("run `claudemesh --help` for the list of commands"),
+                )
+            }
+        }
+        Command::Peer(PeerCmd::List) | Command::Peers => peer::list(&g).await,
+        Command::Message(MessageCmd::Send(a)) | Command::Send(a) => message::send(&g, a).await,
+        Command::Message(MessageCmd::Inbox(a)) | Command::Inbox(a) => message::inbox(&g, a).await,
+        Command::Message(MessageCmd::Status { id }) => message::status(&g, &id).await,
+        Command::Profile(ProfileCmd::Summary { text }) => peer::set_summary(&g, text).await,
+        Command::Profile(ProfileCmd::Status { status }) => peer::set_status(&g, status).await,
+        Command::Status => status::run(&g).await,
+        Command::Demo(a) => demo::run(&g, a).await,
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "claudemesh", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+fn looks_like_invite(s: &str) -> bool {
+    s.starts_with("claudemesh://")
+        || ((s.starts_with("https://") || s.starts_with("http://")) && s.contains("/join#"))
+}

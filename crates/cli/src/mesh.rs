@@ -1,0 +1,229 @@
+//! `claudemesh mesh …` and `join`: create a mesh, list this device's meshes,
+//! share and revoke invites, join with one, pick the default.
+
+use std::time::Duration;
+
+use claudemesh_client::home::MeshConfig;
+use claudemesh_client::ops::{self, JoinWith, ShareOptions};
+use claudemesh_client::{ConnectOptions, MeshClient};
+use claudemesh_crypto::invite::{Invite, ShortCode};
+use claudemesh_crypto::log::{PeerType, Role};
+use serde::Serialize;
+
+use crate::args::{Global, JoinArgs, PeerKind, RoleArg};
+use crate::exit::{self, Failure};
+use crate::{Outcome, open_home, output};
+
+pub fn peer_type(k: PeerKind) -> PeerType {
+    match k {
+        PeerKind::Ai => PeerType::Ai,
+        PeerKind::Human => PeerType::Human,
+        PeerKind::Bot => PeerType::Bot,
+    }
+}
+
+/// `$USER`, else `me`.
+pub fn default_display_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "me".to_owned())
+}
+
+/// Opens the home, picks the mesh, connects as the CLI session.
+pub async fn connect(
+    g: &Global,
+) -> Result<(claudemesh_client::Home, MeshConfig, MeshClient), Failure> {
+    let home = open_home(g)?;
+    let mesh = home.select_mesh(g.mesh.as_deref())?.clone();
+    let client = MeshClient::connect(&home, &mesh, ConnectOptions::for_member(&mesh)).await?;
+    Ok((home, mesh, client))
+}
+
+pub async fn create(
+    g: &Global,
+    name: &str,
+    broker: &str,
+    display_name: Option<String>,
+    kind: PeerKind,
+) -> Outcome {
+    let mut home = open_home(g)?;
+    let display = display_name.unwrap_or_else(default_display_name);
+    let mesh = ops::create_mesh(&mut home, name, broker, &display, peer_type(kind)).await?;
+    if g.json {
+        output::json(&MeshRow::of(&mesh, true));
+    } else if !g.quiet {
+        println!(
+            "Created mesh {:?} ({}) on {} as {display:?}; you are its owner.",
+            mesh.name,
+            mesh.short_id(),
+            mesh.broker_url
+        );
+        println!("Next: `claudemesh mesh share` to invite someone.");
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct MeshRow {
+    name: String,
+    id: String,
+    broker: String,
+    display_name: String,
+    default: bool,
+}
+
+impl MeshRow {
+    fn of(m: &MeshConfig, default: bool) -> Self {
+        MeshRow {
+            name: m.name.clone(),
+            id: m.id.to_hex(),
+            broker: m.broker_url.clone(),
+            display_name: m.display_name.clone(),
+            default,
+        }
+    }
+}
+
+pub fn list(g: &Global) -> Outcome {
+    let home = open_home(g)?;
+    let default = home.config().default_mesh;
+    let rows: Vec<MeshRow> = home
+        .meshes()
+        .iter()
+        .map(|m| MeshRow::of(m, Some(m.id) == default))
+        .collect();
+    if g.json {
+        output::json(&rows);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!(
+            "No meshes yet. Create one (`claudemesh mesh create <name> --broker <url>`) or join one (`claudemesh join <url>`)."
+        );
+        return Ok(());
+    }
+    output::table(
+        &["", "NAME", "ID", "BROKER", "YOU"],
+        &rows
+            .iter()
+            .map(|r| {
+                vec![
+                    if r.default { "*".into() } else { String::new() },
+                    r.name.clone(),
+                    output::short(&r.id).to_owned(),
+                    r.broker.clone(),
+                    r.display_name.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(())
+}
+
+pub async fn share(
+    g: &Global,
+    uses: u32,
+    expires: Duration,
+    role: RoleArg,
+    code: bool,
+    no_qr: bool,
+) -> Outcome {
+    let (_home, mesh, client) = connect(g).await?;
+    let opts = ShareOptions {
+        max_uses: uses,
+        expires_in: expires,
+        role: match role {
+            RoleArg::Member => Role::Member,
+            RoleArg::Admin => Role::Admin,
+        },
+        short_code: code,
+    };
+    let shared = ops::share(&client, &opts).await;
+    client.close().await;
+    let shared = shared?;
+    if g.json {
+        output::json(&shared);
+        return Ok(());
+    }
+    let expires_ms = shared.expires_at.saturating_mul(1000);
+    if !g.quiet {
+        eprintln!(
+            "Invite to {:?}: {} use(s), role {}, expires {} (id {}).",
+            mesh.name,
+            shared.max_uses,
+            shared.role.as_str(),
+            output::timestamp(expires_ms),
+            output::short(&shared.id),
+        );
+        eprintln!(
+            "The secret is in the link itself (after #): send it privately. Revoke with `claudemesh mesh revoke-invite {}`.",
+            output::short(&shared.id)
+        );
+        if let Some(c) = &shared.code {
+            eprintln!(
+                "Short code: {c}  (join with: claudemesh join {c} --broker {})",
+                mesh.broker_url
+            );
+        }
+    }
+    if !no_qr {
+        output::qr(&shared.url);
+    }
+    println!("{}", shared.url);
+    Ok(())
+}
+
+pub async fn revoke_invite(g: &Global, id: &str) -> Outcome {
+    let (_home, _mesh, client) = connect(g).await?;
+    let result = ops::revoke_invite(&client, id).await;
+    client.close().await;
+    let key = result?;
+    if g.json {
+        output::json(&serde_json::json!({ "revoked": key.to_hex() }));
+    } else if !g.quiet {
+        println!("Revoked invite {}.", output::short(&key.to_hex()));
+    }
+    Ok(())
+}
+
+pub async fn join(g: &Global, a: JoinArgs) -> Outcome {
+    let mut home = open_home(g)?;
+    let with = match Invite::parse(&a.invite) {
+        Ok(invite) => JoinWith::Invite(invite),
+        Err(url_err) => match ShortCode::parse(&a.invite) {
+            Ok(code) => {
+                let broker_url = a.broker.clone().ok_or_else(|| {
+                    Failure::new(exit::USAGE, "a short code needs the broker's URL")
+                        .hint("add --broker ws://HOST:PORT (the inviter's `mesh list` shows it)")
+                })?;
+                JoinWith::Code { code, broker_url }
+            }
+            Err(_) => return Err(claudemesh_client::ClientError::from(url_err).into()),
+        },
+    };
+    let display = a.display_name.unwrap_or_else(default_display_name);
+    let mesh = ops::join(&mut home, with, &display, peer_type(a.peer_type)).await?;
+    if g.json {
+        let default = home.config().default_mesh == Some(mesh.id);
+        output::json(&MeshRow::of(&mesh, default));
+    } else if !g.quiet {
+        println!(
+            "Joined mesh {:?} ({}) as {display:?}. Try `claudemesh peers`.",
+            mesh.name,
+            mesh.short_id()
+        );
+    }
+    Ok(())
+}
+
+pub fn use_mesh(g: &Global, sel: &str) -> Outcome {
+    let mut home = open_home(g)?;
+    let id = home.select_mesh(Some(sel))?.id;
+    home.set_default(id)?;
+    if !g.quiet && !g.json {
+        println!("Default mesh is now {sel:?}.");
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! `claudemesh peer list` (`peers`) and `claudemesh profile …`: who is in
+//! the mesh (only members this device verified in the log), whether each
+//! can take live messages now, and this member's own status and summary.
+
+use claudemesh_proto::frames::Status;
+
+use crate::args::{Global, StatusArg};
+use crate::mesh::connect;
+use crate::{Outcome, output};
+
+pub async fn list(g: &Global) -> Outcome {
+    let (_home, _mesh, client) = connect(g).await?;
+    let peers = client.peers().await;
+    client.close().await;
+    let peers = peers?;
+    if g.json {
+        output::json(&peers);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            let others: Vec<_> = p.sessions.iter().filter(|s| !s.this_session).collect();
+            let seen = if p.you {
+                "you".to_owned()
+            } else if !others.is_empty() {
+                let named: Vec<String> = others
+                    .iter()
+                    .map(|s| {
+                        s.name
+                            .clone()
+                            .unwrap_or_else(|| output::short(&s.key).to_owned())
+                    })
+                    .collect();
+                format!("online ({})", named.join(", "))
+            } else if p.online {
+                "online".to_owned()
+            } else {
+                match p.last_seen_ms {
+                    Some(ms) => format!("offline, seen {}", output::ago(ms)),
+                    None => "offline, never connected".to_owned(),
+                }
+            };
+            let live = if others.iter().any(|s| s.live_push) {
+                "yes"
+            } else {
+                "no"
+            };
+            vec![
+                p.name.clone(),
+                output::short(&p.key).to_owned(),
+                p.role.as_str().to_owned(),
+                status_str(p.status).to_owned(),
+                if p.you { "-".into() } else { live.into() },
+                seen,
+                p.summary.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "NAME", "KEY", "ROLE", "STATUS", "LIVE", "PRESENCE", "SUMMARY",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn status_str(s: Status) -> &'static str {
+    s.as_str()
+}
+
+pub async fn set_summary(g: &Global, text: String) -> Outcome {
+    let (mut home, mesh, client) = connect(g).await?;
+    home.update_mesh(&mesh.id, |m| {
+        m.summary = Some(text.clone()).filter(|t| !t.is_empty())
+    })?;
+    let r = client.set_presence(None, Some(text)).await;
+    client.close().await;
+    r?;
+    if !g.quiet && !g.json {
+        println!("Summary updated.");
+    }
+    Ok(())
+}
+
+pub async fn set_status(g: &Global, status: StatusArg) -> Outcome {
+    let s = match status {
+        StatusArg::Idle => Status::Idle,
+        StatusArg::Working => Status::Working,
+        StatusArg::Dnd => Status::Dnd,
+    };
+    let (mut home, mesh, client) = connect(g).await?;
+    home.update_mesh(&mesh.id, |m| m.status = s)?;
+    let r = client.set_presence(Some(s), None).await;
+    client.close().await;
+    r?;
+    if !g.quiet && !g.json {
+        println!("Status is now {}.", s.as_str());
+    }
+    Ok(())
+}

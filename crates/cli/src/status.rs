@@ -1,0 +1,152 @@
+//! `claudemesh status`: for each mesh (or the one `--mesh` names), whether
+//! its broker answers, which protocol versions it speaks, the clock skew
+//! between here and there, this member's standing in the verified log, and
+//! what waits locally (outbox, unread).
+
+use claudemesh_client::{ConnectOptions, MeshClient};
+use serde::Serialize;
+
+use crate::args::Global;
+use crate::exit::Failure;
+use crate::{Outcome, open_home, output};
+
+/// Skew beyond which certificates and invites may be judged wrongly.
+const SKEW_WARN_MS: i64 = 60_000;
+
+#[derive(Serialize)]
+struct MeshStatus {
+    mesh: String,
+    id: String,
+    broker: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_versions: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_skew_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    round_trip_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_entries: Option<u64>,
+    unread: u64,
+    client_version: &'static str,
+}
+
+pub async fn run(g: &Global) -> Outcome {
+    let home = open_home(g)?;
+    let meshes = match &g.mesh {
+        Some(sel) => vec![home.select_mesh(Some(sel))?.clone()],
+        None => home.meshes().to_vec(),
+    };
+    if meshes.is_empty() {
+        if g.json {
+            output::json(&Vec::<MeshStatus>::new());
+        } else {
+            println!(
+                "claudemesh {}: this device is in no mesh yet (claudemesh mesh create / claudemesh join).",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    let mut first_failure: Option<Failure> = None;
+    for mesh in &meshes {
+        let mut st = MeshStatus {
+            mesh: mesh.name.clone(),
+            id: mesh.id.to_hex(),
+            broker: mesh.broker_url.clone(),
+            reachable: false,
+            error: None,
+            broker_id: None,
+            protocol: None,
+            broker_versions: None,
+            clock_skew_ms: None,
+            round_trip_ms: None,
+            role: None,
+            log_entries: None,
+            unread: 0,
+            client_version: env!("CARGO_PKG_VERSION"),
+        };
+        match MeshClient::connect(&home, mesh, ConnectOptions::for_member(mesh)).await {
+            Ok(client) => {
+                let info = client.info().clone();
+                st.reachable = true;
+                st.broker_id = Some(info.broker_id.clone());
+                st.protocol = Some(info.version);
+                st.broker_versions = Some(info.versions.clone());
+                st.clock_skew_ms = Some(info.skew_ms);
+                st.round_trip_ms = Some(info.rtt_ms);
+                let (role, len) = client.with_state(|s| {
+                    (
+                        s.roster().role_of(&s.member_key().public()),
+                        s.roster().len(),
+                    )
+                });
+                st.role = role.map(|r| r.as_str().to_owned());
+                st.log_entries = Some(len);
+                let _ = client.settle().await;
+                st.unread = client.local().unread_count(&mesh.id).await.unwrap_or(0);
+                client.close().await;
+            }
+            Err(e) => {
+                st.error = Some(e.to_string());
+                if first_failure.is_none() {
+                    first_failure = Some(e.into());
+                }
+            }
+        }
+        out.push(st);
+    }
+    if g.json {
+        output::json(&out);
+    } else {
+        for st in &out {
+            println!(
+                "mesh {} ({}) on {}",
+                st.mesh,
+                output::short(&st.id),
+                st.broker
+            );
+            match &st.error {
+                Some(e) => println!("  broker      NOT reachable: {e}"),
+                None => {
+                    println!(
+                        "  broker      reachable: {} speaks protocol {:?}; using v{}",
+                        st.broker_id.as_deref().unwrap_or("?"),
+                        st.broker_versions.clone().unwrap_or_default(),
+                        st.protocol.unwrap_or_default()
+                    );
+                    let skew = st.clock_skew_ms.unwrap_or_default();
+                    let warn = if skew.abs() > SKEW_WARN_MS {
+                        "  WARNING: fix this machine's clock (certificates and invites depend on it)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "  clock       {skew:+} ms from the broker (round trip {} ms){warn}",
+                        st.round_trip_ms.unwrap_or_default()
+                    );
+                    println!(
+                        "  membership  {} in a log of {} verified entries",
+                        st.role.as_deref().unwrap_or("not a member"),
+                        st.log_entries.unwrap_or_default()
+                    );
+                    println!("  inbox       {} unread", st.unread);
+                }
+            }
+        }
+        println!("claudemesh {}", env!("CARGO_PKG_VERSION"));
+    }
+    match first_failure {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,1367 @@
+//! [`MeshClient`]: a live, authenticated session in one mesh. It connects
+//! (challenge, signed hello, welcome), keeps its verified copy of the
+//! membership log in step with the broker's, sends messages that return once
+//! the broker has durably accepted them, receives messages (verify, store,
+//! then ack), and reconnects with exponential backoff and jitter, resending
+//! from the outbox whatever was not accepted.
+//!
+//! Three tasks per connection: the reader routes frames (answers to their
+//! waiters, deliveries to the processor); the processor verifies and stores
+//! deliveries and records acceptances (it may fetch the log, so it must not
+//! be the reader); the writer owns the socket's write half. A supervisor
+//! task owns the connection's life.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use claudemesh_crypto::PublicKey;
+use claudemesh_crypto::envelope::{Envelope, EnvelopeError, MessageId, Priority, Target};
+use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
+use claudemesh_proto::frames::{
+    Accepted, Ack, Deliver, ErrorFrame, LogAppend, LogFetch, MessageStatusQuery,
+    MessageStatusResult, PeerPresence, PresenceSet, Request, Send, Status, Welcome,
+};
+use claudemesh_proto::hello::{Hello, HelloPresence};
+use claudemesh_proto::limits::MAX_IDS_PER_ACK;
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode, close, encode_client_frame};
+use futures_util::SinkExt;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::error::ClientError;
+use crate::home::{Home, MeshConfig};
+use crate::local::{InboxMessage, LocalStore, Rejection};
+use crate::mesh::{MeshState, PeerView, SessionProfile, ephemeral_session, session_for};
+use crate::wire;
+
+/// Which session key a connection uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChoice {
+    /// A named session stored in the home (`cli`, an MCP session's name).
+    Named(String),
+    /// A fresh key that is never stored.
+    Ephemeral,
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The session to act as.
+    pub session: SessionChoice,
+    /// Initial status.
+    pub status: Status,
+    /// Peer type announced.
+    pub peer_type: Option<PeerType>,
+    /// Session details published (encrypted) with presence.
+    pub profile: SessionProfile,
+    /// How long the first connection may take, retries included.
+    pub connect_timeout: Duration,
+    /// How long to wait for an answer (or an `accepted`).
+    pub request_timeout: Duration,
+    /// Keep reconnecting after the first connection drops.
+    pub reconnect: bool,
+    /// Software id sent in the hello.
+    pub client_name: String,
+}
+
+impl ConnectOptions {
+    /// The options a member's own CLI session uses: its stored status and
+    /// summary, announced in the hello.
+    pub fn for_member(mesh: &MeshConfig) -> Self {
+        ConnectOptions {
+            status: mesh.status,
+            peer_type: Some(mesh.peer_type),
+            profile: SessionProfile {
+                summary: mesh.summary.clone(),
+                ..SessionProfile::default()
+            },
+            ..ConnectOptions::default()
+        }
+    }
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            session: SessionChoice::Named("cli".into()),
+            status: Status::Idle,
+            peer_type: None,
+            profile: SessionProfile::default(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            reconnect: false,
+            client_name: format!("claudemesh/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// What the first handshake learned about the broker.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The broker instance.
+    pub broker_id: String,
+    /// Versions it speaks.
+    pub versions: Vec<u32>,
+    /// The version in use.
+    pub version: u32,
+    /// Upgrade round trip, ms.
+    pub rtt_ms: u64,
+    /// Broker clock minus ours, ms (corrected by half the round trip).
+    pub skew_ms: i64,
+    /// The welcome.
+    pub welcome: Welcome,
+}
+
+/// Something that happened on the connection.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A verified message arrived and was stored in the inbox.
+    Message(Box<InboxMessage>),
+    /// An envelope was refused (it is never shown).
+    Rejected(Rejection),
+    /// A peer's presence changed.
+    Presence(Box<PeerPresence>),
+    /// The membership log grew (and was verified).
+    LogChanged {
+        /// New length.
+        len: u64,
+    },
+    /// (Re)connected.
+    Connected,
+    /// The connection dropped; reconnecting if configured.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// The client stopped for good.
+    Stopped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A message the broker accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// The message id.
+    pub id: MessageId,
+    /// Broker sequence number.
+    pub seq: u64,
+    /// It had been accepted before (a resend).
+    pub duplicate: bool,
+}
+
+/// Per-recipient delivery state of a sent message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    /// The message id.
+    pub id: String,
+    /// `pending` (not yet accepted), `failed`, or `accepted`.
+    pub state: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Broker seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Each recipient.
+    pub recipients: Vec<RecipientReport>,
+}
+
+/// One recipient's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecipientReport {
+    /// Name (or short key).
+    pub name: String,
+    /// Key (hex).
+    pub key: String,
+    /// `queued`, `delivered`, `read` or `expired`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone)]
+enum Link {
+    Connecting,
+    Up,
+    Down,
+    Stopped(String),
+}
+
+enum Work {
+    Deliver(Box<Deliver>),
+    Accepted(Accepted),
+    SendError(MessageId, ErrorFrame),
+}
+
+type Waiter<T> = oneshot::Sender<Result<T, ClientError>>;
+
+struct Inner {
+    home: Home,
+    local: LocalStore,
+    mesh: MeshConfig,
+    opts: ConnectOptions,
+    state: RwLock<MeshState>,
+    writer: Mutex<Option<mpsc::Sender<Message>>>,
+    pending: Mutex<HashMap<String, Waiter<BrokerFrame>>>,
+    send_waiters: Mutex<HashMap<MessageId, Vec<Waiter<SendOutcome>>>>,
+    send_reqs: Mutex<HashMap<String, MessageId>>,
+    events: broadcast::Sender<Event>,
+    link: watch::Sender<Link>,
+    next_req: AtomicU64,
+    stopping: AtomicBool,
+    in_flight: AtomicUsize,
+    sync_lock: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A connected session in one mesh.
+pub struct MeshClient {
+    inner: Arc<Inner>,
+    info: Arc<ConnInfo>,
+    supervisor: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for MeshClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshClient")
+            .field("mesh", &self.inner.mesh.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeshClient {
+    /// Connects to the mesh's broker as the chosen session and brings the
+    /// local copy of the membership log up to date (verifying every entry).
+    pub async fn connect(
+        home: &Home,
+        mesh: &MeshConfig,
+        opts: ConnectOptions,
+    ) -> Result<MeshClient, ClientError> {
+        let local = LocalStore::open(&home.state_db_path()).await?;
+        Self::connect_with(home, local, mesh, opts).await
+    }
+
+    /// [`MeshClient::connect`] with an already open local store.
+    pub async fn connect_with(
+        home: &Home,
+        local: LocalStore,
+        mesh: &MeshConfig,
+        opts: ConnectOptions,
+    ) -> Result<MeshClient, ClientError> {
+        let now_secs = now_ms() / 1000;
+        let (keys, session) = match &opts.session {
+            SessionChoice::Named(name) => {
+                let mut keys = home.load_keys(&mesh.id)?;
+                let (session, changed) = session_for(&mut keys, mesh.id, name, now_secs)?;
+                if changed {
+                    let s = session.clone();
+                    let name = name.clone();
+                    keys = home.update_keys(&mesh.id, move |k| {
+                        k.sessions.insert(name, s);
+                        Ok(k.clone())
+                    })?;
+                }
+                (keys, session)
+            }
+            SessionChoice::Ephemeral => {
+                let keys = home.load_keys(&mesh.id)?;
+                let s = ephemeral_session(&keys.member, mesh.id, now_secs)?;
+                (keys, s)
+            }
+        };
+        let entries = local.log_entries(&mesh.id).await?;
+        let state = MeshState::new(mesh.clone(), keys, entries, session)?;
+        let (events, _) = broadcast::channel(4096);
+        let (link, _) = watch::channel(Link::Connecting);
+        let inner = Arc::new(Inner {
+            home: home.clone(),
+            local,
+            mesh: mesh.clone(),
+            opts,
+            state: RwLock::new(state),
+            writer: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            send_waiters: Mutex::new(HashMap::new()),
+            send_reqs: Mutex::new(HashMap::new()),
+            events,
+            link,
+            next_req: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            sync_lock: tokio::sync::Mutex::new(()),
+        });
+        let (first_tx, first_rx) = oneshot::channel();
+        let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
+        match first_rx.await {
+            Ok(Ok(info)) => Ok(MeshClient {
+                inner,
+                info,
+                supervisor,
+            }),
+            Ok(Err(e)) => {
+                supervisor.abort();
+                Err(e)
+            }
+            Err(_) => {
+                supervisor.abort();
+                Err(ClientError::Disconnected)
+            }
+        }
+    }
+
+    /// What the first handshake learned.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
+    /// The mesh.
+    pub fn mesh(&self) -> &MeshConfig {
+        &self.inner.mesh
+    }
+
+    /// The local store.
+    pub fn local(&self) -> &LocalStore {
+        &self.inner.local
+    }
+
+    /// Runs `f` on the verified mesh state.
+    pub fn with_state<T>(&self, f: impl FnOnce(&MeshState) -> T) -> T {
+        let s = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&s)
+    }
+
+    /// Subscribes to events (messages, presence, connection changes).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Seals `body` to `target`, writes it to the outbox, sends it, and
+    /// returns once the broker has durably accepted it.
+    pub async fn send(
+        &self,
+        target: Target,
+        body: &[u8],
+        priority: Priority,
+        reply_to: Option<MessageId>,
+    ) -> Result<SendOutcome, ClientError> {
+        let env = self.with_state(|s| s.seal(target, body, priority, reply_to, now_ms()))?;
+        self.inner.local.outbox_put(&env, now_ms()).await?;
+        self.inner.submit(env).await
+    }
+
+    /// Resolves a recipient as typed by a user (name, key prefix, session
+    /// name, `member:`/`session:` key), asking the broker for the peer list
+    /// when a session name may be meant.
+    pub async fn resolve(&self, to: &str) -> Result<Target, ClientError> {
+        match self.with_state(|s| s.resolve(to, &[])) {
+            Ok(t) => Ok(t),
+            Err(ClientError::NoSuchPeer(_)) => {
+                let peers = self.peers().await?;
+                self.with_state(|s| s.resolve(to, &peers))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The mesh's members and their presence, as this device verified them.
+    pub async fn peers(&self) -> Result<Vec<PeerView>, ClientError> {
+        let frame = self
+            .inner
+            .request(
+                |req| ClientFrame::PeerList(Request { req: Some(req) }),
+                "list peers",
+            )
+            .await?;
+        let BrokerFrame::Peers(p) = frame else {
+            return Err(unexpected(&frame));
+        };
+        let now = now_ms() / 1000;
+        let mut s = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
+        Ok(s.peer_views(&p.peers, now))
+    }
+
+    /// Sets this session's status and/or summary (encrypted).
+    pub async fn set_presence(
+        &self,
+        status: Option<Status>,
+        summary: Option<String>,
+    ) -> Result<(), ClientError> {
+        let blob = match summary {
+            Some(text) => {
+                let mut profile = self.inner.opts.profile.clone();
+                profile.summary = Some(text).filter(|t| !t.is_empty());
+                Some(
+                    self.with_state(|s| s.seal_presence(&profile))
+                        .ok_or_else(|| {
+                            ClientError::Invalid(
+                                "this device holds no mesh key to encrypt a summary".into(),
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let req = self.inner.new_req();
+        let (tx, mut rx) = oneshot::channel();
+        lock(&self.inner.pending).insert(req.clone(), tx);
+        let frame = ClientFrame::PresenceSet(PresenceSet {
+            req: Some(req.clone()),
+            status,
+            summary: blob,
+            peer_type: None,
+        });
+        self.inner.wait_up().await?;
+        self.inner.send_raw(&frame).await?;
+        // The broker answers presence_set only when it fails; a ping behind
+        // it proves it was processed.
+        let pong = self.ping().await;
+        let failed = rx.try_recv();
+        lock(&self.inner.pending).remove(&req);
+        if let Ok(Err(e)) = failed {
+            return Err(e);
+        }
+        pong.map(|_| ())
+    }
+
+    /// A round trip to the broker; returns its clock (unix ms).
+    pub async fn ping(&self) -> Result<u64, ClientError> {
+        let frame = self
+            .inner
+            .request(
+                |req| ClientFrame::Ping(Request { req: Some(req) }),
+                "answer a ping",
+            )
+            .await?;
+        match frame {
+            BrokerFrame::Pong(p) => Ok(p.time_ms),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The delivery state of a message this device sent.
+    pub async fn message_status(&self, id: &MessageId) -> Result<StatusReport, ClientError> {
+        let mesh = self.inner.mesh.id;
+        let local = self.inner.local.outbox_get(&mesh, id).await?;
+        if let Some(entry) = &local
+            && entry.state != "accepted"
+        {
+            return Ok(StatusReport {
+                id: id.to_hex(),
+                state: entry.state.clone(),
+                error: entry.error.clone(),
+                seq: None,
+                recipients: Vec::new(),
+            });
+        }
+        let frame = self
+            .inner
+            .request(
+                |req| {
+                    ClientFrame::MessageStatus(MessageStatusQuery {
+                        req: Some(req),
+                        id: *id,
+                    })
+                },
+                "report the message status",
+            )
+            .await
+            .map_err(|e| match e {
+                ClientError::Refused {
+                    code: ErrorCode::NotFound,
+                    ..
+                } => ClientError::NotFound(format!(
+                    "no message {id} sent by this member is known to the broker"
+                )),
+                e => e,
+            })?;
+        let BrokerFrame::MessageStatusResult(MessageStatusResult {
+            seq, recipients, ..
+        }) = frame
+        else {
+            return Err(unexpected(&frame));
+        };
+        let recipients = self.with_state(|s| {
+            recipients
+                .iter()
+                .map(|r| RecipientReport {
+                    name: if s.roster().is_member(&r.recipient) {
+                        s.display_name(&r.recipient)
+                    } else {
+                        format!("session {}", crate::mesh::short(&r.recipient))
+                    },
+                    key: r.recipient.to_hex(),
+                    state: serde_json::to_value(r.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                })
+                .collect()
+        });
+        Ok(StatusReport {
+            id: id.to_hex(),
+            state: "accepted".into(),
+            error: None,
+            seq: Some(seq),
+            recipients,
+        })
+    }
+
+    /// Marks inbox messages read locally and tells the broker (read receipts).
+    pub async fn mark_read(&self, messages: &[InboxMessage]) -> Result<(), ClientError> {
+        let ids: Vec<i64> = messages.iter().map(|m| m.local_id).collect();
+        self.inner
+            .local
+            .mark_read(&self.inner.mesh.id, &ids, now_ms())
+            .await?;
+        self.inner.flush_read_receipts().await
+    }
+
+    /// Signs an entry built from the current verified state and appends it,
+    /// retrying (after re-syncing the log) when the log moved meanwhile.
+    pub async fn append_entry(
+        &self,
+        make: impl Fn(&MeshState) -> Result<LogEntry, ClientError>,
+    ) -> Result<(), ClientError> {
+        self.append_with(|s| Ok((make(s)?, None))).await
+    }
+
+    /// [`MeshClient::append_entry`] for an `invite` entry with its bundle.
+    pub async fn append_with(
+        &self,
+        make: impl Fn(&MeshState) -> Result<(LogEntry, Option<Vec<u8>>), ClientError>,
+    ) -> Result<(), ClientError> {
+        for _ in 0..8 {
+            let (entry, bundle) = self.with_state(&make)?;
+            let result = self
+                .inner
+                .request(
+                    |req| match &bundle {
+                        Some(b) => {
+                            ClientFrame::InviteCreate(claudemesh_proto::frames::InviteCreate {
+                                req: Some(req),
+                                entry: entry.clone(),
+                                bundle: b.clone(),
+                            })
+                        }
+                        None => ClientFrame::LogAppend(LogAppend {
+                            req: Some(req),
+                            entries: vec![entry.clone()],
+                        }),
+                    },
+                    "append to the membership log",
+                )
+                .await;
+            match result {
+                Ok(BrokerFrame::LogAppended(_)) => {
+                    self.inner.sync_log().await?;
+                    return Ok(());
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                Err(ClientError::Refused {
+                    code: ErrorCode::LogConflict,
+                    ..
+                }) => {
+                    self.inner.sync_log().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Timeout(
+            "settle the membership log (it kept moving)",
+        ))
+    }
+
+    /// Publishes this member's profile (display name, peer type) in the
+    /// log, encrypted under the current epoch's profile key.
+    pub async fn publish_profile(
+        &self,
+        name: &str,
+        peer_type: PeerType,
+    ) -> Result<(), ClientError> {
+        let profile = Profile {
+            name: name.to_owned(),
+            summary: None,
+            peer_type,
+        };
+        self.append_entry(|s| {
+            let root = s.root(s.roster().epoch()).ok_or_else(|| {
+                ClientError::Invalid("this device does not hold the current mesh key".into())
+            })?;
+            let body = profile.seal(root, &s.mesh_id());
+            Ok(LogEntry::sign(
+                s.member_key(),
+                s.roster().len(),
+                s.roster().head(),
+                now_ms() / 1000,
+                body,
+            ))
+        })
+        .await
+    }
+
+    /// Fetches and verifies any new membership-log entries now.
+    pub async fn sync_log(&self) -> Result<(), ClientError> {
+        self.inner.sync_log().await
+    }
+
+    /// Whether this member may administer the mesh.
+    pub fn is_admin(&self) -> bool {
+        self.with_state(|s| {
+            matches!(
+                s.roster().role_of(&s.member_key().public()),
+                Some(Role::Owner | Role::Admin)
+            )
+        })
+    }
+
+    /// Whether received frames are still being verified and stored.
+    pub fn busy(&self) -> bool {
+        self.inner.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// Waits until everything the broker had queued for this session when
+    /// it connected (and anything received since) is verified, stored and
+    /// acknowledged. The broker sends the backlog before it answers any
+    /// request, so a ping's answer marks its end.
+    pub async fn settle(&self) -> Result<(), ClientError> {
+        self.ping().await?;
+        let deadline = Instant::now() + self.inner.opts.request_timeout;
+        while self.busy() {
+            if Instant::now() > deadline {
+                return Err(ClientError::Timeout("store the queued messages"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until queued work (deliveries being stored and acked) is done,
+    /// then closes the connection.
+    pub async fn close(self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.inner.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = self.inner.flush_read_receipts().await;
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let writer = lock(&self.inner.writer).take();
+        if let Some(w) = writer {
+            let _ = w
+                .send(Message::Close(Some(
+                    tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: close::NORMAL.into(),
+                        reason: "".into(),
+                    },
+                )))
+                .await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.supervisor).await;
+    }
+
+    /// Waits for an event (helper for simple consumers).
+    pub async fn next_event(rx: &mut broadcast::Receiver<Event>) -> Option<Event> {
+        loop {
+            match rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn unexpected(frame: &BrokerFrame) -> ClientError {
+    ClientError::Protocol(format!("unexpected {} frame", frame.type_name()))
+}
+
+impl Inner {
+    fn new_req(&self) -> String {
+        format!("r{}", self.next_req.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    async fn wait_up(&self) -> Result<(), ClientError> {
+        let mut rx = self.link.subscribe();
+        let wait = rx.wait_for(|l| matches!(l, Link::Up | Link::Stopped(_)));
+        match tokio::time::timeout(self.opts.request_timeout, wait).await {
+            Ok(Ok(l)) => match &*l {
+                Link::Up => Ok(()),
+                Link::Stopped(why) => Err(ClientError::Closed {
+                    code: close::NORMAL,
+                    reason: why.clone(),
+                }),
+                _ => Err(ClientError::Disconnected),
+            },
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Err(_) => Err(ClientError::Timeout("reconnect")),
+        }
+    }
+
+    async fn send_raw(&self, frame: &ClientFrame) -> Result<(), ClientError> {
+        let writer = lock(&self.writer).clone();
+        match writer {
+            Some(w) => w
+                .send(Message::text(encode_client_frame(frame)))
+                .await
+                .map_err(|_| ClientError::Disconnected),
+            None => Err(ClientError::Disconnected),
+        }
+    }
+
+    /// A request on the current connection (without waiting for `Up`: the
+    /// handshake's own log sync uses it).
+    async fn request_now(
+        &self,
+        make: impl FnOnce(String) -> ClientFrame,
+        what: &'static str,
+    ) -> Result<BrokerFrame, ClientError> {
+        let req = self.new_req();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(req.clone(), tx);
+        if let Err(e) = self.send_raw(&make(req.clone())).await {
+            lock(&self.pending).remove(&req);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.opts.request_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Err(_) => {
+                lock(&self.pending).remove(&req);
+                Err(ClientError::Timeout(what))
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(String) -> ClientFrame,
+        what: &'static str,
+    ) -> Result<BrokerFrame, ClientError> {
+        self.wait_up().await?;
+        self.request_now(make, what).await
+    }
+
+    /// Sends (or, if not connected, leaves for the reconnect to resend) an
+    /// outbox envelope and waits for `accepted`.
+    async fn submit(&self, env: Envelope) -> Result<SendOutcome, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.send_waiters).entry(env.id).or_default().push(tx);
+        let connected = matches!(*self.link.borrow(), Link::Up);
+        if connected {
+            let _ = self.send_envelope(env.clone()).await;
+        } else if !self.opts.reconnect {
+            lock(&self.send_waiters).remove(&env.id);
+            return Err(ClientError::Disconnected);
+        }
+        match tokio::time::timeout(self.opts.request_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Err(_) => {
+                lock(&self.send_waiters).remove(&env.id);
+                Err(ClientError::Timeout(
+                    "accept the message (it stays in the outbox and is resent on the next connection)",
+                ))
+            }
+        }
+    }
+
+    async fn send_envelope(&self, env: Envelope) -> Result<(), ClientError> {
+        let req = self.new_req();
+        lock(&self.send_reqs).insert(req.clone(), env.id);
+        self.send_raw(&ClientFrame::Send(Send {
+            req: Some(req),
+            envelope: Box::new(env),
+        }))
+        .await
+    }
+
+    fn resolve_send(&self, id: &MessageId, result: Result<SendOutcome, ClientError>) {
+        let waiters = lock(&self.send_waiters).remove(id).unwrap_or_default();
+        let mut result = Some(result);
+        let n = waiters.len();
+        for (i, w) in waiters.into_iter().enumerate() {
+            let r = if i + 1 == n {
+                result.take().unwrap_or(Err(ClientError::Disconnected))
+            } else {
+                match &result {
+                    Some(Ok(o)) => Ok(*o),
+                    Some(Err(e)) => Err(ClientError::Invalid(e.to_string())),
+                    None => Err(ClientError::Disconnected),
+                }
+            };
+            let _ = w.send(r);
+        }
+    }
+
+    /// Fetches new log entries, verifies them against what this device
+    /// already verified, and adopts them (opening any new root keys).
+    async fn sync_log(&self) -> Result<(), ClientError> {
+        let _one = self.sync_lock.lock().await;
+        loop {
+            let from = self.read_state(|s| s.roster().len());
+            let frame = self
+                .request_now(
+                    |req| {
+                        ClientFrame::LogFetch(LogFetch {
+                            req: Some(req),
+                            from_seq: from,
+                            limit: None,
+                        })
+                    },
+                    "send the membership log",
+                )
+                .await?;
+            let BrokerFrame::LogEntries(le) = frame else {
+                return Err(unexpected(&frame));
+            };
+            if le.len < from {
+                // The broker forgot entries this device verified: a rollback.
+                return Err(ClientError::LogFork(le.len));
+            }
+            if le.entries.is_empty() {
+                let head = self.read_state(|s| s.roster().head());
+                if le.len == from && le.head != head {
+                    return Err(ClientError::LogFork(from.saturating_sub(1)));
+                }
+                if le.len > from {
+                    return Err(ClientError::Protocol(
+                        "the broker claims a longer log but sent no entries".into(),
+                    ));
+                }
+                return Ok(());
+            }
+            if le.entries.first().map(|e| e.seq) != Some(from) {
+                return Err(ClientError::Protocol(
+                    "the broker sent log entries from the wrong position".into(),
+                ));
+            }
+            let roster = self.read_state(|s| s.verify_extension(&le.entries))?;
+            self.local.append_log(&self.mesh.id, &le.entries).await?;
+            let (new_roots, len) = {
+                let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+                let new = s.extend(le.entries, roster);
+                (new.then(|| s.keys().roots.clone()), s.roster().len())
+            };
+            if let Some(roots) = new_roots {
+                self.home.update_keys(&self.mesh.id, |k| {
+                    for (e, r) in roots {
+                        k.roots.entry(e).or_insert(r);
+                    }
+                    Ok(())
+                })?;
+            }
+            self.emit(Event::LogChanged { len });
+            if !le.more {
+                return Ok(());
+            }
+        }
+    }
+
+    fn read_state<T>(&self, f: impl FnOnce(&MeshState) -> T) -> T {
+        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&s)
+    }
+
+    async fn flush_read_receipts(&self) -> Result<(), ClientError> {
+        let seqs = self.local.read_receipts_due(&self.mesh.id).await?;
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        if !matches!(*self.link.borrow(), Link::Up) {
+            return Ok(());
+        }
+        for chunk in seqs.chunks(MAX_IDS_PER_ACK) {
+            self.send_raw(&ClientFrame::Ack(Ack {
+                seqs: chunk.to_vec(),
+                read: true,
+            }))
+            .await?;
+        }
+        self.local.read_receipts_sent(&self.mesh.id, &seqs).await
+    }
+
+    /// One connection: open, hello, welcome, start the tasks, catch up.
+    async fn establish(
+        self: &Arc<Self>,
+    ) -> Result<(Arc<ConnInfo>, tokio::task::JoinHandle<ClientError>), ClientError> {
+        let mut opened = wire::open(&self.mesh.broker_url, self.opts.connect_timeout).await?;
+        let hello = self.read_state(|s| {
+            let summary = if self.opts.profile == SessionProfile::default() {
+                None
+            } else {
+                s.seal_presence(&self.opts.profile)
+            };
+            Hello::sign(
+                s.session(),
+                &opened.challenge.nonce.0,
+                opened.version,
+                Some(s.roster().head()),
+                HelloPresence {
+                    status: self.opts.status,
+                    peer_type: self.opts.peer_type,
+                    summary,
+                },
+                &self.opts.client_name,
+            )
+        });
+        wire::send_frame(&mut opened.sink, &ClientFrame::Hello(Box::new(hello))).await?;
+        let answer = tokio::time::timeout(
+            self.opts.connect_timeout,
+            wire::next_frame(&mut opened.stream),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("answer the hello"))??;
+        let welcome = match answer {
+            BrokerFrame::Welcome(w) => w,
+            other => return Err(wire::refused(other)),
+        };
+        let (member, session, local_len) = self.read_state(|s| {
+            (
+                s.member_key().public(),
+                s.session().public(),
+                s.roster().len(),
+            )
+        });
+        if welcome.member != member || welcome.session != session {
+            return Err(ClientError::Protocol(
+                "the broker welcomed another identity than ours".into(),
+            ));
+        }
+        if welcome.log_len < local_len {
+            return Err(ClientError::LogFork(welcome.log_len));
+        }
+        let skew_ms = i64::try_from(welcome.time_ms).unwrap_or(i64::MAX)
+            - i64::try_from(now_ms()).unwrap_or(0)
+            + i64::try_from(opened.rtt_ms / 2).unwrap_or(0);
+        let info = Arc::new(ConnInfo {
+            broker_id: opened.challenge.broker_id.clone(),
+            versions: opened.challenge.versions.clone(),
+            version: opened.version,
+            rtt_ms: opened.rtt_ms,
+            skew_ms,
+            welcome,
+        });
+        let (tx, mut rx) = mpsc::channel::<Message>(1024);
+        let mut sink = opened.sink;
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let closing = matches!(m, Message::Close(_));
+                if sink.send(m).await.is_err() || closing {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        *lock(&self.writer) = Some(tx);
+        let (work_tx, work_rx) = mpsc::channel::<Work>(4096);
+        tokio::spawn(self.clone().process_loop(work_rx));
+        let reader = tokio::spawn(self.clone().read_loop(opened.stream, work_tx));
+        let caught_up = async {
+            self.sync_log().await?;
+            for env in self.local.outbox_pending(&self.mesh.id).await? {
+                self.send_envelope(env).await?;
+            }
+            self.flush_read_receipts().await
+        };
+        if let Err(e) = caught_up.await {
+            reader.abort();
+            lock(&self.writer).take();
+            return Err(e);
+        }
+        let _ = self.link.send_replace(Link::Up);
+        Ok((info, reader))
+    }
+
+    /// Routes every frame of one connection; returns why it ended.
+    async fn read_loop(
+        self: Arc<Self>,
+        mut stream: wire::WsStream,
+        work: mpsc::Sender<Work>,
+    ) -> ClientError {
+        loop {
+            let frame = match wire::next_frame(&mut stream).await {
+                Ok(f) => f,
+                Err(e) => return e,
+            };
+            match frame {
+                BrokerFrame::Deliver(d) => {
+                    self.in_flight.fetch_add(1, Ordering::SeqCst);
+                    if work.send(Work::Deliver(Box::new(d))).await.is_err() {
+                        return ClientError::Disconnected;
+                    }
+                }
+                BrokerFrame::Accepted(a) => {
+                    if let Some(req) = &a.req {
+                        lock(&self.send_reqs).remove(req);
+                    }
+                    self.in_flight.fetch_add(1, Ordering::SeqCst);
+                    if work.send(Work::Accepted(a)).await.is_err() {
+                        return ClientError::Disconnected;
+                    }
+                }
+                BrokerFrame::Error(e) => {
+                    let Some(req) = e.req.clone() else {
+                        tracing::warn!(code = %e.code, message = %e.message, "broker error");
+                        continue;
+                    };
+                    if let Some(waiter) = lock(&self.pending).remove(&req) {
+                        let _ = waiter.send(Err(ClientError::Refused {
+                            code: e.code,
+                            message: e.message,
+                        }));
+                        continue;
+                    }
+                    let id = lock(&self.send_reqs).remove(&req);
+                    if let Some(id) = id {
+                        self.in_flight.fetch_add(1, Ordering::SeqCst);
+                        if work.send(Work::SendError(id, e)).await.is_err() {
+                            return ClientError::Disconnected;
+                        }
+                    }
+                }
+                BrokerFrame::Presence(p) => self.emit(Event::Presence(Box::new(p.peer))),
+                BrokerFrame::LogUpdate(_) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.sync_log().await {
+                            tracing::warn!(error = %e, "membership log sync failed");
+                            if e.is_security() {
+                                me.emit(Event::Stopped {
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
+                    });
+                }
+                other => {
+                    let req = wire::frame_req(&other).map(str::to_owned);
+                    match req.and_then(|r| lock(&self.pending).remove(&r)) {
+                        Some(waiter) => {
+                            let _ = waiter.send(Ok(other));
+                        }
+                        None => tracing::debug!(frame = other.type_name(), "unsolicited frame"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores deliveries and acceptances in batches, then acks.
+    async fn process_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Work>) {
+        let mut buf = Vec::with_capacity(256);
+        while rx.recv_many(&mut buf, 256).await > 0 {
+            let n = buf.len();
+            let mut delivers = Vec::new();
+            let mut accepted = Vec::new();
+            for w in buf.drain(..) {
+                match w {
+                    Work::Deliver(d) => delivers.push(*d),
+                    Work::Accepted(a) => accepted.push(a),
+                    Work::SendError(id, e) => self.on_send_error(id, e).await,
+                }
+            }
+            if !accepted.is_empty() {
+                self.on_accepted(accepted).await;
+            }
+            if !delivers.is_empty() {
+                self.on_delivers(delivers).await;
+            }
+            self.in_flight.fetch_sub(n, Ordering::SeqCst);
+        }
+    }
+
+    async fn on_accepted(&self, accepted: Vec<Accepted>) {
+        let now = now_ms();
+        for a in &accepted {
+            if let Err(e) = self
+                .local
+                .outbox_accepted(&self.mesh.id, &a.id, a.seq, now)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record an accepted message");
+            }
+            self.resolve_send(
+                &a.id,
+                Ok(SendOutcome {
+                    id: a.id,
+                    seq: a.seq,
+                    duplicate: a.duplicate,
+                }),
+            );
+        }
+    }
+
+    async fn on_send_error(self: &Arc<Self>, id: MessageId, e: ErrorFrame) {
+        match e.code {
+            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::ShuttingDown => {
+                // Transient: resend later with the same id.
+                let wait = e.retry_after_ms.unwrap_or(1000).min(60_000);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    if let Ok(pending) = me.local.outbox_pending(&me.mesh.id).await
+                        && let Some(env) = pending.into_iter().find(|env| env.id == id)
+                    {
+                        let _ = me.send_envelope(env).await;
+                    }
+                });
+            }
+            code => {
+                let message = e.message.clone();
+                if let Err(err) = self.local.outbox_failed(&self.mesh.id, &id, &message).await {
+                    tracing::warn!(error = %err, "could not record a refused message");
+                }
+                self.resolve_send(&id, Err(ClientError::Refused { code, message }));
+            }
+        }
+    }
+
+    async fn on_delivers(&self, delivers: Vec<Deliver>) {
+        let mut synced = false;
+        let mut acks = Vec::with_capacity(delivers.len());
+        let now = now_ms();
+        for d in delivers {
+            let mut result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
+            if !synced && result.as_ref().is_err_and(may_be_stale) {
+                // A member or key this device has not seen yet: catch up once.
+                synced = true;
+                if let Err(e) = self.sync_log().await {
+                    tracing::warn!(error = %e, "membership log sync failed");
+                }
+                result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
+            }
+            match result {
+                Ok(msg) => match self
+                    .local
+                    .store_inbound(&self.mesh.id, &msg, d.seq, now)
+                    .await
+                {
+                    Ok(is_new) => {
+                        acks.push(d.seq);
+                        if is_new {
+                            self.emit(Event::Message(Box::new(InboxMessage {
+                                local_id: 0,
+                                id: msg.id().to_hex(),
+                                from: msg.sender_member().to_hex(),
+                                from_session: msg.sender_session().to_hex(),
+                                target: msg.target().to_string(),
+                                body: String::from_utf8_lossy(msg.body()).into_owned(),
+                                priority: msg.priority().as_str().to_owned(),
+                                reply_to: msg.reply_to().map(|r| r.to_hex()),
+                                sent_at: msg.sent_at(),
+                                received_at: now,
+                                seq: d.seq,
+                                read: false,
+                            })));
+                        }
+                    }
+                    // Not stored: do not ack; it comes back on the next connection.
+                    Err(e) => tracing::error!(error = %e, "could not store a message"),
+                },
+                Err(e) => {
+                    let sender: Option<PublicKey> = Some(d.envelope.sender.member);
+                    tracing::warn!(seq = d.seq, error = %e, "refused an envelope");
+                    let reason = e.to_string();
+                    if self
+                        .local
+                        .reject(&self.mesh.id, d.seq, sender.as_ref(), &reason, now)
+                        .await
+                        .is_ok()
+                    {
+                        // Recorded and reported; acked so it is not redelivered forever.
+                        acks.push(d.seq);
+                    }
+                    self.emit(Event::Rejected(Rejection {
+                        seq: d.seq,
+                        sender: sender.map(|s| s.to_hex()),
+                        reason,
+                        at: now,
+                    }));
+                }
+            }
+        }
+        for chunk in acks.chunks(MAX_IDS_PER_ACK) {
+            let _ = self
+                .send_raw(&ClientFrame::Ack(Ack {
+                    seqs: chunk.to_vec(),
+                    read: false,
+                }))
+                .await;
+        }
+    }
+
+    fn drop_connection(&self) {
+        lock(&self.writer).take();
+        let pending: Vec<_> = lock(&self.pending).drain().collect();
+        for (_, w) in pending {
+            let _ = w.send(Err(ClientError::Disconnected));
+        }
+        lock(&self.send_reqs).clear();
+        if !self.opts.reconnect {
+            let waiters: Vec<_> = lock(&self.send_waiters).drain().collect();
+            for (_, ws) in waiters {
+                for w in ws {
+                    let _ = w.send(Err(ClientError::Disconnected));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a refusal might go away once this device has the newest log.
+fn may_be_stale(e: &EnvelopeError) -> bool {
+    matches!(
+        e,
+        EnvelopeError::SenderNotMember(_) | EnvelopeError::NoKey { .. }
+    )
+}
+
+/// Whether a failure means retrying cannot help.
+fn is_terminal(e: &ClientError) -> bool {
+    match e {
+        ClientError::Refused { code, .. } => matches!(
+            code,
+            ErrorCode::NotAMember
+                | ErrorCode::Removed
+                | ErrorCode::Banned
+                | ErrorCode::UnknownMesh
+                | ErrorCode::BadCertificate
+                | ErrorCode::CertExpired
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::BadSignature
+        ),
+        ClientError::Closed { code, .. } => matches!(
+            *code,
+            close::KICKED | close::BANNED | close::POLICY | close::UNSUPPORTED_VERSION
+        ),
+        ClientError::LogInvalid(_) | ClientError::LogFork(_) | ClientError::Protocol(_) => true,
+        ClientError::Local(_) => true,
+        _ => false,
+    }
+}
+
+/// Exponential backoff with full jitter: 250 ms doubling to 30 s, each wait
+/// a random point in the upper half of the window.
+fn backoff(attempt: u32) -> Duration {
+    let base_ms = 250u64.saturating_mul(1u64 << attempt.min(7)).min(30_000);
+    let r: [u8; 2] = claudemesh_crypto::keys::random_bytes();
+    let frac = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX);
+    Duration::from_millis((base_ms as f64 * (0.5 + 0.5 * frac)) as u64)
+}
+
+async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo>, ClientError>>) {
+    let mut first = Some(first);
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    let stop = |inner: &Inner, reason: String| {
+        let _ = inner.link.send_replace(Link::Stopped(reason.clone()));
+        inner.emit(Event::Stopped { reason });
+        inner.drop_connection();
+    };
+    loop {
+        if inner.stopping.load(Ordering::SeqCst) {
+            stop(&inner, "closed".into());
+            return;
+        }
+        let _ = inner.link.send_replace(Link::Connecting);
+        match inner.establish().await {
+            Ok((info, reader)) => {
+                attempt = 0;
+                if let Some(f) = first.take() {
+                    let _ = f.send(Ok(info));
+                }
+                inner.emit(Event::Connected);
+                let why = reader.await.unwrap_or(ClientError::Disconnected);
+                let _ = inner.link.send_replace(Link::Down);
+                inner.drop_connection();
+                if inner.stopping.load(Ordering::SeqCst) {
+                    stop(&inner, "closed".into());
+                    return;
+                }
+                if is_terminal(&why) || !inner.opts.reconnect {
+                    stop(&inner, why.to_string());
+                    return;
+                }
+                tracing::info!(reason = %why, "connection lost; reconnecting");
+                inner.emit(Event::Disconnected {
+                    reason: why.to_string(),
+                });
+            }
+            Err(e) => {
+                let out_of_time = started.elapsed() >= inner.opts.connect_timeout;
+                if is_terminal(&e) || (first.is_some() && out_of_time) {
+                    let reason = e.to_string();
+                    match first.take() {
+                        Some(f) => {
+                            let _ = f.send(Err(e));
+                        }
+                        None => tracing::warn!(error = %reason, "cannot reconnect"),
+                    }
+                    stop(&inner, reason);
+                    return;
+                }
+                if first.is_none() && !inner.opts.reconnect {
+                    stop(&inner, e.to_string());
+                    return;
+                }
+            }
+        }
+        attempt = attempt.saturating_add(1);
+        let mut wait = backoff(attempt);
+        if first.is_some() {
+            let left = inner.opts.connect_timeout.saturating_sub(started.elapsed());
+            wait = wait.min(left);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        for attempt in 0..20 {
+            let d = backoff(attempt);
+            let base = 250u64.saturating_mul(1 << attempt.min(7)).min(30_000);
+            assert!(d.as_millis() as u64 >= base / 2 && d.as_millis() as u64 <= base);
+        }
+    }
+
+    #[test]
+    fn kicks_and_auth_failures_are_terminal_network_blips_are_not() {
+        assert!(is_terminal(&ClientError::Closed {
+            code: close::KICKED,
+            reason: String::new()
+        }));
+        assert!(!is_terminal(&ClientError::Closed {
+            code: close::GOING_AWAY,
+            reason: String::new()
+        }));
+        assert!(!is_terminal(&ClientError::Unreachable {
+            url: String::new(),
+            reason: String::new()
+        }));
+        assert!(is_terminal(&ClientError::Refused {
+            code: ErrorCode::NotAMember,
+            message: String::new()
+        }));
+    }
+}

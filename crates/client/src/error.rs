@@ -1,0 +1,123 @@
+//! Everything that can go wrong in the client, one variant per thing a
+//! caller (the CLI, the MCP server, a script) can act on. The CLI maps each
+//! kind to an exit code (`docs/cli.md`).
+
+use claudemesh_crypto::envelope::EnvelopeError;
+use claudemesh_crypto::invite::InviteError;
+use claudemesh_crypto::log::LogError;
+use claudemesh_proto::ErrorCode;
+
+/// A client failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker could not be reached.
+    #[error("cannot reach the broker at {url}: {reason}")]
+    Unreachable {
+        /// The broker URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The broker closed the connection.
+    #[error("the broker closed the connection ({code}: {reason})")]
+    Closed {
+        /// Websocket close code.
+        code: u16,
+        /// Close reason (an error code for policy closes).
+        reason: String,
+    },
+    /// The broker refused a request.
+    #[error("{message} ({code})")]
+    Refused {
+        /// The broker's error code.
+        code: ErrorCode,
+        /// Its explanation.
+        message: String,
+    },
+    /// The broker did not answer in time.
+    #[error("timed out waiting for the broker to {0}")]
+    Timeout(&'static str),
+    /// Not connected (the connection dropped while waiting).
+    #[error("the connection to the broker was lost")]
+    Disconnected,
+    /// The membership log the broker served does not verify (TM3).
+    #[error(
+        "the broker's membership log does not verify: {0}. Nothing from it was trusted; the broker may be faulty or lying"
+    )]
+    LogInvalid(LogError),
+    /// The broker's log contradicts what this device verified before.
+    #[error(
+        "the broker's membership log disagrees with the log this device verified earlier (at entry {0}); refusing to continue: the broker may be lying"
+    )]
+    LogFork(u64),
+    /// The broker sent something that breaks the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Local files or the local database.
+    #[error("{0}")]
+    Local(String),
+    /// An invite could not be used.
+    #[error("{0}")]
+    Invite(#[from] InviteError),
+    /// A message could not be sealed or opened.
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+    /// This device belongs to no mesh.
+    #[error(
+        "this device is in no mesh yet: create one (claudemesh mesh create <name> --broker <url>) or join one (claudemesh join <url>)"
+    )]
+    NoMesh,
+    /// No mesh matches.
+    #[error("no mesh named or with id {0:?} (see claudemesh mesh list)")]
+    NoSuchMesh(String),
+    /// More than one mesh matches.
+    #[error("more than one mesh matches {0}; pass --mesh with a name or a longer id")]
+    AmbiguousMesh(String),
+    /// No peer matches.
+    #[error("no peer matches {0:?} (see claudemesh peer list)")]
+    NoSuchPeer(String),
+    /// More than one peer matches.
+    #[error("{query:?} matches several peers: {candidates}; use a longer key prefix")]
+    AmbiguousPeer {
+        /// What was asked.
+        query: String,
+        /// Who matched.
+        candidates: String,
+    },
+    /// Bad input from the caller.
+    #[error("{0}")]
+    Invalid(String),
+    /// The thing asked about does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl ClientError {
+    /// Whether the failure is about reaching the broker (retry later).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. }
+                | ClientError::Timeout(_)
+                | ClientError::Disconnected
+                | ClientError::Closed { .. }
+        )
+    }
+
+    /// Whether the failure means something could not be trusted (TM3/TM4).
+    pub fn is_security(&self) -> bool {
+        matches!(self, ClientError::LogInvalid(_) | ClientError::LogFork(_))
+    }
+}
+
+impl From<sqlx::Error> for ClientError {
+    fn from(e: sqlx::Error) -> Self {
+        ClientError::Local(format!("local database: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for ClientError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        ClientError::Local(format!("local database migration: {e}"))
+    }
+}

@@ -1,0 +1,22 @@
+//! claudemesh-client: the SDK every claudemesh program uses (the CLI, the
+//! MCP server, the bridge, the load generator).
+//!
+//! - [`home`]: the home directory, its key files (0600 in 0700) and config.
+//! - [`local`]: the local SQLite state: verified log, inbox, outbox.
+//! - [`mesh`]: the verified view of a mesh: roster, names, sealing, opening.
+//! - [`wire`]: one websocket to a broker, below any mesh logic.
+//! - [`client`]: [`MeshClient`], a live session: handshake, send, receive,
+//!   acks, reconnect.
+//! - [`ops`]: create, share, join, revoke.
+
+pub mod client;
+pub mod error;
+pub mod home;
+pub mod local;
+pub mod mesh;
+pub mod ops;
+pub mod wire;
+
+pub use client::{ConnectOptions, Event, MeshClient, SendOutcome, SessionChoice};
+pub use error::ClientError;
+pub use home::{Home, MeshConfig};

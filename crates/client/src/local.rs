@@ -1,0 +1,446 @@
+//! The device's local state in `<home>/state.db` (SQLite, mode 0600): the
+//! membership logs it verified, its inbox (stored before the broker is told
+//! "delivered", so an ack never loses a message), its outbox (a sealed
+//! envelope is written before it is sent and resent with the same id until
+//! the broker accepts it), and the envelopes it refused.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use claudemesh_crypto::envelope::{Envelope, MessageId, Priority, VerifiedMessage};
+use claudemesh_crypto::log::LogEntry;
+use claudemesh_crypto::{Hash32, PublicKey};
+use serde::Serialize;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqlStr};
+
+use crate::error::ClientError;
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../../../migrations/client/0001_init.sql")),
+        false,
+    )])
+}
+
+/// A verified message in the local inbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxMessage {
+    /// Local row id.
+    #[serde(skip)]
+    pub local_id: i64,
+    /// The sender's message id (hex).
+    pub id: String,
+    /// The sender's member key (hex).
+    pub from: String,
+    /// The sender's session key (hex).
+    pub from_session: String,
+    /// The target as sent (`member:<hex>`, `session:<hex>`, …).
+    pub target: String,
+    /// The body, as UTF-8 (invalid sequences replaced).
+    pub body: String,
+    /// Priority.
+    pub priority: String,
+    /// The message this answers, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Sender's clock, unix ms.
+    pub sent_at: u64,
+    /// When this device stored it, unix ms.
+    pub received_at: u64,
+    /// Broker sequence number.
+    pub seq: u64,
+    /// Whether it was shown (`inbox`) already.
+    pub read: bool,
+}
+
+/// An outbox entry.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// Message id.
+    pub id: MessageId,
+    /// Target as sent.
+    pub target: String,
+    /// `pending`, `accepted` or `failed`.
+    pub state: String,
+    /// Broker seq once accepted.
+    pub seq: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Unix ms.
+    pub created_at: u64,
+}
+
+/// An envelope this device refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// Broker seq.
+    pub seq: u64,
+    /// Claimed sender (hex), if readable.
+    pub sender: Option<String>,
+    /// Why it was refused.
+    pub reason: String,
+    /// Unix ms.
+    pub at: u64,
+}
+
+/// The local database.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    pool: SqlitePool,
+}
+
+fn mesh_key(mesh: &Hash32) -> String {
+    mesh.to_hex()
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl LocalStore {
+    /// Opens (creating with mode 0600) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, ClientError> {
+        if !path.exists() {
+            // Create it private first; SQLite gives its WAL and SHM files the
+            // same mode as the database file.
+            crate::home::write_private_file(path, b"")?;
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(LocalStore { pool })
+    }
+
+    /// The membership log this device verified for a mesh.
+    pub async fn log_entries(&self, mesh: &Hash32) -> Result<Vec<LogEntry>, ClientError> {
+        let rows = sqlx::query("SELECT entry FROM log_entries WHERE mesh_id = ? ORDER BY seq")
+            .bind(mesh_key(mesh))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: &str = r.try_get(0)?;
+                serde_json::from_str(text).map_err(|e| {
+                    ClientError::Local(format!(
+                        "the local copy of the membership log is damaged: {e}"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Appends verified entries.
+    pub async fn append_log(&self, mesh: &Hash32, entries: &[LogEntry]) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT OR REPLACE INTO log_entries (mesh_id, seq, entry) VALUES (?, ?, ?)",
+            )
+            .bind(mesh_key(mesh))
+            .bind(i(e.seq))
+            .bind(serde_json::to_string(e).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a verified message; false if (sender, id) was already stored.
+    pub async fn store_inbound(
+        &self,
+        mesh: &Hash32,
+        msg: &VerifiedMessage,
+        seq: u64,
+        received_at: u64,
+    ) -> Result<bool, ClientError> {
+        let done = sqlx::query(
+            "INSERT INTO inbox (mesh_id, sender_member, sender_session, msg_id, broker_seq, target, \
+             priority, reply_to, sent_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING",
+        )
+        .bind(mesh_key(mesh))
+        .bind(msg.sender_member().to_hex())
+        .bind(msg.sender_session().to_hex())
+        .bind(msg.id().to_hex())
+        .bind(i(seq))
+        .bind(msg.target().to_string())
+        .bind(msg.priority().as_str())
+        .bind(msg.reply_to().map(|r| r.to_hex()))
+        .bind(i(msg.sent_at()))
+        .bind(i(received_at))
+        .bind(msg.body())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Inbox messages, oldest first: unread only, or all (then the newest
+    /// `limit`).
+    pub async fn inbox(
+        &self,
+        mesh: &Hash32,
+        unread_only: bool,
+        limit: u32,
+    ) -> Result<Vec<InboxMessage>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT id, msg_id, sender_member, sender_session, target, body, priority, \
+             reply_to, sent_at, received_at, broker_seq, read_at FROM inbox \
+             WHERE mesh_id = ? AND (read_at IS NULL OR ? = 0) ORDER BY id DESC LIMIT ?) \
+             ORDER BY id",
+        )
+        .bind(mesh_key(mesh))
+        .bind(i64::from(unread_only))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let body: Vec<u8> = r.try_get(5)?;
+                Ok(InboxMessage {
+                    local_id: r.try_get(0)?,
+                    id: r.try_get(1)?,
+                    from: r.try_get(2)?,
+                    from_session: r.try_get(3)?,
+                    target: r.try_get(4)?,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                    priority: r.try_get(6)?,
+                    reply_to: r.try_get(7)?,
+                    sent_at: u(r.try_get(8)?),
+                    received_at: u(r.try_get(9)?),
+                    seq: u(r.try_get(10)?),
+                    read: r.try_get::<Option<i64>, _>(11)?.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    /// Number of unread messages.
+    pub async fn unread_count(&self, mesh: &Hash32) -> Result<u64, ClientError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL")
+                .bind(mesh_key(mesh))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u(n))
+    }
+
+    /// Marks inbox rows read (shown to the user).
+    pub async fn mark_read(
+        &self,
+        mesh: &Hash32,
+        local_ids: &[i64],
+        at: u64,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for id in local_ids {
+            sqlx::query(
+                "UPDATE inbox SET read_at = ? WHERE mesh_id = ? AND id = ? AND read_at IS NULL",
+            )
+            .bind(i(at))
+            .bind(mesh_key(mesh))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Broker seqs of messages read locally whose read receipt the broker
+    /// has not been sent yet.
+    pub async fn read_receipts_due(&self, mesh: &Hash32) -> Result<Vec<u64>, ClientError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT broker_seq FROM inbox WHERE mesh_id = ? AND read_at IS NOT NULL AND read_acked = 0 \
+             ORDER BY id LIMIT 256",
+        )
+        .bind(mesh_key(mesh))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(u).collect())
+    }
+
+    /// Records that read receipts were sent for these seqs.
+    pub async fn read_receipts_sent(&self, mesh: &Hash32, seqs: &[u64]) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for s in seqs {
+            sqlx::query("UPDATE inbox SET read_acked = 1 WHERE mesh_id = ? AND broker_seq = ?")
+                .bind(mesh_key(mesh))
+                .bind(i(*s))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes a sealed envelope to the outbox before it is sent.
+    pub async fn outbox_put(&self, env: &Envelope, now: u64) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO outbox (mesh_id, msg_id, target, envelope, created_at, state) \
+             VALUES (?, ?, ?, ?, ?, 'pending')",
+        )
+        .bind(mesh_key(&env.mesh))
+        .bind(env.id.to_hex())
+        .bind(env.target.to_string())
+        .bind(serde_json::to_string(env).unwrap_or_default())
+        .bind(i(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Envelopes not yet accepted, oldest first.
+    pub async fn outbox_pending(&self, mesh: &Hash32) -> Result<Vec<Envelope>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT envelope FROM outbox WHERE mesh_id = ? AND state = 'pending' ORDER BY created_at",
+        )
+        .bind(mesh_key(mesh))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let text: &str = r.try_get(0)?;
+                serde_json::from_str(text)
+                    .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
+            })
+            .collect()
+    }
+
+    /// Marks an outbox entry accepted by the broker.
+    pub async fn outbox_accepted(
+        &self,
+        mesh: &Hash32,
+        id: &MessageId,
+        seq: u64,
+        at: u64,
+    ) -> Result<(), ClientError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'accepted', broker_seq = ?, accepted_at = ?, error = NULL \
+             WHERE mesh_id = ? AND msg_id = ?",
+        )
+        .bind(i(seq))
+        .bind(i(at))
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks an outbox entry refused for good (it will not be resent).
+    pub async fn outbox_failed(
+        &self,
+        mesh: &Hash32,
+        id: &MessageId,
+        error: &str,
+    ) -> Result<(), ClientError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'failed', error = ? WHERE mesh_id = ? AND msg_id = ?",
+        )
+        .bind(error)
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One outbox entry.
+    pub async fn outbox_get(
+        &self,
+        mesh: &Hash32,
+        id: &MessageId,
+    ) -> Result<Option<OutboxEntry>, ClientError> {
+        let row = sqlx::query(
+            "SELECT target, state, broker_seq, error, created_at FROM outbox WHERE mesh_id = ? AND msg_id = ?",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(OutboxEntry {
+                id: *id,
+                target: r.try_get(0)?,
+                state: r.try_get(1)?,
+                seq: r.try_get::<Option<i64>, _>(2)?.map(u),
+                error: r.try_get(3)?,
+                created_at: u(r.try_get(4)?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a refused envelope.
+    pub async fn reject(
+        &self,
+        mesh: &Hash32,
+        seq: u64,
+        sender: Option<&PublicKey>,
+        reason: &str,
+        at: u64,
+    ) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT INTO rejected (mesh_id, broker_seq, sender, reason, at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(mesh_key(mesh))
+        .bind(i(seq))
+        .bind(sender.map(PublicKey::to_hex))
+        .bind(reason)
+        .bind(i(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Refusals not yet reported to the user; marks them reported.
+    pub async fn take_rejections(&self, mesh: &Hash32) -> Result<Vec<Rejection>, ClientError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT broker_seq, sender, reason, at FROM rejected WHERE mesh_id = ? AND reported = 0 ORDER BY id",
+        )
+        .bind(mesh_key(mesh))
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE rejected SET reported = 1 WHERE mesh_id = ?")
+            .bind(mesh_key(mesh))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Rejection {
+                    seq: u(r.try_get(0)?),
+                    sender: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    at: u(r.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Priority parsed back from the inbox column.
+    pub fn parse_priority(s: &str) -> Priority {
+        Priority::from_str(s).unwrap_or_default()
+    }
+}

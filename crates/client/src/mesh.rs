@@ -1,0 +1,632 @@
+//! What this device knows and trusts about one mesh: the membership log it
+//! verified itself (TM3) and the roster that log yields, its own keys and
+//! the epoch root keys it could open, the session certificates it verified,
+//! and everything derived from them: display names (decrypted profiles),
+//! who a name or key prefix means, how to seal a message to them, and how to
+//! open one from them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use claudemesh_crypto::cert::{SessionCert, SessionIdentity};
+use claudemesh_crypto::envelope::{
+    Envelope, EnvelopeHeader, MessageId, OpeningKeys, Priority, SealingKey, Target,
+};
+use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role, Roster, verify_log};
+use claudemesh_crypto::{
+    EpochRootKey, Hash32, Nonce, PublicKey, SharedBoxKey, SigningKey, SymmetricKey,
+};
+use claudemesh_proto::frames::{EncryptedBlob, PeerPresence, Status};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+use crate::home::{MeshConfig, MeshKeys};
+
+/// Lifetime of the session certificates this client issues (30 days).
+pub const SESSION_CERT_LIFETIME: u64 = 30 * 24 * 3600;
+/// A certificate with less than this left is renewed (7 days).
+pub const SESSION_CERT_RENEW_BEFORE: u64 = 7 * 24 * 3600;
+
+/// The plaintext of a session's encrypted presence blob (`summary` in
+/// `hello` and `presence_set`), sealed under the epoch's profile key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionProfile {
+    /// The session's name (e.g. `alice@api`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One-line summary of what it is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Git branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// One connected session of a peer, as this device verified it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    /// Session key (hex).
+    pub key: String,
+    /// Its name, if it published one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Status.
+    pub status: Status,
+    /// Its one-line summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Working directory, git branch and host it published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Git branch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Connected since, unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_at_ms: Option<u64>,
+    /// Whether it takes pushed messages right now.
+    pub live_push: bool,
+    /// This very connection.
+    pub this_session: bool,
+}
+
+/// A member of the mesh with what the broker says of its presence.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    /// Display name (from its encrypted profile), or its short key.
+    pub name: String,
+    /// Member key (hex).
+    pub key: String,
+    /// Role.
+    pub role: Role,
+    /// Peer type, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_type: Option<PeerType>,
+    /// Whether any session is connected.
+    pub online: bool,
+    /// Status (of its most available session, or the last known one).
+    pub status: Status,
+    /// Latest summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Last seen, unix ms (for offline members).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<u64>,
+    /// Connected sessions.
+    pub sessions: Vec<SessionView>,
+    /// This device's own member.
+    pub you: bool,
+}
+
+/// The verified state of one mesh on this device.
+pub struct MeshState {
+    /// Local settings.
+    pub config: MeshConfig,
+    keys: MeshKeys,
+    entries: Vec<LogEntry>,
+    roster: Roster,
+    session: SessionIdentity,
+    /// Session certificates verified against the roster, by session key.
+    verified_sessions: HashMap<PublicKey, SessionCert>,
+    /// Precomputed `crypto_box` keys per (peer key, my key).
+    shared: Mutex<HashMap<(PublicKey, PublicKey), SharedBoxKey>>,
+}
+
+impl std::fmt::Debug for MeshState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshState")
+            .field("mesh", &self.config.id)
+            .field("len", &self.roster.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeshState {
+    /// Verifies a whole local log and assembles the state. `session` is the
+    /// session this connection acts as.
+    pub fn new(
+        config: MeshConfig,
+        keys: MeshKeys,
+        entries: Vec<LogEntry>,
+        session: SessionIdentity,
+    ) -> Result<Self, ClientError> {
+        let roster = verify_log(&entries).map_err(|e| {
+            ClientError::Local(format!(
+                "the membership log stored on this device does not verify ({e}); it was altered"
+            ))
+        })?;
+        if roster.mesh_id() != config.id {
+            return Err(ClientError::Local(
+                "the membership log stored on this device belongs to another mesh".into(),
+            ));
+        }
+        let mut state = MeshState {
+            config,
+            keys,
+            entries,
+            roster,
+            session,
+            verified_sessions: HashMap::new(),
+            shared: Mutex::new(HashMap::new()),
+        };
+        state.open_root_keys();
+        Ok(state)
+    }
+
+    /// The verified roster.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// The verified entries.
+    pub fn entries(&self) -> &[LogEntry] {
+        &self.entries
+    }
+
+    /// The mesh id.
+    pub fn mesh_id(&self) -> Hash32 {
+        self.config.id
+    }
+
+    /// This device's member key.
+    pub fn member_key(&self) -> &SigningKey {
+        &self.keys.member
+    }
+
+    /// The session this connection acts as.
+    pub fn session(&self) -> &SessionIdentity {
+        &self.session
+    }
+
+    /// The keys (to save after new root keys were opened).
+    pub fn keys(&self) -> &MeshKeys {
+        &self.keys
+    }
+
+    /// Checks that `new` extends the verified log, returning the roster it
+    /// yields; nothing changes until [`MeshState::extend`].
+    pub fn verify_extension(&self, new: &[LogEntry]) -> Result<Roster, ClientError> {
+        let mut roster = self.roster.clone();
+        for e in new {
+            if e.seq < roster.len() {
+                // Already have it: it must be the very same entry.
+                let ours = self
+                    .entries
+                    .get(usize::try_from(e.seq).unwrap_or(usize::MAX));
+                if ours != Some(e) {
+                    return Err(ClientError::LogFork(e.seq));
+                }
+                continue;
+            }
+            roster.apply(e).map_err(ClientError::LogInvalid)?;
+        }
+        Ok(roster)
+    }
+
+    /// Adopts entries checked by [`MeshState::verify_extension`]. Returns
+    /// whether new root keys were opened (the caller saves the keys).
+    pub fn extend(&mut self, new: Vec<LogEntry>, roster: Roster) -> bool {
+        let have = self.roster.len();
+        self.entries
+            .extend(new.into_iter().filter(|e| e.seq >= have));
+        self.roster = roster;
+        self.open_root_keys()
+    }
+
+    /// Opens every root key sealed to my member key or to the invite key I
+    /// joined with that I do not hold yet. Returns whether any was new.
+    fn open_root_keys(&mut self) -> bool {
+        let mut new = false;
+        let mine: Vec<&SigningKey> = std::iter::once(&self.keys.member)
+            .chain(self.keys.invite.as_ref())
+            .collect();
+        let mut opened = Vec::new();
+        for k in mine {
+            if let Ok(roots) = self.roster.open_root_keys(k) {
+                opened.extend(roots);
+            }
+        }
+        for root in opened {
+            if let std::collections::btree_map::Entry::Vacant(v) = self.keys.roots.entry(root.epoch)
+            {
+                v.insert(root);
+                new = true;
+            }
+        }
+        new
+    }
+
+    /// The root key of an epoch, if this device holds it.
+    pub fn root(&self, epoch: u64) -> Option<&EpochRootKey> {
+        self.keys.roots.get(&epoch)
+    }
+
+    /// The newest root key this device holds.
+    pub fn newest_root(&self) -> Option<&EpochRootKey> {
+        self.keys.roots.values().next_back()
+    }
+
+    /// A member's decrypted profile, if this device can read it.
+    pub fn profile(&self, member: &PublicKey) -> Option<Profile> {
+        let sealed = self.roster.member(member)?.profile.as_ref()?;
+        let root = self.root(sealed.epoch)?;
+        Profile::open(root, &self.config.id, &sealed.nonce, &sealed.ciphertext).ok()
+    }
+
+    /// A member's display name, or its short key.
+    pub fn display_name(&self, member: &PublicKey) -> String {
+        self.profile(member)
+            .map(|p| p.name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| short(member))
+    }
+
+    /// Seals a presence blob under the newest profile key.
+    pub fn seal_presence(&self, info: &SessionProfile) -> Option<EncryptedBlob> {
+        let root = self.newest_root()?;
+        let json = serde_json::to_vec(info).ok()?;
+        let nonce = Nonce::random();
+        Some(EncryptedBlob {
+            epoch: root.epoch,
+            ciphertext: root.profile_key(&self.config.id).encrypt(&json, &nonce),
+            nonce,
+        })
+    }
+
+    /// Opens a presence blob.
+    pub fn open_presence(&self, blob: &EncryptedBlob) -> Option<SessionProfile> {
+        let root = self.root(blob.epoch)?;
+        let pt = root
+            .profile_key(&self.config.id)
+            .decrypt(&blob.ciphertext, &blob.nonce)
+            .ok()?;
+        serde_json::from_slice(&pt).ok()
+    }
+
+    /// Records a session certificate if it verifies and chains to a current
+    /// member; returns whether it did.
+    pub fn learn_session(&mut self, cert: &SessionCert, now_secs: u64) -> bool {
+        if cert.verify(&self.config.id, now_secs).is_err() || !self.roster.is_member(&cert.member) {
+            return false;
+        }
+        self.verified_sessions.insert(cert.session, cert.clone());
+        true
+    }
+
+    /// Builds the peer list: every verified member with what the broker
+    /// reports of its sessions. Entries for keys the log does not admit are
+    /// dropped (the broker cannot invent peers), and sessions are shown only
+    /// with a certificate that verifies.
+    pub fn peer_views(&mut self, presences: &[PeerPresence], now_secs: u64) -> Vec<PeerView> {
+        let mut by_member: BTreeMap<PublicKey, Vec<&PeerPresence>> = BTreeMap::new();
+        for p in presences {
+            if self.roster.is_member(&p.member) {
+                by_member.entry(p.member).or_default().push(p);
+            }
+        }
+        for p in presences {
+            if let Some(cert) = &p.cert {
+                self.learn_session(cert, now_secs);
+            }
+        }
+        let me = self.keys.member.public();
+        let mut out = Vec::new();
+        for (member, info) in self.roster.members() {
+            let reports = by_member.get(member).cloned().unwrap_or_default();
+            let mut sessions = Vec::new();
+            let mut offline: Option<&PeerPresence> = None;
+            for p in &reports {
+                match (&p.session, p.online) {
+                    (Some(s), true)
+                        if self
+                            .verified_sessions
+                            .get(s)
+                            .is_some_and(|c| &c.member == member) =>
+                    {
+                        let prof = p.summary.as_ref().and_then(|b| self.open_presence(b));
+                        let prof = prof.unwrap_or_default();
+                        sessions.push(SessionView {
+                            key: s.to_hex(),
+                            name: prof.name,
+                            status: p.status,
+                            summary: prof.summary,
+                            cwd: prof.cwd,
+                            branch: prof.branch,
+                            host: prof.host,
+                            connected_at_ms: p.connected_at_ms,
+                            live_push: p.live_push,
+                            this_session: *s == self.session.public(),
+                        });
+                    }
+                    (_, false) => offline = Some(p),
+                    _ => {}
+                }
+            }
+            let best = sessions
+                .iter()
+                .find(|s| s.status == Status::Idle)
+                .or_else(|| sessions.first());
+            let status = best
+                .map(|s| s.status)
+                .or(offline.map(|p| p.status))
+                .unwrap_or_default();
+            let summary = best.and_then(|s| s.summary.clone()).or_else(|| {
+                offline
+                    .and_then(|p| p.summary.as_ref())
+                    .and_then(|b| self.open_presence(b))
+                    .and_then(|p| p.summary)
+            });
+            let profile = self.profile(member);
+            out.push(PeerView {
+                name: profile
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| short(member)),
+                key: member.to_hex(),
+                role: info.role,
+                peer_type: profile.map(|p| p.peer_type),
+                online: !sessions.is_empty(),
+                status,
+                summary,
+                last_seen_ms: if sessions.is_empty() {
+                    offline.and_then(|p| p.last_seen_ms)
+                } else {
+                    None
+                },
+                sessions,
+                you: *member == me,
+            });
+        }
+        out.sort_by(|a, b| {
+            (!a.online, a.name.to_lowercase()).cmp(&(!b.online, b.name.to_lowercase()))
+        });
+        out
+    }
+
+    /// Resolves what a user typed as a recipient: `member:<hex>`,
+    /// `session:<hex>`, a key prefix of at least 8 hex digits, a display
+    /// name, or a session name (from `peers`). Only verified members and
+    /// sessions with verified certificates can be named.
+    pub fn resolve(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
+        let to = to.trim();
+        if to == "*" || to.starts_with('@') || to.starts_with('#') {
+            return to
+                .parse()
+                .map_err(|e| ClientError::Invalid(format!("{to:?}: {e}")));
+        }
+        if let Some(hex) = to
+            .strip_prefix("member:")
+            .or_else(|| to.strip_prefix("session:"))
+        {
+            let key = PublicKey::from_hex(hex)
+                .map_err(|_| ClientError::Invalid(format!("{to:?} is not a valid key")))?;
+            return if to.starts_with("member:") {
+                if self.roster.is_member(&key) {
+                    Ok(Target::Member(key))
+                } else {
+                    Err(ClientError::NoSuchPeer(to.to_owned()))
+                }
+            } else if self.verified_sessions.contains_key(&key) {
+                Ok(Target::Session(key))
+            } else {
+                Err(ClientError::NoSuchPeer(to.to_owned()))
+            };
+        }
+        let lower = to.to_ascii_lowercase();
+        let is_hex = lower.len() >= 8 && lower.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut found: Vec<(String, Target)> = Vec::new();
+        if is_hex {
+            for m in self.roster.members().keys() {
+                if m.to_hex().starts_with(&lower) {
+                    found.push((self.display_name(m), Target::Member(*m)));
+                }
+            }
+            for s in self.verified_sessions.keys() {
+                if s.to_hex().starts_with(&lower) {
+                    found.push((format!("session {}", short(s)), Target::Session(*s)));
+                }
+            }
+        }
+        if found.is_empty() {
+            for m in self.roster.members().keys() {
+                if self
+                    .profile(m)
+                    .is_some_and(|p| p.name.eq_ignore_ascii_case(to))
+                {
+                    found.push((
+                        format!("{} ({})", self.display_name(m), short(m)),
+                        Target::Member(*m),
+                    ));
+                }
+            }
+        }
+        if found.is_empty() {
+            for p in peers {
+                for s in &p.sessions {
+                    if s.name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(to))
+                        && let Ok(k) = PublicKey::from_hex(&s.key)
+                        && self.verified_sessions.contains_key(&k)
+                    {
+                        found.push((format!("{} on {}", to, p.name), Target::Session(k)));
+                    }
+                }
+            }
+        }
+        match found.len() {
+            0 => Err(ClientError::NoSuchPeer(to.to_owned())),
+            1 => Ok(found.remove(0).1),
+            _ => Err(ClientError::AmbiguousPeer {
+                query: to.to_owned(),
+                candidates: found
+                    .into_iter()
+                    .map(|f| f.0)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Seals and signs a message as this session.
+    pub fn seal(
+        &self,
+        target: Target,
+        body: &[u8],
+        priority: Priority,
+        reply_to: Option<MessageId>,
+        sent_at_ms: u64,
+    ) -> Result<Envelope, ClientError> {
+        let header = EnvelopeHeader {
+            mesh: self.config.id,
+            epoch: self.roster.epoch(),
+            target: target.clone(),
+            id: MessageId::random(),
+            reply_to,
+            priority,
+            sent_at: sent_at_ms,
+            log_head: self.roster.head(),
+        };
+        match &target {
+            Target::Member(k) | Target::Session(k) => {
+                let known = match &target {
+                    Target::Member(_) => self.roster.is_member(k),
+                    _ => self.verified_sessions.contains_key(k),
+                };
+                if !known {
+                    return Err(ClientError::NoSuchPeer(short(k)));
+                }
+                let shared = self.shared_key(k, &self.session.key)?;
+                Ok(Envelope::seal(
+                    &self.session,
+                    header,
+                    body,
+                    SealingKey::DirectShared(&shared),
+                )?)
+            }
+            Target::Group(_) | Target::Topic(_) | Target::Broadcast => {
+                let key = self
+                    .symmetric_key(&target, self.roster.epoch())
+                    .ok_or_else(|| {
+                        ClientError::Invalid(
+                            "this device does not hold the mesh key of the current epoch".into(),
+                        )
+                    })?;
+                Ok(Envelope::seal(
+                    &self.session,
+                    header,
+                    body,
+                    SealingKey::Symmetric(&key),
+                )?)
+            }
+        }
+    }
+
+    fn shared_key(&self, peer: &PublicKey, mine: &SigningKey) -> Result<SharedBoxKey, ClientError> {
+        let id = (*peer, mine.public());
+        if let Ok(cache) = self.shared.lock()
+            && let Some(k) = cache.get(&id)
+        {
+            return Ok(k.clone());
+        }
+        let k = SharedBoxKey::new(&peer.to_box_public(), &mine.to_box_secret())
+            .map_err(|e| ClientError::Invalid(format!("cannot encrypt to {}: {e}", short(peer))))?;
+        if let Ok(mut cache) = self.shared.lock() {
+            if cache.len() > 4096 {
+                cache.clear();
+            }
+            cache.insert(id, k.clone());
+        }
+        Ok(k)
+    }
+}
+
+impl OpeningKeys for MeshState {
+    fn member_key(&self) -> &SigningKey {
+        &self.keys.member
+    }
+
+    fn session_key(&self) -> Option<&SigningKey> {
+        Some(&self.session.key)
+    }
+
+    fn symmetric_key(&self, target: &Target, epoch: u64) -> Option<SymmetricKey> {
+        let root = self.root(epoch)?;
+        match target {
+            Target::Group(_) | Target::Broadcast => Some(root.mesh_key(&self.config.id)),
+            Target::Topic(t) => Some(root.topic_key(&self.config.id, t.as_bytes())),
+            Target::Member(_) | Target::Session(_) => None,
+        }
+    }
+
+    fn shared_box_key(&self, sender_session: &PublicKey, mine: &PublicKey) -> Option<SharedBoxKey> {
+        let key = if *mine == self.keys.member.public() {
+            &self.keys.member
+        } else if *mine == self.session.public() {
+            &self.session.key
+        } else {
+            return None;
+        };
+        self.shared_key(sender_session, key).ok()
+    }
+}
+
+/// The session a connection acts as: the stored one by `name`, renewed if
+/// its certificate is near expiry, or a new one. Returns whether the keys
+/// changed (the caller saves them).
+pub fn session_for(
+    keys: &mut MeshKeys,
+    mesh_id: Hash32,
+    name: &str,
+    now_secs: u64,
+) -> Result<(SessionIdentity, bool), ClientError> {
+    if let Some(s) = keys.sessions.get(name)
+        && s.cert.expires_at > now_secs + SESSION_CERT_RENEW_BEFORE
+        && s.cert.issued_at <= now_secs + 300
+        && s.cert.mesh_id == mesh_id
+    {
+        return Ok((s.clone(), false));
+    }
+    // Keep the session key across renewals so peers' references stay valid.
+    let key = keys
+        .sessions
+        .get(name)
+        .map(|s| s.key.clone())
+        .unwrap_or_else(SigningKey::generate);
+    let cert = SessionCert::issue(
+        &keys.member,
+        mesh_id,
+        key.public(),
+        now_secs,
+        SESSION_CERT_LIFETIME,
+    )
+    .map_err(|e| ClientError::Local(format!("cannot certify a session: {e}")))?;
+    let identity = SessionIdentity { key, cert };
+    keys.sessions.insert(name.to_owned(), identity.clone());
+    Ok((identity, true))
+}
+
+/// An ephemeral session (never stored), for benchmarks and one-off tools.
+pub fn ephemeral_session(
+    member: &SigningKey,
+    mesh_id: Hash32,
+    now_secs: u64,
+) -> Result<SessionIdentity, ClientError> {
+    SessionIdentity::new(member, mesh_id, now_secs, SESSION_CERT_LIFETIME)
+        .map_err(|e| ClientError::Local(format!("cannot certify a session: {e}")))
+}
+
+/// First 8 hex digits of a key.
+pub fn short(k: &PublicKey) -> String {
+    k.to_hex()[..8].to_owned()
+}
