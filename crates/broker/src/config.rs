@@ -367,7 +367,11 @@ mod tests {
     fn bad_duration_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("broker.yaml");
-        std::fs::write(&file, "retention: forever\ndatabase_url: sqlite::memory:\n").unwrap();
+        std::fs::write(
+            &file,
+            "retention: forever\ndatabase_url: 'sqlite::memory:'\n",
+        )
+        .unwrap();
         let err = args(&["--config", file.to_str().unwrap()])
             .resolve()
             .unwrap_err()

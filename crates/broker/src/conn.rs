@@ -483,14 +483,14 @@ impl Connection {
             rate_burst: self.broker.config.rate_burst,
             ..Limits::default()
         };
-        self.send_frame(&BrokerFrame::Welcome(Welcome {
+        self.send_frame(&BrokerFrame::Welcome(Box::new(Welcome {
             member,
             session: hello.cert.session,
             log_head: roster.head(),
             log_len: roster.len(),
             limits,
             time_ms: now,
-        }));
+        })));
         mesh.broadcast_presence(handle.as_peer(), self.conn_id);
         if let Err(e) = self
             .broker
@@ -962,7 +962,7 @@ impl Connection {
             },
             at_ms: crate::now_ms(),
         };
-        self.broker.writer.submit(WriteJob::Ack(op)).await;
+        self.broker.writer.submit(WriteJob::Ack(Box::new(op))).await;
     }
 
     fn presence_set(&self, session: &Arc<SessionHandle>, mesh: &Arc<MeshHub>, p: PresenceSet) {

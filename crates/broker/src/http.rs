@@ -112,8 +112,7 @@ async fn join_page() -> Response {
 }
 
 /// Only the page's own inline script (by hash) may run.
-const JOIN_CSP: &str =
-    "default-src 'none'; script-src 'sha256-PLACEHOLDER'; style-src 'unsafe-inline'";
+const JOIN_CSP: &str = "default-src 'none'; script-src 'sha256-Bs2X/q6XpGQU4N6/NGvETDHqSYKWVh8GvnYstLFwiaE='; style-src 'unsafe-inline'";
 
 const JOIN_PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Join a claudemesh mesh</title>
@@ -136,7 +135,7 @@ mod tests {
     fn join_page_script_matches_its_csp_hash() {
         let start = JOIN_PAGE.find("<script>").unwrap() + "<script>".len();
         let end = JOIN_PAGE.find("</script>").unwrap();
-        let digest = sha2::Sha256::digest(JOIN_PAGE[start..end].as_bytes());
+        let digest = sha2::Sha256::digest(&JOIN_PAGE.as_bytes()[start..end]);
         let source = format!(
             "'sha256-{}'",
             claudemesh_crypto::encoding::b64_encode(&digest)

@@ -475,7 +475,9 @@ impl MeshHub {
 
     /// Tells every other session of the mesh about a presence change.
     pub fn broadcast_presence(&self, peer: PeerPresence, except_conn: u64) {
-        let frame = text(&BrokerFrame::Presence(PresenceUpdate { peer }));
+        let frame = text(&BrokerFrame::Presence(PresenceUpdate {
+            peer: Box::new(peer),
+        }));
         for s in self.all_sessions() {
             if s.conn_id != except_conn {
                 s.push(frame.clone());

@@ -56,6 +56,51 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 })
                 .ok()
                 .and_then(|b| b.install_recorder().ok())
+                .inspect(|_| register())
         })
         .as_ref()
+}
+
+/// Describes every metric and creates it at zero, so `/metrics` lists them
+/// all from the start (a scraper should not see a series appear later).
+fn register() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS, "open websocket connections");
+    describe_counter!(HANDSHAKES, "hellos, by result (ok or the error code)");
+    describe_counter!(
+        ACCEPTED,
+        "messages durably stored and acknowledged to their sender"
+    );
+    describe_counter!(DUPLICATES, "resends of an already stored message");
+    describe_counter!(DELIVERED, "deliveries acknowledged by recipients");
+    describe_counter!(PUSHED, "deliver frames pushed to connected sessions");
+    describe_histogram!(
+        COMMIT_SECONDS,
+        metrics::Unit::Seconds,
+        "duration of one group commit"
+    );
+    describe_histogram!(COMMIT_BATCH, "messages and acks per group commit");
+    describe_gauge!(WRITER_QUEUE, "jobs waiting for the group-commit writer");
+    describe_counter!(
+        SLOW_CONSUMERS,
+        "connections closed because they read too slowly"
+    );
+    describe_counter!(RATE_LIMITED, "frames refused by the rate limiter");
+    describe_counter!(STORE_ERRORS, "store failures");
+    for c in [
+        ACCEPTED,
+        DUPLICATES,
+        DELIVERED,
+        PUSHED,
+        SLOW_CONSUMERS,
+        RATE_LIMITED,
+        STORE_ERRORS,
+    ] {
+        metrics::counter!(c).increment(0);
+    }
+    metrics::counter!(HANDSHAKES, "result" => "ok").increment(0);
+    metrics::gauge!(CONNECTIONS).set(0.0);
+    metrics::gauge!(WRITER_QUEUE).set(0.0);
+    let _ = metrics::histogram!(COMMIT_SECONDS);
+    let _ = metrics::histogram!(COMMIT_BATCH);
 }

@@ -35,7 +35,7 @@ pub enum WriteJob {
     /// Store a message, then answer its sender and deliver it.
     Message(Box<NewMessage>, Option<AcceptReply>),
     /// Record acknowledgements.
-    Ack(AckOp),
+    Ack(Box<AckOp>),
     /// Answer when everything queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -102,7 +102,7 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
                 messages.push(*msg);
                 replies.push(reply);
             }
-            WriteJob::Ack(a) => acks.push(a),
+            WriteJob::Ack(a) => acks.push(*a),
             WriteJob::Flush(done) => flushes.push(done),
         }
     }

@@ -213,6 +213,9 @@ struct Inner {
     stopping: AtomicBool,
     in_flight: AtomicUsize,
     sync_lock: tokio::sync::Mutex<()>,
+    /// Messages this session already announced. Sessions of one device
+    /// share its inbox, so "new in the inbox" is not "new to this session".
+    announced: Mutex<std::collections::HashSet<(PublicKey, MessageId)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -302,6 +305,7 @@ impl MeshClient {
             stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             sync_lock: tokio::sync::Mutex::new(()),
+            announced: Mutex::new(std::collections::HashSet::new()),
         });
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
@@ -535,36 +539,43 @@ impl MeshClient {
         &self,
         make: impl Fn(&MeshState) -> Result<LogEntry, ClientError>,
     ) -> Result<(), ClientError> {
+        self.append_with(|s| Ok((vec![make(s)?], None))).await
+    }
+
+    /// Appends several entries atomically (a removal and its rekey).
+    pub async fn append_entries(
+        &self,
+        make: impl Fn(&MeshState) -> Result<Vec<LogEntry>, ClientError>,
+    ) -> Result<(), ClientError> {
         self.append_with(|s| Ok((make(s)?, None))).await
     }
 
-    /// [`MeshClient::append_entry`] for an `invite` entry with its bundle.
+    /// [`MeshClient::append_entries`], or with a bundle an `invite_create`
+    /// (one `invite` entry and its encrypted welcome bundle).
     pub async fn append_with(
         &self,
-        make: impl Fn(&MeshState) -> Result<(LogEntry, Option<Vec<u8>>), ClientError>,
+        make: impl Fn(&MeshState) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError>,
     ) -> Result<(), ClientError> {
         for _ in 0..8 {
-            let (entry, bundle) = self.with_state(&make)?;
-            let result = self
+            let (entries, bundle) = self.with_state(&make)?;
+            let frame = |req: String| match (&bundle, entries.first()) {
+                (Some(b), Some(entry)) => {
+                    ClientFrame::InviteCreate(claudemesh_proto::frames::InviteCreate {
+                        req: Some(req),
+                        entry: entry.clone(),
+                        bundle: b.clone(),
+                    })
+                }
+                _ => ClientFrame::LogAppend(LogAppend {
+                    req: Some(req),
+                    entries: entries.clone(),
+                }),
+            };
+            match self
                 .inner
-                .request(
-                    |req| match &bundle {
-                        Some(b) => {
-                            ClientFrame::InviteCreate(claudemesh_proto::frames::InviteCreate {
-                                req: Some(req),
-                                entry: entry.clone(),
-                                bundle: b.clone(),
-                            })
-                        }
-                        None => ClientFrame::LogAppend(LogAppend {
-                            req: Some(req),
-                            entries: vec![entry.clone()],
-                        }),
-                    },
-                    "append to the membership log",
-                )
-                .await;
-            match result {
+                .request(frame, "append to the membership log")
+                .await
+            {
                 Ok(BrokerFrame::LogAppended(_)) => {
                     self.inner.sync_log().await?;
                     return Ok(());
@@ -928,7 +939,7 @@ impl Inner {
         .await
         .map_err(|_| ClientError::Timeout("answer the hello"))??;
         let welcome = match answer {
-            BrokerFrame::Welcome(w) => w,
+            BrokerFrame::Welcome(w) => *w,
             other => return Err(wire::refused(other)),
         };
         let (member, session, local_len) = self.read_state(|s| {
@@ -1035,7 +1046,7 @@ impl Inner {
                         }
                     }
                 }
-                BrokerFrame::Presence(p) => self.emit(Event::Presence(Box::new(p.peer))),
+                BrokerFrame::Presence(p) => self.emit(Event::Presence(p.peer)),
                 BrokerFrame::LogUpdate(_) => {
                     let me = self.clone();
                     tokio::spawn(async move {
@@ -1152,9 +1163,16 @@ impl Inner {
                     .store_inbound(&self.mesh.id, &msg, d.seq, now)
                     .await
                 {
-                    Ok(is_new) => {
+                    Ok(_) => {
                         acks.push(d.seq);
-                        if is_new {
+                        let first_time = {
+                            let mut seen = lock(&self.announced);
+                            if seen.len() > 100_000 {
+                                seen.clear();
+                            }
+                            seen.insert((msg.sender_member(), msg.id()))
+                        };
+                        if first_time {
                             self.emit(Event::Message(Box::new(InboxMessage {
                                 local_id: 0,
                                 id: msg.id().to_hex(),

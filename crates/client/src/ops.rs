@@ -209,7 +209,7 @@ pub async fn share(client: &MeshClient, opts: &ShareOptions) -> Result<Shared, C
                     created_at: now,
                 },
             )?;
-            Ok((entry, Some(bundle)))
+            Ok((vec![entry], Some(bundle)))
         })
         .await?;
     Ok(Shared {

@@ -172,14 +172,14 @@ fn main() {
     );
     push_c(ClientFrame::Hello(Box::new(hello)), &mut frames);
     push_b(
-        BrokerFrame::Welcome(Welcome {
+        BrokerFrame::Welcome(Box::new(Welcome {
             member: bob.public(),
             session: bob_session.public(),
             log_head: log.roster().head(),
             log_len: log.roster().len(),
             limits: Limits::default(),
             time_ms: (T + 60) * 1000,
-        }),
+        })),
         &mut frames,
     );
 
@@ -281,7 +281,9 @@ fn main() {
         live_push: true,
     };
     push_b(
-        BrokerFrame::Presence(PresenceUpdate { peer: peer.clone() }),
+        BrokerFrame::Presence(PresenceUpdate {
+            peer: Box::new(peer.clone()),
+        }),
         &mut frames,
     );
     push_c(

@@ -94,7 +94,7 @@ pub enum BrokerFrame {
     /// First frame on every connection.
     Challenge(Challenge),
     /// The hello was accepted.
-    Welcome(Welcome),
+    Welcome(Box<Welcome>),
     /// A request (or the connection) failed.
     Error(ErrorFrame),
     /// A `send` was durably stored.
@@ -371,7 +371,7 @@ pub struct PeerPresence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceUpdate {
     /// The peer's new state.
-    pub peer: PeerPresence,
+    pub peer: Box<PeerPresence>,
 }
 
 /// `peers`.

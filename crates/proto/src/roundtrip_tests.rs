@@ -244,14 +244,16 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                 }
             )),
         (key(), key(), hash(), any::<u64>(), any::<u64>()).prop_map(
-            |(member, session, log_head, log_len, time_ms)| BrokerFrame::Welcome(Welcome {
-                member,
-                session,
-                log_head,
-                log_len,
-                limits: Limits::default(),
-                time_ms
-            })
+            |(member, session, log_head, log_len, time_ms)| BrokerFrame::Welcome(Box::new(
+                Welcome {
+                    member,
+                    session,
+                    log_head,
+                    log_len,
+                    limits: Limits::default(),
+                    time_ms
+                }
+            ))
         ),
         (
             req(),
@@ -282,7 +284,9 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                 queued_at_ms,
             })
         }),
-        peer().prop_map(|peer| BrokerFrame::Presence(PresenceUpdate { peer })),
+        peer().prop_map(|peer| BrokerFrame::Presence(PresenceUpdate {
+            peer: Box::new(peer)
+        })),
         (req(), proptest::collection::vec(peer(), 0..4))
             .prop_map(|(req, peers)| BrokerFrame::Peers(Peers { req, peers })),
         (req(), log_entries(), hash(), any::<u64>(), any::<bool>()).prop_map(

@@ -1,0 +1,315 @@
+//! Bad input (TM10): malformed and unknown frames, oversized frames,
+//! unknown versions, bad signatures, expired certificates, removed members,
+//! frames before the handshake, a flood of frames, a reader that never
+//! reads. Each gets a typed error, the connection stays sane where the
+//! protocol says so, and nothing already stored is lost.
+
+use claudemesh_crypto::cert::SessionIdentity;
+use claudemesh_crypto::envelope::Priority;
+use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind};
+use claudemesh_proto::frames::{Ack, Request};
+use claudemesh_proto::hello::Hello;
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
+
+use crate::both;
+use crate::messaging::hello_raw;
+use crate::support::*;
+
+fn ping(req: &str) -> ClientFrame {
+    ClientFrame::Ping(Request {
+        req: Some(req.into()),
+    })
+}
+
+async fn expect_pong(raw: &mut Raw, req: &str) {
+    loop {
+        match raw.recv().await {
+            Ok(BrokerFrame::Pong(p)) if p.req.as_deref() == Some(req) => return,
+            Ok(BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::Deliver(_)) => {
+                continue;
+            }
+            other => panic!("expected pong {req}, got {other:?}"),
+        }
+    }
+}
+
+async fn bad_frames_get_typed_errors(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    // A message is stored before any of this starts.
+    let a = alice.connect().await;
+    let to_bob = a.resolve("bob").await.unwrap();
+    a.send(to_bob, b"kept safe", Priority::Next, None)
+        .await
+        .unwrap();
+    a.close().await;
+
+    let mut raw = Raw::open(&broker.url).await;
+    // Before hello: requests are refused, the connection stays.
+    raw.send(&ClientFrame::Ack(Ack {
+        seqs: vec![1],
+        read: false,
+    }))
+    .await;
+    assert_eq!(raw.expect_error().await.code, ErrorCode::NotAuthenticated);
+    // Not JSON; not an object; a known type with bad fields; an unknown type.
+    for (text, code) in [
+        ("this is not json", ErrorCode::Malformed),
+        ("[1,2,3]", ErrorCode::Malformed),
+        (
+            r#"{"type":"send","req":"x1","envelope":{"v":1}}"#,
+            ErrorCode::Malformed,
+        ),
+        (r#"{"type":"teleport","req":"x2"}"#, ErrorCode::UnknownType),
+    ] {
+        raw.send_text(text.into()).await;
+        let e = raw.expect_error().await;
+        assert_eq!(e.code, code, "{text}");
+    }
+    // The correlation id of a malformed frame is still echoed.
+    raw.send_text(r#"{"type":"log_fetch","req":"keep-me","from_seq":"x"}"#.into())
+        .await;
+    assert_eq!(raw.expect_error().await.req.as_deref(), Some("keep-me"));
+    raw.send(&ping("p1")).await;
+    expect_pong(&mut raw, "p1").await;
+
+    // Authenticated now; the same garbage still leaves the connection usable.
+    hello_raw(&mut raw, &alice).await;
+    raw.send_text("{".into()).await;
+    assert_eq!(raw.expect_error().await.code, ErrorCode::Malformed);
+    raw.send(&ClientFrame::Hello(Box::new(Hello::sign(
+        &alice.home.load_keys(&alice.mesh.id).unwrap().sessions["cli"],
+        &raw.challenge.nonce.0,
+        1,
+        None,
+        Default::default(),
+        "test",
+    ))))
+    .await;
+    assert_eq!(
+        raw.expect_error().await.code,
+        ErrorCode::AlreadyAuthenticated
+    );
+    // Too many seqs in one ack.
+    raw.send(&ClientFrame::Ack(Ack {
+        seqs: (0..300).collect(),
+        read: false,
+    }))
+    .await;
+    assert_eq!(raw.expect_error().await.code, ErrorCode::Malformed);
+    raw.send(&ping("p2")).await;
+    expect_pong(&mut raw, "p2").await;
+
+    // An oversized frame closes the connection with 1009.
+    let big = format!(r#"{{"type":"ping","req":"{}"}}"#, "x".repeat(200 * 1024));
+    raw.send_text(big).await;
+    let e = raw.expect_error().await;
+    assert_eq!(e.code, ErrorCode::FrameTooLarge);
+    assert_eq!(raw.expect_close().await.0, 1009);
+
+    // Nothing stored was lost.
+    assert_eq!(bob.read_inbox().await, vec!["kept safe"]);
+    broker.stop().await;
+}
+both!(bad_frames_get_typed_errors);
+
+async fn bad_hellos_are_refused_and_closed(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let keys = alice.home.load_keys(&alice.mesh.id).unwrap();
+    let session = keys.sessions["cli"].clone();
+
+    // Unknown protocol version: 4000.
+    let mut raw = Raw::open(&broker.url).await;
+    let h = Hello::sign(
+        &session,
+        &raw.challenge.nonce.0,
+        99,
+        None,
+        Default::default(),
+        "t",
+    );
+    raw.send(&ClientFrame::Hello(Box::new(h))).await;
+    assert_eq!(raw.expect_error().await.code, ErrorCode::UnsupportedVersion);
+    assert_eq!(raw.expect_close().await.0, 4000);
+
+    // An expired certificate: cert_expired, 1008.
+    let mut raw = Raw::open(&broker.url).await;
+    let old = SessionIdentity::new(&keys.member, alice.mesh.id, 1_000_000, 3600).unwrap();
+    let h = Hello::sign(
+        &old,
+        &raw.challenge.nonce.0,
+        1,
+        None,
+        Default::default(),
+        "t",
+    );
+    raw.send(&ClientFrame::Hello(Box::new(h))).await;
+    assert_eq!(raw.expect_error().await.code, ErrorCode::CertExpired);
+    assert_eq!(raw.expect_close().await.0, 1008);
+
+    // A key that was never admitted: not_a_member, 1008.
+    let mut raw = Raw::open(&broker.url).await;
+    let stranger = claudemesh_crypto::SigningKey::generate();
+    let s = SessionIdentity::new(
+        &stranger,
+        alice.mesh.id,
+        claudemesh_client::client::now_ms() / 1000,
+        3600,
+    )
+    .unwrap();
+    let h = Hello::sign(&s, &raw.challenge.nonce.0, 1, None, Default::default(), "t");
+    raw.send(&ClientFrame::Hello(Box::new(h))).await;
+    assert_eq!(raw.expect_error().await.code, ErrorCode::NotAMember);
+    assert_eq!(raw.expect_close().await.0, 1008);
+
+    // An unknown mesh.
+    let mut raw = Raw::open(&broker.url).await;
+    let s = SessionIdentity::new(
+        &stranger,
+        claudemesh_crypto::Hash32([9; 32]),
+        claudemesh_client::client::now_ms() / 1000,
+        3600,
+    )
+    .unwrap();
+    let h = Hello::sign(&s, &raw.challenge.nonce.0, 1, None, Default::default(), "t");
+    raw.send(&ClientFrame::Hello(Box::new(h))).await;
+    assert_eq!(raw.expect_error().await.code, ErrorCode::UnknownMesh);
+
+    // A removed member: alice kicks bob (with the rekey the log requires);
+    // bob's live connection is closed with 4001 and he cannot come back.
+    let b = bob.connect().await;
+    let mut bob_events = b.events();
+    let a = alice.connect().await;
+    let bob_key = bob.home.load_keys(&bob.mesh.id).unwrap().member.public();
+    a.append_entries(|s| {
+        let at = claudemesh_client::client::now_ms() / 1000;
+        let remove = LogEntry::sign(
+            s.member_key(),
+            s.roster().len(),
+            s.roster().head(),
+            at,
+            EntryBody::Remove {
+                member: bob_key,
+                how: RemoveKind::Kick,
+            },
+        );
+        let mut after = s.roster().clone();
+        after
+            .apply(&remove)
+            .map_err(claudemesh_client::ClientError::LogInvalid)?;
+        let root = claudemesh_crypto::EpochRootKey::generate(after.epoch() + 1);
+        let recipients: Vec<_> = after.members().keys().copied().collect();
+        let body = claudemesh_crypto::log::rekey_body(&root, &recipients)
+            .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
+        let rekey = LogEntry::sign(s.member_key(), after.len(), after.head(), at, body);
+        Ok(vec![remove, rekey])
+    })
+    .await
+    .unwrap();
+    loop {
+        match claudemesh_client::MeshClient::next_event(&mut bob_events).await {
+            Some(claudemesh_client::Event::Stopped { reason }) => {
+                assert!(reason.contains("4001"), "{reason}");
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("no stop event"),
+        }
+    }
+    let again =
+        claudemesh_client::MeshClient::connect(&bob.home, &bob.mesh, Default::default()).await;
+    assert!(
+        matches!(
+            again,
+            Err(claudemesh_client::ClientError::Refused {
+                code: ErrorCode::Removed,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    a.close().await;
+    broker.stop().await;
+}
+both!(bad_hellos_are_refused_and_closed);
+
+async fn flooding_is_rate_limited(backend: Backend) {
+    let broker = start_with(backend, |c| {
+        c.rate_per_sec = 5;
+        c.rate_burst = 5;
+    })
+    .await;
+    let mut raw = Raw::open(&broker.url).await;
+    for i in 0..20 {
+        raw.send(&ping(&format!("f{i}"))).await;
+    }
+    let mut limited = 0;
+    let mut pongs = 0;
+    while pongs + limited < 20 {
+        match raw.recv().await.unwrap() {
+            BrokerFrame::Pong(_) => pongs += 1,
+            BrokerFrame::Error(e) => {
+                assert_eq!(e.code, ErrorCode::RateLimited);
+                assert!(e.retry_after_ms.is_some_and(|ms| ms > 0));
+                limited += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        pongs >= 5 && limited >= 10,
+        "pongs {pongs}, limited {limited}"
+    );
+    // After waiting, it answers again.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    raw.send(&ping("after")).await;
+    expect_pong(&mut raw, "after").await;
+    broker.stop().await;
+}
+both!(flooding_is_rate_limited);
+
+/// A recipient that never reads its socket is cut off (4003) once its
+/// bounded queue fills; its messages stay stored and all arrive later.
+async fn slow_consumer_is_disconnected_nothing_lost(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let mut stalled = Raw::open(&broker.url).await;
+    hello_raw(&mut stalled, &bob).await;
+    let a = alice
+        .connect_with(claudemesh_client::ConnectOptions {
+            request_timeout: std::time::Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await;
+    let to_bob = a.resolve("bob").await.unwrap();
+    let body = vec![b'x'; 4096];
+    let total = 4000;
+    let a = std::sync::Arc::new(a);
+    let mut tasks = Vec::new();
+    for chunk in 0..8 {
+        let a = a.clone();
+        let to = to_bob.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..total / 8 {
+                a.send(to.clone(), &body, Priority::Next, None)
+                    .await
+                    .unwrap();
+            }
+            chunk
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (code, reason) = stalled.expect_close().await;
+    assert_eq!((code, reason.as_str()), (4003, "slow_consumer"));
+    let got = bob.read_inbox_limit(total + 10).await;
+    assert_eq!(got.len(), total as usize);
+    broker.stop().await;
+}
+both!(slow_consumer_is_disconnected_nothing_lost);
