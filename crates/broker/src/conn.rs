@@ -357,13 +357,8 @@ impl Connection {
             // before it signs its admit (the admit must chain to the head).
             ClientFrame::LogFetch(f) if self.invite.is_some() => {
                 let mesh_id = self.invite.map(|(m, _)| m).unwrap_or_default();
-                match self.broker.hub.mesh(&mesh_id).await {
-                    Ok(Some(mesh)) => self.send_frame(&log_entries(&mesh, f)),
-                    _ => self.error(
-                        f.req,
-                        ErrorCode::Internal,
-                        "the broker could not load the mesh",
-                    ),
+                if let Some(mesh) = self.load_mesh(&mesh_id, &f.req).await {
+                    self.send_frame(&log_entries(&mesh, f));
                 }
                 Flow::Continue
             }
@@ -541,20 +536,13 @@ impl Connection {
                 return;
             }
         }
-        match self.broker.hub.mesh(&mesh_id).await {
-            Ok(Some(m)) => {
-                let r = m.roster();
-                self.send_frame(&BrokerFrame::LogAppended(LogAppended {
-                    req: f.req,
-                    head: r.head(),
-                    len: r.len(),
-                }));
-            }
-            _ => self.error(
-                f.req,
-                ErrorCode::Internal,
-                "the broker could not load the mesh",
-            ),
+        if let Some(m) = self.load_mesh(&mesh_id, &f.req).await {
+            let r = m.roster();
+            self.send_frame(&BrokerFrame::LogAppended(LogAppended {
+                req: f.req,
+                head: r.head(),
+                len: r.len(),
+            }));
         }
     }
 
@@ -587,16 +575,8 @@ impl Connection {
             );
             return;
         };
-        let mesh = match self.broker.hub.mesh(&mesh_id).await {
-            Ok(Some(m)) => m,
-            _ => {
-                self.error(
-                    f.req,
-                    ErrorCode::Internal,
-                    "the broker could not load the mesh",
-                );
-                return;
-            }
+        let Some(mesh) = self.load_mesh(&mesh_id, &f.req).await else {
+            return;
         };
         let (log, log_len, state) = mesh.read_log(|l| {
             (
@@ -659,16 +639,8 @@ impl Connection {
             );
             return;
         }
-        let mesh = match self.broker.hub.mesh(&mesh_id).await {
-            Ok(Some(m)) => m,
-            _ => {
-                self.error(
-                    f.req,
-                    ErrorCode::Internal,
-                    "the broker could not load the mesh",
-                );
-                return;
-            }
+        let Some(mesh) = self.load_mesh(&mesh_id, &f.req).await else {
+            return;
         };
         // The log checks the admit's own date; the broker also holds the
         // invite to its expiry by its own clock, which the joiner cannot set.
@@ -692,6 +664,45 @@ impl Connection {
                 len,
             })),
             Err(e) => self.append_error(f.req, e),
+        }
+    }
+
+    /// The mesh, or `None` after answering `internal` (the store failed).
+    async fn load_mesh(&self, id: &Hash32, req: &Option<String>) -> Option<Arc<MeshHub>> {
+        match self.broker.hub.mesh(id).await {
+            Ok(Some(m)) => Some(m),
+            Ok(None) => {
+                self.error(req.clone(), ErrorCode::UnknownMesh, "no such mesh");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading mesh failed");
+                self.error(
+                    req.clone(),
+                    ErrorCode::Internal,
+                    "the broker could not load the mesh",
+                );
+                None
+            }
+        }
+    }
+
+    /// Appends verified entries and answers `log_appended` or the error.
+    async fn append_and_answer(
+        &self,
+        mesh: &MeshHub,
+        req: Option<String>,
+        entries: Vec<LogEntry>,
+        extras: AppendExtras,
+    ) {
+        match mesh
+            .append(self.broker.store.as_ref(), entries, extras)
+            .await
+        {
+            Ok((head, len)) => {
+                self.send_frame(&BrokerFrame::LogAppended(LogAppended { req, head, len }))
+            }
+            Err(e) => self.append_error(req, e),
         }
     }
 
@@ -723,21 +734,8 @@ impl Connection {
             })),
             ClientFrame::LogFetch(f) => self.send_frame(&log_entries(&mesh, f)),
             ClientFrame::LogAppend(f) => {
-                match mesh
-                    .append(
-                        self.broker.store.as_ref(),
-                        f.entries,
-                        AppendExtras::default(),
-                    )
-                    .await
-                {
-                    Ok((head, len)) => self.send_frame(&BrokerFrame::LogAppended(LogAppended {
-                        req: f.req,
-                        head,
-                        len,
-                    })),
-                    Err(e) => self.append_error(f.req, e),
-                }
+                self.append_and_answer(&mesh, f.req, f.entries, AppendExtras::default())
+                    .await;
             }
             ClientFrame::InviteCreate(f) => {
                 let EntryBody::Invite { invite_key, .. } = &f.entry.body else {
@@ -756,17 +754,8 @@ impl Connection {
                     new_invite: Some((*invite_key, f.bundle)),
                     used_invite: None,
                 };
-                match mesh
-                    .append(self.broker.store.as_ref(), vec![f.entry], extras)
-                    .await
-                {
-                    Ok((head, len)) => self.send_frame(&BrokerFrame::LogAppended(LogAppended {
-                        req: f.req,
-                        head,
-                        len,
-                    })),
-                    Err(e) => self.append_error(f.req, e),
-                }
+                self.append_and_answer(&mesh, f.req, vec![f.entry], extras)
+                    .await;
             }
             ClientFrame::InviteFetch(f) => {
                 self.error(

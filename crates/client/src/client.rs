@@ -623,6 +623,26 @@ impl MeshClient {
         .await
     }
 
+    /// Publishes this member's profile from the local settings if the log
+    /// has none for it (a create or join that lost its connection right
+    /// after the admission). Returns whether it published.
+    pub async fn ensure_profile(&self) -> Result<bool, ClientError> {
+        let missing = self.with_state(|s| {
+            s.roster()
+                .member(&s.member_key().public())
+                .is_some_and(|m| m.profile.is_none())
+        });
+        if !missing {
+            return Ok(false);
+        }
+        let (name, peer_type) = (
+            self.inner.mesh.display_name.clone(),
+            self.inner.mesh.peer_type,
+        );
+        self.publish_profile(&name, peer_type).await?;
+        Ok(true)
+    }
+
     /// Fetches and verifies any new membership-log entries now.
     pub async fn sync_log(&self) -> Result<(), ClientError> {
         self.inner.sync_log().await

@@ -83,10 +83,35 @@ pub async fn create_mesh(
         roots: [(0, EpochRootKey::generate(0))].into_iter().collect(),
     };
     home.save_keys(&mesh_id, &keys)?;
+    settle_in(
+        home,
+        mesh_id,
+        name,
+        broker_url,
+        &[genesis],
+        display_name,
+        peer_type,
+    )
+    .await
+}
+
+/// Records a mesh this device now belongs to (its verified log, its
+/// settings) and publishes the member's profile. If the profile cannot be
+/// published now, the membership stands and the next connection publishes
+/// it (`MeshClient::ensure_profile`).
+async fn settle_in(
+    home: &mut Home,
+    id: claudemesh_crypto::Hash32,
+    name: &str,
+    broker_url: &str,
+    entries: &[LogEntry],
+    display_name: &str,
+    peer_type: PeerType,
+) -> Result<MeshConfig, ClientError> {
     let local = LocalStore::open(&home.state_db_path()).await?;
-    local.append_log(&mesh_id, &[genesis]).await?;
+    local.append_log(&id, entries).await?;
     let config = MeshConfig {
-        id: mesh_id,
+        id,
         name: name.to_owned(),
         broker_url: broker_url.to_owned(),
         display_name: display_name.to_owned(),
@@ -412,24 +437,16 @@ pub async fn join(
         ));
     }
     drop(opened);
-    let local = LocalStore::open(&home.state_db_path()).await?;
-    local.append_log(&bundle.mesh_id, &entries).await?;
-    let config = MeshConfig {
-        id: bundle.mesh_id,
-        name: bundle.mesh_name.clone(),
-        broker_url: broker_url.clone(),
-        display_name: display_name.to_owned(),
+    settle_in(
+        home,
+        bundle.mesh_id,
+        &bundle.mesh_name,
+        &broker_url,
+        &entries,
+        display_name,
         peer_type,
-        joined_at: now_ms() / 1000,
-        status: Default::default(),
-        summary: None,
-    };
-    home.add_mesh(config.clone())?;
-    let client = MeshClient::connect_with(home, local, &config, ConnectOptions::default()).await?;
-    let published = client.publish_profile(display_name, peer_type).await;
-    client.close().await;
-    published?;
-    Ok(config)
+    )
+    .await
 }
 
 /// Reads log entries after `entries` until the broker has no more (before
