@@ -7,6 +7,7 @@
 //! canonical point of prime order, or that has small order, is refused, so
 //! every `PublicKey` value can also be converted to an X25519 key.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use ed25519_dalek::{Signer as _, SigningKey as DalekSigningKey, VerifyingKey};
@@ -51,9 +52,40 @@ pub enum KeyError {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey(VerifyingKey);
 
+/// Public keys that passed validation, by their bytes. The same few keys
+/// arrive over and over (every envelope names its sender's member and
+/// session keys and its recipient), and validating one costs a point
+/// decompression plus a full scalar multiplication for the prime-order
+/// check (~40 µs); a lookup costs well under one. Bounded: cleared when full.
+static VALIDATED: std::sync::OnceLock<std::sync::RwLock<HashMap<[u8; 32], VerifyingKey>>> =
+    std::sync::OnceLock::new();
+/// Most keys kept in [`VALIDATED`] (about 200 bytes each).
+const VALIDATED_CAPACITY: usize = 16 * 1024;
+
+fn validated() -> &'static std::sync::RwLock<HashMap<[u8; 32], VerifyingKey>> {
+    VALIDATED.get_or_init(|| std::sync::RwLock::new(HashMap::new()))
+}
+
 impl PublicKey {
     /// Parses and validates 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        if let Ok(cache) = validated().read()
+            && let Some(vk) = cache.get(bytes)
+        {
+            return Ok(PublicKey(*vk));
+        }
+        let key = Self::validate(bytes)?;
+        if let Ok(mut cache) = validated().write() {
+            if cache.len() >= VALIDATED_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(*bytes, key.0);
+        }
+        Ok(key)
+    }
+
+    /// The full check, uncached.
+    fn validate(bytes: &[u8; 32]) -> Result<Self, KeyError> {
         let vk = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPublicKey)?;
         if vk.is_weak() {
             return Err(KeyError::InvalidPublicKey);
@@ -322,6 +354,21 @@ mod tests {
     fn box_secret_matches_box_public() {
         let k = SigningKey::generate();
         assert_eq!(k.to_box_secret().public(), k.public().to_box_public());
+    }
+
+    #[test]
+    fn cached_validation_gives_the_same_answers() {
+        let pk = SigningKey::generate().public();
+        assert_eq!(PublicKey::from_bytes(pk.as_bytes()).unwrap(), pk);
+        assert_eq!(PublicKey::from_bytes(pk.as_bytes()).unwrap(), pk);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for _ in 0..2 {
+            assert_eq!(
+                PublicKey::from_bytes(&identity),
+                Err(KeyError::InvalidPublicKey)
+            );
+        }
     }
 
     #[test]
