@@ -470,9 +470,6 @@ impl Connection {
             presence,
             now,
         ));
-        mesh.add_session(handle.clone());
-        self.session = Some(handle.clone());
-        self.mesh = Some(mesh.clone());
         let limits = Limits {
             rate_per_sec: self.broker.config.rate_per_sec,
             rate_burst: self.broker.config.rate_burst,
@@ -486,6 +483,11 @@ impl Connection {
             limits,
             time_ms: now,
         })));
+        // Welcome goes into the queue before the session is visible to the
+        // mesh, so no other session's presence can reach this client first.
+        mesh.add_session(handle.clone());
+        self.session = Some(handle.clone());
+        self.mesh = Some(mesh.clone());
         mesh.broadcast_presence(handle.as_peer(), self.conn_id);
         if let Err(e) = self
             .broker

@@ -4,6 +4,7 @@
 //! overlap, so existing scripts keep working.
 
 use claudemesh_client::ClientError;
+use claudemesh_crypto::envelope::EnvelopeError;
 use claudemesh_proto::{ErrorCode, close};
 
 /// Success.
@@ -120,10 +121,15 @@ impl From<ClientError> for Failure {
             ClientError::Refused { code, .. } => match code {
                 ErrorCode::NotAMember => (REFUSED, Some("join with an invite first")),
                 ErrorCode::Removed => (REFUSED, Some("rejoin with a new invite")),
-                ErrorCode::Banned
-                | ErrorCode::InviteExpired
+                ErrorCode::InviteExpired
                 | ErrorCode::InviteRevoked
-                | ErrorCode::InviteExhausted
+                | ErrorCode::InviteExhausted => (
+                    REFUSED,
+                    Some(
+                        "ask the mesh's owner or an admin for a new invite (`claudemesh mesh share`)",
+                    ),
+                ),
+                ErrorCode::Banned
                 | ErrorCode::Refused
                 | ErrorCode::BadCertificate
                 | ErrorCode::CertExpired
@@ -160,6 +166,10 @@ impl From<ClientError> for Failure {
             ClientError::Invite(_) => (
                 USAGE,
                 Some("copy the whole invite URL, including the part after #"),
+            ),
+            ClientError::Envelope(EnvelopeError::BodyTooLarge(_)) => (
+                USAGE,
+                Some("split it into several messages of at most 64 KiB"),
             ),
             ClientError::Envelope(_) => (FAILURE, None),
             ClientError::NoMesh => (NOT_FOUND, None),

@@ -23,7 +23,7 @@ use crate::exit::Failure;
 pub type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -33,7 +33,12 @@ fn main() -> ExitCode {
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::OK,
                 _ => exit::USAGE,
             };
-            let _ = e.print();
+            // With --json, a usage error is one JSON object like any other.
+            if code == exit::USAGE && std::env::args_os().any(|a| a == "--json") {
+                usage_failure(&e).print(true);
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(code);
         }
     };
@@ -77,6 +82,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -112,21 +118,11 @@ async fn run(cli: Cli) -> Outcome {
         Command::Join(a) => mesh::join(&g, a).await,
         Command::External(words) => {
             let first = words.first().map(String::as_str).unwrap_or_default();
-            if looks_like_invite(first) {
-                let a = args::JoinArgs {
-                    invite: first.to_owned(),
-                    display_name: None,
-                    broker: None,
-                    peer_type: args::PeerKind::Human,
-                };
-                mesh::join(&g, a).await
-            } else {
-                let _ = Cli::command().print_help();
-                Err(
-                    Failure::new(exit::USAGE, format!("unknown command {first:?}"))
-                        .hint("run `claudemesh --help` for the list of commands"),
-                )
-            }
+            // (A bare invite URL was turned into `join` by `parse`.)
+            Err(
+                Failure::new(exit::USAGE, format!("unknown command {first:?}"))
+                    .hint("run `claudemesh --help` for the list of commands"),
+            )
         }
         Command::Peer(PeerCmd::List) | Command::Peers => peer::list(&g).await,
         Command::Message(MessageCmd::Send(a)) | Command::Send(a) => message::send(&g, a).await,
@@ -142,6 +138,36 @@ async fn run(cli: Cli) -> Outcome {
             Ok(())
         }
     }
+}
+
+/// Parses the command line. A bare `claudemesh [flags] <invite-url> …` is
+/// parsed as `claudemesh [flags] join <invite-url> …`, so it takes every
+/// flag `join` takes, before or after the URL.
+fn parse() -> Result<Cli, clap::Error> {
+    let cli = Cli::try_parse()?;
+    let url = match &cli.command {
+        Command::External(words) if words.first().is_some_and(|w| looks_like_invite(w)) => {
+            words[0].clone()
+        }
+        _ => return Ok(cli),
+    };
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(at) = argv.iter().skip(1).position(|a| *a == *url) {
+        argv.insert(at + 1, "join".into());
+    }
+    Cli::try_parse_from(argv)
+}
+
+/// A clap error as a usage [`Failure`]: its first paragraph on one line.
+fn usage_failure(e: &clap::Error) -> Failure {
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let message = first
+        .trim_start_matches("error:")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    Failure::new(exit::USAGE, message).hint("run `claudemesh --help` (or `<command> --help`)")
 }
 
 fn looks_like_invite(s: &str) -> bool {

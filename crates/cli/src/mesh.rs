@@ -38,6 +38,11 @@ pub async fn connect(
     let home = open_home(g)?;
     let mesh = home.select_mesh(g.mesh.as_deref())?.clone();
     let client = MeshClient::connect(&home, &mesh, ConnectOptions::for_member(&mesh)).await?;
+    // A create or join cut off right after admission left no profile: the
+    // member is nameless to peers until it is published, so do it now.
+    if let Err(e) = client.ensure_profile().await {
+        tracing::warn!(error = %e, "could not publish this member's profile");
+    }
     Ok((home, mesh, client))
 }
 
@@ -52,7 +57,8 @@ pub async fn create(
     let display = display_name.unwrap_or_else(default_display_name);
     let mesh = ops::create_mesh(&mut home, name, broker, &display, peer_type(kind)).await?;
     if g.json {
-        output::json(&MeshRow::of(&mesh, true));
+        let default = home.config().default_mesh == Some(mesh.id);
+        output::json(&MeshRow::of(&mesh, default));
     } else if !g.quiet {
         println!(
             "Created mesh {:?} ({}) on {} as {display:?}; you are its owner.",
@@ -177,6 +183,16 @@ pub async fn share(
 
 pub async fn revoke_invite(g: &Global, id: &str) -> Outcome {
     let (_home, _mesh, client) = connect(g).await?;
+    if !client.is_admin() {
+        // Otherwise the broker refuses the signed entry as an invalid log
+        // append, which would read as an internal fault.
+        client.close().await;
+        return Err(Failure::new(
+            exit::REFUSED,
+            "only the mesh's owner and admins can revoke invites",
+        )
+        .hint("ask an owner or admin of the mesh"));
+    }
     let result = ops::revoke_invite(&client, id).await;
     client.close().await;
     let key = result?;

@@ -952,10 +952,16 @@ impl Inner {
             )
         });
         wire::send_frame(&mut opened.sink, &ClientFrame::Hello(Box::new(hello))).await?;
-        let answer = tokio::time::timeout(
-            self.opts.connect_timeout,
-            wire::next_frame(&mut opened.stream),
-        )
+        let answer = tokio::time::timeout(self.opts.connect_timeout, async {
+            loop {
+                // Presence chatter is not an answer (brokers before this one
+                // could send it ahead of the welcome).
+                match wire::next_frame(&mut opened.stream).await? {
+                    BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+                    other => return Ok::<_, ClientError>(other),
+                }
+            }
+        })
         .await
         .map_err(|_| ClientError::Timeout("answer the hello"))??;
         let welcome = match answer {

@@ -427,10 +427,14 @@ impl Home {
         ensure_private_dir(&self.root.join("meshes"))?;
         ensure_private_dir(&dir)?;
         let lock_path = dir.join("keys.lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut opts = fs::OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        let lock = opts
             .open(&lock_path)
             .map_err(|e| io_err("cannot open", &lock_path, e))?;
         lock.lock()

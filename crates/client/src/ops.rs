@@ -250,6 +250,12 @@ pub async fn share(client: &MeshClient, opts: &ShareOptions) -> Result<Shared, C
 
 /// Revokes an invite by id (key) or a prefix of at least 8 hex digits.
 pub async fn revoke_invite(client: &MeshClient, id: &str) -> Result<PublicKey, ClientError> {
+    if !client.is_admin() {
+        return Err(ClientError::Refused {
+            code: ErrorCode::Forbidden,
+            message: "only the mesh's owner and admins can revoke invites".into(),
+        });
+    }
     let lower = id.trim().to_ascii_lowercase();
     if lower.len() < 8 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ClientError::Invalid(

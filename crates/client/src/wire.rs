@@ -60,9 +60,9 @@ pub async fn open(broker_url: &str, timeout: Duration) -> Result<Opened, ClientE
         reason,
     };
     if broker_url.starts_with("wss://") {
-        return Err(unreachable(
-            "this build speaks ws:// only; put the broker behind a TLS proxy on a trusted network or use a build with TLS".into(),
-        ));
+        return Err(ClientError::Invalid(format!(
+            "{broker_url}: this claudemesh build speaks ws:// only (TLS support comes with the self-hosting release); reach the broker over ws:// on a trusted network"
+        )));
     }
     if !broker_url.starts_with("ws://") {
         return Err(ClientError::Invalid(format!(

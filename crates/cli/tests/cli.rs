@@ -1,0 +1,1226 @@
+//! Scenario tests for the `claudemesh` command line: each test drives the
+//! real binary the way a user (or a script) types it, with separate homes
+//! for each person on one machine, against a broker running in this test
+//! process on a temporary SQLite database. `docs/cli.md` is the contract
+//! these tests hold the binary to.
+
+// Helpers outside `#[test]` functions panic on purpose, like the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use claudemesh_broker::config::BrokerConfig;
+use claudemesh_broker::server::{BrokerState, RunningBroker};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
+
+/// Exit codes from `docs/cli.md`.
+mod code {
+    pub const OK: i32 = 0;
+    pub const REFUSED: i32 = 2;
+    pub const USAGE: i32 = 3;
+    pub const NETWORK: i32 = 4;
+    pub const NOT_FOUND: i32 = 5;
+    pub const EXISTS: i32 = 6;
+}
+
+/// A broker in this process (one tokio runtime), on SQLite in a temporary
+/// directory that also holds every home of the test.
+struct Broker {
+    rt: tokio::runtime::Runtime,
+    running: Option<RunningBroker>,
+    url: String,
+    dir: tempfile::TempDir,
+    quiet: Quiet,
+}
+
+/// How to tell that the broker has finished with the commands that ran:
+/// its open connections are down to `background` (long-running commands
+/// such as `inbox --watch`).
+///
+/// Each command waits for this before the next starts, as a person typing
+/// one command after another would. Without it the broker may still be
+/// announcing the last command's departure while the next one shakes
+/// hands, and it can queue that `presence` frame ahead of `welcome`, which
+/// the client refuses (exit 8, "unexpected presence frame"). That is a
+/// broker bug (`hello` in crates/broker/src/conn.rs adds the session to the
+/// mesh before it queues `welcome`), hit by about one connection in a few
+/// hundred when several connect at once.
+#[derive(Clone)]
+struct Quiet {
+    state: Arc<BrokerState>,
+    background: Arc<AtomicUsize>,
+}
+
+impl Quiet {
+    fn wait(&self) {
+        for _ in 0..5000 {
+            if self.state.connections.count() <= self.background.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let config = BrokerConfig::with_sqlite_file(&dir.path().join("broker.db"));
+        let running = rt
+            .block_on(claudemesh_broker::server::start(config))
+            .expect("broker starts");
+        let url = running.ws_url();
+        let quiet = Quiet {
+            state: running.state.clone(),
+            background: Arc::new(AtomicUsize::new(0)),
+        };
+        Broker {
+            rt,
+            running: Some(running),
+            url,
+            dir,
+            quiet,
+        }
+    }
+
+    /// A person with their own (not yet created) home.
+    fn user(&self, name: &str) -> User {
+        User {
+            home: self.dir.path().join(name),
+            quiet: Some(self.quiet.clone()),
+        }
+    }
+
+    /// Shuts the broker down (its port then refuses connections).
+    fn stop(&mut self) {
+        if let Some(b) = self.running.take() {
+            self.rt.block_on(b.shutdown());
+        }
+    }
+
+    /// Tells the commands how many connections stay open between them.
+    fn background_connections(&self, n: usize) {
+        self.quiet.background.store(n, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(b) = self.running.take() {
+            self.rt.block_on(b.shutdown());
+        }
+    }
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns itself.
+    #[track_caller]
+    fn ok(self) -> Run {
+        assert_eq!(
+            self.code,
+            code::OK,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts a failure with `code`: nothing on stdout, and on stderr one
+    /// `error:` line, optionally followed by one `hint:` line.
+    #[track_caller]
+    fn fails(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert_eq!(self.stdout, "", "errors must not go to stdout: {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert!(
+            lines.len() == 1 || lines.len() == 2,
+            "one error line plus at most one hint: {self:?}"
+        );
+        assert!(lines[0].starts_with("error: "), "{self:?}");
+        if let Some(hint) = lines.get(1) {
+            assert!(hint.starts_with("hint: "), "{self:?}");
+        }
+        self
+    }
+
+    /// Asserts the failure has a hint line.
+    #[track_caller]
+    fn with_hint(self) -> Run {
+        assert!(
+            self.stderr
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("hint: ")),
+            "expected a hint: {self:?}"
+        );
+        self
+    }
+
+    /// Asserts a `--json` failure: nothing on stdout, and exactly one JSON
+    /// object on stderr with `error.kind` and `error.code`; returns it.
+    #[track_caller]
+    fn fails_json(self, code: i32, kind: &str) -> Value {
+        assert_eq!(self.code, code, "{self:?}");
+        assert_eq!(self.stdout, "", "errors must not go to stdout: {self:?}");
+        assert_eq!(self.stderr.lines().count(), 1, "one line: {self:?}");
+        let v: Value = serde_json::from_str(&self.stderr).expect("stderr is JSON");
+        assert_eq!(v["error"]["kind"], kind, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        v
+    }
+
+    /// stdout as JSON.
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// The last line of stdout.
+    fn last_line(&self) -> &str {
+        self.stdout.lines().last().unwrap_or_default()
+    }
+}
+
+/// One person's home on this machine.
+#[derive(Clone)]
+struct User {
+    home: PathBuf,
+    quiet: Option<Quiet>,
+}
+
+impl User {
+    /// A home with no broker around.
+    fn at(home: PathBuf) -> User {
+        User { home, quiet: None }
+    }
+
+    /// Runs a command built elsewhere and waits for it and the broker.
+    fn run_cmd(&self, c: Command) -> Run {
+        let r = run(c);
+        if let Some(q) = &self.quiet {
+            q.wait();
+        }
+        r
+    }
+
+    /// A command for the binary with this home in `CLAUDEMESH_HOME` and
+    /// nothing else from the caller's environment that claudemesh reads.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = bare_command(args);
+        c.env("CLAUDEMESH_HOME", &self.home);
+        c
+    }
+
+    /// Runs `claudemesh <args>` and waits for it.
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_cmd(self.command(args))
+    }
+
+    /// Runs it with `input` on stdin.
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut c = self.command(args);
+        c.stdin(Stdio::piped());
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn claudemesh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("wait for claudemesh");
+        if let Some(q) = &self.quiet {
+            q.wait();
+        }
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `mesh create <mesh> --broker <url> --name <name>`.
+    fn create(&self, broker: &Broker, mesh: &str, name: &str) {
+        self.run(&[
+            "mesh",
+            "create",
+            mesh,
+            "--broker",
+            &broker.url,
+            "--name",
+            name,
+        ])
+        .ok();
+    }
+
+    /// `mesh share` (of the default mesh, or `--mesh`): the invite URL
+    /// from the last line of stdout.
+    fn share(&self, extra: &[&str]) -> String {
+        let mut args = extra.to_vec();
+        args.extend(["mesh", "share"]);
+        let r = self.run(&args).ok();
+        assert_eq!(r.stdout.lines().count(), 1, "only the URL on stdout: {r:?}");
+        r.last_line().to_owned()
+    }
+
+    /// `join <url> --name <name>`.
+    fn join(&self, url: &str, name: &str) {
+        self.run(&["join", url, "--name", name]).ok();
+    }
+
+    /// `send <to> <text>`: the message id it printed.
+    fn send(&self, to: &str, text: &str) -> String {
+        let r = self.run(&["send", to, text]).ok();
+        assert_eq!(r.stdout.lines().count(), 1, "only the id on stdout: {r:?}");
+        let id = r.stdout.trim().to_owned();
+        assert!(is_message_id(&id), "{r:?}");
+        id
+    }
+
+    /// `inbox --json` (with `extra` flags in front).
+    fn inbox_json(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = extra.to_vec();
+        args.extend(["--json", "inbox"]);
+        let r = self.run(&args).ok();
+        r.json()
+            .as_array()
+            .expect("inbox --json is an array")
+            .clone()
+    }
+
+    /// This person's member key, from `peer list --json`.
+    fn key_of(&self, name: &str) -> String {
+        let peers = self.run(&["peer", "list", "--json"]).ok().json();
+        peers
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["key"].as_str())
+            .unwrap_or_else(|| panic!("no peer {name} in {peers}"))
+            .to_owned()
+    }
+}
+
+/// A command for the binary with claudemesh's own variables removed.
+fn bare_command(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("CLAUDEMESH_HOME")
+        .env_remove("CLAUDEMESH_MESH")
+        .env_remove("CLAUDEMESH_BROKER_URL")
+        .env_remove("CLAUDEMESH_LOG")
+        .env("USER", "tester")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(mut c: Command) -> Run {
+    let out = c.output().expect("run claudemesh");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn is_message_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A websocket URL where nothing listens.
+fn dead_broker_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    format!("ws://127.0.0.1:{port}")
+}
+
+/// Bodies of an `inbox --json` array.
+fn bodies(msgs: &[Value]) -> Vec<&str> {
+    msgs.iter().filter_map(|m| m["body"].as_str()).collect()
+}
+
+/// `message status <id> --json` until `name`'s state is `want`. The read
+/// receipt travels after `inbox` has printed, so the broker may record it a
+/// moment after the recipient's process exits; this asks again rather than
+/// waiting a fixed time.
+#[track_caller]
+fn status_becomes(sender: &User, id: &str, name: &str, want: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = sender.run(&["message", "status", id, "--json"]).ok().json();
+        let state = last["recipients"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+            .and_then(|r| r["state"].as_str())
+            .map(str::to_owned);
+        if state.as_deref() == Some(want) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{name} never became {want}: {last}");
+}
+
+#[test]
+fn readme_flow_create_share_join_send_while_offline_read_once() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+
+    let created = alice
+        .run(&[
+            "mesh",
+            "create",
+            "team",
+            "--broker",
+            &broker.url,
+            "--name",
+            "alice",
+        ])
+        .ok();
+    assert!(created.stdout.contains("team"), "{created:?}");
+
+    // The invite URL is the last line of stdout; what it means goes to stderr.
+    let shared = alice.run(&["mesh", "share"]).ok();
+    let url = shared.last_line().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/join#"),
+        "{shared:?}"
+    );
+    assert!(shared.stderr.contains("revoke-invite"), "{shared:?}");
+
+    let joined = bob.run(&["join", &url, "--name", "bob"]).ok();
+    assert!(joined.stdout.contains("team"), "{joined:?}");
+
+    // bob is offline (no process of his runs): the broker queues it.
+    let id = alice.send("bob", "hello bob, from alice");
+    let queued = alice.run(&["message", "status", &id]).ok();
+    assert!(queued.stdout.contains(&id), "{queued:?}");
+    assert!(queued.stdout.contains("bob"), "{queued:?}");
+
+    let first = bob.run(&["inbox"]).ok();
+    assert_eq!(
+        first.stdout.matches("hello bob, from alice").count(),
+        1,
+        "{first:?}"
+    );
+    assert!(first.stdout.contains("alice"), "{first:?}");
+    assert!(first.stdout.contains(&id), "{first:?}");
+
+    let second = bob.run(&["inbox"]).ok();
+    assert!(
+        second.stdout.to_lowercase().contains("no unread"),
+        "{second:?}"
+    );
+    assert!(!second.stdout.contains("hello bob"), "{second:?}");
+
+    // And alice sees that bob read it.
+    let status = status_becomes(&alice, &id, "bob", "read");
+    assert_eq!(status["id"], id.as_str());
+    assert_eq!(status["state"], "accepted");
+
+    // bob answers; alice reads it.
+    bob.send("alice", "hi alice");
+    let got = alice.run(&["message", "inbox"]).ok();
+    assert!(
+        got.stdout.contains("bob") && got.stdout.contains("hi alice"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn json_output_has_the_documented_shapes() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+
+    let created = alice
+        .run(&[
+            "--json",
+            "mesh",
+            "create",
+            "team",
+            "--broker",
+            &broker.url,
+            "--name",
+            "alice",
+        ])
+        .ok()
+        .json();
+    assert_eq!(created["name"], "team");
+    assert_eq!(created["broker"], broker.url.as_str());
+    assert_eq!(created["display_name"], "alice");
+    assert_eq!(created["default"], true);
+    let mesh_id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(mesh_id.len(), 64);
+
+    let shared = alice.run(&["mesh", "share", "--json"]).ok().json();
+    let url = shared["url"].as_str().expect("url").to_owned();
+    assert!(url.contains("/join#"), "{shared}");
+    assert!(
+        shared["app_url"]
+            .as_str()
+            .expect("app_url")
+            .starts_with("claudemesh://join/")
+    );
+    assert_eq!(shared["id"].as_str().expect("id").len(), 64);
+    assert_eq!(shared["max_uses"], 1);
+    assert_eq!(shared["role"], "member");
+    assert!(shared["expires_at"].as_u64().is_some());
+
+    let joined = bob
+        .run(&["join", &url, "--name", "bob", "--json"])
+        .ok()
+        .json();
+    assert_eq!(joined["id"], mesh_id.as_str());
+    assert_eq!(joined["display_name"], "bob");
+
+    let meshes = bob.run(&["mesh", "list", "--json"]).ok().json();
+    assert_eq!(meshes.as_array().map(Vec::len), Some(1), "{meshes}");
+    assert_eq!(meshes[0]["id"], mesh_id.as_str());
+
+    let sent = alice
+        .run(&["--json", "send", "bob", "json hello", "--priority", "now"])
+        .ok()
+        .json();
+    let id = sent["id"].as_str().expect("id").to_owned();
+    assert!(is_message_id(&id), "{sent}");
+    assert_eq!(sent["to"], "bob");
+    assert!(sent["seq"].as_u64().is_some());
+
+    let peers = alice.run(&["peer", "list", "--json"]).ok().json();
+    let peers = peers.as_array().expect("array");
+    assert_eq!(peers.len(), 2);
+    let me = peers.iter().find(|p| p["you"] == true).expect("you");
+    assert_eq!(me["name"], "alice");
+    assert_eq!(me["role"], "owner");
+    let b = peers.iter().find(|p| p["name"] == "bob").expect("bob");
+    assert_eq!(b["role"], "member");
+    assert_eq!(b["online"], false);
+    assert_eq!(b["key"].as_str().map(str::len), Some(64));
+    assert!(b["sessions"].as_array().is_some());
+    assert!(b["status"].is_string());
+    // `peers` is the same command.
+    assert_eq!(
+        alice
+            .run(&["--json", "peers"])
+            .ok()
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    let msgs = bob.inbox_json(&[]);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    let m = &msgs[0];
+    assert_eq!(m["id"], id.as_str());
+    assert_eq!(m["from"], me["key"]);
+    assert_eq!(m["from_name"], "alice");
+    assert_eq!(
+        m["target"],
+        format!("member:{}", b["key"].as_str().unwrap_or_default())
+    );
+    assert_eq!(m["body"], "json hello");
+    assert_eq!(m["priority"], "now");
+    assert!(m["sent_at"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
+    assert!(bob.inbox_json(&[]).is_empty(), "read once");
+
+    // --all shows read ones too.
+    let all = bob
+        .run(&["message", "inbox", "--all", "--json"])
+        .ok()
+        .json();
+    assert_eq!(all[0]["read"], true, "{all}");
+
+    let status = status_becomes(&alice, &id, "bob", "read");
+    assert_eq!(status["recipients"][0]["key"], b["key"]);
+    assert!(status["seq"].as_u64().is_some());
+
+    let st = bob.run(&["status", "--json"]).ok().json();
+    assert_eq!(st[0]["reachable"], true, "{st}");
+    assert_eq!(st[0]["role"], "member");
+    assert!(st[0]["clock_skew_ms"].as_i64().is_some());
+    assert!(st[0]["protocol"].as_u64().is_some());
+}
+
+#[test]
+fn every_way_of_joining_works() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+
+    // A bare `claudemesh <url>`, with join's flags after it.
+    let url = alice.share(&[]);
+    let bob = broker.user("bob");
+    bob.run(&[&url, "--name", "bob"]).ok();
+
+    // `mesh join` and its alias `mesh add`.
+    let carol = broker.user("carol");
+    carol
+        .run(&["mesh", "join", &alice.share(&[]), "--name", "carol"])
+        .ok();
+    let dan = broker.user("dan");
+    dan.run(&["mesh", "add", &alice.share(&[]), "--name", "dan"])
+        .ok();
+
+    // The claudemesh:// form, and the bare token; --home instead of the env.
+    let shared = alice.run(&["mesh", "share", "--json"]).ok().json();
+    let app = shared["app_url"].as_str().expect("app_url");
+    let erin = broker.user("erin");
+    erin.run_cmd(bare_command(&[
+        "--home",
+        erin.home.to_str().expect("utf-8 path"),
+        "join",
+        app,
+        "--name",
+        "erin",
+    ]))
+    .ok();
+    let shared = alice.run(&["mesh", "share", "--json"]).ok().json();
+    let token = shared["app_url"]
+        .as_str()
+        .and_then(|u| u.strip_prefix("claudemesh://join/"))
+        .expect("token");
+    broker.user("fay").join(token, "fay");
+
+    // Global flags may come before the bare URL too.
+    let url = alice.share(&[]);
+    let gus = broker.user("gus");
+    let r = gus.run(&["--json", &url, "--name", "gus"]).ok().json();
+    assert_eq!(r["display_name"], "gus");
+
+    let peers = alice.run(&["peer", "list", "--json"]).ok().json();
+    let mut names: Vec<&str> = peers
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["alice", "bob", "carol", "dan", "erin", "fay", "gus"]
+    );
+
+    // The same invite twice: this device is already in the mesh.
+    let url = alice.share(&[]);
+    bob.run(&["join", &url, "--name", "bob"])
+        .fails(code::EXISTS);
+    // An invite for one use cannot be used twice.
+    broker.user("hal").join(&url, "hal");
+    broker
+        .user("ivy")
+        .run(&["join", &url, "--name", "ivy"])
+        .fails(code::REFUSED)
+        .with_hint();
+}
+
+#[test]
+fn send_by_display_name_key_prefix_and_stdin() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+
+    let key = alice.key_of("bob");
+    let by_name = alice.send("bob", "by name");
+    let by_case = alice.send("BOB", "by name, any case");
+    let by_prefix = alice.send(&key[..8], "by 8 hex digits");
+    let by_upper = alice.send(&key[..12].to_uppercase(), "by 12 upper-case hex digits");
+    let by_member = alice.send(&format!("member:{key}"), "by member:<key>");
+    let by_stdin = {
+        let r = alice
+            .run_with_stdin(&["message", "send", "bob", "-"], "from stdin")
+            .ok();
+        r.stdout.trim().to_owned()
+    };
+    let urgent = alice
+        .run(&[
+            "send",
+            "bob",
+            "urgent",
+            "--priority",
+            "now",
+            "--reply-to",
+            &by_name,
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+
+    // Seven hex digits are not a key prefix (nor a name).
+    alice
+        .run(&["send", &key[..7], "too short"])
+        .fails(code::NOT_FOUND);
+
+    let msgs = bob.inbox_json(&[]);
+    let ids: Vec<&str> = msgs.iter().filter_map(|m| m["id"].as_str()).collect();
+    let want = [
+        &by_name, &by_case, &by_prefix, &by_upper, &by_member, &by_stdin, &urgent,
+    ];
+    assert_eq!(ids, want.map(String::as_str));
+    assert_eq!(
+        bodies(&msgs),
+        [
+            "by name",
+            "by name, any case",
+            "by 8 hex digits",
+            "by 12 upper-case hex digits",
+            "by member:<key>",
+            "from stdin",
+            "urgent"
+        ]
+    );
+    assert_eq!(msgs[6]["priority"], "now");
+    assert_eq!(msgs[6]["reply_to"], by_name.as_str());
+    assert!(msgs.iter().all(|m| m["from_name"] == "alice"));
+}
+
+#[test]
+fn busy_recipient_still_gets_everything_with_inbox() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+
+    bob.run(&["profile", "status", "dnd"]).ok();
+    bob.run(&["profile", "summary", "fixing the build"]).ok();
+    let peers = alice.run(&["peer", "list", "--json"]).ok().json();
+    let b = peers
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "bob"))
+        .expect("bob");
+    assert_eq!(b["status"], "dnd", "{peers}");
+    assert_eq!(b["summary"], "fixing the build", "{peers}");
+
+    alice
+        .run(&["send", "bob", "low one", "--priority", "low"])
+        .ok();
+    alice.run(&["send", "bob", "next one"]).ok();
+    alice
+        .run(&["send", "bob", "now one", "--priority", "now"])
+        .ok();
+    let r = bob.run(&["inbox"]).ok();
+    for text in ["low one", "next one", "now one", "[low]", "[now]"] {
+        assert!(r.stdout.contains(text), "{text}: {r:?}");
+    }
+}
+
+#[test]
+fn mesh_flag_picks_between_two_meshes() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    let side = alice
+        .run(&["--json", "mesh", "create", "side", "--broker", &broker.url])
+        .ok()
+        .json();
+    assert_eq!(side["default"], false, "{side}");
+    bob.join(&alice.share(&[]), "bob");
+    bob.join(&alice.share(&["--mesh", "side"]), "bob-side");
+
+    // The first mesh stays the default; the second is named.
+    let meshes = alice.run(&["mesh", "list", "--json"]).ok().json();
+    let default: Vec<&str> = meshes
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|m| m["default"] == true)
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(default, ["team"]);
+    let listed = alice.run(&["mesh", "list"]).ok();
+    assert!(listed.stdout.contains("team") && listed.stdout.contains("side"));
+
+    alice.send("bob", "in team");
+    alice
+        .run(&["--mesh", "side", "send", "bob-side", "in side"])
+        .ok();
+    // bob is called bob-side only in "side".
+    alice
+        .run(&["send", "bob-side", "wrong mesh"])
+        .fails(code::NOT_FOUND);
+
+    assert_eq!(bodies(&bob.inbox_json(&[])), ["in team"]);
+    let side_id = bob
+        .run(&["mesh", "list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == "side").cloned())
+        .and_then(|m| m["id"].as_str().map(str::to_owned))
+        .expect("side id");
+    // By id prefix, after the command, and through CLAUDEMESH_MESH.
+    alice
+        .run(&["send", "bob-side", "by id", "--mesh", &side_id[..8]])
+        .ok();
+    let mut c = alice.command(&["send", "bob-side", "by env"]);
+    c.env("CLAUDEMESH_MESH", "side");
+    alice.run_cmd(c).ok();
+    assert_eq!(
+        bodies(&bob.inbox_json(&["--mesh", "side"])),
+        ["in side", "by id", "by env"]
+    );
+
+    // `mesh use` changes the default.
+    bob.run(&["mesh", "use", "side"]).ok();
+    alice
+        .run(&["--mesh", "side", "send", "bob-side", "after use"])
+        .ok();
+    assert_eq!(bodies(&bob.inbox_json(&[])), ["after use"]);
+
+    bob.run(&["--mesh", "nosuch", "inbox"])
+        .fails(code::NOT_FOUND);
+    // Two meshes with one name on one device are refused.
+    alice
+        .run(&["mesh", "create", "side", "--broker", &broker.url])
+        .fails(code::EXISTS);
+}
+
+#[test]
+fn a_revoked_invite_cannot_be_used() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    let shared = alice.run(&["mesh", "share", "--json"]).ok().json();
+    let url = shared["url"].as_str().expect("url");
+    let id = shared["id"].as_str().expect("id");
+
+    let revoked = alice.run(&["mesh", "revoke-invite", &id[..8]]).ok();
+    assert!(revoked.stdout.contains(&id[..8]), "{revoked:?}");
+
+    let bob = broker.user("bob");
+    let r = bob
+        .run(&["join", url, "--name", "bob"])
+        .fails(code::REFUSED)
+        .with_hint();
+    assert!(r.stderr.contains("revoked"), "{r:?}");
+    // Nothing was joined.
+    assert_eq!(
+        bob.run(&["mesh", "list", "--json"]).ok().json(),
+        Value::Array(vec![])
+    );
+    let v = bob
+        .run(&["--json", "join", url, "--name", "bob"])
+        .fails_json(code::REFUSED, "refused");
+    assert!(v["error"]["hint"].is_string(), "{v}");
+
+    alice
+        .run(&["mesh", "revoke-invite", &id[..8]])
+        .fails(code::EXISTS);
+    alice
+        .run(&["mesh", "revoke-invite", "00000000"])
+        .fails(code::NOT_FOUND);
+    alice
+        .run(&["mesh", "revoke-invite", "abc"])
+        .fails(code::USAGE);
+
+    // A member cannot invite.
+    let carol = broker.user("carol");
+    carol.join(&alice.share(&[]), "carol");
+    carol
+        .run(&["mesh", "share"])
+        .fails(code::REFUSED)
+        .with_hint();
+    let other = alice.run(&["mesh", "share", "--json"]).ok().json();
+    let other = other["id"].as_str().expect("id");
+    carol
+        .run(&["mesh", "revoke-invite", other])
+        .fails(code::REFUSED)
+        .with_hint();
+}
+
+#[test]
+fn exit_codes_for_common_mistakes() {
+    let broker = Broker::start();
+    let nobody = broker.user("nobody");
+
+    // No mesh yet.
+    let r = nobody.run(&["peer", "list"]).fails(code::NOT_FOUND);
+    assert!(r.stderr.contains("mesh create"), "{r:?}");
+    nobody.run(&["send", "bob", "hi"]).fails(code::NOT_FOUND);
+    nobody.run(&["inbox"]).fails(code::NOT_FOUND);
+    nobody.run(&["mesh", "share"]).fails(code::NOT_FOUND);
+    let none = nobody.run(&["mesh", "list"]).ok();
+    assert!(none.stdout.contains("No meshes yet"), "{none:?}");
+    assert_eq!(
+        nobody.run(&["--json", "mesh", "list"]).ok().json(),
+        Value::Array(vec![])
+    );
+
+    // Bad invite text.
+    nobody
+        .run(&["join", "not-an-invite"])
+        .fails(code::USAGE)
+        .with_hint();
+    nobody
+        .run(&["join", "https://example.com/join#damaged"])
+        .fails(code::USAGE)
+        .with_hint();
+    // A short code needs --broker.
+    nobody
+        .run(&["join", "ABCD-EFGH-JKMN-P"])
+        .fails(code::USAGE)
+        .with_hint();
+
+    // Unreachable broker, with a hint about what to check.
+    let dead = dead_broker_url();
+    let r = nobody
+        .run(&["mesh", "create", "team", "--broker", &dead])
+        .fails(code::NETWORK)
+        .with_hint();
+    assert!(r.stderr.contains(&dead), "{r:?}");
+    assert!(r.stderr.contains("claudemesh-broker"), "{r:?}");
+
+    // Unknown peer, unknown message.
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    alice.run(&["send", "carol", "hi"]).fails(code::NOT_FOUND);
+    alice
+        .run(&["message", "status", "00000000000000000000000000000000"])
+        .fails(code::NOT_FOUND);
+    alice
+        .run(&["message", "status", "not-an-id"])
+        .fails(code::USAGE);
+    alice.run(&["send", "alice", ""]).fails(code::USAGE);
+    alice
+        .run_with_stdin(&["send", "alice", "-"], &"x".repeat(64 * 1024 + 1))
+        .fails(code::USAGE)
+        .with_hint();
+    alice
+        .run(&["mesh", "share", "--uses", "0"])
+        .fails(code::USAGE);
+}
+
+#[test]
+fn usage_errors_exit_3_and_help_exits_0() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let user = User::at(home.path().join("h"));
+
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["help"],
+        &["mesh", "--help"],
+        &["message", "send", "--help"],
+        &["help", "inbox"],
+    ] {
+        let r = user.run(args).ok();
+        assert!(r.stdout.contains("claudemesh"), "{args:?}: {r:?}");
+    }
+    let help = user.run(&["--help"]).ok();
+    for cmd in [
+        "mesh",
+        "peer",
+        "message",
+        "profile",
+        "join",
+        "send",
+        "peers",
+        "inbox",
+        "status",
+        "demo",
+        "completions",
+    ] {
+        assert!(help.stdout.contains(cmd), "{cmd} missing from --help");
+    }
+
+    // clap's own usage errors: code 3, nothing on stdout.
+    for args in [
+        &[][..],
+        &["mesh"],
+        &["message", "send"],
+        &["send", "bob"],
+        &["mesh", "share", "--role", "king"],
+        &["mesh", "share", "--expires", "soon"],
+        &["send", "bob", "hi", "--priority", "urgent"],
+        &["--no-such-flag", "status"],
+    ] {
+        let r = user.run(args);
+        assert_eq!(r.code, code::USAGE, "{args:?}: {r:?}");
+        assert_eq!(r.stdout, "", "{args:?}: {r:?}");
+        assert!(r.stderr.starts_with("error: "), "{args:?}: {r:?}");
+    }
+    // An unknown word is not an invite: one error and a hint.
+    let r = user.run(&["frobnicate"]).fails(code::USAGE).with_hint();
+    assert!(r.stderr.contains("frobnicate"), "{r:?}");
+    // No home was needed for any of it.
+    assert!(!user.home.exists());
+}
+
+#[test]
+fn json_errors_are_one_object_on_stderr() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let user = User::at(home.path().join("h"));
+
+    let v = user
+        .run(&["--json", "peer", "list"])
+        .fails_json(code::NOT_FOUND, "not_found");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no mesh"))
+    );
+    // --json anywhere on the line.
+    user.run(&["inbox", "--json"])
+        .fails_json(code::NOT_FOUND, "not_found");
+    user.run(&["--json", "join", "garbage"])
+        .fails_json(code::USAGE, "usage");
+    let v = user
+        .run(&[
+            "--json",
+            "mesh",
+            "create",
+            "t",
+            "--broker",
+            &dead_broker_url(),
+        ])
+        .fails_json(code::NETWORK, "network");
+    assert!(v["error"]["hint"].is_string(), "{v}");
+    // Usage errors found by the parser too.
+    user.run(&["--json", "message", "send"])
+        .fails_json(code::USAGE, "usage");
+    user.run(&["--json", "frobnicate"])
+        .fails_json(code::USAGE, "usage");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let r = run(bare_command(&["completions", shell])).ok();
+        assert!(r.stdout.len() > 100, "{shell}: {r:?}");
+        assert!(r.stdout.contains("claudemesh"), "{shell}");
+        assert!(r.stdout.contains("revoke-invite"), "{shell}");
+    }
+    assert_eq!(
+        run(bare_command(&["completions", "tcsh"])).code,
+        code::USAGE
+    );
+}
+
+#[test]
+fn demo_shows_ciphertext_beside_what_each_peer_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut c = bare_command(&["demo"]);
+    c.env("TMPDIR", tmp.path());
+    let r = run(c).ok();
+    assert!(r.stdout.contains("ciphertext"), "{r:?}");
+    assert!(
+        r.stdout.contains(
+            "Hi bob! This message is sealed with crypto_box and signed by my session key."
+        ),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains("Hi alice. The broker stored it, but could not read it."),
+        "{r:?}"
+    );
+
+    let mut c = bare_command(&["demo", "--json"]);
+    c.env("TMPDIR", tmp.path());
+    let v = run(c).ok().json();
+    assert_eq!(v["plaintext_in_broker_database"], Value::Array(vec![]));
+    assert_eq!(v["broker_stored"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["bob_read"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["alice_read"].as_array().map(Vec::len), Some(1), "{v}");
+    // It cleans up after itself.
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).map(Iterator::count).ok(),
+        Some(0)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_home_keeps_keys_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    alice.send("bob", "hi");
+    bob.run(&["inbox"]).ok();
+
+    for user in [&alice, &bob] {
+        let home = &user.home;
+        assert_eq!(mode(home), 0o700, "{}", home.display());
+        assert_eq!(mode(&home.join("config.json")), 0o600);
+        assert_eq!(mode(&home.join("state.db")), 0o600);
+        let meshes = home.join("meshes");
+        assert_eq!(mode(&meshes), 0o700);
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&meshes)
+            .expect("meshes/")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        assert_eq!(mode(&dirs[0]), 0o700);
+        let keys = dirs[0].join("keys.json");
+        assert_eq!(mode(&keys), 0o600);
+        let keys: Value =
+            serde_json::from_slice(&std::fs::read(&keys).expect("keys.json")).expect("JSON");
+        assert!(keys["member"].is_string());
+
+        // The secret member key appears in no output.
+        let secret = keys["member"].as_str().unwrap_or_default();
+        for args in [
+            &["mesh", "list", "--json"][..],
+            &["status", "--json"],
+            &["peer", "list"],
+        ] {
+            let r = user.run(args).ok();
+            assert!(!r.stdout.contains(&secret[..64]) && !r.stderr.contains(&secret[..64]));
+        }
+    }
+}
+
+#[test]
+fn inbox_watch_prints_messages_as_they_arrive() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+
+    // The first message waits at the broker; the watcher's first fetch
+    // prints it. (Starting the watcher only after it is sent also keeps its
+    // handshake apart from alice's: see `Quiet`.)
+    let id = alice.send("bob", "watched");
+    let stderr_path = broker.dir.path().join("watch.stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+    let mut child = bob
+        .command(&["inbox", "--watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn inbox --watch");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut next_line = |what: &str| match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "inbox --watch did not print {what} ({e}); it exited with {status:?}; stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+    };
+
+    // One JSON object per line, as each message is stored.
+    let line = next_line("the queued message");
+    broker.background_connections(1);
+    let v: Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["body"], "watched");
+    assert_eq!(v["from_name"], "alice");
+
+    // The watcher is connected now: the second one arrives live.
+    let second = alice.send("bob", "watched again");
+    let line = next_line("the live message");
+    let v: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(v["id"], second.as_str());
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    broker.background_connections(0);
+    broker.quiet.wait();
+    // The watcher marks each message read after printing it, before it
+    // takes the next one: the first is read; the second may be (it was
+    // killed right after printing it), and then `inbox` shows it again.
+    let left = bob.inbox_json(&[]);
+    assert!(
+        bodies(&left).iter().all(|b| *b == "watched again"),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn status_reports_the_broker() {
+    let mut broker = Broker::start();
+    let alice = broker.user("alice");
+    let none = alice.run(&["status"]).ok();
+    assert!(none.stdout.contains("no mesh"), "{none:?}");
+    assert_eq!(
+        alice.run(&["status", "--json"]).ok().json(),
+        Value::Array(vec![])
+    );
+
+    alice.create(&broker, "team", "alice");
+    let r = alice.run(&["status"]).ok();
+    for word in ["reachable", "protocol", "clock", "owner", "unread"] {
+        assert!(r.stdout.contains(word), "{word}: {r:?}");
+    }
+
+    // With the broker gone (after retrying for a few seconds): the report
+    // on stdout, the error on stderr, exit code 4.
+    broker.stop();
+    let r = alice.run(&["status", "--json"]);
+    assert_eq!(r.code, code::NETWORK, "{r:?}");
+    let report = r.json();
+    assert_eq!(report[0]["reachable"], false, "{report}");
+    assert!(report[0]["error"].is_string(), "{report}");
+    let err: Value = serde_json::from_str(&r.stderr).expect("one JSON error");
+    assert_eq!(err["error"]["kind"], "network");
+    assert!(err["error"]["hint"].is_string(), "{err}");
+}
