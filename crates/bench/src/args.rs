@@ -1,0 +1,243 @@
+//! The command line: `claudemesh-bench <scenario> [options]`. Every
+//! scenario is bounded in count (`--messages`) and in time (`--duration`,
+//! whichever comes first) and talks to loopback only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// claudemesh load generator: handshake, dm and peer-list scenarios against
+/// a broker on loopback (embedded by default).
+#[derive(Debug, Parser)]
+#[command(
+    name = "claudemesh-bench",
+    version,
+    after_help = "Examples:\n  claudemesh-bench dm --senders 64 --recipients 4 --messages 20000\n  claudemesh-bench dm --store postgres --client wire --messages 100000\n  claudemesh-bench dm --senders 16 --recipients 4 --rate 1000 --duration 20\n  claudemesh-bench handshake --senders 64 --messages 20000\n  claudemesh-bench peer-list --cli target/release/claudemesh\n\nBuild with --release for figures."
+)]
+pub struct Cli {
+    /// The scenario.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Open authenticated connections (challenge, signed hello, welcome) and
+    /// close them; reports handshakes/s and connect latency.
+    Handshake(HandshakeArgs),
+    /// N senders send durable direct messages round-robin to M connected
+    /// recipients; reports accepted msgs/s and send→deliver latency.
+    Dm(DmArgs),
+    /// Times cold `claudemesh peer list` processes against the broker.
+    PeerList(PeerListArgs),
+    /// Makes a mesh (owner plus members) on an external broker and prints
+    /// the owner's home, for timing the CLI with hyperfine.
+    Setup(SetupArgs),
+}
+
+/// The broker's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A temporary SQLite file (WAL, synchronous = FULL).
+    Sqlite,
+    /// A fresh database on the Postgres at `DATABASE_URL`
+    /// (default postgres://postgres@127.0.0.1:5432/postgres), dropped after.
+    Postgres,
+}
+
+impl StoreKind {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the peers' homes (keys, local SQLite state) live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientState {
+    /// /dev/shm: the clients' own fsyncs cost nothing, so the disk is the
+    /// broker's alone (on a real deployment each client has its own disk).
+    Tmpfs,
+    /// A temporary directory on the same disk as the broker.
+    Disk,
+}
+
+impl ClientState {
+    /// `tmpfs` or `disk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Tmpfs => "tmpfs",
+            ClientState::Disk => "disk",
+        }
+    }
+}
+
+/// How the load is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientPath {
+    /// Through `MeshClient`: seal, outbox write, send, accepted; recipients
+    /// verify, open, store in the inbox and ack: what an application sees.
+    Sdk,
+    /// Raw protocol frames (the SDK's `wire` module): envelopes sealed
+    /// before the clock starts, recipients parse and ack without opening.
+    /// Measures the broker with the least client work.
+    Wire,
+}
+
+impl ClientPath {
+    /// `sdk` or `wire`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientPath::Sdk => "sdk",
+            ClientPath::Wire => "wire",
+        }
+    }
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The broker's store (embedded broker); with --broker, only a label.
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
+    /// Target a running broker (ws://127.0.0.1:PORT; loopback only) instead
+    /// of starting one in this process.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// Process id of the external broker, for its RSS and CPU time.
+    #[arg(long, value_name = "PID", requires = "broker")]
+    pub broker_pid: Option<u32>,
+    /// Hard limit on the measured phase, seconds (setup has its own bound).
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+    /// Where the peers' homes live [default: tmpfs, except peer-list: disk].
+    #[arg(long, value_enum)]
+    pub client_state: Option<ClientState>,
+    /// Before the measured phase, wait up to this many seconds for the
+    /// machine to be less than 10 % busy (0: just report how busy it was).
+    #[arg(long, default_value_t = 0, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub wait_idle: u64,
+    /// Print one JSON object instead of the text block.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `handshake`.
+#[derive(Debug, Clone, Args)]
+pub struct HandshakeArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent connecting clients.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub senders: u32,
+    /// Handshakes in total.
+    #[arg(long, default_value_t = 20_000, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub messages: u64,
+    /// `wire`: TCP + upgrade + challenge + signed hello + welcome with
+    /// pre-made session certificates; `sdk`: `MeshClient::connect` (ephemeral
+    /// session, log verification, catch-up) and `close`.
+    #[arg(long, value_enum, default_value_t = ClientPath::Wire)]
+    pub client: ClientPath,
+}
+
+/// `dm`.
+#[derive(Debug, Clone, Args)]
+pub struct DmArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Sending members (one connection each).
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub senders: u32,
+    /// Receiving members (one connection each), addressed round-robin.
+    #[arg(long, default_value_t = 4, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub recipients: u32,
+    /// Messages in total [default: 20000; with --rate, rate × duration].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub messages: Option<u64>,
+    /// Open loop: all senders together send at this many msgs/s (paced),
+    /// whatever the answers; without it, each sender is a closed loop.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Closed loop: sends in flight per sender (1 = wait for `accepted`).
+    #[arg(long, default_value_t = 1, value_name = "P", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pipeline: u32,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 256, value_name = "BYTES")]
+    pub body_bytes: usize,
+    /// `sdk` (MeshClient) or `wire` (pre-sealed frames; broker-bound).
+    #[arg(long, value_enum, default_value_t = ClientPath::Sdk)]
+    pub client: ClientPath,
+}
+
+/// `peer-list`.
+#[derive(Debug, Clone, Args)]
+pub struct PeerListArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// The `claudemesh` binary [default: next to this one].
+    #[arg(long, value_name = "PATH")]
+    pub cli: Option<PathBuf>,
+    /// Timed runs (one more untimed warm-up run comes first).
+    #[arg(long, default_value_t = 30, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub messages: u64,
+    /// Members besides the owner (offline; they fill the list).
+    #[arg(long, default_value_t = 4, value_name = "M", value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub recipients: u32,
+}
+
+/// `setup`.
+#[derive(Debug, Clone, Args)]
+pub struct SetupArgs {
+    /// The running broker (loopback only).
+    #[arg(long, value_name = "URL")]
+    pub broker: String,
+    /// Directory for the homes (created; must be empty or absent).
+    #[arg(long, value_name = "DIR")]
+    pub home: PathBuf,
+    /// Members besides the owner.
+    #[arg(long, default_value_t = 4, value_name = "M", value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub recipients: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_examples() {
+        let cli = Cli::try_parse_from([
+            "claudemesh-bench",
+            "dm",
+            "--store",
+            "postgres",
+            "--senders",
+            "64",
+            "--messages",
+            "1000",
+            "--rate",
+            "1000",
+            "--json",
+        ])
+        .unwrap();
+        let Scenario::Dm(a) = cli.scenario else {
+            panic!("not dm")
+        };
+        assert_eq!(a.common.store, StoreKind::Postgres);
+        assert_eq!(a.senders, 64);
+        assert_eq!(a.messages, Some(1000));
+        assert_eq!(a.rate, Some(1000.0));
+        assert_eq!(a.body_bytes, 256);
+        assert!(a.common.json);
+        assert!(
+            Cli::try_parse_from(["claudemesh-bench", "handshake", "--broker-pid", "1"]).is_err(),
+            "--broker-pid needs --broker"
+        );
+    }
+}

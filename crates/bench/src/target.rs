@@ -1,0 +1,307 @@
+//! The broker under test: embedded (started in this process with
+//! `claudemesh_broker::server::start` on a temporary SQLite file, or on a
+//! fresh Postgres database that is dropped afterwards) or external (a
+//! `ws://` URL on loopback, with its pid for RSS and CPU readings). Also the
+//! directories the peers' homes go in.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::path::Path;
+use std::time::Duration;
+
+use claudemesh_broker::config::BrokerConfig;
+use claudemesh_broker::server::RunningBroker;
+use claudemesh_broker::testing::TestDatabase;
+use serde::Serialize;
+
+use crate::args::{ClientState, Common, StoreKind};
+use crate::sys::{
+    BrokerMetrics, CpuSnapshot, CpuUse, MetricsDelta, RssSampler, rss_bytes, scrape_metrics,
+};
+use crate::{BenchError, Result};
+
+/// The broker a scenario runs against.
+#[derive(Debug)]
+pub struct Target {
+    /// `ws://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its HTTP address (for `/metrics`).
+    pub addr: SocketAddr,
+    /// The process to read RSS and CPU of (this one when embedded).
+    pub pid: Option<u32>,
+    /// Facts for the report.
+    pub info: TargetInfo,
+    running: Option<RunningBroker>,
+    postgres: Option<TestDatabase>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// What the report says about the broker.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// `embedded` or `external`.
+    pub mode: &'static str,
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// The websocket URL.
+    pub url: String,
+    /// The database (password redacted), when embedded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Whose RSS is reported.
+    pub rss_of: String,
+}
+
+impl Target {
+    /// Starts an embedded broker, or checks an external one's URL.
+    pub async fn start(common: &Common) -> Result<Target> {
+        match &common.broker {
+            Some(url) => {
+                let addr = loopback_addr(url)?;
+                let pid = common.broker_pid;
+                Ok(Target {
+                    url: url.trim_end_matches('/').to_owned(),
+                    addr,
+                    pid,
+                    info: TargetInfo {
+                        mode: "external",
+                        store: common.store.as_str(),
+                        url: url.clone(),
+                        database: None,
+                        rss_of: match pid {
+                            Some(p) => format!("broker process {p}"),
+                            None => "unknown (pass --broker-pid)".into(),
+                        },
+                    },
+                    running: None,
+                    postgres: None,
+                    _dir: None,
+                })
+            }
+            None => Self::embedded(common.store).await,
+        }
+    }
+
+    async fn embedded(store: StoreKind) -> Result<Target> {
+        // The broker's database goes on the real disk (never tmpfs): its
+        // fsyncs are part of what is measured.
+        let dir = tempfile::Builder::new()
+            .prefix("claudemesh-bench-broker-")
+            .tempdir()
+            .map_err(|e| BenchError::ctx("cannot make a temporary directory", e))?;
+        let mut config = BrokerConfig::with_sqlite_file(&dir.path().join("broker.db"));
+        let mut postgres = None;
+        if store == StoreKind::Postgres {
+            let db = claudemesh_broker::testing::fresh_postgres_url()
+                .await
+                .map_err(|e| BenchError(e.to_string()))?;
+            config.database_url = db.url().to_owned();
+            postgres = Some(db);
+        }
+        let database = claudemesh_broker::store::redact_url(&config.database_url);
+        let running = match claudemesh_broker::server::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(db) = postgres {
+                    db.drop_database().await;
+                }
+                return Err(BenchError::ctx("cannot start the embedded broker", e));
+            }
+        };
+        Ok(Target {
+            url: running.ws_url(),
+            addr: running.local_addr,
+            pid: Some(std::process::id()),
+            info: TargetInfo {
+                mode: "embedded",
+                store: store.as_str(),
+                url: running.ws_url(),
+                database: Some(database),
+                rss_of: "this process (broker and all clients)".into(),
+            },
+            running: Some(running),
+            postgres,
+            _dir: Some(dir),
+        })
+    }
+
+    /// Stops an embedded broker and drops its Postgres database.
+    pub async fn stop(self) {
+        if let Some(r) = self.running {
+            r.shutdown().await;
+        }
+        if let Some(db) = self.postgres {
+            db.drop_database().await;
+        }
+    }
+}
+
+/// `--wait-idle` waits until the machine is less busy than this, percent.
+pub const IDLE_BELOW_PCT: f64 = 10.0;
+
+/// Readings taken around a measured phase.
+#[derive(Debug)]
+pub struct Probe {
+    rss_pid: Option<u32>,
+    external_pid: Option<u32>,
+    addr: SocketAddr,
+    cpu: CpuSnapshot,
+    metrics: Option<BrokerMetrics>,
+    rss_before: Option<u64>,
+    sampler: Option<RssSampler>,
+    background: Option<f64>,
+    database: Option<String>,
+}
+
+/// What a [`Probe`] measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Measured {
+    /// CPU used during the phase.
+    pub cpu: CpuUse,
+    /// The broker's counters during the phase.
+    pub metrics: Option<MetricsDelta>,
+    /// RSS before, bytes.
+    pub rss_before: Option<u64>,
+    /// Largest RSS during, bytes.
+    pub rss_peak: Option<u64>,
+    /// RSS after, bytes.
+    pub rss_after: Option<u64>,
+}
+
+impl Probe {
+    /// Starts measuring `target`, after reading (or, with `wait_idle`
+    /// seconds, waiting out) other work on the machine.
+    pub async fn begin(target: &Target, wait_idle: u64) -> Probe {
+        let background = if wait_idle > 0 {
+            crate::sys::wait_idle(Duration::from_secs(wait_idle), IDLE_BELOW_PCT).await
+        } else {
+            crate::sys::busy_over(Duration::from_secs(1)).await
+        };
+        let metrics = scrape_metrics(target.addr).await;
+        let external_pid = target.running.is_none().then_some(target.pid).flatten();
+        let database = target.postgres.as_ref().map(|db| db.name().to_owned());
+        Probe {
+            rss_pid: target.pid,
+            external_pid,
+            addr: target.addr,
+            cpu: CpuSnapshot::take(external_pid, database.as_deref()),
+            metrics,
+            rss_before: target.pid.and_then(rss_bytes),
+            sampler: target.pid.map(RssSampler::start),
+            background,
+            database,
+        }
+    }
+
+    /// Stops measuring.
+    pub async fn end(self) -> Measured {
+        let cpu_after = CpuSnapshot::take(self.external_pid, self.database.as_deref());
+        let rss_after = self.rss_pid.and_then(rss_bytes);
+        let rss_peak = match (self.sampler, self.rss_pid) {
+            (Some(s), Some(pid)) => Some(s.stop(pid)),
+            _ => None,
+        };
+        let metrics_after = scrape_metrics(self.addr).await;
+        Measured {
+            cpu: CpuUse {
+                background_busy_pct: self.background,
+                ..CpuUse::between(&self.cpu, &cpu_after)
+            },
+            metrics: match (self.metrics, metrics_after) {
+                (Some(a), Some(b)) => Some(MetricsDelta::between(&a, &b)),
+                _ => None,
+            },
+            rss_before: self.rss_before,
+            rss_peak,
+            rss_after,
+        }
+    }
+}
+
+impl Target {
+    /// RSS of the broker's process now, bytes.
+    pub fn rss_now(&self) -> Option<u64> {
+        self.pid.and_then(rss_bytes)
+    }
+}
+
+/// The socket address of a `ws://host:port[/path]` URL, if it is loopback.
+pub fn loopback_addr(url: &str) -> Result<SocketAddr> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| {
+        BenchError(format!(
+            "{url:?}: give a ws://127.0.0.1:PORT URL (loopback only)"
+        ))
+    })?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').unwrap_or((v6, ""));
+            (h, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let literal_loopback = match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    };
+    if !literal_loopback {
+        return Err(BenchError(format!(
+            "{url:?}: the load generator only targets loopback (127.0.0.0/8, ::1, localhost)"
+        )));
+    }
+    let port: u16 = match port {
+        Some(p) => p
+            .parse()
+            .map_err(|_| BenchError(format!("{url:?}: bad port {p:?}")))?,
+        None => 80,
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| BenchError::ctx(&format!("cannot resolve {url:?}"), e))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.ip().is_loopback())
+        .copied()
+        .filter(|_| addrs.iter().all(|a| a.ip().is_loopback()))
+        .ok_or_else(|| BenchError(format!("{url:?} does not resolve to loopback only")))
+}
+
+/// A fresh directory for the peers' homes: on tmpfs (`/dev/shm`) or on
+/// the disk the broker uses.
+pub fn client_dir(state: ClientState) -> Result<tempfile::TempDir> {
+    let mut b = tempfile::Builder::new();
+    b.prefix("claudemesh-bench-peers-");
+    let dir = match state {
+        ClientState::Tmpfs if Path::new("/dev/shm").is_dir() => b.tempdir_in("/dev/shm"),
+        ClientState::Tmpfs => {
+            return Err(BenchError(
+                "/dev/shm is not available; pass --client-state disk".into(),
+            ));
+        }
+        ClientState::Disk => b.tempdir(),
+    };
+    dir.map_err(|e| BenchError::ctx("cannot make a directory for the peers", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_brokers_are_accepted() {
+        assert_eq!(
+            loopback_addr("ws://127.0.0.1:7900").unwrap(),
+            "127.0.0.1:7900".parse().unwrap()
+        );
+        assert!(loopback_addr("ws://127.0.0.2:7900/ws").is_ok());
+        assert!(loopback_addr("ws://[::1]:7900").is_ok());
+        assert!(loopback_addr("ws://localhost:7900").is_ok());
+        assert!(loopback_addr("ws://10.0.0.1:7900").is_err());
+        assert!(loopback_addr("ws://example.com:7900").is_err());
+        assert!(loopback_addr("wss://127.0.0.1:7900").is_err());
+        assert!(loopback_addr("http://127.0.0.1:7900").is_err());
+    }
+}
