@@ -46,6 +46,9 @@ pub struct BrokerConfig {
     pub rate_burst: u32,
     /// Most messages and acks per group commit.
     pub max_batch: usize,
+    /// Group-commit writers (connections committing in parallel); `None`:
+    /// 1 on SQLite (one writer at a time anyway), 4 on Postgres.
+    pub writers: Option<usize>,
     /// Whether anyone may register a new mesh (`mesh_create`).
     pub allow_mesh_create: bool,
     /// Log output format.
@@ -74,6 +77,7 @@ impl BrokerConfig {
             rate_per_sec: claudemesh_proto::limits::RATE_PER_SEC,
             rate_burst: claudemesh_proto::limits::RATE_BURST,
             max_batch: 1024,
+            writers: None,
             allow_mesh_create: true,
             log_format: LogFormat::Text,
         }
@@ -139,6 +143,9 @@ pub struct Args {
     /// Most messages per group commit [default: 1024]
     #[arg(long, env = "CLAUDEMESH_BROKER_MAX_BATCH")]
     pub max_batch: Option<usize>,
+    /// Group-commit writers in parallel [default: 1 on SQLite, 4 on Postgres]
+    #[arg(long, env = "CLAUDEMESH_BROKER_WRITERS")]
+    pub writers: Option<usize>,
     /// Whether anyone may register a new mesh [default: true]
     #[arg(long, env = "CLAUDEMESH_BROKER_ALLOW_MESH_CREATE")]
     pub allow_mesh_create: Option<bool>,
@@ -167,6 +174,8 @@ pub struct FileConfig {
     pub rate_burst: Option<u32>,
     /// See [`Args::max_batch`].
     pub max_batch: Option<usize>,
+    /// See [`Args::writers`].
+    pub writers: Option<usize>,
     /// See [`Args::allow_mesh_create`].
     pub allow_mesh_create: Option<bool>,
     /// See [`Args::log_format`].
@@ -296,6 +305,9 @@ impl Args {
         }
         if let Some(v) = self.max_batch.or(file.max_batch) {
             c.max_batch = v.clamp(1, 8192);
+        }
+        if let Some(v) = self.writers.or(file.writers) {
+            c.writers = Some(v.clamp(1, 16));
         }
         if let Some(v) = self.allow_mesh_create.or(file.allow_mesh_create) {
             c.allow_mesh_create = v;

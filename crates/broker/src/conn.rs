@@ -489,13 +489,20 @@ impl Connection {
         self.session = Some(handle.clone());
         self.mesh = Some(mesh.clone());
         mesh.broadcast_presence(handle.as_peer(), self.conn_id);
-        if let Err(e) = self
-            .broker
-            .store
-            .record_session(&mesh.id, &hello.cert.session, &member, now)
-            .await
-        {
-            tracing::warn!(error = %e, "could not record session");
+        if mesh.first_sight_of(&hello.cert.session) {
+            // Off the handshake's path: only a message to this session sent
+            // while it is offline needs the row, and while it is connected
+            // the hub knows it.
+            let store = self.broker.store.clone();
+            let (mesh_id, session_key) = (mesh.id, hello.cert.session);
+            tokio::spawn(async move {
+                if let Err(e) = store
+                    .record_session(&mesh_id, &session_key, &member, now)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record session");
+                }
+            });
         }
         // The first drain runs before this connection's next frame is read,
         // so anything the client asks after `welcome` is answered after every

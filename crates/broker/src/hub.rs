@@ -287,9 +287,24 @@ pub struct MeshHub {
     append_lock: tokio::sync::Mutex<()>,
     sessions: RwLock<Sessions>,
     member_states: Mutex<HashMap<PublicKey, MemberState>>,
+    /// Session keys already recorded in the store by this broker.
+    recorded_sessions: Mutex<std::collections::HashSet<PublicKey>>,
 }
 
 impl MeshHub {
+    /// Whether `session` still needs recording in the store (first hello
+    /// seen by this broker); marks it recorded.
+    pub fn first_sight_of(&self, session: &PublicKey) -> bool {
+        let mut seen = self
+            .recorded_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        seen.insert(*session)
+    }
+
     /// A copy of the current roster.
     pub fn roster(&self) -> Roster {
         self.read_log(|l| l.roster.clone())
@@ -580,6 +595,7 @@ impl Hub {
             append_lock: tokio::sync::Mutex::new(()),
             sessions: RwLock::new(Sessions::default()),
             member_states: Mutex::new(states.into_iter().collect()),
+            recorded_sessions: Mutex::new(std::collections::HashSet::new()),
         });
         self.meshes
             .lock()

@@ -158,7 +158,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         source,
     })?;
     let hub = Arc::new(Hub::new(store.clone()));
-    let writer = writer::spawn(store.clone(), hub.clone(), config.max_batch);
+    let writers = config
+        .writers
+        .unwrap_or(if store.backend() == "postgres" { 4 } else { 1 });
+    let writer = writer::spawn(store.clone(), hub.clone(), config.max_batch, writers);
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (flushed_tx, flushed) = watch::channel(false);
     let _ = crate::metrics::handle();
@@ -174,6 +177,13 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     });
     let app = crate::http::router(state.clone());
     let mut stop = shutdown.clone();
+    // Frames are small and latency matters: without TCP_NODELAY an
+    // `accepted` waits for the client's delayed ACK (up to ~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;

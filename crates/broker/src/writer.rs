@@ -40,35 +40,60 @@ pub enum WriteJob {
     Flush(oneshot::Sender<()>),
 }
 
-/// The sending side of the writer.
+/// The sending side of the writers.
+///
+/// With several writers (Postgres), each commits on its own connection, so
+/// one batch's fsync overlaps the next batch's statements. A sender's
+/// messages and a member's acks always go to the same writer, which keeps
+/// each sender's messages in order and keeps writers off each other's rows.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<WriteJob>,
+    txs: Vec<mpsc::Sender<WriteJob>>,
 }
 
 impl WriterHandle {
     /// Queues a job, waiting for room (backpressure on the sender's
     /// connection). Returns false once the writer has stopped.
     pub async fn submit(&self, job: WriteJob) -> bool {
-        let ok = self.tx.send(job).await.is_ok();
-        metrics::gauge!(m::WRITER_QUEUE).set((WRITER_QUEUE_CAPACITY - self.tx.capacity()) as f64);
+        let key = match &job {
+            WriteJob::Message(m, _) => m.sender_member.as_bytes()[0],
+            WriteJob::Ack(a) => a.member.as_bytes()[0],
+            WriteJob::Flush(_) => 0,
+        };
+        let Some(tx) = self.txs.get(usize::from(key) % self.txs.len().max(1)) else {
+            return false;
+        };
+        let ok = tx.send(job).await.is_ok();
+        metrics::gauge!(m::WRITER_QUEUE).set((WRITER_QUEUE_CAPACITY - tx.capacity()) as f64);
         ok
     }
 
     /// Waits until every job queued so far is committed.
     pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(WriteJob::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
+        for tx in &self.txs {
+            let (done, rx) = oneshot::channel();
+            if tx.send(WriteJob::Flush(done)).await.is_ok() {
+                let _ = rx.await;
+            }
         }
     }
 }
 
-/// Starts the writer task.
-pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>, max_batch: usize) -> WriterHandle {
-    let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
-    tokio::spawn(run(rx, store, hub, max_batch.max(1)));
-    WriterHandle { tx }
+/// Starts `writers` writer tasks (at least one).
+pub fn spawn(
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    max_batch: usize,
+    writers: usize,
+) -> WriterHandle {
+    let txs = (0..writers.max(1))
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
+            tokio::spawn(run(rx, store.clone(), hub.clone(), max_batch.max(1)));
+            tx
+        })
+        .collect();
+    WriterHandle { txs }
 }
 
 async fn run(

@@ -1124,15 +1124,15 @@ impl Inner {
     }
 
     async fn on_accepted(&self, accepted: Vec<Accepted>) {
-        let now = now_ms();
+        let done: Vec<(MessageId, u64)> = accepted.iter().map(|a| (a.id, a.seq)).collect();
+        if let Err(e) = self
+            .local
+            .outbox_accepted(&self.mesh.id, &done, now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record accepted messages");
+        }
         for a in &accepted {
-            if let Err(e) = self
-                .local
-                .outbox_accepted(&self.mesh.id, &a.id, a.seq, now)
-                .await
-            {
-                tracing::warn!(error = %e, "could not record an accepted message");
-            }
             self.resolve_send(
                 &a.id,
                 Ok(SendOutcome {
@@ -1169,9 +1169,13 @@ impl Inner {
         }
     }
 
+    /// Verifies a batch of deliveries, stores the good ones in one
+    /// transaction, records the refused ones, then acks them all (a message
+    /// is acked only once it is stored).
     async fn on_delivers(&self, delivers: Vec<Deliver>) {
         let mut synced = false;
         let mut acks = Vec::with_capacity(delivers.len());
+        let mut verified = Vec::with_capacity(delivers.len());
         let now = now_ms();
         for d in delivers {
             let mut result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
@@ -1184,47 +1188,14 @@ impl Inner {
                 result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
             }
             match result {
-                Ok(msg) => match self
-                    .local
-                    .store_inbound(&self.mesh.id, &msg, d.seq, now)
-                    .await
-                {
-                    Ok(_) => {
-                        acks.push(d.seq);
-                        let first_time = {
-                            let mut seen = lock(&self.announced);
-                            if seen.len() > 100_000 {
-                                seen.clear();
-                            }
-                            seen.insert((msg.sender_member(), msg.id()))
-                        };
-                        if first_time {
-                            self.emit(Event::Message(Box::new(InboxMessage {
-                                local_id: 0,
-                                id: msg.id().to_hex(),
-                                from: msg.sender_member().to_hex(),
-                                from_session: msg.sender_session().to_hex(),
-                                target: msg.target().to_string(),
-                                body: String::from_utf8_lossy(msg.body()).into_owned(),
-                                priority: msg.priority().as_str().to_owned(),
-                                reply_to: msg.reply_to().map(|r| r.to_hex()),
-                                sent_at: msg.sent_at(),
-                                received_at: now,
-                                seq: d.seq,
-                                read: false,
-                            })));
-                        }
-                    }
-                    // Not stored: do not ack; it comes back on the next connection.
-                    Err(e) => tracing::error!(error = %e, "could not store a message"),
-                },
+                Ok(msg) => verified.push((msg, d.seq)),
                 Err(e) => {
-                    let sender: Option<PublicKey> = Some(d.envelope.sender.member);
+                    let sender = d.envelope.sender.member;
                     tracing::warn!(seq = d.seq, error = %e, "refused an envelope");
                     let reason = e.to_string();
                     if self
                         .local
-                        .reject(&self.mesh.id, d.seq, sender.as_ref(), &reason, now)
+                        .reject(&self.mesh.id, d.seq, Some(&sender), &reason, now)
                         .await
                         .is_ok()
                     {
@@ -1233,13 +1204,29 @@ impl Inner {
                     }
                     self.emit(Event::Rejected(Rejection {
                         seq: d.seq,
-                        sender: sender.map(|s| s.to_hex()),
+                        sender: Some(sender.to_hex()),
                         reason,
                         at: now,
                     }));
                 }
             }
         }
+        let batch: Vec<_> = verified.iter().map(|(m, seq)| (m, *seq)).collect();
+        match self
+            .local
+            .store_inbound_batch(&self.mesh.id, &batch, now)
+            .await
+        {
+            Ok(_) => {
+                for (msg, seq) in &verified {
+                    acks.push(*seq);
+                    self.announce(msg, *seq, now);
+                }
+            }
+            // Not stored: not acked; they come back on the next connection.
+            Err(e) => tracing::error!(error = %e, "could not store messages"),
+        }
+        acks.sort_unstable();
         for chunk in acks.chunks(MAX_IDS_PER_ACK) {
             let _ = self
                 .send_raw(&ClientFrame::Ack(Ack {
@@ -1247,6 +1234,33 @@ impl Inner {
                     read: false,
                 }))
                 .await;
+        }
+    }
+
+    /// Tells subscribers about a stored message, once per session.
+    fn announce(&self, msg: &claudemesh_crypto::envelope::VerifiedMessage, seq: u64, now: u64) {
+        let first_time = {
+            let mut seen = lock(&self.announced);
+            if seen.len() > 100_000 {
+                seen.clear();
+            }
+            seen.insert((msg.sender_member(), msg.id()))
+        };
+        if first_time {
+            self.emit(Event::Message(Box::new(InboxMessage {
+                local_id: 0,
+                id: msg.id().to_hex(),
+                from: msg.sender_member().to_hex(),
+                from_session: msg.sender_session().to_hex(),
+                target: msg.target().to_string(),
+                body: String::from_utf8_lossy(msg.body()).into_owned(),
+                priority: msg.priority().as_str().to_owned(),
+                reply_to: msg.reply_to().map(|r| r.to_hex()),
+                sent_at: msg.sent_at(),
+                received_at: now,
+                seq,
+                read: false,
+            })));
         }
     }
 

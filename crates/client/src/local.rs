@@ -173,6 +173,38 @@ impl LocalStore {
         seq: u64,
         received_at: u64,
     ) -> Result<bool, ClientError> {
+        Ok(self
+            .store_inbound_batch(mesh, &[(msg, seq)], received_at)
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    /// Stores verified messages in one transaction (one fsync for a whole
+    /// batch of deliveries); for each, false if it was already stored.
+    pub async fn store_inbound_batch(
+        &self,
+        mesh: &Hash32,
+        msgs: &[(&VerifiedMessage, u64)],
+        received_at: u64,
+    ) -> Result<Vec<bool>, ClientError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(msgs.len());
+        for (msg, seq) in msgs {
+            out.push(Self::insert_inbound(&mut tx, mesh, msg, *seq, received_at).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn insert_inbound(
+        tx: &mut sqlx::SqliteTransaction<'_>,
+        mesh: &Hash32,
+        msg: &VerifiedMessage,
+        seq: u64,
+        received_at: u64,
+    ) -> Result<bool, ClientError> {
         let done = sqlx::query(
             "INSERT INTO inbox (mesh_id, sender_member, sender_session, msg_id, broker_seq, target, \
              priority, reply_to, sent_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -189,7 +221,7 @@ impl LocalStore {
         .bind(i(msg.sent_at()))
         .bind(i(received_at))
         .bind(msg.body())
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -326,24 +358,27 @@ impl LocalStore {
             .collect()
     }
 
-    /// Marks an outbox entry accepted by the broker.
+    /// Marks outbox entries accepted by the broker, in one transaction.
     pub async fn outbox_accepted(
         &self,
         mesh: &Hash32,
-        id: &MessageId,
-        seq: u64,
+        accepted: &[(MessageId, u64)],
         at: u64,
     ) -> Result<(), ClientError> {
-        sqlx::query(
-            "UPDATE outbox SET state = 'accepted', broker_seq = ?, accepted_at = ?, error = NULL \
-             WHERE mesh_id = ? AND msg_id = ?",
-        )
-        .bind(i(seq))
-        .bind(i(at))
-        .bind(mesh_key(mesh))
-        .bind(id.to_hex())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        for (id, seq) in accepted {
+            sqlx::query(
+                "UPDATE outbox SET state = 'accepted', broker_seq = ?, accepted_at = ?, error = NULL \
+                 WHERE mesh_id = ? AND msg_id = ?",
+            )
+            .bind(i(*seq))
+            .bind(i(at))
+            .bind(mesh_key(mesh))
+            .bind(id.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -119,6 +119,8 @@ pub struct MeshState {
     verified_sessions: HashMap<PublicKey, SessionCert>,
     /// Precomputed `crypto_box` keys per (peer key, my key).
     shared: Mutex<HashMap<(PublicKey, PublicKey), SharedBoxKey>>,
+    /// Sender certificates whose signature verified, by session key.
+    cert_signatures: Mutex<HashMap<PublicKey, SessionCert>>,
 }
 
 impl std::fmt::Debug for MeshState {
@@ -157,6 +159,7 @@ impl MeshState {
             session,
             verified_sessions: HashMap::new(),
             shared: Mutex::new(HashMap::new()),
+            cert_signatures: Mutex::new(HashMap::new()),
         };
         state.open_root_keys();
         Ok(state)
@@ -566,6 +569,21 @@ impl OpeningKeys for MeshState {
             Target::Group(_) | Target::Broadcast => Some(root.mesh_key(&self.config.id)),
             Target::Topic(t) => Some(root.topic_key(&self.config.id, t.as_bytes())),
             Target::Member(_) | Target::Session(_) => None,
+        }
+    }
+
+    fn cert_signature_known(&self, cert: &SessionCert) -> bool {
+        self.cert_signatures
+            .lock()
+            .is_ok_and(|c| c.get(&cert.session) == Some(cert))
+    }
+
+    fn remember_cert_signature(&self, cert: &SessionCert) {
+        if let Ok(mut c) = self.cert_signatures.lock() {
+            if c.len() > 4096 {
+                c.clear();
+            }
+            c.insert(cert.session, cert.clone());
         }
     }
 

@@ -104,6 +104,22 @@ impl SessionCert {
     /// (unix seconds) for `mesh_id`. Whether `member` is admitted is the
     /// membership log's question, not this one.
     pub fn verify(&self, mesh_id: &Hash32, now: u64) -> Result<(), CertError> {
+        self.check_shape(mesh_id)?;
+        self.member
+            .verify(&self.signed_bytes(), &self.sig)
+            .map_err(|_: KeyError| CertError::BadSignature)?;
+        self.check_time(now)
+    }
+
+    /// Everything [`SessionCert::verify`] checks except the signature: for a
+    /// certificate whose signature the caller verified before (the very same
+    /// certificate, field for field), which is still judged at `now`.
+    pub fn verify_previously_signed(&self, mesh_id: &Hash32, now: u64) -> Result<(), CertError> {
+        self.check_shape(mesh_id)?;
+        self.check_time(now)
+    }
+
+    fn check_shape(&self, mesh_id: &Hash32) -> Result<(), CertError> {
         if &self.mesh_id != mesh_id {
             return Err(CertError::WrongMesh);
         }
@@ -112,9 +128,10 @@ impl SessionCert {
         {
             return Err(CertError::BadLifetime);
         }
-        self.member
-            .verify(&self.signed_bytes(), &self.sig)
-            .map_err(|_: KeyError| CertError::BadSignature)?;
+        Ok(())
+    }
+
+    fn check_time(&self, now: u64) -> Result<(), CertError> {
         if self.issued_at > now.saturating_add(CERT_CLOCK_SKEW_SECS) {
             return Err(CertError::NotYetValid {
                 issued_at: self.issued_at,
@@ -198,6 +215,20 @@ mod tests {
         assert_eq!(
             SessionCert::issue(&member, MESH, c.session, 0, MAX_CERT_LIFETIME_SECS + 1),
             Err(CertError::BadLifetime)
+        );
+    }
+
+    #[test]
+    fn a_known_signature_still_expires_and_stays_in_its_mesh() {
+        let c = cert(1000);
+        c.verify_previously_signed(&MESH, 1500).unwrap();
+        assert!(matches!(
+            c.verify_previously_signed(&MESH, 4600),
+            Err(CertError::Expired { .. })
+        ));
+        assert_eq!(
+            c.verify_previously_signed(&Hash32([5; 32]), 1500),
+            Err(CertError::WrongMesh)
         );
     }
 
