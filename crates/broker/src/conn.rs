@@ -38,7 +38,7 @@ use crate::hub::{
 use crate::metrics as m;
 use crate::ratelimit::TokenBucket;
 use crate::server::BrokerState;
-use crate::store::{AckOp, AppendExtras, MemberState, NewMessage};
+use crate::store::{AckOp, AppendExtras, MemberState, NewMessage, SessionRecord};
 use crate::writer::{AcceptReply, WriteJob};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -490,19 +490,18 @@ impl Connection {
         self.mesh = Some(mesh.clone());
         mesh.broadcast_presence(handle.as_peer(), self.conn_id);
         if mesh.first_sight_of(&hello.cert.session) {
-            // Off the handshake's path: only a message to this session sent
-            // while it is offline needs the row, and while it is connected
-            // the hub knows it.
-            let store = self.broker.store.clone();
-            let (mesh_id, session_key) = (mesh.id, hello.cert.session);
-            tokio::spawn(async move {
-                if let Err(e) = store
-                    .record_session(&mesh_id, &session_key, &member, now)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record session");
-                }
-            });
+            // Group-committed with messages: only a message to this session
+            // sent while it is offline needs the row, and while it is
+            // connected the hub knows it.
+            self.broker
+                .writer
+                .submit(WriteJob::Session(Box::new(SessionRecord {
+                    mesh: mesh.id,
+                    session: hello.cert.session,
+                    member,
+                    at_ms: now,
+                })))
+                .await;
         }
         // The first drain runs before this connection's next frame is read,
         // so anything the client asks after `welcome` is answered after every

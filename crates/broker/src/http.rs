@@ -19,6 +19,9 @@ use claudemesh_proto::version::{SUBPROTOCOL, WS_PATH};
 
 use crate::server::BrokerState;
 
+/// Initial read and write buffer of each websocket.
+const SOCKET_BUFFER_BYTES: usize = 4096;
+
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -56,7 +59,12 @@ async fn ws_upgrade(
     }
     // The socket accepts frames above the protocol limit so the broker can
     // answer `frame_too_large` itself instead of the connection just dying.
+    // Small socket buffers (they grow for a big frame): tungstenite's
+    // default 128 KiB read buffer per connection would make 10,000 idle
+    // peers cost over a gigabyte.
     ws.protocols([SUBPROTOCOL])
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(2 * MAX_FRAME_BYTES)
         .max_frame_size(2 * MAX_FRAME_BYTES)
         .on_upgrade(move |socket| crate::conn::serve(socket, state))

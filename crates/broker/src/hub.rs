@@ -235,7 +235,9 @@ pub struct MeshLog {
 #[derive(Debug, Default)]
 struct Sessions {
     by_session: HashMap<PublicKey, Arc<SessionHandle>>,
-    by_member: HashMap<PublicKey, Vec<Arc<SessionHandle>>>,
+    /// Sessions of each member, by connection id (removal is O(1) even
+    /// for a member with thousands of sessions).
+    by_member: HashMap<PublicKey, HashMap<u64, Arc<SessionHandle>>>,
 }
 
 /// Why an append was refused.
@@ -407,9 +409,9 @@ impl MeshHub {
             let old = s.by_session.insert(handle.session, handle.clone());
             let list = s.by_member.entry(handle.member).or_default();
             if let Some(old) = &old {
-                list.retain(|h| h.conn_id != old.conn_id);
+                list.remove(&old.conn_id);
             }
-            list.push(handle.clone());
+            list.insert(handle.conn_id, handle.clone());
             old
         };
         if let Some(old) = old {
@@ -429,7 +431,7 @@ impl MeshHub {
         }
         let now_empty = match s.by_member.get_mut(&handle.member) {
             Some(list) => {
-                list.retain(|h| h.conn_id != handle.conn_id);
+                list.remove(&handle.conn_id);
                 list.is_empty()
             }
             None => true,
@@ -443,7 +445,10 @@ impl MeshHub {
     /// Connected sessions of one member.
     pub fn member_sessions(&self, member: &PublicKey) -> Vec<Arc<SessionHandle>> {
         let s = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        s.by_member.get(member).cloned().unwrap_or_default()
+        s.by_member
+            .get(member)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A connected session by key.
@@ -475,9 +480,8 @@ impl MeshHub {
             let targets = s
                 .by_member
                 .get(r)
-                .map(|v| v.as_slice())
-                .unwrap_or_default()
-                .iter()
+                .into_iter()
+                .flat_map(|m| m.values())
                 .chain(s.by_session.get(r));
             for t in targets {
                 if t.takes_live(priority) && t.push(frame.clone()) {
@@ -493,7 +497,10 @@ impl MeshHub {
         let frame = text(&BrokerFrame::Presence(PresenceUpdate {
             peer: Box::new(peer),
         }));
-        for s in self.all_sessions() {
+        // Pushing never blocks or takes this lock again, so it is done
+        // under the read lock, without copying the session list.
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        for s in sessions.by_session.values() {
             if s.conn_id != except_conn {
                 s.push(frame.clone());
             }

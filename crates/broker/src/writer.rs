@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Hub, SessionHandle, deliver_text, error_text, text};
 use crate::metrics as m;
-use crate::store::{AckOp, NewMessage, Store};
+use crate::store::{AckOp, NewMessage, SessionRecord, Store};
 
 /// Jobs waiting for the writer before senders feel backpressure.
 pub const WRITER_QUEUE_CAPACITY: usize = 8192;
@@ -36,6 +36,8 @@ pub enum WriteJob {
     Message(Box<NewMessage>, Option<AcceptReply>),
     /// Record acknowledgements.
     Ack(Box<AckOp>),
+    /// Record a session key first seen in a hello.
+    Session(Box<SessionRecord>),
     /// Answer when everything queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -58,6 +60,7 @@ impl WriterHandle {
         let key = match &job {
             WriteJob::Message(m, _) => m.sender_member.as_bytes()[0],
             WriteJob::Ack(a) => a.member.as_bytes()[0],
+            WriteJob::Session(s) => s.member.as_bytes()[0],
             WriteJob::Flush(_) => 0,
         };
         let Some(tx) = self.txs.get(usize::from(key) % self.txs.len().max(1)) else {
@@ -121,6 +124,7 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
     let mut replies = Vec::new();
     let mut acks = Vec::new();
     let mut flushes = Vec::new();
+    let mut sessions = Vec::new();
     for job in jobs.drain(..) {
         match job {
             WriteJob::Message(msg, reply) => {
@@ -128,6 +132,7 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
                 replies.push(reply);
             }
             WriteJob::Ack(a) => acks.push(*a),
+            WriteJob::Session(s) => sessions.push(*s),
             WriteJob::Flush(done) => flushes.push(done),
         }
     }
@@ -179,6 +184,12 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
                 }
             }
         }
+    }
+    if !sessions.is_empty()
+        && let Err(e) = store.record_sessions(&sessions).await
+    {
+        metrics::counter!(m::STORE_ERRORS).increment(1);
+        tracing::warn!(error = %e, sessions = sessions.len(), "could not record sessions");
     }
     for done in flushes {
         let _ = done.send(());

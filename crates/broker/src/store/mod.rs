@@ -68,6 +68,19 @@ pub struct NewMessage {
     pub expires_at_ms: u64,
 }
 
+/// A session key seen in a hello, and the member that certified it.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// The mesh.
+    pub mesh: Hash32,
+    /// The session key.
+    pub session: PublicKey,
+    /// Its member.
+    pub member: PublicKey,
+    /// When, unix ms.
+    pub at_ms: u64,
+}
+
 /// What storing a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsertOutcome {
@@ -243,6 +256,16 @@ pub trait Store: Send + Sync + 'static {
         member: &PublicKey,
         now_ms: u64,
     ) -> Result<(), StoreError>;
+
+    /// Records many sessions in one transaction (the group-commit writer
+    /// batches the sessions of every hello it sees).
+    async fn record_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        for s in sessions {
+            self.record_session(&s.mesh, &s.session, &s.member, s.at_ms)
+                .await?;
+        }
+        Ok(())
+    }
 
     /// The member behind a session key seen before, if any.
     async fn session_member(

@@ -19,8 +19,9 @@ use sqlx::{AssertSqlSafe, Row, SqlStr};
 
 use super::{
     AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, MessageStatus, NewMessage,
-    PendingMessage, RetentionOutcome, Store, StoreError, TableDump, entry_from_json, entry_to_json,
-    key_from_bytes, priority_rank, state_from_rank, state_rank, status_str, to_i64, to_u64,
+    PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError, TableDump, entry_from_json,
+    entry_to_json, key_from_bytes, priority_rank, state_from_rank, state_rank, status_str, to_i64,
+    to_u64,
 };
 
 /// The SQLite migrations, embedded in the binary.
@@ -441,6 +442,28 @@ impl Store for SqliteStore {
         .bind(to_i64(now_ms))
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn record_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO sessions (mesh_id, session, member, last_seen_ms) VALUES {} \
+                 ON CONFLICT (mesh_id, session) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for s in chunk {
+                q = q
+                    .bind(&s.mesh.0[..])
+                    .bind(key_bytes(&s.session))
+                    .bind(key_bytes(&s.member))
+                    .bind(to_i64(s.at_ms));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
