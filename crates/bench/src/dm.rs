@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::args::{ClientPath, ClientState, DmArgs};
 use crate::light::{LightFrame, next_light};
-use crate::report::{ClientInfo, Counts, Report, Rss, build_profile, cpus, mb, now_rfc3339};
+use crate::report::{ClientInfo, Counts, Report, Rss, build_profile, cpus, now_rfc3339};
 use crate::setup::{Member, build_mesh, full_log};
 use crate::stats::Samples;
 use crate::target::{Measured, Probe, Target, client_dir};
@@ -69,13 +69,7 @@ pub async fn run(a: DmArgs) -> Result<Report> {
             "--rate must be a positive number of msgs/s".into(),
         ));
     }
-    let target = Target::start(&a.common).await?;
-    let rss_start = target.rss_now();
-    let result = on_target(&a, &target).await;
-    target.stop().await;
-    let mut report = result?;
-    report.rss.start_mb = mb(rss_start);
-    Ok(report)
+    Target::run(&a.common, async |target| on_target(&a, target).await).await
 }
 
 /// What both paths hand back.
@@ -334,12 +328,7 @@ fn report(
         latency: out.deliver.summary(),
         latency2_of: Some("send → accepted"),
         latency2: out.accept.summary(),
-        rss: Rss {
-            start_mb: None,
-            before_mb: mb(out.measured.rss_before),
-            peak_mb: mb(out.measured.rss_peak),
-            after_mb: mb(out.measured.rss_after),
-        },
+        rss: Rss::of(&out.measured),
         cpu: out.measured.cpu,
         broker_metrics: out.measured.metrics,
         setup_s,

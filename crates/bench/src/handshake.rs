@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::args::{ClientPath, ClientState, HandshakeArgs};
 use crate::light::next_light;
-use crate::report::{ClientInfo, Counts, Report, Rss, build_profile, cpus, mb, now_rfc3339};
+use crate::report::{ClientInfo, Counts, Report, Rss, build_profile, cpus, now_rfc3339};
 use crate::setup::{Member, build_mesh};
 use crate::stats::Samples;
 use crate::target::{Probe, Target, client_dir};
@@ -39,13 +39,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the scenario.
 pub async fn run(a: HandshakeArgs) -> Result<Report> {
-    let target = Target::start(&a.common).await?;
-    let rss_start = target.rss_now();
-    let result = on_target(&a, &target).await;
-    target.stop().await;
-    let mut report = result?;
-    report.rss.start_mb = mb(rss_start);
-    Ok(report)
+    Target::run(&a.common, async |target| on_target(&a, target).await).await
 }
 
 /// Counters shared by the workers.
@@ -274,12 +268,7 @@ async fn on_target(a: &HandshakeArgs, target: &Target) -> Result<Report> {
         latency: latency.summary(),
         latency2_of: None,
         latency2: None,
-        rss: Rss {
-            start_mb: None,
-            before_mb: mb(measured.rss_before),
-            peak_mb: mb(measured.rss_peak),
-            after_mb: mb(measured.rss_after),
-        },
+        rss: Rss::of(&measured),
         cpu: measured.cpu,
         broker_metrics: measured.metrics,
         setup_s,

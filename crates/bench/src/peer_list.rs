@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::args::{ClientState, PeerListArgs, SetupArgs};
-use crate::report::{ClientInfo, Counts, Report, Rss, build_profile, cpus, mb, now_rfc3339};
+use crate::report::{ClientInfo, Counts, Report, Rss, build_profile, cpus, now_rfc3339};
 use crate::setup::build_mesh;
 use crate::stats::Samples;
 use crate::target::{Probe, Target, client_dir, loopback_addr};
@@ -34,13 +34,7 @@ pub async fn run(a: PeerListArgs) -> Result<Report> {
             cli.display()
         )));
     }
-    let target = Target::start(&a.common).await?;
-    let rss_start = target.rss_now();
-    let result = on_target(&a, &target, &cli).await;
-    target.stop().await;
-    let mut report = result?;
-    report.rss.start_mb = mb(rss_start);
-    Ok(report)
+    Target::run(&a.common, async |target| on_target(&a, target, &cli).await).await
 }
 
 /// `claudemesh` next to this executable.
@@ -170,12 +164,7 @@ async fn on_target(a: &PeerListArgs, target: &Target, cli: &Path) -> Result<Repo
         latency: samples.summary(),
         latency2_of: None,
         latency2: None,
-        rss: Rss {
-            start_mb: None,
-            before_mb: mb(measured.rss_before),
-            peak_mb: mb(measured.rss_peak),
-            after_mb: mb(measured.rss_after),
-        },
+        rss: Rss::of(&measured),
         cpu: measured.cpu,
         broker_metrics: measured.metrics,
         setup_s,

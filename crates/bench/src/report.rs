@@ -55,6 +55,18 @@ pub struct Rss {
     pub after_mb: Option<f64>,
 }
 
+impl Rss {
+    /// The RSS of a measured phase (the start is filled in by `Target::run`).
+    pub fn of(m: &crate::target::Measured) -> Rss {
+        Rss {
+            start_mb: None,
+            before_mb: mb(m.rss_before),
+            peak_mb: mb(m.rss_peak),
+            after_mb: mb(m.rss_after),
+        }
+    }
+}
+
 /// Bytes to MB (10^6).
 pub fn mb(bytes: Option<u64>) -> Option<f64> {
     bytes.map(|b| b as f64 / 1e6)

@@ -125,6 +125,21 @@ impl Target {
     }
 
     /// Stops an embedded broker and drops its Postgres database.
+    /// Starts the target named by `common`, runs `scenario` on it, stops it
+    /// whatever happened, and records the RSS it had right after starting.
+    pub async fn run(
+        common: &Common,
+        scenario: impl AsyncFnOnce(&Target) -> Result<crate::report::Report>,
+    ) -> Result<crate::report::Report> {
+        let target = Target::start(common).await?;
+        let rss_start = target.rss_now();
+        let result = scenario(&target).await;
+        target.stop().await;
+        let mut report = result?;
+        report.rss.start_mb = crate::report::mb(rss_start);
+        Ok(report)
+    }
+
     pub async fn stop(self) {
         if let Some(r) = self.running {
             r.shutdown().await;
