@@ -618,24 +618,6 @@ impl Hub {
             .get(id)
             .cloned()
     }
-
-    /// Every loaded mesh.
-    pub fn loaded_meshes(&self) -> Vec<Arc<MeshHub>> {
-        self.meshes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Number of connected sessions across meshes.
-    pub fn session_count(&self) -> usize {
-        self.loaded_meshes()
-            .iter()
-            .map(|m| m.all_sessions().len())
-            .sum()
-    }
 }
 
 /// Encodes a broker frame as a websocket text payload.

@@ -93,17 +93,6 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether the failure is about reaching the broker (retry later).
-    pub fn is_network(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Unreachable { .. }
-                | ClientError::Timeout(_)
-                | ClientError::Disconnected
-                | ClientError::Closed { .. }
-        )
-    }
-
     /// Whether the failure means something could not be trusted (TM3/TM4).
     pub fn is_security(&self) -> bool {
         matches!(self, ClientError::LogInvalid(_) | ClientError::LogFork(_))

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use claudemesh_crypto::envelope::{Envelope, MessageId, Priority, VerifiedMessage};
+use claudemesh_crypto::envelope::{Envelope, MessageId, VerifiedMessage};
 use claudemesh_crypto::log::LogEntry;
 use claudemesh_crypto::{Hash32, PublicKey};
 use serde::Serialize;
@@ -163,22 +163,6 @@ impl LocalStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Stores a verified message; false if (sender, id) was already stored.
-    pub async fn store_inbound(
-        &self,
-        mesh: &Hash32,
-        msg: &VerifiedMessage,
-        seq: u64,
-        received_at: u64,
-    ) -> Result<bool, ClientError> {
-        Ok(self
-            .store_inbound_batch(mesh, &[(msg, seq)], received_at)
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(false))
     }
 
     /// Stores verified messages in one transaction (one fsync for a whole
@@ -472,10 +456,5 @@ impl LocalStore {
                 })
             })
             .collect()
-    }
-
-    /// Priority parsed back from the inbox column.
-    pub fn parse_priority(s: &str) -> Priority {
-        Priority::from_str(s).unwrap_or_default()
     }
 }
