@@ -749,9 +749,8 @@ async fn run_wire(
     Ok(out)
 }
 
-/// Opens a connection and authenticates as `session`.
-async fn hello(url: &str, session: &SessionIdentity) -> Result<(WsSink, WsStream)> {
-    let mut opened = wire::open(url, CONNECT_TIMEOUT).await?;
+/// Signs and sends a hello for this connection's challenge as `session`.
+pub(crate) async fn send_hello(opened: &mut wire::Opened, session: &SessionIdentity) -> Result<()> {
     let hello = Hello::sign(
         session,
         &opened.challenge.nonce.0,
@@ -761,6 +760,13 @@ async fn hello(url: &str, session: &SessionIdentity) -> Result<(WsSink, WsStream
         "claudemesh-bench",
     );
     wire::send_frame(&mut opened.sink, &ClientFrame::Hello(Box::new(hello))).await?;
+    Ok(())
+}
+
+/// Opens a connection and authenticates as `session`.
+async fn hello(url: &str, session: &SessionIdentity) -> Result<(WsSink, WsStream)> {
+    let mut opened = wire::open(url, CONNECT_TIMEOUT).await?;
+    send_hello(&mut opened, session).await?;
     let answer = tokio::time::timeout(CONNECT_TIMEOUT, next_light(&mut opened.stream))
         .await
         .map_err(|_| BenchError("the broker did not answer the hello".into()))??;

@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 use claudemesh_client::local::LocalStore;
 use claudemesh_client::{ConnectOptions, MeshClient, SessionChoice, wire};
 use claudemesh_crypto::cert::SessionIdentity;
-use claudemesh_proto::ClientFrame;
-use claudemesh_proto::hello::{Hello, HelloPresence};
 use futures_util::SinkExt as _;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
@@ -284,15 +282,7 @@ async fn one(path: &Path, i: usize, t0: Instant) -> Result<Duration> {
                 .get(i)
                 .ok_or_else(|| BenchError("no session certificate left".into()))?;
             let mut opened = wire::open(url, HANDSHAKE_TIMEOUT).await?;
-            let hello = Hello::sign(
-                session,
-                &opened.challenge.nonce.0,
-                opened.version,
-                None,
-                HelloPresence::default(),
-                "claudemesh-bench",
-            );
-            wire::send_frame(&mut opened.sink, &ClientFrame::Hello(Box::new(hello))).await?;
+            crate::dm::send_hello(&mut opened, session).await?;
             loop {
                 let f = next_light(&mut opened.stream).await?;
                 match f.kind.as_str() {
