@@ -780,6 +780,13 @@ impl Connection {
                 );
             }
             ClientFrame::MeshCreate(f) => self.mesh_create(f).await,
+            ClientFrame::TopicHistory(q) => {
+                self.error(
+                    q.req,
+                    ErrorCode::UnknownType,
+                    "topic_history is not served by this broker version",
+                );
+            }
             ClientFrame::MessageStatus(q) => {
                 match self
                     .broker

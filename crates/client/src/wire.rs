@@ -198,6 +198,7 @@ pub fn frame_req(frame: &BrokerFrame) -> Option<&str> {
         BrokerFrame::InviteBundle(f) => f.req.as_deref(),
         BrokerFrame::Joined(f) => f.req.as_deref(),
         BrokerFrame::MessageStatusResult(f) => f.req.as_deref(),
+        BrokerFrame::TopicHistoryResult(f) => f.req.as_deref(),
         BrokerFrame::Pong(f) => f.req.as_deref(),
         BrokerFrame::Challenge(_)
         | BrokerFrame::Welcome(_)

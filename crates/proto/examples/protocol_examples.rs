@@ -232,6 +232,54 @@ fn main() {
         }),
         &mut frames,
     );
+    // Alice opens a public topic and posts to it; Bob reads its history.
+    let (topic_body, _) = claudemesh_crypto::log::topic_create_body(
+        "deploys",
+        false,
+        "release announcements",
+        &alice.public(),
+    )
+    .unwrap();
+    log.push(&alice, T + 70, topic_body).unwrap();
+    let alice_session = SessionIdentity::new(&alice, mesh_id, T + 70, 30 * 86400).unwrap();
+    let post = Envelope::seal(
+        &alice_session,
+        EnvelopeHeader {
+            mesh: mesh_id,
+            epoch: 0,
+            target: Target::Topic("deploys".into()),
+            id: MessageId([0x22; 16]),
+            reply_to: None,
+            priority: Priority::Next,
+            sent_at: (T + 71) * 1000,
+            log_head: log.roster().head(),
+        },
+        b"v1.2 is out",
+        SealingKey::Symmetric(&root.topic_key(&mesh_id, b"deploys")),
+    )
+    .unwrap();
+    push_c(
+        ClientFrame::TopicHistory(TopicHistoryQuery {
+            req: Some("h1".into()),
+            topic: "deploys".into(),
+            limit: Some(50),
+            before_seq: None,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::TopicHistoryResult(TopicHistoryResult {
+            req: Some("h1".into()),
+            topic: "deploys".into(),
+            messages: vec![Deliver {
+                seq: 2,
+                envelope: Box::new(post),
+                queued_at_ms: (T + 71) * 1000,
+            }],
+            more: false,
+        }),
+        &mut frames,
+    );
     push_c(
         ClientFrame::MessageStatus(MessageStatusQuery {
             req: Some("m1".into()),

@@ -83,6 +83,9 @@ pub enum ErrorCode {
     NotFound,
     /// The message body exceeds `max_body_bytes`.
     BodyTooLarge,
+    /// The message is sealed under an old key epoch, or the key it needs must
+    /// be rotated first (a member left): sync the log, rekey if asked, reseal.
+    RekeyRequired,
     /// The connection's outbound queue overflowed.
     SlowConsumer,
     /// The broker is shutting down.
@@ -119,6 +122,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::BodyTooLarge,
+        ErrorCode::RekeyRequired,
         ErrorCode::SlowConsumer,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -152,6 +156,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::RekeyRequired => "rekey_required",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",

@@ -83,6 +83,8 @@ pub enum ClientFrame {
     InviteJoin(InviteJoin),
     /// Per-recipient status of a message this member sent.
     MessageStatus(MessageStatusQuery),
+    /// Stored messages of a topic, newest first.
+    TopicHistory(TopicHistoryQuery),
     /// Liveness check.
     Ping(Request),
 }
@@ -117,6 +119,8 @@ pub enum BrokerFrame {
     Joined(Joined),
     /// Answer to `message_status`.
     MessageStatusResult(MessageStatusResult),
+    /// Answer to `topic_history`.
+    TopicHistoryResult(TopicHistoryResult),
     /// Answer to `ping`.
     Pong(Pong),
 }
@@ -244,6 +248,22 @@ pub struct MessageStatusQuery {
     pub req: Option<String>,
     /// The sender's message id.
     pub id: MessageId,
+}
+
+/// `topic_history`: a page of a topic's stored messages, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicHistoryQuery {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The topic name (without `#`).
+    pub topic: String,
+    /// At most this many (the broker caps it at 200; default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only messages with a broker sequence number below this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_seq: Option<u64>,
 }
 
 /// The 32 random bytes of a challenge.
@@ -487,6 +507,21 @@ pub struct MessageStatusResult {
     pub recipients: Vec<RecipientStatus>,
 }
 
+/// `topic_history_result`: envelopes as stored, newest first. The client
+/// verifies and opens each one exactly as a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicHistoryResult {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The topic.
+    pub topic: String,
+    /// The messages, newest first.
+    pub messages: Vec<Deliver>,
+    /// Older messages exist: ask again with `before_seq` = the last seq here.
+    pub more: bool,
+}
+
 /// `pong`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
@@ -512,6 +547,7 @@ impl ClientFrame {
         "invite_join",
         "mesh_create",
         "message_status",
+        "topic_history",
         "ping",
     ];
 
@@ -530,6 +566,7 @@ impl ClientFrame {
             ClientFrame::InviteJoin(_) => "invite_join",
             ClientFrame::MeshCreate(_) => "mesh_create",
             ClientFrame::MessageStatus(_) => "message_status",
+            ClientFrame::TopicHistory(_) => "topic_history",
             ClientFrame::Ping(_) => "ping",
         }
     }
@@ -548,6 +585,7 @@ impl ClientFrame {
             ClientFrame::InviteJoin(f) => f.req.as_deref(),
             ClientFrame::MeshCreate(f) => f.req.as_deref(),
             ClientFrame::MessageStatus(f) => f.req.as_deref(),
+            ClientFrame::TopicHistory(f) => f.req.as_deref(),
         }
     }
 }
@@ -568,6 +606,7 @@ impl BrokerFrame {
         "invite_bundle",
         "joined",
         "message_status_result",
+        "topic_history_result",
         "pong",
     ];
 
@@ -587,6 +626,7 @@ impl BrokerFrame {
             BrokerFrame::InviteBundle(_) => "invite_bundle",
             BrokerFrame::Joined(_) => "joined",
             BrokerFrame::MessageStatusResult(_) => "message_status_result",
+            BrokerFrame::TopicHistoryResult(_) => "topic_history_result",
             BrokerFrame::Pong(_) => "pong",
         }
     }

@@ -192,6 +192,20 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                 id: MessageId(id)
             }
         )),
+        (
+            req(),
+            "[a-z]{1,8}",
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(req, topic, limit, before_seq)| ClientFrame::TopicHistory(
+                TopicHistoryQuery {
+                    req,
+                    topic,
+                    limit,
+                    before_seq
+                }
+            )),
         req().prop_map(|req| ClientFrame::Ping(Request { req })),
     ]
 }
@@ -349,6 +363,27 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                         .into_iter()
                         .map(|(recipient, state)| RecipientStatus { recipient, state })
                         .collect(),
+                }
+            )),
+        (
+            req(),
+            "[a-z]{1,8}",
+            proptest::collection::vec((any::<u64>(), envelope()), 0..3),
+            any::<bool>()
+        )
+            .prop_map(|(req, topic, m, more)| BrokerFrame::TopicHistoryResult(
+                TopicHistoryResult {
+                    req,
+                    topic,
+                    messages: m
+                        .into_iter()
+                        .map(|(seq, envelope)| Deliver {
+                            seq,
+                            envelope: Box::new(envelope),
+                            queued_at_ms: seq,
+                        })
+                        .collect(),
+                    more,
                 }
             )),
         (req(), any::<u64>()).prop_map(|(req, time_ms)| BrokerFrame::Pong(Pong { req, time_ms })),

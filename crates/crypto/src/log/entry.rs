@@ -112,6 +112,66 @@ pub enum EntryBody {
         #[serde(with = "base64_bytes")]
         ciphertext: Vec<u8>,
     },
+    /// Creates a topic; its author becomes its first member.
+    TopicCreate {
+        /// The topic name (`#name`), unique in the mesh; routing metadata.
+        topic: String,
+        /// Private topics use a random key sealed to each topic member;
+        /// public ones a key every member derives from the epoch root.
+        private: bool,
+        /// A short description shown in `topic list` (routing metadata too).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        description: String,
+        /// Private only: the first topic key (epoch 0), sealed to the author.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sealed: Vec<SealedRootKey>,
+    },
+    /// Adds a member to a topic: themselves (public topics), or by a topic
+    /// member who seals the current topic key to them (private topics).
+    TopicJoin {
+        /// The topic.
+        topic: String,
+        /// The member joining.
+        member: PublicKey,
+        /// Private only: the current topic key sealed to `member`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sealed: Vec<SealedRootKey>,
+    },
+    /// Takes a member out of a topic (themselves, or by an admin). A private
+    /// topic must be rekeyed before anyone posts to it again.
+    TopicLeave {
+        /// The topic.
+        topic: String,
+        /// The member leaving.
+        member: PublicKey,
+    },
+    /// A private topic's new key, sealed to each remaining topic member.
+    TopicRekey {
+        /// The topic.
+        topic: String,
+        /// The new key epoch (previous + 1).
+        epoch: u64,
+        /// One sealed copy per topic member.
+        sealed: Vec<SealedRootKey>,
+    },
+    /// Puts a member in a group (themselves, or by an admin), with an
+    /// optional free-form role; joining again changes the role.
+    GroupJoin {
+        /// The group name (`@name`, hierarchical with `/`); routing metadata.
+        group: String,
+        /// The member.
+        member: PublicKey,
+        /// e.g. `lead`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+    },
+    /// Takes a member out of a group (themselves, or by an admin).
+    GroupLeave {
+        /// The group.
+        group: String,
+        /// The member.
+        member: PublicKey,
+    },
 }
 
 /// A signed membership-log entry.

@@ -1,16 +1,19 @@
 //! The membership log: an append-only, hash-chained list of signed entries
 //! (genesis, role, invite, revoke-invite, admit, remove, unban, rekey,
-//! profile) from which every client derives — and verifies — who is in the
-//! mesh, with which role and keys, and the current key epoch.
+//! profile, and the topic and group entries) from which every client derives
+//! — and verifies — who is in the mesh, with which role and keys, the current
+//! key epoch, and who is in which topic and group.
 //!
 //! `entry` holds the types and their JSON form, `sign` the canonical bytes,
-//! hashes and constructors, `roster` the verifier. The rules are specified in
+//! hashes and constructors, `roster` the verifier, `spaces` the topic and
+//! group state. The rules are specified in
 //! `docs/security.md` §7.
 
 mod builder;
 mod entry;
 mod roster;
 mod sign;
+mod spaces;
 #[cfg(test)]
 mod tests;
 
@@ -20,4 +23,11 @@ pub use roster::{
     Departure, InviteState, LogError, LogFault, MAX_PROFILE_CIPHERTEXT_BYTES, MemberInfo, Roster,
     SealedProfile, verify_log,
 };
-pub use sign::{PeerType, Profile, ProfileError, SEALED_ROOT_KEY_BYTES, open_root_key, rekey_body};
+pub use sign::{
+    PeerType, Profile, ProfileError, SEALED_ROOT_KEY_BYTES, open_root_key, open_sealed_key,
+    rekey_body, seal_key_to,
+};
+pub use spaces::{
+    GroupInfo, MAX_GROUP_ROLE_BYTES, MAX_TOPIC_DESCRIPTION_BYTES, Span, TopicInfo, group_is_under,
+    topic_create_body, topic_join_body, topic_rekey_body,
+};

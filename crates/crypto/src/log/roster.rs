@@ -12,6 +12,7 @@ use crate::keys::{PublicKey, SigningKey};
 
 use super::entry::{EntryBody, LogEntry, RemoveKind, Role};
 use super::sign::{SEALED_ROOT_KEY_BYTES, open_root_key};
+use super::spaces::{GroupInfo, Span, TopicInfo};
 
 /// Largest profile ciphertext accepted in a `profile` entry.
 pub const MAX_PROFILE_CIPHERTEXT_BYTES: usize = 4096;
@@ -102,7 +103,7 @@ pub enum LogFault {
     RekeyRecipients(String),
 }
 
-fn short(k: &PublicKey) -> String {
+pub(super) fn short(k: &PublicKey) -> String {
     k.to_hex()[..8].to_owned()
 }
 
@@ -179,13 +180,17 @@ pub struct Roster {
     epoch: u64,
     needs_rekey: bool,
     pending_rekey: Option<(PublicKey, u64)>,
-    members: BTreeMap<PublicKey, MemberInfo>,
+    pub(super) members: BTreeMap<PublicKey, MemberInfo>,
     departed: BTreeMap<PublicKey, Departure>,
     banned: BTreeSet<PublicKey>,
     invites: BTreeMap<PublicKey, InviteState>,
     /// epoch → recipient → sealed root key.
     seals: BTreeMap<u64, BTreeMap<PublicKey, Vec<u8>>>,
     seq_of: HashMap<Hash32, u64>,
+    /// Past mesh memberships (for "who was a member when this was sent").
+    pub(super) member_spans: Vec<Span>,
+    pub(super) topics: BTreeMap<String, TopicInfo>,
+    pub(super) groups: BTreeMap<String, GroupInfo>,
 }
 
 /// Verifies a whole log from genesis, returning the roster or the first bad entry.
@@ -254,6 +259,9 @@ impl Roster {
             invites: BTreeMap::new(),
             seals: BTreeMap::new(),
             seq_of: HashMap::from([(hash, 0)]),
+            member_spans: Vec::new(),
+            topics: BTreeMap::new(),
+            groups: BTreeMap::new(),
         })
     }
 
@@ -564,7 +572,13 @@ impl Roster {
                             admitted_seq: info.admitted_seq,
                         },
                     );
+                    self.member_spans.push(Span {
+                        member: *member,
+                        from: info.admitted_seq,
+                        to: e.seq,
+                    });
                 }
+                self.close_spaces(member, e.seq);
                 self.needs_rekey = true;
             }
             EntryBody::Unban { member } => {
@@ -576,7 +590,12 @@ impl Roster {
                 }
             }
             EntryBody::Rekey { epoch, sealed } => {
-                if !is_admin {
+                // After a member leaves of its own accord nobody is bound to
+                // rekey, so any remaining member may (the next one to send
+                // to the whole mesh does).
+                let repairs_leave =
+                    self.needs_rekey && self.pending_rekey.is_none() && author_role.is_some();
+                if !is_admin && !repairs_leave {
                     return Err(deny("rekey"));
                 }
                 if *epoch != self.epoch + 1 {
@@ -620,6 +639,12 @@ impl Roster {
                 self.needs_rekey = false;
                 self.pending_rekey = None;
             }
+            EntryBody::TopicCreate { .. }
+            | EntryBody::TopicJoin { .. }
+            | EntryBody::TopicLeave { .. }
+            | EntryBody::TopicRekey { .. }
+            | EntryBody::GroupJoin { .. }
+            | EntryBody::GroupLeave { .. } => self.apply_space(e, author_role)?,
             EntryBody::Profile {
                 epoch,
                 nonce,

@@ -1,7 +1,7 @@
 //! Signing and hashing of membership-log entries: the canonical signed bytes,
 //! the entry hash (chain link and mesh id), and constructors that sign.
 
-use crate::boxes::{BoxError, EpochRootKey, Nonce, open_sealed, seal};
+use crate::boxes::{BoxError, EpochRootKey, Nonce, SymmetricKey, open_sealed, seal};
 use crate::encoding::{Hash32, Transcript, label};
 use crate::keys::{PublicKey, SigningKey, random_bytes};
 
@@ -45,6 +45,12 @@ impl EntryBody {
             EntryBody::Unban { .. } => "unban",
             EntryBody::Rekey { .. } => "rekey",
             EntryBody::Profile { .. } => "profile",
+            EntryBody::TopicCreate { .. } => "topic_create",
+            EntryBody::TopicJoin { .. } => "topic_join",
+            EntryBody::TopicLeave { .. } => "topic_leave",
+            EntryBody::TopicRekey { .. } => "topic_rekey",
+            EntryBody::GroupJoin { .. } => "group_join",
+            EntryBody::GroupLeave { .. } => "group_leave",
         }
     }
 
@@ -81,10 +87,48 @@ impl EntryBody {
                 t.bytes(member.as_bytes());
             }
             EntryBody::Rekey { epoch, sealed } => {
-                t.u64(*epoch).list_len(sealed.len());
-                for s in sealed {
-                    t.bytes(s.recipient.as_bytes()).bytes(&s.ciphertext);
-                }
+                t.u64(*epoch);
+                encode_sealed(t, sealed);
+            }
+            EntryBody::TopicCreate {
+                topic,
+                private,
+                description,
+                sealed,
+            } => {
+                t.str(topic).u64(u64::from(*private)).str(description);
+                encode_sealed(t, sealed);
+            }
+            EntryBody::TopicJoin {
+                topic,
+                member,
+                sealed,
+            } => {
+                t.str(topic).bytes(member.as_bytes());
+                encode_sealed(t, sealed);
+            }
+            EntryBody::TopicLeave { topic, member } => {
+                t.str(topic).bytes(member.as_bytes());
+            }
+            EntryBody::TopicRekey {
+                topic,
+                epoch,
+                sealed,
+            } => {
+                t.str(topic).u64(*epoch);
+                encode_sealed(t, sealed);
+            }
+            EntryBody::GroupJoin {
+                group,
+                member,
+                role,
+            } => {
+                t.str(group)
+                    .bytes(member.as_bytes())
+                    .opt_bytes(role.as_ref().map(String::as_bytes));
+            }
+            EntryBody::GroupLeave { group, member } => {
+                t.str(group).bytes(member.as_bytes());
             }
             EntryBody::Profile {
                 epoch,
@@ -94,6 +138,13 @@ impl EntryBody {
                 t.u64(*epoch).bytes(&nonce.0).bytes(ciphertext);
             }
         }
+    }
+}
+
+fn encode_sealed(t: &mut Transcript, sealed: &[SealedRootKey]) {
+    t.list_len(sealed.len());
+    for s in sealed {
+        t.bytes(s.recipient.as_bytes()).bytes(&s.ciphertext);
     }
 }
 
@@ -169,17 +220,33 @@ fn signed_bytes(seq: u64, prev: &Hash32, at: u64, author: &PublicKey, body: &Ent
 
 /// Builds a `rekey` body: `root` sealed to each recipient's X25519 key.
 pub fn rekey_body(root: &EpochRootKey, recipients: &[PublicKey]) -> Result<EntryBody, BoxError> {
-    let mut sealed = Vec::with_capacity(recipients.len());
-    for r in recipients {
-        sealed.push(SealedRootKey {
-            recipient: *r,
-            ciphertext: seal(root.key().as_bytes(), &r.to_box_public())?,
-        });
-    }
     Ok(EntryBody::Rekey {
         epoch: root.epoch,
-        sealed,
+        sealed: seal_key_to(root.key(), recipients)?,
     })
+}
+
+/// Seals a 32-byte key (an epoch root or a private topic key) to each
+/// recipient's X25519 key with `crypto_box_seal`.
+pub fn seal_key_to(
+    key: &SymmetricKey,
+    recipients: &[PublicKey],
+) -> Result<Vec<SealedRootKey>, BoxError> {
+    recipients
+        .iter()
+        .map(|r| {
+            Ok(SealedRootKey {
+                recipient: *r,
+                ciphertext: seal(key.as_bytes(), &r.to_box_public())?,
+            })
+        })
+        .collect()
+}
+
+/// Opens a sealed 32-byte key with the key it was sealed to.
+pub fn open_sealed_key(sealed: &[u8], mine: &SigningKey) -> Result<SymmetricKey, BoxError> {
+    let bytes = open_sealed(sealed, &mine.to_box_secret())?;
+    SymmetricKey::from_slice(&bytes).ok_or(BoxError::Authentication)
 }
 
 /// Opens my copy of an epoch's root key from its sealed form, with the key it

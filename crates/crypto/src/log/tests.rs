@@ -505,3 +505,237 @@ proptest! {
         }
     }
 }
+
+mod spaces {
+    //! Topics and groups: who may create, join, leave and rekey, and who was
+    //! a recipient when.
+
+    use super::*;
+    use crate::envelope::Target;
+
+    fn push(m: &mut Mesh, who: &SigningKey, body: EntryBody) {
+        m.log.push(who, T, body).unwrap();
+    }
+
+    #[test]
+    fn public_topic_join_leave_and_recipients_as_of_send_time() {
+        let mut m = mesh();
+        let (owner, alice, admin) = (m.owner.clone(), m.alice.clone(), m.admin.clone());
+        let (body, key) = topic_create_body("deploys", false, "ship it", &owner.public()).unwrap();
+        assert!(key.is_none());
+        push(&mut m, &owner, body);
+        let before_alice = m.log.roster().len();
+        push(
+            &mut m,
+            &alice,
+            topic_join_body("deploys", &alice.public(), None).unwrap(),
+        );
+        let with_alice = m.log.roster().len();
+        let t = Target::Topic("deploys".into());
+        let r = m.log.roster();
+        assert!(r.is_recipient_at(&owner.public(), &t, before_alice));
+        assert!(!r.is_recipient_at(&alice.public(), &t, before_alice));
+        assert!(r.is_recipient_at(&alice.public(), &t, with_alice));
+        assert!(!r.is_recipient_at(&admin.public(), &t, with_alice));
+        assert_eq!(r.recipients_now(&t).len(), 2);
+        // Someone else cannot be added to a public topic by a non-admin …
+        let f = refused(
+            &m,
+            &alice,
+            topic_join_body("deploys", &admin.public(), None).unwrap(),
+        );
+        assert!(matches!(f, LogFault::Unauthorized { .. }), "{f}");
+        // … nor join twice, nor join a topic that does not exist.
+        let f = refused(
+            &m,
+            &alice,
+            topic_join_body("deploys", &alice.public(), None).unwrap(),
+        );
+        assert!(matches!(f, LogFault::Invalid(_)), "{f}");
+        let f = refused(
+            &m,
+            &alice,
+            topic_join_body("nope", &alice.public(), None).unwrap(),
+        );
+        assert!(matches!(f, LogFault::Invalid("no such topic")), "{f}");
+        // A second topic with the same name is refused.
+        let (dup, _) = topic_create_body("deploys", false, "", &alice.public()).unwrap();
+        assert!(matches!(refused(&m, &alice, dup), LogFault::Invalid(_)));
+        push(
+            &mut m,
+            &alice,
+            EntryBody::TopicLeave {
+                topic: "deploys".into(),
+                member: alice.public(),
+            },
+        );
+        let r = m.log.roster();
+        // Still a recipient of what was sent while it was in, not after.
+        assert!(r.is_recipient_at(&alice.public(), &t, with_alice));
+        assert!(!r.is_recipient_at(&alice.public(), &t, r.len()));
+        assert_eq!(verify_log(m.log.entries()).unwrap().topics(), r.topics());
+    }
+
+    #[test]
+    fn private_topic_keys_are_sealed_to_members_and_rotate_on_leave() {
+        let mut m = mesh();
+        let (owner, alice, admin) = (m.owner.clone(), m.alice.clone(), m.admin.clone());
+        let (body, key) = topic_create_body("secret", true, "", &alice.public()).unwrap();
+        let k0 = key.unwrap();
+        push(&mut m, &alice, body);
+        // Only a topic member can add someone, and must seal the key to them.
+        let f = refused(
+            &m,
+            &owner,
+            topic_join_body("secret", &owner.public(), None).unwrap(),
+        );
+        assert!(matches!(f, LogFault::Unauthorized { .. }), "{f}");
+        let f = refused(
+            &m,
+            &alice,
+            topic_join_body("secret", &owner.public(), None).unwrap(),
+        );
+        assert!(matches!(f, LogFault::RekeyRecipients(_)), "{f}");
+        push(
+            &mut m,
+            &alice,
+            topic_join_body("secret", &owner.public(), Some(&k0)).unwrap(),
+        );
+        let info = m.log.roster().topic("secret").unwrap().clone();
+        let opened = info.open_keys(&owner).unwrap();
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].1.as_bytes(), k0.as_bytes());
+        assert!(info.open_keys(&admin).unwrap().is_empty());
+        // The owner leaves: nobody may add members until a rekey that leaves
+        // the owner out.
+        push(
+            &mut m,
+            &owner,
+            EntryBody::TopicLeave {
+                topic: "secret".into(),
+                member: owner.public(),
+            },
+        );
+        assert!(m.log.roster().topic("secret").unwrap().needs_rekey);
+        let f = refused(
+            &m,
+            &alice,
+            topic_join_body("secret", &admin.public(), Some(&k0)).unwrap(),
+        );
+        assert!(matches!(f, LogFault::Invalid(_)), "{f}");
+        let stale = topic_rekey_body("secret", &info).unwrap().0; // still seals to the owner
+        assert!(matches!(
+            refused(&m, &alice, stale),
+            LogFault::RekeyRecipients(_)
+        ));
+        let info = m.log.roster().topic("secret").unwrap().clone();
+        let (rekey, k1) = topic_rekey_body("secret", &info).unwrap();
+        push(&mut m, &alice, rekey);
+        let info = m.log.roster().topic("secret").unwrap();
+        assert!(!info.needs_rekey);
+        assert_eq!(info.key_epoch, 1);
+        let alice_keys = info.open_keys(&alice).unwrap();
+        assert_eq!(alice_keys.len(), 2);
+        assert_eq!(alice_keys[1].1.as_bytes(), k1.as_bytes());
+        // The owner kept only epoch 0.
+        assert_eq!(info.open_keys(&owner).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn removal_from_the_mesh_ends_topic_and_group_memberships() {
+        let mut m = mesh();
+        let (owner, alice) = (m.owner.clone(), m.alice.clone());
+        let (body, key) = topic_create_body("ops", true, "", &owner.public()).unwrap();
+        push(&mut m, &owner, body);
+        push(
+            &mut m,
+            &owner,
+            topic_join_body("ops", &alice.public(), key.as_ref()).unwrap(),
+        );
+        push(
+            &mut m,
+            &alice,
+            EntryBody::GroupJoin {
+                group: "eng/backend".into(),
+                member: alice.public(),
+                role: Some("lead".into()),
+            },
+        );
+        let sent = m.log.roster().len();
+        m.log
+            .remove(&owner, &alice.public(), RemoveKind::Ban, T)
+            .unwrap();
+        let r = m.log.roster();
+        assert!(r.topic("ops").unwrap().needs_rekey);
+        assert!(r.groups_of(&alice.public()).is_empty());
+        let eng = Target::Group("eng".into());
+        assert!(r.is_recipient_at(&alice.public(), &eng, sent));
+        assert!(!r.is_recipient_at(&alice.public(), &eng, r.len()));
+        assert!(!r.is_recipient_at(&alice.public(), &Target::Broadcast, r.len()));
+        assert!(r.is_recipient_at(&alice.public(), &Target::Broadcast, sent));
+    }
+
+    #[test]
+    fn groups_are_hierarchical_and_self_service() {
+        let mut m = mesh();
+        let (owner, alice, admin) = (m.owner.clone(), m.alice.clone(), m.admin.clone());
+        let join = |group: &str, member: &SigningKey, role: Option<&str>| EntryBody::GroupJoin {
+            group: group.into(),
+            member: member.public(),
+            role: role.map(str::to_owned),
+        };
+        push(&mut m, &alice, join("eng/backend", &alice, Some("lead")));
+        push(&mut m, &admin, join("eng", &admin, None));
+        push(&mut m, &owner, join("engineering", &owner, None));
+        let r = m.log.roster();
+        let eng = r.recipients_now(&Target::Group("eng".into()));
+        assert_eq!(eng, [alice.public(), admin.public()].into_iter().collect());
+        let backend = r.recipients_now(&Target::Group("eng/backend".into()));
+        assert_eq!(backend, [alice.public()].into_iter().collect());
+        assert_eq!(
+            r.groups_of(&alice.public()),
+            vec![("eng/backend", Some("lead"))]
+        );
+        // A member cannot put someone else in a group; an admin can.
+        let f = refused(&m, &alice, join("eng", &owner, None));
+        assert!(matches!(f, LogFault::Unauthorized { .. }), "{f}");
+        let f = refused(&m, &alice, join("bad name!", &alice, None));
+        assert!(matches!(f, LogFault::Invalid(_)), "{f}");
+        push(&mut m, &admin, join("eng", &owner, None));
+        // A leave of a group one is not in is refused.
+        let f = refused(
+            &m,
+            &alice,
+            EntryBody::GroupLeave {
+                group: "eng".into(),
+                member: alice.public(),
+            },
+        );
+        assert!(matches!(f, LogFault::Invalid(_)), "{f}");
+        assert!(group_is_under("eng/backend", "eng"));
+        assert!(!group_is_under("engineering", "eng"));
+    }
+
+    #[test]
+    fn after_a_voluntary_leave_any_member_may_rekey() {
+        let mut m = mesh();
+        let (alice, admin) = (m.alice.clone(), m.admin.clone());
+        let extra = m.log.add_member(&admin, Role::Member, T).unwrap();
+        // Without a pending removal a plain member may not rekey …
+        let root = EpochRootKey::generate(1);
+        let members: Vec<_> = m.log.roster().members().keys().copied().collect();
+        let body = rekey_body(&root, &members).unwrap();
+        assert!(matches!(
+            refused(&m, &alice, body),
+            LogFault::Unauthorized { .. }
+        ));
+        m.log
+            .remove(&extra, &extra.public(), RemoveKind::Leave, T)
+            .unwrap();
+        assert!(m.log.roster().needs_rekey());
+        // … but after a leave, one may.
+        m.log.rekey(&alice, T).unwrap();
+        assert!(!m.log.roster().needs_rekey());
+        assert_eq!(m.log.roster().epoch(), 1);
+    }
+}
