@@ -19,8 +19,9 @@ use claudemesh_crypto::keys::random_bytes;
 use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind, Roster};
 use claudemesh_crypto::{Hash32, PublicKey};
 use claudemesh_proto::frames::{
-    Ack, Challenge, ChallengeNonce, DeliveryState, InviteBundle, Joined, LogAppended, LogEntries,
-    MessageStatusResult, Peers, Pong, PresenceSet, RecipientStatus, Welcome,
+    Ack, Challenge, ChallengeNonce, Deliver, DeliveryState, InviteBundle, Joined, LogAppended,
+    LogEntries, MessageStatusResult, Peers, Pong, PresenceSet, RecipientStatus, TopicHistoryQuery,
+    TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloError};
 use claudemesh_proto::limits::{
@@ -38,13 +39,17 @@ use crate::hub::{
 use crate::metrics as m;
 use crate::ratelimit::TokenBucket;
 use crate::server::BrokerState;
-use crate::store::{AckOp, AppendExtras, MemberState, NewMessage, SessionRecord};
+use crate::store::{AckOp, AppendExtras, MemberState, NewMessage, PendingMessage, SessionRecord};
 use crate::writer::{AcceptReply, WriteJob};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Stored messages fetched per page when draining to a session.
 const DRAIN_PAGE: u32 = 256;
+/// Topic history page when the client does not say.
+const DEFAULT_HISTORY_PAGE: u32 = 50;
+/// Largest topic history page.
+const MAX_HISTORY_PAGE: u32 = 200;
 
 /// What happens after a frame is handled.
 enum Flow {
@@ -780,13 +785,7 @@ impl Connection {
                 );
             }
             ClientFrame::MeshCreate(f) => self.mesh_create(f).await,
-            ClientFrame::TopicHistory(q) => {
-                self.error(
-                    q.req,
-                    ErrorCode::UnknownType,
-                    "topic_history is not served by this broker version",
-                );
-            }
+            ClientFrame::TopicHistory(q) => self.topic_history(&session, &mesh, q).await,
             ClientFrame::MessageStatus(q) => {
                 match self
                     .broker
@@ -795,12 +794,27 @@ impl Connection {
                     .await
                 {
                     Ok(Some(st)) => {
+                        let recipients = match &st.fanout {
+                            Some(f) => match f.target.parse::<Target>() {
+                                Ok(target) => mesh.read_log(|l| {
+                                    crate::fanout::fanout_status(
+                                        &l.roster,
+                                        &session.member,
+                                        &target,
+                                        f.at_len,
+                                        f.expired,
+                                        &st,
+                                    )
+                                }),
+                                Err(_) => Vec::new(),
+                            },
+                            None => st.recipients.clone(),
+                        };
                         self.send_frame(&BrokerFrame::MessageStatusResult(MessageStatusResult {
                             req: q.req,
                             id: q.id,
                             seq: st.seq,
-                            recipients: st
-                                .recipients
+                            recipients: recipients
                                 .into_iter()
                                 .map(|(recipient, state)| RecipientStatus { recipient, state })
                                 .collect(),
@@ -870,6 +884,7 @@ impl Connection {
             );
             return;
         }
+        let mut at_len = None;
         let recipients = match &env.target {
             Target::Member(k) => {
                 if !mesh.roster().is_member(k) {
@@ -906,13 +921,19 @@ impl Connection {
                     }
                 }
             }
-            Target::Group(_) | Target::Topic(_) | Target::Broadcast => {
-                self.error(
-                    req,
-                    ErrorCode::UnknownRecipient,
-                    "groups, topics and broadcasts are not served by this broker version",
-                );
-                return;
+            target @ (Target::Group(_) | Target::Topic(_) | Target::Broadcast) => {
+                match mesh.read_log(|l| {
+                    crate::fanout::route(&l.roster, &session.member, target, env.epoch)
+                }) {
+                    Ok((members, len)) => {
+                        at_len = Some(len);
+                        members
+                    }
+                    Err((code, message)) => {
+                        self.error(req, code, message);
+                        return;
+                    }
+                }
             }
         };
         let now = crate::now_ms();
@@ -925,6 +946,7 @@ impl Connection {
             priority: env.priority,
             envelope_json: serde_json::to_string(&*env).unwrap_or_default(),
             recipients,
+            at_len,
             created_at_ms: now,
             expires_at_ms: now.saturating_add(retention),
         };
@@ -940,6 +962,78 @@ impl Connection {
         {
             self.error(None, ErrorCode::ShuttingDown, "the broker is stopping");
         }
+    }
+
+    async fn topic_history(
+        &self,
+        session: &Arc<SessionHandle>,
+        mesh: &Arc<MeshHub>,
+        q: TopicHistoryQuery,
+    ) {
+        let allowed = mesh.read_log(|l| match l.roster.topic(&q.topic) {
+            None => Err((
+                ErrorCode::UnknownRecipient,
+                format!("there is no topic #{} in this mesh", q.topic),
+            )),
+            Some(t) if t.private && !t.members.contains_key(&session.member) => Err((
+                ErrorCode::Forbidden,
+                format!("#{} is private and you are not a member of it", q.topic),
+            )),
+            Some(_) => Ok(()),
+        });
+        if let Err((code, message)) = allowed {
+            self.error(q.req, code, message);
+            return;
+        }
+        let limit = q
+            .limit
+            .unwrap_or(DEFAULT_HISTORY_PAGE)
+            .clamp(1, MAX_HISTORY_PAGE);
+        let target = format!("#{}", q.topic);
+        let rows = match self
+            .broker
+            .store
+            .fanout_history(
+                &mesh.id,
+                &target,
+                q.before_seq.unwrap_or(u64::MAX),
+                limit + 1,
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "reading topic history failed");
+                self.error(
+                    q.req,
+                    ErrorCode::Internal,
+                    "the broker could not read the history",
+                );
+                return;
+            }
+        };
+        let more = rows.len() > limit as usize;
+        let messages = rows
+            .into_iter()
+            .take(limit as usize)
+            .filter_map(|p| match serde_json::from_str(&p.envelope_json) {
+                Ok(envelope) => Some(Deliver {
+                    seq: p.seq,
+                    envelope: Box::new(envelope),
+                    queued_at_ms: p.queued_at_ms,
+                }),
+                Err(e) => {
+                    tracing::error!(seq = p.seq, error = %e, "a stored envelope does not parse");
+                    None
+                }
+            })
+            .collect();
+        self.send_frame(&BrokerFrame::TopicHistoryResult(TopicHistoryResult {
+            req: q.req,
+            topic: q.topic,
+            messages,
+            more,
+        }));
     }
 
     async fn ack(&self, session: &Arc<SessionHandle>, mesh: &Arc<MeshHub>, a: Ack) {
@@ -1066,31 +1160,27 @@ pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle
         }
         // A drain is a pull (a new connection, or a session turning idle):
         // it hands over every priority. Only live pushes respect `working`.
-        let page = match broker
-            .store
-            .pending(&mesh.id, &recipients, after, Priority::Low, DRAIN_PAGE)
-            .await
-        {
+        let page = match drain_page(broker, mesh, session, &recipients, after).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading queued messages failed");
                 break;
             }
         };
-        if page.is_empty() {
+        let Some(page) = page else {
             if rechecked {
                 break;
             }
             session.set_draining(false);
             rechecked = true;
             continue;
-        }
+        };
         if rechecked {
             session.set_draining(true);
             rechecked = false;
         }
-        for p in page {
-            after = after.max(p.seq);
+        after = after.max(page.upto);
+        for p in page.deliver {
             if !session
                 .push_wait(deliver_text(p.seq, &p.envelope_json, p.queued_at_ms))
                 .await
@@ -1102,6 +1192,88 @@ pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle
         }
     }
     session.set_draining(false);
+}
+
+/// One step of a drain: what to deliver, oldest first, and the seq up to
+/// which everything was looked at.
+struct DrainPage {
+    deliver: Vec<PendingMessage>,
+    upto: u64,
+}
+
+/// Reads the next page of a session's queue: its direct messages and, for
+/// its member, the fan-out messages of every target it may be a recipient
+/// of. Sources are merged by seq up to the lowest seq at which a full page
+/// was cut off, so nothing is skipped. `None` when nothing is left.
+async fn drain_page(
+    broker: &BrokerState,
+    mesh: &MeshHub,
+    session: &SessionHandle,
+    recipients: &[PublicKey],
+    after: u64,
+) -> Result<Option<DrainPage>, crate::store::StoreError> {
+    let store = &broker.store;
+    let direct = store
+        .pending(&mesh.id, recipients, after, Priority::Low, DRAIN_PAGE)
+        .await?;
+    let full = |len: usize| len >= DRAIN_PAGE as usize;
+    let mut bound = match direct.last() {
+        Some(last) if full(direct.len()) => last.seq,
+        _ => u64::MAX,
+    };
+    let mut seen = direct.last().map(|p| p.seq);
+    let mut deliver = direct;
+    let targets = mesh.read_log(|l| crate::fanout::member_targets(&l.roster, &session.member));
+    let now = crate::now_ms();
+    for (target_text, since) in targets {
+        let Ok(target) = target_text.parse::<Target>() else {
+            continue;
+        };
+        let rows = store
+            .fanout_page(
+                &mesh.id,
+                &session.member,
+                &target_text,
+                after,
+                since,
+                DRAIN_PAGE,
+            )
+            .await?;
+        if let Some(last) = rows.last() {
+            seen = Some(seen.map_or(last.seq, |s| s.max(last.seq)));
+            if full(rows.len()) {
+                bound = bound.min(last.seq);
+            }
+        }
+        let verdict = mesh.read_log(|l| {
+            crate::fanout::judge_page(&l.roster, &session.member, &target, rows, now)
+        });
+        if let Some(cursor) = verdict.cursor {
+            store
+                .advance_fanout_cursor(&mesh.id, &session.member, &target_text, cursor)
+                .await?;
+        }
+        deliver.extend(
+            verdict
+                .deliver
+                .into_iter()
+                .map(|(seq, envelope_json, queued_at_ms)| PendingMessage {
+                    seq,
+                    envelope_json,
+                    queued_at_ms,
+                }),
+        );
+    }
+    let Some(seen) = seen else {
+        return Ok(None);
+    };
+    deliver.retain(|p| p.seq <= bound);
+    deliver.sort_by_key(|p| p.seq);
+    deliver.dedup_by_key(|p| p.seq);
+    Ok(Some(DrainPage {
+        deliver,
+        upto: seen.min(bound),
+    }))
 }
 
 fn short_key(k: &PublicKey) -> String {

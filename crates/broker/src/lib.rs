@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -81,6 +81,7 @@ conformance!(
     member_state_round_trip,
     sweep_retention_expires_then_purges,
     dump_has_every_table_as_text,
+    fanout_messages_are_stored_once_and_acked_by_receipt,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -128,6 +129,7 @@ fn message(mesh: &Hash32, sender: &PublicKey, recipients: &[PublicKey]) -> NewMe
         priority: Priority::Next,
         envelope_json: serde_json::json!({ "id": id.to_hex(), "ciphertext": "AAAA" }).to_string(),
         recipients: recipients.to_vec(),
+        at_len: None,
         created_at_ms: T0,
         expires_at_ms: T0 + 86_400_000,
     }
@@ -1197,6 +1199,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         vec![
             "_sqlx_migrations",
             "deliveries",
+            "fanout_cursors",
+            "fanout_receipts",
             "invites",
             "log_entries",
             "member_state",
@@ -1212,9 +1216,11 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 1);
-    assert_eq!(cell(migrations, 0, "version"), "1");
-    assert_eq!(cell(migrations, 0, "success"), "1");
+    assert_eq!(migrations.rows.len(), 2);
+    for (i, version) in ["1", "2"].into_iter().enumerate() {
+        assert_eq!(cell(migrations, i, "version"), version);
+        assert_eq!(cell(migrations, i, "success"), "1");
+    }
 
     let meshes = table(&dump, "meshes");
     assert_eq!(
@@ -1248,7 +1254,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             "envelope",
             "size",
             "created_at_ms",
-            "expires_at_ms"
+            "expires_at_ms",
+            "at_len"
         ]
     );
     assert_eq!(
@@ -1264,6 +1271,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             m.envelope_json.len().to_string(),
             T0.to_string(),
             m.expires_at_ms.to_string(),
+            "NULL".to_owned(),
         ]]
     );
     let deliveries = table(&dump, "deliveries");
@@ -1301,4 +1309,111 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         .find(|&i| cell(messages, i, "seq") == qseq.to_string())
         .unwrap();
     assert_eq!(cell(messages, row, "envelope"), "'{\"it''s\":1}'");
+}
+
+/// A fan-out message: one row, no delivery rows; acks become receipts that
+/// only go up; pages skip the sender and honor the cursor and `min_at_len`;
+/// history is newest first; status carries the fan-out facts.
+async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (sender, alice, bob) = (key(), key(), key());
+    let fan = |at_len: u64| NewMessage {
+        target: "#ops".into(),
+        recipients: vec![alice, bob],
+        at_len: Some(at_len),
+        ..message(&mesh.id, &sender, &[alice])
+    };
+    let batch = [fan(5), fan(9), message(&mesh.id, &sender, &[alice])];
+    let out = s.write_batch(&batch, &[]).await.unwrap();
+    let (first, second) = (out[0].seq, out[1].seq);
+    let deliveries = s.dump().await.unwrap();
+    assert_eq!(
+        table(&deliveries, "deliveries").rows.len(),
+        1,
+        "only the direct message has a delivery row"
+    );
+    let page = |who: PublicKey, after: u64, min: u64| {
+        let s = &s;
+        async move {
+            s.fanout_page(&mesh.id, &who, "#ops", after, min, 10)
+                .await
+                .unwrap()
+        }
+    };
+    let rows = page(alice, 0, 0).await;
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![first, second]
+    );
+    assert!(rows.iter().all(|r| !r.acked && r.envelope_json.is_some()));
+    assert_eq!(rows[0].at_len, 5);
+    assert!(
+        page(sender, 0, 0).await.is_empty(),
+        "the sender never gets its own"
+    );
+    assert_eq!(
+        page(alice, 0, 5).await.len(),
+        1,
+        "at_len must be above min_at_len"
+    );
+    assert!(
+        s.fanout_page(&mesh.id, &alice, "@eng", 0, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Alice reads the first (read, then a late delivered ack: stays read).
+    let ack = |member: PublicKey, state: DeliveryState| AckOp {
+        mesh: mesh.id,
+        member,
+        session: key(),
+        seqs: vec![first],
+        state,
+        at_ms: T0,
+    };
+    s.write_batch(&[], &[ack(alice, DeliveryState::Read)])
+        .await
+        .unwrap();
+    s.write_batch(&[], &[ack(alice, DeliveryState::Delivered)])
+        .await
+        .unwrap();
+    let rows = page(alice, 0, 0).await;
+    assert!(rows[0].acked && rows[0].envelope_json.is_none());
+    assert!(!rows[1].acked);
+    assert!(!page(bob, 0, 0).await[0].acked, "receipts are per member");
+    let status = s
+        .message_status(&mesh.id, &sender, &batch[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.seq, first);
+    assert_eq!(status.recipients, vec![(alice, DeliveryState::Read)]);
+    let facts = status.fanout.unwrap();
+    assert_eq!(
+        (facts.target.as_str(), facts.at_len, facts.expired),
+        ("#ops", 5, false)
+    );
+    // The cursor only moves forward and hides what is at or below it.
+    s.advance_fanout_cursor(&mesh.id, &alice, "#ops", first)
+        .await
+        .unwrap();
+    s.advance_fanout_cursor(&mesh.id, &alice, "#ops", 0)
+        .await
+        .unwrap();
+    assert_eq!(page(alice, 0, 0).await.len(), 1);
+    assert_eq!(page(bob, 0, 0).await.len(), 2);
+    // History: newest first, below `before_seq`.
+    let h = s
+        .fanout_history(&mesh.id, "#ops", u64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        vec![second, first]
+    );
+    let h = s
+        .fanout_history(&mesh.id, "#ops", second, 10)
+        .await
+        .unwrap();
+    assert_eq!(h.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![first]);
 }

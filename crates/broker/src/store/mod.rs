@@ -60,8 +60,12 @@ pub struct NewMessage {
     pub priority: Priority,
     /// The envelope, JSON.
     pub envelope_json: String,
-    /// Recipient keys (member or session), one delivery row each.
+    /// Recipient keys (member or session): one delivery row each for a
+    /// direct message; for a fan-out message only who gets it live (no rows).
     pub recipients: Vec<PublicKey>,
+    /// Fan-out (`*`, `@group`, `#topic`) messages: the log length when the
+    /// broker accepted it, which fixes its recipients. `None` for direct.
+    pub at_len: Option<u64>,
     /// When the broker received it, unix ms.
     pub created_at_ms: u64,
     /// When retention removes it if still undelivered, unix ms.
@@ -125,8 +129,37 @@ pub struct PendingMessage {
 pub struct MessageStatus {
     /// Broker sequence number.
     pub seq: u64,
-    /// Each recipient and its state.
+    /// Direct: each recipient and its state. Fan-out: only the recipients
+    /// that acked (the broker works out the rest from the log).
     pub recipients: Vec<(PublicKey, DeliveryState)>,
+    /// Set for a fan-out message.
+    pub fanout: Option<FanoutFacts>,
+}
+
+/// What the store knows of a fan-out message, for its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanoutFacts {
+    /// The target as on the wire.
+    pub target: String,
+    /// The log length when it was accepted.
+    pub at_len: u64,
+    /// Retention dropped its ciphertext.
+    pub expired: bool,
+}
+
+/// One fan-out message of a target, as a drain sees it for one member.
+#[derive(Debug, Clone)]
+pub struct FanoutRow {
+    /// Broker sequence number.
+    pub seq: u64,
+    /// The log length when it was accepted.
+    pub at_len: u64,
+    /// When it was stored, unix ms.
+    pub queued_at_ms: u64,
+    /// The member already acked it.
+    pub acked: bool,
+    /// The envelope JSON; `None` when acked (not needed) or expired.
+    pub envelope_json: Option<String>,
 }
 
 /// A member's last known presence, kept for when it is offline.
@@ -239,6 +272,35 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 
+    /// Fan-out messages of `target` for `member`, oldest first: seq above
+    /// both `after_seq` and the member's cursor for the target, accepted at a
+    /// log length above `min_at_len`, not sent by `member`. Acked ones come
+    /// back too (without envelope) so the caller can move the cursor.
+    async fn fanout_page(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        target: &str,
+        after_seq: u64,
+        min_at_len: u64,
+        limit: u32,
+    ) -> Result<Vec<FanoutRow>, StoreError>;
+    /// Moves a member's cursor for a target forward to `seq` (never back).
+    async fn advance_fanout_cursor(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        target: &str,
+        seq: u64,
+    ) -> Result<(), StoreError>;
+    /// A target's stored fan-out messages below `before_seq`, newest first.
+    async fn fanout_history(
+        &self,
+        mesh: &Hash32,
+        target: &str,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<PendingMessage>, StoreError>;
     /// Delivery state of a message the member sent.
     async fn message_status(
         &self,

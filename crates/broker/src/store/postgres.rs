@@ -23,10 +23,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row, SqlStr};
 
 use super::{
-    AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, MessageStatus, NewMessage,
-    PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError, TableDump, entry_from_json,
-    entry_to_json, hash_from_bytes, key_from_bytes, priority_rank, state_from_rank, state_rank,
-    status_str, to_i64, to_u64,
+    AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
+    MessageStatus, NewMessage, PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError,
+    TableDump, entry_from_json, entry_to_json, hash_from_bytes, key_from_bytes, priority_rank,
+    state_from_rank, state_rank, status_str, to_i64, to_u64,
 };
 
 /// Connections per broker process. The broker's writes go through one
@@ -47,15 +47,26 @@ const LOCK_POLL: Duration = Duration::from_millis(200);
 
 /// The Postgres migrations, embedded in the binary.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!(
-            "../../../../migrations/postgres/0001_init.sql"
-        )),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../../../../migrations/postgres/0001_init.sql"
+            )),
+            false,
+        ),
+        Migration::new(
+            2,
+            "fanout".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../../../../migrations/postgres/0002_fanout.sql"
+            )),
+            false,
+        ),
+    ])
 }
 
 /// A broker store in a Postgres database.
@@ -381,12 +392,148 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
+    async fn fanout_page(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        target: &str,
+        after_seq: u64,
+        min_at_len: u64,
+        limit: u32,
+    ) -> Result<Vec<FanoutRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.seq, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
+             CASE WHEN r.seq IS NULL THEN m.envelope END \
+             FROM messages m \
+             LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = $2 \
+               AND r.seq = m.seq \
+             WHERE m.mesh_id = $1 AND m.target = $3 AND m.at_len IS NOT NULL AND m.at_len > $4 \
+             AND m.sender_member <> $2 AND m.seq > $5 AND m.seq > COALESCE( \
+               (SELECT c.seq FROM fanout_cursors c \
+                WHERE c.mesh_id = $1 AND c.member = $2 AND c.target = $3), 0) \
+             ORDER BY m.seq LIMIT $6",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(member))
+        .bind(target)
+        .bind(to_i64(min_at_len))
+        .bind(to_i64(after_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(FanoutRow {
+                    seq: to_u64(r.try_get(0)?),
+                    at_len: to_u64(r.try_get(1)?),
+                    queued_at_ms: to_u64(r.try_get(2)?),
+                    acked: r.try_get(3)?,
+                    envelope_json: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn advance_fanout_cursor(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        target: &str,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO fanout_cursors (mesh_id, member, target, seq) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (mesh_id, member, target) DO UPDATE SET seq = EXCLUDED.seq \
+             WHERE fanout_cursors.seq < EXCLUDED.seq",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(member))
+        .bind(target)
+        .bind(to_i64(seq))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fanout_history(
+        &self,
+        mesh: &Hash32,
+        target: &str,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, envelope, created_at_ms FROM messages \
+             WHERE mesh_id = $1 AND target = $2 AND at_len IS NOT NULL AND seq < $3 \
+             AND envelope IS NOT NULL ORDER BY seq DESC LIMIT $4",
+        )
+        .bind(&mesh.0[..])
+        .bind(target)
+        .bind(to_i64(before_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PendingMessage {
+                    seq: to_u64(r.try_get(0)?),
+                    envelope_json: r.try_get(1)?,
+                    queued_at_ms: to_u64(r.try_get(2)?),
+                })
+            })
+            .collect()
+    }
+
     async fn message_status(
         &self,
         mesh: &Hash32,
         sender_member: &PublicKey,
         id: &MessageId,
     ) -> Result<Option<MessageStatus>, StoreError> {
+        let facts = sqlx::query(
+            "SELECT target, at_len, envelope IS NULL FROM messages \
+             WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND at_len IS NOT NULL",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(sender_member))
+        .bind(&id.0[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(f) = facts {
+            let fanout = FanoutFacts {
+                target: f.try_get(0)?,
+                at_len: to_u64(f.try_get(1)?),
+                expired: f.try_get(2)?,
+            };
+            let rows = sqlx::query(
+                "SELECT m.seq, r.member, r.state FROM messages m \
+                 LEFT JOIN fanout_receipts r ON r.seq = m.seq \
+                 WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
+                 ORDER BY r.member",
+            )
+            .bind(&mesh.0[..])
+            .bind(key_bytes(sender_member))
+            .bind(&id.0[..])
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            let seq: i64 = first.try_get(0)?;
+            let mut recipients = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let member: Option<&[u8]> = r.try_get(1)?;
+                let state: Option<i16> = r.try_get(2)?;
+                if let (Some(member), Some(state)) = (member, state) {
+                    recipients.push((key_from_bytes(member)?, state_from_rank(i64::from(state))?));
+                }
+            }
+            return Ok(Some(MessageStatus {
+                seq: to_u64(seq),
+                recipients,
+                fanout: Some(fanout),
+            }));
+        }
         let rows = sqlx::query(
             "SELECT m.seq, d.recipient, d.state FROM messages m \
              LEFT JOIN deliveries d ON d.seq = m.seq \
@@ -416,6 +563,7 @@ impl Store for PostgresStore {
         Ok(Some(MessageStatus {
             seq: to_u64(seq),
             recipients,
+            fanout: None,
         }))
     }
 
@@ -696,7 +844,9 @@ async fn insert_messages(
     let mut sizes = Vec::with_capacity(n);
     let mut created = Vec::with_capacity(n);
     let mut expires = Vec::with_capacity(n);
+    let mut at_lens: Vec<Option<i64>> = Vec::with_capacity(n);
     for m in messages {
+        at_lens.push(m.at_len.map(to_i64));
         meshes.push(&m.mesh.0[..]);
         senders.push(key_bytes(&m.sender_member));
         ids.push(&m.id.0[..]);
@@ -710,11 +860,11 @@ async fn insert_messages(
     // 1. Insert all; duplicates (stored, or earlier in this batch) are skipped.
     let inserted = sqlx::query(
         "INSERT INTO messages (seq, mesh_id, sender_member, msg_id, target, priority, envelope, \
-         size, created_at_ms, expires_at_ms) OVERRIDING SYSTEM VALUE \
+         size, created_at_ms, expires_at_ms, at_len) OVERRIDING SYSTEM VALUE \
          SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], \
-         $6::smallint[], $7::text[], $8::integer[], $9::bigint[], $10::bigint[]) \
+         $6::smallint[], $7::text[], $8::integer[], $9::bigint[], $10::bigint[], $11::bigint[]) \
          AS t(seq, mesh_id, sender_member, msg_id, target, priority, envelope, size, \
-         created_at_ms, expires_at_ms) \
+         created_at_ms, expires_at_ms, at_len) \
          ORDER BY mesh_id, sender_member, msg_id, seq \
          ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING \
          RETURNING seq, mesh_id, sender_member, msg_id",
@@ -729,6 +879,7 @@ async fn insert_messages(
     .bind(sizes)
     .bind(created)
     .bind(expires)
+    .bind(at_lens)
     .fetch_all(&mut **tx)
     .await?;
 
@@ -799,7 +950,8 @@ async fn insert_messages(
     let mut d_rcpts = Vec::new();
     let mut d_times = Vec::new();
     for (m, o) in messages.iter().zip(&out) {
-        if o.duplicate {
+        // Fan-out messages are stored once: no rows per recipient.
+        if o.duplicate || m.at_len.is_some() {
             continue;
         }
         for r in &m.recipients {
@@ -868,10 +1020,32 @@ async fn apply_acks(tx: &mut sqlx::PgTransaction<'_>, acks: &[AckOp]) -> Result<
     // plan scans the whole table (17.8 ms instead of 0.1 ms at 60 k rows,
     // measured). Unprepared, it is planned with its real arrays each time.
     .persistent(false)
+    .bind(&a_seqs)
+    .bind(&a_meshes)
+    .bind(&a_members)
+    .bind(a_sessions)
+    .bind(&a_states)
+    .bind(&a_times)
+    .execute(&mut **tx)
+    .await?;
+    // The same acks, for fan-out messages: one receipt per (message,
+    // member), the highest state wins; rows are taken in (seq, member)
+    // order so two replicas cannot deadlock on them.
+    sqlx::query(
+        "INSERT INTO fanout_receipts (mesh_id, member, seq, state, updated_at_ms) \
+         SELECT DISTINCT ON (m.seq, a.member) m.mesh_id, a.member, m.seq, a.state, a.at \
+         FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[], $4::smallint[], $5::bigint[]) \
+           WITH ORDINALITY AS a(seq, mesh, member, state, at, ord) \
+         JOIN messages m ON m.seq = a.seq AND m.mesh_id = a.mesh AND m.at_len IS NOT NULL \
+         ORDER BY m.seq, a.member, a.state DESC, a.ord \
+         ON CONFLICT (mesh_id, member, seq) DO UPDATE \
+         SET state = EXCLUDED.state, updated_at_ms = EXCLUDED.updated_at_ms \
+         WHERE fanout_receipts.state < EXCLUDED.state",
+    )
+    .persistent(false)
     .bind(a_seqs)
     .bind(a_meshes)
     .bind(a_members)
-    .bind(a_sessions)
     .bind(a_states)
     .bind(a_times)
     .execute(&mut **tx)
@@ -986,7 +1160,8 @@ mod tests {
             .fetch_one(stores[0].pool())
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        let known = i64::try_from(migrator().iter().count()).unwrap();
+        assert_eq!(applied, known, "each migration applied exactly once");
         // Reopening an up-to-date database is fine too.
         let again = PostgresStore::open(db.url(), Duration::from_secs(5))
             .await
@@ -1039,6 +1214,7 @@ mod tests {
                 priority: Priority::Next,
                 envelope_json: format!("{{\"n\":{i}}}"),
                 recipients: vec![rcpt],
+                at_len: None,
                 created_at_ms: 1,
                 expires_at_ms: u64::MAX,
             })
@@ -1089,6 +1265,7 @@ mod tests {
             priority: Priority::Low,
             envelope_json: "{}".into(),
             recipients,
+            at_len: None,
             created_at_ms: 1,
             expires_at_ms: 10,
         };
@@ -1150,6 +1327,7 @@ mod tests {
                     priority: Priority::Next,
                     envelope_json: envelope.clone(),
                     recipients: vec![member, session],
+                    at_len: None,
                     created_at_ms: 1,
                     expires_at_ms: u64::MAX,
                 })

@@ -18,21 +18,32 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqlStr};
 
 use super::{
-    AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, MessageStatus, NewMessage,
-    PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError, TableDump, entry_from_json,
-    entry_to_json, key_from_bytes, priority_rank, state_from_rank, state_rank, status_str, to_i64,
-    to_u64,
+    AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
+    MessageStatus, NewMessage, PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError,
+    TableDump, entry_from_json, entry_to_json, key_from_bytes, priority_rank, state_from_rank,
+    state_rank, status_str, to_i64, to_u64,
 };
 
 /// The SQLite migrations, embedded in the binary.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../../../migrations/sqlite/0001_init.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../../../migrations/sqlite/0001_init.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            "fanout".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../../../../migrations/sqlite/0002_fanout.sql"
+            )),
+            false,
+        ),
+    ])
 }
 
 /// Rows per multi-row statement (well under SQLite's 32766 variables).
@@ -249,10 +260,10 @@ impl Store for SqliteStore {
         for (chunk_no, chunk) in messages.chunks(ROWS_PER_STATEMENT).enumerate() {
             let sql = format!(
                 "INSERT INTO messages (mesh_id, sender_member, msg_id, target, priority, envelope, \
-                 size, created_at_ms, expires_at_ms) VALUES {} \
+                 size, created_at_ms, expires_at_ms, at_len) VALUES {} \
                  ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING \
                  RETURNING seq, mesh_id, sender_member, msg_id",
-                placeholders(chunk.len(), 9)
+                placeholders(chunk.len(), 10)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for m in chunk {
@@ -265,7 +276,8 @@ impl Store for SqliteStore {
                     .bind(&m.envelope_json)
                     .bind(i64::try_from(m.envelope_json.len()).unwrap_or(i64::MAX))
                     .bind(to_i64(m.created_at_ms))
-                    .bind(to_i64(m.expires_at_ms));
+                    .bind(to_i64(m.expires_at_ms))
+                    .bind(m.at_len.map(to_i64));
             }
             let mut inserted: HashMap<(Vec<u8>, Vec<u8>, Vec<u8>), i64> = HashMap::new();
             for r in q.fetch_all(&mut *tx).await? {
@@ -286,7 +298,10 @@ impl Store for SqliteStore {
                             seq: to_u64(seq),
                             duplicate: false,
                         });
-                        deliveries.push((seq, m));
+                        // Fan-out messages are stored once: no rows per recipient.
+                        if m.at_len.is_none() {
+                            deliveries.push((seq, m));
+                        }
                     }
                     None => duplicates.push(index),
                 }
@@ -342,6 +357,25 @@ impl Store for SqliteStore {
                     .bind(key_bytes(&a.member))
                     .bind(key_bytes(&a.session))
                     .bind(state);
+                for seq in seqs {
+                    q = q.bind(to_i64(*seq));
+                }
+                q.execute(&mut *tx).await?;
+                // The same seqs, if they are fan-out messages: a receipt each.
+                let sql = format!(
+                    "INSERT INTO fanout_receipts (mesh_id, member, seq, state, updated_at_ms) \
+                     SELECT mesh_id, ?, seq, ?, ? FROM messages \
+                     WHERE mesh_id = ? AND at_len IS NOT NULL AND seq IN ({}) \
+                     ON CONFLICT (mesh_id, member, seq) DO UPDATE \
+                     SET state = excluded.state, updated_at_ms = excluded.updated_at_ms \
+                     WHERE fanout_receipts.state < excluded.state",
+                    vec!["?"; seqs.len()].join(", ")
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(key_bytes(&a.member))
+                    .bind(state)
+                    .bind(to_i64(a.at_ms))
+                    .bind(&a.mesh.0[..]);
                 for seq in seqs {
                     q = q.bind(to_i64(*seq));
                 }
@@ -407,11 +441,27 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(seq) = seq else { return Ok(None) };
-        let rows =
-            sqlx::query("SELECT recipient, state FROM deliveries WHERE seq = ? ORDER BY recipient")
-                .bind(seq)
-                .fetch_all(&self.pool)
-                .await?;
+        let facts = sqlx::query(
+            "SELECT target, at_len, envelope IS NULL FROM messages \
+             WHERE seq = ? AND at_len IS NOT NULL",
+        )
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        let fanout = match facts {
+            Some(r) => Some(FanoutFacts {
+                target: r.try_get(0)?,
+                at_len: to_u64(r.try_get(1)?),
+                expired: r.try_get::<bool, _>(2)?,
+            }),
+            None => None,
+        };
+        let sql = if fanout.is_some() {
+            "SELECT member, state FROM fanout_receipts WHERE seq = ? ORDER BY member"
+        } else {
+            "SELECT recipient, state FROM deliveries WHERE seq = ? ORDER BY recipient"
+        };
+        let rows = sqlx::query(sql).bind(seq).fetch_all(&self.pool).await?;
         let mut recipients = Vec::with_capacity(rows.len());
         for r in rows {
             recipients.push((
@@ -422,7 +472,101 @@ impl Store for SqliteStore {
         Ok(Some(MessageStatus {
             seq: to_u64(seq),
             recipients,
+            fanout,
         }))
+    }
+
+    async fn fanout_page(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        target: &str,
+        after_seq: u64,
+        min_at_len: u64,
+        limit: u32,
+    ) -> Result<Vec<FanoutRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.seq, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
+             CASE WHEN r.seq IS NULL THEN m.envelope END \
+             FROM messages m \
+             LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? AND r.seq = m.seq \
+             WHERE m.mesh_id = ? AND m.target = ? AND m.at_len IS NOT NULL AND m.at_len > ? \
+             AND m.sender_member <> ? AND m.seq > ? AND m.seq > COALESCE( \
+               (SELECT c.seq FROM fanout_cursors c \
+                WHERE c.mesh_id = m.mesh_id AND c.member = ? AND c.target = m.target), 0) \
+             ORDER BY m.seq LIMIT ?",
+        )
+        .bind(key_bytes(member))
+        .bind(&mesh.0[..])
+        .bind(target)
+        .bind(to_i64(min_at_len))
+        .bind(key_bytes(member))
+        .bind(to_i64(after_seq))
+        .bind(key_bytes(member))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(FanoutRow {
+                    seq: to_u64(r.try_get(0)?),
+                    at_len: to_u64(r.try_get(1)?),
+                    queued_at_ms: to_u64(r.try_get(2)?),
+                    acked: r.try_get(3)?,
+                    envelope_json: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn advance_fanout_cursor(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        target: &str,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO fanout_cursors (mesh_id, member, target, seq) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (mesh_id, member, target) DO UPDATE SET seq = excluded.seq \
+             WHERE fanout_cursors.seq < excluded.seq",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(member))
+        .bind(target)
+        .bind(to_i64(seq))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fanout_history(
+        &self,
+        mesh: &Hash32,
+        target: &str,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<PendingMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, envelope, created_at_ms FROM messages \
+             WHERE mesh_id = ? AND target = ? AND at_len IS NOT NULL AND seq < ? \
+             AND envelope IS NOT NULL ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(&mesh.0[..])
+        .bind(target)
+        .bind(to_i64(before_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PendingMessage {
+                    seq: to_u64(r.try_get(0)?),
+                    envelope_json: r.try_get(1)?,
+                    queued_at_ms: to_u64(r.try_get(2)?),
+                })
+            })
+            .collect()
     }
 
     async fn record_session(

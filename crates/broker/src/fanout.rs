@@ -1,0 +1,370 @@
+//! Topic, group and broadcast routing: whether a fan-out message may be
+//! sent now and to whom, which fan-out targets a member may have messages
+//! waiting on, and how a drain walks them (stored once, per-recipient state
+//! only from acks, a per-(member, target) cursor that only ever moves past
+//! messages that are settled for that member).
+//!
+//! Recipients are those of the verified roster "as of send time": the
+//! message is stored with the log length at which it was accepted, and
+//! [`Roster::is_recipient_at`] answers for each member.
+
+use std::collections::BTreeMap;
+
+use claudemesh_crypto::PublicKey;
+use claudemesh_crypto::envelope::Target;
+use claudemesh_crypto::log::Roster;
+use claudemesh_proto::ErrorCode;
+use claudemesh_proto::frames::DeliveryState;
+
+use crate::store::{FanoutRow, MessageStatus};
+
+/// A cursor never moves past a message younger than this: with several
+/// writers (or replicas) a lower seq can commit after a higher one, and a
+/// transaction never stays open this long.
+pub const CURSOR_SETTLE_MS: u64 = 60_000;
+
+/// Why a fan-out send is refused: the code and a message for the sender.
+pub type RouteError = (ErrorCode, String);
+
+/// Checks a fan-out message against the roster and returns its live
+/// recipients (every member it is for, but the sender) and the log length
+/// that fixes them.
+pub fn route(
+    roster: &Roster,
+    sender: &PublicKey,
+    target: &Target,
+    epoch: u64,
+) -> Result<(Vec<PublicKey>, u64), RouteError> {
+    let mesh_epoch = |what: &str| -> Result<(), RouteError> {
+        if roster.needs_rekey() {
+            return Err((
+                ErrorCode::RekeyRequired,
+                format!(
+                    "a member left the mesh and no rekey followed yet; write a rekey, then reseal \
+                     the message to {what}"
+                ),
+            ));
+        }
+        if epoch != roster.epoch() {
+            return Err((
+                ErrorCode::RekeyRequired,
+                format!(
+                    "the message is sealed under epoch {epoch}, the mesh is at epoch {}",
+                    roster.epoch()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    match target {
+        Target::Topic(name) => {
+            let Some(topic) = roster.topic(name) else {
+                return Err((
+                    ErrorCode::UnknownRecipient,
+                    format!("there is no topic #{name} in this mesh"),
+                ));
+            };
+            if topic.private {
+                if !topic.members.contains_key(sender) {
+                    return Err((
+                        ErrorCode::Forbidden,
+                        format!("#{name} is private and you are not a member of it"),
+                    ));
+                }
+                if topic.needs_rekey {
+                    return Err((
+                        ErrorCode::RekeyRequired,
+                        format!("a member left #{name}; write a topic_rekey before posting"),
+                    ));
+                }
+                if epoch != topic.key_epoch {
+                    return Err((
+                        ErrorCode::RekeyRequired,
+                        format!(
+                            "the message is sealed under key epoch {epoch} of #{name}, which is \
+                             at {}",
+                            topic.key_epoch
+                        ),
+                    ));
+                }
+            } else {
+                mesh_epoch(&format!("#{name}"))?;
+            }
+        }
+        Target::Group(name) => {
+            mesh_epoch(&format!("@{name}"))?;
+        }
+        Target::Broadcast => mesh_epoch("*")?,
+        Target::Member(_) | Target::Session(_) => {
+            return Err((
+                ErrorCode::Malformed,
+                "a direct target is not a fan-out target".into(),
+            ));
+        }
+    }
+    let recipients = roster.recipients_now(target);
+    if let Target::Group(name) = target
+        && recipients.is_empty()
+    {
+        return Err((
+            ErrorCode::UnknownRecipient,
+            format!("no member is in @{name} (or a group below it)"),
+        ));
+    }
+    Ok((
+        recipients.into_iter().filter(|m| m != sender).collect(),
+        roster.len(),
+    ))
+}
+
+/// Every fan-out target `member` may have messages waiting on, with the
+/// lowest log length (exclusive) at which it could have been a recipient.
+pub fn member_targets(roster: &Roster, member: &PublicKey) -> Vec<(String, u64)> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    let mut note = |target: String, since: u64| {
+        out.entry(target)
+            .and_modify(|s| *s = (*s).min(since))
+            .or_insert(since);
+    };
+    let Some(info) = roster.member(member) else {
+        return Vec::new();
+    };
+    note("*".into(), info.admitted_seq);
+    for (name, topic) in roster.topics() {
+        let current = topic.members.get(member).copied();
+        let past = topic
+            .spans
+            .iter()
+            .filter(|s| s.member == *member)
+            .map(|s| s.from);
+        if let Some(since) = current.into_iter().chain(past).min() {
+            note(format!("#{name}"), since);
+        }
+    }
+    for (name, group) in roster.groups() {
+        let current = group.members.get(member).map(|(since, _)| *since);
+        let past = group
+            .spans
+            .iter()
+            .filter(|s| s.member == *member)
+            .map(|s| s.from);
+        if let Some(since) = current.into_iter().chain(past).min() {
+            // A message to `@eng` reaches members of `@eng/backend`.
+            let mut prefix = name.as_str();
+            loop {
+                note(format!("@{prefix}"), since);
+                match prefix.rfind('/') {
+                    Some(i) => prefix = &prefix[..i],
+                    None => break,
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// What a drain does with one page of a target's rows for one member.
+#[derive(Debug, Default)]
+pub struct PageVerdict {
+    /// Rows to deliver: (seq, envelope JSON, queued at).
+    pub deliver: Vec<(u64, String, u64)>,
+    /// The cursor may move to this seq: every row up to it is settled
+    /// (acked, not for this member, or expired) and old enough.
+    pub cursor: Option<u64>,
+}
+
+/// Sorts one page of fan-out rows into deliveries and a cursor move.
+pub fn judge_page(
+    roster: &Roster,
+    member: &PublicKey,
+    target: &Target,
+    rows: Vec<FanoutRow>,
+    now_ms: u64,
+) -> PageVerdict {
+    let mut verdict = PageVerdict::default();
+    let mut settled_prefix = true;
+    for row in rows {
+        let for_me = roster.is_recipient_at(member, target, row.at_len);
+        let settled = row.acked || !for_me || row.envelope_json.is_none();
+        if settled_prefix && settled && row.queued_at_ms.saturating_add(CURSOR_SETTLE_MS) < now_ms {
+            verdict.cursor = Some(row.seq);
+        } else {
+            settled_prefix = false;
+        }
+        if let (false, true, Some(env)) = (row.acked, for_me, row.envelope_json) {
+            verdict.deliver.push((row.seq, env, row.queued_at_ms));
+        }
+    }
+    verdict
+}
+
+/// The per-recipient status of a fan-out message: every member it was for
+/// (as of send time), with its receipt, or `queued` (`expired` once
+/// retention dropped it).
+pub fn fanout_status(
+    roster: &Roster,
+    sender: &PublicKey,
+    target: &Target,
+    at_len: u64,
+    expired: bool,
+    status: &MessageStatus,
+) -> Vec<(PublicKey, DeliveryState)> {
+    let receipts: BTreeMap<PublicKey, DeliveryState> = status.recipients.iter().copied().collect();
+    roster
+        .members()
+        .keys()
+        .chain(roster.departed().keys())
+        .filter(|k| *k != sender && roster.is_recipient_at(k, target, at_len))
+        .map(|k| {
+            let state = receipts.get(k).copied().unwrap_or(if expired {
+                DeliveryState::Expired
+            } else {
+                DeliveryState::Queued
+            });
+            (*k, state)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use claudemesh_crypto::SigningKey;
+    use claudemesh_crypto::log::{EntryBody, LogBuilder, RemoveKind, Role, topic_create_body};
+
+    use super::*;
+
+    const T: u64 = 1_700_000_000;
+
+    #[test]
+    fn routes_check_epochs_membership_and_rekeys() {
+        let owner = SigningKey::generate();
+        let mut log = LogBuilder::new(&owner, T);
+        let alice = log.add_member(&owner, Role::Member, T).unwrap();
+        let bob = log.add_member(&owner, Role::Member, T).unwrap();
+        let (body, key) = topic_create_body("ops", true, "", &alice.public()).unwrap();
+        log.push(&alice, T, body).unwrap();
+        let ops = Target::Topic("ops".into());
+        let r = log.roster();
+        assert_eq!(route(r, &alice.public(), &ops, 0).unwrap().0, vec![]);
+        assert_eq!(
+            route(r, &bob.public(), &ops, 0).unwrap_err().0,
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            route(r, &alice.public(), &Target::Topic("nope".into()), 0)
+                .unwrap_err()
+                .0,
+            ErrorCode::UnknownRecipient
+        );
+        assert_eq!(
+            route(r, &alice.public(), &Target::Group("eng".into()), 0)
+                .unwrap_err()
+                .0,
+            ErrorCode::UnknownRecipient
+        );
+        let (all, at_len) = route(r, &alice.public(), &Target::Broadcast, 0).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(at_len, r.len());
+        assert_eq!(
+            route(r, &alice.public(), &Target::Broadcast, 1)
+                .unwrap_err()
+                .0,
+            ErrorCode::RekeyRequired
+        );
+        drop(key);
+        // Bob leaves of his own accord: broadcasts wait for a rekey.
+        log.push(
+            &bob,
+            T,
+            EntryBody::Remove {
+                member: bob.public(),
+                how: RemoveKind::Leave,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            route(log.roster(), &alice.public(), &Target::Broadcast, 0)
+                .unwrap_err()
+                .0,
+            ErrorCode::RekeyRequired
+        );
+        log.rekey(&alice, T).unwrap();
+        assert!(route(log.roster(), &alice.public(), &Target::Broadcast, 1).is_ok());
+    }
+
+    #[test]
+    fn member_targets_cover_group_ancestors_and_past_topics() {
+        let owner = SigningKey::generate();
+        let mut log = LogBuilder::new(&owner, T);
+        let alice = log.add_member(&owner, Role::Member, T).unwrap();
+        log.push(
+            &alice,
+            T,
+            EntryBody::GroupJoin {
+                group: "eng/backend/db".into(),
+                member: alice.public(),
+                role: None,
+            },
+        )
+        .unwrap();
+        let (body, _) = topic_create_body("ops", false, "", &owner.public()).unwrap();
+        log.push(&owner, T, body).unwrap();
+        log.push(
+            &alice,
+            T,
+            claudemesh_crypto::log::topic_join_body("ops", &alice.public(), None).unwrap(),
+        )
+        .unwrap();
+        log.push(
+            &alice,
+            T,
+            EntryBody::TopicLeave {
+                topic: "ops".into(),
+                member: alice.public(),
+            },
+        )
+        .unwrap();
+        let names: Vec<String> = member_targets(log.roster(), &alice.public())
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(
+            names,
+            vec!["#ops", "*", "@eng", "@eng/backend", "@eng/backend/db"]
+        );
+    }
+
+    #[test]
+    fn the_cursor_stops_at_the_first_unsettled_or_young_row() {
+        let owner = SigningKey::generate();
+        let mut log = LogBuilder::new(&owner, T);
+        let alice = log.add_member(&owner, Role::Member, T).unwrap();
+        let at_len = log.roster().len();
+        let row = |seq, acked, age_ms: u64| FanoutRow {
+            seq,
+            at_len,
+            queued_at_ms: 1_000_000 - age_ms,
+            acked,
+            envelope_json: (!acked).then(|| format!("env{seq}")),
+        };
+        let old = CURSOR_SETTLE_MS + 1;
+        let v = judge_page(
+            log.roster(),
+            &alice.public(),
+            &Target::Broadcast,
+            vec![row(1, true, old), row(2, false, old), row(3, true, old)],
+            1_000_000,
+        );
+        assert_eq!(v.cursor, Some(1));
+        assert_eq!(v.deliver.len(), 1);
+        assert_eq!(v.deliver[0].0, 2);
+        let v = judge_page(
+            log.roster(),
+            &alice.public(),
+            &Target::Broadcast,
+            vec![row(1, true, old), row(2, true, 10)],
+            1_000_000,
+        );
+        assert_eq!(v.cursor, Some(1), "a young row holds the cursor");
+    }
+}
