@@ -6,6 +6,7 @@
 
 mod support;
 
+mod fanout;
 mod hardening;
 mod invites;
 mod lifecycle;

@@ -9,7 +9,7 @@ use claudemesh_client::ClientError;
 use claudemesh_client::ops::ShareOptions;
 use claudemesh_crypto::SigningKey;
 use claudemesh_crypto::encoding::b64_encode;
-use claudemesh_crypto::envelope::Priority;
+use claudemesh_crypto::envelope::{Priority, Target};
 use claudemesh_crypto::log::{EntryBody, LogEntry, Role};
 use claudemesh_proto::frames::LogEntries;
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
@@ -19,6 +19,9 @@ use crate::support::*;
 
 const SECRET_A: &str = "the launch code is 0000, tell nobody";
 const SECRET_B: &str = "Zanzibar-protocol reply: acknowledged";
+const SECRET_TOPIC: &str = "topic post: the Quillfeather rollout is at 40%";
+const SECRET_GROUP: &str = "group note: rotate the Marrowind credentials";
+const SECRET_ALL: &str = "to everyone: Thistledown offsite moved to Friday";
 
 /// TM1: after a full scenario with known plaintexts, display names, a mesh
 /// name, summaries and invite secrets, no table row of the store contains
@@ -52,10 +55,55 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         .unwrap();
     b.close().await;
     assert_eq!(alice.read_inbox().await, vec![SECRET_B]);
+    // Topics, groups and broadcasts: names are routing metadata, bodies are not.
+    let a = alice.connect().await;
+    crate::fanout::append(&a, |s| {
+        claudemesh_crypto::log::topic_create_body("ops", false, "", &s.member_key().public())
+            .unwrap()
+            .0
+    })
+    .await;
+    crate::fanout::append(&a, |s| EntryBody::GroupJoin {
+        group: "eng".into(),
+        member: s.member_key().public(),
+        role: Some("lead".into()),
+    })
+    .await;
+    for (target, body) in [
+        (Target::Topic("ops".into()), SECRET_TOPIC),
+        (Target::Group("eng".into()), SECRET_GROUP),
+        (Target::Broadcast, SECRET_ALL),
+    ] {
+        a.send(target, body.as_bytes(), Priority::Next, None)
+            .await
+            .unwrap();
+    }
+    let mesh_id = alice.mesh.id;
+    let derived: Vec<Vec<u8>> = a.with_state(|s| {
+        s.keys()
+            .roots
+            .values()
+            .flat_map(|r| {
+                [
+                    r.mesh_key(&mesh_id).as_bytes().to_vec(),
+                    r.topic_key(&mesh_id, b"ops").as_bytes().to_vec(),
+                    r.profile_key(&mesh_id).as_bytes().to_vec(),
+                ]
+            })
+            .collect()
+    });
+    a.close().await;
+    // Bob is in neither the topic nor the group: only the broadcast is his.
+    let got = bob.read_inbox().await;
+    assert!(got.iter().any(|m| m == SECRET_ALL), "{got:?}");
+    assert!(!got.iter().any(|m| m == SECRET_TOPIC || m == SECRET_GROUP));
 
     let mut forbidden: Vec<String> = vec![
         SECRET_A.into(),
         SECRET_B.into(),
+        SECRET_TOPIC.into(),
+        SECRET_GROUP.into(),
+        SECRET_ALL.into(),
         "Alice-Quinterra".into(),
         "Bob-Vexworth".into(),
         "test-mesh".into(),
@@ -75,8 +123,16 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
             forbidden.push(b64_encode(&s).trim_end_matches('=').to_owned());
         }
     }
+    for k in derived {
+        forbidden.push(hex::encode(&k));
+        forbidden.push(b64_encode(&k).trim_end_matches('=').to_owned());
+    }
     let dump = dump_text(&broker).await;
     assert!(dump.contains("messages") && dump.contains("log_entries"));
+    assert!(
+        dump.contains("#ops") && dump.contains("@eng"),
+        "routing metadata is there"
+    );
     for f in &forbidden {
         assert!(
             !dump.to_lowercase().contains(&f.to_lowercase()),
@@ -96,7 +152,7 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
                 raw.extend(std::fs::read(&path).unwrap());
             }
         }
-        for f in &forbidden[..6] {
+        for f in &forbidden[..9] {
             assert!(
                 !raw.windows(f.len()).any(|w| w == f.as_bytes()),
                 "the broker's database files contain {f:?}"
