@@ -299,7 +299,7 @@ impl Connection {
             let last_alone = mesh.remove_session(&session);
             let now = crate::now_ms();
             let p = session.presence();
-            if last_alone && mesh.roster().is_member(&session.member) {
+            if last_alone && mesh.read_log(|l| l.roster.is_member(&session.member)) {
                 let state = MemberState {
                     status: p.status,
                     peer_type: p.peer_type,
@@ -442,9 +442,14 @@ impl Connection {
             return refuse(self, code, msg);
         }
         let member = hello.cert.member;
-        let roster = mesh.roster();
-        if !roster.is_member(&member) {
-            let (code, msg) = match roster.departed().get(&member).map(|d| d.how) {
+        // Read under the lock rather than cloning the roster: a handshake
+        // only needs a few lookups, and a big mesh's roster is large.
+        let admitted = mesh.read_log(|l| {
+            let roster = &l.roster;
+            if roster.is_member(&member) {
+                return Ok((roster.head(), roster.len()));
+            }
+            Err(match roster.departed().get(&member).map(|d| d.how) {
                 Some(RemoveKind::Ban) => (ErrorCode::Banned, "this member is banned"),
                 Some(RemoveKind::Kick | RemoveKind::Leave) if roster.banned().contains(&member) => {
                     (ErrorCode::Banned, "this member is banned")
@@ -457,9 +462,12 @@ impl Connection {
                     ErrorCode::NotAMember,
                     "this key is not a member of the mesh; join with an invite",
                 ),
-            };
-            return refuse(self, code, msg.to_owned());
-        }
+            })
+        });
+        let (log_head, log_len) = match admitted {
+            Ok(at) => at,
+            Err((code, msg)) => return refuse(self, code, msg.to_owned()),
+        };
         metrics::counter!(m::HANDSHAKES, "result" => "ok").increment(1);
         let now = crate::now_ms();
         let presence = SessionPresence {
@@ -483,8 +491,8 @@ impl Connection {
         self.send_frame(&BrokerFrame::Welcome(Box::new(Welcome {
             member,
             session: hello.cert.session,
-            log_head: roster.head(),
-            log_len: roster.len(),
+            log_head,
+            log_len,
             limits,
             time_ms: now,
         })));
@@ -887,7 +895,7 @@ impl Connection {
         let mut at_len = None;
         let recipients = match &env.target {
             Target::Member(k) => {
-                if !mesh.roster().is_member(k) {
+                if !mesh.read_log(|l| l.roster.is_member(k)) {
                     self.error(
                         req,
                         ErrorCode::UnknownRecipient,
@@ -910,7 +918,7 @@ impl Connection {
                     },
                 };
                 match member {
-                    Some(m) if mesh.roster().is_member(&m) => vec![*s],
+                    Some(m) if mesh.read_log(|l| l.roster.is_member(&m)) => vec![*s],
                     _ => {
                         self.error(
                             req,

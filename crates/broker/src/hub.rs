@@ -527,14 +527,16 @@ impl MeshHub {
     /// Every peer: one entry per connected session, plus one offline entry
     /// for each current member with no session here.
     pub fn peers(&self) -> Vec<PeerPresence> {
-        let roster = self.roster();
+        let members: Vec<PublicKey> =
+            self.read_log(|l| l.roster.members().keys().copied().collect());
+        let is_member = |k: &PublicKey| members.binary_search(k).is_ok();
         let sessions = self.all_sessions();
         let mut out: Vec<PeerPresence> = sessions
             .iter()
-            .filter(|s| roster.is_member(&s.member))
+            .filter(|s| is_member(&s.member))
             .map(|s| s.as_peer())
             .collect();
-        for member in roster.members().keys() {
+        for member in &members {
             if sessions.iter().any(|s| &s.member == member) {
                 continue;
             }
