@@ -676,7 +676,7 @@ impl Connection {
             used_invite: Some(invite_key),
         };
         match mesh
-            .append(self.broker.store.as_ref(), vec![f.entry], extras)
+            .append(self.broker.store.as_ref(), vec![f.entry], extras, None)
             .await
         {
             Ok((head, len)) => self.send_frame(&BrokerFrame::Joined(Joined {
@@ -716,12 +716,38 @@ impl Connection {
         entries: Vec<LogEntry>,
         extras: AppendExtras,
     ) {
+        let me = self.session.as_ref().map(|s| (s.member, s.clone()));
+        let removes_me = |entries: &[LogEntry]| {
+            entries.iter().find_map(|e| match (&e.body, &me) {
+                (EntryBody::Remove { member, how }, Some((mine, _))) if member == mine => {
+                    Some(*how)
+                }
+                _ => None,
+            })
+        };
+        let my_removal = removes_me(&entries);
         match mesh
-            .append(self.broker.store.as_ref(), entries, extras)
+            .append(
+                self.broker.store.as_ref(),
+                entries,
+                extras,
+                Some(self.conn_id),
+            )
             .await
         {
             Ok((head, len)) => {
-                self.send_frame(&BrokerFrame::LogAppended(LogAppended { req, head, len }))
+                self.send_frame(&BrokerFrame::LogAppended(LogAppended { req, head, len }));
+                // This connection's member removed itself (or was removed in
+                // its own batch): close after the answer it is waiting for.
+                if let (Some(how), Some((_, session))) = (my_removal, &me) {
+                    let (code, reason) = match how {
+                        RemoveKind::Ban => (close::BANNED, ErrorCode::Banned.as_str()),
+                        RemoveKind::Kick | RemoveKind::Leave => {
+                            (close::KICKED, ErrorCode::Removed.as_str())
+                        }
+                    };
+                    session.kill(code, reason);
+                }
             }
             Err(e) => self.append_error(req, e),
         }

@@ -323,12 +323,15 @@ impl MeshHub {
     /// Appends verified entries (all or none), persisting them first. The
     /// first entry must be at the log's current end. After the append every
     /// connected session hears `log_update`, and sessions of removed members
-    /// are closed.
+    /// are closed — except connection `appender` (the one that asked), which
+    /// its caller closes after answering, so a member's own `leave` gets its
+    /// `log_appended` before the close.
     pub async fn append(
         &self,
         store: &dyn Store,
         entries: Vec<LogEntry>,
         extras: AppendExtras,
+        appender: Option<u64>,
     ) -> Result<(Hash32, u64), AppendError> {
         if entries.is_empty() {
             return Err(AppendError::Malformed("no entries to append"));
@@ -377,11 +380,11 @@ impl MeshHub {
             log.entries.extend(entries.iter().cloned());
             log.roster = roster;
         }
-        self.after_append(&entries, head, new_len);
+        self.after_append(&entries, head, new_len, appender);
         Ok((head, new_len))
     }
 
-    fn after_append(&self, entries: &[LogEntry], head: Hash32, len: u64) {
+    fn after_append(&self, entries: &[LogEntry], head: Hash32, len: u64, appender: Option<u64>) {
         for e in entries {
             if let EntryBody::Remove { member, how } = &e.body {
                 let (code, reason) = match how {
@@ -391,7 +394,9 @@ impl MeshHub {
                     }
                 };
                 for s in self.member_sessions(member) {
-                    s.kill(code, reason);
+                    if Some(s.conn_id) != appender {
+                        s.kill(code, reason);
+                    }
                 }
             }
         }
