@@ -1,6 +1,7 @@
 //! The command line, as clap types: resource-noun-verb (`mesh create`,
-//! `peer list`, `message send`) with the short aliases users of claudemesh
-//! already type (`send`, `peers`, `inbox`, `join`, and a bare invite URL).
+//! `peer list`, `message send`, `topic post`) with the short aliases users
+//! of claudemesh already type (`send`, `peers`, `inbox`, `join`, and a bare
+//! invite URL).
 //! `docs/cli.md` is the contract scripts rely on; keep the two in step.
 
 use std::path::PathBuf;
@@ -54,6 +55,12 @@ pub enum Command {
     /// Send, read and track messages
     #[command(subcommand, visible_alias = "msg")]
     Message(MessageCmd),
+    /// Topics (#name): create, join, post, read their history
+    #[command(subcommand)]
+    Topic(TopicCmd),
+    /// Groups (@name): join, leave, list
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Your presence: status and summary
     #[command(subcommand)]
     Profile(ProfileCmd),
@@ -131,6 +138,8 @@ pub enum MeshCmd {
         /// Mesh name or id prefix
         mesh: String,
     },
+    /// Leave the mesh (--mesh, or the default) and forget it on this device
+    Leave,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +162,112 @@ pub enum PeerCmd {
     /// List the mesh's members, online first, with their sessions
     #[command(visible_alias = "ls")]
     List,
+    /// Remove a member (owners and admins); they may rejoin with a new invite
+    Kick {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// Remove a member and refuse their key until unbanned (owners and admins)
+    Ban {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// Lift a ban (owners and admins); it does not re-admit
+    Unban {
+        /// The name the member had, or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// List banned keys
+    Bans,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic; you become its first member
+    Create {
+        /// The topic's name (with or without #): 1-64 of A-Z a-z 0-9 . _ - /
+        name: String,
+        /// Private: its own key, only members read it, members add members
+        #[arg(long)]
+        private: bool,
+        /// What the topic is for (shown in `topic list`)
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the mesh's topics with your unread counts
+    #[command(visible_alias = "ls")]
+    List,
+    /// Join a public topic
+    Join {
+        /// The topic (with or without #)
+        topic: String,
+    },
+    /// Leave a topic
+    Leave {
+        /// The topic (with or without #)
+        topic: String,
+    },
+    /// Add a member to a topic (private: you must be in it)
+    Add {
+        /// The topic (with or without #)
+        topic: String,
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// List a topic's members
+    Members {
+        /// The topic (with or without #)
+        topic: String,
+    },
+    /// Post to a topic (same as `send '#topic' <text>`)
+    Post {
+        /// The topic (with or without #)
+        topic: String,
+        /// The text ("-" reads it from stdin)
+        text: String,
+        /// Delivery priority
+        #[arg(long, value_enum, default_value_t = PriorityArg::Next)]
+        priority: PriorityArg,
+        /// The message id this one answers
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
+    },
+    /// A topic's stored messages (yours too), verified like deliveries
+    History {
+        /// The topic (with or without #)
+        topic: String,
+        /// At most this many (1-200)
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+        /// Only messages older than this message id
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
+    },
+    /// Mark every unread message of a topic read
+    Read {
+        /// The topic (with or without #)
+        topic: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Join a group (again, to change your role in it)
+    Join {
+        /// The group (with or without @), e.g. eng/backend
+        group: String,
+        /// Your role in the group, e.g. lead
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+    },
+    /// Leave a group
+    Leave {
+        /// The group (with or without @)
+        group: String,
+    },
+    /// List the groups that have members, with their members and roles
+    #[command(visible_alias = "ls")]
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,7 +285,8 @@ pub enum MessageCmd {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Recipient: a display name, a key prefix (8+ hex digits), or a session name
+    /// Recipient: a display name, a key prefix (8+ hex digits), a session
+    /// name, '#topic', '@group', or '*' (everyone)
     pub to: String,
     /// The text ("-" reads it from stdin)
     pub text: String,

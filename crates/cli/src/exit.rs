@@ -148,6 +148,10 @@ impl From<ClientError> for Failure {
                     (USAGE, None)
                 }
                 ErrorCode::RateLimited => (NETWORK, Some("slow down and retry")),
+                ErrorCode::RekeyRequired => (
+                    FAILURE,
+                    Some("the mesh or topic key is being rotated; retry in a moment"),
+                ),
                 ErrorCode::UnsupportedVersion | ErrorCode::UnknownType => (
                     INTERNAL,
                     Some("upgrade claudemesh or the broker so they speak the same version"),
@@ -178,6 +182,7 @@ impl From<ClientError> for Failure {
             ClientError::AmbiguousMesh(_) | ClientError::AmbiguousPeer { .. } => (USAGE, None),
             ClientError::Invalid(_) => (USAGE, None),
             ClientError::NotFound(_) => (NOT_FOUND, None),
+            ClientError::NotAllowed(_) => (REFUSED, None),
         };
         let code = if message.contains("already") && code == USAGE {
             EXISTS

@@ -10,13 +10,16 @@ mod message;
 mod output;
 mod peer;
 mod status;
+mod topic;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
 use claudemesh_client::home::{Home, resolve_home};
 
-use crate::args::{Cli, Command, Global, MeshCmd, MessageCmd, PeerCmd, ProfileCmd};
+use crate::args::{
+    Cli, Command, Global, GroupCmd, MeshCmd, MessageCmd, PeerCmd, ProfileCmd, TopicCmd,
+};
 use crate::exit::Failure;
 
 /// What a command returns.
@@ -114,6 +117,7 @@ async fn run(cli: Cli) -> Outcome {
             MeshCmd::RevokeInvite { id } => mesh::revoke_invite(&g, &id).await,
             MeshCmd::Join(a) => mesh::join(&g, a).await,
             MeshCmd::Use { mesh } => mesh::use_mesh(&g, &mesh),
+            MeshCmd::Leave => mesh::leave(&g).await,
         },
         Command::Join(a) => mesh::join(&g, a).await,
         Command::External(words) => {
@@ -125,6 +129,39 @@ async fn run(cli: Cli) -> Outcome {
             )
         }
         Command::Peer(PeerCmd::List) | Command::Peers => peer::list(&g).await,
+        Command::Peer(PeerCmd::Kick { peer: p }) => peer::remove(&g, &p, false).await,
+        Command::Peer(PeerCmd::Ban { peer: p }) => peer::remove(&g, &p, true).await,
+        Command::Peer(PeerCmd::Unban { peer: p }) => peer::unban(&g, &p).await,
+        Command::Peer(PeerCmd::Bans) => peer::bans(&g).await,
+        Command::Topic(cmd) => match cmd {
+            TopicCmd::Create {
+                name,
+                private,
+                description,
+            } => topic::create(&g, &name, private, description).await,
+            TopicCmd::List => topic::list(&g).await,
+            TopicCmd::Join { topic: t } => topic::join(&g, &t).await,
+            TopicCmd::Leave { topic: t } => topic::leave(&g, &t).await,
+            TopicCmd::Add { topic: t, peer: p } => topic::add(&g, &t, &p).await,
+            TopicCmd::Members { topic: t } => topic::members(&g, &t).await,
+            TopicCmd::Post {
+                topic: t,
+                text,
+                priority,
+                reply_to,
+            } => topic::post(&g, &t, &text, priority, reply_to).await,
+            TopicCmd::History {
+                topic: t,
+                limit,
+                before,
+            } => topic::history(&g, &t, limit, before).await,
+            TopicCmd::Read { topic: t } => topic::read(&g, &t).await,
+        },
+        Command::Group(cmd) => match cmd {
+            GroupCmd::Join { group, role } => topic::group_join(&g, &group, role).await,
+            GroupCmd::Leave { group } => topic::group_leave(&g, &group).await,
+            GroupCmd::List => topic::group_list(&g).await,
+        },
         Command::Message(MessageCmd::Send(a)) | Command::Send(a) => message::send(&g, a).await,
         Command::Message(MessageCmd::Inbox(a)) | Command::Inbox(a) => message::inbox(&g, a).await,
         Command::Message(MessageCmd::Status { id }) => message::status(&g, &id).await,

@@ -1,5 +1,5 @@
 //! `claudemesh mesh …` and `join`: create a mesh, list this device's meshes,
-//! share and revoke invites, join with one, pick the default.
+//! share and revoke invites, join with one, pick the default, leave.
 
 use std::time::Duration;
 
@@ -240,6 +240,45 @@ pub fn use_mesh(g: &Global, sel: &str) -> Outcome {
     home.set_default(id)?;
     if !g.quiet && !g.json {
         println!("Default mesh is now {sel:?}.");
+    }
+    Ok(())
+}
+
+pub async fn leave(g: &Global) -> Outcome {
+    let mut home = open_home(g)?;
+    let mesh = home.select_mesh(g.mesh.as_deref())?.clone();
+    let already_out =
+        match MeshClient::connect(&home, &mesh, ConnectOptions::for_member(&mesh)).await {
+            Ok(client) => {
+                claudemesh_client::spaces::mesh_leave(&mut home, client).await?;
+                false
+            }
+            Err(e) if claudemesh_client::spaces::is_gone(&e) => {
+                claudemesh_client::spaces::forget_mesh(&mut home, &mesh).await?;
+                true
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if g.json {
+        output::json(&serde_json::json!({
+            "left": mesh.id.to_hex(),
+            "name": mesh.name,
+            "already_removed": already_out,
+        }));
+    } else if !g.quiet {
+        if already_out {
+            println!(
+                "You were no longer a member of {:?} ({}); forgot it on this device (keys and messages removed).",
+                mesh.name,
+                mesh.short_id()
+            );
+        } else {
+            println!(
+                "Left mesh {:?} ({}); its keys and messages were removed from this device.",
+                mesh.name,
+                mesh.short_id()
+            );
+        }
     }
     Ok(())
 }

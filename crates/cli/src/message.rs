@@ -1,12 +1,14 @@
 //! `claudemesh message …` (`send`, `inbox`): send an end-to-end encrypted
-//! message and print its id once the broker has durably accepted it; fetch
-//! what is queued (stored locally and acknowledged before it is printed);
-//! and report per-recipient delivery.
+//! message (to a peer, a `#topic`, an `@group` or `*`) and print its id
+//! once the broker has durably accepted it; fetch what is queued (stored
+//! locally and acknowledged before it is printed); and report
+//! per-recipient delivery.
 
 use std::io::Read as _;
 
 use claudemesh_client::Event;
 use claudemesh_client::local::InboxMessage;
+use claudemesh_client::spaces;
 use claudemesh_crypto::envelope::{MessageId, Priority};
 
 use crate::args::{Global, InboxArgs, PriorityArg, SendArgs};
@@ -14,22 +16,26 @@ use crate::exit::{self, Failure};
 use crate::mesh::connect;
 use crate::{Outcome, output};
 
-pub async fn send(g: &Global, a: SendArgs) -> Outcome {
-    let body = if a.text == "-" {
+/// The text of a message: the argument, or stdin for "-"; never empty.
+pub fn read_body(text: &str) -> Result<String, Failure> {
+    let body = if text == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .map_err(|e| Failure::new(exit::IO, format!("cannot read stdin: {e}")))?;
         s
     } else {
-        a.text.clone()
+        text.to_owned()
     };
     if body.is_empty() {
         return Err(Failure::new(exit::USAGE, "the message is empty"));
     }
-    let reply_to = a
-        .reply_to
-        .as_deref()
+    Ok(body)
+}
+
+/// `--reply-to`, checked.
+pub fn parse_reply_to(reply_to: Option<&str>) -> Result<Option<MessageId>, Failure> {
+    reply_to
         .map(|r| {
             MessageId::from_hex(r).map_err(|_| {
                 Failure::new(
@@ -38,59 +44,95 @@ pub async fn send(g: &Global, a: SendArgs) -> Outcome {
                 )
             })
         })
-        .transpose()?;
-    let priority = match a.priority {
+        .transpose()
+}
+
+/// `--priority`.
+pub fn priority(p: PriorityArg) -> Priority {
+    match p {
         PriorityArg::Now => Priority::Now,
         PriorityArg::Next => Priority::Next,
         PriorityArg::Low => Priority::Low,
-    };
+    }
+}
+
+pub async fn send(g: &Global, a: SendArgs) -> Outcome {
+    let body = read_body(&a.text)?;
+    let reply_to = parse_reply_to(a.reply_to.as_deref())?;
+    deliver(g, &a.to, &body, priority(a.priority), reply_to).await
+}
+
+/// Sends `body` to what the user typed (a peer, `#topic`, `@group`, `*`)
+/// and prints the id (and, for a topic, who was notified of a mention).
+pub async fn deliver(
+    g: &Global,
+    to: &str,
+    body: &str,
+    priority: Priority,
+    reply_to: Option<MessageId>,
+) -> Outcome {
     let (_home, _mesh, client) = connect(g).await?;
     let result = async {
-        let target = client.resolve(&a.to).await?;
-        let name = match &target {
-            claudemesh_crypto::envelope::Target::Member(k) => {
-                client.with_state(|s| s.display_name(k))
-            }
-            other => other.to_string(),
-        };
-        let outcome = client
-            .send(target, body.as_bytes(), priority, reply_to)
-            .await?;
-        Ok::<_, claudemesh_client::ClientError>((name, outcome))
+        let target = client.resolve(to).await?;
+        spaces::post(&client, target, body, priority, reply_to).await
     }
     .await;
     client.close().await;
-    let (name, outcome) = result?;
+    let posted = result?;
+    for f in &posted.mention_failures {
+        eprintln!("warning: could not tell a mentioned member: {f}");
+    }
     if g.json {
-        output::json(&serde_json::json!({
-            "id": outcome.id.to_hex(),
-            "to": name,
-            "seq": outcome.seq,
-            "duplicate": outcome.duplicate,
-        }));
+        output::json(&posted);
     } else {
         if !g.quiet {
             eprintln!(
-                "Sent to {name} (stored by the broker; `claudemesh message status <id>` tracks it)."
+                "Sent to {} (stored by the broker; `claudemesh message status <id>` tracks it).",
+                posted.to
             );
+            if !posted.mentioned.is_empty() {
+                eprintln!(
+                    "Mentioned {} (not in {}): each got a direct message quoting it.",
+                    posted.mentioned.join(", "),
+                    posted.to
+                );
+            }
         }
-        println!("{}", outcome.id.to_hex());
+        println!("{}", posted.id);
     }
     Ok(())
+}
+
+/// ` (#deploys)`, ` (@eng)`, ` (*)` for a fan-out target; nothing for a
+/// direct message.
+pub fn target_suffix(target: &str) -> String {
+    if target.starts_with("member:") || target.starts_with("session:") {
+        String::new()
+    } else {
+        format!(" ({target})")
+    }
+}
+
+/// ` [now]` / ` [low]`, and ` [mentions you]`.
+pub fn markers(priority: &str, mentions_me: bool) -> String {
+    let p = match priority {
+        "now" => " [now]",
+        "low" => " [low]",
+        _ => "",
+    };
+    let m = if mentions_me { " [mentions you]" } else { "" };
+    format!("{p}{m}")
 }
 
 fn print_message(g: &Global, m: &InboxMessage, name: &str) {
     if g.json {
         return;
     }
-    let marker = match m.priority.as_str() {
-        "now" => " [now]",
-        "low" => " [low]",
-        _ => "",
-    };
     println!(
-        "{}  {name}{marker}: {}",
+        "{}  {name}{}{}: {}",
         output::timestamp(m.sent_at),
+        target_suffix(&m.target),
+        markers(&m.priority, m.mentions_me),
         m.body
     );
     if !g.quiet {
@@ -266,7 +308,22 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
             report.error.as_deref().unwrap_or("no reason given")
         ),
         _ => {
-            println!("{} (seq {})", report.id, report.seq.unwrap_or_default());
+            println!(
+                "{}{} (seq {})",
+                report.id,
+                report
+                    .target
+                    .as_deref()
+                    .map(
+                        |t| if t.starts_with("member:") || t.starts_with("session:") {
+                            String::new()
+                        } else {
+                            format!(" to {t}")
+                        }
+                    )
+                    .unwrap_or_default(),
+                report.seq.unwrap_or_default()
+            );
             output::table(
                 &["RECIPIENT", "KEY", "STATE"],
                 &report

@@ -1,7 +1,10 @@
 //! `claudemesh peer list` (`peers`) and `claudemesh profile …`: who is in
 //! the mesh (only members this device verified in the log), whether each
 //! can take live messages now, and this member's own status and summary.
+//! Also `peer kick|ban|unban|bans`: removals and the ban list.
 
+use claudemesh_client::spaces;
+use claudemesh_crypto::log::RemoveKind;
 use claudemesh_proto::frames::Status;
 
 use crate::args::{Global, StatusArg};
@@ -98,5 +101,87 @@ pub async fn set_status(g: &Global, status: StatusArg) -> Outcome {
     if !g.quiet && !g.json {
         println!("Status is now {}.", s.as_str());
     }
+    Ok(())
+}
+
+pub async fn remove(g: &Global, peer: &str, ban: bool) -> Outcome {
+    let how = if ban {
+        RemoveKind::Ban
+    } else {
+        RemoveKind::Kick
+    };
+    let (_home, _mesh, client) = connect(g).await?;
+    let r = spaces::remove(&client, peer, how).await;
+    client.close().await;
+    let removed = r?;
+    if g.json {
+        output::json(&removed);
+    } else if !g.quiet {
+        let verb = if ban { "Banned" } else { "Kicked" };
+        println!(
+            "{verb} {} ({}). The mesh key was rotated (epoch {}): they hold none of the keys used from now on.",
+            removed.name,
+            output::short(&removed.key),
+            removed.epoch
+        );
+        if !removed.topics_rekeyed.is_empty() {
+            println!(
+                "Also rotated the keys of {}.",
+                removed
+                    .topics_rekeyed
+                    .iter()
+                    .map(|t| format!("#{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if ban {
+            println!(
+                "Their key cannot join again until `claudemesh peer unban {}`.",
+                output::short(&removed.key)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn unban(g: &Global, peer: &str) -> Outcome {
+    let (_home, _mesh, client) = connect(g).await?;
+    let r = spaces::unban(&client, peer).await;
+    client.close().await;
+    let ban = r?;
+    if g.json {
+        output::json(&serde_json::json!({ "unbanned": ban.key, "name": ban.name }));
+    } else if !g.quiet {
+        println!(
+            "Unbanned {} ({}). They can join again with a new invite.",
+            ban.name,
+            output::short(&ban.key)
+        );
+    }
+    Ok(())
+}
+
+pub async fn bans(g: &Global) -> Outcome {
+    let (_home, _mesh, client) = connect(g).await?;
+    let bans = spaces::bans(&client);
+    client.close().await;
+    if g.json {
+        output::json(&bans);
+        return Ok(());
+    }
+    if bans.is_empty() {
+        if !g.quiet {
+            println!("No banned members.");
+        }
+        return Ok(());
+    }
+    output::table(
+        &["NAME", "KEY"],
+        &bans
+            .iter()
+            .map(|b| vec![b.name.clone(), output::short(&b.key).to_owned()])
+            .collect::<Vec<_>>(),
+    );
     Ok(())
 }

@@ -1224,3 +1224,483 @@ fn status_reports_the_broker() {
     assert_eq!(err["error"]["kind"], "network");
     assert!(err["error"]["hint"].is_string(), "{err}");
 }
+
+/// The messages of a `topic history --json` page, newest first.
+fn history_bodies(h: &Value) -> Vec<&str> {
+    h["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect()
+}
+
+/// One topic of `topic list --json`.
+fn topic_of(user: &User, name: &str) -> Value {
+    let topics = user.run(&["topic", "list", "--json"]).ok().json();
+    topics
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no topic {name} in {topics}"))
+}
+
+#[test]
+fn topics_groups_and_broadcast_reach_everyone_once_then_not_the_banned() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+
+    alice
+        .run(&[
+            "topic",
+            "create",
+            "deploys",
+            "--description",
+            "release notes",
+        ])
+        .ok();
+    // With or without the #.
+    bob.run(&["topic", "join", "#deploys"]).ok();
+    carol.run(&["topic", "join", "deploys"]).ok();
+    bob.run(&["group", "join", "@eng/backend", "--role", "lead"])
+        .ok();
+    carol.run(&["group", "join", "eng/backend"]).ok();
+
+    let t = topic_of(&alice, "deploys");
+    assert_eq!(t["members"], 3, "{t}");
+    assert_eq!(t["private"], false, "{t}");
+    assert_eq!(t["joined"], true, "{t}");
+    assert_eq!(t["description"], "release notes", "{t}");
+    let groups = alice.run(&["group", "list", "--json"]).ok().json();
+    assert_eq!(groups[0]["name"], "eng/backend", "{groups}");
+    let members: Vec<(&str, Option<&str>)> = groups[0]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["role"].as_str()))
+        .collect();
+    assert_eq!(members, [("bob", Some("lead")), ("carol", None)]);
+
+    // Carol is offline from here on (nothing of hers runs).
+    let post = alice
+        .run(&["topic", "post", "deploys", "deploy 1"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(is_message_id(&post));
+    alice.send("@eng", "eng 1");
+    let all = alice
+        .run(&["message", "send", "*", "all 1"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+
+    let got = bob.inbox_json(&[]);
+    assert_eq!(bodies(&got), ["deploy 1", "eng 1", "all 1"], "{got:?}");
+    let targets: Vec<&str> = got.iter().filter_map(|m| m["target"].as_str()).collect();
+    assert_eq!(targets, ["#deploys", "@eng", "*"]);
+    assert!(got.iter().all(|m| m["from_name"] == "alice"));
+    assert!(got.iter().all(|m| m["mentions_me"] == false));
+    assert!(bob.inbox_json(&[]).is_empty(), "each exactly once");
+
+    let got = carol.inbox_json(&[]);
+    assert_eq!(bodies(&got), ["deploy 1", "eng 1", "all 1"], "{got:?}");
+    assert!(carol.inbox_json(&[]).is_empty(), "each exactly once");
+
+    // Per recipient, by name.
+    status_becomes(&alice, &all, "bob", "read");
+    let st = status_becomes(&alice, &all, "carol", "read");
+    assert_eq!(st["target"], "*", "{st}");
+    assert_eq!(st["recipients"].as_array().map(Vec::len), Some(2), "{st}");
+    let st = alice.run(&["message", "status", &post]).ok();
+    assert!(st.stdout.contains("to #deploys"), "{st:?}");
+
+    // Alice bans carol: the removal and the new mesh key in one append.
+    let banned = alice.run(&["--json", "peer", "ban", "carol"]).ok().json();
+    assert_eq!(banned["name"], "carol", "{banned}");
+    assert_eq!(banned["how"], "ban", "{banned}");
+    assert_eq!(banned["epoch"], 1, "{banned}");
+    let bans = alice.run(&["peer", "bans", "--json"]).ok().json();
+    assert_eq!(bans[0]["name"], "carol", "{bans}");
+
+    alice.send("#deploys", "deploy 2");
+    alice.send("@eng", "eng 2");
+    let all2 = alice.send("*", "all 2");
+    assert_eq!(bodies(&bob.inbox_json(&[])), ["deploy 2", "eng 2", "all 2"]);
+    // Carol's CLI is refused at the door and shows none of it.
+    let r = carol.run(&["inbox"]).fails(code::REFUSED);
+    assert!(!r.stderr.contains("all 2"), "{r:?}");
+    carol
+        .run(&["--json", "inbox"])
+        .fails_json(code::REFUSED, "refused");
+    // Only bob was a recipient of what was sent after the ban.
+    let st = status_becomes(&alice, &all2, "bob", "read");
+    assert_eq!(st["recipients"].as_array().map(Vec::len), Some(1), "{st}");
+
+    // The topic's history has every post, for any member.
+    let h = bob
+        .run(&["topic", "history", "deploys", "--json"])
+        .ok()
+        .json();
+    assert_eq!(history_bodies(&h), ["deploy 2", "deploy 1"], "{h}");
+
+    // Unban: the ban list is empty again.
+    alice.run(&["peer", "unban", "carol"]).ok();
+    assert_eq!(
+        alice.run(&["peer", "bans", "--json"]).ok().json(),
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn private_topics_are_for_their_members_only() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+
+    let t = alice
+        .run(&["--json", "topic", "create", "#secret", "--private"])
+        .ok()
+        .json();
+    assert_eq!(t["private"], true, "{t}");
+    assert_eq!(t["members"], 1, "{t}");
+
+    // Not a member: cannot join by itself, read, post, or add others.
+    bob.run(&["topic", "join", "secret"]).fails(code::REFUSED);
+    bob.run(&["topic", "history", "secret"])
+        .fails(code::REFUSED);
+    bob.run(&["topic", "post", "secret", "let me in"])
+        .fails(code::REFUSED);
+    bob.run(&["send", "#secret", "let me in"])
+        .fails(code::REFUSED);
+    carol
+        .run(&["topic", "add", "secret", "bob"])
+        .fails(code::REFUSED);
+
+    // A member adds bob (sealing the topic's key to him).
+    alice.run(&["topic", "add", "secret", "bob"]).ok();
+    let members = alice
+        .run(&["topic", "members", "secret", "--json"])
+        .ok()
+        .json();
+    let names: Vec<&str> = members
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    bob.run(&["topic", "post", "secret", "hello from bob"]).ok();
+    alice.send("#secret", "hello from alice");
+    let h = bob
+        .run(&["topic", "history", "secret", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        history_bodies(&h),
+        ["hello from alice", "hello from bob"],
+        "{h}"
+    );
+    assert_eq!(h["messages"][1]["you"], true, "own posts are included: {h}");
+    assert_eq!(bodies(&bob.inbox_json(&[])), ["hello from alice"]);
+    carol
+        .run(&["topic", "history", "secret"])
+        .fails(code::REFUSED);
+    assert!(carol.inbox_json(&[]).is_empty());
+
+    // Bob leaves; alice's next post rotates the topic key first.
+    bob.run(&["topic", "leave", "secret"]).ok();
+    alice.send("#secret", "after bob left");
+    bob.run(&["topic", "history", "secret"])
+        .fails(code::REFUSED);
+    assert!(bob.inbox_json(&[]).is_empty());
+    let h = alice
+        .run(&["topic", "history", "secret", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        history_bodies(&h),
+        ["after bob left", "hello from alice", "hello from bob"],
+        "{h}"
+    );
+
+    // Paging: --limit, then --before the oldest id shown.
+    let page = alice
+        .run(&["topic", "history", "secret", "--limit", "2", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        history_bodies(&page),
+        ["after bob left", "hello from alice"]
+    );
+    assert_eq!(page["more"], true, "{page}");
+    let oldest = page["messages"][1]["id"].as_str().expect("id").to_owned();
+    let page = alice
+        .run(&[
+            "topic", "history", "secret", "--limit", "2", "--before", &oldest, "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(history_bodies(&page), ["hello from bob"]);
+    assert_eq!(page["more"], false, "{page}");
+    // People read it oldest first.
+    let text = alice.run(&["topic", "history", "secret"]).ok();
+    let first = text.stdout.find("hello from bob").expect("bob's post");
+    let last = text.stdout.find("after bob left").expect("the last post");
+    assert!(first < last, "{text:?}");
+
+    // Names that do not exist.
+    alice
+        .run(&["topic", "history", "nope"])
+        .fails(code::NOT_FOUND);
+    let r = alice.run(&["send", "#nope", "x"]).fails(code::NOT_FOUND);
+    assert!(r.stderr.contains("#secret"), "lists the topics: {r:?}");
+    alice.run(&["send", "@nobody", "x"]).fails(code::NOT_FOUND);
+    alice
+        .run(&["topic", "create", "bad name"])
+        .fails(code::USAGE);
+    alice
+        .run(&["topic", "create", "secret"])
+        .fails(code::EXISTS);
+}
+
+#[test]
+fn topic_unread_counts_mentions_and_read() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+    alice.run(&["topic", "create", "deploys"]).ok();
+    bob.run(&["topic", "join", "deploys"]).ok();
+
+    alice.send("#deploys", "first");
+    alice.send("#deploys", "second, @bob please look");
+    // Carol is not in the topic: she gets a direct message quoting it.
+    let r = alice
+        .run(&[
+            "--json",
+            "topic",
+            "post",
+            "deploys",
+            "third, @carol see this",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["mentioned"], serde_json::json!(["carol"]), "{r}");
+    let third = r["id"].as_str().expect("id").to_owned();
+
+    let t = topic_of(&bob, "deploys");
+    assert_eq!(t["unread"], 3, "{t}");
+    let r = bob.run(&["--json", "topic", "read", "deploys"]).ok().json();
+    assert_eq!(r["marked_read"], 3, "{r}");
+    assert_eq!(topic_of(&bob, "deploys")["unread"], 0);
+    assert!(bob.inbox_json(&[]).is_empty(), "read by `topic read`");
+    let h = bob
+        .run(&["topic", "history", "deploys", "--json"])
+        .ok()
+        .json();
+    let flagged: Vec<bool> = h["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["mentions_me"] == true)
+        .collect();
+    assert_eq!(flagged, [false, true, false], "{h}");
+
+    let dm = carol.inbox_json(&[]);
+    assert_eq!(dm.len(), 1, "{dm:?}");
+    assert_eq!(
+        dm[0]["body"],
+        "[mention in #deploys] alice: third, @carol see this"
+    );
+    assert_eq!(dm[0]["reply_to"], third.as_str());
+    assert_eq!(dm[0]["from_name"], "alice");
+    assert!(
+        dm[0]["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("member:"))
+    );
+
+    // The inbox shows the target, and flags a mention of me.
+    alice.send("#deploys", "fourth, @Bob");
+    let r = bob.run(&["inbox"]).ok();
+    assert!(
+        r.stdout
+            .contains("alice (#deploys) [mentions you]: fourth, @Bob"),
+        "{r:?}"
+    );
+    let all = bob.run(&["inbox", "--all", "--json"]).ok().json();
+    let flagged: Vec<&str> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|m| m["mentions_me"] == true)
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(
+        flagged,
+        ["second, @bob please look", "fourth, @Bob"],
+        "{all}"
+    );
+}
+
+#[test]
+fn only_owners_and_admins_remove_and_anyone_may_leave() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+
+    let r = bob
+        .run(&["peer", "kick", "carol"])
+        .fails(code::REFUSED)
+        .with_hint();
+    assert!(r.stderr.contains("only owners and admins"), "{r:?}");
+    bob.run(&["peer", "ban", "carol"]).fails(code::REFUSED);
+    bob.run(&["peer", "unban", "carol"]).fails(code::REFUSED);
+    alice.run(&["peer", "kick", "alice"]).fails(code::USAGE);
+    alice
+        .run(&["peer", "kick", "nobody"])
+        .fails(code::NOT_FOUND);
+    alice
+        .run(&["peer", "unban", "carol"])
+        .fails(code::NOT_FOUND);
+
+    alice.run(&["peer", "kick", "carol"]).ok();
+    carol.run(&["inbox"]).fails(code::REFUSED);
+    assert_eq!(
+        alice.run(&["peer", "bans", "--json"]).ok().json(),
+        Value::Array(vec![]),
+        "a kick is not a ban"
+    );
+    alice.send("*", "without carol");
+    assert_eq!(bodies(&bob.inbox_json(&[])), ["without carol"]);
+
+    // Carol forgets the mesh, and may come back with a new invite.
+    let left = carol.run(&["--json", "mesh", "leave"]).ok().json();
+    assert_eq!(left["already_removed"], true, "{left}");
+    assert_eq!(
+        carol.run(&["mesh", "list", "--json"]).ok().json(),
+        Value::Array(vec![])
+    );
+    carol.join(&alice.share(&[]), "carol");
+    alice.send("*", "welcome back");
+    assert_eq!(bodies(&carol.inbox_json(&[])), ["welcome back"]);
+
+    // Bob leaves by himself; the next broadcast writes the new key first.
+    let r = bob.run(&["mesh", "leave"]).ok();
+    assert!(r.stdout.contains("Left mesh"), "{r:?}");
+    assert_eq!(
+        bob.run(&["mesh", "list", "--json"]).ok().json(),
+        Value::Array(vec![])
+    );
+    let before = carol.run(&["status", "--json"]).ok().json()[0]["log_entries"]
+        .as_u64()
+        .expect("log_entries");
+    carol.send("*", "after bob left");
+    let after = carol.run(&["status", "--json"]).ok().json()[0]["log_entries"]
+        .as_u64()
+        .expect("log_entries");
+    assert!(after > before, "carol wrote the rekey: {before} → {after}");
+    assert!(
+        bodies(&alice.inbox_json(&[])).contains(&"after bob left"),
+        "alice reads the new epoch"
+    );
+
+    // The owner cannot leave.
+    alice.run(&["mesh", "leave"]).fails(code::REFUSED);
+}
+
+#[test]
+fn a_message_sealed_before_a_leave_is_resealed_with_its_id_under_the_new_key() {
+    use claudemesh_client::client::{ConnectOptions, SessionChoice, now_ms};
+    use claudemesh_crypto::envelope::{Priority, Target};
+
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+
+    let home = claudemesh_client::Home::open(&alice.home).unwrap();
+    let mesh = home.select_mesh(None).unwrap().clone();
+    let opts = ConnectOptions {
+        session: SessionChoice::Named("sdk".into()),
+        ..ConnectOptions::default()
+    };
+    // Sealed under epoch 0 and left in the outbox (as if the connection
+    // dropped before the broker answered).
+    let id = broker.rt.block_on(async {
+        let c = claudemesh_client::MeshClient::connect(&home, &mesh, opts.clone())
+            .await
+            .unwrap();
+        let env = c
+            .with_state(|s| {
+                s.seal(
+                    Target::Broadcast,
+                    b"sealed before bob left",
+                    Priority::Next,
+                    None,
+                    now_ms(),
+                )
+            })
+            .unwrap();
+        assert_eq!(env.epoch, 0);
+        c.local().outbox_put(&env, now_ms()).await.unwrap();
+        c.close().await;
+        env.id
+    });
+    broker.quiet.wait();
+
+    // Bob leaves: the mesh key must rotate before anything goes to `*`.
+    bob.run(&["mesh", "leave"]).ok();
+
+    // On reconnect the outbox is resent; the broker answers rekey_required;
+    // the client writes the rekey (any member may after a leave), reseals
+    // under epoch 1 with the same id, and sends it again.
+    broker.rt.block_on(async {
+        let c = claudemesh_client::MeshClient::connect(&home, &mesh, opts)
+            .await
+            .unwrap();
+        let mut state = String::new();
+        for _ in 0..500 {
+            let entry = c.local().outbox_get(&mesh.id, &id).await.unwrap().unwrap();
+            state = entry.state;
+            if state != "pending" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(state, "accepted");
+        let pending = c.local().outbox_pending(&mesh.id).await.unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        assert_eq!(c.with_state(|s| s.roster().epoch()), 1);
+        c.close().await;
+    });
+    broker.quiet.wait();
+
+    let got = carol.inbox_json(&[]);
+    assert_eq!(bodies(&got), ["sealed before bob left"]);
+    assert_eq!(got[0]["id"], id.to_hex().as_str());
+}

@@ -5,6 +5,12 @@
 //! then ack), and reconnects with exponential backoff and jitter, resending
 //! from the outbox whatever was not accepted.
 //!
+//! Before a topic, group or broadcast message is sealed, the key it needs
+//! is rotated if it must be (a `rekey` after a member left the mesh, a
+//! `topic_rekey` after one left a private topic); a message the broker
+//! refuses with `rekey_required` is resealed under the new key with the
+//! same id and sent again.
+//!
 //! Three tasks per connection: the reader routes frames (answers to their
 //! waiters, deliveries to the processor); the processor verifies and stores
 //! deliveries and records acceptances (it may fetch the log, so it must not
@@ -17,11 +23,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use claudemesh_crypto::PublicKey;
-use claudemesh_crypto::envelope::{Envelope, EnvelopeError, MessageId, Priority, Target};
+use claudemesh_crypto::envelope::{
+    Envelope, EnvelopeError, MessageId, Priority, Target, VerifiedMessage,
+};
 use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
 use claudemesh_proto::frames::{
     Accepted, Ack, Deliver, ErrorFrame, LogAppend, LogFetch, MessageStatusQuery,
-    MessageStatusResult, PeerPresence, PresenceSet, Request, Send, Status, Welcome,
+    MessageStatusResult, PeerPresence, PresenceSet, Request, Send, Status, TopicHistoryQuery,
+    TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloPresence};
 use claudemesh_proto::limits::MAX_IDS_PER_ACK;
@@ -34,7 +43,12 @@ use crate::error::ClientError;
 use crate::home::{Home, MeshConfig};
 use crate::local::{InboxMessage, LocalStore, Rejection};
 use crate::mesh::{MeshState, PeerView, SessionProfile, ephemeral_session, session_for};
-use crate::wire;
+use crate::{spaces, wire};
+
+/// How many times a message refused with `rekey_required` is resealed
+/// (after syncing the log and writing any rekey that falls to this member)
+/// before the send fails.
+pub const MAX_RESEALS: u8 = 3;
 
 /// Which session key a connection uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +180,10 @@ pub struct StatusReport {
     /// Broker seq.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// The target as sent (`member:<hex>`, `#deploys`, `@eng`, `*`), when
+    /// this device still has the message in its outbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// Each recipient.
     pub recipients: Vec<RecipientReport>,
 }
@@ -216,6 +234,9 @@ struct Inner {
     /// Messages this session already announced. Sessions of one device
     /// share its inbox, so "new in the inbox" is not "new to this session".
     announced: Mutex<std::collections::HashSet<(PublicKey, MessageId)>>,
+    /// Outbox messages resealed in the background after `rekey_required`,
+    /// and how often.
+    reseals: Mutex<HashMap<MessageId, u8>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -306,6 +327,7 @@ impl MeshClient {
             in_flight: AtomicUsize::new(0),
             sync_lock: tokio::sync::Mutex::new(()),
             announced: Mutex::new(std::collections::HashSet::new()),
+            reseals: Mutex::new(HashMap::new()),
         });
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
@@ -354,6 +376,12 @@ impl MeshClient {
 
     /// Seals `body` to `target`, writes it to the outbox, sends it, and
     /// returns once the broker has durably accepted it.
+    ///
+    /// For `*`, `@group` and `#topic`, a key that must rotate first is
+    /// rotated (a `rekey` or `topic_rekey` appended to the log, when it
+    /// falls to this member), and a `rekey_required` refusal is answered by
+    /// syncing the log and resealing with the same id, at most
+    /// [`MAX_RESEALS`] times.
     pub async fn send(
         &self,
         target: Target,
@@ -361,9 +389,89 @@ impl MeshClient {
         priority: Priority,
         reply_to: Option<MessageId>,
     ) -> Result<SendOutcome, ClientError> {
-        let env = self.with_state(|s| s.seal(target, body, priority, reply_to, now_ms()))?;
-        self.inner.local.outbox_put(&env, now_ms()).await?;
-        self.inner.submit(env).await
+        self.send_as(MessageId::random(), target, body, priority, reply_to)
+            .await
+    }
+
+    /// [`MeshClient::send`] with a chosen message id.
+    pub async fn send_as(
+        &self,
+        id: MessageId,
+        target: Target,
+        body: &[u8],
+        priority: Priority,
+        reply_to: Option<MessageId>,
+    ) -> Result<SendOutcome, ClientError> {
+        let mut why = String::new();
+        for _ in 0..MAX_RESEALS {
+            self.inner.rotate_keys_for(&target).await?;
+            let env = self.with_state(|s| {
+                s.seal_as(id, target.clone(), body, priority, reply_to, now_ms())
+            })?;
+            self.inner.local.outbox_upsert(&env, now_ms()).await?;
+            match self.inner.submit(env).await {
+                Err(ClientError::Refused {
+                    code: ErrorCode::RekeyRequired,
+                    message,
+                }) => {
+                    why = message;
+                    self.inner.sync_log().await?;
+                }
+                other => return other,
+            }
+        }
+        Err(ClientError::Refused {
+            code: ErrorCode::RekeyRequired,
+            message: format!(
+                "the broker still refuses the message as sealed under an old key after {MAX_RESEALS} reseals ({why}); retry in a moment"
+            ),
+        })
+    }
+
+    /// Verifies and opens an envelope (a delivery or a stored topic
+    /// message) against the verified log, syncing the log once when the
+    /// sender or key may be newer than this device's copy.
+    pub async fn open_envelope(&self, env: &Envelope) -> Result<VerifiedMessage, EnvelopeError> {
+        let first = self.with_state(|s| env.verify_and_open(s.roster(), s));
+        match first {
+            Err(e) if may_be_stale(&e) => {
+                if let Err(sync) = self.inner.sync_log().await {
+                    tracing::warn!(error = %sync, "membership log sync failed");
+                }
+                self.with_state(|s| env.verify_and_open(s.roster(), s))
+            }
+            other => other,
+        }
+    }
+
+    /// One page of a topic's stored messages, as the broker returns them
+    /// (newest first, not yet verified: open each with
+    /// [`MeshClient::open_envelope`]).
+    pub async fn topic_history_page(
+        &self,
+        topic: &str,
+        limit: Option<u32>,
+        before_seq: Option<u64>,
+    ) -> Result<TopicHistoryResult, ClientError> {
+        let topic = topic.to_owned();
+        let frame = self
+            .inner
+            .request(
+                |req| {
+                    ClientFrame::TopicHistory(TopicHistoryQuery {
+                        req: Some(req),
+                        topic,
+                        limit,
+                        before_seq,
+                    })
+                },
+                "send the topic's history",
+            )
+            .await?;
+        match frame {
+            BrokerFrame::TopicHistoryResult(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Resolves a recipient as typed by a user (name, key prefix, session
@@ -459,6 +567,7 @@ impl MeshClient {
     pub async fn message_status(&self, id: &MessageId) -> Result<StatusReport, ClientError> {
         let mesh = self.inner.mesh.id;
         let local = self.inner.local.outbox_get(&mesh, id).await?;
+        let target = local.as_ref().map(|e| e.target.clone());
         if let Some(entry) = &local
             && entry.state != "accepted"
         {
@@ -467,6 +576,7 @@ impl MeshClient {
                 state: entry.state.clone(),
                 error: entry.error.clone(),
                 seq: None,
+                target,
                 recipients: Vec::new(),
             });
         }
@@ -501,8 +611,13 @@ impl MeshClient {
             recipients
                 .iter()
                 .map(|r| RecipientReport {
-                    name: if s.roster().is_member(&r.recipient) {
-                        s.display_name(&r.recipient)
+                    // A member now, or one that left after the message was
+                    // sent (a fan-out message's recipients are fixed when
+                    // it is sent); otherwise the key names a session.
+                    name: if s.roster().is_member(&r.recipient)
+                        || s.roster().departed().contains_key(&r.recipient)
+                    {
+                        s.name_of(&r.recipient)
                     } else {
                         format!("session {}", crate::mesh::short(&r.recipient))
                     },
@@ -519,6 +634,7 @@ impl MeshClient {
             state: "accepted".into(),
             error: None,
             seq: Some(seq),
+            target,
             recipients,
         })
     }
@@ -556,43 +672,17 @@ impl MeshClient {
         &self,
         make: impl Fn(&MeshState) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError>,
     ) -> Result<(), ClientError> {
-        for _ in 0..8 {
-            let (entries, bundle) = self.with_state(&make)?;
-            let frame = |req: String| match (&bundle, entries.first()) {
-                (Some(b), Some(entry)) => {
-                    ClientFrame::InviteCreate(claudemesh_proto::frames::InviteCreate {
-                        req: Some(req),
-                        entry: entry.clone(),
-                        bundle: b.clone(),
-                    })
-                }
-                _ => ClientFrame::LogAppend(LogAppend {
-                    req: Some(req),
-                    entries: entries.clone(),
-                }),
-            };
-            match self
-                .inner
-                .request(frame, "append to the membership log")
-                .await
-            {
-                Ok(BrokerFrame::LogAppended(_)) => {
-                    self.inner.sync_log().await?;
-                    return Ok(());
-                }
-                Ok(other) => return Err(unexpected(&other)),
-                Err(ClientError::Refused {
-                    code: ErrorCode::LogConflict,
-                    ..
-                }) => {
-                    self.inner.sync_log().await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ClientError::Timeout(
-            "settle the membership log (it kept moving)",
-        ))
+        self.inner.append_with(make).await
+    }
+
+    /// Appends entries after which this member can no longer read the log
+    /// (its own `leave`): returns once the broker has appended them,
+    /// without syncing afterwards.
+    pub async fn append_final(
+        &self,
+        make: impl Fn(&MeshState) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError>,
+    ) -> Result<(), ClientError> {
+        self.inner.append_inner(make, false).await
     }
 
     /// Publishes this member's profile (display name, peer type) in the
@@ -627,10 +717,17 @@ impl MeshClient {
     /// has none for it (a create or join that lost its connection right
     /// after the admission). Returns whether it published.
     pub async fn ensure_profile(&self) -> Result<bool, ClientError> {
+        // Missing, or sealed under an older epoch than the current one:
+        // members admitted since the rekey hold only the newer epoch keys,
+        // so republish for them to read it (docs/security.md §7.5).
         let missing = self.with_state(|s| {
             s.roster()
                 .member(&s.member_key().public())
-                .is_some_and(|m| m.profile.is_none())
+                .is_some_and(|m| {
+                    m.profile
+                        .as_ref()
+                        .is_none_or(|p| p.epoch < s.roster().epoch())
+                })
         });
         if !missing {
             return Ok(false);
@@ -719,6 +816,128 @@ fn unexpected(frame: &BrokerFrame) -> ClientError {
 }
 
 impl Inner {
+    /// Signs entries built from the current verified state and appends
+    /// them atomically (or, with a bundle, one `invite_create`), retrying
+    /// after re-syncing the log when it moved meanwhile. Nothing to append
+    /// (`make` returned no entries, e.g. someone else already wrote the
+    /// rekey) is success.
+    async fn append_with(
+        &self,
+        make: impl Fn(&MeshState) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError>,
+    ) -> Result<(), ClientError> {
+        self.append_inner(make, true).await
+    }
+
+    /// [`Inner::append_with`]; without `sync_after` it returns as soon as
+    /// the broker answers `log_appended` (for a member's own `leave`,
+    /// after which it can no longer fetch the log).
+    async fn append_inner(
+        &self,
+        make: impl Fn(&MeshState) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError>,
+        sync_after: bool,
+    ) -> Result<(), ClientError> {
+        for _ in 0..8 {
+            let (entries, bundle) = self.read_state(&make)?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let frame = |req: String| match (&bundle, entries.first()) {
+                (Some(b), Some(entry)) => {
+                    ClientFrame::InviteCreate(claudemesh_proto::frames::InviteCreate {
+                        req: Some(req),
+                        entry: entry.clone(),
+                        bundle: b.clone(),
+                    })
+                }
+                _ => ClientFrame::LogAppend(LogAppend {
+                    req: Some(req),
+                    entries: entries.clone(),
+                }),
+            };
+            match self.request(frame, "append to the membership log").await {
+                Ok(BrokerFrame::LogAppended(_)) => {
+                    if sync_after {
+                        self.sync_log().await?;
+                    }
+                    return Ok(());
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                Err(ClientError::Refused {
+                    code: ErrorCode::LogConflict,
+                    ..
+                }) => {
+                    self.sync_log().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Timeout(
+            "settle the membership log (it kept moving)",
+        ))
+    }
+
+    /// Rotates the key a fan-out message to `target` needs, if it must
+    /// rotate and it falls to this member: a `rekey` of the mesh (`*`,
+    /// `@group`, public topics) or a `topic_rekey` (private topics).
+    async fn rotate_keys_for(&self, target: &Target) -> Result<(), ClientError> {
+        if target.is_direct() {
+            return Ok(());
+        }
+        for _ in 0..4 {
+            if self
+                .read_state(|s| spaces::rotation_needed(s, target))?
+                .is_none()
+            {
+                return Ok(());
+            }
+            self.append_with(|s| match spaces::rotation_needed(s, target)? {
+                None => Ok((Vec::new(), None)),
+                Some(r) => Ok((vec![spaces::rotation_entry(s, &r, now_ms() / 1000)?], None)),
+            })
+            .await?;
+        }
+        Err(ClientError::Timeout(
+            "settle the key rotation (the log kept moving)",
+        ))
+    }
+
+    /// Reseals an outbox message the broker refused with `rekey_required`
+    /// while nobody waited for it (a resend after a reconnect): opens this
+    /// member's own envelope, rotates the key if it falls to this member,
+    /// and sends it again with the same id.
+    async fn reseal_pending(&self, id: MessageId) -> Result<(), ClientError> {
+        let tries = {
+            let mut r = lock(&self.reseals);
+            let n = r.entry(id).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        if tries > MAX_RESEALS {
+            return Err(ClientError::Refused {
+                code: ErrorCode::RekeyRequired,
+                message: format!("still sealed under an old key after {MAX_RESEALS} reseals"),
+            });
+        }
+        let Some(env) = self.local.outbox_pending_one(&self.mesh.id, &id).await? else {
+            return Ok(());
+        };
+        self.sync_log().await?;
+        self.rotate_keys_for(&env.target).await?;
+        let resealed = self.read_state(|s| {
+            let msg = env.verify_and_open(s.roster(), s)?;
+            s.seal_as(
+                env.id,
+                env.target.clone(),
+                msg.body(),
+                env.priority,
+                env.reply_to,
+                now_ms(),
+            )
+        })?;
+        self.local.outbox_upsert(&resealed, now_ms()).await?;
+        self.send_envelope(resealed).await
+    }
+
     fn new_req(&self) -> String {
         format!("r{}", self.next_req.fetch_add(1, Ordering::Relaxed))
     }
@@ -1159,6 +1378,18 @@ impl Inner {
                     }
                 });
             }
+            ErrorCode::RekeyRequired if !lock(&self.send_waiters).contains_key(&id) => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = me.reseal_pending(id).await {
+                        tracing::warn!(error = %err, id = %id, "could not reseal a refused message");
+                        let _ = me
+                            .local
+                            .outbox_failed(&me.mesh.id, &id, &err.to_string())
+                            .await;
+                    }
+                });
+            }
             code => {
                 let message = e.message.clone();
                 if let Err(err) = self.local.outbox_failed(&self.mesh.id, &id, &message).await {
@@ -1211,16 +1442,20 @@ impl Inner {
                 }
             }
         }
-        let batch: Vec<_> = verified.iter().map(|(m, seq)| (m, *seq)).collect();
+        let my_name = self.read_state(spaces::my_name);
+        let batch: Vec<_> = verified
+            .iter()
+            .map(|(m, seq)| (m, *seq, spaces::flags_me(m, &my_name)))
+            .collect();
         match self
             .local
-            .store_inbound_batch(&self.mesh.id, &batch, now)
+            .store_inbound_flagged(&self.mesh.id, &batch, now)
             .await
         {
             Ok(_) => {
-                for (msg, seq) in &verified {
+                for (msg, seq, mentions_me) in &batch {
                     acks.push(*seq);
-                    self.announce(msg, *seq, now);
+                    self.announce(msg, *seq, *mentions_me, now);
                 }
             }
             // Not stored: not acked; they come back on the next connection.
@@ -1238,7 +1473,7 @@ impl Inner {
     }
 
     /// Tells subscribers about a stored message, once per session.
-    fn announce(&self, msg: &claudemesh_crypto::envelope::VerifiedMessage, seq: u64, now: u64) {
+    fn announce(&self, msg: &VerifiedMessage, seq: u64, mentions_me: bool, now: u64) {
         let first_time = {
             let mut seen = lock(&self.announced);
             if seen.len() > 100_000 {
@@ -1260,6 +1495,7 @@ impl Inner {
                 received_at: now,
                 seq,
                 read: false,
+                mentions_me,
             })));
         }
     }

@@ -90,6 +90,10 @@ pub enum ClientError {
     /// The thing asked about does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The verified log does not allow this member to do it (a private
+    /// topic it is not in, the owner leaving); the message says what would.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 impl ClientError {

@@ -346,6 +346,23 @@ impl Home {
         self.save()
     }
 
+    /// Forgets a mesh this device left or was removed from: its settings in
+    /// `config.json` and its key directory. If it was the default, the
+    /// first remaining mesh (if any) becomes the default.
+    pub fn forget_mesh(&mut self, id: &Hash32) -> Result<(), ClientError> {
+        self.config.meshes.retain(|m| &m.id != id);
+        if self.config.default_mesh == Some(*id) {
+            self.config.default_mesh = self.config.meshes.first().map(|m| m.id);
+        }
+        self.save()?;
+        let dir = self.mesh_dir(id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("cannot remove", &dir, e)),
+        }
+    }
+
     /// Makes a mesh the default.
     pub fn set_default(&mut self, id: Hash32) -> Result<(), ClientError> {
         self.config.default_mesh = Some(id);

@@ -8,6 +8,8 @@
 //! - [`client`]: [`MeshClient`], a live session: handshake, send, receive,
 //!   acks, reconnect.
 //! - [`ops`]: create, share, join, revoke.
+//! - [`spaces`]: topics, groups, broadcast posts and mentions; kick, ban,
+//!   unban and leave; which keys must rotate before a fan-out send.
 
 pub mod client;
 pub mod error;
@@ -15,6 +17,7 @@ pub mod home;
 pub mod local;
 pub mod mesh;
 pub mod ops;
+pub mod spaces;
 pub mod wire;
 
 pub use client::{ConnectOptions, Event, MeshClient, SendOutcome, SessionChoice};

@@ -2,7 +2,9 @@
 //! membership logs it verified, its inbox (stored before the broker is told
 //! "delivered", so an ack never loses a message), its outbox (a sealed
 //! envelope is written before it is sent and resent with the same id until
-//! the broker accepts it), and the envelopes it refused.
+//! the broker accepts it), and the envelopes it refused. Inbound fan-out
+//! messages (`#topic`, `@group`, `*`) are kept with their target, so unread
+//! counts per topic and "mark this topic read" are local queries.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,13 +23,22 @@ use sqlx::{Row, SqlStr};
 use crate::error::ClientError;
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../../migrations/client/0001_init.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../../migrations/client/0001_init.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            "spaces".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../../migrations/client/0002_spaces.sql")),
+            false,
+        ),
+    ])
 }
 
 /// A verified message in the local inbox.
@@ -59,6 +70,9 @@ pub struct InboxMessage {
     pub seq: u64,
     /// Whether it was shown (`inbox`) already.
     pub read: bool,
+    /// A topic, group or broadcast message whose body mentions this
+    /// member's display name (`@name`).
+    pub mentions_me: bool,
 }
 
 /// An outbox entry.
@@ -173,10 +187,25 @@ impl LocalStore {
         msgs: &[(&VerifiedMessage, u64)],
         received_at: u64,
     ) -> Result<Vec<bool>, ClientError> {
+        let flagged: Vec<_> = msgs.iter().map(|(m, seq)| (*m, *seq, false)).collect();
+        self.store_inbound_flagged(mesh, &flagged, received_at)
+            .await
+    }
+
+    /// [`LocalStore::store_inbound_batch`] with, per message, whether it
+    /// mentions this member.
+    pub async fn store_inbound_flagged(
+        &self,
+        mesh: &Hash32,
+        msgs: &[(&VerifiedMessage, u64, bool)],
+        received_at: u64,
+    ) -> Result<Vec<bool>, ClientError> {
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(msgs.len());
-        for (msg, seq) in msgs {
-            out.push(Self::insert_inbound(&mut tx, mesh, msg, *seq, received_at).await?);
+        for (msg, seq, mentions_me) in msgs {
+            out.push(
+                Self::insert_inbound(&mut tx, mesh, msg, *seq, *mentions_me, received_at).await?,
+            );
         }
         tx.commit().await?;
         Ok(out)
@@ -187,11 +216,13 @@ impl LocalStore {
         mesh: &Hash32,
         msg: &VerifiedMessage,
         seq: u64,
+        mentions_me: bool,
         received_at: u64,
     ) -> Result<bool, ClientError> {
         let done = sqlx::query(
             "INSERT INTO inbox (mesh_id, sender_member, sender_session, msg_id, broker_seq, target, \
-             priority, reply_to, sent_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             priority, reply_to, sent_at, received_at, body, mentions_me) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING",
         )
         .bind(mesh_key(mesh))
@@ -205,6 +236,7 @@ impl LocalStore {
         .bind(i(msg.sent_at()))
         .bind(i(received_at))
         .bind(msg.body())
+        .bind(i64::from(mentions_me))
         .execute(&mut **tx)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -218,14 +250,28 @@ impl LocalStore {
         unread_only: bool,
         limit: u32,
     ) -> Result<Vec<InboxMessage>, ClientError> {
+        self.inbox_of(mesh, None, unread_only, limit).await
+    }
+
+    /// [`LocalStore::inbox`] of one target only (`#deploys`, `@eng`, `*`,
+    /// `member:<hex>`), or of every target with `None`.
+    pub async fn inbox_of(
+        &self,
+        mesh: &Hash32,
+        target: Option<&str>,
+        unread_only: bool,
+        limit: u32,
+    ) -> Result<Vec<InboxMessage>, ClientError> {
         let rows = sqlx::query(
             "SELECT * FROM (SELECT id, msg_id, sender_member, sender_session, target, body, priority, \
-             reply_to, sent_at, received_at, broker_seq, read_at FROM inbox \
-             WHERE mesh_id = ? AND (read_at IS NULL OR ? = 0) ORDER BY id DESC LIMIT ?) \
-             ORDER BY id",
+             reply_to, sent_at, received_at, broker_seq, read_at, mentions_me FROM inbox \
+             WHERE mesh_id = ? AND (read_at IS NULL OR ? = 0) AND (? IS NULL OR target = ?) \
+             ORDER BY id DESC LIMIT ?) ORDER BY id",
         )
         .bind(mesh_key(mesh))
         .bind(i64::from(unread_only))
+        .bind(target)
+        .bind(target)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -245,9 +291,79 @@ impl LocalStore {
                     received_at: u(r.try_get(9)?),
                     seq: u(r.try_get(10)?),
                     read: r.try_get::<Option<i64>, _>(11)?.is_some(),
+                    mentions_me: r.try_get::<i64, _>(12)? != 0,
                 })
             })
             .collect()
+    }
+
+    /// Unread messages per target (`#deploys` → 3), for targets with any.
+    pub async fn unread_by_target(
+        &self,
+        mesh: &Hash32,
+    ) -> Result<std::collections::BTreeMap<String, u64>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT target, COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL GROUP BY target",
+        )
+        .bind(mesh_key(mesh))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, u(r.try_get(1)?))))
+            .collect()
+    }
+
+    /// The broker seq of a message with this id that this device received
+    /// or sent (and the broker accepted), if any; with `target`, only one
+    /// sent to that target (`#deploys`).
+    pub async fn seq_of_message(
+        &self,
+        mesh: &Hash32,
+        id: &MessageId,
+        target: Option<&str>,
+    ) -> Result<Option<u64>, ClientError> {
+        let inbound: Option<i64> = sqlx::query_scalar(
+            "SELECT broker_seq FROM inbox WHERE mesh_id = ? AND msg_id = ? \
+             AND (? IS NULL OR target = ?) ORDER BY id LIMIT 1",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .bind(target)
+        .bind(target)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(seq) = inbound {
+            return Ok(Some(u(seq)));
+        }
+        let sent: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT broker_seq FROM outbox WHERE mesh_id = ? AND msg_id = ? \
+             AND (? IS NULL OR target = ?)",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .bind(target)
+        .bind(target)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(sent.flatten().map(u))
+    }
+
+    /// Forgets everything this device stored about a mesh (after leaving it).
+    pub async fn forget_mesh(&self, mesh: &Hash32) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM log_entries WHERE mesh_id = ?",
+            "DELETE FROM inbox WHERE mesh_id = ?",
+            "DELETE FROM outbox WHERE mesh_id = ?",
+            "DELETE FROM rejected WHERE mesh_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(mesh_key(mesh))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Number of unread messages.
@@ -323,6 +439,45 @@ impl LocalStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Writes (or, for a message resealed under a new key with the same
+    /// id, replaces) an outbox envelope, pending again.
+    pub async fn outbox_upsert(&self, env: &Envelope, now: u64) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT INTO outbox (mesh_id, msg_id, target, envelope, created_at, state) \
+             VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (mesh_id, msg_id) DO UPDATE SET \
+             envelope = excluded.envelope, target = excluded.target, state = 'pending', \
+             error = NULL WHERE outbox.state != 'accepted'",
+        )
+        .bind(mesh_key(&env.mesh))
+        .bind(env.id.to_hex())
+        .bind(env.target.to_string())
+        .bind(serde_json::to_string(env).unwrap_or_default())
+        .bind(i(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One pending outbox envelope by id.
+    pub async fn outbox_pending_one(
+        &self,
+        mesh: &Hash32,
+        id: &MessageId,
+    ) -> Result<Option<Envelope>, ClientError> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT envelope FROM outbox WHERE mesh_id = ? AND msg_id = ? AND state = 'pending'",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
+        })
+        .transpose()
     }
 
     /// Envelopes not yet accepted, oldest first.

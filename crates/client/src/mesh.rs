@@ -3,7 +3,10 @@
 //! the epoch root keys it could open, the session certificates it verified,
 //! and everything derived from them: display names (decrypted profiles),
 //! who a name or key prefix means, how to seal a message to them, and how to
-//! open one from them.
+//! open one from them — including the keys of fan-out targets: the mesh key
+//! of an epoch (`*`, `@group`), a public topic's key derived from it, and
+//! the random keys of the private topics this member is in (opened from
+//! their seals in the log and cached here).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -16,6 +19,7 @@ use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role, Roster, verify_l
 use claudemesh_crypto::{
     EpochRootKey, Hash32, Nonce, PublicKey, SharedBoxKey, SigningKey, SymmetricKey,
 };
+use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::{EncryptedBlob, PeerPresence, Status};
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +125,8 @@ pub struct MeshState {
     shared: Mutex<HashMap<(PublicKey, PublicKey), SharedBoxKey>>,
     /// Sender certificates whose signature verified, by session key.
     cert_signatures: Mutex<HashMap<PublicKey, SessionCert>>,
+    /// Private topic keys opened from their seals: (topic, key epoch) → key.
+    topic_keys: HashMap<(String, u64), SymmetricKey>,
 }
 
 impl std::fmt::Debug for MeshState {
@@ -160,8 +166,10 @@ impl MeshState {
             verified_sessions: HashMap::new(),
             shared: Mutex::new(HashMap::new()),
             cert_signatures: Mutex::new(HashMap::new()),
+            topic_keys: HashMap::new(),
         };
         state.open_root_keys();
+        state.open_topic_keys();
         Ok(state)
     }
 
@@ -222,7 +230,45 @@ impl MeshState {
         self.entries
             .extend(new.into_iter().filter(|e| e.seq >= have));
         self.roster = roster;
+        self.open_topic_keys();
         self.open_root_keys()
+    }
+
+    /// Opens the key of every private-topic key epoch sealed to my member
+    /// key that is not in the cache yet. A seal that does not open is
+    /// skipped (messages under that key then fail as `NoKey`, and are
+    /// reported, never shown).
+    fn open_topic_keys(&mut self) {
+        let me = self.keys.member.public();
+        for (name, info) in self.roster.topics() {
+            if !info.private {
+                continue;
+            }
+            for (epoch, seals) in &info.seals {
+                let id = (name.clone(), *epoch);
+                if self.topic_keys.contains_key(&id) {
+                    continue;
+                }
+                if let Some(sealed) = seals.get(&me) {
+                    match claudemesh_crypto::log::open_sealed_key(sealed, &self.keys.member) {
+                        Ok(k) => {
+                            self.topic_keys.insert(id, k);
+                        }
+                        Err(e) => tracing::warn!(
+                            topic = %name,
+                            epoch,
+                            error = %e,
+                            "a private topic key sealed to this member does not open"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The key of a private topic's key epoch, if this member holds it.
+    pub fn private_topic_key(&self, topic: &str, epoch: u64) -> Option<&SymmetricKey> {
+        self.topic_keys.get(&(topic.to_owned(), epoch))
     }
 
     /// Opens every root key sealed to my member key or to the invite key I
@@ -271,6 +317,44 @@ impl MeshState {
             .map(|p| p.name)
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| short(member))
+    }
+
+    /// The display name of any key this log ever admitted: a current
+    /// member's from its profile; a departed one's from the last profile it
+    /// published (this device may still hold that epoch's key); else the
+    /// short key.
+    pub fn name_of(&self, key: &PublicKey) -> String {
+        if self.roster.is_member(key) {
+            return self.display_name(key);
+        }
+        self.entries
+            .iter()
+            .rev()
+            .find_map(|e| match &e.body {
+                claudemesh_crypto::log::EntryBody::Profile {
+                    epoch,
+                    nonce,
+                    ciphertext,
+                } if e.author == *key => {
+                    let root = self.root(*epoch)?;
+                    Profile::open(root, &self.config.id, nonce, ciphertext)
+                        .ok()
+                        .map(|p| p.name)
+                        .filter(|n| !n.is_empty())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| short(key))
+    }
+
+    /// The member whose display name is `name` (any case), if exactly one.
+    pub fn member_named(&self, name: &str) -> Option<PublicKey> {
+        let mut found = self.roster.members().keys().filter(|m| {
+            self.profile(m)
+                .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
+        });
+        let first = found.next().copied();
+        if found.next().is_some() { None } else { first }
     }
 
     /// Seals a presence blob under the newest profile key.
@@ -403,9 +487,11 @@ impl MeshState {
     pub fn resolve(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
         let to = to.trim();
         if to == "*" || to.starts_with('@') || to.starts_with('#') {
-            return to
+            let target: Target = to
                 .parse()
-                .map_err(|e| ClientError::Invalid(format!("{to:?}: {e}")));
+                .map_err(|e| ClientError::Invalid(format!("{to:?}: {e}")))?;
+            self.check_fanout_target(&target)?;
+            return Ok(target);
         }
         if let Some(hex) = to
             .strip_prefix("member:")
@@ -481,7 +567,103 @@ impl MeshState {
         }
     }
 
-    /// Seals and signs a message as this session.
+    /// Checks that a fan-out target names something in the verified log:
+    /// `#topic` a topic that exists, `@group` a group with members now
+    /// (itself or below it); `*` always does.
+    pub fn check_fanout_target(&self, target: &Target) -> Result<(), ClientError> {
+        match target {
+            Target::Topic(t) if self.roster.topic(t).is_none() => Err(self.no_such_topic(t)),
+            Target::Group(g) if self.roster.recipients_now(target).is_empty() => {
+                let groups: Vec<String> = self
+                    .roster
+                    .groups()
+                    .iter()
+                    .filter(|(_, info)| !info.members.is_empty())
+                    .map(|(name, _)| format!("@{name}"))
+                    .collect();
+                let known = if groups.is_empty() {
+                    "this mesh has no groups yet (`claudemesh group join @<name>`)".to_owned()
+                } else {
+                    format!("groups: {}", groups.join(", "))
+                };
+                Err(ClientError::NotFound(format!(
+                    "no group @{g} with members in this mesh; {known}. To message one person, give their name without @"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The error for a topic name the log does not know.
+    pub fn no_such_topic(&self, topic: &str) -> ClientError {
+        let topics: Vec<String> = self
+            .roster
+            .topics()
+            .keys()
+            .map(|t| format!("#{t}"))
+            .collect();
+        let known = if topics.is_empty() {
+            "this mesh has no topics yet (`claudemesh topic create <name>`)".to_owned()
+        } else {
+            format!("topics: {}", topics.join(", "))
+        };
+        ClientError::NotFound(format!("no topic #{topic} in this mesh; {known}"))
+    }
+
+    /// The key and key epoch a fan-out message to `target` is sealed
+    /// under now: the mesh key of the current epoch (`*`, `@group`), the
+    /// public topic key of the current epoch, or a private topic's own key
+    /// of its current key epoch (this member must be in the topic, and the
+    /// topic must not be waiting for a `topic_rekey`).
+    pub fn sealing_key(&self, target: &Target) -> Result<(u64, SymmetricKey), ClientError> {
+        let no_root = || {
+            ClientError::Invalid(
+                "this device does not hold the mesh key of the current epoch".into(),
+            )
+        };
+        let epoch = self.roster.epoch();
+        match target {
+            Target::Broadcast | Target::Group(_) => {
+                let root = self.root(epoch).ok_or_else(no_root)?;
+                Ok((epoch, root.mesh_key(&self.config.id)))
+            }
+            Target::Topic(t) => {
+                let info = self.roster.topic(t).ok_or_else(|| self.no_such_topic(t))?;
+                if !info.private {
+                    let root = self.root(epoch).ok_or_else(no_root)?;
+                    return Ok((epoch, root.topic_key(&self.config.id, t.as_bytes())));
+                }
+                if !info.members.contains_key(&self.keys.member.public()) {
+                    return Err(ClientError::NotAllowed(format!(
+                        "#{t} is a private topic and you are not in it; only its members can post (ask one of them to add you: `claudemesh topic add {t} <your name>`)"
+                    )));
+                }
+                if info.needs_rekey {
+                    return Err(ClientError::Refused {
+                        code: ErrorCode::RekeyRequired,
+                        message: format!(
+                            "a member left the private topic #{t}; its key must rotate (topic_rekey) before anyone posts"
+                        ),
+                    });
+                }
+                let key = self
+                    .private_topic_key(t, info.key_epoch)
+                    .cloned()
+                    .ok_or_else(|| {
+                        ClientError::Invalid(format!(
+                            "this device could not open the key of #{t} (key epoch {})",
+                            info.key_epoch
+                        ))
+                    })?;
+                Ok((info.key_epoch, key))
+            }
+            Target::Member(_) | Target::Session(_) => Err(ClientError::Invalid(
+                "a direct message has no symmetric key".into(),
+            )),
+        }
+    }
+
+    /// Seals and signs a message as this session, under a fresh id.
     pub fn seal(
         &self,
         target: Target,
@@ -490,11 +672,39 @@ impl MeshState {
         reply_to: Option<MessageId>,
         sent_at_ms: u64,
     ) -> Result<Envelope, ClientError> {
+        self.seal_as(
+            MessageId::random(),
+            target,
+            body,
+            priority,
+            reply_to,
+            sent_at_ms,
+        )
+    }
+
+    /// Seals and signs a message with a given id (a message resealed under
+    /// a new key keeps its id, so the broker stores it once).
+    pub fn seal_as(
+        &self,
+        id: MessageId,
+        target: Target,
+        body: &[u8],
+        priority: Priority,
+        reply_to: Option<MessageId>,
+        sent_at_ms: u64,
+    ) -> Result<Envelope, ClientError> {
+        let symmetric = if target.is_direct() {
+            None
+        } else {
+            Some(self.sealing_key(&target)?)
+        };
         let header = EnvelopeHeader {
             mesh: self.config.id,
-            epoch: self.roster.epoch(),
+            epoch: symmetric
+                .as_ref()
+                .map_or(self.roster.epoch(), |(epoch, _)| *epoch),
             target: target.clone(),
-            id: MessageId::random(),
+            id,
             reply_to,
             priority,
             sent_at: sent_at_ms,
@@ -518,13 +728,9 @@ impl MeshState {
                 )?)
             }
             Target::Group(_) | Target::Topic(_) | Target::Broadcast => {
-                let key = self
-                    .symmetric_key(&target, self.roster.epoch())
-                    .ok_or_else(|| {
-                        ClientError::Invalid(
-                            "this device does not hold the mesh key of the current epoch".into(),
-                        )
-                    })?;
+                let (_, key) = symmetric.ok_or_else(|| {
+                    ClientError::Invalid("no key to seal a fan-out message".into())
+                })?;
                 Ok(Envelope::seal(
                     &self.session,
                     header,
@@ -563,11 +769,23 @@ impl OpeningKeys for MeshState {
         Some(&self.session.key)
     }
 
+    /// `*` and `@group`: the mesh key of `epoch`. `#topic`: for a public
+    /// topic its key derived from the root of `epoch`; for a private one
+    /// its own key of key epoch `epoch`. A topic the verified log does not
+    /// know has no key (the caller syncs the log and tries again).
     fn symmetric_key(&self, target: &Target, epoch: u64) -> Option<SymmetricKey> {
-        let root = self.root(epoch)?;
         match target {
-            Target::Group(_) | Target::Broadcast => Some(root.mesh_key(&self.config.id)),
-            Target::Topic(t) => Some(root.topic_key(&self.config.id, t.as_bytes())),
+            Target::Group(_) | Target::Broadcast => {
+                Some(self.root(epoch)?.mesh_key(&self.config.id))
+            }
+            Target::Topic(t) => {
+                let info = self.roster.topic(t)?;
+                if info.private {
+                    self.private_topic_key(t, epoch).cloned()
+                } else {
+                    Some(self.root(epoch)?.topic_key(&self.config.id, t.as_bytes()))
+                }
+            }
             Target::Member(_) | Target::Session(_) => None,
         }
     }

@@ -1,0 +1,342 @@
+//! `claudemesh topic …` and `claudemesh group …`: topics (`#name`, public
+//! or private, with their own history) and groups (`@name`, hierarchical)
+//! as the membership log records them — create, join, add, leave, list,
+//! post (with `@name` mentions), read the verified history, mark read.
+
+use claudemesh_client::ClientError;
+use claudemesh_client::spaces::{self, TopicView};
+use claudemesh_crypto::envelope::{MessageId, Target};
+
+use crate::args::{Global, PriorityArg};
+use crate::exit::{self, Failure};
+use crate::mesh::connect;
+use crate::message::{self, markers, parse_reply_to, read_body};
+use crate::{Outcome, output};
+
+/// Runs `f` on a connected client, closes it, and maps the error.
+async fn with_client<T>(
+    g: &Global,
+    f: impl AsyncFnOnce(&claudemesh_client::MeshClient) -> Result<T, ClientError>,
+) -> Result<T, Failure> {
+    let (_home, _mesh, client) = connect(g).await?;
+    let r = f(&client).await;
+    client.close().await;
+    r.map_err(Failure::from)
+}
+
+fn kind(t: &TopicView) -> &'static str {
+    if t.private { "private" } else { "public" }
+}
+
+pub async fn create(g: &Global, name: &str, private: bool, description: Option<String>) -> Outcome {
+    let description = description.unwrap_or_default();
+    let t = with_client(g, async |c| {
+        spaces::topic_create(c, name, private, &description).await
+    })
+    .await?;
+    if g.json {
+        output::json(&t);
+    } else if !g.quiet {
+        println!(
+            "Created the {} topic #{}; you are its first member.",
+            kind(&t),
+            t.name
+        );
+        if t.private {
+            println!("Add members with `claudemesh topic add {} <name>`.", t.name);
+        } else {
+            println!(
+                "Others join with `claudemesh topic join {}`; post with `claudemesh topic post {} <text>`.",
+                t.name, t.name
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(g: &Global) -> Outcome {
+    let topics = with_client(g, async |c| {
+        // Count what the broker had queued too.
+        c.settle().await?;
+        spaces::topics(c).await
+    })
+    .await?;
+    if g.json {
+        output::json(&topics);
+        return Ok(());
+    }
+    if topics.is_empty() {
+        if !g.quiet {
+            println!("No topics yet. Create one with `claudemesh topic create <name>`.");
+        }
+        return Ok(());
+    }
+    output::table(
+        &[
+            "TOPIC",
+            "KIND",
+            "MEMBERS",
+            "JOINED",
+            "UNREAD",
+            "DESCRIPTION",
+        ],
+        &topics
+            .iter()
+            .map(|t| {
+                vec![
+                    format!("#{}", t.name),
+                    if t.needs_rekey {
+                        format!("{} (key rotates on the next post)", kind(t))
+                    } else {
+                        kind(t).to_owned()
+                    },
+                    t.members.to_string(),
+                    if t.joined { "yes" } else { "no" }.to_owned(),
+                    t.unread.to_string(),
+                    t.description.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(())
+}
+
+pub async fn join(g: &Global, topic: &str) -> Outcome {
+    let t = with_client(g, async |c| spaces::topic_join(c, topic).await).await?;
+    if g.json {
+        output::json(&t);
+    } else if !g.quiet {
+        println!("Joined #{} ({} members).", t.name, t.members);
+    }
+    Ok(())
+}
+
+pub async fn leave(g: &Global, topic: &str) -> Outcome {
+    let name = spaces::topic_name(topic)?;
+    with_client(g, async |c| spaces::topic_leave(c, &name).await).await?;
+    if g.json {
+        output::json(&serde_json::json!({ "left": name }));
+    } else if !g.quiet {
+        println!("Left #{name}.");
+    }
+    Ok(())
+}
+
+pub async fn add(g: &Global, topic: &str, peer: &str) -> Outcome {
+    let name = spaces::topic_name(topic)?;
+    let (who, key) = with_client(g, async |c| spaces::topic_add(c, &name, peer).await).await?;
+    if g.json {
+        output::json(&serde_json::json!({
+            "topic": name,
+            "added": { "name": who, "key": key.to_hex() },
+        }));
+    } else if !g.quiet {
+        println!("Added {who} to #{name}.");
+    }
+    Ok(())
+}
+
+pub async fn members(g: &Global, topic: &str) -> Outcome {
+    let members = with_client(g, async |c| spaces::topic_members(c, topic)).await?;
+    if g.json {
+        output::json(&members);
+        return Ok(());
+    }
+    output::table(
+        &["NAME", "KEY", ""],
+        &members
+            .iter()
+            .map(|m| {
+                let mut notes = Vec::new();
+                if m.creator {
+                    notes.push("creator");
+                }
+                if m.you {
+                    notes.push("you");
+                }
+                vec![
+                    m.name.clone(),
+                    output::short(&m.key).to_owned(),
+                    notes.join(", "),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(())
+}
+
+pub async fn post(
+    g: &Global,
+    topic: &str,
+    text: &str,
+    priority: PriorityArg,
+    reply_to: Option<String>,
+) -> Outcome {
+    let name = spaces::topic_name(topic)?;
+    let body = read_body(text)?;
+    let reply_to = parse_reply_to(reply_to.as_deref())?;
+    message::deliver(
+        g,
+        &Target::Topic(name).to_string(),
+        &body,
+        message::priority(priority),
+        reply_to,
+    )
+    .await
+}
+
+pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>) -> Outcome {
+    if !(1..=spaces::MAX_HISTORY_PAGE).contains(&limit) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "--limit must be 1-{} (page with --before)",
+                spaces::MAX_HISTORY_PAGE
+            ),
+        ));
+    }
+    let before = before
+        .as_deref()
+        .map(|b| {
+            MessageId::from_hex(b.trim()).map_err(|_| {
+                Failure::new(
+                    exit::USAGE,
+                    format!("--before {b:?} is not a message id (32 hex digits)"),
+                )
+            })
+        })
+        .transpose()?;
+    let h = with_client(g, async |c| {
+        spaces::topic_history(c, topic, limit, before).await
+    })
+    .await?;
+    for r in &h.rejected {
+        eprintln!(
+            "warning: refused a stored message claiming to be from {} (seq {}): {}. It was not shown.",
+            r.sender.as_deref().map(output::short).unwrap_or("?"),
+            r.seq,
+            r.reason
+        );
+    }
+    if g.json {
+        output::json(&h);
+        return Ok(());
+    }
+    if h.messages.is_empty() && !g.quiet {
+        println!("No messages in #{}.", h.topic);
+    }
+    // Oldest first, as a conversation reads.
+    for m in h.messages.iter().rev() {
+        println!(
+            "{}  {}{}: {}",
+            output::timestamp(m.sent_at),
+            m.from_name,
+            markers(&m.priority, m.mentions_me),
+            m.body
+        );
+        if !g.quiet {
+            println!(
+                "    id {}{}",
+                m.id,
+                m.reply_to
+                    .as_deref()
+                    .map(|r| format!(", reply to {r}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if !g.quiet {
+        if h.unreadable > 0 {
+            eprintln!(
+                "{} older message(s) are sealed under keys from before you could read #{}.",
+                h.unreadable, h.topic
+            );
+        }
+        if h.more
+            && let Some(oldest) = h.messages.last()
+        {
+            eprintln!(
+                "Older messages: claudemesh topic history {} --before {}",
+                h.topic, oldest.id
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn read(g: &Global, topic: &str) -> Outcome {
+    let name = spaces::topic_name(topic)?;
+    let n = with_client(g, async |c| {
+        c.settle().await?;
+        spaces::topic_read(c, &name).await
+    })
+    .await?;
+    if g.json {
+        output::json(&serde_json::json!({ "topic": name, "marked_read": n }));
+    } else if !g.quiet {
+        println!("Marked {n} message(s) of #{name} read.");
+    }
+    Ok(())
+}
+
+pub async fn group_join(g: &Global, group: &str, role: Option<String>) -> Outcome {
+    let name = with_client(g, async |c| {
+        spaces::group_join(c, group, role.as_deref()).await
+    })
+    .await?;
+    if g.json {
+        output::json(&serde_json::json!({ "group": name, "role": role }));
+    } else if !g.quiet {
+        match &role {
+            Some(r) => println!("Joined @{name} as {r}."),
+            None => println!("Joined @{name}."),
+        }
+    }
+    Ok(())
+}
+
+pub async fn group_leave(g: &Global, group: &str) -> Outcome {
+    let name = with_client(g, async |c| spaces::group_leave(c, group).await).await?;
+    if g.json {
+        output::json(&serde_json::json!({ "left": name }));
+    } else if !g.quiet {
+        println!("Left @{name}.");
+    }
+    Ok(())
+}
+
+pub async fn group_list(g: &Global) -> Outcome {
+    let groups = with_client(g, async |c| Ok(spaces::groups(c))).await?;
+    if g.json {
+        output::json(&groups);
+        return Ok(());
+    }
+    if groups.is_empty() {
+        if !g.quiet {
+            println!("No groups yet. Join one with `claudemesh group join @<name>`.");
+        }
+        return Ok(());
+    }
+    output::table(
+        &["GROUP", "MEMBERS"],
+        &groups
+            .iter()
+            .map(|gr| {
+                let members: Vec<String> = gr
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let you = if m.you { ", you" } else { "" };
+                        match &m.role {
+                            Some(r) => format!("{} ({r}{you})", m.name),
+                            None if m.you => format!("{} (you)", m.name),
+                            None => m.name.clone(),
+                        }
+                    })
+                    .collect();
+                vec![format!("@{}", gr.name), members.join(", ")]
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(())
+}
