@@ -152,6 +152,11 @@ pub struct Args {
     /// Log format [default: text]
     #[arg(long, value_enum, env = "CLAUDEMESH_BROKER_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Do not serve: ask the broker at the configured address whether it is
+    /// ready (`GET /readyz`) and exit 0 if so, 1 if not (container health
+    /// checks, where the image has no curl)
+    #[arg(long)]
+    pub health_check: bool,
 }
 
 /// The YAML configuration file: the same settings, all optional.

@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let health_check = args.health_check;
     let config = match args.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -18,6 +19,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if health_check {
+        return match ready(config.listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("claudemesh-broker: not ready: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter =
         EnvFilter::try_from_env("CLAUDEMESH_BROKER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {
@@ -55,6 +65,41 @@ fn main() -> ExitCode {
         broker.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `GET /readyz` on the broker listening at `listen` (an unspecified address
+/// is reached on loopback): Ok when it answers 200.
+fn ready(listen: std::net::SocketAddr) -> Result<(), String> {
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot ask {addr}: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+    let status = answer.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(format!("{addr} answered {status:?}"))
+    }
 }
 
 async fn wait_for_signal() {

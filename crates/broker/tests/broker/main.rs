@@ -6,6 +6,7 @@
 
 mod support;
 
+mod deploy;
 mod fanout;
 mod hardening;
 mod invites;
