@@ -486,6 +486,11 @@ impl MeshState {
     /// sessions with verified certificates can be named.
     pub fn resolve(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
         let to = to.trim();
+        // `@all` is what users of the TypeScript claudemesh type for a
+        // broadcast; it means `*` unless a group is really named `all`.
+        if to.eq_ignore_ascii_case("@all") && !self.roster.groups().contains_key(&to[1..]) {
+            return Ok(Target::Broadcast);
+        }
         if to == "*" || to.starts_with('@') || to.starts_with('#') {
             let target: Target = to
                 .parse()

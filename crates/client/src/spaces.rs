@@ -1592,6 +1592,8 @@ mod tests {
         let mut w = World::new();
         let sa = w.state(&w.alice);
         assert_eq!(sa.resolve("*", &[]).unwrap(), Target::Broadcast);
+        // What users of the TypeScript claudemesh type for a broadcast.
+        assert_eq!(sa.resolve("@all", &[]).unwrap(), Target::Broadcast);
         let err = sa.resolve("#nope", &[]).unwrap_err();
         assert!(matches!(err, ClientError::NotFound(_)), "{err}");
         assert!(err.to_string().contains("no topics yet"), "{err}");
@@ -1628,6 +1630,20 @@ mod tests {
         );
         let err = sa.resolve("@ops", &[]).unwrap_err();
         assert!(err.to_string().contains("@eng/backend"), "{err}");
+        // A group really named `all` wins over the alias.
+        w.push(
+            &bob,
+            EntryBody::GroupJoin {
+                group: "all".into(),
+                member: bob.public(),
+                role: None,
+            },
+        );
+        let sa = w.state(&w.alice);
+        assert_eq!(
+            sa.resolve("@all", &[]).unwrap(),
+            Target::Group("all".into())
+        );
     }
 
     #[test]
