@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::policy::ApprovalMode;
+
 /// claudemesh: an end-to-end encrypted mesh for Claude Code sessions,
 /// scripts and people, across machines.
 #[derive(Debug, Parser)]
@@ -42,6 +44,21 @@ pub struct Global {
     /// Log more to stderr (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The policy file [default: <home>/policy.yaml]
+    #[arg(long, global = true, env = "CLAUDEMESH_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// What may run without asking: plan, read-only, write, yolo [default: the policy's approval_mode, else write]
+    #[arg(
+        long,
+        global = true,
+        env = "CLAUDEMESH_APPROVAL_MODE",
+        value_enum,
+        value_name = "MODE"
+    )]
+    pub approval_mode: Option<ApprovalMode>,
+    /// Answer yes to confirmations (destructive verbs such as peer ban, restore)
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +91,13 @@ pub enum Command {
     Inbox(InboxArgs),
     /// Check the broker: reachable, versions, clock skew, membership
     Status,
+    /// Write an encrypted backup of this device's keys and settings (.cmb)
+    Backup(BackupArgs),
+    /// Replace the home with a backup (the current one is kept beside it)
+    Restore(RestoreArgs),
+    /// The local audit log of policy decisions: verify its hash chain, list it
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Run a broker on a temporary database, make two peers, and show them talk
     Demo(DemoArgs),
     /// Print shell completions
@@ -323,6 +347,42 @@ pub enum ProfileCmd {
         /// The status
         #[arg(value_enum)]
         status: StatusArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write it [default: claudemesh-backup-<date>.cmb here]
+    pub file: Option<PathBuf>,
+    /// Replace the file if it exists
+    #[arg(long)]
+    pub force: bool,
+    /// Read the passphrase from the first line of this file (else
+    /// $CLAUDEMESH_PASSPHRASE, else it is asked twice on the terminal)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup (.cmb) `claudemesh backup` wrote
+    pub file: PathBuf,
+    /// Read the passphrase from the first line of this file (else
+    /// $CLAUDEMESH_PASSPHRASE, else it is asked on the terminal)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain of the audit log; names the first broken line
+    Verify,
+    /// The latest policy decisions, oldest first
+    #[command(visible_alias = "ls")]
+    List {
+        /// At most this many (the newest)
+        #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
     },
 }
 

@@ -23,7 +23,8 @@ pub const NETWORK: u8 = 4;
 pub const NOT_FOUND: u8 = 5;
 /// It already exists.
 pub const EXISTS: u8 = 6;
-/// A local policy refused it.
+/// The local policy refused it (`policy.yaml`, the approval mode, or no
+/// terminal to confirm a destructive verb), or the user answered no.
 pub const DENIED: u8 = 7;
 /// A broker or internal fault.
 pub const INTERNAL: u8 = 8;

@@ -1,14 +1,19 @@
 //! `claudemesh`: the command line. Parses arguments, opens the home, runs
 //! one command, and turns any failure into one line (plus a hint) and an
-//! exit code from `exit`. Logs go to stderr only, and only with `-v`.
+//! exit code from `exit`. Before a command runs, the policy decides
+//! whether it may (`policy`, logged by `audit`). Logs go to stderr only,
+//! and only with `-v`.
 
 mod args;
+mod audit;
+mod backup;
 mod demo;
 mod exit;
 mod mesh;
 mod message;
 mod output;
 mod peer;
+mod policy;
 mod status;
 mod topic;
 
@@ -18,7 +23,7 @@ use clap::{CommandFactory as _, Parser as _};
 use claudemesh_client::home::{Home, resolve_home};
 
 use crate::args::{
-    Cli, Command, Global, GroupCmd, MeshCmd, MessageCmd, PeerCmd, ProfileCmd, TopicCmd,
+    AuditCmd, Cli, Command, Global, GroupCmd, MeshCmd, MessageCmd, PeerCmd, ProfileCmd, TopicCmd,
 };
 use crate::exit::Failure;
 
@@ -98,6 +103,12 @@ pub fn open_home(g: &Global) -> Result<Home, Failure> {
 
 async fn run(cli: Cli) -> Outcome {
     let g = cli.global;
+    // `restore` settles the policy itself, once the backup has opened.
+    if !matches!(cli.command, Command::Restore(_))
+        && let Some(req) = policy::request_for(&cli.command)
+    {
+        policy::Policy::load(&g)?.enforce(&g, &req)?;
+    }
     match cli.command {
         Command::Mesh(cmd) => match cmd {
             MeshCmd::Create {
@@ -168,6 +179,10 @@ async fn run(cli: Cli) -> Outcome {
         Command::Profile(ProfileCmd::Summary { text }) => peer::set_summary(&g, text).await,
         Command::Profile(ProfileCmd::Status { status }) => peer::set_status(&g, status).await,
         Command::Status => status::run(&g).await,
+        Command::Backup(a) => backup::backup(&g, a),
+        Command::Restore(a) => backup::restore(&g, a),
+        Command::Audit(AuditCmd::Verify) => audit::verify_cmd(&g),
+        Command::Audit(AuditCmd::List { limit }) => audit::list_cmd(&g, limit),
         Command::Demo(a) => demo::run(&g, a).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

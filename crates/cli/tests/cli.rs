@@ -28,6 +28,8 @@ mod code {
     pub const NETWORK: i32 = 4;
     pub const NOT_FOUND: i32 = 5;
     pub const EXISTS: i32 = 6;
+    pub const DENIED: i32 = 7;
+    pub const SECURITY: i32 = 11;
 }
 
 /// A broker in this process (one tokio runtime), on SQLite in a temporary
@@ -344,6 +346,9 @@ fn bare_command(args: &[&str]) -> Command {
         .env_remove("CLAUDEMESH_MESH")
         .env_remove("CLAUDEMESH_BROKER_URL")
         .env_remove("CLAUDEMESH_LOG")
+        .env_remove("CLAUDEMESH_POLICY")
+        .env_remove("CLAUDEMESH_APPROVAL_MODE")
+        .env_remove("CLAUDEMESH_PASSPHRASE")
         .env("USER", "tester")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
@@ -828,7 +833,7 @@ fn a_revoked_invite_cannot_be_used() {
     let url = shared["url"].as_str().expect("url");
     let id = shared["id"].as_str().expect("id");
 
-    let revoked = alice.run(&["mesh", "revoke-invite", &id[..8]]).ok();
+    let revoked = alice.run(&["-y", "mesh", "revoke-invite", &id[..8]]).ok();
     assert!(revoked.stdout.contains(&id[..8]), "{revoked:?}");
 
     let bob = broker.user("bob");
@@ -848,13 +853,13 @@ fn a_revoked_invite_cannot_be_used() {
     assert!(v["error"]["hint"].is_string(), "{v}");
 
     alice
-        .run(&["mesh", "revoke-invite", &id[..8]])
+        .run(&["-y", "mesh", "revoke-invite", &id[..8]])
         .fails(code::EXISTS);
     alice
-        .run(&["mesh", "revoke-invite", "00000000"])
+        .run(&["-y", "mesh", "revoke-invite", "00000000"])
         .fails(code::NOT_FOUND);
     alice
-        .run(&["mesh", "revoke-invite", "abc"])
+        .run(&["-y", "mesh", "revoke-invite", "abc"])
         .fails(code::USAGE);
 
     // A member cannot invite.
@@ -867,7 +872,7 @@ fn a_revoked_invite_cannot_be_used() {
     let other = alice.run(&["mesh", "share", "--json"]).ok().json();
     let other = other["id"].as_str().expect("id");
     carol
-        .run(&["mesh", "revoke-invite", other])
+        .run(&["-y", "mesh", "revoke-invite", other])
         .fails(code::REFUSED)
         .with_hint();
 }
@@ -1325,7 +1330,10 @@ fn topics_groups_and_broadcast_reach_everyone_once_then_not_the_banned() {
     assert!(st.stdout.contains("to #deploys"), "{st:?}");
 
     // Alice bans carol: the removal and the new mesh key in one append.
-    let banned = alice.run(&["--json", "peer", "ban", "carol"]).ok().json();
+    let banned = alice
+        .run(&["--json", "-y", "peer", "ban", "carol"])
+        .ok()
+        .json();
     assert_eq!(banned["name"], "carol", "{banned}");
     assert_eq!(banned["how"], "ban", "{banned}");
     assert_eq!(banned["epoch"], 1, "{banned}");
@@ -1354,7 +1362,7 @@ fn topics_groups_and_broadcast_reach_everyone_once_then_not_the_banned() {
     assert_eq!(history_bodies(&h), ["deploy 2", "deploy 1"], "{h}");
 
     // Unban: the ban list is empty again.
-    alice.run(&["peer", "unban", "carol"]).ok();
+    alice.run(&["-y", "peer", "unban", "carol"]).ok();
     assert_eq!(
         alice.run(&["peer", "bans", "--json"]).ok().json(),
         Value::Array(vec![])
@@ -1571,21 +1579,25 @@ fn only_owners_and_admins_remove_and_anyone_may_leave() {
     carol.join(&alice.share(&[]), "carol");
 
     let r = bob
-        .run(&["peer", "kick", "carol"])
+        .run(&["-y", "peer", "kick", "carol"])
         .fails(code::REFUSED)
         .with_hint();
     assert!(r.stderr.contains("only owners and admins"), "{r:?}");
-    bob.run(&["peer", "ban", "carol"]).fails(code::REFUSED);
-    bob.run(&["peer", "unban", "carol"]).fails(code::REFUSED);
-    alice.run(&["peer", "kick", "alice"]).fails(code::USAGE);
+    bob.run(&["-y", "peer", "ban", "carol"])
+        .fails(code::REFUSED);
+    bob.run(&["-y", "peer", "unban", "carol"])
+        .fails(code::REFUSED);
     alice
-        .run(&["peer", "kick", "nobody"])
+        .run(&["-y", "peer", "kick", "alice"])
+        .fails(code::USAGE);
+    alice
+        .run(&["-y", "peer", "kick", "nobody"])
         .fails(code::NOT_FOUND);
     alice
-        .run(&["peer", "unban", "carol"])
+        .run(&["-y", "peer", "unban", "carol"])
         .fails(code::NOT_FOUND);
 
-    alice.run(&["peer", "kick", "carol"]).ok();
+    alice.run(&["-y", "peer", "kick", "carol"]).ok();
     carol.run(&["inbox"]).fails(code::REFUSED);
     assert_eq!(
         alice.run(&["peer", "bans", "--json"]).ok().json(),
@@ -1596,7 +1608,7 @@ fn only_owners_and_admins_remove_and_anyone_may_leave() {
     assert_eq!(bodies(&bob.inbox_json(&[])), ["without carol"]);
 
     // Carol forgets the mesh, and may come back with a new invite.
-    let left = carol.run(&["--json", "mesh", "leave"]).ok().json();
+    let left = carol.run(&["--json", "-y", "mesh", "leave"]).ok().json();
     assert_eq!(left["already_removed"], true, "{left}");
     assert_eq!(
         carol.run(&["mesh", "list", "--json"]).ok().json(),
@@ -1607,7 +1619,7 @@ fn only_owners_and_admins_remove_and_anyone_may_leave() {
     assert_eq!(bodies(&carol.inbox_json(&[])), ["welcome back"]);
 
     // Bob leaves by himself; the next broadcast writes the new key first.
-    let r = bob.run(&["mesh", "leave"]).ok();
+    let r = bob.run(&["-y", "mesh", "leave"]).ok();
     assert!(r.stdout.contains("Left mesh"), "{r:?}");
     assert_eq!(
         bob.run(&["mesh", "list", "--json"]).ok().json(),
@@ -1627,7 +1639,7 @@ fn only_owners_and_admins_remove_and_anyone_may_leave() {
     );
 
     // The owner cannot leave.
-    alice.run(&["mesh", "leave"]).fails(code::REFUSED);
+    alice.run(&["-y", "mesh", "leave"]).fails(code::REFUSED);
 }
 
 #[test]
@@ -1674,7 +1686,7 @@ fn a_message_sealed_before_a_leave_is_resealed_with_its_id_under_the_new_key() {
     broker.quiet.wait();
 
     // Bob leaves: the mesh key must rotate before anything goes to `*`.
-    bob.run(&["mesh", "leave"]).ok();
+    bob.run(&["-y", "mesh", "leave"]).ok();
 
     // On reconnect the outbox is resent; the broker answers rekey_required;
     // the client writes the rekey (any member may after a leave), reseals
@@ -1703,4 +1715,764 @@ fn a_message_sealed_before_a_leave_is_resealed_with_its_id_under_the_new_key() {
     let got = carol.inbox_json(&[]);
     assert_eq!(bodies(&got), ["sealed before bob left"]);
     assert_eq!(got[0]["id"], id.to_hex().as_str());
+}
+
+// ---------------------------------------------------------------------------
+// Backup and restore (TM9), the policy file, approval modes, the audit log.
+
+/// A passphrase long enough for a backup.
+const PASS: &str = "correct horse battery staple";
+
+impl User {
+    /// `claudemesh <args>` with `CLAUDEMESH_PASSPHRASE` set.
+    fn run_with_pass(&self, pass: &str, args: &[&str]) -> Run {
+        let mut c = self.command(args);
+        c.env("CLAUDEMESH_PASSPHRASE", pass);
+        self.run_cmd(c)
+    }
+
+    /// Runs `claudemesh <args>` on a terminal (script(1) gives it a pty),
+    /// typing `input`; `None` when script(1) is not installed.
+    fn run_on_tty(&self, args: &[&str], input: &str) -> Option<Run> {
+        let probe = Command::new("script").arg("--version").output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            eprintln!("skipping the terminal part: script(1) is not installed");
+            return None;
+        }
+        let mut line = shell_quote(BIN);
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let c = bare_command(&[]);
+        let mut c2 = Command::new("script");
+        c2.args(["-qec", &line, "/dev/null"]);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => c2.env(k, v),
+                None => c2.env_remove(k),
+            };
+        }
+        c2.env("CLAUDEMESH_HOME", &self.home).env("TERM", "dumb");
+        c2.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c2.spawn().expect("spawn script");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("type on the terminal");
+        let out = child.wait_with_output().expect("wait for script");
+        if let Some(q) = &self.quiet {
+            q.wait();
+        }
+        Some(Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `audit list --json`: the decisions, oldest first.
+    fn audit(&self) -> Vec<Value> {
+        self.run(&["--json", "audit", "list", "--limit", "1000"])
+            .ok()
+            .json()
+            .as_array()
+            .expect("audit list --json is an array")
+            .clone()
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Every file under `dir`: its mode and bytes (to show nothing changed).
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode();
+        out.insert(d.clone(), (mode, Vec::new()));
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+                out.insert(p.clone(), (mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The directories beside `home` that a restore made (dated copies, and
+/// fresh directories it should have removed).
+fn beside(home: &Path) -> Vec<String> {
+    let name = home.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut v: Vec<String> = std::fs::read_dir(home.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with(&format!("{name}.before-restore-"))
+                || n.starts_with(&format!(".{name}.restoring"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn decisions(audit: &[Value]) -> Vec<(String, String)> {
+    audit
+        .iter()
+        .map(|e| {
+            (
+                e["decision"].as_str().unwrap_or_default().to_owned(),
+                e["verb"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn backup_wipe_restore_then_send_and_receive() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    alice.send("bob", "before the backup");
+    assert_eq!(bodies(&bob.inbox_json(&[])), ["before the backup"]);
+    bob.run(&["profile", "summary", "on call"]).ok();
+
+    let file = broker.dir.path().join("bob.cmb");
+    let f = file.to_str().unwrap();
+    let made = bob
+        .run_with_pass(PASS, &["--json", "backup", f])
+        .ok()
+        .json();
+    assert_eq!(made["meshes"][0]["name"], "team", "{made}");
+    assert!(
+        made["kdf"]["m_cost_kib"].as_u64().unwrap() >= 64 * 1024,
+        "{made}"
+    );
+    assert!(made["kdf"]["t_cost"].as_u64().unwrap() >= 3, "{made}");
+    let files: Vec<&str> = made["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        files.contains(&"config.json") && files.contains(&"policy.yaml"),
+        "{made}"
+    );
+    assert!(files.iter().any(|f| f.ends_with("/keys.json")), "{made}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains("state.db") || f.ends_with(".lock")),
+        "{made}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    // No secret (nor the summary) is in the file in the clear.
+    let keys_dir = std::fs::read_dir(bob.home.join("meshes"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let keys: Value =
+        serde_json::from_slice(&std::fs::read(keys_dir.join("keys.json")).unwrap()).unwrap();
+    let secret = keys["member"].as_str().unwrap()[..64].to_owned();
+    let sealed = std::fs::read(&file).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains(&secret));
+    assert!(!String::from_utf8_lossy(&sealed).contains("on call"));
+    assert!(!made.to_string().contains(&secret));
+
+    // An existing file is kept unless --force.
+    let r = bob
+        .run_with_pass(PASS, &["backup", f])
+        .fails(code::EXISTS)
+        .with_hint();
+    assert!(r.stderr.contains("--force"), "{r:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), sealed);
+    let r = bob
+        .run_with_pass(PASS, &["-q", "backup", f, "--force"])
+        .ok();
+    assert_eq!(r.stdout.trim(), f);
+    assert_ne!(
+        std::fs::read(&file).unwrap(),
+        sealed,
+        "a new salt and nonce"
+    );
+
+    // Bob's laptop is gone; alice writes to him meanwhile.
+    std::fs::remove_dir_all(&bob.home).unwrap();
+    alice.send("bob", "while bob was away");
+
+    // Restore is destructive: without a terminal it needs -y.
+    let r = bob
+        .run_with_pass(PASS, &["restore", f])
+        .fails(code::DENIED)
+        .with_hint();
+    assert!(r.stderr.contains("-y/--yes"), "{r:?}");
+    let restored = bob
+        .run_with_pass(PASS, &["--json", "-y", "restore", f])
+        .ok()
+        .json();
+    assert_eq!(restored["meshes"][0]["name"], "team", "{restored}");
+    assert_eq!(
+        restored["restored"],
+        bob.home.to_str().unwrap(),
+        "{restored}"
+    );
+    assert!(
+        !bob.home.join("state.db").exists(),
+        "state.db is not restored"
+    );
+    let config = std::fs::read_to_string(bob.home.join("config.json")).unwrap();
+    assert!(config.contains("on call"), "settings came back: {config}");
+
+    // The membership log is fetched again from the broker and verified;
+    // sending and receiving work as before.
+    bob.send("alice", "back from the backup");
+    assert_eq!(bodies(&alice.inbox_json(&[])), ["back from the backup"]);
+    assert_eq!(bodies(&bob.inbox_json(&[])), ["while bob was away"]);
+    let status = bob.run(&["--json", "status"]).ok().json();
+    assert_eq!(status[0]["role"], "member", "{status}");
+
+    // The decisions are in the audit log (carried over to the new home).
+    let audit = bob.audit();
+    let d = decisions(&audit);
+    assert!(d.contains(&("denied".into(), "restore".into())), "{d:?}");
+    assert!(d.contains(&("allowed".into(), "restore".into())), "{d:?}");
+    bob.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn a_wrong_passphrase_or_a_damaged_backup_leaves_the_home_as_it_was() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    let dir = broker.dir.path();
+    let file = dir.join("alice.cmb");
+    alice
+        .run_with_pass(PASS, &["backup", file.to_str().unwrap()])
+        .ok();
+    alice
+        .run(&["profile", "summary", "changed after the backup"])
+        .ok();
+    let before = snapshot(&alice.home);
+    let bytes = std::fs::read(&file).unwrap();
+
+    let write = |name: &str, b: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, b).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let mut flipped_body = bytes.clone();
+    let mid = flipped_body.len() / 2 + 30;
+    flipped_body[mid] ^= 0x01;
+    let mut flipped_salt = bytes.clone();
+    flipped_salt[20] ^= 0x80;
+    let mut newer = bytes.clone();
+    newer[4] = 2;
+    let f = file.to_str().unwrap();
+    let cases: Vec<(String, &str, i32, &str)> = vec![
+        (
+            f.to_owned(),
+            "not the passphrase",
+            code::SECURITY,
+            "wrong passphrase",
+        ),
+        (
+            write("cut.cmb", &bytes[..bytes.len() - 7]),
+            PASS,
+            code::SECURITY,
+            "does not open",
+        ),
+        (
+            write("stub.cmb", &bytes[..40]),
+            PASS,
+            code::SECURITY,
+            "truncated",
+        ),
+        (
+            write("flip.cmb", &flipped_body),
+            PASS,
+            code::SECURITY,
+            "does not open",
+        ),
+        (
+            write("salt.cmb", &flipped_salt),
+            PASS,
+            code::SECURITY,
+            "does not open",
+        ),
+        (write("v2.cmb", &newer), PASS, code::USAGE, "version 2"),
+        (
+            write("notes.txt", b"just some notes"),
+            PASS,
+            code::USAGE,
+            "not a claudemesh backup",
+        ),
+        (f.to_owned(), "short", code::USAGE, "at least 12 characters"),
+    ];
+    for (path, pass, want, says) in &cases {
+        let r = alice
+            .run_with_pass(pass, &["-y", "restore", path])
+            .fails(*want)
+            .with_hint();
+        assert!(r.stderr.contains(says), "{path}: {r:?}");
+        assert!(!r.stderr.contains(PASS), "the passphrase is never printed");
+        assert_eq!(snapshot(&alice.home), before, "{path} changed the home");
+    }
+    // No passphrase and no terminal to ask for one.
+    let r = alice
+        .run(&["-y", "restore", f])
+        .fails(code::USAGE)
+        .with_hint();
+    assert!(r.stderr.contains("CLAUDEMESH_PASSPHRASE"), "{r:?}");
+    // A missing file.
+    alice
+        .run_with_pass(PASS, &["-y", "restore", "/nonexistent/x.cmb"])
+        .fails(10);
+    assert_eq!(snapshot(&alice.home), before);
+    assert_eq!(
+        beside(&alice.home),
+        Vec::<String>::new(),
+        "nothing left beside it"
+    );
+
+    // The passphrase file works too (first line only); the right one restores.
+    let pf = write("pass.txt", format!("{PASS}\nignored\n").as_bytes());
+    alice
+        .run(&["-y", "restore", f, "--passphrase-file", &pf])
+        .ok();
+    assert_ne!(snapshot(&alice.home), before);
+}
+
+#[test]
+fn restore_keeps_the_previous_home_as_a_dated_copy() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    // Without FILE: claudemesh-backup-<date>.cmb in the current directory.
+    let mut c = alice.command(&["backup"]);
+    c.env("CLAUDEMESH_PASSPHRASE", PASS)
+        .current_dir(broker.dir.path());
+    let r = alice.run_cmd(c).ok();
+    let name = r
+        .stdout
+        .split(" to ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(
+        name.starts_with("claudemesh-backup-20") && name.ends_with(".cmb") && name.len() == 32,
+        "{r:?}"
+    );
+    let file = broker.dir.path().join(name);
+    assert!(file.exists(), "{r:?}");
+    alice
+        .run(&[
+            "mesh",
+            "create",
+            "side",
+            "--broker",
+            &broker.url,
+            "--name",
+            "al",
+        ])
+        .ok();
+    alice.run(&["inbox"]).ok();
+
+    let r = alice
+        .run_with_pass(PASS, &["-y", "restore", file.to_str().unwrap()])
+        .ok();
+    assert!(r.stdout.contains("Restored 1 mesh (team)"), "{r:?}");
+    let copies = beside(&alice.home);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let stamp = copies[0].strip_prefix("alice.before-restore-").unwrap();
+    assert!(
+        stamp.len() == 15
+            && stamp.as_bytes()[8] == b'-'
+            && stamp.bytes().filter(u8::is_ascii_digit).count() == 14,
+        "{stamp}"
+    );
+    assert!(r.stdout.contains(&copies[0]), "{r:?}");
+    let previous = alice.home.parent().unwrap().join(&copies[0]);
+    let old_config = std::fs::read_to_string(previous.join("config.json")).unwrap();
+    assert!(old_config.contains("\"side\""), "{old_config}");
+    assert!(previous.join("state.db").exists());
+
+    let meshes = alice.run(&["--json", "mesh", "list"]).ok().json();
+    let names: Vec<&str> = meshes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["team"]);
+    for (p, (mode, _)) in snapshot(&alice.home) {
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode & 0o777, want, "{}", p.display());
+    }
+    // The log is fetched again from the broker: the mesh works as before.
+    let peers = alice.run(&["--json", "peer", "list"]).ok().json();
+    assert_eq!(peers[0]["name"], "alice", "{peers}");
+    alice.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn backup_and_restore_ask_for_the_passphrase_on_a_terminal() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    let file = broker.dir.path().join("tty.cmb");
+    let f = file.to_str().unwrap();
+    let typed = format!("{PASS}\n{PASS}\n");
+    let Some(r) = alice.run_on_tty(&["backup", f], &typed) else {
+        return;
+    };
+    assert_eq!(r.code, 0, "{r:?}");
+    let screen = format!("{}{}", r.stdout, r.stderr);
+    assert!(screen.contains("Passphrase for the backup"), "{r:?}");
+    assert!(screen.contains("The same passphrase again"), "{r:?}");
+    assert!(screen.contains("Argon2id"), "the progress line: {r:?}");
+    assert!(file.exists());
+    // Two different passphrases: nothing is written.
+    let other = broker.dir.path().join("other.cmb");
+    let r = alice
+        .run_on_tty(
+            &["backup", other.to_str().unwrap()],
+            &format!("{PASS}\nsomething else entirely\n"),
+        )
+        .unwrap();
+    assert_eq!(r.code, code::USAGE, "{r:?}");
+    assert!(!other.exists());
+    // Restore asks once for the passphrase, then to confirm.
+    let r = alice
+        .run_on_tty(&["restore", f], &format!("{PASS}\nn\n"))
+        .unwrap();
+    assert_eq!(r.code, code::DENIED, "{r:?}");
+    let screen = format!("{}{}", r.stdout, r.stderr);
+    assert!(screen.contains("Passphrase of the backup"), "{r:?}");
+    assert!(screen.contains("[y/N]"), "{r:?}");
+    assert_eq!(beside(&alice.home), Vec::<String>::new());
+    let r = alice
+        .run_on_tty(&["restore", f], &format!("{PASS}\ny\n"))
+        .unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(beside(&alice.home).len(), 1);
+}
+
+#[test]
+fn destructive_verbs_ask_on_a_terminal_and_are_refused_without_one() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    let dave = broker.user("dave");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+    dave.join(&alice.share(&[]), "dave");
+
+    // Created with commented defaults at the first command, 0600.
+    let policy = alice.home.join("policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.starts_with("# claudemesh policy"), "{text}");
+    assert!(text.contains("\napproval_mode: write\n"), "{text}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&policy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // No terminal: refused, with how to allow it; nothing happened.
+    for args in [
+        &["peer", "kick", "carol"][..],
+        &["peer", "ban", "carol"],
+        &["mesh", "revoke-invite", "00000000"],
+        &["mesh", "leave"],
+    ] {
+        let r = alice.run(args).fails(code::DENIED).with_hint();
+        assert!(r.stderr.contains("no terminal"), "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("-y/--yes") && r.stderr.contains("allow: ["),
+            "{args:?}: {r:?}"
+        );
+    }
+    let r = alice
+        .run(&["--json", "peer", "ban", "carol"])
+        .fails_json(code::DENIED, "denied");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ban carol from team"),
+        "{r}"
+    );
+    alice.key_of("carol");
+
+    // On a terminal it asks: no, then yes.
+    if let Some(r) = alice.run_on_tty(&["peer", "kick", "carol"], "n\n") {
+        assert_eq!(r.code, code::DENIED, "{r:?}");
+        assert!(
+            format!("{}{}", r.stdout, r.stderr).contains("Kick carol from team? [y/N]"),
+            "{r:?}"
+        );
+        alice.key_of("carol");
+        let r = alice.run_on_tty(&["peer", "kick", "carol"], "y\n").unwrap();
+        assert_eq!(r.code, 0, "{r:?}");
+        let d = decisions(&alice.audit());
+        assert!(
+            d.contains(&("prompted-no".into(), "peer.kick".into())),
+            "{d:?}"
+        );
+        assert!(
+            d.contains(&("prompted-yes".into(), "peer.kick".into())),
+            "{d:?}"
+        );
+    } else {
+        alice.run(&["-y", "peer", "kick", "carol"]).ok();
+    }
+
+    // A rule allows a verb without asking.
+    std::fs::write(&policy, "approval_mode: write\nallow: [peer.kick]\n").unwrap();
+    alice.run(&["peer", "kick", "dave"]).ok();
+    alice.run(&["peer", "ban", "bob"]).fails(code::DENIED);
+    // A deny rule beats -y and yolo, and may refuse reads too.
+    std::fs::write(&policy, "deny: [peer.*]\n").unwrap();
+    let r = alice
+        .run(&["-y", "peer", "ban", "bob"])
+        .fails(code::DENIED)
+        .with_hint();
+    assert!(r.stderr.contains("deny"), "{r:?}");
+    alice
+        .run(&["--approval-mode", "yolo", "peer", "ban", "bob"])
+        .fails(code::DENIED);
+    alice.run(&["peer", "list"]).fails(code::DENIED);
+    // --policy reads another file instead; yolo there needs no -y.
+    let other = broker.dir.path().join("yolo.yaml");
+    std::fs::write(&other, "approval_mode: yolo\n").unwrap();
+    let banned = alice
+        .run(&[
+            "--json",
+            "--policy",
+            other.to_str().unwrap(),
+            "peer",
+            "ban",
+            "bob",
+        ])
+        .ok()
+        .json();
+    assert_eq!(banned["name"], "bob", "{banned}");
+    alice
+        .run(&["--policy", "/nonexistent/policy.yaml", "mesh", "list"])
+        .fails(code::USAGE);
+
+    let audit = alice.audit();
+    let d = decisions(&audit);
+    for want in [
+        ("denied", "peer.kick"),
+        ("denied", "mesh.leave"),
+        ("denied", "mesh.revoke-invite"),
+        ("allowed", "peer.kick"),
+        ("denied", "peer.list"),
+        ("allowed", "peer.ban"),
+    ] {
+        assert!(
+            d.contains(&(want.0.into(), want.1.into())),
+            "{want:?} in {d:?}"
+        );
+    }
+    let kick = audit
+        .iter()
+        .find(|e| e["reason"] == "allow rule peer.kick")
+        .unwrap_or_else(|| panic!("{audit:?}"));
+    assert_eq!(kick["target"], "dave");
+    assert_eq!(kick["mesh"], "team");
+    assert_eq!(kick["mode"], "write");
+    assert!(kick["time"].as_str().unwrap().ends_with('Z'), "{kick}");
+    let yolo = audit.last().unwrap();
+    assert_eq!(yolo["mode"], "yolo", "{yolo}");
+    let v = alice.run(&["--json", "audit", "verify"]).ok().json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["entries"].as_u64().unwrap() as usize, audit.len());
+}
+
+#[test]
+fn read_only_and_plan_refuse_writes_but_not_reads() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+
+    let r = alice
+        .run(&["--approval-mode", "read-only", "send", "bob", "hi"])
+        .fails(code::DENIED)
+        .with_hint();
+    assert!(r.stderr.contains("read-only"), "{r:?}");
+    let mut c = alice.command(&["send", "bob", "hi"]);
+    c.env("CLAUDEMESH_APPROVAL_MODE", "read-only");
+    alice.run_cmd(c).fails(code::DENIED);
+    alice
+        .run(&["--approval-mode", "read-only", "peer", "list"])
+        .ok();
+    // The file's mode, and the flag over the file.
+    std::fs::write(alice.home.join("policy.yaml"), "approval_mode: plan\n").unwrap();
+    let r = alice
+        .run(&["send", "bob", "hi"])
+        .fails(code::DENIED)
+        .with_hint();
+    assert!(
+        r.stderr
+            .contains("plan mode: would send a message to bob in team"),
+        "{r:?}"
+    );
+    alice
+        .run(&["-y", "peer", "kick", "bob"])
+        .fails(code::DENIED);
+    alice.run(&["--json", "inbox"]).ok();
+    alice
+        .run(&["--approval-mode", "write", "send", "bob", "for real"])
+        .ok();
+    assert_eq!(
+        bodies(&bob.inbox_json(&[])),
+        ["for real"],
+        "only the allowed send went out"
+    );
+    let audit = alice.audit();
+    let modes: Vec<&str> = audit.iter().map(|e| e["mode"].as_str().unwrap()).collect();
+    assert!(
+        modes.contains(&"read-only") && modes.contains(&"plan"),
+        "{modes:?}"
+    );
+}
+
+#[test]
+fn bad_policy_yaml_gets_its_line_and_column() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let user = User::at(home.path().join("h"));
+    user.run(&["mesh", "list"]).ok();
+    let policy = user.home.join("policy.yaml");
+    for (text, place, says) in [
+        (
+            "approval_mode: write\nallow: [peer.kick\n",
+            "line 3 column 1",
+            "expected",
+        ),
+        (
+            "approval_mode: write\ndeny:\n  - peer.bann\n",
+            "line 3 column 3",
+            "peer.bann",
+        ),
+        ("approval_mode: sometimes\n", "line 1 column", "sometimes"),
+        ("aproval_mode: write\n", "line 1 column 1", "aproval_mode"),
+        ("allow: peer.kick: now\n", "line 1 column", ""),
+    ] {
+        std::fs::write(&policy, text).unwrap();
+        let r = user.run(&["mesh", "list"]).fails(code::USAGE).with_hint();
+        assert!(r.stderr.contains(place), "{text:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{text:?}: {r:?}");
+        assert!(r.stderr.contains("policy.yaml"), "{text:?}: {r:?}");
+        let v = user
+            .run(&["--json", "peer", "ban", "x"])
+            .fails_json(code::USAGE, "usage");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(place),
+            "{v}"
+        );
+    }
+    // Moved away, it is made again with the defaults.
+    std::fs::remove_file(&policy).unwrap();
+    user.run(&["mesh", "list"]).ok();
+    assert!(
+        std::fs::read_to_string(&policy)
+            .unwrap()
+            .contains("approval_mode: write")
+    );
+}
+
+#[test]
+fn audit_verify_names_the_edited_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let user = User::at(home.path().join("h"));
+    assert!(
+        user.run(&["audit", "verify"])
+            .ok()
+            .stdout
+            .contains("no entries")
+    );
+    user.run(&["peer", "kick", "carol"]).fails(code::DENIED);
+    user.run(&["--approval-mode", "read-only", "send", "bob", "hi"])
+        .fails(code::DENIED);
+    user.run(&["-y", "peer", "ban", "carol"])
+        .fails(code::NOT_FOUND);
+    user.run(&["--approval-mode", "plan", "mesh", "use", "team"])
+        .fails(code::DENIED);
+    let r = user.run(&["audit", "verify"]).ok();
+    assert!(
+        r.stdout.contains("4 entries; the hash chain verifies"),
+        "{r:?}"
+    );
+    let v = user.run(&["--json", "audit", "verify"]).ok().json();
+    assert_eq!(
+        (v["ok"].clone(), v["entries"].clone()),
+        (Value::Bool(true), 4.into())
+    );
+
+    let log = user.home.join("audit.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    let first: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["prev"], "0".repeat(64));
+    assert_eq!(first["decision"], "denied");
+    assert_eq!(first["reason"], "no terminal to ask");
+    let list = user.run(&["audit", "list", "--limit", "2"]).ok();
+    assert_eq!(list.stdout.lines().count(), 3, "{list:?}");
+    assert!(
+        list.stdout.contains("peer.ban") && list.stdout.contains("mesh.use"),
+        "{list:?}"
+    );
+
+    // Someone turns the allowed ban into something else.
+    let edited = text.replacen("\"peer.ban\"", "\"peer.list\"", 1);
+    std::fs::write(&log, edited).unwrap();
+    let r = user
+        .run(&["audit", "verify"])
+        .fails(code::SECURITY)
+        .with_hint();
+    assert!(r.stderr.contains("line 3"), "{r:?}");
+    let r = user.run(&["--json", "audit", "verify"]);
+    assert_eq!(r.code, code::SECURITY, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["broken_line"], 3, "{v}");
+    let err: Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(err["error"]["kind"], "security");
+
+    // Removing a line breaks the next one's link.
+    std::fs::write(&log, format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3])).unwrap();
+    let r = user.run(&["audit", "verify"]).fails(code::SECURITY);
+    assert!(
+        r.stderr.contains("line 2") && r.stderr.contains("does not follow line 1"),
+        "{r:?}"
+    );
 }

@@ -306,7 +306,16 @@ impl MeshClient {
                 (keys, s)
             }
         };
-        let entries = local.log_entries(&mesh.id).await?;
+        let mut entries = local.log_entries(&mesh.id).await?;
+        if entries.is_empty() {
+            // Keys but no stored log: a restored backup (it carries no
+            // state.db) or a lost database. Verify the log from genesis.
+            tracing::info!(mesh = %mesh.name, "no stored membership log; fetching and verifying it from genesis");
+            entries =
+                crate::ops::recover_log(mesh, &session, &opts.client_name, opts.connect_timeout)
+                    .await?;
+            local.append_log(&mesh.id, &entries).await?;
+        }
         let state = MeshState::new(mesh.clone(), keys, entries, session)?;
         let (events, _) = broadcast::channel(4096);
         let (link, _) = watch::channel(Link::Connecting);

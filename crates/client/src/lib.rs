@@ -1,6 +1,7 @@
 //! claudemesh-client: the SDK every claudemesh program uses (the CLI, the
 //! MCP server, the bridge, the load generator).
 //!
+//! - [`backup`]: what a `.cmb` backup holds, and restoring a home from one.
 //! - [`home`]: the home directory, its key files (0600 in 0700) and config.
 //! - [`local`]: the local SQLite state: verified log, inbox, outbox.
 //! - [`mesh`]: the verified view of a mesh: roster, names, sealing, opening.
@@ -11,6 +12,7 @@
 //! - [`spaces`]: topics, groups, broadcast posts and mentions; kick, ban,
 //!   unban and leave; which keys must rotate before a fan-out send.
 
+pub mod backup;
 pub mod client;
 pub mod error;
 pub mod home;

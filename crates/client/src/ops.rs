@@ -2,14 +2,17 @@
 //! and the first root key are made here, on the client; the broker only
 //! ever sees the owner's public key), share an invite (the secret stays in
 //! the URL), join with one (verify the whole log before trusting any key),
-//! and revoke an invite.
+//! and revoke an invite; and fetch a member's whole log again when this
+//! device has none stored (a restored backup carries keys, not the log).
 
 use std::time::Duration;
 
+use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::invite::{Invite, InviteSecret, WelcomeBundle, open_bundle, seal_bundle};
 use claudemesh_crypto::log::{EntryBody, LogEntry, PeerType, Role, Roster, verify_log};
 use claudemesh_crypto::{EpochRootKey, PublicKey, SigningKey};
 use claudemesh_proto::frames::{InviteFetch, InviteJoin, LogFetch, MeshCreate};
+use claudemesh_proto::hello::{Hello, HelloPresence};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::Serialize;
 
@@ -453,6 +456,68 @@ pub async fn join(
         peer_type,
     )
     .await
+}
+
+/// Fetches and verifies a mesh's whole membership log from its broker, as
+/// the member `session` certifies (signed hello, then `log_fetch` from
+/// genesis). For a home that has the mesh's keys but no stored log: a
+/// restored backup, or a lost `state.db`. The mesh id (the hash of the
+/// genesis entry) anchors it, so the broker cannot substitute another
+/// mesh's log; every later entry is verified as when joining. What is lost
+/// is only the fork check against a log this device verified before.
+pub(crate) async fn recover_log(
+    mesh: &MeshConfig,
+    session: &SessionIdentity,
+    client_name: &str,
+    timeout: Duration,
+) -> Result<Vec<LogEntry>, ClientError> {
+    let mut opened = wire::open(&mesh.broker_url, timeout).await?;
+    let hello = Hello::sign(
+        session,
+        &opened.challenge.nonce.0,
+        opened.version,
+        None,
+        HelloPresence {
+            status: claudemesh_proto::frames::Status::Dnd,
+            peer_type: None,
+            summary: None,
+        },
+        client_name,
+    );
+    wire::send_frame(&mut opened.sink, &ClientFrame::Hello(Box::new(hello))).await?;
+    let answer = tokio::time::timeout(timeout, async {
+        loop {
+            match wire::next_frame(&mut opened.stream).await? {
+                BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+                other => return Ok::<_, ClientError>(other),
+            }
+        }
+    })
+    .await
+    .map_err(|_| ClientError::Timeout("answer the hello"))??;
+    let welcome = match answer {
+        BrokerFrame::Welcome(w) => *w,
+        other => return Err(wire::refused(other)),
+    };
+    if welcome.member != session.cert.member {
+        return Err(ClientError::Protocol(
+            "the broker welcomed another identity than ours".into(),
+        ));
+    }
+    let mut entries = Vec::new();
+    fetch_rest(&mut opened, &mut entries, welcome.log_len).await?;
+    let roster = verify_log(&entries).map_err(ClientError::LogInvalid)?;
+    if roster.mesh_id() != mesh.id {
+        // The genesis entry does not hash to the mesh id this device holds.
+        return Err(ClientError::LogFork(0));
+    }
+    if !roster.is_member(&session.cert.member) {
+        return Err(ClientError::NotAllowed(format!(
+            "the membership log of {:?} does not list this device's member key: it was removed from the mesh",
+            mesh.name
+        )));
+    }
+    Ok(entries)
 }
 
 /// Reads log entries after `entries` until the broker has no more (before
