@@ -87,6 +87,8 @@ pub enum Command {
     Send(SendArgs),
     /// List peers (same as `peer list`)
     Peers,
+    /// Compare safety numbers with a peer (same as `peer verify`)
+    Verify(VerifyArgs),
     /// Show unread messages (same as `message inbox`)
     Inbox(InboxArgs),
     /// Check the broker: reachable, versions, clock skew, membership
@@ -203,6 +205,20 @@ pub enum PeerCmd {
     },
     /// List banned keys
     Bans,
+    /// Show the safety number you share with a peer, to compare out of band;
+    /// --mark pins their key once the numbers match
+    Verify(VerifyArgs),
+}
+
+/// `peer verify` / `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The member: a display name or a key prefix (8+ hex digits)
+    pub peer: String,
+    /// The numbers match: pin this key (you are warned, and direct messages
+    /// are refused, if the log ever shows another key under this name)
+    #[arg(long)]
+    pub mark: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -184,6 +184,7 @@ impl From<ClientError> for Failure {
             ClientError::Invalid(_) => (USAGE, None),
             ClientError::NotFound(_) => (NOT_FOUND, None),
             ClientError::NotAllowed(_) => (REFUSED, None),
+            ClientError::KeyChanged(_) => (SECURITY, None),
         };
         let code = if message.contains("already") && code == USAGE {
             EXISTS

@@ -144,6 +144,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Peer(PeerCmd::Ban { peer: p }) => peer::remove(&g, &p, true).await,
         Command::Peer(PeerCmd::Unban { peer: p }) => peer::unban(&g, &p).await,
         Command::Peer(PeerCmd::Bans) => peer::bans(&g).await,
+        Command::Peer(PeerCmd::Verify(a)) | Command::Verify(a) => peer::verify(&g, a).await,
         Command::Topic(cmd) => match cmd {
             TopicCmd::Create {
                 name,

@@ -1,21 +1,42 @@
 //! `claudemesh peer list` (`peers`) and `claudemesh profile …`: who is in
 //! the mesh (only members this device verified in the log), whether each
 //! can take live messages now, and this member's own status and summary.
-//! Also `peer kick|ban|unban|bans`: removals and the ban list.
+//! Also `peer kick|ban|unban|bans`: removals and the ban list, and `peer
+//! verify`: safety numbers and pinned keys (TM8).
 
+use claudemesh_client::ClientError;
+use claudemesh_client::pins::{self, PinStatus, Pins};
 use claudemesh_client::spaces;
 use claudemesh_crypto::log::RemoveKind;
 use claudemesh_proto::frames::Status;
 
-use crate::args::{Global, StatusArg};
+use crate::args::{Global, StatusArg, VerifyArgs};
 use crate::mesh::connect;
 use crate::{Outcome, output};
 
 pub async fn list(g: &Global) -> Outcome {
-    let (_home, _mesh, client) = connect(g).await?;
+    let (home, mesh, client) = connect(g).await?;
     let peers = client.peers().await;
+    let pins = Pins::load(&home, &mesh.id);
+    let marks: std::collections::HashMap<String, PinStatus> = match (&peers, &pins) {
+        (Ok(list), Ok(pins)) => client.with_state(|s| {
+            list.iter()
+                .filter_map(|p| {
+                    let key = claudemesh_crypto::PublicKey::from_hex(&p.key).ok()?;
+                    Some((p.key.clone(), pins.status(s, &key)))
+                })
+                .collect()
+        }),
+        _ => Default::default(),
+    };
     client.close().await;
     let peers = peers?;
+    pins?;
+    for p in &peers {
+        if let Some(PinStatus::Changed { name, .. }) = marks.get(&p.key) {
+            eprintln!("{}", pins::changed_warning(name));
+        }
+    }
     if g.json {
         output::json(&peers);
         return Ok(());
@@ -49,8 +70,13 @@ pub async fn list(g: &Global) -> Outcome {
             } else {
                 "no"
             };
+            let name = match marks.get(&p.key) {
+                Some(PinStatus::Verified) => format!("{} (verified)", p.name),
+                Some(PinStatus::Changed { .. }) => format!("{} (KEY CHANGED)", p.name),
+                _ => p.name.clone(),
+            };
             vec![
-                p.name.clone(),
+                name,
                 output::short(&p.key).to_owned(),
                 p.role.as_str().to_owned(),
                 status_str(p.status).to_owned(),
@@ -183,5 +209,92 @@ pub async fn bans(g: &Global) -> Outcome {
             .map(|b| vec![b.name.clone(), output::short(&b.key).to_owned()])
             .collect::<Vec<_>>(),
     );
+    Ok(())
+}
+
+/// What `peer verify --json` prints.
+#[derive(serde::Serialize)]
+struct VerifyView {
+    peer: String,
+    key: String,
+    /// 12 groups of 5 digits.
+    safety_number: String,
+    /// This key is pinned (now, or from before).
+    verified: bool,
+    /// A different key was pinned under this name.
+    key_changed: bool,
+}
+
+pub async fn verify(g: &Global, a: VerifyArgs) -> Outcome {
+    let (home, mesh, client) = connect(g).await?;
+    let target = client.resolve(&a.peer).await;
+    let facts = target.and_then(|t| {
+        client.with_state(|s| {
+            let member = s
+                .member_of_target(&t)
+                .ok_or_else(|| ClientError::Invalid(format!("{:?} is not one peer", a.peer)))?;
+            if member == s.member_key().public() {
+                return Err(ClientError::Invalid(
+                    "that is you: verify someone else's key".into(),
+                ));
+            }
+            Ok((
+                member,
+                s.display_name(&member),
+                pins::safety_number(s, &member),
+            ))
+        })
+    });
+    let status = Pins::load(&home, &mesh.id).map(|pins| match &facts {
+        Ok((member, ..)) => (client.with_state(|s| pins.status(s, member)), pins),
+        Err(_) => (PinStatus::Unverified, pins),
+    });
+    client.close().await;
+    let (member, name, number) = facts?;
+    let (before, mut pins) = status?;
+    if a.mark {
+        pins.pin(&member, &name, claudemesh_client::client::now_ms() / 1000);
+        pins.save(&home, &mesh.id)?;
+    }
+    let changed = matches!(before, PinStatus::Changed { .. }) && !a.mark;
+    if changed {
+        eprintln!("{}", pins::changed_warning(&name));
+    }
+    let view = VerifyView {
+        peer: name.clone(),
+        key: member.to_hex(),
+        safety_number: number.to_string(),
+        verified: a.mark || before == PinStatus::Verified,
+        key_changed: changed,
+    };
+    if g.json {
+        output::json(&view);
+        return Ok(());
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    println!(
+        "Safety number with {name} ({}):\n",
+        output::short(&view.key)
+    );
+    let groups: Vec<&str> = view.safety_number.split(' ').collect();
+    for line in groups.chunks(4) {
+        println!("    {}", line.join(" "));
+    }
+    println!();
+    output::qr(&number.qr_payload());
+    if a.mark {
+        println!(
+            "Pinned {name}'s key. You will be warned, and direct messages refused, if the log ever shows another key for {name}."
+        );
+    } else if view.verified {
+        println!("You verified this key before.");
+    } else {
+        println!(
+            "Compare it with the number {name} sees (claudemesh peer verify <you>), in person or on a call. If they match: claudemesh peer verify {} --mark",
+            a.peer
+        );
+    }
     Ok(())
 }

@@ -75,6 +75,9 @@ pub const VERBS: &[(&str, Kind)] = &[
     ("peer.ban", Kind::Destructive),
     ("peer.unban", Kind::Destructive),
     ("peer.bans", Kind::Read),
+    ("peer.verify", Kind::Read),
+    // Pinning a key decides whom this device trusts.
+    ("peer.verify-mark", Kind::Write),
     ("message.send", Kind::Write),
     ("message.inbox", Kind::Read),
     ("message.status", Kind::Read),
@@ -317,6 +320,15 @@ impl Request {
     }
 }
 
+fn verify_request(a: &crate::args::VerifyArgs) -> Request {
+    let verb = if a.mark {
+        "peer.verify-mark"
+    } else {
+        "peer.verify"
+    };
+    Request::new(verb, Some(&a.peer), true)
+}
+
 /// The request a command makes of the policy; `None` for commands that
 /// touch neither the home nor a mesh (`demo`, `completions`).
 pub fn request_for(cmd: &Command) -> Option<Request> {
@@ -339,8 +351,10 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             PeerCmd::Ban { peer } => R::new("peer.ban", Some(peer), true),
             PeerCmd::Unban { peer } => R::new("peer.unban", Some(peer), true),
             PeerCmd::Bans => R::new("peer.bans", None, true),
+            PeerCmd::Verify(a) => verify_request(a),
         },
         Command::Peers => R::new("peer.list", None, true),
+        Command::Verify(a) => verify_request(a),
         Command::Topic(t) => match t {
             TopicCmd::Create { name, .. } => R::new("topic.create", Some(name), true),
             TopicCmd::List => R::new("topic.list", None, true),

@@ -411,6 +411,12 @@ impl MeshClient {
         priority: Priority,
         reply_to: Option<MessageId>,
     ) -> Result<SendOutcome, ClientError> {
+        // TM8: a direct message to a peer whose verified key changed is
+        // refused until the user verifies it again.
+        if let Some(member) = self.with_state(|s| s.member_of_target(&target)) {
+            let pins = crate::pins::Pins::load(&self.inner.home, &self.inner.mesh.id)?;
+            self.with_state(|s| pins.check_send(s, &member))?;
+        }
         let mut why = String::new();
         for _ in 0..MAX_RESEALS {
             self.inner.rotate_keys_for(&target).await?;

@@ -94,6 +94,11 @@ pub enum ClientError {
     /// topic it is not in, the owner leaving); the message says what would.
     #[error("{0}")]
     NotAllowed(String),
+    /// The peer's key is not the one this device verified (TM8).
+    #[error(
+        "the key of {0} changed since you verified it; compare safety numbers again (claudemesh peer verify {0}) before sending"
+    )]
+    KeyChanged(String),
 }
 
 impl ClientError {

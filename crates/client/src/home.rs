@@ -414,6 +414,16 @@ impl Home {
         self.root.join("meshes").join(&id.to_hex()[..16])
     }
 
+    /// The path of a file in a mesh's private directory (created 0700 if
+    /// missing): `keys.json`, `pins.json`, …
+    pub fn mesh_file(&self, id: &Hash32, name: &str) -> PathBuf {
+        let dir = self.mesh_dir(id);
+        // A failure shows when the file itself is written.
+        let _ =
+            ensure_private_dir(&self.root.join("meshes")).and_then(|()| ensure_private_dir(&dir));
+        dir.join(name)
+    }
+
     /// The path of a mesh's key file.
     pub fn keys_path(&self, id: &Hash32) -> PathBuf {
         self.mesh_dir(id).join("keys.json")

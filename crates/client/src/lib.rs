@@ -19,6 +19,7 @@ pub mod home;
 pub mod local;
 pub mod mesh;
 pub mod ops;
+pub mod pins;
 pub mod spaces;
 pub mod wire;
 

@@ -480,6 +480,16 @@ impl MeshState {
         out
     }
 
+    /// The member a direct target reaches (a session's member from its
+    /// verified certificate); `None` for fan-out targets.
+    pub fn member_of_target(&self, target: &Target) -> Option<PublicKey> {
+        match target {
+            Target::Member(k) => Some(*k),
+            Target::Session(s) => self.verified_sessions.get(s).map(|c| c.member),
+            Target::Group(_) | Target::Topic(_) | Target::Broadcast => None,
+        }
+    }
+
     /// Resolves what a user typed as a recipient: `member:<hex>`,
     /// `session:<hex>`, a key prefix of at least 8 hex digits, a display
     /// name, or a session name (from `peers`). Only verified members and
