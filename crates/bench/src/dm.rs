@@ -685,6 +685,16 @@ async fn run_wire(
 
     let tally = Arc::new(Tally::new());
     let (done_tx, done_rx) = watch::channel(false);
+    // Wait out other work before connecting: the senders read nothing
+    // until the measured phase, and the broker closes a connection that
+    // is silent for 75 s.
+    if a.common.wait_idle > 0 {
+        crate::sys::wait_idle(
+            Duration::from_secs(a.common.wait_idle),
+            crate::target::IDLE_BELOW_PCT,
+        )
+        .await;
+    }
     let mut receivers = JoinSet::new();
     for r in recipients {
         let (sink, stream) = hello(&target.url, &r.new_session()?).await?;
@@ -703,7 +713,7 @@ async fn run_wire(
     }
     let setup = setup_started.elapsed();
 
-    let probe = Probe::begin(target, a.common.wait_idle).await;
+    let probe = Probe::begin(target, 0).await;
     let stopper = tally.stop_after(limit);
     let start = Instant::now();
     let start_ns = tally.now_ns();

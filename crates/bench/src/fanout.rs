@@ -398,6 +398,16 @@ pub(crate) async fn run_spread(plan: &Plan<'_>) -> Result<Spread> {
     let tally = Arc::new(Tally::new());
     let (done_tx, done_rx) = watch::channel(false);
 
+    // Wait out other work before connecting, not after: a connection that
+    // sends nothing for 75 s is closed by the broker, and the posters
+    // send nothing until the measured phase.
+    if plan.common.wait_idle > 0 {
+        crate::sys::wait_idle(
+            Duration::from_secs(plan.common.wait_idle),
+            crate::target::IDLE_BELOW_PCT,
+        )
+        .await;
+    }
     let connect_started = Instant::now();
     let mut subscribers = JoinSet::new();
     for key in &plan.crowd.readers {
@@ -421,7 +431,7 @@ pub(crate) async fn run_spread(plan: &Plan<'_>) -> Result<Spread> {
     let connect = connect_started.elapsed();
     let setup = setup_started.elapsed();
 
-    let probe = Probe::begin(plan.target, plan.common.wait_idle).await;
+    let probe = Probe::begin(plan.target, 0).await;
     let limit = Duration::from_secs(plan.common.duration);
     let stopper = tally.stop_after(limit);
     let start = Instant::now();
