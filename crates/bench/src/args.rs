@@ -124,9 +124,9 @@ pub struct Common {
     /// Where the peers' homes live [default: tmpfs, except peer-list: disk].
     #[arg(long, value_enum)]
     pub client_state: Option<ClientState>,
-    /// Before the measured phase (fanout, topic: before connecting the
-    /// subscribers), wait up to this many seconds for the machine to be
-    /// less than 10 % busy (0: just report how busy it was).
+    /// Before the measured phase (fanout, topic and dm --client wire:
+    /// before connecting), wait up to this many seconds for the machine to
+    /// be less than 10 % busy (0: just report how busy it was).
     #[arg(long, default_value_t = 0, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub wait_idle: u64,
     /// Print one JSON object instead of the text block.
