@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// claudemesh load generator: handshake, dm and peer-list scenarios against
-/// a broker on loopback (embedded by default).
+/// claudemesh load generator: handshake, dm, fanout, topic and peer-list
+/// scenarios against a broker on loopback (embedded by default).
 #[derive(Debug, Parser)]
 #[command(
     name = "claudemesh-bench",
     version,
-    after_help = "Examples:\n  claudemesh-bench dm --senders 64 --recipients 4 --messages 20000\n  claudemesh-bench dm --store postgres --client wire --messages 100000\n  claudemesh-bench dm --senders 16 --recipients 4 --rate 1000 --duration 20\n  claudemesh-bench handshake --senders 64 --messages 20000\n  claudemesh-bench peer-list --cli target/release/claudemesh\n\nBuild with --release for figures."
+    after_help = "Examples:\n  claudemesh-bench dm --senders 64 --recipients 4 --messages 20000\n  claudemesh-bench dm --store postgres --client wire --messages 100000\n  claudemesh-bench dm --senders 16 --recipients 4 --rate 1000 --duration 20\n  claudemesh-bench handshake --senders 64 --messages 20000\n  claudemesh-bench fanout --recipients 1000 --messages 200 --rate 10\n  claudemesh-bench fanout --target broadcast --store postgres\n  claudemesh-bench topic --senders 8 --recipients 64 --rate 200\n  claudemesh-bench peer-list --cli target/release/claudemesh\n\nBuild with --release for figures."
 )]
 pub struct Cli {
     /// The scenario.
@@ -29,6 +29,13 @@ pub enum Scenario {
     /// N senders send durable direct messages round-robin to M connected
     /// recipients; reports accepted msgs/s and send→deliver latency.
     Dm(DmArgs),
+    /// One poster sends paced fan-out messages (a topic, or a broadcast)
+    /// to S connected subscribers; reports latency to the last subscriber
+    /// per message.
+    Fanout(FanoutArgs),
+    /// P posters post to one topic read by R connected readers; reports
+    /// accepted posts/s and delivery latency.
+    Topic(TopicArgs),
     /// Times cold `claudemesh peer list` processes against the broker.
     PeerList(PeerListArgs),
     /// Makes a mesh (owner plus members) on an external broker and prints
@@ -117,8 +124,9 @@ pub struct Common {
     /// Where the peers' homes live [default: tmpfs, except peer-list: disk].
     #[arg(long, value_enum)]
     pub client_state: Option<ClientState>,
-    /// Before the measured phase, wait up to this many seconds for the
-    /// machine to be less than 10 % busy (0: just report how busy it was).
+    /// Before the measured phase (fanout, topic and dm --client wire:
+    /// before connecting), wait up to this many seconds for the machine to
+    /// be less than 10 % busy (0: just report how busy it was).
     #[arg(long, default_value_t = 0, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub wait_idle: u64,
     /// Print one JSON object instead of the text block.
@@ -173,6 +181,76 @@ pub struct DmArgs {
     /// `sdk` (MeshClient) or `wire` (pre-sealed frames; broker-bound).
     #[arg(long, value_enum, default_value_t = ClientPath::Sdk)]
     pub client: ClientPath,
+}
+
+/// Where `fanout` posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FanoutTarget {
+    /// A public topic every subscriber joined (`#bench`; the subscribers'
+    /// `topic_join` entries are in the log).
+    Topic,
+    /// `*`: every member of the mesh.
+    Broadcast,
+}
+
+/// `fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Subscribers: members with one connection each (added to the mesh
+    /// through the membership log, not by invite).
+    #[arg(long, default_value_t = 1000, value_name = "S", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub recipients: u32,
+    /// Messages in total.
+    #[arg(long, default_value_t = 200, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub messages: u64,
+    /// Messages per second, paced, so each fan-out is measured on its own.
+    #[arg(long, default_value_t = 10.0, value_name = "R")]
+    pub rate: f64,
+    /// A topic all subscribers joined, or a broadcast.
+    #[arg(long, value_enum, default_value_t = FanoutTarget::Topic)]
+    pub target: FanoutTarget,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 256, value_name = "BYTES")]
+    pub body_bytes: usize,
+    /// A subscriber acks this long after its first unacked message (or
+    /// at 256). Longer than the run: it acks only after the measured phase,
+    /// which takes the broker's ack writes out of the measurement.
+    #[arg(long, default_value_t = 5, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub ack_delay_ms: u64,
+}
+
+/// `topic`.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Posters: the owner and members who joined by invite (one connection
+    /// each; not members of the topic, so each post reaches every reader).
+    #[arg(long, visible_alias = "posters", default_value_t = 8, value_name = "P", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub senders: u32,
+    /// Readers: members in the topic, one connection each.
+    #[arg(long, visible_alias = "readers", default_value_t = 64, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub recipients: u32,
+    /// Posts in total [default: 5000; with --rate, rate × duration].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub messages: Option<u64>,
+    /// Open loop: all posters together post at this many msgs/s (paced);
+    /// without it, each poster is a closed loop.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Closed loop: posts in flight per poster (1 = wait for `accepted`).
+    #[arg(long, default_value_t = 1, value_name = "P", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pipeline: u32,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 256, value_name = "BYTES")]
+    pub body_bytes: usize,
+    /// A reader acks this long after its first unacked message (or at 256).
+    #[arg(long, default_value_t = 5, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub ack_delay_ms: u64,
 }
 
 /// `peer-list`.
@@ -235,6 +313,33 @@ mod tests {
         assert_eq!(a.rate, Some(1000.0));
         assert_eq!(a.body_bytes, 256);
         assert!(a.common.json);
+        let Scenario::Fanout(f) = Cli::try_parse_from(["claudemesh-bench", "fanout"])
+            .unwrap()
+            .scenario
+        else {
+            panic!("not fanout")
+        };
+        assert_eq!(
+            (f.recipients, f.messages, f.rate, f.target),
+            (1000, 200, 10.0, FanoutTarget::Topic)
+        );
+        let Scenario::Topic(t) = Cli::try_parse_from([
+            "claudemesh-bench",
+            "topic",
+            "--posters",
+            "4",
+            "--readers",
+            "32",
+            "--store",
+            "postgres",
+        ])
+        .unwrap()
+        .scenario
+        else {
+            panic!("not topic")
+        };
+        assert_eq!((t.senders, t.recipients, t.rate), (4, 32, None));
+        assert_eq!(t.common.store, StoreKind::Postgres);
         assert!(
             Cli::try_parse_from(["claudemesh-bench", "handshake", "--broker-pid", "1"]).is_err(),
             "--broker-pid needs --broker"

@@ -52,7 +52,7 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 /// Open loop: most sends in flight per sender before pacing falls behind.
 pub const OPEN_LOOP_IN_FLIGHT: usize = 4096;
 /// How long a client may take to connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Runs the scenario.
 pub async fn run(a: DmArgs) -> Result<Report> {
@@ -94,23 +94,23 @@ struct Outcome {
 
 /// Counters shared by a run's tasks.
 #[derive(Debug)]
-struct Tally {
-    base: Instant,
-    stop: AtomicBool,
-    attempted: AtomicU64,
-    accepted: AtomicU64,
-    delivered: AtomicU64,
-    duplicates: AtomicU64,
-    errors: AtomicU64,
-    first_error: Mutex<Option<String>>,
-    first_send_ns: AtomicU64,
-    last_accept_ns: AtomicU64,
-    last_deliver_ns: AtomicU64,
-    max_lag_ns: AtomicU64,
+pub(crate) struct Tally {
+    pub(crate) base: Instant,
+    pub(crate) stop: AtomicBool,
+    pub(crate) attempted: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) first_error: Mutex<Option<String>>,
+    pub(crate) first_send_ns: AtomicU64,
+    pub(crate) last_accept_ns: AtomicU64,
+    pub(crate) last_deliver_ns: AtomicU64,
+    pub(crate) max_lag_ns: AtomicU64,
 }
 
 impl Tally {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Tally {
             base: Instant::now(),
             stop: AtomicBool::new(false),
@@ -127,11 +127,11 @@ impl Tally {
         }
     }
 
-    fn now_ns(&self) -> u64 {
+    pub(crate) fn now_ns(&self) -> u64 {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn error(&self, e: impl std::fmt::Display) {
+    pub(crate) fn error(&self, e: impl std::fmt::Display) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         if first.is_none() {
@@ -149,7 +149,7 @@ impl Tally {
         self.last_accept_ns.fetch_max(at_ns, Ordering::Relaxed);
     }
 
-    fn delivered(&self, at_ns: u64) {
+    pub(crate) fn delivered(&self, at_ns: u64) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.last_deliver_ns.fetch_max(at_ns, Ordering::Relaxed);
     }
@@ -159,7 +159,7 @@ impl Tally {
     }
 
     /// Sets `stop` after `limit`.
-    fn stop_after(self: &Arc<Self>, limit: Duration) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn stop_after(self: &Arc<Self>, limit: Duration) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(limit).await;
@@ -207,7 +207,7 @@ impl Tally {
 
 /// When message `j` of sender `s` is due, open loop: all senders together
 /// send at `rate`, interleaved.
-fn due_ns(j: u64, s: u64, senders: u64, rate: f64) -> u64 {
+pub(crate) fn due_ns(j: u64, s: u64, senders: u64, rate: f64) -> u64 {
     (((j * senders + s) as f64 / rate) * 1e9) as u64
 }
 
@@ -328,6 +328,7 @@ fn report(
         latency: out.deliver.summary(),
         latency2_of: Some("send → accepted"),
         latency2: out.accept.summary(),
+        latency_more: Vec::new(),
         rss: Rss::of(&out.measured),
         cpu: out.measured.cpu,
         broker_metrics: out.measured.metrics,
@@ -603,13 +604,13 @@ async fn sdk_open_loop(
 
 /// Every pre-sealed message: its send frame and where its times go.
 #[derive(Debug)]
-struct Prepared {
+pub(crate) struct Prepared {
     /// Message id → global index.
-    index: HashMap<MessageId, usize>,
+    pub(crate) index: HashMap<MessageId, usize>,
     /// Send time per index (ns since base; `u64::MAX` = not sent).
-    sent_ns: Vec<AtomicU64>,
+    pub(crate) sent_ns: Vec<AtomicU64>,
     /// Whether a recipient has it.
-    seen: Vec<AtomicBool>,
+    pub(crate) seen: Vec<AtomicBool>,
 }
 
 /// One sender's connection material.
@@ -684,6 +685,16 @@ async fn run_wire(
 
     let tally = Arc::new(Tally::new());
     let (done_tx, done_rx) = watch::channel(false);
+    // Wait out other work before connecting: the senders read nothing
+    // until the measured phase, and the broker closes a connection that
+    // is silent for 75 s.
+    if a.common.wait_idle > 0 {
+        crate::sys::wait_idle(
+            Duration::from_secs(a.common.wait_idle),
+            crate::target::IDLE_BELOW_PCT,
+        )
+        .await;
+    }
     let mut receivers = JoinSet::new();
     for r in recipients {
         let (sink, stream) = hello(&target.url, &r.new_session()?).await?;
@@ -702,7 +713,7 @@ async fn run_wire(
     }
     let setup = setup_started.elapsed();
 
-    let probe = Probe::begin(target, a.common.wait_idle).await;
+    let probe = Probe::begin(target, 0).await;
     let stopper = tally.stop_after(limit);
     let start = Instant::now();
     let start_ns = tally.now_ns();
@@ -764,7 +775,7 @@ pub(crate) async fn send_hello(opened: &mut wire::Opened, session: &SessionIdent
 }
 
 /// Opens a connection and authenticates as `session`.
-async fn hello(url: &str, session: &SessionIdentity) -> Result<(WsSink, WsStream)> {
+pub(crate) async fn hello(url: &str, session: &SessionIdentity) -> Result<(WsSink, WsStream)> {
     let mut opened = wire::open(url, CONNECT_TIMEOUT).await?;
     send_hello(&mut opened, session).await?;
     let answer = tokio::time::timeout(CONNECT_TIMEOUT, next_light(&mut opened.stream))
@@ -781,7 +792,7 @@ async fn hello(url: &str, session: &SessionIdentity) -> Result<(WsSink, WsStream
 
 /// When one sender sends, open loop: (clock start, its ns, sender index,
 /// senders, total rate).
-type Pace = (Instant, u64, u64, u64, f64);
+pub(crate) type Pace = (Instant, u64, u64, u64, f64);
 
 /// One sending connection: this task sends (paced, or keeping at most
 /// `window` unanswered), a reader task takes the answers (`accepted`, or a
@@ -789,7 +800,7 @@ type Pace = (Instant, u64, u64, u64, f64);
 /// are separate tasks so an answer is timed when it arrives, not when the
 /// sender next wakes.
 #[allow(clippy::too_many_arguments)]
-async fn wire_send(
+pub(crate) async fn wire_send(
     mut sink: WsSink,
     stream: WsStream,
     frames: Vec<(usize, Utf8Bytes)>,
@@ -1026,7 +1037,7 @@ async fn wire_receive(
     samples
 }
 
-async fn flush_acks(sink: &mut WsSink, acks: &mut Vec<u64>) -> Result<()> {
+pub(crate) async fn flush_acks(sink: &mut WsSink, acks: &mut Vec<u64>) -> Result<()> {
     if acks.is_empty() {
         return Ok(());
     }

@@ -266,6 +266,7 @@ async fn on_target(a: &HandshakeArgs, target: &Target) -> Result<Report> {
         latency: latency.summary(),
         latency2_of: None,
         latency2: None,
+        latency_more: Vec::new(),
         rss: Rss::of(&measured),
         cpu: measured.cpu,
         broker_metrics: measured.metrics,

@@ -8,15 +8,19 @@
 //! - [`target`]: the broker under test (embedded on SQLite or a throwaway
 //!   Postgres database, or an external one on loopback).
 //! - [`setup`]: a mesh with an owner and members, each in its own home.
-//! - [`handshake`], [`dm`], [`peer_list`]: the scenarios.
+//! - [`crowd`]: a mesh with many members added through the log (fan-out).
+//! - [`handshake`], [`dm`], [`fanout`], [`topic`], [`peer_list`]: the
+//!   scenarios.
 //! - [`light`]: the few frame fields the wire-level clients read.
 //! - [`stats`], [`sys`], [`report`]: percentiles, `/proc` and `/metrics`
 //!   readings, and the printed result.
 
 pub mod args;
+pub mod crowd;
 #[cfg(test)]
 mod decode_cost;
 pub mod dm;
+pub mod fanout;
 pub mod handshake;
 pub mod light;
 pub mod peer_list;
@@ -25,6 +29,7 @@ pub mod setup;
 pub mod stats;
 pub mod sys;
 pub mod target;
+pub mod topic;
 
 use std::fmt;
 

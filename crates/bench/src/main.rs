@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use claudemesh_bench::args::{Cli, Scenario};
 use claudemesh_bench::report::Report;
-use claudemesh_bench::{BenchError, dm, handshake, peer_list};
+use claudemesh_bench::{BenchError, dm, fanout, handshake, peer_list, topic};
 
 /// Beyond the scenario's own limits (setup, measured phase, drain), the
 /// whole process never runs longer than this.
@@ -33,6 +33,8 @@ fn main() -> ExitCode {
         let (json, limit) = match &cli.scenario {
             Scenario::Handshake(a) => (a.common.json, a.common.duration),
             Scenario::Dm(a) => (a.common.json, a.common.duration),
+            Scenario::Fanout(a) => (a.common.json, a.common.duration),
+            Scenario::Topic(a) => (a.common.json, a.common.duration),
             Scenario::PeerList(a) => (a.common.json, a.common.duration),
             Scenario::Setup(_) => (false, 0),
         };
@@ -41,6 +43,8 @@ fn main() -> ExitCode {
             match cli.scenario {
                 Scenario::Handshake(a) => handshake::run(a).await.map(Some),
                 Scenario::Dm(a) => dm::run(a).await.map(Some),
+                Scenario::Fanout(a) => fanout::run(a).await.map(Some),
+                Scenario::Topic(a) => topic::run(a).await.map(Some),
                 Scenario::PeerList(a) => peer_list::run(a).await.map(Some),
                 Scenario::Setup(a) => peer_list::setup(a).await.map(|()| None),
             }

@@ -164,6 +164,7 @@ async fn on_target(a: &PeerListArgs, target: &Target, cli: &Path) -> Result<Repo
         latency: samples.summary(),
         latency2_of: None,
         latency2: None,
+        latency_more: Vec::new(),
         rss: Rss::of(&measured),
         cpu: measured.cpu,
         broker_metrics: measured.metrics,

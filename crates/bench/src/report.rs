@@ -72,10 +72,19 @@ pub fn mb(bytes: Option<u64>) -> Option<f64> {
     bytes.map(|b| b as f64 / 1e6)
 }
 
+/// A further latency of a run, with what it measures.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedLatency {
+    /// What it measures.
+    pub of: &'static str,
+    /// Its percentiles.
+    pub latency: Option<Summary>,
+}
+
 /// One run's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `handshake`, `dm` or `peer-list`.
+    /// `handshake`, `dm`, `fanout`, `topic` or `peer-list`.
     pub scenario: &'static str,
     /// When it ran (UTC, RFC 3339).
     pub date_utc: String,
@@ -107,6 +116,9 @@ pub struct Report {
     /// Its percentiles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency2: Option<Summary>,
+    /// Further latencies (fanout, topic: send → `accepted`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_more: Vec<NamedLatency>,
     /// Memory.
     pub rss: Rss,
     /// CPU during the measured phase.
@@ -210,6 +222,9 @@ impl Report {
         lat(&mut o, self.latency_of, &self.latency);
         if let Some(of) = self.latency2_of {
             lat(&mut o, of, &self.latency2);
+        }
+        for more in &self.latency_more {
+            lat(&mut o, more.of, &more.latency);
         }
         let r = &self.rss;
         let _ = writeln!(
