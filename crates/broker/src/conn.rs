@@ -601,11 +601,7 @@ impl Connection {
         };
         let (log, log_len, state) = mesh.read_log(|l| {
             (
-                l.entries
-                    .iter()
-                    .take(MAX_LOG_ENTRIES_PER_FRAME)
-                    .cloned()
-                    .collect::<Vec<_>>(),
+                entries_within_budget(&l.entries, MAX_LOG_ENTRIES_PER_FRAME),
                 l.roster.len(),
                 l.roster.invites().get(&f.invite_key).cloned(),
             )
@@ -1132,6 +1128,27 @@ impl Connection {
     }
 }
 
+/// Bytes of log entries one frame carries at most: half a frame, so the
+/// rest of the frame (an invite bundle, JSON framing) always fits.
+const LOG_BYTES_PER_FRAME: usize = claudemesh_proto::limits::MAX_FRAME_BYTES / 2;
+
+/// The first entries of `entries`, at most `max` of them and at most
+/// [`LOG_BYTES_PER_FRAME`] of JSON (always at least one): a big mesh's log
+/// is sent in as many frames as it takes, never in one that is refused.
+fn entries_within_budget(entries: &[LogEntry], max: usize) -> Vec<LogEntry> {
+    let mut bytes = 0;
+    let mut out = Vec::new();
+    for e in entries.iter().take(max) {
+        let size = serde_json::to_string(e).map_or(0, |j| j.len());
+        if !out.is_empty() && bytes + size > LOG_BYTES_PER_FRAME {
+            break;
+        }
+        bytes += size;
+        out.push(e.clone());
+    }
+    out
+}
+
 /// Answers a `log_fetch` from the mesh's verified log in memory.
 fn log_entries(mesh: &MeshHub, f: claudemesh_proto::frames::LogFetch) -> BrokerFrame {
     let limit = f
@@ -1143,7 +1160,7 @@ fn log_entries(mesh: &MeshHub, f: claudemesh_proto::frames::LogFetch) -> BrokerF
         let from = usize::try_from(f.from_seq)
             .unwrap_or(usize::MAX)
             .min(l.entries.len());
-        let entries: Vec<LogEntry> = l.entries[from..].iter().take(limit).cloned().collect();
+        let entries = entries_within_budget(&l.entries[from..], limit);
         let more = from + entries.len() < l.entries.len();
         LogEntries {
             req: f.req,
@@ -1316,4 +1333,41 @@ fn short_key(k: &PublicKey) -> String {
 
 fn short_hash(h: &Hash32) -> String {
     h.to_hex()[..8].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use claudemesh_crypto::SigningKey;
+    use claudemesh_crypto::log::{LogBuilder, Role};
+
+    use super::*;
+
+    #[test]
+    fn a_big_log_is_served_in_frames_under_the_limit() {
+        // 600 members: ~1,200 entries, far more than one frame holds.
+        let owner = SigningKey::generate();
+        let mut log = LogBuilder::new(&owner, 1_700_000_000);
+        for _ in 0..600 {
+            log.add_member(&owner, Role::Member, 1_700_000_000).unwrap();
+        }
+        let entries = log.entries();
+        let mut from = 0;
+        let mut frames = 0;
+        while from < entries.len() {
+            let page = entries_within_budget(&entries[from..], MAX_LOG_ENTRIES_PER_FRAME);
+            assert!(!page.is_empty());
+            let frame = BrokerFrame::LogEntries(LogEntries {
+                req: Some("r".repeat(64)),
+                entries: page.clone(),
+                head: log.roster().head(),
+                len: log.roster().len(),
+                more: true,
+            });
+            let text = serde_json::to_string(&frame).unwrap();
+            assert!(text.len() <= claudemesh_proto::limits::MAX_FRAME_BYTES);
+            from += page.len();
+            frames += 1;
+        }
+        assert!(frames > 4, "{frames} frames");
+    }
 }
