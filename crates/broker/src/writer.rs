@@ -17,6 +17,10 @@ use crate::hub::{Hub, SessionHandle, deliver_text, error_text, text};
 use crate::metrics as m;
 use crate::store::{AckOp, NewMessage, SessionRecord, Store};
 
+/// Acked seqs in one batch above which the batch's messages commit first,
+/// in a transaction of their own, and the acks after them.
+const ACK_WAVE: usize = 256;
+
 /// Jobs waiting for the writer before senders feel backpressure.
 pub const WRITER_QUEUE_CAPACITY: usize = 8192;
 
@@ -136,9 +140,45 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
             WriteJob::Flush(done) => flushes.push(done),
         }
     }
-    if !messages.is_empty() || !acks.is_empty() {
+    // A batch is one transaction, unless it carries a wave of acks (a
+    // fan-out message to a thousand members brings a thousand): then the
+    // messages commit and go out first, and the next message does not wait
+    // behind those receipts.
+    let ack_seqs: usize = acks.iter().map(|a| a.seqs.len()).sum();
+    let (together, acks_after) = if ack_seqs > ACK_WAVE {
+        (Vec::new(), acks)
+    } else {
+        (acks, Vec::new())
+    };
+    if !messages.is_empty() || !together.is_empty() {
+        commit_batch(&messages, replies, &together, store, hub).await;
+    }
+    if !acks_after.is_empty() {
+        commit_batch(&[], Vec::new(), &acks_after, store, hub).await;
+    }
+    if !sessions.is_empty()
+        && let Err(e) = store.record_sessions(&sessions).await
+    {
+        metrics::counter!(m::STORE_ERRORS).increment(1);
+        tracing::warn!(error = %e, sessions = sessions.len(), "could not record sessions");
+    }
+    for done in flushes {
+        let _ = done.send(());
+    }
+}
+
+/// Commits messages and acks in one transaction, then delivers the
+/// messages and answers their senders.
+async fn commit_batch(
+    messages: &[NewMessage],
+    replies: Vec<Option<AcceptReply>>,
+    acks: &[AckOp],
+    store: &dyn Store,
+    hub: &Hub,
+) {
+    {
         let started = Instant::now();
-        let result = store.write_batch(&messages, &acks).await;
+        let result = store.write_batch(messages, acks).await;
         metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(m::COMMIT_BATCH).record((messages.len() + acks.len()) as f64);
         match result {
@@ -184,14 +224,5 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
                 }
             }
         }
-    }
-    if !sessions.is_empty()
-        && let Err(e) = store.record_sessions(&sessions).await
-    {
-        metrics::counter!(m::STORE_ERRORS).increment(1);
-        tracing::warn!(error = %e, sessions = sessions.len(), "could not record sessions");
-    }
-    for done in flushes {
-        let _ = done.send(());
     }
 }

@@ -361,26 +361,39 @@ impl Store for SqliteStore {
                     q = q.bind(to_i64(*seq));
                 }
                 q.execute(&mut *tx).await?;
-                // The same seqs, if they are fan-out messages: a receipt each.
-                let sql = format!(
-                    "INSERT INTO fanout_receipts (mesh_id, member, seq, state, updated_at_ms) \
-                     SELECT mesh_id, ?, seq, ?, ? FROM messages \
-                     WHERE mesh_id = ? AND at_len IS NOT NULL AND seq IN ({}) \
-                     ON CONFLICT (mesh_id, member, seq) DO UPDATE \
-                     SET state = excluded.state, updated_at_ms = excluded.updated_at_ms \
-                     WHERE fanout_receipts.state < excluded.state",
-                    vec!["?"; seqs.len()].join(", ")
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(key_bytes(&a.member))
-                    .bind(state)
-                    .bind(to_i64(a.at_ms))
-                    .bind(&a.mesh.0[..]);
-                for seq in seqs {
-                    q = q.bind(to_i64(*seq));
-                }
-                q.execute(&mut *tx).await?;
             }
+        }
+        // The same seqs, if they are fan-out messages: a receipt each, all
+        // acks of the batch in as few statements as the variable limit
+        // allows (a fan-out wave is a thousand one-seq acks). Rows are
+        // applied in order and a receipt only goes up, so the highest state
+        // wins whatever the order.
+        let receipts: Vec<(&AckOp, u64)> = acks
+            .iter()
+            .flat_map(|a| a.seqs.iter().map(move |s| (a, *s)))
+            .collect();
+        for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH v (mesh_id, member, seq, state, at) AS (VALUES {}) \
+                 INSERT INTO fanout_receipts (mesh_id, member, seq, state, updated_at_ms) \
+                 SELECT v.mesh_id, v.member, v.seq, v.state, v.at FROM v \
+                 JOIN messages m ON m.seq = v.seq AND m.mesh_id = v.mesh_id \
+                 WHERE m.at_len IS NOT NULL \
+                 ON CONFLICT (mesh_id, member, seq) DO UPDATE \
+                 SET state = excluded.state, updated_at_ms = excluded.updated_at_ms \
+                 WHERE fanout_receipts.state < excluded.state",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (a, seq) in chunk {
+                q = q
+                    .bind(&a.mesh.0[..])
+                    .bind(key_bytes(&a.member))
+                    .bind(to_i64(*seq))
+                    .bind(state_rank(a.state))
+                    .bind(to_i64(a.at_ms));
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         out.into_iter()
