@@ -14,6 +14,7 @@ pub mod backup;
 pub mod boxes;
 pub mod cert;
 pub mod encoding;
+pub mod grants;
 pub mod envelope;
 pub mod invite;
 pub mod keys;
