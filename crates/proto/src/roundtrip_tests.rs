@@ -218,7 +218,11 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                 let map: GrantMap = entries
                     .into_iter()
                     .map(|(peer, dm, silent)| {
-                        let caps = if dm { [Cap::Dm].into() } else { Default::default() };
+                        let caps = if dm {
+                            [Cap::Dm].into()
+                        } else {
+                            Default::default()
+                        };
                         (SigningKey::from_seed(&peer).public(), (caps, silent))
                     })
                     .collect();
