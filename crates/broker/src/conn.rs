@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use claudemesh_crypto::cert::CertError;
 use claudemesh_crypto::envelope::{Priority, Target};
+use claudemesh_crypto::grants::{Cap, Decision};
 use claudemesh_crypto::invite::verify_invite_proof;
 use claudemesh_crypto::keys::random_bytes;
 use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind, Roster};
 use claudemesh_crypto::{Hash32, PublicKey};
 use claudemesh_proto::frames::{
-    Ack, Challenge, ChallengeNonce, Deliver, DeliveryState, InviteBundle, Joined, LogAppended,
-    LogEntries, MessageStatusResult, Peers, Pong, PresenceSet, RecipientStatus, TopicHistoryQuery,
-    TopicHistoryResult, Welcome,
+    Ack, Challenge, ChallengeNonce, Deliver, DeliveryState, GrantsStored, InviteBundle, Joined,
+    LogAppended, LogEntries, MessageStatusResult, Peers, Pong, PresenceSet, RecipientStatus,
+    TopicHistoryQuery, TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloError};
 use claudemesh_proto::limits::{
@@ -34,7 +35,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::hub::{
-    AppendError, MeshHub, Outbound, SessionHandle, SessionPresence, deliver_text, error_text, text,
+    AppendError, GrantsSetError, MeshHub, Outbound, SessionHandle, SessionPresence, deliver_text,
+    error_text, text,
 };
 use crate::metrics as m;
 use crate::ratelimit::TokenBucket;
@@ -773,7 +775,7 @@ impl Connection {
             ClientFrame::PresenceSet(p) => self.presence_set(&session, &mesh, p),
             ClientFrame::PeerList(r) => self.send_frame(&BrokerFrame::Peers(Peers {
                 req: r.req,
-                peers: mesh.peers(),
+                peers: mesh.peers(&session.member),
             })),
             ClientFrame::LogFetch(f) => self.send_frame(&log_entries(&mesh, f)),
             ClientFrame::LogAppend(f) => {
@@ -865,6 +867,23 @@ impl Connection {
                     }
                 }
             }
+            ClientFrame::GrantsSet(f) => {
+                match mesh
+                    .set_grants(&*self.broker.store, &session.member, *f.grants)
+                    .await
+                {
+                    Ok(version) => self.send_frame(&BrokerFrame::GrantsStored(GrantsStored {
+                        req: f.req,
+                        version,
+                    })),
+                    Err(e) => {
+                        if let GrantsSetError::Store(err) = &e {
+                            tracing::error!(error = %err, "storing grants failed");
+                        }
+                        self.error(f.req, e.code(), e.to_string());
+                    }
+                }
+            }
             ClientFrame::Ping(r) => self.pong(r.req),
         }
         Flow::Continue
@@ -925,7 +944,15 @@ impl Connection {
                     );
                     return;
                 }
-                vec![*k]
+                match mesh.grant_decision(k, &session.member, Cap::Dm) {
+                    Decision::Allow => vec![*k],
+                    Decision::Refuse => {
+                        self.error(req, ErrorCode::Refused, REFUSED_BY_GRANTS);
+                        return;
+                    }
+                    // Stored and accepted, but for no one: never delivered.
+                    Decision::SilentDrop => Vec::new(),
+                }
             }
             Target::Session(s) => {
                 let member = match mesh.session(s) {
@@ -940,7 +967,16 @@ impl Connection {
                     },
                 };
                 match member {
-                    Some(m) if mesh.read_log(|l| l.roster.is_member(&m)) => vec![*s],
+                    Some(m) if mesh.read_log(|l| l.roster.is_member(&m)) => {
+                        match mesh.grant_decision(&m, &session.member, Cap::Dm) {
+                            Decision::Allow => vec![*s],
+                            Decision::Refuse => {
+                                self.error(req, ErrorCode::Refused, REFUSED_BY_GRANTS);
+                                return;
+                            }
+                            Decision::SilentDrop => Vec::new(),
+                        }
+                    }
                     _ => {
                         self.error(
                             req,
@@ -957,7 +993,13 @@ impl Connection {
                 }) {
                     Ok((members, len)) => {
                         at_len = Some(len);
+                        // Recipients whose grants refuse the sender this
+                        // kind of message are skipped, silently.
+                        let cap = Cap::for_target(&target.to_string());
                         members
+                            .into_iter()
+                            .filter(|m| mesh.grants_allow(m, &session.member, cap))
+                            .collect()
                     }
                     Err((code, message)) => {
                         self.error(req, code, message);
@@ -1280,6 +1322,7 @@ async fn drain_page(
         let Ok(target) = target_text.parse::<Target>() else {
             continue;
         };
+        let cap = Cap::for_target(&target_text);
         let rows = store
             .fanout_page(
                 &mesh.id,
@@ -1297,7 +1340,9 @@ async fn drain_page(
             }
         }
         let verdict = mesh.read_log(|l| {
-            crate::fanout::judge_page(&l.roster, &session.member, &target, rows, now)
+            crate::fanout::judge_page(&l.roster, &session.member, &target, rows, now, &|sender| {
+                mesh.grants_allow(&session.member, sender, cap)
+            })
         });
         if let Some(cursor) = verdict.cursor {
             store
@@ -1326,6 +1371,9 @@ async fn drain_page(
         upto: seen.min(bound),
     }))
 }
+
+/// What a sender hears when the recipient's grants refuse a direct message.
+pub const REFUSED_BY_GRANTS: &str = "refused: blocked by recipient";
 
 fn short_key(k: &PublicKey) -> String {
     k.to_hex()[..8].to_owned()

@@ -173,18 +173,21 @@ pub struct PageVerdict {
     pub cursor: Option<u64>,
 }
 
-/// Sorts one page of fan-out rows into deliveries and a cursor move.
+/// Sorts one page of fan-out rows into deliveries and a cursor move. A row
+/// whose sender `member`'s grants refuse (`allowed` says no) is treated as
+/// not for this member: skipped silently, and the cursor may pass it.
 pub fn judge_page(
     roster: &Roster,
     member: &PublicKey,
     target: &Target,
     rows: Vec<FanoutRow>,
     now_ms: u64,
+    allowed: &dyn Fn(&PublicKey) -> bool,
 ) -> PageVerdict {
     let mut verdict = PageVerdict::default();
     let mut settled_prefix = true;
     for row in rows {
-        let for_me = roster.is_recipient_at(member, target, row.at_len);
+        let for_me = roster.is_recipient_at(member, target, row.at_len) && allowed(&row.sender);
         let settled = row.acked || !for_me || row.envelope_json.is_none();
         if settled_prefix && settled && row.queued_at_ms.saturating_add(CURSOR_SETTLE_MS) < now_ms {
             verdict.cursor = Some(row.seq);
@@ -346,6 +349,7 @@ mod tests {
             queued_at_ms: 1_000_000 - age_ms,
             acked,
             envelope_json: (!acked).then(|| format!("env{seq}")),
+            sender: owner.public(),
         };
         let old = CURSOR_SETTLE_MS + 1;
         let v = judge_page(
@@ -354,6 +358,7 @@ mod tests {
             &Target::Broadcast,
             vec![row(1, true, old), row(2, false, old), row(3, true, old)],
             1_000_000,
+            &|_| true,
         );
         assert_eq!(v.cursor, Some(1));
         assert_eq!(v.deliver.len(), 1);
@@ -364,7 +369,19 @@ mod tests {
             &Target::Broadcast,
             vec![row(1, true, old), row(2, true, 10)],
             1_000_000,
+            &|_| true,
         );
         assert_eq!(v.cursor, Some(1), "a young row holds the cursor");
+        // A sender the member's grants refuse: not delivered, and settled.
+        let v = judge_page(
+            log.roster(),
+            &alice.public(),
+            &Target::Broadcast,
+            vec![row(1, false, old), row(2, false, old)],
+            1_000_000,
+            &|_| false,
+        );
+        assert!(v.deliver.is_empty());
+        assert_eq!(v.cursor, Some(2));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::extract::ws::Utf8Bytes;
 use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::envelope::Priority;
+use claudemesh_crypto::grants::{Cap, Decision, GrantSet, GrantsError};
 use claudemesh_crypto::log::PeerType;
 use claudemesh_crypto::log::{EntryBody, LogEntry, LogFault, RemoveKind, Roster, verify_log};
 use claudemesh_crypto::{Hash32, PublicKey};
@@ -291,9 +292,108 @@ pub struct MeshHub {
     member_states: Mutex<HashMap<PublicKey, MemberState>>,
     /// Session keys already recorded in the store by this broker.
     recorded_sessions: Mutex<std::collections::HashSet<PublicKey>>,
+    /// Each member's verified grant set (TM7); no entry = everything allowed.
+    grants: RwLock<HashMap<PublicKey, Arc<GrantSet>>>,
+}
+
+/// Why a `grants_set` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantsSetError {
+    /// The set is another member's.
+    #[error("the grant set is not this connection's member's")]
+    NotYours,
+    /// Bad shape, signature or mesh.
+    #[error("{0}")]
+    Invalid(#[from] GrantsError),
+    /// An older version than the stored one.
+    #[error("the grant set is older than the stored version {0}")]
+    Stale(u64),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl GrantsSetError {
+    /// The error code a client gets.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GrantsSetError::NotYours => ErrorCode::Forbidden,
+            GrantsSetError::Invalid(_) | GrantsSetError::Stale(_) => ErrorCode::Malformed,
+            GrantsSetError::Store(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 impl MeshHub {
+    /// What `recipient`'s grants say about `sender` using `cap`.
+    pub fn grant_decision(&self, recipient: &PublicKey, sender: &PublicKey, cap: Cap) -> Decision {
+        let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
+        match grants.get(recipient) {
+            Some(set) => set.allows(sender, cap),
+            None => Decision::Allow,
+        }
+    }
+
+    /// Whether `recipient` lets `sender` use `cap` at all (silent or not).
+    pub fn grants_allow(&self, recipient: &PublicKey, sender: &PublicKey, cap: Cap) -> bool {
+        self.grant_decision(recipient, sender, cap) == Decision::Allow
+    }
+
+    /// Verifies and stores `member`'s new grant set; returns the version the
+    /// broker holds afterwards. An equal version is answered as stored.
+    pub async fn set_grants(
+        &self,
+        store: &dyn Store,
+        member: &PublicKey,
+        set: GrantSet,
+    ) -> Result<u64, GrantsSetError> {
+        if &set.member != member {
+            return Err(GrantsSetError::NotYours);
+        }
+        set.verify(&self.id)?;
+        let current = {
+            let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
+            grants.get(member).map(|g| g.version)
+        };
+        if let Some(v) = current {
+            if set.version == v {
+                return Ok(v);
+            }
+            if set.version < v {
+                return Err(GrantsSetError::Stale(v));
+            }
+        }
+        let doc = serde_json::to_string(&set).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let version = set.version;
+        if store.save_grants(&self.id, member, version, &doc).await? {
+            let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+            let newer = grants.get(member).is_none_or(|g| g.version < version);
+            if newer {
+                grants.insert(*member, Arc::new(set));
+            }
+            Ok(grants.get(member).map_or(version, |g| g.version))
+        } else {
+            // Another writer (or replica) stored a newer or equal version:
+            // take what the store holds.
+            let stored = store.load_grants(&self.id).await?;
+            let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+            for (m, doc) in stored {
+                if &m == member
+                    && let Some(g) = verified_grants(&self.id, &m, &doc)
+                {
+                    grants.insert(m, Arc::new(g));
+                }
+            }
+            match grants.get(member).map(|g| g.version) {
+                Some(v) if v == version => Ok(v),
+                Some(v) => Err(GrantsSetError::Stale(v)),
+                None => Err(GrantsSetError::Store(StoreError::Corrupt(
+                    "stored grant set does not verify".into(),
+                ))),
+            }
+        }
+    }
+
     /// Whether `session` still needs recording in the store (first hello
     /// seen by this broker); marks it recorded.
     pub fn first_sight_of(&self, session: &PublicKey) -> bool {
@@ -499,17 +599,45 @@ impl MeshHub {
 
     /// Tells every other session of the mesh about a presence change.
     pub fn broadcast_presence(&self, peer: PeerPresence, except_conn: u64) {
+        let hidden = self.peer_for_hidden(&peer);
         let frame = text(&BrokerFrame::Presence(PresenceUpdate {
             peer: Box::new(peer),
         }));
+        let hidden_frame = hidden.map(|(member, p)| {
+            let f = text(&BrokerFrame::Presence(PresenceUpdate { peer: Box::new(p) }));
+            (member, f)
+        });
         // Pushing never blocks or takes this lock again, so it is done
         // under the read lock, without copying the session list.
         let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         for s in sessions.by_session.values() {
-            if s.conn_id != except_conn {
-                s.push(frame.clone());
+            if s.conn_id == except_conn {
+                continue;
+            }
+            match &hidden_frame {
+                Some((member, f)) if !self.grants_allow(member, &s.member, Cap::Presence) => {
+                    s.push(f.clone());
+                }
+                _ => {
+                    s.push(frame.clone());
+                }
             }
         }
+    }
+
+    /// If any member refuses some viewer `presence` for `peer`'s member:
+    /// that member and the entry such viewers see.
+    fn peer_for_hidden(&self, peer: &PeerPresence) -> Option<(PublicKey, PeerPresence)> {
+        let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
+        let set = grants.get(&peer.member)?;
+        let any_refused = set
+            .entries
+            .iter()
+            .any(|e| !e.caps.iter().any(|c| c == Cap::Presence.as_str()));
+        if !any_refused {
+            return None;
+        }
+        Some((peer.member, offline_entry(peer.member)))
     }
 
     /// A member's last known presence.
@@ -529,9 +657,25 @@ impl MeshHub {
             .insert(member, state);
     }
 
-    /// Every peer: one entry per connected session, plus one offline entry
-    /// for each current member with no session here.
-    pub fn peers(&self) -> Vec<PeerPresence> {
+    /// Every peer as `viewer` sees it: one entry per connected session, plus
+    /// one offline entry for each current member with no session here. A
+    /// member that refuses the viewer `presence` is one offline entry with
+    /// no summary.
+    pub fn peers(&self, viewer: &PublicKey) -> Vec<PeerPresence> {
+        let all = self.all_peers();
+        let mut hidden_seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(all.len());
+        for p in all {
+            if self.grants_allow(&p.member, viewer, Cap::Presence) {
+                out.push(p);
+            } else if hidden_seen.insert(p.member) {
+                out.push(offline_entry(p.member));
+            }
+        }
+        out
+    }
+
+    fn all_peers(&self) -> Vec<PeerPresence> {
         let members: Vec<PublicKey> =
             self.read_log(|l| l.roster.members().keys().copied().collect());
         let is_member = |k: &PublicKey| members.binary_search(k).is_ok();
@@ -561,6 +705,28 @@ impl MeshHub {
         }
         out
     }
+}
+
+/// What the broker shows a viewer refused `presence`: offline, nothing else.
+fn offline_entry(member: PublicKey) -> PeerPresence {
+    PeerPresence {
+        member,
+        session: None,
+        cert: None,
+        online: false,
+        status: Status::default(),
+        peer_type: None,
+        summary: None,
+        connected_at_ms: None,
+        last_seen_ms: None,
+        live_push: false,
+    }
+}
+
+/// A stored grant set, if it parses, verifies, and is `member`'s.
+fn verified_grants(mesh: &Hash32, member: &PublicKey, doc: &str) -> Option<GrantSet> {
+    let set: GrantSet = serde_json::from_str(doc).ok()?;
+    (set.member == *member && set.verify(mesh).is_ok()).then_some(set)
 }
 
 /// Every mesh this broker has loaded.
@@ -603,6 +769,15 @@ impl Hub {
         let roster = verify_log(&entries)
             .map_err(|e| StoreError::Corrupt(format!("stored membership log: {e}")))?;
         let states = self.store.member_states(id).await?;
+        let mut grants = HashMap::new();
+        for (member, doc) in self.store.load_grants(id).await? {
+            match verified_grants(id, &member, &doc) {
+                Some(set) => {
+                    grants.insert(member, Arc::new(set));
+                }
+                None => tracing::warn!("a stored grant set does not verify; ignoring it"),
+            }
+        }
         let hub = Arc::new(MeshHub {
             id: *id,
             log: RwLock::new(MeshLog { entries, roster }),
@@ -610,6 +785,7 @@ impl Hub {
             sessions: RwLock::new(Sessions::default()),
             member_states: Mutex::new(states.into_iter().collect()),
             recorded_sessions: Mutex::new(std::collections::HashSet::new()),
+            grants: RwLock::new(grants),
         });
         self.meshes
             .lock()

@@ -91,6 +91,37 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show unread messages (same as `message inbox`)
     Inbox(InboxArgs),
+    /// Give a peer capabilities back (dm, broadcast, group, topic, presence)
+    Grant {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+        /// Capabilities: dm, broadcast, group, topic, presence
+        #[arg(required = true)]
+        caps: Vec<String>,
+    },
+    /// Take capabilities from a peer (`all` takes every one)
+    Revoke {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+        /// Capabilities (dm, broadcast, group, topic, presence), or `all`
+        #[arg(required = true)]
+        caps: Vec<String>,
+    },
+    /// Refuse everything from a peer; the sender is told, unless --silent
+    Block {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+        /// Do not tell the sender: their messages are accepted and dropped
+        #[arg(long)]
+        silent: bool,
+    },
+    /// Back to the default for a peer: every capability
+    Unblock {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// List who you limited or blocked (everyone else may do everything)
+    Grants,
     /// Check the broker: reachable, versions, clock skew, membership
     Status,
     /// Write an encrypted backup of this device's keys and settings (.cmb)

@@ -9,6 +9,7 @@ mod audit;
 mod backup;
 mod demo;
 mod exit;
+mod grants;
 mod mesh;
 mod message;
 mod output;
@@ -139,6 +140,11 @@ async fn run(cli: Cli) -> Outcome {
                     .hint("run `claudemesh --help` for the list of commands"),
             )
         }
+        Command::Grant { peer: p, caps } => grants::grant(&g, &p, &caps).await,
+        Command::Revoke { peer: p, caps } => grants::revoke(&g, &p, &caps).await,
+        Command::Block { peer: p, silent } => grants::block(&g, &p, silent).await,
+        Command::Unblock { peer: p } => grants::unblock(&g, &p).await,
+        Command::Grants => grants::list(&g).await,
         Command::Peer(PeerCmd::List) | Command::Peers => peer::list(&g).await,
         Command::Peer(PeerCmd::Kick { peer: p }) => peer::remove(&g, &p, false).await,
         Command::Peer(PeerCmd::Ban { peer: p }) => peer::remove(&g, &p, true).await,

@@ -100,6 +100,11 @@ pub const VERBS: &[(&str, Kind)] = &[
     ("restore", Kind::Destructive),
     ("audit.verify", Kind::Read),
     ("audit.list", Kind::Read),
+    ("grant", Kind::Write),
+    ("revoke", Kind::Write),
+    ("block", Kind::Write),
+    ("unblock", Kind::Write),
+    ("grants", Kind::Read),
 ];
 
 /// What a verb does (unknown verbs count as destructive).
@@ -134,10 +139,12 @@ approval_mode: write
 #   mesh.revoke-invite, restore.
 # Other writes: mesh.create, mesh.share, mesh.join, mesh.use, message.send,
 #   topic.create, topic.join, topic.leave, topic.add, topic.post,
-#   group.join, group.leave, profile.status, profile.summary, backup.
+#   group.join, group.leave, profile.status, profile.summary, backup,
+#   grant, revoke, block, unblock.
 # Reads (never asked; refused only by a deny rule): mesh.list, peer.list,
 #   peer.bans, message.inbox, message.status, topic.list, topic.members,
-#   topic.history, topic.read, group.list, status, audit.verify, audit.list.
+#   topic.history, topic.read, group.list, status, audit.verify, audit.list,
+#   grants.
 allow: []
 deny: []
 ";
@@ -394,6 +401,11 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         Command::Restore(a) => R::new("restore", Some(&a.file.display().to_string()), false),
         Command::Audit(AuditCmd::Verify) => R::new("audit.verify", None, false),
         Command::Audit(AuditCmd::List { .. }) => R::new("audit.list", None, false),
+        Command::Grant { peer, .. } => R::new("grant", Some(peer), true),
+        Command::Revoke { peer, .. } => R::new("revoke", Some(peer), true),
+        Command::Block { peer, .. } => R::new("block", Some(peer), true),
+        Command::Unblock { peer } => R::new("unblock", Some(peer), true),
+        Command::Grants => R::new("grants", None, true),
         Command::Demo(_) | Command::Completions { .. } | Command::External(_) => return None,
     };
     Some(r)

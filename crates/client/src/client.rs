@@ -28,7 +28,7 @@ use claudemesh_crypto::envelope::{
 };
 use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
 use claudemesh_proto::frames::{
-    Accepted, Ack, Deliver, ErrorFrame, LogAppend, LogFetch, MessageStatusQuery,
+    Accepted, Ack, Deliver, ErrorFrame, GrantsSetFrame, LogAppend, LogFetch, MessageStatusQuery,
     MessageStatusResult, PeerPresence, PresenceSet, Request, Send, Status, TopicHistoryQuery,
     TopicHistoryResult, Welcome,
 };
@@ -563,6 +563,16 @@ impl MeshClient {
         pong.map(|_| ())
     }
 
+    /// Hands the broker this member's signed grant set (it enforces it from
+    /// then on); returns the version the broker holds.
+    pub async fn push_grants(
+        &self,
+        set: &claudemesh_crypto::grants::GrantSet,
+    ) -> Result<u64, ClientError> {
+        self.inner.wait_up().await?;
+        self.inner.push_grants(set).await
+    }
+
     /// A round trip to the broker; returns its clock (unix ms).
     pub async fn ping(&self) -> Result<u64, ClientError> {
         let frame = self
@@ -831,6 +841,41 @@ fn unexpected(frame: &BrokerFrame) -> ClientError {
 }
 
 impl Inner {
+    /// Sends `grants_set` on the current connection.
+    async fn push_grants(
+        &self,
+        set: &claudemesh_crypto::grants::GrantSet,
+    ) -> Result<u64, ClientError> {
+        let frame = self
+            .request_now(
+                |req| {
+                    ClientFrame::GrantsSet(GrantsSetFrame {
+                        req: Some(req),
+                        grants: Box::new(set.clone()),
+                    })
+                },
+                "store the grants",
+            )
+            .await?;
+        match frame {
+            BrokerFrame::GrantsStored(g) => Ok(g.version),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// This member's grant set on this device, if any (read on every use:
+    /// another process, such as the CLI, may have changed it).
+    fn local_grants(&self) -> Option<claudemesh_crypto::grants::GrantSet> {
+        let member = self.read_state(|s| s.member_key().public());
+        match crate::grants::load(&self.home, &self.mesh.id, &member) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the grants");
+                None
+            }
+        }
+    }
+
     /// Signs entries built from the current verified state and appends
     /// them atomically (or, with a bundle, one `invite_create`), retrying
     /// after re-syncing the log when it moved meanwhile. Nothing to append
@@ -1245,6 +1290,13 @@ impl Inner {
         let reader = tokio::spawn(self.clone().read_loop(opened.stream, work_tx));
         let caught_up = async {
             self.sync_log().await?;
+            // The broker enforces the grants: hand it this device's copy on
+            // every connect (it keeps the newest version it has seen).
+            if let Some(set) = self.local_grants()
+                && let Err(e) = self.push_grants(&set).await
+            {
+                tracing::warn!(error = %e, "the broker did not take the grants");
+            }
             for env in self.local.outbox_pending(&self.mesh.id).await? {
                 self.send_envelope(env).await?;
             }
@@ -1423,6 +1475,7 @@ impl Inner {
         let mut acks = Vec::with_capacity(delivers.len());
         let mut verified = Vec::with_capacity(delivers.len());
         let now = now_ms();
+        let mut grants: Option<Option<claudemesh_crypto::grants::GrantSet>> = None;
         for d in delivers {
             let mut result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
             if !synced && result.as_ref().is_err_and(may_be_stale) {
@@ -1432,6 +1485,34 @@ impl Inner {
                     tracing::warn!(error = %e, "membership log sync failed");
                 }
                 result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
+            }
+            if let Ok(msg) = &result {
+                let grants = grants.get_or_insert_with(|| self.local_grants());
+                if !crate::grants::allows(
+                    grants.as_ref(),
+                    &msg.sender_member(),
+                    &msg.target().to_string(),
+                ) {
+                    // The broker delivered what these grants refuse (it held
+                    // an older set): acked, recorded, never shown.
+                    let sender = msg.sender_member();
+                    let reason = crate::grants::BLOCKED_REASON.to_owned();
+                    if self
+                        .local
+                        .reject(&self.mesh.id, d.seq, Some(&sender), &reason, now)
+                        .await
+                        .is_ok()
+                    {
+                        acks.push(d.seq);
+                    }
+                    self.emit(Event::Rejected(Rejection {
+                        seq: d.seq,
+                        sender: Some(sender.to_hex()),
+                        reason,
+                        at: now,
+                    }));
+                    continue;
+                }
             }
             match result {
                 Ok(msg) => verified.push((msg, d.seq)),

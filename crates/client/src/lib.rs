@@ -9,12 +9,15 @@
 //! - [`client`]: [`MeshClient`], a live session: handshake, send, receive,
 //!   acks, reconnect.
 //! - [`ops`]: create, share, join, revoke.
+//! - [`grants`]: who may reach this member (TM7): the signed grant set,
+//!   its file, and the re-check on receipt.
 //! - [`spaces`]: topics, groups, broadcast posts and mentions; kick, ban,
 //!   unban and leave; which keys must rotate before a fan-out send.
 
 pub mod backup;
 pub mod client;
 pub mod error;
+pub mod grants;
 pub mod home;
 pub mod local;
 pub mod mesh;

@@ -199,6 +199,7 @@ pub fn frame_req(frame: &BrokerFrame) -> Option<&str> {
         BrokerFrame::Joined(f) => f.req.as_deref(),
         BrokerFrame::MessageStatusResult(f) => f.req.as_deref(),
         BrokerFrame::TopicHistoryResult(f) => f.req.as_deref(),
+        BrokerFrame::GrantsStored(f) => f.req.as_deref(),
         BrokerFrame::Pong(f) => f.req.as_deref(),
         BrokerFrame::Challenge(_)
         | BrokerFrame::Welcome(_)

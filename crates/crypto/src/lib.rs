@@ -15,6 +15,7 @@ pub mod boxes;
 pub mod cert;
 pub mod encoding;
 pub mod envelope;
+pub mod grants;
 pub mod invite;
 pub mod keys;
 pub mod log;

@@ -381,6 +381,28 @@ fn main() {
         }),
         &mut frames,
     );
+    // Bob blocks Alice (not silently): his signed grant set goes to the broker.
+    let mut grants = claudemesh_crypto::grants::GrantMap::new();
+    grants.insert(alice.public(), (Default::default(), false));
+    push_c(
+        ClientFrame::GrantsSet(GrantsSetFrame {
+            req: Some("g1".into()),
+            grants: Box::new(claudemesh_crypto::grants::GrantSet::sign(
+                &bob,
+                mesh_id,
+                (T + 80) * 1000,
+                &grants,
+            )),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::GrantsStored(GrantsStored {
+            req: Some("g1".into()),
+            version: (T + 80) * 1000,
+        }),
+        &mut frames,
+    );
     push_c(
         ClientFrame::Ping(Request {
             req: Some("k1".into()),

@@ -10,6 +10,7 @@
 use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
+use claudemesh_crypto::grants::GrantSet;
 use claudemesh_crypto::log::{LogEntry, PeerType};
 use claudemesh_crypto::{Hash32, Nonce, PublicKey, Signature};
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,8 @@ pub enum ClientFrame {
     MessageStatus(MessageStatusQuery),
     /// Stored messages of a topic, newest first.
     TopicHistory(TopicHistoryQuery),
+    /// Store this member's signed grant set (TM7).
+    GrantsSet(GrantsSetFrame),
     /// Liveness check.
     Ping(Request),
 }
@@ -121,6 +124,8 @@ pub enum BrokerFrame {
     MessageStatusResult(MessageStatusResult),
     /// Answer to `topic_history`.
     TopicHistoryResult(TopicHistoryResult),
+    /// Answer to `grants_set`.
+    GrantsStored(GrantsStored),
     /// Answer to `ping`.
     Pong(Pong),
 }
@@ -522,6 +527,30 @@ pub struct TopicHistoryResult {
     pub more: bool,
 }
 
+/// `grants_set`: the connection's member replaces its grant set. The broker
+/// refuses a set for another member (`forbidden`), for another mesh, badly
+/// signed or malformed (`malformed`), or whose version is below the stored
+/// one (`malformed`); an equal version is answered with `grants_stored` and
+/// the stored version (idempotent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantsSetFrame {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The signed grant set.
+    pub grants: Box<GrantSet>,
+}
+
+/// `grants_stored`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantsStored {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The version the broker now holds for this member.
+    pub version: u64,
+}
+
 /// `pong`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
@@ -548,6 +577,7 @@ impl ClientFrame {
         "mesh_create",
         "message_status",
         "topic_history",
+        "grants_set",
         "ping",
     ];
 
@@ -567,6 +597,7 @@ impl ClientFrame {
             ClientFrame::MeshCreate(_) => "mesh_create",
             ClientFrame::MessageStatus(_) => "message_status",
             ClientFrame::TopicHistory(_) => "topic_history",
+            ClientFrame::GrantsSet(_) => "grants_set",
             ClientFrame::Ping(_) => "ping",
         }
     }
@@ -586,6 +617,7 @@ impl ClientFrame {
             ClientFrame::MeshCreate(f) => f.req.as_deref(),
             ClientFrame::MessageStatus(f) => f.req.as_deref(),
             ClientFrame::TopicHistory(f) => f.req.as_deref(),
+            ClientFrame::GrantsSet(f) => f.req.as_deref(),
         }
     }
 }
@@ -607,6 +639,7 @@ impl BrokerFrame {
         "joined",
         "message_status_result",
         "topic_history_result",
+        "grants_stored",
         "pong",
     ];
 
@@ -627,6 +660,7 @@ impl BrokerFrame {
             BrokerFrame::Joined(_) => "joined",
             BrokerFrame::MessageStatusResult(_) => "message_status_result",
             BrokerFrame::TopicHistoryResult(_) => "topic_history_result",
+            BrokerFrame::GrantsStored(_) => "grants_stored",
             BrokerFrame::Pong(_) => "pong",
         }
     }

@@ -5,6 +5,7 @@ use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::{
     Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
 };
+use claudemesh_crypto::grants::{Cap, GrantMap, GrantSet};
 use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
 use claudemesh_crypto::{Hash32, Nonce, PublicKey, Signature, SigningKey, SymmetricKey};
 use proptest::prelude::*;
@@ -206,6 +207,30 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                     before_seq
                 }
             )),
+        (
+            req(),
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            proptest::collection::vec((any::<[u8; 32]>(), any::<bool>(), any::<bool>()), 0..3)
+        )
+            .prop_map(|(req, seed, version, entries)| {
+                let member = SigningKey::from_seed(&seed);
+                let map: GrantMap = entries
+                    .into_iter()
+                    .map(|(peer, dm, silent)| {
+                        let caps = if dm {
+                            [Cap::Dm].into()
+                        } else {
+                            Default::default()
+                        };
+                        (SigningKey::from_seed(&peer).public(), (caps, silent))
+                    })
+                    .collect();
+                ClientFrame::GrantsSet(GrantsSetFrame {
+                    req,
+                    grants: Box::new(GrantSet::sign(&member, Hash32(seed), version, &map)),
+                })
+            }),
         req().prop_map(|req| ClientFrame::Ping(Request { req })),
     ]
 }
@@ -386,6 +411,8 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                     more,
                 }
             )),
+        (req(), any::<u64>())
+            .prop_map(|(req, version)| BrokerFrame::GrantsStored(GrantsStored { req, version })),
         (req(), any::<u64>()).prop_map(|(req, time_ms)| BrokerFrame::Pong(Pong { req, time_ms })),
     ]
 }

@@ -82,6 +82,7 @@ conformance!(
     sweep_retention_expires_then_purges,
     dump_has_every_table_as_text,
     fanout_messages_are_stored_once_and_acked_by_receipt,
+    grants_keep_the_newest_version,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1000,6 +1001,33 @@ async fn sessions_round_trip(s: &dyn Store) {
     assert!(s.session_member(&mesh.id, &member).await.unwrap().is_none());
 }
 
+async fn grants_keep_the_newest_version(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (m1, m2) = (key(), key());
+    assert!(s.load_grants(&mesh.id).await.unwrap().is_empty());
+    assert!(
+        s.save_grants(&mesh.id, &m1, 10, "{\"v\":10}")
+            .await
+            .unwrap()
+    );
+    assert!(s.save_grants(&mesh.id, &m2, 5, "{\"v\":5}").await.unwrap());
+    // Older and equal versions never replace the stored one.
+    assert!(!s.save_grants(&mesh.id, &m1, 9, "{\"v\":9}").await.unwrap());
+    assert!(
+        !s.save_grants(&mesh.id, &m1, 10, "{\"v\":\"x\"}")
+            .await
+            .unwrap()
+    );
+    assert!(s.save_grants(&mesh.id, &m2, 6, "{\"v\":6}").await.unwrap());
+    let mut got = s.load_grants(&mesh.id).await.unwrap();
+    got.sort_by_key(|(k, _)| *k);
+    let mut want = vec![(m1, "{\"v\":10}".to_owned()), (m2, "{\"v\":6}".to_owned())];
+    want.sort_by_key(|(k, _)| *k);
+    assert_eq!(got, want);
+    // Per mesh.
+    assert!(s.load_grants(&Hash32([2; 32])).await.unwrap().is_empty());
+}
+
 async fn member_state_round_trip(s: &dyn Store) {
     let mesh = TestMesh::create(s).await;
     let (m1, m2) = (key(), key());
@@ -1201,6 +1229,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             "deliveries",
             "fanout_cursors",
             "fanout_receipts",
+            "grants",
             "invites",
             "log_entries",
             "member_state",
@@ -1216,8 +1245,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 2);
-    for (i, version) in ["1", "2"].into_iter().enumerate() {
+    assert_eq!(migrations.rows.len(), 3);
+    for (i, version) in ["1", "2", "3"].into_iter().enumerate() {
         assert_eq!(cell(migrations, i, "version"), version);
         assert_eq!(cell(migrations, i, "success"), "1");
     }

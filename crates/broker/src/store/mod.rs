@@ -160,6 +160,8 @@ pub struct FanoutRow {
     pub acked: bool,
     /// The envelope JSON; `None` when acked (not needed) or expired.
     pub envelope_json: Option<String>,
+    /// The sender's member key (grants are judged against it).
+    pub sender: PublicKey,
 }
 
 /// A member's last known presence, kept for when it is offline.
@@ -349,6 +351,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         mesh: &Hash32,
     ) -> Result<Vec<(PublicKey, MemberState)>, StoreError>;
+
+    /// Stores a member's signed grant set (`doc`, its JSON) if `version` is
+    /// above the stored one (or none is stored); returns whether it stored.
+    async fn save_grants(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        version: u64,
+        doc: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Every member's stored grant set in a mesh, as stored (unverified).
+    async fn load_grants(&self, mesh: &Hash32) -> Result<Vec<(PublicKey, String)>, StoreError>;
 
     /// Drops the ciphertext of undelivered messages past their expiry (they
     /// stay as tombstones reported `expired`), and removes tombstones and

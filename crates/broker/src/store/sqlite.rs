@@ -43,6 +43,15 @@ pub fn migrator() -> Migrator {
             )),
             false,
         ),
+        Migration::new(
+            3,
+            "grants".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../../../../migrations/sqlite/0003_grants.sql"
+            )),
+            false,
+        ),
     ])
 }
 
@@ -500,7 +509,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<FanoutRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.seq, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
-             CASE WHEN r.seq IS NULL THEN m.envelope END \
+             CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member \
              FROM messages m \
              LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? AND r.seq = m.seq \
              WHERE m.mesh_id = ? AND m.target = ? AND m.at_len IS NOT NULL AND m.at_len > ? \
@@ -527,6 +536,7 @@ impl Store for SqliteStore {
                     queued_at_ms: to_u64(r.try_get(2)?),
                     acked: r.try_get(3)?,
                     envelope_json: r.try_get(4)?,
+                    sender: key_from_bytes(r.try_get::<&[u8], _>(5)?)?,
                 })
             })
             .collect()
@@ -685,6 +695,39 @@ impl Store for SqliteStore {
                 r.try_get(3)?,
                 r.try_get(4)?,
             )?);
+        }
+        Ok(out)
+    }
+
+    async fn save_grants(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        version: u64,
+        doc: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO grants (mesh_id, member, version, doc) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (mesh_id, member) DO UPDATE SET version = excluded.version, \
+             doc = excluded.doc WHERE grants.version < excluded.version",
+        )
+        .bind(&mesh.0[..])
+        .bind(key_bytes(member))
+        .bind(to_i64(version))
+        .bind(doc)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn load_grants(&self, mesh: &Hash32) -> Result<Vec<(PublicKey, String)>, StoreError> {
+        let rows = sqlx::query("SELECT member, doc FROM grants WHERE mesh_id = ? ORDER BY member")
+            .bind(&mesh.0[..])
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push((key_from_bytes(r.try_get::<&[u8], _>(0)?)?, r.try_get(1)?));
         }
         Ok(out)
     }

@@ -8,6 +8,7 @@ mod support;
 
 mod deploy;
 mod fanout;
+mod grants;
 mod hardening;
 mod invites;
 mod lifecycle;

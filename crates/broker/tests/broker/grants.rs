@@ -1,0 +1,323 @@
+//! Grants (TM7) through real clients: a blocked sender is refused at the
+//! broker (`refused: blocked by recipient`), a silent block is accepted and
+//! never delivered, grants survive a broker restart, a forged grant set is
+//! refused, fan-out skips recipients who revoked the capability, a refused
+//! viewer sees the member offline, and the recipient's client re-checks
+//! what the broker delivers anyway.
+
+use claudemesh_broker::config::{BrokerConfig, sqlite_url};
+use claudemesh_broker::server;
+use claudemesh_client::ClientError;
+use claudemesh_client::grants::{self, GrantChange};
+use claudemesh_crypto::SigningKey;
+use claudemesh_crypto::envelope::{Priority, Target};
+use claudemesh_crypto::grants::{Cap, GrantMap, GrantSet};
+use claudemesh_proto::ErrorCode;
+
+use crate::both;
+use crate::support::*;
+
+fn assert_blocked(r: Result<claudemesh_client::SendOutcome, ClientError>) {
+    match r {
+        Err(ClientError::Refused { code, message }) => {
+            assert_eq!(code, ErrorCode::Refused);
+            assert_eq!(message, "refused: blocked by recipient");
+        }
+        other => panic!("expected refused, got {other:?}"),
+    }
+}
+
+async fn a_blocked_sender_is_refused_and_unblock_restores(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+
+    let b = bob.connect().await;
+    grants::change(&b, &bob.home, "alice", GrantChange::Block { silent: false })
+        .await
+        .unwrap();
+    b.close().await;
+
+    let a = alice.connect().await;
+    let to_bob = a.resolve("bob").await.unwrap();
+    assert_blocked(a.send(to_bob.clone(), b"hi", Priority::Next, None).await);
+
+    let b = bob.connect().await;
+    grants::change(&b, &bob.home, "alice", GrantChange::Unblock)
+        .await
+        .unwrap();
+    b.close().await;
+    a.send(to_bob, b"hi again", Priority::Next, None)
+        .await
+        .unwrap();
+    a.close().await;
+    assert_eq!(bob.read_inbox().await, vec!["hi again"]);
+    broker.stop().await;
+}
+both!(a_blocked_sender_is_refused_and_unblock_restores);
+
+async fn a_silent_block_is_accepted_and_never_delivered(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+
+    let b = bob.connect().await;
+    grants::change(&b, &bob.home, "alice", GrantChange::Block { silent: true })
+        .await
+        .unwrap();
+    b.close().await;
+
+    let a = alice.connect().await;
+    let to_bob = a.resolve("bob").await.unwrap();
+    let sent = a
+        .send(to_bob, b"into the void", Priority::Next, None)
+        .await
+        .unwrap();
+    let status = a.message_status(&sent.id).await.unwrap();
+    assert!(status.recipients.is_empty(), "{:?}", status.recipients);
+    a.close().await;
+    assert!(bob.read_inbox().await.is_empty());
+    broker.stop().await;
+}
+both!(a_silent_block_is_accepted_and_never_delivered);
+
+async fn grants_survive_a_broker_restart(backend: Backend) {
+    let mut broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let b = bob.connect().await;
+    grants::change(&b, &bob.home, "alice", GrantChange::Block { silent: false })
+        .await
+        .unwrap();
+    b.close().await;
+
+    // Same address, same database, nothing in memory.
+    let db_url = match &broker.db {
+        Some(db) => db.url().to_owned(),
+        None => sqlite_url(&broker.dir.path().join("broker.db")),
+    };
+    let addr = broker.running().local_addr;
+    if let Some(running) = broker.broker.take() {
+        running.shutdown().await;
+    }
+    let mut config = BrokerConfig::with_sqlite_file(&broker.dir.path().join("unused.db"));
+    config.database_url = db_url;
+    config.broker_id = "test-broker".into();
+    config.listen = addr;
+    broker.broker = Some(server::start(config).await.expect("broker restarts"));
+
+    // Bob stays away: only the broker's stored copy can refuse this.
+    let a = alice.connect().await;
+    let to_bob = a.resolve("bob").await.unwrap();
+    assert_blocked(a.send(to_bob, b"hi", Priority::Next, None).await);
+    a.close().await;
+    broker.stop().await;
+}
+both!(grants_survive_a_broker_restart);
+
+async fn forged_grants_are_refused(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let a = alice.connect().await;
+    let b = bob.connect().await;
+    let alice_key = a.with_state(|s| s.member_key().public());
+    let bob_key = b.with_state(|s| s.member_key().public());
+    let mut map = GrantMap::new();
+    map.insert(alice_key, (Default::default(), false));
+
+    // Alice pushes a set claiming to be Bob's (she cannot sign as him).
+    let mallory = SigningKey::generate();
+    let mut forged = GrantSet::sign(&mallory, alice.mesh.id, 10, &map);
+    forged.member = bob_key;
+    match a.push_grants(&forged).await {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Forbidden),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+    // Her own set, with a broken signature.
+    let a_key = a.with_state(|s| s.member_key().clone());
+    let mut broken = GrantSet::sign(&a_key, alice.mesh.id, 10, &GrantMap::new());
+    broken.sig.0[3] ^= 0x40;
+    match a.push_grants(&broken).await {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Malformed),
+        other => panic!("expected malformed, got {other:?}"),
+    }
+    // Another mesh.
+    let other_mesh = GrantSet::sign(
+        &a_key,
+        claudemesh_crypto::Hash32([9; 32]),
+        10,
+        &GrantMap::new(),
+    );
+    match a.push_grants(&other_mesh).await {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Malformed),
+        other => panic!("expected malformed, got {other:?}"),
+    }
+    // Bob still hears from Alice.
+    let to_bob = a.resolve("bob").await.unwrap();
+    a.send(to_bob, b"still here", Priority::Next, None)
+        .await
+        .unwrap();
+    // Versions: equal is idempotent, lower is refused.
+    let b_key = b.with_state(|s| s.member_key().clone());
+    let v20 = GrantSet::sign(&b_key, bob.mesh.id, 20, &GrantMap::new());
+    assert_eq!(b.push_grants(&v20).await.unwrap(), 20);
+    assert_eq!(b.push_grants(&v20).await.unwrap(), 20);
+    let v19 = GrantSet::sign(&b_key, bob.mesh.id, 19, &map);
+    assert!(matches!(
+        b.push_grants(&v19).await,
+        Err(ClientError::Refused {
+            code: ErrorCode::Malformed,
+            ..
+        })
+    ));
+    a.close().await;
+    b.close().await;
+    broker.stop().await;
+}
+both!(forged_grants_are_refused);
+
+async fn the_client_rechecks_what_the_broker_delivers(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+
+    // Alice's message is queued while the broker knows no grants of Bob's.
+    let a = alice.connect().await;
+    let alice_key = a.with_state(|s| s.member_key().public());
+    let to_bob = a.resolve("bob").await.unwrap();
+    a.send(
+        to_bob.clone(),
+        b"queued before the block",
+        Priority::Next,
+        None,
+    )
+    .await
+    .unwrap();
+
+    // Bob blocks her on his device only (not pushed: the broker still
+    // holds no grants of his and delivers everything).
+    let b = bob.connect().await;
+    b.settle().await.unwrap();
+    b.local().take_rejections(&bob.mesh.id).await.unwrap();
+    let inbox = b.local().inbox(&bob.mesh.id, true, 10).await.unwrap();
+    assert_eq!(inbox.len(), 1, "delivered before the block");
+    b.mark_read(&inbox).await.unwrap();
+    b.with_state(|s| {
+        grants::change_local(
+            &bob.home,
+            s,
+            alice_key,
+            &GrantChange::Block { silent: false },
+        )
+    })
+    .unwrap();
+    a.send(to_bob, b"after the block", Priority::Next, None)
+        .await
+        .unwrap();
+    // Broadcast too (the broker's copy allows it, Bob's does not).
+    a.send(Target::Broadcast, b"to everyone", Priority::Next, None)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut rejected = Vec::new();
+    while rejected.len() < 2 && std::time::Instant::now() < deadline {
+        b.settle().await.unwrap();
+        rejected.extend(b.local().take_rejections(&bob.mesh.id).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    for r in &rejected {
+        assert_eq!(r.reason, "blocked by your grants");
+        assert_eq!(r.sender.as_deref(), Some(alice_key.to_hex().as_str()));
+    }
+    assert!(
+        b.local()
+            .inbox(&bob.mesh.id, true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    b.close().await;
+    // Acked: not delivered again.
+    assert!(bob.read_inbox().await.is_empty());
+    a.close().await;
+    broker.stop().await;
+}
+both!(the_client_rechecks_what_the_broker_delivers);
+
+async fn fanout_skips_recipients_who_revoked_it(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+
+    let b = bob.connect().await;
+    grants::change(
+        &b,
+        &bob.home,
+        "alice",
+        GrantChange::Revoke(vec![Cap::Broadcast]),
+    )
+    .await
+    .unwrap();
+    // Bob online (live path) ...
+    let a = alice.connect().await;
+    a.send(Target::Broadcast, b"live to all", Priority::Now, None)
+        .await
+        .unwrap();
+    b.close().await;
+    // ... and offline (drain path).
+    a.send(Target::Broadcast, b"queued to all", Priority::Next, None)
+        .await
+        .unwrap();
+    // Direct messages still pass.
+    let to_bob = a.resolve("bob").await.unwrap();
+    a.send(to_bob, b"just you", Priority::Next, None)
+        .await
+        .unwrap();
+    a.close().await;
+
+    let mut got = carol.read_inbox().await;
+    got.sort();
+    assert_eq!(got, vec!["live to all", "queued to all"]);
+    assert_eq!(bob.read_inbox().await, vec!["just you"]);
+    broker.stop().await;
+}
+both!(fanout_skips_recipients_who_revoked_it);
+
+async fn a_refused_viewer_sees_the_member_offline(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+
+    let b = bob.connect().await;
+    grants::change(
+        &b,
+        &bob.home,
+        "alice",
+        GrantChange::Revoke(vec![Cap::Presence]),
+    )
+    .await
+    .unwrap();
+    let a = alice.connect().await;
+    let c = carol.connect().await;
+    let seen_by = |peers: Vec<claudemesh_client::mesh::PeerView>| {
+        peers
+            .into_iter()
+            .find(|p| p.name == "bob")
+            .expect("bob is listed")
+    };
+    let to_alice = seen_by(a.peers().await.unwrap());
+    assert!(!to_alice.online, "alice may not see bob online");
+    assert!(to_alice.sessions.is_empty());
+    assert!(to_alice.summary.is_none());
+    let to_carol = seen_by(c.peers().await.unwrap());
+    assert!(to_carol.online, "carol still sees bob");
+    a.close().await;
+    b.close().await;
+    c.close().await;
+    broker.stop().await;
+}
+both!(a_refused_viewer_sees_the_member_offline);

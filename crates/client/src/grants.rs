@@ -1,0 +1,268 @@
+//! Grants (TM7): who may reach this member, and how. The member's signed
+//! [`GrantSet`] lives in `meshes/<id>/grants.json` (0600; the backup takes
+//! it along). Every change is signed with the member key, written there, and
+//! pushed to the broker (`grants_set`), which enforces it; it is pushed again
+//! after each connect. The client checks it once more on receipt: a message
+//! whose sender these grants refuse is acked and recorded as a rejection,
+//! never shown, even if the broker delivered it (an older set, or a broker
+//! that ignores grants).
+//!
+//! A sender with no entry may do everything. `block` leaves the sender no
+//! capability (optionally silently: the sender is not told), `revoke all`
+//! the same but never silent, `grant` adds capabilities back to the entry,
+//! `unblock` removes it.
+
+use std::collections::BTreeSet;
+
+use claudemesh_crypto::grants::{Cap, Decision, GrantMap, GrantSet};
+use claudemesh_crypto::{Hash32, PublicKey};
+use serde::Serialize;
+
+use crate::client::{MeshClient, now_ms};
+use crate::error::ClientError;
+use crate::home::{Home, write_private_file};
+use crate::mesh::MeshState;
+
+/// The file, inside the mesh's directory.
+pub const GRANTS_FILE: &str = "grants.json";
+
+/// What a rejected message is recorded with.
+pub const BLOCKED_REASON: &str = "blocked by your grants";
+
+/// One change to the grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantChange {
+    /// Add capabilities (to the entry, or to the default set when none).
+    Grant(Vec<Cap>),
+    /// Remove capabilities.
+    Revoke(Vec<Cap>),
+    /// Remove every capability (not silent).
+    RevokeAll,
+    /// No capability at all; `silent`: the sender is not told.
+    Block {
+        /// Refusals are not reported to the sender.
+        silent: bool,
+    },
+    /// Back to the default (every capability).
+    Unblock,
+}
+
+/// One entry, as `claudemesh grants` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantView {
+    /// The peer's member key (hex).
+    pub peer: String,
+    /// Its display name.
+    pub name: String,
+    /// Capabilities it keeps.
+    pub caps: Vec<String>,
+    /// It keeps none.
+    pub blocked: bool,
+    /// Refusals are silent.
+    pub silent: bool,
+}
+
+/// Parses capability names (`dm`, `broadcast`, `group`, `topic`, `presence`).
+pub fn parse_caps(names: &[String]) -> Result<Vec<Cap>, ClientError> {
+    names
+        .iter()
+        .map(|n| {
+            Cap::parse(&n.to_ascii_lowercase()).ok_or_else(|| {
+                ClientError::Invalid(format!(
+                    "unknown capability {n:?}: use dm, broadcast, group, topic or presence"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Applies a change to `peer`'s entry.
+pub fn apply(map: &mut GrantMap, peer: PublicKey, change: &GrantChange) {
+    let all: BTreeSet<Cap> = Cap::ALL.into_iter().collect();
+    match change {
+        GrantChange::Grant(caps) => {
+            let entry = map.entry(peer).or_insert_with(|| (all.clone(), false));
+            entry.0.extend(caps.iter().copied());
+            if entry.0 == all {
+                map.remove(&peer);
+            }
+        }
+        GrantChange::Revoke(caps) => {
+            let entry = map.entry(peer).or_insert_with(|| (all, false));
+            for c in caps {
+                entry.0.remove(c);
+            }
+        }
+        GrantChange::RevokeAll => {
+            map.insert(peer, (BTreeSet::new(), false));
+        }
+        GrantChange::Block { silent } => {
+            map.insert(peer, (BTreeSet::new(), *silent));
+        }
+        GrantChange::Unblock => {
+            map.remove(&peer);
+        }
+    }
+}
+
+/// Reads this member's grant set for a mesh (none when there is no file).
+/// A file that does not verify for this member is an error, never ignored.
+pub fn load(
+    home: &Home,
+    mesh: &Hash32,
+    member: &PublicKey,
+) -> Result<Option<GrantSet>, ClientError> {
+    let path = home.mesh_file(mesh, GRANTS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ClientError::Local(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let set: GrantSet = serde_json::from_slice(&bytes).map_err(|e| {
+        ClientError::Local(format!(
+            "{} is damaged ({e}); delete it to go back to default grants",
+            path.display()
+        ))
+    })?;
+    if &set.member != member {
+        return Err(ClientError::Local(format!(
+            "{} belongs to another member key",
+            path.display()
+        )));
+    }
+    set.verify(mesh).map_err(|e| {
+        ClientError::Local(format!(
+            "{} does not verify ({e}); delete it to go back to default grants",
+            path.display()
+        ))
+    })?;
+    Ok(Some(set))
+}
+
+/// Writes the grant set (0600).
+pub fn save(home: &Home, set: &GrantSet) -> Result<(), ClientError> {
+    let path = home.mesh_file(&set.mesh, GRANTS_FILE);
+    let json = serde_json::to_vec_pretty(set)
+        .map_err(|e| ClientError::Local(format!("cannot encode grants: {e}")))?;
+    write_private_file(&path, &json)
+}
+
+/// Signs a new version of the grants with `change` applied to `peer`, saves
+/// it, and returns it (the caller pushes it to the broker).
+pub fn change_local(
+    home: &Home,
+    state: &MeshState,
+    peer: PublicKey,
+    change: &GrantChange,
+) -> Result<GrantSet, ClientError> {
+    let mesh = state.roster().mesh_id();
+    let key = state.member_key();
+    if peer == key.public() {
+        return Err(ClientError::Invalid(
+            "that is you: grants are about other members".into(),
+        ));
+    }
+    let current = load(home, &mesh, &key.public())?;
+    let mut map = current.as_ref().map(GrantSet::to_map).unwrap_or_default();
+    apply(&mut map, peer, change);
+    let version = match &current {
+        Some(c) => now_ms().max(c.version.saturating_add(1)),
+        None => now_ms(),
+    };
+    let set = GrantSet::sign(key, mesh, version, &map);
+    save(home, &set)?;
+    Ok(set)
+}
+
+/// Resolves `peer` (a name or key, as other peer commands take) to one
+/// member, changes the grants, and pushes them to the broker. Returns the
+/// member and its name.
+pub async fn change(
+    client: &MeshClient,
+    home: &Home,
+    peer: &str,
+    change: GrantChange,
+) -> Result<(PublicKey, String), ClientError> {
+    let member = resolve_member(client, peer).await?;
+    let set = client.with_state(|s| change_local(home, s, member, &change))?;
+    client.push_grants(&set).await?;
+    let name = client.with_state(|s| s.display_name(&member));
+    Ok((member, name))
+}
+
+/// The member a peer name or key stands for.
+pub async fn resolve_member(client: &MeshClient, peer: &str) -> Result<PublicKey, ClientError> {
+    let target = client.resolve(peer).await?;
+    client.with_state(|s| {
+        s.member_of_target(&target)
+            .ok_or_else(|| ClientError::Invalid(format!("{peer:?} is not one peer")))
+    })
+}
+
+/// Every entry, for display.
+pub fn list(state: &MeshState, set: Option<&GrantSet>) -> Vec<GrantView> {
+    let Some(set) = set else {
+        return Vec::new();
+    };
+    set.entries
+        .iter()
+        .map(|e| GrantView {
+            peer: e.peer.to_hex(),
+            name: state.display_name(&e.peer),
+            caps: e.caps.clone(),
+            blocked: e.caps.is_empty(),
+            silent: e.silent,
+        })
+        .collect()
+}
+
+/// Whether this member's grants let `sender` send a message to `target`
+/// (the client-side re-check).
+pub fn allows(set: Option<&GrantSet>, sender: &PublicKey, target: &str) -> bool {
+    match set {
+        None => true,
+        Some(set) => set.allows(sender, Cap::for_target(target)) == Decision::Allow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_crypto::SigningKey;
+
+    #[test]
+    fn changes_follow_the_decided_semantics() {
+        let peer = SigningKey::generate().public();
+        let mut map = GrantMap::new();
+        apply(&mut map, peer, &GrantChange::Revoke(vec![Cap::Broadcast]));
+        let (caps, silent) = &map[&peer];
+        assert_eq!(caps.len(), 4);
+        assert!(!caps.contains(&Cap::Broadcast));
+        assert!(!silent);
+        apply(&mut map, peer, &GrantChange::Grant(vec![Cap::Broadcast]));
+        assert!(map.is_empty(), "all five back is the default: no entry");
+        apply(&mut map, peer, &GrantChange::Block { silent: true });
+        assert_eq!(map[&peer], (BTreeSet::new(), true));
+        apply(&mut map, peer, &GrantChange::Grant(vec![Cap::Dm]));
+        assert_eq!(map[&peer], ([Cap::Dm].into_iter().collect(), true));
+        apply(&mut map, peer, &GrantChange::RevokeAll);
+        assert_eq!(map[&peer], (BTreeSet::new(), false));
+        apply(&mut map, peer, &GrantChange::Unblock);
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn caps_parse_or_name_the_bad_one() {
+        assert_eq!(
+            parse_caps(&["DM".into(), "topic".into()]).unwrap(),
+            vec![Cap::Dm, Cap::Topic]
+        );
+        let err = parse_caps(&["root".into()]).unwrap_err().to_string();
+        assert!(err.contains("root"), "{err}");
+    }
+}

@@ -1,0 +1,10 @@
+-- Grants (TM7): each member's signed grant set, as the JSON document it
+-- signed (`doc`), with its version (unix ms) so that an older set never
+-- replaces a newer one. The broker verifies `doc` again when it loads it.
+CREATE TABLE grants (
+    mesh_id BLOB NOT NULL,
+    member  BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (mesh_id, member)
+) WITHOUT ROWID;
