@@ -351,9 +351,36 @@ impl Store for SqliteStore {
             }
             q.execute(&mut *tx).await?;
         }
+        // Which acked seqs are direct messages (with delivery rows): a
+        // fan-out wave is hundreds of acks of fan-out messages only, and an
+        // UPDATE per ack that finds no row was most of its cost.
+        let mut all_seqs: Vec<i64> = acks
+            .iter()
+            .flat_map(|a| a.seqs.iter().map(|s| to_i64(*s)))
+            .collect();
+        all_seqs.sort_unstable();
+        all_seqs.dedup();
+        let mut direct: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for chunk in all_seqs.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT seq FROM messages WHERE at_len IS NULL AND seq IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            direct.extend(q.fetch_all(&mut *tx).await?.into_iter().map(to_u64));
+        }
         for a in acks {
             let state = state_rank(a.state);
-            for seqs in a.seqs.chunks(ROWS_PER_STATEMENT) {
+            let seqs: Vec<u64> = a
+                .seqs
+                .iter()
+                .copied()
+                .filter(|s| direct.contains(s))
+                .collect();
+            for seqs in seqs.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "UPDATE deliveries SET state = ?, updated_at_ms = ? \
                      WHERE mesh_id = ? AND recipient IN (?, ?) AND state < ? AND seq IN ({})",
