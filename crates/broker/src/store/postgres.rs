@@ -509,52 +509,33 @@ impl Store for PostgresStore {
         .bind(&id.0[..])
         .fetch_optional(&self.pool)
         .await?;
-        if let Some(f) = facts {
-            let fanout = FanoutFacts {
+        let fanout = match facts {
+            Some(f) => Some(FanoutFacts {
                 target: f.try_get(0)?,
                 at_len: to_u64(f.try_get(1)?),
                 expired: f.try_get(2)?,
-            };
-            let rows = sqlx::query(
-                "SELECT m.seq, r.member, r.state FROM messages m \
-                 LEFT JOIN fanout_receipts r ON r.seq = m.seq \
-                 WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
-                 ORDER BY r.member",
-            )
+            }),
+            None => None,
+        };
+        // A fan-out message's per-recipient state is its receipts; a direct
+        // one's is its delivery rows.
+        let sql = if fanout.is_some() {
+            "SELECT m.seq, r.member, r.state FROM messages m \
+             LEFT JOIN fanout_receipts r ON r.seq = m.seq \
+             WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
+             ORDER BY r.member"
+        } else {
+            "SELECT m.seq, d.recipient, d.state FROM messages m \
+             LEFT JOIN deliveries d ON d.seq = m.seq \
+             WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
+             ORDER BY d.recipient"
+        };
+        let rows = sqlx::query(sql)
             .bind(&mesh.0[..])
             .bind(key_bytes(sender_member))
             .bind(&id.0[..])
             .fetch_all(&self.pool)
             .await?;
-            let Some(first) = rows.first() else {
-                return Ok(None);
-            };
-            let seq: i64 = first.try_get(0)?;
-            let mut recipients = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let member: Option<&[u8]> = r.try_get(1)?;
-                let state: Option<i16> = r.try_get(2)?;
-                if let (Some(member), Some(state)) = (member, state) {
-                    recipients.push((key_from_bytes(member)?, state_from_rank(i64::from(state))?));
-                }
-            }
-            return Ok(Some(MessageStatus {
-                seq: to_u64(seq),
-                recipients,
-                fanout: Some(fanout),
-            }));
-        }
-        let rows = sqlx::query(
-            "SELECT m.seq, d.recipient, d.state FROM messages m \
-             LEFT JOIN deliveries d ON d.seq = m.seq \
-             WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
-             ORDER BY d.recipient",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(sender_member))
-        .bind(&id.0[..])
-        .fetch_all(&self.pool)
-        .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -573,7 +554,7 @@ impl Store for PostgresStore {
         Ok(Some(MessageStatus {
             seq: to_u64(seq),
             recipients,
-            fanout: None,
+            fanout,
         }))
     }
 
