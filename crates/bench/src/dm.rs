@@ -718,30 +718,16 @@ async fn run_wire(
     let start = Instant::now();
     let start_ns = tally.now_ns();
     let hard_stop = start + limit + DRAIN_LIMIT;
-    let mut workers = JoinSet::new();
-    let window = match a.rate {
-        None => a.pipeline as usize,
-        Some(_) => OPEN_LOOP_IN_FLIGHT,
-    };
-    for (s, (sink, stream, frames)) in connected.into_iter().enumerate() {
-        let pace = a.rate.map(|rate| (start, start_ns, s as u64, n, rate));
-        workers.spawn(wire_send(
-            sink,
-            stream,
-            frames,
-            prepared.clone(),
-            tally.clone(),
-            window,
-            pace,
-            hard_stop,
-        ));
-    }
-    let mut accept = Samples::default();
-    while let Some(r) = workers.join_next().await {
-        if let Ok(s) = r {
-            accept.merge(s);
-        }
-    }
+    let accept = send_all(
+        connected,
+        &prepared,
+        &tally,
+        a.rate,
+        a.pipeline,
+        (start, start_ns),
+        hard_stop,
+    )
+    .await;
     tally.wait_deliveries(DRAIN_LIMIT).await;
     let _ = done_tx.send(true);
     let mut deliver = Samples::default();
@@ -793,6 +779,50 @@ pub(crate) async fn hello(url: &str, session: &SessionIdentity) -> Result<(WsSin
 /// When one sender sends, open loop: (clock start, its ns, sender index,
 /// senders, total rate).
 pub(crate) type Pace = (Instant, u64, u64, u64, f64);
+
+/// A sender's open connection and the pre-sealed frames it will send
+/// (each with its index into [`Prepared`]).
+pub(crate) type ConnectedSender = (WsSink, WsStream, Vec<(usize, Utf8Bytes)>);
+
+/// Runs [`wire_send`] on every connected sender at once (closed loop with
+/// `pipeline` in flight, or paced together at `rate`), and merges their
+/// send → accepted samples.
+pub(crate) async fn send_all(
+    connected: Vec<ConnectedSender>,
+    prepared: &Arc<Prepared>,
+    tally: &Arc<Tally>,
+    rate: Option<f64>,
+    pipeline: u32,
+    (start, start_ns): (Instant, u64),
+    hard_stop: Instant,
+) -> Samples {
+    let n = connected.len() as u64;
+    let window = match rate {
+        None => pipeline as usize,
+        Some(_) => OPEN_LOOP_IN_FLIGHT,
+    };
+    let mut workers = JoinSet::new();
+    for (s, (sink, stream, frames)) in connected.into_iter().enumerate() {
+        let pace = rate.map(|rate| (start, start_ns, s as u64, n, rate));
+        workers.spawn(wire_send(
+            sink,
+            stream,
+            frames,
+            prepared.clone(),
+            tally.clone(),
+            window,
+            pace,
+            hard_stop,
+        ));
+    }
+    let mut accept = Samples::default();
+    while let Some(r) = workers.join_next().await {
+        if let Ok(s) = r {
+            accept.merge(s);
+        }
+    }
+    accept
+}
 
 /// One sending connection: this task sends (paced, or keeping at most
 /// `window` unanswered), a reader task takes the answers (`accepted`, or a

@@ -35,8 +35,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use crate::args::{ClientState, Common, FanoutArgs, FanoutTarget};
 use crate::crowd::{Crowd, build_crowd};
 use crate::dm::{
-    CONNECT_TIMEOUT, DRAIN_LIMIT, MIN_BODY_BYTES, OPEN_LOOP_IN_FLIGHT, Prepared, SETUP_LIMIT,
-    Tally, flush_acks, hello, wire_send,
+    CONNECT_TIMEOUT, DRAIN_LIMIT, MIN_BODY_BYTES, Prepared, SETUP_LIMIT, Tally, flush_acks, hello,
+    send_all,
 };
 use crate::light::{LightFrame, next_light};
 use crate::report::{
@@ -437,31 +437,16 @@ pub(crate) async fn run_spread(plan: &Plan<'_>) -> Result<Spread> {
     let start = Instant::now();
     let start_ns = tally.now_ns();
     let hard_stop = start + limit + DRAIN_LIMIT;
-    let n = connected.len() as u64;
-    let window = match plan.rate {
-        None => plan.pipeline as usize,
-        Some(_) => OPEN_LOOP_IN_FLIGHT,
-    };
-    let mut workers = JoinSet::new();
-    for (p, (sink, stream, frames)) in connected.into_iter().enumerate() {
-        let pace = plan.rate.map(|rate| (start, start_ns, p as u64, n, rate));
-        workers.spawn(wire_send(
-            sink,
-            stream,
-            frames,
-            prepared.clone(),
-            tally.clone(),
-            window,
-            pace,
-            hard_stop,
-        ));
-    }
-    let mut accept = Samples::default();
-    while let Some(r) = workers.join_next().await {
-        if let Ok(s) = r {
-            accept.merge(s);
-        }
-    }
+    let accept = send_all(
+        connected,
+        &prepared,
+        &tally,
+        plan.rate,
+        plan.pipeline,
+        (start, start_ns),
+        hard_stop,
+    )
+    .await;
     let subscriber_count = plan.crowd.readers.len() as u64;
     let until = Instant::now() + DRAIN_LIMIT;
     while tally.delivered.load(Ordering::Relaxed)
