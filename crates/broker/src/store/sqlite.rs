@@ -399,14 +399,15 @@ impl Store for SqliteStore {
                 q.execute(&mut *tx).await?;
             }
         }
-        // The same seqs, if they are fan-out messages: a receipt each, all
-        // acks of the batch in as few statements as the variable limit
-        // allows (a fan-out wave is a thousand one-seq acks). Rows are
-        // applied in order and a receipt only goes up, so the highest state
-        // wins whatever the order.
+        // The other seqs (fan-out messages, or unknown ones the JOIN drops): a
+        // receipt each, all acks of the batch in as few statements as the
+        // variable limit allows (a fan-out wave is a thousand one-seq acks;
+        // a batch of direct acks writes none). Rows are applied in order and
+        // a receipt only goes up, so the highest state wins whatever the order.
         let receipts: Vec<(&AckOp, u64)> = acks
             .iter()
             .flat_map(|a| a.seqs.iter().map(move |s| (a, *s)))
+            .filter(|(_, s)| !direct.contains(s))
             .collect();
         for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
