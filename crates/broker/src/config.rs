@@ -53,6 +53,11 @@ pub struct BrokerConfig {
     pub allow_mesh_create: bool,
     /// Log output format.
     pub log_format: LogFormat,
+    /// PEM certificate chain to serve HTTPS and `wss://` with (with
+    /// [`BrokerConfig::tls_key`]); `None`: plain HTTP and `ws://`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of [`BrokerConfig::tls_cert`].
+    pub tls_key: Option<PathBuf>,
 }
 
 impl BrokerConfig {
@@ -80,6 +85,8 @@ impl BrokerConfig {
             writers: None,
             allow_mesh_create: true,
             log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -152,6 +159,13 @@ pub struct Args {
     /// Log format [default: text]
     #[arg(long, value_enum, env = "CLAUDEMESH_BROKER_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// PEM certificate chain (leaf first, e.g. certbot's fullchain.pem):
+    /// serve HTTPS and wss:// instead of plain HTTP and ws:// [needs --tls-key]
+    #[arg(long, env = "CLAUDEMESH_BROKER_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (e.g. certbot's privkey.pem)
+    #[arg(long, env = "CLAUDEMESH_BROKER_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     /// Do not serve: ask the broker at the configured address whether it is
     /// ready (`GET /readyz`) and exit 0 if so, 1 if not (container health
     /// checks, where the image has no curl)
@@ -185,6 +199,10 @@ pub struct FileConfig {
     pub allow_mesh_create: Option<bool>,
     /// See [`Args::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`Args::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Args::tls_key`].
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Why the configuration could not be assembled.
@@ -320,6 +338,13 @@ impl Args {
         if let Some(v) = self.log_format.or(file.log_format) {
             c.log_format = v;
         }
+        c.tls_cert = self.tls_cert.or(file.tls_cert);
+        c.tls_key = self.tls_key.or(file.tls_key);
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together: give both (HTTPS and wss://) or neither (plain HTTP and ws://)".into(),
+            ));
+        }
         if c.retention < Duration::from_secs(60) {
             return Err(ConfigError::Invalid(
                 "retention must be at least 1 minute".into(),
@@ -378,6 +403,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_together_from_flags_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.yaml");
+        std::fs::write(
+            &file,
+            "database_url: 'sqlite::memory:'\ntls_cert: /etc/cm/fullchain.pem\ntls_key: /etc/cm/privkey.pem\n",
+        )
+        .unwrap();
+        let c = args(&["--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            c.tls_cert.as_deref(),
+            Some(Path::new("/etc/cm/fullchain.pem"))
+        );
+        assert_eq!(c.tls_key.as_deref(), Some(Path::new("/etc/cm/privkey.pem")));
+        let c = args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--tls-cert",
+            "/other/cert.pem",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(c.tls_cert.as_deref(), Some(Path::new("/other/cert.pem")));
+        let err = args(&[
+            "--database-url",
+            "sqlite::memory:",
+            "--tls-cert",
+            "/other/cert.pem",
+        ])
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tls_key"), "{err}");
+        let c = args(&["--database-url", "sqlite::memory:"])
+            .resolve()
+            .unwrap();
+        assert!(c.tls_cert.is_none() && c.tls_key.is_none());
     }
 
     #[test]

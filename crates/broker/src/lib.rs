@@ -7,6 +7,7 @@
 //! - [`config`]: the one configuration struct (flags, environment, file).
 //! - [`server`]: start and graceful shutdown.
 //! - [`http`]: `/ws`, `/healthz`, `/readyz`, `/metrics`, `/join`.
+//! - [`tls`]: HTTPS and `wss://` on the same port (`--tls-cert`).
 //! - [`conn`]: one websocket connection, handshake to close.
 //! - [`hub`]: each mesh in memory: verified log, sessions, live delivery.
 //! - [`writer`]: the group-commit writer.
@@ -23,6 +24,7 @@ pub mod server;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
 pub mod writer;
 
 /// Unix time in milliseconds.

@@ -1,7 +1,8 @@
-//! Starting and stopping a broker: open the store (migrations first), start
-//! the group-commit writer and the retention sweeper, serve HTTP and `/ws`
-//! on one port, and on shutdown stop accepting, commit what is pending, and
-//! close every connection with 1001.
+//! Starting and stopping a broker: load the TLS certificate if one is
+//! configured, open the store (migrations first), start the group-commit
+//! writer and the retention sweeper, serve HTTP and `/ws` on one port
+//! (HTTPS and `wss://` with TLS, see [`crate::tls`]), and on shutdown stop
+//! accepting, commit what is pending, and close every connection with 1001.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,6 +95,9 @@ pub enum StartError {
     /// The store could not be opened or migrated.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The TLS certificate or key cannot be served.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -114,13 +118,22 @@ pub struct RunningBroker {
     shutdown_tx: watch::Sender<bool>,
     flushed_tx: watch::Sender<bool>,
     server: JoinHandle<()>,
+    /// The TLS accept loop, when serving TLS.
+    acceptor: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
 }
 
 impl RunningBroker {
-    /// The websocket URL (`ws://addr`).
+    /// The websocket URL (`ws://addr`, or `wss://addr` with TLS; the
+    /// address, not the name the certificate is for).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.local_addr)
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Whether it serves TLS (HTTPS and `wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.acceptor.is_some()
     }
 
     /// The store.
@@ -140,12 +153,22 @@ impl RunningBroker {
         self.state.writer.flush().await;
         self.sweeper.abort();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
+        if let Some(acceptor) = self.acceptor {
+            // It stopped at the shutdown signal; wait so the port is free.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, acceptor).await;
+        }
         tracing::info!("broker stopped");
     }
 }
 
-/// Opens the store, binds the port, and starts serving.
+/// Loads the TLS certificate (if configured), opens the store, binds the
+/// port, and starts serving.
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+    // Before the store: a bad certificate should not cost a migration run.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let store = store::open(&config.database_url, config.migration_lock_timeout).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -177,24 +200,48 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     });
     let app = crate::http::router(state.clone());
     let mut stop = shutdown.clone();
-    // Frames are small and latency matters: without TCP_NODELAY an
-    // `accepted` waits for the client's delayed ACK (up to ~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    });
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let (server, acceptor) =
+        match tls {
+            Some(tls) => {
+                // The TCP accept loop and each handshake run in tasks of their
+                // own; axum gets connections whose handshake is done.
+                let (listener, acceptor) = crate::tls::spawn(listener, tls, shutdown.clone())
+                    .map_err(|source| StartError::Bind {
+                        addr: local_addr,
+                        source,
+                    })?;
+                let server = tokio::spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "server stopped with an error");
+                    }
+                });
+                (server, Some(acceptor))
+            }
+            None => {
+                // Frames are small and latency matters: without TCP_NODELAY an
+                // `accepted` waits for the client's delayed ACK (up to ~40 ms).
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
+                let server = tokio::spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "server stopped with an error");
+                    }
+                });
+                (server, None)
+            }
+        };
     let sweeper = tokio::spawn(sweep_retention(store, retention));
     tracing::info!(
         addr = %local_addr,
+        tls = acceptor.is_some(),
         backend = state.store.backend(),
         broker_id = %state.config.broker_id,
         "broker listening"
@@ -205,6 +252,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         shutdown_tx,
         flushed_tx,
         server,
+        acceptor,
         sweeper,
     })
 }
