@@ -59,6 +59,9 @@ pub struct Global {
     /// Answer yes to confirmations (destructive verbs such as peer ban, restore)
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
+    /// A private CA certificate (PEM) to trust for wss:// brokers besides the system's roots; a mesh created or joined with it keeps it
+    #[arg(long, global = true, env = "CLAUDEMESH_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +153,7 @@ pub enum MeshCmd {
     Create {
         /// The mesh's name (local; shared with people you invite)
         name: String,
-        /// The broker's websocket URL, e.g. ws://127.0.0.1:7900
+        /// The broker's websocket URL, e.g. ws://127.0.0.1:7900 or wss://mesh.example.com (add --ca for a private CA)
         #[arg(long, env = "CLAUDEMESH_BROKER_URL", value_name = "URL")]
         broker: String,
         /// Your display name in the mesh [default: $USER]

@@ -4,6 +4,7 @@
 //! overlap, so existing scripts keep working.
 
 use claudemesh_client::ClientError;
+use claudemesh_client::tls::TlsError;
 use claudemesh_crypto::envelope::EnvelopeError;
 use claudemesh_proto::{ErrorCode, close};
 
@@ -106,6 +107,21 @@ impl From<ClientError> for Failure {
                 NETWORK,
                 Some("is the broker running? start one with `claudemesh-broker`, or check the URL"),
             ),
+            ClientError::Tls(tls) => match tls {
+                TlsError::CaRead { .. } | TlsError::CaInvalid { .. } => (
+                    USAGE,
+                    Some("give --ca (or CLAUDEMESH_CA) a PEM file holding the CA's certificate"),
+                ),
+                TlsError::StoredCaInvalid { .. } => (IO, None),
+                // The message says what to do.
+                TlsError::Untrusted { .. } => (SECURITY, None),
+                TlsError::Handshake { .. } => (
+                    NETWORK,
+                    Some(
+                        "check the broker URL: wss:// for a broker serving TLS (--tls-cert), ws:// for one without",
+                    ),
+                ),
+            },
             ClientError::Timeout(_) | ClientError::Disconnected => (
                 NETWORK,
                 Some("check the broker (`claudemesh status`) and retry"),

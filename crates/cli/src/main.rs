@@ -98,6 +98,7 @@ fn init_logging(verbose: u8) {
 
 /// Opens the home named by `--home`, `CLAUDEMESH_HOME` or the default.
 pub fn open_home(g: &Global) -> Result<Home, Failure> {
+    mesh::trust_ca(g)?;
     let root = resolve_home(g.home.as_deref())?;
     Ok(Home::open(&root)?)
 }

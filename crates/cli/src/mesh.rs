@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use claudemesh_client::home::MeshConfig;
 use claudemesh_client::ops::{self, JoinWith, ShareOptions};
-use claudemesh_client::{ConnectOptions, MeshClient};
+use claudemesh_client::{ClientError, ConnectOptions, MeshClient};
 use claudemesh_crypto::invite::{Invite, ShortCode};
 use claudemesh_crypto::log::{PeerType, Role};
 use serde::Serialize;
@@ -29,6 +29,16 @@ pub fn default_display_name() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "me".to_owned())
+}
+
+/// Makes `--ca` / `CLAUDEMESH_CA` (a PEM file) the private CA this process
+/// trusts for `wss://` brokers; a mesh created or joined now stores it.
+pub fn trust_ca(g: &Global) -> Result<(), Failure> {
+    if let Some(path) = &g.ca {
+        let pem = claudemesh_client::tls::read_ca_file(path).map_err(ClientError::from)?;
+        claudemesh_client::tls::set_default_ca(Some(pem));
+    }
+    Ok(())
 }
 
 /// Opens the home, picks the mesh, connects as the CLI session.

@@ -483,6 +483,7 @@ mod tests {
             joined_at: 1,
             status: Default::default(),
             summary: Some("hi".into()),
+            ca: None,
         })
         .unwrap();
         home.save_keys(

@@ -1210,7 +1210,12 @@ impl Inner {
     async fn establish(
         self: &Arc<Self>,
     ) -> Result<(Arc<ConnInfo>, tokio::task::JoinHandle<ClientError>), ClientError> {
-        let mut opened = wire::open(&self.mesh.broker_url, self.opts.connect_timeout).await?;
+        let mut opened = wire::open_with_ca(
+            &self.mesh.broker_url,
+            self.mesh.ca.as_deref(),
+            self.opts.connect_timeout,
+        )
+        .await?;
         let hello = self.read_state(|s| {
             let summary = if self.opts.profile == SessionProfile::default() {
                 None
@@ -1642,6 +1647,7 @@ fn is_terminal(e: &ClientError) -> bool {
         ),
         ClientError::LogInvalid(_) | ClientError::LogFork(_) | ClientError::Protocol(_) => true,
         ClientError::Local(_) => true,
+        ClientError::Tls(e) => e.is_terminal(),
         _ => false,
     }
 }

@@ -10,6 +10,10 @@ use claudemesh_proto::ErrorCode;
 /// A client failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// TLS to a `wss://` broker: a CA that cannot be used, a certificate
+    /// this device does not trust, a failed handshake.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The broker could not be reached.
     #[error("cannot reach the broker at {url}: {reason}")]
     Unreachable {

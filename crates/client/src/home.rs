@@ -46,6 +46,11 @@ pub struct MeshConfig {
     /// The one-line summary it announces (encrypted on the wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// The private CA (PEM certificates, the contents, not a path) trusted
+    /// for this mesh's `wss://` broker besides the platform roots: the
+    /// `--ca` the mesh was created or joined with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 impl MeshConfig {
@@ -553,6 +558,7 @@ mod tests {
             joined_at: 0,
             status: Status::Idle,
             summary: None,
+            ca: None,
         };
         home.add_mesh(m(0xaa, "one")).unwrap();
         home.add_mesh(m(0xbb, "two")).unwrap();

@@ -6,6 +6,8 @@
 //! - [`local`]: the local SQLite state: verified log, inbox, outbox.
 //! - [`mesh`]: the verified view of a mesh: roster, names, sealing, opening.
 //! - [`wire`]: one websocket to a broker, below any mesh logic.
+//! - [`tls`]: what a `wss://` connection trusts (platform roots, a private
+//!   CA), and what a failed handshake means.
 //! - [`client`]: [`MeshClient`], a live session: handshake, send, receive,
 //!   acks, reconnect.
 //! - [`ops`]: create, share, join, revoke.
@@ -24,6 +26,7 @@ pub mod mesh;
 pub mod ops;
 pub mod pins;
 pub mod spaces;
+pub mod tls;
 pub mod wire;
 
 pub use client::{ConnectOptions, Event, MeshClient, SendOutcome, SessionChoice};

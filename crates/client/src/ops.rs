@@ -122,6 +122,9 @@ async fn settle_in(
         joined_at: now_ms() / 1000,
         status: Default::default(),
         summary: None,
+        // The private CA this process trusts (`--ca`), if any, is the one
+        // that verified this broker: later commands trust it for this mesh.
+        ca: crate::tls::default_ca(),
     };
     home.add_mesh(config.clone())?;
     let client = MeshClient::connect_with(home, local, &config, ConnectOptions::default()).await?;
@@ -471,7 +474,7 @@ pub(crate) async fn recover_log(
     client_name: &str,
     timeout: Duration,
 ) -> Result<Vec<LogEntry>, ClientError> {
-    let mut opened = wire::open(&mesh.broker_url, timeout).await?;
+    let mut opened = wire::open_with_ca(&mesh.broker_url, mesh.ca.as_deref(), timeout).await?;
     let hello = Hello::sign(
         session,
         &opened.challenge.nonce.0,

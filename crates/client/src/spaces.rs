@@ -1309,6 +1309,7 @@ mod tests {
                 joined_at: T,
                 status: Status::Idle,
                 summary: None,
+                ca: None,
             };
             let keys = MeshKeys {
                 member: who.clone(),

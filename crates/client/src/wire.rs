@@ -1,7 +1,8 @@
 //! One websocket to a broker, below any mesh logic: the URL of the `/ws`
-//! endpoint, the upgrade with the `claudemesh.v1` subprotocol, reading the
-//! broker's `challenge`, and encoding/decoding frames (typed errors for
-//! anything a broker sends that is not the protocol).
+//! endpoint, TLS for `wss://` (trust from [`crate::tls`]), the upgrade with
+//! the `claudemesh.v1` subprotocol, reading the broker's `challenge`, and
+//! encoding/decoding frames (typed errors for anything a broker sends that
+//! is not the protocol).
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::ClientError;
 
@@ -53,22 +54,33 @@ pub struct Opened {
 }
 
 /// Connects to `broker_url`, upgrades with the subprotocol and reads the
-/// challenge, all within `timeout`.
+/// challenge, all within `timeout`. A `wss://` broker is verified against
+/// the platform roots and the process's default CA
+/// ([`crate::tls::set_default_ca`]).
 pub async fn open(broker_url: &str, timeout: Duration) -> Result<Opened, ClientError> {
+    open_with_ca(broker_url, None, timeout).await
+}
+
+/// [`open`], trusting also `ca` (PEM certificates: a mesh's stored CA) for
+/// a `wss://` broker.
+pub async fn open_with_ca(
+    broker_url: &str,
+    ca: Option<&str>,
+    timeout: Duration,
+) -> Result<Opened, ClientError> {
     let unreachable = |reason: String| ClientError::Unreachable {
         url: broker_url.to_owned(),
         reason,
     };
-    if broker_url.starts_with("wss://") {
+    let connector = if broker_url.starts_with("wss://") {
+        Connector::Rustls(crate::tls::client_config(ca)?)
+    } else if broker_url.starts_with("ws://") {
+        Connector::Plain
+    } else {
         return Err(ClientError::Invalid(format!(
-            "{broker_url}: this claudemesh build speaks ws:// only (TLS support comes with the self-hosting release); reach the broker over ws:// on a trusted network"
+            "{broker_url:?} is not a broker URL (ws://host:port, or wss://host[:port] for a broker serving TLS)"
         )));
-    }
-    if !broker_url.starts_with("ws://") {
-        return Err(ClientError::Invalid(format!(
-            "{broker_url:?} is not a broker URL (ws://host:port)"
-        )));
-    }
+    };
     let mut request = endpoint(broker_url)
         .into_client_request()
         .map_err(|e| ClientError::Invalid(format!("bad broker URL {broker_url:?}: {e}")))?;
@@ -82,11 +94,16 @@ pub async fn open(broker_url: &str, timeout: Duration) -> Result<Opened, ClientE
     let started = std::time::Instant::now();
     let (ws, _response) = tokio::time::timeout(
         timeout,
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+        tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            Some(connector),
+        ),
     )
     .await
     .map_err(|_| unreachable("no answer (timed out)".into()))?
-    .map_err(|e| unreachable(e.to_string()))?;
+    .map_err(|e| connect_error(broker_url, e))?;
     let rtt_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (sink, mut stream) = ws.split();
     let first = tokio::time::timeout(timeout, next_frame(&mut stream))
@@ -120,6 +137,41 @@ pub async fn open(broker_url: &str, timeout: Duration) -> Result<Opened, ClientE
         version,
         rtt_ms,
     })
+}
+
+/// Why the upgrade failed: TLS (an untrusted certificate, a broker that does
+/// not speak TLS), an HTTP answer other than the upgrade (with its text, such
+/// as a TLS broker's "use wss://"), or an unreachable broker.
+fn connect_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> ClientError {
+    use tokio_tungstenite::tungstenite::Error;
+    let unreachable = |reason: String| ClientError::Unreachable {
+        url: url.to_owned(),
+        reason,
+    };
+    match e {
+        Error::Io(io) => match crate::tls::classify(url, &io) {
+            Some(tls) => ClientError::Tls(tls),
+            None => unreachable(io.to_string()),
+        },
+        Error::Tls(tls) => ClientError::Tls(crate::tls::TlsError::Handshake {
+            url: url.to_owned(),
+            reason: tls.to_string(),
+        }),
+        Error::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .map(|b| b.trim().chars().take(200).collect::<String>())
+                .filter(|b| !b.is_empty());
+            let status = response.status();
+            unreachable(match body {
+                Some(body) => format!("it answered {status}: {body}"),
+                None => format!("it answered {status} instead of a websocket upgrade"),
+            })
+        }
+        other => unreachable(other.to_string()),
+    }
 }
 
 /// Reads the next protocol frame (skipping pings), or how the socket ended.
