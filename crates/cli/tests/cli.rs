@@ -18,6 +18,9 @@ use claudemesh_broker::config::BrokerConfig;
 use claudemesh_broker::server::{BrokerState, RunningBroker};
 use serde_json::Value;
 
+#[path = "cli/tls.rs"]
+mod tls;
+
 const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 
 /// Exit codes from `docs/cli.md`.
@@ -349,6 +352,7 @@ fn bare_command(args: &[&str]) -> Command {
         .env_remove("CLAUDEMESH_POLICY")
         .env_remove("CLAUDEMESH_APPROVAL_MODE")
         .env_remove("CLAUDEMESH_PASSPHRASE")
+        .env_remove("CLAUDEMESH_CA")
         .env("USER", "tester")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());

@@ -235,7 +235,11 @@ pub fn classify(url: &str, error: &std::io::Error) -> Option<TlsError> {
                         if presented.is_empty() {
                             "no host name".to_owned()
                         } else {
-                            presented.join(", ")
+                            presented
+                                .iter()
+                                .map(|p| presented_name(p))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         },
                         server_name(expected)
                     ),
@@ -276,6 +280,18 @@ pub fn classify(url: &str, error: &std::io::Error) -> Option<TlsError> {
 const NAME_ADVICE: &str = "use the host name the certificate names in the broker URL, or give the broker a certificate for this name";
 const TIME_ADVICE: &str = "renew the broker's certificate (or check this machine's clock)";
 
+/// A name as webpki reports it (`DnsName("a.example")`, `IpAddress(…)`),
+/// as a person writes it.
+fn presented_name(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            name.strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(name)
+}
+
 fn server_name(name: &ServerName<'_>) -> String {
     match name {
         ServerName::DnsName(d) => d.as_ref().to_owned(),
@@ -309,6 +325,13 @@ mod tests {
         .unwrap();
         let err = read_ca_file(&bad).unwrap_err().to_string();
         assert!(err.contains("bad.pem"), "{err}");
+    }
+
+    #[test]
+    fn presented_names_read_as_written() {
+        assert_eq!(presented_name("DnsName(\"a.example\")"), "a.example");
+        assert_eq!(presented_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(presented_name("DirectoryName"), "DirectoryName");
     }
 
     #[test]
