@@ -213,13 +213,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                         addr: local_addr,
                         source,
                     })?;
-                let server = tokio::spawn(async move {
-                    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
-                    if let Err(e) = serve.await {
-                        tracing::error!(error = %e, "server stopped with an error");
-                    }
-                });
-                (server, Some(acceptor))
+                (spawn_server(listener, app, stopped), Some(acceptor))
             }
             None => {
                 // Frames are small and latency matters: without TCP_NODELAY an
@@ -229,13 +223,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
                 });
-                let server = tokio::spawn(async move {
-                    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
-                    if let Err(e) = serve.await {
-                        tracing::error!(error = %e, "server stopped with an error");
-                    }
-                });
-                (server, None)
+                (spawn_server(listener, app, stopped), None)
             }
         };
     let sweeper = tokio::spawn(sweep_retention(store, retention));
@@ -254,6 +242,24 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         server,
         acceptor,
         sweeper,
+    })
+}
+
+/// Serves `app` on `listener` until `stopped` completes.
+fn spawn_server<L>(
+    listener: L,
+    app: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
     })
 }
 
