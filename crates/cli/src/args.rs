@@ -27,7 +27,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The claudemesh home (keys, config, local inbox) [default: ~/.claudemesh]
     #[arg(long, global = true, env = "CLAUDEMESH_HOME", value_name = "DIR")]
@@ -133,6 +133,16 @@ pub enum Command {
     Audit(AuditCmd),
     /// Run a broker on a temporary database, make two peers, and show them talk
     Demo(DemoArgs),
+    /// The MCP server Claude Code starts (stdio): tools, and messages pushed as they arrive
+    Mcp(McpArgs),
+    /// For Claude Code's hooks: tell this session's MCP server the session is working or idle
+    Hook {
+        /// `working` (a prompt was submitted) or `idle` (the turn ended)
+        #[arg(value_enum)]
+        event: HookEvent,
+    },
+    /// For Claude Code's status line: mesh, session, peers online, unread
+    StatusLine,
     /// Print shell completions
     Completions {
         /// The shell
@@ -367,6 +377,22 @@ pub struct SendArgs {
     /// The message id this one answers
     #[arg(long, value_name = "ID")]
     pub reply_to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The session's name, as peers see it and send to it [default: $CLAUDEMESH_SESSION_NAME, else <display name>@<directory>]
+    #[arg(long, env = "CLAUDEMESH_SESSION_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// What a Claude Code hook reports.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HookEvent {
+    /// A prompt was submitted (`UserPromptSubmit`)
+    Working,
+    /// The turn ended (`Stop`)
+    Idle,
 }
 
 #[derive(Debug, Args)]

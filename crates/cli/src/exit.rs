@@ -61,6 +61,14 @@ impl Failure {
         self
     }
 
+    /// The message and its hint as one text (for an MCP tool error).
+    pub fn text(&self) -> String {
+        match &self.hint {
+            Some(h) => format!("{}. {h}", self.message.trim_end_matches('.')),
+            None => self.message.clone(),
+        }
+    }
+
     /// The kind name used in JSON errors.
     pub fn kind(&self) -> &'static str {
         match self.code {

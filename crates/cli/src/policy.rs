@@ -105,6 +105,7 @@ pub const VERBS: &[(&str, Kind)] = &[
     ("block", Kind::Write),
     ("unblock", Kind::Write),
     ("grants", Kind::Read),
+    ("mcp", Kind::Read),
 ];
 
 /// What a verb does (unknown verbs count as destructive).
@@ -144,7 +145,7 @@ approval_mode: write
 # Reads (never asked; refused only by a deny rule): mesh.list, peer.list,
 #   peer.bans, message.inbox, message.status, topic.list, topic.members,
 #   topic.history, topic.read, group.list, status, audit.verify, audit.list,
-#   grants.
+#   grants, mcp (each tool call of `claudemesh mcp` is checked as its verb).
 allow: []
 deny: []
 ";
@@ -318,7 +319,7 @@ pub struct Request {
 }
 
 impl Request {
-    fn new(verb: &'static str, target: Option<&str>, mesh_scoped: bool) -> Request {
+    pub(crate) fn new(verb: &'static str, target: Option<&str>, mesh_scoped: bool) -> Request {
         Request {
             verb,
             target: target.map(|t| t.chars().take(200).collect()),
@@ -406,7 +407,16 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         Command::Block { peer, .. } => R::new("block", Some(peer), true),
         Command::Unblock { peer } => R::new("unblock", Some(peer), true),
         Command::Grants => R::new("grants", None, true),
-        Command::Demo(_) | Command::Completions { .. } | Command::External(_) => return None,
+        // Each MCP tool call is checked as the verb it matches (mcp/tools.rs).
+        Command::Mcp(_) => R::new("mcp", None, true),
+        // A hook only reports the session's state to its own MCP server and
+        // the status line only reads local files: neither is an action the
+        // policy governs (and a refused hook would break every prompt).
+        Command::Demo(_)
+        | Command::Completions { .. }
+        | Command::External(_)
+        | Command::Hook { .. }
+        | Command::StatusLine => return None,
     };
     Some(r)
 }

@@ -20,6 +20,9 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 
+#[path = "cli/mcp.rs"]
+mod mcp;
+
 /// Exit codes from `docs/cli.md`.
 mod code {
     pub const OK: i32 = 0;
