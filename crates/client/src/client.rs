@@ -685,11 +685,26 @@ impl MeshClient {
 
     /// Marks inbox messages read locally and tells the broker (read receipts).
     pub async fn mark_read(&self, messages: &[InboxMessage]) -> Result<(), ClientError> {
-        let ids: Vec<i64> = messages.iter().map(|m| m.local_id).collect();
+        let now = now_ms();
+        // Messages from a listing carry their row id; those from an event
+        // (`local_id` 0) are found by sender and id.
+        let (listed, announced): (Vec<&InboxMessage>, Vec<&InboxMessage>) =
+            messages.iter().partition(|m| m.local_id != 0);
+        let ids: Vec<i64> = listed.iter().map(|m| m.local_id).collect();
         self.inner
             .local
-            .mark_read(&self.inner.mesh.id, &ids, now_ms())
+            .mark_read(&self.inner.mesh.id, &ids, now)
             .await?;
+        if !announced.is_empty() {
+            let keys: Vec<(&str, &str)> = announced
+                .iter()
+                .map(|m| (m.from.as_str(), m.id.as_str()))
+                .collect();
+            self.inner
+                .local
+                .mark_read_by_id(&self.inner.mesh.id, &keys, now)
+                .await?;
+        }
         self.inner.flush_read_receipts().await
     }
 

@@ -17,6 +17,11 @@ use tokio::sync::mpsc;
 
 use super::{Broker, User, bare_command, code};
 
+/// The push limits of `claudemesh mcp` (crates/cli/src/mcp/push.rs).
+mod push {
+    pub const LIMIT: u32 = 8;
+}
+
 /// A channel push as the client received it.
 #[derive(Debug, Clone)]
 struct Push {
@@ -74,7 +79,18 @@ struct Session {
 
 impl Session {
     async fn start(user: &User, name: &str, dir: &std::path::Path, channels: bool) -> Session {
-        let std_cmd = user.command(&["mcp", "--name", name]);
+        Session::start_with(user, name, dir, channels, &[]).await
+    }
+
+    async fn start_with(
+        user: &User,
+        name: &str,
+        dir: &std::path::Path,
+        channels: bool,
+        env: &[(&str, &str)],
+    ) -> Session {
+        let mut std_cmd = user.command(&["mcp", "--name", name]);
+        std_cmd.envs(env.iter().copied());
         let mut cmd = tokio::process::Command::from(std_cmd);
         cmd.current_dir(dir)
             .stdin(std::process::Stdio::piped())
@@ -446,6 +462,131 @@ fn status_of_session_becomes(viewer: &User, name: &str, want: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("session {name} never became {want}: {last}");
+}
+
+#[test]
+fn pushes_are_rate_limited_and_read_once_channels_are_declared_and_policy_holds() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    let work = tempfile::tempdir().expect("work dir");
+    broker.background_connections(2);
+    broker.rt.block_on(async {
+        let mut s = Session::start(&bob, "bob@web", work.path(), true).await;
+        let ro = Session::start_with(
+            &bob,
+            "bob@ro",
+            work.path(),
+            true,
+            &[("CLAUDEMESH_APPROVAL_MODE", "read-only")],
+        )
+        .await;
+        // The read-only session may look but not send.
+        until(&ro, "list_peers", json!({}), |t| t.contains("alice")).await;
+        let refused = ro
+            .call("send_message", json!({"to": "alice", "message": "x"}))
+            .await;
+        assert_eq!(refused.is_error, Some(true));
+        assert!(text(&refused).contains("read-only"), "{}", text(&refused));
+        ro.stop().await;
+        broker.background_connections(1);
+
+        until(&s, "list_peers", json!({}), |t| t.contains("alice")).await;
+        let n = push::LIMIT as usize + 4;
+        // One process sends them all, faster than the limit lets through.
+        let script: String = (0..n).map(|i| format!("m{i}\n")).collect();
+        for line in script.lines() {
+            alice.send("bob@web", line);
+        }
+        let mut pushed = Vec::new();
+        for _ in 0..push::LIMIT {
+            pushed.push(s.next_push().await.content);
+        }
+        // Everything past the limit waits in the inbox; one notice says so.
+        let notice = s.next_push().await;
+        assert_eq!(
+            notice.meta.get("kind").map(String::as_str),
+            Some("held"),
+            "{notice:?}"
+        );
+        assert!(notice.content.contains("check_messages"), "{notice:?}");
+        let held: usize = notice.meta["unread"].parse().expect("a count");
+        assert_eq!(pushed.len() + held, n, "{pushed:?} + {held}");
+        // Channels declared: what was pushed counts as read; the rest is
+        // exactly what check_messages returns.
+        let got = json_of(&s.ok("check_messages", json!({})).await);
+        let texts: Vec<String> = got
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(texts.len(), held, "{texts:?}");
+        for t in &texts {
+            assert!(
+                !pushed.iter().any(|p| p.ends_with(&format!(": {t}"))),
+                "{t} twice"
+            );
+        }
+        s.stop().await;
+    });
+}
+
+/// Every byte `claudemesh mcp` writes to stdout is JSON-RPC: a line that
+/// is not would break Claude Code's client.
+#[test]
+fn mcp_stdout_is_json_rpc_only() {
+    use std::io::{BufRead as _, Write as _};
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    broker.background_connections(1);
+    let mut c = alice.command(&["-vv", "mcp"]);
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let requests = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "list_peers", "arguments": {"scope": "galaxy"}}}),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "list_peers", "arguments": {}}}),
+    ];
+    for r in &requests {
+        writeln!(stdin, "{r}").expect("write");
+    }
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut answers = BTreeMap::new();
+    while answers.len() < 4 {
+        let line = lines.next().expect("more output").expect("read");
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        assert_eq!(v["jsonrpc"], "2.0", "{line}");
+        if let Some(id) = v["id"].as_u64() {
+            answers.insert(id, v);
+        }
+    }
+    assert_eq!(answers[&1]["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(answers[&3]["result"]["isError"], true, "{}", answers[&3]);
+    assert!(
+        answers[&3]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown variant `galaxy`")
+    );
+    assert_eq!(answers[&4]["result"]["isError"], false, "{}", answers[&4]);
+    drop(stdin);
+    let out = child.wait_with_output().expect("exits when stdin closes");
+    assert!(out.status.success(), "{out:?}");
+    // Logs (-vv) went to stderr.
+    assert!(!out.stderr.is_empty());
+    let _ = code::OK;
 }
 
 #[test]
