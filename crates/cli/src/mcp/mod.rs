@@ -398,15 +398,18 @@ async fn keep_connected(shared: Arc<Shared>) {
     }
     let mut events = client.events();
     shared.set_link(Link::Up(client.clone()));
+    // What this device had stored unread before the session started is
+    // announced once, as a count, not replayed into the conversation; what
+    // the broker hands over from now on (its queue included) is pushed.
+    let backlog = shared
+        .unread_for_me(&client, 1000)
+        .await
+        .map(|l| l.len())
+        .unwrap_or(0);
     // Nothing can be pushed before the MCP client has initialized.
     shared.push.wait_ready().await;
-    // What was queued before this session started is announced once, as a
-    // count, not replayed message by message into the conversation.
-    if client.settle().await.is_ok()
-        && let Ok(backlog) = shared.unread_for_me(&client, 1000).await
-        && !backlog.is_empty()
-    {
-        shared.push.backlog(&shared, backlog.len()).await;
+    if backlog > 0 {
+        shared.push.backlog(&shared, backlog).await;
     }
     while let Some(event) = MeshClient::next_event(&mut events).await {
         match event {

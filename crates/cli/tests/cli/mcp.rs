@@ -472,9 +472,19 @@ fn pushes_are_rate_limited_and_read_once_channels_are_declared_and_policy_holds(
     alice.create(&broker, "team", "alice");
     bob.join(&alice.share(&[]), "bob");
     let work = tempfile::tempdir().expect("work dir");
+    // Stored on bob's device, unread, before the session starts.
+    alice.send("bob", "sent before the session");
+    bob.run(&["peers"]).ok();
     broker.background_connections(2);
     broker.rt.block_on(async {
         let mut s = Session::start(&bob, "bob@web", work.path(), true).await;
+        let first = s.next_push().await;
+        assert_eq!(
+            first.meta.get("kind").map(String::as_str),
+            Some("backlog"),
+            "{first:?}"
+        );
+        assert_eq!(first.meta["unread"], "1", "{first:?}");
         let ro = Session::start_with(
             &bob,
             "bob@ro",
@@ -523,7 +533,11 @@ fn pushes_are_rate_limited_and_read_once_channels_are_declared_and_policy_holds(
             .iter()
             .filter_map(|m| m["text"].as_str().map(str::to_owned))
             .collect();
-        assert_eq!(texts.len(), held, "{texts:?}");
+        assert_eq!(texts.len(), held + 1, "{texts:?}");
+        assert!(
+            texts.contains(&"sent before the session".to_owned()),
+            "{texts:?}"
+        );
         for t in &texts {
             assert!(
                 !pushed.iter().any(|p| p.ends_with(&format!(": {t}"))),
