@@ -67,16 +67,13 @@ impl Pusher {
 
     /// Tells the session how many messages waited before it started.
     pub async fn backlog(&self, shared: &Arc<Shared>, n: usize) {
-        let mesh = shared.mesh.as_ref().map(|m| m.name.as_str()).unwrap_or("");
-        let text = format!(
-            "claudemesh: {n} unread message{} from peers in mesh {mesh} arrived before this session started. Call check_messages to read them.",
-            if n == 1 { "" } else { "s" }
-        );
-        let mut meta = BTreeMap::new();
-        meta.insert("mesh", mesh.to_owned());
-        meta.insert("kind", "backlog".to_owned());
-        meta.insert("unread", n.to_string());
-        send(shared, text, meta).await;
+        notice(
+            shared,
+            "backlog",
+            n,
+            "unread from peers arrived before this session started",
+        )
+        .await;
     }
 
     /// Pushes one arrived message, or holds it if over the rate limit.
@@ -121,19 +118,31 @@ async fn release_notice(shared: Arc<Shared>, at: Instant) {
         let mut w = shared.push.window.lock().await;
         std::mem::take(&mut w.held)
     };
-    if held == 0 {
-        return;
+    if held > 0 {
+        let n = usize::try_from(held).unwrap_or(usize::MAX);
+        notice(
+            &shared,
+            "held",
+            n,
+            "more from peers arrived faster than they can be shown here",
+        )
+        .await;
     }
+}
+
+/// A notice about `n` messages waiting in the inbox (`kind`: `backlog`,
+/// `held`), asking the model to call `check_messages`.
+async fn notice(shared: &Shared, kind: &str, n: usize, what: &str) {
     let mesh = shared.mesh.as_ref().map(|m| m.name.as_str()).unwrap_or("");
     let text = format!(
-        "claudemesh: {held} more message{} from peers arrived faster than they can be shown here. Call check_messages to read them.",
-        if held == 1 { "" } else { "s" }
+        "claudemesh ({mesh}): {n} message{} {what}. Call check_messages to read them.",
+        if n == 1 { "" } else { "s" }
     );
     let mut meta = BTreeMap::new();
     meta.insert("mesh", mesh.to_owned());
-    meta.insert("kind", "held".to_owned());
-    meta.insert("unread", held.to_string());
-    send(&shared, text, meta).await;
+    meta.insert("kind", kind.to_owned());
+    meta.insert("unread", n.to_string());
+    send(shared, text, meta).await;
 }
 
 /// The content line and meta attributes of a message.
