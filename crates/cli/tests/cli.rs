@@ -20,6 +20,10 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 
+/// `install`, `uninstall` and `launch` (against a fake home).
+#[path = "cli/install.rs"]
+mod install;
+
 /// Exit codes from `docs/cli.md`.
 mod code {
     pub const OK: i32 = 0;
