@@ -921,7 +921,8 @@ struct FileReport {
 struct Change {
     /// `add`, `replace`, `remove`, `restore`.
     op: &'static str,
-    /// The JSON path (`hooks.Stop[]`); empty for a whole file.
+    /// The JSON path (`hooks.Stop[]`); empty (left out) for a whole file.
+    #[serde(skip_serializing_if = "String::is_empty")]
     path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<Value>,
