@@ -1851,16 +1851,20 @@ mod tests {
     }
 
     #[test]
-    fn the_skill_has_front_matter() {
+    fn the_skill_has_front_matter_claude_code_reads() {
         let mut lines = SKILL.lines();
         assert_eq!(lines.next(), Some("---"));
         let front: Vec<&str> = lines.by_ref().take_while(|l| *l != "---").collect();
-        assert!(front.contains(&"name: claudemesh"), "{front:?}");
-        let desc = front
-            .iter()
-            .find_map(|l| l.strip_prefix("description: "))
-            .expect("a description");
-        assert!(!desc.is_empty() && desc.len() <= 1024);
+        let yaml: std::collections::BTreeMap<String, String> =
+            serde_yaml::from_str(&front.join("\n")).unwrap();
+        assert_eq!(yaml["name"], "claudemesh");
+        let desc = &yaml["description"];
+        assert!(!desc.is_empty() && desc.len() <= 1024, "{desc}");
+        assert!(!desc.contains('<') && !desc.contains('>'), "{desc}");
+        // Every tool the server has is taught.
+        for t in TOOLS {
+            assert!(SKILL.contains(&format!("`{t}`")), "{t}");
+        }
     }
 
     #[test]
