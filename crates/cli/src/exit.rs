@@ -88,12 +88,14 @@ impl Failure {
     /// Prints it to stderr.
     pub fn print(&self, json: bool) {
         if json {
+            // Keys in the documented order (serde_json keeps insertion
+            // order): code, hint, kind, message.
             let v = serde_json::json!({
                 "error": {
-                    "kind": self.kind(),
                     "code": self.code,
-                    "message": self.message,
                     "hint": self.hint,
+                    "kind": self.kind(),
+                    "message": self.message,
                 }
             });
             eprintln!("{v}");

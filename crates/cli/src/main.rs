@@ -10,6 +10,8 @@ mod backup;
 mod demo;
 mod exit;
 mod grants;
+mod install;
+mod launch;
 mod mcp;
 mod mesh;
 mod message;
@@ -202,6 +204,9 @@ async fn run(cli: Cli) -> Outcome {
             clap_complete::generate(shell, &mut cmd, "claudemesh", &mut std::io::stdout());
             Ok(())
         }
+        Command::Install(a) => install::install(&g, &a),
+        Command::Uninstall(a) => install::uninstall(&g, &a),
+        Command::Launch(a) => launch::run(&g, a),
     }
 }
 

@@ -105,6 +105,13 @@ pub const VERBS: &[(&str, Kind)] = &[
     ("block", Kind::Write),
     ("unblock", Kind::Write),
     ("grants", Kind::Read),
+    // Claude Code integration. install and uninstall edit Claude Code's
+    // files (each can be undone by the other). launch changes nothing
+    // itself: it starts `claude`, whose MCP server asks the policy before
+    // each write it makes, so read-only mode still lets a session read.
+    ("install", Kind::Write),
+    ("uninstall", Kind::Write),
+    ("launch", Kind::Read),
     ("mcp", Kind::Read),
 ];
 
@@ -141,11 +148,12 @@ approval_mode: write
 # Other writes: mesh.create, mesh.share, mesh.join, mesh.use, message.send,
 #   topic.create, topic.join, topic.leave, topic.add, topic.post,
 #   group.join, group.leave, profile.status, profile.summary, backup,
-#   grant, revoke, block, unblock.
+#   grant, revoke, block, unblock, install, uninstall.
 # Reads (never asked; refused only by a deny rule): mesh.list, peer.list,
 #   peer.bans, message.inbox, message.status, topic.list, topic.members,
 #   topic.history, topic.read, group.list, status, audit.verify, audit.list,
-#   grants, mcp (each tool call of `claudemesh mcp` is checked as its verb).
+#   grants, launch, mcp (each tool call of `claudemesh mcp` is checked as its
+#   verb).
 allow: []
 deny: []
 ";
@@ -407,6 +415,12 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         Command::Block { peer, .. } => R::new("block", Some(peer), true),
         Command::Unblock { peer } => R::new("unblock", Some(peer), true),
         Command::Grants => R::new("grants", None, true),
+        // A dry run changes nothing and touches no home: not asked about.
+        Command::Install(a) if a.dry_run => return None,
+        Command::Uninstall(a) if a.dry_run => return None,
+        Command::Install(_) => R::new("install", None, false),
+        Command::Uninstall(_) => R::new("uninstall", None, false),
+        Command::Launch(a) => R::new("launch", a.name.as_deref(), false),
         // Each MCP tool call is checked as the verb it matches (mcp/tools.rs).
         Command::Mcp(_) => R::new("mcp", None, true),
         // A hook only reports the session's state to its own MCP server and

@@ -20,6 +20,9 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 
+/// `install`, `uninstall` and `launch` (against a fake home).
+#[path = "cli/install.rs"]
+mod install;
 #[path = "cli/mcp.rs"]
 mod mcp;
 
