@@ -616,3 +616,127 @@ fn mcp_without_a_mesh_serves_tools_that_say_how_to_join() {
         s.stop().await;
     });
 }
+
+/// What Claude Code does with what `install` wrote, done by hand: start the
+/// MCP server from `~/.claude.json`'s command and args, run the hooks and
+/// the status line from `~/.claude/settings.json` through `sh -c` with
+/// Claude Code's JSON on stdin, as Claude Code runs them.
+#[test]
+fn a_fake_claude_code_runs_what_install_wrote() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    let fake_home = tempfile::tempdir().expect("HOME");
+    let project = tempfile::tempdir().expect("project");
+    bob.run_cmd({
+        let mut c = bob.command(&["install", "--status-line"]);
+        c.env("HOME", fake_home.path())
+            .env_remove("CLAUDE_CONFIG_DIR");
+        c
+    })
+    .ok();
+    let read = |p: std::path::PathBuf| -> Value {
+        serde_json::from_slice(&std::fs::read(p).expect("written")).expect("JSON")
+    };
+    let config = read(fake_home.path().join(".claude.json"));
+    let server = &config["mcpServers"]["claudemesh"];
+    assert_eq!(server["type"], "stdio");
+    let settings = read(fake_home.path().join(".claude/settings.json"));
+    let hook_cmd = |event: &str| -> String {
+        settings["hooks"][event][0]["hooks"][0]["command"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{event} hook in {settings}"))
+            .to_owned()
+    };
+    let status_cmd = settings["statusLine"]["command"]
+        .as_str()
+        .expect("statusLine")
+        .to_owned();
+    // Claude Code starts the server with a clean claudemesh environment:
+    // everything it needs must be in what install wrote.
+    let sh = |command: &str, input: &Value| -> super::Run {
+        let mut c2 = std::process::Command::new("sh");
+        c2.arg("-c")
+            .arg(command)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", fake_home.path())
+            .current_dir(project.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c2.spawn().expect("sh");
+        std::io::Write::write_all(
+            &mut child.stdin.take().expect("stdin"),
+            input.to_string().as_bytes(),
+        )
+        .expect("stdin");
+        let out = child.wait_with_output().expect("wait");
+        super::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    broker.background_connections(1);
+    broker.rt.block_on(async {
+        let mut cmd = tokio::process::Command::new(server["command"].as_str().expect("command"));
+        cmd.args(
+            server["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("string arg")),
+        )
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", fake_home.path())
+        .env("CLAUDEMESH_SESSION_NAME", "bob@proj")
+        .current_dir(project.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("the registered server starts");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Recorder {
+            pushes: tx,
+            channels: true,
+        }
+        .serve((
+            child.stdout.take().expect("stdout"),
+            child.stdin.take().expect("stdin"),
+        ))
+        .await
+        .expect("initialize");
+        let mut s = Session {
+            client,
+            pushes: rx,
+            child,
+        };
+        until(&s, "list_peers", json!({}), |t| t.contains("bob@proj")).await;
+        let input = json!({"session_id": "s1", "cwd": project.path(), "hook_event_name": "UserPromptSubmit"});
+        let r = sh(&hook_cmd("UserPromptSubmit"), &input);
+        assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{r:?}");
+        status_of_session_becomes(&alice, "bob@proj", "working");
+        let r = sh(&hook_cmd("Stop"), &input);
+        assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{r:?}");
+        status_of_session_becomes(&alice, "bob@proj", "idle");
+        alice.send("bob@proj", "hello through the registered server");
+        let p = s.next_push().await;
+        assert_eq!(p.content, "alice: hello through the registered server");
+        let mut line = String::new();
+        for _ in 0..100 {
+            line = sh(&status_cmd, &json!({"session_id": "s1", "workspace": {"current_dir": project.path()}})).stdout;
+            if line.trim_end() == "◆ team · bob@proj · 0 online · 0 unread" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // alice's commands come and go; the pushed message counts as read.
+        assert_eq!(line.trim_end(), "◆ team · bob@proj · 0 online · 0 unread");
+        s.stop().await;
+    });
+}
