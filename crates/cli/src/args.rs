@@ -27,7 +27,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The claudemesh home (keys, config, local inbox) [default: ~/.claudemesh]
     #[arg(long, global = true, env = "CLAUDEMESH_HOME", value_name = "DIR")]
@@ -136,11 +136,27 @@ pub enum Command {
     Audit(AuditCmd),
     /// Run a broker on a temporary database, make two peers, and show them talk
     Demo(DemoArgs),
+    /// The MCP server Claude Code starts (stdio): tools, and messages pushed as they arrive
+    Mcp(McpArgs),
+    /// For Claude Code's hooks: tell this session's MCP server the session is working or idle
+    Hook {
+        /// `working` (a prompt was submitted) or `idle` (the turn ended)
+        #[arg(value_enum)]
+        event: HookEvent,
+    },
+    /// For Claude Code's status line: mesh, session, peers online, unread
+    StatusLine,
     /// Print shell completions
     Completions {
         /// The shell
         shell: clap_complete::Shell,
     },
+    /// Set up Claude Code: the MCP server, status hooks, the skill (and a status line)
+    Install(InstallArgs),
+    /// Take out of Claude Code's files exactly what `install` put in
+    Uninstall(UninstallArgs),
+    /// Start Claude Code with claudemesh's channel: messages arrive in the session
+    Launch(LaunchArgs),
     /// A bare invite URL joins that mesh
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -373,6 +389,22 @@ pub struct SendArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The session's name, as peers see it and send to it [default: $CLAUDEMESH_SESSION_NAME, else <display name>@<directory>]
+    #[arg(long, env = "CLAUDEMESH_SESSION_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// What a Claude Code hook reports.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HookEvent {
+    /// A prompt was submitted (`UserPromptSubmit`)
+    Working,
+    /// The turn ended (`Stop`)
+    Idle,
+}
+
+#[derive(Debug, Args)]
 pub struct InboxArgs {
     /// Keep running and print messages as they arrive
     #[arg(long)]
@@ -441,6 +473,49 @@ pub struct DemoArgs {
     /// Keep the demo's temporary directory and print where it is
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `install` (see `crate::install`).
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Print what would change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not add the hooks that keep your status true (working/idle)
+    #[arg(long)]
+    pub no_hooks: bool,
+    /// Do not install the skill file that teaches Claude the CLI
+    #[arg(long)]
+    pub no_skill: bool,
+    /// Also set Claude Code's status line (mesh, peers online, unread)
+    #[arg(long)]
+    pub status_line: bool,
+    /// Pre-approve claudemesh's MCP tools (Claude then uses them without asking)
+    #[arg(long)]
+    pub allow_tools: bool,
+    /// Replace a status line, an MCP server named claudemesh or a skill file
+    /// that is not ours (uninstall puts it back)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Print what would change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `launch` (see `crate::launch`).
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// This session's name, shown to peers (`send <name>` reaches it)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Arguments for `claude`, after `--`
+    #[arg(last = true, value_name = "CLAUDE_ARGS")]
+    pub claude_args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

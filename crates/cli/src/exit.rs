@@ -62,6 +62,14 @@ impl Failure {
         self
     }
 
+    /// The message and its hint as one text (for an MCP tool error).
+    pub fn text(&self) -> String {
+        match &self.hint {
+            Some(h) => format!("{}. {h}", self.message.trim_end_matches('.')),
+            None => self.message.clone(),
+        }
+    }
+
     /// The kind name used in JSON errors.
     pub fn kind(&self) -> &'static str {
         match self.code {
@@ -81,12 +89,14 @@ impl Failure {
     /// Prints it to stderr.
     pub fn print(&self, json: bool) {
         if json {
+            // Keys in the documented order (serde_json keeps insertion
+            // order): code, hint, kind, message.
             let v = serde_json::json!({
                 "error": {
-                    "kind": self.kind(),
                     "code": self.code,
-                    "message": self.message,
                     "hint": self.hint,
+                    "kind": self.kind(),
+                    "message": self.message,
                 }
             });
             eprintln!("{v}");

@@ -10,13 +10,18 @@ mod backup;
 mod demo;
 mod exit;
 mod grants;
+mod install;
+mod launch;
+mod mcp;
 mod mesh;
 mod message;
 mod output;
 mod peer;
 mod policy;
+mod sessions;
 mod status;
 mod topic;
+mod workdir;
 
 use std::process::ExitCode;
 
@@ -192,11 +197,17 @@ async fn run(cli: Cli) -> Outcome {
         Command::Audit(AuditCmd::Verify) => audit::verify_cmd(&g),
         Command::Audit(AuditCmd::List { limit }) => audit::list_cmd(&g, limit),
         Command::Demo(a) => demo::run(&g, a).await,
+        Command::Mcp(a) => mcp::run(&g, a).await,
+        Command::Hook { event } => sessions::hook(&g, event).await,
+        Command::StatusLine => sessions::status_line(&g).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "claudemesh", &mut std::io::stdout());
             Ok(())
         }
+        Command::Install(a) => install::install(&g, &a),
+        Command::Uninstall(a) => install::uninstall(&g, &a),
+        Command::Launch(a) => launch::run(&g, a),
     }
 }
 

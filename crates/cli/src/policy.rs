@@ -105,6 +105,14 @@ pub const VERBS: &[(&str, Kind)] = &[
     ("block", Kind::Write),
     ("unblock", Kind::Write),
     ("grants", Kind::Read),
+    // Claude Code integration. install and uninstall edit Claude Code's
+    // files (each can be undone by the other). launch changes nothing
+    // itself: it starts `claude`, whose MCP server asks the policy before
+    // each write it makes, so read-only mode still lets a session read.
+    ("install", Kind::Write),
+    ("uninstall", Kind::Write),
+    ("launch", Kind::Read),
+    ("mcp", Kind::Read),
 ];
 
 /// What a verb does (unknown verbs count as destructive).
@@ -140,11 +148,12 @@ approval_mode: write
 # Other writes: mesh.create, mesh.share, mesh.join, mesh.use, message.send,
 #   topic.create, topic.join, topic.leave, topic.add, topic.post,
 #   group.join, group.leave, profile.status, profile.summary, backup,
-#   grant, revoke, block, unblock.
+#   grant, revoke, block, unblock, install, uninstall.
 # Reads (never asked; refused only by a deny rule): mesh.list, peer.list,
 #   peer.bans, message.inbox, message.status, topic.list, topic.members,
 #   topic.history, topic.read, group.list, status, audit.verify, audit.list,
-#   grants.
+#   grants, launch, mcp (each tool call of `claudemesh mcp` is checked as its
+#   verb).
 allow: []
 deny: []
 ";
@@ -318,7 +327,7 @@ pub struct Request {
 }
 
 impl Request {
-    fn new(verb: &'static str, target: Option<&str>, mesh_scoped: bool) -> Request {
+    pub(crate) fn new(verb: &'static str, target: Option<&str>, mesh_scoped: bool) -> Request {
         Request {
             verb,
             target: target.map(|t| t.chars().take(200).collect()),
@@ -406,7 +415,22 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         Command::Block { peer, .. } => R::new("block", Some(peer), true),
         Command::Unblock { peer } => R::new("unblock", Some(peer), true),
         Command::Grants => R::new("grants", None, true),
-        Command::Demo(_) | Command::Completions { .. } | Command::External(_) => return None,
+        // A dry run changes nothing and touches no home: not asked about.
+        Command::Install(a) if a.dry_run => return None,
+        Command::Uninstall(a) if a.dry_run => return None,
+        Command::Install(_) => R::new("install", None, false),
+        Command::Uninstall(_) => R::new("uninstall", None, false),
+        Command::Launch(a) => R::new("launch", a.name.as_deref(), false),
+        // Each MCP tool call is checked as the verb it matches (mcp/tools.rs).
+        Command::Mcp(_) => R::new("mcp", None, true),
+        // A hook only reports the session's state to its own MCP server and
+        // the status line only reads local files: neither is an action the
+        // policy governs (and a refused hook would break every prompt).
+        Command::Demo(_)
+        | Command::Completions { .. }
+        | Command::External(_)
+        | Command::Hook { .. }
+        | Command::StatusLine => return None,
     };
     Some(r)
 }

@@ -23,6 +23,12 @@ mod tls;
 
 const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 
+/// `install`, `uninstall` and `launch` (against a fake home).
+#[path = "cli/install.rs"]
+mod install;
+#[path = "cli/mcp.rs"]
+mod mcp;
+
 /// Exit codes from `docs/cli.md`.
 mod code {
     pub const OK: i32 = 0;

@@ -237,6 +237,10 @@ struct Inner {
     /// Outbox messages resealed in the background after `rekey_required`,
     /// and how often.
     reseals: Mutex<HashMap<MessageId, u8>>,
+    /// This session's current status and published details: what
+    /// `set_presence` last set, announced again in the hello of every
+    /// reconnection (the options only hold the initial values).
+    presence: Mutex<(Status, SessionProfile)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -319,6 +323,7 @@ impl MeshClient {
         let state = MeshState::new(mesh.clone(), keys, entries, session)?;
         let (events, _) = broadcast::channel(4096);
         let (link, _) = watch::channel(Link::Connecting);
+        let presence = (opts.status, opts.profile.clone());
         let inner = Arc::new(Inner {
             home: home.clone(),
             local,
@@ -337,6 +342,7 @@ impl MeshClient {
             sync_lock: tokio::sync::Mutex::new(()),
             announced: Mutex::new(std::collections::HashSet::new()),
             reseals: Mutex::new(HashMap::new()),
+            presence: Mutex::new(presence),
         });
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
@@ -526,10 +532,10 @@ impl MeshClient {
         status: Option<Status>,
         summary: Option<String>,
     ) -> Result<(), ClientError> {
-        let blob = match summary {
+        let mut profile = lock(&self.inner.presence).1.clone();
+        let blob = match &summary {
             Some(text) => {
-                let mut profile = self.inner.opts.profile.clone();
-                profile.summary = Some(text).filter(|t| !t.is_empty());
+                profile.summary = Some(text.clone()).filter(|t| !t.is_empty());
                 Some(
                     self.with_state(|s| s.seal_presence(&profile))
                         .ok_or_else(|| {
@@ -560,7 +566,20 @@ impl MeshClient {
         if let Ok(Err(e)) = failed {
             return Err(e);
         }
-        pong.map(|_| ())
+        pong?;
+        let mut current = lock(&self.inner.presence);
+        if let Some(status) = status {
+            current.0 = status;
+        }
+        if summary.is_some() {
+            current.1 = profile;
+        }
+        Ok(())
+    }
+
+    /// This session's status and published details as last set.
+    pub fn presence(&self) -> (Status, SessionProfile) {
+        lock(&self.inner.presence).clone()
     }
 
     /// Hands the broker this member's signed grant set (it enforces it from
@@ -666,11 +685,26 @@ impl MeshClient {
 
     /// Marks inbox messages read locally and tells the broker (read receipts).
     pub async fn mark_read(&self, messages: &[InboxMessage]) -> Result<(), ClientError> {
-        let ids: Vec<i64> = messages.iter().map(|m| m.local_id).collect();
+        let now = now_ms();
+        // Messages from a listing carry their row id; those from an event
+        // (`local_id` 0) are found by sender and id.
+        let (listed, announced): (Vec<&InboxMessage>, Vec<&InboxMessage>) =
+            messages.iter().partition(|m| m.local_id != 0);
+        let ids: Vec<i64> = listed.iter().map(|m| m.local_id).collect();
         self.inner
             .local
-            .mark_read(&self.inner.mesh.id, &ids, now_ms())
+            .mark_read(&self.inner.mesh.id, &ids, now)
             .await?;
+        if !announced.is_empty() {
+            let keys: Vec<(&str, &str)> = announced
+                .iter()
+                .map(|m| (m.from.as_str(), m.id.as_str()))
+                .collect();
+            self.inner
+                .local
+                .mark_read_by_id(&self.inner.mesh.id, &keys, now)
+                .await?;
+        }
         self.inner.flush_read_receipts().await
     }
 
@@ -1216,11 +1250,12 @@ impl Inner {
             self.opts.connect_timeout,
         )
         .await?;
+        let (status, profile) = lock(&self.presence).clone();
         let hello = self.read_state(|s| {
-            let summary = if self.opts.profile == SessionProfile::default() {
+            let summary = if profile == SessionProfile::default() {
                 None
             } else {
-                s.seal_presence(&self.opts.profile)
+                s.seal_presence(&profile)
             };
             Hello::sign(
                 s.session(),
@@ -1228,7 +1263,7 @@ impl Inner {
                 opened.version,
                 Some(s.roster().head()),
                 HelloPresence {
-                    status: self.opts.status,
+                    status,
                     peer_type: self.opts.peer_type,
                     summary,
                 },

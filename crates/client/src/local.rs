@@ -398,6 +398,30 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Marks inbox rows read by sender and message id (hex), for messages
+    /// known from an event rather than a listing (events carry no row id).
+    pub async fn mark_read_by_id(
+        &self,
+        mesh: &Hash32,
+        messages: &[(&str, &str)],
+        at: u64,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for (sender, id) in messages {
+            sqlx::query(
+                "UPDATE inbox SET read_at = ? WHERE mesh_id = ? AND sender_member = ? AND msg_id = ? AND read_at IS NULL",
+            )
+            .bind(i(at))
+            .bind(mesh_key(mesh))
+            .bind(sender)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Broker seqs of messages read locally whose read receipt the broker
     /// has not been sent yet.
     pub async fn read_receipts_due(&self, mesh: &Hash32) -> Result<Vec<u64>, ClientError> {

@@ -50,6 +50,10 @@ pub struct SessionProfile {
     /// Host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The repository it works in: the `origin` remote's URL, else the
+    /// repository's directory name (peers on other machines match it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
 }
 
 /// One connected session of a peer, as this device verified it.
@@ -74,6 +78,9 @@ pub struct SessionView {
     /// Host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Repository (origin URL or directory name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
     /// Connected since, unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connected_at_ms: Option<u64>,
@@ -428,6 +435,7 @@ impl MeshState {
                             summary: prof.summary,
                             cwd: prof.cwd,
                             branch: prof.branch,
+                            repo: prof.repo,
                             host: prof.host,
                             connected_at_ms: p.connected_at_ms,
                             live_push: p.live_push,

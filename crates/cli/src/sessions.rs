@@ -1,0 +1,363 @@
+//! The `claudemesh mcp` servers running on this device, as files in
+//! `<home>/run/`: each server writes `mcp-<pid>.json` (its mesh, session
+//! name, directory, parent process, link state, peers online, unread) and
+//! rewrites it at least every [`HEARTBEAT`]; on unix it also listens on
+//! `mcp-<pid>.sock` for status changes. `claudemesh hook working|idle` and
+//! `claudemesh status-line`, which Claude Code runs beside the server, find
+//! the server of their own Claude Code session here — without the network,
+//! because the status line runs often and a hook must never slow a prompt.
+//!
+//! Which server is "ours": Claude Code is the parent of its MCP servers and
+//! an ancestor of its hooks (they run through a shell), so the entry whose
+//! parent is one of our ancestors wins; failing that, the entries started in
+//! the directory Claude Code reports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::args::{Global, HookEvent};
+use crate::{Outcome, open_home};
+
+/// How often a running server rewrites its entry.
+pub const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// An entry older than this is a server that died without cleaning up.
+const STALE_MS: u64 = 3 * 20_000 + 5_000;
+
+/// What a running `claudemesh mcp` says about itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunEntry {
+    /// The server's process id.
+    pub pid: u32,
+    /// Its parent's (Claude Code's) process id.
+    pub ppid: u32,
+    /// The directory it started in.
+    pub cwd: String,
+    /// The mesh's name (empty before a mesh is joined).
+    pub mesh: String,
+    /// The session's name.
+    pub name: String,
+    /// `connecting`, `up`, `down`, or `no-mesh`.
+    pub link: String,
+    /// The session's status (`idle`, `working`, `dnd`).
+    pub status: String,
+    /// Other members online.
+    pub peers_online: u64,
+    /// Unread messages in this device's inbox for the mesh.
+    pub unread: u64,
+    /// Unix ms of the last write.
+    pub updated_ms: u64,
+}
+
+/// The directory of the entries.
+pub fn run_dir(home_root: &Path) -> PathBuf {
+    home_root.join("run")
+}
+
+fn entry_path(home_root: &Path, pid: u32) -> PathBuf {
+    run_dir(home_root).join(format!("mcp-{pid}.json"))
+}
+
+/// The socket a server listens on for status changes.
+pub fn socket_path(home_root: &Path, pid: u32) -> PathBuf {
+    run_dir(home_root).join(format!("mcp-{pid}.sock"))
+}
+
+/// This running server's entry: written on [`Registration::write`],
+/// removed (with the socket) on drop.
+#[derive(Debug)]
+pub struct Registration {
+    home_root: PathBuf,
+    pid: u32,
+}
+
+impl Registration {
+    /// Claims `mcp-<pid>` in the run directory (made private if new).
+    pub fn new(home_root: &Path) -> std::io::Result<Registration> {
+        let dir = run_dir(home_root);
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(Registration {
+            home_root: home_root.to_path_buf(),
+            pid: std::process::id(),
+        })
+    }
+
+    /// Writes the entry atomically (a reader never sees half of it).
+    pub fn write(&self, entry: &RunEntry) -> std::io::Result<()> {
+        let path = entry_path(&self.home_root, self.pid);
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// The socket path for this server.
+    pub fn socket(&self) -> PathBuf {
+        socket_path(&self.home_root, self.pid)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(entry_path(&self.home_root, self.pid));
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+/// Every live entry (stale ones are removed on the way).
+pub fn live_entries(home_root: &Path) -> Vec<RunEntry> {
+    let Ok(dir) = std::fs::read_dir(run_dir(home_root)) else {
+        return Vec::new();
+    };
+    let now = claudemesh_client::client::now_ms();
+    let mut out = Vec::new();
+    for item in dir.flatten() {
+        let path = item.path();
+        let name = item.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("mcp-") && name.ends_with(".json")) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        match serde_json::from_slice::<RunEntry>(&bytes) {
+            Ok(e) if now.saturating_sub(e.updated_ms) <= STALE_MS => out.push(e),
+            Ok(e) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(socket_path(home_root, e.pid));
+            }
+            Err(_) => {}
+        }
+    }
+    out.sort_by_key(|e| e.pid);
+    out
+}
+
+/// The process ids above this one, nearest first (empty where unknown).
+fn ancestors() -> Vec<u32> {
+    let mut out = Vec::new();
+    #[cfg(unix)]
+    {
+        let mut pid = std::os::unix::process::parent_id();
+        let table = process_table();
+        while pid > 1 && out.len() < 64 && !out.contains(&pid) {
+            out.push(pid);
+            match table.iter().find(|(p, _)| *p == pid) {
+                Some((_, parent)) => pid = *parent,
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// (pid, parent pid) of every process: `/proc` on Linux, `ps` elsewhere.
+#[cfg(unix)]
+fn process_table() -> Vec<(u32, u32)> {
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        let mut table = Vec::new();
+        for item in dir.flatten() {
+            let Ok(pid) = item.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // "pid (comm) state ppid …": comm may hold spaces and parens.
+            let Ok(stat) = std::fs::read_to_string(item.path().join("stat")) else {
+                continue;
+            };
+            if let Some(after) = stat.rsplit_once(')').map(|(_, a)| a)
+                && let Some(ppid) = after.split_whitespace().nth(1)
+                && let Ok(ppid) = ppid.parse()
+            {
+                table.push((pid, ppid));
+            }
+        }
+        return table;
+    }
+    let Ok(out) = std::process::Command::new("ps")
+        .args(["-A", "-o", "pid=,ppid="])
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The entries of this process's Claude Code session: by ancestry, else by
+/// directory (`cwd` as Claude Code reports it, else ours).
+pub fn own_entries(home_root: &Path, cwd: Option<&str>) -> Vec<RunEntry> {
+    let entries = live_entries(home_root);
+    if entries.is_empty() {
+        return entries;
+    }
+    let ancestors = ancestors();
+    let by_parent: Vec<RunEntry> = entries
+        .iter()
+        .filter(|e| ancestors.contains(&e.ppid))
+        .cloned()
+        .collect();
+    if !by_parent.is_empty() {
+        return by_parent;
+    }
+    let here = cwd.map(str::to_owned).or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .map(|d| d.to_string_lossy().into_owned())
+    });
+    entries
+        .into_iter()
+        .filter(|e| Some(&e.cwd) == here.as_ref())
+        .collect()
+}
+
+/// What Claude Code passes a hook or the status line on stdin (the fields
+/// used here; the rest is ignored).
+#[derive(Debug, Default, Deserialize)]
+struct ClaudeInput {
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    workspace: Option<Workspace>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Workspace {
+    #[serde(default)]
+    current_dir: Option<String>,
+}
+
+/// Reads Claude Code's JSON from stdin when stdin is not a terminal; bad
+/// or missing input is no input.
+fn claude_input() -> ClaudeInput {
+    use std::io::{IsTerminal as _, Read as _};
+    if std::io::stdin().is_terminal() {
+        return ClaudeInput::default();
+    }
+    let mut text = String::new();
+    // A hook's input is small; stop at 1 MiB whatever comes.
+    let _ = std::io::stdin().take(1 << 20).read_to_string(&mut text);
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+impl ClaudeInput {
+    fn dir(&self) -> Option<&str> {
+        self.cwd
+            .as_deref()
+            .or_else(|| self.workspace.as_ref()?.current_dir.as_deref())
+    }
+}
+
+/// A status request to a server, one JSON line each way.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusRequest {
+    /// `working` or `idle`.
+    pub status: String,
+}
+
+/// `claudemesh hook working|idle`: tells this Claude Code session's server
+/// the session's state. It never fails the hook: Claude Code would show the
+/// failure on every prompt (and stdout would be added to the prompt), so
+/// every problem is a line on stderr with `-v` only, and the exit code is 0.
+pub async fn hook(g: &Global, event: HookEvent) -> Outcome {
+    let input = claude_input();
+    let status = match event {
+        HookEvent::Working => "working",
+        HookEvent::Idle => "idle",
+    };
+    let home = match open_home(g) {
+        Ok(h) => h,
+        Err(f) => {
+            tracing::info!("hook: {}", f.message);
+            return Ok(());
+        }
+    };
+    let targets = own_entries(home.root(), input.dir());
+    if targets.is_empty() {
+        tracing::info!("hook: no claudemesh mcp server of this session is running");
+    }
+    for e in targets {
+        if let Err(err) = tell(home.root(), e.pid, status).await {
+            tracing::info!(pid = e.pid, "hook: cannot reach the server: {err}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn tell(home_root: &Path, pid: u32, status: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let talk = async {
+        let mut sock = tokio::net::UnixStream::connect(socket_path(home_root, pid)).await?;
+        let mut line = serde_json::to_vec(&StatusRequest {
+            status: status.to_owned(),
+        })
+        .map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        sock.write_all(&line).await?;
+        let mut answer = String::new();
+        tokio::io::BufReader::new(sock)
+            .read_line(&mut answer)
+            .await?;
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(2), talk)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
+}
+
+#[cfg(not(unix))]
+async fn tell(_home_root: &Path, _pid: u32, _status: &str) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "hooks reach the MCP server over a unix socket, which this platform lacks",
+    ))
+}
+
+/// `claudemesh status-line`: one line for Claude Code's status bar, from
+/// the running server's entry (mesh · session · peers online · unread), or
+/// from the home alone when no server runs. Never fails, never touches the
+/// network.
+pub async fn status_line(g: &Global) -> Outcome {
+    let input = claude_input();
+    println!("{}", status_line_text(g, input.dir()).await);
+    Ok(())
+}
+
+async fn status_line_text(g: &Global, dir: Option<&str>) -> String {
+    let home = match open_home(g) {
+        Ok(h) => h,
+        Err(_) => return "claudemesh: no home (run `claudemesh join <invite>`)".into(),
+    };
+    if let Some(e) = own_entries(home.root(), dir).into_iter().next() {
+        if e.link == "no-mesh" {
+            return "claudemesh: not in a mesh (`claudemesh join <invite>`)".into();
+        }
+        let link = match e.link.as_str() {
+            "up" => format!("{} online", e.peers_online),
+            "connecting" => "connecting".into(),
+            _ => "offline".into(),
+        };
+        return format!("◆ {} · {} · {link} · {} unread", e.mesh, e.name, e.unread);
+    }
+    let Ok(mesh) = home.select_mesh(g.mesh.as_deref()).cloned() else {
+        return "claudemesh: not in a mesh (`claudemesh join <invite>`)".into();
+    };
+    let unread = match claudemesh_client::local::LocalStore::open(&home.state_db_path()).await {
+        Ok(store) => store.unread_count(&mesh.id).await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    format!("◆ {} · no session · {unread} unread", mesh.name)
+}
