@@ -237,6 +237,10 @@ struct Inner {
     /// Outbox messages resealed in the background after `rekey_required`,
     /// and how often.
     reseals: Mutex<HashMap<MessageId, u8>>,
+    /// The task that owns the socket's write half: `close` waits for it, so
+    /// what was queued (read receipts, the close frame) is on the wire
+    /// before the process exits.
+    socket_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// This session's current status and published details: what
     /// `set_presence` last set, announced again in the hello of every
     /// reconnection (the options only hold the initial values).
@@ -343,6 +347,7 @@ impl MeshClient {
             announced: Mutex::new(std::collections::HashSet::new()),
             reseals: Mutex::new(HashMap::new()),
             presence: Mutex::new(presence),
+            socket_writer: Mutex::new(None),
         });
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
@@ -855,6 +860,13 @@ impl MeshClient {
                 )))
                 .await;
         }
+        // The runtime may be dropped right after this returns (the CLI
+        // exits): wait until the queued frames were written, or a read
+        // receipt recorded as sent would never reach the broker.
+        let socket_writer = lock(&self.inner.socket_writer).take();
+        if let Some(task) = socket_writer {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.supervisor).await;
     }
 
@@ -1315,7 +1327,7 @@ impl Inner {
         });
         let (tx, mut rx) = mpsc::channel::<Message>(1024);
         let mut sink = opened.sink;
-        tokio::spawn(async move {
+        let socket_writer = tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
                 let closing = matches!(m, Message::Close(_));
                 if sink.send(m).await.is_err() || closing {
@@ -1324,6 +1336,7 @@ impl Inner {
             }
             let _ = sink.close().await;
         });
+        *lock(&self.socket_writer) = Some(socket_writer);
         *lock(&self.writer) = Some(tx);
         let (work_tx, work_rx) = mpsc::channel::<Work>(4096);
         tokio::spawn(self.clone().process_loop(work_rx));

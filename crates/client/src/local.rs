@@ -144,6 +144,15 @@ impl LocalStore {
         Ok(LocalStore { pool })
     }
 
+    /// A write transaction that takes the write lock at its start: several
+    /// processes share this database (the CLI, MCP servers), and a deferred
+    /// transaction that reads before it writes fails at once with "database
+    /// is locked" after another process wrote (SQLite cannot upgrade its
+    /// read snapshot; the busy timeout does not apply). IMMEDIATE waits.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// The membership log this device verified for a mesh.
     pub async fn log_entries(&self, mesh: &Hash32) -> Result<Vec<LogEntry>, ClientError> {
         let rows = sqlx::query("SELECT entry FROM log_entries WHERE mesh_id = ? ORDER BY seq")
@@ -164,7 +173,7 @@ impl LocalStore {
 
     /// Appends verified entries.
     pub async fn append_log(&self, mesh: &Hash32, entries: &[LogEntry]) -> Result<(), ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for e in entries {
             sqlx::query(
                 "INSERT OR REPLACE INTO log_entries (mesh_id, seq, entry) VALUES (?, ?, ?)",
@@ -200,7 +209,7 @@ impl LocalStore {
         msgs: &[(&VerifiedMessage, u64, bool)],
         received_at: u64,
     ) -> Result<Vec<bool>, ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(msgs.len());
         for (msg, seq, mentions_me) in msgs {
             out.push(
@@ -350,7 +359,7 @@ impl LocalStore {
 
     /// Forgets everything this device stored about a mesh (after leaving it).
     pub async fn forget_mesh(&self, mesh: &Hash32) -> Result<(), ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for sql in [
             "DELETE FROM log_entries WHERE mesh_id = ?",
             "DELETE FROM inbox WHERE mesh_id = ?",
@@ -383,7 +392,7 @@ impl LocalStore {
         local_ids: &[i64],
         at: u64,
     ) -> Result<(), ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for id in local_ids {
             sqlx::query(
                 "UPDATE inbox SET read_at = ? WHERE mesh_id = ? AND id = ? AND read_at IS NULL",
@@ -406,7 +415,7 @@ impl LocalStore {
         messages: &[(&str, &str)],
         at: u64,
     ) -> Result<(), ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (sender, id) in messages {
             sqlx::query(
                 "UPDATE inbox SET read_at = ? WHERE mesh_id = ? AND sender_member = ? AND msg_id = ? AND read_at IS NULL",
@@ -437,7 +446,7 @@ impl LocalStore {
 
     /// Records that read receipts were sent for these seqs.
     pub async fn read_receipts_sent(&self, mesh: &Hash32, seqs: &[u64]) -> Result<(), ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for s in seqs {
             sqlx::query("UPDATE inbox SET read_acked = 1 WHERE mesh_id = ? AND broker_seq = ?")
                 .bind(mesh_key(mesh))
@@ -528,7 +537,7 @@ impl LocalStore {
         accepted: &[(MessageId, u64)],
         at: u64,
     ) -> Result<(), ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (id, seq) in accepted {
             sqlx::query(
                 "UPDATE outbox SET state = 'accepted', broker_seq = ?, accepted_at = ?, error = NULL \
@@ -613,7 +622,7 @@ impl LocalStore {
 
     /// Refusals not yet reported to the user; marks them reported.
     pub async fn take_rejections(&self, mesh: &Hash32) -> Result<Vec<Rejection>, ClientError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let rows = sqlx::query(
             "SELECT broker_seq, sender, reason, at FROM rejected WHERE mesh_id = ? AND reported = 0 ORDER BY id",
         )

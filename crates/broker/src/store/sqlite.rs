@@ -105,6 +105,16 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// A write transaction that takes the write lock at its start. A
+    /// deferred one that reads first (the acks' SELECT, a log append's
+    /// length check) fails at once with "database is locked" when it then
+    /// writes after another connection wrote: SQLite cannot upgrade such a
+    /// read snapshot, and the busy timeout does not apply. IMMEDIATE waits
+    /// (up to the busy timeout) for the lock instead.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
 fn key_bytes(k: &PublicKey) -> &[u8] {
@@ -138,7 +148,7 @@ impl Store for SqliteStore {
         mesh_id: Hash32,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO meshes (mesh_id, log_len, log_head, created_at_ms) VALUES (?, 1, ?, ?) \
              ON CONFLICT (mesh_id) DO NOTHING",
@@ -192,7 +202,7 @@ impl Store for SqliteStore {
             return Ok(AppendOutcome::Appended);
         };
         let new_len = expected_len + entries.len() as u64;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let moved = sqlx::query(
             "UPDATE meshes SET log_len = ?, log_head = ? WHERE mesh_id = ? AND log_len = ?",
         )
@@ -263,7 +273,7 @@ impl Store for SqliteStore {
         // SQLite worker thread, so one per row made a batch cost ~120 µs a
         // message. Placeholders only; every value is bound.
         let mut out: Vec<Option<InsertOutcome>> = vec![None; messages.len()];
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut deliveries: Vec<(i64, &NewMessage)> = Vec::new();
         let mut duplicates = Vec::new();
         for (chunk_no, chunk) in messages.chunks(ROWS_PER_STATEMENT).enumerate() {
@@ -641,7 +651,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO sessions (mesh_id, session, member, last_seen_ms) VALUES {} \
@@ -765,7 +775,7 @@ impl Store for SqliteStore {
         now_ms: u64,
         purge_before_ms: u64,
     ) -> Result<RetentionOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE deliveries SET state = 3, updated_at_ms = ? WHERE state = 0 AND seq IN \
              (SELECT seq FROM messages WHERE expires_at_ms <= ? AND envelope IS NOT NULL)",
