@@ -115,6 +115,7 @@ pub struct RunningBroker {
     flushed_tx: watch::Sender<bool>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    replication: Option<crate::replication::ReplicationTasks>,
 }
 
 impl RunningBroker {
@@ -138,6 +139,9 @@ impl RunningBroker {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.connections.wait_zero()).await;
         // Anything a connection submitted while closing is committed too.
         self.state.writer.flush().await;
+        if let Some(r) = self.replication {
+            r.stop().await;
+        }
         self.sweeper.abort();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
         tracing::info!("broker stopped");
@@ -175,6 +179,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         flushed,
         connections: ConnectionTracker::default(),
     });
+    // Before serving: other replicas must hear of this one's sessions.
+    let replication = crate::replication::start(&state).await?;
     let app = crate::http::router(state.clone());
     let mut stop = shutdown.clone();
     // Frames are small and latency matters: without TCP_NODELAY an
@@ -206,6 +212,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         flushed_tx,
         server,
         sweeper,
+        replication,
     })
 }
 
