@@ -13,4 +13,5 @@ mod hardening;
 mod invites;
 mod lifecycle;
 mod messaging;
+mod replicas;
 mod trust;
