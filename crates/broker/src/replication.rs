@@ -23,12 +23,15 @@
 //! - **Presence.** Each broker keeps its sessions in `sessions_online` and
 //!   heartbeats its row in `brokers`; a broker whose heartbeat is older than
 //!   [`STALE_AFTER`] is dead (a SIGKILL says nothing), and the replica that
-//!   notices removes it and its sessions and tells the others.
+//!   notices removes it and its sessions and has every replica recheck
+//!   everything: a broker killed between a commit and its notification
+//!   leaves accepted messages nobody was woken for.
 //!
 //! Started only on Postgres ([`crate::store::Store::replicas`]); on SQLite
 //! nothing here runs and the hot paths pay one `Option` check.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,6 +155,8 @@ pub struct Replication {
     own_prefix: String,
     store: PgReplicaStore,
     outbox: Mutex<HashMap<Hash32, MeshOut>>,
+    /// The next round tells everyone to recheck everything.
+    outbox_all: AtomicBool,
     outbox_ready: Notify,
     presence: Mutex<HashMap<(Hash32, PublicKey), (PublicKey, PresenceWrite)>>,
     presence_ready: Notify,
@@ -307,6 +312,22 @@ impl Replication {
         );
     }
 
+    /// The payloads of one round: what accumulated, or "recheck
+    /// everything" when that was asked for.
+    fn round(&self, out: HashMap<Hash32, MeshOut>) -> Vec<String> {
+        if self.outbox_all.swap(false, Ordering::SeqCst) {
+            return vec![to_json(&Wake {
+                b: self.instance.clone(),
+                all: true,
+                m: Vec::new(),
+            })];
+        }
+        if out.is_empty() {
+            return Vec::new();
+        }
+        pack(&self.instance, out)
+    }
+
     /// A mesh was just loaded (and is now visible to wake-ups): read what
     /// changed between its loading reads and now, and the other replicas'
     /// sessions.
@@ -386,6 +407,7 @@ pub async fn start(state: &Arc<BrokerState>) -> Result<Option<ReplicationTasks>,
         own_prefix,
         store,
         outbox: Mutex::new(HashMap::new()),
+        outbox_all: AtomicBool::new(false),
         outbox_ready: Notify::new(),
         presence: Mutex::new(HashMap::new()),
         presence_ready: Notify::new(),
@@ -426,7 +448,7 @@ impl ReplicationTasks {
             Err(e) => tracing::warn!(error = %e, "could not remove this broker's sessions"),
         }
         let pending = std::mem::take(&mut *lock(&rep.outbox));
-        let payloads = pack(&rep.instance, pending);
+        let payloads = rep.round(pending);
         if let Err(e) = rep.store.notifier().send(&payloads).await {
             tracing::warn!(error = %e, "could not tell other brokers this one stopped");
         }
@@ -446,10 +468,10 @@ async fn notify_loop(rep: Arc<Replication>) {
     loop {
         rep.outbox_ready.notified().await;
         let out = std::mem::take(&mut *lock(&rep.outbox));
-        if out.is_empty() {
+        let payloads = rep.round(out);
+        if payloads.is_empty() {
             continue;
         }
-        let payloads = pack(&rep.instance, out);
         let mut attempt = 0;
         loop {
             match sender.send(&payloads).await {
@@ -506,11 +528,14 @@ async fn presence_loop(rep: Arc<Replication>) {
 }
 
 /// Moves the heartbeat; re-registers (and republishes every session) if
-/// another replica took this one for dead; removes dead brokers' sessions
-/// and tells everyone whose they were.
+/// another replica took this one for dead; removes dead brokers and their
+/// sessions, and then has every replica recheck everything (a dead broker
+/// may have committed messages it never woke anyone for).
 async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first round also sweeps rows left by brokers removed earlier.
+    let mut first = true;
     loop {
         tick.tick().await;
         match rep.store.heartbeat(&rep.instance).await {
@@ -534,26 +559,40 @@ async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication>) {
                 continue;
             }
         }
-        match rep.store.reap(stale_ms()).await {
-            Ok(gone) if !gone.is_empty() => {
-                tracing::info!(
-                    sessions = gone.len(),
-                    "removed the sessions of a broker that stopped answering"
-                );
-                let mut by_mesh: HashMap<Hash32, Vec<PublicKey>> = HashMap::new();
-                for (mesh, member) in gone {
-                    by_mesh.entry(mesh).or_default().push(member);
-                }
-                for (mesh, members) in by_mesh {
-                    if let Some(hub) = state.hub.loaded(&mesh)
-                        && let Err(e) = rep.refresh_presence(&hub, Some(&members)).await
-                    {
-                        tracing::warn!(error = %e, "could not refresh presence");
+        match rep.store.reap(stale_ms(), first).await {
+            Ok(reaped) => {
+                first = false;
+                if !reaped.brokers.is_empty() {
+                    // A broker that died may have committed messages it
+                    // never woke anyone for (killed between its commit and
+                    // its notification): every replica drains every
+                    // session it holds, and this one tells the others to.
+                    tracing::warn!(
+                        brokers = ?reaped.brokers,
+                        sessions = reaped.sessions.len(),
+                        "removed brokers that stopped answering; catching up"
+                    );
+                    metrics::counter!(m::REPLICA_CATCH_UPS).increment(1);
+                    rep.outbox_all.store(true, Ordering::SeqCst);
+                    rep.outbox_ready.notify_one();
+                    for mesh in state.hub.loaded_meshes() {
+                        recheck(&state, &rep, &mesh).await;
                     }
-                    rep.queue(mesh, |o| o.presence.extend(members));
+                } else if !reaped.sessions.is_empty() {
+                    let mut by_mesh: HashMap<Hash32, Vec<PublicKey>> = HashMap::new();
+                    for (mesh, member) in reaped.sessions {
+                        by_mesh.entry(mesh).or_default().push(member);
+                    }
+                    for (mesh, members) in by_mesh {
+                        if let Some(hub) = state.hub.loaded(&mesh)
+                            && let Err(e) = rep.refresh_presence(&hub, Some(&members)).await
+                        {
+                            tracing::warn!(error = %e, "could not refresh presence");
+                        }
+                        rep.queue(mesh, |o| o.presence.extend(members));
+                    }
                 }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "removing dead brokers failed"),
         }
         if let Ok(n) = rep.store.live_peers(&rep.instance, stale_ms()).await {

@@ -82,6 +82,15 @@ pub struct SessionEnd {
     pub conn_id: u64,
 }
 
+/// What [`PgReplicaStore::reap`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct Reaped {
+    /// Dead broker instances.
+    pub brokers: Vec<String>,
+    /// (mesh, member) of each session row that went with them.
+    pub sessions: Vec<(Hash32, PublicKey)>,
+}
+
 /// A direct message waiting for a recipient, read by seq.
 #[derive(Debug, Clone)]
 pub struct DirectRow {
@@ -155,25 +164,33 @@ impl PgReplicaStore {
         Ok(moved > 0)
     }
 
-    /// Removes brokers whose heartbeat is older than `stale_ms` and every
-    /// session row without a live broker; returns whose sessions went.
-    pub async fn reap(&self, stale_ms: u64) -> Result<Vec<(Hash32, PublicKey)>, StoreError> {
+    /// Removes brokers whose heartbeat is older than `stale_ms` and, if
+    /// any went (or `sweep` is set), every session row without a live
+    /// broker.
+    pub async fn reap(&self, stale_ms: u64, sweep: bool) -> Result<Reaped, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM brokers WHERE heartbeat_at_ms < {DB_NOW_MS} - $1"
+        let brokers: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM brokers WHERE heartbeat_at_ms < {DB_NOW_MS} - $1 RETURNING broker_id"
         )))
         .bind(to_i64(stale_ms))
-        .execute(&mut *tx)
-        .await?;
-        let rows = sqlx::query(
-            "DELETE FROM sessions_online s WHERE NOT EXISTS \
-             (SELECT 1 FROM brokers b WHERE b.broker_id = s.broker_id) \
-             RETURNING s.mesh_id, s.member",
-        )
         .fetch_all(&mut *tx)
         .await?;
+        let rows = if sweep || !brokers.is_empty() {
+            sqlx::query(
+                "DELETE FROM sessions_online s WHERE NOT EXISTS \
+                 (SELECT 1 FROM brokers b WHERE b.broker_id = s.broker_id) \
+                 RETURNING s.mesh_id, s.member",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+        } else {
+            Vec::new()
+        };
         tx.commit().await?;
-        mesh_members(&rows)
+        Ok(Reaped {
+            brokers,
+            sessions: mesh_members(&rows)?,
+        })
     }
 
     /// Other broker instances whose heartbeat is younger than `stale_ms`.

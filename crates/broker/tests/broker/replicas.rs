@@ -309,6 +309,84 @@ async fn grants_set_on_one_replica_hold_on_the_other() {
     ra.stop().await;
 }
 
+/// A broker killed between its commit and its notification leaves an
+/// accepted message nobody was woken for. Simulated: a message written
+/// straight into the store (no writer, so no wake-up) and a dead broker's
+/// row with a stale heartbeat. The replica that removes the dead broker
+/// has every replica drain its sessions, so the message still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_brokers_unannounced_messages_still_arrive() {
+    let (ra, rb) = start_replicas().await;
+    let alice = owner(&ra, "alice").await;
+    let bob = on(joiner(&ra, &alice, "bob").await, &rb.url);
+    let b = bob.connect().await;
+    let mut bob_events = b.events();
+    let a = alice.connect().await;
+    let bob_key = bob.home.load_keys(&bob.mesh.id).unwrap().member.public();
+    let alice_key = alice
+        .home
+        .load_keys(&alice.mesh.id)
+        .unwrap()
+        .member
+        .public();
+
+    let now = claudemesh_client::client::now_ms();
+    let env = a
+        .with_state(|s| {
+            s.seal(
+                Target::Member(bob_key),
+                b"committed, never announced",
+                Priority::Next,
+                None,
+                now,
+            )
+        })
+        .unwrap();
+    let store = ra.running().store().clone();
+    store
+        .write_batch(
+            &[claudemesh_broker::store::NewMessage {
+                mesh: alice.mesh.id,
+                sender_member: alice_key,
+                id: env.id,
+                target: env.target.to_string(),
+                priority: Priority::Next,
+                envelope_json: serde_json::to_string(&env).unwrap(),
+                recipients: vec![bob_key],
+                at_len: None,
+                created_at_ms: now,
+                expires_at_ms: now + 3_600_000,
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    let db_url = ra.db.as_ref().unwrap().url().to_owned();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db_url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO brokers (broker_id, started_at_ms, heartbeat_at_ms) VALUES ('ghost', 0, 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        next_body(&mut bob_events).await,
+        "committed, never announced"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM brokers WHERE broker_id = 'ghost'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the dead broker was removed");
+    drop(conn);
+    a.close().await;
+    b.close().await;
+    rb.stop().await;
+    ra.stop().await;
+}
+
 // ------------------------------------------------------------- processes
 
 const BROKER: &str = env!("CARGO_BIN_EXE_claudemesh-broker");
