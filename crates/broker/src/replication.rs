@@ -157,6 +157,11 @@ pub struct Replication {
     outbox: Mutex<HashMap<Hash32, MeshOut>>,
     /// The next round tells everyone to recheck everything.
     outbox_all: AtomicBool,
+    /// Whether another live broker shares the database. While none does,
+    /// nothing is notified (a single broker pays nothing per message); the
+    /// moment one appears, everyone is told to recheck everything, which
+    /// covers what was committed before this broker knew.
+    peers: AtomicBool,
     outbox_ready: Notify,
     presence: Mutex<HashMap<(Hash32, PublicKey), (PublicKey, PresenceWrite)>>,
     presence_ready: Notify,
@@ -180,7 +185,9 @@ impl Replication {
 
     /// The writer committed these messages.
     pub fn messages_stored(&self, stored: &[Stored<'_>]) {
-        if stored.is_empty() {
+        // Checked after the commit: see `peers_seen` for why a message
+        // committed just before another broker appeared is not lost.
+        if stored.is_empty() || !self.peers.load(Ordering::SeqCst) {
             return;
         }
         {
@@ -312,9 +319,39 @@ impl Replication {
         );
     }
 
+    /// Whether another live broker shares the database (from a heartbeat's
+    /// count, or any notification from another instance). When one
+    /// appears, the flag is set first and everyone is then told to recheck
+    /// everything: a message committed while this broker thought it was
+    /// alone was either committed before that recheck is sent (and the
+    /// recheck's drains find it) or sees the flag and is notified.
+    fn peers_seen(&self, alive: bool) {
+        let was = self.peers.swap(alive, Ordering::SeqCst);
+        if alive && !was {
+            tracing::info!("another broker shares the database; waking it from now on");
+            self.outbox_all.store(true, Ordering::SeqCst);
+            self.outbox_ready.notify_one();
+        }
+    }
+
+    /// Tells the other brokers (if any listen) that this one is here.
+    async fn announce(&self) {
+        let hello = to_json(&Wake {
+            b: self.instance.clone(),
+            ..Wake::default()
+        });
+        if let Err(e) = self.store.notifier().send(&[hello]).await {
+            tracing::warn!(error = %e, "could not announce this broker to the others");
+        }
+    }
+
     /// The payloads of one round: what accumulated, or "recheck
-    /// everything" when that was asked for.
+    /// everything" when that was asked for; nothing while no other broker
+    /// is there to hear it.
     fn round(&self, out: HashMap<Hash32, MeshOut>) -> Vec<String> {
+        if !self.peers.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
         if self.outbox_all.swap(false, Ordering::SeqCst) {
             return vec![to_json(&Wake {
                 b: self.instance.clone(),
@@ -398,6 +435,7 @@ pub async fn start(state: &Arc<BrokerState>) -> Result<Option<ReplicationTasks>,
     let instance = format!("{}#{}", state.config.broker_id, hex::encode(suffix));
     store.register(&instance).await?;
     let listener = store.listen().await?;
+    let peers = store.live_peers(&instance, stale_ms()).await?;
     let own_prefix = format!(
         "{{\"b\":{}",
         serde_json::to_string(&instance).unwrap_or_default()
@@ -408,11 +446,14 @@ pub async fn start(state: &Arc<BrokerState>) -> Result<Option<ReplicationTasks>,
         store,
         outbox: Mutex::new(HashMap::new()),
         outbox_all: AtomicBool::new(false),
+        peers: AtomicBool::new(peers > 0),
         outbox_ready: Notify::new(),
         presence: Mutex::new(HashMap::new()),
         presence_ready: Notify::new(),
     });
     state.hub.set_replication(rep.clone());
+    // Others learn of this broker at once (and start waking it).
+    rep.announce().await;
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let tasks = vec![
         tokio::spawn(notify_loop(rep.clone())),
@@ -544,6 +585,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication>) {
                 tracing::warn!("other brokers took this one for dead; registering again");
                 match rep.store.register(&rep.instance).await {
                     Ok(()) => {
+                        rep.announce().await;
                         for mesh in state.hub.loaded_meshes() {
                             for s in mesh.all_sessions() {
                                 rep.session_changed(&s);
@@ -597,6 +639,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication>) {
         }
         if let Ok(n) = rep.store.live_peers(&rep.instance, stale_ms()).await {
             metrics::gauge!(m::REPLICAS).set(n as f64);
+            rep.peers_seen(n > 0);
         }
     }
 }
@@ -615,6 +658,7 @@ async fn listen_loop(
                 if payload.starts_with(&rep.own_prefix) {
                     continue;
                 }
+                rep.peers_seen(true);
                 match serde_json::from_str::<Wake>(payload) {
                     Ok(w) => {
                         metrics::counter!(m::REPLICA_WAKES_RECEIVED).increment(1);
