@@ -183,6 +183,13 @@ impl Replication {
         self.outbox_ready.notify_one();
     }
 
+    /// Whether another live broker shares the database (while none does,
+    /// [`Replication::messages_stored`] is a no-op: callers may skip
+    /// building its argument).
+    pub fn has_peers(&self) -> bool {
+        self.peers.load(Ordering::SeqCst)
+    }
+
     /// The writer committed these messages.
     pub fn messages_stored(&self, stored: &[Stored<'_>]) {
         // Checked after the commit: see `peers_seen` for why a message
@@ -617,9 +624,13 @@ async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication>) {
                     metrics::counter!(m::REPLICA_CATCH_UPS).increment(1);
                     rep.outbox_all.store(true, Ordering::SeqCst);
                     rep.outbox_ready.notify_one();
-                    for mesh in state.hub.loaded_meshes() {
-                        recheck(&state, &rep, &mesh).await;
-                    }
+                    // Not on this task: the heartbeat must keep its pace.
+                    let (state, rep) = (state.clone(), rep.clone());
+                    tokio::spawn(async move {
+                        for mesh in state.hub.loaded_meshes() {
+                            recheck(&state, &rep, &mesh).await;
+                        }
+                    });
                 } else if !reaped.sessions.is_empty() {
                     let mut by_mesh: HashMap<Hash32, Vec<PublicKey>> = HashMap::new();
                     for (mesh, member) in reaped.sessions {

@@ -191,7 +191,7 @@ async fn commit_batch(
                 // Other replicas hear of the new messages after the commit,
                 // ids only, from the notifier task (never in the
                 // transaction, never a round trip of this writer's).
-                if let Some(r) = hub.replication() {
+                if let Some(r) = hub.replication().filter(|r| r.has_peers()) {
                     let stored: Vec<Stored<'_>> = messages
                         .iter()
                         .zip(&outcomes)
