@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "claudemesh-bench",
     version,
-    after_help = "Examples:\n  claudemesh-bench dm --senders 64 --recipients 4 --messages 20000\n  claudemesh-bench dm --store postgres --client wire --messages 100000\n  claudemesh-bench dm --senders 16 --recipients 4 --rate 1000 --duration 20\n  claudemesh-bench handshake --senders 64 --messages 20000\n  claudemesh-bench fanout --recipients 1000 --messages 200 --rate 10\n  claudemesh-bench fanout --target broadcast --store postgres\n  claudemesh-bench topic --senders 8 --recipients 64 --rate 200\n  claudemesh-bench peer-list --cli target/release/claudemesh\n\nBuild with --release for figures."
+    after_help = "Examples:\n  claudemesh-bench dm --senders 64 --recipients 4 --messages 20000\n  claudemesh-bench dm --store postgres --client wire --messages 100000\n  claudemesh-bench dm --senders 16 --recipients 4 --rate 1000 --duration 20\n  claudemesh-bench dm --store postgres --replicas 2 --client wire\n  claudemesh-bench handshake --senders 64 --messages 20000\n  claudemesh-bench fanout --recipients 1000 --messages 200 --rate 10\n  claudemesh-bench fanout --target broadcast --store postgres\n  claudemesh-bench topic --senders 8 --recipients 64 --rate 200\n  claudemesh-bench peer-list --cli target/release/claudemesh\n\nBuild with --release for figures."
 )]
 pub struct Cli {
     /// The scenario.
@@ -181,6 +181,12 @@ pub struct DmArgs {
     /// `sdk` (MeshClient) or `wire` (pre-sealed frames; broker-bound).
     #[arg(long, value_enum, default_value_t = ClientPath::Sdk)]
     pub client: ClientPath,
+    /// Brokers on the one Postgres database: with 2, a second embedded
+    /// broker (a replica) starts on the same database and every recipient
+    /// connects to it while every sender stays on the first, so each
+    /// message crosses replicas (needs --store postgres, no --broker).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub replicas: u32,
 }
 
 /// Where `fanout` posts.
@@ -312,7 +318,23 @@ mod tests {
         assert_eq!(a.messages, Some(1000));
         assert_eq!(a.rate, Some(1000.0));
         assert_eq!(a.body_bytes, 256);
+        assert_eq!(a.replicas, 1);
         assert!(a.common.json);
+        let Scenario::Dm(r) = Cli::try_parse_from([
+            "claudemesh-bench",
+            "dm",
+            "--store",
+            "postgres",
+            "--replicas",
+            "2",
+        ])
+        .unwrap()
+        .scenario
+        else {
+            panic!("not dm")
+        };
+        assert_eq!(r.replicas, 2);
+        assert!(Cli::try_parse_from(["claudemesh-bench", "dm", "--replicas", "3"]).is_err());
         let Scenario::Fanout(f) = Cli::try_parse_from(["claudemesh-bench", "fanout"])
             .unwrap()
             .scenario

@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::args::{ClientPath, ClientState, DmArgs};
+use crate::args::{ClientPath, ClientState, DmArgs, StoreKind};
 use crate::light::{LightFrame, next_light};
 use crate::report::{ClientInfo, Counts, Report, Rss, build_profile, cpus, now_rfc3339};
 use crate::setup::{Member, build_mesh, full_log};
@@ -69,7 +69,15 @@ pub async fn run(a: DmArgs) -> Result<Report> {
             "--rate must be a positive number of msgs/s".into(),
         ));
     }
-    Target::run(&a.common, async |target| on_target(&a, target).await).await
+    if a.replicas > 1 && (a.common.store != StoreKind::Postgres || a.common.broker.is_some()) {
+        return Err(BenchError(
+            "--replicas 2 starts two embedded brokers on one Postgres database: pass --store postgres and no --broker".into(),
+        ));
+    }
+    Target::run_with(&a.common, a.replicas, async |target| {
+        on_target(&a, target).await
+    })
+    .await
 }
 
 /// What both paths hand back.
@@ -279,6 +287,11 @@ fn report(
             "embedded broker: the broker and every client share this process and its cores".into(),
         );
     }
+    if a.replicas > 1 {
+        notes.push(
+            "two replicas on one Postgres database: senders on the first broker, recipients on the second (every message crosses replicas)".into(),
+        );
+    }
     Report {
         scenario: "dm",
         date_utc: now_rfc3339(),
@@ -305,6 +318,7 @@ fn report(
             "rate": a.rate,
             "pipeline": if a.rate.is_some() { None } else { Some(a.pipeline) },
             "body_bytes": a.body_bytes,
+            "replicas": a.replicas,
             "priority": "next",
             "duration_limit_s": a.common.duration,
         }),
@@ -367,7 +381,10 @@ async fn run_sdk(
     };
     let mut rx_clients = Vec::with_capacity(recipients.len());
     for r in recipients {
-        rx_clients.push(MeshClient::connect(&r.home, &r.mesh, opts.clone()).await?);
+        // With two replicas, recipients are on the second one.
+        let mut mesh = r.mesh.clone();
+        mesh.broker_url = target.recipient_url().to_owned();
+        rx_clients.push(MeshClient::connect(&r.home, &mesh, opts.clone()).await?);
     }
     let mut tx_clients = Vec::with_capacity(senders.len());
     for s in senders {
@@ -697,7 +714,7 @@ async fn run_wire(
     }
     let mut receivers = JoinSet::new();
     for r in recipients {
-        let (sink, stream) = hello(&target.url, &r.new_session()?).await?;
+        let (sink, stream) = hello(target.recipient_url(), &r.new_session()?).await?;
         receivers.spawn(wire_receive(
             sink,
             stream,

@@ -31,6 +31,9 @@ pub struct Target {
     /// Facts for the report.
     pub info: TargetInfo,
     running: Option<RunningBroker>,
+    /// A second embedded broker on the same Postgres database
+    /// (`dm --replicas 2`): recipients connect to it.
+    replica: Option<RunningBroker>,
     postgres: Option<TestDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -49,6 +52,9 @@ pub struct TargetInfo {
     pub database: Option<String>,
     /// Whose RSS is reported.
     pub rss_of: String,
+    /// The second replica's websocket URL, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_url: Option<String>,
 }
 
 impl Target {
@@ -71,8 +77,10 @@ impl Target {
                             Some(p) => format!("broker process {p}"),
                             None => "unknown (pass --broker-pid)".into(),
                         },
+                        replica_url: None,
                     },
                     running: None,
+                    replica: None,
                     postgres: None,
                     _dir: None,
                 })
@@ -89,6 +97,7 @@ impl Target {
             .tempdir()
             .map_err(|e| BenchError::ctx("cannot make a temporary directory", e))?;
         let mut config = BrokerConfig::with_sqlite_file(&dir.path().join("broker.db"));
+        config.broker_id = "bench-a".into();
         let mut postgres = None;
         if store == StoreKind::Postgres {
             let db = claudemesh_broker::testing::fresh_postgres_url()
@@ -117,21 +126,64 @@ impl Target {
                 url: running.ws_url(),
                 database: Some(database),
                 rss_of: "this process (broker and all clients)".into(),
+                replica_url: None,
             },
             running: Some(running),
+            replica: None,
             postgres,
             _dir: Some(dir),
         })
     }
 
-    /// Stops an embedded broker and drops its Postgres database.
+    /// Starts a second embedded broker (`bench-b`) on the same Postgres
+    /// database: a replica.
+    async fn add_replica(&mut self) -> Result<()> {
+        let (Some(db), None) = (&self.postgres, &self.replica) else {
+            return Err(BenchError(
+                "a second replica needs the embedded broker on Postgres (--store postgres, no --broker)"
+                    .into(),
+            ));
+        };
+        let mut config = BrokerConfig::with_sqlite_file(Path::new("unused.db"));
+        config.database_url = db.url().to_owned();
+        config.broker_id = "bench-b".into();
+        let replica = claudemesh_broker::server::start(config)
+            .await
+            .map_err(|e| BenchError::ctx("cannot start the second replica", e))?;
+        self.info.replica_url = Some(replica.ws_url());
+        self.info.rss_of = "this process (both brokers and all clients)".into();
+        self.replica = Some(replica);
+        Ok(())
+    }
+
+    /// Where recipients connect: the second replica if there is one.
+    pub fn recipient_url(&self) -> &str {
+        self.info.replica_url.as_deref().unwrap_or(&self.url)
+    }
+
     /// Starts the target named by `common`, runs `scenario` on it, stops it
     /// whatever happened, and records the RSS it had right after starting.
     pub async fn run(
         common: &Common,
         scenario: impl AsyncFnOnce(&Target) -> Result<crate::report::Report>,
     ) -> Result<crate::report::Report> {
-        let target = Target::start(common).await?;
+        Self::run_with(common, 1, scenario).await
+    }
+
+    /// [`Target::run`] with `replicas` embedded brokers on one Postgres
+    /// database (1 or 2).
+    pub async fn run_with(
+        common: &Common,
+        replicas: u32,
+        scenario: impl AsyncFnOnce(&Target) -> Result<crate::report::Report>,
+    ) -> Result<crate::report::Report> {
+        let mut target = Target::start(common).await?;
+        if replicas > 1
+            && let Err(e) = target.add_replica().await
+        {
+            target.stop().await;
+            return Err(e);
+        }
         let rss_start = target.rss_now();
         let result = scenario(&target).await;
         target.stop().await;
@@ -140,7 +192,11 @@ impl Target {
         Ok(report)
     }
 
+    /// Stops the embedded brokers and drops their Postgres database.
     pub async fn stop(self) {
+        if let Some(r) = self.replica {
+            r.shutdown().await;
+        }
         if let Some(r) = self.running {
             r.shutdown().await;
         }

@@ -299,9 +299,15 @@ impl Connection {
     async fn finish(&mut self, code: u16, reason: &'static str) {
         if let (Some(session), Some(mesh)) = (self.session.take(), self.mesh.take()) {
             let last_alone = mesh.remove_session(&session);
+            let replication = self.broker.hub.replication();
+            if let Some(r) = replication {
+                r.session_down(&session);
+            }
             let now = crate::now_ms();
             let p = session.presence();
-            if last_alone && mesh.read_log(|l| l.roster.is_member(&session.member)) {
+            // With replicas, the member may still be connected to another.
+            let elsewhere = replication.is_some() && mesh.has_remote(&session.member);
+            if last_alone && !elsewhere && mesh.read_log(|l| l.roster.is_member(&session.member)) {
                 let state = MemberState {
                     status: p.status,
                     peer_type: p.peer_type,
@@ -444,6 +450,13 @@ impl Connection {
             return refuse(self, code, msg);
         }
         let member = hello.cert.member;
+        // A member who joined through another replica a moment ago: adopt
+        // the entries it appended (verified) before refusing.
+        if let Some(r) = self.broker.hub.replication()
+            && !mesh.read_log(|l| l.roster.is_member(&member))
+        {
+            r.catch_up_log(&mesh).await;
+        }
         // Read under the lock rather than cloning the roster: a handshake
         // only needs a few lookups, and a big mesh's roster is large.
         let admitted = mesh.read_log(|l| {
@@ -504,6 +517,9 @@ impl Connection {
         self.session = Some(handle.clone());
         self.mesh = Some(mesh.clone());
         mesh.broadcast_presence(handle.as_peer(), self.conn_id);
+        if let Some(r) = self.broker.hub.replication() {
+            r.session_up(&handle);
+        }
         if mesh.first_sight_of(&hello.cert.session) {
             // Group-committed with messages: only a message to this session
             // sent while it is offline needs the row, and while it is
@@ -601,6 +617,12 @@ impl Connection {
         let Some(mesh) = self.load_mesh(&mesh_id, &f.req).await else {
             return;
         };
+        // An invite made through another replica a moment ago.
+        if let Some(r) = self.broker.hub.replication()
+            && !mesh.read_log(|l| l.roster.invites().contains_key(&f.invite_key))
+        {
+            r.catch_up_log(&mesh).await;
+        }
         let (log, log_len, state) = mesh.read_log(|l| {
             (
                 entries_within_budget(&l.entries, MAX_LOG_ENTRIES_PER_FRAME),
@@ -677,11 +699,16 @@ impl Connection {
             .append(self.broker.store.as_ref(), vec![f.entry], extras, None)
             .await
         {
-            Ok((head, len)) => self.send_frame(&BrokerFrame::Joined(Joined {
-                req: f.req,
-                head,
-                len,
-            })),
+            Ok((head, len)) => {
+                if let Some(r) = self.broker.hub.replication() {
+                    r.log_grew(mesh.id, len);
+                }
+                self.send_frame(&BrokerFrame::Joined(Joined {
+                    req: f.req,
+                    head,
+                    len,
+                }))
+            }
             Err(e) => self.append_error(f.req, e),
         }
     }
@@ -703,6 +730,15 @@ impl Connection {
                 );
                 None
             }
+        }
+    }
+
+    /// With replicas: adopts log entries other brokers appended; returns
+    /// whether there were any (without replicas: false, nothing to read).
+    async fn caught_up(&self, mesh: &MeshHub) -> bool {
+        match self.broker.hub.replication() {
+            Some(r) => r.catch_up_log(mesh).await,
+            None => false,
         }
     }
 
@@ -734,6 +770,9 @@ impl Connection {
             .await
         {
             Ok((head, len)) => {
+                if let Some(r) = self.broker.hub.replication() {
+                    r.log_grew(mesh.id, len);
+                }
                 self.send_frame(&BrokerFrame::LogAppended(LogAppended { req, head, len }));
                 // This connection's member removed itself (or was removed in
                 // its own batch): close after the answer it is waiting for.
@@ -872,10 +911,15 @@ impl Connection {
                     .set_grants(&*self.broker.store, &session.member, *f.grants)
                     .await
                 {
-                    Ok(version) => self.send_frame(&BrokerFrame::GrantsStored(GrantsStored {
-                        req: f.req,
-                        version,
-                    })),
+                    Ok(version) => {
+                        if let Some(r) = self.broker.hub.replication() {
+                            r.grants_changed(mesh.id, session.member);
+                        }
+                        self.send_frame(&BrokerFrame::GrantsStored(GrantsStored {
+                            req: f.req,
+                            version,
+                        }))
+                    }
                     Err(e) => {
                         if let GrantsSetError::Store(err) = &e {
                             tracing::error!(error = %err, "storing grants failed");
@@ -936,7 +980,10 @@ impl Connection {
         let mut at_len = None;
         let recipients = match &env.target {
             Target::Member(k) => {
-                if !mesh.read_log(|l| l.roster.is_member(k)) {
+                let is_member = || mesh.read_log(|l| l.roster.is_member(k));
+                // A member who joined through another replica a moment ago.
+                let known = is_member() || (self.caught_up(mesh).await && is_member());
+                if !known {
                     self.error(
                         req,
                         ErrorCode::UnknownRecipient,
@@ -955,8 +1002,12 @@ impl Connection {
                 }
             }
             Target::Session(s) => {
-                let member = match mesh.session(s) {
-                    Some(h) => Some(h.member),
+                let here = mesh
+                    .session(s)
+                    .map(|h| h.member)
+                    .or_else(|| mesh.remote_member_of(s));
+                let member = match here {
+                    Some(m) => Some(m),
                     None => match self.broker.store.session_member(&mesh.id, s).await {
                         Ok(m) => m,
                         Err(e) => {
@@ -988,9 +1039,18 @@ impl Connection {
                 }
             }
             target @ (Target::Group(_) | Target::Topic(_) | Target::Broadcast) => {
-                match mesh.read_log(|l| {
-                    crate::fanout::route(&l.roster, &session.member, target, env.epoch)
-                }) {
+                let route = || {
+                    mesh.read_log(|l| {
+                        crate::fanout::route(&l.roster, &session.member, target, env.epoch)
+                    })
+                };
+                let mut routed = route();
+                // A topic, group member or rekey another replica added a
+                // moment ago: adopt it and route again.
+                if routed.is_err() && self.caught_up(mesh).await {
+                    routed = route();
+                }
+                match routed {
                     Ok((members, len)) => {
                         at_len = Some(len);
                         // Recipients whose grants refuse the sender this
@@ -1153,6 +1213,9 @@ impl Connection {
         };
         mesh.set_member_state(session.member, state.clone());
         mesh.broadcast_presence(session.as_peer(), self.conn_id);
+        if let Some(r) = self.broker.hub.replication() {
+            r.session_changed(session);
+        }
         let store = self.broker.store.clone();
         let (mesh_id, member) = (mesh.id, session.member);
         let became_idle = before != claudemesh_proto::frames::Status::Idle
@@ -1243,6 +1306,34 @@ fn invite_usable(
 /// anything committed in between, so nothing is missed and order holds.
 pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle) {
     let _one_at_a_time = session.drain_lock.lock().await;
+    drain_locked(broker, mesh, session, Priority::Low).await;
+}
+
+/// A drain because another replica stored messages for this session that
+/// were not pushed to it (a catch-up after missed notifications, or a round
+/// too large to name them): coalesced (one waiting at a time per session,
+/// which sees everything a second would), and, unlike a pull, it respects
+/// the session's status as a live push does (busy: `now` only).
+pub fn wake_drain(broker: Arc<BrokerState>, mesh: Arc<MeshHub>, session: Arc<SessionHandle>) {
+    if !session.schedule_wake() {
+        return;
+    }
+    tokio::spawn(async move {
+        let _one_at_a_time = session.drain_lock.lock().await;
+        session.wake_started();
+        let max = session.max_priority();
+        drain_locked(&broker, &mesh, &session, max).await;
+    });
+}
+
+/// [`drain`] with the session's drain lock held, of messages of at most
+/// `max_priority` (`Low`: all).
+async fn drain_locked(
+    broker: &BrokerState,
+    mesh: &MeshHub,
+    session: &SessionHandle,
+    max_priority: Priority,
+) {
     session.set_draining(true);
     let recipients = [session.member, session.session];
     let mut after = 0;
@@ -1253,7 +1344,7 @@ pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle
         }
         // A drain is a pull (a new connection, or a session turning idle):
         // it hands over every priority. Only live pushes respect `working`.
-        let page = match drain_page(broker, mesh, session, &recipients, after).await {
+        let page = match drain_page(broker, mesh, session, &recipients, after, max_priority).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading queued messages failed");
@@ -1304,10 +1395,11 @@ async fn drain_page(
     session: &SessionHandle,
     recipients: &[PublicKey],
     after: u64,
+    max_priority: Priority,
 ) -> Result<Option<DrainPage>, crate::store::StoreError> {
     let store = &broker.store;
     let direct = store
-        .pending(&mesh.id, recipients, after, Priority::Low, DRAIN_PAGE)
+        .pending(&mesh.id, recipients, after, max_priority, DRAIN_PAGE)
         .await?;
     let full = |len: usize| len >= DRAIN_PAGE as usize;
     let mut bound = match direct.last() {
@@ -1339,6 +1431,15 @@ async fn drain_page(
                 bound = bound.min(last.seq);
             }
         }
+        // Rows above the priority limit still count for the cursor (judged
+        // below); they are only not delivered now.
+        let too_low: std::collections::HashSet<u64> = rows
+            .iter()
+            .filter(|r| {
+                crate::store::priority_rank(r.priority) > crate::store::priority_rank(max_priority)
+            })
+            .map(|r| r.seq)
+            .collect();
         let verdict = mesh.read_log(|l| {
             crate::fanout::judge_page(&l.roster, &session.member, &target, rows, now, &|sender| {
                 mesh.grants_allow(&session.member, sender, cap)
@@ -1353,6 +1454,7 @@ async fn drain_page(
             verdict
                 .deliver
                 .into_iter()
+                .filter(|(seq, _, _)| !too_low.contains(seq))
                 .map(|(seq, envelope_json, queued_at_ms)| PendingMessage {
                     seq,
                     envelope_json,

@@ -350,6 +350,7 @@ mod tests {
             acked,
             envelope_json: (!acked).then(|| format!("env{seq}")),
             sender: owner.public(),
+            priority: claudemesh_crypto::envelope::Priority::Next,
         };
         let old = CURSOR_SETTLE_MS + 1;
         let v = judge_page(

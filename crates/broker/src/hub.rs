@@ -1,12 +1,14 @@
 //! The in-memory side of each mesh: its verified membership log (loaded
-//! from the store once, then grown only by verified appends), the sessions
-//! connected to this broker, and their presence. It delivers frames to
-//! connected sessions through their bounded queues and is where a slow
-//! consumer is cut off.
+//! from the store once, then grown only by verified appends, its own or,
+//! with replicas, another broker's read back from the store and verified),
+//! the sessions connected to this broker, the sessions other replicas
+//! reported (as last read from the store), and their presence. It delivers
+//! frames to connected sessions through their bounded queues and is where a
+//! slow consumer is cut off.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use claudemesh_crypto::cert::SessionCert;
@@ -19,6 +21,8 @@ use claudemesh_proto::frames::{EncryptedBlob, LogUpdate, PeerPresence, PresenceU
 use claudemesh_proto::{BrokerFrame, ErrorCode, close, encode_broker_frame};
 use tokio::sync::{Notify, mpsc};
 
+use crate::replication::Replication;
+use crate::store::replicas::OnlineSession;
 use crate::store::{AppendExtras, AppendOutcome, MemberState, Store, StoreError};
 
 /// What a connection's socket task sends.
@@ -31,7 +35,7 @@ pub enum Outbound {
 }
 
 /// A session's current presence on this broker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPresence {
     /// Status.
     pub status: Status,
@@ -67,6 +71,9 @@ pub struct SessionHandle {
     kill_reason: Mutex<Option<(u16, &'static str)>>,
     /// Serializes drains of stored messages to this session.
     pub drain_lock: tokio::sync::Mutex<()>,
+    /// A wake-up drain (another replica stored something for this session)
+    /// is scheduled and has not started reading yet.
+    wake_pending: AtomicBool,
 }
 
 impl SessionHandle {
@@ -94,7 +101,20 @@ impl SessionHandle {
             kill_signal: Notify::new(),
             kill_reason: Mutex::new(None),
             drain_lock: tokio::sync::Mutex::new(()),
+            wake_pending: AtomicBool::new(false),
         }
+    }
+
+    /// Marks a wake-up drain as scheduled; false if one already is (and has
+    /// not started reading), which will see whatever this one would.
+    pub fn schedule_wake(&self) -> bool {
+        !self.wake_pending.swap(true, Ordering::SeqCst)
+    }
+
+    /// Called by a wake-up drain before it reads: later wake-ups schedule
+    /// another.
+    pub fn wake_started(&self) {
+        self.wake_pending.store(false, Ordering::SeqCst);
     }
 
     /// Queues a frame without waiting. A full queue means the peer reads too
@@ -224,6 +244,70 @@ impl SessionHandle {
     }
 }
 
+/// A session connected to another replica, as its row in the store said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSession {
+    /// Its member.
+    pub member: PublicKey,
+    /// The session key.
+    pub session: PublicKey,
+    /// The broker instance holding it.
+    pub broker: String,
+    /// That broker's connection id.
+    pub conn_id: u64,
+    /// The certificate it presented there.
+    pub cert: SessionCert,
+    /// Its presence.
+    pub presence: SessionPresence,
+    /// When it connected, unix ms.
+    pub connected_at_ms: u64,
+    /// When its row last changed, unix ms.
+    pub updated_at_ms: u64,
+}
+
+impl RemoteSession {
+    /// This session as a `peers`/`presence` entry.
+    pub fn as_peer(&self) -> PeerPresence {
+        PeerPresence {
+            member: self.member,
+            session: Some(self.session),
+            cert: Some(self.cert.clone()),
+            online: true,
+            status: self.presence.status,
+            peer_type: self.presence.peer_type,
+            summary: self.presence.summary.clone(),
+            connected_at_ms: Some(self.connected_at_ms),
+            last_seen_ms: Some(self.updated_at_ms),
+            live_push: true,
+        }
+    }
+
+    /// The row as a remote session of `mesh`, if its certificate is the
+    /// one the row claims (mesh, member, session).
+    fn from_row(mesh: &Hash32, row: OnlineSession) -> Option<Self> {
+        let consistent = row.cert.mesh_id == *mesh
+            && row.cert.member == row.member
+            && row.cert.session == row.session;
+        if !consistent {
+            return None;
+        }
+        Some(RemoteSession {
+            member: row.member,
+            session: row.session,
+            broker: row.broker,
+            conn_id: row.conn_id,
+            cert: row.cert,
+            presence: SessionPresence {
+                status: row.status,
+                peer_type: row.peer_type,
+                summary: row.summary,
+            },
+            connected_at_ms: row.connected_at_ms,
+            updated_at_ms: row.updated_at_ms,
+        })
+    }
+}
+
 /// The verified membership log of a mesh.
 #[derive(Debug, Clone)]
 pub struct MeshLog {
@@ -294,6 +378,12 @@ pub struct MeshHub {
     recorded_sessions: Mutex<std::collections::HashSet<PublicKey>>,
     /// Each member's verified grant set (TM7); no entry = everything allowed.
     grants: RwLock<HashMap<PublicKey, Arc<GrantSet>>>,
+    /// Sessions connected to other replicas, by session key (empty without
+    /// replicas).
+    remote: RwLock<HashMap<PublicKey, Arc<RemoteSession>>>,
+    /// Serializes "read the other replicas' sessions, then apply": a read
+    /// is never applied after a later one.
+    presence_sync: tokio::sync::Mutex<()>,
 }
 
 /// Why a `grants_set` was refused.
@@ -455,15 +545,27 @@ impl MeshHub {
         }
         match store.append_log(&self.id, len, &hashed, &extras).await? {
             AppendOutcome::Conflict => {
-                // Another replica wrote first: reload what the store has.
+                // Another replica wrote first: reload what the store has,
+                // and do what its append did here too (close removed
+                // members' sessions, tell everyone the log grew).
                 if let Some(fresh) = store.load_log(&self.id).await? {
                     let verified = verify_log(&fresh)
                         .map_err(|e| StoreError::Corrupt(format!("stored membership log: {e}")))?;
-                    let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
-                    *log = MeshLog {
-                        entries: fresh,
-                        roster: verified,
-                    };
+                    let grown: Vec<LogEntry> = fresh
+                        .get(usize::try_from(len).unwrap_or(usize::MAX)..)
+                        .map(<[LogEntry]>::to_vec)
+                        .unwrap_or_default();
+                    let (head, new_len) = (verified.head(), verified.len());
+                    {
+                        let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+                        *log = MeshLog {
+                            entries: fresh,
+                            roster: verified,
+                        };
+                    }
+                    if !grown.is_empty() {
+                        self.after_append(&grown, head, new_len, None);
+                    }
                 }
                 let roster = self.roster();
                 return Err(AppendError::Conflict {
@@ -482,6 +584,163 @@ impl MeshHub {
         }
         self.after_append(&entries, head, new_len, appender);
         Ok((head, new_len))
+    }
+
+    /// Adopts what another replica appended: `read(from)` returns the stored
+    /// entries from seq `from` on, each of which is verified against this
+    /// log (all or none) before it is adopted; then the same happens as
+    /// after a local append. Returns how many entries were adopted.
+    pub async fn catch_up_log<F, Fut>(&self, read: F) -> Result<usize, AppendError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<LogEntry>, StoreError>>,
+    {
+        let _serial = self.append_lock.lock().await;
+        let mut roster = self.roster();
+        let entries = read(roster.len()).await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        for e in &entries {
+            if e.seq != roster.len() {
+                return Err(AppendError::Conflict {
+                    len: roster.len(),
+                    head: roster.head(),
+                });
+            }
+            // The broker never trusts its storage blindly: another replica's
+            // entries are verified like a client's.
+            roster.apply(e).map_err(AppendError::Invalid)?;
+        }
+        let (head, len) = (roster.head(), roster.len());
+        {
+            let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+            log.entries.extend(entries.iter().cloned());
+            log.roster = roster;
+        }
+        self.after_append(&entries, head, len, None);
+        Ok(entries.len())
+    }
+
+    /// Replaces the grant sets of `members` with what the store holds
+    /// (`stored`, unverified): a set that verifies and is not older than the
+    /// one held is taken; a member with no stored set keeps none.
+    pub fn reload_grants(&self, members: &[PublicKey], stored: Vec<(PublicKey, String)>) {
+        let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        for member in members {
+            let doc = stored.iter().find(|(m, _)| m == member).map(|(_, d)| d);
+            match doc.and_then(|d| verified_grants(&self.id, member, d)) {
+                Some(set) if grants.get(member).is_none_or(|g| g.version <= set.version) => {
+                    grants.insert(*member, Arc::new(set));
+                }
+                Some(_) => {}
+                None if doc.is_some() => {
+                    tracing::warn!("a stored grant set does not verify; ignoring it");
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Holds the presence-sync lock: take it before reading the other
+    /// replicas' sessions and keep it until [`MeshHub::apply_remote`].
+    pub async fn presence_sync(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.presence_sync.lock().await
+    }
+
+    /// Takes `rows`, just read from the store, as the other replicas'
+    /// sessions of `members` (all members if `None`), and tells local
+    /// sessions what changed: a new or changed session is pushed as
+    /// `presence`; a member whose last session went (here and elsewhere)
+    /// is pushed offline, as when its last local session closes. A session
+    /// key connected both here and there keeps its newer connection: the
+    /// older local one is closed as replaced.
+    pub fn apply_remote(&self, members: Option<&[PublicKey]>, rows: Vec<OnlineSession>) {
+        let in_scope = |m: &PublicKey| members.is_none_or(|list| list.contains(m));
+        let mut fresh: HashMap<PublicKey, RemoteSession> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            if !in_scope(&row.member) {
+                continue;
+            }
+            let Some(r) = RemoteSession::from_row(&self.id, row) else {
+                tracing::warn!(
+                    "a stored online session's certificate does not match it; ignoring it"
+                );
+                continue;
+            };
+            if let Some(local) = self.session(&r.session) {
+                if local.connected_at_ms > r.connected_at_ms {
+                    // Ours is newer: the other replica closes its own.
+                    continue;
+                }
+                local.kill(close::NORMAL, "session_replaced");
+            }
+            fresh.insert(r.session, r);
+        }
+        let mut changed = Vec::new();
+        let mut gone = Vec::new();
+        {
+            let mut remote = self.remote.write().unwrap_or_else(|p| p.into_inner());
+            remote.retain(|key, r| {
+                let keep = !in_scope(&r.member) || fresh.contains_key(key);
+                if !keep {
+                    gone.push(r.clone());
+                }
+                keep
+            });
+            for (key, r) in fresh {
+                if remote.get(&key).is_none_or(|old| **old != r) {
+                    changed.push(r.as_peer());
+                    remote.insert(key, Arc::new(r));
+                }
+            }
+        }
+        for p in changed {
+            self.broadcast_presence(p, 0);
+        }
+        let now = crate::now_ms();
+        for g in gone {
+            if !self.member_sessions(&g.member).is_empty() || self.has_remote(&g.member) {
+                continue;
+            }
+            let p = &g.presence;
+            self.set_member_state(
+                g.member,
+                MemberState {
+                    status: p.status,
+                    peer_type: p.peer_type,
+                    summary: p.summary.clone(),
+                    last_seen_ms: now,
+                },
+            );
+            self.broadcast_presence(
+                PeerPresence {
+                    member: g.member,
+                    session: Some(g.session),
+                    cert: None,
+                    online: false,
+                    status: p.status,
+                    peer_type: p.peer_type,
+                    summary: p.summary.clone(),
+                    connected_at_ms: None,
+                    last_seen_ms: Some(now),
+                    live_push: false,
+                },
+                0,
+            );
+        }
+    }
+
+    /// Whether `member` has a session on another replica.
+    pub fn has_remote(&self, member: &PublicKey) -> bool {
+        let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        remote.values().any(|r| &r.member == member)
+    }
+
+    /// The member of a session connected to another replica.
+    pub fn remote_member_of(&self, session: &PublicKey) -> Option<PublicKey> {
+        let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        remote.get(session).map(|r| r.member)
     }
 
     fn after_append(&self, entries: &[LogEntry], head: Hash32, len: u64, appender: Option<u64>) {
@@ -521,6 +780,12 @@ impl MeshHub {
         };
         if let Some(old) = old {
             old.kill(close::NORMAL, "session_replaced");
+        }
+        // The session moved here from another replica (a failover): its
+        // old row there is replaced by this connection's.
+        let mut remote = self.remote.write().unwrap_or_else(|p| p.into_inner());
+        if !remote.is_empty() {
+            remote.remove(&handle.session);
         }
     }
 
@@ -680,13 +945,25 @@ impl MeshHub {
             self.read_log(|l| l.roster.members().keys().copied().collect());
         let is_member = |k: &PublicKey| members.binary_search(k).is_ok();
         let sessions = self.all_sessions();
+        let remote: Vec<Arc<RemoteSession>> = {
+            let r = self.remote.read().unwrap_or_else(|p| p.into_inner());
+            r.values().cloned().collect()
+        };
         let mut out: Vec<PeerPresence> = sessions
             .iter()
             .filter(|s| is_member(&s.member))
             .map(|s| s.as_peer())
+            .chain(
+                remote
+                    .iter()
+                    .filter(|r| is_member(&r.member))
+                    .map(|r| r.as_peer()),
+            )
             .collect();
         for member in &members {
-            if sessions.iter().any(|s| &s.member == member) {
+            if sessions.iter().any(|s| &s.member == member)
+                || remote.iter().any(|r| &r.member == member)
+            {
                 continue;
             }
             let state = self.member_state(member);
@@ -734,6 +1011,8 @@ pub struct Hub {
     store: Arc<dyn Store>,
     meshes: Mutex<HashMap<Hash32, Arc<MeshHub>>>,
     load_lock: tokio::sync::Mutex<()>,
+    /// Set when other brokers may share the database (Postgres).
+    replication: OnceLock<Arc<Replication>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -749,7 +1028,38 @@ impl Hub {
             store,
             meshes: Mutex::new(HashMap::new()),
             load_lock: tokio::sync::Mutex::new(()),
+            replication: OnceLock::new(),
         }
+    }
+
+    /// Turns replication on (once, at start, before any connection).
+    pub fn set_replication(&self, r: Arc<Replication>) {
+        let _ = self.replication.set(r);
+    }
+
+    /// The replication side, when other brokers may share the database.
+    pub fn replication(&self) -> Option<&Arc<Replication>> {
+        self.replication.get()
+    }
+
+    /// Every mesh loaded here.
+    pub fn loaded_meshes(&self) -> Vec<Arc<MeshHub>> {
+        self.meshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A mesh if it is loaded here (a replica ignores wake-ups for others:
+    /// it reads them fresh when it loads them).
+    pub fn loaded(&self, id: &Hash32) -> Option<Arc<MeshHub>> {
+        self.meshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// The mesh, loading and verifying its log on first use; `None` if the
@@ -786,20 +1096,19 @@ impl Hub {
             member_states: Mutex::new(states.into_iter().collect()),
             recorded_sessions: Mutex::new(std::collections::HashSet::new()),
             grants: RwLock::new(grants),
+            remote: RwLock::new(HashMap::new()),
+            presence_sync: tokio::sync::Mutex::new(()),
         });
         self.meshes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(*id, hub.clone());
+        if let Some(r) = self.replication() {
+            // Visible to wake-ups from here on; whatever changed between the
+            // reads above and now is read again.
+            r.mesh_loaded(&hub).await;
+        }
         Ok(Some(hub))
-    }
-
-    fn loaded(&self, id: &Hash32) -> Option<Arc<MeshHub>> {
-        self.meshes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
     }
 }
 

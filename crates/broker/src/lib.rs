@@ -11,6 +11,7 @@
 //! - [`conn`]: one websocket connection, handshake to close.
 //! - [`hub`]: each mesh in memory: verified log, sessions, live delivery.
 //! - [`writer`]: the group-commit writer.
+//! - [`replication`]: several brokers on one Postgres waking each other.
 //! - [`store`]: the storage trait and its SQLite and Postgres backends.
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod ratelimit;
+pub mod replication;
 pub mod server;
 pub mod store;
 #[doc(hidden)]

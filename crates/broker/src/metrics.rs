@@ -30,6 +30,16 @@ pub const SLOW_CONSUMERS: &str = "claudemesh_slow_consumer_disconnects_total";
 pub const RATE_LIMITED: &str = "claudemesh_rate_limited_total";
 /// Counter: store failures.
 pub const STORE_ERRORS: &str = "claudemesh_store_errors_total";
+/// Gauge: other live broker instances on the same database.
+pub const REPLICAS: &str = "claudemesh_replicas";
+/// Counter: wake-up notifications sent to other replicas.
+pub const REPLICA_WAKES_SENT: &str = "claudemesh_replica_wakes_sent_total";
+/// Counter: wake-up notifications received from other replicas.
+pub const REPLICA_WAKES_RECEIVED: &str = "claudemesh_replica_wakes_received_total";
+/// Counter: catch-ups after the notification connection was lost.
+pub const REPLICA_CATCH_UPS: &str = "claudemesh_replica_catch_ups_total";
+/// Counter: rounds too large to name every message (sent as "recheck").
+pub const REPLICA_DEGRADED: &str = "claudemesh_replica_degraded_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -87,6 +97,23 @@ fn register() {
     );
     describe_counter!(RATE_LIMITED, "frames refused by the rate limiter");
     describe_counter!(STORE_ERRORS, "store failures");
+    describe_gauge!(REPLICAS, "other live broker instances on the same database");
+    describe_counter!(
+        REPLICA_WAKES_SENT,
+        "wake-up notifications sent to other replicas"
+    );
+    describe_counter!(
+        REPLICA_WAKES_RECEIVED,
+        "wake-up notifications received from other replicas"
+    );
+    describe_counter!(
+        REPLICA_CATCH_UPS,
+        "catch-ups after the notification connection was lost"
+    );
+    describe_counter!(
+        REPLICA_DEGRADED,
+        "wake-up rounds too large to name every message"
+    );
     for c in [
         ACCEPTED,
         DUPLICATES,
@@ -95,12 +122,17 @@ fn register() {
         SLOW_CONSUMERS,
         RATE_LIMITED,
         STORE_ERRORS,
+        REPLICA_WAKES_SENT,
+        REPLICA_WAKES_RECEIVED,
+        REPLICA_CATCH_UPS,
+        REPLICA_DEGRADED,
     ] {
         metrics::counter!(c).increment(0);
     }
     metrics::counter!(HANDSHAKES, "result" => "ok").increment(0);
     metrics::gauge!(CONNECTIONS).set(0.0);
     metrics::gauge!(WRITER_QUEUE).set(0.0);
+    metrics::gauge!(REPLICAS).set(0.0);
     let _ = metrics::histogram!(COMMIT_SECONDS);
     let _ = metrics::histogram!(COMMIT_BATCH);
 }

@@ -121,6 +121,7 @@ pub struct RunningBroker {
     /// The TLS accept loop, when serving TLS.
     acceptor: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    replication: Option<crate::replication::ReplicationTasks>,
 }
 
 impl RunningBroker {
@@ -151,6 +152,9 @@ impl RunningBroker {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.connections.wait_zero()).await;
         // Anything a connection submitted while closing is committed too.
         self.state.writer.flush().await;
+        if let Some(r) = self.replication {
+            r.stop().await;
+        }
         self.sweeper.abort();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
         if let Some(acceptor) = self.acceptor {
@@ -198,6 +202,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         flushed,
         connections: ConnectionTracker::default(),
     });
+    // Before serving: other replicas must hear of this one's sessions.
+    let replication = crate::replication::start(&state).await?;
     let app = crate::http::router(state.clone());
     let mut stop = shutdown.clone();
     let stopped = async move {
@@ -242,6 +248,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         server,
         acceptor,
         sweeper,
+        replication,
     })
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Hub, SessionHandle, deliver_text, error_text, text};
 use crate::metrics as m;
+use crate::replication::Stored;
 use crate::store::{AckOp, NewMessage, SessionRecord, Store};
 
 /// Acked seqs in one batch above which the batch's messages commit first,
@@ -186,6 +187,29 @@ async fn commit_batch(
                 let acked: usize = acks.iter().map(|a| a.seqs.len()).sum();
                 if acked > 0 {
                     metrics::counter!(m::DELIVERED).increment(acked as u64);
+                }
+                // Other replicas hear of the new messages after the commit,
+                // ids only, from the notifier task (never in the
+                // transaction, never a round trip of this writer's).
+                if let Some(r) = hub.replication().filter(|r| r.has_peers()) {
+                    let stored: Vec<Stored<'_>> = messages
+                        .iter()
+                        .zip(&outcomes)
+                        .filter(|(_, o)| !o.duplicate)
+                        .map(|(msg, o)| match &msg.at_len {
+                            Some(_) => Stored::Fanout {
+                                mesh: msg.mesh,
+                                seq: o.seq,
+                                target: &msg.target,
+                            },
+                            None => Stored::Direct {
+                                mesh: msg.mesh,
+                                seq: o.seq,
+                                recipients: &msg.recipients,
+                            },
+                        })
+                        .collect();
+                    r.messages_stored(&stored);
                 }
                 for ((msg, reply), outcome) in messages.iter().zip(replies).zip(outcomes) {
                     if outcome.duplicate {

@@ -1226,6 +1226,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         names,
         vec![
             "_sqlx_migrations",
+            "brokers",
             "deliveries",
             "fanout_cursors",
             "fanout_receipts",
@@ -1236,6 +1237,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             "meshes",
             "messages",
             "sessions",
+            "sessions_online",
         ]
     );
     for t in &dump {
@@ -1245,8 +1247,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 3);
-    for (i, version) in ["1", "2", "3"].into_iter().enumerate() {
+    assert_eq!(migrations.rows.len(), 4);
+    for (i, version) in ["1", "2", "3", "4"].into_iter().enumerate() {
         assert_eq!(cell(migrations, i, "version"), version);
         assert_eq!(cell(migrations, i, "success"), "1");
     }

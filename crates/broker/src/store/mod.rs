@@ -19,6 +19,7 @@ use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 #[cfg(test)]
 mod conformance;
 pub mod postgres;
+pub mod replicas;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;
@@ -162,6 +163,9 @@ pub struct FanoutRow {
     pub envelope_json: Option<String>,
     /// The sender's member key (grants are judged against it).
     pub sender: PublicKey,
+    /// Delivery priority (a drain on behalf of a busy session takes only
+    /// `now`).
+    pub priority: Priority,
 }
 
 /// A member's last known presence, kept for when it is offline.
@@ -221,6 +225,12 @@ pub struct RetentionOutcome {
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// What several brokers on this database share (Postgres only): `None`
+    /// means this broker is the only one and replication stays off.
+    fn replicas(&self) -> Option<replicas::PgReplicaStore> {
+        None
+    }
 
     /// Whether the database answers and every migration this build knows is
     /// applied (readiness).
@@ -415,6 +425,16 @@ pub(crate) fn priority_rank(p: Priority) -> i64 {
         Priority::Next => 1,
         Priority::Low => 2,
     }
+}
+
+/// The inverse of [`priority_rank`].
+pub(crate) fn priority_from_rank(r: i64) -> Result<Priority, StoreError> {
+    Ok(match r {
+        0 => Priority::Now,
+        1 => Priority::Next,
+        2 => Priority::Low,
+        other => return Err(StoreError::Corrupt(format!("priority {other}"))),
+    })
 }
 
 /// Delivery state as stored.

@@ -25,8 +25,8 @@ use sqlx::{AssertSqlSafe, Connection, Row, SqlStr};
 use super::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
     MessageStatus, NewMessage, PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError,
-    TableDump, entry_from_json, entry_to_json, hash_from_bytes, key_from_bytes, priority_rank,
-    state_from_rank, state_rank, status_str, to_i64, to_u64,
+    TableDump, entry_from_json, entry_to_json, hash_from_bytes, key_from_bytes, priority_from_rank,
+    priority_rank, state_from_rank, state_rank, status_str, to_i64, to_u64,
 };
 
 /// Connections per broker process. The broker's writes go through one
@@ -75,6 +75,15 @@ pub fn migrator() -> Migrator {
             )),
             false,
         ),
+        Migration::new(
+            4,
+            "replicas".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../../../../migrations/postgres/0004_replicas.sql"
+            )),
+            false,
+        ),
     ])
 }
 
@@ -82,6 +91,7 @@ pub fn migrator() -> Migrator {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    opts: PgConnectOptions,
     latest_migration: i64,
 }
 
@@ -96,10 +106,11 @@ impl PostgresStore {
         migrate(&opts, migrator, migration_lock_timeout).await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         Ok(PostgresStore {
             pool,
+            opts,
             latest_migration,
         })
     }
@@ -189,6 +200,13 @@ fn message_key_from_row(row: &sqlx::postgres::PgRow) -> Result<(MessageKey, i64)
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn replicas(&self) -> Option<super::replicas::PgReplicaStore> {
+        Some(super::replicas::PgReplicaStore::new(
+            self.pool.clone(),
+            self.opts.clone(),
+        ))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -412,7 +430,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<FanoutRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.seq, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
-             CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member \
+             CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member, m.priority \
              FROM messages m \
              LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = $2 \
                AND r.seq = m.seq \
@@ -439,6 +457,7 @@ impl Store for PostgresStore {
                     acked: r.try_get(3)?,
                     envelope_json: r.try_get(4)?,
                     sender: key_from_bytes(r.try_get::<&[u8], _>(5)?)?,
+                    priority: priority_from_rank(i64::from(r.try_get::<i16, _>(6)?))?,
                 })
             })
             .collect()

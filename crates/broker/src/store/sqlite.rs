@@ -20,8 +20,8 @@ use sqlx::{AssertSqlSafe, Row, SqlStr};
 use super::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
     MessageStatus, NewMessage, PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError,
-    TableDump, entry_from_json, entry_to_json, key_from_bytes, priority_rank, state_from_rank,
-    state_rank, status_str, to_i64, to_u64,
+    TableDump, entry_from_json, entry_to_json, key_from_bytes, priority_from_rank, priority_rank,
+    state_from_rank, state_rank, status_str, to_i64, to_u64,
 };
 
 /// The SQLite migrations, embedded in the binary.
@@ -49,6 +49,15 @@ pub fn migrator() -> Migrator {
             MigrationType::Simple,
             SqlStr::from_static(include_str!(
                 "../../../../migrations/sqlite/0003_grants.sql"
+            )),
+            false,
+        ),
+        Migration::new(
+            4,
+            "replicas".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../../../../migrations/sqlite/0004_replicas.sql"
             )),
             false,
         ),
@@ -547,7 +556,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<FanoutRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.seq, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
-             CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member \
+             CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member, m.priority \
              FROM messages m \
              LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? AND r.seq = m.seq \
              WHERE m.mesh_id = ? AND m.target = ? AND m.at_len IS NOT NULL AND m.at_len > ? \
@@ -575,6 +584,7 @@ impl Store for SqliteStore {
                     acked: r.try_get(3)?,
                     envelope_json: r.try_get(4)?,
                     sender: key_from_bytes(r.try_get::<&[u8], _>(5)?)?,
+                    priority: priority_from_rank(r.try_get::<i64, _>(6)?)?,
                 })
             })
             .collect()

@@ -13,5 +13,6 @@ mod hardening;
 mod invites;
 mod lifecycle;
 mod messaging;
+mod replicas;
 mod tls;
 mod trust;

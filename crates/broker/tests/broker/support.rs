@@ -409,3 +409,48 @@ pub async fn dump_text(broker: &TestBroker) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Two brokers in this process on one fresh Postgres database (replicas
+/// `replica-a` and `replica-b`); the first holds the database guard.
+pub async fn start_replicas() -> (TestBroker, TestBroker) {
+    let a = start_with(Backend::Postgres, |c| c.broker_id = "replica-a".into()).await;
+    let url = a.db.as_ref().expect("a Postgres database").url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = BrokerConfig::with_sqlite_file(&dir.path().join("unused.db"));
+    config.database_url = url;
+    config.broker_id = "replica-b".into();
+    let broker = server::start(config).await.expect("second replica starts");
+    let b = TestBroker {
+        url: broker.ws_url(),
+        broker: Some(broker),
+        dir,
+        db: None,
+    };
+    (a, b)
+}
+
+/// A TCP proxy that forwards each connection to the first of `upstreams`
+/// that accepts it: a client pointed at it fails over to the next broker
+/// when the first is gone (what a load balancer in front of replicas does).
+pub async fn failover_proxy(upstreams: Vec<std::net::SocketAddr>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstreams = upstreams.clone();
+            tokio::spawn(async move {
+                for up in upstreams {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(up).await {
+                        let _ = server.set_nodelay(true);
+                        let _ = client.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
