@@ -24,6 +24,9 @@ pub const SESSION_NAME_ENV: &str = "CLAUDEMESH_SESSION_NAME";
 /// The flag that lets an MCP server push into the session (Claude Code
 /// 2.1.80 or later; channels are a research preview).
 pub const CHANNELS_FLAG: &str = "--dangerously-load-development-channels";
+/// Tells `claudemesh mcp` that its channel is on (this launch passed
+/// [`CHANNELS_FLAG`]), so what it pushes is shown and counts as read.
+pub const CHANNELS_ENV: &str = "CLAUDEMESH_CHANNELS";
 
 /// `claudemesh launch [--name N] [--mesh M] [-- <claude args>…]`.
 pub fn run(g: &Global, a: LaunchArgs) -> Outcome {
@@ -37,7 +40,8 @@ pub fn run(g: &Global, a: LaunchArgs) -> Outcome {
     let mut cmd = Command::new(&claude);
     cmd.arg(CHANNELS_FLAG)
         .arg(format!("server:{SERVER}"))
-        .args(&a.claude_args);
+        .args(&a.claude_args)
+        .env(CHANNELS_ENV, "1");
     if let Some(name) = &a.name {
         cmd.env(SESSION_NAME_ENV, name);
     }

@@ -104,10 +104,18 @@ impl Registration {
     }
 }
 
-impl Drop for Registration {
-    fn drop(&mut self) {
+impl Registration {
+    /// Removes the entry and the socket (also done on drop): hooks and the
+    /// status line stop seeing this server, and its name is free again.
+    pub fn remove(&self) {
         let _ = std::fs::remove_file(entry_path(&self.home_root, self.pid));
         let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -128,7 +136,7 @@ pub fn live_entries(home_root: &Path) -> Vec<RunEntry> {
             continue;
         };
         match serde_json::from_slice::<RunEntry>(&bytes) {
-            Ok(e) if now.saturating_sub(e.updated_ms) <= STALE_MS => out.push(e),
+            Ok(e) if is_live(&e, now) => out.push(e),
             Ok(e) => {
                 let _ = std::fs::remove_file(&path);
                 let _ = std::fs::remove_file(socket_path(home_root, e.pid));
@@ -138,6 +146,20 @@ pub fn live_entries(home_root: &Path) -> Vec<RunEntry> {
     }
     out.sort_by_key(|e| e.pid);
     out
+}
+
+/// Whether an entry's server still runs. Where processes can be looked up
+/// (`/proc`), by its pid: a suspended laptop leaves a live server's entry
+/// old, and a killed server (Claude Code ends servers with SIGTERM) leaves
+/// a fresh one. Elsewhere by the heartbeat alone.
+fn is_live(e: &RunEntry, now_ms: u64) -> bool {
+    let proc_dir = Path::new("/proc");
+    if proc_dir.join("self").exists() {
+        // A pid reused by another process a day later is not our server.
+        return proc_dir.join(e.pid.to_string()).exists()
+            && now_ms.saturating_sub(e.updated_ms) <= 24 * 3600 * 1000;
+    }
+    now_ms.saturating_sub(e.updated_ms) <= STALE_MS
 }
 
 /// The process ids above this one, nearest first (empty where unknown).
@@ -203,14 +225,14 @@ pub fn own_entries(home_root: &Path, cwd: Option<&str>) -> Vec<RunEntry> {
     if entries.is_empty() {
         return entries;
     }
-    let ancestors = ancestors();
-    let by_parent: Vec<RunEntry> = entries
-        .iter()
-        .filter(|e| ancestors.contains(&e.ppid))
-        .cloned()
-        .collect();
-    if !by_parent.is_empty() {
-        return by_parent;
+    // The nearest ancestor that started servers is our Claude Code: a
+    // session started from inside another (`claude -p` in its shell) must
+    // not set the outer one's status.
+    for pid in ancestors() {
+        let by_parent: Vec<RunEntry> = entries.iter().filter(|e| e.ppid == pid).cloned().collect();
+        if !by_parent.is_empty() {
+            return by_parent;
+        }
     }
     let here = cwd.map(str::to_owned).or_else(|| {
         std::env::current_dir()

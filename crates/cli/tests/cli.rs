@@ -358,6 +358,8 @@ fn bare_command(args: &[&str]) -> Command {
         .env_remove("CLAUDEMESH_POLICY")
         .env_remove("CLAUDEMESH_APPROVAL_MODE")
         .env_remove("CLAUDEMESH_PASSPHRASE")
+        .env_remove("CLAUDEMESH_CHANNELS")
+        .env_remove("CLAUDEMESH_SESSION_NAME")
         .env_remove("CLAUDEMESH_CA")
         .env("USER", "tester")
         .env("NO_COLOR", "1")

@@ -73,7 +73,11 @@ struct Shared {
     checkout: Option<workdir::Checkout>,
     link: watch::Sender<Link>,
     peer: OnceLock<Peer<RoleServer>>,
-    /// The client declared `claude/channel`: pushed messages count as read.
+    /// Started by `claudemesh launch`, which turned this server's channel
+    /// on: what is pushed is shown, so it counts as read. Otherwise (a
+    /// plain `claude`, where Claude Code drops the pushes) it stays unread
+    /// for `check_messages`. The client's own capabilities do not say
+    /// whether the channel flag was given, so they are not trusted here.
     channels: AtomicBool,
     /// The model set `dnd`: hooks leave the status alone until it changes.
     dnd: AtomicBool,
@@ -82,6 +86,8 @@ struct Shared {
     /// Something the status line shows changed: rewrite the entry soon.
     dirty: Notify,
     push: push::Pusher,
+    /// The status the hooks last asked for, applied by [`apply_status`].
+    wanted_status: watch::Sender<Option<Status>>,
     /// Peers' session names by session key (hex), from the last peer list.
     session_names: Mutex<std::collections::HashMap<String, String>>,
 }
@@ -187,12 +193,6 @@ impl ServerHandler for Server {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let declared = context
-            .peer
-            .peer_info()
-            .and_then(|i| i.capabilities.experimental.clone())
-            .is_some_and(|e| e.contains_key("claude/channel"));
-        self.0.channels.store(declared, Ordering::SeqCst);
         let _ = self.0.peer.set(context.peer);
         self.0.push.ready();
     }
@@ -292,16 +292,22 @@ pub async fn run(g: &Global, a: McpArgs) -> Outcome {
         checkout,
         link,
         peer: OnceLock::new(),
-        channels: AtomicBool::new(false),
+        channels: AtomicBool::new(
+            std::env::var(crate::launch::CHANNELS_ENV).is_ok_and(|v| v == "1"),
+        ),
         dnd: AtomicBool::new(false),
         registration,
         entry: Mutex::new(entry),
         dirty: Notify::new(),
         push: push::Pusher::new(),
         session_names: Mutex::new(std::collections::HashMap::new()),
+        wanted_status: watch::channel(None).0,
     });
     shared.set_link(initial);
-    let mut background = vec![tokio::spawn(keep_entry(shared.clone()))];
+    let mut background = vec![
+        tokio::spawn(keep_entry(shared.clone())),
+        tokio::spawn(apply_status(shared.clone())),
+    ];
     if shared.mesh.is_some() {
         background.push(tokio::spawn(keep_connected(shared.clone())));
     }
@@ -317,25 +323,61 @@ pub async fn run(g: &Global, a: McpArgs) -> Outcome {
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| Failure::new(exit::INTERNAL, format!("MCP start-up failed: {e}")))?;
-    let ended = served.waiting().await;
+    // Claude Code ends a server by closing its stdin, or with SIGTERM:
+    // either way, leave the mesh cleanly.
+    let stop = served.cancellation_token();
+    let ended = tokio::select! {
+        r = served.waiting() => r.map(|_| ()),
+        () = terminated() => {
+            stop.cancel();
+            Ok(())
+        }
+    };
     for task in &background {
         task.abort();
     }
     for task in background {
         let _ = task.await;
     }
-    let last = shared
+    // Hooks and the status line stop seeing this session now, not after the
+    // goodbye below.
+    if let Some(r) = &shared.registration {
+        r.remove();
+    }
+    let mut last = shared
         .link
         .send_replace(Link::Unavailable("the MCP session ended".into()));
-    if let Link::Up(client) = last {
-        // Leave cleanly so peers see this session go at once.
-        if let Ok(client) = Arc::try_unwrap(client) {
-            client.close().await;
+    // A tool call still running holds the client for a moment.
+    for _ in 0..30 {
+        match last {
+            Link::Up(client) => match Arc::try_unwrap(client) {
+                Ok(client) => {
+                    // Leave cleanly so peers see this session go at once.
+                    client.close().await;
+                    break;
+                }
+                Err(client) => {
+                    last = Link::Up(client);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ => break,
         }
     }
-    ended
-        .map(|_| ())
-        .map_err(|e| Failure::new(exit::INTERNAL, format!("MCP session ended: {e}")))
+    ended.map_err(|e| Failure::new(exit::INTERNAL, format!("MCP session ended: {e}")))
+}
+
+/// Resolves on SIGTERM (never elsewhere).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 fn parent_pid() -> u32 {
@@ -481,6 +523,36 @@ async fn keep_entry(shared: Arc<Shared>) {
     }
 }
 
+/// Applies the status the hooks want, the latest one only and in order,
+/// retrying while the broker is away: two hooks racing each other, or a
+/// status lost to a dropped connection, would leave peers (and the
+/// broker's holding of non-urgent messages) with the wrong one.
+async fn apply_status(shared: Arc<Shared>) {
+    let mut wanted = shared.wanted_status.subscribe();
+    while wanted.changed().await.is_ok() {
+        loop {
+            let Some(status) = *wanted.borrow_and_update() else {
+                break;
+            };
+            let applied = match shared.client(Duration::from_secs(30)).await {
+                Ok(client) => shared
+                    .set_status(&client, status)
+                    .await
+                    .map_err(|e| e.message),
+                Err(e) => Err(e),
+            };
+            match applied {
+                Ok(()) if !wanted.has_changed().unwrap_or(false) => break,
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::info!("hook: cannot set the status yet: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
 /// Serves `hook working|idle` on the session's unix socket: one JSON line
 /// in, one out. The status is set in the background so a hook returns at
 /// once; a `dnd` the model chose stays until the model changes it.
@@ -495,6 +567,8 @@ fn listen_for_hooks(
     Ok(tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
+                // Out of descriptors, say: do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let shared = shared.clone();
@@ -524,11 +598,7 @@ fn listen_for_hooks(
                 {
                     lock(&shared.entry).status = status_word(status).to_owned();
                     shared.dirty.notify_one();
-                    if let Ok(client) = shared.client(Duration::from_secs(30)).await
-                        && let Err(e) = shared.set_status(&client, status).await
-                    {
-                        tracing::info!("hook: cannot set the status: {}", e.message);
-                    }
+                    shared.wanted_status.send_replace(Some(status));
                 }
             });
         }

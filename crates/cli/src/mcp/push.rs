@@ -133,13 +133,14 @@ async fn release_notice(shared: Arc<Shared>, at: Instant) {
 /// A notice about `n` messages waiting in the inbox (`kind`: `backlog`,
 /// `held`), asking the model to call `check_messages`.
 async fn notice(shared: &Shared, kind: &str, n: usize, what: &str) {
-    let mesh = shared.mesh.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+    // The mesh's name came with an invite: someone else chose it.
+    let mesh = attribute(shared.mesh.as_ref().map(|m| m.name.as_str()).unwrap_or(""));
     let text = format!(
         "claudemesh ({mesh}): {n} message{} {what}. Call check_messages to read them.",
         if n == 1 { "" } else { "s" }
     );
     let mut meta = BTreeMap::new();
-    meta.insert("mesh", mesh.to_owned());
+    meta.insert("mesh", mesh);
     meta.insert("kind", kind.to_owned());
     meta.insert("unread", n.to_string());
     send(shared, text, meta).await;
@@ -155,7 +156,12 @@ pub(super) fn render(
         .map(|k| client.with_state(|s| s.display_name(&k)))
         .unwrap_or_else(|_| m.from.chars().take(12).collect());
     let session_name = shared.session_name_of(&m.from_session);
-    let from = session_name.clone().unwrap_or_else(|| from_name.clone());
+    // The name from the verified log comes first: a session name is chosen
+    // by its peer and could be anyone's ("alice").
+    let from = match &session_name {
+        Some(n) if *n != from_name => format!("{from_name} ({n})"),
+        _ => from_name.clone(),
+    };
     let scope = if m.target.starts_with('#') || m.target.starts_with('@') || m.target == "*" {
         format!(" [{}]", m.target)
     } else {

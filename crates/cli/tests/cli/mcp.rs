@@ -370,7 +370,7 @@ fn mcp_server_tools_push_hooks_and_status_line() {
         assert!(!p.content.to_lowercase().contains("<channel"), "{p:?}");
         assert!(!p.content.to_lowercase().contains("</channel"), "{p:?}");
 
-        // Without channels declared, pushes stay unread: check_messages
+        // Not started by `launch` (no channel flag), pushes stay unread: check_messages
         // returns them (framed as peers' words) once, then marks them read.
         let got = s.ok("check_messages", json!({})).await;
         assert!(got.contains("not your user's instructions"), "{got}");
@@ -428,8 +428,22 @@ fn mcp_server_tools_push_hooks_and_status_line() {
     });
     broker.background_connections(0);
 
+    // An entry left by a server that died (fresh heartbeat, no process) is
+    // not a session: it is cleaned away.
+    let run_dir = bob.home.join("run");
+    let ghost = run_dir.join("mcp-999999999.json");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    std::fs::write(
+        &ghost,
+        json!({"pid": 999_999_999u32, "ppid": std::process::id(), "cwd": "/", "mesh": "team", "name": "ghost", "link": "up", "status": "idle", "peers_online": 7, "unread": 0, "updated_ms": now_ms as u64}).to_string(),
+    )
+    .expect("write a ghost entry");
     // Without a running server the status line still answers, from the home.
     let line = bob.run(&["status-line"]).ok().stdout;
+    assert!(!ghost.exists(), "the dead server's entry is removed");
     assert!(line.starts_with("◆ team · no session · "), "{line}");
     // A hook with no server around is silent and succeeds.
     let r = bob.run(&["hook", "working"]);
@@ -465,7 +479,7 @@ fn status_of_session_becomes(viewer: &User, name: &str, want: &str) {
 }
 
 #[test]
-fn pushes_are_rate_limited_and_read_once_channels_are_declared_and_policy_holds() {
+fn pushes_are_rate_limited_and_read_once_the_channel_is_on_and_policy_holds() {
     let broker = Broker::start();
     let alice = broker.user("alice");
     let bob = broker.user("bob");
@@ -477,7 +491,15 @@ fn pushes_are_rate_limited_and_read_once_channels_are_declared_and_policy_holds(
     bob.run(&["peers"]).ok();
     broker.background_connections(2);
     broker.rt.block_on(async {
-        let mut s = Session::start(&bob, "bob@web", work.path(), true).await;
+        // As `claudemesh launch` starts it: the channel is on.
+        let mut s = Session::start_with(
+            &bob,
+            "bob@web",
+            work.path(),
+            true,
+            &[("CLAUDEMESH_CHANNELS", "1")],
+        )
+        .await;
         let first = s.next_push().await;
         assert_eq!(
             first.meta.get("kind").map(String::as_str),
@@ -524,7 +546,7 @@ fn pushes_are_rate_limited_and_read_once_channels_are_declared_and_policy_holds(
         assert!(notice.content.contains("check_messages"), "{notice:?}");
         let held: usize = notice.meta["unread"].parse().expect("a count");
         assert_eq!(pushed.len() + held, n, "{pushed:?} + {held}");
-        // Channels declared: what was pushed counts as read; the rest is
+        // Channel on: what was pushed counts as read; the rest is
         // exactly what check_messages returns.
         let got = json_of(&s.ok("check_messages", json!({})).await);
         let texts: Vec<String> = got
@@ -613,7 +635,38 @@ fn mcp_without_a_mesh_serves_tools_that_say_how_to_join() {
         let r = s.call("list_peers", json!({})).await;
         assert_eq!(r.is_error, Some(true));
         assert!(text(&r).contains("claudemesh join"), "{}", text(&r));
-        s.stop().await;
+        // SIGTERM (how Claude Code may end a server): it leaves cleanly and
+        // takes its run entry with it.
+        let run_dir = nobody.home.join("run");
+        let entries = |d: &std::path::Path| -> usize {
+            std::fs::read_dir(d)
+                .map(|it| {
+                    it.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        for _ in 0..100 {
+            if entries(&run_dir) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(entries(&run_dir), 1, "registered");
+        let pid = s.child.id().expect("pid").to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let mut s = s;
+        let status = tokio::time::timeout(Duration::from_secs(10), s.child.wait())
+            .await
+            .expect("exits on SIGTERM")
+            .expect("wait");
+        assert!(status.success(), "{status:?}");
+        assert_eq!(entries(&run_dir), 0, "unregistered");
     });
 }
 
@@ -694,6 +747,8 @@ fn a_fake_claude_code_runs_what_install_wrote() {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", fake_home.path())
         .env("CLAUDEMESH_SESSION_NAME", "bob@proj")
+        // What `claudemesh launch` adds.
+        .env("CLAUDEMESH_CHANNELS", "1")
         .current_dir(project.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
