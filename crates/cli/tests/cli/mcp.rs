@@ -485,6 +485,7 @@ fn pushes_are_rate_limited_and_read_once_the_channel_is_on_and_policy_holds() {
     let bob = broker.user("bob");
     alice.create(&broker, "team", "alice");
     bob.join(&alice.share(&[]), "bob");
+    alice.run(&["topic", "create", "ops"]).ok();
     let work = tempfile::tempdir().expect("work dir");
     // Stored on bob's device, unread, before the session starts.
     alice.send("bob", "sent before the session");
@@ -523,6 +524,31 @@ fn pushes_are_rate_limited_and_read_once_the_channel_is_on_and_policy_holds() {
         assert_eq!(refused.is_error, Some(true));
         assert!(text(&refused).contains("read-only"), "{}", text(&refused));
         ro.stop().await;
+        // A deny rule holds however the target is spelled.
+        let policy = work.path().join("deny-topic-post.yaml");
+        std::fs::write(
+            &policy,
+            "approval_mode: write\nallow: []\ndeny: [topic.post]\n",
+        )
+        .expect("policy");
+        let policy = policy.to_string_lossy().into_owned();
+        let deny = Session::start_with(
+            &bob,
+            "bob@deny",
+            work.path(),
+            true,
+            &[("CLAUDEMESH_POLICY", &policy)],
+        )
+        .await;
+        deny.ok("join_topic", json!({"topic": "ops"})).await;
+        for to in ["#ops", " #ops"] {
+            let r = deny
+                .call("send_message", json!({"to": to, "message": "x"}))
+                .await;
+            assert_eq!(r.is_error, Some(true), "{to:?}: {}", text(&r));
+            assert!(text(&r).contains("topic.post"), "{to:?}: {}", text(&r));
+        }
+        deny.stop().await;
         broker.background_connections(1);
 
         until(&s, "list_peers", json!({}), |t| t.contains("alice")).await;
