@@ -385,6 +385,26 @@ impl LocalStore {
         Ok(u(n))
     }
 
+    /// Unread messages for one session of this device: everything unread
+    /// except what was sent to another of its sessions (`session_target`
+    /// is `session:<hex>` of the one asking). A count, for status displays
+    /// that refresh on every arrival.
+    pub async fn unread_count_for_session(
+        &self,
+        mesh: &Hash32,
+        session_target: &str,
+    ) -> Result<u64, ClientError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL \
+             AND (target NOT LIKE 'session:%' OR target = ?)",
+        )
+        .bind(mesh_key(mesh))
+        .bind(session_target)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u(n))
+    }
+
     /// Marks inbox rows read (shown to the user).
     pub async fn mark_read(
         &self,

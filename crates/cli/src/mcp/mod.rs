@@ -156,17 +156,35 @@ impl Shared {
         client: &MeshClient,
         limit: u32,
     ) -> Result<Vec<claudemesh_client::local::InboxMessage>, Failure> {
-        let mesh = client.mesh().id;
-        let mine = format!(
-            "session:{}",
-            client.with_state(|s| s.session().public().to_hex())
-        );
-        let list = client.local().inbox(&mesh, true, limit).await?;
+        let mine = session_target(client);
+        let list = client.local().inbox(&client.mesh().id, true, limit).await?;
         Ok(list
             .into_iter()
-            .filter(|m| !m.target.starts_with("session:") || m.target == mine)
+            .filter(|m| for_me(&m.target, &mine))
             .collect())
     }
+
+    /// How many [`Shared::unread_for_me`] there are, counted by the database.
+    async fn unread_count(&self, client: &MeshClient) -> Result<u64, Failure> {
+        Ok(client
+            .local()
+            .unread_count_for_session(&client.mesh().id, &session_target(client))
+            .await?)
+    }
+}
+
+/// `session:<hex>` of the client's own session, as targets are stored.
+fn session_target(client: &MeshClient) -> String {
+    format!(
+        "session:{}",
+        client.with_state(|s| s.session().public().to_hex())
+    )
+}
+
+/// Whether a message sent to `target` is this session's: anything but a
+/// message to another session of the same device.
+fn for_me(target: &str, session_target: &str) -> bool {
+    !target.starts_with("session:") || target == session_target
 }
 
 fn status_word(s: Status) -> &'static str {
@@ -443,24 +461,17 @@ async fn keep_connected(shared: Arc<Shared>) {
     // What this device had stored unread before the session started is
     // announced once, as a count, not replayed into the conversation; what
     // the broker hands over from now on (its queue included) is pushed.
-    let backlog = shared
-        .unread_for_me(&client, 1000)
-        .await
-        .map(|l| l.len())
-        .unwrap_or(0);
+    let backlog = shared.unread_count(&client).await.unwrap_or(0);
     // Nothing can be pushed before the MCP client has initialized.
     shared.push.wait_ready().await;
     if backlog > 0 {
         shared.push.backlog(&shared, backlog).await;
     }
+    let mine = session_target(&client);
     while let Some(event) = MeshClient::next_event(&mut events).await {
         match event {
             Event::Message(m) => {
-                let mine = format!(
-                    "session:{}",
-                    client.with_state(|s| s.session().public().to_hex())
-                );
-                if m.target.starts_with("session:") && m.target != mine {
+                if !for_me(&m.target, &mine) {
                     continue;
                 }
                 shared.push.message(&shared, &client, &m).await;
@@ -498,10 +509,7 @@ async fn keep_entry(shared: Arc<Shared>) {
                 }
                 peers.iter().filter(|p| p.online && !p.you).count() as u64
             });
-            let unread = shared
-                .unread_for_me(&client, 10_000)
-                .await
-                .map(|l| l.len() as u64);
+            let unread = shared.unread_count(&client).await;
             let mut e = lock(&shared.entry);
             if let Ok(n) = online {
                 e.peers_online = n;

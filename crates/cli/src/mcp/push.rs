@@ -66,7 +66,7 @@ impl Pusher {
     }
 
     /// Tells the session how many messages waited before it started.
-    pub async fn backlog(&self, shared: &Arc<Shared>, n: usize) {
+    pub async fn backlog(&self, shared: &Arc<Shared>, n: u64) {
         notice(
             shared,
             "backlog",
@@ -119,11 +119,10 @@ async fn release_notice(shared: Arc<Shared>, at: Instant) {
         std::mem::take(&mut w.held)
     };
     if held > 0 {
-        let n = usize::try_from(held).unwrap_or(usize::MAX);
         notice(
             &shared,
             "held",
-            n,
+            u64::from(held),
             "more from peers arrived faster than they can be shown here",
         )
         .await;
@@ -132,7 +131,7 @@ async fn release_notice(shared: Arc<Shared>, at: Instant) {
 
 /// A notice about `n` messages waiting in the inbox (`kind`: `backlog`,
 /// `held`), asking the model to call `check_messages`.
-async fn notice(shared: &Shared, kind: &str, n: usize, what: &str) {
+async fn notice(shared: &Shared, kind: &str, n: u64, what: &str) {
     // The mesh's name came with an invite: someone else chose it.
     let mesh = attribute(shared.mesh.as_ref().map(|m| m.name.as_str()).unwrap_or(""));
     let text = format!(
