@@ -163,16 +163,26 @@ fn is_live(e: &RunEntry, now_ms: u64) -> bool {
 }
 
 /// The process ids above this one, nearest first (empty where unknown).
+/// On Linux only the chain's own `/proc/<pid>/stat` files are read (the
+/// status line runs often); elsewhere one `ps` lists every process.
 fn ancestors() -> Vec<u32> {
     let mut out = Vec::new();
     #[cfg(unix)]
     {
+        let table = if Path::new("/proc/self/stat").exists() {
+            None
+        } else {
+            Some(ps_table())
+        };
+        let parent_of = |pid: u32| match &table {
+            None => proc_parent(pid),
+            Some(t) => t.iter().find(|(p, _)| *p == pid).map(|(_, pp)| *pp),
+        };
         let mut pid = std::os::unix::process::parent_id();
-        let table = process_table();
         while pid > 1 && out.len() < 64 && !out.contains(&pid) {
             out.push(pid);
-            match table.iter().find(|(p, _)| *p == pid) {
-                Some((_, parent)) => pid = *parent,
+            match parent_of(pid) {
+                Some(parent) => pid = parent,
                 None => break,
             }
         }
@@ -180,28 +190,18 @@ fn ancestors() -> Vec<u32> {
     out
 }
 
-/// (pid, parent pid) of every process: `/proc` on Linux, `ps` elsewhere.
+/// A process's parent from `/proc/<pid>/stat` ("pid (comm) state ppid …";
+/// comm may hold spaces and parentheses).
 #[cfg(unix)]
-fn process_table() -> Vec<(u32, u32)> {
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        let mut table = Vec::new();
-        for item in dir.flatten() {
-            let Ok(pid) = item.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            // "pid (comm) state ppid …": comm may hold spaces and parens.
-            let Ok(stat) = std::fs::read_to_string(item.path().join("stat")) else {
-                continue;
-            };
-            if let Some(after) = stat.rsplit_once(')').map(|(_, a)| a)
-                && let Some(ppid) = after.split_whitespace().nth(1)
-                && let Ok(ppid) = ppid.parse()
-            {
-                table.push((pid, ppid));
-            }
-        }
-        return table;
-    }
+fn proc_parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after) = stat.rsplit_once(')')?;
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// (pid, parent pid) of every process, from `ps`.
+#[cfg(unix)]
+fn ps_table() -> Vec<(u32, u32)> {
     let Ok(out) = std::process::Command::new("ps")
         .args(["-A", "-o", "pid=,ppid="])
         .stderr(std::process::Stdio::null())
