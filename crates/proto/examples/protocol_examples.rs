@@ -41,6 +41,7 @@ fn main() {
     let mesh_id = log.roster().mesh_id();
     push_c(
         ClientFrame::MeshCreate(MeshCreate {
+            token: None,
             req: Some("c1".into()),
             genesis: log.entries()[0].clone(),
         }),
@@ -335,8 +336,9 @@ fn main() {
         &mut frames,
     );
     push_c(
-        ClientFrame::PeerList(Request {
+        ClientFrame::PeerList(PeerListQuery {
             req: Some("p1".into()),
+            after: None,
         }),
         &mut frames,
     );
@@ -344,6 +346,7 @@ fn main() {
         BrokerFrame::Peers(Peers {
             req: Some("p1".into()),
             peers: vec![peer],
+            next: None,
         }),
         &mut frames,
     );

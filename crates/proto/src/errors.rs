@@ -27,6 +27,9 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4003;
     /// No hello within the handshake timeout.
     pub const HANDSHAKE_TIMEOUT: u16 = 4004;
+    /// The member has as many sessions connected as the broker allows:
+    /// retry later (or close another session).
+    pub const TOO_MANY_SESSIONS: u16 = 4005;
 }
 
 /// Machine-readable error codes (snake_case on the wire).
@@ -88,6 +91,9 @@ pub enum ErrorCode {
     RekeyRequired,
     /// The connection's outbound queue overflowed.
     SlowConsumer,
+    /// The member already has as many sessions connected as the broker
+    /// allows (`welcome.limits.max_sessions_per_member`).
+    TooManySessions,
     /// The broker is shutting down.
     ShuttingDown,
     /// A broker fault; retry later.
@@ -124,6 +130,7 @@ impl ErrorCode {
         ErrorCode::BodyTooLarge,
         ErrorCode::RekeyRequired,
         ErrorCode::SlowConsumer,
+        ErrorCode::TooManySessions,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
     ];
@@ -158,6 +165,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::RekeyRequired => "rekey_required",
             ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::TooManySessions => "too_many_sessions",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
         }
@@ -176,6 +184,7 @@ impl ErrorCode {
             ErrorCode::Removed => Some(close::KICKED),
             ErrorCode::Banned => Some(close::BANNED),
             ErrorCode::SlowConsumer => Some(close::SLOW_CONSUMER),
+            ErrorCode::TooManySessions => Some(close::TOO_MANY_SESSIONS),
             ErrorCode::ShuttingDown => Some(close::GOING_AWAY),
             _ => None,
         }

@@ -68,8 +68,8 @@ pub enum ClientFrame {
     Ack(Ack),
     /// Change own presence.
     PresenceSet(PresenceSet),
-    /// Ask for the mesh's peers.
-    PeerList(Request),
+    /// Ask for the mesh's peers (a page).
+    PeerList(PeerListQuery),
     /// Fetch membership-log entries.
     LogFetch(LogFetch),
     /// Append membership-log entries (atomically).
@@ -233,6 +233,11 @@ pub struct MeshCreate {
     pub req: Option<String>,
     /// The mesh's `genesis` entry (seq 0).
     pub genesis: LogEntry,
+    /// The broker operator's mesh-creation token, when its policy asks for
+    /// one (a remote client on a broker that creates meshes only for
+    /// token holders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// `invite_join`.
@@ -399,14 +404,29 @@ pub struct PresenceUpdate {
     pub peer: Box<PeerPresence>,
 }
 
+/// `peer_list`: one page of the mesh's peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerListQuery {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The `next` of the previous page; absent for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
 /// `peers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peers {
     /// Correlation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<String>,
-    /// Every member's sessions (online ones, and members with none).
+    /// Members' sessions (online ones, and members with none), ordered by
+    /// member key then session key.
     pub peers: Vec<PeerPresence>,
+    /// Present when more peers follow: ask again with `after` set to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `log_entries`.
@@ -608,7 +628,8 @@ impl ClientFrame {
             ClientFrame::Hello(_) | ClientFrame::Ack(_) => None,
             ClientFrame::Send(f) => f.req.as_deref(),
             ClientFrame::PresenceSet(f) => f.req.as_deref(),
-            ClientFrame::PeerList(f) | ClientFrame::Ping(f) => f.req.as_deref(),
+            ClientFrame::PeerList(f) => f.req.as_deref(),
+            ClientFrame::Ping(f) => f.req.as_deref(),
             ClientFrame::LogFetch(f) => f.req.as_deref(),
             ClientFrame::LogAppend(f) => f.req.as_deref(),
             ClientFrame::InviteCreate(f) => f.req.as_deref(),

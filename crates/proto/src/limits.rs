@@ -26,8 +26,16 @@ pub const IDLE_TIMEOUT_MS: u64 = 75_000;
 pub const RATE_PER_SEC: u32 = 500;
 /// Burst of frames per connection above the sustained rate.
 pub const RATE_BURST: u32 = 1000;
-/// Frames queued for one connection before it is closed as a slow consumer.
-pub const MAX_QUEUED_FRAMES: usize = 1024;
+/// Bytes of frames queued for one connection before it is closed as a slow
+/// consumer (presence updates are coalesced apart and do not count).
+pub const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+/// `presence_set` frames per second per connection (sustained): each one is
+/// copied to every other session of the mesh.
+pub const PRESENCE_RATE_PER_SEC: u32 = 5;
+/// Burst of `presence_set` frames per connection.
+pub const PRESENCE_RATE_BURST: u32 = 20;
+/// Sessions one member may have connected to one broker (default).
+pub const MAX_SESSIONS_PER_MEMBER: u32 = 32;
 /// Largest encrypted summary ciphertext in presence, in bytes.
 pub const MAX_SUMMARY_CIPHERTEXT_BYTES: usize = 1024;
 /// Largest invite welcome bundle, in bytes.
@@ -52,6 +60,23 @@ pub struct Limits {
     pub ping_interval_ms: u64,
     /// Idle timeout in milliseconds.
     pub idle_timeout_ms: u64,
+    /// Sustained frames per second per member, all its sessions together
+    /// (0 from a broker that does not say).
+    #[serde(default)]
+    pub member_rate_per_sec: u32,
+    /// Burst frames per member (0 from a broker that does not say).
+    #[serde(default)]
+    pub member_rate_burst: u32,
+    /// Sustained `presence_set` frames per second per connection.
+    #[serde(default)]
+    pub presence_rate_per_sec: u32,
+    /// Most sessions of one member connected at once (0: not said).
+    #[serde(default)]
+    pub max_sessions_per_member: u32,
+    /// Bytes of frames queued for a connection before it is cut off as a
+    /// slow consumer (0: not said).
+    #[serde(default)]
+    pub max_queued_bytes: u64,
 }
 
 impl Default for Limits {
@@ -65,6 +90,11 @@ impl Default for Limits {
             rate_burst: RATE_BURST,
             ping_interval_ms: PING_INTERVAL_MS,
             idle_timeout_ms: IDLE_TIMEOUT_MS,
+            member_rate_per_sec: RATE_PER_SEC,
+            member_rate_burst: RATE_BURST,
+            presence_rate_per_sec: PRESENCE_RATE_PER_SEC,
+            max_sessions_per_member: MAX_SESSIONS_PER_MEMBER,
+            max_queued_bytes: MAX_QUEUED_BYTES as u64,
         }
     }
 }

@@ -152,7 +152,8 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                     peer_type
                 })
             ),
-        req().prop_map(|req| ClientFrame::PeerList(Request { req })),
+        (req(), proptest::option::of("[0-9a-f]{64}/[0-9a-f-]{1,64}"))
+            .prop_map(|(req, after)| ClientFrame::PeerList(PeerListQuery { req, after })),
         (req(), any::<u64>(), proptest::option::of(any::<u32>())).prop_map(
             |(req, from_seq, limit)| ClientFrame::LogFetch(LogFetch {
                 req,
@@ -184,6 +185,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             entry: e[0].clone()
         })),
         (req(), log_entries()).prop_map(|(req, e)| ClientFrame::MeshCreate(MeshCreate {
+            token: None,
             req,
             genesis: e[0].clone()
         })),
@@ -326,8 +328,12 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
         peer().prop_map(|peer| BrokerFrame::Presence(PresenceUpdate {
             peer: Box::new(peer)
         })),
-        (req(), proptest::collection::vec(peer(), 0..4))
-            .prop_map(|(req, peers)| BrokerFrame::Peers(Peers { req, peers })),
+        (
+            req(),
+            proptest::collection::vec(peer(), 0..4),
+            proptest::option::of("[0-9a-f]{64}/[0-9a-f-]{1,64}")
+        )
+            .prop_map(|(req, peers, next)| BrokerFrame::Peers(Peers { req, peers, next })),
         (req(), log_entries(), hash(), any::<u64>(), any::<bool>()).prop_map(
             |(req, entries, head, len, more)| BrokerFrame::LogEntries(LogEntries {
                 req,
