@@ -84,7 +84,8 @@ pub async fn build_mesh(
 ) -> Result<MeshSetup> {
     let started = Instant::now();
     let mut owner_home = Home::open(&root.join("owner"))?;
-    let mesh = ops::create_mesh(&mut owner_home, "bench", url, "owner", PeerType::Bot).await?;
+    let mesh =
+        ops::create_mesh(&mut owner_home, "bench", url, "owner", PeerType::Bot, None).await?;
     let owner_key = owner_home.load_keys(&mesh.id)?.member.public();
     let owner = Member {
         home: owner_home,

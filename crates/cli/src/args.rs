@@ -178,6 +178,15 @@ pub enum MeshCmd {
         /// What kind of peer you are
         #[arg(long = "type", value_enum, default_value_t = PeerKind::Human)]
         peer_type: PeerKind,
+        /// The broker operator's mesh-creation token (a remote broker creates
+        /// meshes only for its holders, unless its operator opened it to anyone)
+        #[arg(
+            long,
+            env = "CLAUDEMESH_CREATE_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        create_token: Option<String>,
     },
     /// List the meshes this device belongs to
     #[command(visible_alias = "ls")]

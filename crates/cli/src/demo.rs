@@ -69,7 +69,8 @@ async fn conversation(
         g,
         "alice creates the mesh \"demo\" (her client makes the owner key and the genesis entry)",
     );
-    let mesh_a = ops::create_mesh(&mut alice_home, "demo", url, "alice", PeerType::Human).await?;
+    let mesh_a =
+        ops::create_mesh(&mut alice_home, "demo", url, "alice", PeerType::Human, None).await?;
     let alice = MeshClient::connect(&alice_home, &mesh_a, ConnectOptions::default()).await?;
     step(
         g,

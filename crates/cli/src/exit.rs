@@ -175,6 +175,12 @@ impl From<ClientError> for Failure {
                     (USAGE, None)
                 }
                 ErrorCode::RateLimited => (NETWORK, Some("slow down and retry")),
+                ErrorCode::TooManySessions => (
+                    NETWORK,
+                    Some(
+                        "this member has as many sessions connected as the broker allows; close one or retry later",
+                    ),
+                ),
                 ErrorCode::RekeyRequired => (
                     FAILURE,
                     Some("the mesh or topic key is being rotated; retry in a moment"),

@@ -123,7 +123,18 @@ async fn run(cli: Cli) -> Outcome {
                 broker,
                 display_name,
                 peer_type,
-            } => mesh::create(&g, &name, &broker, display_name, peer_type).await,
+                create_token,
+            } => {
+                mesh::create(
+                    &g,
+                    &name,
+                    &broker,
+                    display_name,
+                    peer_type,
+                    create_token.as_deref(),
+                )
+                .await
+            }
             MeshCmd::List => mesh::list(&g),
             MeshCmd::Share {
                 uses,

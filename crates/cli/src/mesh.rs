@@ -62,10 +62,19 @@ pub async fn create(
     broker: &str,
     display_name: Option<String>,
     kind: PeerKind,
+    create_token: Option<&str>,
 ) -> Outcome {
     let mut home = open_home(g)?;
     let display = display_name.unwrap_or_else(default_display_name);
-    let mesh = ops::create_mesh(&mut home, name, broker, &display, peer_type(kind)).await?;
+    let mesh = ops::create_mesh(
+        &mut home,
+        name,
+        broker,
+        &display,
+        peer_type(kind),
+        create_token,
+    )
+    .await?;
     if g.json {
         let default = home.config().default_mesh == Some(mesh.id);
         output::json(&MeshRow::of(&mesh, default));

@@ -29,8 +29,8 @@ use claudemesh_crypto::envelope::{
 use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
 use claudemesh_proto::frames::{
     Accepted, Ack, Deliver, ErrorFrame, GrantsSetFrame, LogAppend, LogFetch, MessageStatusQuery,
-    MessageStatusResult, PeerPresence, PresenceSet, Request, Send, Status, TopicHistoryQuery,
-    TopicHistoryResult, Welcome,
+    MessageStatusResult, PeerListQuery, PeerPresence, PresenceSet, Request, Send, Status,
+    TopicHistoryQuery, TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloPresence};
 use claudemesh_proto::limits::MAX_IDS_PER_ACK;
@@ -49,6 +49,9 @@ use crate::{spaces, wire};
 /// (after syncing the log and writing any rekey that falls to this member)
 /// before the send fails.
 pub const MAX_RESEALS: u8 = 3;
+/// Most `peers` pages one listing reads (a broker that never stops paging
+/// cannot hold the client forever).
+const MAX_PEER_PAGES: usize = 1000;
 
 /// Which session key a connection uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,21 +517,38 @@ impl MeshClient {
         }
     }
 
-    /// The mesh's members and their presence, as this device verified them.
+    /// The mesh's members and their presence, as this device verified them
+    /// (every page of the broker's list).
     pub async fn peers(&self) -> Result<Vec<PeerView>, ClientError> {
-        let frame = self
-            .inner
-            .request(
-                |req| ClientFrame::PeerList(Request { req: Some(req) }),
-                "list peers",
-            )
-            .await?;
-        let BrokerFrame::Peers(p) = frame else {
-            return Err(unexpected(&frame));
-        };
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PEER_PAGES {
+            let query = after.clone();
+            let frame = self
+                .inner
+                .request(
+                    |req| {
+                        ClientFrame::PeerList(PeerListQuery {
+                            req: Some(req),
+                            after: query,
+                        })
+                    },
+                    "list peers",
+                )
+                .await?;
+            let BrokerFrame::Peers(p) = frame else {
+                return Err(unexpected(&frame));
+            };
+            all.extend(p.peers);
+            // A cursor that does not move on would loop forever.
+            match p.next {
+                Some(next) if after.as_ref() != Some(&next) => after = Some(next),
+                _ => break,
+            }
+        }
         let now = now_ms() / 1000;
         let mut s = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
-        Ok(s.peer_views(&p.peers, now))
+        Ok(s.peer_views(&all, now))
     }
 
     /// Sets this session's status and/or summary (encrypted).

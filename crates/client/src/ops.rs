@@ -42,12 +42,15 @@ fn check_name(what: &str, name: &str) -> Result<(), ClientError> {
 
 /// Creates a mesh owned by a new member key on this device, registers its
 /// genesis entry with the broker, and publishes this member's profile.
+/// `create_token` is the broker operator's mesh-creation token, for a broker
+/// that creates meshes only for its holders (a remote one, by default).
 pub async fn create_mesh(
     home: &mut Home,
     name: &str,
     broker_url: &str,
     display_name: &str,
     peer_type: PeerType,
+    create_token: Option<&str>,
 ) -> Result<MeshConfig, ClientError> {
     check_name("the mesh name", name)?;
     check_name("the display name", display_name)?;
@@ -68,6 +71,7 @@ pub async fn create_mesh(
         &ClientFrame::MeshCreate(MeshCreate {
             req: Some("create".into()),
             genesis: genesis.clone(),
+            token: create_token.map(str::to_owned),
         }),
         REQUEST_TIMEOUT,
         "register the mesh",
