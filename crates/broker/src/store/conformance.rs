@@ -151,6 +151,7 @@ fn ack(
         seqs: seqs.to_vec(),
         state,
         at_ms: at,
+        fanout_targets: vec![("#ops".into(), 0)],
     }
 }
 
@@ -1401,6 +1402,7 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
         seqs: vec![first],
         state,
         at_ms: T0,
+        fanout_targets: vec![("#ops".into(), 0)],
     };
     s.write_batch(&[], &[ack(alice, DeliveryState::Read)])
         .await
@@ -1408,6 +1410,14 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
     s.write_batch(&[], &[ack(alice, DeliveryState::Delivered)])
         .await
         .unwrap();
+    // Bob acks it too, but as someone whose targets do not include #ops
+    // (a private topic he is not in), and as one who joined #ops after it
+    // was sent: neither writes a receipt.
+    for targets in [vec![("*".to_owned(), 0)], vec![("#ops".to_owned(), 5)]] {
+        let mut stranger = ack(bob, DeliveryState::Read);
+        stranger.fanout_targets = targets;
+        s.write_batch(&[], &[stranger]).await.unwrap();
+    }
     let rows = page(alice, 0, 0).await;
     assert!(rows[0].acked && rows[0].envelope_json.is_none());
     assert!(!rows[1].acked);

@@ -112,6 +112,23 @@ pub struct AckOp {
     pub state: DeliveryState,
     /// Unix ms.
     pub at_ms: u64,
+    /// The fan-out targets the member may have received messages of, each
+    /// with the log length above which (exclusive) it could have been a
+    /// recipient (`fanout::member_targets`). A fan-out receipt is written
+    /// only for a message of one of them: an ack of seqs the member never
+    /// received (a private topic it is not in, made-up numbers) writes
+    /// nothing.
+    pub fanout_targets: Vec<(String, u64)>,
+}
+
+impl AckOp {
+    /// Whether this ack may write a receipt for a fan-out message of
+    /// `target` accepted at log length `at_len`.
+    pub fn may_receipt(&self, target: &str, at_len: u64) -> bool {
+        self.fanout_targets
+            .iter()
+            .any(|(t, since)| t == target && at_len > *since)
+    }
 }
 
 /// A stored message waiting for a recipient.

@@ -1071,6 +1071,42 @@ async fn apply_acks(tx: &mut sqlx::PgTransaction<'_>, acks: &[AckOp]) -> Result<
     .bind(&a_times)
     .execute(&mut **tx)
     .await?;
+    // The fan-out messages among the acked seqs, to check each receipt
+    // against the acking member's targets (an ack of a private topic's
+    // seqs by a non-member, or of made-up seqs, writes nothing).
+    let mut fanout: HashMap<i64, (String, u64)> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT seq, target, at_len FROM messages WHERE seq = ANY($1) AND at_len IS NOT NULL",
+    )
+    .bind(&a_seqs)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        fanout.insert(r.try_get(0)?, (r.try_get(1)?, to_u64(r.try_get(2)?)));
+    }
+    let mut r_seqs = Vec::new();
+    let mut r_meshes = Vec::new();
+    let mut r_members = Vec::new();
+    let mut r_states = Vec::new();
+    let mut r_times = Vec::new();
+    for a in acks {
+        for seq in &a.seqs {
+            let seq = to_i64(*seq);
+            if fanout
+                .get(&seq)
+                .is_some_and(|(target, at_len)| a.may_receipt(target, *at_len))
+            {
+                r_seqs.push(seq);
+                r_meshes.push(&a.mesh.0[..]);
+                r_members.push(key_bytes(&a.member));
+                r_states.push(small(state_rank(a.state)));
+                r_times.push(to_i64(a.at_ms));
+            }
+        }
+    }
+    if r_seqs.is_empty() {
+        return Ok(());
+    }
     // The same acks, for fan-out messages: one receipt per (message,
     // member), the highest state wins; rows are taken in (seq, member)
     // order so two replicas cannot deadlock on them.
@@ -1086,11 +1122,11 @@ async fn apply_acks(tx: &mut sqlx::PgTransaction<'_>, acks: &[AckOp]) -> Result<
          WHERE fanout_receipts.state < EXCLUDED.state",
     )
     .persistent(false)
-    .bind(a_seqs)
-    .bind(a_meshes)
-    .bind(a_members)
-    .bind(a_states)
-    .bind(a_times)
+    .bind(r_seqs)
+    .bind(r_meshes)
+    .bind(r_members)
+    .bind(r_states)
+    .bind(r_times)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1382,6 +1418,7 @@ mod tests {
                 seqs: last_seqs.clone(),
                 state: claudemesh_proto::frames::DeliveryState::Delivered,
                 at_ms: 2,
+                fanout_targets: Vec::new(),
             }];
             let out = store.write_batch(&batch, &acks).await.unwrap();
             total += out.len();

@@ -380,16 +380,29 @@ impl Store for SqliteStore {
         all_seqs.sort_unstable();
         all_seqs.dedup();
         let mut direct: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        // Fan-out seqs: (target, at_len), to check each receipt against the
+        // acking member's targets.
+        let mut fanout: HashMap<u64, (String, u64)> = HashMap::new();
         for chunk in all_seqs.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT seq FROM messages WHERE at_len IS NULL AND seq IN ({})",
+                "SELECT seq, target, at_len FROM messages WHERE seq IN ({})",
                 vec!["?"; chunk.len()].join(", ")
             );
-            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
             for seq in chunk {
                 q = q.bind(*seq);
             }
-            direct.extend(q.fetch_all(&mut *tx).await?.into_iter().map(to_u64));
+            for r in q.fetch_all(&mut *tx).await? {
+                let seq = to_u64(r.try_get(0)?);
+                match r.try_get::<Option<i64>, _>(2)? {
+                    None => {
+                        direct.insert(seq);
+                    }
+                    Some(at_len) => {
+                        fanout.insert(seq, (r.try_get(1)?, to_u64(at_len)));
+                    }
+                }
+            }
         }
         for a in acks {
             let state = state_rank(a.state);
@@ -426,7 +439,11 @@ impl Store for SqliteStore {
         let receipts: Vec<(&AckOp, u64)> = acks
             .iter()
             .flat_map(|a| a.seqs.iter().map(move |s| (a, *s)))
-            .filter(|(_, s)| !direct.contains(s))
+            .filter(|(a, s)| {
+                fanout
+                    .get(s)
+                    .is_some_and(|(target, at_len)| a.may_receipt(target, *at_len))
+            })
             .collect();
         for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
