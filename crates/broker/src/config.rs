@@ -15,6 +15,104 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7900";
 /// Undelivered messages are kept this long by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Sessions one member may hold on one broker by default.
+pub const DEFAULT_MAX_SESSIONS_PER_MEMBER: usize =
+    claudemesh_proto::limits::MAX_SESSIONS_PER_MEMBER as usize;
+/// Connections one address may hold before their hello, by default.
+pub const DEFAULT_MAX_PENDING_PER_ADDRESS: usize = 64;
+/// Default limit on one socket write.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default sustained log entries per member and hour.
+pub const DEFAULT_LOG_ENTRIES_PER_HOUR: u32 = 600;
+/// Default burst of log entries per member.
+pub const DEFAULT_LOG_BURST: u32 = 300;
+/// Default largest membership log per mesh (JSON bytes).
+pub const DEFAULT_MAX_LOG_BYTES: usize = 64 * 1024 * 1024;
+
+/// Who may register a new mesh (`mesh_create`). Whoever holds the
+/// operator's mesh-creation token may, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MeshCreatePolicy {
+    /// Only connections from this machine (a loopback peer address, with no
+    /// `Forwarded`/`X-Forwarded-For`/`X-Real-IP` header: a reverse proxy on
+    /// the same host does not make its clients local).
+    #[default]
+    Local,
+    /// Anyone who can reach the broker.
+    Anyone,
+    /// No one (only token holders).
+    Nobody,
+}
+
+impl std::str::FromStr for MeshCreatePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "local" | "loopback" => Ok(MeshCreatePolicy::Local),
+            // `true`/`false` are what this setting took before it had three values.
+            "anyone" | "true" | "yes" => Ok(MeshCreatePolicy::Anyone),
+            "nobody" | "no" | "false" | "none" => Ok(MeshCreatePolicy::Nobody),
+            other => Err(format!(
+                "{other:?} is not a mesh-creation policy (local, anyone or nobody)"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MeshCreatePolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // YAML may say `true`/`false` (the old form) or a word.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(MeshCreatePolicy::Anyone),
+            Raw::Bool(false) => Ok(MeshCreatePolicy::Nobody),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The operator's mesh-creation token, kept only as its SHA-256 so it is
+/// compared in constant time and can never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MeshCreateToken([u8; 32]);
+
+/// Shortest mesh-creation token accepted (it is a password for the broker).
+pub const MIN_MESH_CREATE_TOKEN_LEN: usize = 16;
+
+impl MeshCreateToken {
+    /// The token for `secret` (at least [`MIN_MESH_CREATE_TOKEN_LEN`] characters).
+    pub fn new(secret: &str) -> Result<Self, ConfigError> {
+        let secret = secret.trim();
+        if secret.chars().count() < MIN_MESH_CREATE_TOKEN_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "the mesh-creation token must be at least {MIN_MESH_CREATE_TOKEN_LEN} characters"
+            )));
+        }
+        Ok(MeshCreateToken(Self::digest(secret)))
+    }
+
+    fn digest(secret: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(secret.trim().as_bytes()).into()
+    }
+
+    /// Whether `offered` is the token (constant time).
+    pub fn matches(&self, offered: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        bool::from(Self::digest(offered).ct_eq(&self.0))
+    }
+}
+
+impl std::fmt::Debug for MeshCreateToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshCreateToken(<redacted>)")
+    }
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -44,13 +142,33 @@ pub struct BrokerConfig {
     pub rate_per_sec: u32,
     /// Frames per connection above the sustained rate.
     pub rate_burst: u32,
+    /// Frames per second per member, all its sessions together (sustained).
+    pub member_rate_per_sec: u32,
+    /// Frames per member above its sustained rate.
+    pub member_rate_burst: u32,
+    /// Most sessions one member may have connected to this broker.
+    pub max_sessions_per_member: usize,
+    /// Most connections from one IP address that have not said hello yet.
+    pub max_pending_per_address: usize,
+    /// A socket write that takes longer ends the connection (a peer that
+    /// stopped reading).
+    pub write_timeout: Duration,
+    /// Membership-log entries one member may append per hour (sustained).
+    pub log_entries_per_hour: u32,
+    /// Entries one member may append at once above that rate.
+    pub log_burst: u32,
+    /// Largest membership log of one mesh, in bytes of JSON; above it only
+    /// entries that remove someone or rotate keys are taken.
+    pub max_log_bytes: usize,
     /// Most messages and acks per group commit.
     pub max_batch: usize,
     /// Group-commit writers (connections committing in parallel); `None`:
     /// 1 on SQLite (one writer at a time anyway), 4 on Postgres.
     pub writers: Option<usize>,
-    /// Whether anyone may register a new mesh (`mesh_create`).
-    pub allow_mesh_create: bool,
+    /// Who may register a new mesh (`mesh_create`).
+    pub allow_mesh_create: MeshCreatePolicy,
+    /// Holders of this token may register meshes from anywhere.
+    pub mesh_create_token: Option<MeshCreateToken>,
     /// Log output format.
     pub log_format: LogFormat,
     /// PEM certificate chain to serve HTTPS and `wss://` with (with
@@ -81,9 +199,18 @@ impl BrokerConfig {
             migration_lock_timeout: Duration::from_secs(60),
             rate_per_sec: claudemesh_proto::limits::RATE_PER_SEC,
             rate_burst: claudemesh_proto::limits::RATE_BURST,
+            member_rate_per_sec: claudemesh_proto::limits::RATE_PER_SEC,
+            member_rate_burst: claudemesh_proto::limits::RATE_BURST,
+            max_sessions_per_member: DEFAULT_MAX_SESSIONS_PER_MEMBER,
+            max_pending_per_address: DEFAULT_MAX_PENDING_PER_ADDRESS,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            log_entries_per_hour: DEFAULT_LOG_ENTRIES_PER_HOUR,
+            log_burst: DEFAULT_LOG_BURST,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             max_batch: 1024,
             writers: None,
-            allow_mesh_create: true,
+            allow_mesh_create: MeshCreatePolicy::Local,
+            mesh_create_token: None,
             log_format: LogFormat::Text,
             tls_cert: None,
             tls_key: None,
@@ -147,15 +274,56 @@ pub struct Args {
     /// Burst of frames per connection [default: 1000]
     #[arg(long, env = "CLAUDEMESH_BROKER_RATE_BURST")]
     pub rate_burst: Option<u32>,
+    /// Frames per second per member, all its sessions together [default: 500]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MEMBER_RATE_PER_SEC")]
+    pub member_rate_per_sec: Option<u32>,
+    /// Burst of frames per member [default: 1000]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MEMBER_RATE_BURST")]
+    pub member_rate_burst: Option<u32>,
+    /// Most sessions one member may have connected here [default: 32]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MAX_SESSIONS_PER_MEMBER")]
+    pub max_sessions_per_member: Option<usize>,
+    /// Most connections from one IP address before their hello [default: 64]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MAX_PENDING_PER_ADDRESS")]
+    pub max_pending_per_address: Option<usize>,
+    /// A socket write taking longer ends the connection, e.g. 20s [default: 20s]
+    #[arg(long, env = "CLAUDEMESH_BROKER_WRITE_TIMEOUT")]
+    pub write_timeout: Option<humantime::Duration>,
+    /// Membership-log entries one member may append per hour [default: 600]
+    #[arg(long, env = "CLAUDEMESH_BROKER_LOG_ENTRIES_PER_HOUR")]
+    pub log_entries_per_hour: Option<u32>,
+    /// Log entries one member may append at once [default: 300]
+    #[arg(long, env = "CLAUDEMESH_BROKER_LOG_BURST")]
+    pub log_burst: Option<u32>,
+    /// Largest membership log of one mesh in bytes; above it only removals
+    /// and key rotations are taken [default: 67108864 (64 MiB)]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MAX_LOG_BYTES")]
+    pub max_log_bytes: Option<usize>,
     /// Most messages per group commit [default: 1024]
     #[arg(long, env = "CLAUDEMESH_BROKER_MAX_BATCH")]
     pub max_batch: Option<usize>,
     /// Group-commit writers in parallel [default: 1 on SQLite, 4 on Postgres]
     #[arg(long, env = "CLAUDEMESH_BROKER_WRITERS")]
     pub writers: Option<usize>,
-    /// Whether anyone may register a new mesh [default: true]
-    #[arg(long, env = "CLAUDEMESH_BROKER_ALLOW_MESH_CREATE")]
-    pub allow_mesh_create: Option<bool>,
+    /// Who may create meshes here: local (connections from this machine),
+    /// anyone, or nobody; holders of the mesh-creation token always may
+    /// [default: local]
+    #[arg(
+        long,
+        env = "CLAUDEMESH_BROKER_ALLOW_MESH_CREATE",
+        value_name = "local|anyone|nobody"
+    )]
+    pub allow_mesh_create: Option<MeshCreatePolicy>,
+    /// File holding the mesh-creation token (at least 16 characters): who
+    /// presents it (`claudemesh mesh create --create-token`) may create a
+    /// mesh from anywhere. The token itself may instead be given in
+    /// CLAUDEMESH_BROKER_MESH_CREATE_TOKEN.
+    #[arg(
+        long,
+        env = "CLAUDEMESH_BROKER_MESH_CREATE_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub mesh_create_token_file: Option<PathBuf>,
     /// Log format [default: text]
     #[arg(long, value_enum, env = "CLAUDEMESH_BROKER_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -191,12 +359,30 @@ pub struct FileConfig {
     pub rate_per_sec: Option<u32>,
     /// See [`Args::rate_burst`].
     pub rate_burst: Option<u32>,
+    /// See [`Args::member_rate_per_sec`].
+    pub member_rate_per_sec: Option<u32>,
+    /// See [`Args::member_rate_burst`].
+    pub member_rate_burst: Option<u32>,
+    /// See [`Args::max_sessions_per_member`].
+    pub max_sessions_per_member: Option<usize>,
+    /// See [`Args::max_pending_per_address`].
+    pub max_pending_per_address: Option<usize>,
+    /// See [`Args::write_timeout`] (e.g. `20s`).
+    pub write_timeout: Option<String>,
+    /// See [`Args::log_entries_per_hour`].
+    pub log_entries_per_hour: Option<u32>,
+    /// See [`Args::log_burst`].
+    pub log_burst: Option<u32>,
+    /// See [`Args::max_log_bytes`].
+    pub max_log_bytes: Option<usize>,
     /// See [`Args::max_batch`].
     pub max_batch: Option<usize>,
     /// See [`Args::writers`].
     pub writers: Option<usize>,
-    /// See [`Args::allow_mesh_create`].
-    pub allow_mesh_create: Option<bool>,
+    /// See [`Args::allow_mesh_create`] (`local`, `anyone`, `nobody`).
+    pub allow_mesh_create: Option<MeshCreatePolicy>,
+    /// See [`Args::mesh_create_token_file`].
+    pub mesh_create_token_file: Option<PathBuf>,
     /// See [`Args::log_format`].
     pub log_format: Option<LogFormat>,
     /// See [`Args::tls_cert`].
@@ -326,6 +512,38 @@ impl Args {
         if let Some(v) = self.rate_burst.or(file.rate_burst) {
             c.rate_burst = v.clamp(1, claudemesh_proto::limits::RATE_BURST);
         }
+        if let Some(v) = self.member_rate_per_sec.or(file.member_rate_per_sec) {
+            c.member_rate_per_sec = v.max(1);
+        }
+        if let Some(v) = self.member_rate_burst.or(file.member_rate_burst) {
+            c.member_rate_burst = v.max(1);
+        }
+        if let Some(v) = self
+            .max_sessions_per_member
+            .or(file.max_sessions_per_member)
+        {
+            c.max_sessions_per_member = v.max(1);
+        }
+        if let Some(v) = self
+            .max_pending_per_address
+            .or(file.max_pending_per_address)
+        {
+            c.max_pending_per_address = v.max(1);
+        }
+        match (self.write_timeout, file.write_timeout) {
+            (Some(d), _) => c.write_timeout = d.into(),
+            (None, Some(s)) => c.write_timeout = parse_duration("write_timeout", &s)?,
+            _ => {}
+        }
+        if let Some(v) = self.log_entries_per_hour.or(file.log_entries_per_hour) {
+            c.log_entries_per_hour = v.max(1);
+        }
+        if let Some(v) = self.log_burst.or(file.log_burst) {
+            c.log_burst = v.max(1);
+        }
+        if let Some(v) = self.max_log_bytes.or(file.max_log_bytes) {
+            c.max_log_bytes = v.max(1024 * 1024);
+        }
         if let Some(v) = self.max_batch.or(file.max_batch) {
             c.max_batch = v.clamp(1, 8192);
         }
@@ -335,6 +553,17 @@ impl Args {
         if let Some(v) = self.allow_mesh_create.or(file.allow_mesh_create) {
             c.allow_mesh_create = v;
         }
+        c.mesh_create_token = match self.mesh_create_token_file.or(file.mesh_create_token_file) {
+            Some(path) => {
+                let secret = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path, source })?;
+                Some(MeshCreateToken::new(&secret)?)
+            }
+            None => match std::env::var("CLAUDEMESH_BROKER_MESH_CREATE_TOKEN") {
+                Ok(secret) if !secret.is_empty() => Some(MeshCreateToken::new(&secret)?),
+                _ => None,
+            },
+        };
         if let Some(v) = self.log_format.or(file.log_format) {
             c.log_format = v;
         }
@@ -343,6 +572,11 @@ impl Args {
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key go together: give both (HTTPS and wss://) or neither (plain HTTP and ws://)".into(),
+            ));
+        }
+        if c.write_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "write_timeout must be at least 1 second".into(),
             ));
         }
         if c.retention < Duration::from_secs(60) {

@@ -21,24 +21,27 @@ use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind, Roster};
 use claudemesh_crypto::{Hash32, PublicKey};
 use claudemesh_proto::frames::{
     Ack, Challenge, ChallengeNonce, Deliver, DeliveryState, GrantsStored, InviteBundle, Joined,
-    LogAppended, LogEntries, MessageStatusResult, Peers, Pong, PresenceSet, RecipientStatus,
-    TopicHistoryQuery, TopicHistoryResult, Welcome,
+    LogAppended, LogEntries, MessageStatusResult, PeerPresence, Peers, Pong, PresenceSet,
+    RecipientStatus, TopicHistoryQuery, TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloError};
 use claudemesh_proto::limits::{
     HELLO_TIMEOUT_MS, IDLE_TIMEOUT_MS, MAX_BUNDLE_BYTES, MAX_FRAME_BYTES, MAX_IDS_PER_ACK,
-    MAX_LOG_ENTRIES_PER_FRAME, MAX_QUEUED_FRAMES, MAX_SUMMARY_CIPHERTEXT_BYTES, PING_INTERVAL_MS,
+    MAX_LOG_ENTRIES_PER_FRAME, MAX_QUEUED_BYTES, MAX_SUMMARY_CIPHERTEXT_BYTES, PING_INTERVAL_MS,
+    PRESENCE_RATE_BURST, PRESENCE_RATE_PER_SEC,
 };
 use claudemesh_proto::version::SUPPORTED_VERSIONS;
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode, FrameError, Limits, close};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
+use crate::admission::{Origin, PendingGuard};
+use crate::config::MeshCreatePolicy;
 use crate::hub::{
-    AppendError, GrantsSetError, MeshHub, Outbound, SessionHandle, SessionPresence, deliver_text,
-    error_text, text,
+    AppendError, AppendLimits, GrantsSetError, MeshHub, SessionHandle, SessionPresence,
+    deliver_text, error_text, text,
 };
 use crate::metrics as m;
+use crate::outbox::{Outbox, OutboxReader, Outgoing};
 use crate::ratelimit::TokenBucket;
 use crate::server::BrokerState;
 use crate::store::{AckOp, AppendExtras, MemberState, NewMessage, PendingMessage, SessionRecord};
@@ -46,12 +49,21 @@ use crate::writer::{AcceptReply, WriteJob};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Least time between two catch-ups of a mesh's log asked for by a
+/// connection (see `Connection::caught_up`).
+const CATCH_UP_INTERVAL_MS: u64 = 200;
 /// Stored messages fetched per page when draining to a session.
 const DRAIN_PAGE: u32 = 256;
 /// Topic history page when the client does not say.
 const DEFAULT_HISTORY_PAGE: u32 = 50;
 /// Largest topic history page.
 const MAX_HISTORY_PAGE: u32 = 200;
+/// Bytes of stored envelopes one `topic_history_result` carries at most:
+/// the frame limit less room for the frame around them.
+const HISTORY_BYTES_PER_FRAME: usize = claudemesh_proto::limits::MAX_FRAME_BYTES - 4096;
+/// JSON around one envelope in a history answer (`seq`, `queued_at_ms`,
+/// punctuation), counted generously.
+const DELIVER_OVERHEAD_BYTES: usize = 64;
 
 /// What happens after a frame is handled.
 enum Flow {
@@ -60,20 +72,27 @@ enum Flow {
 }
 
 /// Serves one upgraded websocket until it closes.
-pub async fn serve(socket: WebSocket, broker: Arc<BrokerState>) {
+pub async fn serve(
+    socket: WebSocket,
+    broker: Arc<BrokerState>,
+    origin: Origin,
+    pending: PendingGuard,
+) {
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let _tracked = broker.connections.enter();
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let (sink, stream) = socket.split();
-    let (tx, rx) = mpsc::channel::<Outbound>(MAX_QUEUED_FRAMES);
-    let kill = Arc::new(tokio::sync::Notify::new());
-    let socket_task = tokio::spawn(write_loop(sink, rx, kill.clone()));
+    let (out, reader) = Outbox::new(MAX_QUEUED_BYTES);
+    let socket_task = tokio::spawn(write_loop(sink, reader, broker.config.write_timeout));
     let mut conn = Connection {
         conn_id,
         nonce: random_bytes(),
         broker: broker.clone(),
-        tx,
+        out,
         rate: TokenBucket::new(broker.config.rate_per_sec, broker.config.rate_burst),
+        presence_rate: TokenBucket::new(PRESENCE_RATE_PER_SEC, PRESENCE_RATE_BURST),
+        origin,
+        pending: Some(pending),
         invite: None,
         session: None,
         mesh: None,
@@ -84,73 +103,115 @@ pub async fn serve(socket: WebSocket, broker: Arc<BrokerState>) {
         Flow::Continue => (close::NORMAL, ""),
     };
     conn.finish(code, reason).await;
-    kill.notify_one();
     let _ = socket_task.await;
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
 }
 
-/// Writes queued frames to the socket, pings every 30 s, closes on request.
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    kill: Arc<tokio::sync::Notify>,
-) {
+/// How long the socket task keeps writing what is queued once the
+/// connection must end.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
+
+/// Writes queued frames and coalesced presence to the socket, pings every
+/// 30 s, closes on request. A write that does not complete within
+/// `write_timeout` (a peer that stopped reading, its socket buffers full)
+/// ends the connection: nothing waits on a reader that never reads.
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Writes one message; false if it failed or took longer than `limit`.
+async fn write(sink: &mut Sink, m: Message, limit: Duration) -> bool {
+    matches!(tokio::time::timeout(limit, sink.send(m)).await, Ok(Ok(())))
+}
+
+async fn write_loop(mut sink: Sink, mut reader: OutboxReader, write_timeout: Duration) {
     let mut ping = tokio::time::interval(Duration::from_millis(PING_INTERVAL_MS));
     ping.tick().await;
+    let outbox = reader.outbox();
+    let close_frame = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        }))
+    };
     loop {
         tokio::select! {
             biased;
-            out = rx.recv() => match out {
-                Some(Outbound::Text(t)) => {
-                    if sink.send(Message::Text(t)).await.is_err() {
+            out = reader.recv() => match out {
+                Some(Outgoing::Text(t, permits)) => {
+                    let ok = write(&mut sink, Message::Text(t), write_timeout).await;
+                    reader.written(permits);
+                    if !ok {
+                        metrics::counter!(m::WRITE_TIMEOUTS).increment(1);
                         break;
                     }
                 }
-                Some(Outbound::Close(code, reason)) => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame {
-                        code,
-                        reason: Utf8Bytes::from_static(reason),
-                    }))).await;
+                Some(Outgoing::Close(code, reason)) => {
+                    let _ = write(&mut sink, close_frame(code, reason), CLOSING_GRACE).await;
                     break;
                 }
                 None => break,
             },
-            _ = ping.tick() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    break;
-                }
-            }
-            () = kill.notified() => {
-                // Drain what is already queued, then stop.
-                while let Ok(out) = rx.try_recv() {
-                    match out {
-                        Outbound::Text(t) => {
-                            if sink.send(Message::Text(t)).await.is_err() {
-                                return;
+            () = outbox.killed() => {
+                // Write what is already queued (its close comes last), for
+                // a short while only: a killed peer may be one that never reads.
+                let deadline = tokio::time::Instant::now() + CLOSING_GRACE;
+                loop {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let next = match tokio::time::timeout(left, reader.recv()).await {
+                        Ok(Some(next)) => next,
+                        Ok(None) | Err(_) => break,
+                    };
+                    match next {
+                        Outgoing::Text(t, permits) => {
+                            let ok = write(&mut sink, Message::Text(t), left).await;
+                            reader.written(permits);
+                            if !ok {
+                                break;
                             }
                         }
-                        Outbound::Close(code, reason) => {
-                            let _ = sink.send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: Utf8Bytes::from_static(reason),
-                            }))).await;
-                            return;
+                        Outgoing::Close(code, reason) => {
+                            let _ = write(&mut sink, close_frame(code, reason), left).await;
+                            break;
                         }
                     }
                 }
                 break;
             }
+            () = outbox.presence_ready() => {
+                for f in outbox.take_presence() {
+                    if !write(&mut sink, Message::Text(f), write_timeout).await {
+                        metrics::counter!(m::WRITE_TIMEOUTS).increment(1);
+                        drop(reader);
+                        let _ = tokio::time::timeout(CLOSING_GRACE, sink.close()).await;
+                        return;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if !write(&mut sink, Message::Ping(Default::default()), write_timeout).await {
+                    break;
+                }
+            }
         }
     }
-    let _ = sink.close().await;
+    drop(reader);
+    let _ = tokio::time::timeout(CLOSING_GRACE, sink.close()).await;
 }
 
 struct Connection {
     conn_id: u64,
     nonce: [u8; 32],
     broker: Arc<BrokerState>,
-    tx: mpsc::Sender<Outbound>,
+    /// The outbound queue (shared with the session handle once
+    /// authenticated) and the connection's kill switch.
+    out: Outbox,
     rate: TokenBucket,
+    /// `presence_set` frames have a bucket of their own: each one is copied
+    /// to every other session of the mesh.
+    presence_rate: TokenBucket,
+    /// Where the connection comes from.
+    origin: Origin,
+    /// Counts this connection against its address's cap until its hello.
+    pending: Option<PendingGuard>,
     /// The invite this connection proved it holds (`invite_fetch`).
     invite: Option<(Hash32, PublicKey)>,
     session: Option<Arc<SessionHandle>>,
@@ -158,16 +219,10 @@ struct Connection {
 }
 
 impl Connection {
+    /// Queues an answer. A peer that does not read its answers until the
+    /// byte budget is spent is cut off (4003), authenticated or not.
     fn send(&self, frame: Utf8Bytes) {
-        match &self.session {
-            // Authenticated: the shared handle applies the slow-consumer rule.
-            Some(s) => {
-                s.push(frame);
-            }
-            None => {
-                let _ = self.tx.try_send(Outbound::Text(frame));
-            }
-        }
+        let _ = self.out.push(frame);
     }
 
     fn send_frame(&self, frame: &BrokerFrame) {
@@ -197,23 +252,14 @@ impl Connection {
             } else {
                 idle_deadline
             };
-            let kill = async {
-                match &self.session {
-                    Some(s) => s.kill_signal.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
+            let kill = self.out.killed();
             let msg = tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
                     return Flow::Close(close::GOING_AWAY, ErrorCode::ShuttingDown.as_str());
                 }
                 () = kill => {
-                    let (code, reason) = self
-                        .session
-                        .as_ref()
-                        .and_then(|s| s.kill_reason())
-                        .unwrap_or((close::NORMAL, ""));
+                    let (code, reason) = self.out.kill_reason().unwrap_or((close::NORMAL, ""));
                     return Flow::Close(code, reason);
                 }
                 r = tokio::time::timeout_at(deadline.into(), stream.next()) => r,
@@ -237,11 +283,26 @@ impl Connection {
             };
             idle_deadline = Instant::now() + Duration::from_millis(IDLE_TIMEOUT_MS);
             if let Some(s) = &self.session {
-                s.touch(crate::now_ms());
-                if s.is_killed() {
-                    let (code, reason) = s.kill_reason().unwrap_or((close::NORMAL, ""));
-                    return Flow::Close(code, reason);
+                let now = crate::now_ms();
+                s.touch(now);
+                // A certificate that expired while connected stops here:
+                // receivers judge an envelope's certificate at its
+                // (sender-chosen) `sent_at`, so only this broker's clock
+                // keeps an expired session key from sending. The close is
+                // not terminal: the client renews the certificate and
+                // reconnects.
+                if now / 1000 >= s.cert.expires_at {
+                    self.error(
+                        None,
+                        ErrorCode::CertExpired,
+                        "this session's certificate has expired; reconnect with a renewed one",
+                    );
+                    return Flow::Close(close::NORMAL, ErrorCode::CertExpired.as_str());
                 }
+            }
+            if self.out.is_killed() {
+                let (code, reason) = self.out.kill_reason().unwrap_or((close::NORMAL, ""));
+                return Flow::Close(code, reason);
             }
             let text = match msg {
                 Message::Text(t) => t,
@@ -263,7 +324,15 @@ impl Connection {
                 );
                 return Flow::Close(close::TOO_BIG, ErrorCode::FrameTooLarge.as_str());
             }
-            if let Err(wait) = self.rate.take() {
+            let member_rate = match (&self.session, &self.mesh) {
+                (Some(s), Some(mesh)) => mesh.take_member_token(
+                    &s.member,
+                    self.broker.config.member_rate_per_sec,
+                    self.broker.config.member_rate_burst,
+                ),
+                _ => Ok(()),
+            };
+            if let Err(wait) = self.rate.take().and(member_rate) {
                 metrics::counter!(m::RATE_LIMITED).increment(1);
                 self.send_frame(&BrokerFrame::Error(claudemesh_proto::frames::ErrorFrame {
                     req: claudemesh_proto::codec::salvage_req(text.as_str()),
@@ -315,6 +384,9 @@ impl Connection {
                     last_seen_ms: now,
                 };
                 mesh.set_member_state(session.member, state.clone());
+                self.broker
+                    .member_states
+                    .save(mesh.id, session.member, state);
                 mesh.broadcast_presence(
                     claudemesh_proto::frames::PeerPresence {
                         member: session.member,
@@ -330,13 +402,6 @@ impl Connection {
                     },
                     self.conn_id,
                 );
-                let store = self.broker.store.clone();
-                let (mesh_id, member) = (mesh.id, session.member);
-                tokio::spawn(async move {
-                    if let Err(e) = store.save_member_state(&mesh_id, &member, &state).await {
-                        tracing::warn!(error = %e, "could not save member state");
-                    }
-                });
             }
         }
         if code == close::GOING_AWAY {
@@ -344,7 +409,11 @@ impl Connection {
             // `accepted` queued) before the close goes out.
             self.broker.flushed.clone().wait_for(|f| *f).await.ok();
         }
-        let _ = self.tx.send(Outbound::Close(code, reason)).await;
+        // Never waits for room: a peer that stopped reading must not hold
+        // this task (and its memory) open. The socket task writes what is
+        // queued for a short grace, then closes.
+        self.out.close(code, reason);
+        self.out.kill(code, reason);
     }
 
     async fn handle_unauthenticated(&mut self, frame: ClientFrame) -> Flow {
@@ -452,10 +521,8 @@ impl Connection {
         let member = hello.cert.member;
         // A member who joined through another replica a moment ago: adopt
         // the entries it appended (verified) before refusing.
-        if let Some(r) = self.broker.hub.replication()
-            && !mesh.read_log(|l| l.roster.is_member(&member))
-        {
-            r.catch_up_log(&mesh).await;
+        if !mesh.read_log(|l| l.roster.is_member(&member)) {
+            self.caught_up(&mesh).await;
         }
         // Read under the lock rather than cloning the roster: a handshake
         // only needs a few lookups, and a big mesh's roster is large.
@@ -483,7 +550,6 @@ impl Connection {
             Ok(at) => at,
             Err((code, msg)) => return refuse(self, code, msg.to_owned()),
         };
-        metrics::counter!(m::HANDSHAKES, "result" => "ok").increment(1);
         let now = crate::now_ms();
         let presence = SessionPresence {
             status: hello.presence.status,
@@ -494,16 +560,21 @@ impl Connection {
             self.conn_id,
             mesh.id,
             hello.cert.clone(),
-            self.tx.clone(),
+            self.out.clone(),
             presence,
             now,
         ));
+        let config = &self.broker.config;
         let limits = Limits {
-            rate_per_sec: self.broker.config.rate_per_sec,
-            rate_burst: self.broker.config.rate_burst,
+            rate_per_sec: config.rate_per_sec,
+            rate_burst: config.rate_burst,
+            member_rate_per_sec: config.member_rate_per_sec,
+            member_rate_burst: config.member_rate_burst,
+            max_sessions_per_member: u32::try_from(config.max_sessions_per_member)
+                .unwrap_or(u32::MAX),
             ..Limits::default()
         };
-        self.send_frame(&BrokerFrame::Welcome(Box::new(Welcome {
+        let welcome = text(&BrokerFrame::Welcome(Box::new(Welcome {
             member,
             session: hello.cert.session,
             log_head,
@@ -512,8 +583,25 @@ impl Connection {
             time_ms: now,
         })));
         // Welcome goes into the queue before the session is visible to the
-        // mesh, so no other session's presence can reach this client first.
-        mesh.add_session(handle.clone());
+        // mesh, so no other session's presence can reach this client first;
+        // both happen under the mesh's session lock with the per-member cap.
+        if let Err(connected) =
+            mesh.admit_session(handle.clone(), config.max_sessions_per_member, welcome)
+        {
+            metrics::counter!(m::CAPPED, "cap" => "sessions_per_member").increment(1);
+            return refuse(
+                self,
+                ErrorCode::TooManySessions,
+                format!(
+                    "this member already has {connected} sessions connected to this broker (at \
+                     most {}); close one or retry later",
+                    config.max_sessions_per_member
+                ),
+            );
+        }
+        metrics::counter!(m::HANDSHAKES, "result" => "ok").increment(1);
+        // The address's count of connections waiting for a hello drops.
+        self.pending = None;
         self.session = Some(handle.clone());
         self.mesh = Some(mesh.clone());
         mesh.broadcast_presence(handle.as_peer(), self.conn_id);
@@ -542,12 +630,8 @@ impl Connection {
     }
 
     async fn mesh_create(&mut self, f: claudemesh_proto::frames::MeshCreate) {
-        if !self.broker.config.allow_mesh_create {
-            self.error(
-                f.req,
-                ErrorCode::Forbidden,
-                "this broker does not allow creating meshes",
-            );
+        if let Err(why) = self.may_create_mesh(f.token.as_deref()) {
+            self.error(f.req, ErrorCode::Forbidden, why);
             return;
         }
         let roster = match Roster::from_genesis(&f.genesis) {
@@ -585,6 +669,35 @@ impl Connection {
         }
     }
 
+    /// Whether this connection may register a mesh: the operator's token
+    /// opens it from anywhere; otherwise the broker's policy (by default only
+    /// connections from this machine).
+    fn may_create_mesh(&self, token: Option<&str>) -> Result<(), &'static str> {
+        let config = &self.broker.config;
+        if let (Some(expected), Some(offered)) = (&config.mesh_create_token, token)
+            && expected.matches(offered)
+        {
+            return Ok(());
+        }
+        let allowed = match config.allow_mesh_create {
+            MeshCreatePolicy::Anyone => true,
+            MeshCreatePolicy::Local => self.origin.local,
+            MeshCreatePolicy::Nobody => false,
+        };
+        match (allowed, token.is_some(), config.mesh_create_token.is_some()) {
+            (true, _, _) => Ok(()),
+            (false, true, _) => Err("this broker's mesh-creation token is not the one given"),
+            (false, false, true) => Err(
+                "this broker creates meshes only for holders of its mesh-creation token \
+                 (claudemesh mesh create --create-token <token>)",
+            ),
+            (false, false, false) => Err(
+                "this broker does not create meshes for remote clients; ask its operator \
+                 (claudemesh-broker --allow-mesh-create anyone, or a mesh-creation token)",
+            ),
+        }
+    }
+
     async fn invite_fetch(&mut self, f: claudemesh_proto::frames::InviteFetch) {
         if verify_invite_proof(&f.invite_key, &self.nonce, &f.proof).is_err() {
             self.error(
@@ -618,10 +731,8 @@ impl Connection {
             return;
         };
         // An invite made through another replica a moment ago.
-        if let Some(r) = self.broker.hub.replication()
-            && !mesh.read_log(|l| l.roster.invites().contains_key(&f.invite_key))
-        {
-            r.catch_up_log(&mesh).await;
+        if !mesh.read_log(|l| l.roster.invites().contains_key(&f.invite_key)) {
+            self.caught_up(&mesh).await;
         }
         let (log, log_len, state) = mesh.read_log(|l| {
             (
@@ -696,7 +807,13 @@ impl Connection {
             used_invite: Some(invite_key),
         };
         match mesh
-            .append(self.broker.store.as_ref(), vec![f.entry], extras, None)
+            .append(
+                self.broker.store.as_ref(),
+                vec![f.entry],
+                extras,
+                None,
+                self.append_limits(),
+            )
             .await
         {
             Ok((head, len)) => {
@@ -735,11 +852,28 @@ impl Connection {
 
     /// With replicas: adopts log entries other brokers appended; returns
     /// whether there were any (without replicas: false, nothing to read).
+    /// Anyone can ask for this (a hello from a key no one admitted, a send
+    /// to a made-up member), and it reads the store under the mesh's append
+    /// lock, so it runs at most once per [`CATCH_UP_INTERVAL_MS`] per mesh:
+    /// callers queue, and one whose request a later catch-up already covered
+    /// does not read again (it answers true: look again).
     async fn caught_up(&self, mesh: &MeshHub) -> bool {
-        match self.broker.hub.replication() {
-            Some(r) => r.catch_up_log(mesh).await,
-            None => false,
+        let Some(r) = self.broker.hub.replication() else {
+            return false;
+        };
+        let asked = crate::now_ms();
+        let mut last = mesh.catch_up_gate().await;
+        if *last >= asked {
+            return true;
         }
+        let wait = (*last + CATCH_UP_INTERVAL_MS).saturating_sub(asked);
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        metrics::counter!(m::LOG_CATCH_UPS).increment(1);
+        let grew = r.catch_up_log(mesh).await;
+        *last = crate::now_ms();
+        grew
     }
 
     /// Appends verified entries and answers `log_appended` or the error.
@@ -766,6 +900,7 @@ impl Connection {
                 entries,
                 extras,
                 Some(self.conn_id),
+                self.append_limits(),
             )
             .await
         {
@@ -794,7 +929,26 @@ impl Connection {
         if let AppendError::Store(s) = &e {
             tracing::error!(error = %s, "log append failed");
         }
-        self.error(req, e.code(), e.to_string());
+        if e.code() == ErrorCode::RateLimited {
+            metrics::counter!(m::RATE_LIMITED).increment(1);
+        }
+        self.send_frame(&BrokerFrame::Error(claudemesh_proto::frames::ErrorFrame {
+            req,
+            code: e.code(),
+            message: e.to_string(),
+            retry_after_ms: e.retry_after_ms(),
+        }));
+    }
+
+    /// This broker's limits on appends, as configured, at its clock now.
+    fn append_limits(&self) -> AppendLimits {
+        let c = &self.broker.config;
+        AppendLimits {
+            entries_per_hour: c.log_entries_per_hour,
+            burst: c.log_burst,
+            max_log_bytes: c.max_log_bytes,
+            now_secs: crate::now_ms() / 1000,
+        }
     }
 
     async fn handle_authenticated(&mut self, frame: ClientFrame) -> Flow {
@@ -812,10 +966,14 @@ impl Connection {
             ClientFrame::Send(f) => self.send_message(&session, &mesh, f).await,
             ClientFrame::Ack(a) => self.ack(&session, &mesh, a).await,
             ClientFrame::PresenceSet(p) => self.presence_set(&session, &mesh, p),
-            ClientFrame::PeerList(r) => self.send_frame(&BrokerFrame::Peers(Peers {
-                req: r.req,
-                peers: mesh.peers(&session.member),
-            })),
+            ClientFrame::PeerList(q) => {
+                let (peers, next) = peers_page(mesh.peers(&session.member), q.after.as_deref());
+                self.send_frame(&BrokerFrame::Peers(Peers {
+                    req: q.req,
+                    peers,
+                    next,
+                }))
+            }
             ClientFrame::LogFetch(f) => self.send_frame(&log_entries(&mesh, f)),
             ClientFrame::LogAppend(f) => {
                 self.append_and_answer(&mesh, f.req, f.entries, AppendExtras::default())
@@ -1144,22 +1302,32 @@ impl Connection {
                 return;
             }
         };
-        let more = rows.len() > limit as usize;
-        let messages = rows
-            .into_iter()
-            .take(limit as usize)
-            .filter_map(|p| match serde_json::from_str(&p.envelope_json) {
-                Ok(envelope) => Some(Deliver {
-                    seq: p.seq,
-                    envelope: Box::new(envelope),
-                    queued_at_ms: p.queued_at_ms,
-                }),
+        // At most `limit` messages and at most a frame's worth of bytes
+        // (always at least one): 200 stored envelopes of 64 KiB would
+        // otherwise be a 17 MB answer. `more` says the client asks again.
+        let mut more = rows.len() > limit as usize;
+        let mut bytes = 0;
+        let mut messages = Vec::new();
+        for p in rows.into_iter().take(limit as usize) {
+            let size = p.envelope_json.len() + DELIVER_OVERHEAD_BYTES;
+            if !messages.is_empty() && bytes + size > HISTORY_BYTES_PER_FRAME {
+                more = true;
+                break;
+            }
+            match serde_json::from_str(&p.envelope_json) {
+                Ok(envelope) => {
+                    bytes += size;
+                    messages.push(Deliver {
+                        seq: p.seq,
+                        envelope: Box::new(envelope),
+                        queued_at_ms: p.queued_at_ms,
+                    });
+                }
                 Err(e) => {
                     tracing::error!(seq = p.seq, error = %e, "a stored envelope does not parse");
-                    None
                 }
-            })
-            .collect();
+            }
+        }
         self.send_frame(&BrokerFrame::TopicHistoryResult(TopicHistoryResult {
             req: q.req,
             topic: q.topic,
@@ -1191,16 +1359,34 @@ impl Connection {
                 DeliveryState::Delivered
             },
             at_ms: crate::now_ms(),
+            fanout_targets: mesh
+                .read_log(|l| crate::fanout::member_targets(&l.roster, &session.member)),
         };
         self.broker.writer.submit(WriteJob::Ack(Box::new(op))).await;
     }
 
-    fn presence_set(&self, session: &Arc<SessionHandle>, mesh: &Arc<MeshHub>, p: PresenceSet) {
+    /// A presence change: applied to the session, pushed (coalesced) to the
+    /// mesh's other sessions, saved (coalesced) by the state saver. Each
+    /// costs a frame for every other session, so it has its own rate.
+    fn presence_set(&mut self, session: &Arc<SessionHandle>, mesh: &Arc<MeshHub>, p: PresenceSet) {
         if p.summary
             .as_ref()
             .is_some_and(|s| s.ciphertext.len() > MAX_SUMMARY_CIPHERTEXT_BYTES)
         {
             self.error(p.req, ErrorCode::Malformed, "summary is too large");
+            return;
+        }
+        if let Err(wait) = self.presence_rate.take() {
+            metrics::counter!(m::RATE_LIMITED).increment(1);
+            self.send_frame(&BrokerFrame::Error(claudemesh_proto::frames::ErrorFrame {
+                req: p.req,
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "at most {PRESENCE_RATE_PER_SEC} presence changes per second; this one was \
+                     not applied"
+                ),
+                retry_after_ms: Some(wait),
+            }));
             return;
         }
         let before = session.presence().status;
@@ -1216,20 +1402,15 @@ impl Connection {
         if let Some(r) = self.broker.hub.replication() {
             r.session_changed(session);
         }
-        let store = self.broker.store.clone();
-        let (mesh_id, member) = (mesh.id, session.member);
+        self.broker
+            .member_states
+            .save(mesh.id, session.member, state);
         let became_idle = before != claudemesh_proto::frames::Status::Idle
             && now_p.status == claudemesh_proto::frames::Status::Idle;
-        let (broker, mesh, session) = (self.broker.clone(), mesh.clone(), session.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.save_member_state(&mesh_id, &member, &state).await {
-                tracing::warn!(error = %e, "could not save member state");
-            }
-            if became_idle {
-                // Messages held while busy go out now.
-                drain(&broker, &mesh, &session).await;
-            }
-        });
+        if became_idle {
+            // Messages held while busy go out now (one drain at a time).
+            wake_drain(self.broker.clone(), mesh.clone(), session.clone());
+        }
     }
 }
 
@@ -1275,6 +1456,48 @@ fn log_entries(mesh: &MeshHub, f: claudemesh_proto::frames::LogFetch) -> BrokerF
             more,
         }
     }))
+}
+
+/// Bytes of peer entries one `peers` frame carries at most.
+const PEERS_BYTES_PER_FRAME: usize = claudemesh_proto::limits::MAX_FRAME_BYTES / 2;
+
+/// A peer's place in the `peers` order, and the `after`/`next` cursor
+/// naming it: `<member hex>/<session hex>`, or `<member hex>/-` for a
+/// member's entry without a session.
+fn peer_cursor(p: &PeerPresence) -> String {
+    match &p.session {
+        Some(s) => format!("{}/{}", p.member.to_hex(), s.to_hex()),
+        None => format!("{}/-", p.member.to_hex()),
+    }
+}
+
+/// One page of `peers`: the entries after the cursor `after` in (member,
+/// session) order, as many as fit half a frame (always at least one), and
+/// the cursor of the last one if more follow. One member with hundreds of
+/// sessions and long summaries can no longer make an answer no client
+/// accepts.
+fn peers_page(all: Vec<PeerPresence>, after: Option<&str>) -> (Vec<PeerPresence>, Option<String>) {
+    let mut keyed: Vec<(String, PeerPresence)> =
+        all.into_iter().map(|p| (peer_cursor(&p), p)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let start = after.map_or(0, |a| keyed.partition_point(|(k, _)| k.as_str() <= a));
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    let mut last = None;
+    let mut rest = keyed.into_iter().skip(start).peekable();
+    while let Some((key, p)) = rest.peek() {
+        let size = serde_json::to_string(p).map_or(0, |j| j.len()) + 1;
+        if !page.is_empty() && bytes + size > PEERS_BYTES_PER_FRAME {
+            break;
+        }
+        bytes += size;
+        last = Some(key.clone());
+        if let Some((_, p)) = rest.next() {
+            page.push(p);
+        }
+    }
+    let next = if rest.peek().is_some() { last } else { None };
+    (page, next)
 }
 
 /// Whether an invite can still admit someone at `now_secs` (broker clock).

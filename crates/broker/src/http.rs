@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get};
 use claudemesh_proto::limits::MAX_FRAME_BYTES;
 use claudemesh_proto::version::{SUBPROTOCOL, WS_PATH};
 
+use crate::admission::Origin;
 use crate::server::BrokerState;
 
 /// Initial read and write buffer of each websocket.
@@ -38,6 +41,7 @@ pub fn router(state: Arc<BrokerState>) -> Router {
 
 async fn ws_upgrade(
     State(state): State<Arc<BrokerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -57,6 +61,20 @@ async fn ws_upgrade(
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    let origin = Origin::new(peer, &headers);
+    // Counted from the upgrade until the hello succeeds (or the socket ends).
+    let Some(pending) = state
+        .pending
+        .enter(origin.ip, state.config.max_pending_per_address)
+    else {
+        metrics::counter!(crate::metrics::CAPPED, "cap" => "pending_per_address").increment(1);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            "too many connections from your address have not said hello yet; retry in a moment\n",
+        )
+            .into_response();
+    };
     // The socket accepts frames above the protocol limit so the broker can
     // answer `frame_too_large` itself instead of the connection just dying.
     // Small socket buffers (they grow for a big frame): tungstenite's
@@ -67,7 +85,7 @@ async fn ws_upgrade(
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(2 * MAX_FRAME_BYTES)
         .max_frame_size(2 * MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| crate::conn::serve(socket, state))
+        .on_upgrade(move |socket| crate::conn::serve(socket, state, origin, pending))
 }
 
 async fn healthz() -> &'static str {

@@ -19,20 +19,12 @@ use claudemesh_crypto::log::{EntryBody, LogEntry, LogFault, RemoveKind, Roster, 
 use claudemesh_crypto::{Hash32, PublicKey};
 use claudemesh_proto::frames::{EncryptedBlob, LogUpdate, PeerPresence, PresenceUpdate, Status};
 use claudemesh_proto::{BrokerFrame, ErrorCode, close, encode_broker_frame};
-use tokio::sync::{Notify, mpsc};
 
+use crate::outbox::{Outbox, PresenceKey};
+use crate::ratelimit::TokenBucket;
 use crate::replication::Replication;
 use crate::store::replicas::OnlineSession;
 use crate::store::{AppendExtras, AppendOutcome, MemberState, Store, StoreError};
-
-/// What a connection's socket task sends.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// One text frame.
-    Text(Utf8Bytes),
-    /// Close the websocket with this code and reason, after what is queued.
-    Close(u16, &'static str),
-}
 
 /// A session's current presence on this broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,15 +52,11 @@ pub struct SessionHandle {
     pub cert: SessionCert,
     /// When it said hello, unix ms.
     pub connected_at_ms: u64,
-    out: mpsc::Sender<Outbound>,
+    /// The connection's outbound queue and kill switch.
+    out: Outbox,
     presence: Mutex<SessionPresence>,
     last_seen_ms: AtomicU64,
     draining: AtomicBool,
-    /// Set when the connection must end (slow consumer, removal, replacement).
-    killed: AtomicBool,
-    /// Wakes the socket task when `killed` is set.
-    pub kill_signal: Notify,
-    kill_reason: Mutex<Option<(u16, &'static str)>>,
     /// Serializes drains of stored messages to this session.
     pub drain_lock: tokio::sync::Mutex<()>,
     /// A wake-up drain (another replica stored something for this session)
@@ -82,7 +70,7 @@ impl SessionHandle {
         conn_id: u64,
         mesh: Hash32,
         cert: SessionCert,
-        out: mpsc::Sender<Outbound>,
+        out: Outbox,
         presence: SessionPresence,
         now_ms: u64,
     ) -> Self {
@@ -97,9 +85,6 @@ impl SessionHandle {
             presence: Mutex::new(presence),
             last_seen_ms: AtomicU64::new(now_ms),
             draining: AtomicBool::new(false),
-            killed: AtomicBool::new(false),
-            kill_signal: Notify::new(),
-            kill_reason: Mutex::new(None),
             drain_lock: tokio::sync::Mutex::new(()),
             wake_pending: AtomicBool::new(false),
         }
@@ -117,56 +102,44 @@ impl SessionHandle {
         self.wake_pending.store(false, Ordering::SeqCst);
     }
 
-    /// Queues a frame without waiting. A full queue means the peer reads too
-    /// slowly: the connection is closed with 4003 (its messages stay stored
-    /// and are delivered when it comes back). Returns whether it was queued.
+    /// Queues a frame without waiting. A spent byte budget means the peer
+    /// reads too slowly: the connection is closed with 4003 (its messages
+    /// stay stored and are delivered when it comes back). Returns whether
+    /// it was queued.
     pub fn push(&self, frame: Utf8Bytes) -> bool {
-        if self.is_killed() {
-            return false;
-        }
-        match self.out.try_send(Outbound::Text(frame)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
-                tracing::warn!(
-                    conn = self.conn_id,
-                    "slow consumer: outbound queue full, closing"
-                );
-                self.kill(close::SLOW_CONSUMER, ErrorCode::SlowConsumer.as_str());
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.out.push(frame).is_ok()
     }
 
     /// Queues a frame, waiting for room (drains of stored messages use this:
     /// backpressure instead of a disconnect).
     pub async fn push_wait(&self, frame: Utf8Bytes) -> bool {
-        if self.is_killed() {
-            return false;
-        }
-        self.out.send(Outbound::Text(frame)).await.is_ok()
+        self.out.push_wait(frame).await
+    }
+
+    /// Sets the latest presence frame about `key` for this session (coalesced,
+    /// never a reason to cut it off).
+    pub fn push_presence(&self, key: PresenceKey, frame: Utf8Bytes) {
+        self.out.set_presence(key, frame);
     }
 
     /// Ends the connection with `code` after the frames already queued.
     pub fn kill(&self, code: u16, reason: &'static str) {
-        if self.killed.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        if let Ok(mut r) = self.kill_reason.lock() {
-            *r = Some((code, reason));
-        }
-        self.kill_signal.notify_one();
+        self.out.kill(code, reason);
     }
 
     /// Whether [`SessionHandle::kill`] was called.
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::SeqCst)
+        self.out.is_killed()
     }
 
     /// The close code and reason given to [`SessionHandle::kill`].
     pub fn kill_reason(&self) -> Option<(u16, &'static str)> {
-        self.kill_reason.lock().ok().and_then(|r| *r)
+        self.out.kill_reason()
+    }
+
+    /// Completes once the connection must end.
+    pub async fn killed(&self) {
+        self.out.killed().await
     }
 
     /// The session's presence now.
@@ -315,6 +288,75 @@ pub struct MeshLog {
     pub entries: Vec<LogEntry>,
     /// What they verify to.
     pub roster: Roster,
+    /// Bytes of the entries' JSON (the size cap counts these).
+    pub bytes: usize,
+}
+
+impl MeshLog {
+    /// A verified log and its size.
+    pub fn new(entries: Vec<LogEntry>, roster: Roster) -> Self {
+        let bytes = entries.iter().map(entry_bytes).sum();
+        MeshLog {
+            entries,
+            roster,
+            bytes,
+        }
+    }
+
+    /// Adds verified entries.
+    fn extend(&mut self, entries: &[LogEntry], roster: Roster) {
+        self.bytes += entries.iter().map(entry_bytes).sum::<usize>();
+        self.entries.extend(entries.iter().cloned());
+        self.roster = roster;
+    }
+}
+
+/// Bytes of an entry's JSON.
+fn entry_bytes(e: &LogEntry) -> usize {
+    serde_json::to_string(e).map_or(0, |j| j.len())
+}
+
+/// This broker's own limits on what appends may add to a log (TM10). They
+/// are not rules of the log — clients do not check them — only of what
+/// this broker agrees to store and serve.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendLimits {
+    /// Entries one author may append per hour, sustained.
+    pub entries_per_hour: u32,
+    /// Entries one author may append at once.
+    pub burst: u32,
+    /// Largest log (JSON bytes); above it only entries that remove someone
+    /// or rotate a key are taken, so a mesh can always defend itself.
+    pub max_log_bytes: usize,
+    /// The broker's clock, unix seconds: an `admit` of an expired invite is
+    /// refused whatever date its joiner wrote in it.
+    pub now_secs: u64,
+}
+
+impl AppendLimits {
+    /// No quota, no size cap, no clock (entries another replica appended
+    /// and this broker only adopts).
+    pub const NONE: AppendLimits = AppendLimits {
+        entries_per_hour: u32::MAX,
+        burst: u32::MAX,
+        max_log_bytes: usize::MAX,
+        now_secs: 0,
+    };
+}
+
+/// Entries a full log still takes: those that take someone out or rotate
+/// a key (the mesh must always be able to remove whoever fills it).
+fn allowed_when_full(body: &EntryBody) -> bool {
+    matches!(
+        body,
+        EntryBody::Remove { .. }
+            | EntryBody::Rekey { .. }
+            | EntryBody::RevokeInvite { .. }
+            | EntryBody::Role { .. }
+            | EntryBody::TopicLeave { .. }
+            | EntryBody::TopicRekey { .. }
+            | EntryBody::GroupLeave { .. }
+    )
 }
 
 #[derive(Debug, Default)]
@@ -342,6 +384,24 @@ pub enum AppendError {
     /// The request carried no entries or too many.
     #[error("{0}")]
     Malformed(&'static str),
+    /// The author appended more entries than this broker takes per hour.
+    #[error(
+        "this member appended too many membership-log entries; retry in {} s",
+        retry_after_ms.div_ceil(1000)
+    )]
+    RateLimited {
+        /// When the entries would be taken.
+        retry_after_ms: u64,
+    },
+    /// The log reached this broker's size cap.
+    #[error(
+        "this mesh's membership log reached the broker's limit of {max_bytes} bytes; it now \
+         takes only removals and key rotations"
+    )]
+    LogFull {
+        /// The cap.
+        max_bytes: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -360,7 +420,17 @@ impl AppendError {
                 _ => ErrorCode::LogInvalid,
             },
             AppendError::Malformed(_) => ErrorCode::Malformed,
+            AppendError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppendError::LogFull { .. } => ErrorCode::Forbidden,
             AppendError::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// How long to wait before retrying, when that is known.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            AppendError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+            _ => None,
         }
     }
 }
@@ -384,6 +454,12 @@ pub struct MeshHub {
     /// Serializes "read the other replicas' sessions, then apply": a read
     /// is never applied after a later one.
     presence_sync: tokio::sync::Mutex<()>,
+    /// Each member's frame bucket, shared by all its sessions here (TM10).
+    member_rates: Mutex<HashMap<PublicKey, TokenBucket>>,
+    /// Each member's bucket of membership-log entries (TM10).
+    log_rates: Mutex<HashMap<PublicKey, TokenBucket>>,
+    /// When a catch-up a connection asked for last finished (unix ms).
+    catch_up_gate: tokio::sync::Mutex<u64>,
 }
 
 /// Why a `grants_set` was refused.
@@ -415,6 +491,22 @@ impl GrantsSetError {
 }
 
 impl MeshHub {
+    /// The gate of catch-ups asked for by connections, holding when the
+    /// last one finished (unix ms): callers take turns through it.
+    pub async fn catch_up_gate(&self) -> tokio::sync::MutexGuard<'_, u64> {
+        self.catch_up_gate.lock().await
+    }
+
+    /// Takes one frame from `member`'s bucket, which all its sessions on
+    /// this broker share; `Err` with the milliseconds until one is free.
+    pub fn take_member_token(&self, member: &PublicKey, rate: u32, burst: u32) -> Result<(), u64> {
+        let mut rates = self.member_rates.lock().unwrap_or_else(|p| p.into_inner());
+        rates
+            .entry(*member)
+            .or_insert_with(|| TokenBucket::new(rate, burst))
+            .take()
+    }
+
     /// What `recipient`'s grants say about `sender` using `cap`.
     pub fn grant_decision(&self, recipient: &PublicKey, sender: &PublicKey, cap: Cap) -> Decision {
         let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
@@ -516,12 +608,18 @@ impl MeshHub {
     /// are closed — except connection `appender` (the one that asked), which
     /// its caller closes after answering, so a member's own `leave` gets its
     /// `log_appended` before the close.
+    ///
+    /// `limits` are this broker's: an `admit` is checked against its
+    /// invite's expiry by the broker's clock on every path (not only
+    /// `invite_join`), each author's entries are counted against its hourly
+    /// quota, and a log at its size cap takes only removals and rotations.
     pub async fn append(
         &self,
         store: &dyn Store,
         entries: Vec<LogEntry>,
         extras: AppendExtras,
         appender: Option<u64>,
+        limits: AppendLimits,
     ) -> Result<(Hash32, u64), AppendError> {
         if entries.is_empty() {
             return Err(AppendError::Malformed("no entries to append"));
@@ -530,7 +628,7 @@ impl MeshHub {
             return Err(AppendError::Malformed("too many entries in one append"));
         }
         let _serial = self.append_lock.lock().await;
-        let mut roster = self.roster();
+        let (mut roster, log_bytes) = self.read_log(|l| (l.roster.clone(), l.bytes));
         let len = roster.len();
         if entries[0].seq != len || entries[0].prev != roster.head() {
             return Err(AppendError::Conflict {
@@ -539,10 +637,32 @@ impl MeshHub {
             });
         }
         let mut hashed = Vec::with_capacity(entries.len());
+        let mut added = 0usize;
         for e in &entries {
+            if let EntryBody::Admit { invite_key, .. } = &e.body
+                && roster
+                    .invites()
+                    .get(invite_key)
+                    .is_some_and(|i| limits.now_secs > i.expires_at)
+            {
+                return Err(AppendError::Invalid(claudemesh_crypto::log::LogError {
+                    seq: e.seq,
+                    kind: "admit",
+                    fault: LogFault::InviteExpired(invite_key.to_hex()[..8].to_owned()),
+                }));
+            }
             roster.apply(e).map_err(AppendError::Invalid)?;
+            added += entry_bytes(e);
             hashed.push((e.clone(), e.hash()));
         }
+        if log_bytes.saturating_add(added) > limits.max_log_bytes
+            && !entries.iter().all(|e| allowed_when_full(&e.body))
+        {
+            return Err(AppendError::LogFull {
+                max_bytes: limits.max_log_bytes,
+            });
+        }
+        self.take_log_quota(&entries, &limits)?;
         match store.append_log(&self.id, len, &hashed, &extras).await? {
             AppendOutcome::Conflict => {
                 // Another replica wrote first: reload what the store has,
@@ -558,10 +678,7 @@ impl MeshHub {
                     let (head, new_len) = (verified.head(), verified.len());
                     {
                         let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
-                        *log = MeshLog {
-                            entries: fresh,
-                            roster: verified,
-                        };
+                        *log = MeshLog::new(fresh, verified);
                     }
                     if !grown.is_empty() {
                         self.after_append(&grown, head, new_len, None);
@@ -579,11 +696,35 @@ impl MeshHub {
         let new_len = roster.len();
         {
             let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
-            log.entries.extend(entries.iter().cloned());
-            log.roster = roster;
+            log.extend(&entries, roster);
         }
         self.after_append(&entries, head, new_len, appender);
         Ok((head, new_len))
+    }
+
+    /// Counts each author's entries against its hourly quota (a batch
+    /// larger than the burst needs a full bucket).
+    fn take_log_quota(
+        &self,
+        entries: &[LogEntry],
+        limits: &AppendLimits,
+    ) -> Result<(), AppendError> {
+        if limits.entries_per_hour == u32::MAX {
+            return Ok(());
+        }
+        let mut per_author: HashMap<PublicKey, u32> = HashMap::new();
+        for e in entries {
+            *per_author.entry(e.author).or_default() += 1;
+        }
+        let mut rates = self.log_rates.lock().unwrap_or_else(|p| p.into_inner());
+        for (author, n) in per_author {
+            rates
+                .entry(author)
+                .or_insert_with(|| TokenBucket::per_hour(limits.entries_per_hour, limits.burst))
+                .take_n(n.min(limits.burst))
+                .map_err(|retry_after_ms| AppendError::RateLimited { retry_after_ms })?;
+        }
+        Ok(())
     }
 
     /// Adopts what another replica appended: `read(from)` returns the stored
@@ -615,8 +756,7 @@ impl MeshHub {
         let (head, len) = (roster.head(), roster.len());
         {
             let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
-            log.entries.extend(entries.iter().cloned());
-            log.roster = roster;
+            log.extend(&entries, roster);
         }
         self.after_append(&entries, head, len, None);
         Ok(entries.len())
@@ -765,11 +905,29 @@ impl MeshHub {
         }
     }
 
-    /// Registers an authenticated session. A second connection with the same
-    /// session key replaces the first (closed with 1000).
-    pub fn add_session(&self, handle: Arc<SessionHandle>) {
+    /// Registers an authenticated session unless its member already has
+    /// `max` other sessions here (`Err` with how many), queueing `welcome`
+    /// to it first — under the session lock, so the cap holds however many
+    /// hellos race, and no presence reaches the session before its welcome.
+    /// A second connection with the same session key replaces the first
+    /// (closed with 1000) and does not count against the cap.
+    pub fn admit_session(
+        &self,
+        handle: Arc<SessionHandle>,
+        max: usize,
+        welcome: Utf8Bytes,
+    ) -> Result<(), usize> {
         let old = {
             let mut s = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+            let others = s.by_member.get(&handle.member).map_or(0, |list| {
+                list.values()
+                    .filter(|h| h.session != handle.session)
+                    .count()
+            });
+            if others >= max {
+                return Err(others);
+            }
+            handle.push(welcome);
             let old = s.by_session.insert(handle.session, handle.clone());
             let list = s.by_member.entry(handle.member).or_default();
             if let Some(old) = &old {
@@ -787,6 +945,7 @@ impl MeshHub {
         if !remote.is_empty() {
             remote.remove(&handle.session);
         }
+        Ok(())
     }
 
     /// Removes a session (if this connection is still the registered one).
@@ -862,8 +1021,16 @@ impl MeshHub {
         pushed
     }
 
-    /// Tells every other session of the mesh about a presence change.
+    /// Tells every other session of the mesh about a presence change. Each
+    /// session keeps only the latest frame per peer until its socket task
+    /// writes it (coalesced, outside its byte budget): a member changing its
+    /// presence in a loop costs the others one frame each, never their
+    /// connection.
     pub fn broadcast_presence(&self, peer: PeerPresence, except_conn: u64) {
+        let key = match peer.session {
+            Some(s) => PresenceKey::Session(s),
+            None => PresenceKey::Member(peer.member),
+        };
         let hidden = self.peer_for_hidden(&peer);
         let frame = text(&BrokerFrame::Presence(PresenceUpdate {
             peer: Box::new(peer),
@@ -881,11 +1048,9 @@ impl MeshHub {
             }
             match &hidden_frame {
                 Some((member, f)) if !self.grants_allow(member, &s.member, Cap::Presence) => {
-                    s.push(f.clone());
+                    s.push_presence(PresenceKey::Member(*member), f.clone());
                 }
-                _ => {
-                    s.push(frame.clone());
-                }
+                _ => s.push_presence(key, frame.clone()),
             }
         }
     }
@@ -1090,7 +1255,7 @@ impl Hub {
         }
         let hub = Arc::new(MeshHub {
             id: *id,
-            log: RwLock::new(MeshLog { entries, roster }),
+            log: RwLock::new(MeshLog::new(entries, roster)),
             append_lock: tokio::sync::Mutex::new(()),
             sessions: RwLock::new(Sessions::default()),
             member_states: Mutex::new(states.into_iter().collect()),
@@ -1098,6 +1263,9 @@ impl Hub {
             grants: RwLock::new(grants),
             remote: RwLock::new(HashMap::new()),
             presence_sync: tokio::sync::Mutex::new(()),
+            member_rates: Mutex::new(HashMap::new()),
+            log_rates: Mutex::new(HashMap::new()),
+            catch_up_gate: tokio::sync::Mutex::new(0),
         });
         self.meshes
             .lock()

@@ -8,21 +8,31 @@
 //! - [`server`]: start and graceful shutdown.
 //! - [`http`]: `/ws`, `/healthz`, `/readyz`, `/metrics`, `/join`.
 //! - [`tls`]: HTTPS and `wss://` on the same port (`--tls-cert`).
+//! - [`admission`]: where a connection comes from; the cap on connections
+//!   per address before their hello.
 //! - [`conn`]: one websocket connection, handshake to close.
-//! - [`hub`]: each mesh in memory: verified log, sessions, live delivery.
+//! - [`outbox`]: a connection's outbound queue, bounded in bytes, with
+//!   presence coalesced apart, and its kill switch.
+//! - [`hub`]: each mesh in memory: verified log, sessions, live delivery,
+//!   per-member rates and log quotas.
+//! - [`state_saver`]: members' last presence, written by one worker.
+//! - [`ratelimit`]: the token bucket behind every rate.
 //! - [`writer`]: the group-commit writer.
 //! - [`replication`]: several brokers on one Postgres waking each other.
 //! - [`store`]: the storage trait and its SQLite and Postgres backends.
 
+pub mod admission;
 pub mod config;
 pub mod conn;
 pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod outbox;
 pub mod ratelimit;
 pub mod replication;
 pub mod server;
+pub mod state_saver;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

@@ -26,6 +26,11 @@ pub const COMMIT_BATCH: &str = "claudemesh_commit_batch_size";
 pub const WRITER_QUEUE: &str = "claudemesh_writer_queue_depth";
 /// Counter: connections closed because they read too slowly.
 pub const SLOW_CONSUMERS: &str = "claudemesh_slow_consumer_disconnects_total";
+/// Counter: connections closed because a write to the socket timed out.
+pub const WRITE_TIMEOUTS: &str = "claudemesh_write_timeouts_total";
+/// Counter: connections or hellos refused by a cap (per address before the
+/// hello, sessions per member), labelled `cap`.
+pub const CAPPED: &str = "claudemesh_capped_total";
 /// Counter: frames refused by the rate limiter.
 pub const RATE_LIMITED: &str = "claudemesh_rate_limited_total";
 /// Counter: store failures.
@@ -38,6 +43,9 @@ pub const REPLICA_WAKES_SENT: &str = "claudemesh_replica_wakes_sent_total";
 pub const REPLICA_WAKES_RECEIVED: &str = "claudemesh_replica_wakes_received_total";
 /// Counter: catch-ups after the notification connection was lost.
 pub const REPLICA_CATCH_UPS: &str = "claudemesh_replica_catch_ups_total";
+/// Counter: re-reads of a mesh's log a connection asked for (a hello or a
+/// send naming a key this replica does not know yet).
+pub const LOG_CATCH_UPS: &str = "claudemesh_log_catch_ups_total";
 /// Counter: rounds too large to name every message (sent as "recheck").
 pub const REPLICA_DEGRADED: &str = "claudemesh_replica_degraded_total";
 
@@ -95,6 +103,11 @@ fn register() {
         SLOW_CONSUMERS,
         "connections closed because they read too slowly"
     );
+    describe_counter!(
+        WRITE_TIMEOUTS,
+        "connections closed because a socket write timed out"
+    );
+    describe_counter!(CAPPED, "connections or hellos refused by a cap, by cap");
     describe_counter!(RATE_LIMITED, "frames refused by the rate limiter");
     describe_counter!(STORE_ERRORS, "store failures");
     describe_gauge!(REPLICAS, "other live broker instances on the same database");
@@ -111,6 +124,10 @@ fn register() {
         "catch-ups after the notification connection was lost"
     );
     describe_counter!(
+        LOG_CATCH_UPS,
+        "re-reads of a mesh's log asked for by a connection"
+    );
+    describe_counter!(
         REPLICA_DEGRADED,
         "wake-up rounds too large to name every message"
     );
@@ -120,11 +137,13 @@ fn register() {
         DELIVERED,
         PUSHED,
         SLOW_CONSUMERS,
+        WRITE_TIMEOUTS,
         RATE_LIMITED,
         STORE_ERRORS,
         REPLICA_WAKES_SENT,
         REPLICA_WAKES_RECEIVED,
         REPLICA_CATCH_UPS,
+        LOG_CATCH_UPS,
         REPLICA_DEGRADED,
     ] {
         metrics::counter!(c).increment(0);

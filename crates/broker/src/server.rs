@@ -81,6 +81,10 @@ pub struct BrokerState {
     pub flushed: watch::Receiver<bool>,
     /// Live connections.
     pub connections: ConnectionTracker,
+    /// Members' last presence, written by one worker.
+    pub member_states: Arc<crate::state_saver::StateSaver>,
+    /// Connections per address that have not said hello yet.
+    pub pending: crate::admission::PendingByAddress,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -121,6 +125,7 @@ pub struct RunningBroker {
     /// The TLS accept loop, when serving TLS.
     acceptor: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    state_saver: JoinHandle<()>,
     replication: Option<crate::replication::ReplicationTasks>,
 }
 
@@ -156,6 +161,11 @@ impl RunningBroker {
             r.stop().await;
         }
         self.sweeper.abort();
+        self.state_saver.abort();
+        self.state
+            .member_states
+            .flush(self.state.store.as_ref())
+            .await;
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
         if let Some(acceptor) = self.acceptor {
             // It stopped at the shutdown signal; wait so the port is free.
@@ -201,7 +211,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         shutdown: shutdown.clone(),
         flushed,
         connections: ConnectionTracker::default(),
+        member_states: Arc::new(crate::state_saver::StateSaver::default()),
+        pending: crate::admission::PendingByAddress::default(),
     });
+    let state_saver = tokio::spawn(state.member_states.clone().run(store.clone()));
     // Before serving: other replicas must hear of this one's sessions.
     let replication = crate::replication::start(&state).await?;
     let app = crate::http::router(state.clone());
@@ -219,6 +232,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                         addr: local_addr,
                         source,
                     })?;
+                // A no-op tap: axum then gives handlers the peer address.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
                 (spawn_server(listener, app, stopped), Some(acceptor))
             }
             None => {
@@ -248,6 +263,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         server,
         acceptor,
         sweeper,
+        state_saver,
         replication,
     })
 }
@@ -261,8 +277,12 @@ fn spawn_server<L>(
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     tokio::spawn(async move {
+        // Handlers see the peer's address (`ConnectInfo`): the per-address
+        // cap and "is this client local" need it.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped with an error");
