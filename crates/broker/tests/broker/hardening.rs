@@ -273,8 +273,14 @@ both!(flooding_is_rate_limited);
 
 /// A recipient that never reads its socket is cut off (4003) once its
 /// bounded queue fills; its messages stay stored and all arrive later.
+/// (The socket write timeout is set long here: this reader does read its
+/// close in the end, after the senders are done. A reader that never reads
+/// at all is the write timeout's business: `attacks::flood`.)
 async fn slow_consumer_is_disconnected_nothing_lost(backend: Backend) {
-    let broker = start(backend).await;
+    let broker = start_with(backend, |c| {
+        c.write_timeout = std::time::Duration::from_secs(300);
+    })
+    .await;
     let alice = owner(&broker, "alice").await;
     let bob = joiner(&broker, &alice, "bob").await;
     let mut stalled = Raw::open(&broker.url).await;

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod abuse;
 mod deploy;
 mod fanout;
 mod grants;

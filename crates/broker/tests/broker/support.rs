@@ -155,7 +155,7 @@ pub async fn owner(broker: &TestBroker, name: &str) -> Peer {
 /// The owner creates a mesh on the broker at `url`, with its home in `dir`.
 pub async fn owner_at(dir: &Path, url: &str, name: &str) -> Peer {
     let mut home = home(dir, name);
-    let mesh = ops::create_mesh(&mut home, "test-mesh", url, name, PeerType::Human)
+    let mesh = ops::create_mesh(&mut home, "test-mesh", url, name, PeerType::Human, None)
         .await
         .expect("create mesh");
     Peer {
@@ -231,21 +231,32 @@ pub struct Raw {
 
 impl Raw {
     pub async fn open(url: &str) -> Raw {
+        Raw::open_with(url, &[]).await.expect("connect")
+    }
+
+    /// Opens a connection whose upgrade request carries `headers` too; the
+    /// upgrade's refusal (an HTTP status) is an error.
+    pub async fn open_with(
+        url: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Raw, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         let mut req = format!("{url}/ws").into_client_request().expect("request");
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             "claudemesh.v1".parse().expect("header"),
         );
-        let (mut ws, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("connect");
+        for (name, value) in headers {
+            req.headers_mut()
+                .insert(*name, value.parse().expect("header value"));
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
         let first = next_text(&mut ws).await.expect("challenge");
         let challenge = match claudemesh_proto::decode_broker_frame(&first).expect("decode") {
             BrokerFrame::Challenge(c) => c,
             other => panic!("expected a challenge, got {other:?}"),
         };
-        Raw { ws, challenge }
+        Ok(Raw { ws, challenge })
     }
 
     pub async fn send_text(&mut self, text: String) {
