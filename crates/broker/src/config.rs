@@ -314,10 +314,18 @@ pub struct Args {
         value_name = "local|anyone|nobody"
     )]
     pub allow_mesh_create: Option<MeshCreatePolicy>,
-    /// File holding the mesh-creation token (at least 16 characters): who
-    /// presents it (`claudemesh mesh create --create-token`) may create a
-    /// mesh from anywhere. The token itself may instead be given in
-    /// CLAUDEMESH_BROKER_MESH_CREATE_TOKEN.
+    /// The mesh-creation token (at least 16 characters): who presents it
+    /// (`claudemesh mesh create --create-token`) may create a mesh from
+    /// anywhere. Prefer the environment variable or --mesh-create-token-file:
+    /// a flag's value is visible to other users in the process list
+    #[arg(
+        long,
+        env = "CLAUDEMESH_BROKER_MESH_CREATE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub mesh_create_token: Option<String>,
+    /// File holding the mesh-creation token (see --mesh-create-token)
     #[arg(
         long,
         env = "CLAUDEMESH_BROKER_MESH_CREATE_TOKEN_FILE",
@@ -553,16 +561,19 @@ impl Args {
         if let Some(v) = self.allow_mesh_create.or(file.allow_mesh_create) {
             c.allow_mesh_create = v;
         }
-        c.mesh_create_token = match self.mesh_create_token_file.or(file.mesh_create_token_file) {
-            Some(path) => {
+        // The token itself (flag or environment) wins over a file; an empty
+        // one is none (a compose file's unset variable).
+        c.mesh_create_token = match (
+            self.mesh_create_token.filter(|t| !t.trim().is_empty()),
+            self.mesh_create_token_file.or(file.mesh_create_token_file),
+        ) {
+            (Some(secret), _) => Some(MeshCreateToken::new(&secret)?),
+            (None, Some(path)) => {
                 let secret = std::fs::read_to_string(&path)
                     .map_err(|source| ConfigError::Read { path, source })?;
                 Some(MeshCreateToken::new(&secret)?)
             }
-            None => match std::env::var("CLAUDEMESH_BROKER_MESH_CREATE_TOKEN") {
-                Ok(secret) if !secret.is_empty() => Some(MeshCreateToken::new(&secret)?),
-                _ => None,
-            },
+            (None, None) => None,
         };
         if let Some(v) = self.log_format.or(file.log_format) {
             c.log_format = v;
@@ -679,6 +690,60 @@ mod tests {
             .resolve()
             .unwrap();
         assert!(c.tls_cert.is_none() && c.tls_key.is_none());
+    }
+
+    #[test]
+    fn mesh_creation_policy_and_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = args(&["--database-url", "sqlite::memory:"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.allow_mesh_create, MeshCreatePolicy::Local);
+        // The old boolean form still reads, as the two ends of the new one.
+        for (given, want) in [
+            ("true", MeshCreatePolicy::Anyone),
+            ("false", MeshCreatePolicy::Nobody),
+            ("anyone", MeshCreatePolicy::Anyone),
+        ] {
+            let c = args(&[
+                "--database-url",
+                "sqlite::memory:",
+                "--allow-mesh-create",
+                given,
+            ])
+            .resolve()
+            .unwrap();
+            assert_eq!(c.allow_mesh_create, want);
+        }
+        let file = dir.path().join("broker.yaml");
+        std::fs::write(
+            &file,
+            "database_url: 'sqlite::memory:'\nallow_mesh_create: false\n",
+        )
+        .unwrap();
+        let c = args(&["--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.allow_mesh_create, MeshCreatePolicy::Nobody);
+        // A token file; too short a token is refused; it never prints.
+        let token = dir.path().join("token");
+        std::fs::write(&token, "sixteen-characters-or-more\n").unwrap();
+        let with_file = |path: &Path| {
+            args(&[
+                "--database-url",
+                "sqlite::memory:",
+                "--mesh-create-token-file",
+                path.to_str().unwrap(),
+            ])
+            .resolve()
+        };
+        let t = with_file(&token).unwrap().mesh_create_token.unwrap();
+        assert!(t.matches("sixteen-characters-or-more"));
+        assert!(!t.matches("sixteen-characters-or-less"));
+        assert!(!format!("{t:?}").contains("sixteen"));
+        std::fs::write(&token, "short").unwrap();
+        let err = with_file(&token).unwrap_err().to_string();
+        assert!(err.contains("16"), "{err}");
     }
 
     #[test]

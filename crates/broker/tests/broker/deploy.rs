@@ -116,6 +116,12 @@ async fn the_compose_start_up_runs_natively() {
         "CLAUDEMESH_BROKER_LISTEN".into(),
         format!("127.0.0.1:{port}"),
     );
+    // What `.env` gives compose.
+    assert!(env["CLAUDEMESH_BROKER_MESH_CREATE_TOKEN"].contains("MESH_CREATE_TOKEN"));
+    env.insert(
+        "CLAUDEMESH_BROKER_MESH_CREATE_TOKEN".into(),
+        "a-token-from-the-env-file".into(),
+    );
     let exe = env!("CARGO_BIN_EXE_claudemesh-broker");
     let mut broker = Command::new(exe)
         .envs(&env)
