@@ -57,6 +57,20 @@ pub struct TargetInfo {
     pub replica_url: Option<String>,
 }
 
+/// The embedded broker's abuse limits opened wide: a load generator is one
+/// address with hundreds of sessions per member, and its owner writes
+/// thousands of log entries to build a crowd. The per-connection frame
+/// rate stays as shipped; the per-member buckets and log quotas still run
+/// (their cost is measured), they just never refuse.
+fn open_for_load(config: &mut BrokerConfig) {
+    config.member_rate_per_sec = u32::MAX / 2;
+    config.member_rate_burst = u32::MAX / 2;
+    config.max_sessions_per_member = usize::MAX / 2;
+    config.max_pending_per_address = usize::MAX / 2;
+    config.log_entries_per_hour = u32::MAX / 2;
+    config.log_burst = u32::MAX / 2;
+}
+
 impl Target {
     /// Starts an embedded broker, or checks an external one's URL.
     pub async fn start(common: &Common) -> Result<Target> {
@@ -98,6 +112,7 @@ impl Target {
             .map_err(|e| BenchError::ctx("cannot make a temporary directory", e))?;
         let mut config = BrokerConfig::with_sqlite_file(&dir.path().join("broker.db"));
         config.broker_id = "bench-a".into();
+        open_for_load(&mut config);
         let mut postgres = None;
         if store == StoreKind::Postgres {
             let db = claudemesh_broker::testing::fresh_postgres_url()
@@ -147,6 +162,7 @@ impl Target {
         let mut config = BrokerConfig::with_sqlite_file(Path::new("unused.db"));
         config.database_url = db.url().to_owned();
         config.broker_id = "bench-b".into();
+        open_for_load(&mut config);
         let replica = claudemesh_broker::server::start(config)
             .await
             .map_err(|e| BenchError::ctx("cannot start the second replica", e))?;
