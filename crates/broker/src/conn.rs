@@ -44,7 +44,9 @@ use crate::metrics as m;
 use crate::outbox::{Outbox, OutboxReader, Outgoing};
 use crate::ratelimit::TokenBucket;
 use crate::server::BrokerState;
-use crate::store::{AckOp, AppendExtras, MemberState, NewMessage, PendingMessage, SessionRecord};
+use crate::store::{
+    AckOp, AppendExtras, FanoutRow, MemberState, NewMessage, PendingMessage, SessionRecord,
+};
 use crate::writer::{AcceptReply, WriteJob};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -1632,28 +1634,27 @@ async fn drain_page(
     let mut seen = direct.last().map(|p| p.seq);
     let mut deliver = direct;
     let targets = mesh.read_log(|l| crate::fanout::member_targets(&l.roster, &session.member));
+    // Every target in one query; the answer holds every fan-out row up to
+    // its last, so a full answer bounds the page like a full direct one.
+    let rows = store
+        .fanout_pages(&mesh.id, &session.member, &targets, after, DRAIN_PAGE)
+        .await?;
+    if let Some(last) = rows.last() {
+        seen = Some(seen.map_or(last.seq, |s| s.max(last.seq)));
+        if full(rows.len()) {
+            bound = bound.min(last.seq);
+        }
+    }
+    let mut by_target: std::collections::BTreeMap<String, Vec<FanoutRow>> = Default::default();
+    for row in rows {
+        by_target.entry(row.target.clone()).or_default().push(row);
+    }
     let now = crate::now_ms();
-    for (target_text, since) in targets {
+    for (target_text, rows) in by_target {
         let Ok(target) = target_text.parse::<Target>() else {
             continue;
         };
         let cap = Cap::for_target(&target_text);
-        let rows = store
-            .fanout_page(
-                &mesh.id,
-                &session.member,
-                &target_text,
-                after,
-                since,
-                DRAIN_PAGE,
-            )
-            .await?;
-        if let Some(last) = rows.last() {
-            seen = Some(seen.map_or(last.seq, |s| s.max(last.seq)));
-            if full(rows.len()) {
-                bound = bound.min(last.seq);
-            }
-        }
         // Rows above the priority limit still count for the cursor (judged
         // below); they are only not delivered now.
         let too_low: std::collections::HashSet<u64> = rows

@@ -345,6 +345,7 @@ mod tests {
         let at_len = log.roster().len();
         let row = |seq, acked, age_ms: u64| FanoutRow {
             seq,
+            target: "*".into(),
             at_len,
             queued_at_ms: 1_000_000 - age_ms,
             acked,

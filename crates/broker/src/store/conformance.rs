@@ -1367,7 +1367,7 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
     let page = |who: PublicKey, after: u64, min: u64| {
         let s = &s;
         async move {
-            s.fanout_page(&mesh.id, &who, "#ops", after, min, 10)
+            s.fanout_pages(&mesh.id, &who, &[("#ops".into(), min)], after, 10)
                 .await
                 .unwrap()
         }
@@ -1389,7 +1389,7 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
         "at_len must be above min_at_len"
     );
     assert!(
-        s.fanout_page(&mesh.id, &alice, "@eng", 0, 0, 10)
+        s.fanout_pages(&mesh.id, &alice, &[("@eng".into(), 0)], 0, 10)
             .await
             .unwrap()
             .is_empty()
@@ -1457,4 +1457,40 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(h.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![first]);
+    // Several targets in one call (bob has no cursor): merged by seq,
+    // each row naming its
+    // its target, and a limit cuts the merge, never a gap in it.
+    let eng = NewMessage {
+        target: "@eng".into(),
+        at_len: Some(5),
+        ..message(&mesh.id, &sender, &[alice])
+    };
+    let more = s.write_batch(&[eng.clone(), fan(6)], &[]).await.unwrap();
+    let both = [("#ops".to_owned(), 0), ("@eng".to_owned(), 0)];
+    let merged = s.fanout_pages(&mesh.id, &bob, &both, 0, 10).await.unwrap();
+    assert_eq!(
+        merged
+            .iter()
+            .map(|r| (r.seq, r.target.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (first, "#ops"),
+            (second, "#ops"),
+            (more[0].seq, "@eng"),
+            (more[1].seq, "#ops")
+        ]
+    );
+    let cut = s.fanout_pages(&mesh.id, &bob, &both, 0, 3).await.unwrap();
+    assert_eq!(
+        cut.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![first, second, more[0].seq]
+    );
+    let after = s
+        .fanout_pages(&mesh.id, &bob, &both, second, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![more[0].seq, more[1].seq]
+    );
 }

@@ -170,6 +170,8 @@ pub struct FanoutFacts {
 pub struct FanoutRow {
     /// Broker sequence number.
     pub seq: u64,
+    /// Its target as on the wire (`*`, `@group`, `#topic`).
+    pub target: String,
     /// The log length when it was accepted.
     pub at_len: u64,
     /// When it was stored, unix ms.
@@ -301,17 +303,22 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 
-    /// Fan-out messages of `target` for `member`, oldest first: seq above
-    /// both `after_seq` and the member's cursor for the target, accepted at a
-    /// log length above `min_at_len`, not sent by `member`. Acked ones come
-    /// back too (without envelope) so the caller can move the cursor.
-    async fn fanout_page(
+    /// Fan-out messages for `member` across `targets`, oldest first, at
+    /// most `limit`: for each `(target, min_at_len)`, messages of that
+    /// target with seq above both `after_seq` and the member's cursor for
+    /// it, accepted at a log length above `min_at_len`, not sent by
+    /// `member`. Acked ones come back too (without envelope) so the caller
+    /// can move the cursor. Every such message with a seq up to the last one
+    /// returned is in the answer, so a full answer's last seq bounds what
+    /// was looked at. One statement however many targets: a member others
+    /// put in a thousand topics costs one query per drain page, not a
+    /// thousand.
+    async fn fanout_pages(
         &self,
         mesh: &Hash32,
         member: &PublicKey,
-        target: &str,
+        targets: &[(String, u64)],
         after_seq: u64,
-        min_at_len: u64,
         limit: u32,
     ) -> Result<Vec<FanoutRow>, StoreError>;
     /// Moves a member's cursor for a target forward to `seq` (never back).

@@ -419,31 +419,40 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
-    async fn fanout_page(
+    async fn fanout_pages(
         &self,
         mesh: &Hash32,
         member: &PublicKey,
-        target: &str,
+        targets: &[(String, u64)],
         after_seq: u64,
-        min_at_len: u64,
         limit: u32,
     ) -> Result<Vec<FanoutRow>, StoreError> {
+        let (names, since): (Vec<&str>, Vec<i64>) = targets
+            .iter()
+            .map(|(t, s)| (t.as_str(), to_i64(*s)))
+            .unzip();
+        // For each target its first `limit` rows (an index range scan each,
+        // LATERAL), then the first `limit` of all.
         let rows = sqlx::query(
-            "SELECT m.seq, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
+            "SELECT m.seq, m.target, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
              CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member, m.priority \
-             FROM messages m \
+             FROM UNNEST($3::text[], $4::bigint[]) AS t(target, since) \
+             CROSS JOIN LATERAL ( \
+               SELECT m2.seq FROM messages m2 \
+               WHERE m2.mesh_id = $1 AND m2.target = t.target AND m2.at_len IS NOT NULL \
+               AND m2.at_len > t.since AND m2.sender_member <> $2 AND m2.seq > $5 \
+               AND m2.seq > COALESCE((SELECT c.seq FROM fanout_cursors c \
+                 WHERE c.mesh_id = $1 AND c.member = $2 AND c.target = t.target), 0) \
+               ORDER BY m2.seq LIMIT $6) s \
+             JOIN messages m ON m.seq = s.seq \
              LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = $2 \
                AND r.seq = m.seq \
-             WHERE m.mesh_id = $1 AND m.target = $3 AND m.at_len IS NOT NULL AND m.at_len > $4 \
-             AND m.sender_member <> $2 AND m.seq > $5 AND m.seq > COALESCE( \
-               (SELECT c.seq FROM fanout_cursors c \
-                WHERE c.mesh_id = $1 AND c.member = $2 AND c.target = $3), 0) \
              ORDER BY m.seq LIMIT $6",
         )
         .bind(&mesh.0[..])
         .bind(key_bytes(member))
-        .bind(target)
-        .bind(to_i64(min_at_len))
+        .bind(names)
+        .bind(since)
         .bind(to_i64(after_seq))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -452,12 +461,13 @@ impl Store for PostgresStore {
             .map(|r| {
                 Ok(FanoutRow {
                     seq: to_u64(r.try_get(0)?),
-                    at_len: to_u64(r.try_get(1)?),
-                    queued_at_ms: to_u64(r.try_get(2)?),
-                    acked: r.try_get(3)?,
-                    envelope_json: r.try_get(4)?,
-                    sender: key_from_bytes(r.try_get::<&[u8], _>(5)?)?,
-                    priority: priority_from_rank(i64::from(r.try_get::<i16, _>(6)?))?,
+                    target: r.try_get(1)?,
+                    at_len: to_u64(r.try_get(2)?),
+                    queued_at_ms: to_u64(r.try_get(3)?),
+                    acked: r.try_get(4)?,
+                    envelope_json: r.try_get(5)?,
+                    sender: key_from_bytes(r.try_get::<&[u8], _>(6)?)?,
+                    priority: priority_from_rank(i64::from(r.try_get::<i16, _>(7)?))?,
                 })
             })
             .collect()

@@ -562,49 +562,68 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn fanout_page(
+    async fn fanout_pages(
         &self,
         mesh: &Hash32,
         member: &PublicKey,
-        target: &str,
+        targets: &[(String, u64)],
         after_seq: u64,
-        min_at_len: u64,
         limit: u32,
     ) -> Result<Vec<FanoutRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.seq, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
-             CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member, m.priority \
-             FROM messages m \
-             LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? AND r.seq = m.seq \
-             WHERE m.mesh_id = ? AND m.target = ? AND m.at_len IS NOT NULL AND m.at_len > ? \
-             AND m.sender_member <> ? AND m.seq > ? AND m.seq > COALESCE( \
-               (SELECT c.seq FROM fanout_cursors c \
-                WHERE c.mesh_id = m.mesh_id AND c.member = ? AND c.target = m.target), 0) \
-             ORDER BY m.seq LIMIT ?",
-        )
-        .bind(key_bytes(member))
-        .bind(&mesh.0[..])
-        .bind(target)
-        .bind(to_i64(min_at_len))
-        .bind(key_bytes(member))
-        .bind(to_i64(after_seq))
-        .bind(key_bytes(member))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(FanoutRow {
+        let mut out = Vec::new();
+        // Two variables per target; the rest of the statement takes seven.
+        for chunk in targets.chunks(ROWS_PER_STATEMENT) {
+            // For each target, its first `limit` rows (an index range scan
+            // each, inside one statement), then the first `limit` of all.
+            let sql = format!(
+                "WITH t(target, since) AS (VALUES {}) \
+                 SELECT m.seq, m.target, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
+                 CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member, m.priority \
+                 FROM t JOIN messages m ON m.seq IN ( \
+                   SELECT m2.seq FROM messages m2 \
+                   WHERE m2.mesh_id = ? AND m2.target = t.target AND m2.at_len IS NOT NULL \
+                   AND m2.at_len > t.since AND m2.sender_member <> ? AND m2.seq > ? \
+                   AND m2.seq > COALESCE((SELECT c.seq FROM fanout_cursors c \
+                     WHERE c.mesh_id = ? AND c.member = ? AND c.target = t.target), 0) \
+                   ORDER BY m2.seq LIMIT ?) \
+                 LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? \
+                   AND r.seq = m.seq \
+                 ORDER BY m.seq LIMIT ?",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (target, since) in chunk {
+                q = q.bind(target).bind(to_i64(*since));
+            }
+            let rows = q
+                .bind(&mesh.0[..])
+                .bind(key_bytes(member))
+                .bind(to_i64(after_seq))
+                .bind(&mesh.0[..])
+                .bind(key_bytes(member))
+                .bind(i64::from(limit))
+                .bind(key_bytes(member))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            for r in rows {
+                out.push(FanoutRow {
                     seq: to_u64(r.try_get(0)?),
-                    at_len: to_u64(r.try_get(1)?),
-                    queued_at_ms: to_u64(r.try_get(2)?),
-                    acked: r.try_get(3)?,
-                    envelope_json: r.try_get(4)?,
-                    sender: key_from_bytes(r.try_get::<&[u8], _>(5)?)?,
-                    priority: priority_from_rank(r.try_get::<i64, _>(6)?)?,
-                })
-            })
-            .collect()
+                    target: r.try_get(1)?,
+                    at_len: to_u64(r.try_get(2)?),
+                    queued_at_ms: to_u64(r.try_get(3)?),
+                    acked: r.try_get(4)?,
+                    envelope_json: r.try_get(5)?,
+                    sender: key_from_bytes(r.try_get::<&[u8], _>(6)?)?,
+                    priority: priority_from_rank(r.try_get::<i64, _>(7)?)?,
+                });
+            }
+        }
+        // Several chunks: keep the first `limit` of them all (each chunk's
+        // answer holds every row up to its own last, so the merge does too).
+        out.sort_by_key(|r| r.seq);
+        out.truncate(limit as usize);
+        Ok(out)
     }
 
     async fn advance_fanout_cursor(

@@ -660,6 +660,78 @@ async fn acks_of_messages_never_received_write_nothing(backend: Backend) {
 }
 both!(acks_of_messages_never_received_write_nothing);
 
+/// Seen from reading: any member of a private topic may add anyone to it,
+/// and each topic added a query to the victim's every drain (a thousand
+/// topics made a connect cost ~1 s of queries). Drains now read every
+/// target in one query per page; this checks that merged paging still
+/// delivers each message exactly once when the topics' messages span more
+/// than one page.
+async fn a_member_put_in_hundreds_of_topics_still_gets_each_message_once(backend: Backend) {
+    use claudemesh_crypto::log::{topic_create_body, topic_join_body};
+    let broker = start_with(backend, |c| c.log_burst = 1000).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let mallory = joiner(&broker, &alice, "mallory").await;
+    let bob_key = Hand::of(&bob).member.public();
+    let m = mallory.connect().await;
+    let topics = 300;
+    for chunk in 0..3 {
+        m.append_entries(|s| {
+            let mut roster = s.roster().clone();
+            let mut out = Vec::new();
+            for i in 0..topics / 3 {
+                let name = format!("trap{chunk}-{i}");
+                let (body, key) = topic_create_body(&name, true, "", &s.member_key().public())
+                    .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
+                for body in [
+                    body,
+                    topic_join_body(&name, &bob_key, key.as_ref())
+                        .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?,
+                ] {
+                    let e = LogEntry::sign(
+                        s.member_key(),
+                        roster.len(),
+                        roster.head(),
+                        now_secs(),
+                        body,
+                    );
+                    roster
+                        .apply(&e)
+                        .map_err(claudemesh_client::ClientError::LogInvalid)?;
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap();
+    }
+    for chunk in 0..3 {
+        for i in 0..topics / 3 {
+            spaces::post(
+                &m,
+                Target::Topic(format!("trap{chunk}-{i}")),
+                &format!("{chunk}-{i}"),
+                Priority::Low,
+                None,
+            )
+            .await
+            .unwrap();
+        }
+    }
+    m.close().await;
+    let mut got = bob.read_inbox_limit(1000).await;
+    got.sort();
+    let mut want: Vec<String> = (0..3)
+        .flat_map(|c| (0..topics / 3).map(move |i| format!("{c}-{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(bob.read_inbox().await.is_empty(), "each exactly once");
+    broker.stop().await;
+}
+both!(a_member_put_in_hundreds_of_topics_still_gets_each_message_once);
+
 /// Seen from reading: receivers judge a sender's certificate at the
 /// sender-chosen `sent_at`, so only the broker's clock can stop a session
 /// whose certificate expired while it was connected. It does: the next
