@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::Shared;
+use super::push::neutralize;
 use crate::exit::Failure;
 use crate::policy;
 
@@ -222,9 +223,11 @@ pub fn list() -> Vec<Tool> {
 /// Runs one tool call; every failure is a tool error.
 pub async fn call(shared: &Shared, req: CallToolRequestParams) -> CallToolResult {
     let args = serde_json::Value::Object(req.arguments.unwrap_or_default());
+    // Results carry peers' words (bodies, names, session names, summaries,
+    // topic descriptions): none may spell a channel tag.
     match dispatch(shared, &req.name, args).await {
-        Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
-        Err(text) => CallToolResult::error(vec![ContentBlock::text(text)]),
+        Ok(text) => CallToolResult::success(vec![ContentBlock::text(neutralize(&text))]),
+        Err(text) => CallToolResult::error(vec![ContentBlock::text(neutralize(&text))]),
     }
 }
 
