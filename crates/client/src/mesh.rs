@@ -23,7 +23,7 @@ use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::{EncryptedBlob, PeerPresence, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, SessionNameProblem};
 use crate::home::{MeshConfig, MeshKeys};
 
 /// Lifetime of the session certificates this client issues (30 days).
@@ -64,6 +64,11 @@ pub struct SessionView {
     /// Its name, if it published one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Its name is not its member's (`<display name>@…`): it is shown as
+    /// `<member>: <name>` and never matched by name, only by key prefix
+    /// (see [`session_name_is_members`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub foreign_name: bool,
     /// Status.
     pub status: Status,
     /// Its one-line summary.
@@ -416,6 +421,8 @@ impl MeshState {
         let mut out = Vec::new();
         for (member, info) in self.roster.members() {
             let reports = by_member.get(member).cloned().unwrap_or_default();
+            let profile = self.profile(member);
+            let member_name = profile.as_ref().map(|p| p.name.as_str()).unwrap_or("");
             let mut sessions = Vec::new();
             let mut offline: Option<&PeerPresence> = None;
             for p in &reports {
@@ -430,6 +437,10 @@ impl MeshState {
                         let prof = prof.unwrap_or_default();
                         sessions.push(SessionView {
                             key: s.to_hex(),
+                            foreign_name: prof
+                                .name
+                                .as_deref()
+                                .is_some_and(|n| !session_name_is_members(member_name, n)),
                             name: prof.name,
                             status: p.status,
                             summary: prof.summary,
@@ -460,7 +471,6 @@ impl MeshState {
                     .and_then(|b| self.open_presence(b))
                     .and_then(|p| p.summary)
             });
-            let profile = self.profile(member);
             out.push(PeerView {
                 name: profile
                     .as_ref()
@@ -500,8 +510,11 @@ impl MeshState {
 
     /// Resolves what a user typed as a recipient: `member:<hex>`,
     /// `session:<hex>`, a key prefix of at least 8 hex digits, a display
-    /// name, or a session name (from `peers`). Only verified members and
-    /// sessions with verified certificates can be named.
+    /// name, or a session name `<member>@<name>` (from `peers`), which is
+    /// looked for only among the sessions of the one member whose display
+    /// name is the part before the first `@` (a session names itself, so
+    /// its name alone proves nothing). Only verified members and sessions
+    /// with verified certificates can be named.
     pub fn resolve(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
         let to = to.trim();
         // `@all` is what users of the TypeScript claudemesh type for a
@@ -549,32 +562,11 @@ impl MeshState {
                 }
             }
         }
-        if found.is_empty() {
-            for m in self.roster.members().keys() {
-                if self
-                    .profile(m)
-                    .is_some_and(|p| p.name.eq_ignore_ascii_case(to))
-                {
-                    found.push((
-                        format!("{} ({})", self.display_name(m), short(m)),
-                        Target::Member(*m),
-                    ));
-                }
-            }
+        if found.is_empty() && names_a_session(to) {
+            return self.resolve_session_name(to, peers);
         }
         if found.is_empty() {
-            for p in peers {
-                for s in &p.sessions {
-                    if s.name
-                        .as_deref()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(to))
-                        && let Ok(k) = PublicKey::from_hex(&s.key)
-                        && self.verified_sessions.contains_key(&k)
-                    {
-                        found.push((format!("{} on {}", to, p.name), Target::Session(k)));
-                    }
-                }
-            }
+            found = self.members_named_as_candidates(to);
         }
         match found.len() {
             0 => Err(ClientError::NoSuchPeer(to.to_owned())),
@@ -587,6 +579,113 @@ impl MeshState {
                     .collect::<Vec<_>>()
                     .join(", "),
             }),
+        }
+    }
+
+    /// Members whose display name is `name` (any ASCII case), as resolution
+    /// candidates `alice (1bbf6ba3)`.
+    fn members_named_as_candidates(&self, name: &str) -> Vec<(String, Target)> {
+        self.roster
+            .members()
+            .keys()
+            .filter(|m| {
+                self.profile(m)
+                    .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
+            })
+            .map(|m| {
+                (
+                    format!("{} ({})", self.display_name(m), short(m)),
+                    Target::Member(*m),
+                )
+            })
+            .collect()
+    }
+
+    /// Resolves a session name `X@Y`: among the connected sessions (in
+    /// `peers`) of the one member whose display name is `X` only. When `X`
+    /// names no member the whole text may still be a display name; when it
+    /// names a member and another member's display name is the whole text,
+    /// that is ambiguous, never a silent choice.
+    fn resolve_session_name(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
+        let who = to.split_once('@').map_or(to, |(who, _)| who);
+        let owners = self.members_named_as_candidates(who);
+        let named_so = self.members_named_as_candidates(to);
+        let ambiguous = |found: Vec<(String, Target)>| ClientError::AmbiguousPeer {
+            query: to.to_owned(),
+            candidates: found
+                .into_iter()
+                .map(|f| f.0)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let owner = match (owners.as_slice(), named_so.len()) {
+            ([], 0) => {
+                return Err(ClientError::SessionName {
+                    query: to.to_owned(),
+                    problem: SessionNameProblem::NoMember {
+                        member: who.to_owned(),
+                    },
+                });
+            }
+            ([], 1) => return Ok(named_so[0].1.clone()),
+            ([], _) => return Err(ambiguous(named_so)),
+            (_, 1..) => {
+                let mut found: Vec<(String, Target)> = named_so
+                    .into_iter()
+                    .map(|(label, t)| (format!("the member {label}"), t))
+                    .collect();
+                found.extend(
+                    owners
+                        .into_iter()
+                        .map(|(label, t)| (format!("a session of {label}"), t)),
+                );
+                return Err(ambiguous(found));
+            }
+            ([(label, Target::Member(k))], 0) => (label.clone(), *k),
+            (_, 0) => {
+                return Err(ClientError::SessionName {
+                    query: to.to_owned(),
+                    problem: SessionNameProblem::AmbiguousMember {
+                        member: who.to_owned(),
+                        candidates: owners
+                            .into_iter()
+                            .map(|f| f.0)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                });
+            }
+        };
+        let (owner_label, owner_key) = owner;
+        let owner_hex = owner_key.to_hex();
+        let mut found: Vec<(String, Target)> = Vec::new();
+        for p in peers.iter().filter(|p| p.key == owner_hex) {
+            for s in &p.sessions {
+                if s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(to))
+                    && let Ok(k) = PublicKey::from_hex(&s.key)
+                    && self
+                        .verified_sessions
+                        .get(&k)
+                        .is_some_and(|c| c.member == owner_key)
+                {
+                    found.push((
+                        format!("session {} of {owner_label}", short(&k)),
+                        Target::Session(k),
+                    ));
+                }
+            }
+        }
+        match found.len() {
+            0 => Err(ClientError::SessionName {
+                query: to.to_owned(),
+                problem: SessionNameProblem::NotOnline {
+                    member: owner_label,
+                },
+            }),
+            1 => Ok(found.remove(0).1),
+            _ => Err(ambiguous(found)),
         }
     }
 
@@ -885,7 +984,64 @@ pub fn ephemeral_session(
         .map_err(|e| ClientError::Local(format!("cannot certify a session: {e}")))
 }
 
+/// Whether what a user typed is a session name, `<member>@<name>`: an `@`
+/// after the first character (a leading `@` is a group).
+pub fn names_a_session(to: &str) -> bool {
+    let to = to.trim();
+    !to.starts_with('@')
+        && !to.starts_with("member:")
+        && !to.starts_with("session:")
+        && to.contains('@')
+}
+
+/// Whether a session's published name is one of its member's: the part
+/// before its first `@` is the member's display name (any ASCII case, as
+/// display names are matched). Only such names are matched by name
+/// (`send alice@api`); any other is shown as `<member>: <name>` and reached
+/// by key prefix only, so no session can pose as another member's.
+pub fn session_name_is_members(member_name: &str, session_name: &str) -> bool {
+    session_name
+        .split_once('@')
+        .is_some_and(|(who, _)| !who.is_empty() && who.eq_ignore_ascii_case(member_name))
+}
+
+/// How a session's name is shown: as published when it is its member's
+/// ([`session_name_is_members`]), else `<member>: <name>`.
+pub fn session_display_name(member_name: &str, session_name: &str) -> String {
+    if session_name_is_members(member_name, session_name) {
+        session_name.to_owned()
+    } else {
+        format!("{member_name}: {session_name}")
+    }
+}
+
 /// First 8 hex digits of a key.
 pub fn short(k: &PublicKey) -> String {
     k.to_hex()[..8].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_belong_to_the_member_named_before_the_first_at() {
+        assert!(session_name_is_members("alice", "alice@api"));
+        assert!(session_name_is_members("Alice", "ALICE@api@x"));
+        assert!(!session_name_is_members("mallory", "alice@api"));
+        assert!(!session_name_is_members("alice", "api"));
+        assert!(!session_name_is_members("alice", "alice"));
+        assert!(!session_name_is_members("", "@api"));
+        // A display name with an `@` has no session name of its own.
+        assert!(!session_name_is_members("bob@corp", "bob@corp@api"));
+        assert_eq!(session_display_name("alice", "alice@api"), "alice@api");
+        assert_eq!(
+            session_display_name("mallory", "alice@api"),
+            "mallory: alice@api"
+        );
+        assert!(names_a_session(" alice@api "));
+        assert!(!names_a_session("@eng"));
+        assert!(!names_a_session("alice"));
+        assert!(!names_a_session("member:00"));
+    }
 }
