@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, SessionNameProblem};
 use crate::home::{MeshConfig, MeshKeys};
+use crate::pins::Pins;
 
 /// Lifetime of the session certificates this client issues (30 days).
 pub const SESSION_CERT_LIFETIME: u64 = 30 * 24 * 3600;
@@ -367,6 +368,70 @@ impl MeshState {
         });
         let first = found.next().copied();
         if found.next().is_some() { None } else { first }
+    }
+
+    /// The display name of every key this device can name: current members
+    /// (from their profiles, else their short keys) and departed members
+    /// whose last profile this device can still open.
+    fn known_names(&self) -> HashMap<PublicKey, String> {
+        let mut names: HashMap<PublicKey, String> = self
+            .roster
+            .members()
+            .keys()
+            .map(|m| (*m, self.display_name(m)))
+            .collect();
+        // A departed member: its last profile this device can open.
+        for e in self.entries.iter().rev() {
+            if let claudemesh_crypto::log::EntryBody::Profile {
+                epoch,
+                nonce,
+                ciphertext,
+            } = &e.body
+                && !names.contains_key(&e.author)
+                && let Some(name) = self
+                    .root(*epoch)
+                    .and_then(|root| Profile::open(root, &self.config.id, nonce, ciphertext).ok())
+                    .map(|p| p.name)
+                    .filter(|n| !n.is_empty())
+            {
+                names.insert(e.author, name);
+            }
+        }
+        names
+    }
+
+    /// How senders are named where their messages are shown; build it once
+    /// per listing and ask [`SenderLabels::label`] per message.
+    pub fn sender_labels(&self, pins: &Pins) -> SenderLabels {
+        let names = self.known_names();
+        let mut bearers: HashMap<String, Vec<PublicKey>> = HashMap::new();
+        for (key, name) in &names {
+            bearers
+                .entry(name_key(&shown_name(name).0))
+                .or_default()
+                .push(*key);
+        }
+        SenderLabels {
+            names,
+            bearers,
+            pins: pins
+                .pins
+                .iter()
+                .map(|p| {
+                    (
+                        p.member.clone(),
+                        name_key(&shown_name(&p.name).0),
+                        p.name.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// How one sender is named where its messages are shown (see
+    /// [`SenderLabels::label`]).
+    pub fn sender_label(&self, member: &PublicKey, pins: &Pins) -> Label {
+        self.sender_labels(pins).label(self, member)
     }
 
     /// Seals a presence blob under the newest profile key.
@@ -984,6 +1049,143 @@ pub fn ephemeral_session(
         .map_err(|e| ClientError::Local(format!("cannot certify a session: {e}")))
 }
 
+/// How a member is named where its messages are shown (TM8). A display name
+/// is chosen by its member, so two members can pick the same one, or the
+/// name of someone this device verified: the text then carries the short
+/// key, and the verified one says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Label {
+    /// What to print: `alice`, `alice (3fa2c1d0)` when the name does not
+    /// tell this member apart, `alice (3fa2c1d0, NOT the alice you
+    /// verified)` when it is the name of a pin of another key.
+    pub text: String,
+    /// The display name as shown (control characters and parentheses
+    /// replaced), or the short key when there is none.
+    pub name: String,
+    /// The member key (hex).
+    pub key: String,
+    /// Another member — current, or departed and known to this device —
+    /// bears the same name, or the name had to be altered to be shown.
+    pub ambiguous: bool,
+    /// The name is one the user verified (`peer verify --mark`) with a
+    /// different key.
+    pub pin_mismatch: bool,
+    /// This very key is pinned.
+    pub verified: bool,
+    /// The name of the pin this key does not match.
+    #[serde(skip)]
+    pub pinned_name: Option<String>,
+}
+
+impl Label {
+    /// The text with the short key always in it (`alice (3fa2c1d0)`), for
+    /// confirmations that must say which member was reached.
+    pub fn with_key(&self) -> String {
+        if self.ambiguous || self.pin_mismatch {
+            self.text.clone()
+        } else if self.name == self.key[..8.min(self.key.len())] {
+            self.name.clone()
+        } else {
+            format!("{} ({})", self.name, &self.key[..8.min(self.key.len())])
+        }
+    }
+}
+
+/// The names senders bear on this device, and its pins: what
+/// [`SenderLabels::label`] needs, gathered once per listing.
+#[derive(Debug, Clone)]
+pub struct SenderLabels {
+    names: HashMap<PublicKey, String>,
+    /// Normalized name → the keys that bear it.
+    bearers: HashMap<String, Vec<PublicKey>>,
+    /// Pins: (key hex, normalized name, name).
+    pins: Vec<(String, String, String)>,
+}
+
+impl SenderLabels {
+    /// The one rule for naming a sender wherever its messages are shown
+    /// (`inbox`, `topic history`, message status, the MCP server's pushes
+    /// and tools): the display name; with the short key when another member
+    /// this device knows (current or departed) bears the same name (any
+    /// case, surrounding spaces ignored) or the name had to be altered to
+    /// be shown; marked when the name is that of a pin of another key.
+    pub fn label(&self, state: &MeshState, member: &PublicKey) -> Label {
+        let raw = self
+            .names
+            .get(member)
+            .cloned()
+            .unwrap_or_else(|| state.name_of(member));
+        let (name, altered) = shown_name(&raw);
+        let norm = name_key(&name);
+        let hex = member.to_hex();
+        let shared = self
+            .bearers
+            .get(&norm)
+            .is_some_and(|keys| keys.iter().any(|k| k != member));
+        let verified = self.pins.iter().any(|(k, ..)| *k == hex);
+        let pinned_name = if verified {
+            None
+        } else {
+            self.pins
+                .iter()
+                .find(|(k, n, _)| *n == norm && *k != hex)
+                .map(|(_, _, name)| shown_name(name).0)
+        };
+        let ambiguous = shared || altered;
+        let key = short(member);
+        let text = if ambiguous || pinned_name.is_some() {
+            let mut notes = vec![key.clone()];
+            if verified {
+                notes.push("verified".into());
+            }
+            if let Some(p) = &pinned_name {
+                notes.push(format!("NOT the {p} you verified"));
+            }
+            format!("{name} ({})", notes.join(", "))
+        } else {
+            name.clone()
+        };
+        Label {
+            text,
+            name,
+            key: hex,
+            ambiguous,
+            pin_mismatch: pinned_name.is_some(),
+            verified,
+            pinned_name,
+        }
+    }
+}
+
+/// A display name as it can be shown: control characters become `?` and
+/// parentheses brackets (so a name cannot imitate a key suffix such as
+/// `alice (3fa2c1d0)`), surrounding spaces go. Returns whether it changed.
+fn shown_name(raw: &str) -> (String, bool) {
+    let shown: String = raw
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '(' => '[',
+            ')' => ']',
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect();
+    let altered = shown != raw;
+    (shown, altered)
+}
+
+/// What two names must share to be the same name for a reader: the shown
+/// name up to any `[`, without surrounding spaces, in lower case.
+fn name_key(shown: &str) -> String {
+    shown
+        .split('[')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
+}
+
 /// Whether what a user typed is a session name, `<member>@<name>`: an `@`
 /// after the first character (a leading `@` is a group).
 pub fn names_a_session(to: &str) -> bool {
@@ -1043,5 +1245,18 @@ mod tests {
         assert!(!names_a_session("@eng"));
         assert!(!names_a_session("alice"));
         assert!(!names_a_session("member:00"));
+    }
+
+    #[test]
+    fn shown_names_cannot_imitate_a_key_suffix() {
+        assert_eq!(shown_name("alice"), ("alice".into(), false));
+        assert_eq!(
+            shown_name("alice (1bbf6ba3)"),
+            ("alice [1bbf6ba3]".into(), true)
+        );
+        assert_eq!(shown_name(" alice\n"), ("alice".into(), true));
+        assert_eq!(shown_name("al\u{1b}ice"), ("al?ice".into(), true));
+        assert_eq!(name_key("Alice [1bbf6ba3]"), "alice");
+        assert_eq!(name_key("ALICE"), name_key("alice"));
     }
 }

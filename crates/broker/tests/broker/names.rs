@@ -1,17 +1,23 @@
 //! Names a malicious member chooses (TM3, TM8): a session name is
 //! self-chosen and encrypted, so `alice@api` reaches only a session of the
-//! member whose verified display name is `alice`.
+//! member whose verified display name is `alice`; a display name is
+//! self-chosen too, so wherever a message's sender is named, a name two
+//! members bear carries the key, and the name of someone bob verified
+//! under another key is flagged.
 
 use std::time::Duration;
 
 use claudemesh_client::error::SessionNameProblem;
-use claudemesh_client::mesh::SessionProfile;
+use claudemesh_client::mesh::{Label, SessionProfile};
+use claudemesh_client::pins::Pins;
+use claudemesh_client::spaces;
 use claudemesh_client::{ClientError, ConnectOptions, Event, MeshClient, SessionChoice};
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{Priority, Target};
+use claudemesh_crypto::log::RemoveKind;
 
 use crate::both;
-use crate::support::{Backend, joiner, next_message, owner, start};
+use crate::support::{Backend, Peer, join_with, joiner, next_message, owner, start};
 
 /// A session that publishes `name` in its (encrypted) presence.
 fn named(name: &str) -> ConnectOptions {
@@ -27,6 +33,10 @@ fn named(name: &str) -> ConnectOptions {
 
 fn session_key(c: &MeshClient) -> PublicKey {
     c.with_state(|s| s.session().public())
+}
+
+fn member_key(c: &MeshClient) -> PublicKey {
+    c.with_state(|s| s.member_key().public())
 }
 
 /// Asks for the peer list until `f` holds (presence travels a moment after
@@ -165,3 +175,161 @@ async fn a_squatted_session_name_never_receives(backend: Backend) {
     broker.stop().await;
 }
 both!(a_squatted_session_name_never_receives);
+
+/// Bob's inbox, as labels per body.
+async fn inbox_labels(bob: &Peer, pins: &Pins) -> Vec<(String, Label)> {
+    let c = bob.connect().await;
+    c.settle().await.expect("settle");
+    c.sync_log().await.expect("sync");
+    let list = c
+        .local()
+        .inbox(&bob.mesh.id, false, 100)
+        .await
+        .expect("inbox");
+    let out = c.with_state(|s| {
+        let labels = s.sender_labels(pins);
+        list.iter()
+            .map(|m| {
+                let from = PublicKey::from_hex(&m.from).expect("key");
+                (m.body.clone(), labels.label(s, &from))
+            })
+            .collect()
+    });
+    c.close().await;
+    out
+}
+
+fn label_of<'a>(labels: &'a [(String, Label)], body: &str) -> &'a Label {
+    labels
+        .iter()
+        .find(|(b, _)| b == body)
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("no message {body:?} in {labels:?}"))
+}
+
+async fn a_second_alice_carries_her_key_and_is_flagged(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+    let invite = crate::support::invite(&alice, Default::default()).await;
+    // Mallory joins as "Alice" (case does not make a new name).
+    let mallory = join_with(&broker, &invite, "Alice").await.expect("join");
+
+    let a = alice.connect().await;
+    let m = mallory.connect().await;
+    let c = carol.connect().await;
+    let (alice_key, mallory_key) = (member_key(&a), member_key(&m));
+    for (client, body) in [(&a, "from the real alice"), (&m, "from the other alice")] {
+        let to = client.resolve("bob").await.expect("bob");
+        client
+            .send(to, body.as_bytes(), Priority::Next, None)
+            .await
+            .expect("send");
+    }
+    let to = c.resolve("bob").await.expect("bob");
+    c.send(to, b"from carol", Priority::Next, None)
+        .await
+        .expect("send");
+    c.close().await;
+
+    // No pins: both alices carry their keys; carol's name is hers alone.
+    let labels = inbox_labels(&bob, &Pins::default()).await;
+    let real = label_of(&labels, "from the real alice");
+    let other = label_of(&labels, "from the other alice");
+    assert!(real.ambiguous && other.ambiguous, "{labels:?}");
+    assert_eq!(real.text, format!("alice ({})", &alice_key.to_hex()[..8]));
+    assert_eq!(
+        other.text,
+        format!("Alice ({})", &mallory_key.to_hex()[..8])
+    );
+    assert!(!real.pin_mismatch && !other.pin_mismatch);
+    let carol_label = label_of(&labels, "from carol");
+    assert_eq!(carol_label.text, "carol");
+    assert!(!carol_label.ambiguous);
+
+    // Bob pinned the real alice: the other one is flagged.
+    let mut pins = Pins::default();
+    pins.pin(&alice_key, "alice", 1);
+    pins.save(&bob.home, &bob.mesh.id).expect("save pins");
+    let pins = Pins::load(&bob.home, &bob.mesh.id).expect("load pins");
+    let labels = inbox_labels(&bob, &pins).await;
+    let real = label_of(&labels, "from the real alice");
+    let other = label_of(&labels, "from the other alice");
+    assert!(real.verified && !real.pin_mismatch, "{real:?}");
+    assert_eq!(
+        real.text,
+        format!("alice ({}, verified)", &alice_key.to_hex()[..8])
+    );
+    assert!(other.pin_mismatch && !other.verified, "{other:?}");
+    assert_eq!(
+        other.text,
+        format!(
+            "Alice ({}, NOT the alice you verified)",
+            &mallory_key.to_hex()[..8]
+        )
+    );
+    // And her session names cannot be told apart by name either.
+    let b = bob.connect().await;
+    assert!(matches!(
+        b.resolve("alice@api").await,
+        Err(ClientError::SessionName {
+            problem: SessionNameProblem::AmbiguousMember { .. },
+            ..
+        })
+    ));
+    b.close().await;
+
+    // Removed, the impostor's old messages still carry her key: this
+    // device knows the name she had.
+    m.close().await;
+    spaces::remove(&a, &mallory_key.to_hex(), RemoveKind::Kick)
+        .await
+        .expect("kick");
+    a.close().await;
+    let labels = inbox_labels(&bob, &Pins::default()).await;
+    let other = label_of(&labels, "from the other alice");
+    assert!(other.ambiguous, "{other:?}");
+    assert_eq!(
+        other.text,
+        format!("Alice ({})", &mallory_key.to_hex()[..8])
+    );
+
+    broker.stop().await;
+}
+both!(a_second_alice_carries_her_key_and_is_flagged);
+
+/// A display name cannot imitate a label: parentheses are shown as
+/// brackets and force the key, so "alice (1bbf6ba3)" is not alice's.
+async fn a_name_cannot_imitate_a_key_suffix(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let a = alice.connect().await;
+    let alice_key = member_key(&a);
+    let fake = format!("alice ({}, verified)", &alice_key.to_hex()[..8]);
+    a.close().await;
+    let mallory = joiner(&broker, &alice, &fake).await;
+    let m = mallory.connect().await;
+    let mallory_key = member_key(&m);
+    let to = m.resolve("bob").await.expect("bob");
+    m.send(to, b"trust me", Priority::Next, None)
+        .await
+        .expect("send");
+    m.close().await;
+    let mut pins = Pins::default();
+    pins.pin(&alice_key, "alice", 1);
+    let labels = inbox_labels(&bob, &pins).await;
+    let l = label_of(&labels, "trust me");
+    assert!(l.ambiguous && l.pin_mismatch, "{l:?}");
+    assert_eq!(
+        l.text,
+        format!(
+            "alice [{}, verified] ({}, NOT the alice you verified)",
+            &alice_key.to_hex()[..8],
+            &mallory_key.to_hex()[..8]
+        )
+    );
+    broker.stop().await;
+}
+both!(a_name_cannot_imitate_a_key_suffix);
