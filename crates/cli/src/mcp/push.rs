@@ -151,14 +151,16 @@ pub(super) fn render(
     client: &MeshClient,
     m: &InboxMessage,
 ) -> (String, BTreeMap<&'static str, String>) {
-    let from_name = claudemesh_crypto::PublicKey::from_hex(&m.from)
-        .map(|k| client.with_state(|s| s.display_name(&k)))
-        .unwrap_or_else(|_| m.from.chars().take(12).collect());
-    let session_name = shared.session_name_of(&m.from_session);
-    // The name from the verified log comes first: a session name is chosen
+    // The name from the verified log comes first, by the one rule for
+    // names (with the key when it does not tell the sender apart, marked
+    // when it is that of a pin of another key): a session name is chosen
     // by its peer and could be anyone's ("alice").
+    let pins = shared.pins();
+    let label = client.with_state(|s| crate::names::label_hex(s, &s.sender_labels(&pins), &m.from));
+    let from_name = label.text.clone();
+    let session_name = shared.session_name_of(&m.from_session);
     let from = match &session_name {
-        Some(n) if *n != from_name => format!("{from_name} ({n})"),
+        Some(n) if *n != label.name => format!("{from_name} ({n})"),
         _ => from_name.clone(),
     };
     let scope = if m.target.starts_with('#') || m.target.starts_with('@') || m.target == "*" {
@@ -195,6 +197,12 @@ pub(super) fn render(
     }
     if m.mentions_me {
         meta.insert("mentions_you", "true".to_owned());
+    }
+    if label.ambiguous {
+        meta.insert("name_ambiguous", "true".to_owned());
+    }
+    if label.pin_mismatch {
+        meta.insert("pin_mismatch", "true".to_owned());
     }
     (content, meta)
 }
