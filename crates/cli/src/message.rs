@@ -348,15 +348,7 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
     client.close().await;
     let (report, marks) = report?;
     if g.json {
-        let mut v = serde_json::to_value(&report)
-            .map_err(|e| Failure::new(exit::FAILURE, format!("cannot encode JSON: {e}")))?;
-        if let Some(rs) = v.get_mut("recipients").and_then(|r| r.as_array_mut()) {
-            for (r, (ambiguous, mismatch)) in rs.iter_mut().zip(&marks) {
-                r["name_ambiguous"] = (*ambiguous).into();
-                r["pin_mismatch"] = (*mismatch).into();
-            }
-        }
-        output::json(&v);
+        output::json(&status_json(&report, &marks)?);
         return Ok(());
     }
     match report.state.as_str() {
@@ -405,11 +397,28 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
     Ok(())
 }
 
+/// A status report as JSON, each recipient with `name_ambiguous` and
+/// `pin_mismatch` (from [`label_recipients`]).
+pub fn status_json(
+    report: &claudemesh_client::client::StatusReport,
+    marks: &[(bool, bool)],
+) -> Result<serde_json::Value, Failure> {
+    let mut v = serde_json::to_value(report)
+        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot encode JSON: {e}")))?;
+    if let Some(rs) = v.get_mut("recipients").and_then(|r| r.as_array_mut()) {
+        for (r, (ambiguous, mismatch)) in rs.iter_mut().zip(marks) {
+            r["name_ambiguous"] = (*ambiguous).into();
+            r["pin_mismatch"] = (*mismatch).into();
+        }
+    }
+    Ok(v)
+}
+
 /// Names each recipient of a status report by the one rule for names
 /// (`names`): a member (current or departed) by its label, a session by
 /// its member's label and its short key. Returns, per recipient, whether
 /// the name is ambiguous and whether it is that of a pin of another key.
-fn label_recipients(
+pub fn label_recipients(
     state: &claudemesh_client::mesh::MeshState,
     pins: &claudemesh_client::pins::Pins,
     recipients: &mut [claudemesh_client::client::RecipientReport],

@@ -304,8 +304,11 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             allowed(shared, "message.status", Some(&a.id))?;
             let id = message_id("id", &a.id)?;
             let c = client(shared).await?;
-            let report = c.message_status(&id).await.map_err(|e| fail(e.into()))?;
-            json(&report)
+            let mut report = c.message_status(&id).await.map_err(|e| fail(e.into()))?;
+            let pins = shared.pins();
+            let marks = c
+                .with_state(|s| crate::message::label_recipients(s, &pins, &mut report.recipients));
+            json(&crate::message::status_json(&report, &marks).map_err(fail)?)
         }
         "set_summary" => {
             let a: SetSummaryArgs = parse(name, args)?;

@@ -257,6 +257,22 @@ fn a_second_alice_carries_her_key_where_messages_are_shown() {
         .json();
     assert_eq!(h["messages"][0]["pin_mismatch"], true, "{h}");
     bob.run(&["topic", "read", "deploys"]).ok();
+    // Message status names recipients by the same rule.
+    let id = bob.send("#deploys", "who is who?");
+    let st = bob.run(&["message", "status", &id]).ok();
+    assert!(
+        st.stdout
+            .contains(&format!("alice ({m8}, NOT the alice you verified)")),
+        "{st:?}"
+    );
+    let st = bob.run(&["--json", "message", "status", &id]).ok().json();
+    let row = st["recipients"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["key"] == mallory_key.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("mallory is a recipient: {st}"));
+    assert_eq!(row["pin_mismatch"], true, "{st}");
+    assert_eq!(row["name_ambiguous"], true, "{st}");
 
     // The MCP server: pushed content, its meta and check_messages carry
     // the key and the mark.
