@@ -4,6 +4,7 @@
 //! overlap, so existing scripts keep working.
 
 use claudemesh_client::ClientError;
+use claudemesh_client::error::SessionNameProblem;
 use claudemesh_client::tls::TlsError;
 use claudemesh_crypto::envelope::EnvelopeError;
 use claudemesh_proto::{ErrorCode, close};
@@ -212,6 +213,12 @@ impl From<ClientError> for Failure {
             ClientError::NoMesh => (NOT_FOUND, None),
             ClientError::NoSuchMesh(_) => (NOT_FOUND, None),
             ClientError::NoSuchPeer(_) => (NOT_FOUND, None),
+            ClientError::SessionName { problem, .. } => match problem {
+                SessionNameProblem::AmbiguousMember { .. } => (USAGE, None),
+                SessionNameProblem::NoMember { .. } | SessionNameProblem::NotOnline { .. } => {
+                    (NOT_FOUND, None)
+                }
+            },
             ClientError::AmbiguousMesh(_) | ClientError::AmbiguousPeer { .. } => (USAGE, None),
             ClientError::Invalid(_) => (USAGE, None),
             ClientError::NotFound(_) => (NOT_FOUND, None),

@@ -15,6 +15,7 @@ mod launch;
 mod mcp;
 mod mesh;
 mod message;
+mod names;
 mod output;
 mod peer;
 mod policy;

@@ -8,13 +8,14 @@ use std::io::Read as _;
 
 use claudemesh_client::Event;
 use claudemesh_client::local::InboxMessage;
+use claudemesh_client::mesh::Label;
 use claudemesh_client::spaces;
 use claudemesh_crypto::envelope::{MessageId, Priority};
 
 use crate::args::{Global, InboxArgs, PriorityArg, SendArgs};
 use crate::exit::{self, Failure};
 use crate::mesh::connect;
-use crate::{Outcome, output};
+use crate::{Outcome, names, output};
 
 /// The text of a message: the argument, or stdin for "-"; never empty.
 pub fn read_body(text: &str) -> Result<String, Failure> {
@@ -71,24 +72,28 @@ pub async fn deliver(
     priority: Priority,
     reply_to: Option<MessageId>,
 ) -> Outcome {
-    let (_home, _mesh, client) = connect(g).await?;
+    let (home, mesh, client) = connect(g).await?;
     let result = async {
         let target = client.resolve(to).await?;
-        spaces::post(&client, target, body, priority, reply_to).await
+        let pins = names::pins_or_warn(&home, &mesh.id);
+        let reached = names::reached(&client, &pins, &target).await;
+        let posted = spaces::post(&client, target, body, priority, reply_to).await?;
+        Ok::<_, claudemesh_client::ClientError>(sent(posted, reached))
     }
     .await;
     client.close().await;
-    let posted = result?;
+    let sent = result?;
+    let posted = &sent.posted;
     for f in &posted.mention_failures {
         eprintln!("warning: could not tell a mentioned member: {f}");
     }
     if g.json {
-        output::json(&posted);
+        output::json(&sent);
     } else {
         if !g.quiet {
             eprintln!(
-                "Sent to {} (stored by the broker; `claudemesh message status <id>` tracks it).",
-                posted.to
+                "Sent to {}; stored by the broker (`claudemesh message status <id>` tracks it).",
+                sent.reached.text
             );
             if !posted.mentioned.is_empty() {
                 eprintln!(
@@ -101,6 +106,26 @@ pub async fn deliver(
         println!("{}", posted.id);
     }
     Ok(())
+}
+
+/// A sent message as `send --json` and the MCP `send_message` tool show
+/// it: the broker's answer, and whom it reached (`to` is the member's
+/// label for a direct message, never a bare `session:<hex>`; `to_key`,
+/// `to_session`, `to_session_name` say which member and session).
+#[derive(Debug, serde::Serialize)]
+pub struct Sent {
+    #[serde(flatten)]
+    pub posted: spaces::Posted,
+    #[serde(flatten)]
+    pub reached: names::Reached,
+}
+
+/// Joins what the broker answered with whom it reached.
+pub fn sent(mut posted: spaces::Posted, reached: names::Reached) -> Sent {
+    if let Some(name) = &reached.name {
+        posted.to = name.clone();
+    }
+    Sent { posted, reached }
 }
 
 /// ` (#deploys)`, ` (@eng)`, ` (*)` for a fan-out target; nothing for a
@@ -124,7 +149,8 @@ pub fn markers(priority: &str, mentions_me: bool) -> String {
     format!("{p}{m}")
 }
 
-fn print_message(g: &Global, m: &InboxMessage, name: &str) {
+fn print_message(g: &Global, m: &InboxMessage, label: &Label) {
+    let name = &label.text;
     if g.json {
         return;
     }
@@ -151,11 +177,28 @@ fn print_message(g: &Global, m: &InboxMessage, name: &str) {
 struct JsonMessage<'a> {
     #[serde(flatten)]
     msg: &'a InboxMessage,
+    /// The sender's label: its display name, with its short key when the
+    /// name does not tell it apart (see `names`).
     from_name: String,
+    /// Another member bears the same name.
+    name_ambiguous: bool,
+    /// The name is that of a pin of another key.
+    pin_mismatch: bool,
+}
+
+impl<'a> JsonMessage<'a> {
+    fn new(msg: &'a InboxMessage, label: &Label) -> Self {
+        JsonMessage {
+            msg,
+            from_name: label.text.clone(),
+            name_ambiguous: label.ambiguous,
+            pin_mismatch: label.pin_mismatch,
+        }
+    }
 }
 
 pub async fn inbox(g: &Global, a: InboxArgs) -> Outcome {
-    let (_home, mesh, client) = connect(g).await?;
+    let (home, mesh, client) = connect(g).await?;
     let mut events = client.events();
     // The broker hands over what is queued right after the handshake; wait
     // until all of it is verified and stored.
@@ -185,18 +228,27 @@ pub async fn inbox(g: &Global, a: InboxArgs) -> Outcome {
             r.reason
         );
     }
-    let name_of = |m: &InboxMessage| {
-        claudemesh_crypto::PublicKey::from_hex(&m.from)
-            .map(|k| client.with_state(|s| s.display_name(&k)))
-            .unwrap_or_else(|_| output::short(&m.from).to_owned())
+    let pins = names::pins_or_warn(&home, &mesh.id);
+    let mut warnings = names::Warnings::default();
+    // The names as of now: rebuilt for each message while watching, as
+    // members join, leave or rename.
+    let label_of = |m: &InboxMessage| {
+        client.with_state(|s| names::label_hex(s, &s.sender_labels(&pins), &m.from))
     };
+    let labels = client.with_state(|s| {
+        let all = s.sender_labels(&pins);
+        list.iter()
+            .map(|m| names::label_hex(s, &all, &m.from))
+            .collect::<Vec<_>>()
+    });
+    for l in &labels {
+        warnings.check(l);
+    }
     if g.json && !a.watch {
         let out: Vec<JsonMessage<'_>> = list
             .iter()
-            .map(|m| JsonMessage {
-                msg: m,
-                from_name: name_of(m),
-            })
+            .zip(&labels)
+            .map(|(m, l)| JsonMessage::new(m, l))
             .collect();
         output::json(&out);
     } else if list.is_empty() && !a.watch {
@@ -204,18 +256,14 @@ pub async fn inbox(g: &Global, a: InboxArgs) -> Outcome {
             println!("No unread messages.");
         }
     } else {
-        for m in &list {
+        for (m, l) in list.iter().zip(&labels) {
             if g.json {
                 println!(
                     "{}",
-                    serde_json::to_string(&JsonMessage {
-                        msg: m,
-                        from_name: name_of(m),
-                    })
-                    .unwrap_or_default()
+                    serde_json::to_string(&JsonMessage::new(m, l)).unwrap_or_default()
                 );
             } else {
-                print_message(g, m, &name_of(m));
+                print_message(g, m, l);
             }
         }
     }
@@ -240,17 +288,15 @@ pub async fn inbox(g: &Global, a: InboxArgs) -> Outcome {
             Some(Event::Message(m)) => {
                 let fresh = client.local().inbox(&mesh.id, true, 100).await?;
                 for m in fresh.iter().filter(|f| f.id == m.id) {
+                    let label = label_of(m);
+                    warnings.check(&label);
                     if g.json {
                         println!(
                             "{}",
-                            serde_json::to_string(&JsonMessage {
-                                msg: m,
-                                from_name: name_of(m),
-                            })
-                            .unwrap_or_default()
+                            serde_json::to_string(&JsonMessage::new(m, &label)).unwrap_or_default()
                         );
                     } else {
-                        print_message(g, m, &name_of(m));
+                        print_message(g, m, &label);
                     }
                 }
                 client
@@ -289,12 +335,20 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
             format!("{id:?} is not a message id (32 hex digits, as `send` printed it)"),
         )
     })?;
-    let (_home, _mesh, client) = connect(g).await?;
+    let (home, mesh, client) = connect(g).await?;
     let report = client.message_status(&id).await;
+    let report = match report {
+        Ok(mut r) => {
+            let pins = names::pins_or_warn(&home, &mesh.id);
+            let marks = client.with_state(|s| label_recipients(s, &pins, &mut r.recipients));
+            Ok((r, marks))
+        }
+        Err(e) => Err(e),
+    };
     client.close().await;
-    let report = report?;
+    let (report, marks) = report?;
     if g.json {
-        output::json(&report);
+        output::json(&status_json(&report, &marks)?);
         return Ok(());
     }
     match report.state.as_str() {
@@ -341,4 +395,61 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// A status report as JSON, each recipient with `name_ambiguous` and
+/// `pin_mismatch` (from [`label_recipients`]).
+pub fn status_json(
+    report: &claudemesh_client::client::StatusReport,
+    marks: &[(bool, bool)],
+) -> Result<serde_json::Value, Failure> {
+    let mut v = serde_json::to_value(report)
+        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot encode JSON: {e}")))?;
+    if let Some(rs) = v.get_mut("recipients").and_then(|r| r.as_array_mut()) {
+        for (r, (ambiguous, mismatch)) in rs.iter_mut().zip(marks) {
+            r["name_ambiguous"] = (*ambiguous).into();
+            r["pin_mismatch"] = (*mismatch).into();
+        }
+    }
+    Ok(v)
+}
+
+/// Names each recipient of a status report by the one rule for names
+/// (`names`): a member (current or departed) by its label, a session by
+/// its member's label and its short key. Returns, per recipient, whether
+/// the name is ambiguous and whether it is that of a pin of another key.
+pub fn label_recipients(
+    state: &claudemesh_client::mesh::MeshState,
+    pins: &claudemesh_client::pins::Pins,
+    recipients: &mut [claudemesh_client::client::RecipientReport],
+) -> Vec<(bool, bool)> {
+    let labels = state.sender_labels(pins);
+    recipients
+        .iter_mut()
+        .map(|r| {
+            let Ok(key) = claudemesh_crypto::PublicKey::from_hex(&r.key) else {
+                return (false, false);
+            };
+            let roster = state.roster();
+            let (label, session) = if roster.is_member(&key) || roster.departed().contains_key(&key)
+            {
+                (labels.label(state, &key), None)
+            } else if let Some(member) =
+                state.member_of_target(&claudemesh_crypto::envelope::Target::Session(key))
+            {
+                (labels.label(state, &member), Some(key))
+            } else {
+                return (false, false);
+            };
+            r.name = match session {
+                Some(s) => format!(
+                    "{}, session {}",
+                    label.with_key(),
+                    claudemesh_client::mesh::short(&s)
+                ),
+                None => label.text.clone(),
+            };
+            (label.ambiguous, label.pin_mismatch)
+        })
+        .collect()
 }

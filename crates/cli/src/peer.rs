@@ -50,10 +50,11 @@ pub async fn list(g: &Global) -> Outcome {
             } else if !others.is_empty() {
                 let named: Vec<String> = others
                     .iter()
-                    .map(|s| {
-                        s.name
-                            .clone()
-                            .unwrap_or_else(|| output::short(&s.key).to_owned())
+                    .map(|s| match &s.name {
+                        // A name that is not this member's cannot pose as
+                        // another's session: `mallory: alice@api`.
+                        Some(n) => claudemesh_client::mesh::session_display_name(&p.name, n),
+                        None => output::short(&s.key).to_owned(),
                     })
                     .collect();
                 format!("online ({})", named.join(", "))

@@ -4,6 +4,7 @@
 //! post (with `@name` mentions), read the verified history, mark read.
 
 use claudemesh_client::ClientError;
+use claudemesh_client::mesh::Label;
 use claudemesh_client::spaces::{self, TopicView};
 use claudemesh_crypto::envelope::{MessageId, Target};
 
@@ -11,7 +12,7 @@ use crate::args::{Global, PriorityArg};
 use crate::exit::{self, Failure};
 use crate::mesh::connect;
 use crate::message::{self, markers, parse_reply_to, read_body};
-use crate::{Outcome, output};
+use crate::{Outcome, names, output};
 
 /// Runs `f` on a connected client, closes it, and maps the error.
 async fn with_client<T>(
@@ -206,10 +207,26 @@ pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>
             })
         })
         .transpose()?;
-    let h = with_client(g, async |c| {
-        spaces::topic_history(c, topic, limit, before).await
-    })
-    .await?;
+    let (home, mesh, client) = connect(g).await?;
+    let pins = names::pins_or_warn(&home, &mesh.id);
+    let h = spaces::topic_history(&client, topic, limit, before)
+        .await
+        .map(|h| {
+            let labels = client.with_state(|s| {
+                let all = s.sender_labels(&pins);
+                h.messages
+                    .iter()
+                    .map(|m| names::label_hex(s, &all, &m.from))
+                    .collect::<Vec<_>>()
+            });
+            (h, labels)
+        });
+    client.close().await;
+    let (h, labels) = h?;
+    let mut warnings = names::Warnings::default();
+    for l in &labels {
+        warnings.check(l);
+    }
     for r in &h.rejected {
         eprintln!(
             "warning: refused a stored message claiming to be from {} (seq {}): {}. It was not shown.",
@@ -219,18 +236,18 @@ pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>
         );
     }
     if g.json {
-        output::json(&h);
+        output::json(&history_json(&h, &labels)?);
         return Ok(());
     }
     if h.messages.is_empty() && !g.quiet {
         println!("No messages in #{}.", h.topic);
     }
     // Oldest first, as a conversation reads.
-    for m in h.messages.iter().rev() {
+    for (m, label) in h.messages.iter().zip(&labels).rev() {
         println!(
             "{}  {}{}: {}",
             output::timestamp(m.sent_at),
-            m.from_name,
+            label.text,
             markers(&m.priority, m.mentions_me),
             m.body
         );
@@ -262,6 +279,24 @@ pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>
         }
     }
     Ok(())
+}
+
+/// A history page as JSON, each message's `from_name` the sender's label
+/// (see `names`), with `name_ambiguous` and `pin_mismatch`.
+pub fn history_json(
+    h: &spaces::TopicHistory,
+    labels: &[Label],
+) -> Result<serde_json::Value, Failure> {
+    let mut v = serde_json::to_value(h)
+        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot encode JSON: {e}")))?;
+    if let Some(ms) = v.get_mut("messages").and_then(|m| m.as_array_mut()) {
+        for (m, label) in ms.iter_mut().zip(labels) {
+            m["from_name"] = label.text.clone().into();
+            m["name_ambiguous"] = label.ambiguous.into();
+            m["pin_mismatch"] = label.pin_mismatch.into();
+        }
+    }
+    Ok(v)
 }
 
 pub async fn read(g: &Global, topic: &str) -> Outcome {

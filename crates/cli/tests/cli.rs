@@ -28,6 +28,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 mod install;
 #[path = "cli/mcp.rs"]
 mod mcp;
+/// Names a malicious member chooses: squatted session names, a second
+/// "alice", and what `send`, `inbox`, `topic history` and the MCP server
+/// show for them.
+#[path = "cli/names.rs"]
+mod names;
 
 /// Exit codes from `docs/cli.md`.
 mod code {

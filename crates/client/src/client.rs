@@ -507,6 +507,11 @@ impl MeshClient {
     /// name, `member:`/`session:` key), asking the broker for the peer list
     /// when a session name may be meant.
     pub async fn resolve(&self, to: &str) -> Result<Target, ClientError> {
+        if crate::mesh::names_a_session(to) {
+            // `<member>@<name>`: only a connected session of that member.
+            let peers = self.peers().await?;
+            return self.with_state(|s| s.resolve(to, &peers));
+        }
         match self.with_state(|s| s.resolve(to, &[])) {
             Ok(t) => Ok(t),
             Err(ClientError::NoSuchPeer(_)) => {

@@ -88,6 +88,15 @@ pub enum ClientError {
         /// Who matched.
         candidates: String,
     },
+    /// A session name `<member>@<name>` that reaches no one session: it
+    /// is only looked for among the sessions of the member it names.
+    #[error("{query:?}: {problem}")]
+    SessionName {
+        /// What was asked.
+        query: String,
+        /// Why it reaches no session.
+        problem: SessionNameProblem,
+    },
     /// Bad input from the caller.
     #[error("{0}")]
     Invalid(String),
@@ -103,6 +112,36 @@ pub enum ClientError {
         "the key of {0} changed since you verified it; compare safety numbers again (claudemesh peer verify {0}) before sending"
     )]
     KeyChanged(String),
+}
+
+/// Why a session name `<member>@<name>` reaches no session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionNameProblem {
+    /// The part before the `@` is no member's display name.
+    #[error(
+        "no member is named {member:?}, and a session name is <member's display name>@<name> (see claudemesh peer list; a session is also reached by its key prefix)"
+    )]
+    NoMember {
+        /// The part before the `@`.
+        member: String,
+    },
+    /// Several members bear that display name, so whose session it is
+    /// cannot be told.
+    #[error(
+        "several members are named {member:?} ({candidates}), so whose session this is cannot be told; use the session's key prefix from claudemesh peer list"
+    )]
+    AmbiguousMember {
+        /// The part before the `@`.
+        member: String,
+        /// The members bearing it, with their short keys.
+        candidates: String,
+    },
+    /// The member has no connected session of that name.
+    #[error("{member} has no session of that name online (see claudemesh peer list)")]
+    NotOnline {
+        /// The member, with its short key.
+        member: String,
+    },
 }
 
 impl ClientError {

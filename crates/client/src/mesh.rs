@@ -23,8 +23,9 @@ use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::{EncryptedBlob, PeerPresence, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, SessionNameProblem};
 use crate::home::{MeshConfig, MeshKeys};
+use crate::pins::Pins;
 
 /// Lifetime of the session certificates this client issues (30 days).
 pub const SESSION_CERT_LIFETIME: u64 = 30 * 24 * 3600;
@@ -64,6 +65,11 @@ pub struct SessionView {
     /// Its name, if it published one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Its name is not its member's (`<display name>@…`): it is shown as
+    /// `<member>: <name>` and never matched by name, only by key prefix
+    /// (see [`session_name_is_members`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub foreign_name: bool,
     /// Status.
     pub status: Status,
     /// Its one-line summary.
@@ -364,6 +370,70 @@ impl MeshState {
         if found.next().is_some() { None } else { first }
     }
 
+    /// The display name of every key this device can name: current members
+    /// (from their profiles, else their short keys) and departed members
+    /// whose last profile this device can still open.
+    fn known_names(&self) -> HashMap<PublicKey, String> {
+        let mut names: HashMap<PublicKey, String> = self
+            .roster
+            .members()
+            .keys()
+            .map(|m| (*m, self.display_name(m)))
+            .collect();
+        // A departed member: its last profile this device can open.
+        for e in self.entries.iter().rev() {
+            if let claudemesh_crypto::log::EntryBody::Profile {
+                epoch,
+                nonce,
+                ciphertext,
+            } = &e.body
+                && !names.contains_key(&e.author)
+                && let Some(name) = self
+                    .root(*epoch)
+                    .and_then(|root| Profile::open(root, &self.config.id, nonce, ciphertext).ok())
+                    .map(|p| p.name)
+                    .filter(|n| !n.is_empty())
+            {
+                names.insert(e.author, name);
+            }
+        }
+        names
+    }
+
+    /// How senders are named where their messages are shown; build it once
+    /// per listing and ask [`SenderLabels::label`] per message.
+    pub fn sender_labels(&self, pins: &Pins) -> SenderLabels {
+        let names = self.known_names();
+        let mut bearers: HashMap<String, Vec<PublicKey>> = HashMap::new();
+        for (key, name) in &names {
+            bearers
+                .entry(name_key(&shown_name(name).0))
+                .or_default()
+                .push(*key);
+        }
+        SenderLabels {
+            names,
+            bearers,
+            pins: pins
+                .pins
+                .iter()
+                .map(|p| {
+                    (
+                        p.member.clone(),
+                        name_key(&shown_name(&p.name).0),
+                        p.name.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// How one sender is named where its messages are shown (see
+    /// [`SenderLabels::label`]).
+    pub fn sender_label(&self, member: &PublicKey, pins: &Pins) -> Label {
+        self.sender_labels(pins).label(self, member)
+    }
+
     /// Seals a presence blob under the newest profile key.
     pub fn seal_presence(&self, info: &SessionProfile) -> Option<EncryptedBlob> {
         let root = self.newest_root()?;
@@ -416,6 +486,8 @@ impl MeshState {
         let mut out = Vec::new();
         for (member, info) in self.roster.members() {
             let reports = by_member.get(member).cloned().unwrap_or_default();
+            let profile = self.profile(member);
+            let member_name = profile.as_ref().map(|p| p.name.as_str()).unwrap_or("");
             let mut sessions = Vec::new();
             let mut offline: Option<&PeerPresence> = None;
             for p in &reports {
@@ -430,6 +502,10 @@ impl MeshState {
                         let prof = prof.unwrap_or_default();
                         sessions.push(SessionView {
                             key: s.to_hex(),
+                            foreign_name: prof
+                                .name
+                                .as_deref()
+                                .is_some_and(|n| !session_name_is_members(member_name, n)),
                             name: prof.name,
                             status: p.status,
                             summary: prof.summary,
@@ -460,7 +536,6 @@ impl MeshState {
                     .and_then(|b| self.open_presence(b))
                     .and_then(|p| p.summary)
             });
-            let profile = self.profile(member);
             out.push(PeerView {
                 name: profile
                     .as_ref()
@@ -500,8 +575,11 @@ impl MeshState {
 
     /// Resolves what a user typed as a recipient: `member:<hex>`,
     /// `session:<hex>`, a key prefix of at least 8 hex digits, a display
-    /// name, or a session name (from `peers`). Only verified members and
-    /// sessions with verified certificates can be named.
+    /// name, or a session name `<member>@<name>` (from `peers`), which is
+    /// looked for only among the sessions of the one member whose display
+    /// name is the part before the first `@` (a session names itself, so
+    /// its name alone proves nothing). Only verified members and sessions
+    /// with verified certificates can be named.
     pub fn resolve(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
         let to = to.trim();
         // `@all` is what users of the TypeScript claudemesh type for a
@@ -549,32 +627,11 @@ impl MeshState {
                 }
             }
         }
-        if found.is_empty() {
-            for m in self.roster.members().keys() {
-                if self
-                    .profile(m)
-                    .is_some_and(|p| p.name.eq_ignore_ascii_case(to))
-                {
-                    found.push((
-                        format!("{} ({})", self.display_name(m), short(m)),
-                        Target::Member(*m),
-                    ));
-                }
-            }
+        if found.is_empty() && names_a_session(to) {
+            return self.resolve_session_name(to, peers);
         }
         if found.is_empty() {
-            for p in peers {
-                for s in &p.sessions {
-                    if s.name
-                        .as_deref()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(to))
-                        && let Ok(k) = PublicKey::from_hex(&s.key)
-                        && self.verified_sessions.contains_key(&k)
-                    {
-                        found.push((format!("{} on {}", to, p.name), Target::Session(k)));
-                    }
-                }
-            }
+            found = self.members_named_as_candidates(to);
         }
         match found.len() {
             0 => Err(ClientError::NoSuchPeer(to.to_owned())),
@@ -587,6 +644,113 @@ impl MeshState {
                     .collect::<Vec<_>>()
                     .join(", "),
             }),
+        }
+    }
+
+    /// Members whose display name is `name` (any ASCII case), as resolution
+    /// candidates `alice (1bbf6ba3)`.
+    fn members_named_as_candidates(&self, name: &str) -> Vec<(String, Target)> {
+        self.roster
+            .members()
+            .keys()
+            .filter(|m| {
+                self.profile(m)
+                    .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
+            })
+            .map(|m| {
+                (
+                    format!("{} ({})", self.display_name(m), short(m)),
+                    Target::Member(*m),
+                )
+            })
+            .collect()
+    }
+
+    /// Resolves a session name `X@Y`: among the connected sessions (in
+    /// `peers`) of the one member whose display name is `X` only. When `X`
+    /// names no member the whole text may still be a display name; when it
+    /// names a member and another member's display name is the whole text,
+    /// that is ambiguous, never a silent choice.
+    fn resolve_session_name(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
+        let who = to.split_once('@').map_or(to, |(who, _)| who);
+        let owners = self.members_named_as_candidates(who);
+        let named_so = self.members_named_as_candidates(to);
+        let ambiguous = |found: Vec<(String, Target)>| ClientError::AmbiguousPeer {
+            query: to.to_owned(),
+            candidates: found
+                .into_iter()
+                .map(|f| f.0)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let owner = match (owners.as_slice(), named_so.len()) {
+            ([], 0) => {
+                return Err(ClientError::SessionName {
+                    query: to.to_owned(),
+                    problem: SessionNameProblem::NoMember {
+                        member: who.to_owned(),
+                    },
+                });
+            }
+            ([], 1) => return Ok(named_so[0].1.clone()),
+            ([], _) => return Err(ambiguous(named_so)),
+            (_, 1..) => {
+                let mut found: Vec<(String, Target)> = named_so
+                    .into_iter()
+                    .map(|(label, t)| (format!("the member {label}"), t))
+                    .collect();
+                found.extend(
+                    owners
+                        .into_iter()
+                        .map(|(label, t)| (format!("a session of {label}"), t)),
+                );
+                return Err(ambiguous(found));
+            }
+            ([(label, Target::Member(k))], 0) => (label.clone(), *k),
+            (_, 0) => {
+                return Err(ClientError::SessionName {
+                    query: to.to_owned(),
+                    problem: SessionNameProblem::AmbiguousMember {
+                        member: who.to_owned(),
+                        candidates: owners
+                            .into_iter()
+                            .map(|f| f.0)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                });
+            }
+        };
+        let (owner_label, owner_key) = owner;
+        let owner_hex = owner_key.to_hex();
+        let mut found: Vec<(String, Target)> = Vec::new();
+        for p in peers.iter().filter(|p| p.key == owner_hex) {
+            for s in &p.sessions {
+                if s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(to))
+                    && let Ok(k) = PublicKey::from_hex(&s.key)
+                    && self
+                        .verified_sessions
+                        .get(&k)
+                        .is_some_and(|c| c.member == owner_key)
+                {
+                    found.push((
+                        format!("session {} of {owner_label}", short(&k)),
+                        Target::Session(k),
+                    ));
+                }
+            }
+        }
+        match found.len() {
+            0 => Err(ClientError::SessionName {
+                query: to.to_owned(),
+                problem: SessionNameProblem::NotOnline {
+                    member: owner_label,
+                },
+            }),
+            1 => Ok(found.remove(0).1),
+            _ => Err(ambiguous(found)),
         }
     }
 
@@ -885,7 +1049,214 @@ pub fn ephemeral_session(
         .map_err(|e| ClientError::Local(format!("cannot certify a session: {e}")))
 }
 
+/// How a member is named where its messages are shown (TM8). A display name
+/// is chosen by its member, so two members can pick the same one, or the
+/// name of someone this device verified: the text then carries the short
+/// key, and the verified one says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Label {
+    /// What to print: `alice`, `alice (3fa2c1d0)` when the name does not
+    /// tell this member apart, `alice (3fa2c1d0, NOT the alice you
+    /// verified)` when it is the name of a pin of another key.
+    pub text: String,
+    /// The display name as shown (control characters and parentheses
+    /// replaced), or the short key when there is none.
+    pub name: String,
+    /// The member key (hex).
+    pub key: String,
+    /// Another member — current, or departed and known to this device —
+    /// bears the same name, or the name had to be altered to be shown.
+    pub ambiguous: bool,
+    /// The name is one the user verified (`peer verify --mark`) with a
+    /// different key.
+    pub pin_mismatch: bool,
+    /// This very key is pinned.
+    pub verified: bool,
+    /// The name of the pin this key does not match.
+    #[serde(skip)]
+    pub pinned_name: Option<String>,
+}
+
+impl Label {
+    /// The text with the short key always in it (`alice (3fa2c1d0)`), for
+    /// confirmations that must say which member was reached.
+    pub fn with_key(&self) -> String {
+        if self.ambiguous || self.pin_mismatch {
+            self.text.clone()
+        } else if self.name == self.key[..8.min(self.key.len())] {
+            self.name.clone()
+        } else {
+            format!("{} ({})", self.name, &self.key[..8.min(self.key.len())])
+        }
+    }
+}
+
+/// The names senders bear on this device, and its pins: what
+/// [`SenderLabels::label`] needs, gathered once per listing.
+#[derive(Debug, Clone)]
+pub struct SenderLabels {
+    names: HashMap<PublicKey, String>,
+    /// Normalized name → the keys that bear it.
+    bearers: HashMap<String, Vec<PublicKey>>,
+    /// Pins: (key hex, normalized name, name).
+    pins: Vec<(String, String, String)>,
+}
+
+impl SenderLabels {
+    /// The one rule for naming a sender wherever its messages are shown
+    /// (`inbox`, `topic history`, message status, the MCP server's pushes
+    /// and tools): the display name; with the short key when another member
+    /// this device knows (current or departed) bears the same name (any
+    /// case, surrounding spaces ignored) or the name had to be altered to
+    /// be shown; marked when the name is that of a pin of another key.
+    pub fn label(&self, state: &MeshState, member: &PublicKey) -> Label {
+        let raw = self
+            .names
+            .get(member)
+            .cloned()
+            .unwrap_or_else(|| state.name_of(member));
+        let (name, altered) = shown_name(&raw);
+        let norm = name_key(&name);
+        let hex = member.to_hex();
+        let shared = self
+            .bearers
+            .get(&norm)
+            .is_some_and(|keys| keys.iter().any(|k| k != member));
+        let verified = self.pins.iter().any(|(k, ..)| *k == hex);
+        let pinned_name = if verified {
+            None
+        } else {
+            self.pins
+                .iter()
+                .find(|(k, n, _)| *n == norm && *k != hex)
+                .map(|(_, _, name)| shown_name(name).0)
+        };
+        let ambiguous = shared || altered;
+        let key = short(member);
+        let text = if ambiguous || pinned_name.is_some() {
+            let mut notes = vec![key.clone()];
+            if verified {
+                notes.push("verified".into());
+            }
+            if let Some(p) = &pinned_name {
+                notes.push(format!("NOT the {p} you verified"));
+            }
+            format!("{name} ({})", notes.join(", "))
+        } else {
+            name.clone()
+        };
+        Label {
+            text,
+            name,
+            key: hex,
+            ambiguous,
+            pin_mismatch: pinned_name.is_some(),
+            verified,
+            pinned_name,
+        }
+    }
+}
+
+/// A display name as it can be shown: control characters become `?` and
+/// parentheses brackets (so a name cannot imitate a key suffix such as
+/// `alice (3fa2c1d0)`), surrounding spaces go. Returns whether it changed.
+fn shown_name(raw: &str) -> (String, bool) {
+    let shown: String = raw
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '(' => '[',
+            ')' => ']',
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect();
+    let altered = shown != raw;
+    (shown, altered)
+}
+
+/// What two names must share to be the same name for a reader: the shown
+/// name up to any `[`, without surrounding spaces, in lower case.
+fn name_key(shown: &str) -> String {
+    shown
+        .split('[')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
+}
+
+/// Whether what a user typed is a session name, `<member>@<name>`: an `@`
+/// after the first character (a leading `@` is a group).
+pub fn names_a_session(to: &str) -> bool {
+    let to = to.trim();
+    !to.starts_with('@')
+        && !to.starts_with("member:")
+        && !to.starts_with("session:")
+        && to.contains('@')
+}
+
+/// Whether a session's published name is one of its member's: the part
+/// before its first `@` is the member's display name (any ASCII case, as
+/// display names are matched). Only such names are matched by name
+/// (`send alice@api`); any other is shown as `<member>: <name>` and reached
+/// by key prefix only, so no session can pose as another member's.
+pub fn session_name_is_members(member_name: &str, session_name: &str) -> bool {
+    session_name
+        .split_once('@')
+        .is_some_and(|(who, _)| !who.is_empty() && who.eq_ignore_ascii_case(member_name))
+}
+
+/// How a session's name is shown: as published when it is its member's
+/// ([`session_name_is_members`]), else `<member>: <name>`.
+pub fn session_display_name(member_name: &str, session_name: &str) -> String {
+    if session_name_is_members(member_name, session_name) {
+        session_name.to_owned()
+    } else {
+        format!("{member_name}: {session_name}")
+    }
+}
+
 /// First 8 hex digits of a key.
 pub fn short(k: &PublicKey) -> String {
     k.to_hex()[..8].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_belong_to_the_member_named_before_the_first_at() {
+        assert!(session_name_is_members("alice", "alice@api"));
+        assert!(session_name_is_members("Alice", "ALICE@api@x"));
+        assert!(!session_name_is_members("mallory", "alice@api"));
+        assert!(!session_name_is_members("alice", "api"));
+        assert!(!session_name_is_members("alice", "alice"));
+        assert!(!session_name_is_members("", "@api"));
+        // A display name with an `@` has no session name of its own.
+        assert!(!session_name_is_members("bob@corp", "bob@corp@api"));
+        assert_eq!(session_display_name("alice", "alice@api"), "alice@api");
+        assert_eq!(
+            session_display_name("mallory", "alice@api"),
+            "mallory: alice@api"
+        );
+        assert!(names_a_session(" alice@api "));
+        assert!(!names_a_session("@eng"));
+        assert!(!names_a_session("alice"));
+        assert!(!names_a_session("member:00"));
+    }
+
+    #[test]
+    fn shown_names_cannot_imitate_a_key_suffix() {
+        assert_eq!(shown_name("alice"), ("alice".into(), false));
+        assert_eq!(
+            shown_name("alice (1bbf6ba3)"),
+            ("alice [1bbf6ba3]".into(), true)
+        );
+        assert_eq!(shown_name(" alice\n"), ("alice".into(), true));
+        assert_eq!(shown_name("al\u{1b}ice"), ("al?ice".into(), true));
+        assert_eq!(name_key("Alice [1bbf6ba3]"), "alice");
+        assert_eq!(name_key("ALICE"), name_key("alice"));
+    }
 }

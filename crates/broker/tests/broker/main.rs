@@ -14,6 +14,7 @@ mod hardening;
 mod invites;
 mod lifecycle;
 mod messaging;
+mod names;
 mod replicas;
 mod tls;
 mod trust;

@@ -146,8 +146,8 @@ async fn member_and_session_targets(backend: Backend) {
         },
         ..ConnectOptions::default()
     };
-    let b1 = bob.connect_with(named("bob-editor")).await;
-    let b2 = bob.connect_with(named("bob-tests")).await;
+    let b1 = bob.connect_with(named("bob@editor")).await;
+    let b2 = bob.connect_with(named("bob@tests")).await;
     let (mut e1, mut e2) = (b1.events(), b2.events());
     let a = alice.connect().await;
 
@@ -159,8 +159,9 @@ async fn member_and_session_targets(backend: Backend) {
     assert_eq!(next_message(&mut e1).await.body, "to all of bob");
     assert_eq!(next_message(&mut e2).await.body, "to all of bob");
 
-    // To one session, by its (encrypted) session name: only that one.
-    let to_tests = a.resolve("bob-tests").await.unwrap();
+    // To one session, by its (encrypted) session name `<member>@<name>`:
+    // only that one.
+    let to_tests = a.resolve("bob@tests").await.unwrap();
     assert!(matches!(to_tests, Target::Session(_)));
     a.send(to_tests, b"just the tests", Priority::Next, None)
         .await
@@ -185,7 +186,7 @@ async fn member_and_session_targets(backend: Backend) {
         .filter_map(|s| s.name.clone())
         .collect();
     names.sort();
-    assert_eq!(names, vec!["bob-editor", "bob-tests"]);
+    assert_eq!(names, vec!["bob@editor", "bob@tests"]);
     b1.close().await;
     b2.close().await;
     a.close().await;

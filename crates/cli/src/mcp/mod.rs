@@ -97,9 +97,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// A peer session's published name, if the last peer list had it.
+    /// A peer session's name as shown (`alice@api`, or `mallory: api` for
+    /// a name that is not its member's), if the last peer list had it.
     fn session_name_of(&self, session_hex: &str) -> Option<String> {
         lock(&self.session_names).get(session_hex).cloned()
+    }
+
+    /// This mesh's pins (none when unreadable: logged), for naming senders.
+    fn pins(&self) -> claudemesh_client::pins::Pins {
+        let Some(mesh) = &self.mesh else {
+            return claudemesh_client::pins::Pins::default();
+        };
+        claudemesh_client::pins::Pins::load(&self.home, &mesh.id).unwrap_or_else(|e| {
+            tracing::warn!("{e}; names cannot be checked against the keys you verified");
+            claudemesh_client::pins::Pins::default()
+        })
     }
 
     /// The connected client, waiting up to `wait` for the connection.
@@ -232,19 +244,33 @@ impl ServerHandler for Server {
     }
 }
 
-/// The session's name: `--name`, else `<display name>@<directory name>`,
-/// made unique among this home's running servers (two sessions sharing a
+/// The session's name, always `<display name>@<name>` so peers can reach
+/// it by name (a session name is matched only among the sessions of the
+/// member named before its `@`): `--name api` becomes `alice@api`; a
+/// `--name` with an `@` is kept as given (one not starting with
+/// `<display name>@` is shown to peers as `alice: <name>` and reached by
+/// key prefix only); without `--name`, `<display name>@<directory name>`.
+/// Made unique among this home's running servers (two sessions sharing a
 /// name would share a session key, and the broker keeps one connection per
 /// key).
 fn session_name(arg: Option<String>, mesh: Option<&MeshConfig>, home: &Home) -> String {
-    let base = arg.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
-        let who = mesh.map(|m| m.display_name.clone()).unwrap_or_default();
-        let dir = std::env::current_dir()
-            .ok()
-            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "session".into());
-        format!("{who}@{dir}")
-    });
+    let who = mesh.map(|m| m.display_name.clone()).unwrap_or_default();
+    let base = match arg.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
+        Some(n) if n.contains('@') || who.is_empty() => n,
+        Some(n) => format!("{who}@{n}"),
+        None => {
+            let dir = std::env::current_dir()
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "session".into());
+            format!("{who}@{dir}")
+        }
+    };
+    if !who.is_empty() && !claudemesh_client::mesh::session_name_is_members(&who, &base) {
+        tracing::warn!(
+            "the session name {base:?} does not start with your display name and @ ({who}@…): peers see it as \"{who}: {base}\" and can reach it only by its key prefix"
+        );
+    }
     let taken: Vec<String> = sessions::live_entries(home.root())
         .into_iter()
         .filter(|e| e.pid != std::process::id())
@@ -502,9 +528,14 @@ async fn keep_entry(shared: Arc<Shared>) {
         if let Link::Up(client) = link {
             let online = client.peers().await.map(|peers| {
                 let mut names = lock(&shared.session_names);
-                for s in peers.iter().flat_map(|p| &p.sessions) {
-                    if let Some(n) = &s.name {
-                        names.insert(s.key.clone(), n.clone());
+                for p in &peers {
+                    for s in &p.sessions {
+                        if let Some(n) = &s.name {
+                            names.insert(
+                                s.key.clone(),
+                                claudemesh_client::mesh::session_display_name(&p.name, n),
+                            );
+                        }
                     }
                 }
                 peers.iter().filter(|p| p.online && !p.you).count() as u64

@@ -24,9 +24,9 @@ mod push {
 
 /// A channel push as the client received it.
 #[derive(Debug, Clone)]
-struct Push {
-    content: String,
-    meta: BTreeMap<String, String>,
+pub(super) struct Push {
+    pub(super) content: String,
+    pub(super) meta: BTreeMap<String, String>,
 }
 
 /// An MCP client that records channel pushes (and declares channels only
@@ -71,14 +71,19 @@ impl ClientHandler for Recorder {
 }
 
 /// A running `claudemesh mcp` and the client talking to it.
-struct Session {
+pub(super) struct Session {
     client: RunningService<RoleClient, Recorder>,
     pushes: mpsc::UnboundedReceiver<Push>,
     child: tokio::process::Child,
 }
 
 impl Session {
-    async fn start(user: &User, name: &str, dir: &std::path::Path, channels: bool) -> Session {
+    pub(super) async fn start(
+        user: &User,
+        name: &str,
+        dir: &std::path::Path,
+        channels: bool,
+    ) -> Session {
         Session::start_with(user, name, dir, channels, &[]).await
     }
 
@@ -115,7 +120,7 @@ impl Session {
         }
     }
 
-    async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+    pub(super) async fn call(&self, tool: &str, args: Value) -> CallToolResult {
         let mut p = CallToolRequestParams::new(tool.to_owned());
         if let Value::Object(o) = args {
             p = p.with_arguments(o);
@@ -127,27 +132,27 @@ impl Session {
     }
 
     /// Calls a tool that must succeed; its text.
-    async fn ok(&self, tool: &str, args: Value) -> String {
+    pub(super) async fn ok(&self, tool: &str, args: Value) -> String {
         let r = self.call(tool, args).await;
         let t = text(&r);
         assert_ne!(r.is_error, Some(true), "{tool} failed: {t}");
         t
     }
 
-    async fn next_push(&mut self) -> Push {
+    pub(super) async fn next_push(&mut self) -> Push {
         tokio::time::timeout(Duration::from_secs(20), self.pushes.recv())
             .await
             .expect("a push within 20 s")
             .expect("pushes open")
     }
 
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         let _ = self.client.cancel().await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 }
 
-fn text(r: &CallToolResult) -> String {
+pub(super) fn text(r: &CallToolResult) -> String {
     r.content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
@@ -156,14 +161,19 @@ fn text(r: &CallToolResult) -> String {
 }
 
 /// The JSON after the first line of a tool's text (check_messages), or all.
-fn json_of(t: &str) -> Value {
+pub(super) fn json_of(t: &str) -> Value {
     serde_json::from_str(t)
         .or_else(|_| serde_json::from_str(t.split_once('\n').map_or("", |(_, j)| j)))
         .unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
 }
 
 /// Waits (asking again) until `f` holds for a tool's answer.
-async fn until(s: &Session, tool: &str, args: Value, f: impl Fn(&str) -> bool) -> String {
+pub(super) async fn until(
+    s: &Session,
+    tool: &str,
+    args: Value,
+    f: impl Fn(&str) -> bool,
+) -> String {
     let mut last = String::new();
     for _ in 0..200 {
         last = s.ok(tool, args.clone()).await;
