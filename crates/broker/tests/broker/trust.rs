@@ -58,9 +58,15 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
     // Topics, groups and broadcasts: names are routing metadata, bodies are not.
     let a = alice.connect().await;
     crate::fanout::append(&a, |s| {
-        claudemesh_crypto::log::topic_create_body("ops", false, "", &s.member_key().public())
-            .unwrap()
-            .0
+        claudemesh_crypto::log::topic_create_body(
+            "ops",
+            false,
+            "",
+            &s.member_key().public(),
+            &s.mesh_id(),
+        )
+        .unwrap()
+        .0
     })
     .await;
     crate::fanout::append(&a, |s| EntryBody::GroupJoin {
