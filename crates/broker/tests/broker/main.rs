@@ -6,6 +6,7 @@
 
 mod support;
 
+mod attacks;
 mod deploy;
 mod fanout;
 mod grants;
