@@ -40,8 +40,9 @@ pub fn route(
             return Err((
                 ErrorCode::RekeyRequired,
                 format!(
-                    "a member left the mesh and no rekey followed yet; write a rekey, then reseal \
-                     the message to {what}"
+                    "a member left or was removed, or a joiner is owed the current key, and no \
+                     rekey followed yet; write a rekey (or have an owner or admin write it), then \
+                     reseal the message to {what}"
                 ),
             ));
         }

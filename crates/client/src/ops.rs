@@ -199,6 +199,9 @@ pub async fn share(client: &MeshClient, opts: &ShareOptions) -> Result<Shared, C
             message: "only the mesh's owner and admins can invite".into(),
         });
     }
+    // The bundle carries the current root key: an admin whose seal of it
+    // was bad writes a new one first (as does a pending removal's rekey).
+    client.repair_keys().await?;
     let (invite, code) = if opts.short_code {
         let code = claudemesh_crypto::invite::ShortCode::generate();
         let secret = code.derive_secret();

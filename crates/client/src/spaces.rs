@@ -87,6 +87,12 @@ fn refused_entry(e: LogError) -> ClientError {
         LogFault::Unauthorized { action, .. } => {
             forbidden(format!("you are not allowed to {action}"))
         }
+        LogFault::MissingRekey(seq) => ClientError::Refused {
+            code: ErrorCode::RekeyRequired,
+            message: format!(
+                "the kick or ban at log entry {seq} still waits for its new mesh key, and nothing else may be appended first; an owner or admin must write it (`claudemesh mesh rekey`)"
+            ),
+        },
         fault => ClientError::Invalid(format!("this change is not allowed: {fault}")),
     }
 }

@@ -90,6 +90,10 @@ async fn attack_admin_lone_kick_does_not_freeze_the_mesh(backend: Backend) {
         format!("{r:?}").contains("claudemesh mesh rekey"),
         "the refusal says an admin must write the key: {r:?}"
     );
+    // Nor append anything else, and is told why.
+    let r = spaces::topic_create(&d, "ops", false, "").await.map(|_| ());
+    assert!(is_rekey_required(&r), "{r:?}");
+    assert!(!d.with_state(spaces::may_rekey));
     d.close().await;
 
     // The owner's SDK creates an invite: the rekey goes in first.
