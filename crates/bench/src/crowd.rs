@@ -201,9 +201,15 @@ async fn add_readers(
     let started = Instant::now();
     let create =
         |s: &claudemesh_client::mesh::MeshState| -> std::result::Result<EntryBody, ClientError> {
-            topic_create_body(topic, false, "claudemesh-bench", &s.member_key().public())
-                .map(|(body, _)| body)
-                .map_err(invalid)
+            topic_create_body(
+                topic,
+                false,
+                "claudemesh-bench",
+                &s.member_key().public(),
+                &s.mesh_id(),
+            )
+            .map(|(body, _)| body)
+            .map_err(invalid)
         };
     client
         .append_entry(|s| {

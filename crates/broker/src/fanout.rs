@@ -40,8 +40,9 @@ pub fn route(
             return Err((
                 ErrorCode::RekeyRequired,
                 format!(
-                    "a member left the mesh and no rekey followed yet; write a rekey, then reseal \
-                     the message to {what}"
+                    "a member left or was removed, or a joiner is owed the current key, and no \
+                     rekey followed yet; write a rekey (or have an owner or admin write it), then \
+                     reseal the message to {what}"
                 ),
             ));
         }
@@ -244,7 +245,8 @@ mod tests {
         let mut log = LogBuilder::new(&owner, T);
         let alice = log.add_member(&owner, Role::Member, T).unwrap();
         let bob = log.add_member(&owner, Role::Member, T).unwrap();
-        let (body, key) = topic_create_body("ops", true, "", &alice.public()).unwrap();
+        let (body, key) =
+            topic_create_body("ops", true, "", &alice.public(), &log.roster().mesh_id()).unwrap();
         log.push(&alice, T, body).unwrap();
         let ops = Target::Topic("ops".into());
         let r = log.roster();
@@ -310,7 +312,8 @@ mod tests {
             },
         )
         .unwrap();
-        let (body, _) = topic_create_body("ops", false, "", &owner.public()).unwrap();
+        let (body, _) =
+            topic_create_body("ops", false, "", &owner.public(), &log.roster().mesh_id()).unwrap();
         log.push(&owner, T, body).unwrap();
         log.push(
             &alice,

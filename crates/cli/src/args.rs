@@ -215,6 +215,10 @@ pub enum MeshCmd {
         /// Invite id (or its first 8+ hex digits)
         id: String,
     },
+    /// Write a new mesh key now, sealed to every current member (owners and
+    /// admins; a member when someone left, a joiner is owed the key, or the
+    /// current key was made by a member)
+    Rekey,
     /// Join a mesh with an invite URL or short code
     #[command(visible_alias = "add")]
     Join(JoinArgs),

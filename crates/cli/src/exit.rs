@@ -184,7 +184,9 @@ impl From<ClientError> for Failure {
                 ),
                 ErrorCode::RekeyRequired => (
                     FAILURE,
-                    Some("the mesh or topic key is being rotated; retry in a moment"),
+                    Some(
+                        "the mesh or topic key must rotate first: retry in a moment, or ask an owner or admin to run `claudemesh mesh rekey` if the error says so",
+                    ),
                 ),
                 ErrorCode::UnsupportedVersion | ErrorCode::UnknownType => (
                     INTERNAL,

@@ -145,6 +145,7 @@ async fn run(cli: Cli) -> Outcome {
                 no_qr,
             } => mesh::share(&g, uses, expires.into(), role, code, no_qr).await,
             MeshCmd::RevokeInvite { id } => mesh::revoke_invite(&g, &id).await,
+            MeshCmd::Rekey => mesh::rekey(&g).await,
             MeshCmd::Join(a) => mesh::join(&g, a).await,
             MeshCmd::Use { mesh } => mesh::use_mesh(&g, &mesh),
             MeshCmd::Leave => mesh::leave(&g).await,

@@ -1,5 +1,8 @@
 //! `claudemesh mesh …` and `join`: create a mesh, list this device's meshes,
-//! share and revoke invites, join with one, pick the default, leave.
+//! share and revoke invites, write a new mesh key, join with one, pick the
+//! default, leave. Also [`connect`], which every command acting in a mesh
+//! uses: it writes the keys this member should rotate itself and warns on
+//! stderr about keys sealed to it that do not open (bad seals).
 
 use std::time::Duration;
 
@@ -48,12 +51,31 @@ pub async fn connect(
     let home = open_home(g)?;
     let mesh = home.select_mesh(g.mesh.as_deref())?.clone();
     let client = MeshClient::connect(&home, &mesh, ConnectOptions::for_member(&mesh)).await?;
+    // A key this member is owed (a join cut off before its rekey), a key
+    // sealed to it that does not open, an admin's kick left without its
+    // rekey: written now when the log lets this member.
+    if let Err(e) = client.repair_keys().await {
+        tracing::warn!(error = %e, "could not write the keys this member should rotate");
+    }
+    warn_bad_seals(&client);
     // A create or join cut off right after admission left no profile: the
     // member is nameless to peers until it is published, so do it now.
     if let Err(e) = client.ensure_profile().await {
         tracing::warn!(error = %e, "could not publish this member's profile");
     }
     Ok((home, mesh, client))
+}
+
+/// Prints a loud warning on stderr for each key sealed to this member that
+/// does not open or does not match its confirmation, when it is new (found
+/// in log entries this command fetched) or still keeps this member from a
+/// current key. `claudemesh status` lists them all.
+pub fn warn_bad_seals(client: &MeshClient) {
+    for report in client.with_state(|s| s.bad_seal_reports()) {
+        if report.current || report.fresh {
+            eprintln!("{}", report.warning());
+        }
+    }
 }
 
 pub async fn create(
@@ -219,6 +241,22 @@ pub async fn revoke_invite(g: &Global, id: &str) -> Outcome {
         output::json(&serde_json::json!({ "revoked": key.to_hex() }));
     } else if !g.quiet {
         println!("Revoked invite {}.", output::short(&key.to_hex()));
+    }
+    Ok(())
+}
+
+pub async fn rekey(g: &Global) -> Outcome {
+    let (_home, mesh, client) = connect(g).await?;
+    let result = claudemesh_client::spaces::mesh_rekey(&client).await;
+    client.close().await;
+    let rekeyed = result?;
+    if g.json {
+        output::json(&rekeyed);
+    } else if !g.quiet {
+        println!(
+            "Wrote a new mesh key for {:?}: epoch {}, sealed to the {} current member(s) only.",
+            mesh.name, rekeyed.epoch, rekeyed.members
+        );
     }
     Ok(())
 }

@@ -146,11 +146,17 @@ pub async fn remove(g: &Global, peer: &str, ban: bool) -> Outcome {
     } else if !g.quiet {
         let verb = if ban { "Banned" } else { "Kicked" };
         println!(
-            "{verb} {} ({}). The mesh key was rotated (epoch {}): they hold none of the keys used from now on.",
+            "{verb} {} ({}). The mesh key was rotated (epoch {}) and sealed to the remaining members only: they hold none of the keys used from now on.",
             removed.name,
             output::short(&removed.key),
             removed.epoch
         );
+        if removed.invites_revoked > 0 {
+            println!(
+                "Revoked {} invite(s) they joined with or created.",
+                removed.invites_revoked
+            );
+        }
         if !removed.topics_rekeyed.is_empty() {
             println!(
                 "Also rotated the keys of {}.",
@@ -166,6 +172,10 @@ pub async fn remove(g: &Global, peer: &str, ban: bool) -> Outcome {
             println!(
                 "Their key cannot join again until `claudemesh peer unban {}`.",
                 output::short(&removed.key)
+            );
+        } else {
+            println!(
+                "A kicked member may join again with any invite that still admits people; revoke those they may hold (`claudemesh mesh revoke-invite`), or ban instead."
             );
         }
     }

@@ -67,6 +67,8 @@ pub const VERBS: &[(&str, Kind)] = &[
     ("mesh.list", Kind::Read),
     ("mesh.share", Kind::Write),
     ("mesh.revoke-invite", Kind::Destructive),
+    // A new key for everyone: it locks no one out and can be repeated.
+    ("mesh.rekey", Kind::Write),
     ("mesh.join", Kind::Write),
     ("mesh.use", Kind::Write),
     ("mesh.leave", Kind::Destructive),
@@ -145,7 +147,7 @@ approval_mode: write
 # A rule is a verb, a group of verbs (peer.*) or every verb (*).
 # Destructive verbs: peer.kick, peer.ban, peer.unban, mesh.leave,
 #   mesh.revoke-invite, restore.
-# Other writes: mesh.create, mesh.share, mesh.join, mesh.use, message.send,
+# Other writes: mesh.create, mesh.share, mesh.rekey, mesh.join, mesh.use, message.send,
 #   topic.create, topic.join, topic.leave, topic.add, topic.post,
 #   group.join, group.leave, profile.status, profile.summary, backup,
 #   grant, revoke, block, unblock, install, uninstall.
@@ -355,6 +357,7 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             MeshCmd::List => R::new("mesh.list", None, false),
             MeshCmd::Share { .. } => R::new("mesh.share", None, true),
             MeshCmd::RevokeInvite { id } => R::new("mesh.revoke-invite", Some(id), true),
+            MeshCmd::Rekey => R::new("mesh.rekey", None, true),
             // The invite is a secret: it is never a target.
             MeshCmd::Join(_) => R::new("mesh.join", None, false),
             MeshCmd::Use { mesh } => R::new("mesh.use", Some(mesh), false),
@@ -725,6 +728,7 @@ pub fn describe(req: &Request, mesh: Option<&str>) -> String {
             format!("leave {m} and remove its keys and messages from this device")
         }
         "mesh.revoke-invite" => format!("revoke invite {t} of {m}"),
+        "mesh.rekey" => format!("write a new mesh key for {m}"),
         "message.send" => format!("send a message to {t} in {m}"),
         "topic.post" => format!("post to #{} in {m}", t.trim_start_matches('#')),
         verb => {

@@ -1,8 +1,10 @@
 //! `claudemesh status`: for each mesh (or the one `--mesh` names), whether
 //! its broker answers, which protocol versions it speaks, the clock skew
-//! between here and there, this member's standing in the verified log, and
+//! between here and there, this member's standing in the verified log, keys
+//! sealed to it that do not open (bad seals, with who sealed them), and
 //! what waits locally (outbox, unread).
 
+use claudemesh_client::mesh::BadSealReport;
 use claudemesh_client::{ConnectOptions, MeshClient};
 use serde::Serialize;
 
@@ -35,6 +37,11 @@ struct MeshStatus {
     role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_entries: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
+    /// Keys sealed to this member that do not open or do not match their
+    /// confirmation, oldest first.
+    bad_seals: Vec<BadSealReport>,
     unread: u64,
     client_version: &'static str,
 }
@@ -72,6 +79,8 @@ pub async fn run(g: &Global) -> Outcome {
             round_trip_ms: None,
             role: None,
             log_entries: None,
+            epoch: None,
+            bad_seals: Vec::new(),
             unread: 0,
             client_version: env!("CARGO_PKG_VERSION"),
         };
@@ -84,14 +93,23 @@ pub async fn run(g: &Global) -> Outcome {
                 st.broker_versions = Some(info.versions.clone());
                 st.clock_skew_ms = Some(info.skew_ms);
                 st.round_trip_ms = Some(info.rtt_ms);
-                let (role, len) = client.with_state(|s| {
+                // A key this member should rotate itself (a bad seal it
+                // may repair) is written before reporting.
+                if let Err(e) = client.repair_keys().await {
+                    tracing::warn!(error = %e, "could not write the keys this member should rotate");
+                }
+                let (role, len, epoch, bad) = client.with_state(|s| {
                     (
                         s.roster().role_of(&s.member_key().public()),
                         s.roster().len(),
+                        s.roster().epoch(),
+                        s.bad_seal_reports(),
                     )
                 });
                 st.role = role.map(|r| r.as_str().to_owned());
                 st.log_entries = Some(len);
+                st.epoch = Some(epoch);
+                st.bad_seals = bad;
                 let _ = client.settle().await;
                 st.unread = client.local().unread_count(&mesh.id).await.unwrap_or(0);
                 client.close().await;
@@ -106,6 +124,13 @@ pub async fn run(g: &Global) -> Outcome {
         out.push(st);
     }
     if g.json {
+        // The JSON lists every bad seal; the ones that matter now are also
+        // said out loud, as every command that loads a mesh does.
+        for b in out.iter().flat_map(|st| &st.bad_seals) {
+            if b.current || b.fresh {
+                eprintln!("{}", b.warning());
+            }
+        }
         output::json(&out);
     } else {
         for st in &out {
@@ -135,10 +160,17 @@ pub async fn run(g: &Global) -> Outcome {
                         st.round_trip_ms.unwrap_or_default()
                     );
                     println!(
-                        "  membership  {} in a log of {} verified entries",
+                        "  membership  {} in a log of {} verified entries (mesh key epoch {})",
                         st.role.as_deref().unwrap_or("not a member"),
-                        st.log_entries.unwrap_or_default()
+                        st.log_entries.unwrap_or_default(),
+                        st.epoch.unwrap_or_default()
                     );
+                    if st.bad_seals.is_empty() {
+                        println!("  keys        every key sealed to you opens");
+                    }
+                    for b in &st.bad_seals {
+                        println!("  keys        {}", b.warning());
+                    }
                     println!("  inbox       {} unread", st.unread);
                 }
             }

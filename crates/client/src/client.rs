@@ -7,9 +7,12 @@
 //!
 //! Before a topic, group or broadcast message is sealed, the key it needs
 //! is rotated if it must be (a `rekey` after a member left the mesh, a
-//! `topic_rekey` after one left a private topic); a message the broker
-//! refuses with `rekey_required` is resealed under the new key with the
-//! same id and sent again.
+//! `topic_rekey` after one left a private topic, either when the key
+//! sealed to this member was bad); a message the broker refuses with
+//! `rekey_required` is resealed under the new key with the same id and
+//! sent again. An owner or admin appending anything first writes the
+//! rekey some admin's lone kick or ban left owed; [`MeshClient::repair_keys`]
+//! writes the keys this member should rotate on its own.
 //!
 //! Three tasks per connection: the reader routes frames (answers to their
 //! waiters, deliveries to the processor); the processor verifies and stores
@@ -157,6 +160,9 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A key sealed to this member in a newly verified log entry does not
+    /// open, or does not match its confirmation (reported, never silent).
+    BadSeal(Box<crate::mesh::BadSealReport>),
 }
 
 /// A message the broker accepted.
@@ -834,6 +840,42 @@ impl MeshClient {
         self.inner.sync_log().await
     }
 
+    /// Writes the keys this member should rotate on its own now
+    /// ([`spaces::repairs_needed`]): the rekey an admin's lone kick or ban
+    /// left owed (owners and admins), the mesh key this device lacks (a
+    /// joiner owed it, or a seal that was bad) when the log lets it write
+    /// one, and the key of each private topic it is in whose seal was bad.
+    /// Returns what it rotated.
+    pub async fn repair_keys(&self) -> Result<Vec<spaces::Rotation>, ClientError> {
+        let mut done = Vec::new();
+        for _ in 0..8 {
+            let Some(next) = self
+                .with_state(spaces::repairs_needed)
+                .into_iter()
+                .find(|r| !done.contains(r))
+            else {
+                break;
+            };
+            let want = next.clone();
+            self.inner
+                .append_raw(
+                    |s| {
+                        if !spaces::repairs_needed(s).contains(&want) {
+                            return Ok((Vec::new(), None));
+                        }
+                        Ok((
+                            vec![spaces::rotation_entry(s, &want, now_ms() / 1000)?],
+                            None,
+                        ))
+                    },
+                    true,
+                )
+                .await?;
+            done.push(next);
+        }
+        Ok(done)
+    }
+
     /// Whether this member may administer the mesh.
     pub fn is_admin(&self) -> bool {
         self.with_state(|s| {
@@ -961,8 +1003,34 @@ impl Inner {
 
     /// [`Inner::append_with`]; without `sync_after` it returns as soon as
     /// the broker answers `log_appended` (for a member's own `leave`,
-    /// after which it can no longer fetch the log).
+    /// after which it can no longer fetch the log). An owner or admin
+    /// first writes the rekey a kick or ban left pending (nothing else may
+    /// be appended before it).
     async fn append_inner(
+        &self,
+        make: impl Fn(&MeshState) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError>,
+        sync_after: bool,
+    ) -> Result<(), ClientError> {
+        let owed = |s: &MeshState| s.roster().pending_removal().is_some() && spaces::may_rekey(s);
+        if self.read_state(owed) {
+            self.append_raw(
+                |s| {
+                    if !owed(s) {
+                        return Ok((Vec::new(), None));
+                    }
+                    let r = spaces::Rotation::Mesh;
+                    Ok((vec![spaces::rotation_entry(s, &r, now_ms() / 1000)?], None))
+                },
+                true,
+            )
+            .await?;
+        }
+        self.append_raw(make, sync_after).await
+    }
+
+    /// Appends what `make` builds, retrying after re-syncing the log when
+    /// it moved meanwhile.
+    async fn append_raw(
         &self,
         make: impl Fn(&MeshState) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError>,
         sync_after: bool,
@@ -1234,11 +1302,19 @@ impl Inner {
             }
             let roster = self.read_state(|s| s.verify_extension(&le.entries))?;
             self.local.append_log(&self.mesh.id, &le.entries).await?;
-            let (new_roots, len) = {
+            let (new_roots, len, bad) = {
                 let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+                let known = s.bad_seals().len();
                 let new = s.extend(le.entries, roster);
-                (new.then(|| s.keys().roots.clone()), s.roster().len())
+                let bad: Vec<_> = s.bad_seals()[known..]
+                    .iter()
+                    .map(|b| s.bad_seal_report(b))
+                    .collect();
+                (new.then(|| s.keys().roots.clone()), s.roster().len(), bad)
             };
+            for b in bad {
+                self.emit(Event::BadSeal(Box::new(b)));
+            }
             if let Some(roots) = new_roots {
                 self.home.update_keys(&self.mesh.id, |k| {
                     for (e, r) in roots {

@@ -85,8 +85,9 @@ struct StoredSession {
 struct StoredKeys {
     /// libsodium `seed‖pk`, 128 hex.
     member: Zeroizing<String>,
-    /// The invite key this device joined with (opens root keys sealed to it
-    /// between the invite and the admission).
+    /// The invite key this device joined with. No longer written: rekeys
+    /// seal to members only, so it opens nothing; read for key files that
+    /// still have it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     invite: Option<Zeroizing<String>>,
     /// Named session keys (`cli`, MCP sessions).
@@ -102,7 +103,8 @@ struct StoredKeys {
 pub struct MeshKeys {
     /// The member key.
     pub member: SigningKey,
-    /// The invite key used to join, if this device joined by invite.
+    /// The invite key used to join, from key files written before rekeys
+    /// stopped sealing to invite keys (opens nothing now; never written).
     pub invite: Option<SigningKey>,
     /// Named sessions.
     pub sessions: BTreeMap<String, SessionIdentity>,

@@ -6,7 +6,10 @@
 //! open one from them — including the keys of fan-out targets: the mesh key
 //! of an epoch (`*`, `@group`), a public topic's key derived from it, and
 //! the random keys of the private topics this member is in (opened from
-//! their seals in the log and cached here).
+//! their seals in the log and cached here). Keys are opened one epoch at a
+//! time and checked against the key confirmation in the log; a seal that
+//! does not open or does not match is recorded as a [`BadSeal`] naming its
+//! author, reported to the user, and keeps no other epoch from opening.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -15,7 +18,9 @@ use claudemesh_crypto::cert::{SessionCert, SessionIdentity};
 use claudemesh_crypto::envelope::{
     Envelope, EnvelopeHeader, MessageId, OpeningKeys, Priority, SealingKey, Target,
 };
-use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role, Roster, verify_log};
+use claudemesh_crypto::log::{
+    BadSeal, LogEntry, PeerType, Profile, Role, Roster, SealScope, verify_log,
+};
 use claudemesh_crypto::{
     EpochRootKey, Hash32, Nonce, PublicKey, SharedBoxKey, SigningKey, SymmetricKey,
 };
@@ -124,6 +129,73 @@ pub struct PeerView {
     pub you: bool,
 }
 
+/// A key sealed to this member that it cannot use (see [`BadSeal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSealRecord {
+    /// Which key, who sealed it, where, and what is wrong.
+    pub seal: BadSeal,
+    /// Found in log entries this process fetched (not in the log it had
+    /// stored when it started): news to report.
+    pub fresh: bool,
+}
+
+/// A bad seal as users see it: with the author's display name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadSealReport {
+    /// `mesh` or `topic`.
+    pub kind: &'static str,
+    /// The mesh epoch, or the topic's key epoch.
+    pub epoch: u64,
+    /// The topic (without `#`), for a topic key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The author's display name (or short key).
+    pub author_name: String,
+    /// The author's member key (hex).
+    pub author: String,
+    /// The log entry that sealed it.
+    pub seq: u64,
+    /// `does not open` or `does not match its confirmation`.
+    pub reason: String,
+    /// The key is the current one (of the mesh, or of the topic) and this
+    /// device holds no good copy of it: messages under it cannot be read or
+    /// sent until a new key is written.
+    pub current: bool,
+    /// Found since this process started.
+    pub fresh: bool,
+}
+
+impl BadSealReport {
+    /// One loud line for stderr.
+    pub fn warning(&self) -> String {
+        let short_key = &self.author[..self.author.len().min(8)];
+        let what = match &self.topic {
+            Some(t) => format!("key of #{t} (key epoch {})", self.epoch),
+            None => format!("mesh key of epoch {}", self.epoch),
+        };
+        let reason = if self.reason.contains("confirmation") {
+            "holds a different key than the log confirms"
+        } else {
+            "does not open"
+        };
+        let tail = if self.current {
+            match &self.topic {
+                Some(t) => format!(
+                    "; you cannot read or post to #{t} until its key is rotated (any member of #{t} can: post to it, or ask one of them)"
+                ),
+                None => "; you cannot read or send to the whole mesh until a new key is written (ask an owner or admin to run `claudemesh mesh rekey`)".to_owned(),
+            }
+        } else {
+            "; messages sealed under it cannot be read on this device (a newer key replaced it)"
+                .to_owned()
+        };
+        format!(
+            "WARNING: the {what} that {} ({short_key}) sealed to you in log entry {} {reason}{tail}.",
+            self.author_name, self.seq
+        )
+    }
+}
+
 /// The verified state of one mesh on this device.
 pub struct MeshState {
     /// Local settings.
@@ -140,6 +212,10 @@ pub struct MeshState {
     cert_signatures: Mutex<HashMap<PublicKey, SessionCert>>,
     /// Private topic keys opened from their seals: (topic, key epoch) → key.
     topic_keys: HashMap<(String, u64), SymmetricKey>,
+    /// Keys sealed to this member that it cannot use, in log order.
+    bad_seals: Vec<BadSealRecord>,
+    /// Whether the state was already assembled (later bad seals are fresh).
+    loaded: bool,
 }
 
 impl std::fmt::Debug for MeshState {
@@ -180,9 +256,12 @@ impl MeshState {
             shared: Mutex::new(HashMap::new()),
             cert_signatures: Mutex::new(HashMap::new()),
             topic_keys: HashMap::new(),
+            bad_seals: Vec::new(),
+            loaded: false,
         };
         state.open_root_keys();
         state.open_topic_keys();
+        state.loaded = true;
         Ok(state)
     }
 
@@ -247,35 +326,64 @@ impl MeshState {
         self.open_root_keys()
     }
 
+    /// Records a bad seal once.
+    fn record_bad_seal(&mut self, seal: BadSeal) {
+        if self.bad_seals.iter().any(|b| b.seal.scope == seal.scope) {
+            return;
+        }
+        tracing::warn!(
+            key = %seal.scope,
+            author = %short(&seal.author),
+            seq = seal.seq,
+            reason = %seal.reason,
+            "a key sealed to this member cannot be used"
+        );
+        self.bad_seals.push(BadSealRecord {
+            seal,
+            fresh: self.loaded,
+        });
+    }
+
+    /// Whether a bad seal of `scope` is already recorded.
+    fn is_bad(&self, scope: &SealScope) -> bool {
+        self.bad_seals.iter().any(|b| b.seal.scope == *scope)
+    }
+
     /// Opens the key of every private-topic key epoch sealed to my member
-    /// key that is not in the cache yet. A seal that does not open is
-    /// skipped (messages under that key then fail as `NoKey`, and are
-    /// reported, never shown).
+    /// key that is not in the cache yet, each checked against its key
+    /// epoch's confirmation. A bad seal is recorded (messages under that
+    /// key then fail as `NoKey`, and are reported, never shown) and keeps
+    /// no other key epoch from opening.
     fn open_topic_keys(&mut self) {
         let me = self.keys.member.public();
+        let mut opened = Vec::new();
+        let mut bad = Vec::new();
         for (name, info) in self.roster.topics() {
             if !info.private {
                 continue;
             }
-            for (epoch, seals) in &info.seals {
+            for (epoch, ke) in &info.key_epochs {
                 let id = (name.clone(), *epoch);
-                if self.topic_keys.contains_key(&id) {
+                let scope = SealScope::Topic {
+                    topic: name.clone(),
+                    key_epoch: *epoch,
+                };
+                if self.topic_keys.contains_key(&id)
+                    || !ke.seals.contains_key(&me)
+                    || self.is_bad(&scope)
+                {
                     continue;
                 }
-                if let Some(sealed) = seals.get(&me) {
-                    match claudemesh_crypto::log::open_sealed_key(sealed, &self.keys.member) {
-                        Ok(k) => {
-                            self.topic_keys.insert(id, k);
-                        }
-                        Err(e) => tracing::warn!(
-                            topic = %name,
-                            epoch,
-                            error = %e,
-                            "a private topic key sealed to this member does not open"
-                        ),
-                    }
+                match ke.open(&self.keys.member, &self.config.id, &scope) {
+                    Some(Ok(k)) => opened.push((id, k)),
+                    Some(Err(b)) => bad.push(*b),
+                    None => {}
                 }
             }
+        }
+        self.topic_keys.extend(opened);
+        for b in bad {
+            self.record_bad_seal(b);
         }
     }
 
@@ -284,27 +392,96 @@ impl MeshState {
         self.topic_keys.get(&(topic.to_owned(), epoch))
     }
 
-    /// Opens every root key sealed to my member key or to the invite key I
-    /// joined with that I do not hold yet. Returns whether any was new.
+    /// Opens every root key sealed to my member key that I do not hold
+    /// yet, one epoch at a time, each checked against the epoch's key
+    /// confirmation; a bad seal is recorded and keeps no other epoch from
+    /// opening. Returns whether any key was new.
     fn open_root_keys(&mut self) -> bool {
-        let mut new = false;
-        let mine: Vec<&SigningKey> = std::iter::once(&self.keys.member)
-            .chain(self.keys.invite.as_ref())
-            .collect();
+        let me = self.keys.member.public();
         let mut opened = Vec::new();
-        for k in mine {
-            if let Ok(roots) = self.roster.open_root_keys(k) {
-                opened.extend(roots);
+        let mut bad = Vec::new();
+        for (epoch, ke) in self.roster.key_epochs() {
+            if self.keys.roots.contains_key(epoch)
+                || !ke.seals.contains_key(&me)
+                || self.is_bad(&SealScope::Mesh { epoch: *epoch })
+            {
+                continue;
+            }
+            match self.roster.open_root_key(*epoch, &self.keys.member) {
+                Some(Ok(root)) => opened.push(root),
+                Some(Err(b)) => bad.push(*b),
+                None => {}
             }
         }
+        let new = !opened.is_empty();
         for root in opened {
-            if let std::collections::btree_map::Entry::Vacant(v) = self.keys.roots.entry(root.epoch)
-            {
-                v.insert(root);
-                new = true;
-            }
+            self.keys.roots.entry(root.epoch).or_insert(root);
+        }
+        for b in bad {
+            self.record_bad_seal(b);
         }
         new
+    }
+
+    /// Keys sealed to this member that it cannot use, in log order.
+    pub fn bad_seals(&self) -> &[BadSealRecord] {
+        &self.bad_seals
+    }
+
+    /// Whether this device lacks the root key of the current mesh epoch
+    /// (its seal was bad, or it joined with an invite of an earlier epoch).
+    pub fn lacks_current_root(&self) -> bool {
+        self.root(self.roster.epoch()).is_none()
+    }
+
+    /// Whether this member is in the private topic `topic` and lacks the
+    /// key of its current key epoch (its seal was bad).
+    pub fn lacks_topic_key(&self, topic: &str) -> bool {
+        self.roster.topic(topic).is_some_and(|info| {
+            info.private
+                && info.members.contains_key(&self.keys.member.public())
+                && self.private_topic_key(topic, info.key_epoch).is_none()
+        })
+    }
+
+    /// A bad seal as users see it.
+    pub fn bad_seal_report(&self, b: &BadSealRecord) -> BadSealReport {
+        let (kind, epoch, topic, current) = match &b.seal.scope {
+            SealScope::Mesh { epoch } => (
+                "mesh",
+                *epoch,
+                None,
+                *epoch == self.roster.epoch() && self.lacks_current_root(),
+            ),
+            SealScope::Topic { topic, key_epoch } => (
+                "topic",
+                *key_epoch,
+                Some(topic.clone()),
+                self.roster
+                    .topic(topic)
+                    .is_some_and(|i| i.key_epoch == *key_epoch)
+                    && self.lacks_topic_key(topic),
+            ),
+        };
+        BadSealReport {
+            kind,
+            epoch,
+            topic,
+            author_name: self.name_of(&b.seal.author),
+            author: b.seal.author.to_hex(),
+            seq: b.seal.seq,
+            reason: b.seal.reason.to_string(),
+            current,
+            fresh: b.fresh,
+        }
+    }
+
+    /// Every bad seal as users see it, in log order.
+    pub fn bad_seal_reports(&self) -> Vec<BadSealReport> {
+        self.bad_seals
+            .iter()
+            .map(|b| self.bad_seal_report(b))
+            .collect()
     }
 
     /// The root key of an epoch, if this device holds it.

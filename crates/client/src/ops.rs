@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::invite::{Invite, InviteSecret, WelcomeBundle, open_bundle, seal_bundle};
-use claudemesh_crypto::log::{EntryBody, LogEntry, PeerType, Role, Roster, verify_log};
+use claudemesh_crypto::log::{
+    EntryBody, LogEntry, PeerType, Role, Roster, mesh_key_confirm, verify_log,
+};
 use claudemesh_crypto::{EpochRootKey, PublicKey, SigningKey};
 use claudemesh_proto::frames::{InviteFetch, InviteJoin, LogFetch, MeshCreate};
 use claudemesh_proto::hello::{Hello, HelloPresence};
@@ -132,7 +134,13 @@ async fn settle_in(
     };
     home.add_mesh(config.clone())?;
     let client = MeshClient::connect_with(home, local, &config, ConnectOptions::default()).await?;
-    let published = client.publish_profile(display_name, peer_type).await;
+    // A joiner whose invite is older than the current epoch is owed the
+    // current key: it writes the rekey itself now (the log lets it), so it
+    // waits for no one. It must hold that key to publish its profile.
+    let published = match client.repair_keys().await {
+        Ok(_) => client.publish_profile(display_name, peer_type).await,
+        Err(e) => Err(e),
+    };
     client.close().await;
     published?;
     Ok(config)
@@ -195,6 +203,9 @@ pub async fn share(client: &MeshClient, opts: &ShareOptions) -> Result<Shared, C
             message: "only the mesh's owner and admins can invite".into(),
         });
     }
+    // The bundle carries the current root key: an admin whose seal of it
+    // was bad writes a new one first (as does a pending removal's rekey).
+    client.repair_keys().await?;
     let (invite, code) = if opts.short_code {
         let code = claudemesh_crypto::invite::ShortCode::generate();
         let secret = code.derive_secret();
@@ -379,30 +390,28 @@ pub async fn join(
 
     let member = SigningKey::generate();
     let invite_signer = secret.signing_key();
-    let mut roots: std::collections::BTreeMap<u64, EpochRootKey> =
+    // The bundle's root key is the only key a joiner gets from its invite
+    // (rekeys seal to members only): the next rekey, which this member
+    // writes itself right after joining if the invite is older than the
+    // current epoch, brings it up to date.
+    let roots: std::collections::BTreeMap<u64, EpochRootKey> =
         [(bundle.epoch, bundle.epoch_root())].into_iter().collect();
     // The member key is written before the broker hears of it: once the
     // admit is in the log, losing the key would waste the invite.
-    let save_keys =
-        |home: &Home,
-         roster: &Roster,
-         roots: &mut std::collections::BTreeMap<u64, EpochRootKey>| {
-            if let Ok(more) = roster.open_root_keys(&invite_signer) {
-                for r in more {
-                    roots.entry(r.epoch).or_insert(r);
-                }
-            }
-            home.save_keys(
-                &bundle.mesh_id,
-                &MeshKeys {
-                    member: member.clone(),
-                    invite: Some(invite_signer.clone()),
-                    sessions: Default::default(),
-                    roots: roots.clone(),
-                },
-            )
-        };
-    save_keys(home, &roster, &mut roots)?;
+    let save_keys = |home: &Home| {
+        home.save_keys(
+            &bundle.mesh_id,
+            &MeshKeys {
+                member: member.clone(),
+                // The invite secret is not kept: it opens nothing of the
+                // mesh once the admit is in (and may still admit others).
+                invite: None,
+                sessions: Default::default(),
+                roots: roots.clone(),
+            },
+        )
+    };
+    save_keys(home)?;
     let mut joined = false;
     for _ in 0..8 {
         let admit = LogEntry::admit(
@@ -434,7 +443,6 @@ pub async fn join(
                 let len = u64::MAX;
                 fetch_rest(&mut opened, &mut entries, len).await?;
                 roster = verify_joined_log(&entries, &bundle, &invite_key)?;
-                save_keys(home, &roster, &mut roots)?;
             }
             Ok(other) => {
                 home.discard_keys(&bundle.mesh_id);
@@ -569,7 +577,9 @@ async fn fetch_rest(
 }
 
 /// Verifies a log received while joining: every entry from genesis, the
-/// owner the bundle names, and the invite in it.
+/// owner the bundle names, the invite in it, and the bundle's root key
+/// against the key confirmation of its epoch (epochs after 0, which a
+/// `rekey` began).
 fn verify_joined_log(
     entries: &[LogEntry],
     bundle: &WelcomeBundle,
@@ -585,6 +595,14 @@ fn verify_joined_log(
         return Err(ClientError::Protocol(
             "the invite is not in the mesh's membership log".into(),
         ));
+    }
+    if let Some(ke) = roster.key_epochs().get(&bundle.epoch)
+        && mesh_key_confirm(&bundle.epoch_root(), &roster.mesh_id()) != ke.confirm
+    {
+        return Err(ClientError::Protocol(format!(
+            "the invite's welcome bundle holds a mesh key of epoch {} that the membership log does not confirm; ask for a new invite",
+            bundle.epoch
+        )));
     }
     Ok(roster)
 }

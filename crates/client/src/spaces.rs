@@ -5,18 +5,21 @@
 //! topics; join, leave and list groups; kick and ban (a `remove` and the
 //! `rekey` that must follow it, plus a `topic_rekey` of every private topic
 //! the removed member was in, in one atomic append), unban, list bans, and
-//! leave the mesh. Also: which keys must rotate before a fan-out message is
-//! sealed ([`rotation_needed`]), a topic's verified history, posting with
-//! `@name` mentions, and whether a received message mentions this member.
-
-use std::collections::BTreeSet;
+//! leave the mesh, and write a new mesh key on demand ([`mesh_rekey`]).
+//! Also: which keys must rotate before a fan-out message is sealed
+//! ([`rotation_needed`]), which this member should rotate on its own
+//! ([`repairs_needed`]: a kick or ban some admin left without its rekey, a
+//! key this member is owed, a key sealed to it that does not open), a
+//! topic's verified history, posting with `@name` mentions, and whether a
+//! received message mentions this member.
 
 use claudemesh_crypto::envelope::{
     EnvelopeError, MessageId, Priority, Target, VerifiedMessage, validate_target_name,
 };
 use claudemesh_crypto::log::{
     EntryBody, LogEntry, LogError, LogFault, MAX_GROUP_ROLE_BYTES, MAX_TOPIC_DESCRIPTION_BYTES,
-    RemoveKind, Role, Roster, rekey_body, topic_create_body, topic_join_body, topic_rekey_body,
+    RemoveKind, Role, Roster, SealScope, rekey_body, topic_create_body, topic_join_body,
+    topic_rekey_body,
 };
 use claudemesh_crypto::{EpochRootKey, PublicKey};
 use claudemesh_proto::{ErrorCode, close};
@@ -84,6 +87,12 @@ fn refused_entry(e: LogError) -> ClientError {
         LogFault::Unauthorized { action, .. } => {
             forbidden(format!("you are not allowed to {action}"))
         }
+        LogFault::MissingRekey(seq) => ClientError::Refused {
+            code: ErrorCode::RekeyRequired,
+            message: format!(
+                "the kick or ban at log entry {seq} still waits for its new mesh key, and nothing else may be appended first; an owner or admin must write it (`claudemesh mesh rekey`)"
+            ),
+        },
         fault => ClientError::Invalid(format!("this change is not allowed: {fault}")),
     }
 }
@@ -112,69 +121,132 @@ pub enum Rotation {
 }
 
 /// A kick or ban whose rekey has not been written yet (the log requires it
-/// to be the very next entry, by the same admin): (admin, removed member).
+/// as the very next entry, by the owner or any admin): (remover, removed).
 pub fn pending_removal(state: &MeshState) -> Option<(PublicKey, PublicKey)> {
-    let last = state.entries().last()?;
-    match &last.body {
-        EntryBody::Remove {
-            member,
-            how: RemoveKind::Kick | RemoveKind::Ban,
-        } => Some((last.author, *member)),
+    let seq = state.roster().pending_removal()?;
+    let e = state.entries().get(usize::try_from(seq).ok()?)?;
+    match &e.body {
+        EntryBody::Remove { member, .. } => Some((e.author, *member)),
         _ => None,
+    }
+}
+
+/// Whether the log lets this member write a mesh `rekey` now.
+pub fn may_rekey(state: &MeshState) -> bool {
+    state.roster().may_rekey(&me(state))
+}
+
+/// Why this member cannot write the mesh key it needs, as a
+/// `rekey_required` refusal that says who can.
+fn rekey_refusal(state: &MeshState) -> ClientError {
+    let message = if let Some((admin, removed)) = pending_removal(state) {
+        format!(
+            "{} removed {} and has not written the new mesh key yet; an owner or admin must write it (`claudemesh mesh rekey`)",
+            state.name_of(&admin),
+            state.name_of(&removed)
+        )
+    } else if let Some(b) = state.bad_seals().iter().find(|b| {
+        b.seal.scope
+            == SealScope::Mesh {
+                epoch: state.roster().epoch(),
+            }
+    }) {
+        format!(
+            "the mesh key of epoch {} that {} ({}) sealed to you does not open or does not match its confirmation, and only an owner or admin may write a new one now: ask one to run `claudemesh mesh rekey`",
+            state.roster().epoch(),
+            state.name_of(&b.seal.author),
+            crate::mesh::short(&b.seal.author)
+        )
+    } else {
+        format!(
+            "this device does not hold the mesh key of the current epoch ({}), and only an owner or admin may write a new one now: ask one to run `claudemesh mesh rekey`",
+            state.roster().epoch()
+        )
+    };
+    ClientError::Refused {
+        code: ErrorCode::RekeyRequired,
+        message,
+    }
+}
+
+/// Whether the mesh key must rotate before this member seals to the whole
+/// mesh: `Some(Mesh)` when it must and this member may write it; an error
+/// (`rekey_required`, saying who can) when it must and this member may not.
+fn mesh_rotation(state: &MeshState) -> Result<Option<Rotation>, ClientError> {
+    if !state.roster().needs_rekey() && !state.lacks_current_root() {
+        return Ok(None);
+    }
+    if may_rekey(state) {
+        Ok(Some(Rotation::Mesh))
+    } else {
+        Err(rekey_refusal(state))
     }
 }
 
 /// Which key, if any, must rotate before this member seals a message to
 /// `target`: the mesh's (for `*`, `@group` and public topics) when the
-/// roster needs a rekey, or a private topic's when it needs a
-/// `topic_rekey`. An error when the rotation is someone else's to write
-/// (an admin's pending kick). Direct targets never need one.
+/// roster needs a rekey or this device lacks the current root key (its
+/// seal was bad), or a private topic's when it needs a `topic_rekey` or
+/// this member's seal of its current key was bad. An error when the
+/// rotation is not this member's to write (a kick or ban some admin left
+/// pending, seen by a plain member). Direct targets never need one.
 pub fn rotation_needed(
     state: &MeshState,
     target: &Target,
 ) -> Result<Option<Rotation>, ClientError> {
     let roster = state.roster();
-    let mesh = || {
-        if !roster.needs_rekey() {
-            return Ok(None);
-        }
-        if let Some((admin, removed)) = pending_removal(state)
-            && admin != me(state)
-        {
-            return Err(ClientError::Refused {
-                code: ErrorCode::RekeyRequired,
-                message: format!(
-                    "{} removed {} and has not written the new mesh key yet; retry in a moment",
-                    state.name_of(&admin),
-                    state.name_of(&removed)
-                ),
-            });
-        }
-        Ok(Some(Rotation::Mesh))
-    };
     match target {
         Target::Member(_) | Target::Session(_) => Ok(None),
-        Target::Broadcast | Target::Group(_) => mesh(),
+        Target::Broadcast | Target::Group(_) => mesh_rotation(state),
         Target::Topic(t) => {
             let info = roster.topic(t).ok_or_else(|| state.no_such_topic(t))?;
             if !info.private {
-                return mesh();
+                return mesh_rotation(state);
             }
             // A non-member cannot rotate it (sealing then says why).
             let mine = info.members.contains_key(&me(state));
-            Ok((mine && info.needs_rekey).then(|| Rotation::Topic(t.clone())))
+            let due = info.needs_rekey || state.lacks_topic_key(t);
+            Ok((mine && due).then(|| Rotation::Topic(t.clone())))
         }
     }
+}
+
+/// The keys this member should rotate on its own, now, without waiting
+/// for a message to send: the mesh key when an admin's kick or ban waits
+/// for its rekey and this member is the owner or an admin, or when this
+/// device lacks the current root key (a joiner owed it, or a seal that was
+/// bad) and the log lets it write one; and each private topic it is in
+/// whose current key it could not open. A leave is left to the next
+/// member who sends to the whole mesh.
+pub fn repairs_needed(state: &MeshState) -> Vec<Rotation> {
+    let roster = state.roster();
+    let mut out = Vec::new();
+    let removal = roster.pending_removal().is_some();
+    if (removal || state.lacks_current_root()) && may_rekey(state) {
+        out.push(Rotation::Mesh);
+    }
+    if removal {
+        // Nothing else may be appended before that rekey.
+        return out;
+    }
+    for (name, info) in roster.topics() {
+        if info.private && state.lacks_topic_key(name) {
+            out.push(Rotation::Topic(name.clone()));
+        }
+    }
+    out
 }
 
 /// The signed entry that performs a rotation, as the next entry of the log.
 pub fn rotation_entry(state: &MeshState, r: &Rotation, at: u64) -> Result<LogEntry, ClientError> {
     let roster = state.roster();
     let body = match r {
-        Rotation::Mesh => mesh_rekey_body(roster, at)?,
+        Rotation::Mesh => mesh_rekey_body(roster)?,
         Rotation::Topic(t) => {
             let info = roster.topic(t).ok_or_else(|| state.no_such_topic(t))?;
-            topic_rekey_body(t, info).map_err(box_err)?.0
+            topic_rekey_body(t, info, &roster.mesh_id())
+                .map_err(box_err)?
+                .0
         }
     };
     Ok(LogEntry::sign(
@@ -186,21 +258,51 @@ pub fn rotation_entry(state: &MeshState, r: &Rotation, at: u64) -> Result<LogEnt
     ))
 }
 
-/// A `rekey` to the next epoch: a fresh root key sealed to every current
-/// member and to every open, unexpired invite (so someone joining with it
-/// can read the new epoch).
-pub fn mesh_rekey_body(roster: &Roster, at: u64) -> Result<EntryBody, ClientError> {
+/// A `rekey` to the next epoch: a fresh root key sealed to exactly the
+/// current members (never to an invite key: a joiner whose invite is older
+/// than the epoch is owed the key by the next rekey, which it writes
+/// itself), with its key confirmation.
+pub fn mesh_rekey_body(roster: &Roster) -> Result<EntryBody, ClientError> {
     let root = EpochRootKey::generate(roster.epoch() + 1);
-    let mut recipients: BTreeSet<PublicKey> = roster.members().keys().copied().collect();
-    recipients.extend(
-        roster
-            .invites()
-            .iter()
-            .filter(|(_, i)| i.is_open() && i.expires_at >= at)
-            .map(|(k, _)| *k),
-    );
-    let recipients: Vec<PublicKey> = recipients.into_iter().collect();
-    rekey_body(&root, &recipients).map_err(box_err)
+    let recipients: Vec<PublicKey> = roster.members().keys().copied().collect();
+    rekey_body(&root, &roster.mesh_id(), &recipients).map_err(box_err)
+}
+
+/// A new mesh key written on demand.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rekeyed {
+    /// The new epoch.
+    pub epoch: u64,
+    /// How many members it was sealed to.
+    pub members: usize,
+}
+
+/// Writes a new mesh key now (`claudemesh mesh rekey`): a `rekey` sealed to
+/// every current member. Owners and admins always may; another member only
+/// when a member left, a joiner is owed the key, or the current key was
+/// made by a member (`docs/security.md` §7.3).
+pub async fn mesh_rekey(client: &MeshClient) -> Result<Rekeyed, ClientError> {
+    let before = client.with_state(|s| s.roster().epoch());
+    client
+        .append_with(|s| {
+            if s.roster().epoch() > before {
+                // Someone else wrote one meanwhile: that is the new key.
+                return Ok((Vec::new(), None));
+            }
+            if !may_rekey(s) {
+                return Err(forbidden(
+                    "only the mesh's owner and admins can write a new mesh key now (a member may only when someone left, a joiner is owed the key, or the current key was made by a member): ask an owner or admin to run `claudemesh mesh rekey`",
+                ));
+            }
+            let mut chain = Chain::new(s);
+            chain.push(mesh_rekey_body(s.roster())?)?;
+            chain.done()
+        })
+        .await?;
+    Ok(client.with_state(|s| Rekeyed {
+        epoch: s.roster().epoch(),
+        members: s.roster().members().len(),
+    }))
 }
 
 /// Entries signed by this member one after another, each checked against
@@ -315,8 +417,8 @@ pub async fn topic_create(
                     "a topic #{name} already exists in this mesh"
                 )));
             }
-            let (body, _key) =
-                topic_create_body(&name, private, description, &me(s)).map_err(box_err)?;
+            let (body, _key) = topic_create_body(&name, private, description, &me(s), &s.mesh_id())
+                .map_err(box_err)?;
             let mut chain = Chain::new(s);
             chain.push(body)?;
             chain.done()
@@ -388,8 +490,9 @@ pub async fn topic_add(
                         "you are not in the private topic #{name}; only its members can add someone"
                     )));
                 }
-                let key = if info.needs_rekey {
-                    let (body, key) = topic_rekey_body(&name, info).map_err(box_err)?;
+                let key = if info.needs_rekey || s.lacks_topic_key(&name) {
+                    let (body, key) =
+                        topic_rekey_body(&name, info, &s.mesh_id()).map_err(box_err)?;
                     chain.push(body)?;
                     key
                 } else {
@@ -967,8 +1070,12 @@ pub struct Removed {
     pub key: String,
     /// `kick` or `ban`.
     pub how: RemoveKind,
-    /// The mesh's new epoch (the removed member holds none of its keys).
+    /// The mesh's new epoch (its key is sealed to the remaining members
+    /// only).
     pub epoch: u64,
+    /// Invites the removal revoked: the one it joined with, if it still
+    /// admitted anyone, and every open one it created.
+    pub invites_revoked: usize,
     /// Private topics whose key was rotated with it.
     pub topics_rekeyed: Vec<String>,
 }
@@ -1010,11 +1117,22 @@ pub async fn remove(
         })
         .await?;
     let topics_rekeyed = rekeyed.into_inner().unwrap_or_default();
+    let (epoch, invites_revoked) = client.with_state(|s| {
+        let r = s.roster();
+        let removal = r.departed().get(&member).map(|d| d.seq);
+        let revoked = r
+            .invites()
+            .values()
+            .filter(|i| i.revoked_at.is_some() && i.revoked_at == removal)
+            .count();
+        (r.epoch(), revoked)
+    });
     Ok(Removed {
         name,
         key: member.to_hex(),
         how,
-        epoch: client.with_state(|s| s.roster().epoch()),
+        epoch,
+        invites_revoked,
         topics_rekeyed,
     })
 }
@@ -1053,7 +1171,7 @@ pub fn removal_entries(
         member: *member,
         how,
     })?;
-    let rekey = mesh_rekey_body(&chain.roster, chain.at)?;
+    let rekey = mesh_rekey_body(&chain.roster)?;
     chain.push(rekey)?;
     let topics: Vec<String> = chain
         .roster
@@ -1064,7 +1182,7 @@ pub fn removal_entries(
         .collect();
     for t in &topics {
         let body = match chain.roster.topic(t) {
-            Some(info) => topic_rekey_body(t, info).map_err(box_err)?.0,
+            Some(info) => topic_rekey_body(t, info, &s.mesh_id()).map_err(box_err)?.0,
             None => continue,
         };
         chain.push(body)?;
@@ -1321,6 +1439,10 @@ mod tests {
             MeshState::new(config, keys, self.log.entries().to_vec(), session).unwrap()
         }
 
+        fn mid(&self) -> claudemesh_crypto::Hash32 {
+            self.log.roster().mesh_id()
+        }
+
         fn push(&mut self, who: &SigningKey, body: EntryBody) {
             self.log.push(who, T, body).unwrap();
         }
@@ -1351,7 +1473,7 @@ mod tests {
     fn private_topic_posts_open_for_its_members_only_and_its_key_rotates_after_a_leave() {
         let mut w = World::new();
         let alice_pk = w.alice.public();
-        let (body, k0) = topic_create_body("secret", true, "", &alice_pk).unwrap();
+        let (body, k0) = topic_create_body("secret", true, "", &alice_pk, &w.mid()).unwrap();
         let alice = w.alice.clone();
         w.push(&alice, body);
         let bob_pk = w.bob.public();
@@ -1431,7 +1553,7 @@ mod tests {
         let alice_pk = alice.public();
         w.push(
             &alice,
-            topic_create_body("deploys", false, "", &alice_pk)
+            topic_create_body("deploys", false, "", &alice_pk, &w.mid())
                 .unwrap()
                 .0,
         );
@@ -1475,9 +1597,9 @@ mod tests {
     }
 
     #[test]
-    fn after_a_leave_anyone_rekeys_but_a_pending_kick_is_its_admins() {
+    fn after_a_leave_anyone_rekeys_and_a_pending_kick_is_any_admins() {
         let mut w = World::new();
-        // An open invite also gets the new root (a joiner can read the epoch).
+        // An open invite gets nothing: rekeys seal to members only.
         let invite = SigningKey::generate();
         let alice = w.alice.clone();
         w.log
@@ -1505,13 +1627,16 @@ mod tests {
             None,
             "direct messages need no rotation"
         );
+        // A leave is left to the next sender, not repaired on connect.
+        assert!(repairs_needed(&sb).is_empty());
         // Bob is a plain member, and may write it.
         let entry = rotation_entry(&sb, &Rotation::Mesh, T).unwrap();
         let EntryBody::Rekey { sealed, .. } = &entry.body else {
             panic!("not a rekey: {entry:?}");
         };
-        assert!(sealed.iter().any(|s| s.recipient == invite.public()));
+        assert!(!sealed.iter().any(|s| s.recipient == invite.public()));
         assert!(!sealed.iter().any(|s| s.recipient == carol.public()));
+        assert_eq!(sealed.len(), 3);
         w.push_all(vec![entry]);
         assert_eq!(w.log.roster().epoch(), 1);
         assert!(!w.log.roster().needs_rekey());
@@ -1520,30 +1645,160 @@ mod tests {
             None
         );
 
-        // A kick by alice whose rekey is not written yet: only alice may.
-        let bob_pk = w.bob.public();
+        // Dave, made an admin, kicks bob and never writes the rekey: the
+        // owner (not the remover) writes it, a plain member is told who can.
+        let dave = w.dave.clone();
         w.push(
             &alice,
+            EntryBody::Role {
+                member: dave.public(),
+                role: Role::Admin,
+            },
+        );
+        w.push(
+            &dave,
             EntryBody::Remove {
-                member: bob_pk,
+                member: w.bob.public(),
                 how: RemoveKind::Kick,
             },
         );
-        let sd = w.state(&w.dave);
-        assert!(matches!(
-            rotation_needed(&sd, &Target::Broadcast),
-            Err(ClientError::Refused {
-                code: ErrorCode::RekeyRequired,
-                ..
-            })
-        ));
         let sa = w.state(&w.alice);
+        assert_eq!(pending_removal(&sa), Some((dave.public(), w.bob.public())));
         assert_eq!(
             rotation_needed(&sa, &Target::Broadcast).unwrap(),
             Some(Rotation::Mesh)
         );
+        assert_eq!(repairs_needed(&sa), vec![Rotation::Mesh]);
         w.push_all(vec![rotation_entry(&sa, &Rotation::Mesh, T).unwrap()]);
         assert_eq!(w.log.roster().epoch(), 2);
+        assert_eq!(w.log.roster().pending_removal(), None);
+    }
+
+    #[test]
+    fn a_plain_member_is_told_an_admin_must_write_a_pending_removals_key() {
+        let mut w = World::new();
+        let alice = w.alice.clone();
+        w.push(
+            &alice,
+            EntryBody::Remove {
+                member: w.carol.public(),
+                how: RemoveKind::Ban,
+            },
+        );
+        let sb = w.state(&w.bob);
+        let err = rotation_needed(&sb, &Target::Broadcast).unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Refused { code: ErrorCode::RekeyRequired, message }
+                if message.contains("alice removed carol") && message.contains("claudemesh mesh rekey")),
+            "{err}"
+        );
+        assert!(repairs_needed(&sb).is_empty());
+    }
+
+    /// Signs a `rekey` by `author` whose seal for `victim` is garbage.
+    fn bad_rekey(w: &World, author: &SigningKey, victim: &PublicKey) -> LogEntry {
+        let r = w.log.roster();
+        let mut body = mesh_rekey_body(r).unwrap();
+        let EntryBody::Rekey { sealed, .. } = &mut body else {
+            unreachable!()
+        };
+        for s in sealed.iter_mut().filter(|s| s.recipient == *victim) {
+            s.ciphertext = vec![7; s.ciphertext.len()];
+        }
+        LogEntry::sign(author, r.len(), r.head(), T, body)
+    }
+
+    #[test]
+    fn a_bad_seal_is_reported_and_a_member_made_epoch_is_re_rolled_by_its_victim() {
+        let mut w = World::new();
+        let carol = w.carol.clone();
+        w.push(
+            &carol,
+            EntryBody::Remove {
+                member: carol.public(),
+                how: RemoveKind::Leave,
+            },
+        );
+        // Dave ("Bob Smith"), a plain member, repairs the leave with garbage
+        // for bob.
+        let bad_seq = w.log.roster().len();
+        let entry = bad_rekey(&w, &w.dave, &w.bob.public());
+        w.push_all(vec![entry]);
+        let sb = w.state(&w.bob);
+        assert!(sb.lacks_current_root());
+        let reports = sb.bad_seal_reports();
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert_eq!((r.kind, r.epoch, r.seq), ("mesh", 1, bad_seq));
+        assert_eq!(r.author_name, "Bob Smith");
+        assert_eq!(r.author, w.dave.public().to_hex());
+        assert!(r.current && !r.fresh);
+        let warning = r.warning();
+        assert!(
+            warning.contains("Bob Smith") && warning.contains(&r.author[..8]),
+            "{warning}"
+        );
+        // The epoch is member-made: bob may re-roll it, on his own.
+        assert_eq!(repairs_needed(&sb), vec![Rotation::Mesh]);
+        assert_eq!(
+            rotation_needed(&sb, &Target::Broadcast).unwrap(),
+            Some(Rotation::Mesh)
+        );
+        w.push_all(vec![rotation_entry(&sb, &Rotation::Mesh, T).unwrap()]);
+        let sb = w.state(&w.bob);
+        assert!(!sb.lacks_current_root());
+        assert!(!sb.bad_seal_reports()[0].current);
+        let sa = w.state(&w.alice);
+        let env = seal(&sa, "*", "after the re-roll").unwrap();
+        assert_eq!(env.epoch, 2);
+        assert_eq!(open(&sb, &env).unwrap(), "after the re-roll");
+
+        // An epoch the owner made with a bad seal: bob may not rekey, and is
+        // told to ask an admin.
+        let entry = bad_rekey(&w, &w.alice, &w.bob.public());
+        w.push_all(vec![entry]);
+        let sb = w.state(&w.bob);
+        assert!(repairs_needed(&sb).is_empty());
+        let err = rotation_needed(&sb, &Target::Broadcast).unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Refused { code: ErrorCode::RekeyRequired, message }
+                if message.contains("alice") && message.contains("claudemesh mesh rekey")),
+            "{err}"
+        );
+        assert!(sb.bad_seal_reports()[1].warning().contains("mesh rekey"));
+    }
+
+    #[test]
+    fn a_bad_private_topic_seal_is_reported_and_re_rolled() {
+        let mut w = World::new();
+        let alice = w.alice.clone();
+        let (body, _k0) = topic_create_body("secret", true, "", &alice.public(), &w.mid()).unwrap();
+        w.push(&alice, body);
+        // Alice adds bob with the seal of some other key.
+        let wrong = claudemesh_crypto::SymmetricKey::generate();
+        w.push(
+            &alice,
+            topic_join_body("secret", &w.bob.public(), Some(&wrong)).unwrap(),
+        );
+        let sb = w.state(&w.bob);
+        assert!(sb.lacks_topic_key("secret"));
+        let reports = sb.bad_seal_reports();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].topic.as_deref(), Some("secret"));
+        assert_eq!(reports[0].author_name, "alice");
+        let topic = Target::Topic("secret".into());
+        assert_eq!(
+            rotation_needed(&sb, &topic).unwrap(),
+            Some(Rotation::Topic("secret".into()))
+        );
+        assert_eq!(repairs_needed(&sb), vec![Rotation::Topic("secret".into())]);
+        w.push_all(vec![
+            rotation_entry(&sb, &Rotation::Topic("secret".into()), T).unwrap(),
+        ]);
+        let (sa, sb) = (w.state(&w.alice), w.state(&w.bob));
+        let env = seal(&sa, "#secret", "readable again").unwrap();
+        assert_eq!(env.epoch, 1);
+        assert_eq!(open(&sb, &env).unwrap(), "readable again");
     }
 
     #[test]
@@ -1552,7 +1807,7 @@ mod tests {
         let alice = w.alice.clone();
         let alice_pk = alice.public();
         let carol_pk = w.carol.public();
-        let (body, k0) = topic_create_body("secret", true, "", &alice_pk).unwrap();
+        let (body, k0) = topic_create_body("secret", true, "", &alice_pk, &w.mid()).unwrap();
         w.push(&alice, body);
         w.push(
             &alice,
@@ -1604,7 +1859,7 @@ mod tests {
         let alice = w.alice.clone();
         w.push(
             &alice,
-            topic_create_body("deploys", false, "", &alice.public())
+            topic_create_body("deploys", false, "", &alice.public(), &w.mid())
                 .unwrap()
                 .0,
         );
@@ -1674,7 +1929,7 @@ mod tests {
         let alice = w.alice.clone();
         w.push(
             &alice,
-            topic_create_body("deploys", false, "", &alice.public())
+            topic_create_body("deploys", false, "", &alice.public(), &w.mid())
                 .unwrap()
                 .0,
         );
@@ -1711,7 +1966,7 @@ mod tests {
         let alice = w.alice.clone();
         w.push(
             &alice,
-            topic_create_body("deploys", false, "", &alice.public())
+            topic_create_body("deploys", false, "", &alice.public(), &w.mid())
                 .unwrap()
                 .0,
         );

@@ -68,6 +68,9 @@ pub mod label {
     pub const SAFETY_NUMBER: &str = "claudemesh/safety-number/v1";
     /// A grant set signed by the recipient who grants it.
     pub const GRANTS: &str = "claudemesh/grants/v1";
+    /// HKDF info prefix: the public confirmation of a new mesh epoch root or
+    /// private topic key, carried in the entry that seals it.
+    pub const KEY_CONFIRM: &str = "claudemesh/key-confirm/v1";
 }
 
 /// Builder for a canonical transcript (label + length-prefixed fields).

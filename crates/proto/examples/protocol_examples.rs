@@ -239,6 +239,7 @@ fn main() {
         false,
         "release announcements",
         &alice.public(),
+        &mesh_id,
     )
     .unwrap();
     log.push(&alice, T + 70, topic_body).unwrap();

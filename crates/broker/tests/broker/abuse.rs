@@ -681,8 +681,9 @@ async fn a_member_put_in_hundreds_of_topics_still_gets_each_message_once(backend
             let mut out = Vec::new();
             for i in 0..topics / 3 {
                 let name = format!("trap{chunk}-{i}");
-                let (body, key) = topic_create_body(&name, true, "", &s.member_key().public())
-                    .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
+                let (body, key) =
+                    topic_create_body(&name, true, "", &s.member_key().public(), &s.mesh_id())
+                        .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
                 for body in [
                     body,
                     topic_join_body(&name, &bob_key, key.as_ref())

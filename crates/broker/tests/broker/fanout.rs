@@ -103,9 +103,15 @@ async fn fanout_reaches_everyone_once_then_not_the_banned(backend: Backend) {
 
     let a = alice.connect().await;
     append(&a, |s| {
-        topic_create_body("deploys", false, "release notes", &s.member_key().public())
-            .unwrap()
-            .0
+        topic_create_body(
+            "deploys",
+            false,
+            "release notes",
+            &s.member_key().public(),
+            &s.mesh_id(),
+        )
+        .unwrap()
+        .0
     })
     .await;
     join_topic_and_group(&bob, "deploys", "eng/backend").await;

@@ -202,7 +202,7 @@ async fn bad_hellos_are_refused_and_closed(backend: Backend) {
             .map_err(claudemesh_client::ClientError::LogInvalid)?;
         let root = claudemesh_crypto::EpochRootKey::generate(after.epoch() + 1);
         let recipients: Vec<_> = after.members().keys().copied().collect();
-        let body = claudemesh_crypto::log::rekey_body(&root, &recipients)
+        let body = claudemesh_crypto::log::rekey_body(&root, &after.mesh_id(), &recipients)
             .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
         let rekey = LogEntry::sign(s.member_key(), after.len(), after.head(), at, body);
         Ok(vec![remove, rekey])

@@ -7,6 +7,7 @@
 mod support;
 
 mod abuse;
+mod attacks;
 mod deploy;
 mod fanout;
 mod grants;

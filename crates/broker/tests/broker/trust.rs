@@ -58,9 +58,15 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
     // Topics, groups and broadcasts: names are routing metadata, bodies are not.
     let a = alice.connect().await;
     crate::fanout::append(&a, |s| {
-        claudemesh_crypto::log::topic_create_body("ops", false, "", &s.member_key().public())
-            .unwrap()
-            .0
+        claudemesh_crypto::log::topic_create_body(
+            "ops",
+            false,
+            "",
+            &s.member_key().public(),
+            &s.mesh_id(),
+        )
+        .unwrap()
+        .0
     })
     .await;
     crate::fanout::append(&a, |s| EntryBody::GroupJoin {
@@ -295,13 +301,13 @@ async fn tm3_lying_broker_is_caught(backend: Backend) {
 
     // 2. An admit of a broker-made key through bob's (real) invite, without
     //    the invite key's signature.
-    let invite_key = bob
-        .home
-        .load_keys(&bob.mesh.id)
-        .unwrap()
-        .invite
-        .unwrap()
-        .public();
+    // (The log names the invite each member joined with.)
+    let bob_key = bob.home.load_keys(&bob.mesh.id).unwrap().member.public();
+    let a = alice.connect().await;
+    let invite_key = a
+        .with_state(|s| s.roster().member(&bob_key).and_then(|m| m.invite))
+        .unwrap();
+    a.close().await;
     let stranger = SigningKey::generate();
     let forged_admit = move |mut le: LogEntries| {
         if !le.more {

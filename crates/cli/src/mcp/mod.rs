@@ -479,6 +479,11 @@ async fn keep_connected(shared: Arc<Shared>) {
             }
         }
     };
+    // Keys this member should rotate itself (an owed key, a bad seal) come
+    // first: publishing the profile needs the current key.
+    if let Err(e) = client.repair_keys().await {
+        tracing::warn!("could not write the keys this member should rotate: {e}");
+    }
     if let Err(e) = client.ensure_profile().await {
         tracing::warn!("could not publish this member's profile: {e}");
     }
@@ -492,6 +497,12 @@ async fn keep_connected(shared: Arc<Shared>) {
     shared.push.wait_ready().await;
     if backlog > 0 {
         shared.push.backlog(&shared, backlog).await;
+    }
+    // Bad seals that still keep this member from a current key.
+    for report in client.with_state(|s| s.bad_seal_reports()) {
+        if report.current || report.fresh {
+            push::bad_seal(&shared, &report).await;
+        }
     }
     let mine = session_target(&client);
     while let Some(event) = MeshClient::next_event(&mut events).await {
@@ -513,6 +524,7 @@ async fn keep_connected(shared: Arc<Shared>) {
                 return;
             }
             Event::Rejected(_) => {}
+            Event::BadSeal(report) => push::bad_seal(&shared, &report).await,
         }
     }
 }

@@ -111,6 +111,21 @@ impl Pusher {
     }
 }
 
+/// Tells the session that a key sealed to this member cannot be used
+/// (a bad seal), naming who sealed it. The author's name came from a
+/// peer's profile: it is neutralized like a message's sender.
+pub async fn bad_seal(shared: &Shared, report: &claudemesh_client::mesh::BadSealReport) {
+    let mesh = attribute(shared.mesh.as_ref().map(|m| m.name.as_str()).unwrap_or(""));
+    let text = format!("claudemesh ({mesh}): {}", neutralize(&report.warning()));
+    let mut meta = BTreeMap::new();
+    meta.insert("mesh", mesh);
+    meta.insert("kind", "bad_seal".to_owned());
+    meta.insert("author_name", attribute(&report.author_name));
+    meta.insert("author_key", report.author.clone());
+    meta.insert("log_entry", report.seq.to_string());
+    send(shared, text, meta).await;
+}
+
 /// At the end of the window, one notice for everything held back.
 async fn release_notice(shared: Arc<Shared>, at: Instant) {
     tokio::time::sleep_until(at).await;

@@ -150,7 +150,7 @@ impl LogBuilder {
     pub fn rekey(&mut self, admin: &SigningKey, at: u64) -> Result<EpochRootKey, BuildError> {
         let root = EpochRootKey::generate(self.roster.epoch() + 1);
         let recipients: Vec<PublicKey> = self.roster.members().keys().copied().collect();
-        let body = rekey_body(&root, &recipients)?;
+        let body = rekey_body(&root, &self.roster.mesh_id(), &recipients)?;
         self.push(admin, at, body)?;
         Ok(root)
     }

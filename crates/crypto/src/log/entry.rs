@@ -30,10 +30,16 @@ pub enum RemoveKind {
     Leave,
 }
 
+/// A key confirmation: 32 bytes derived one-way from a new mesh root key or
+/// private topic key (HKDF, `docs/security.md` §5), public in the entry that
+/// seals the key, so every recipient can tell a seal that opens to the wrong
+/// key from the right one. Lowercase hex in JSON.
+pub type KeyConfirm = Hash32;
+
 /// One member's copy of a new epoch's root key, sealed to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedRootKey {
-    /// The member (or open invite) key the root key is sealed to.
+    /// The member key the key is sealed to.
     pub recipient: PublicKey,
     /// `crypto_box_seal(root_key, x25519(recipient))`: 32 + 48 bytes.
     #[serde(with = "base64_bytes")]
@@ -94,12 +100,16 @@ pub enum EntryBody {
         /// The banned key.
         member: PublicKey,
     },
-    /// Starts a new epoch: a fresh root key sealed to every remaining member.
+    /// Starts a new epoch: a fresh root key sealed to every current member
+    /// (and to no one else).
     Rekey {
         /// The new epoch number (previous + 1).
         epoch: u64,
-        /// One sealed copy per recipient.
+        /// One sealed copy per current member.
         sealed: Vec<SealedRootKey>,
+        /// Key confirmation of the new root key ([`super::mesh_key_confirm`]):
+        /// each recipient checks the key it opened against it.
+        confirm: KeyConfirm,
     },
     /// A member's profile (display name, summary, peer type), encrypted under
     /// the epoch's profile key.
@@ -125,6 +135,10 @@ pub enum EntryBody {
         /// Private only: the first topic key (epoch 0), sealed to the author.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sealed: Vec<SealedRootKey>,
+        /// Private only (and then required): key confirmation of the first
+        /// topic key ([`super::topic_key_confirm`], key epoch 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirm: Option<KeyConfirm>,
     },
     /// Adds a member to a topic: themselves (public topics), or by a topic
     /// member who seals the current topic key to them (private topics).
@@ -153,6 +167,8 @@ pub enum EntryBody {
         epoch: u64,
         /// One sealed copy per topic member.
         sealed: Vec<SealedRootKey>,
+        /// Key confirmation of the new topic key ([`super::topic_key_confirm`]).
+        confirm: KeyConfirm,
     },
     /// Puts a member in a group (themselves, or by an admin), with an
     /// optional free-form role; joining again changes the role.

@@ -5,12 +5,14 @@
 //! key epoch, and who is in which topic and group.
 //!
 //! `entry` holds the types and their JSON form, `sign` the canonical bytes,
-//! hashes and constructors, `roster` the verifier, `spaces` the topic and
-//! group state. The rules are specified in
+//! hashes, key confirmations and constructors, `roster` the verifier,
+//! `epochs` the key epochs and their one-by-one opening, `spaces` the topic
+//! and group state. The rules are specified in
 //! `docs/security.md` §7.
 
 mod builder;
 mod entry;
+mod epochs;
 mod roster;
 mod sign;
 mod spaces;
@@ -19,13 +21,14 @@ mod tests;
 
 pub use builder::{BuildError, LogBuilder};
 pub use entry::*;
+pub use epochs::{BadSeal, BadSealReason, KeyEpoch, Seal, SealScope};
 pub use roster::{
     Departure, InviteState, LogError, LogFault, MAX_PROFILE_CIPHERTEXT_BYTES, MemberInfo, Roster,
     SealedProfile, verify_log,
 };
 pub use sign::{
-    PeerType, Profile, ProfileError, SEALED_ROOT_KEY_BYTES, open_root_key, open_sealed_key,
-    rekey_body, seal_key_to,
+    ConfirmContext, PeerType, Profile, ProfileError, SEALED_ROOT_KEY_BYTES, key_confirm,
+    mesh_key_confirm, open_root_key, open_sealed_key, rekey_body, seal_key_to, topic_key_confirm,
 };
 pub use spaces::{
     GroupInfo, MAX_GROUP_ROLE_BYTES, MAX_TOPIC_DESCRIPTION_BYTES, Span, TopicInfo, group_is_under,

@@ -1,17 +1,20 @@
 //! The verifier of the membership log and the [`Roster`] it yields: who is a
-//! member, with which role, which invites are open, the current epoch and
-//! the sealed root keys. A roster can only grow by [`Roster::apply`], which
-//! checks every rule of `docs/security.md` §7 and leaves the roster untouched
-//! when an entry is refused.
+//! member, with which role, which invites are open, the current epoch, who
+//! may write the next `rekey`, and the sealed root keys of every epoch
+//! (opened one epoch at a time, each checked against its key confirmation).
+//! A roster can only grow by [`Roster::apply`], which checks every rule of
+//! `docs/security.md` §7 and leaves the roster untouched when an entry is
+//! refused.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::boxes::{BoxError, EpochRootKey, Nonce};
+use crate::boxes::{EpochRootKey, Nonce};
 use crate::encoding::Hash32;
 use crate::keys::{PublicKey, SigningKey};
 
 use super::entry::{EntryBody, LogEntry, RemoveKind, Role};
-use super::sign::{SEALED_ROOT_KEY_BYTES, open_root_key};
+use super::epochs::{BadSeal, KeyEpoch, SealScope};
+use super::sign::SEALED_ROOT_KEY_BYTES;
 use super::spaces::{GroupInfo, Span, TopicInfo};
 
 /// Largest profile ciphertext accepted in a `profile` entry.
@@ -95,10 +98,10 @@ pub enum LogFault {
     /// A bad field value (role, uses, expiry, size, epoch).
     #[error("invalid field: {0}")]
     Invalid(&'static str),
-    /// A kick or ban not immediately followed by the remover's rekey.
-    #[error("removal at entry {0} was not followed by a rekey from the same admin")]
+    /// A kick or ban not immediately followed by a rekey (by the owner or an admin).
+    #[error("removal at entry {0} was not followed by a rekey from the owner or an admin")]
     MissingRekey(u64),
-    /// A rekey whose recipients are not exactly the remaining members (plus open invites).
+    /// A rekey whose recipients are not exactly the current members.
     #[error("rekey recipients are wrong: {0}")]
     RekeyRecipients(String),
 }
@@ -159,6 +162,9 @@ pub struct InviteState {
     pub revoked_at: Option<u64>,
     /// The `invite` entry.
     pub created_seq: u64,
+    /// The mesh epoch when it was authorized (its welcome bundle holds that
+    /// epoch's root key).
+    pub epoch: u64,
     /// Who authorized it.
     pub author: PublicKey,
 }
@@ -179,13 +185,17 @@ pub struct Roster {
     owner: PublicKey,
     epoch: u64,
     needs_rekey: bool,
-    pending_rekey: Option<(PublicKey, u64)>,
+    /// A kick or ban (its seq) that the very next entry must follow with a rekey.
+    pending_removal: Option<u64>,
+    /// Members admitted with an invite of an earlier epoch since the last
+    /// rekey: they lack the current root key, which a rekey owes them.
+    owed: BTreeSet<PublicKey>,
     pub(super) members: BTreeMap<PublicKey, MemberInfo>,
     departed: BTreeMap<PublicKey, Departure>,
     banned: BTreeSet<PublicKey>,
     invites: BTreeMap<PublicKey, InviteState>,
-    /// epoch → recipient → sealed root key.
-    seals: BTreeMap<u64, BTreeMap<PublicKey, Vec<u8>>>,
+    /// Every epoch a `rekey` began (epoch 0's key comes in invite bundles).
+    epochs: BTreeMap<u64, KeyEpoch>,
     seq_of: HashMap<Hash32, u64>,
     /// Past mesh memberships (for "who was a member when this was sent").
     pub(super) member_spans: Vec<Span>,
@@ -252,12 +262,13 @@ impl Roster {
             owner: *owner,
             epoch: 0,
             needs_rekey: false,
-            pending_rekey: None,
+            pending_removal: None,
+            owed: BTreeSet::new(),
             members,
             departed: BTreeMap::new(),
             banned: BTreeSet::new(),
             invites: BTreeMap::new(),
-            seals: BTreeMap::new(),
+            epochs: BTreeMap::new(),
             seq_of: HashMap::from([(hash, 0)]),
             member_spans: Vec::new(),
             topics: BTreeMap::new(),
@@ -305,9 +316,48 @@ impl Roster {
         self.epoch
     }
 
-    /// True when a removal has not yet been followed by a rekey.
+    /// True when the current root key must be replaced before anything is
+    /// sealed to the whole mesh again: a member left or was removed, or a
+    /// joiner is owed the key, and no rekey followed yet.
     pub fn needs_rekey(&self) -> bool {
         self.needs_rekey
+    }
+
+    /// The kick or ban (its seq) the next entry must follow with a rekey by
+    /// the owner or an admin, if any.
+    pub fn pending_removal(&self) -> Option<u64> {
+        self.pending_removal
+    }
+
+    /// Members admitted since the last rekey with an invite of an earlier
+    /// epoch: they lack the current root key until the next rekey.
+    pub fn owed(&self) -> &BTreeSet<PublicKey> {
+        &self.owed
+    }
+
+    /// Whether `author` may write the next `rekey` (rule "rekey" of
+    /// `docs/security.md` §7.3): the owner and admins always; another
+    /// current member when no kick or ban is pending and either the roster
+    /// needs a rekey (a member left, or a joiner is owed the key) or the
+    /// current epoch was begun by someone who was not the owner or an
+    /// admin (so any member can re-roll a member-made key).
+    pub fn may_rekey(&self, author: &PublicKey) -> bool {
+        match self.role_of(author) {
+            Some(Role::Owner | Role::Admin) => true,
+            Some(Role::Member) => {
+                self.pending_removal.is_none()
+                    && (self.needs_rekey || self.current_epoch_is_member_made())
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the current epoch was begun by a rekey whose author was
+    /// neither the owner nor an admin.
+    pub fn current_epoch_is_member_made(&self) -> bool {
+        self.epochs
+            .get(&self.epoch)
+            .is_some_and(|e| e.author_role == Role::Member)
     }
 
     /// Current members.
@@ -365,19 +415,40 @@ impl Roster {
             .is_some_and(|d| d.admitted_seq <= at && d.seq > at)
     }
 
-    /// My sealed copy of an epoch's root key, addressed to `recipient`.
+    /// The sealed copy of an epoch's root key addressed to `recipient`.
     pub fn sealed_root_key(&self, epoch: u64, recipient: &PublicKey) -> Option<&[u8]> {
-        self.seals.get(&epoch)?.get(recipient).map(Vec::as_slice)
+        self.epochs
+            .get(&epoch)?
+            .seals
+            .get(recipient)
+            .map(|s| s.ciphertext.as_slice())
     }
 
-    /// Opens every epoch root key sealed to `mine` (member or invite key),
-    /// oldest first.
-    pub fn open_root_keys(&self, mine: &SigningKey) -> Result<Vec<EpochRootKey>, BoxError> {
-        let me = mine.public();
-        self.seals
-            .iter()
-            .filter_map(|(epoch, seals)| seals.get(&me).map(|s| (*epoch, s)))
-            .map(|(epoch, sealed)| open_root_key(epoch, sealed, mine))
+    /// The epochs begun by a `rekey` (epoch 1 onwards).
+    pub fn key_epochs(&self) -> &BTreeMap<u64, KeyEpoch> {
+        &self.epochs
+    }
+
+    /// Opens the root key of `epoch` sealed to `mine`, checked against the
+    /// epoch's key confirmation; `None` when nothing of that epoch is sealed
+    /// to `mine`.
+    pub fn open_root_key(
+        &self,
+        epoch: u64,
+        mine: &SigningKey,
+    ) -> Option<Result<EpochRootKey, Box<BadSeal>>> {
+        let scope = SealScope::Mesh { epoch };
+        let opened = self.epochs.get(&epoch)?.open(mine, &self.mesh_id, &scope)?;
+        Some(opened.map(|k| EpochRootKey::from_bytes(epoch, *k.as_bytes())))
+    }
+
+    /// Opens every epoch root key sealed to `mine`, oldest first, one
+    /// result per epoch: a seal that does not open or does not match its
+    /// confirmation is a [`BadSeal`] and keeps no other epoch from opening.
+    pub fn open_root_keys(&self, mine: &SigningKey) -> Vec<Result<EpochRootKey, Box<BadSeal>>> {
+        self.epochs
+            .keys()
+            .filter_map(|epoch| self.open_root_key(*epoch, mine))
             .collect()
     }
 
@@ -399,14 +470,16 @@ impl Roster {
         e.author
             .verify(&bytes, &e.sig)
             .map_err(|_| LogFault::BadSignature(short(&e.author)))?;
-        if let Some((remover, removal_seq)) = self.pending_rekey {
-            let is_their_rekey = e.author == remover && matches!(e.body, EntryBody::Rekey { .. });
-            if !is_their_rekey {
+        let author_role = self.role_of(&e.author);
+        let is_admin = matches!(author_role, Some(Role::Owner | Role::Admin));
+        // Rule 4: a kick or ban is repaired by a rekey from the owner or any
+        // admin (not only the remover, who could otherwise freeze the log).
+        if let Some(removal_seq) = self.pending_removal {
+            let admin_rekey = is_admin && matches!(e.body, EntryBody::Rekey { .. });
+            if !admin_rekey {
                 return Err(LogFault::MissingRekey(removal_seq));
             }
         }
-        let author_role = self.role_of(&e.author);
-        let is_admin = matches!(author_role, Some(Role::Owner | Role::Admin));
         let deny = |action| LogFault::Unauthorized {
             author: short(&e.author),
             action,
@@ -467,6 +540,7 @@ impl Roster {
                         expires_at: *expires_at,
                         revoked_at: None,
                         created_seq: e.seq,
+                        epoch: self.epoch,
                         author: e.author,
                     },
                 );
@@ -524,6 +598,12 @@ impl Roster {
                     .map_err(|_| LogFault::BadSignature(short(invite_key)))?;
                 inv.uses += 1;
                 let role = inv.role;
+                // Its bundle holds the root key of the invite's epoch: a
+                // later epoch's key is owed to it by the next rekey.
+                if inv.epoch < self.epoch {
+                    self.owed.insert(*member);
+                    self.needs_rekey = true;
+                }
                 self.departed.remove(member);
                 self.members.insert(
                     *member,
@@ -557,9 +637,19 @@ impl Roster {
                         if !allowed {
                             return Err(deny("remove this member"));
                         }
-                        self.pending_rekey = Some((e.author, e.seq));
+                        self.pending_removal = Some(e.seq);
                         if *how == RemoveKind::Ban {
                             self.banned.insert(*member);
+                        }
+                        // The invite it joined with and every invite it
+                        // authored stop admitting anyone (and the broker
+                        // stops serving them), without an entry of their own.
+                        let joined_with = self.members.get(member).and_then(|m| m.invite);
+                        for (key, inv) in self.invites.iter_mut() {
+                            let its = Some(*key) == joined_with || inv.author == *member;
+                            if its && inv.revoked_at.is_none() {
+                                inv.revoked_at = Some(e.seq);
+                            }
                         }
                     }
                 }
@@ -579,6 +669,7 @@ impl Roster {
                     });
                 }
                 self.close_spaces(member, e.seq);
+                self.owed.remove(member);
                 self.needs_rekey = true;
             }
             EntryBody::Unban { member } => {
@@ -589,55 +680,59 @@ impl Roster {
                     return Err(LogFault::Invalid("unban of a key that is not banned"));
                 }
             }
-            EntryBody::Rekey { epoch, sealed } => {
-                // After a member leaves of its own accord nobody is bound to
-                // rekey, so any remaining member may (the next one to send
-                // to the whole mesh does).
-                let repairs_leave =
-                    self.needs_rekey && self.pending_rekey.is_none() && author_role.is_some();
-                if !is_admin && !repairs_leave {
-                    return Err(deny("rekey"));
+            EntryBody::Rekey {
+                epoch,
+                sealed,
+                confirm,
+            } => {
+                // The owner and admins always; any other member only to
+                // repair a leave or an owed key, or to re-roll an epoch a
+                // member made (rule 4 above already kept everyone but the
+                // owner and admins out while a kick or ban is pending).
+                let author_role =
+                    author_role.ok_or_else(|| LogFault::NotAMember(short(&e.author)))?;
+                if !self.may_rekey(&e.author) {
+                    return Err(deny(
+                        "rekey (a member may only when a member left, a joiner is owed the key, or the current key was made by a member)",
+                    ));
                 }
                 if *epoch != self.epoch + 1 {
                     return Err(LogFault::Invalid(
                         "rekey epoch must be the current epoch + 1",
                     ));
                 }
-                let mut recipients = BTreeMap::new();
+                let mut recipients = BTreeSet::new();
                 for s in sealed {
                     if s.ciphertext.len() != SEALED_ROOT_KEY_BYTES {
                         return Err(LogFault::Invalid("sealed root key must be 80 bytes"));
                     }
-                    let open_invite = self
-                        .invites
-                        .get(&s.recipient)
-                        .is_some_and(InviteState::is_open);
-                    if !self.is_member(&s.recipient) && !open_invite {
+                    if !self.is_member(&s.recipient) {
                         return Err(LogFault::RekeyRecipients(format!(
-                            "{} is neither a member nor an open invite",
+                            "{} is not a current member",
                             short(&s.recipient)
                         )));
                     }
-                    if recipients
-                        .insert(s.recipient, s.ciphertext.clone())
-                        .is_some()
-                    {
+                    if !recipients.insert(s.recipient) {
                         return Err(LogFault::RekeyRecipients(format!(
                             "{} appears twice",
                             short(&s.recipient)
                         )));
                     }
                 }
-                if let Some(missing) = self.members.keys().find(|m| !recipients.contains_key(m)) {
+                if let Some(missing) = self.members.keys().find(|m| !recipients.contains(m)) {
                     return Err(LogFault::RekeyRecipients(format!(
                         "member {} is left out",
                         short(missing)
                     )));
                 }
                 self.epoch = *epoch;
-                self.seals.insert(*epoch, recipients);
+                self.epochs.insert(
+                    *epoch,
+                    KeyEpoch::new(e.seq, e.author, author_role, *confirm, sealed),
+                );
                 self.needs_rekey = false;
-                self.pending_rekey = None;
+                self.pending_removal = None;
+                self.owed.clear();
             }
             EntryBody::TopicCreate { .. }
             | EntryBody::TopicJoin { .. }

@@ -1,11 +1,11 @@
 //! Signing and hashing of membership-log entries: the canonical signed bytes,
 //! the entry hash (chain link and mesh id), and constructors that sign.
 
-use crate::boxes::{BoxError, EpochRootKey, Nonce, SymmetricKey, open_sealed, seal};
+use crate::boxes::{BoxError, EpochRootKey, Nonce, SymmetricKey, hkdf_sha256, open_sealed, seal};
 use crate::encoding::{Hash32, Transcript, label};
 use crate::keys::{PublicKey, SigningKey, random_bytes};
 
-use super::entry::{EntryBody, LogEntry, RemoveKind, Role, SealedRootKey};
+use super::entry::{EntryBody, KeyConfirm, LogEntry, RemoveKind, Role, SealedRootKey};
 
 /// Bytes of a root key sealed with `crypto_box_seal` (32 + 48).
 pub const SEALED_ROOT_KEY_BYTES: usize = 32 + crate::boxes::SEAL_BYTES;
@@ -86,18 +86,29 @@ impl EntryBody {
             EntryBody::Unban { member } => {
                 t.bytes(member.as_bytes());
             }
-            EntryBody::Rekey { epoch, sealed } => {
+            EntryBody::Rekey {
+                epoch,
+                sealed,
+                confirm,
+            } => {
                 t.u64(*epoch);
                 encode_sealed(t, sealed);
+                t.bytes(confirm.as_bytes());
             }
             EntryBody::TopicCreate {
                 topic,
                 private,
                 description,
                 sealed,
+                confirm,
             } => {
                 t.str(topic).u64(u64::from(*private)).str(description);
                 encode_sealed(t, sealed);
+                // Present exactly on private topics (the verifier checks),
+                // whose `private` field is signed above: no ambiguity.
+                if let Some(c) = confirm {
+                    t.bytes(c.as_bytes());
+                }
             }
             EntryBody::TopicJoin {
                 topic,
@@ -114,9 +125,11 @@ impl EntryBody {
                 topic,
                 epoch,
                 sealed,
+                confirm,
             } => {
                 t.str(topic).u64(*epoch);
                 encode_sealed(t, sealed);
+                t.bytes(confirm.as_bytes());
             }
             EntryBody::GroupJoin {
                 group,
@@ -218,12 +231,75 @@ fn signed_bytes(seq: u64, prev: &Hash32, at: u64, author: &PublicKey, body: &Ent
     t.into_bytes()
 }
 
-/// Builds a `rekey` body: `root` sealed to each recipient's X25519 key.
-pub fn rekey_body(root: &EpochRootKey, recipients: &[PublicKey]) -> Result<EntryBody, BoxError> {
+/// Builds a `rekey` body: `root` sealed to each recipient's X25519 key, with
+/// its key confirmation.
+pub fn rekey_body(
+    root: &EpochRootKey,
+    mesh_id: &Hash32,
+    recipients: &[PublicKey],
+) -> Result<EntryBody, BoxError> {
     Ok(EntryBody::Rekey {
         epoch: root.epoch,
         sealed: seal_key_to(root.key(), recipients)?,
+        confirm: mesh_key_confirm(root, mesh_id),
     })
+}
+
+/// What a key confirmation is about: a mesh epoch's root key, or one key
+/// epoch of a private topic. Part of the HKDF info, so a confirmation for one
+/// can never pass for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmContext<'a> {
+    /// The root key of mesh epoch `epoch`.
+    Mesh {
+        /// The mesh epoch.
+        epoch: u64,
+    },
+    /// The key of a private topic's key epoch.
+    Topic {
+        /// The topic name.
+        topic: &'a str,
+        /// The topic's key epoch.
+        key_epoch: u64,
+    },
+}
+
+/// The key confirmation of `key`:
+/// `HKDF-SHA256(ikm = key, salt = mesh id, info = Transcript("claudemesh/key-confirm/v1")
+/// .str("mesh").u64(epoch))` for a mesh epoch, `… .str("topic").str(topic).u64(key_epoch)`
+/// for a private topic. HKDF's output reveals nothing of its input key, and
+/// its info differs from every key derivation's, so the confirmation is
+/// safe to publish.
+pub fn key_confirm(key: &SymmetricKey, mesh_id: &Hash32, ctx: ConfirmContext<'_>) -> KeyConfirm {
+    let mut info = Transcript::new(label::KEY_CONFIRM);
+    match ctx {
+        ConfirmContext::Mesh { epoch } => {
+            info.str("mesh").u64(epoch);
+        }
+        ConfirmContext::Topic { topic, key_epoch } => {
+            info.str("topic").str(topic).u64(key_epoch);
+        }
+    }
+    Hash32(*hkdf_sha256(key.as_bytes(), mesh_id.as_bytes(), info.as_bytes()).as_bytes())
+}
+
+/// The key confirmation of a mesh epoch's root key.
+pub fn mesh_key_confirm(root: &EpochRootKey, mesh_id: &Hash32) -> KeyConfirm {
+    key_confirm(
+        root.key(),
+        mesh_id,
+        ConfirmContext::Mesh { epoch: root.epoch },
+    )
+}
+
+/// The key confirmation of a private topic's key of `key_epoch`.
+pub fn topic_key_confirm(
+    key: &SymmetricKey,
+    mesh_id: &Hash32,
+    topic: &str,
+    key_epoch: u64,
+) -> KeyConfirm {
+    key_confirm(key, mesh_id, ConfirmContext::Topic { topic, key_epoch })
 }
 
 /// Seals a 32-byte key (an epoch root or a private topic key) to each
@@ -249,8 +325,9 @@ pub fn open_sealed_key(sealed: &[u8], mine: &SigningKey) -> Result<SymmetricKey,
     SymmetricKey::from_slice(&bytes).ok_or(BoxError::Authentication)
 }
 
-/// Opens my copy of an epoch's root key from its sealed form, with the key it
-/// was sealed to (my member key, or the invite key I joined with).
+/// Opens my copy of an epoch's root key from its sealed form, with the member
+/// key it was sealed to. This does not check the key confirmation: use
+/// [`super::Roster::open_root_keys`] for that.
 pub fn open_root_key(
     epoch: u64,
     sealed: &[u8],

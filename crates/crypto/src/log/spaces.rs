@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use crate::boxes::{BoxError, SymmetricKey};
+use crate::encoding::Hash32;
 use crate::envelope::{Target, validate_target_name};
 use crate::keys::{PublicKey, SigningKey};
 
 use super::entry::{EntryBody, LogEntry, Role, SealedRootKey};
+use super::epochs::{BadSeal, KeyEpoch, SealScope};
 use super::roster::{LogFault, Roster, short};
-use super::sign::{SEALED_ROOT_KEY_BYTES, open_sealed_key, seal_key_to};
+use super::sign::{SEALED_ROOT_KEY_BYTES, seal_key_to, topic_key_confirm};
 
 /// Longest topic description, in bytes.
 pub const MAX_TOPIC_DESCRIPTION_BYTES: usize = 256;
@@ -58,8 +60,9 @@ pub struct TopicInfo {
     pub spans: Vec<Span>,
     /// Private: the current key epoch.
     pub key_epoch: u64,
-    /// Private: key epoch → member → sealed key.
-    pub seals: BTreeMap<u64, BTreeMap<PublicKey, Vec<u8>>>,
+    /// Private: every key epoch, with its confirmation and seals (a
+    /// `topic_join` adds its seal to the key epoch current then).
+    pub key_epochs: BTreeMap<u64, KeyEpoch>,
     /// Private: a member left and no `topic_rekey` followed yet, so nobody
     /// may post until one does.
     pub needs_rekey: bool,
@@ -76,13 +79,26 @@ impl TopicInfo {
         )
     }
 
-    /// Opens every key epoch of this private topic sealed to `mine`, oldest first.
-    pub fn open_keys(&self, mine: &SigningKey) -> Result<Vec<(u64, SymmetricKey)>, BoxError> {
-        let me = mine.public();
-        self.seals
+    /// Opens the key of every key epoch of this private topic (`topic`)
+    /// sealed to `mine`, oldest first, one result per key epoch: a seal that
+    /// does not open or does not match its key epoch's confirmation is a
+    /// [`BadSeal`] and keeps no other key epoch from opening.
+    pub fn open_keys(
+        &self,
+        topic: &str,
+        mesh_id: &Hash32,
+        mine: &SigningKey,
+    ) -> Vec<Result<(u64, SymmetricKey), Box<BadSeal>>> {
+        self.key_epochs
             .iter()
-            .filter_map(|(epoch, seals)| seals.get(&me).map(|s| (*epoch, s)))
-            .map(|(epoch, sealed)| Ok((epoch, open_sealed_key(sealed, mine)?)))
+            .filter_map(|(epoch, ke)| {
+                let scope = SealScope::Topic {
+                    topic: topic.to_owned(),
+                    key_epoch: *epoch,
+                };
+                ke.open(mine, mesh_id, &scope)
+                    .map(|r| r.map(|k| (*epoch, k)))
+            })
             .collect()
     }
 }
@@ -148,13 +164,6 @@ fn check_seals(sealed: &[SealedRootKey], expected: &BTreeSet<PublicKey>) -> Resu
         )));
     }
     Ok(())
-}
-
-fn seal_map(sealed: &[SealedRootKey]) -> BTreeMap<PublicKey, Vec<u8>> {
-    sealed
-        .iter()
-        .map(|s| (s.recipient, s.ciphertext.clone()))
-        .collect()
 }
 
 impl Roster {
@@ -258,6 +267,7 @@ impl Roster {
                 private,
                 description,
                 sealed,
+                confirm,
             } => {
                 check_name(topic)?;
                 if description.len() > MAX_TOPIC_DESCRIPTION_BYTES {
@@ -268,15 +278,26 @@ impl Roster {
                 if self.topics.contains_key(topic) {
                     return Err(LogFault::Invalid("a topic with this name exists"));
                 }
-                if *private {
-                    check_seals(sealed, &BTreeSet::from([e.author]))?;
-                } else if !sealed.is_empty() {
-                    return Err(LogFault::Invalid("a public topic has no sealed key"));
-                }
-                let seals = if *private {
-                    BTreeMap::from([(0, seal_map(sealed))])
-                } else {
-                    BTreeMap::new()
+                let key_epochs = match (private, confirm) {
+                    (true, Some(confirm)) => {
+                        check_seals(sealed, &BTreeSet::from([e.author]))?;
+                        let role = author_role.unwrap_or(Role::Member);
+                        BTreeMap::from([(
+                            0,
+                            KeyEpoch::new(e.seq, e.author, role, *confirm, sealed),
+                        )])
+                    }
+                    (true, None) => {
+                        return Err(LogFault::Invalid(
+                            "a private topic's first key needs its confirmation",
+                        ));
+                    }
+                    (false, None) if sealed.is_empty() => BTreeMap::new(),
+                    (false, _) => {
+                        return Err(LogFault::Invalid(
+                            "a public topic has no sealed key and no confirmation",
+                        ));
+                    }
                 };
                 self.topics.insert(
                     topic.clone(),
@@ -288,7 +309,7 @@ impl Roster {
                         members: BTreeMap::from([(e.author, e.seq)]),
                         spans: Vec::new(),
                         key_epoch: 0,
-                        seals,
+                        key_epochs,
                         needs_rekey: false,
                     },
                 );
@@ -328,12 +349,11 @@ impl Roster {
                 }
                 if let Some(info) = self.topics.get_mut(topic) {
                     info.members.insert(*member, e.seq);
-                    if info.private {
-                        let epoch = info.key_epoch;
-                        info.seals
-                            .entry(epoch)
-                            .or_default()
-                            .extend(seal_map(sealed));
+                    let epoch = info.key_epoch;
+                    if info.private
+                        && let Some(ke) = info.key_epochs.get_mut(&epoch)
+                    {
+                        ke.add_seals(sealed, e.author, e.seq);
                     }
                 }
             }
@@ -356,6 +376,7 @@ impl Roster {
                 topic,
                 epoch,
                 sealed,
+                confirm,
             } => {
                 let info = self
                     .topics
@@ -376,9 +397,13 @@ impl Roster {
                 }
                 let expected: BTreeSet<PublicKey> = info.members.keys().copied().collect();
                 check_seals(sealed, &expected)?;
+                let role = author_role.unwrap_or(Role::Member);
                 if let Some(info) = self.topics.get_mut(topic) {
                     info.key_epoch = *epoch;
-                    info.seals.insert(*epoch, seal_map(sealed));
+                    info.key_epochs.insert(
+                        *epoch,
+                        KeyEpoch::new(e.seq, e.author, role, *confirm, sealed),
+                    );
                     info.needs_rekey = false;
                 }
             }
@@ -440,12 +465,13 @@ impl Roster {
 }
 
 /// A `topic_create` body; for a private topic also its first key (epoch 0),
-/// sealed to `author` in the body.
+/// sealed to `author` in the body with its confirmation.
 pub fn topic_create_body(
     topic: &str,
     private: bool,
     description: &str,
     author: &PublicKey,
+    mesh_id: &Hash32,
 ) -> Result<(EntryBody, Option<SymmetricKey>), BoxError> {
     let key = private.then(SymmetricKey::generate);
     let sealed = match &key {
@@ -457,6 +483,9 @@ pub fn topic_create_body(
         private,
         description: description.to_owned(),
         sealed,
+        confirm: key
+            .as_ref()
+            .map(|k| topic_key_confirm(k, mesh_id, topic, 0)),
     };
     Ok((body, key))
 }
@@ -479,17 +508,21 @@ pub fn topic_join_body(
 }
 
 /// A `topic_rekey` body: a fresh key for the next epoch of a private topic,
-/// sealed to each current topic member. Returns the key too.
+/// sealed to each current topic member, with its confirmation. Returns the
+/// key too.
 pub fn topic_rekey_body(
     topic: &str,
     info: &TopicInfo,
+    mesh_id: &Hash32,
 ) -> Result<(EntryBody, SymmetricKey), BoxError> {
     let key = SymmetricKey::generate();
     let members: Vec<PublicKey> = info.members.keys().copied().collect();
+    let epoch = info.key_epoch + 1;
     let body = EntryBody::TopicRekey {
         topic: topic.to_owned(),
-        epoch: info.key_epoch + 1,
+        epoch,
         sealed: seal_key_to(&key, &members)?,
+        confirm: topic_key_confirm(&key, mesh_id, topic, epoch),
     };
     Ok((body, key))
 }

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::boxes::EpochRootKey;
 use crate::encoding::Hash32;
-use crate::keys::SigningKey;
+use crate::keys::{PublicKey, SigningKey};
 
 const T: u64 = 1_700_000_000;
 
@@ -162,7 +162,7 @@ fn members_cannot_invite_change_roles_remove_or_rekey() {
     ));
     let root = EpochRootKey::generate(1);
     let members: Vec<_> = m.log.roster().members().keys().copied().collect();
-    let rekey = rekey_body(&root, &members).unwrap();
+    let rekey = rekey_body(&root, &m.log.roster().mesh_id(), &members).unwrap();
     assert!(matches!(
         refused(&m, &m.alice, rekey),
         LogFault::Unauthorized { .. }
@@ -314,7 +314,7 @@ fn an_admit_needs_the_invite_signature() {
 }
 
 #[test]
-fn a_removal_must_be_followed_by_the_removers_rekey() {
+fn a_removal_must_be_followed_by_a_rekey() {
     let mut m = mesh();
     let alice = m.alice.public();
     m.log
@@ -343,25 +343,391 @@ fn a_removal_must_be_followed_by_the_removers_rekey() {
     // A rekey that includes the removed member is refused.
     let mut with_removed: Vec<_> = m.log.roster().members().keys().copied().collect();
     with_removed.push(alice);
-    let bad = rekey_body(&EpochRootKey::generate(1), &with_removed).unwrap();
+    let bad = rekey_body(
+        &EpochRootKey::generate(1),
+        &m.log.roster().mesh_id(),
+        &with_removed,
+    )
+    .unwrap();
     assert!(matches!(
         refused(&m, &m.admin, bad),
         LogFault::RekeyRecipients(_)
     ));
     // A rekey that leaves a member out is refused.
-    let missing = rekey_body(&EpochRootKey::generate(1), &[m.admin.public()]).unwrap();
+    let missing = rekey_body(
+        &EpochRootKey::generate(1),
+        &m.log.roster().mesh_id(),
+        &[m.admin.public()],
+    )
+    .unwrap();
     assert!(matches!(
         refused(&m, &m.admin, missing),
         LogFault::RekeyRecipients(_)
     ));
     // Wrong epoch.
     let members: Vec<_> = m.log.roster().members().keys().copied().collect();
-    let skip = rekey_body(&EpochRootKey::generate(2), &members).unwrap();
+    let skip = rekey_body(
+        &EpochRootKey::generate(2),
+        &m.log.roster().mesh_id(),
+        &members,
+    )
+    .unwrap();
     assert!(matches!(refused(&m, &m.admin, skip), LogFault::Invalid(_)));
     // The right rekey.
     m.log.rekey(&m.admin, T).unwrap();
     assert!(!m.log.roster().needs_rekey());
     assert_eq!(m.log.roster().epoch(), 1);
+}
+
+/// Signs a `rekey` to the next epoch whose seal for `victim` is `bad_seal`
+/// (every other member gets the right key), and returns the right key.
+fn rekey_with_bad_seal(
+    m: &mut Mesh,
+    author: &SigningKey,
+    victim: &PublicKey,
+    bad_seal: Vec<u8>,
+) -> EpochRootKey {
+    let r = m.log.roster();
+    let root = EpochRootKey::generate(r.epoch() + 1);
+    let members: Vec<_> = r.members().keys().copied().collect();
+    let mut body = rekey_body(&root, &r.mesh_id(), &members).unwrap();
+    let EntryBody::Rekey { sealed, .. } = &mut body else {
+        unreachable!()
+    };
+    for s in sealed.iter_mut().filter(|s| s.recipient == *victim) {
+        s.ciphertext = bad_seal.clone();
+    }
+    m.log.push(author, T, body).unwrap();
+    root
+}
+
+#[test]
+fn the_owner_or_any_admin_repairs_a_pending_removal() {
+    let mut m = mesh();
+    let admin2 = m.log.add_member(&m.owner, Role::Admin, T).unwrap();
+    let bob = m.log.add_member(&m.owner, Role::Member, T).unwrap();
+    let alice = m.alice.public();
+    // The admin appends a lone kick and never writes the rekey.
+    m.log
+        .push(
+            &m.admin,
+            T,
+            EntryBody::Remove {
+                member: alice,
+                how: RemoveKind::Kick,
+            },
+        )
+        .unwrap();
+    let removal = m.log.roster().len() - 1;
+    let r = m.log.roster();
+    assert_eq!(r.pending_removal(), Some(removal));
+    assert!(r.may_rekey(&m.owner.public()) && r.may_rekey(&admin2.public()));
+    // Nothing but a rekey comes next, not even from the owner …
+    let invite = EntryBody::Invite {
+        invite_key: SigningKey::generate().public(),
+        role: Role::Member,
+        max_uses: 1,
+        expires_at: T + 10,
+    };
+    assert_eq!(
+        refused(&m, &m.owner, invite),
+        LogFault::MissingRekey(removal)
+    );
+    // … and a plain member may not write it.
+    let members: Vec<_> = m.log.roster().members().keys().copied().collect();
+    let body = rekey_body(
+        &EpochRootKey::generate(1),
+        &m.log.roster().mesh_id(),
+        &members,
+    )
+    .unwrap();
+    assert_eq!(refused(&m, &bob, body), LogFault::MissingRekey(removal));
+    // The other admin, or the owner, may.
+    let mut by_admin2 = m.log.clone();
+    by_admin2.rekey(&admin2, T).unwrap();
+    assert!(!by_admin2.roster().needs_rekey());
+    m.log.rekey(&m.owner, T).unwrap();
+    let r = m.log.roster();
+    assert_eq!((r.epoch(), r.pending_removal()), (1, None));
+    // And the owner can go on: remove that admin, invite again.
+    m.log
+        .remove(&m.owner, &m.admin.public(), RemoveKind::Kick, T)
+        .unwrap();
+    m.log.add_member(&m.owner, Role::Member, T).unwrap();
+}
+
+#[test]
+fn a_plain_member_cannot_rekey_while_a_kick_is_pending() {
+    let mut m = mesh();
+    let carol = m.log.add_member(&m.owner, Role::Member, T).unwrap();
+    m.log
+        .push(
+            &m.owner,
+            T,
+            EntryBody::Remove {
+                member: carol.public(),
+                how: RemoveKind::Kick,
+            },
+        )
+        .unwrap();
+    let removal = m.log.roster().len() - 1;
+    assert!(!m.log.roster().may_rekey(&m.alice.public()));
+    let members: Vec<_> = m.log.roster().members().keys().copied().collect();
+    let body = rekey_body(
+        &EpochRootKey::generate(1),
+        &m.log.roster().mesh_id(),
+        &members,
+    )
+    .unwrap();
+    assert_eq!(refused(&m, &m.alice, body), LogFault::MissingRekey(removal));
+}
+
+#[test]
+fn who_may_rekey_when() {
+    let mut m = mesh();
+    let (alice, admin) = (m.alice.clone(), m.admin.clone());
+    let bob = m.log.add_member(&m.owner, Role::Member, T).unwrap();
+    let carol = m.log.add_member(&m.owner, Role::Member, T).unwrap();
+    let r = m.log.roster();
+    // Owners and admins always; members not at rest.
+    assert!(r.may_rekey(&m.owner.public()) && r.may_rekey(&admin.public()));
+    assert!(!r.may_rekey(&alice.public()));
+    assert!(!r.may_rekey(&SigningKey::generate().public()));
+    // (a) after a leave a member may, and that epoch is member-made …
+    m.log
+        .remove(&carol, &carol.public(), RemoveKind::Leave, T)
+        .unwrap();
+    assert!(m.log.roster().may_rekey(&alice.public()));
+    m.log.rekey(&alice, T).unwrap();
+    let r = m.log.roster();
+    assert!(r.current_epoch_is_member_made());
+    assert_eq!(r.key_epochs()[&1].author, alice.public());
+    // (c) … so any member may re-roll it, and again, …
+    assert!(r.may_rekey(&bob.public()));
+    m.log.rekey(&bob, T).unwrap();
+    m.log.rekey(&alice, T).unwrap();
+    // … until the owner or an admin makes one.
+    m.log.rekey(&admin, T).unwrap();
+    let r = m.log.roster();
+    assert!(!r.current_epoch_is_member_made());
+    assert!(!r.may_rekey(&bob.public()));
+    let members: Vec<_> = r.members().keys().copied().collect();
+    let body = rekey_body(&EpochRootKey::generate(5), &r.mesh_id(), &members).unwrap();
+    assert!(matches!(
+        refused(&m, &bob, body),
+        LogFault::Unauthorized { .. }
+    ));
+}
+
+#[test]
+fn a_rekey_seals_to_the_current_members_only() {
+    let mut m = mesh();
+    let inv = SigningKey::generate();
+    m.log
+        .invite(&m.owner, &inv.public(), Role::Member, 5, T, T + 100)
+        .unwrap();
+    let r = m.log.roster();
+    let mut recipients: Vec<_> = r.members().keys().copied().collect();
+    recipients.push(inv.public());
+    let body = rekey_body(&EpochRootKey::generate(1), &r.mesh_id(), &recipients).unwrap();
+    let f = refused(&m, &m.owner, body);
+    assert!(
+        matches!(&f, LogFault::RekeyRecipients(why) if why.contains("not a current member")),
+        "{f}"
+    );
+}
+
+#[test]
+fn a_kick_or_ban_revokes_the_removed_members_invites() {
+    let mut m = mesh();
+    // Mallory joins with a 5-use invite; an unrelated invite is open too.
+    let hers = SigningKey::generate();
+    let other = SigningKey::generate();
+    m.log
+        .invite(&m.owner, &hers.public(), Role::Member, 5, T, T + 100)
+        .unwrap();
+    m.log
+        .invite(&m.owner, &other.public(), Role::Member, 5, T, T + 100)
+        .unwrap();
+    let mallory = SigningKey::generate();
+    m.log.admit(&mallory, &hers, T).unwrap();
+    // An invite the admin authored.
+    let admins = SigningKey::generate();
+    m.log
+        .invite(&m.admin, &admins.public(), Role::Member, 1, T, T + 100)
+        .unwrap();
+    m.log
+        .remove(&m.owner, &mallory.public(), RemoveKind::Ban, T)
+        .unwrap();
+    let ban = m.log.roster().len() - 2;
+    let r = m.log.roster();
+    assert_eq!(r.invites()[&hers.public()].revoked_at, Some(ban));
+    assert!(r.invites()[&other.public()].is_open());
+    assert!(r.invites()[&admins.public()].is_open());
+    // Her invite admits no one now.
+    let e = LogEntry::admit(&SigningKey::generate(), &hers, r.len(), r.head(), T);
+    assert!(matches!(
+        r.clone().apply(&e).unwrap_err().fault,
+        LogFault::InviteRevoked { at, .. } if at == ban
+    ));
+    // Kicking the admin revokes the invites it authored.
+    m.log
+        .remove(&m.owner, &m.admin.public(), RemoveKind::Kick, T)
+        .unwrap();
+    let kick = m.log.roster().len() - 2;
+    let r = m.log.roster();
+    assert_eq!(r.invites()[&admins.public()].revoked_at, Some(kick));
+    assert_eq!(r.invites()[&hers.public()].revoked_at, Some(ban));
+    assert!(r.invites()[&other.public()].is_open());
+    // A leave revokes nothing.
+    let carol = SigningKey::generate();
+    m.log.admit(&carol, &other, T).unwrap();
+    m.log
+        .remove(&carol, &carol.public(), RemoveKind::Leave, T)
+        .unwrap();
+    assert!(m.log.roster().invites()[&other.public()].is_open());
+    // The same verdict from scratch.
+    let again = verify_log(m.log.entries()).unwrap();
+    assert_eq!(again.invites(), m.log.roster().invites());
+}
+
+#[test]
+fn a_joiner_with_an_invite_of_an_earlier_epoch_is_owed_the_key() {
+    let mut m = mesh();
+    let inv = SigningKey::generate();
+    m.log
+        .invite(&m.owner, &inv.public(), Role::Member, 2, T, T + 100)
+        .unwrap();
+    assert_eq!(m.log.roster().invites()[&inv.public()].epoch, 0);
+    m.log.rekey(&m.owner, T).unwrap();
+    let joiner = SigningKey::generate();
+    m.log.admit(&joiner, &inv, T).unwrap();
+    let r = m.log.roster();
+    assert!(r.needs_rekey() && r.owed().contains(&joiner.public()));
+    assert_eq!(r.pending_removal(), None);
+    // Any member (the joiner itself first of all) may write the rekey.
+    assert!(r.may_rekey(&joiner.public()) && r.may_rekey(&m.alice.public()));
+    m.log.rekey(&joiner, T).unwrap();
+    let r = m.log.roster();
+    assert!(!r.needs_rekey() && r.owed().is_empty());
+    let mine: Vec<_> = r.open_root_keys(&joiner).into_iter().collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].as_ref().unwrap().epoch, 2);
+    // An invite of the current epoch owes nothing.
+    let inv2 = SigningKey::generate();
+    m.log
+        .invite(&m.owner, &inv2.public(), Role::Member, 1, T, T + 100)
+        .unwrap();
+    m.log.admit(&SigningKey::generate(), &inv2, T).unwrap();
+    assert!(!m.log.roster().needs_rekey());
+}
+
+#[test]
+fn a_bad_seal_is_reported_per_epoch_and_blocks_no_other() {
+    let mut m = mesh();
+    let (alice, admin) = (m.alice.clone(), m.admin.clone());
+    let carol = m.log.add_member(&m.owner, Role::Member, T).unwrap();
+    m.log
+        .remove(&carol, &carol.public(), RemoveKind::Leave, T)
+        .unwrap();
+    // The leave is repaired with garbage for alice: 80 bytes that do not
+    // open.
+    let garbage = vec![0x5a; SEALED_ROOT_KEY_BYTES];
+    let bad_seq = m.log.roster().len();
+    let root1 = rekey_with_bad_seal(&mut m, &admin, &alice.public(), garbage);
+    let r = m.log.roster();
+    let got = r.open_root_keys(&alice);
+    assert_eq!(
+        got,
+        vec![Err(Box::new(BadSeal {
+            scope: SealScope::Mesh { epoch: 1 },
+            author: admin.public(),
+            seq: bad_seq,
+            reason: BadSealReason::DoesNotOpen,
+        }))]
+    );
+    assert_eq!(r.open_root_key(1, &m.owner), Some(Ok(root1)));
+    // A seal of another key that opens fine but fails the confirmation.
+    let wrong = seal_key_to(&crate::boxes::SymmetricKey::generate(), &[alice.public()])
+        .unwrap()
+        .remove(0)
+        .ciphertext;
+    let bad_seq2 = m.log.roster().len();
+    rekey_with_bad_seal(&mut m, &admin, &alice.public(), wrong);
+    // The next, correct epoch opens for alice whatever came before.
+    let root3 = m.log.rekey(&m.owner, T).unwrap();
+    let got = m.log.roster().open_root_keys(&alice);
+    assert_eq!(got.len(), 3);
+    assert!(matches!(&got[0], Err(b) if b.scope == SealScope::Mesh { epoch: 1 }));
+    assert_eq!(
+        got[1],
+        Err(Box::new(BadSeal {
+            scope: SealScope::Mesh { epoch: 2 },
+            author: admin.public(),
+            seq: bad_seq2,
+            reason: BadSealReason::ConfirmMismatch,
+        }))
+    );
+    assert_eq!(got[2], Ok(root3));
+    let msg = got[1].clone().unwrap_err().to_string();
+    assert!(
+        msg.contains(&admin.public().to_hex()[..8]) && msg.contains("epoch 2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn key_confirmations_are_domain_separated_known_answers() {
+    let key = crate::boxes::SymmetricKey::from_bytes([7; 32]);
+    let mesh_id = Hash32([9; 32]);
+    let mesh1 = key_confirm(&key, &mesh_id, ConfirmContext::Mesh { epoch: 1 });
+    let topic = key_confirm(
+        &key,
+        &mesh_id,
+        ConfirmContext::Topic {
+            topic: "ops",
+            key_epoch: 2,
+        },
+    );
+    // Checked against an independent Python HKDF (hmac + hashlib) of §5.
+    assert_eq!(
+        mesh1.to_hex(),
+        "a5170d405191c6e60415362767df8b2bab58e845563c6be50673e5b136b4c650"
+    );
+    assert_eq!(
+        topic.to_hex(),
+        "9338963885351f4b7ff2490bee2400ca2a3b82857acd739a590a0de22e2c58cd"
+    );
+    let root = EpochRootKey::from_bytes(1, [7; 32]);
+    assert_eq!(mesh_key_confirm(&root, &mesh_id), mesh1);
+    assert_eq!(topic_key_confirm(&key, &mesh_id, "ops", 2), topic);
+    // Every part of the context counts, and nothing equals a derived key.
+    let others = [
+        key_confirm(&key, &mesh_id, ConfirmContext::Mesh { epoch: 2 }),
+        key_confirm(&key, &Hash32([8; 32]), ConfirmContext::Mesh { epoch: 1 }),
+        topic_key_confirm(&key, &mesh_id, "ops", 1),
+        topic_key_confirm(&key, &mesh_id, "opt", 2),
+        Hash32(*root.mesh_key(&mesh_id).as_bytes()),
+        Hash32(*root.profile_key(&mesh_id).as_bytes()),
+    ];
+    for o in others {
+        assert_ne!(o, mesh1);
+        assert_ne!(o, topic);
+    }
+}
+
+#[test]
+fn the_confirmation_is_signed() {
+    let mut m = mesh();
+    m.log.rekey(&m.owner, T).unwrap();
+    let mut entries = m.log.entries().to_vec();
+    let last = entries.len() - 1;
+    if let EntryBody::Rekey { confirm, .. } = &mut entries[last].body {
+        confirm.0[0] ^= 1;
+    }
+    let err = verify_log(&entries).unwrap_err();
+    assert_eq!(err.seq, last as u64);
+    assert!(matches!(err.fault, LogFault::BadSignature(_)));
 }
 
 #[test]
@@ -381,9 +747,13 @@ fn a_removed_member_cannot_open_the_new_root_key() {
         let sealed = roster.sealed_root_key(1, member).unwrap();
         assert!(open_root_key(1, sealed, &m.alice).is_err());
     }
-    assert!(roster.open_root_keys(&m.alice).unwrap().is_empty());
+    assert!(roster.open_root_keys(&m.alice).is_empty());
     // The remaining members can.
-    let admins = roster.open_root_keys(&m.admin).unwrap();
+    let admins: Vec<_> = roster
+        .open_root_keys(&m.admin)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(admins.len(), 1);
     assert_eq!(admins[0], root);
     // A banned key cannot be re-admitted until unbanned.
@@ -517,11 +887,31 @@ mod spaces {
         m.log.push(who, T, body).unwrap();
     }
 
+    /// Every key of a private topic sealed to `who`; panics on a bad seal.
+    fn open_all(
+        info: &TopicInfo,
+        topic: &str,
+        m: &Mesh,
+        who: &SigningKey,
+    ) -> Vec<(u64, crate::boxes::SymmetricKey)> {
+        info.open_keys(topic, &m.log.roster().mesh_id(), who)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn public_topic_join_leave_and_recipients_as_of_send_time() {
         let mut m = mesh();
         let (owner, alice, admin) = (m.owner.clone(), m.alice.clone(), m.admin.clone());
-        let (body, key) = topic_create_body("deploys", false, "ship it", &owner.public()).unwrap();
+        let (body, key) = topic_create_body(
+            "deploys",
+            false,
+            "ship it",
+            &owner.public(),
+            &m.log.roster().mesh_id(),
+        )
+        .unwrap();
         assert!(key.is_none());
         push(&mut m, &owner, body);
         let before_alice = m.log.roster().len();
@@ -559,7 +949,14 @@ mod spaces {
         );
         assert!(matches!(f, LogFault::Invalid("no such topic")), "{f}");
         // A second topic with the same name is refused.
-        let (dup, _) = topic_create_body("deploys", false, "", &alice.public()).unwrap();
+        let (dup, _) = topic_create_body(
+            "deploys",
+            false,
+            "",
+            &alice.public(),
+            &m.log.roster().mesh_id(),
+        )
+        .unwrap();
         assert!(matches!(refused(&m, &alice, dup), LogFault::Invalid(_)));
         push(
             &mut m,
@@ -580,7 +977,14 @@ mod spaces {
     fn private_topic_keys_are_sealed_to_members_and_rotate_on_leave() {
         let mut m = mesh();
         let (owner, alice, admin) = (m.owner.clone(), m.alice.clone(), m.admin.clone());
-        let (body, key) = topic_create_body("secret", true, "", &alice.public()).unwrap();
+        let (body, key) = topic_create_body(
+            "secret",
+            true,
+            "",
+            &alice.public(),
+            &m.log.roster().mesh_id(),
+        )
+        .unwrap();
         let k0 = key.unwrap();
         push(&mut m, &alice, body);
         // Only a topic member can add someone, and must seal the key to them.
@@ -602,10 +1006,10 @@ mod spaces {
             topic_join_body("secret", &owner.public(), Some(&k0)).unwrap(),
         );
         let info = m.log.roster().topic("secret").unwrap().clone();
-        let opened = info.open_keys(&owner).unwrap();
+        let opened = open_all(&info, "secret", &m, &owner);
         assert_eq!(opened.len(), 1);
         assert_eq!(opened[0].1.as_bytes(), k0.as_bytes());
-        assert!(info.open_keys(&admin).unwrap().is_empty());
+        assert!(open_all(&info, "secret", &m, &admin).is_empty());
         // The owner leaves: nobody may add members until a rekey that leaves
         // the owner out.
         push(
@@ -623,29 +1027,32 @@ mod spaces {
             topic_join_body("secret", &admin.public(), Some(&k0)).unwrap(),
         );
         assert!(matches!(f, LogFault::Invalid(_)), "{f}");
-        let stale = topic_rekey_body("secret", &info).unwrap().0; // still seals to the owner
+        let stale = topic_rekey_body("secret", &info, &m.log.roster().mesh_id())
+            .unwrap()
+            .0; // still seals to the owner
         assert!(matches!(
             refused(&m, &alice, stale),
             LogFault::RekeyRecipients(_)
         ));
         let info = m.log.roster().topic("secret").unwrap().clone();
-        let (rekey, k1) = topic_rekey_body("secret", &info).unwrap();
+        let (rekey, k1) = topic_rekey_body("secret", &info, &m.log.roster().mesh_id()).unwrap();
         push(&mut m, &alice, rekey);
         let info = m.log.roster().topic("secret").unwrap();
         assert!(!info.needs_rekey);
         assert_eq!(info.key_epoch, 1);
-        let alice_keys = info.open_keys(&alice).unwrap();
+        let alice_keys = open_all(info, "secret", &m, &alice);
         assert_eq!(alice_keys.len(), 2);
         assert_eq!(alice_keys[1].1.as_bytes(), k1.as_bytes());
         // The owner kept only epoch 0.
-        assert_eq!(info.open_keys(&owner).unwrap().len(), 1);
+        assert_eq!(open_all(info, "secret", &m, &owner).len(), 1);
     }
 
     #[test]
     fn removal_from_the_mesh_ends_topic_and_group_memberships() {
         let mut m = mesh();
         let (owner, alice) = (m.owner.clone(), m.alice.clone());
-        let (body, key) = topic_create_body("ops", true, "", &owner.public()).unwrap();
+        let (body, key) =
+            topic_create_body("ops", true, "", &owner.public(), &m.log.roster().mesh_id()).unwrap();
         push(&mut m, &owner, body);
         push(
             &mut m,
@@ -717,6 +1124,68 @@ mod spaces {
     }
 
     #[test]
+    fn private_topic_keys_carry_a_confirmation_and_a_bad_join_seal_is_reported() {
+        let mut m = mesh();
+        let (owner, alice, admin) = (m.owner.clone(), m.alice.clone(), m.admin.clone());
+        let mesh_id = m.log.roster().mesh_id();
+        // A private topic without a confirmation, or a public one with one,
+        // is refused.
+        let (mut body, _) = topic_create_body("ops", true, "", &alice.public(), &mesh_id).unwrap();
+        if let EntryBody::TopicCreate { confirm, .. } = &mut body {
+            *confirm = None;
+        }
+        assert!(matches!(refused(&m, &alice, body), LogFault::Invalid(_)));
+        let (mut body, _) = topic_create_body("pub", false, "", &alice.public(), &mesh_id).unwrap();
+        if let EntryBody::TopicCreate { confirm, .. } = &mut body {
+            *confirm = Some(Hash32([1; 32]));
+        }
+        assert!(matches!(refused(&m, &alice, body), LogFault::Invalid(_)));
+
+        let (body, k0) = topic_create_body("ops", true, "", &alice.public(), &mesh_id).unwrap();
+        let k0 = k0.unwrap();
+        push(&mut m, &alice, body);
+        // Alice adds the owner with a seal of another key.
+        let wrong = crate::boxes::SymmetricKey::generate();
+        let join_seq = m.log.roster().len();
+        push(
+            &mut m,
+            &alice,
+            topic_join_body("ops", &owner.public(), Some(&wrong)).unwrap(),
+        );
+        let info = m.log.roster().topic("ops").unwrap().clone();
+        let got = info.open_keys("ops", &mesh_id, &owner);
+        assert_eq!(
+            got,
+            vec![Err(Box::new(BadSeal {
+                scope: SealScope::Topic {
+                    topic: "ops".into(),
+                    key_epoch: 0
+                },
+                author: alice.public(),
+                seq: join_seq,
+                reason: BadSealReason::ConfirmMismatch,
+            }))]
+        );
+        // The creator's own seal is fine.
+        assert_eq!(open_all(&info, "ops", &m, &alice)[0].1, k0);
+        // The owner, a topic member, re-rolls the key; it opens.
+        let (rekey, k1) = topic_rekey_body("ops", &info, &mesh_id).unwrap();
+        push(&mut m, &owner, rekey);
+        let info = m.log.roster().topic("ops").unwrap();
+        let got = info.open_keys("ops", &mesh_id, &owner);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_err());
+        assert_eq!(got[1].as_ref().unwrap().1, k1);
+        // Not a topic member: nothing to open.
+        assert!(info.open_keys("ops", &mesh_id, &admin).is_empty());
+        // A confirmation made for another topic name does not pass.
+        assert_ne!(
+            topic_key_confirm(&k1, &mesh_id, "ops", 1),
+            topic_key_confirm(&k1, &mesh_id, "ops2", 1)
+        );
+    }
+
+    #[test]
     fn after_a_voluntary_leave_any_member_may_rekey() {
         let mut m = mesh();
         let (alice, admin) = (m.alice.clone(), m.admin.clone());
@@ -724,7 +1193,7 @@ mod spaces {
         // Without a pending removal a plain member may not rekey …
         let root = EpochRootKey::generate(1);
         let members: Vec<_> = m.log.roster().members().keys().copied().collect();
-        let body = rekey_body(&root, &members).unwrap();
+        let body = rekey_body(&root, &m.log.roster().mesh_id(), &members).unwrap();
         assert!(matches!(
             refused(&m, &alice, body),
             LogFault::Unauthorized { .. }
