@@ -813,14 +813,7 @@ impl MeshState {
         match found.len() {
             0 => Err(ClientError::NoSuchPeer(to.to_owned())),
             1 => Ok(found.remove(0).1),
-            _ => Err(ClientError::AmbiguousPeer {
-                query: to.to_owned(),
-                candidates: found
-                    .into_iter()
-                    .map(|f| f.0)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+            _ => Err(ambiguous_peer(to, found)),
         }
     }
 
@@ -852,14 +845,7 @@ impl MeshState {
         let who = to.split_once('@').map_or(to, |(who, _)| who);
         let owners = self.members_named_as_candidates(who);
         let named_so = self.members_named_as_candidates(to);
-        let ambiguous = |found: Vec<(String, Target)>| ClientError::AmbiguousPeer {
-            query: to.to_owned(),
-            candidates: found
-                .into_iter()
-                .map(|f| f.0)
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
+        let ambiguous = |found: Vec<(String, Target)>| ambiguous_peer(to, found);
         let owner = match (owners.as_slice(), named_so.len()) {
             ([], 0) => {
                 return Err(ClientError::SessionName {
@@ -1391,6 +1377,18 @@ pub fn session_display_name(member_name: &str, session_name: &str) -> String {
         session_name.to_owned()
     } else {
         format!("{member_name}: {session_name}")
+    }
+}
+
+/// The error for a recipient that names several candidates.
+fn ambiguous_peer(query: &str, found: Vec<(String, Target)>) -> ClientError {
+    ClientError::AmbiguousPeer {
+        query: query.to_owned(),
+        candidates: found
+            .into_iter()
+            .map(|f| f.0)
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
