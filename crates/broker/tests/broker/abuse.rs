@@ -676,7 +676,6 @@ async fn a_member_put_in_hundreds_of_topics_still_gets_each_message_once(backend
     let m = mallory.connect().await;
     // Six appends of 50 topics (100 entries each stay well inside a frame).
     let (chunks, per_chunk) = (6, 50);
-    let topics = chunks * per_chunk;
     for chunk in 0..chunks {
         m.append_entries(|s| {
             let mut roster = s.roster().clone();
