@@ -45,7 +45,8 @@ use crate::outbox::{Outbox, OutboxReader, Outgoing};
 use crate::ratelimit::TokenBucket;
 use crate::server::BrokerState;
 use crate::store::{
-    AckOp, AppendExtras, FanoutRow, MemberState, NewMessage, PendingMessage, SessionRecord,
+    AckOp, AppendExtras, FanoutRow, MemberState, NewMessage, PageLimit, PendingMessage,
+    SessionRecord, fanout_weight,
 };
 use crate::writer::{AcceptReply, WriteJob};
 
@@ -54,8 +55,13 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 /// Least time between two catch-ups of a mesh's log asked for by a
 /// connection (see `Connection::caught_up`).
 const CATCH_UP_INTERVAL_MS: u64 = 200;
-/// Stored messages fetched per page when draining to a session.
-const DRAIN_PAGE: u32 = 256;
+/// Stored messages fetched per page when draining to a session, from each
+/// source (direct, fan-out): a page is held while the session's reader
+/// takes it, so it is bounded by weight too.
+const DRAIN_PAGE: PageLimit = PageLimit {
+    rows: 256,
+    bytes: 512 * 1024,
+};
 /// Topic history page when the client does not say.
 const DEFAULT_HISTORY_PAGE: u32 = 50;
 /// Largest topic history page.
@@ -113,10 +119,6 @@ pub async fn serve(
 /// connection must end.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
 
-/// Writes queued frames and coalesced presence to the socket, pings every
-/// 30 s, closes on request. A write that does not complete within
-/// `write_timeout` (a peer that stopped reading, its socket buffers full)
-/// ends the connection: nothing waits on a reader that never reads.
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// Writes one message; false if it failed or took longer than `limit`.
@@ -124,6 +126,13 @@ async fn write(sink: &mut Sink, m: Message, limit: Duration) -> bool {
     matches!(tokio::time::timeout(limit, sink.send(m)).await, Ok(Ok(())))
 }
 
+/// Writes queued frames and coalesced presence to the socket, pings every
+/// 30 s, closes on request. A write that does not complete within
+/// `write_timeout` (a peer that stopped reading, its socket buffers full),
+/// or a frame that waited in the queue longer than
+/// [`crate::outbox::MAX_QUEUE_AGE`], ends the connection: nothing waits on
+/// a reader that does not read. Once the connection must end, what is still
+/// queued gets [`CLOSING_GRACE`] in all, then the socket is dropped.
 async fn write_loop(mut sink: Sink, mut reader: OutboxReader, write_timeout: Duration) {
     let mut ping = tokio::time::interval(Duration::from_millis(PING_INTERVAL_MS));
     ping.tick().await;
@@ -134,62 +143,72 @@ async fn write_loop(mut sink: Sink, mut reader: OutboxReader, write_timeout: Dur
             reason: Utf8Bytes::from_static(reason),
         }))
     };
+    // Presence goes out only after the first queued frame (an
+    // authenticated session's first frame is its `welcome`).
+    let mut wrote_first = false;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let limit = |deadline: Option<tokio::time::Instant>| match deadline {
+        Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+        None => write_timeout,
+    };
     loop {
+        if deadline.is_none() && outbox.is_killed() {
+            deadline = Some(tokio::time::Instant::now() + CLOSING_GRACE);
+        }
+        let grace_over = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
+            () = grace_over => break,
             out = reader.recv() => match out {
-                Some(Outgoing::Text(t, permits)) => {
-                    let ok = write(&mut sink, Message::Text(t), write_timeout).await;
-                    reader.written(permits);
+                Some(Outgoing::Text(t, lane, permits, queued_at)) => {
+                    if deadline.is_none() && !reader.check_age(queued_at.elapsed()) {
+                        reader.written(lane, permits);
+                        continue;
+                    }
+                    let ok = write(&mut sink, Message::Text(t), limit(deadline)).await;
+                    reader.written(lane, permits);
                     if !ok {
                         metrics::counter!(m::WRITE_TIMEOUTS).increment(1);
                         break;
                     }
+                    wrote_first = true;
+                    // Presence goes out between queued frames too, so a busy
+                    // queue never starves it.
+                    if deadline.is_none() {
+                        for f in outbox.take_presence() {
+                            if !write(&mut sink, Message::Text(f), write_timeout).await {
+                                metrics::counter!(m::WRITE_TIMEOUTS).increment(1);
+                                deadline = Some(tokio::time::Instant::now());
+                                break;
+                            }
+                        }
+                    }
                 }
                 Some(Outgoing::Close(code, reason)) => {
-                    let _ = write(&mut sink, close_frame(code, reason), CLOSING_GRACE).await;
+                    let room = limit(deadline).min(CLOSING_GRACE);
+                    let _ = write(&mut sink, close_frame(code, reason), room).await;
                     break;
                 }
                 None => break,
             },
-            () = outbox.killed() => {
-                // Write what is already queued (its close comes last), for
-                // a short while only: a killed peer may be one that never reads.
-                let deadline = tokio::time::Instant::now() + CLOSING_GRACE;
-                loop {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let next = match tokio::time::timeout(left, reader.recv()).await {
-                        Ok(Some(next)) => next,
-                        Ok(None) | Err(_) => break,
-                    };
-                    match next {
-                        Outgoing::Text(t, permits) => {
-                            let ok = write(&mut sink, Message::Text(t), left).await;
-                            reader.written(permits);
-                            if !ok {
-                                break;
-                            }
-                        }
-                        Outgoing::Close(code, reason) => {
-                            let _ = write(&mut sink, close_frame(code, reason), left).await;
-                            break;
-                        }
-                    }
-                }
-                break;
-            }
-            () = outbox.presence_ready() => {
+            () = outbox.killed(), if deadline.is_none() => {}
+            () = outbox.presence_ready(), if deadline.is_none() && wrote_first => {
                 for f in outbox.take_presence() {
                     if !write(&mut sink, Message::Text(f), write_timeout).await {
                         metrics::counter!(m::WRITE_TIMEOUTS).increment(1);
-                        drop(reader);
-                        let _ = tokio::time::timeout(CLOSING_GRACE, sink.close()).await;
-                        return;
+                        deadline = Some(tokio::time::Instant::now());
+                        break;
                     }
                 }
             }
-            _ = ping.tick() => {
+            _ = ping.tick(), if deadline.is_none() => {
                 if !write(&mut sink, Message::Ping(Default::default()), write_timeout).await {
+                    metrics::counter!(m::WRITE_TIMEOUTS).increment(1);
                     break;
                 }
             }
@@ -255,6 +274,14 @@ impl Connection {
                 idle_deadline
             };
             let kill = self.out.killed();
+            // Live pushes overflowed this session's queue: a drain takes
+            // over, at the reader's pace.
+            let behind = async {
+                match &self.session {
+                    Some(s) => s.fell_behind().await,
+                    None => std::future::pending().await,
+                }
+            };
             let msg = tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
@@ -263,6 +290,13 @@ impl Connection {
                 () = kill => {
                     let (code, reason) = self.out.kill_reason().unwrap_or((close::NORMAL, ""));
                     return Flow::Close(code, reason);
+                }
+                () = behind => {
+                    if let (Some(session), Some(mesh)) = (&self.session, &self.mesh) {
+                        session.catching_up();
+                        wake_drain(self.broker.clone(), mesh.clone(), session.clone());
+                    }
+                    continue;
                 }
                 r = tokio::time::timeout_at(deadline.into(), stream.next()) => r,
             };
@@ -378,7 +412,28 @@ impl Connection {
             let p = session.presence();
             // With replicas, the member may still be connected to another.
             let elsewhere = replication.is_some() && mesh.has_remote(&session.member);
-            if last_alone && !elsewhere && mesh.read_log(|l| l.roster.is_member(&session.member)) {
+            let member_now = mesh.read_log(|l| l.roster.is_member(&session.member));
+            if member_now && !(last_alone && !elsewhere) {
+                // Another session of the member stays: this one alone is
+                // announced gone (peers drop it; the coalescing slot of every
+                // other session replaces its last presence with this).
+                mesh.broadcast_presence(
+                    claudemesh_proto::frames::PeerPresence {
+                        member: session.member,
+                        session: Some(session.session),
+                        cert: None,
+                        online: false,
+                        status: p.status,
+                        peer_type: p.peer_type,
+                        summary: None,
+                        connected_at_ms: None,
+                        last_seen_ms: Some(now),
+                        live_push: false,
+                    },
+                    self.conn_id,
+                );
+            }
+            if last_alone && !elsewhere && member_now {
                 let state = MemberState {
                     status: p.status,
                     peer_type: p.peer_type,
@@ -1289,7 +1344,10 @@ impl Connection {
                 &mesh.id,
                 &target,
                 q.before_seq.unwrap_or(u64::MAX),
-                limit + 1,
+                PageLimit {
+                    rows: limit + 1,
+                    bytes: HISTORY_BYTES_PER_FRAME as u64,
+                },
             )
             .await
         {
@@ -1307,7 +1365,8 @@ impl Connection {
         // At most `limit` messages and at most a frame's worth of bytes
         // (always at least one): 200 stored envelopes of 64 KiB would
         // otherwise be a 17 MB answer. `more` says the client asks again.
-        let mut more = rows.len() > limit as usize;
+        let weighed: u64 = rows.iter().map(|p| p.envelope_json.len() as u64).sum();
+        let mut more = rows.len() > limit as usize || weighed >= HISTORY_BYTES_PER_FRAME as u64;
         let mut bytes = 0;
         let mut messages = Vec::new();
         for p in rows.into_iter().take(limit as usize) {
@@ -1626,9 +1685,11 @@ async fn drain_page(
     let direct = store
         .pending(&mesh.id, recipients, after, max_priority, DRAIN_PAGE)
         .await?;
-    let full = |len: usize| len >= DRAIN_PAGE as usize;
+    // A page that may have been cut (by count or by weight) bounds what the
+    // other source may deliver: nothing above its last seq is known yet.
+    let weight = |rows: &[PendingMessage]| rows.iter().map(|p| p.envelope_json.len() as u64).sum();
     let mut bound = match direct.last() {
-        Some(last) if full(direct.len()) => last.seq,
+        Some(last) if DRAIN_PAGE.may_be_cut(direct.len(), weight(&direct)) => last.seq,
         _ => u64::MAX,
     };
     let mut seen = direct.last().map(|p| p.seq);
@@ -1641,7 +1702,7 @@ async fn drain_page(
         .await?;
     if let Some(last) = rows.last() {
         seen = Some(seen.map_or(last.seq, |s| s.max(last.seq)));
-        if full(rows.len()) {
+        if DRAIN_PAGE.may_be_cut(rows.len(), fanout_weight(&rows)) {
             bound = bound.min(last.seq);
         }
     }

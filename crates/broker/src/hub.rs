@@ -110,10 +110,27 @@ impl SessionHandle {
         self.out.push(frame).is_ok()
     }
 
+    /// Queues a live push of a stored message without waiting; a spent
+    /// budget marks the session behind (a drain catches up) instead of
+    /// cutting it off. Returns whether it was queued.
+    pub fn push_live(&self, frame: Utf8Bytes) -> bool {
+        self.out.push_live(frame).is_ok()
+    }
+
     /// Queues a frame, waiting for room (drains of stored messages use this:
     /// backpressure instead of a disconnect).
     pub async fn push_wait(&self, frame: Utf8Bytes) -> bool {
         self.out.push_wait(frame).await
+    }
+
+    /// Completes when live pushes overflowed this session's queue.
+    pub async fn fell_behind(&self) {
+        self.out.fell_behind().await
+    }
+
+    /// A drain is catching up: live pushes may resume once it is done.
+    pub fn catching_up(&self) {
+        self.out.caught_up();
     }
 
     /// Sets the latest presence frame about `key` for this session (coalesced,
@@ -196,6 +213,7 @@ impl SessionHandle {
     /// Whether a message of `priority` is pushed to this session right now.
     fn takes_live(&self, priority: Priority) -> bool {
         !self.draining.load(Ordering::SeqCst)
+            && !self.out.is_behind()
             && (priority == Priority::Now || self.max_priority() != Priority::Now)
     }
 
@@ -1013,7 +1031,7 @@ impl MeshHub {
                 .flat_map(|m| m.values())
                 .chain(s.by_session.get(r));
             for t in targets {
-                if t.takes_live(priority) && t.push(frame.clone()) {
+                if t.takes_live(priority) && t.push_live(frame.clone()) {
                     pushed += 1;
                 }
             }

@@ -13,8 +13,8 @@ use claudemesh_crypto::{Hash32, Nonce, PublicKey, SigningKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
 use super::{
-    AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, NewMessage, PostgresStore,
-    RetentionOutcome, SqliteStore, Store, TableDump,
+    AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, NewMessage, PageLimit,
+    PendingMessage, PostgresStore, RetentionOutcome, SqliteStore, Store, TableDump,
 };
 use crate::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
 
@@ -82,6 +82,7 @@ conformance!(
     sweep_retention_expires_then_purges,
     dump_has_every_table_as_text,
     fanout_messages_are_stored_once_and_acked_by_receipt,
+    pages_are_cut_by_weight,
     grants_keep_the_newest_version,
 );
 
@@ -192,7 +193,7 @@ async fn pending_seqs(
     max: Priority,
     limit: u32,
 ) -> Vec<u64> {
-    s.pending(mesh, recipients, after, max, limit)
+    s.pending(mesh, recipients, after, max, limit.into())
         .await
         .unwrap()
         .into_iter()
@@ -557,13 +558,13 @@ async fn write_batch_in_batch_duplicates(s: &dyn Store) {
         ])
     );
     let p = s
-        .pending(&mesh.id, &[r1], 0, Priority::Low, 10)
+        .pending(&mesh.id, &[r1], 0, Priority::Low, 10.into())
         .await
         .unwrap();
     assert_eq!(p.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![o.seq, sc]);
     assert_eq!(p[1].envelope_json, c.envelope_json);
     assert!(
-        s.pending(&mesh.id, &[r3], 0, Priority::Low, 10)
+        s.pending(&mesh.id, &[r3], 0, Priority::Low, 10.into())
             .await
             .unwrap()
             .is_empty()
@@ -584,7 +585,7 @@ async fn write_batch_large_batch_keeps_order(s: &dyn Store) {
     let again = s.write_batch(&batch, &[]).await.unwrap();
     assert_eq!(again, out.iter().map(|o| dup(o.seq)).collect::<Vec<_>>());
     let pending = s
-        .pending(&mesh.id, &[rcpt], 0, Priority::Low, 2000)
+        .pending(&mesh.id, &[rcpt], 0, Priority::Low, 2000.into())
         .await
         .unwrap();
     assert_eq!(
@@ -625,7 +626,7 @@ async fn pending_filters(s: &dyn Store) {
         vec![seq[0], seq[1], seq[3]]
     );
     let full = s
-        .pending(&mesh.id, &both, 0, Priority::Low, 100)
+        .pending(&mesh.id, &both, 0, Priority::Low, 100.into())
         .await
         .unwrap();
     assert_eq!(full[0].envelope_json, p1.envelope_json);
@@ -1367,7 +1368,7 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
     let page = |who: PublicKey, after: u64, min: u64| {
         let s = &s;
         async move {
-            s.fanout_pages(&mesh.id, &who, &[("#ops".into(), min)], after, 10)
+            s.fanout_pages(&mesh.id, &who, &[("#ops".into(), min)], after, 10.into())
                 .await
                 .unwrap()
         }
@@ -1389,7 +1390,7 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
         "at_len must be above min_at_len"
     );
     assert!(
-        s.fanout_pages(&mesh.id, &alice, &[("@eng".into(), 0)], 0, 10)
+        s.fanout_pages(&mesh.id, &alice, &[("@eng".into(), 0)], 0, 10.into())
             .await
             .unwrap()
             .is_empty()
@@ -1445,7 +1446,7 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
     assert_eq!(page(bob, 0, 0).await.len(), 2);
     // History: newest first, below `before_seq`.
     let h = s
-        .fanout_history(&mesh.id, "#ops", u64::MAX, 10)
+        .fanout_history(&mesh.id, "#ops", u64::MAX, 10.into())
         .await
         .unwrap();
     assert_eq!(
@@ -1453,7 +1454,7 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
         vec![second, first]
     );
     let h = s
-        .fanout_history(&mesh.id, "#ops", second, 10)
+        .fanout_history(&mesh.id, "#ops", second, 10.into())
         .await
         .unwrap();
     assert_eq!(h.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![first]);
@@ -1467,7 +1468,10 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
     };
     let more = s.write_batch(&[eng.clone(), fan(6)], &[]).await.unwrap();
     let both = [("#ops".to_owned(), 0), ("@eng".to_owned(), 0)];
-    let merged = s.fanout_pages(&mesh.id, &bob, &both, 0, 10).await.unwrap();
+    let merged = s
+        .fanout_pages(&mesh.id, &bob, &both, 0, 10.into())
+        .await
+        .unwrap();
     assert_eq!(
         merged
             .iter()
@@ -1480,17 +1484,108 @@ async fn fanout_messages_are_stored_once_and_acked_by_receipt(s: &dyn Store) {
             (more[1].seq, "#ops")
         ]
     );
-    let cut = s.fanout_pages(&mesh.id, &bob, &both, 0, 3).await.unwrap();
+    let cut = s
+        .fanout_pages(&mesh.id, &bob, &both, 0, 3.into())
+        .await
+        .unwrap();
     assert_eq!(
         cut.iter().map(|r| r.seq).collect::<Vec<_>>(),
         vec![first, second, more[0].seq]
     );
     let after = s
-        .fanout_pages(&mesh.id, &bob, &both, second, 10)
+        .fanout_pages(&mesh.id, &bob, &both, second, 10.into())
         .await
         .unwrap();
     assert_eq!(
         after.iter().map(|r| r.seq).collect::<Vec<_>>(),
         vec![more[0].seq, more[1].seq]
     );
+}
+
+/// A page stops after the message whose envelope reaches the byte limit
+/// (always at least one): queues, fan-out pages and history alike, so what
+/// a drain holds for a slow reader is bounded by weight, not only by count.
+async fn pages_are_cut_by_weight(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (sender, rcpt) = (key(), key());
+    let heavy = |target: Option<&str>| {
+        let mut m = message(&mesh.id, &sender, &[rcpt]);
+        m.envelope_json = serde_json::json!({
+            "id": m.id.to_hex(),
+            "ciphertext": "A".repeat(10_000),
+        })
+        .to_string();
+        if let Some(t) = target {
+            m.target = t.into();
+            m.at_len = Some(1);
+        }
+        m
+    };
+    let direct: Vec<NewMessage> = (0..5).map(|_| heavy(None)).collect();
+    let fan: Vec<NewMessage> = (0..5).map(|_| heavy(Some("*"))).collect();
+    let d = s.write_batch(&direct, &[]).await.unwrap();
+    let f = s.write_batch(&fan, &[]).await.unwrap();
+    let weight = direct[0].envelope_json.len() as u64;
+    let limit = |n: u64| PageLimit {
+        rows: 100,
+        bytes: n,
+    };
+    let seqs = |p: Vec<PendingMessage>| p.iter().map(|m| m.seq).collect::<Vec<_>>();
+    // 2.5 envelopes' worth: the third is the one that reaches it.
+    let page = s
+        .pending(&mesh.id, &[rcpt], 0, Priority::Low, limit(weight * 5 / 2))
+        .await
+        .unwrap();
+    assert_eq!(seqs(page), vec![d[0].seq, d[1].seq, d[2].seq]);
+    // Less than one: still one.
+    let page = s
+        .pending(&mesh.id, &[rcpt], 0, Priority::Low, limit(1))
+        .await
+        .unwrap();
+    assert_eq!(seqs(page), vec![d[0].seq]);
+    let rows = s
+        .fanout_pages(
+            &mesh.id,
+            &rcpt,
+            &[("*".into(), 0)],
+            0,
+            limit(weight * 3 / 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![f[0].seq, f[1].seq]
+    );
+    // An acked row carries no envelope and weighs nothing.
+    let mut a = ack(
+        &mesh.id,
+        &rcpt,
+        &key(),
+        &[f[0].seq],
+        DeliveryState::Delivered,
+        T0,
+    );
+    a.fanout_targets = vec![("*".into(), 0)];
+    s.write_batch(&[], &[a]).await.unwrap();
+    let rows = s
+        .fanout_pages(
+            &mesh.id,
+            &rcpt,
+            &[("*".into(), 0)],
+            0,
+            limit(weight * 3 / 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.seq, r.acked)).collect::<Vec<_>>(),
+        vec![(f[0].seq, true), (f[1].seq, false), (f[2].seq, false)]
+    );
+    // History, newest first.
+    let page = s
+        .fanout_history(&mesh.id, "*", u64::MAX, limit(weight * 3 / 2))
+        .await
+        .unwrap();
+    assert_eq!(seqs(page), vec![f[4].seq, f[3].seq]);
 }

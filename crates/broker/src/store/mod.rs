@@ -131,6 +131,63 @@ impl AckOp {
     }
 }
 
+/// How much one page of stored messages may hold: at most `rows` of them,
+/// and — counting their envelopes' sizes in seq order — it stops after the
+/// first that reaches `bytes` (so a page always holds at least one, and at
+/// most `bytes` plus one envelope). A drain holds its page while a slow
+/// reader takes it, so pages are bounded by what they weigh, not only by
+/// how many they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit {
+    /// Most messages.
+    pub rows: u32,
+    /// Bytes of envelopes after which the page stops.
+    pub bytes: u64,
+}
+
+impl PageLimit {
+    /// Whether a page of `len` messages weighing `bytes` may have been cut
+    /// by this limit (more may follow at once): it holds as many as it may,
+    /// or its weight reached the limit (a page stops after the message that
+    /// reaches it; one that stayed below was not cut).
+    pub fn may_be_cut(&self, len: usize, bytes: u64) -> bool {
+        len >= self.rows as usize || bytes >= self.bytes
+    }
+}
+
+/// The first rows of `rows` (already in page order) within `limit`: at most
+/// `limit.rows`, stopping after the row whose `weight` reaches
+/// `limit.bytes` (always at least one).
+pub fn first_of<T>(rows: Vec<T>, limit: PageLimit, weight: impl Fn(&T) -> u64) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows.len().min(limit.rows as usize));
+    let mut bytes = 0u64;
+    for r in rows {
+        if out.len() >= limit.rows as usize || bytes >= limit.bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(weight(&r));
+        out.push(r);
+    }
+    out
+}
+
+/// What a drain page of fan-out rows weighs: the envelopes it carries.
+pub fn fanout_weight(rows: &[FanoutRow]) -> u64 {
+    rows.iter()
+        .map(|r| r.envelope_json.as_ref().map_or(0, |e| e.len() as u64))
+        .sum()
+}
+
+impl From<u32> for PageLimit {
+    /// A limit in rows only.
+    fn from(rows: u32) -> Self {
+        PageLimit {
+            rows,
+            bytes: u64::MAX / 2,
+        }
+    }
+}
+
 /// A stored message waiting for a recipient.
 #[derive(Debug, Clone)]
 pub struct PendingMessage {
@@ -300,7 +357,7 @@ pub trait Store: Send + Sync + 'static {
         recipients: &[PublicKey],
         after_seq: u64,
         max_priority: Priority,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError>;
 
     /// Fan-out messages for `member` across `targets`, oldest first, at
@@ -319,7 +376,7 @@ pub trait Store: Send + Sync + 'static {
         member: &PublicKey,
         targets: &[(String, u64)],
         after_seq: u64,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<FanoutRow>, StoreError>;
     /// Moves a member's cursor for a target forward to `seq` (never back).
     async fn advance_fanout_cursor(
@@ -329,13 +386,14 @@ pub trait Store: Send + Sync + 'static {
         target: &str,
         seq: u64,
     ) -> Result<(), StoreError>;
-    /// A target's stored fan-out messages below `before_seq`, newest first.
+    /// A target's stored fan-out messages below `before_seq`, newest first
+    /// (`limit` counts in that order).
     async fn fanout_history(
         &self,
         mesh: &Hash32,
         target: &str,
         before_seq: u64,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError>;
     /// Delivery state of a message the member sent.
     async fn message_status(

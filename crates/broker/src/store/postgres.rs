@@ -24,9 +24,9 @@ use sqlx::{AssertSqlSafe, Connection, Row, SqlStr};
 
 use super::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
-    MessageStatus, NewMessage, PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError,
-    TableDump, entry_from_json, entry_to_json, hash_from_bytes, key_from_bytes, priority_from_rank,
-    priority_rank, state_from_rank, state_rank, status_str, to_i64, to_u64,
+    MessageStatus, NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord, Store,
+    StoreError, TableDump, entry_from_json, entry_to_json, hash_from_bytes, key_from_bytes,
+    priority_from_rank, priority_rank, state_from_rank, state_rank, status_str, to_i64, to_u64,
 };
 
 /// Connections per broker process. The broker's writes go through one
@@ -382,7 +382,7 @@ impl Store for PostgresStore {
         recipients: &[PublicKey],
         after_seq: u64,
         max_priority: Priority,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         if recipients.is_empty() {
             return Ok(Vec::new());
@@ -392,20 +392,26 @@ impl Store for PostgresStore {
         // then the messages by primary key; DISTINCT keeps a message
         // addressed to both the member and its session from coming twice,
         // and (a subquery with DISTINCT is never flattened) keeps the planner
-        // from walking the whole messages table in seq order instead.
+        // from walking the whole messages table in seq order instead. The
+        // page is cut by the weight of its envelopes before any is read.
         let rows = sqlx::query(
-            "SELECT m.seq, m.envelope, m.created_at_ms \
-             FROM (SELECT DISTINCT d.seq FROM deliveries d WHERE d.mesh_id = $1 \
-                   AND d.recipient = ANY($2::bytea[]) AND d.state = 0 AND d.seq > $3) p \
-             JOIN messages m ON m.seq = p.seq \
-             WHERE m.priority <= $4 AND m.envelope IS NOT NULL \
-             ORDER BY m.seq LIMIT $5",
+            "WITH page AS (SELECT m.seq, m.size \
+               FROM (SELECT DISTINCT d.seq FROM deliveries d WHERE d.mesh_id = $1 \
+                     AND d.recipient = ANY($2::bytea[]) AND d.state = 0 AND d.seq > $3) p \
+               JOIN messages m ON m.seq = p.seq \
+               WHERE m.priority <= $4 AND m.envelope IS NOT NULL \
+               ORDER BY m.seq LIMIT $5), \
+             cut AS (SELECT seq FROM (SELECT seq, \
+               SUM(size) OVER (ORDER BY seq) - size AS before FROM page) w WHERE before < $6) \
+             SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+             JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
         )
         .bind(&mesh.0[..])
         .bind(keys)
         .bind(to_i64(after_seq))
         .bind(small(priority_rank(max_priority)))
-        .bind(i64::from(limit))
+        .bind(i64::from(limit.rows))
+        .bind(to_i64(limit.bytes))
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -425,36 +431,45 @@ impl Store for PostgresStore {
         member: &PublicKey,
         targets: &[(String, u64)],
         after_seq: u64,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<FanoutRow>, StoreError> {
         let (names, since): (Vec<&str>, Vec<i64>) = targets
             .iter()
             .map(|(t, s)| (t.as_str(), to_i64(*s)))
             .unzip();
-        // For each target its first `limit` rows (an index range scan each,
-        // LATERAL), then the first `limit` of all.
+        // For each target its first rows (an index range scan each,
+        // LATERAL); the first of all, cut by the weight of the envelopes it
+        // returns (an acked row returns none); then the envelopes of only
+        // those.
         let rows = sqlx::query(
-            "SELECT m.seq, m.target, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
-             CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member, m.priority \
-             FROM UNNEST($3::text[], $4::bigint[]) AS t(target, since) \
-             CROSS JOIN LATERAL ( \
-               SELECT m2.seq FROM messages m2 \
-               WHERE m2.mesh_id = $1 AND m2.target = t.target AND m2.at_len IS NOT NULL \
-               AND m2.at_len > t.since AND m2.sender_member <> $2 AND m2.seq > $5 \
-               AND m2.seq > COALESCE((SELECT c.seq FROM fanout_cursors c \
-                 WHERE c.mesh_id = $1 AND c.member = $2 AND c.target = t.target), 0) \
-               ORDER BY m2.seq LIMIT $6) s \
-             JOIN messages m ON m.seq = s.seq \
-             LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = $2 \
-               AND r.seq = m.seq \
-             ORDER BY m.seq LIMIT $6",
+            "WITH page AS (SELECT m.seq, m.size, r.seq IS NOT NULL AS acked \
+               FROM UNNEST($3::text[], $4::bigint[]) AS t(target, since) \
+               CROSS JOIN LATERAL ( \
+                 SELECT m2.seq FROM messages m2 \
+                 WHERE m2.mesh_id = $1 AND m2.target = t.target AND m2.at_len IS NOT NULL \
+                 AND m2.at_len > t.since AND m2.sender_member <> $2 AND m2.seq > $5 \
+                 AND m2.seq > COALESCE((SELECT c.seq FROM fanout_cursors c \
+                   WHERE c.mesh_id = $1 AND c.member = $2 AND c.target = t.target), 0) \
+                 ORDER BY m2.seq LIMIT $6) s \
+               JOIN messages m ON m.seq = s.seq \
+               LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = $2 \
+                 AND r.seq = m.seq \
+               ORDER BY m.seq LIMIT $6), \
+             weighed AS (SELECT seq, acked, CASE WHEN acked THEN 0 ELSE size END AS w \
+               FROM page), \
+             cut AS (SELECT seq, acked FROM (SELECT seq, acked, \
+               SUM(w) OVER (ORDER BY seq) - w AS before FROM weighed) x WHERE before < $7) \
+             SELECT m.seq, m.target, m.at_len, m.created_at_ms, cut.acked, \
+             CASE WHEN cut.acked THEN NULL ELSE m.envelope END, m.sender_member, m.priority \
+             FROM cut JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
         )
         .bind(&mesh.0[..])
         .bind(key_bytes(member))
         .bind(names)
         .bind(since)
         .bind(to_i64(after_seq))
-        .bind(i64::from(limit))
+        .bind(i64::from(limit.rows))
+        .bind(to_i64(limit.bytes))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -499,17 +514,23 @@ impl Store for PostgresStore {
         mesh: &Hash32,
         target: &str,
         before_seq: u64,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, envelope, created_at_ms FROM messages \
-             WHERE mesh_id = $1 AND target = $2 AND at_len IS NOT NULL AND seq < $3 \
-             AND envelope IS NOT NULL ORDER BY seq DESC LIMIT $4",
+            "WITH page AS (SELECT seq, size FROM messages \
+               WHERE mesh_id = $1 AND target = $2 AND at_len IS NOT NULL AND seq < $3 \
+               AND envelope IS NOT NULL ORDER BY seq DESC LIMIT $4), \
+             cut AS (SELECT seq FROM (SELECT seq, \
+               SUM(size) OVER (ORDER BY seq DESC) - size AS before FROM page) w \
+               WHERE before < $5) \
+             SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+             JOIN messages m ON m.seq = cut.seq ORDER BY m.seq DESC",
         )
         .bind(&mesh.0[..])
         .bind(target)
         .bind(to_i64(before_seq))
-        .bind(i64::from(limit))
+        .bind(i64::from(limit.rows))
+        .bind(to_i64(limit.bytes))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -1322,7 +1343,7 @@ mod tests {
             assert!(x.duplicate != y.duplicate);
         }
         let pending = store
-            .pending(&mesh, &[rcpt], 0, Priority::Low, 1000)
+            .pending(&mesh, &[rcpt], 0, Priority::Low, 1000.into())
             .await
             .unwrap();
         assert_eq!(pending.len(), 500);
@@ -1370,7 +1391,7 @@ mod tests {
             .await
             .unwrap();
         let seqs: Vec<u64> = store
-            .pending(&mesh, &keys, 0, Priority::Low, 10)
+            .pending(&mesh, &keys, 0, Priority::Low, 10.into())
             .await
             .unwrap()
             .iter()
@@ -1437,7 +1458,7 @@ mod tests {
         let rate = total as f64 / started.elapsed().as_secs_f64();
         println!("postgres write_batch: {total} messages at {rate:.0}/s");
         let pending = store
-            .pending(&mesh, &[member, session], 0, Priority::Low, 5000)
+            .pending(&mesh, &[member, session], 0, Priority::Low, 5000.into())
             .await
             .unwrap();
         assert_eq!(pending.len(), 1000);

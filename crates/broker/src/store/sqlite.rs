@@ -19,9 +19,9 @@ use sqlx::{AssertSqlSafe, Row, SqlStr};
 
 use super::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
-    MessageStatus, NewMessage, PendingMessage, RetentionOutcome, SessionRecord, Store, StoreError,
-    TableDump, entry_from_json, entry_to_json, key_from_bytes, priority_from_rank, priority_rank,
-    state_from_rank, state_rank, status_str, to_i64, to_u64,
+    MessageStatus, NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord, Store,
+    StoreError, TableDump, entry_from_json, entry_to_json, fanout_weight, first_of, key_from_bytes,
+    priority_from_rank, priority_rank, state_from_rank, state_rank, status_str, to_i64, to_u64,
 };
 
 /// The SQLite migrations, embedded in the binary.
@@ -480,25 +480,32 @@ impl Store for SqliteStore {
         recipients: &[PublicKey],
         after_seq: u64,
         max_priority: Priority,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         let Some(first) = recipients.first() else {
             return Ok(Vec::new());
         };
         let second = recipients.get(1).unwrap_or(first);
+        // The page's seqs and sizes first, cut by weight, then the
+        // envelopes of only those (none is read that is not returned).
         let rows = sqlx::query(
-            "SELECT d.seq, m.envelope, m.created_at_ms FROM deliveries d \
-             JOIN messages m ON m.seq = d.seq \
-             WHERE d.mesh_id = ? AND d.recipient IN (?, ?) AND d.state = 0 AND d.seq > ? \
-             AND m.priority <= ? AND m.envelope IS NOT NULL \
-             ORDER BY d.seq LIMIT ?",
+            "WITH page AS (SELECT d.seq, m.size FROM deliveries d \
+               JOIN messages m ON m.seq = d.seq \
+               WHERE d.mesh_id = ? AND d.recipient IN (?, ?) AND d.state = 0 AND d.seq > ? \
+               AND m.priority <= ? AND m.envelope IS NOT NULL \
+               ORDER BY d.seq LIMIT ?), \
+             cut AS (SELECT seq FROM (SELECT seq, \
+               SUM(size) OVER (ORDER BY seq) - size AS before FROM page) WHERE before < ?) \
+             SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+             JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
         )
         .bind(&mesh.0[..])
         .bind(key_bytes(first))
         .bind(key_bytes(second))
         .bind(to_i64(after_seq))
         .bind(priority_rank(max_priority))
-        .bind(i64::from(limit))
+        .bind(i64::from(limit.rows))
+        .bind(to_i64(limit.bytes))
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -568,27 +575,38 @@ impl Store for SqliteStore {
         member: &PublicKey,
         targets: &[(String, u64)],
         after_seq: u64,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<FanoutRow>, StoreError> {
         let mut out = Vec::new();
-        // Two variables per target; the rest of the statement takes seven.
+        // Where a chunk's answer may have been cut: rows above it may be
+        // missing from the merge.
+        let mut bound = u64::MAX;
+        // Two variables per target; the rest of the statement takes eight.
         for chunk in targets.chunks(ROWS_PER_STATEMENT) {
-            // For each target, its first `limit` rows (an index range scan
-            // each, inside one statement), then the first `limit` of all.
+            // For each target its first rows (an index range scan each,
+            // inside one statement); the first of all, cut by the weight of
+            // the envelopes it returns (an acked row returns none); then the
+            // envelopes of only those.
             let sql = format!(
-                "WITH t(target, since) AS (VALUES {}) \
-                 SELECT m.seq, m.target, m.at_len, m.created_at_ms, r.seq IS NOT NULL, \
-                 CASE WHEN r.seq IS NULL THEN m.envelope END, m.sender_member, m.priority \
-                 FROM t JOIN messages m ON m.seq IN ( \
-                   SELECT m2.seq FROM messages m2 \
-                   WHERE m2.mesh_id = ? AND m2.target = t.target AND m2.at_len IS NOT NULL \
-                   AND m2.at_len > t.since AND m2.sender_member <> ? AND m2.seq > ? \
-                   AND m2.seq > COALESCE((SELECT c.seq FROM fanout_cursors c \
-                     WHERE c.mesh_id = ? AND c.member = ? AND c.target = t.target), 0) \
-                   ORDER BY m2.seq LIMIT ?) \
-                 LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? \
-                   AND r.seq = m.seq \
-                 ORDER BY m.seq LIMIT ?",
+                "WITH t(target, since) AS (VALUES {}), \
+                 page AS (SELECT m.seq, m.size, r.seq IS NOT NULL AS acked \
+                   FROM t JOIN messages m ON m.seq IN ( \
+                     SELECT m2.seq FROM messages m2 \
+                     WHERE m2.mesh_id = ? AND m2.target = t.target AND m2.at_len IS NOT NULL \
+                     AND m2.at_len > t.since AND m2.sender_member <> ? AND m2.seq > ? \
+                     AND m2.seq > COALESCE((SELECT c.seq FROM fanout_cursors c \
+                       WHERE c.mesh_id = ? AND c.member = ? AND c.target = t.target), 0) \
+                     ORDER BY m2.seq LIMIT ?) \
+                   LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? \
+                     AND r.seq = m.seq \
+                   ORDER BY m.seq LIMIT ?), \
+                 weighed AS (SELECT seq, acked, CASE WHEN acked THEN 0 ELSE size END AS w \
+                   FROM page), \
+                 cut AS (SELECT seq, acked FROM (SELECT seq, acked, \
+                   SUM(w) OVER (ORDER BY seq) - w AS before FROM weighed) WHERE before < ?) \
+                 SELECT m.seq, m.target, m.at_len, m.created_at_ms, cut.acked, \
+                 CASE WHEN cut.acked THEN NULL ELSE m.envelope END, m.sender_member, m.priority \
+                 FROM cut JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
                 placeholders(chunk.len(), 2)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -601,13 +619,15 @@ impl Store for SqliteStore {
                 .bind(to_i64(after_seq))
                 .bind(&mesh.0[..])
                 .bind(key_bytes(member))
-                .bind(i64::from(limit))
+                .bind(i64::from(limit.rows))
                 .bind(key_bytes(member))
-                .bind(i64::from(limit))
+                .bind(i64::from(limit.rows))
+                .bind(to_i64(limit.bytes))
                 .fetch_all(&self.pool)
                 .await?;
+            let mut answer = Vec::with_capacity(rows.len());
             for r in rows {
-                out.push(FanoutRow {
+                answer.push(FanoutRow {
                     seq: to_u64(r.try_get(0)?),
                     target: r.try_get(1)?,
                     at_len: to_u64(r.try_get(2)?),
@@ -618,12 +638,19 @@ impl Store for SqliteStore {
                     priority: priority_from_rank(r.try_get::<i64, _>(7)?)?,
                 });
             }
+            if let Some(last) = answer.last()
+                && limit.may_be_cut(answer.len(), fanout_weight(&answer))
+            {
+                bound = bound.min(last.seq);
+            }
+            out.extend(answer);
         }
-        // Several chunks: keep the first `limit` of them all (each chunk's
-        // answer holds every row up to its own last, so the merge does too).
+        // Several chunks: what lies below every cut, in order, cut again.
+        out.retain(|r| r.seq <= bound);
         out.sort_by_key(|r| r.seq);
-        out.truncate(limit as usize);
-        Ok(out)
+        Ok(first_of(out, limit, |r| {
+            r.envelope_json.as_ref().map_or(0, |e| e.len() as u64)
+        }))
     }
 
     async fn advance_fanout_cursor(
@@ -652,17 +679,22 @@ impl Store for SqliteStore {
         mesh: &Hash32,
         target: &str,
         before_seq: u64,
-        limit: u32,
+        limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, envelope, created_at_ms FROM messages \
-             WHERE mesh_id = ? AND target = ? AND at_len IS NOT NULL AND seq < ? \
-             AND envelope IS NOT NULL ORDER BY seq DESC LIMIT ?",
+            "WITH page AS (SELECT seq, size FROM messages \
+               WHERE mesh_id = ? AND target = ? AND at_len IS NOT NULL AND seq < ? \
+               AND envelope IS NOT NULL ORDER BY seq DESC LIMIT ?), \
+             cut AS (SELECT seq FROM (SELECT seq, \
+               SUM(size) OVER (ORDER BY seq DESC) - size AS before FROM page) WHERE before < ?) \
+             SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+             JOIN messages m ON m.seq = cut.seq ORDER BY m.seq DESC",
         )
         .bind(&mesh.0[..])
         .bind(target)
         .bind(to_i64(before_seq))
-        .bind(i64::from(limit))
+        .bind(i64::from(limit.rows))
+        .bind(to_i64(limit.bytes))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
