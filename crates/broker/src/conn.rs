@@ -413,7 +413,8 @@ impl Connection {
             // With replicas, the member may still be connected to another.
             let elsewhere = replication.is_some() && mesh.has_remote(&session.member);
             let member_now = mesh.read_log(|l| l.roster.is_member(&session.member));
-            if member_now && !(last_alone && !elsewhere) {
+            let member_stays = !last_alone || elsewhere;
+            if member_now && member_stays {
                 // Another session of the member stays: this one alone is
                 // announced gone (peers drop it; the coalescing slot of every
                 // other session replaces its last presence with this).
@@ -433,7 +434,7 @@ impl Connection {
                     self.conn_id,
                 );
             }
-            if last_alone && !elsewhere && member_now {
+            if member_now && !member_stays {
                 let state = MemberState {
                     status: p.status,
                     peer_type: p.peer_type,
