@@ -69,6 +69,7 @@ fn open_for_load(config: &mut BrokerConfig) {
     config.max_pending_per_address = usize::MAX / 2;
     config.log_entries_per_hour = u32::MAX / 2;
     config.log_burst = u32::MAX / 2;
+    config.log_bytes_per_hour = u32::MAX / 2;
 }
 
 impl Target {

@@ -24,8 +24,10 @@ pub const DEFAULT_MAX_PENDING_PER_ADDRESS: usize = 64;
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default sustained log entries per member and hour.
 pub const DEFAULT_LOG_ENTRIES_PER_HOUR: u32 = 600;
-/// Default burst of log entries per member.
+/// Default burst of log entries per member (at least a full frame's 256).
 pub const DEFAULT_LOG_BURST: u32 = 300;
+/// Default bytes of log entries per member and hour.
+pub const DEFAULT_LOG_BYTES_PER_HOUR: u32 = 4 * 1024 * 1024;
 /// Default largest membership log per mesh (JSON bytes).
 pub const DEFAULT_MAX_LOG_BYTES: usize = 64 * 1024 * 1024;
 
@@ -157,6 +159,9 @@ pub struct BrokerConfig {
     pub log_entries_per_hour: u32,
     /// Entries one member may append at once above that rate.
     pub log_burst: u32,
+    /// Bytes of membership-log entries one member may append per hour (and
+    /// at once).
+    pub log_bytes_per_hour: u32,
     /// Largest membership log of one mesh, in bytes of JSON; above it only
     /// entries that remove someone or rotate keys are taken.
     pub max_log_bytes: usize,
@@ -206,6 +211,7 @@ impl BrokerConfig {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             log_entries_per_hour: DEFAULT_LOG_ENTRIES_PER_HOUR,
             log_burst: DEFAULT_LOG_BURST,
+            log_bytes_per_hour: DEFAULT_LOG_BYTES_PER_HOUR,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             max_batch: 1024,
             writers: None,
@@ -292,9 +298,12 @@ pub struct Args {
     /// Membership-log entries one member may append per hour [default: 600]
     #[arg(long, env = "CLAUDEMESH_BROKER_LOG_ENTRIES_PER_HOUR")]
     pub log_entries_per_hour: Option<u32>,
-    /// Log entries one member may append at once [default: 300]
+    /// Log entries one member may append at once, at least 256 [default: 300]
     #[arg(long, env = "CLAUDEMESH_BROKER_LOG_BURST")]
     pub log_burst: Option<u32>,
+    /// Bytes of log entries one member may append per hour [default: 4194304 (4 MiB)]
+    #[arg(long, env = "CLAUDEMESH_BROKER_LOG_BYTES_PER_HOUR")]
+    pub log_bytes_per_hour: Option<u32>,
     /// Largest membership log of one mesh in bytes; above it only removals
     /// and key rotations are taken [default: 67108864 (64 MiB)]
     #[arg(long, env = "CLAUDEMESH_BROKER_MAX_LOG_BYTES")]
@@ -381,6 +390,8 @@ pub struct FileConfig {
     pub log_entries_per_hour: Option<u32>,
     /// See [`Args::log_burst`].
     pub log_burst: Option<u32>,
+    /// See [`Args::log_bytes_per_hour`].
+    pub log_bytes_per_hour: Option<u32>,
     /// See [`Args::max_log_bytes`].
     pub max_log_bytes: Option<usize>,
     /// See [`Args::max_batch`].
@@ -547,7 +558,12 @@ impl Args {
             c.log_entries_per_hour = v.max(1);
         }
         if let Some(v) = self.log_burst.or(file.log_burst) {
-            c.log_burst = v.max(1);
+            // No batch (at most 256 entries) may cost less than it holds.
+            c.log_burst = v.max(claudemesh_proto::limits::MAX_LOG_ENTRIES_PER_FRAME as u32);
+        }
+        if let Some(v) = self.log_bytes_per_hour.or(file.log_bytes_per_hour) {
+            // One entry (at most a frame) always fits the bucket.
+            c.log_bytes_per_hour = v.max(claudemesh_proto::limits::MAX_FRAME_BYTES as u32);
         }
         if let Some(v) = self.max_log_bytes.or(file.max_log_bytes) {
             c.max_log_bytes = v.max(1024 * 1024);

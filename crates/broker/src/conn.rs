@@ -1004,6 +1004,7 @@ impl Connection {
         AppendLimits {
             entries_per_hour: c.log_entries_per_hour,
             burst: c.log_burst,
+            bytes_per_hour: c.log_bytes_per_hour,
             max_log_bytes: c.max_log_bytes,
             now_secs: crate::now_ms() / 1000,
         }

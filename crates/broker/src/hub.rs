@@ -343,6 +343,8 @@ pub struct AppendLimits {
     pub entries_per_hour: u32,
     /// Entries one author may append at once.
     pub burst: u32,
+    /// Bytes of entries one author may append per hour (and at once).
+    pub bytes_per_hour: u32,
     /// Largest log (JSON bytes); above it only entries that remove someone
     /// or rotate a key are taken, so a mesh can always defend itself.
     pub max_log_bytes: usize,
@@ -357,24 +359,33 @@ impl AppendLimits {
     pub const NONE: AppendLimits = AppendLimits {
         entries_per_hour: u32::MAX,
         burst: u32::MAX,
+        bytes_per_hour: u32::MAX,
         max_log_bytes: usize::MAX,
         now_secs: 0,
     };
 }
 
-/// Entries a full log still takes: those that take someone out or rotate
-/// a key (the mesh must always be able to remove whoever fills it).
-fn allowed_when_full(body: &EntryBody) -> bool {
-    matches!(
-        body,
-        EntryBody::Remove { .. }
-            | EntryBody::Rekey { .. }
-            | EntryBody::RevokeInvite { .. }
-            | EntryBody::Role { .. }
-            | EntryBody::TopicLeave { .. }
-            | EntryBody::TopicRekey { .. }
-            | EntryBody::GroupLeave { .. }
-    )
+/// An owner's or admin's entry that takes someone out, revokes or rotates a
+/// key: never counted against quotas and taken even by a full log, so the
+/// mesh can always remove whoever fills it. (The same kinds by a plain
+/// member are counted and refused like any other entry: any member may
+/// rotate a private topic's key, and each rotation is as big as the topic.)
+fn admin_safeguard(roster: &Roster, e: &LogEntry) -> bool {
+    let admin = matches!(
+        roster.role_of(&e.author),
+        Some(claudemesh_crypto::log::Role::Owner | claudemesh_crypto::log::Role::Admin)
+    );
+    admin
+        && matches!(
+            e.body,
+            EntryBody::Remove { .. }
+                | EntryBody::Rekey { .. }
+                | EntryBody::RevokeInvite { .. }
+                | EntryBody::Role { .. }
+                | EntryBody::TopicLeave { .. }
+                | EntryBody::TopicRekey { .. }
+                | EntryBody::GroupLeave { .. }
+        )
 }
 
 #[derive(Debug, Default)]
@@ -475,7 +486,7 @@ pub struct MeshHub {
     /// Each member's frame bucket, shared by all its sessions here (TM10).
     member_rates: Mutex<HashMap<PublicKey, TokenBucket>>,
     /// Each member's bucket of membership-log entries (TM10).
-    log_rates: Mutex<HashMap<PublicKey, TokenBucket>>,
+    log_rates: Mutex<HashMap<PublicKey, (TokenBucket, TokenBucket)>>,
     /// When a catch-up a connection asked for last finished (unix ms).
     catch_up_gate: tokio::sync::Mutex<u64>,
 }
@@ -654,6 +665,8 @@ impl MeshHub {
                 head: roster.head(),
             });
         }
+        // Judged on the log as it stands before the batch.
+        let safeguards: Vec<bool> = entries.iter().map(|e| admin_safeguard(&roster, e)).collect();
         let mut hashed = Vec::with_capacity(entries.len());
         let mut added = 0usize;
         for e in &entries {
@@ -674,13 +687,13 @@ impl MeshHub {
             hashed.push((e.clone(), e.hash()));
         }
         if log_bytes.saturating_add(added) > limits.max_log_bytes
-            && !entries.iter().all(|e| allowed_when_full(&e.body))
+            && !safeguards.iter().all(|s| *s)
         {
             return Err(AppendError::LogFull {
                 max_bytes: limits.max_log_bytes,
             });
         }
-        self.take_log_quota(&entries, &limits)?;
+        self.take_log_quota(&entries, &safeguards, &limits)?;
         match store.append_log(&self.id, len, &hashed, &extras).await? {
             AppendOutcome::Conflict => {
                 // Another replica wrote first: reload what the store has,
@@ -720,27 +733,51 @@ impl MeshHub {
         Ok((head, new_len))
     }
 
-    /// Counts each author's entries against its hourly quota (a batch
-    /// larger than the burst needs a full bucket).
+    /// Counts each author's entries and their bytes against its hourly
+    /// quotas (a batch larger than a burst needs a full bucket). An owner's
+    /// or admin's removals and rotations (`safeguards`) are not counted:
+    /// nothing a member does may leave an owner unable to remove it (a kick
+    /// of a member in many private topics is a rekey of each of them).
     fn take_log_quota(
         &self,
         entries: &[LogEntry],
+        safeguards: &[bool],
         limits: &AppendLimits,
     ) -> Result<(), AppendError> {
         if limits.entries_per_hour == u32::MAX {
             return Ok(());
         }
-        let mut per_author: HashMap<PublicKey, u32> = HashMap::new();
-        for e in entries {
-            *per_author.entry(e.author).or_default() += 1;
+        let mut per_author: HashMap<PublicKey, (u32, u64)> = HashMap::new();
+        for (e, safeguard) in entries.iter().zip(safeguards) {
+            if *safeguard {
+                continue;
+            }
+            let n = per_author.entry(e.author).or_default();
+            n.0 += 1;
+            n.1 += entry_bytes(e) as u64;
         }
         let mut rates = self.log_rates.lock().unwrap_or_else(|p| p.into_inner());
-        for (author, n) in per_author {
-            rates
-                .entry(author)
-                .or_insert_with(|| TokenBucket::per_hour(limits.entries_per_hour, limits.burst))
-                .take_n(n.min(limits.burst))
-                .map_err(|retry_after_ms| AppendError::RateLimited { retry_after_ms })?;
+        // All checked before any is taken: a refused batch costs nothing.
+        let mut charges = Vec::with_capacity(per_author.len());
+        for (author, (count, bytes)) in per_author {
+            let buckets = rates.entry(author).or_insert_with(|| {
+                (
+                    TokenBucket::per_hour(limits.entries_per_hour, limits.burst),
+                    TokenBucket::per_hour(limits.bytes_per_hour, limits.bytes_per_hour),
+                )
+            });
+            let count = count.min(limits.burst);
+            let bytes = u32::try_from(bytes)
+                .unwrap_or(u32::MAX)
+                .min(limits.bytes_per_hour);
+            let mut probe = buckets.clone();
+            probe.0.take_n(count).and(probe.1.take_n(bytes)).map_err(
+                |retry_after_ms| AppendError::RateLimited { retry_after_ms },
+            )?;
+            charges.push((author, probe));
+        }
+        for (author, charged) in charges {
+            rates.insert(author, charged);
         }
         Ok(())
     }

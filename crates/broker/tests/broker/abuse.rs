@@ -447,6 +447,15 @@ async fn the_log_cannot_be_grown_without_bound(backend: Backend) {
         other => panic!("expected rate_limited after 18 profiles, got {other:?}"),
     }
     m.close().await;
+    // The owner, her own quota spent too, can still remove her: an owner's
+    // or admin's removals and rotations are never counted.
+    let a = alice.connect().await;
+    while a.append_entries(|s| Ok(vec![fat_profile(s)])).await.is_ok() {}
+    let mallory_key = Hand::of(&mallory).member.public().to_hex();
+    spaces::remove(&a, &mallory_key[..16], RemoveKind::Kick)
+        .await
+        .unwrap();
+    a.close().await;
     broker.stop().await;
 
     // The size cap: mallory fills the log; the owner still bans her.
