@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_SESSIONS_PER_MEMBER: usize =
     claudemesh_proto::limits::MAX_SESSIONS_PER_MEMBER as usize;
 /// Connections one address may hold before their hello, by default.
 pub const DEFAULT_MAX_PENDING_PER_ADDRESS: usize = 64;
+/// Connections from everyone before their hello, by default.
+pub const DEFAULT_MAX_PENDING: usize = 4096;
 /// Default limit on one socket write.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default sustained log entries per member and hour.
@@ -150,8 +152,14 @@ pub struct BrokerConfig {
     pub member_rate_burst: u32,
     /// Most sessions one member may have connected to this broker.
     pub max_sessions_per_member: usize,
-    /// Most connections from one IP address that have not said hello yet.
+    /// Most connections from one IP address (an IPv6 /64) that have not
+    /// said hello yet.
     pub max_pending_per_address: usize,
+    /// Most connections from everyone together that have not said hello.
+    pub max_pending: usize,
+    /// Reverse proxies believed when they name their client
+    /// (`X-Forwarded-For`, `X-Real-IP`, `Forwarded`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// A socket write that takes longer ends the connection (a peer that
     /// stopped reading).
     pub write_timeout: Duration,
@@ -208,6 +216,8 @@ impl BrokerConfig {
             member_rate_burst: claudemesh_proto::limits::RATE_BURST,
             max_sessions_per_member: DEFAULT_MAX_SESSIONS_PER_MEMBER,
             max_pending_per_address: DEFAULT_MAX_PENDING_PER_ADDRESS,
+            max_pending: DEFAULT_MAX_PENDING,
+            trusted_proxies: crate::admission::default_trusted_proxies(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             log_entries_per_hour: DEFAULT_LOG_ENTRIES_PER_HOUR,
             log_burst: DEFAULT_LOG_BURST,
@@ -292,6 +302,19 @@ pub struct Args {
     /// Most connections from one IP address before their hello [default: 64]
     #[arg(long, env = "CLAUDEMESH_BROKER_MAX_PENDING_PER_ADDRESS")]
     pub max_pending_per_address: Option<usize>,
+    /// Most connections from everyone together before their hello [default: 4096]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MAX_PENDING")]
+    pub max_pending: Option<usize>,
+    /// Reverse proxies whose X-Forwarded-For / X-Real-IP / Forwarded header
+    /// names the client: comma-separated addresses or CIDR networks
+    /// [default: 127.0.0.0/8,::1/128]
+    #[arg(
+        long,
+        env = "CLAUDEMESH_BROKER_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
     /// A socket write taking longer ends the connection, e.g. 20s [default: 20s]
     #[arg(long, env = "CLAUDEMESH_BROKER_WRITE_TIMEOUT")]
     pub write_timeout: Option<humantime::Duration>,
@@ -384,6 +407,10 @@ pub struct FileConfig {
     pub max_sessions_per_member: Option<usize>,
     /// See [`Args::max_pending_per_address`].
     pub max_pending_per_address: Option<usize>,
+    /// See [`Args::max_pending`].
+    pub max_pending: Option<usize>,
+    /// See [`Args::trusted_proxies`] (a list of addresses or CIDR networks).
+    pub trusted_proxies: Option<Vec<String>>,
     /// See [`Args::write_timeout`] (e.g. `20s`).
     pub write_timeout: Option<String>,
     /// See [`Args::log_entries_per_hour`].
@@ -453,6 +480,17 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// An address (`10.0.0.1`, `::1`) or a network (`172.16.0.0/12`).
+fn parse_network(s: &str) -> Result<ipnet::IpNet, ConfigError> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            ConfigError::Invalid(format!(
+                "trusted_proxies: {s:?} is not an address or a CIDR network (e.g. 10.0.0.0/8)"
+            ))
+        })
 }
 
 fn parse_duration(field: &'static str, value: &str) -> Result<Duration, ConfigError> {
@@ -548,6 +586,17 @@ impl Args {
             .or(file.max_pending_per_address)
         {
             c.max_pending_per_address = v.max(1);
+        }
+        if let Some(v) = self.max_pending.or(file.max_pending) {
+            c.max_pending = v.max(1);
+        }
+        if let Some(list) = self.trusted_proxies.or(file.trusted_proxies) {
+            c.trusted_proxies = list
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(parse_network)
+                .collect::<Result<_, _>>()?;
         }
         match (self.write_timeout, file.write_timeout) {
             (Some(d), _) => c.write_timeout = d.into(),

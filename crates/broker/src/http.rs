@@ -19,7 +19,7 @@ use axum::routing::{any, get};
 use claudemesh_proto::limits::MAX_FRAME_BYTES;
 use claudemesh_proto::version::{SUBPROTOCOL, WS_PATH};
 
-use crate::admission::Origin;
+use crate::admission::{Origin, PendingRefusal};
 use crate::server::BrokerState;
 
 /// Initial read and write buffer of each websocket.
@@ -61,19 +61,33 @@ async fn ws_upgrade(
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    let origin = Origin::new(peer, &headers);
+    let config = &state.config;
+    let origin = Origin::new(peer, &headers, &config.trusted_proxies);
     // Counted from the upgrade until the hello succeeds (or the socket ends).
-    let Some(pending) = state
-        .pending
-        .enter(origin.ip, state.config.max_pending_per_address)
-    else {
-        metrics::counter!(crate::metrics::CAPPED, "cap" => "pending_per_address").increment(1);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "1")],
-            "too many connections from your address have not said hello yet; retry in a moment\n",
-        )
-            .into_response();
+    let pending = match state.pending.enter(
+        &origin,
+        config.max_pending_per_address,
+        config.max_pending,
+    ) {
+        Ok(guard) => guard,
+        Err(PendingRefusal::Address) => {
+            metrics::counter!(crate::metrics::CAPPED, "cap" => "pending_per_address").increment(1);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "too many connections from your address have not said hello yet; retry in a moment\n",
+            )
+                .into_response();
+        }
+        Err(PendingRefusal::Total) => {
+            metrics::counter!(crate::metrics::CAPPED, "cap" => "pending").increment(1);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "the broker has too many connections that have not said hello yet; retry in a moment\n",
+            )
+                .into_response();
+        }
     };
     // The socket accepts frames above the protocol limit so the broker can
     // answer `frame_too_large` itself instead of the connection just dying.

@@ -666,7 +666,10 @@ impl MeshHub {
             });
         }
         // Judged on the log as it stands before the batch.
-        let safeguards: Vec<bool> = entries.iter().map(|e| admin_safeguard(&roster, e)).collect();
+        let safeguards: Vec<bool> = entries
+            .iter()
+            .map(|e| admin_safeguard(&roster, e))
+            .collect();
         let mut hashed = Vec::with_capacity(entries.len());
         let mut added = 0usize;
         for e in &entries {
@@ -686,8 +689,7 @@ impl MeshHub {
             added += entry_bytes(e);
             hashed.push((e.clone(), e.hash()));
         }
-        if log_bytes.saturating_add(added) > limits.max_log_bytes
-            && !safeguards.iter().all(|s| *s)
+        if log_bytes.saturating_add(added) > limits.max_log_bytes && !safeguards.iter().all(|s| *s)
         {
             return Err(AppendError::LogFull {
                 max_bytes: limits.max_log_bytes,
@@ -771,9 +773,11 @@ impl MeshHub {
                 .unwrap_or(u32::MAX)
                 .min(limits.bytes_per_hour);
             let mut probe = buckets.clone();
-            probe.0.take_n(count).and(probe.1.take_n(bytes)).map_err(
-                |retry_after_ms| AppendError::RateLimited { retry_after_ms },
-            )?;
+            probe
+                .0
+                .take_n(count)
+                .and(probe.1.take_n(bytes))
+                .map_err(|retry_after_ms| AppendError::RateLimited { retry_after_ms })?;
             charges.push((author, probe));
         }
         for (author, charged) in charges {

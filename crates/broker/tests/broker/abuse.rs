@@ -325,6 +325,19 @@ async fn one_member_one_rate_and_capped_sessions_and_handshakes(backend: Backend
         Ok(_) => panic!("a fifth connection before any hello was accepted"),
         Err(e) => panic!("unexpected error: {e}"),
     }
+    // Behind a proxy on this machine (a trusted one), the cap counts the
+    // address the proxy names: one client's handshakes do not lock out
+    // another's, and a client cannot name itself to escape it.
+    let via = |client: &'static str| [("x-forwarded-for", client)];
+    assert!(Raw::open_with(&broker.url, &via("203.0.113.9")).await.is_ok());
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(Raw::open_with(&broker.url, &via("203.0.113.8")).await.unwrap());
+    }
+    assert!(matches!(
+        Raw::open_with(&broker.url, &via("203.0.113.8")).await,
+        Err(tokio_tungstenite::tungstenite::Error::Http(_))
+    ));
     // Once one says hello, there is room again.
     let alice_hand = Hand::of(&alice);
     hello(&mut waiting[0], &alice_hand.session(), None)
