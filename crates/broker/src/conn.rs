@@ -62,6 +62,8 @@ const DRAIN_PAGE: PageLimit = PageLimit {
     rows: 256,
     bytes: 512 * 1024,
 };
+/// Recipients per `message_status_result` page (~100 bytes of JSON each).
+const STATUS_PAGE: usize = 512;
 /// Topic history page when the client does not say.
 const DEFAULT_HISTORY_PAGE: u32 = 50;
 /// Largest topic history page.
@@ -1098,14 +1100,23 @@ impl Connection {
                             },
                             None => st.recipients.clone(),
                         };
+                        // In pages by recipient key: a broadcast's status
+                        // lists every member it was for.
+                        let mut recipients: Vec<RecipientStatus> = recipients
+                            .into_iter()
+                            .filter(|(k, _)| q.after.is_none_or(|a| *k > a))
+                            .map(|(recipient, state)| RecipientStatus { recipient, state })
+                            .collect();
+                        recipients.sort_by_key(|r| r.recipient);
+                        let next = (recipients.len() > STATUS_PAGE)
+                            .then(|| recipients[STATUS_PAGE - 1].recipient);
+                        recipients.truncate(STATUS_PAGE);
                         self.send_frame(&BrokerFrame::MessageStatusResult(MessageStatusResult {
                             req: q.req,
                             id: q.id,
                             seq: st.seq,
-                            recipients: recipients
-                                .into_iter()
-                                .map(|(recipient, state)| RecipientStatus { recipient, state })
-                                .collect(),
+                            recipients,
+                            next,
                         }))
                     }
                     Ok(None) => self.error(
@@ -1319,6 +1330,14 @@ impl Connection {
         mesh: &Arc<MeshHub>,
         q: TopicHistoryQuery,
     ) {
+        if claudemesh_crypto::envelope::validate_target_name(&q.topic).is_err() {
+            self.error(
+                q.req,
+                ErrorCode::Malformed,
+                "a topic name is 1-64 of A-Z a-z 0-9 . _ - / (without #)",
+            );
+            return;
+        }
         let allowed = mesh.read_log(|l| match l.roster.topic(&q.topic) {
             None => Err((
                 ErrorCode::UnknownRecipient,

@@ -329,6 +329,11 @@ impl MeshLog {
     }
 }
 
+/// The largest entry a broker appends: one it can still serve alone in a
+/// `log_entries` frame (the frame's other fields take the rest). A rekey of
+/// about 600 members is the largest legitimate entry.
+pub const MAX_ENTRY_BYTES: usize = claudemesh_proto::limits::MAX_FRAME_BYTES - 4096;
+
 /// Bytes of an entry's JSON.
 fn entry_bytes(e: &LogEntry) -> usize {
     serde_json::to_string(e).map_or(0, |j| j.len())
@@ -685,8 +690,14 @@ impl MeshHub {
                     fault: LogFault::InviteExpired(invite_key.to_hex()[..8].to_owned()),
                 }));
             }
+            let size = entry_bytes(e);
+            if size > MAX_ENTRY_BYTES {
+                return Err(AppendError::Malformed(
+                    "an entry that large could not be served back in one frame",
+                ));
+            }
             roster.apply(e).map_err(AppendError::Invalid)?;
-            added += entry_bytes(e);
+            added += size;
             hashed.push((e.clone(), e.hash()));
         }
         if log_bytes.saturating_add(added) > limits.max_log_bytes && !safeguards.iter().all(|s| *s)

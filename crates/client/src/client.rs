@@ -32,8 +32,8 @@ use claudemesh_crypto::envelope::{
 use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
 use claudemesh_proto::frames::{
     Accepted, Ack, Deliver, ErrorFrame, GrantsSetFrame, LogAppend, LogFetch, MessageStatusQuery,
-    MessageStatusResult, PeerListQuery, PeerPresence, PresenceSet, Request, Send, Status,
-    TopicHistoryQuery, TopicHistoryResult, Welcome,
+    PeerListQuery, PeerPresence, PresenceSet, Request, Send, Status, TopicHistoryQuery,
+    TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloPresence};
 use claudemesh_proto::limits::MAX_IDS_PER_ACK;
@@ -55,6 +55,8 @@ pub const MAX_RESEALS: u8 = 3;
 /// Most `peers` pages one listing reads (a broker that never stops paging
 /// cannot hold the client forever).
 const MAX_PEER_PAGES: usize = 1000;
+/// Most `message_status_result` pages one status reads.
+const MAX_STATUS_PAGES: usize = 1000;
 
 /// Which session key a connection uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -660,33 +662,43 @@ impl MeshClient {
                 recipients: Vec::new(),
             });
         }
-        let frame = self
-            .inner
-            .request(
-                |req| {
-                    ClientFrame::MessageStatus(MessageStatusQuery {
-                        req: Some(req),
-                        id: *id,
-                    })
-                },
-                "report the message status",
-            )
-            .await
-            .map_err(|e| match e {
-                ClientError::Refused {
-                    code: ErrorCode::NotFound,
-                    ..
-                } => ClientError::NotFound(format!(
-                    "no message {id} sent by this member is known to the broker"
-                )),
-                e => e,
-            })?;
-        let BrokerFrame::MessageStatusResult(MessageStatusResult {
-            seq, recipients, ..
-        }) = frame
-        else {
-            return Err(unexpected(&frame));
-        };
+        // Every page (a broadcast's status lists every member it was for).
+        let mut recipients = Vec::new();
+        let mut after = None;
+        let mut seq = 0;
+        for _ in 0..MAX_STATUS_PAGES {
+            let frame = self
+                .inner
+                .request(
+                    |req| {
+                        ClientFrame::MessageStatus(MessageStatusQuery {
+                            req: Some(req),
+                            id: *id,
+                            after,
+                        })
+                    },
+                    "report the message status",
+                )
+                .await
+                .map_err(|e| match e {
+                    ClientError::Refused {
+                        code: ErrorCode::NotFound,
+                        ..
+                    } => ClientError::NotFound(format!(
+                        "no message {id} sent by this member is known to the broker"
+                    )),
+                    e => e,
+                })?;
+            let BrokerFrame::MessageStatusResult(page) = frame else {
+                return Err(unexpected(&frame));
+            };
+            seq = page.seq;
+            recipients.extend(page.recipients);
+            match page.next {
+                Some(next) if after != Some(next) => after = Some(next),
+                _ => break,
+            }
+        }
         let recipients = self.with_state(|s| {
             recipients
                 .iter()

@@ -56,6 +56,12 @@ pub async fn create_mesh(
 ) -> Result<MeshConfig, ClientError> {
     check_name("the mesh name", name)?;
     check_name("the display name", display_name)?;
+    if create_token.is_some() && !token_may_travel(broker_url) {
+        return Err(ClientError::Invalid(format!(
+            "the mesh-creation token goes only over wss:// (or to a broker on this machine): \
+             {broker_url} would send it in the clear"
+        )));
+    }
     if home.meshes().iter().any(|m| m.name == name) {
         return Err(ClientError::Invalid(format!(
             "this device already has a mesh named {name:?}; pick another name"
@@ -102,6 +108,23 @@ pub async fn create_mesh(
         peer_type,
     )
     .await
+}
+
+/// Whether a secret may be sent to `broker_url`: over TLS, or to a broker on
+/// this machine (loopback), where nothing crosses a network.
+fn token_may_travel(broker_url: &str) -> bool {
+    let Some(rest) = broker_url.strip_prefix("ws://") else {
+        return broker_url.starts_with("wss://");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Records a mesh this device now belongs to (its verified log, its
@@ -623,5 +646,21 @@ fn invite_error(e: ClientError) -> ClientError {
             }
         }
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_creation_token_travels_only_over_tls_or_loopback() {
+        assert!(token_may_travel("wss://mesh.example.com"));
+        assert!(token_may_travel("ws://127.0.0.1:7900"));
+        assert!(token_may_travel("ws://localhost:7900/"));
+        assert!(token_may_travel("ws://[::1]:7900"));
+        assert!(!token_may_travel("ws://mesh.example.com:7900"));
+        assert!(!token_may_travel("ws://10.0.0.5"));
+        assert!(!token_may_travel("http://127.0.0.1"));
     }
 }

@@ -286,6 +286,7 @@ fn main() {
         ClientFrame::MessageStatus(MessageStatusQuery {
             req: Some("m1".into()),
             id,
+            after: None,
         }),
         &mut frames,
     );
@@ -298,6 +299,7 @@ fn main() {
                 recipient: alice.public(),
                 state: DeliveryState::Delivered,
             }],
+            next: None,
         }),
         &mut frames,
     );

@@ -258,6 +258,10 @@ pub struct MessageStatusQuery {
     pub req: Option<String>,
     /// The sender's message id.
     pub id: MessageId,
+    /// The `next` of the previous page (a recipient key); absent for the
+    /// first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<PublicKey>,
 }
 
 /// `topic_history`: a page of a topic's stored messages, newest first.
@@ -528,8 +532,12 @@ pub struct MessageStatusResult {
     pub id: MessageId,
     /// Broker sequence number.
     pub seq: u64,
-    /// Per recipient.
+    /// Per recipient, ordered by recipient key (a page of them).
     pub recipients: Vec<RecipientStatus>,
+    /// Present when more recipients follow: ask again with `after` set to
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<PublicKey>,
 }
 
 /// `topic_history_result`: envelopes as stored, newest first. The client

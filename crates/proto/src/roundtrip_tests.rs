@@ -189,12 +189,13 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             req,
             genesis: e[0].clone()
         })),
-        (req(), any::<[u8; 16]>()).prop_map(|(req, id)| ClientFrame::MessageStatus(
-            MessageStatusQuery {
+        (req(), any::<[u8; 16]>(), proptest::option::of(key())).prop_map(|(req, id, after)| {
+            ClientFrame::MessageStatus(MessageStatusQuery {
                 req,
-                id: MessageId(id)
-            }
-        )),
+                id: MessageId(id),
+                after,
+            })
+        }),
         (
             req(),
             "[a-z]{1,8}",
@@ -390,6 +391,7 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                     req,
                     id: MessageId(id),
                     seq,
+                    next: r.first().map(|(k, _)| *k),
                     recipients: r
                         .into_iter()
                         .map(|(recipient, state)| RecipientStatus { recipient, state })

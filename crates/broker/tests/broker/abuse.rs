@@ -329,10 +329,18 @@ async fn one_member_one_rate_and_capped_sessions_and_handshakes(backend: Backend
     // address the proxy names: one client's handshakes do not lock out
     // another's, and a client cannot name itself to escape it.
     let via = |client: &'static str| [("x-forwarded-for", client)];
-    assert!(Raw::open_with(&broker.url, &via("203.0.113.9")).await.is_ok());
+    assert!(
+        Raw::open_with(&broker.url, &via("203.0.113.9"))
+            .await
+            .is_ok()
+    );
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(Raw::open_with(&broker.url, &via("203.0.113.8")).await.unwrap());
+        held.push(
+            Raw::open_with(&broker.url, &via("203.0.113.8"))
+                .await
+                .unwrap(),
+        );
     }
     assert!(matches!(
         Raw::open_with(&broker.url, &via("203.0.113.8")).await,
