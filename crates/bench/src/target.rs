@@ -65,6 +65,8 @@ pub struct TargetInfo {
 fn open_for_load(config: &mut BrokerConfig) {
     config.member_rate_per_sec = u32::MAX / 2;
     config.member_rate_burst = u32::MAX / 2;
+    config.member_bytes_per_sec = u32::MAX / 2;
+    config.member_bytes_burst = u32::MAX / 2;
     config.max_sessions_per_member = usize::MAX / 2;
     config.max_pending_per_address = usize::MAX / 2;
     config.log_entries_per_hour = u32::MAX / 2;

@@ -20,6 +20,10 @@ pub const DEFAULT_MAX_SESSIONS_PER_MEMBER: usize =
     claudemesh_proto::limits::MAX_SESSIONS_PER_MEMBER as usize;
 /// Connections one address may hold before their hello, by default.
 pub const DEFAULT_MAX_PENDING_PER_ADDRESS: usize = 64;
+/// Bytes per second one member may send, by default (1 MiB).
+pub const DEFAULT_MEMBER_BYTES_PER_SEC: u32 = claudemesh_proto::limits::MEMBER_BYTES_PER_SEC;
+/// Bytes one member may send at once, by default (16 MiB).
+pub const DEFAULT_MEMBER_BYTES_BURST: u32 = 16 * 1024 * 1024;
 /// Connections from everyone before their hello, by default.
 pub const DEFAULT_MAX_PENDING: usize = 4096;
 /// Default limit on one socket write.
@@ -150,6 +154,10 @@ pub struct BrokerConfig {
     pub member_rate_per_sec: u32,
     /// Frames per member above its sustained rate.
     pub member_rate_burst: u32,
+    /// Bytes of frames per second per member, all its sessions together.
+    pub member_bytes_per_sec: u32,
+    /// Bytes of frames per member at once (at least one frame).
+    pub member_bytes_burst: u32,
     /// Most sessions one member may have connected to this broker.
     pub max_sessions_per_member: usize,
     /// Most connections from one IP address (an IPv6 /64) that have not
@@ -214,6 +222,8 @@ impl BrokerConfig {
             rate_burst: claudemesh_proto::limits::RATE_BURST,
             member_rate_per_sec: claudemesh_proto::limits::RATE_PER_SEC,
             member_rate_burst: claudemesh_proto::limits::RATE_BURST,
+            member_bytes_per_sec: DEFAULT_MEMBER_BYTES_PER_SEC,
+            member_bytes_burst: DEFAULT_MEMBER_BYTES_BURST,
             max_sessions_per_member: DEFAULT_MAX_SESSIONS_PER_MEMBER,
             max_pending_per_address: DEFAULT_MAX_PENDING_PER_ADDRESS,
             max_pending: DEFAULT_MAX_PENDING,
@@ -296,6 +306,12 @@ pub struct Args {
     /// Burst of frames per member [default: 1000]
     #[arg(long, env = "CLAUDEMESH_BROKER_MEMBER_RATE_BURST")]
     pub member_rate_burst: Option<u32>,
+    /// Bytes per second per member, all its sessions together [default: 1048576 (1 MiB)]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MEMBER_BYTES_PER_SEC")]
+    pub member_bytes_per_sec: Option<u32>,
+    /// Bytes per member at once [default: 16777216 (16 MiB)]
+    #[arg(long, env = "CLAUDEMESH_BROKER_MEMBER_BYTES_BURST")]
+    pub member_bytes_burst: Option<u32>,
     /// Most sessions one member may have connected here [default: 32]
     #[arg(long, env = "CLAUDEMESH_BROKER_MAX_SESSIONS_PER_MEMBER")]
     pub max_sessions_per_member: Option<usize>,
@@ -403,6 +419,10 @@ pub struct FileConfig {
     pub member_rate_per_sec: Option<u32>,
     /// See [`Args::member_rate_burst`].
     pub member_rate_burst: Option<u32>,
+    /// See [`Args::member_bytes_per_sec`].
+    pub member_bytes_per_sec: Option<u32>,
+    /// See [`Args::member_bytes_burst`].
+    pub member_bytes_burst: Option<u32>,
     /// See [`Args::max_sessions_per_member`].
     pub max_sessions_per_member: Option<usize>,
     /// See [`Args::max_pending_per_address`].
@@ -574,6 +594,13 @@ impl Args {
         }
         if let Some(v) = self.member_rate_burst.or(file.member_rate_burst) {
             c.member_rate_burst = v.max(1);
+        }
+        if let Some(v) = self.member_bytes_per_sec.or(file.member_bytes_per_sec) {
+            c.member_bytes_per_sec = v.max(claudemesh_proto::limits::MAX_FRAME_BYTES as u32);
+        }
+        if let Some(v) = self.member_bytes_burst.or(file.member_bytes_burst) {
+            // One frame always fits.
+            c.member_bytes_burst = v.max(claudemesh_proto::limits::MAX_FRAME_BYTES as u32);
         }
         if let Some(v) = self
             .max_sessions_per_member

@@ -37,8 +37,8 @@ use futures_util::{SinkExt, StreamExt};
 use crate::admission::{Origin, PendingGuard};
 use crate::config::MeshCreatePolicy;
 use crate::hub::{
-    AppendError, AppendLimits, GrantsSetError, MeshHub, SessionHandle, SessionPresence,
-    deliver_text, error_text, text,
+    AppendError, AppendLimits, GrantsSetError, MemberRates, MeshHub, SessionHandle,
+    SessionPresence, deliver_text, error_text, text,
 };
 use crate::metrics as m;
 use crate::outbox::{Outbox, OutboxReader, Outgoing};
@@ -363,11 +363,16 @@ impl Connection {
                 return Flow::Close(close::TOO_BIG, ErrorCode::FrameTooLarge.as_str());
             }
             let member_rate = match (&self.session, &self.mesh) {
-                (Some(s), Some(mesh)) => mesh.take_member_token(
-                    &s.member,
-                    self.broker.config.member_rate_per_sec,
-                    self.broker.config.member_rate_burst,
-                ),
+                (Some(s), Some(mesh)) => {
+                    let c = &self.broker.config;
+                    let limits = MemberRates {
+                        frames_per_sec: c.member_rate_per_sec,
+                        frames_burst: c.member_rate_burst,
+                        bytes_per_sec: c.member_bytes_per_sec,
+                        bytes_burst: c.member_bytes_burst,
+                    };
+                    mesh.take_member_token(&s.member, &limits, text.len())
+                }
                 _ => Ok(()),
             };
             if let Err(wait) = self.rate.take().and(member_rate) {
@@ -630,6 +635,7 @@ impl Connection {
             rate_burst: config.rate_burst,
             member_rate_per_sec: config.member_rate_per_sec,
             member_rate_burst: config.member_rate_burst,
+            member_bytes_per_sec: config.member_bytes_per_sec,
             max_sessions_per_member: u32::try_from(config.max_sessions_per_member)
                 .unwrap_or(u32::MAX),
             ..Limits::default()

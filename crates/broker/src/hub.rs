@@ -339,6 +339,20 @@ fn entry_bytes(e: &LogEntry) -> usize {
     serde_json::to_string(e).map_or(0, |j| j.len())
 }
 
+/// What one member may send this broker, all its sessions together.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberRates {
+    /// Frames per second, sustained.
+    pub frames_per_sec: u32,
+    /// Frames at once.
+    pub frames_burst: u32,
+    /// Bytes of frames per second, sustained (what a member can make the
+    /// broker store and forward).
+    pub bytes_per_sec: u32,
+    /// Bytes at once (at least one frame).
+    pub bytes_burst: u32,
+}
+
 /// This broker's own limits on what appends may add to a log (TM10). They
 /// are not rules of the log — clients do not check them — only of what
 /// this broker agrees to store and serve.
@@ -488,8 +502,9 @@ pub struct MeshHub {
     /// Serializes "read the other replicas' sessions, then apply": a read
     /// is never applied after a later one.
     presence_sync: tokio::sync::Mutex<()>,
-    /// Each member's frame bucket, shared by all its sessions here (TM10).
-    member_rates: Mutex<HashMap<PublicKey, TokenBucket>>,
+    /// Each member's frame and byte buckets, shared by all its sessions
+    /// here (TM10).
+    member_rates: Mutex<HashMap<PublicKey, (TokenBucket, TokenBucket)>>,
     /// Each member's bucket of membership-log entries (TM10).
     log_rates: Mutex<HashMap<PublicKey, (TokenBucket, TokenBucket)>>,
     /// When a catch-up a connection asked for last finished (unix ms).
@@ -531,14 +546,27 @@ impl MeshHub {
         self.catch_up_gate.lock().await
     }
 
-    /// Takes one frame from `member`'s bucket, which all its sessions on
-    /// this broker share; `Err` with the milliseconds until one is free.
-    pub fn take_member_token(&self, member: &PublicKey, rate: u32, burst: u32) -> Result<(), u64> {
+    /// Takes one frame of `bytes` from `member`'s buckets (frames and
+    /// bytes), which all its sessions on this broker share; both or neither;
+    /// `Err` with the milliseconds until there is room.
+    pub fn take_member_token(
+        &self,
+        member: &PublicKey,
+        limits: &MemberRates,
+        bytes: usize,
+    ) -> Result<(), u64> {
         let mut rates = self.member_rates.lock().unwrap_or_else(|p| p.into_inner());
-        rates
-            .entry(*member)
-            .or_insert_with(|| TokenBucket::new(rate, burst))
-            .take()
+        let (frames, volume) = rates.entry(*member).or_insert_with(|| {
+            (
+                TokenBucket::new(limits.frames_per_sec, limits.frames_burst),
+                TokenBucket::new(limits.bytes_per_sec, limits.bytes_burst),
+            )
+        });
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let (mut f, mut v) = (frames.clone(), volume.clone());
+        f.take().and(v.take_n(bytes.min(limits.bytes_burst)))?;
+        (*frames, *volume) = (f, v);
+        Ok(())
     }
 
     /// What `recipient`'s grants say about `sender` using `cap`.

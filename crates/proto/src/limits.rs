@@ -34,6 +34,8 @@ pub const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 pub const PRESENCE_RATE_PER_SEC: u32 = 5;
 /// Burst of `presence_set` frames per connection.
 pub const PRESENCE_RATE_BURST: u32 = 20;
+/// Bytes per second one member may send one broker, sustained (default).
+pub const MEMBER_BYTES_PER_SEC: u32 = 1024 * 1024;
 /// Sessions one member may have connected to one broker (default).
 pub const MAX_SESSIONS_PER_MEMBER: u32 = 32;
 /// Largest encrypted summary ciphertext in presence, in bytes.
@@ -67,6 +69,10 @@ pub struct Limits {
     /// Burst frames per member (0 from a broker that does not say).
     #[serde(default)]
     pub member_rate_burst: u32,
+    /// Sustained bytes of frames per second per member, all its sessions
+    /// together (0 from a broker that does not say).
+    #[serde(default)]
+    pub member_bytes_per_sec: u32,
     /// Sustained `presence_set` frames per second per connection.
     #[serde(default)]
     pub presence_rate_per_sec: u32,
@@ -92,6 +98,7 @@ impl Default for Limits {
             idle_timeout_ms: IDLE_TIMEOUT_MS,
             member_rate_per_sec: RATE_PER_SEC,
             member_rate_burst: RATE_BURST,
+            member_bytes_per_sec: MEMBER_BYTES_PER_SEC,
             presence_rate_per_sec: PRESENCE_RATE_PER_SEC,
             max_sessions_per_member: MAX_SESSIONS_PER_MEMBER,
             max_queued_bytes: MAX_QUEUED_BYTES as u64,
