@@ -18,6 +18,9 @@
 //!   exactly `eq_ignore_ascii_case`.
 //! - [`is_plain`], [`looks_like_key`]: names that are printable ASCII, and
 //!   names shaped like a key prefix (8+ hex digits).
+//! - [`starts_with_word`]: whether text begins with something read as a
+//!   given ASCII word (`ｃｈａｎｎｅｌ`, `cha\u{200B}nnel`, `chаnnel` with a
+//!   Cyrillic `а` all read as `channel`).
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
@@ -81,6 +84,59 @@ pub fn is_plain(s: &str) -> bool {
 /// Whether `s` is shaped like a key prefix: 8 or more hex digits.
 pub fn looks_like_key(s: &str) -> bool {
     s.len() >= 8 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `s` starts with something a reader would take for `word` (an
+/// ASCII word in lower case): its characters folded one at a time — NFKC,
+/// case folding and the UTS #39 confusable skeleton, in either order, so
+/// `I` counts as `l` as well as `i` — with invisible characters
+/// ([`is_invisible`]) and combining marks skipped. Spaces are not skipped:
+/// `chan nel` is not `channel`.
+pub fn starts_with_word(s: &str, word: &str) -> bool {
+    // One candidate per order of folding: (folded so far, still a match).
+    let mut tries = [(String::new(), true), (String::new(), true)];
+    for c in s.chars() {
+        if tries
+            .iter()
+            .all(|(folded, ok)| !ok || folded.len() >= word.len())
+        {
+            break;
+        }
+        if is_invisible(c) || is_mark(c) {
+            continue;
+        }
+        for (case_first, (folded, ok)) in [true, false].into_iter().zip(tries.iter_mut()) {
+            if *ok && folded.len() < word.len() {
+                folded.extend(fold_char(c, case_first).chars().filter(|c| !is_mark(*c)));
+                *ok = word.starts_with(folded.as_str()) || folded.starts_with(word);
+            }
+        }
+    }
+    tries
+        .iter()
+        .any(|(folded, ok)| *ok && folded.starts_with(word))
+}
+
+/// One character folded for [`starts_with_word`]: NFKC, then case folding
+/// and the confusable skeleton in the order asked, then lower case.
+fn fold_char(c: char, case_first: bool) -> String {
+    let nfkc: String = c.encode_utf8(&mut [0; 4]).nfkc().collect();
+    if case_first {
+        unicode_security::skeleton(&fold_case(&nfkc))
+            .collect::<String>()
+            .to_lowercase()
+    } else {
+        fold_case(&unicode_security::skeleton(&nfkc).collect::<String>())
+    }
+}
+
+/// Whether `c` is a combining mark drawn on the character before it.
+fn is_mark(c: char) -> bool {
+    !c.is_ascii()
+        && matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+        )
 }
 
 /// Full case folding, near enough: upper then lower case (`ß` and `SS`,
@@ -191,6 +247,41 @@ mod tests {
         assert!(looks_like_key("DEADBEEF00"));
         assert!(!looks_like_key("1bbf6ba"));
         assert!(!looks_like_key("1bbf6bag"));
+    }
+
+    #[test]
+    fn words_are_read_as_a_reader_reads_them() {
+        for yes in [
+            "channel",
+            "CHANNEL>",
+            "ｃｈａｎｎｅｌ＞",
+            "cha\u{200b}nnel",
+            "ch\u{ad}an\u{ad}nel",
+            "ch\u{430}nnel",
+            "\u{441}\u{4bb}\u{430}nnel",
+            "chann\u{435}l",
+            "channeI",
+            "channe1",
+            "cha\u{308}nnel",
+            "chännel",
+            "c\u{202e}hannel",
+            "channels",
+            "\u{1d41c}\u{1d421}annel",
+        ] {
+            assert!(starts_with_word(yes, "channel"), "{yes:?}");
+        }
+        for no in [
+            "",
+            "chan",
+            "chan nel",
+            "chanel",
+            "canal",
+            "xchannel",
+            "chann-el",
+            "chan\u{a0}nel",
+        ] {
+            assert!(!starts_with_word(no, "channel"), "{no:?}");
+        }
     }
 
     #[test]
