@@ -214,7 +214,7 @@ impl From<ClientError> for Failure {
             ClientError::Envelope(_) => (FAILURE, None),
             ClientError::NoMesh => (NOT_FOUND, None),
             ClientError::NoSuchMesh(_) => (NOT_FOUND, None),
-            ClientError::NoSuchPeer(_) => (NOT_FOUND, None),
+            ClientError::NoSuchPeer(_) | ClientError::LookAlikePeer { .. } => (NOT_FOUND, None),
             ClientError::SessionName { problem, .. } => match problem {
                 SessionNameProblem::AmbiguousMember { .. } => (USAGE, None),
                 SessionNameProblem::NoMember { .. } | SessionNameProblem::NotOnline { .. } => {

@@ -1,7 +1,11 @@
 //! How the CLI and the MCP server name peers (TM8): every sender of a shown
 //! message through the client's one rule (`MeshState::sender_labels`: the
-//! display name, with the short key when it does not tell the member apart,
-//! marked when it is the name of a pin of another key), the warning printed
+//! display name, invisible characters shown as `?`, with the short key when
+//! it does not tell the member apart — another member's name looks the same
+//! (`claudemesh_client::lookalike`: case, invisible characters, look-alike
+//! letters ignored), or it is altered, not plain ASCII, or shaped like a
+//! key — marked when it looks like the name of a pin of another key), the
+//! warning printed
 //! once per such impostor, and who a direct message reached — always the
 //! verified member (name and short key) and, for one session, that session
 //! and its name — never a bare `session:<hex>`.
@@ -85,7 +89,9 @@ pub struct Reached {
     /// name that is not its member's), when it published one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to_session_name: Option<String>,
-    /// The member's name is shared with another member (the key tells).
+    /// The member's name does not tell it apart (another member's name
+    /// looks the same, or it is altered, not plain ASCII, or key-shaped):
+    /// the key tells.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub name_ambiguous: bool,
 }

@@ -88,6 +88,20 @@ pub enum ClientError {
         /// Who matched.
         candidates: String,
     },
+    /// No member bears the name asked for, but one bears a name that looks
+    /// like it (TM8: other letters that look the same, invisible
+    /// characters): it is never reached by that name, only by key prefix.
+    #[error(
+        "{query:?}: no member is named {name:?}; {candidate} has a name that only looks like it (look-alike letters or invisible characters); if you mean that member, use its key prefix"
+    )]
+    LookAlikePeer {
+        /// What was asked.
+        query: String,
+        /// The name in it that was looked for.
+        name: String,
+        /// The member whose name looks like it, with its short key.
+        candidate: String,
+    },
     /// A session name `<member>@<name>` that reaches no one session: it
     /// is only looked for among the sessions of the member it names.
     #[error("{query:?}: {problem}")]

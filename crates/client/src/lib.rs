@@ -4,6 +4,8 @@
 //! - [`backup`]: what a `.cmb` backup holds, and restoring a home from one.
 //! - [`home`]: the home directory, its key files (0600 in 0700) and config.
 //! - [`local`]: the local SQLite state: verified log, inbox, outbox.
+//! - [`lookalike`]: comparing names as a reader sees them (TM8): NFKC,
+//!   case folding, invisible characters, UTS #39 confusable skeletons.
 //! - [`mesh`]: the verified view of a mesh: roster, names, sealing, opening.
 //! - [`wire`]: one websocket to a broker, below any mesh logic.
 //! - [`tls`]: what a `wss://` connection trusts (platform roots, a private
@@ -22,6 +24,7 @@ pub mod error;
 pub mod grants;
 pub mod home;
 pub mod local;
+pub mod lookalike;
 pub mod mesh;
 pub mod ops;
 pub mod pins;

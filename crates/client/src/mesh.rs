@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, SessionNameProblem};
 use crate::home::{MeshConfig, MeshKeys};
+use crate::lookalike;
 use crate::pins::Pins;
 
 /// Lifetime of the session certificates this client issues (30 days).
@@ -537,14 +538,14 @@ impl MeshState {
             .unwrap_or_else(|| short(key))
     }
 
-    /// The member whose display name is `name` (any case), if exactly one.
+    /// The member whose display name is `name`, if exactly one member's
+    /// name looks like `name` (see [`MeshState::resolve`]) and that name is
+    /// `name` (any case, compatibility forms alike).
     pub fn member_named(&self, name: &str) -> Option<PublicKey> {
-        let mut found = self.roster.members().keys().filter(|m| {
-            self.profile(m)
-                .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
-        });
-        let first = found.next().copied();
-        if found.next().is_some() { None } else { first }
+        match self.members_named_as_candidates(name).as_slice() {
+            [(_, Target::Member(k), true)] => Some(*k),
+            _ => None,
+        }
     }
 
     /// The display name of every key this device can name: current members
@@ -580,29 +581,7 @@ impl MeshState {
     /// How senders are named where their messages are shown; build it once
     /// per listing and ask [`SenderLabels::label`] per message.
     pub fn sender_labels(&self, pins: &Pins) -> SenderLabels {
-        let names = self.known_names();
-        let mut bearers: HashMap<String, Vec<PublicKey>> = HashMap::new();
-        for (key, name) in &names {
-            bearers
-                .entry(name_key(&shown_name(name).0))
-                .or_default()
-                .push(*key);
-        }
-        SenderLabels {
-            names,
-            bearers,
-            pins: pins
-                .pins
-                .iter()
-                .map(|p| {
-                    (
-                        p.member.clone(),
-                        name_key(&shown_name(&p.name).0),
-                        p.name.clone(),
-                    )
-                })
-                .collect(),
-        }
+        SenderLabels::new(self.known_names(), pins)
     }
 
     /// How one sender is named where its messages are shown (see
@@ -757,6 +736,13 @@ impl MeshState {
     /// name is the part before the first `@` (a session names itself, so
     /// its name alone proves nothing). Only verified members and sessions
     /// with verified certificates can be named.
+    ///
+    /// Display names are compared as a reader sees them (TM8, see
+    /// [`crate::lookalike`]): every member whose name looks like what was
+    /// typed (same skeleton: `alice`, `аlice` with a Cyrillic `а`,
+    /// `alice\u{200B}`) is a candidate, so two of them are ambiguous and
+    /// need a key prefix; one alone is reached only when its name is what
+    /// was typed (any case), else [`ClientError::LookAlikePeer`].
     pub fn resolve(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
         let to = to.trim();
         // `@all` is what users of the TypeScript claudemesh type for a
@@ -808,7 +794,11 @@ impl MeshState {
             return self.resolve_session_name(to, peers);
         }
         if found.is_empty() {
-            found = self.members_named_as_candidates(to);
+            let named = self.members_named_as_candidates(to);
+            if let [(candidate, _, false)] = named.as_slice() {
+                return Err(look_alike(to, to, candidate));
+            }
+            found = named.into_iter().map(|(label, t, _)| (label, t)).collect();
         }
         match found.len() {
             0 => Err(ClientError::NoSuchPeer(to.to_owned())),
@@ -817,21 +807,28 @@ impl MeshState {
         }
     }
 
-    /// Members whose display name is `name` (any ASCII case), as resolution
-    /// candidates `alice (1bbf6ba3)`.
-    fn members_named_as_candidates(&self, name: &str) -> Vec<(String, Target)> {
+    /// Members whose display name looks like `name` to a reader (the same
+    /// [`lookalike::skeleton`]), as resolution candidates `alice
+    /// (1bbf6ba3)`, each with whether its name is exactly `name` (the same
+    /// [`lookalike::exact`] form: any case, compatibility forms alike).
+    fn members_named_as_candidates(&self, name: &str) -> Vec<(String, Target, bool)> {
+        let skeleton = lookalike::skeleton(name);
+        if skeleton.is_empty() {
+            return Vec::new();
+        }
+        let exact = lookalike::exact(name);
         self.roster
             .members()
             .keys()
-            .filter(|m| {
-                self.profile(m)
-                    .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
-            })
-            .map(|m| {
-                (
-                    format!("{} ({})", self.display_name(m), short(m)),
-                    Target::Member(*m),
-                )
+            .filter_map(|m| {
+                let p = self.profile(m)?;
+                (lookalike::skeleton(&p.name) == skeleton).then(|| {
+                    (
+                        format!("{} ({})", shown_name(&p.name).0, short(m)),
+                        Target::Member(*m),
+                        lookalike::exact(&p.name) == exact,
+                    )
+                })
             })
             .collect()
     }
@@ -840,11 +837,22 @@ impl MeshState {
     /// `peers`) of the one member whose display name is `X` only. When `X`
     /// names no member the whole text may still be a display name; when it
     /// names a member and another member's display name is the whole text,
-    /// that is ambiguous, never a silent choice.
+    /// that is ambiguous, never a silent choice. Names are compared as in
+    /// [`MeshState::resolve`]: a member whose name only looks like `X` is
+    /// a candidate that makes `X` ambiguous, never the owner.
     fn resolve_session_name(&self, to: &str, peers: &[PeerView]) -> Result<Target, ClientError> {
         let who = to.split_once('@').map_or(to, |(who, _)| who);
+        let drop_exact = |found: Vec<(String, Target, bool)>| -> Vec<(String, Target)> {
+            found.into_iter().map(|(label, t, _)| (label, t)).collect()
+        };
         let owners = self.members_named_as_candidates(who);
         let named_so = self.members_named_as_candidates(to);
+        match (owners.as_slice(), named_so.as_slice()) {
+            ([(candidate, _, false)], []) => return Err(look_alike(to, who, candidate)),
+            ([], [(candidate, _, false)]) => return Err(look_alike(to, to, candidate)),
+            _ => {}
+        }
+        let (owners, named_so) = (drop_exact(owners), drop_exact(named_so));
         let ambiguous = |found: Vec<(String, Target)>| ambiguous_peer(to, found);
         let owner = match (owners.as_slice(), named_so.len()) {
             ([], 0) => {
@@ -891,7 +899,7 @@ impl MeshState {
             for s in &p.sessions {
                 if s.name
                     .as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(to))
+                    .is_some_and(|n| lookalike::exact(n) == lookalike::exact(to))
                     && let Ok(k) = PublicKey::from_hex(&s.key)
                     && self
                         .verified_sessions
@@ -1213,22 +1221,27 @@ pub fn ephemeral_session(
 }
 
 /// How a member is named where its messages are shown (TM8). A display name
-/// is chosen by its member, so two members can pick the same one, or the
-/// name of someone this device verified: the text then carries the short
-/// key, and the verified one says so.
+/// is chosen by its member, so two members can pick the same one, or one
+/// that looks the same (`аlice` with a Cyrillic `а`, `alice` with a
+/// zero-width space), or the name of someone this device verified: the
+/// text then carries the short key, and the verified one says so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Label {
     /// What to print: `alice`, `alice (3fa2c1d0)` when the name does not
     /// tell this member apart, `alice (3fa2c1d0, NOT the alice you
     /// verified)` when it is the name of a pin of another key.
     pub text: String,
-    /// The display name as shown (control characters and parentheses
-    /// replaced), or the short key when there is none.
+    /// The display name as shown (invisible characters replaced by `?`,
+    /// parentheses and their look-alikes by brackets), or the short key
+    /// when there is none.
     pub name: String,
     /// The member key (hex).
     pub key: String,
-    /// Another member — current, or departed and known to this device —
-    /// bears the same name, or the name had to be altered to be shown.
+    /// The name does not tell this member apart, so the text carries the
+    /// short key: another member — current, or departed and known to this
+    /// device — bears a name that looks the same, the name had to be
+    /// altered to be shown, it is not plain printable ASCII, or it is
+    /// shaped like a key prefix that is not this member's.
     pub ambiguous: bool,
     /// The name is one the user verified (`peer verify --mark`) with a
     /// different key.
@@ -1259,28 +1272,55 @@ impl Label {
 #[derive(Debug, Clone)]
 pub struct SenderLabels {
     names: HashMap<PublicKey, String>,
-    /// Normalized name → the keys that bear it.
+    /// Name key ([`name_key`]) → the keys that bear it.
     bearers: HashMap<String, Vec<PublicKey>>,
-    /// Pins: (key hex, normalized name, name).
+    /// Pins: (key hex, name key, name).
     pins: Vec<(String, String, String)>,
 }
 
 impl SenderLabels {
+    /// The labels of the keys in `names` (key → display name), and `pins`.
+    fn new(names: HashMap<PublicKey, String>, pins: &Pins) -> SenderLabels {
+        let mut bearers: HashMap<String, Vec<PublicKey>> = HashMap::new();
+        for (key, name) in &names {
+            bearers.entry(name_key(name)).or_default().push(*key);
+        }
+        SenderLabels {
+            names,
+            bearers,
+            pins: pins
+                .pins
+                .iter()
+                .map(|p| (p.member.clone(), name_key(&p.name), p.name.clone()))
+                .collect(),
+        }
+    }
+
     /// The one rule for naming a sender wherever its messages are shown
     /// (`inbox`, `topic history`, message status, the MCP server's pushes
-    /// and tools): the display name; with the short key when another member
-    /// this device knows (current or departed) bears the same name (any
-    /// case, surrounding spaces ignored) or the name had to be altered to
-    /// be shown; marked when the name is that of a pin of another key.
+    /// and tools): the display name as shown ([`shown_name`]); with the
+    /// short key when another member this device knows (current or
+    /// departed) bears a name that looks the same ([`name_key`]: any case,
+    /// invisible characters, compatibility forms and confusable letters
+    /// ignored), the name had to be altered to be shown, it is not plain
+    /// printable ASCII, or it is shaped like a key prefix (8+ hex digits)
+    /// that is not this member's; marked when the name looks like that of
+    /// a pin of another key.
     pub fn label(&self, state: &MeshState, member: &PublicKey) -> Label {
-        let raw = self
-            .names
-            .get(member)
-            .cloned()
-            .unwrap_or_else(|| state.name_of(member));
-        let (name, altered) = shown_name(&raw);
-        let norm = name_key(&name);
+        match self.names.get(member) {
+            Some(raw) => self.label_named(member, raw),
+            None => self.label_named(member, &state.name_of(member)),
+        }
+    }
+
+    /// [`SenderLabels::label`] for `member` bearing the display name `raw`.
+    fn label_named(&self, member: &PublicKey, raw: &str) -> Label {
+        let (name, altered) = shown_name(raw);
+        let norm = name_key(raw);
         let hex = member.to_hex();
+        let unplain = !lookalike::is_plain(&name);
+        let key_shaped =
+            lookalike::looks_like_key(&name) && !hex.starts_with(&name.to_ascii_lowercase());
         let shared = self
             .bearers
             .get(&norm)
@@ -1294,7 +1334,7 @@ impl SenderLabels {
                 .find(|(k, n, _)| *n == norm && *k != hex)
                 .map(|(_, _, name)| shown_name(name).0)
         };
-        let ambiguous = shared || altered;
+        let ambiguous = shared || altered || unplain || key_shaped;
         let key = short(member);
         let text = if ambiguous || pinned_name.is_some() {
             let mut notes = vec![key.clone()];
@@ -1320,33 +1360,59 @@ impl SenderLabels {
     }
 }
 
-/// A display name as it can be shown: control characters become `?` and
-/// parentheses brackets (so a name cannot imitate a key suffix such as
-/// `alice (3fa2c1d0)`), surrounding spaces go. Returns whether it changed.
-fn shown_name(raw: &str) -> (String, bool) {
+/// A display name as it can be shown: every invisible character
+/// ([`lookalike::is_invisible`]: controls, format characters such as
+/// zero-width spaces and bidi controls, default-ignorable code points)
+/// becomes `?`, and parentheses and their look-alikes (`（`, `﹙`, …)
+/// brackets (so a name cannot imitate a key suffix such as `alice
+/// (3fa2c1d0)`), surrounding spaces go. Returns whether it changed.
+pub fn shown_name(raw: &str) -> (String, bool) {
     let shown: String = raw
         .trim()
         .chars()
         .map(|c| match c {
-            '(' => '[',
-            ')' => ']',
-            c if c.is_control() => '?',
-            c => c,
+            c if lookalike::is_invisible(c) => '?',
+            c => bracket(c),
         })
         .collect();
     let altered = shown != raw;
     (shown, altered)
 }
 
-/// What two names must share to be the same name for a reader: the shown
-/// name up to any `[`, without surrounding spaces, in lower case.
-fn name_key(shown: &str) -> String {
-    shown
+/// `(` and `)` and their look-alikes (`（`, `﹙`, …) as `[` and `]`.
+fn bracket(c: char) -> char {
+    match c {
+        '(' => '[',
+        ')' => ']',
+        c if c.is_ascii() => c,
+        c => match lookalike::char_skeleton(c).as_str() {
+            "(" => '[',
+            ")" => ']',
+            _ => c,
+        },
+    }
+}
+
+/// What two display names must share to be the same name for a reader:
+/// the [`lookalike::skeleton`] of the name (NFKC, case folded, invisible
+/// characters dropped, confusable letters mapped to one, surrounding spaces
+/// dropped) up to any bracket or parenthesis, so `alice (1bbf6ba3)` is
+/// `alice`.
+fn name_key(raw: &str) -> String {
+    let bracketed: String = raw.chars().map(bracket).collect();
+    lookalike::skeleton(&bracketed)
         .split('[')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_lowercase()
+        .to_owned()
+}
+
+/// Whether two display names are the same name to a reader (TM8): the rule
+/// [`SenderLabels::label`] groups bearers and matches pins by, so `alice`,
+/// `ALICE`, `аlice` (Cyrillic `а`) and `alice\u{200B}` are one name.
+pub fn names_look_alike(a: &str, b: &str) -> bool {
+    name_key(a) == name_key(b)
 }
 
 /// Whether what a user typed is a session name, `<member>@<name>`: an `@`
@@ -1360,14 +1426,16 @@ pub fn names_a_session(to: &str) -> bool {
 }
 
 /// Whether a session's published name is one of its member's: the part
-/// before its first `@` is the member's display name (any ASCII case, as
-/// display names are matched). Only such names are matched by name
-/// (`send alice@api`); any other is shown as `<member>: <name>` and reached
-/// by key prefix only, so no session can pose as another member's.
+/// before its first `@` is exactly the member's display name (any case,
+/// compatibility forms alike: [`lookalike::exact`], as display names are
+/// matched; a look-alike such as `аlice@api` for `alice` is not). Only such
+/// names are matched by name (`send alice@api`); any other is shown as
+/// `<member>: <name>` and reached by key prefix only, so no session can
+/// pose as another member's.
 pub fn session_name_is_members(member_name: &str, session_name: &str) -> bool {
-    session_name
-        .split_once('@')
-        .is_some_and(|(who, _)| !who.is_empty() && who.eq_ignore_ascii_case(member_name))
+    session_name.split_once('@').is_some_and(|(who, _)| {
+        !who.is_empty() && lookalike::exact(who) == lookalike::exact(member_name)
+    })
 }
 
 /// How a session's name is shown: as published when it is its member's
@@ -1377,6 +1445,16 @@ pub fn session_display_name(member_name: &str, session_name: &str) -> String {
         session_name.to_owned()
     } else {
         format!("{member_name}: {session_name}")
+    }
+}
+
+/// The error for a name (`name`, in what was asked: `query`) that only one
+/// member's name looks like, without being it.
+fn look_alike(query: &str, name: &str, candidate: &str) -> ClientError {
+    ClientError::LookAlikePeer {
+        query: query.to_owned(),
+        name: name.to_owned(),
+        candidate: candidate.to_owned(),
     }
 }
 
@@ -1432,6 +1510,159 @@ mod tests {
         assert_eq!(shown_name(" alice\n"), ("alice".into(), true));
         assert_eq!(shown_name("al\u{1b}ice"), ("al?ice".into(), true));
         assert_eq!(name_key("Alice [1bbf6ba3]"), "alice");
+        assert_eq!(name_key("Alice (1bbf6ba3)"), "alice");
         assert_eq!(name_key("ALICE"), name_key("alice"));
+        // Look-alike parentheses are brackets too.
+        assert_eq!(
+            shown_name("alice\u{ff08}1bbf6ba3\u{ff09}"),
+            ("alice[1bbf6ba3]".into(), true)
+        );
+        assert_eq!(shown_name("alice \u{fe59}x\u{fe5a}").0, "alice [x]");
+    }
+
+    #[test]
+    fn invisible_characters_are_shown_and_ignored_in_comparisons() {
+        for (raw, shown, like) in [
+            ("alice\u{200b}", "alice?", "alice"),
+            ("al\u{feff}ice", "al?ice", "alice"),
+            ("\u{202e}ecila", "?ecila", "ecila"),
+            ("alice\u{2066}", "alice?", "alice"),
+            ("ali\u{ad}ce", "ali?ce", "alice"),
+            ("alice\u{e0041}", "alice?", "alice"),
+            ("alice\u{2028}x", "alice?x", "alicex"),
+            ("al\u{1b}ice", "al?ice", "alice"),
+        ] {
+            assert_eq!(shown_name(raw), (shown.into(), true), "{raw:?}");
+            assert!(names_look_alike(raw, like), "{raw:?}");
+        }
+        // A name is compared as a reader sees it, not by its code points.
+        for twin in [
+            "ALICE",
+            "\u{430}lice",
+            "alice\u{200b}",
+            "\u{ff41}lice",
+            " alice ",
+            "al\u{ad}ice",
+            "alice (1bbf6ba3)",
+        ] {
+            assert!(names_look_alike(twin, "alice"), "{twin:?}");
+        }
+        for other in ["alicia", "bob", "alice2", "al ice"] {
+            assert!(!names_look_alike(other, "alice"), "{other:?}");
+        }
+    }
+
+    fn member(seed: u8) -> PublicKey {
+        SigningKey::from_seed(&[seed; 32]).public()
+    }
+
+    fn labels(names: &[(PublicKey, &str)], pins: &[(PublicKey, &str)]) -> SenderLabels {
+        let mut p = Pins::default();
+        for (k, n) in pins {
+            p.pin(k, n, 0);
+        }
+        SenderLabels::new(
+            names.iter().map(|(k, n)| (*k, (*n).to_owned())).collect(),
+            &p,
+        )
+    }
+
+    #[test]
+    fn plain_ascii_names_stay_bare_and_duplicates_carry_the_key() {
+        let (a, b, c) = (member(1), member(2), member(3));
+        let l = labels(&[(a, "alice"), (b, "bob"), (c, "carol")], &[]);
+        for (k, n) in [(a, "alice"), (b, "bob"), (c, "carol")] {
+            let label = l.label_named(&k, n);
+            assert_eq!(label.text, n);
+            assert!(!label.ambiguous && !label.pin_mismatch);
+        }
+        let l = labels(&[(a, "alice"), (b, "Alice")], &[]);
+        assert_eq!(
+            l.label_named(&b, "Alice").text,
+            format!("Alice ({})", short(&b))
+        );
+        assert!(l.label_named(&a, "alice").ambiguous);
+    }
+
+    /// Look-alikes of `alice` (TM8): each, and alice, carry their key; a
+    /// pin of alice marks every one of them.
+    #[test]
+    fn look_alike_names_carry_the_key_and_are_marked_against_pins() {
+        let alice = member(1);
+        let impostors = [
+            "\u{430}lice",
+            "alice\u{200b}",
+            "alice\u{feff}",
+            "\u{202e}alice",
+            "\u{ff41}lice",
+            "al\u{ad}ice",
+            "ALICE",
+            "aiice\u{301}",
+        ];
+        for (i, raw) in impostors.iter().enumerate() {
+            let mallory = member(10 + u8::try_from(i).unwrap_or(0));
+            let l = labels(&[(alice, "alice"), (mallory, raw)], &[]);
+            let label = l.label_named(&mallory, raw);
+            assert!(label.ambiguous, "{raw:?}");
+            assert!(
+                label.text.ends_with(&format!("({})", short(&mallory))),
+                "{raw:?}: {}",
+                label.text
+            );
+            if *raw != "aiice\u{301}" {
+                // It shares alice's name, so alice carries her key too.
+                assert!(l.label_named(&alice, "alice").ambiguous, "{raw:?}");
+            }
+            // After the user pinned the real alice, the impostor is marked
+            // (when its name looks like hers), she is not.
+            let l = labels(&[(alice, "alice"), (mallory, raw)], &[(alice, "alice")]);
+            let label = l.label_named(&mallory, raw);
+            if *raw == "aiice\u{301}" {
+                assert!(!label.pin_mismatch);
+                continue;
+            }
+            assert!(label.pin_mismatch, "{raw:?}");
+            assert_eq!(label.pinned_name.as_deref(), Some("alice"));
+            assert!(
+                label.text.contains("NOT the alice you verified"),
+                "{}",
+                label.text
+            );
+            let real = l.label_named(&alice, "alice");
+            assert!(real.verified && !real.pin_mismatch, "{raw:?}");
+            // Alone in the mesh, it is still flagged against the pin.
+            let l = labels(&[(mallory, raw)], &[(alice, "alice")]);
+            assert!(l.label_named(&mallory, raw).pin_mismatch, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_and_key_shaped_names_always_carry_the_key() {
+        let (a, b) = (member(1), member(2));
+        let b_hex = b.to_hex();
+        for raw in [
+            "\u{430}lice",
+            "Jos\u{e9}",
+            "\u{674e}",
+            "\u{ff41}lice",
+            "1bbf6ba3",
+            "DEADBEEF",
+        ] {
+            let l = labels(&[(a, raw)], &[]);
+            let label = l.label_named(&a, raw);
+            assert!(label.ambiguous, "{raw:?}");
+            assert_eq!(label.text, format!("{} ({})", label.name, short(&a)));
+            assert_eq!(label.with_key(), label.text);
+        }
+        // A member without a name is shown by its own short key, bare.
+        let own = short(&b);
+        let l = labels(&[(b, &own)], &[]);
+        let label = l.label_named(&b, &own);
+        assert_eq!(label.text, own);
+        assert!(!label.ambiguous);
+        assert_eq!(label.with_key(), own);
+        // A longer prefix of its own key is not an imitation either.
+        let l = labels(&[(b, &b_hex[..12])], &[]);
+        assert!(!l.label_named(&b, &b_hex[..12]).ambiguous);
     }
 }

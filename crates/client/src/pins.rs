@@ -2,8 +2,10 @@
 //! of band by comparing the 60-digit safety number both screens show
 //! (`claudemesh peer verify`), then pins it (`--mark`): the pair (member
 //! key, display name) is kept in `meshes/<id>/pins.json`. If the log later
-//! shows a different key under a pinned name — the person re-joined with a
-//! new key, or someone took their name — every command that touches that
+//! shows a different key under a pinned name, or a name that looks like it
+//! (`аlice` with a Cyrillic `а`, `alice` with a zero-width space: see
+//! [`crate::mesh::names_look_alike`]) — the person re-joined with a new
+//! key, or someone took their name — every command that touches that
 //! peer warns, and direct messages to it are refused until it is verified
 //! again.
 
@@ -100,10 +102,12 @@ impl Pins {
             return PinStatus::Verified;
         }
         let name = state.display_name(member);
+        // The same comparison as the labels' mark (TM8): a name that only
+        // looks like a pinned one (`аlice`, `alice\u{200B}`) is that name.
         match self
             .pins
             .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(&name))
+            .find(|p| crate::mesh::names_look_alike(&p.name, &name))
         {
             Some(p) => PinStatus::Changed {
                 name: p.name.clone(),

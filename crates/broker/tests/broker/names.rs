@@ -2,8 +2,9 @@
 //! self-chosen and encrypted, so `alice@api` reaches only a session of the
 //! member whose verified display name is `alice`; a display name is
 //! self-chosen too, so wherever a message's sender is named, a name two
-//! members bear carries the key, and the name of someone bob verified
-//! under another key is flagged.
+//! members bear — or names that only look alike (`аlice` with a Cyrillic
+//! `а`, `alice` with a zero-width space) — carries the key, and the name of
+//! someone bob verified under another key is flagged.
 
 use std::time::Duration;
 
@@ -333,3 +334,157 @@ async fn a_name_cannot_imitate_a_key_suffix(backend: Backend) {
     broker.stop().await;
 }
 both!(a_name_cannot_imitate_a_key_suffix);
+
+/// Names that only look like alice's (TM8): "аlice" with a Cyrillic `а`
+/// and "alice" with a zero-width space are alice's name to a reader. Their
+/// messages carry their keys, a pin of alice flags them (and refuses
+/// messages to them), and `alice@api` never reaches their sessions: with
+/// alice in the mesh it is ambiguous, without her it names no one.
+async fn look_alike_names_carry_their_keys_and_never_resolve(backend: Backend) {
+    const CYRILLIC: &str = "\u{430}lice";
+    const ZERO_WIDTH: &str = "alice\u{200b}";
+    let broker = start(backend).await;
+    let olivia = owner(&broker, "olivia").await;
+    let alice = joiner(&broker, &olivia, "alice").await;
+    let bob = joiner(&broker, &olivia, "bob").await;
+    let cyrillic = joiner(&broker, &olivia, CYRILLIC).await;
+    let zero_width = joiner(&broker, &olivia, ZERO_WIDTH).await;
+
+    let a = alice.connect_with(named("alice@api")).await;
+    let c = cyrillic
+        .connect_with(named(&format!("{CYRILLIC}@api")))
+        .await;
+    let z = zero_width
+        .connect_with(named(&format!("{ZERO_WIDTH}@api")))
+        .await;
+    let (alice_key, cyrillic_key, zero_width_key) =
+        (member_key(&a), member_key(&c), member_key(&z));
+    let (alice_session, cyrillic_session, zero_width_session) =
+        (session_key(&a), session_key(&c), session_key(&z));
+    for (client, body) in [
+        (&a, "from the real alice"),
+        (&c, "from the cyrillic alice"),
+        (&z, "from the zero-width alice"),
+    ] {
+        let to = client.resolve("bob").await.expect("bob");
+        client
+            .send(to, body.as_bytes(), Priority::Next, None)
+            .await
+            .expect("send");
+    }
+    let short = |k: &PublicKey| k.to_hex()[..8].to_owned();
+
+    // No pins: every one carries its key, the invisible character shown.
+    let labels = inbox_labels(&bob, &Pins::default()).await;
+    let real = label_of(&labels, "from the real alice");
+    let cyr = label_of(&labels, "from the cyrillic alice");
+    let zw = label_of(&labels, "from the zero-width alice");
+    assert!(
+        real.ambiguous && cyr.ambiguous && zw.ambiguous,
+        "{labels:?}"
+    );
+    assert_eq!(real.text, format!("alice ({})", short(&alice_key)));
+    assert_eq!(cyr.text, format!("{CYRILLIC} ({})", short(&cyrillic_key)));
+    assert_eq!(zw.text, format!("alice? ({})", short(&zero_width_key)));
+    assert!(!real.pin_mismatch && !cyr.pin_mismatch && !zw.pin_mismatch);
+
+    // Bob pinned the real alice: both impostors are flagged, and messages
+    // to them are refused until bob verifies them.
+    let mut pins = Pins::default();
+    pins.pin(&alice_key, "alice", 1);
+    let labels = inbox_labels(&bob, &pins).await;
+    let real = label_of(&labels, "from the real alice");
+    assert!(real.verified && !real.pin_mismatch, "{real:?}");
+    for (body, shown, key) in [
+        ("from the cyrillic alice", CYRILLIC, cyrillic_key),
+        ("from the zero-width alice", "alice?", zero_width_key),
+    ] {
+        let l = label_of(&labels, body);
+        assert!(l.pin_mismatch && !l.verified, "{l:?}");
+        assert_eq!(
+            l.text,
+            format!("{shown} ({}, NOT the alice you verified)", short(&key))
+        );
+    }
+    let b = bob.connect().await;
+    b.with_state(|s| {
+        assert!(pins.check_send(s, &alice_key).is_ok());
+        for key in [cyrillic_key, zero_width_key] {
+            assert!(matches!(
+                pins.check_send(s, &key),
+                Err(ClientError::KeyChanged(ref n)) if n == "alice"
+            ));
+        }
+    });
+
+    // alice@api, however spelled, is ambiguous while alice is here; a key
+    // prefix still reaches each session.
+    peers_until(&b, |ps| ps.iter().filter(|p| p.online).count() >= 4).await;
+    let zero_width_at_api = format!("{ZERO_WIDTH}@api");
+    let cyrillic_at_api = format!("{CYRILLIC}@api");
+    for typed in [
+        "alice@api",
+        "ALICE@api",
+        cyrillic_at_api.as_str(),
+        zero_width_at_api.as_str(),
+    ] {
+        let e = b.resolve(typed).await.expect_err("ambiguous");
+        assert!(
+            matches!(
+                e,
+                ClientError::SessionName {
+                    problem: SessionNameProblem::AmbiguousMember { .. },
+                    ..
+                }
+            ),
+            "{typed:?}: {e:?}"
+        );
+        for key in [alice_key, cyrillic_key, zero_width_key] {
+            assert!(e.to_string().contains(&short(&key)), "{e}");
+        }
+    }
+    for typed in ["alice", CYRILLIC, ZERO_WIDTH] {
+        let e = b.resolve(typed).await.expect_err("ambiguous");
+        assert!(matches!(e, ClientError::AmbiguousPeer { .. }), "{e:?}");
+    }
+    for session in [alice_session, cyrillic_session, zero_width_session] {
+        assert_eq!(
+            b.resolve(&session.to_hex()[..16]).await.expect("by key"),
+            Target::Session(session)
+        );
+    }
+
+    // Without alice (and the other look-alike), alice@api and alice name
+    // no one: the look-alike is reached only by its own name or its key.
+    a.close().await;
+    z.close().await;
+    let o = olivia.connect().await;
+    for key in [alice_key, zero_width_key] {
+        spaces::remove(&o, &key.to_hex(), RemoveKind::Kick)
+            .await
+            .expect("kick");
+    }
+    o.close().await;
+    b.sync_log().await.expect("sync");
+    for typed in ["alice@api", "alice"] {
+        let e = b.resolve(typed).await.expect_err("a look-alike only");
+        assert!(
+            matches!(e, ClientError::LookAlikePeer { ref candidate, .. }
+                if candidate.contains(&short(&cyrillic_key))),
+            "{typed:?}: {e:?}"
+        );
+    }
+    assert_eq!(
+        b.resolve(&cyrillic_at_api).await.expect("its own name"),
+        Target::Session(cyrillic_session)
+    );
+    assert_eq!(
+        b.resolve(CYRILLIC).await.expect("its own name"),
+        Target::Member(cyrillic_key)
+    );
+
+    c.close().await;
+    b.close().await;
+    broker.stop().await;
+}
+both!(look_alike_names_carry_their_keys_and_never_resolve);
