@@ -36,7 +36,7 @@ use claudemesh_proto::frames::{
     TopicHistoryQuery, TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloPresence};
-use claudemesh_proto::limits::MAX_IDS_PER_ACK;
+use claudemesh_proto::limits::{MAX_FRAME_BYTES, MAX_IDS_PER_ACK, MAX_LOG_ENTRIES_PER_FRAME};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode, close, encode_client_frame};
 use futures_util::SinkExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -1163,10 +1163,12 @@ impl Inner {
     }
 
     async fn send_raw(&self, frame: &ClientFrame) -> Result<(), ClientError> {
+        let text = encode_client_frame(frame);
+        check_frame_size(frame, text.len())?;
         let writer = lock(&self.writer).clone();
         match writer {
             Some(w) => w
-                .send(Message::text(encode_client_frame(frame)))
+                .send(Message::text(text))
                 .await
                 .map_err(|_| ClientError::Disconnected),
             None => Err(ClientError::Disconnected),
@@ -1766,6 +1768,28 @@ impl Inner {
             }
         }
     }
+}
+
+/// Refuses a `log_append` or `invite_create` the broker would not take: one
+/// over the protocol's frame size (the broker would answer
+/// `frame_too_large` and close the connection) or carrying more log entries
+/// than one frame may. Other frames are bounded by construction.
+fn check_frame_size(frame: &ClientFrame, bytes: usize) -> Result<(), ClientError> {
+    let entries = match frame {
+        ClientFrame::LogAppend(a) => a.entries.len(),
+        ClientFrame::InviteCreate(_) => 1,
+        _ => return Ok(()),
+    };
+    if bytes > MAX_FRAME_BYTES || entries > MAX_LOG_ENTRIES_PER_FRAME {
+        return Err(ClientError::FrameTooLarge {
+            frame: frame.type_name(),
+            bytes,
+            entries,
+            max_bytes: MAX_FRAME_BYTES,
+            max_entries: MAX_LOG_ENTRIES_PER_FRAME,
+        });
+    }
+    Ok(())
 }
 
 /// Whether a refusal might go away once this device has the newest log.

@@ -388,3 +388,120 @@ async fn attack_banned_member_reads_nothing_through_invites(backend: Backend) {
     broker.stop().await;
 }
 both!(attack_banned_member_reads_nothing_through_invites);
+
+/// Mallory's private topics, each holding every member: `topic_create`
+/// and `topic_join`s signed at the head, in appends of at most `per_append`
+/// entries.
+async fn fill_private_topics(
+    m: &MeshClient,
+    names: &[String],
+    per_append: usize,
+) -> Result<(), ClientError> {
+    let per_topic = m.with_state(|s| s.roster().members().len());
+    for chunk in names.chunks((per_append / per_topic).max(1)) {
+        m.append_entries(|s| {
+            let me = s.member_key().public();
+            let mut r = s.roster().clone();
+            let mut out = Vec::new();
+            let members: Vec<PublicKey> = r.members().keys().copied().collect();
+            for name in chunk {
+                let (create, key) =
+                    claudemesh_crypto::log::topic_create_body(name, true, "", &me, &r.mesh_id())
+                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                let mut bodies = vec![create];
+                for who in members.iter().filter(|k| **k != me) {
+                    bodies.push(
+                        claudemesh_crypto::log::topic_join_body(name, who, key.as_ref())
+                            .map_err(|e| ClientError::Invalid(e.to_string()))?,
+                    );
+                }
+                for body in bodies {
+                    let e = LogEntry::sign(s.member_key(), r.len(), r.head(), now_secs(), body);
+                    r.apply(&e)
+                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Review finding: a plain member puts every member, owner included, in
+/// so many large private topics that one append of its kick (the remove,
+/// the rekey and a topic rekey per topic) no longer fits in a frame. The
+/// SDK refuses to send a frame that large (clearly, staying connected);
+/// the owner's kick goes through anyway, its topic rekeys in appends of
+/// their own, and every one of those topics is rekeyed without mallory.
+async fn attack_member_makes_itself_too_big_to_kick(backend: Backend) {
+    let broker = start_with(backend, |c| {
+        c.log_entries_per_hour = 100_000;
+        c.log_burst = 10_000;
+    })
+    .await;
+    let alice = owner(&broker, "alice").await;
+    let mut others = Vec::new();
+    for i in 0..8 {
+        others.push(joiner(&broker, &alice, &format!("member{i}")).await);
+    }
+    let mallory = joiner(&broker, &alice, "mallory").await;
+    let mallory_key = member_key(&mallory);
+
+    // 70 private topics of 10 members each.
+    let names: Vec<String> = (0..70).map(|i| format!("trap{i:02}")).collect();
+    let m = mallory.connect().await;
+    // All in one frame: the SDK refuses, and the connection stays up.
+    let r = fill_private_topics(&m, &names[..30], 10_000).await;
+    assert!(
+        matches!(
+            r,
+            Err(ClientError::FrameTooLarge { bytes, max_bytes, .. }) if bytes > max_bytes
+        ),
+        "{r:?}"
+    );
+    m.ping().await.expect("still connected");
+    fill_private_topics(&m, &names, 100).await.unwrap();
+    m.close().await;
+
+    let a = alice.connect().await;
+    let before = a.with_state(|s| s.roster().len());
+    let removed = spaces::remove(&a, "mallory", RemoveKind::Kick)
+        .await
+        .expect("the kick goes through");
+    assert_eq!(removed.topics_rekeyed, names);
+    assert!(removed.topics_pending.is_empty());
+    a.with_state(|s| {
+        let r = s.roster();
+        assert!(!r.is_member(&mallory_key));
+        let entries = &s.entries()[usize::try_from(before).unwrap()..];
+        let kinds: Vec<&str> = entries.iter().map(|e| e.body.kind()).collect();
+        assert_eq!(&kinds[..2], ["remove", "rekey"]);
+        assert!(kinds[2..].iter().all(|k| *k == "topic_rekey"));
+        let bytes: usize = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap().len())
+            .sum();
+        assert!(
+            bytes > claudemesh_proto::limits::MAX_FRAME_BYTES,
+            "the scenario must not fit in one frame ({bytes} bytes)"
+        );
+        for name in &names {
+            let t = r.topic(name).unwrap();
+            assert!(!t.needs_rekey, "#{name} still needs its rekey");
+            assert!(!t.members.contains_key(&mallory_key));
+            assert!(!t.key_epochs[&t.key_epoch].seals.contains_key(&mallory_key));
+            assert_eq!(t.key_epoch, 1);
+        }
+    });
+    // The topics work again for their members.
+    let target = Target::Topic(names[69].clone());
+    spaces::post(&a, target, "after the kick", Priority::Next, None)
+        .await
+        .unwrap();
+    a.close().await;
+    assert_eq!(others[0].read_inbox().await, vec!["after the kick"]);
+    broker.stop().await;
+}
+both!(attack_member_makes_itself_too_big_to_kick);
