@@ -3,7 +3,10 @@
 //! membership log in step with the broker's, sends messages that return once
 //! the broker has durably accepted them, receives messages (verify, store,
 //! then ack), and reconnects with exponential backoff and jitter, resending
-//! from the outbox whatever was not accepted.
+//! from the outbox whatever was not accepted. Every (re)connection first
+//! renews the session certificate if it expired or soon will (the broker
+//! ends a connection whose certificate expires, `cert_expired`), and a
+//! hello refused as expired is retried once with a renewed one.
 //!
 //! Before a topic, group or broadcast message is sealed, the key it needs
 //! is rotated if it must be (a `rekey` after a member left the mesh, a
@@ -45,7 +48,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::error::ClientError;
 use crate::home::{Home, MeshConfig};
 use crate::local::{InboxMessage, LocalStore, Rejection};
-use crate::mesh::{MeshState, PeerView, SessionProfile, ephemeral_session, session_for};
+use crate::mesh::{
+    MeshState, PeerView, SESSION_CERT_RENEW_BEFORE, SessionProfile, ephemeral_session, recertify,
+    session_for,
+};
 use crate::{spaces, wire};
 
 /// How many times a message refused with `rekey_required` is resealed
@@ -84,6 +90,10 @@ pub struct ConnectOptions {
     pub reconnect: bool,
     /// Software id sent in the hello.
     pub client_name: String,
+    /// A session certificate that expires within this long is renewed
+    /// (signed anew by the member key) before a connection, or a
+    /// reconnection, uses it; an expired one always is.
+    pub cert_renew_before: Duration,
 }
 
 impl ConnectOptions {
@@ -113,6 +123,7 @@ impl Default for ConnectOptions {
             request_timeout: Duration::from_secs(15),
             reconnect: false,
             client_name: format!("claudemesh/{}", env!("CARGO_PKG_VERSION")),
+            cert_renew_before: Duration::from_secs(SESSION_CERT_RENEW_BEFORE),
         }
     }
 }
@@ -254,6 +265,9 @@ struct Inner {
     /// `set_presence` last set, announced again in the hello of every
     /// reconnection (the options only hold the initial values).
     presence: Mutex<(Status, SessionProfile)>,
+    /// The broker refused or ended the session as `cert_expired`: the next
+    /// connection renews the certificate whatever this device's clock says.
+    renew_cert: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -306,7 +320,9 @@ impl MeshClient {
         let (keys, session) = match &opts.session {
             SessionChoice::Named(name) => {
                 let mut keys = home.load_keys(&mesh.id)?;
-                let (session, changed) = session_for(&mut keys, mesh.id, name, now_secs)?;
+                let renew_before = opts.cert_renew_before.as_secs();
+                let (session, changed) =
+                    session_for(&mut keys, mesh.id, name, now_secs, renew_before)?;
                 if changed {
                     let s = session.clone();
                     let name = name.clone();
@@ -357,6 +373,7 @@ impl MeshClient {
             reseals: Mutex::new(HashMap::new()),
             presence: Mutex::new(presence),
             socket_writer: Mutex::new(None),
+            renew_cert: AtomicBool::new(false),
         });
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
@@ -1355,6 +1372,49 @@ impl Inner {
         self.local.read_receipts_sent(&self.mesh.id, &seqs).await
     }
 
+    /// Renews this session's certificate (the member key on this device
+    /// signs a new one for the same session key) when it has expired or
+    /// expires within [`ConnectOptions::cert_renew_before`], or whatever the
+    /// clock says after the broker refused or ended it as `cert_expired`.
+    /// A named session's renewed certificate is stored (another process
+    /// of this device may have renewed it already: that one is used).
+    fn renew_session_if_due(&self) -> Result<(), ClientError> {
+        let now = now_ms() / 1000;
+        let force = self.renew_cert.swap(false, Ordering::SeqCst);
+        let renew_before = self.opts.cert_renew_before.as_secs();
+        let due = self.read_state(|s| {
+            let c = &s.session().cert;
+            force || c.expires_at <= now.saturating_add(renew_before) || c.issued_at > now + 300
+        });
+        if !due {
+            return Ok(());
+        }
+        let fresh = match &self.opts.session {
+            SessionChoice::Named(name) => {
+                let (name, mesh_id) = (name.clone(), self.mesh.id);
+                self.home.update_keys(&self.mesh.id, move |k| {
+                    if force {
+                        crate::mesh::renew_session(k, mesh_id, &name, now)
+                    } else {
+                        session_for(k, mesh_id, &name, now, renew_before).map(|(s, _)| s)
+                    }
+                })?
+            }
+            SessionChoice::Ephemeral => {
+                self.read_state(|s| recertify(s.member_key(), self.mesh.id, s.session(), now))?
+            }
+        };
+        tracing::info!(
+            expires_at = fresh.cert.expires_at,
+            "renewed this session's certificate"
+        );
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_session(fresh);
+        Ok(())
+    }
+
     /// One connection: open, hello, welcome, start the tasks, catch up.
     async fn establish(
         self: &Arc<Self>,
@@ -1365,6 +1425,7 @@ impl Inner {
             self.opts.connect_timeout,
         )
         .await?;
+        self.renew_session_if_due()?;
         let (status, profile) = lock(&self.presence).clone();
         let hello = self.read_state(|s| {
             let summary = if profile == SessionProfile::default() {
@@ -1800,7 +1861,18 @@ fn may_be_stale(e: &EnvelopeError) -> bool {
     )
 }
 
-/// Whether a failure means retrying cannot help.
+/// Whether the broker refused or ended the session because its certificate
+/// expired (renewing it helps).
+fn is_cert_expired(e: &ClientError) -> bool {
+    match e {
+        ClientError::Refused { code, .. } => *code == ErrorCode::CertExpired,
+        ClientError::Closed { reason, .. } => reason == ErrorCode::CertExpired.as_str(),
+        _ => false,
+    }
+}
+
+/// Whether a failure means retrying cannot help (a `cert_expired` is
+/// retried once with a renewed certificate before this is asked).
 fn is_terminal(e: &ClientError) -> bool {
     match e {
         ClientError::Refused { code, .. } => matches!(
@@ -1838,6 +1910,10 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo
     let mut first = Some(first);
     let started = Instant::now();
     let mut attempt: u32 = 0;
+    // A hello refused `cert_expired` is retried once with a renewed
+    // certificate (this device's clock may disagree with the broker's)
+    // before it counts as final.
+    let mut renewed_for_refusal = false;
     let stop = |inner: &Inner, reason: String| {
         let _ = inner.link.send_replace(Link::Stopped(reason.clone()));
         inner.emit(Event::Stopped { reason });
@@ -1852,6 +1928,7 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo
         match inner.establish().await {
             Ok((info, reader)) => {
                 attempt = 0;
+                renewed_for_refusal = false;
                 if let Some(f) = first.take() {
                     let _ = f.send(Ok(info));
                 }
@@ -1867,10 +1944,22 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo
                     stop(&inner, why.to_string());
                     return;
                 }
+                if is_cert_expired(&why) {
+                    // The certificate expired while connected: the next
+                    // hello carries a renewed one.
+                    inner.renew_cert.store(true, Ordering::SeqCst);
+                }
                 tracing::info!(reason = %why, "connection lost; reconnecting");
                 inner.emit(Event::Disconnected {
                     reason: why.to_string(),
                 });
+            }
+            Err(e) if is_cert_expired(&e) && !renewed_for_refusal => {
+                tracing::info!(
+                    "the broker refused this session's certificate as expired; renewing it"
+                );
+                renewed_for_refusal = true;
+                inner.renew_cert.store(true, Ordering::SeqCst);
             }
             Err(e) => {
                 let out_of_time = started.elapsed() >= inner.opts.connect_timeout;
