@@ -15,7 +15,9 @@
 //! `rekey_required` is resealed under the new key with the same id and
 //! sent again. An owner or admin appending anything first writes the
 //! rekey some admin's lone kick or ban left owed; [`MeshClient::repair_keys`]
-//! writes the keys this member should rotate on its own.
+//! writes the keys this member should rotate on its own — and a background
+//! task calls it as soon as a log sync finds that the current key (of the
+//! mesh, or of a private topic) sealed to this member is bad.
 //!
 //! Three tasks per connection: the reader routes frames (answers to their
 //! waiters, deliveries to the processor); the processor verifies and stores
@@ -268,6 +270,9 @@ struct Inner {
     /// The broker refused or ended the session as `cert_expired`: the next
     /// connection renews the certificate whatever this device's clock says.
     renew_cert: AtomicBool,
+    /// Wakes the repair task: a log sync found a key sealed to this member
+    /// that it cannot use, and it is the current one.
+    repair_wanted: Arc<tokio::sync::Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -374,7 +379,12 @@ impl MeshClient {
             presence: Mutex::new(presence),
             socket_writer: Mutex::new(None),
             renew_cert: AtomicBool::new(false),
+            repair_wanted: Arc::new(tokio::sync::Notify::new()),
         });
+        tokio::spawn(repair_loop(
+            Arc::downgrade(&inner),
+            inner.repair_wanted.clone(),
+        ));
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
         match first_rx.await {
@@ -385,10 +395,14 @@ impl MeshClient {
             }),
             Ok(Err(e)) => {
                 supervisor.abort();
+                inner.stopping.store(true, Ordering::SeqCst);
+                inner.repair_wanted.notify_one();
                 Err(e)
             }
             Err(_) => {
                 supervisor.abort();
+                inner.stopping.store(true, Ordering::SeqCst);
+                inner.repair_wanted.notify_one();
                 Err(ClientError::Disconnected)
             }
         }
@@ -864,33 +878,7 @@ impl MeshClient {
     /// one, and the key of each private topic it is in whose seal was bad.
     /// Returns what it rotated.
     pub async fn repair_keys(&self) -> Result<Vec<spaces::Rotation>, ClientError> {
-        let mut done = Vec::new();
-        for _ in 0..8 {
-            let Some(next) = self
-                .with_state(spaces::repairs_needed)
-                .into_iter()
-                .find(|r| !done.contains(r))
-            else {
-                break;
-            };
-            let want = next.clone();
-            self.inner
-                .append_raw(
-                    |s| {
-                        if !spaces::repairs_needed(s).contains(&want) {
-                            return Ok((Vec::new(), None));
-                        }
-                        Ok((
-                            vec![spaces::rotation_entry(s, &want, now_ms() / 1000)?],
-                            None,
-                        ))
-                    },
-                    true,
-                )
-                .await?;
-            done.push(next);
-        }
-        Ok(done)
+        self.inner.repair_keys().await
     }
 
     /// Whether this member may administer the mesh.
@@ -1090,6 +1078,36 @@ impl Inner {
         Err(ClientError::Timeout(
             "settle the membership log (it kept moving)",
         ))
+    }
+
+    /// [`MeshClient::repair_keys`].
+    async fn repair_keys(&self) -> Result<Vec<spaces::Rotation>, ClientError> {
+        let mut done = Vec::new();
+        for _ in 0..8 {
+            let Some(next) = self
+                .read_state(spaces::repairs_needed)
+                .into_iter()
+                .find(|r| !done.contains(r))
+            else {
+                break;
+            };
+            let want = next.clone();
+            self.append_raw(
+                |s| {
+                    if !spaces::repairs_needed(s).contains(&want) {
+                        return Ok((Vec::new(), None));
+                    }
+                    Ok((
+                        vec![spaces::rotation_entry(s, &want, now_ms() / 1000)?],
+                        None,
+                    ))
+                },
+                true,
+            )
+            .await?;
+            done.push(next);
+        }
+        Ok(done)
     }
 
     /// Rotates the key a fan-out message to `target` needs, if it must
@@ -1331,6 +1349,11 @@ impl Inner {
                     .collect();
                 (new.then(|| s.keys().roots.clone()), s.roster().len(), bad)
             };
+            if bad.iter().any(|b| b.current) {
+                // A key this member needs now: rotate it at once, without
+                // waiting for a message to send or a reconnection.
+                self.repair_wanted.notify_one();
+            }
             for b in bad {
                 self.emit(Event::BadSeal(Box::new(b)));
             }
@@ -1897,6 +1920,56 @@ fn is_terminal(e: &ClientError) -> bool {
     }
 }
 
+/// Failed repairs in a row after which the repair task waits for the next
+/// bad seal (or the caller's own repair) instead of retrying.
+const MAX_REPAIR_FAILURES: u32 = 6;
+
+/// Writes the keys this member should rotate on its own
+/// ([`MeshClient::repair_keys`]) as soon as a log sync finds a bad seal of
+/// a current key, so a long-lived client (the MCP server, `inbox --watch`)
+/// reads what is sent under the next key at once. A failed repair is
+/// retried after [`backoff`], at most [`MAX_REPAIR_FAILURES`] times in a
+/// row. Holds the client only while it works; ends when the client is gone
+/// or stopped.
+async fn repair_loop(inner: std::sync::Weak<Inner>, wanted: Arc<tokio::sync::Notify>) {
+    loop {
+        wanted.notified().await;
+        let mut failures: u32 = 0;
+        loop {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if inner.stopping.load(Ordering::SeqCst)
+                || matches!(*inner.link.borrow(), Link::Stopped(_))
+            {
+                return;
+            }
+            if inner.read_state(spaces::repairs_needed).is_empty() {
+                break;
+            }
+            match inner.repair_keys().await {
+                Ok(done) => {
+                    tracing::info!(
+                        rotated = done.len(),
+                        "rotated the keys sealed badly to this member"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures >= MAX_REPAIR_FAILURES {
+                        tracing::warn!(error = %e, "could not rotate the keys sealed badly to this member; waiting for the next bad seal");
+                        break;
+                    }
+                    tracing::warn!(error = %e, "could not rotate the keys sealed badly to this member; retrying");
+                }
+            }
+            drop(inner);
+            tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+}
+
 /// Exponential backoff with full jitter: 250 ms doubling to 30 s, each wait
 /// a random point in the upper half of the window.
 fn backoff(attempt: u32) -> Duration {
@@ -1918,6 +1991,8 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo
         let _ = inner.link.send_replace(Link::Stopped(reason.clone()));
         inner.emit(Event::Stopped { reason });
         inner.drop_connection();
+        // The repair task sees the client stopped and ends.
+        inner.repair_wanted.notify_one();
     };
     loop {
         if inner.stopping.load(Ordering::SeqCst) {
