@@ -133,6 +133,10 @@ impl From<ClientError> for Failure {
                     ),
                 ),
             },
+            ClientError::FrameTooLarge { .. } => (
+                FAILURE,
+                Some("the change is too large for one frame of the protocol; nothing was sent"),
+            ),
             ClientError::Timeout(_) | ClientError::Disconnected => (
                 NETWORK,
                 Some("check the broker (`claudemesh status`) and retry"),

@@ -168,6 +168,17 @@ pub async fn remove(g: &Global, peer: &str, ban: bool) -> Outcome {
                     .join(", ")
             );
         }
+        if !removed.topics_pending.is_empty() {
+            println!(
+                "Could not rotate the keys of {} now; each is rotated by the next member who posts to it, before the post.",
+                removed
+                    .topics_pending
+                    .iter()
+                    .map(|t| format!("#{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if ban {
             println!(
                 "Their key cannot join again until `claudemesh peer unban {}`.",

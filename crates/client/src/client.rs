@@ -3,7 +3,10 @@
 //! membership log in step with the broker's, sends messages that return once
 //! the broker has durably accepted them, receives messages (verify, store,
 //! then ack), and reconnects with exponential backoff and jitter, resending
-//! from the outbox whatever was not accepted.
+//! from the outbox whatever was not accepted. Every (re)connection first
+//! renews the session certificate if it expired or soon will (the broker
+//! ends a connection whose certificate expires, `cert_expired`), and a
+//! hello refused as expired is retried once with a renewed one.
 //!
 //! Before a topic, group or broadcast message is sealed, the key it needs
 //! is rotated if it must be (a `rekey` after a member left the mesh, a
@@ -12,7 +15,9 @@
 //! `rekey_required` is resealed under the new key with the same id and
 //! sent again. An owner or admin appending anything first writes the
 //! rekey some admin's lone kick or ban left owed; [`MeshClient::repair_keys`]
-//! writes the keys this member should rotate on its own.
+//! writes the keys this member should rotate on its own — and a background
+//! task calls it as soon as a log sync finds that the current key (of the
+//! mesh, or of a private topic) sealed to this member is bad.
 //!
 //! Three tasks per connection: the reader routes frames (answers to their
 //! waiters, deliveries to the processor); the processor verifies and stores
@@ -36,7 +41,7 @@ use claudemesh_proto::frames::{
     TopicHistoryResult, Welcome,
 };
 use claudemesh_proto::hello::{Hello, HelloPresence};
-use claudemesh_proto::limits::MAX_IDS_PER_ACK;
+use claudemesh_proto::limits::{MAX_FRAME_BYTES, MAX_IDS_PER_ACK, MAX_LOG_ENTRIES_PER_FRAME};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode, close, encode_client_frame};
 use futures_util::SinkExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -45,7 +50,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::error::ClientError;
 use crate::home::{Home, MeshConfig};
 use crate::local::{InboxMessage, LocalStore, Rejection};
-use crate::mesh::{MeshState, PeerView, SessionProfile, ephemeral_session, session_for};
+use crate::mesh::{
+    MeshState, PeerView, SESSION_CERT_RENEW_BEFORE, SessionProfile, ephemeral_session, recertify,
+    session_for,
+};
 use crate::{spaces, wire};
 
 /// How many times a message refused with `rekey_required` is resealed
@@ -86,6 +94,10 @@ pub struct ConnectOptions {
     pub reconnect: bool,
     /// Software id sent in the hello.
     pub client_name: String,
+    /// A session certificate that expires within this long is renewed
+    /// (signed anew by the member key) before a connection, or a
+    /// reconnection, uses it; an expired one always is.
+    pub cert_renew_before: Duration,
 }
 
 impl ConnectOptions {
@@ -115,6 +127,7 @@ impl Default for ConnectOptions {
             request_timeout: Duration::from_secs(15),
             reconnect: false,
             client_name: format!("claudemesh/{}", env!("CARGO_PKG_VERSION")),
+            cert_renew_before: Duration::from_secs(SESSION_CERT_RENEW_BEFORE),
         }
     }
 }
@@ -256,6 +269,12 @@ struct Inner {
     /// `set_presence` last set, announced again in the hello of every
     /// reconnection (the options only hold the initial values).
     presence: Mutex<(Status, SessionProfile)>,
+    /// The broker refused or ended the session as `cert_expired`: the next
+    /// connection renews the certificate whatever this device's clock says.
+    renew_cert: AtomicBool,
+    /// Wakes the repair task: a log sync found a key sealed to this member
+    /// that it cannot use, and it is the current one.
+    repair_wanted: Arc<tokio::sync::Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -308,7 +327,9 @@ impl MeshClient {
         let (keys, session) = match &opts.session {
             SessionChoice::Named(name) => {
                 let mut keys = home.load_keys(&mesh.id)?;
-                let (session, changed) = session_for(&mut keys, mesh.id, name, now_secs)?;
+                let renew_before = opts.cert_renew_before.as_secs();
+                let (session, changed) =
+                    session_for(&mut keys, mesh.id, name, now_secs, renew_before)?;
                 if changed {
                     let s = session.clone();
                     let name = name.clone();
@@ -359,7 +380,13 @@ impl MeshClient {
             reseals: Mutex::new(HashMap::new()),
             presence: Mutex::new(presence),
             socket_writer: Mutex::new(None),
+            renew_cert: AtomicBool::new(false),
+            repair_wanted: Arc::new(tokio::sync::Notify::new()),
         });
+        tokio::spawn(repair_loop(
+            Arc::downgrade(&inner),
+            inner.repair_wanted.clone(),
+        ));
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
         match first_rx.await {
@@ -370,10 +397,14 @@ impl MeshClient {
             }),
             Ok(Err(e)) => {
                 supervisor.abort();
+                inner.stopping.store(true, Ordering::SeqCst);
+                inner.repair_wanted.notify_one();
                 Err(e)
             }
             Err(_) => {
                 supervisor.abort();
+                inner.stopping.store(true, Ordering::SeqCst);
+                inner.repair_wanted.notify_one();
                 Err(ClientError::Disconnected)
             }
         }
@@ -859,33 +890,7 @@ impl MeshClient {
     /// one, and the key of each private topic it is in whose seal was bad.
     /// Returns what it rotated.
     pub async fn repair_keys(&self) -> Result<Vec<spaces::Rotation>, ClientError> {
-        let mut done = Vec::new();
-        for _ in 0..8 {
-            let Some(next) = self
-                .with_state(spaces::repairs_needed)
-                .into_iter()
-                .find(|r| !done.contains(r))
-            else {
-                break;
-            };
-            let want = next.clone();
-            self.inner
-                .append_raw(
-                    |s| {
-                        if !spaces::repairs_needed(s).contains(&want) {
-                            return Ok((Vec::new(), None));
-                        }
-                        Ok((
-                            vec![spaces::rotation_entry(s, &want, now_ms() / 1000)?],
-                            None,
-                        ))
-                    },
-                    true,
-                )
-                .await?;
-            done.push(next);
-        }
-        Ok(done)
+        self.inner.repair_keys().await
     }
 
     /// Whether this member may administer the mesh.
@@ -1087,6 +1092,36 @@ impl Inner {
         ))
     }
 
+    /// [`MeshClient::repair_keys`].
+    async fn repair_keys(&self) -> Result<Vec<spaces::Rotation>, ClientError> {
+        let mut done = Vec::new();
+        for _ in 0..8 {
+            let Some(next) = self
+                .read_state(spaces::repairs_needed)
+                .into_iter()
+                .find(|r| !done.contains(r))
+            else {
+                break;
+            };
+            let want = next.clone();
+            self.append_raw(
+                |s| {
+                    if !spaces::repairs_needed(s).contains(&want) {
+                        return Ok((Vec::new(), None));
+                    }
+                    Ok((
+                        vec![spaces::rotation_entry(s, &want, now_ms() / 1000)?],
+                        None,
+                    ))
+                },
+                true,
+            )
+            .await?;
+            done.push(next);
+        }
+        Ok(done)
+    }
+
     /// Rotates the key a fan-out message to `target` needs, if it must
     /// rotate and it falls to this member: a `rekey` of the mesh (`*`,
     /// `@group`, public topics) or a `topic_rekey` (private topics).
@@ -1175,10 +1210,12 @@ impl Inner {
     }
 
     async fn send_raw(&self, frame: &ClientFrame) -> Result<(), ClientError> {
+        let text = encode_client_frame(frame);
+        check_frame_size(frame, text.len())?;
         let writer = lock(&self.writer).clone();
         match writer {
             Some(w) => w
-                .send(Message::text(encode_client_frame(frame)))
+                .send(Message::text(text))
                 .await
                 .map_err(|_| ClientError::Disconnected),
             None => Err(ClientError::Disconnected),
@@ -1324,6 +1361,11 @@ impl Inner {
                     .collect();
                 (new.then(|| s.keys().roots.clone()), s.roster().len(), bad)
             };
+            if bad.iter().any(|b| b.current) {
+                // A key this member needs now: rotate it at once, without
+                // waiting for a message to send or a reconnection.
+                self.repair_wanted.notify_one();
+            }
             for b in bad {
                 self.emit(Event::BadSeal(Box::new(b)));
             }
@@ -1365,6 +1407,49 @@ impl Inner {
         self.local.read_receipts_sent(&self.mesh.id, &seqs).await
     }
 
+    /// Renews this session's certificate (the member key on this device
+    /// signs a new one for the same session key) when it has expired or
+    /// expires within [`ConnectOptions::cert_renew_before`], or whatever the
+    /// clock says after the broker refused or ended it as `cert_expired`.
+    /// A named session's renewed certificate is stored (another process
+    /// of this device may have renewed it already: that one is used).
+    fn renew_session_if_due(&self) -> Result<(), ClientError> {
+        let now = now_ms() / 1000;
+        let force = self.renew_cert.swap(false, Ordering::SeqCst);
+        let renew_before = self.opts.cert_renew_before.as_secs();
+        let due = self.read_state(|s| {
+            let c = &s.session().cert;
+            force || c.expires_at <= now.saturating_add(renew_before) || c.issued_at > now + 300
+        });
+        if !due {
+            return Ok(());
+        }
+        let fresh = match &self.opts.session {
+            SessionChoice::Named(name) => {
+                let (name, mesh_id) = (name.clone(), self.mesh.id);
+                self.home.update_keys(&self.mesh.id, move |k| {
+                    if force {
+                        crate::mesh::renew_session(k, mesh_id, &name, now)
+                    } else {
+                        session_for(k, mesh_id, &name, now, renew_before).map(|(s, _)| s)
+                    }
+                })?
+            }
+            SessionChoice::Ephemeral => {
+                self.read_state(|s| recertify(s.member_key(), self.mesh.id, s.session(), now))?
+            }
+        };
+        tracing::info!(
+            expires_at = fresh.cert.expires_at,
+            "renewed this session's certificate"
+        );
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_session(fresh);
+        Ok(())
+    }
+
     /// One connection: open, hello, welcome, start the tasks, catch up.
     async fn establish(
         self: &Arc<Self>,
@@ -1375,6 +1460,7 @@ impl Inner {
             self.opts.connect_timeout,
         )
         .await?;
+        self.renew_session_if_due()?;
         let (status, profile) = lock(&self.presence).clone();
         let hello = self.read_state(|s| {
             let summary = if profile == SessionProfile::default() {
@@ -1780,6 +1866,28 @@ impl Inner {
     }
 }
 
+/// Refuses a `log_append` or `invite_create` the broker would not take: one
+/// over the protocol's frame size (the broker would answer
+/// `frame_too_large` and close the connection) or carrying more log entries
+/// than one frame may. Other frames are bounded by construction.
+fn check_frame_size(frame: &ClientFrame, bytes: usize) -> Result<(), ClientError> {
+    let entries = match frame {
+        ClientFrame::LogAppend(a) => a.entries.len(),
+        ClientFrame::InviteCreate(_) => 1,
+        _ => return Ok(()),
+    };
+    if bytes > MAX_FRAME_BYTES || entries > MAX_LOG_ENTRIES_PER_FRAME {
+        return Err(ClientError::FrameTooLarge {
+            frame: frame.type_name(),
+            bytes,
+            entries,
+            max_bytes: MAX_FRAME_BYTES,
+            max_entries: MAX_LOG_ENTRIES_PER_FRAME,
+        });
+    }
+    Ok(())
+}
+
 /// Whether a refusal might go away once this device has the newest log.
 fn may_be_stale(e: &EnvelopeError) -> bool {
     matches!(
@@ -1788,7 +1896,18 @@ fn may_be_stale(e: &EnvelopeError) -> bool {
     )
 }
 
-/// Whether a failure means retrying cannot help.
+/// Whether the broker refused or ended the session because its certificate
+/// expired (renewing it helps).
+fn is_cert_expired(e: &ClientError) -> bool {
+    match e {
+        ClientError::Refused { code, .. } => *code == ErrorCode::CertExpired,
+        ClientError::Closed { reason, .. } => reason == ErrorCode::CertExpired.as_str(),
+        _ => false,
+    }
+}
+
+/// Whether a failure means retrying cannot help (a `cert_expired` is
+/// retried once with a renewed certificate before this is asked).
 fn is_terminal(e: &ClientError) -> bool {
     match e {
         ClientError::Refused { code, .. } => matches!(
@@ -1813,6 +1932,56 @@ fn is_terminal(e: &ClientError) -> bool {
     }
 }
 
+/// Failed repairs in a row after which the repair task waits for the next
+/// bad seal (or the caller's own repair) instead of retrying.
+const MAX_REPAIR_FAILURES: u32 = 6;
+
+/// Writes the keys this member should rotate on its own
+/// ([`MeshClient::repair_keys`]) as soon as a log sync finds a bad seal of
+/// a current key, so a long-lived client (the MCP server, `inbox --watch`)
+/// reads what is sent under the next key at once. A failed repair is
+/// retried after [`backoff`], at most [`MAX_REPAIR_FAILURES`] times in a
+/// row. Holds the client only while it works; ends when the client is gone
+/// or stopped.
+async fn repair_loop(inner: std::sync::Weak<Inner>, wanted: Arc<tokio::sync::Notify>) {
+    loop {
+        wanted.notified().await;
+        let mut failures: u32 = 0;
+        loop {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if inner.stopping.load(Ordering::SeqCst)
+                || matches!(*inner.link.borrow(), Link::Stopped(_))
+            {
+                return;
+            }
+            if inner.read_state(spaces::repairs_needed).is_empty() {
+                break;
+            }
+            match inner.repair_keys().await {
+                Ok(done) => {
+                    tracing::info!(
+                        rotated = done.len(),
+                        "rotated the keys sealed badly to this member"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures >= MAX_REPAIR_FAILURES {
+                        tracing::warn!(error = %e, "could not rotate the keys sealed badly to this member; waiting for the next bad seal");
+                        break;
+                    }
+                    tracing::warn!(error = %e, "could not rotate the keys sealed badly to this member; retrying");
+                }
+            }
+            drop(inner);
+            tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+}
+
 /// Exponential backoff with full jitter: 250 ms doubling to 30 s, each wait
 /// a random point in the upper half of the window.
 fn backoff(attempt: u32) -> Duration {
@@ -1826,10 +1995,16 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo
     let mut first = Some(first);
     let started = Instant::now();
     let mut attempt: u32 = 0;
+    // A hello refused `cert_expired` is retried once with a renewed
+    // certificate (this device's clock may disagree with the broker's)
+    // before it counts as final.
+    let mut renewed_for_refusal = false;
     let stop = |inner: &Inner, reason: String| {
         let _ = inner.link.send_replace(Link::Stopped(reason.clone()));
         inner.emit(Event::Stopped { reason });
         inner.drop_connection();
+        // The repair task sees the client stopped and ends.
+        inner.repair_wanted.notify_one();
     };
     loop {
         if inner.stopping.load(Ordering::SeqCst) {
@@ -1840,6 +2015,7 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo
         match inner.establish().await {
             Ok((info, reader)) => {
                 attempt = 0;
+                renewed_for_refusal = false;
                 if let Some(f) = first.take() {
                     let _ = f.send(Ok(info));
                 }
@@ -1855,10 +2031,22 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<Arc<ConnInfo
                     stop(&inner, why.to_string());
                     return;
                 }
+                if is_cert_expired(&why) {
+                    // The certificate expired while connected: the next
+                    // hello carries a renewed one.
+                    inner.renew_cert.store(true, Ordering::SeqCst);
+                }
                 tracing::info!(reason = %why, "connection lost; reconnecting");
                 inner.emit(Event::Disconnected {
                     reason: why.to_string(),
                 });
+            }
+            Err(e) if is_cert_expired(&e) && !renewed_for_refusal => {
+                tracing::info!(
+                    "the broker refused this session's certificate as expired; renewing it"
+                );
+                renewed_for_refusal = true;
+                inner.renew_cert.store(true, Ordering::SeqCst);
             }
             Err(e) => {
                 let out_of_time = started.elapsed() >= inner.opts.connect_timeout;

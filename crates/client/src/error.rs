@@ -41,6 +41,24 @@ pub enum ClientError {
     /// The broker did not answer in time.
     #[error("timed out waiting for the broker to {0}")]
     Timeout(&'static str),
+    /// A frame this client was about to send is larger than the protocol
+    /// lets a broker take (it would close the connection): nothing was
+    /// sent, and the connection is still up.
+    #[error(
+        "refusing to send a {frame} frame of {bytes} bytes ({entries} log entries): the protocol allows at most {max_bytes} bytes and {max_entries} log entries per frame"
+    )]
+    FrameTooLarge {
+        /// The frame's `type`.
+        frame: &'static str,
+        /// Its encoded size.
+        bytes: usize,
+        /// The log entries it carries (0 for other frames).
+        entries: usize,
+        /// The protocol's limit in bytes.
+        max_bytes: usize,
+        /// The protocol's limit of log entries.
+        max_entries: usize,
+    },
     /// Not connected (the connection dropped while waiting).
     #[error("the connection to the broker was lost")]
     Disconnected,

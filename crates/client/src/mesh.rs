@@ -291,6 +291,12 @@ impl MeshState {
         &self.session
     }
 
+    /// Acts as `session` from now on (the same session key with a renewed
+    /// certificate).
+    pub fn set_session(&mut self, session: SessionIdentity) {
+        self.session = session;
+    }
+
     /// The keys (to save after new root keys were opened).
     pub fn keys(&self) -> &MeshKeys {
         &self.keys
@@ -1176,21 +1182,36 @@ impl OpeningKeys for MeshState {
 }
 
 /// The session a connection acts as: the stored one by `name`, renewed if
-/// its certificate is near expiry, or a new one. Returns whether the keys
+/// its certificate expires within `renew_before` seconds (normally
+/// [`SESSION_CERT_RENEW_BEFORE`]), or a new one. Returns whether the keys
 /// changed (the caller saves them).
 pub fn session_for(
     keys: &mut MeshKeys,
     mesh_id: Hash32,
     name: &str,
     now_secs: u64,
+    renew_before: u64,
 ) -> Result<(SessionIdentity, bool), ClientError> {
     if let Some(s) = keys.sessions.get(name)
-        && s.cert.expires_at > now_secs + SESSION_CERT_RENEW_BEFORE
+        && s.cert.expires_at > now_secs.saturating_add(renew_before)
         && s.cert.issued_at <= now_secs + 300
         && s.cert.mesh_id == mesh_id
     {
         return Ok((s.clone(), false));
     }
+    Ok((renew_session(keys, mesh_id, name, now_secs)?, true))
+}
+
+/// Certifies the session `name` anew from `now_secs`, for
+/// [`SESSION_CERT_LIFETIME`], with the member key: the same session key
+/// (a new one if there is none yet), stored in `keys` (the caller saves
+/// them).
+pub fn renew_session(
+    keys: &mut MeshKeys,
+    mesh_id: Hash32,
+    name: &str,
+    now_secs: u64,
+) -> Result<SessionIdentity, ClientError> {
     // Keep the session key across renewals so peers' references stay valid.
     let key = keys
         .sessions
@@ -1207,7 +1228,29 @@ pub fn session_for(
     .map_err(|e| ClientError::Local(format!("cannot certify a session: {e}")))?;
     let identity = SessionIdentity { key, cert };
     keys.sessions.insert(name.to_owned(), identity.clone());
-    Ok((identity, true))
+    Ok(identity)
+}
+
+/// The session `current` (its key) certified anew from `now_secs` by
+/// `member`, for [`SESSION_CERT_LIFETIME`].
+pub fn recertify(
+    member: &SigningKey,
+    mesh_id: Hash32,
+    current: &SessionIdentity,
+    now_secs: u64,
+) -> Result<SessionIdentity, ClientError> {
+    let cert = SessionCert::issue(
+        member,
+        mesh_id,
+        current.key.public(),
+        now_secs,
+        SESSION_CERT_LIFETIME,
+    )
+    .map_err(|e| ClientError::Local(format!("cannot certify a session: {e}")))?;
+    Ok(SessionIdentity {
+        key: current.key.clone(),
+        cert,
+    })
 }
 
 /// An ephemeral session (never stored), for benchmarks and one-off tools.

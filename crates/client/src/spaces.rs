@@ -3,8 +3,9 @@
 //! membership log (`docs/security.md` §7.6), checked against a copy of the
 //! verified roster before it is sent: create, join, add to, leave and list
 //! topics; join, leave and list groups; kick and ban (a `remove` and the
-//! `rekey` that must follow it, plus a `topic_rekey` of every private topic
-//! the removed member was in, in one atomic append), unban, list bans, and
+//! `rekey` that must follow it in one atomic append, then a `topic_rekey`
+//! of every private topic the removed member was in, in appends that each
+//! fit well inside a frame), unban, list bans, and
 //! leave the mesh, and write a new mesh key on demand ([`mesh_rekey`]).
 //! Also: which keys must rotate before a fan-out message is sealed
 //! ([`rotation_needed`]), which this member should rotate on its own
@@ -22,6 +23,7 @@ use claudemesh_crypto::log::{
     topic_rekey_body,
 };
 use claudemesh_crypto::{EpochRootKey, PublicKey};
+use claudemesh_proto::limits::MAX_LOG_ENTRIES_PER_FRAME;
 use claudemesh_proto::{ErrorCode, close};
 use serde::Serialize;
 
@@ -326,16 +328,46 @@ impl<'a> Chain<'a> {
     }
 
     fn push(&mut self, body: EntryBody) -> Result<(), ClientError> {
-        let e = LogEntry::sign(
+        let e = self.sign(body);
+        self.roster.apply(&e).map_err(refused_entry)?;
+        self.entries.push(e);
+        Ok(())
+    }
+
+    fn sign(&self, body: EntryBody) -> LogEntry {
+        LogEntry::sign(
             self.state.member_key(),
             self.roster.len(),
             self.roster.head(),
             self.at,
             body,
-        );
+        )
+    }
+
+    /// [`Chain::push`] unless the chain already holds an entry and this one
+    /// would take its JSON past `max_bytes` (`used` so far) or its length
+    /// past [`MAX_LOG_ENTRIES_PER_FRAME`]: then nothing changes and it
+    /// returns false.
+    fn push_within(
+        &mut self,
+        body: EntryBody,
+        used: &mut usize,
+        max_bytes: usize,
+    ) -> Result<bool, ClientError> {
+        let e = self.sign(body);
+        let size = serde_json::to_string(&e)
+            .map_err(|err| ClientError::Local(format!("cannot encode a log entry: {err}")))?
+            .len()
+            + 1;
+        let full = self.entries.len() >= MAX_LOG_ENTRIES_PER_FRAME
+            || used.saturating_add(size) > max_bytes;
+        if !self.entries.is_empty() && full {
+            return Ok(false);
+        }
         self.roster.apply(&e).map_err(refused_entry)?;
         self.entries.push(e);
-        Ok(())
+        *used = used.saturating_add(size);
+        Ok(true)
     }
 
     fn done(self) -> Result<(Vec<LogEntry>, Option<Vec<u8>>), ClientError> {
@@ -1076,14 +1108,31 @@ pub struct Removed {
     /// Invites the removal revoked: the one it joined with, if it still
     /// admitted anyone, and every open one it created.
     pub invites_revoked: usize,
-    /// Private topics whose key was rotated with it.
+    /// Private topics whose key was rotated after it.
     pub topics_rekeyed: Vec<String>,
+    /// Private topics it was in, and this member is in, whose key this
+    /// client could not rotate (the connection dropped, say): each is
+    /// rotated by the next of its members who posts to it, before the post
+    /// (the broker takes no post to it until then).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub topics_pending: Vec<String>,
 }
 
+/// Most bytes of entry JSON this client puts in one append of a kick's or
+/// ban's `topic_rekey`s: well under half of a frame
+/// ([`claudemesh_proto::limits::MAX_FRAME_BYTES`], 128 KiB), so a member who
+/// was put in many large private topics cannot make its removal too large
+/// to send.
+pub const MAX_TOPIC_REKEY_APPEND_BYTES: usize = 48 * 1024;
+
 /// Kicks or bans a member (owners and admins; an admin only members): a
-/// `remove`, the `rekey` the log requires right after it, and a
-/// `topic_rekey` of each private topic it was in that this member is in,
-/// appended atomically.
+/// `remove` and the `rekey` the log requires right after it, appended
+/// atomically; then a `topic_rekey` of each private topic it was in that
+/// this member is in, in further appends each well inside one frame
+/// ([`MAX_TOPIC_REKEY_APPEND_BYTES`]), each signed at the log's head of
+/// the moment. The removal is done once the first append is: a topic this
+/// client could not rotate afterwards is named in
+/// [`Removed::topics_pending`] and rotated by its next poster.
 pub async fn remove(
     client: &MeshClient,
     peer: &str,
@@ -1106,17 +1155,18 @@ pub async fn remove(
         }
     };
     let name = client.with_state(|s| s.name_of(&member));
-    let rekeyed = std::sync::Mutex::new(Vec::new());
+    let due = std::sync::Mutex::new(Vec::new());
     client
         .append_with(|s| {
             let (entries, topics) = removal_entries(s, &member, how)?;
-            if let Ok(mut r) = rekeyed.lock() {
-                *r = topics;
+            if let Ok(mut d) = due.lock() {
+                *d = topics;
             }
             Ok((entries, None))
         })
         .await?;
-    let topics_rekeyed = rekeyed.into_inner().unwrap_or_default();
+    let due = due.into_inner().unwrap_or_default();
+    let (topics_rekeyed, topics_pending) = rekey_topics(client, &due).await;
     let (epoch, invites_revoked) = client.with_state(|s| {
         let r = s.roster();
         let removal = r.departed().get(&member).map(|d| d.seq);
@@ -1134,13 +1184,93 @@ pub async fn remove(
         epoch,
         invites_revoked,
         topics_rekeyed,
+        topics_pending,
     })
 }
 
-/// The entries of a kick or ban by this member, checked: the `remove`, the
-/// mesh `rekey` sealed to everyone left (and open invites), and a
-/// `topic_rekey` of each private topic the removed member was in that this
-/// member is in. Also returns those topics' names.
+/// Writes the `topic_rekey`s of `topics` that are still due, in appends of
+/// at most [`MAX_TOPIC_REKEY_APPEND_BYTES`]; returns the topics it rotated
+/// and those still due when it stopped (on an error, which it logs: the
+/// removal itself is done, and each topic left is rotated by its next
+/// poster).
+async fn rekey_topics(client: &MeshClient, topics: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut done = Vec::new();
+    // Each append rotates at least one topic, or there is nothing left.
+    for _ in 0..=topics.len() {
+        let batch = std::sync::Mutex::new(Vec::new());
+        let appended = client
+            .append_with(|s| {
+                let (entries, names) = topic_rekey_batch(s, topics, MAX_TOPIC_REKEY_APPEND_BYTES)?;
+                if let Ok(mut b) = batch.lock() {
+                    *b = names;
+                }
+                Ok((entries, None))
+            })
+            .await;
+        if let Err(e) = appended {
+            tracing::warn!(error = %e, "could not rotate the keys of the removed member's private topics; their next posters will");
+            break;
+        }
+        let names = batch.into_inner().unwrap_or_default();
+        if names.is_empty() {
+            break;
+        }
+        done.extend(names);
+    }
+    let pending = client.with_state(|s| {
+        topics
+            .iter()
+            .filter(|t| topic_rekey_due(s.roster(), t, &me(s)))
+            .cloned()
+            .collect()
+    });
+    (done, pending)
+}
+
+/// Whether `topic` is a private topic `member` is in that needs a
+/// `topic_rekey`.
+fn topic_rekey_due(roster: &Roster, topic: &str, member: &PublicKey) -> bool {
+    roster
+        .topic(topic)
+        .is_some_and(|t| t.private && t.needs_rekey && t.members.contains_key(member))
+}
+
+/// The next append of a removal's topic rotations: a `topic_rekey` of each
+/// of `topics`, in order, that still needs one and that this member is in,
+/// as many as fit in `max_bytes` of entry JSON and
+/// [`MAX_LOG_ENTRIES_PER_FRAME`] entries (always at least one), signed at
+/// the current head and checked. Also returns their names; nothing when
+/// none is due.
+pub fn topic_rekey_batch(
+    s: &MeshState,
+    topics: &[String],
+    max_bytes: usize,
+) -> Result<(Vec<LogEntry>, Vec<String>), ClientError> {
+    let mine = me(s);
+    let mut chain = Chain::new(s);
+    let mut used = 0;
+    let mut names = Vec::new();
+    for t in topics {
+        if !topic_rekey_due(&chain.roster, t, &mine) {
+            continue;
+        }
+        let body = match chain.roster.topic(t) {
+            Some(info) => topic_rekey_body(t, info, &s.mesh_id()).map_err(box_err)?.0,
+            None => continue,
+        };
+        if !chain.push_within(body, &mut used, max_bytes)? {
+            break;
+        }
+        names.push(t.clone());
+    }
+    Ok((chain.entries, names))
+}
+
+/// The entries of a kick or ban by this member, checked: the `remove` and
+/// the mesh `rekey` sealed to everyone left, which the log requires right
+/// after it. Also returns the private topics the removed member was in
+/// that this member is in: each now needs a `topic_rekey`
+/// ([`topic_rekey_batch`]), appended after these.
 pub fn removal_entries(
     s: &MeshState,
     member: &PublicKey,
@@ -1180,13 +1310,6 @@ pub fn removal_entries(
         .filter(|(_, t)| t.private && t.needs_rekey && t.members.contains_key(&mine))
         .map(|(n, _)| n.clone())
         .collect();
-    for t in &topics {
-        let body = match chain.roster.topic(t) {
-            Some(info) => topic_rekey_body(t, info, &s.mesh_id()).map_err(box_err)?.0,
-            None => continue,
-        };
-        chain.push(body)?;
-    }
     Ok((chain.entries, topics))
 }
 
@@ -1830,8 +1953,13 @@ mod tests {
 
         let (entries, topics) = removal_entries(&sa, &carol_pk, RemoveKind::Ban).unwrap();
         let kinds: Vec<&str> = entries.iter().map(|e| e.body.kind()).collect();
-        assert_eq!(kinds, ["remove", "rekey", "topic_rekey"]);
+        assert_eq!(kinds, ["remove", "rekey"]);
         assert_eq!(topics, ["secret"]);
+        w.push_all(entries);
+        let sa = w.state(&w.alice);
+        let (entries, names) = topic_rekey_batch(&sa, &topics, 1 << 20).unwrap();
+        let kinds: Vec<&str> = entries.iter().map(|e| e.body.kind()).collect();
+        assert_eq!((kinds, names), (vec!["topic_rekey"], topics.clone()));
         w.push_all(entries);
         let roster = w.log.roster();
         assert!(roster.banned().contains(&carol_pk));
@@ -1841,6 +1969,68 @@ mod tests {
         let env = seal(&sa, "#secret", "after the ban").unwrap();
         let sc = w.state(&w.carol);
         assert!(matches!(open(&sc, &env), Err(EnvelopeError::NoKey { .. })));
+    }
+
+    #[test]
+    fn a_removals_topic_rekeys_come_in_bounded_appends_and_a_cut_one_heals_on_the_next_post() {
+        let mut w = World::new();
+        let (alice, carol) = (w.alice.clone(), w.carol.clone());
+        let carol_pk = carol.public();
+        // Carol makes 40 private topics and puts alice, bob and dave in each.
+        let names: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+        for name in &names {
+            let (body, k0) = topic_create_body(name, true, "", &carol_pk, &w.mid()).unwrap();
+            w.push(&carol, body);
+            for who in [w.alice.public(), w.bob.public(), w.dave.public()] {
+                w.push(&carol, topic_join_body(name, &who, k0.as_ref()).unwrap());
+            }
+        }
+        let sa = w.state(&alice);
+        let (entries, due) = removal_entries(&sa, &carol_pk, RemoveKind::Kick).unwrap();
+        assert_eq!(entries.len(), 2, "the remove and its rekey, nothing more");
+        assert_eq!(due, names);
+        w.push_all(entries);
+
+        // Cut here: every topic still needs its rekey, so a member posting
+        // to it writes one first, and the broker takes no post until then.
+        let sb = w.state(&w.bob);
+        for name in &names {
+            let target = Target::Topic(name.clone());
+            assert_eq!(
+                rotation_needed(&sb, &target).unwrap(),
+                Some(Rotation::Topic(name.clone()))
+            );
+        }
+
+        // The owner's appends: each within the budget (or a single entry),
+        // each at the head left by the one before, all topics covered.
+        let budget = 4 * 1024;
+        let mut appends = 0;
+        let mut rotated = Vec::new();
+        loop {
+            let sa = w.state(&alice);
+            let (entries, batch) = topic_rekey_batch(&sa, &due, budget).unwrap();
+            if entries.is_empty() {
+                break;
+            }
+            let bytes: usize = entries
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap().len() + 1)
+                .sum();
+            assert!(bytes <= budget || entries.len() == 1, "{bytes} bytes");
+            assert_eq!(entries[0].seq, w.log.roster().len());
+            appends += 1;
+            rotated.extend(batch);
+            w.push_all(entries);
+        }
+        assert_eq!(rotated, names);
+        assert!(appends > 1, "{appends} appends");
+        let roster = w.log.roster();
+        for name in &names {
+            let t = roster.topic(name).unwrap();
+            assert!(!t.needs_rekey && t.key_epoch == 1);
+            assert!(!t.key_epochs[&1].seals.contains_key(&carol_pk));
+        }
     }
 
     #[test]

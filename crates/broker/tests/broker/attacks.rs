@@ -388,3 +388,269 @@ async fn attack_banned_member_reads_nothing_through_invites(backend: Backend) {
     broker.stop().await;
 }
 both!(attack_banned_member_reads_nothing_through_invites);
+
+/// Mallory's private topics, each holding every member: `topic_create`
+/// and `topic_join`s signed at the head, in appends of at most `per_append`
+/// entries.
+async fn fill_private_topics(
+    m: &MeshClient,
+    names: &[String],
+    per_append: usize,
+) -> Result<(), ClientError> {
+    let per_topic = m.with_state(|s| s.roster().members().len());
+    for chunk in names.chunks((per_append / per_topic).max(1)) {
+        m.append_entries(|s| {
+            let me = s.member_key().public();
+            let mut r = s.roster().clone();
+            let mut out = Vec::new();
+            let members: Vec<PublicKey> = r.members().keys().copied().collect();
+            for name in chunk {
+                let (create, key) =
+                    claudemesh_crypto::log::topic_create_body(name, true, "", &me, &r.mesh_id())
+                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                let mut bodies = vec![create];
+                for who in members.iter().filter(|k| **k != me) {
+                    bodies.push(
+                        claudemesh_crypto::log::topic_join_body(name, who, key.as_ref())
+                            .map_err(|e| ClientError::Invalid(e.to_string()))?,
+                    );
+                }
+                for body in bodies {
+                    let e = LogEntry::sign(s.member_key(), r.len(), r.head(), now_secs(), body);
+                    r.apply(&e)
+                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Review finding: a plain member puts every member, owner included, in
+/// so many large private topics that one append of its kick (the remove,
+/// the rekey and a topic rekey per topic) no longer fits in a frame. The
+/// SDK refuses to send a frame that large (clearly, staying connected);
+/// the owner's kick goes through anyway, its topic rekeys in appends of
+/// their own, and every one of those topics is rekeyed without mallory.
+async fn attack_member_makes_itself_too_big_to_kick(backend: Backend) {
+    let broker = start_with(backend, |c| {
+        c.log_entries_per_hour = 100_000;
+        c.log_burst = 10_000;
+    })
+    .await;
+    let alice = owner(&broker, "alice").await;
+    let mut others = Vec::new();
+    for i in 0..8 {
+        others.push(joiner(&broker, &alice, &format!("member{i}")).await);
+    }
+    let mallory = joiner(&broker, &alice, "mallory").await;
+    let mallory_key = member_key(&mallory);
+
+    // 70 private topics of 10 members each.
+    let names: Vec<String> = (0..70).map(|i| format!("trap{i:02}")).collect();
+    let m = mallory.connect().await;
+    // All in one frame: the SDK refuses, and the connection stays up.
+    let r = fill_private_topics(&m, &names[..30], 10_000).await;
+    assert!(
+        matches!(
+            r,
+            Err(ClientError::FrameTooLarge { bytes, max_bytes, .. }) if bytes > max_bytes
+        ),
+        "{r:?}"
+    );
+    m.ping().await.expect("still connected");
+    fill_private_topics(&m, &names, 100).await.unwrap();
+    m.close().await;
+
+    let a = alice.connect().await;
+    let before = a.with_state(|s| s.roster().len());
+    let removed = spaces::remove(&a, "mallory", RemoveKind::Kick)
+        .await
+        .expect("the kick goes through");
+    assert_eq!(removed.topics_rekeyed, names);
+    assert!(removed.topics_pending.is_empty());
+    a.with_state(|s| {
+        let r = s.roster();
+        assert!(!r.is_member(&mallory_key));
+        let entries = &s.entries()[usize::try_from(before).unwrap()..];
+        let kinds: Vec<&str> = entries.iter().map(|e| e.body.kind()).collect();
+        assert_eq!(&kinds[..2], ["remove", "rekey"]);
+        assert!(kinds[2..].iter().all(|k| *k == "topic_rekey"));
+        let bytes: usize = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap().len())
+            .sum();
+        assert!(
+            bytes > claudemesh_proto::limits::MAX_FRAME_BYTES,
+            "the scenario must not fit in one frame ({bytes} bytes)"
+        );
+        for name in &names {
+            let t = r.topic(name).unwrap();
+            assert!(!t.needs_rekey, "#{name} still needs its rekey");
+            assert!(!t.members.contains_key(&mallory_key));
+            assert!(!t.key_epochs[&t.key_epoch].seals.contains_key(&mallory_key));
+            assert_eq!(t.key_epoch, 1);
+        }
+    });
+    // The topics work again for their members.
+    let target = Target::Topic(names[69].clone());
+    spaces::post(&a, target, "after the kick", Priority::Next, None)
+        .await
+        .unwrap();
+    a.close().await;
+    assert_eq!(others[0].read_inbox().await, vec!["after the kick"]);
+    broker.stop().await;
+}
+both!(attack_member_makes_itself_too_big_to_kick);
+
+/// Waits (at most 10 s) until `done` holds for `c`'s state, collecting the
+/// bad-seal notices its events carried meanwhile.
+async fn until_state(
+    c: &MeshClient,
+    events: &mut tokio::sync::broadcast::Receiver<claudemesh_client::Event>,
+    done: impl Fn(&claudemesh_client::mesh::MeshState) -> bool,
+) -> Vec<claudemesh_client::mesh::BadSealReport> {
+    let mut notices = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        while let Ok(e) = events.try_recv() {
+            if let claudemesh_client::Event::BadSeal(b) = e {
+                notices.push(*b);
+            }
+        }
+        if c.with_state(&done) {
+            return notices;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the state never got there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Review finding: the victim of a bad seal repaired it only at its next
+/// connection or fan-out send, so a long-lived client could not read what
+/// was sent meanwhile. Now a live connection (not reconnecting) re-rolls
+/// the bad key on its own as soon as the bad entry reaches it — a mesh
+/// epoch, then a private topic's key — is still told who did it, and reads
+/// what is sent next.
+async fn attack_bad_seal_victim_repairs_while_connected(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let mallory = joiner(&broker, &alice, "mallory").await;
+    let mut carol = joiner(&broker, &alice, "carol").await;
+    let a = alice.connect().await;
+    spaces::topic_create(&a, "ops", true, "").await.unwrap();
+    spaces::topic_add(&a, "ops", "bob").await.unwrap();
+    spaces::topic_add(&a, "ops", "mallory").await.unwrap();
+    a.close().await;
+    let c = carol.connect().await;
+    spaces::mesh_leave(&mut carol.home, c).await.unwrap();
+
+    let bob_key = member_key(&bob);
+    let b = bob.connect().await;
+    let mut events = b.events();
+
+    // Mallory writes the rekey the leave allows, with garbage for bob.
+    let m = mallory.connect().await;
+    m.append_entries(|s| {
+        let r = s.roster();
+        let root = EpochRootKey::generate(r.epoch() + 1);
+        let members: Vec<PublicKey> = r.members().keys().copied().collect();
+        let mut body = claudemesh_crypto::log::rekey_body(&root, &r.mesh_id(), &members)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if let EntryBody::Rekey { sealed, .. } = &mut body {
+            for s in sealed.iter_mut().filter(|s| s.recipient == bob_key) {
+                s.ciphertext = random_bytes::<SEALED_ROOT_KEY_BYTES>().to_vec();
+            }
+        }
+        Ok(vec![LogEntry::sign(
+            s.member_key(),
+            r.len(),
+            r.head(),
+            now_secs(),
+            body,
+        )])
+    })
+    .await
+    .unwrap();
+
+    // Bob's live client is told, and re-rolls the epoch itself.
+    let notices = until_state(&b, &mut events, |s| {
+        s.roster().epoch() == 2 && !s.lacks_current_root()
+    })
+    .await;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.kind == "mesh" && n.epoch == 1 && n.author_name == "mallory"),
+        "{notices:?}"
+    );
+    b.with_state(|s| {
+        let author = s.roster().key_epochs()[&2].author;
+        assert_eq!(author, bob_key, "bob wrote the new epoch");
+    });
+    let a = alice.connect().await;
+    send_all(&a, "after the re-roll").await.unwrap();
+    a.close().await;
+    assert_eq!(next_message(&mut events).await.body, "after the re-roll");
+
+    // The same with the private topic's key.
+    m.sync_log().await.unwrap();
+    m.append_entries(|s| {
+        let r = s.roster();
+        let info = r.topic("ops").expect("#ops");
+        let (mut body, _) = claudemesh_crypto::log::topic_rekey_body("ops", info, &r.mesh_id())
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if let EntryBody::TopicRekey { sealed, .. } = &mut body {
+            for s in sealed.iter_mut().filter(|s| s.recipient == bob_key) {
+                s.ciphertext = random_bytes::<SEALED_ROOT_KEY_BYTES>().to_vec();
+            }
+        }
+        Ok(vec![LogEntry::sign(
+            s.member_key(),
+            r.len(),
+            r.head(),
+            now_secs(),
+            body,
+        )])
+    })
+    .await
+    .unwrap();
+    m.close().await;
+    let bad_epoch = b.with_state(|s| s.roster().topic("ops").map(|t| t.key_epoch));
+    let notices = until_state(&b, &mut events, |s| {
+        s.roster()
+            .topic("ops")
+            .is_some_and(|t| t.key_epoch >= 2 && t.key_epochs[&t.key_epoch].author == bob_key)
+            && !s.lacks_topic_key("ops")
+    })
+    .await;
+    assert!(
+        notices.iter().any(|n| n.kind == "topic" && n.epoch == 1),
+        "{notices:?} (bad epoch then {bad_epoch:?})"
+    );
+    let a = alice.connect().await;
+    spaces::post(
+        &a,
+        Target::Topic("ops".into()),
+        "ops, after the re-roll",
+        Priority::Next,
+        None,
+    )
+    .await
+    .unwrap();
+    a.close().await;
+    assert_eq!(
+        next_message(&mut events).await.body,
+        "ops, after the re-roll"
+    );
+    b.close().await;
+    broker.stop().await;
+}
+both!(attack_bad_seal_victim_repairs_while_connected);

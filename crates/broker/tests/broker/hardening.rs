@@ -4,6 +4,7 @@
 //! reads. Each gets a typed error, the connection stays sane where the
 //! protocol says so, and nothing already stored is lost.
 
+use claudemesh_client::{ClientError, ConnectOptions, Event, MeshClient};
 use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::Priority;
 use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind};
@@ -329,3 +330,168 @@ async fn slow_consumer_falls_behind_nothing_lost(backend: Backend) {
     broker.stop().await;
 }
 both!(slow_consumer_falls_behind_nothing_lost);
+
+/// Stores, as `who`'s `cli` session, a certificate issued at `issued_at`
+/// for the longest lifetime (the same session key).
+fn store_cli_cert(who: &Peer, issued_at: u64) -> claudemesh_crypto::cert::SessionCert {
+    use claudemesh_crypto::cert::SessionCert;
+    let lifetime = claudemesh_client::mesh::SESSION_CERT_LIFETIME;
+    let id = who.mesh.id;
+    who.home
+        .update_keys(&id, |k| {
+            let key = k
+                .sessions
+                .get("cli")
+                .map(|s| s.key.clone())
+                .unwrap_or_else(claudemesh_crypto::SigningKey::generate);
+            let cert =
+                SessionCert::issue(&k.member, id, key.public(), issued_at, lifetime).unwrap();
+            k.sessions.insert(
+                "cli".into(),
+                SessionIdentity {
+                    key,
+                    cert: cert.clone(),
+                },
+            );
+            Ok(cert)
+        })
+        .unwrap()
+}
+
+/// Waits for `Connected` after a `Disconnected` whose reason contains
+/// `why`.
+async fn reconnects_after(rx: &mut tokio::sync::broadcast::Receiver<Event>, why: &str) {
+    let wait = async {
+        let mut dropped = false;
+        loop {
+            match MeshClient::next_event(rx).await {
+                Some(Event::Disconnected { reason }) => {
+                    assert!(reason.contains(why), "{reason}");
+                    dropped = true;
+                }
+                Some(Event::Connected) if dropped => return,
+                Some(Event::Stopped { reason }) => panic!("stopped: {reason}"),
+                Some(_) => continue,
+                None => panic!("event stream ended"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), wait)
+        .await
+        .expect("reconnected within 20 s");
+}
+
+/// Review finding (regression): the broker ends a connection whose
+/// certificate expires while it is open (`cert_expired`). A long-lived
+/// client renews the certificate with its member key and reconnects, and
+/// still sends and receives — it does not leave the mesh.
+async fn a_long_lived_client_renews_its_certificate_when_it_expires(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let lifetime = claudemesh_client::mesh::SESSION_CERT_LIFETIME;
+    let now = claudemesh_client::client::now_ms() / 1000;
+    // Expires 3 s from now; kept at connect (no renewal ahead of expiry).
+    let short = store_cli_cert(&alice, now + 3 - lifetime);
+    let a = alice
+        .connect_with(ConnectOptions {
+            reconnect: true,
+            connect_timeout: std::time::Duration::from_secs(10),
+            cert_renew_before: std::time::Duration::ZERO,
+            ..ConnectOptions::default()
+        })
+        .await;
+    assert_eq!(a.with_state(|s| s.session().cert.clone()), short);
+    let mut events = a.events();
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    // The next frame after expiry: the broker refuses it and closes.
+    let _ = a.ping().await;
+    reconnects_after(&mut events, "cert_expired").await;
+
+    let renewed = a.with_state(|s| s.session().cert.clone());
+    let now = claudemesh_client::client::now_ms() / 1000;
+    assert!(renewed.expires_at > now + lifetime - 60, "{renewed:?}");
+    assert_eq!(renewed.session, short.session, "the same session key");
+    let stored = alice.home.load_keys(&alice.mesh.id).unwrap();
+    assert_eq!(stored.sessions["cli"].cert, renewed, "and stored");
+
+    // It still sends and receives.
+    let to_bob = a.resolve("bob").await.unwrap();
+    a.send(to_bob, b"after renewal", Priority::Next, None)
+        .await
+        .unwrap();
+    assert_eq!(bob.read_inbox().await, vec!["after renewal"]);
+    let b = bob.connect().await;
+    let to_alice = b.resolve("alice").await.unwrap();
+    b.send(to_alice, b"hello again", Priority::Next, None)
+        .await
+        .unwrap();
+    b.close().await;
+    assert_eq!(next_message(&mut events).await.body, "hello again");
+    a.close().await;
+    broker.stop().await;
+}
+both!(a_long_lived_client_renews_its_certificate_when_it_expires);
+
+/// A hello refused `cert_expired` (the broker's clock disagrees with this
+/// device's) is retried once with a renewed certificate; refused again, it
+/// is final. Played by a proxy that turns welcomes into that refusal.
+async fn a_hello_refused_as_expired_is_retried_once_renewed(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let refuse = |times: usize| {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let f: Arc<dyn Fn(BrokerFrame) -> BrokerFrame + Send + Sync> =
+            Arc::new(move |frame| match frame {
+                BrokerFrame::Welcome(_) if seen.fetch_add(1, Ordering::SeqCst) < times => {
+                    BrokerFrame::Error(claudemesh_proto::frames::ErrorFrame {
+                        req: None,
+                        code: ErrorCode::CertExpired,
+                        message: "certificate expired".into(),
+                        retry_after_ms: None,
+                    })
+                }
+                other => other,
+            });
+        f
+    };
+    let via = |url: String| {
+        let mut mesh = alice.mesh.clone();
+        mesh.broker_url = url;
+        mesh
+    };
+    let now = claudemesh_client::client::now_ms() / 1000;
+    let opts = ConnectOptions {
+        connect_timeout: std::time::Duration::from_secs(10),
+        ..ConnectOptions::default()
+    };
+
+    // Refused once: renewed (issued now, not an hour ago) and connected.
+    let old = store_cli_cert(&alice, now - 3600);
+    let proxy = lying_proxy(broker.url.clone(), refuse(1)).await;
+    let a = MeshClient::connect(&alice.home, &via(proxy), opts.clone())
+        .await
+        .expect("connects with a renewed certificate");
+    let renewed = a.with_state(|s| s.session().cert.clone());
+    assert!(renewed.issued_at > old.issued_at, "{renewed:?}");
+    assert_eq!(renewed.session, old.session);
+    a.close().await;
+
+    // Refused every time: final after one renewal.
+    let proxy = lying_proxy(broker.url.clone(), refuse(usize::MAX)).await;
+    let r = MeshClient::connect(&alice.home, &via(proxy), opts).await;
+    assert!(
+        matches!(
+            r,
+            Err(ClientError::Refused {
+                code: ErrorCode::CertExpired,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    broker.stop().await;
+}
+both!(a_hello_refused_as_expired_is_retried_once_renewed);

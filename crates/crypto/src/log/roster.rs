@@ -276,6 +276,17 @@ impl Roster {
         })
     }
 
+    /// Revokes, at entry `seq`, every open invite `member` authored and
+    /// the invite `joined_with` (the one it was admitted with), if open.
+    fn revoke_invites_of(&mut self, member: &PublicKey, joined_with: Option<PublicKey>, seq: u64) {
+        for (key, inv) in self.invites.iter_mut() {
+            let its = Some(*key) == joined_with || inv.author == *member;
+            if its && inv.revoked_at.is_none() {
+                inv.revoked_at = Some(seq);
+            }
+        }
+    }
+
     /// Verifies `entry` as the next entry and applies it. On error the roster
     /// is unchanged.
     pub fn apply(&mut self, entry: &LogEntry) -> Result<(), LogError> {
@@ -502,6 +513,11 @@ impl Roster {
                 {
                     return Err(deny("grant or take away admin (owner only)"));
                 }
+                if current == Role::Admin && *role != Role::Admin {
+                    // Demoted: the invites it made as an admin stop
+                    // admitting anyone, as if it had been removed.
+                    self.revoke_invites_of(member, None, e.seq);
+                }
                 if let Some(m) = self.members.get_mut(member) {
                     m.role = *role;
                 }
@@ -641,18 +657,14 @@ impl Roster {
                         if *how == RemoveKind::Ban {
                             self.banned.insert(*member);
                         }
-                        // The invite it joined with and every invite it
-                        // authored stop admitting anyone (and the broker
-                        // stops serving them), without an entry of their own.
-                        let joined_with = self.members.get(member).and_then(|m| m.invite);
-                        for (key, inv) in self.invites.iter_mut() {
-                            let its = Some(*key) == joined_with || inv.author == *member;
-                            if its && inv.revoked_at.is_none() {
-                                inv.revoked_at = Some(e.seq);
-                            }
-                        }
                     }
                 }
+                // Any removal, a leave too: the invite it joined with and
+                // every invite it authored stop admitting anyone (and the
+                // broker stops serving them), without an entry of their
+                // own. So leaving just before a kick keeps no door open.
+                let joined_with = self.members.get(member).and_then(|m| m.invite);
+                self.revoke_invites_of(member, joined_with, e.seq);
                 if let Some(info) = self.members.remove(member) {
                     self.departed.insert(
                         *member,

@@ -579,16 +579,105 @@ fn a_kick_or_ban_revokes_the_removed_members_invites() {
     assert_eq!(r.invites()[&admins.public()].revoked_at, Some(kick));
     assert_eq!(r.invites()[&hers.public()].revoked_at, Some(ban));
     assert!(r.invites()[&other.public()].is_open());
-    // A leave revokes nothing.
-    let carol = SigningKey::generate();
-    m.log.admit(&carol, &other, T).unwrap();
-    m.log
-        .remove(&carol, &carol.public(), RemoveKind::Leave, T)
-        .unwrap();
     assert!(m.log.roster().invites()[&other.public()].is_open());
     // The same verdict from scratch.
     let again = verify_log(m.log.entries()).unwrap();
     assert_eq!(again.invites(), m.log.roster().invites());
+}
+
+#[test]
+fn leaving_or_losing_admin_revokes_the_members_invites() {
+    let mut m = mesh();
+    // A second admin, who joined with a 5-use admin invite and made two
+    // invites of its own; and an unrelated open invite.
+    let joined_with = SigningKey::generate();
+    m.log
+        .invite(&m.owner, &joined_with.public(), Role::Admin, 5, T, T + 100)
+        .unwrap();
+    let eve = SigningKey::generate();
+    m.log.admit(&eve, &joined_with, T).unwrap();
+    let eves: Vec<SigningKey> = (0..2).map(|_| SigningKey::generate()).collect();
+    for k in &eves {
+        m.log
+            .invite(&eve, &k.public(), Role::Member, 5, T, T + 100)
+            .unwrap();
+    }
+    let other = SigningKey::generate();
+    m.log
+        .invite(&m.owner, &other.public(), Role::Member, 5, T, T + 100)
+        .unwrap();
+
+    // Eve leaves: her invites and the one she joined with are revoked, so
+    // no key she holds opens a door back in.
+    m.log
+        .remove(&eve, &eve.public(), RemoveKind::Leave, T)
+        .unwrap();
+    let leave = m.log.roster().len() - 1;
+    let r = m.log.roster();
+    for k in eves.iter().chain([&joined_with]) {
+        assert_eq!(r.invites()[&k.public()].revoked_at, Some(leave));
+    }
+    assert!(r.invites()[&other.public()].is_open());
+    let back = LogEntry::admit(&SigningKey::generate(), &eves[0], r.len(), r.head(), T);
+    assert!(matches!(
+        r.clone().apply(&back).unwrap_err().fault,
+        LogFault::InviteRevoked { at, .. } if at == leave
+    ));
+    m.log.rekey(&m.owner, T).unwrap();
+
+    // The admin made at setup loses admin: the invite it made is revoked,
+    // the one it joined with (the owner's) is not, nor anyone else's.
+    let admins = SigningKey::generate();
+    m.log
+        .invite(&m.admin, &admins.public(), Role::Member, 5, T, T + 100)
+        .unwrap();
+    let admin_joined_with = joined_with_of(&m, &m.admin.public());
+    m.log
+        .push(
+            &m.owner,
+            T,
+            EntryBody::Role {
+                member: m.admin.public(),
+                role: Role::Member,
+            },
+        )
+        .unwrap();
+    let demoted = m.log.roster().len() - 1;
+    let r = m.log.roster();
+    assert_eq!(r.invites()[&admins.public()].revoked_at, Some(demoted));
+    assert_eq!(
+        r.invites()[&admin_joined_with].revoked_at,
+        None,
+        "a demoted admin stays a member: its own way in is not revoked"
+    );
+    assert!(r.invites()[&other.public()].is_open());
+    // Granting admin, or a role entry that keeps it a member, revokes nothing.
+    let mine = SigningKey::generate();
+    m.log
+        .invite(&m.owner, &mine.public(), Role::Member, 5, T, T + 100)
+        .unwrap();
+    for role in [Role::Member, Role::Admin] {
+        m.log
+            .push(
+                &m.owner,
+                T,
+                EntryBody::Role {
+                    member: m.alice.public(),
+                    role,
+                },
+            )
+            .unwrap();
+    }
+    assert!(m.log.roster().invites()[&mine.public()].is_open());
+    assert!(m.log.roster().invites()[&other.public()].is_open());
+    // The same verdict from scratch.
+    let again = verify_log(m.log.entries()).unwrap();
+    assert_eq!(again.invites(), m.log.roster().invites());
+}
+
+/// The invite `member` joined with.
+fn joined_with_of(m: &Mesh, member: &PublicKey) -> PublicKey {
+    m.log.roster().member(member).unwrap().invite.unwrap()
 }
 
 #[test]
