@@ -421,10 +421,25 @@ impl Connection {
             let elsewhere = replication.is_some() && mesh.has_remote(&session.member);
             let member_now = mesh.read_log(|l| l.roster.is_member(&session.member));
             let member_stays = !last_alone || elsewhere;
-            if member_now && member_stays {
-                // Another session of the member stays: this one alone is
-                // announced gone (peers drop it; the coalescing slot of every
-                // other session replaces its last presence with this).
+            if member_now {
+                // The member's last session here: its last presence is kept
+                // for `peers` while it is offline.
+                if !member_stays {
+                    let state = MemberState {
+                        status: p.status,
+                        peer_type: p.peer_type,
+                        summary: p.summary.clone(),
+                        last_seen_ms: now,
+                    };
+                    mesh.set_member_state(session.member, state.clone());
+                    self.broker
+                        .member_states
+                        .save(mesh.id, session.member, state);
+                }
+                // This session is announced gone either way (peers drop it;
+                // the coalescing slot of every other session replaces its
+                // last presence with this). While another session of the
+                // member stays, its summary is not repeated.
                 mesh.broadcast_presence(
                     claudemesh_proto::frames::PeerPresence {
                         member: session.member,
@@ -433,34 +448,7 @@ impl Connection {
                         online: false,
                         status: p.status,
                         peer_type: p.peer_type,
-                        summary: None,
-                        connected_at_ms: None,
-                        last_seen_ms: Some(now),
-                        live_push: false,
-                    },
-                    self.conn_id,
-                );
-            }
-            if member_now && !member_stays {
-                let state = MemberState {
-                    status: p.status,
-                    peer_type: p.peer_type,
-                    summary: p.summary.clone(),
-                    last_seen_ms: now,
-                };
-                mesh.set_member_state(session.member, state.clone());
-                self.broker
-                    .member_states
-                    .save(mesh.id, session.member, state);
-                mesh.broadcast_presence(
-                    claudemesh_proto::frames::PeerPresence {
-                        member: session.member,
-                        session: Some(session.session),
-                        cert: None,
-                        online: false,
-                        status: p.status,
-                        peer_type: p.peer_type,
-                        summary: p.summary,
+                        summary: if member_stays { None } else { p.summary },
                         connected_at_ms: None,
                         last_seen_ms: Some(now),
                         live_push: false,
