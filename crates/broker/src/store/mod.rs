@@ -304,7 +304,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// What several brokers on this database share (Postgres only): `None`
     /// means this broker is the only one and replication stays off.
-    fn replicas(&self) -> Option<replicas::PgReplicaStore> {
+    fn replicas(&self) -> Option<std::sync::Arc<dyn replicas::ReplicaStore>> {
         None
     }
 

@@ -22,6 +22,11 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row, SqlStr};
 
+pub mod replicas;
+
+pub use replicas::PgReplicaStore;
+
+use super::replicas::ReplicaStore;
 use super::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
     MessageStatus, NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord, Store,
@@ -53,7 +58,7 @@ pub fn migrator() -> Migrator {
             "init".into(),
             MigrationType::Simple,
             SqlStr::from_static(include_str!(
-                "../../../../migrations/postgres/0001_init.sql"
+                "../../../../../migrations/postgres/0001_init.sql"
             )),
             false,
         ),
@@ -62,7 +67,7 @@ pub fn migrator() -> Migrator {
             "fanout".into(),
             MigrationType::Simple,
             SqlStr::from_static(include_str!(
-                "../../../../migrations/postgres/0002_fanout.sql"
+                "../../../../../migrations/postgres/0002_fanout.sql"
             )),
             false,
         ),
@@ -71,7 +76,7 @@ pub fn migrator() -> Migrator {
             "grants".into(),
             MigrationType::Simple,
             SqlStr::from_static(include_str!(
-                "../../../../migrations/postgres/0003_grants.sql"
+                "../../../../../migrations/postgres/0003_grants.sql"
             )),
             false,
         ),
@@ -80,7 +85,7 @@ pub fn migrator() -> Migrator {
             "replicas".into(),
             MigrationType::Simple,
             SqlStr::from_static(include_str!(
-                "../../../../migrations/postgres/0004_replicas.sql"
+                "../../../../../migrations/postgres/0004_replicas.sql"
             )),
             false,
         ),
@@ -202,11 +207,11 @@ impl Store for PostgresStore {
         "postgres"
     }
 
-    fn replicas(&self) -> Option<super::replicas::PgReplicaStore> {
-        Some(super::replicas::PgReplicaStore::new(
+    fn replicas(&self) -> Option<std::sync::Arc<dyn ReplicaStore>> {
+        Some(std::sync::Arc::new(PgReplicaStore::new(
             self.pool.clone(),
             self.opts.clone(),
-        ))
+        )))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
