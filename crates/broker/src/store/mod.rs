@@ -20,6 +20,7 @@ use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 mod conformance;
 pub mod postgres;
 pub mod replicas;
+mod sql;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;

@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, SqlStr};
 
+use super::sql;
 use super::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
     MessageStatus, NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord, Store,
@@ -137,11 +138,9 @@ impl Store for SqliteStore {
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        let applied: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let applied: i64 = sqlx::query_scalar(sql::MIGRATIONS_APPLIED)
+            .fetch_one(&self.pool)
+            .await?;
         if applied < self.latest_migration {
             return Err(StoreError::Corrupt(format!(
                 "migration {} of {} applied",
@@ -158,21 +157,16 @@ impl Store for SqliteStore {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO meshes (mesh_id, log_len, log_head, created_at_ms) VALUES (?, 1, ?, ?) \
-             ON CONFLICT (mesh_id) DO NOTHING",
-        )
-        .bind(&mesh_id.0[..])
-        .bind(&mesh_id.0[..])
-        .bind(to_i64(now_ms))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let inserted = sqlx::query(sql::INSERT_MESH)
+            .bind(&mesh_id.0[..])
+            .bind(to_i64(now_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if inserted == 0 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO log_entries (mesh_id, seq, hash, entry) VALUES (?, 0, ?, ?)")
-            .bind(&mesh_id.0[..])
+        sqlx::query(sql::INSERT_GENESIS)
             .bind(&mesh_id.0[..])
             .bind(entry_to_json(genesis))
             .execute(&mut *tx)
@@ -182,20 +176,18 @@ impl Store for SqliteStore {
     }
 
     async fn load_log(&self, mesh: &Hash32) -> Result<Option<Vec<LogEntry>>, StoreError> {
-        let exists = sqlx::query("SELECT 1 FROM meshes WHERE mesh_id = ?")
-            .bind(&mesh.0[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let rows = sqlx::query("SELECT entry FROM log_entries WHERE mesh_id = ? ORDER BY seq")
+        let rows = sqlx::query(sql::LOAD_LOG)
             .bind(&mesh.0[..])
             .fetch_all(&self.pool)
             .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            out.push(entry_from_json(r.try_get::<&str, _>(0)?)?);
+            if let Some(text) = r.try_get::<Option<&str>, _>(0)? {
+                out.push(entry_from_json(text)?);
+            }
         }
         Ok(Some(out))
     }
@@ -212,16 +204,14 @@ impl Store for SqliteStore {
         };
         let new_len = expected_len + entries.len() as u64;
         let mut tx = self.write_tx().await?;
-        let moved = sqlx::query(
-            "UPDATE meshes SET log_len = ?, log_head = ? WHERE mesh_id = ? AND log_len = ?",
-        )
-        .bind(to_i64(new_len))
-        .bind(&head.0[..])
-        .bind(&mesh.0[..])
-        .bind(to_i64(expected_len))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let moved = sqlx::query(sql::MOVE_LOG_HEAD)
+            .bind(to_i64(new_len))
+            .bind(&head.0[..])
+            .bind(&mesh.0[..])
+            .bind(to_i64(expected_len))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if moved == 0 {
             return Ok(AppendOutcome::Conflict);
         }
@@ -235,19 +225,16 @@ impl Store for SqliteStore {
                 .await?;
         }
         if let Some((key, bundle)) = &extras.new_invite {
-            sqlx::query(
-                "INSERT INTO invites (invite_key, mesh_id, bundle, uses, created_at_ms) \
-                 VALUES (?, ?, ?, 0, ?)",
-            )
-            .bind(key_bytes(key))
-            .bind(&mesh.0[..])
-            .bind(&bundle[..])
-            .bind(to_i64(crate::now_ms()))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(sql::INSERT_INVITE)
+                .bind(key_bytes(key))
+                .bind(&mesh.0[..])
+                .bind(&bundle[..])
+                .bind(to_i64(crate::now_ms()))
+                .execute(&mut *tx)
+                .await?;
         }
         if let Some(key) = &extras.used_invite {
-            sqlx::query("UPDATE invites SET uses = uses + 1 WHERE invite_key = ?")
+            sqlx::query(sql::USE_INVITE)
                 .bind(key_bytes(key))
                 .execute(&mut *tx)
                 .await?;
@@ -260,7 +247,7 @@ impl Store for SqliteStore {
         &self,
         invite_key: &PublicKey,
     ) -> Result<Option<(Hash32, Vec<u8>)>, StoreError> {
-        let row = sqlx::query("SELECT mesh_id, bundle FROM invites WHERE invite_key = ?")
+        let row = sqlx::query(sql::INVITE_BUNDLE)
             .bind(key_bytes(invite_key))
             .fetch_optional(&self.pool)
             .await?;
@@ -525,22 +512,12 @@ impl Store for SqliteStore {
         sender_member: &PublicKey,
         id: &MessageId,
     ) -> Result<Option<MessageStatus>, StoreError> {
-        let seq: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM messages WHERE mesh_id = ? AND sender_member = ? AND msg_id = ?",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(sender_member))
-        .bind(&id.0[..])
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(seq) = seq else { return Ok(None) };
-        let facts = sqlx::query(
-            "SELECT target, at_len, envelope IS NULL FROM messages \
-             WHERE seq = ? AND at_len IS NOT NULL",
-        )
-        .bind(seq)
-        .fetch_optional(&self.pool)
-        .await?;
+        let facts = sqlx::query(sql::FANOUT_FACTS)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(sender_member))
+            .bind(&id.0[..])
+            .fetch_optional(&self.pool)
+            .await?;
         let fanout = match facts {
             Some(r) => Some(FanoutFacts {
                 target: r.try_get(0)?,
@@ -549,18 +526,28 @@ impl Store for SqliteStore {
             }),
             None => None,
         };
-        let sql = if fanout.is_some() {
-            "SELECT member, state FROM fanout_receipts WHERE seq = ? ORDER BY member"
+        let statement = if fanout.is_some() {
+            sql::MESSAGE_RECEIPTS
         } else {
-            "SELECT recipient, state FROM deliveries WHERE seq = ? ORDER BY recipient"
+            sql::MESSAGE_DELIVERIES
         };
-        let rows = sqlx::query(sql).bind(seq).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(statement)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(sender_member))
+            .bind(&id.0[..])
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let seq: i64 = first.try_get(0)?;
         let mut recipients = Vec::with_capacity(rows.len());
-        for r in rows {
-            recipients.push((
-                key_from_bytes(r.try_get::<&[u8], _>(0)?)?,
-                state_from_rank(r.try_get(1)?)?,
-            ));
+        for r in &rows {
+            let recipient: Option<&[u8]> = r.try_get(1)?;
+            let state: Option<i64> = r.try_get(2)?;
+            if let (Some(recipient), Some(state)) = (recipient, state) {
+                recipients.push((key_from_bytes(recipient)?, state_from_rank(state)?));
+            }
         }
         Ok(Some(MessageStatus {
             seq: to_u64(seq),
@@ -660,17 +647,13 @@ impl Store for SqliteStore {
         target: &str,
         seq: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO fanout_cursors (mesh_id, member, target, seq) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (mesh_id, member, target) DO UPDATE SET seq = excluded.seq \
-             WHERE fanout_cursors.seq < excluded.seq",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(member))
-        .bind(target)
-        .bind(to_i64(seq))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::ADVANCE_FANOUT_CURSOR)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(target)
+            .bind(to_i64(seq))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -681,22 +664,14 @@ impl Store for SqliteStore {
         before_seq: u64,
         limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError> {
-        let rows = sqlx::query(
-            "WITH page AS (SELECT seq, size FROM messages \
-               WHERE mesh_id = ? AND target = ? AND at_len IS NOT NULL AND seq < ? \
-               AND envelope IS NOT NULL ORDER BY seq DESC LIMIT ?), \
-             cut AS (SELECT seq FROM (SELECT seq, \
-               SUM(size) OVER (ORDER BY seq DESC) - size AS before FROM page) WHERE before < ?) \
-             SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
-             JOIN messages m ON m.seq = cut.seq ORDER BY m.seq DESC",
-        )
-        .bind(&mesh.0[..])
-        .bind(target)
-        .bind(to_i64(before_seq))
-        .bind(i64::from(limit.rows))
-        .bind(to_i64(limit.bytes))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::FANOUT_HISTORY)
+            .bind(&mesh.0[..])
+            .bind(target)
+            .bind(to_i64(before_seq))
+            .bind(i64::from(limit.rows))
+            .bind(to_i64(limit.bytes))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(PendingMessage {
@@ -715,16 +690,13 @@ impl Store for SqliteStore {
         member: &PublicKey,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (mesh_id, session, member, last_seen_ms) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (mesh_id, session) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(session))
-        .bind(key_bytes(member))
-        .bind(to_i64(now_ms))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::RECORD_SESSION)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(session))
+            .bind(key_bytes(member))
+            .bind(to_i64(now_ms))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -755,7 +727,7 @@ impl Store for SqliteStore {
         mesh: &Hash32,
         session: &PublicKey,
     ) -> Result<Option<PublicKey>, StoreError> {
-        let row = sqlx::query("SELECT member FROM sessions WHERE mesh_id = ? AND session = ?")
+        let row = sqlx::query(sql::SESSION_MEMBER)
             .bind(&mesh.0[..])
             .bind(key_bytes(session))
             .fetch_optional(&self.pool)
@@ -774,20 +746,15 @@ impl Store for SqliteStore {
             .summary
             .as_ref()
             .map(|s| serde_json::to_string(s).unwrap_or_default());
-        sqlx::query(
-            "INSERT INTO member_state (mesh_id, member, status, peer_type, summary, last_seen_ms) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mesh_id, member) DO UPDATE SET \
-             status = excluded.status, peer_type = excluded.peer_type, \
-             summary = excluded.summary, last_seen_ms = excluded.last_seen_ms",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(member))
-        .bind(status_str(state.status))
-        .bind(state.peer_type.map(|p| p.as_str()))
-        .bind(summary)
-        .bind(to_i64(state.last_seen_ms))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::SAVE_MEMBER_STATE)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(status_str(state.status))
+            .bind(state.peer_type.map(|p| p.as_str()))
+            .bind(summary)
+            .bind(to_i64(state.last_seen_ms))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -795,13 +762,10 @@ impl Store for SqliteStore {
         &self,
         mesh: &Hash32,
     ) -> Result<Vec<(PublicKey, MemberState)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT member, status, peer_type, summary, last_seen_ms FROM member_state \
-             WHERE mesh_id = ?",
-        )
-        .bind(&mesh.0[..])
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::MEMBER_STATES)
+            .bind(&mesh.0[..])
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(super::member_state_from_parts(
@@ -822,22 +786,18 @@ impl Store for SqliteStore {
         version: u64,
         doc: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO grants (mesh_id, member, version, doc) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (mesh_id, member) DO UPDATE SET version = excluded.version, \
-             doc = excluded.doc WHERE grants.version < excluded.version",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(member))
-        .bind(to_i64(version))
-        .bind(doc)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::SAVE_GRANTS)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(to_i64(version))
+            .bind(doc)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn load_grants(&self, mesh: &Hash32) -> Result<Vec<(PublicKey, String)>, StoreError> {
-        let rows = sqlx::query("SELECT member, doc FROM grants WHERE mesh_id = ? ORDER BY member")
+        let rows = sqlx::query(sql::LOAD_GRANTS)
             .bind(&mesh.0[..])
             .fetch_all(&self.pool)
             .await?;
@@ -854,22 +814,16 @@ impl Store for SqliteStore {
         purge_before_ms: u64,
     ) -> Result<RetentionOutcome, StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "UPDATE deliveries SET state = 3, updated_at_ms = ? WHERE state = 0 AND seq IN \
-             (SELECT seq FROM messages WHERE expires_at_ms <= ? AND envelope IS NOT NULL)",
-        )
-        .bind(to_i64(now_ms))
-        .bind(to_i64(now_ms))
-        .execute(&mut *tx)
-        .await?;
-        let expired = sqlx::query(
-            "UPDATE messages SET envelope = NULL WHERE expires_at_ms <= ? AND envelope IS NOT NULL",
-        )
-        .bind(to_i64(now_ms))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let purged = sqlx::query("DELETE FROM messages WHERE expires_at_ms <= ?")
+        sqlx::query(sql::EXPIRE_DELIVERIES)
+            .bind(to_i64(now_ms))
+            .execute(&mut *tx)
+            .await?;
+        let expired = sqlx::query(sql::EXPIRE_MESSAGES)
+            .bind(to_i64(now_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let purged = sqlx::query(sql::PURGE_MESSAGES)
             .bind(to_i64(purge_before_ms))
             .execute(&mut *tx)
             .await?

@@ -27,6 +27,7 @@ pub mod replicas;
 pub use replicas::PgReplicaStore;
 
 use super::replicas::ReplicaStore;
+use super::sql;
 use super::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
     MessageStatus, NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord, Store,
@@ -215,11 +216,9 @@ impl Store for PostgresStore {
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        let applied: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let applied: i64 = sqlx::query_scalar(sql::MIGRATIONS_APPLIED)
+            .fetch_one(&self.pool)
+            .await?;
         if applied < self.latest_migration {
             return Err(StoreError::Corrupt(format!(
                 "migration {} of {} applied",
@@ -236,19 +235,16 @@ impl Store for PostgresStore {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO meshes (mesh_id, log_len, log_head, created_at_ms) VALUES ($1, 1, $1, $2) \
-             ON CONFLICT (mesh_id) DO NOTHING",
-        )
-        .bind(&mesh_id.0[..])
-        .bind(to_i64(now_ms))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let inserted = sqlx::query(sql::INSERT_MESH)
+            .bind(&mesh_id.0[..])
+            .bind(to_i64(now_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if inserted == 0 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO log_entries (mesh_id, seq, hash, entry) VALUES ($1, 0, $1, $2)")
+        sqlx::query(sql::INSERT_GENESIS)
             .bind(&mesh_id.0[..])
             .bind(entry_to_json(genesis))
             .execute(&mut *tx)
@@ -258,14 +254,10 @@ impl Store for PostgresStore {
     }
 
     async fn load_log(&self, mesh: &Hash32) -> Result<Option<Vec<LogEntry>>, StoreError> {
-        // One statement (one snapshot): no row at all means no mesh.
-        let rows = sqlx::query(
-            "SELECT e.entry FROM meshes m LEFT JOIN log_entries e ON e.mesh_id = m.mesh_id \
-             WHERE m.mesh_id = $1 ORDER BY e.seq",
-        )
-        .bind(&mesh.0[..])
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::LOAD_LOG)
+            .bind(&mesh.0[..])
+            .fetch_all(&self.pool)
+            .await?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -292,16 +284,14 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         // The row lock this takes serializes concurrent appends: a second
         // replica waits, then sees the new length and gets `Conflict`.
-        let moved = sqlx::query(
-            "UPDATE meshes SET log_len = $1, log_head = $2 WHERE mesh_id = $3 AND log_len = $4",
-        )
-        .bind(to_i64(new_len))
-        .bind(&head.0[..])
-        .bind(&mesh.0[..])
-        .bind(to_i64(expected_len))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let moved = sqlx::query(sql::MOVE_LOG_HEAD)
+            .bind(to_i64(new_len))
+            .bind(&head.0[..])
+            .bind(&mesh.0[..])
+            .bind(to_i64(expected_len))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if moved == 0 {
             return Ok(AppendOutcome::Conflict);
         }
@@ -320,19 +310,16 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         if let Some((key, bundle)) = &extras.new_invite {
-            sqlx::query(
-                "INSERT INTO invites (invite_key, mesh_id, bundle, uses, created_at_ms) \
-                 VALUES ($1, $2, $3, 0, $4)",
-            )
-            .bind(key_bytes(key))
-            .bind(&mesh.0[..])
-            .bind(&bundle[..])
-            .bind(to_i64(crate::now_ms()))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(sql::INSERT_INVITE)
+                .bind(key_bytes(key))
+                .bind(&mesh.0[..])
+                .bind(&bundle[..])
+                .bind(to_i64(crate::now_ms()))
+                .execute(&mut *tx)
+                .await?;
         }
         if let Some(key) = &extras.used_invite {
-            sqlx::query("UPDATE invites SET uses = uses + 1 WHERE invite_key = $1")
+            sqlx::query(sql::USE_INVITE)
                 .bind(key_bytes(key))
                 .execute(&mut *tx)
                 .await?;
@@ -345,7 +332,7 @@ impl Store for PostgresStore {
         &self,
         invite_key: &PublicKey,
     ) -> Result<Option<(Hash32, Vec<u8>)>, StoreError> {
-        let row = sqlx::query("SELECT mesh_id, bundle FROM invites WHERE invite_key = $1")
+        let row = sqlx::query(sql::INVITE_BUNDLE)
             .bind(key_bytes(invite_key))
             .fetch_optional(&self.pool)
             .await?;
@@ -500,17 +487,13 @@ impl Store for PostgresStore {
         target: &str,
         seq: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO fanout_cursors (mesh_id, member, target, seq) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (mesh_id, member, target) DO UPDATE SET seq = EXCLUDED.seq \
-             WHERE fanout_cursors.seq < EXCLUDED.seq",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(member))
-        .bind(target)
-        .bind(to_i64(seq))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::ADVANCE_FANOUT_CURSOR)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(target)
+            .bind(to_i64(seq))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -521,23 +504,14 @@ impl Store for PostgresStore {
         before_seq: u64,
         limit: PageLimit,
     ) -> Result<Vec<PendingMessage>, StoreError> {
-        let rows = sqlx::query(
-            "WITH page AS (SELECT seq, size FROM messages \
-               WHERE mesh_id = $1 AND target = $2 AND at_len IS NOT NULL AND seq < $3 \
-               AND envelope IS NOT NULL ORDER BY seq DESC LIMIT $4), \
-             cut AS (SELECT seq FROM (SELECT seq, \
-               SUM(size) OVER (ORDER BY seq DESC) - size AS before FROM page) w \
-               WHERE before < $5) \
-             SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
-             JOIN messages m ON m.seq = cut.seq ORDER BY m.seq DESC",
-        )
-        .bind(&mesh.0[..])
-        .bind(target)
-        .bind(to_i64(before_seq))
-        .bind(i64::from(limit.rows))
-        .bind(to_i64(limit.bytes))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::FANOUT_HISTORY)
+            .bind(&mesh.0[..])
+            .bind(target)
+            .bind(to_i64(before_seq))
+            .bind(i64::from(limit.rows))
+            .bind(to_i64(limit.bytes))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(PendingMessage {
@@ -555,15 +529,12 @@ impl Store for PostgresStore {
         sender_member: &PublicKey,
         id: &MessageId,
     ) -> Result<Option<MessageStatus>, StoreError> {
-        let facts = sqlx::query(
-            "SELECT target, at_len, envelope IS NULL FROM messages \
-             WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND at_len IS NOT NULL",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(sender_member))
-        .bind(&id.0[..])
-        .fetch_optional(&self.pool)
-        .await?;
+        let facts = sqlx::query(sql::FANOUT_FACTS)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(sender_member))
+            .bind(&id.0[..])
+            .fetch_optional(&self.pool)
+            .await?;
         let fanout = match facts {
             Some(f) => Some(FanoutFacts {
                 target: f.try_get(0)?,
@@ -574,18 +545,12 @@ impl Store for PostgresStore {
         };
         // A fan-out message's per-recipient state is its receipts; a direct
         // one's is its delivery rows.
-        let sql = if fanout.is_some() {
-            "SELECT m.seq, r.member, r.state FROM messages m \
-             LEFT JOIN fanout_receipts r ON r.seq = m.seq \
-             WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
-             ORDER BY r.member"
+        let statement = if fanout.is_some() {
+            sql::MESSAGE_RECEIPTS
         } else {
-            "SELECT m.seq, d.recipient, d.state FROM messages m \
-             LEFT JOIN deliveries d ON d.seq = m.seq \
-             WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
-             ORDER BY d.recipient"
+            sql::MESSAGE_DELIVERIES
         };
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(statement)
             .bind(&mesh.0[..])
             .bind(key_bytes(sender_member))
             .bind(&id.0[..])
@@ -620,16 +585,13 @@ impl Store for PostgresStore {
         member: &PublicKey,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (mesh_id, session, member, last_seen_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (mesh_id, session) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(session))
-        .bind(key_bytes(member))
-        .bind(to_i64(now_ms))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::RECORD_SESSION)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(session))
+            .bind(key_bytes(member))
+            .bind(to_i64(now_ms))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -673,7 +635,7 @@ impl Store for PostgresStore {
         mesh: &Hash32,
         session: &PublicKey,
     ) -> Result<Option<PublicKey>, StoreError> {
-        let row = sqlx::query("SELECT member FROM sessions WHERE mesh_id = $1 AND session = $2")
+        let row = sqlx::query(sql::SESSION_MEMBER)
             .bind(&mesh.0[..])
             .bind(key_bytes(session))
             .fetch_optional(&self.pool)
@@ -692,20 +654,15 @@ impl Store for PostgresStore {
             .summary
             .as_ref()
             .map(|s| serde_json::to_string(s).unwrap_or_default());
-        sqlx::query(
-            "INSERT INTO member_state (mesh_id, member, status, peer_type, summary, last_seen_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (mesh_id, member) DO UPDATE SET \
-             status = EXCLUDED.status, peer_type = EXCLUDED.peer_type, \
-             summary = EXCLUDED.summary, last_seen_ms = EXCLUDED.last_seen_ms",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(member))
-        .bind(status_str(state.status))
-        .bind(state.peer_type.map(|p| p.as_str()))
-        .bind(summary)
-        .bind(to_i64(state.last_seen_ms))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::SAVE_MEMBER_STATE)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(status_str(state.status))
+            .bind(state.peer_type.map(|p| p.as_str()))
+            .bind(summary)
+            .bind(to_i64(state.last_seen_ms))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -713,13 +670,10 @@ impl Store for PostgresStore {
         &self,
         mesh: &Hash32,
     ) -> Result<Vec<(PublicKey, MemberState)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT member, status, peer_type, summary, last_seen_ms FROM member_state \
-             WHERE mesh_id = $1 ORDER BY member",
-        )
-        .bind(&mesh.0[..])
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::MEMBER_STATES)
+            .bind(&mesh.0[..])
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(super::member_state_from_parts(
@@ -740,22 +694,18 @@ impl Store for PostgresStore {
         version: u64,
         doc: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO grants (mesh_id, member, version, doc) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (mesh_id, member) DO UPDATE SET version = EXCLUDED.version, \
-             doc = EXCLUDED.doc WHERE grants.version < EXCLUDED.version",
-        )
-        .bind(&mesh.0[..])
-        .bind(key_bytes(member))
-        .bind(to_i64(version))
-        .bind(doc)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(sql::SAVE_GRANTS)
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(to_i64(version))
+            .bind(doc)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn load_grants(&self, mesh: &Hash32) -> Result<Vec<(PublicKey, String)>, StoreError> {
-        let rows = sqlx::query("SELECT member, doc FROM grants WHERE mesh_id = $1 ORDER BY member")
+        let rows = sqlx::query(sql::LOAD_GRANTS)
             .bind(&mesh.0[..])
             .fetch_all(&self.pool)
             .await?;
@@ -772,21 +722,16 @@ impl Store for PostgresStore {
         purge_before_ms: u64,
     ) -> Result<RetentionOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE deliveries SET state = 3, updated_at_ms = $1 WHERE state = 0 AND seq IN \
-             (SELECT seq FROM messages WHERE expires_at_ms <= $1 AND envelope IS NOT NULL)",
-        )
-        .bind(to_i64(now_ms))
-        .execute(&mut *tx)
-        .await?;
-        let expired = sqlx::query(
-            "UPDATE messages SET envelope = NULL WHERE expires_at_ms <= $1 AND envelope IS NOT NULL",
-        )
-        .bind(to_i64(now_ms))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let purged = sqlx::query("DELETE FROM messages WHERE expires_at_ms <= $1")
+        sqlx::query(sql::EXPIRE_DELIVERIES)
+            .bind(to_i64(now_ms))
+            .execute(&mut *tx)
+            .await?;
+        let expired = sqlx::query(sql::EXPIRE_MESSAGES)
+            .bind(to_i64(now_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let purged = sqlx::query(sql::PURGE_MESSAGES)
             .bind(to_i64(purge_before_ms))
             .execute(&mut *tx)
             .await?
