@@ -13,7 +13,7 @@ use claudemesh_crypto::log::{LogEntry, PeerType};
 use claudemesh_crypto::{Hash32, PublicKey};
 use claudemesh_proto::frames::{EncryptedBlob, Status};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The store's side of replication. Times that decide whether a broker is
 /// alive come from the database's clock, so replicas whose clocks disagree

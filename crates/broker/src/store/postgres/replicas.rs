@@ -14,13 +14,14 @@ use claudemesh_proto::frames::EncryptedBlob;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 
+use crate::store::codec::{
+    entry_from_json, hash_from_bytes, key_from_bytes, priority_from_rank, status_from_str,
+    status_str, to_i64, to_u64,
+};
+use crate::store::error::StoreError;
 use crate::store::replicas::{
     DirectRow, FanoutMessage, OnlineSession, PresenceWrite, Reaped, ReplicaStore, WakeListener,
     WakeSender,
-};
-use crate::store::{
-    StoreError, entry_from_json, hash_from_bytes, key_from_bytes, priority_from_rank,
-    status_from_str, status_str, to_i64, to_u64,
 };
 
 /// The notification channel replicas wake each other on.
