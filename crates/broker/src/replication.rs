@@ -46,7 +46,9 @@ use crate::hub::{MeshHub, SessionHandle, deliver_text};
 use crate::metrics as m;
 use crate::server::BrokerState;
 use crate::store::StoreError;
-use crate::store::replicas::{OnlineSession, PgReplicaStore, PresenceWrite, SessionEnd};
+use crate::store::replicas::{
+    OnlineSession, PresenceWrite, ReplicaStore, SessionEnd, WakeListener,
+};
 
 /// How often a broker moves its heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -153,7 +155,7 @@ pub struct Replication {
     instance: String,
     /// `{"b":"<instance>"`: the start of this broker's own payloads.
     own_prefix: String,
-    store: PgReplicaStore,
+    store: Arc<dyn ReplicaStore>,
     outbox: Mutex<HashMap<Hash32, MeshOut>>,
     /// The next round tells everyone to recheck everything.
     outbox_all: AtomicBool,
@@ -659,13 +661,13 @@ async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication>) {
 /// then asks for a catch-up of everything.
 async fn listen_loop(
     rep: Arc<Replication>,
-    mut listener: sqlx::postgres::PgListener,
+    mut listener: Box<dyn WakeListener>,
     tx: mpsc::Sender<Wake>,
 ) {
     loop {
         let why = match listener.try_recv().await {
             Ok(Some(n)) => {
-                let payload = n.payload();
+                let payload = n.as_str();
                 if payload.starts_with(&rep.own_prefix) {
                     continue;
                 }

@@ -1,0 +1,194 @@
+//! The [`Store`] trait: everything the broker asks of its durable state,
+//! one transaction per method. It is shaped by the broker's hot path:
+//! messages and acks arrive in batches from the group-commit writer
+//! ([`Store::write_batch`]), one transaction per batch; everything else is
+//! rare. What only several brokers sharing a database need is the separate
+//! [`ReplicaStore`], reached through [`Store::replicas`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use claudemesh_crypto::envelope::{MessageId, Priority};
+use claudemesh_crypto::log::LogEntry;
+use claudemesh_crypto::{Hash32, PublicKey};
+
+use super::error::StoreError;
+use super::records::{
+    AckOp, AppendExtras, AppendOutcome, FanoutRow, InsertOutcome, MemberState, MessageStatus,
+    NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord, TableDump,
+};
+use super::replicas::ReplicaStore;
+
+/// The broker's storage. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// What several brokers on this database share (Postgres only): `None`
+    /// means this broker is the only one and replication stays off.
+    fn replicas(&self) -> Option<Arc<dyn ReplicaStore>> {
+        None
+    }
+
+    /// Whether the database answers and every migration this build knows is
+    /// applied (readiness).
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Registers a mesh by its verified genesis entry. Returns false when it
+    /// already exists (sending the same genesis twice is harmless).
+    async fn create_mesh(
+        &self,
+        genesis: &LogEntry,
+        mesh_id: Hash32,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// The whole membership log of a mesh, or `None` if there is no such mesh.
+    async fn load_log(&self, mesh: &Hash32) -> Result<Option<Vec<LogEntry>>, StoreError>;
+
+    /// Appends verified entries if the log still has `expected_len` entries,
+    /// with the invite rows that go with them, atomically.
+    async fn append_log(
+        &self,
+        mesh: &Hash32,
+        expected_len: u64,
+        entries: &[(LogEntry, Hash32)],
+        extras: &AppendExtras,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// The mesh and encrypted welcome bundle of an invite key.
+    async fn invite_bundle(
+        &self,
+        invite_key: &PublicKey,
+    ) -> Result<Option<(Hash32, Vec<u8>)>, StoreError>;
+
+    /// Stores new messages (skipping duplicates) and applies acks, in one
+    /// transaction. Returns one outcome per message, in order.
+    async fn write_batch(
+        &self,
+        messages: &[NewMessage],
+        acks: &[AckOp],
+    ) -> Result<Vec<InsertOutcome>, StoreError>;
+
+    /// Queued messages for a member and/or one of its sessions, with seq
+    /// above `after_seq`, whose priority is at most `max_priority`
+    /// (`Low` = all), oldest first.
+    async fn pending(
+        &self,
+        mesh: &Hash32,
+        recipients: &[PublicKey],
+        after_seq: u64,
+        max_priority: Priority,
+        limit: PageLimit,
+    ) -> Result<Vec<PendingMessage>, StoreError>;
+
+    /// Fan-out messages for `member` across `targets`, oldest first, at
+    /// most `limit`: for each `(target, min_at_len)`, messages of that
+    /// target with seq above both `after_seq` and the member's cursor for
+    /// it, accepted at a log length above `min_at_len`, not sent by
+    /// `member`. Acked ones come back too (without envelope) so the caller
+    /// can move the cursor. Every such message with a seq up to the last one
+    /// returned is in the answer, so a full answer's last seq bounds what
+    /// was looked at. One statement however many targets: a member others
+    /// put in a thousand topics costs one query per drain page, not a
+    /// thousand.
+    async fn fanout_pages(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        targets: &[(String, u64)],
+        after_seq: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<FanoutRow>, StoreError>;
+    /// Moves a member's cursor for a target forward to `seq` (never back).
+    async fn advance_fanout_cursor(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        target: &str,
+        seq: u64,
+    ) -> Result<(), StoreError>;
+    /// A target's stored fan-out messages below `before_seq`, newest first
+    /// (`limit` counts in that order).
+    async fn fanout_history(
+        &self,
+        mesh: &Hash32,
+        target: &str,
+        before_seq: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<PendingMessage>, StoreError>;
+    /// Delivery state of a message the member sent.
+    async fn message_status(
+        &self,
+        mesh: &Hash32,
+        sender_member: &PublicKey,
+        id: &MessageId,
+    ) -> Result<Option<MessageStatus>, StoreError>;
+
+    /// Remembers a session key and the member that certified it, so messages
+    /// to that session can be queued while it is offline.
+    async fn record_session(
+        &self,
+        mesh: &Hash32,
+        session: &PublicKey,
+        member: &PublicKey,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Records many sessions in one transaction (the group-commit writer
+    /// batches the sessions of every hello it sees).
+    async fn record_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        for s in sessions {
+            self.record_session(&s.mesh, &s.session, &s.member, s.at_ms)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The member behind a session key seen before, if any.
+    async fn session_member(
+        &self,
+        mesh: &Hash32,
+        session: &PublicKey,
+    ) -> Result<Option<PublicKey>, StoreError>;
+
+    /// Saves a member's last presence.
+    async fn save_member_state(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        state: &MemberState,
+    ) -> Result<(), StoreError>;
+
+    /// Every member's last presence in a mesh.
+    async fn member_states(
+        &self,
+        mesh: &Hash32,
+    ) -> Result<Vec<(PublicKey, MemberState)>, StoreError>;
+
+    /// Stores a member's signed grant set (`doc`, its JSON) if `version` is
+    /// above the stored one (or none is stored); returns whether it stored.
+    async fn save_grants(
+        &self,
+        mesh: &Hash32,
+        member: &PublicKey,
+        version: u64,
+        doc: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Every member's stored grant set in a mesh, as stored (unverified).
+    async fn load_grants(&self, mesh: &Hash32) -> Result<Vec<(PublicKey, String)>, StoreError>;
+
+    /// Drops the ciphertext of undelivered messages past their expiry (they
+    /// stay as tombstones reported `expired`), and removes tombstones and
+    /// delivered messages older than `purge_before_ms`.
+    async fn sweep_retention(
+        &self,
+        now_ms: u64,
+        purge_before_ms: u64,
+    ) -> Result<RetentionOutcome, StoreError>;
+
+    /// Every table, every row, as text (the TM1 audit and `claudemesh demo`).
+    async fn dump(&self) -> Result<Vec<TableDump>, StoreError>;
+}

@@ -1,0 +1,259 @@
+//! The rows the broker hands to and gets from a [`super::Store`], as plain
+//! data: what a message, an ack, a page limit, a member's presence or a log
+//! append is, whichever database keeps it.
+
+use claudemesh_crypto::envelope::{MessageId, Priority};
+use claudemesh_crypto::log::PeerType;
+use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
+
+/// A message to store: the envelope as the sender signed it (JSON, with the
+/// ciphertext in base64) and the routing facts the broker derived from it.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The mesh.
+    pub mesh: Hash32,
+    /// The sender's member key: (mesh, sender_member, id) is unique.
+    pub sender_member: PublicKey,
+    /// The sender's message id.
+    pub id: MessageId,
+    /// The target as on the wire (`member:<hex>`, `session:<hex>`, …).
+    pub target: String,
+    /// Delivery priority (from the signed envelope).
+    pub priority: Priority,
+    /// The envelope, JSON.
+    pub envelope_json: String,
+    /// Recipient keys (member or session): one delivery row each for a
+    /// direct message; for a fan-out message only who gets it live (no rows).
+    pub recipients: Vec<PublicKey>,
+    /// Fan-out (`*`, `@group`, `#topic`) messages: the log length when the
+    /// broker accepted it, which fixes its recipients. `None` for direct.
+    pub at_len: Option<u64>,
+    /// When the broker received it, unix ms.
+    pub created_at_ms: u64,
+    /// When retention removes it if still undelivered, unix ms.
+    pub expires_at_ms: u64,
+}
+
+/// A session key seen in a hello, and the member that certified it.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// The mesh.
+    pub mesh: Hash32,
+    /// The session key.
+    pub session: PublicKey,
+    /// Its member.
+    pub member: PublicKey,
+    /// When, unix ms.
+    pub at_ms: u64,
+}
+
+/// What storing a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// The broker sequence number (the original one for a duplicate).
+    pub seq: u64,
+    /// True when (sender, id) was already stored: nothing new was written.
+    pub duplicate: bool,
+}
+
+/// A recipient's acknowledgement of delivered (or read) messages. Only rows
+/// addressed to `member` or `session` are touched, so a peer can never ack
+/// someone else's messages.
+#[derive(Debug, Clone)]
+pub struct AckOp {
+    /// The mesh.
+    pub mesh: Hash32,
+    /// The acking connection's member key.
+    pub member: PublicKey,
+    /// The acking connection's session key.
+    pub session: PublicKey,
+    /// Broker sequence numbers.
+    pub seqs: Vec<u64>,
+    /// `Read` or `Delivered`.
+    pub state: DeliveryState,
+    /// Unix ms.
+    pub at_ms: u64,
+    /// The fan-out targets the member may have received messages of, each
+    /// with the log length above which (exclusive) it could have been a
+    /// recipient (`fanout::member_targets`). A fan-out receipt is written
+    /// only for a message of one of them: an ack of seqs the member never
+    /// received (a private topic it is not in, made-up numbers) writes
+    /// nothing.
+    pub fanout_targets: Vec<(String, u64)>,
+}
+
+impl AckOp {
+    /// Whether this ack may write a receipt for a fan-out message of
+    /// `target` accepted at log length `at_len`.
+    pub fn may_receipt(&self, target: &str, at_len: u64) -> bool {
+        self.fanout_targets
+            .iter()
+            .any(|(t, since)| t == target && at_len > *since)
+    }
+}
+
+/// How much one page of stored messages may hold: at most `rows` of them,
+/// and — counting their envelopes' sizes in seq order — it stops after the
+/// first that reaches `bytes` (so a page always holds at least one, and at
+/// most `bytes` plus one envelope). A drain holds its page while a slow
+/// reader takes it, so pages are bounded by what they weigh, not only by
+/// how many they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit {
+    /// Most messages.
+    pub rows: u32,
+    /// Bytes of envelopes after which the page stops.
+    pub bytes: u64,
+}
+
+impl PageLimit {
+    /// Whether a page of `len` messages weighing `bytes` may have been cut
+    /// by this limit (more may follow at once): it holds as many as it may,
+    /// or its weight reached the limit (a page stops after the message that
+    /// reaches it; one that stayed below was not cut).
+    pub fn may_be_cut(&self, len: usize, bytes: u64) -> bool {
+        len >= self.rows as usize || bytes >= self.bytes
+    }
+}
+
+/// The first rows of `rows` (already in page order) within `limit`: at most
+/// `limit.rows`, stopping after the row whose `weight` reaches
+/// `limit.bytes` (always at least one).
+pub fn first_of<T>(rows: Vec<T>, limit: PageLimit, weight: impl Fn(&T) -> u64) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows.len().min(limit.rows as usize));
+    let mut bytes = 0u64;
+    for r in rows {
+        if out.len() >= limit.rows as usize || bytes >= limit.bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(weight(&r));
+        out.push(r);
+    }
+    out
+}
+
+/// What a drain page of fan-out rows weighs: the envelopes it carries.
+pub fn fanout_weight(rows: &[FanoutRow]) -> u64 {
+    rows.iter()
+        .map(|r| r.envelope_json.as_ref().map_or(0, |e| e.len() as u64))
+        .sum()
+}
+
+impl From<u32> for PageLimit {
+    /// A limit in rows only.
+    fn from(rows: u32) -> Self {
+        PageLimit {
+            rows,
+            bytes: u64::MAX / 2,
+        }
+    }
+}
+
+/// A stored message waiting for a recipient.
+#[derive(Debug, Clone)]
+pub struct PendingMessage {
+    /// Broker sequence number.
+    pub seq: u64,
+    /// The envelope JSON.
+    pub envelope_json: String,
+    /// When it was stored, unix ms.
+    pub queued_at_ms: u64,
+}
+
+/// Per-recipient delivery state of one message.
+#[derive(Debug, Clone)]
+pub struct MessageStatus {
+    /// Broker sequence number.
+    pub seq: u64,
+    /// Direct: each recipient and its state. Fan-out: only the recipients
+    /// that acked (the broker works out the rest from the log).
+    pub recipients: Vec<(PublicKey, DeliveryState)>,
+    /// Set for a fan-out message.
+    pub fanout: Option<FanoutFacts>,
+}
+
+/// What the store knows of a fan-out message, for its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanoutFacts {
+    /// The target as on the wire.
+    pub target: String,
+    /// The log length when it was accepted.
+    pub at_len: u64,
+    /// Retention dropped its ciphertext.
+    pub expired: bool,
+}
+
+/// One fan-out message of a target, as a drain sees it for one member.
+#[derive(Debug, Clone)]
+pub struct FanoutRow {
+    /// Broker sequence number.
+    pub seq: u64,
+    /// Its target as on the wire (`*`, `@group`, `#topic`).
+    pub target: String,
+    /// The log length when it was accepted.
+    pub at_len: u64,
+    /// When it was stored, unix ms.
+    pub queued_at_ms: u64,
+    /// The member already acked it.
+    pub acked: bool,
+    /// The envelope JSON; `None` when acked (not needed) or expired.
+    pub envelope_json: Option<String>,
+    /// The sender's member key (grants are judged against it).
+    pub sender: PublicKey,
+    /// Delivery priority (a drain on behalf of a busy session takes only
+    /// `now`).
+    pub priority: Priority,
+}
+
+/// A member's last known presence, kept for when it is offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberState {
+    /// Last status set.
+    pub status: Status,
+    /// Declared peer type.
+    pub peer_type: Option<PeerType>,
+    /// Last encrypted summary.
+    pub summary: Option<EncryptedBlob>,
+    /// Last time any of its sessions was connected, unix ms.
+    pub last_seen_ms: u64,
+}
+
+/// The result of an append that expected the log at a given length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Written.
+    Appended,
+    /// The log is no longer at the expected length (another replica wrote).
+    Conflict,
+}
+
+/// Extra rows written atomically with a log append.
+#[derive(Debug, Clone, Default)]
+pub struct AppendExtras {
+    /// A new invite's key and its encrypted welcome bundle.
+    pub new_invite: Option<(PublicKey, Vec<u8>)>,
+    /// The invite an `admit` consumed (its use counter goes up by one).
+    pub used_invite: Option<PublicKey>,
+}
+
+/// One table's rows rendered as text (blobs as hex), for the TM1 audit and
+/// the demo.
+#[derive(Debug, Clone)]
+pub struct TableDump {
+    /// Table name.
+    pub table: String,
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Each row's values, in column order.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// What a retention sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Messages whose ciphertext was dropped (still reported as `expired`).
+    pub expired: u64,
+    /// Tombstones removed for good.
+    pub purged: u64,
+}

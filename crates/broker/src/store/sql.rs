@@ -1,0 +1,123 @@
+//! The statements both backends run word for word, written once. Each uses
+//! numbered placeholders (`$1`, `$2`, …): Postgres' own, and accepted by
+//! sqlx's SQLite driver too (a `$N` there binds the N-th argument, and the
+//! same `$N` twice binds it twice), so a backend binds the arguments in
+//! number order whichever database it talks to. Only parameters, never
+//! values, go into the text (TM10).
+//!
+//! What is not here differs between the dialects and stays in its backend:
+//! Postgres takes whole columns as arrays (`UNNEST`, `= ANY($n)`) where
+//! SQLite takes multi-row `VALUES` lists, and each has its own catalog for
+//! the dump and its own migration bookkeeping.
+
+/// The highest migration applied successfully (readiness).
+pub(crate) const MIGRATIONS_APPLIED: &str =
+    "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+
+/// A new mesh: `$1` mesh id (also the log head), `$2` created at.
+pub(crate) const INSERT_MESH: &str = "INSERT INTO meshes (mesh_id, log_len, log_head, created_at_ms) \
+     VALUES ($1, 1, $1, $2) ON CONFLICT (mesh_id) DO NOTHING";
+
+/// A mesh's genesis entry: `$1` mesh id (also the entry's hash), `$2` entry.
+pub(crate) const INSERT_GENESIS: &str =
+    "INSERT INTO log_entries (mesh_id, seq, hash, entry) VALUES ($1, 0, $1, $2)";
+
+/// A mesh's whole log, in one statement (one snapshot): no row at all means
+/// no mesh, one row with a NULL entry an empty log. `$1` mesh id.
+pub(crate) const LOAD_LOG: &str = "SELECT e.entry FROM meshes m LEFT JOIN log_entries e ON e.mesh_id = m.mesh_id \
+     WHERE m.mesh_id = $1 ORDER BY e.seq";
+
+/// Moves a log's length and head if it still has the expected length:
+/// `$1` new length, `$2` new head, `$3` mesh id, `$4` expected length.
+pub(crate) const MOVE_LOG_HEAD: &str =
+    "UPDATE meshes SET log_len = $1, log_head = $2 WHERE mesh_id = $3 AND log_len = $4";
+
+/// A new invite: `$1` invite key, `$2` mesh id, `$3` bundle, `$4` created at.
+pub(crate) const INSERT_INVITE: &str = "INSERT INTO invites (invite_key, mesh_id, bundle, uses, created_at_ms) \
+     VALUES ($1, $2, $3, 0, $4)";
+
+/// One more use of an invite: `$1` invite key.
+pub(crate) const USE_INVITE: &str = "UPDATE invites SET uses = uses + 1 WHERE invite_key = $1";
+
+/// An invite's mesh and bundle: `$1` invite key.
+pub(crate) const INVITE_BUNDLE: &str = "SELECT mesh_id, bundle FROM invites WHERE invite_key = $1";
+
+/// A fan-out message's facts, by its identity: `$1` mesh id, `$2` sender
+/// member, `$3` message id.
+pub(crate) const FANOUT_FACTS: &str = "SELECT target, at_len, envelope IS NULL FROM messages \
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND at_len IS NOT NULL";
+
+/// A fan-out message's seq and receipts (one row with NULLs when it has
+/// none), by its identity as in [`FANOUT_FACTS`].
+pub(crate) const MESSAGE_RECEIPTS: &str = "SELECT m.seq, r.member, r.state FROM messages m \
+     LEFT JOIN fanout_receipts r ON r.seq = m.seq \
+     WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
+     ORDER BY r.member";
+
+/// A direct message's seq and delivery rows (one row with NULLs when it has
+/// none), by its identity as in [`FANOUT_FACTS`].
+pub(crate) const MESSAGE_DELIVERIES: &str = "SELECT m.seq, d.recipient, d.state FROM messages m \
+     LEFT JOIN deliveries d ON d.seq = m.seq \
+     WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
+     ORDER BY d.recipient";
+
+/// Moves a member's cursor for a fan-out target forward (never back):
+/// `$1` mesh id, `$2` member, `$3` target, `$4` seq.
+pub(crate) const ADVANCE_FANOUT_CURSOR: &str = "INSERT INTO fanout_cursors (mesh_id, member, target, seq) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (mesh_id, member, target) DO UPDATE SET seq = EXCLUDED.seq \
+     WHERE fanout_cursors.seq < EXCLUDED.seq";
+
+/// A target's stored fan-out messages below a seq, newest first, cut by
+/// the weight of their envelopes: `$1` mesh id, `$2` target, `$3` before
+/// seq, `$4` most rows, `$5` bytes.
+pub(crate) const FANOUT_HISTORY: &str = "WITH page AS (SELECT seq, size FROM messages \
+       WHERE mesh_id = $1 AND target = $2 AND at_len IS NOT NULL AND seq < $3 \
+       AND envelope IS NOT NULL ORDER BY seq DESC LIMIT $4), \
+     cut AS (SELECT seq FROM (SELECT seq, \
+       SUM(size) OVER (ORDER BY seq DESC) - size AS before FROM page) w \
+       WHERE before < $5) \
+     SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+     JOIN messages m ON m.seq = cut.seq ORDER BY m.seq DESC";
+
+/// A session key and its member: `$1` mesh id, `$2` session, `$3` member,
+/// `$4` seen at.
+pub(crate) const RECORD_SESSION: &str = "INSERT INTO sessions (mesh_id, session, member, last_seen_ms) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (mesh_id, session) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms";
+
+/// The member of a session key: `$1` mesh id, `$2` session.
+pub(crate) const SESSION_MEMBER: &str =
+    "SELECT member FROM sessions WHERE mesh_id = $1 AND session = $2";
+
+/// A member's last presence: `$1` mesh id, `$2` member, `$3` status,
+/// `$4` peer type, `$5` summary, `$6` last seen.
+pub(crate) const SAVE_MEMBER_STATE: &str = "INSERT INTO member_state (mesh_id, member, status, peer_type, summary, last_seen_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (mesh_id, member) DO UPDATE SET \
+     status = EXCLUDED.status, peer_type = EXCLUDED.peer_type, \
+     summary = EXCLUDED.summary, last_seen_ms = EXCLUDED.last_seen_ms";
+
+/// Every member's last presence in a mesh: `$1` mesh id.
+pub(crate) const MEMBER_STATES: &str = "SELECT member, status, peer_type, summary, last_seen_ms FROM member_state \
+     WHERE mesh_id = $1 ORDER BY member";
+
+/// A member's grant set if newer than the stored one: `$1` mesh id,
+/// `$2` member, `$3` version, `$4` document.
+pub(crate) const SAVE_GRANTS: &str = "INSERT INTO grants (mesh_id, member, version, doc) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (mesh_id, member) DO UPDATE SET version = EXCLUDED.version, \
+     doc = EXCLUDED.doc WHERE grants.version < EXCLUDED.version";
+
+/// Every member's grant set in a mesh: `$1` mesh id.
+pub(crate) const LOAD_GRANTS: &str =
+    "SELECT member, doc FROM grants WHERE mesh_id = $1 ORDER BY member";
+
+/// Retention, first: queued deliveries of messages past their expiry
+/// become `expired` (state 3). `$1` now.
+pub(crate) const EXPIRE_DELIVERIES: &str = "UPDATE deliveries SET state = 3, updated_at_ms = $1 WHERE state = 0 AND seq IN \
+     (SELECT seq FROM messages WHERE expires_at_ms <= $1 AND envelope IS NOT NULL)";
+
+/// Retention, second: the ciphertext of messages past their expiry goes
+/// (the rows stay as tombstones). `$1` now.
+pub(crate) const EXPIRE_MESSAGES: &str =
+    "UPDATE messages SET envelope = NULL WHERE expires_at_ms <= $1 AND envelope IS NOT NULL";
+
+/// Retention, last: tombstones and delivered messages older than `$1` go.
+pub(crate) const PURGE_MESSAGES: &str = "DELETE FROM messages WHERE expires_at_ms <= $1";

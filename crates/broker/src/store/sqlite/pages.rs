@@ -1,0 +1,225 @@
+//! Reading queues page by page on SQLite: a recipient's direct messages
+//! ([`pending`]), a member's fan-out messages across its targets
+//! ([`fanout_pages`]), a target's history, and a sent message's delivery
+//! state. Every page is cut by the weight of its envelopes before any
+//! envelope is read.
+
+use claudemesh_crypto::envelope::{MessageId, Priority};
+use claudemesh_crypto::{Hash32, PublicKey};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::values::{ROWS_PER_STATEMENT, placeholders};
+use crate::store::codec::{
+    key_bytes, key_from_bytes, priority_from_rank, priority_rank, state_from_rank, to_i64, to_u64,
+};
+use crate::store::error::StoreError;
+use crate::store::records::{
+    FanoutFacts, FanoutRow, MessageStatus, PageLimit, PendingMessage, fanout_weight, first_of,
+};
+use crate::store::sql;
+
+pub(super) async fn pending(
+    pool: &SqlitePool,
+    mesh: &Hash32,
+    recipients: &[PublicKey],
+    after_seq: u64,
+    max_priority: Priority,
+    limit: PageLimit,
+) -> Result<Vec<PendingMessage>, StoreError> {
+    let Some(first) = recipients.first() else {
+        return Ok(Vec::new());
+    };
+    let second = recipients.get(1).unwrap_or(first);
+    // The page's seqs and sizes first, cut by weight, then the
+    // envelopes of only those (none is read that is not returned).
+    let rows = sqlx::query(
+        "WITH page AS (SELECT d.seq, m.size FROM deliveries d \
+           JOIN messages m ON m.seq = d.seq \
+           WHERE d.mesh_id = ? AND d.recipient IN (?, ?) AND d.state = 0 AND d.seq > ? \
+           AND m.priority <= ? AND m.envelope IS NOT NULL \
+           ORDER BY d.seq LIMIT ?), \
+         cut AS (SELECT seq FROM (SELECT seq, \
+           SUM(size) OVER (ORDER BY seq) - size AS before FROM page) WHERE before < ?) \
+         SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+         JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
+    )
+    .bind(&mesh.0[..])
+    .bind(key_bytes(first))
+    .bind(key_bytes(second))
+    .bind(to_i64(after_seq))
+    .bind(priority_rank(max_priority))
+    .bind(i64::from(limit.rows))
+    .bind(to_i64(limit.bytes))
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(PendingMessage {
+            seq: to_u64(r.try_get(0)?),
+            envelope_json: r.try_get(1)?,
+            queued_at_ms: to_u64(r.try_get(2)?),
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn message_status(
+    pool: &SqlitePool,
+    mesh: &Hash32,
+    sender_member: &PublicKey,
+    id: &MessageId,
+) -> Result<Option<MessageStatus>, StoreError> {
+    let facts = sqlx::query(sql::FANOUT_FACTS)
+        .bind(&mesh.0[..])
+        .bind(key_bytes(sender_member))
+        .bind(&id.0[..])
+        .fetch_optional(pool)
+        .await?;
+    let fanout = match facts {
+        Some(r) => Some(FanoutFacts {
+            target: r.try_get(0)?,
+            at_len: to_u64(r.try_get(1)?),
+            expired: r.try_get::<bool, _>(2)?,
+        }),
+        None => None,
+    };
+    let statement = if fanout.is_some() {
+        sql::MESSAGE_RECEIPTS
+    } else {
+        sql::MESSAGE_DELIVERIES
+    };
+    let rows = sqlx::query(statement)
+        .bind(&mesh.0[..])
+        .bind(key_bytes(sender_member))
+        .bind(&id.0[..])
+        .fetch_all(pool)
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let seq: i64 = first.try_get(0)?;
+    let mut recipients = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let recipient: Option<&[u8]> = r.try_get(1)?;
+        let state: Option<i64> = r.try_get(2)?;
+        if let (Some(recipient), Some(state)) = (recipient, state) {
+            recipients.push((key_from_bytes(recipient)?, state_from_rank(state)?));
+        }
+    }
+    Ok(Some(MessageStatus {
+        seq: to_u64(seq),
+        recipients,
+        fanout,
+    }))
+}
+
+pub(super) async fn fanout_pages(
+    pool: &SqlitePool,
+    mesh: &Hash32,
+    member: &PublicKey,
+    targets: &[(String, u64)],
+    after_seq: u64,
+    limit: PageLimit,
+) -> Result<Vec<FanoutRow>, StoreError> {
+    let mut out = Vec::new();
+    // Where a chunk's answer may have been cut: rows above it may be
+    // missing from the merge.
+    let mut bound = u64::MAX;
+    // Two variables per target; the rest of the statement takes eight.
+    for chunk in targets.chunks(ROWS_PER_STATEMENT) {
+        // For each target its first rows (an index range scan each,
+        // inside one statement); the first of all, cut by the weight of
+        // the envelopes it returns (an acked row returns none); then the
+        // envelopes of only those.
+        let sql = format!(
+            "WITH t(target, since) AS (VALUES {}), \
+             page AS (SELECT m.seq, m.size, r.seq IS NOT NULL AS acked \
+               FROM t JOIN messages m ON m.seq IN ( \
+                 SELECT m2.seq FROM messages m2 \
+                 WHERE m2.mesh_id = ? AND m2.target = t.target AND m2.at_len IS NOT NULL \
+                 AND m2.at_len > t.since AND m2.sender_member <> ? AND m2.seq > ? \
+                 AND m2.seq > COALESCE((SELECT c.seq FROM fanout_cursors c \
+                   WHERE c.mesh_id = ? AND c.member = ? AND c.target = t.target), 0) \
+                 ORDER BY m2.seq LIMIT ?) \
+               LEFT JOIN fanout_receipts r ON r.mesh_id = m.mesh_id AND r.member = ? \
+                 AND r.seq = m.seq \
+               ORDER BY m.seq LIMIT ?), \
+             weighed AS (SELECT seq, acked, CASE WHEN acked THEN 0 ELSE size END AS w \
+               FROM page), \
+             cut AS (SELECT seq, acked FROM (SELECT seq, acked, \
+               SUM(w) OVER (ORDER BY seq) - w AS before FROM weighed) WHERE before < ?) \
+             SELECT m.seq, m.target, m.at_len, m.created_at_ms, cut.acked, \
+             CASE WHEN cut.acked THEN NULL ELSE m.envelope END, m.sender_member, m.priority \
+             FROM cut JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
+            placeholders(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (target, since) in chunk {
+            q = q.bind(target).bind(to_i64(*since));
+        }
+        let rows = q
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(to_i64(after_seq))
+            .bind(&mesh.0[..])
+            .bind(key_bytes(member))
+            .bind(i64::from(limit.rows))
+            .bind(key_bytes(member))
+            .bind(i64::from(limit.rows))
+            .bind(to_i64(limit.bytes))
+            .fetch_all(pool)
+            .await?;
+        let mut answer = Vec::with_capacity(rows.len());
+        for r in rows {
+            answer.push(FanoutRow {
+                seq: to_u64(r.try_get(0)?),
+                target: r.try_get(1)?,
+                at_len: to_u64(r.try_get(2)?),
+                queued_at_ms: to_u64(r.try_get(3)?),
+                acked: r.try_get(4)?,
+                envelope_json: r.try_get(5)?,
+                sender: key_from_bytes(r.try_get::<&[u8], _>(6)?)?,
+                priority: priority_from_rank(r.try_get::<i64, _>(7)?)?,
+            });
+        }
+        if let Some(last) = answer.last()
+            && limit.may_be_cut(answer.len(), fanout_weight(&answer))
+        {
+            bound = bound.min(last.seq);
+        }
+        out.extend(answer);
+    }
+    // Several chunks: what lies below every cut, in order, cut again.
+    out.retain(|r| r.seq <= bound);
+    out.sort_by_key(|r| r.seq);
+    Ok(first_of(out, limit, |r| {
+        r.envelope_json.as_ref().map_or(0, |e| e.len() as u64)
+    }))
+}
+
+pub(super) async fn fanout_history(
+    pool: &SqlitePool,
+    mesh: &Hash32,
+    target: &str,
+    before_seq: u64,
+    limit: PageLimit,
+) -> Result<Vec<PendingMessage>, StoreError> {
+    let rows = sqlx::query(sql::FANOUT_HISTORY)
+        .bind(&mesh.0[..])
+        .bind(target)
+        .bind(to_i64(before_seq))
+        .bind(i64::from(limit.rows))
+        .bind(to_i64(limit.bytes))
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(PendingMessage {
+                seq: to_u64(r.try_get(0)?),
+                envelope_json: r.try_get(1)?,
+                queued_at_ms: to_u64(r.try_get(2)?),
+            })
+        })
+        .collect()
+}
