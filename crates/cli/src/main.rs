@@ -7,19 +7,16 @@
 mod args;
 mod audit;
 mod backup;
+mod claude;
 mod demo;
 mod exit;
 mod grants;
-mod install;
-mod launch;
-mod mcp;
 mod mesh;
 mod message;
 mod names;
 mod output;
 mod peer;
 mod policy;
-mod sessions;
 mod status;
 mod topic;
 mod workdir;
@@ -210,17 +207,17 @@ async fn run(cli: Cli) -> Outcome {
         Command::Audit(AuditCmd::Verify) => audit::verify_cmd(&g),
         Command::Audit(AuditCmd::List { limit }) => audit::list_cmd(&g, limit),
         Command::Demo(a) => demo::run(&g, a).await,
-        Command::Mcp(a) => mcp::run(&g, a).await,
-        Command::Hook { event } => sessions::hook(&g, event).await,
-        Command::StatusLine => sessions::status_line(&g).await,
+        Command::Mcp(a) => claude::mcp::run(&g, a).await,
+        Command::Hook { event } => claude::hooks::hook(&g, event).await,
+        Command::StatusLine => claude::status_line::status_line(&g).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "claudemesh", &mut std::io::stdout());
             Ok(())
         }
-        Command::Install(a) => install::install(&g, &a),
-        Command::Uninstall(a) => install::uninstall(&g, &a),
-        Command::Launch(a) => launch::run(&g, a),
+        Command::Install(a) => claude::install::apply::install(&g, &a),
+        Command::Uninstall(a) => claude::install::undo::uninstall(&g, &a),
+        Command::Launch(a) => claude::launch::run(&g, a),
     }
 }
 

@@ -35,8 +35,8 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, ServiceExt as _};
 use tokio::sync::{Notify, watch};
 
 use crate::args::{Global, McpArgs};
+use crate::claude::sessions::{self, Registration, RunEntry};
 use crate::exit::{self, Failure};
-use crate::sessions::{self, Registration, RunEntry};
 use crate::workdir;
 use crate::{Outcome, open_home};
 
@@ -337,7 +337,7 @@ pub async fn run(g: &Global, a: McpArgs) -> Outcome {
         link,
         peer: OnceLock::new(),
         channels: AtomicBool::new(
-            std::env::var(crate::launch::CHANNELS_ENV).is_ok_and(|v| v == "1"),
+            std::env::var(crate::claude::launch::CHANNELS_ENV).is_ok_and(|v| v == "1"),
         ),
         dnd: AtomicBool::new(false),
         registration,
