@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::exit::{self, Failure};
-use crate::policy::{self, Policy, Request};
+use crate::policy::{self, Policy, Request, Verb};
 use crate::{Outcome, audit, output};
 
 /// The environment variable scripts pass the passphrase in.
@@ -391,7 +391,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Outcome {
     let policy = Policy::load(g)?;
     let root = policy.home().to_owned();
     let req = Request {
-        verb: "restore",
+        verb: Verb::Restore,
         target: Some(a.file.display().to_string()),
         mesh_scoped: false,
     };
