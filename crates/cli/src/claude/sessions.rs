@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use claudemesh_client::home::write_atomic;
 use serde::{Deserialize, Serialize};
 
 /// How often a running server rewrites its entry.
@@ -86,13 +87,12 @@ impl Registration {
         })
     }
 
-    /// Writes the entry atomically (a reader never sees half of it).
+    /// Writes the entry atomically (a reader never sees half of it), 0600
+    /// like everything else in the home (the run directory is 0700).
     pub fn write(&self, entry: &RunEntry) -> std::io::Result<()> {
         let path = entry_path(&self.home_root, self.pid);
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &path)
+        write_atomic(&path, &bytes, 0o600)
     }
 
     /// The socket path for this server.

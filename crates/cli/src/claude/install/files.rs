@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use claudemesh_client::home::write_atomic;
 use sha2::{Digest as _, Sha256};
 
 use crate::exit::{self, Failure};
@@ -80,42 +81,55 @@ pub fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, std::io::Error> {
     }
 }
 
-/// Replaces `path` with `bytes` atomically: a temporary file in the same
-/// directory, synced, then renamed over it. `perms` are kept (else
-/// `mode`). With `expect`, the file must still hold exactly those bytes
-/// (`Some(None)`: must still be missing) right before the rename.
+/// Replaces `path` with `bytes` atomically (`write_atomic`: a temporary
+/// file in the same directory, synced, renamed over it, the directory
+/// synced). `perms` are kept (else `mode`). With `expect`, the file must
+/// still hold exactly those bytes (`Some(None)`: must still be missing)
+/// when the write starts.
 pub fn replace_file(
     path: &Path,
     bytes: &[u8],
     mode: Mode,
     expect: Option<(Option<&[u8]>, Option<&fs::Permissions>)>,
 ) -> Result<(), WriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
     let io = |what, e| WriteError::Io(what, path.to_owned(), e);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.claudemesh-"))
-        .tempfile_in(dir)
-        .map_err(|e| io("write a file in", e))?;
-    tmp.write_all(bytes).map_err(|e| io("write", e))?;
-    let perms = match expect {
-        Some((_, Some(p))) => Some(p.clone()),
-        _ => None,
+    let bits = match expect {
+        Some((_, Some(p))) => permission_bits(p, mode),
+        _ => mode.bits(),
     };
-    set_perms(tmp.as_file(), perms, mode).map_err(|e| io("set the permissions of", e))?;
-    tmp.as_file().sync_all().map_err(|e| io("write", e))?;
     if let Some((before, _)) = expect {
         let now = read_opt(path).map_err(|e| io("read", e))?;
         if now.as_deref() != before {
             return Err(WriteError::Changed);
         }
     }
-    tmp.persist(path).map_err(|e| io("replace", e.error))?;
-    sync_dir(dir);
-    Ok(())
+    write_atomic(path, bytes, bits).map_err(|e| io("replace", e))
+}
+
+impl Mode {
+    /// The unix mode bits.
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Private => 0o600,
+            Mode::Public => 0o644,
+        }
+    }
+}
+
+/// The mode bits of permissions read from a file (`mode`'s where the
+/// platform has none).
+fn permission_bits(p: &fs::Permissions, mode: Mode) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = mode;
+        p.mode() & 0o7777
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        mode.bits()
+    }
 }
 
 fn set_perms(f: &fs::File, perms: Option<fs::Permissions>, mode: Mode) -> std::io::Result<()> {
@@ -125,11 +139,7 @@ fn set_perms(f: &fs::File, perms: Option<fs::Permissions>, mode: Mode) -> std::i
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt as _;
-                let m = match mode {
-                    Mode::Private => 0o600,
-                    Mode::Public => 0o644,
-                };
-                f.set_permissions(fs::Permissions::from_mode(m))
+                f.set_permissions(fs::Permissions::from_mode(mode.bits()))
             }
             #[cfg(not(unix))]
             {
@@ -138,16 +148,6 @@ fn set_perms(f: &fs::File, perms: Option<fs::Permissions>, mode: Mode) -> std::i
             }
         }
     }
-}
-
-/// Makes a rename durable (best effort; not every platform can).
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 /// `20261125T100003Z` (UTC).
