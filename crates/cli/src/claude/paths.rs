@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::claude::install::files::absolute;
 use crate::claude::install::mcp_server::SERVER;
 use crate::exit::{self, Failure};
 
@@ -57,14 +58,4 @@ impl ClaudePaths {
             config,
         })
     }
-}
-
-/// `p` made absolute (Claude Code runs our commands from any directory).
-pub fn absolute(p: &Path) -> Result<PathBuf, Failure> {
-    std::path::absolute(p).map_err(|e| {
-        Failure::new(
-            exit::IO,
-            format!("cannot make {} absolute: {e}", p.display()),
-        )
-    })
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::support::{Broker, User, bare_command, code};
 
-/// The push limits of `claudemesh mcp` (crates/cli/src/claude/mcp/push.rs).
+/// The push limits of `claudemesh mcp` (crates/cli/src/claude/mcp/throttle.rs).
 mod push {
     pub const LIMIT: u32 = 8;
 }

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::args::{Global, InstallArgs};
 use crate::claude::install::entry::{Spelling, Want};
 use crate::claude::install::files::{
-    ATTEMPTS, Mode, Retry, WriteError, make_dirs, replace_file, sha256_hex, stamp, write_backup,
+    ATTEMPTS, Mode, Retry, WriteError, absolute, make_dirs, replace_file, sha256_hex, stamp,
+    write_backup,
 };
 use crate::claude::install::json::{
     Doc, array_at, check_shape, dotted, get, object_at, read_doc, render, set_member, unusable,
@@ -25,7 +26,7 @@ use crate::claude::install::manifest::{
 use crate::claude::install::report::{Change, FileReport, Report, print_files};
 use crate::claude::install::skill::{self, SkillPlan, plan_skill};
 use crate::claude::install::{hooks, mcp_server, status_line};
-use crate::claude::paths::{ClaudePaths, absolute};
+use crate::claude::paths::ClaudePaths;
 use crate::exit::{self, Failure};
 use crate::{Outcome, output};
 

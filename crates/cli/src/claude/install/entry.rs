@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::args::Global;
+use crate::claude::install::files::absolute;
 use crate::claude::install::manifest::Kind;
-use crate::claude::paths::absolute;
 use crate::exit::{self, Failure};
 
 /// One entry install wants, with the value it has today.

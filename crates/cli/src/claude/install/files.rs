@@ -31,6 +31,16 @@ impl From<Failure> for Retry {
     }
 }
 
+/// `p` made absolute (Claude Code runs our commands from any directory).
+pub fn absolute(p: &Path) -> Result<PathBuf, Failure> {
+    std::path::absolute(p).map_err(|e| {
+        Failure::new(
+            exit::IO,
+            format!("cannot make {} absolute: {e}", p.display()),
+        )
+    })
+}
+
 /// SHA-256 of `bytes`, in hex (how the manifest recognises a file).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::args::{Global, UninstallArgs};
 use crate::claude::install::files::{
-    ATTEMPTS, Mode, Retry, WriteError, io_failure, read_opt, replace_file, sha256_hex, stamp,
-    write_backup,
+    ATTEMPTS, Mode, Retry, WriteError, absolute, io_failure, read_opt, replace_file, sha256_hex,
+    stamp, write_backup,
 };
 use crate::claude::install::json::{
     Doc, array_mut, dotted, get, is_empty_container, parse_object, read_doc, remove_member, render,
@@ -23,7 +23,6 @@ use crate::claude::install::manifest::{
 };
 use crate::claude::install::report::{Change, FileReport, Report, print_files};
 use crate::claude::install::skill;
-use crate::claude::paths::absolute;
 use crate::exit::Failure;
 use crate::{Outcome, output};
 

@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::Shared;
-use super::push::neutralize;
+use crate::claude::mcp::push::neutralize;
+use crate::claude::mcp::shared::{Shared, status_word};
 use crate::exit::Failure;
 use crate::policy::{self, Verb};
 
@@ -339,7 +339,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             shared
                 .dnd
                 .store(status == Status::Dnd, std::sync::atomic::Ordering::SeqCst);
-            Ok(format!("Status set to {}.", super::status_word(status)))
+            Ok(format!("Status set to {}.", status_word(status)))
         }
         "list_topics" => {
             let _: NoArgs = parse(name, args)?;
@@ -498,7 +498,7 @@ async fn list_peers(shared: &Shared, a: ListPeersArgs) -> ToolResult {
                 key: &p.key,
                 you: p.you,
                 online: p.online,
-                status: super::status_word(p.status),
+                status: status_word(p.status),
                 summary: p.summary.as_deref(),
                 sessions,
             })
