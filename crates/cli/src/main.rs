@@ -3,6 +3,17 @@
 //! exit code from `exit`. Before a command runs, the policy decides
 //! whether it may (`policy`, logged by `audit`). Logs go to stderr only,
 //! and only with `-v`.
+//!
+//! # Layout
+//!
+//! - `args`: the command line as clap types; `output`, `exit`: printing
+//!   and failures.
+//! - One file per noun a user types: `mesh`, `peer`, `message`, `topic`,
+//!   `grants`, `status`, `backup`, `audit`, `demo`; `names` (how members
+//!   are shown), `workdir` (this checkout, for presence).
+//! - `policy/`: the approval policy every command asks first.
+//! - `claude/`: the Claude Code integration (`install`, `mcp`, hooks, the
+//!   status line, `launch`).
 
 mod args;
 mod audit;
