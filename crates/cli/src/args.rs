@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use crate::policy::ApprovalMode;
+pub use crate::policy::mode::ApprovalMode;
 
 /// claudemesh: an end-to-end encrypted mesh for Claude Code sessions,
 /// scripts and people, across machines.
@@ -488,7 +488,7 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-/// `install` (see `crate::install`).
+/// `install` (see `src/claude/install/`).
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Print what would change; change nothing
@@ -520,7 +520,7 @@ pub struct UninstallArgs {
     pub dry_run: bool,
 }
 
-/// `launch` (see `crate::launch`).
+/// `launch` (see `src/claude/launch.rs`).
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
     /// This session's name, shown to peers (`send <name>` reaches it)

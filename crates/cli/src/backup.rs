@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use claudemesh_client::backup::{self as payload, BackupPayload, PayloadError};
-use claudemesh_client::home::resolve_home;
+use claudemesh_client::home::{resolve_home, write_atomic};
 use claudemesh_crypto::backup::{
     BackupError, BackupHeader, BackupParams, MIN_PASSPHRASE_CHARS, derive_backup_key, new_header,
     open_with_key, seal_with_key,
@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::exit::{self, Failure};
-use crate::policy::{self, Policy, Request};
+use crate::policy::{self, Policy, Request, Verb};
 use crate::{Outcome, audit, output};
 
 /// The environment variable scripts pass the passphrase in.
@@ -247,6 +247,9 @@ fn write_backup_file(path: &Path, bytes: &[u8], force: bool) -> Result<(), Failu
     let io = |what: &str, p: &Path, e: std::io::Error| {
         Failure::new(exit::IO, format!("cannot {what} {}: {e}", p.display()))
     };
+    if force {
+        return write_atomic(path, bytes, 0o600).map_err(|e| io("write", path, e));
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -256,31 +259,15 @@ fn write_backup_file(path: &Path, bytes: &[u8], force: bool) -> Result<(), Failu
         .and_then(|n| n.to_str())
         .unwrap_or("backup.cmb");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).map_err(|e| io("write", &tmp, e))?;
-        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("write", &tmp, e));
-        }
+    if let Err(e) = write_atomic(&tmp, bytes, 0o600) {
+        return Err(io("write", &tmp, e));
     }
-    let placed = if force {
-        std::fs::rename(&tmp, path)
-    } else {
-        let linked = std::fs::hard_link(&tmp, path);
-        match linked {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                // No hard links here: create it exclusively instead.
-                write_exclusive(path, bytes)
-            }
-            other => other,
+    let placed = match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            // No hard links here: create it exclusively instead.
+            write_exclusive(path, bytes)
         }
+        other => other,
     };
     let _ = std::fs::remove_file(&tmp);
     match placed {
@@ -391,7 +378,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Outcome {
     let policy = Policy::load(g)?;
     let root = policy.home().to_owned();
     let req = Request {
-        verb: "restore",
+        verb: Verb::Restore,
         target: Some(a.file.display().to_string()),
         mesh_scoped: false,
     };

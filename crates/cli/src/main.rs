@@ -3,23 +3,31 @@
 //! exit code from `exit`. Before a command runs, the policy decides
 //! whether it may (`policy`, logged by `audit`). Logs go to stderr only,
 //! and only with `-v`.
+//!
+//! # Layout
+//!
+//! - `args`: the command line as clap types; `output`, `exit`: printing
+//!   and failures.
+//! - One file per noun a user types: `mesh`, `peer`, `message`, `topic`,
+//!   `grants`, `status`, `backup`, `audit`, `demo`; `names` (how members
+//!   are shown), `workdir` (this checkout, for presence).
+//! - `policy/`: the approval policy every command asks first.
+//! - `claude/`: the Claude Code integration (`install`, `mcp`, hooks, the
+//!   status line, `launch`).
 
 mod args;
 mod audit;
 mod backup;
+mod claude;
 mod demo;
 mod exit;
 mod grants;
-mod install;
-mod launch;
-mod mcp;
 mod mesh;
 mod message;
 mod names;
 mod output;
 mod peer;
 mod policy;
-mod sessions;
 mod status;
 mod topic;
 mod workdir;
@@ -210,17 +218,17 @@ async fn run(cli: Cli) -> Outcome {
         Command::Audit(AuditCmd::Verify) => audit::verify_cmd(&g),
         Command::Audit(AuditCmd::List { limit }) => audit::list_cmd(&g, limit),
         Command::Demo(a) => demo::run(&g, a).await,
-        Command::Mcp(a) => mcp::run(&g, a).await,
-        Command::Hook { event } => sessions::hook(&g, event).await,
-        Command::StatusLine => sessions::status_line(&g).await,
+        Command::Mcp(a) => claude::mcp::run(&g, a).await,
+        Command::Hook { event } => claude::hooks::hook(&g, event).await,
+        Command::StatusLine => claude::status_line::status_line(&g).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "claudemesh", &mut std::io::stdout());
             Ok(())
         }
-        Command::Install(a) => install::install(&g, &a),
-        Command::Uninstall(a) => install::uninstall(&g, &a),
-        Command::Launch(a) => launch::run(&g, a),
+        Command::Install(a) => claude::install::apply::install(&g, &a),
+        Command::Uninstall(a) => claude::install::undo::uninstall(&g, &a),
+        Command::Launch(a) => claude::launch::run(&g, a),
     }
 }
 

@@ -238,31 +238,65 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<(), ClientError> {
 
 /// Writes `bytes` to `path` atomically with mode 0600.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| ClientError::Local(format!("{} has no parent", path.display())))?;
+    write_atomic(path, bytes, 0o600).map_err(|e| io_err("cannot write", path, e))
+}
+
+/// Replaces `path` with `bytes` so that a reader, or the file after a
+/// crash, holds either the old bytes or the new ones, never part of them:
+/// a new temporary file beside it (mode `mode` on unix, whatever the
+/// umask), written and fsynced, renamed over `path`, then the directory
+/// fsynced so the rename itself is durable. The home's files, and the
+/// command line's run entries, backups and edits of Claude Code's files,
+/// are all written with it.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Two writers of one file in one process never share a temporary name.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    {
+    // A file of this process's from an earlier run with the same pid is
+    // overwritten, not an error.
+    fn write_synced(tmp: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
+            opts.mode(mode);
         }
-        let mut f = opts
-            .open(&tmp)
-            .map_err(|e| io_err("cannot write", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| io_err("cannot write", &tmp, e))?;
-        f.sync_all().map_err(|e| io_err("cannot sync", &tmp, e))?;
+        let mut f = opts.open(tmp)?;
+        // The umask may have narrowed the mode; the caller's is the one meant.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        f.write_all(bytes)?;
+        f.sync_all()
     }
-    set_mode(&tmp, 0o600)?;
-    fs::rename(&tmp, path).map_err(|e| io_err("cannot replace", path, e))?;
+    let written = write_synced(&tmp, bytes, mode).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Best effort: not every platform or file system can sync a directory,
+    // and the new bytes are in place either way.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::{Run, bare_command, code, run, snapshot};
+use crate::support::{Run, bare_command, code, run, snapshot};
 
 /// `~/.claude.json` as a user's might be: odd spacing, other servers,
 /// projects, numbers, unicode, no newline at the end.
@@ -127,7 +127,7 @@ fn read_json(p: &Path) -> Value {
 
 /// The path `claudemesh install` writes: the running binary's.
 fn binary() -> String {
-    std::fs::canonicalize(super::BIN)
+    std::fs::canonicalize(crate::support::BIN)
         .unwrap()
         .to_str()
         .unwrap()
@@ -493,8 +493,8 @@ fn a_path_with_spaces_and_another_home_are_spelled_for_the_shell() {
     let bin_dir = dir.path().join("my bin's");
     std::fs::create_dir(&bin_dir).unwrap();
     let bin = bin_dir.join("claudemesh");
-    if std::fs::hard_link(super::BIN, &bin).is_err() {
-        std::fs::copy(super::BIN, &bin).unwrap();
+    if std::fs::hard_link(crate::support::BIN, &bin).is_err() {
+        std::fs::copy(crate::support::BIN, &bin).unwrap();
     }
     let home = f.home().join("mesh home");
     // The fake home's command line and environment, run from that copy.

@@ -15,9 +15,9 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Broker, User, bare_command, code};
+use crate::support::{Broker, User, bare_command, code};
 
-/// The push limits of `claudemesh mcp` (crates/cli/src/mcp/push.rs).
+/// The push limits of `claudemesh mcp` (crates/cli/src/claude/mcp/throttle.rs).
 mod push {
     pub const LIMIT: u32 = 8;
 }
@@ -745,7 +745,7 @@ fn a_fake_claude_code_runs_what_install_wrote() {
         .to_owned();
     // Claude Code starts the server with a clean claudemesh environment:
     // everything it needs must be in what install wrote.
-    let sh = |command: &str, input: &Value| -> super::Run {
+    let sh = |command: &str, input: &Value| -> crate::support::Run {
         let mut c2 = std::process::Command::new("sh");
         c2.arg("-c")
             .arg(command)
@@ -763,7 +763,7 @@ fn a_fake_claude_code_runs_what_install_wrote() {
         )
         .expect("stdin");
         let out = child.wait_with_output().expect("wait");
-        super::Run {
+        crate::support::Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

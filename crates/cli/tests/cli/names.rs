@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::mcp::{Push, Session, json_of, text, until};
-use super::{Broker, User, code};
+use crate::mcp::{Push, Session, json_of, text, until};
+use crate::support::{Broker, User, code};
 
 /// This user's own member key, from its `peer list --json`.
 fn my_key(user: &User) -> String {

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicUsize;
 
 use claudemesh_broker::config::BrokerConfig;
 
-use super::{Broker, Quiet, bodies, code};
+use crate::support::{Broker, Quiet, bodies, code};
 
 /// A broker serving TLS for `localhost` (certificate signed by a fresh
 /// private CA), its URL by that name, and the CA's PEM file.

@@ -14,8 +14,9 @@ use claudemesh_client::home::{Home, resolve_home};
 
 use crate::Outcome;
 use crate::args::{Global, LaunchArgs};
+use crate::claude::install::mcp_server::SERVER;
+use crate::claude::paths::ClaudePaths;
 use crate::exit::{self, Failure};
-use crate::install::{ClaudePaths, SERVER};
 
 /// Overrides the `claude` binary (a path, or a name looked up on `PATH`).
 pub const CLAUDE_BIN_ENV: &str = "CLAUDEMESH_CLAUDE_BIN";

@@ -18,10 +18,10 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::Shared;
-use super::push::neutralize;
+use crate::claude::mcp::push::neutralize;
+use crate::claude::mcp::shared::{Shared, status_word};
 use crate::exit::Failure;
-use crate::policy;
+use crate::policy::{self, Verb};
 
 /// How long a tool waits for the broker connection before it says so.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -275,7 +275,7 @@ fn fail(f: Failure) -> String {
 }
 
 /// The policy's decision on `verb` for this call.
-fn allowed(shared: &Shared, verb: &'static str, target: Option<&str>) -> Result<(), String> {
+fn allowed(shared: &Shared, verb: Verb, target: Option<&str>) -> Result<(), String> {
     let policy = policy::Policy::load(&shared.global).map_err(fail)?;
     policy
         .enforce(&shared.global, &policy::Request::new(verb, target, true))
@@ -301,7 +301,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         "check_messages" => check_messages(shared, parse(name, args)?).await,
         "message_status" => {
             let a: MessageStatusArgs = parse(name, args)?;
-            allowed(shared, "message.status", Some(&a.id))?;
+            allowed(shared, Verb::MessageStatus, Some(&a.id))?;
             let id = message_id("id", &a.id)?;
             let c = client(shared).await?;
             let mut report = c.message_status(&id).await.map_err(|e| fail(e.into()))?;
@@ -312,7 +312,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "set_summary" => {
             let a: SetSummaryArgs = parse(name, args)?;
-            allowed(shared, "profile.summary", None)?;
+            allowed(shared, Verb::ProfileSummary, None)?;
             let c = client(shared).await?;
             let text = a.summary.trim().to_owned();
             c.set_presence(None, Some(text.clone()))
@@ -326,7 +326,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "set_status" => {
             let a: SetStatusArgs = parse(name, args)?;
-            allowed(shared, "profile.status", None)?;
+            allowed(shared, Verb::ProfileStatus, None)?;
             let c = client(shared).await?;
             let status = match a.status {
                 StatusArg::Idle => Status::Idle,
@@ -339,11 +339,11 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             shared
                 .dnd
                 .store(status == Status::Dnd, std::sync::atomic::Ordering::SeqCst);
-            Ok(format!("Status set to {}.", super::status_word(status)))
+            Ok(format!("Status set to {}.", status_word(status)))
         }
         "list_topics" => {
             let _: NoArgs = parse(name, args)?;
-            allowed(shared, "topic.list", None)?;
+            allowed(shared, Verb::TopicList, None)?;
             let c = client(shared).await?;
             let topics = spaces::topics(&c).await.map_err(|e| fail(e.into()))?;
             if topics.is_empty() {
@@ -356,7 +356,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "join_topic" => {
             let a: TopicArgs = parse(name, args)?;
-            allowed(shared, "topic.join", Some(&a.topic))?;
+            allowed(shared, Verb::TopicJoin, Some(&a.topic))?;
             let c = client(shared).await?;
             let t = spaces::topic_join(&c, &a.topic)
                 .await
@@ -377,7 +377,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "topic_history" => {
             let a: TopicHistoryArgs = parse(name, args)?;
-            allowed(shared, "topic.history", Some(&a.topic))?;
+            allowed(shared, Verb::TopicHistory, Some(&a.topic))?;
             let limit = a.limit.unwrap_or(30);
             if !(1..=200).contains(&limit) {
                 return Err(format!("limit must be 1-200, not {limit}"));
@@ -432,9 +432,9 @@ async fn send(
     let target = c.resolve(to).await.map_err(|e| fail(e.into()))?;
     // The verb follows what `to` resolved to, not how it was spelled.
     let verb = if matches!(target, claudemesh_crypto::envelope::Target::Topic(_)) {
-        "topic.post"
+        Verb::TopicPost
     } else {
-        "message.send"
+        Verb::MessageSend
     };
     allowed(shared, verb, Some(to.trim()))?;
     // Who it reaches, as verified: the member (name and key) and the
@@ -467,7 +467,7 @@ struct PeerOut<'a> {
 }
 
 async fn list_peers(shared: &Shared, a: ListPeersArgs) -> ToolResult {
-    allowed(shared, "peer.list", None)?;
+    allowed(shared, Verb::PeerList, None)?;
     let c = client(shared).await?;
     let peers = c.peers().await.map_err(|e| fail(e.into()))?;
     let repo = shared.checkout.as_ref().map(|c| c.repo.as_str());
@@ -498,7 +498,7 @@ async fn list_peers(shared: &Shared, a: ListPeersArgs) -> ToolResult {
                 key: &p.key,
                 you: p.you,
                 online: p.online,
-                status: super::status_word(p.status),
+                status: status_word(p.status),
                 summary: p.summary.as_deref(),
                 sessions,
             })
@@ -540,7 +540,7 @@ struct MessageOut<'a> {
 }
 
 async fn check_messages(shared: &Shared, a: CheckMessagesArgs) -> ToolResult {
-    allowed(shared, "message.inbox", None)?;
+    allowed(shared, Verb::MessageInbox, None)?;
     let limit = a.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(format!("limit must be 1-200, not {limit}"));

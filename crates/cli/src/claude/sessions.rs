@@ -15,10 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use claudemesh_client::home::write_atomic;
 use serde::{Deserialize, Serialize};
-
-use crate::args::{Global, HookEvent};
-use crate::{Outcome, open_home};
 
 /// How often a running server rewrites its entry.
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
@@ -89,13 +87,12 @@ impl Registration {
         })
     }
 
-    /// Writes the entry atomically (a reader never sees half of it).
+    /// Writes the entry atomically (a reader never sees half of it), 0600
+    /// like everything else in the home (the run directory is 0700).
     pub fn write(&self, entry: &RunEntry) -> std::io::Result<()> {
         let path = entry_path(&self.home_root, self.pid);
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &path)
+        write_atomic(&path, &bytes, 0o600)
     }
 
     /// The socket path for this server.
@@ -245,141 +242,9 @@ pub fn own_entries(home_root: &Path, cwd: Option<&str>) -> Vec<RunEntry> {
         .collect()
 }
 
-/// What Claude Code passes a hook or the status line on stdin (the fields
-/// used here; the rest is ignored).
-#[derive(Debug, Default, Deserialize)]
-struct ClaudeInput {
-    #[serde(default)]
-    cwd: Option<String>,
-    #[serde(default)]
-    workspace: Option<Workspace>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Workspace {
-    #[serde(default)]
-    current_dir: Option<String>,
-}
-
-/// Reads Claude Code's JSON from stdin when stdin is not a terminal; bad
-/// or missing input is no input.
-fn claude_input() -> ClaudeInput {
-    use std::io::{IsTerminal as _, Read as _};
-    if std::io::stdin().is_terminal() {
-        return ClaudeInput::default();
-    }
-    let mut text = String::new();
-    // A hook's input is small; stop at 1 MiB whatever comes.
-    let _ = std::io::stdin().take(1 << 20).read_to_string(&mut text);
-    serde_json::from_str(&text).unwrap_or_default()
-}
-
-impl ClaudeInput {
-    fn dir(&self) -> Option<&str> {
-        self.cwd
-            .as_deref()
-            .or_else(|| self.workspace.as_ref()?.current_dir.as_deref())
-    }
-}
-
 /// A status request to a server, one JSON line each way.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusRequest {
     /// `working` or `idle`.
     pub status: String,
-}
-
-/// `claudemesh hook working|idle`: tells this Claude Code session's server
-/// the session's state. It never fails the hook: Claude Code would show the
-/// failure on every prompt (and stdout would be added to the prompt), so
-/// every problem is a line on stderr with `-v` only, and the exit code is 0.
-pub async fn hook(g: &Global, event: HookEvent) -> Outcome {
-    let input = claude_input();
-    let status = match event {
-        HookEvent::Working => "working",
-        HookEvent::Idle => "idle",
-    };
-    let home = match open_home(g) {
-        Ok(h) => h,
-        Err(f) => {
-            tracing::info!("hook: {}", f.message);
-            return Ok(());
-        }
-    };
-    let targets = own_entries(home.root(), input.dir());
-    if targets.is_empty() {
-        tracing::info!("hook: no claudemesh mcp server of this session is running");
-    }
-    for e in targets {
-        if let Err(err) = tell(home.root(), e.pid, status).await {
-            tracing::info!(pid = e.pid, "hook: cannot reach the server: {err}");
-        }
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-async fn tell(home_root: &Path, pid: u32, status: &str) -> std::io::Result<()> {
-    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
-    let talk = async {
-        let mut sock = tokio::net::UnixStream::connect(socket_path(home_root, pid)).await?;
-        let mut line = serde_json::to_vec(&StatusRequest {
-            status: status.to_owned(),
-        })
-        .map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        sock.write_all(&line).await?;
-        let mut answer = String::new();
-        tokio::io::BufReader::new(sock)
-            .read_line(&mut answer)
-            .await?;
-        Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(2), talk)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
-}
-
-#[cfg(not(unix))]
-async fn tell(_home_root: &Path, _pid: u32, _status: &str) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "hooks reach the MCP server over a unix socket, which this platform lacks",
-    ))
-}
-
-/// `claudemesh status-line`: one line for Claude Code's status bar, from
-/// the running server's entry (mesh · session · peers online · unread), or
-/// from the home alone when no server runs. Never fails, never touches the
-/// network.
-pub async fn status_line(g: &Global) -> Outcome {
-    let input = claude_input();
-    println!("{}", status_line_text(g, input.dir()).await);
-    Ok(())
-}
-
-async fn status_line_text(g: &Global, dir: Option<&str>) -> String {
-    let home = match open_home(g) {
-        Ok(h) => h,
-        Err(_) => return "claudemesh: no home (run `claudemesh join <invite>`)".into(),
-    };
-    if let Some(e) = own_entries(home.root(), dir).into_iter().next() {
-        if e.link == "no-mesh" {
-            return "claudemesh: not in a mesh (`claudemesh join <invite>`)".into();
-        }
-        let link = match e.link.as_str() {
-            "up" => format!("{} online", e.peers_online),
-            "connecting" => "connecting".into(),
-            _ => "offline".into(),
-        };
-        return format!("◆ {} · {} · {link} · {} unread", e.mesh, e.name, e.unread);
-    }
-    let Ok(mesh) = home.select_mesh(g.mesh.as_deref()).cloned() else {
-        return "claudemesh: not in a mesh (`claudemesh join <invite>`)".into();
-    };
-    let unread = match claudemesh_client::local::LocalStore::open(&home.state_db_path()).await {
-        Ok(store) => store.unread_count(&mesh.id).await.unwrap_or(0),
-        Err(_) => 0,
-    };
-    format!("◆ {} · no session · {unread} unread", mesh.name)
 }

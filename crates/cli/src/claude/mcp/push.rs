@@ -2,112 +2,57 @@
 //! `notifications/claude/channel`: the content line `<from> [#topic]:
 //! <body>`, the meta attributes, neutralizing anything in a peer's text that
 //! would close or forge the `<channel>` framing Claude Code wraps it in, and
-//! a rate limit, because a flood of pushes wedges a session: past
-//! [`LIMIT`] pushes in [`WINDOW`], the rest wait in the inbox and one
-//! notice asks the model to call `check_messages`.
+//! a rate limit, because a flood of pushes wedges a session: past the
+//! `throttle`'s limit, the rest wait in the inbox and one notice asks the
+//! model to call `check_messages`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use claudemesh_client::MeshClient;
 use claudemesh_client::local::InboxMessage;
 use claudemesh_client::lookalike;
 use rmcp::model::{CustomNotification, ServerNotification};
-use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
-use super::Shared;
+use crate::claude::mcp::shared::Shared;
+use crate::claude::mcp::throttle::Admission;
 
 /// The notification method Claude Code listens to.
 pub const METHOD: &str = "notifications/claude/channel";
-/// At most this many messages are pushed per [`WINDOW`].
-pub const LIMIT: u32 = 8;
-/// The rate limit's window.
-pub const WINDOW: Duration = Duration::from_secs(10);
 /// A pushed body longer than this is cut (the whole text is in
 /// `check_messages`).
 const MAX_PUSHED_CHARS: usize = 8000;
 
-#[derive(Debug)]
-struct Window {
-    start: Instant,
-    sent: u32,
-    held: u32,
+/// Tells the session how many messages waited before it started.
+pub async fn backlog(shared: &Arc<Shared>, n: u64) {
+    notice(
+        shared,
+        "backlog",
+        n,
+        "unread from peers arrived before this session started",
+    )
+    .await;
 }
 
-/// Sends channel notifications once the MCP client is initialized.
-#[derive(Debug)]
-pub struct Pusher {
-    ready: watch::Sender<bool>,
-    window: Mutex<Window>,
-}
-
-impl Pusher {
-    pub fn new() -> Pusher {
-        Pusher {
-            ready: watch::channel(false).0,
-            window: Mutex::new(Window {
-                start: Instant::now(),
-                sent: 0,
-                held: 0,
-            }),
-        }
-    }
-
-    /// The client finished initializing: notifications may flow.
-    pub fn ready(&self) {
-        self.ready.send_replace(true);
-    }
-
-    /// Waits until the client is initialized.
-    pub async fn wait_ready(&self) {
-        let mut rx = self.ready.subscribe();
-        let _ = rx.wait_for(|r| *r).await;
-    }
-
-    /// Tells the session how many messages waited before it started.
-    pub async fn backlog(&self, shared: &Arc<Shared>, n: u64) {
-        notice(
-            shared,
-            "backlog",
-            n,
-            "unread from peers arrived before this session started",
-        )
-        .await;
-    }
-
-    /// Pushes one arrived message, or holds it if over the rate limit.
-    pub async fn message(&self, shared: &Arc<Shared>, client: &MeshClient, m: &InboxMessage) {
-        let over = {
-            let mut w = self.window.lock().await;
-            if w.start.elapsed() >= WINDOW {
-                w.start = Instant::now();
-                w.sent = 0;
+/// Pushes one arrived message, or holds it if over the rate limit.
+pub async fn message(shared: &Arc<Shared>, client: &MeshClient, m: &InboxMessage) {
+    match shared.push.admit().await {
+        Admission::Push => {}
+        Admission::Hold { first_until } => {
+            if let Some(at) = first_until {
+                tokio::spawn(release_notice(shared.clone(), at));
             }
-            if w.sent < LIMIT {
-                w.sent += 1;
-                false
-            } else {
-                w.held += 1;
-                if w.held == 1 {
-                    let at = w.start + WINDOW;
-                    tokio::spawn(release_notice(shared.clone(), at));
-                }
-                true
-            }
-        };
-        if over {
             return;
         }
-        let (content, meta) = render(shared, client, m);
-        if send(shared, content, meta).await
-            && shared.channels.load(std::sync::atomic::Ordering::SeqCst)
-        {
-            // The client declared channels: the model has seen it.
-            if let Err(e) = client.mark_read(std::slice::from_ref(m)).await {
-                tracing::info!("cannot mark a pushed message read: {e}");
-            }
+    }
+    let (content, meta) = render(shared, client, m);
+    if send(shared, content, meta).await
+        && shared.channels.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        // The client declared channels: the model has seen it.
+        if let Err(e) = client.mark_read(std::slice::from_ref(m)).await {
+            tracing::info!("cannot mark a pushed message read: {e}");
         }
     }
 }
@@ -130,10 +75,7 @@ pub async fn bad_seal(shared: &Shared, report: &claudemesh_client::mesh::BadSeal
 /// At the end of the window, one notice for everything held back.
 async fn release_notice(shared: Arc<Shared>, at: Instant) {
     tokio::time::sleep_until(at).await;
-    let held = {
-        let mut w = shared.push.window.lock().await;
-        std::mem::take(&mut w.held)
-    };
+    let held = shared.push.take_held().await;
     if held > 0 {
         notice(
             &shared,

@@ -1,0 +1,25 @@
+//! The Claude Code integration: everything claudemesh does inside or for
+//! Claude Code.
+//!
+//! # Layout
+//!
+//! - `paths`: where Claude Code keeps its files.
+//! - `install/`: `claudemesh install` and `uninstall`, which edit them.
+//! - `mcp/`: `claudemesh mcp`, the MCP server Claude Code runs (tools and
+//!   channel pushes).
+//! - `sessions`: the running servers of this device, as files in
+//!   `<home>/run/`.
+//! - `input`: what Claude Code passes a hook or the status line.
+//! - `hooks`: `claudemesh hook working|idle`, which tells the session's
+//!   server what Claude Code is doing.
+//! - `status_line`: `claudemesh status-line`, Claude Code's status bar.
+//! - `launch`: `claudemesh launch`, which starts `claude` with our channel.
+
+pub mod hooks;
+pub mod input;
+pub mod install;
+pub mod launch;
+pub mod mcp;
+pub mod paths;
+pub mod sessions;
+pub mod status_line;
