@@ -99,7 +99,7 @@ async fn ws_upgrade(
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(2 * MAX_FRAME_BYTES)
         .max_frame_size(2 * MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| crate::conn::serve(socket, state, origin, pending))
+        .on_upgrade(move |socket| crate::connection::serve(socket, state, origin, pending))
 }
 
 async fn healthz() -> &'static str {

@@ -23,8 +23,10 @@
 
 pub mod admission;
 pub mod config;
-pub mod conn;
+pub mod connection;
+pub mod delivery;
 pub mod fanout;
+pub mod handler;
 pub mod http;
 pub mod hub;
 pub mod metrics;

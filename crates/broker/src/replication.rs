@@ -779,7 +779,7 @@ async fn recheck(state: &Arc<BrokerState>, rep: &Replication, mesh: &Arc<MeshHub
         tracing::warn!(error = %e, "could not recheck a mesh");
     }
     for s in mesh.all_sessions() {
-        crate::conn::wake_drain(state.clone(), mesh.clone(), s);
+        crate::delivery::wake_drain(state.clone(), mesh.clone(), s);
     }
 }
 
