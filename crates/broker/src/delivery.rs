@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{Priority, Target};
-use claudemesh_crypto::grants::Cap;
 
 use crate::hub::{MeshHub, SessionHandle, deliver_text};
 use crate::metrics as m;
@@ -154,7 +153,6 @@ async fn drain_page(
         let Ok(target) = target_text.parse::<Target>() else {
             continue;
         };
-        let cap = Cap::for_target(&target_text);
         // Rows above the priority limit still count for the cursor (judged
         // below); they are only not delivered now.
         let too_low: std::collections::HashSet<u64> = rows
@@ -166,7 +164,7 @@ async fn drain_page(
             .collect();
         let verdict = mesh.read_log(|l| {
             crate::fanout::judge_page(&l.roster, &session.member, &target, rows, now, &|sender| {
-                mesh.grants_allow(&session.member, sender, cap)
+                crate::route::grants_let(mesh, &session.member, sender, &target)
             })
         });
         if let Some(cursor) = verdict.cursor {

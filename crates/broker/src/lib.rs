@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;
 pub mod replication;
+pub mod route;
 pub mod server;
 pub mod state_saver;
 pub mod store;

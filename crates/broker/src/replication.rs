@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use claudemesh_crypto::envelope::Target;
-use claudemesh_crypto::grants::Cap;
 use claudemesh_crypto::{Hash32, PublicKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
@@ -44,6 +43,7 @@ use tokio::task::JoinHandle;
 
 use crate::hub::{MeshHub, SessionHandle, deliver_text};
 use crate::metrics as m;
+use crate::route;
 use crate::server::BrokerState;
 use crate::store::StoreError;
 use crate::store::replicas::{OnlineSession, PgReplicaStore, PresenceWrite, SessionEnd};
@@ -883,18 +883,18 @@ async fn deliver_fanout(
         let Ok(target) = row.target.parse::<Target>() else {
             continue;
         };
-        let cap = Cap::for_target(&row.target);
+        // Recipients as of send time, by the same rule as a drain.
         let recipients: Vec<PublicKey> = mesh.read_log(|l| {
             members
                 .iter()
-                .filter(|m| **m != row.sender && l.roster.is_recipient_at(m, &target, row.at_len))
+                .filter(|m| {
+                    route::receives(&l.roster, m, &row.sender, &target, row.at_len, || {
+                        route::grants_let(mesh, m, &row.sender, &target)
+                    })
+                })
                 .copied()
                 .collect()
         });
-        let recipients: Vec<PublicKey> = recipients
-            .into_iter()
-            .filter(|m| mesh.grants_allow(m, &row.sender, cap))
-            .collect();
         if recipients.is_empty() {
             continue;
         }

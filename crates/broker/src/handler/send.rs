@@ -4,11 +4,11 @@
 //! which answers `accepted` once it is stored.
 
 use claudemesh_crypto::envelope::Target;
-use claudemesh_crypto::grants::{Cap, Decision};
 use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::Send;
 
 use super::{Caller, Refusal, Reply, caught_up, short_hex};
+use crate::route;
 use crate::store::NewMessage;
 use crate::writer::{AcceptReply, WriteJob};
 
@@ -64,12 +64,7 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
                     format!("{} is not a member of this mesh", short_hex(k.to_hex())),
                 ));
             }
-            match mesh.grant_decision(k, &session.member, Cap::Dm) {
-                Decision::Allow => vec![*k],
-                Decision::Refuse => return Err(refused()),
-                // Stored and accepted, but for no one: never delivered.
-                Decision::SilentDrop => Vec::new(),
-            }
+            route::direct(mesh, k, *k, &session.member).map_err(|_| refused())?
         }
         Target::Session(s) => {
             let here = mesh
@@ -89,11 +84,7 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             };
             match member {
                 Some(m) if mesh.read_log(|l| l.roster.is_member(&m)) => {
-                    match mesh.grant_decision(&m, &session.member, Cap::Dm) {
-                        Decision::Allow => vec![*s],
-                        Decision::Refuse => return Err(refused()),
-                        Decision::SilentDrop => Vec::new(),
-                    }
+                    route::direct(mesh, &m, *s, &session.member).map_err(|_| refused())?
                 }
                 _ => {
                     return Err(Refusal::new(
@@ -104,26 +95,17 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             }
         }
         target @ (Target::Group(_) | Target::Topic(_) | Target::Broadcast) => {
-            let route = || {
-                mesh.read_log(|l| {
-                    crate::fanout::route(&l.roster, &session.member, target, env.epoch)
-                })
-            };
-            let mut routed = route();
+            let check = || route::at_send(mesh, &session.member, target, env.epoch);
+            let mut routed = check();
             // A topic, group member or rekey another replica added a moment
             // ago: adopt it and route again.
             if routed.is_err() && caught_up(broker, mesh).await {
-                routed = route();
+                routed = check();
             }
-            let (members, len) = routed.map_err(|(code, message)| Refusal::new(code, message))?;
+            let (recipients, len) =
+                routed.map_err(|(code, message)| Refusal::new(code, message))?;
             at_len = Some(len);
-            // Recipients whose grants refuse the sender this kind of
-            // message are skipped, silently.
-            let cap = Cap::for_target(&target.to_string());
-            members
-                .into_iter()
-                .filter(|m| mesh.grants_allow(m, &session.member, cap))
-                .collect()
+            recipients
         }
     };
     let now = crate::now_ms();
