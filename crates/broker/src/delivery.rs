@@ -1,18 +1,23 @@
-//! Delivery of stored messages to a connected session when it cannot be a
-//! live push: the drain after a hello, when a busy session turns idle, or
-//! when a session fell behind or another replica stored messages for it.
-//! A drain sends oldest first with backpressure; live pushes skip the
-//! session meanwhile, and a final re-check catches what committed between.
+//! Delivery of stored messages to connected sessions: live pushes right
+//! after a commit ([`deliver_live`]), and drains when a push cannot do
+//! (after a hello, when a busy session turns idle, when a session fell
+//! behind or another replica stored messages for it: [`drain`],
+//! [`wake_drain`]). A drain sends oldest first with backpressure; live
+//! pushes skip the session meanwhile, and a final re-check catches what
+//! committed between.
 
 use std::sync::Arc;
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{Priority, Target};
 
-use crate::hub::{MeshHub, SessionHandle, deliver_text};
+use axum::extract::ws::Utf8Bytes;
+
+use crate::mesh::MeshHub;
 use crate::metrics as m;
-use crate::server::BrokerState;
-use crate::store::{FanoutRow, PageLimit, PendingMessage, fanout_weight};
+use crate::sessions::SessionHandle;
+use crate::store::{FanoutRow, PageLimit, PendingMessage, Store, fanout_weight};
+use crate::wire::deliver_text;
 
 /// Stored messages fetched per page when draining to a session, from each
 /// source (direct, fan-out): a page is held while the session's reader
@@ -22,13 +27,33 @@ const DRAIN_PAGE: PageLimit = PageLimit {
     bytes: 512 * 1024,
 };
 
+/// Pushes a stored message to the connected sessions of its recipients
+/// (a member key reaches all of that member's sessions, a session key
+/// that one). Busy sessions keep non-urgent messages for later; sessions
+/// in the middle of a drain get it from the drain. Returns how many
+/// sessions it was queued to.
+pub fn deliver_live(
+    mesh: &MeshHub,
+    recipients: &[PublicKey],
+    priority: Priority,
+    frame: &Utf8Bytes,
+) -> usize {
+    let mut pushed = 0;
+    mesh.sessions().for_each_reached(recipients, |t| {
+        if t.takes_live(priority) && t.push_live(frame.clone()) {
+            pushed += 1;
+        }
+    });
+    pushed
+}
+
 /// Sends a session every stored message waiting for it (its member's and its
 /// own), oldest first, with backpressure. While it runs, live pushes to the
 /// session are skipped; the final re-check after turning that off catches
 /// anything committed in between, so nothing is missed and order holds.
-pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle) {
+pub async fn drain(store: &dyn Store, mesh: &MeshHub, session: &SessionHandle) {
     let _one_at_a_time = session.drain_lock.lock().await;
-    drain_locked(broker, mesh, session, Priority::Low).await;
+    drain_locked(store, mesh, session, Priority::Low).await;
 }
 
 /// A drain because another replica stored messages for this session that
@@ -36,7 +61,7 @@ pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle
 /// too large to name them): coalesced (one waiting at a time per session,
 /// which sees everything a second would), and, unlike a pull, it respects
 /// the session's status as a live push does (busy: `now` only).
-pub fn wake_drain(broker: Arc<BrokerState>, mesh: Arc<MeshHub>, session: Arc<SessionHandle>) {
+pub fn wake_drain(store: Arc<dyn Store>, mesh: Arc<MeshHub>, session: Arc<SessionHandle>) {
     if !session.schedule_wake() {
         return;
     }
@@ -44,14 +69,14 @@ pub fn wake_drain(broker: Arc<BrokerState>, mesh: Arc<MeshHub>, session: Arc<Ses
         let _one_at_a_time = session.drain_lock.lock().await;
         session.wake_started();
         let max = session.max_priority();
-        drain_locked(&broker, &mesh, &session, max).await;
+        drain_locked(store.as_ref(), &mesh, &session, max).await;
     });
 }
 
 /// [`drain`] with the session's drain lock held, of messages of at most
 /// `max_priority` (`Low`: all).
 async fn drain_locked(
-    broker: &BrokerState,
+    store: &dyn Store,
     mesh: &MeshHub,
     session: &SessionHandle,
     max_priority: Priority,
@@ -66,7 +91,7 @@ async fn drain_locked(
         }
         // A drain is a pull (a new connection, or a session turning idle):
         // it hands over every priority. Only live pushes respect `working`.
-        let page = match drain_page(broker, mesh, session, &recipients, after, max_priority).await {
+        let page = match drain_page(store, mesh, session, &recipients, after, max_priority).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading queued messages failed");
@@ -112,14 +137,13 @@ struct DrainPage {
 /// of. Sources are merged by seq up to the lowest seq at which a full page
 /// was cut off, so nothing is skipped. `None` when nothing is left.
 async fn drain_page(
-    broker: &BrokerState,
+    store: &dyn Store,
     mesh: &MeshHub,
     session: &SessionHandle,
     recipients: &[PublicKey],
     after: u64,
     max_priority: Priority,
 ) -> Result<Option<DrainPage>, crate::store::StoreError> {
-    let store = &broker.store;
     let direct = store
         .pending(&mesh.id, recipients, after, max_priority, DRAIN_PAGE)
         .await?;

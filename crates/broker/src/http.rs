@@ -20,7 +20,7 @@ use claudemesh_proto::limits::MAX_FRAME_BYTES;
 use claudemesh_proto::version::{SUBPROTOCOL, WS_PATH};
 
 use crate::admission::{Origin, PendingRefusal};
-use crate::server::BrokerState;
+use crate::state::BrokerState;
 
 /// Initial read and write buffer of each websocket.
 const SOCKET_BUFFER_BYTES: usize = 4096;

@@ -26,20 +26,27 @@ pub mod config;
 pub mod connection;
 pub mod delivery;
 pub mod fanout;
+pub mod grant_table;
 pub mod handler;
 pub mod http;
 pub mod hub;
+pub mod mesh;
+pub mod mesh_log;
 pub mod metrics;
 pub mod outbox;
+pub mod presence;
 pub mod ratelimit;
 pub mod replication;
 pub mod route;
 pub mod server;
+pub mod sessions;
+pub mod state;
 pub mod state_saver;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
 pub mod tls;
+pub mod wire;
 pub mod writer;
 
 /// Unix time in milliseconds.

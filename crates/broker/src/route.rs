@@ -14,7 +14,7 @@ use claudemesh_crypto::grants::{Cap, Decision};
 use claudemesh_crypto::log::Roster;
 use claudemesh_proto::ErrorCode;
 
-use crate::hub::MeshHub;
+use crate::mesh::MeshHub;
 
 /// Whether `member` receives `sender`'s topic, group or broadcast message
 /// to `target` that the broker accepted when the log was `at_len` entries

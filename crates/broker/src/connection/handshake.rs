@@ -13,12 +13,14 @@ use claudemesh_proto::hello::{Hello, HelloError};
 use claudemesh_proto::version::SUPPORTED_VERSIONS;
 use claudemesh_proto::{BrokerFrame, ErrorCode, Limits};
 
-use crate::handler::{Refusal, caught_up, short_hex};
-use crate::hub::{MeshHub, SessionHandle, SessionPresence, text};
+use crate::handler::{Refusal, short_hex};
+use crate::mesh::MeshHub;
 use crate::metrics as m;
 use crate::outbox::Outbox;
-use crate::server::BrokerState;
+use crate::sessions::{SessionHandle, SessionPresence};
+use crate::state::BrokerState;
 use crate::store::{MemberState, SessionRecord};
+use crate::wire::text;
 use crate::writer::WriteJob;
 
 /// A session the handshake admitted.
@@ -103,7 +105,7 @@ async fn check_and_register(
     // A member who joined through another replica a moment ago: adopt the
     // entries it appended (verified) before refusing.
     if !mesh.read_log(|l| l.roster.is_member(&member)) {
-        caught_up(broker, &mesh).await;
+        mesh.caught_up().await;
     }
     // Read under the lock rather than cloning the roster: a handshake only
     // needs a few lookups, and a big mesh's roster is large.
@@ -187,9 +189,6 @@ async fn check_and_register(
 pub async fn announce(broker: &BrokerState, admitted: &Admitted) {
     let Admitted { session, mesh } = admitted;
     mesh.broadcast_presence(session.as_peer(), session.conn_id);
-    if let Some(r) = broker.hub.replication() {
-        r.session_up(session);
-    }
     if mesh.first_sight_of(&session.session) {
         // Group-committed with messages: only a message to this session
         // sent while it is offline needs the row, and while it is connected
@@ -211,14 +210,11 @@ pub async fn announce(broker: &BrokerState, admitted: &Admitted) {
 /// session hears it went.
 pub fn farewell(broker: &BrokerState, session: &SessionHandle, mesh: &MeshHub) {
     let last_alone = mesh.remove_session(session);
-    let replication = broker.hub.replication();
-    if let Some(r) = replication {
-        r.session_down(session);
-    }
     let now = crate::now_ms();
     let p = session.presence();
-    // With replicas, the member may still be connected to another.
-    let elsewhere = replication.is_some() && mesh.has_remote(&session.member);
+    // With replicas, the member may still be connected to another (without,
+    // no session is remote).
+    let elsewhere = mesh.has_remote(&session.member);
     let member_now = mesh.read_log(|l| l.roster.is_member(&session.member));
     let member_stays = !last_alone || elsewhere;
     if !member_now {

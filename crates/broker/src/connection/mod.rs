@@ -34,11 +34,13 @@ use crate::handler::{
     Caller, Refusal, Reply, ack, append, grants, history, invite, load_mesh, log_fetch,
     mesh_create, peers, ping, presence, send, status,
 };
-use crate::hub::{MemberRates, MeshHub, SessionHandle, text};
+use crate::mesh::{MemberRates, MeshHub};
 use crate::metrics as m;
 use crate::outbox::Outbox;
 use crate::ratelimit::TokenBucket;
-use crate::server::BrokerState;
+use crate::sessions::SessionHandle;
+use crate::state::BrokerState;
+use crate::wire::text;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -161,7 +163,7 @@ impl Connection {
                 () = behind => {
                     if let (Some(session), Some(mesh)) = (&self.session, &self.mesh) {
                         session.catching_up();
-                        crate::delivery::wake_drain(self.broker.clone(), mesh.clone(), session.clone());
+                        crate::delivery::wake_drain(self.broker.store.clone(), mesh.clone(), session.clone());
                     }
                     continue;
                 }
@@ -363,7 +365,12 @@ impl Connection {
         // The first drain runs before this connection's next frame is read,
         // so anything the client asks after `welcome` is answered after every
         // queued message: a `ping` marks the end of the backlog.
-        crate::delivery::drain(&self.broker, &admitted.mesh, &admitted.session).await;
+        crate::delivery::drain(
+            self.broker.store.as_ref(),
+            &admitted.mesh,
+            &admitted.session,
+        )
+        .await;
         Ok(Reply::Nothing)
     }
 

@@ -8,7 +8,7 @@ use claudemesh_proto::{BrokerFrame, ErrorCode, close};
 
 use super::{Caller, Refusal, Reply};
 use crate::config::BrokerConfig;
-use crate::hub::{AppendError, AppendLimits};
+use crate::mesh_log::{AppendError, AppendLimits};
 use crate::metrics as m;
 use crate::store::AppendExtras;
 
@@ -41,9 +41,6 @@ pub async fn append_and_answer(
         )
         .await
         .map_err(append_refusal)?;
-    if let Some(r) = caller.broker.hub.replication() {
-        r.log_grew(caller.mesh.id, len);
-    }
     let answer = BrokerFrame::LogAppended(LogAppended { req, head, len });
     // This connection's member removed itself (or was removed in its own
     // batch): close after the answer it is waiting for.

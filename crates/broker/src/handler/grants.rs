@@ -5,7 +5,7 @@ use claudemesh_proto::BrokerFrame;
 use claudemesh_proto::frames::{GrantsSetFrame, GrantsStored};
 
 use super::{Caller, Refusal, Reply};
-use crate::hub::GrantsSetError;
+use crate::grant_table::GrantsSetError;
 
 /// Stores a grant set and answers `grants_stored` with the version held.
 pub async fn handle(caller: Caller<'_>, f: GrantsSetFrame) -> Result<Reply, Refusal> {
@@ -23,9 +23,6 @@ pub async fn handle(caller: Caller<'_>, f: GrantsSetFrame) -> Result<Reply, Refu
             }
             Refusal::new(e.code(), e.to_string())
         })?;
-    if let Some(r) = broker.hub.replication() {
-        r.grants_changed(mesh.id, session.member);
-    }
     Ok(Reply::Frame(BrokerFrame::GrantsStored(GrantsStored {
         req: f.req,
         version,

@@ -13,8 +13,8 @@ use claudemesh_proto::{BrokerFrame, ErrorCode};
 
 use super::append::{append_and_answer, append_limits, append_refusal};
 use super::log_fetch::entries_within_budget;
-use super::{Caller, Refusal, Reply, caught_up, load_mesh};
-use crate::server::BrokerState;
+use super::{Caller, Refusal, Reply, load_mesh};
+use crate::state::BrokerState;
 use crate::store::AppendExtras;
 
 /// An invite this connection proved it holds: its mesh and invite key.
@@ -69,7 +69,7 @@ pub async fn fetch(
     let mesh = load_mesh(broker, &mesh_id).await?;
     // An invite made through another replica a moment ago.
     if !mesh.read_log(|l| l.roster.invites().contains_key(&f.invite_key)) {
-        caught_up(broker, &mesh).await;
+        mesh.caught_up().await;
     }
     let (log, log_len, state) = mesh.read_log(|l| {
         (
@@ -137,9 +137,6 @@ pub async fn join(
         )
         .await
         .map_err(append_refusal)?;
-    if let Some(r) = broker.hub.replication() {
-        r.log_grew(mesh.id, len);
-    }
     Ok(Reply::Frame(BrokerFrame::Joined(Joined {
         req: f.req,
         head,

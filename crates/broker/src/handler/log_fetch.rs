@@ -8,7 +8,7 @@ use claudemesh_proto::frames::{LogEntries, LogFetch};
 use claudemesh_proto::limits::MAX_LOG_ENTRIES_PER_FRAME;
 
 use super::Reply;
-use crate::hub::MeshHub;
+use crate::mesh::MeshHub;
 
 /// Bytes of log entries one frame carries at most: half a frame, so the
 /// rest of the frame (an invite bundle, JSON framing) always fits.

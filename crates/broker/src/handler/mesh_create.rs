@@ -8,7 +8,7 @@ use claudemesh_proto::{BrokerFrame, ErrorCode};
 use super::{Refusal, Reply, load_mesh};
 use crate::admission::Origin;
 use crate::config::{BrokerConfig, MeshCreatePolicy};
-use crate::server::BrokerState;
+use crate::state::BrokerState;
 
 /// Stores the genesis and answers `log_appended`.
 pub async fn handle(

@@ -24,8 +24,9 @@ use claudemesh_crypto::Hash32;
 use claudemesh_proto::frames::ErrorFrame;
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
-use crate::hub::{MeshHub, SessionHandle};
-use crate::server::BrokerState;
+use crate::mesh::MeshHub;
+use crate::sessions::SessionHandle;
+use crate::state::BrokerState;
 
 /// What a handled request answers now.
 #[derive(Debug)]
@@ -131,34 +132,4 @@ pub async fn load_mesh(broker: &BrokerState, id: &Hash32) -> Result<Arc<MeshHub>
 /// Abbreviated key or hash for messages (first 8 hex digits).
 pub fn short_hex(hex: String) -> String {
     hex[..8].to_owned()
-}
-
-/// Least time between two catch-ups of a mesh's log asked for by a
-/// connection (see [`caught_up`]).
-const CATCH_UP_INTERVAL_MS: u64 = 200;
-
-/// With replicas: adopts log entries other brokers appended; returns
-/// whether there were any (without replicas: false, nothing to read).
-/// Anyone can ask for this (a hello from a key no one admitted, a send
-/// to a made-up member), and it reads the store under the mesh's append
-/// lock, so it runs at most once per [`CATCH_UP_INTERVAL_MS`] per mesh:
-/// callers queue, and one whose request a later catch-up already covered
-/// does not read again (it answers true: look again).
-pub async fn caught_up(broker: &BrokerState, mesh: &MeshHub) -> bool {
-    let Some(r) = broker.hub.replication() else {
-        return false;
-    };
-    let asked = crate::now_ms();
-    let mut last = mesh.catch_up_gate().await;
-    if *last >= asked {
-        return true;
-    }
-    let wait = (*last + CATCH_UP_INTERVAL_MS).saturating_sub(asked);
-    if wait > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-    }
-    metrics::counter!(crate::metrics::LOG_CATCH_UPS).increment(1);
-    let grew = r.catch_up_log(mesh).await;
-    *last = crate::now_ms();
-    grew
 }

@@ -49,15 +49,11 @@ pub fn handle(
         summary: now_p.summary.clone(),
         last_seen_ms: crate::now_ms(),
     };
-    mesh.set_member_state(session.member, state.clone());
-    mesh.broadcast_presence(session.as_peer(), session.conn_id);
-    if let Some(r) = broker.hub.replication() {
-        r.session_changed(session);
-    }
+    mesh.presence_changed(session, state.clone());
     broker.member_states.save(mesh.id, session.member, state);
     if before != Status::Idle && now_p.status == Status::Idle {
         // Messages held while busy go out now (one drain at a time).
-        crate::delivery::wake_drain(broker.clone(), mesh.clone(), session.clone());
+        crate::delivery::wake_drain(broker.store.clone(), mesh.clone(), session.clone());
     }
     Ok(Reply::Nothing)
 }

@@ -7,7 +7,7 @@ use claudemesh_crypto::envelope::Target;
 use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::Send;
 
-use super::{Caller, Refusal, Reply, caught_up, short_hex};
+use super::{Caller, Refusal, Reply, short_hex};
 use crate::route;
 use crate::store::NewMessage;
 use crate::writer::{AcceptReply, WriteJob};
@@ -57,7 +57,7 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
         Target::Member(k) => {
             let is_member = || mesh.read_log(|l| l.roster.is_member(k));
             // A member who joined through another replica a moment ago.
-            let known = is_member() || (caught_up(broker, mesh).await && is_member());
+            let known = is_member() || (mesh.caught_up().await && is_member());
             if !known {
                 return Err(Refusal::new(
                     ErrorCode::UnknownRecipient,
@@ -99,7 +99,7 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             let mut routed = check();
             // A topic, group member or rekey another replica added a moment
             // ago: adopt it and route again.
-            if routed.is_err() && caught_up(broker, mesh).await {
+            if routed.is_err() && mesh.caught_up().await {
                 routed = check();
             }
             let (recipients, len) =
