@@ -5,7 +5,6 @@
 //! tell other replicas themselves, through [`MeshEvents`]: nothing calls
 //! back up into a connection.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
@@ -21,7 +20,7 @@ use crate::mesh_log::{
 };
 use crate::metrics as m;
 use crate::presence::{Audience, MeshPresence};
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{MemberBuckets, MemberRates};
 use crate::sessions::{LocalSessions, SessionHandle};
 use crate::store::replicas::OnlineSession;
 use crate::store::{AppendExtras, AppendOutcome, MemberState, Store, StoreError};
@@ -49,19 +48,6 @@ pub trait MeshEvents: Send + Sync + std::fmt::Debug {
     async fn log_from(&self, mesh: &Hash32, from: u64) -> Result<Vec<LogEntry>, StoreError>;
 }
 
-/// What one member may send this broker, all its sessions together.
-#[derive(Debug, Clone, Copy)]
-pub struct MemberRates {
-    /// Frames per second, sustained.
-    pub frames_per_sec: u32,
-    /// Frames at once.
-    pub frames_burst: u32,
-    /// Bytes of frames per second, sustained (what a member can make the
-    /// broker store and forward).
-    pub bytes_per_sec: u32,
-    /// Bytes at once (at least one frame).
-    pub bytes_burst: u32,
-}
 /// What a freshly loaded mesh starts from, as read from the store.
 #[derive(Debug)]
 pub struct LoadedMesh {
@@ -88,7 +74,7 @@ pub struct MeshHub {
     grants: GrantTable,
     /// Each member's frame and byte buckets, shared by all its sessions
     /// here (TM10).
-    member_rates: Mutex<HashMap<PublicKey, (TokenBucket, TokenBucket)>>,
+    member_rates: MemberBuckets,
     /// Each member's bucket of membership-log entries (TM10).
     log_quotas: LogQuotas,
     /// When a catch-up a connection asked for last finished (unix ms).
@@ -108,7 +94,7 @@ impl MeshHub {
             presence: MeshPresence::new(loaded.member_states),
             recorded_sessions: Mutex::new(std::collections::HashSet::new()),
             grants: GrantTable::from_stored(id, loaded.grants),
-            member_rates: Mutex::new(HashMap::new()),
+            member_rates: MemberBuckets::default(),
             log_quotas: LogQuotas::default(),
             catch_up_gate: tokio::sync::Mutex::new(0),
             events,
@@ -164,18 +150,7 @@ impl MeshHub {
         limits: &MemberRates,
         bytes: usize,
     ) -> Result<(), u64> {
-        let mut rates = self.member_rates.lock().unwrap_or_else(|p| p.into_inner());
-        let (frames, volume) = rates.entry(*member).or_insert_with(|| {
-            (
-                TokenBucket::new(limits.frames_per_sec, limits.frames_burst),
-                TokenBucket::new(limits.bytes_per_sec, limits.bytes_burst),
-            )
-        });
-        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        let (mut f, mut v) = (frames.clone(), volume.clone());
-        f.take().and(v.take_n(bytes.min(limits.bytes_burst)))?;
-        (*frames, *volume) = (f, v);
-        Ok(())
+        self.member_rates.take(member, limits, bytes)
     }
 
     /// What `recipient`'s grants say about `sender` using `cap`.
@@ -410,7 +385,7 @@ impl MeshHub {
                         (close::KICKED, ErrorCode::Removed.as_str())
                     }
                 };
-                for s in self.member_sessions(member) {
+                for s in self.sessions.of_member(member) {
                     if Some(s.conn_id) != appender {
                         s.kill(code, reason);
                     }
@@ -452,21 +427,6 @@ impl MeshHub {
             events.session_down(handle);
         }
         now_empty
-    }
-
-    /// Connected sessions of one member.
-    pub fn member_sessions(&self, member: &PublicKey) -> Vec<Arc<SessionHandle>> {
-        self.sessions.of_member(member)
-    }
-
-    /// A connected session by key.
-    pub fn session(&self, session: &PublicKey) -> Option<Arc<SessionHandle>> {
-        self.sessions.get(session)
-    }
-
-    /// Every connected session.
-    pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
-        self.sessions.all()
     }
 
     /// Tells every other session of the mesh about a presence change

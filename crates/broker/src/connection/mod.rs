@@ -34,10 +34,10 @@ use crate::handler::{
     Caller, Refusal, Reply, ack, append, grants, history, invite, load_mesh, log_fetch,
     mesh_create, peers, ping, presence, send, status,
 };
-use crate::mesh::{MemberRates, MeshHub};
+use crate::mesh::MeshHub;
 use crate::metrics as m;
 use crate::outbox::Outbox;
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{MemberRates, TokenBucket};
 use crate::sessions::SessionHandle;
 use crate::state::BrokerState;
 use crate::wire::text;

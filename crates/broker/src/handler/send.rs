@@ -68,7 +68,8 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
         }
         Target::Session(s) => {
             let here = mesh
-                .session(s)
+                .sessions()
+                .get(s)
                 .map(|h| h.member)
                 .or_else(|| mesh.remote_member_of(s));
             let member = match here {

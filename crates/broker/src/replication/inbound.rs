@@ -66,7 +66,7 @@ pub(super) async fn recheck(state: &Arc<BrokerState>, rep: &Replication, mesh: &
     if let Err(e) = rep.refresh_mesh(mesh).await {
         tracing::warn!(error = %e, "could not recheck a mesh");
     }
-    for s in mesh.all_sessions() {
+    for s in mesh.sessions().all() {
         wake_drain(state.store.clone(), mesh.clone(), s);
     }
 }
@@ -100,7 +100,7 @@ async fn handle(
 
 /// Whether a recipient key (member or session) has a connection here.
 fn is_here(mesh: &MeshHub, key: &PublicKey) -> bool {
-    mesh.session(key).is_some() || !mesh.member_sessions(key).is_empty()
+    mesh.sessions().get(key).is_some() || !mesh.sessions().of_member(key).is_empty()
 }
 
 /// Pushes direct messages stored elsewhere to their recipients connected
@@ -156,7 +156,7 @@ async fn deliver_fanout(
     if fanout.is_empty() {
         return Ok(());
     }
-    let members: BTreeSet<PublicKey> = mesh.all_sessions().iter().map(|s| s.member).collect();
+    let members: BTreeSet<PublicKey> = mesh.sessions().all().iter().map(|s| s.member).collect();
     if members.is_empty() {
         return Ok(());
     }

@@ -113,7 +113,7 @@ pub(super) async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication
                     Ok(()) => {
                         rep.announce().await;
                         for mesh in state.hub.loaded_meshes() {
-                            for s in mesh.all_sessions() {
+                            for s in mesh.sessions().all() {
                                 rep.session_changed(&s);
                             }
                         }
