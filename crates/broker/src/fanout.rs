@@ -1,19 +1,15 @@
-//! Topic, group and broadcast routing: whether a fan-out message may be
-//! sent now and to whom, which fan-out targets a member may have messages
-//! waiting on, and how a drain walks them (stored once, per-recipient state
-//! only from acks, a per-(member, target) cursor that only ever moves past
-//! messages that are settled for that member).
-//!
-//! Recipients are those of the verified roster "as of send time": the
-//! message is stored with the log length at which it was accepted, and
-//! [`Roster::is_recipient_at`] answers for each member.
+//! Topic, group and broadcast messages after they are stored: which
+//! fan-out targets a member may have messages waiting on, how a drain walks
+//! them (stored once, per-recipient state only from acks, a
+//! per-(member, target) cursor that only ever moves past messages that are
+//! settled for that member), and a message's per-recipient status. Who
+//! receives one is [`crate::route`]'s rule.
 
 use std::collections::BTreeMap;
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::log::Roster;
-use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::DeliveryState;
 
 use crate::store::{FanoutRow, MessageStatus};
@@ -22,101 +18,6 @@ use crate::store::{FanoutRow, MessageStatus};
 /// writers (or replicas) a lower seq can commit after a higher one, and a
 /// transaction never stays open this long.
 pub const CURSOR_SETTLE_MS: u64 = 60_000;
-
-/// Why a fan-out send is refused: the code and a message for the sender.
-pub type RouteError = (ErrorCode, String);
-
-/// Checks a fan-out message against the roster and returns its live
-/// recipients (every member it is for, but the sender) and the log length
-/// that fixes them.
-pub fn route(
-    roster: &Roster,
-    sender: &PublicKey,
-    target: &Target,
-    epoch: u64,
-) -> Result<(Vec<PublicKey>, u64), RouteError> {
-    let mesh_epoch = |what: &str| -> Result<(), RouteError> {
-        if roster.needs_rekey() {
-            return Err((
-                ErrorCode::RekeyRequired,
-                format!(
-                    "a member left or was removed, or a joiner is owed the current key, and no \
-                     rekey followed yet; write a rekey (or have an owner or admin write it), then \
-                     reseal the message to {what}"
-                ),
-            ));
-        }
-        if epoch != roster.epoch() {
-            return Err((
-                ErrorCode::RekeyRequired,
-                format!(
-                    "the message is sealed under epoch {epoch}, the mesh is at epoch {}",
-                    roster.epoch()
-                ),
-            ));
-        }
-        Ok(())
-    };
-    match target {
-        Target::Topic(name) => {
-            let Some(topic) = roster.topic(name) else {
-                return Err((
-                    ErrorCode::UnknownRecipient,
-                    format!("there is no topic #{name} in this mesh"),
-                ));
-            };
-            if topic.private {
-                if !topic.members.contains_key(sender) {
-                    return Err((
-                        ErrorCode::Forbidden,
-                        format!("#{name} is private and you are not a member of it"),
-                    ));
-                }
-                if topic.needs_rekey {
-                    return Err((
-                        ErrorCode::RekeyRequired,
-                        format!("a member left #{name}; write a topic_rekey before posting"),
-                    ));
-                }
-                if epoch != topic.key_epoch {
-                    return Err((
-                        ErrorCode::RekeyRequired,
-                        format!(
-                            "the message is sealed under key epoch {epoch} of #{name}, which is \
-                             at {}",
-                            topic.key_epoch
-                        ),
-                    ));
-                }
-            } else {
-                mesh_epoch(&format!("#{name}"))?;
-            }
-        }
-        Target::Group(name) => {
-            mesh_epoch(&format!("@{name}"))?;
-        }
-        Target::Broadcast => mesh_epoch("*")?,
-        Target::Member(_) | Target::Session(_) => {
-            return Err((
-                ErrorCode::Malformed,
-                "a direct target is not a fan-out target".into(),
-            ));
-        }
-    }
-    let recipients = roster.recipients_now(target);
-    if let Target::Group(name) = target
-        && recipients.is_empty()
-    {
-        return Err((
-            ErrorCode::UnknownRecipient,
-            format!("no member is in @{name} (or a group below it)"),
-        ));
-    }
-    Ok((
-        recipients.into_iter().filter(|m| m != sender).collect(),
-        roster.len(),
-    ))
-}
 
 /// Every fan-out target `member` may have messages waiting on, with the
 /// lowest log length (exclusive) at which it could have been a recipient.
@@ -188,7 +89,10 @@ pub fn judge_page(
     let mut verdict = PageVerdict::default();
     let mut settled_prefix = true;
     for row in rows {
-        let for_me = roster.is_recipient_at(member, target, row.at_len) && allowed(&row.sender);
+        let for_me =
+            crate::route::receives(roster, member, &row.sender, target, row.at_len, || {
+                allowed(&row.sender)
+            });
         let settled = row.acked || !for_me || row.envelope_json.is_none();
         if settled_prefix && settled && row.queued_at_ms.saturating_add(CURSOR_SETTLE_MS) < now_ms {
             verdict.cursor = Some(row.seq);
@@ -233,69 +137,11 @@ pub fn fanout_status(
 #[cfg(test)]
 mod tests {
     use claudemesh_crypto::SigningKey;
-    use claudemesh_crypto::log::{EntryBody, LogBuilder, RemoveKind, Role, topic_create_body};
+    use claudemesh_crypto::log::{EntryBody, LogBuilder, Role, topic_create_body};
 
     use super::*;
 
     const T: u64 = 1_700_000_000;
-
-    #[test]
-    fn routes_check_epochs_membership_and_rekeys() {
-        let owner = SigningKey::generate();
-        let mut log = LogBuilder::new(&owner, T);
-        let alice = log.add_member(&owner, Role::Member, T).unwrap();
-        let bob = log.add_member(&owner, Role::Member, T).unwrap();
-        let (body, key) =
-            topic_create_body("ops", true, "", &alice.public(), &log.roster().mesh_id()).unwrap();
-        log.push(&alice, T, body).unwrap();
-        let ops = Target::Topic("ops".into());
-        let r = log.roster();
-        assert_eq!(route(r, &alice.public(), &ops, 0).unwrap().0, vec![]);
-        assert_eq!(
-            route(r, &bob.public(), &ops, 0).unwrap_err().0,
-            ErrorCode::Forbidden
-        );
-        assert_eq!(
-            route(r, &alice.public(), &Target::Topic("nope".into()), 0)
-                .unwrap_err()
-                .0,
-            ErrorCode::UnknownRecipient
-        );
-        assert_eq!(
-            route(r, &alice.public(), &Target::Group("eng".into()), 0)
-                .unwrap_err()
-                .0,
-            ErrorCode::UnknownRecipient
-        );
-        let (all, at_len) = route(r, &alice.public(), &Target::Broadcast, 0).unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(at_len, r.len());
-        assert_eq!(
-            route(r, &alice.public(), &Target::Broadcast, 1)
-                .unwrap_err()
-                .0,
-            ErrorCode::RekeyRequired
-        );
-        drop(key);
-        // Bob leaves of his own accord: broadcasts wait for a rekey.
-        log.push(
-            &bob,
-            T,
-            EntryBody::Remove {
-                member: bob.public(),
-                how: RemoveKind::Leave,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            route(log.roster(), &alice.public(), &Target::Broadcast, 0)
-                .unwrap_err()
-                .0,
-            ErrorCode::RekeyRequired
-        );
-        log.rekey(&alice, T).unwrap();
-        assert!(route(log.roster(), &alice.public(), &Target::Broadcast, 1).is_ok());
-    }
 
     #[test]
     fn member_targets_cover_group_ancestors_and_past_topics() {

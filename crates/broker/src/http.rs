@@ -20,7 +20,7 @@ use claudemesh_proto::limits::MAX_FRAME_BYTES;
 use claudemesh_proto::version::{SUBPROTOCOL, WS_PATH};
 
 use crate::admission::{Origin, PendingRefusal};
-use crate::server::BrokerState;
+use crate::state::BrokerState;
 
 /// Initial read and write buffer of each websocket.
 const SOCKET_BUFFER_BYTES: usize = 4096;
@@ -99,7 +99,7 @@ async fn ws_upgrade(
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(2 * MAX_FRAME_BYTES)
         .max_frame_size(2 * MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| crate::conn::serve(socket, state, origin, pending))
+        .on_upgrade(move |socket| crate::connection::serve(socket, state, origin, pending))
 }
 
 async fn healthz() -> &'static str {

@@ -1,10 +1,15 @@
 //! A token bucket for the broker's rates (TM10): frames per connection and
 //! per member, presence changes per connection, membership-log entries per
 //! member. It is a few lines of arithmetic; the shared ones sit behind their
-//! owner's mutex. governor's keyed limiters solve a harder problem at the
-//! cost of a dozen dependencies.
+//! owner's mutex ([`MemberBuckets`]: a member's frames and bytes, all its
+//! sessions together). governor's keyed limiters solve a harder problem at
+//! the cost of a dozen dependencies.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
+
+use claudemesh_crypto::PublicKey;
 
 /// Tokens refill at `rate` per second up to `burst`; each frame takes one.
 #[derive(Debug, Clone)]
@@ -67,6 +72,46 @@ impl TokenBucket {
     /// Takes `n` tokens now.
     pub fn take_n(&mut self, n: u32) -> Result<(), u64> {
         self.take_n_at(n, Instant::now())
+    }
+}
+
+/// What one member may send this broker, all its sessions together.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberRates {
+    /// Frames per second, sustained.
+    pub frames_per_sec: u32,
+    /// Frames at once.
+    pub frames_burst: u32,
+    /// Bytes of frames per second, sustained (what a member can make the
+    /// broker store and forward).
+    pub bytes_per_sec: u32,
+    /// Bytes at once (at least one frame).
+    pub bytes_burst: u32,
+}
+/// Each member's frame and byte buckets, shared by all its sessions on
+/// this broker (TM10).
+#[derive(Debug, Default)]
+pub struct MemberBuckets {
+    rates: Mutex<HashMap<PublicKey, (TokenBucket, TokenBucket)>>,
+}
+
+impl MemberBuckets {
+    /// Takes one frame of `bytes` from `member`'s buckets (frames and
+    /// bytes), which all its sessions on this broker share; both or neither;
+    /// `Err` with the milliseconds until there is room.
+    pub fn take(&self, member: &PublicKey, limits: &MemberRates, bytes: usize) -> Result<(), u64> {
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let (frames, volume) = rates.entry(*member).or_insert_with(|| {
+            (
+                TokenBucket::new(limits.frames_per_sec, limits.frames_burst),
+                TokenBucket::new(limits.bytes_per_sec, limits.bytes_burst),
+            )
+        });
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let (mut f, mut v) = (frames.clone(), volume.clone());
+        f.take().and(v.take_n(bytes.min(limits.bytes_burst)))?;
+        (*frames, *volume) = (f, v);
+        Ok(())
     }
 }
 

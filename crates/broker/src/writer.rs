@@ -13,10 +13,12 @@ use claudemesh_proto::frames::Accepted;
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::hub::{Hub, SessionHandle, deliver_text, error_text, text};
+use crate::delivery::deliver_live;
+use crate::hub::{Hub, Stored};
 use crate::metrics as m;
-use crate::replication::Stored;
+use crate::sessions::SessionHandle;
 use crate::store::{AckOp, NewMessage, SessionRecord, Store};
+use crate::wire::{deliver_text, error_text, text};
 
 /// Acked seqs in one batch above which the batch's messages commit first,
 /// in a transaction of their own, and the acks after them.
@@ -191,7 +193,7 @@ async fn commit_batch(
                 // Other replicas hear of the new messages after the commit,
                 // ids only, from the notifier task (never in the
                 // transaction, never a round trip of this writer's).
-                if let Some(r) = hub.replication().filter(|r| r.has_peers()) {
+                if let Some(r) = hub.replicas().filter(|r| r.has_peers()) {
                     let stored: Vec<Stored<'_>> = messages
                         .iter()
                         .zip(&outcomes)
@@ -221,7 +223,7 @@ async fn commit_batch(
                         if let Ok(Some(mesh)) = hub.mesh(&msg.mesh).await {
                             let frame =
                                 deliver_text(outcome.seq, &msg.envelope_json, msg.created_at_ms);
-                            let n = mesh.deliver_live(&msg.recipients, msg.priority, &frame);
+                            let n = deliver_live(&mesh, &msg.recipients, msg.priority, &frame);
                             metrics::counter!(m::PUSHED).increment(n as u64);
                         }
                     }
