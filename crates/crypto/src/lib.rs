@@ -12,8 +12,9 @@
 //! - [`log`]: the membership log, its verifier ([`log::Roster`]), key epochs,
 //!   topics and groups.
 //! - [`envelope`]: message envelopes, sealed and signed by a sender, verified
-//!   and opened by a recipient ([`envelope::VerifiedMessage`]), and their
-//!   targets.
+//!   and opened by a recipient ([`envelope::VerifiedMessage`]).
+//! - [`target`]: who a message is for, and the names of groups and topics
+//!   (used by both `log` and `envelope`).
 //! - [`grants`]: what each member lets other members do to it (TM7).
 //! - [`invite`]: invite secrets, their URL and short-code forms, proofs of
 //!   possession and welcome bundles (TM6).
@@ -33,6 +34,7 @@ pub mod invite;
 pub mod keys;
 pub mod log;
 pub mod safety;
+pub mod target;
 
 pub use boxes::{BoxError, EpochRootKey, Nonce, SharedBoxKey, SymmetricKey};
 pub use cert::{CertError, SessionCert, SessionIdentity};
