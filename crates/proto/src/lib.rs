@@ -9,6 +9,8 @@
 //! - [`limits`]: every limit, and the `Limits` a broker announces.
 //! - [`version`]: versions, negotiation, subprotocol and path.
 //! - [`hello`]: the hello and its challenge-bound signature.
+//! - [`presence`]: a peer's status and encrypted summary, as hello and
+//!   presence frames carry them.
 //! - `roundtrip_tests` (test only): every frame through JSON and back.
 
 pub mod codec;
@@ -16,6 +18,7 @@ pub mod errors;
 pub mod frames;
 pub mod hello;
 pub mod limits;
+pub mod presence;
 pub mod version;
 
 pub use codec::{
