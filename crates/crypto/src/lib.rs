@@ -6,6 +6,8 @@
 //! - [`encoding`]: the canonical, length-prefixed encoding of everything that
 //!   is signed or hashed, the domain-separation labels, hex and base64 serde.
 //! - [`keys`]: ed25519 identities and their libsodium-compatible X25519 form.
+//! - [`ids`]: [`ids::MeshId`], [`ids::MemberKey`], [`ids::SessionKey`], names
+//!   for what a bare hash or key stands for (not yet adopted by signatures).
 //! - [`boxes`]: `crypto_box`, `crypto_box_seal`, `crypto_secretbox`, the HKDF
 //!   key schedule and epoch root keys.
 //! - [`cert`]: session certificates, a member key vouching for a session key.
@@ -30,6 +32,7 @@ pub mod cert;
 pub mod encoding;
 pub mod envelope;
 pub mod grants;
+pub mod ids;
 pub mod invite;
 pub mod keys;
 pub mod log;
