@@ -4,6 +4,8 @@
 //! client SDK, runs one bounded scenario and reports throughput, latency
 //! percentiles, the broker's RSS and where the CPU went.
 //!
+//! # Layout
+//!
 //! - [`args`]: the command line.
 //! - [`target`]: the broker under test (embedded on SQLite or a throwaway
 //!   Postgres database, or an external one on loopback).
@@ -14,6 +16,8 @@
 //! - [`light`]: the few frame fields the wire-level clients read.
 //! - [`stats`], [`sys`], [`report`]: percentiles, `/proc` and `/metrics`
 //!   readings, and the printed result.
+//! - `decode_cost` (test only): what decoding one `send` frame costs.
+//! - `main.rs`: the binary, which parses [`args`] and runs one scenario.
 
 pub mod args;
 pub mod crowd;

@@ -1,11 +1,47 @@
 //! The result of a run: one struct, printed as a text block or as one JSON
-//! object (`--json`). Every figure in it was measured in this run.
+//! object (`--json`). Every figure in it was measured in this run. The
+//! readings it is made of are defined here too ([`TargetInfo`] about the
+//! broker, [`Measured`] from a probe), so that `target`, which fills them
+//! in, depends on the report and not the other way round.
 
 use serde::Serialize;
 
 use crate::stats::Summary;
 use crate::sys::{CpuUse, MetricsDelta};
-use crate::target::TargetInfo;
+
+/// What the report says about the broker.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// `embedded` or `external`.
+    pub mode: &'static str,
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// The websocket URL.
+    pub url: String,
+    /// The database (password redacted), when embedded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Whose RSS is reported.
+    pub rss_of: String,
+    /// The second replica's websocket URL, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_url: Option<String>,
+}
+
+/// What a [`Probe`](crate::target::Probe) measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Measured {
+    /// CPU used during the phase.
+    pub cpu: CpuUse,
+    /// The broker's counters during the phase.
+    pub metrics: Option<MetricsDelta>,
+    /// RSS before, bytes.
+    pub rss_before: Option<u64>,
+    /// Largest RSS during, bytes.
+    pub rss_peak: Option<u64>,
+    /// RSS after, bytes.
+    pub rss_after: Option<u64>,
+}
 
 /// How the clients were driven.
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +93,7 @@ pub struct Rss {
 
 impl Rss {
     /// The RSS of a measured phase (the start is filled in by `Target::run`).
-    pub fn of(m: &crate::target::Measured) -> Rss {
+    pub fn of(m: &Measured) -> Rss {
         Rss {
             start_mb: None,
             before_mb: mb(m.rss_before),

@@ -11,13 +11,16 @@ use std::time::Duration;
 use claudemesh_broker::config::BrokerConfig;
 use claudemesh_broker::server::RunningBroker;
 use claudemesh_broker::testing::TestDatabase;
-use serde::Serialize;
 
 use crate::args::{ClientState, Common, StoreKind};
 use crate::sys::{
     BrokerMetrics, CpuSnapshot, CpuUse, MetricsDelta, RssSampler, rss_bytes, scrape_metrics,
 };
 use crate::{BenchError, Result};
+
+// The data a report is made of lives in `report`, which must not import the
+// target back; re-exported so their paths stay.
+pub use crate::report::{Measured, TargetInfo};
 
 /// The broker a scenario runs against.
 #[derive(Debug)]
@@ -36,25 +39,6 @@ pub struct Target {
     replica: Option<RunningBroker>,
     postgres: Option<TestDatabase>,
     _dir: Option<tempfile::TempDir>,
-}
-
-/// What the report says about the broker.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetInfo {
-    /// `embedded` or `external`.
-    pub mode: &'static str,
-    /// `sqlite` or `postgres`.
-    pub store: &'static str,
-    /// The websocket URL.
-    pub url: String,
-    /// The database (password redacted), when embedded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
-    /// Whose RSS is reported.
-    pub rss_of: String,
-    /// The second replica's websocket URL, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replica_url: Option<String>,
 }
 
 /// The embedded broker's abuse limits opened wide: a load generator is one
@@ -240,21 +224,6 @@ pub struct Probe {
     sampler: Option<RssSampler>,
     background: Option<f64>,
     database: Option<String>,
-}
-
-/// What a [`Probe`] measured.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Measured {
-    /// CPU used during the phase.
-    pub cpu: CpuUse,
-    /// The broker's counters during the phase.
-    pub metrics: Option<MetricsDelta>,
-    /// RSS before, bytes.
-    pub rss_before: Option<u64>,
-    /// Largest RSS during, bytes.
-    pub rss_peak: Option<u64>,
-    /// RSS after, bytes.
-    pub rss_after: Option<u64>,
 }
 
 impl Probe {

@@ -18,8 +18,8 @@ use claudemesh_crypto::log::PeerType;
 use claudemesh_crypto::{Hash32, Signature};
 use serde::{Deserialize, Serialize};
 
-use crate::frames::{EncryptedBlob, Status};
 use crate::limits::{MAX_LABEL_LEN, MAX_SUMMARY_CIPHERTEXT_BYTES};
+use crate::presence::{EncryptedBlob, Status};
 
 /// Presence a client asserts in its hello (all of it signed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -6,7 +6,8 @@ use crate::boxes::{BoxError, EpochRootKey};
 use crate::keys::{PublicKey, SigningKey};
 
 use super::entry::{EntryBody, LogEntry, RemoveKind, Role};
-use super::roster::{LogError, Roster};
+use super::fault::LogError;
+use super::roster::Roster;
 use super::sign::rekey_body;
 
 /// Why the builder could not add an entry.

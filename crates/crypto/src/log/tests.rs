@@ -970,7 +970,7 @@ mod spaces {
     //! a recipient when.
 
     use super::*;
-    use crate::envelope::Target;
+    use crate::target::Target;
 
     fn push(m: &mut Mesh, who: &SigningKey, body: EntryBody) {
         m.log.push(who, T, body).unwrap();
