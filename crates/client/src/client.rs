@@ -27,7 +27,7 @@ use claudemesh_proto::frames::{Status, TopicHistoryResult};
 use tokio::sync::broadcast;
 
 pub use crate::clock::now_ms;
-use crate::error::ClientError;
+use crate::error::{ClientError, MissingKey};
 use crate::home::{Home, MeshConfig};
 use crate::local::{InboxMessage, LocalStore};
 use crate::mesh::rotation::Rotation;
@@ -272,9 +272,9 @@ impl MeshClient {
             peer_type,
         };
         self.append_entry(|s| {
-            let root = s.root(s.roster().epoch()).ok_or_else(|| {
-                ClientError::Invalid("this device does not hold the current mesh key".into())
-            })?;
+            let root = s
+                .root(s.roster().epoch())
+                .ok_or(ClientError::MissingKey(MissingKey::CurrentMeshKey))?;
             let body = profile.seal(root, &s.mesh_id());
             Ok(LogEntry::sign(
                 s.member_key(),

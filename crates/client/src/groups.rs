@@ -6,7 +6,7 @@ use claudemesh_crypto::log::{EntryBody, MAX_GROUP_ROLE_BYTES};
 use serde::Serialize;
 
 use crate::client::MeshClient;
-use crate::error::ClientError;
+use crate::error::{BadInput, ClientError, Existing};
 use crate::mesh::chain::Chain;
 
 /// A group name as typed (`eng/backend` or `@eng/backend`), checked.
@@ -14,9 +14,9 @@ pub fn group_name(input: &str) -> Result<String, ClientError> {
     let name = input.trim();
     let name = name.strip_prefix('@').unwrap_or(name);
     validate_target_name(name).map_err(|_| {
-        ClientError::Invalid(format!(
-            "{input:?} is not a group name (1-64 of A-Z a-z 0-9 . _ - /, optionally after @)"
-        ))
+        ClientError::BadInput(BadInput::GroupName {
+            input: input.to_owned(),
+        })
     })?;
     Ok(name.to_owned())
 }
@@ -86,9 +86,9 @@ pub async fn group_join(
     if let Some(r) = role
         && (r.is_empty() || r.len() > MAX_GROUP_ROLE_BYTES || r.chars().any(char::is_control))
     {
-        return Err(ClientError::Invalid(format!(
-            "a group role is 1-{MAX_GROUP_ROLE_BYTES} bytes without control characters"
-        )));
+        return Err(ClientError::BadInput(BadInput::GroupRole {
+            max: MAX_GROUP_ROLE_BYTES,
+        }));
     }
     client
         .append_with(|s| {
@@ -100,7 +100,9 @@ pub async fn group_join(
             if let Some((_, r)) = current
                 && r.as_deref() == role
             {
-                return Err(ClientError::Invalid(format!("you are already in @{name}")));
+                return Err(ClientError::Exists(Existing::InGroup {
+                    group: name.clone(),
+                }));
             }
             let mut chain = Chain::new(s);
             chain.push(EntryBody::GroupJoin {
@@ -125,7 +127,9 @@ pub async fn group_leave(client: &MeshClient, name: &str) -> Result<String, Clie
                 .get(&name)
                 .is_some_and(|g| g.members.contains_key(&s.my_key()));
             if !in_it {
-                return Err(ClientError::Invalid(format!("you are not in @{name}")));
+                return Err(ClientError::NotInGroup {
+                    group: name.clone(),
+                });
             }
             let mut chain = Chain::new(s);
             chain.push(EntryBody::GroupLeave {

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::client::MeshClient;
 use crate::clock::now_ms;
-use crate::error::ClientError;
+use crate::error::{BadInput, ClientError, Existing, MissingKey};
 use crate::home::{Home, MeshConfig, MeshKeys};
 use crate::membership::{REQUEST_TIMEOUT, check_name, settle_in};
 use crate::session::log_sync::fetch_log;
@@ -70,7 +70,7 @@ pub struct Shared {
 /// returned URL.
 pub async fn share(client: &MeshClient, opts: &ShareOptions) -> Result<Shared, ClientError> {
     if opts.max_uses == 0 {
-        return Err(ClientError::Invalid("--uses must be at least 1".into()));
+        return Err(ClientError::BadInput(BadInput::InviteUses));
     }
     if !client.is_admin() {
         return Err(ClientError::Refused {
@@ -101,9 +101,9 @@ pub async fn share(client: &MeshClient, opts: &ShareOptions) -> Result<Shared, C
     client
         .append_with(|s| {
             let epoch = s.roster().epoch();
-            let root = s.root(epoch).ok_or_else(|| {
-                ClientError::Invalid("this device does not hold the current mesh key".into())
-            })?;
+            let root = s
+                .root(epoch)
+                .ok_or(ClientError::MissingKey(MissingKey::CurrentMeshKey))?;
             let entry = LogEntry::sign(
                 s.member_key(),
                 s.roster().len(),
@@ -154,9 +154,7 @@ pub async fn revoke_invite(client: &MeshClient, id: &str) -> Result<PublicKey, C
     }
     let lower = id.trim().to_ascii_lowercase();
     if lower.len() < 8 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ClientError::Invalid(
-            "give the invite id (at least 8 hex digits, as `mesh share` printed it)".into(),
-        ));
+        return Err(ClientError::BadInput(BadInput::InviteId));
     }
     let matches: Vec<PublicKey> = client.with_state(|s| {
         s.roster()
@@ -174,18 +172,16 @@ pub async fn revoke_invite(client: &MeshClient, id: &str) -> Result<PublicKey, C
             )));
         }
         _ => {
-            return Err(ClientError::Invalid(format!(
-                "{id} matches several invites; give more digits"
-            )));
+            return Err(ClientError::AmbiguousInvite { id: id.to_owned() });
         }
     };
     if let Some(at) =
         client.with_state(|s| s.roster().invites().get(&key).and_then(|i| i.revoked_at))
     {
-        return Err(ClientError::Invalid(format!(
-            "invite {} was already revoked (log entry {at})",
-            &key.to_hex()[..8]
-        )));
+        return Err(ClientError::Exists(Existing::InviteRevoked {
+            invite: key.to_hex()[..8].to_owned(),
+            at,
+        }));
     }
     client
         .append_entry(|s| {
@@ -254,10 +250,9 @@ pub async fn join(
         ));
     }
     if home.meshes().iter().any(|m| m.id == bundle.mesh_id) {
-        return Err(ClientError::Invalid(format!(
-            "this device is already in the mesh {:?}",
-            bundle.mesh_name
-        )));
+        return Err(ClientError::Exists(Existing::InMesh {
+            mesh: bundle.mesh_name.clone(),
+        }));
     }
     let mut entries = bundle_frame.log;
     fetch_log(&mut opened, &mut entries, bundle_frame.log_len).await?;

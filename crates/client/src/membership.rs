@@ -13,7 +13,7 @@ use claudemesh_proto::{BrokerFrame, ClientFrame};
 
 use crate::client::{ConnectOptions, MeshClient};
 use crate::clock::now_ms;
-use crate::error::ClientError;
+use crate::error::{BadInput, ClientError, Existing};
 use crate::home::{Home, MeshConfig, MeshKeys};
 use crate::local::LocalStore;
 use crate::wire;
@@ -24,14 +24,15 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest display or mesh name.
 pub const MAX_NAME_CHARS: usize = 64;
 
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), ClientError> {
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), ClientError> {
     if name.trim().is_empty()
         || name.chars().count() > MAX_NAME_CHARS
         || name.chars().any(char::is_control)
     {
-        return Err(ClientError::Invalid(format!(
-            "{what} must be 1-{MAX_NAME_CHARS} printable characters"
-        )));
+        return Err(ClientError::BadInput(BadInput::Name {
+            what,
+            max: MAX_NAME_CHARS,
+        }));
     }
     Ok(())
 }
@@ -51,15 +52,14 @@ pub async fn create_mesh(
     check_name("the mesh name", name)?;
     check_name("the display name", display_name)?;
     if create_token.is_some() && !token_may_travel(broker_url) {
-        return Err(ClientError::Invalid(format!(
-            "the mesh-creation token goes only over wss:// (or to a broker on this machine): \
-             {broker_url} would send it in the clear"
-        )));
+        return Err(ClientError::BadInput(BadInput::TokenInClear {
+            broker_url: broker_url.to_owned(),
+        }));
     }
     if home.meshes().iter().any(|m| m.name == name) {
-        return Err(ClientError::Invalid(format!(
-            "this device already has a mesh named {name:?}; pick another name"
-        )));
+        return Err(ClientError::Exists(Existing::MeshNamed {
+            name: name.to_owned(),
+        }));
     }
     let owner = SigningKey::generate();
     let genesis = LogEntry::genesis(&owner, now_ms() / 1000);

@@ -101,9 +101,7 @@ pub async fn remove(
     how: RemoveKind,
 ) -> Result<Removed, ClientError> {
     if how == RemoveKind::Leave {
-        return Err(ClientError::Invalid(
-            "to leave the mesh use `claudemesh mesh leave`".into(),
-        ));
+        return Err(ClientError::LeaveInstead);
     }
     if !client.with_state(MeshState::is_admin) {
         return Err(forbidden("only owners and admins can remove members"));
@@ -111,9 +109,9 @@ pub async fn remove(
     let member = match client.resolve(peer).await? {
         Target::Member(k) => k,
         _ => {
-            return Err(ClientError::Invalid(format!(
-                "{peer:?} names a session, not a member (give a name or a key prefix)"
-            )));
+            return Err(ClientError::SessionNotMember {
+                peer: peer.to_owned(),
+            });
         }
     };
     let name = client.with_state(|s| s.name_of(&member));
@@ -255,13 +253,14 @@ pub async fn unban(client: &MeshClient, who: &str) -> Result<BanView, ClientErro
             )));
         }
         many => {
-            return Err(ClientError::Invalid(format!(
-                "{who:?} matches several banned keys: {}; give more hex digits",
-                many.iter()
+            return Err(ClientError::AmbiguousBan {
+                query: who.to_owned(),
+                candidates: many
+                    .iter()
                     .map(|b| short_hex(&b.key))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+                    .join(", "),
+            });
         }
     };
     let key = PublicKey::from_hex(&ban.key)

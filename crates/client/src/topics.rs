@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::client::MeshClient;
 use crate::clock::now_ms;
-use crate::error::ClientError;
+use crate::error::{BadInput, ClientError, Existing, MissingKey};
 use crate::local::Rejection;
 use crate::mesh::MeshState;
 use crate::mesh::chain::{Chain, box_err, forbidden, not_allowed};
@@ -30,9 +30,9 @@ pub fn topic_name(input: &str) -> Result<String, ClientError> {
     let name = input.trim();
     let name = name.strip_prefix('#').unwrap_or(name);
     validate_target_name(name).map_err(|_| {
-        ClientError::Invalid(format!(
-            "{input:?} is not a topic name (1-64 of A-Z a-z 0-9 . _ - /, optionally after #)"
-        ))
+        ClientError::BadInput(BadInput::TopicName {
+            input: input.to_owned(),
+        })
     })?;
     Ok(name.to_owned())
 }
@@ -97,16 +97,16 @@ pub async fn topic_create(
     let name = topic_name(name)?;
     if description.len() > MAX_TOPIC_DESCRIPTION_BYTES || description.chars().any(char::is_control)
     {
-        return Err(ClientError::Invalid(format!(
-            "a topic description is at most {MAX_TOPIC_DESCRIPTION_BYTES} bytes, without control characters"
-        )));
+        return Err(ClientError::BadInput(BadInput::TopicDescription {
+            max: MAX_TOPIC_DESCRIPTION_BYTES,
+        }));
     }
     client
         .append_with(|s| {
             if s.roster().topic(&name).is_some() {
-                return Err(ClientError::Invalid(format!(
-                    "a topic #{name} already exists in this mesh"
-                )));
+                return Err(ClientError::Exists(Existing::Topic {
+                    topic: name.clone(),
+                }));
             }
             let (body, _key) =
                 topic_create_body(&name, private, description, &s.my_key(), &s.mesh_id())
@@ -129,7 +129,7 @@ pub async fn topic_join(client: &MeshClient, name: &str) -> Result<TopicView, Cl
         .append_with(|s| {
             let info = s.roster().topic(&name).ok_or_else(|| s.no_such_topic(&name))?;
             if info.members.contains_key(&s.my_key()) {
-                return Err(ClientError::Invalid(format!("you are already in #{name}")));
+                return Err(ClientError::Exists(Existing::InTopic { topic: name.clone() }));
             }
             if info.private {
                 return Err(not_allowed(format!(
@@ -161,19 +161,19 @@ pub async fn topic_add(
     let member = match client.resolve(peer).await? {
         Target::Member(k) => k,
         _ => {
-            return Err(ClientError::Invalid(format!(
-                "{peer:?} is not a member of the mesh (give a name or a key prefix)"
-            )));
+            return Err(ClientError::NotAMember {
+                peer: peer.to_owned(),
+            });
         }
     };
     client
         .append_with(|s| {
             let info = s.roster().topic(&name).ok_or_else(|| s.no_such_topic(&name))?;
             if info.members.contains_key(&member) {
-                return Err(ClientError::Invalid(format!(
-                    "{} is already in #{name}",
-                    s.name_of(&member)
-                )));
+                return Err(ClientError::Exists(Existing::MemberInTopic {
+                    member: s.name_of(&member),
+                    topic: name.clone(),
+                }));
             }
             let mut chain = Chain::new(s);
             if info.private {
@@ -191,9 +191,9 @@ pub async fn topic_add(
                     s.private_topic_key(&name, info.key_epoch)
                         .cloned()
                         .ok_or_else(|| {
-                            ClientError::Invalid(format!(
-                                "this device could not open the key of #{name}"
-                            ))
+                            ClientError::MissingKey(MissingKey::Topic {
+                                topic: name.clone(),
+                            })
                         })?
                 };
                 chain.push(topic_join_body(&name, &member, Some(&key)).map_err(box_err)?)?;
@@ -222,7 +222,9 @@ pub async fn topic_leave(client: &MeshClient, name: &str) -> Result<(), ClientEr
                 .topic(&name)
                 .ok_or_else(|| s.no_such_topic(&name))?;
             if !info.members.contains_key(&s.my_key()) {
-                return Err(ClientError::Invalid(format!("you are not in #{name}")));
+                return Err(ClientError::NotInTopic {
+                    topic: name.clone(),
+                });
             }
             let mut chain = Chain::new(s);
             chain.push(EntryBody::TopicLeave {

@@ -46,6 +46,8 @@ pub async fn resolve_member(client: &MeshClient, peer: &str) -> Result<PublicKey
     let target = client.resolve(peer).await?;
     client.with_state(|s| {
         s.member_of_target(&target)
-            .ok_or_else(|| ClientError::Invalid(format!("{peer:?} is not one peer")))
+            .ok_or_else(|| ClientError::NotOnePeer {
+                peer: peer.to_owned(),
+            })
     })
 }

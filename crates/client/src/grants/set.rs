@@ -9,7 +9,7 @@ use claudemesh_crypto::{Hash32, PublicKey};
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::error::ClientError;
+use crate::error::{BadInput, ClientError};
 use crate::home::{Home, write_private_file};
 use crate::mesh::MeshState;
 
@@ -57,11 +57,8 @@ pub fn parse_caps(names: &[String]) -> Result<Vec<Cap>, ClientError> {
     names
         .iter()
         .map(|n| {
-            Cap::parse(&n.to_ascii_lowercase()).ok_or_else(|| {
-                ClientError::Invalid(format!(
-                    "unknown capability {n:?}: use dm, broadcast, group, topic or presence"
-                ))
-            })
+            Cap::parse(&n.to_ascii_lowercase())
+                .ok_or_else(|| ClientError::BadInput(BadInput::Capability { name: n.clone() }))
         })
         .collect()
 }
@@ -153,9 +150,7 @@ pub fn change_local(
     let mesh = state.roster().mesh_id();
     let key = state.member_key();
     if peer == key.public() {
-        return Err(ClientError::Invalid(
-            "that is you: grants are about other members".into(),
-        ));
+        return Err(ClientError::GrantsForSelf);
     }
     let current = load(home, &mesh, &key.public())?;
     let mut map = current.as_ref().map(GrantSet::to_map).unwrap_or_default();

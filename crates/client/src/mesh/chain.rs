@@ -23,7 +23,9 @@ pub(crate) fn not_allowed(message: impl Into<String>) -> ClientError {
 }
 
 pub(crate) fn box_err(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Invalid(format!("cannot seal a key: {e}"))
+    ClientError::SealKey {
+        reason: e.to_string(),
+    }
 }
 
 /// A log entry this member built that the verifier refuses: not a sign
@@ -39,7 +41,7 @@ fn refused_entry(e: LogError) -> ClientError {
                 "the kick or ban at log entry {seq} still waits for its new mesh key, and nothing else may be appended first; an owner or admin must write it (`claudemesh mesh rekey`)"
             ),
         },
-        fault => ClientError::Invalid(format!("this change is not allowed: {fault}")),
+        fault => ClientError::ChangeRefused(fault),
     }
 }
 

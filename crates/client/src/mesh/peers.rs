@@ -180,9 +180,12 @@ impl MeshState {
             return Ok(Target::Broadcast);
         }
         if to == "*" || to.starts_with('@') || to.starts_with('#') {
-            let target: Target = to
-                .parse()
-                .map_err(|e| ClientError::Invalid(format!("{to:?}: {e}")))?;
+            let target: Target =
+                to.parse()
+                    .map_err(|e: claudemesh_crypto::DecodeError| ClientError::BadTarget {
+                        input: to.to_owned(),
+                        reason: e.to_string(),
+                    })?;
             self.check_fanout_target(&target)?;
             return Ok(target);
         }
@@ -190,8 +193,9 @@ impl MeshState {
             .strip_prefix("member:")
             .or_else(|| to.strip_prefix("session:"))
         {
-            let key = PublicKey::from_hex(hex)
-                .map_err(|_| ClientError::Invalid(format!("{to:?} is not a valid key")))?;
+            let key = PublicKey::from_hex(hex).map_err(|_| ClientError::BadKey {
+                input: to.to_owned(),
+            })?;
             return if to.starts_with("member:") {
                 if self.roster.is_member(&key) {
                     Ok(Target::Member(key))

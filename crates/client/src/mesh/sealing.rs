@@ -9,7 +9,7 @@ use claudemesh_crypto::envelope::{
 use claudemesh_crypto::{PublicKey, SharedBoxKey, SigningKey, SymmetricKey};
 use claudemesh_proto::ErrorCode;
 
-use crate::error::ClientError;
+use crate::error::{ClientError, MissingKey};
 
 use super::state::{MeshState, short};
 
@@ -20,11 +20,7 @@ impl MeshState {
     /// of its current key epoch (this member must be in the topic, and the
     /// topic must not be waiting for a `topic_rekey`).
     pub fn sealing_key(&self, target: &Target) -> Result<(u64, SymmetricKey), ClientError> {
-        let no_root = || {
-            ClientError::Invalid(
-                "this device does not hold the mesh key of the current epoch".into(),
-            )
-        };
+        let no_root = || ClientError::MissingKey(MissingKey::CurrentEpoch);
         let epoch = self.roster.epoch();
         match target {
             Target::Broadcast | Target::Group(_) => {
@@ -54,16 +50,16 @@ impl MeshState {
                     .private_topic_key(t, info.key_epoch)
                     .cloned()
                     .ok_or_else(|| {
-                        ClientError::Invalid(format!(
-                            "this device could not open the key of #{t} (key epoch {})",
-                            info.key_epoch
-                        ))
+                        ClientError::MissingKey(MissingKey::TopicEpoch {
+                            topic: t.clone(),
+                            epoch: info.key_epoch,
+                        })
                     })?;
                 Ok((info.key_epoch, key))
             }
-            Target::Member(_) | Target::Session(_) => Err(ClientError::Invalid(
-                "a direct message has no symmetric key".into(),
-            )),
+            Target::Member(_) | Target::Session(_) => {
+                Err(ClientError::MissingKey(MissingKey::Direct))
+            }
         }
     }
 
@@ -132,9 +128,7 @@ impl MeshState {
                 )?)
             }
             Target::Group(_) | Target::Topic(_) | Target::Broadcast => {
-                let (_, key) = symmetric.ok_or_else(|| {
-                    ClientError::Invalid("no key to seal a fan-out message".into())
-                })?;
+                let (_, key) = symmetric.ok_or(ClientError::MissingKey(MissingKey::FanOut))?;
                 Ok(Envelope::seal(
                     &self.session,
                     header,
@@ -156,8 +150,12 @@ impl MeshState {
         {
             return Ok(k.clone());
         }
-        let k = SharedBoxKey::new(&peer.to_box_public(), &mine.to_box_secret())
-            .map_err(|e| ClientError::Invalid(format!("cannot encrypt to {}: {e}", short(peer))))?;
+        let k = SharedBoxKey::new(&peer.to_box_public(), &mine.to_box_secret()).map_err(|e| {
+            ClientError::Encrypt {
+                peer: short(peer),
+                reason: e.to_string(),
+            }
+        })?;
         if let Ok(mut cache) = self.shared.lock() {
             if cache.len() > 4096 {
                 cache.clear();

@@ -103,20 +103,18 @@ impl Session {
     }
 
     pub(super) fn resolve_send(&self, id: &MessageId, result: Result<SendOutcome, ClientError>) {
-        let waiters = lock(&self.send_waiters).remove(id).unwrap_or_default();
-        let mut result = Some(result);
-        let n = waiters.len();
-        for (i, w) in waiters.into_iter().enumerate() {
-            let r = if i + 1 == n {
-                result.take().unwrap_or(Err(ClientError::Disconnected))
-            } else {
-                match &result {
-                    Some(Ok(o)) => Ok(*o),
-                    Some(Err(e)) => Err(ClientError::Invalid(e.to_string())),
-                    None => Err(ClientError::Disconnected),
-                }
-            };
-            let _ = w.send(r);
+        let mut waiters = lock(&self.send_waiters).remove(id).unwrap_or_default();
+        if waiters.len() <= 1 {
+            if let Some(w) = waiters.pop() {
+                let _ = w.send(result);
+            }
+            return;
+        }
+        // Several callers sent the same id: each gets the outcome, and a
+        // failure as the one error they share.
+        let result = result.map_err(std::sync::Arc::new);
+        for w in waiters {
+            let _ = w.send(result.clone().map_err(ClientError::Shared));
         }
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::core::{Link, Session, lock};
-use crate::error::ClientError;
+use crate::error::{ClientError, MissingKey};
 
 impl Session {
     pub(super) fn new_req(&self) -> String {
@@ -106,11 +106,7 @@ impl Session {
                 profile.summary = Some(text.clone()).filter(|t| !t.is_empty());
                 Some(
                     self.read_state(|s| s.seal_presence(&profile))
-                        .ok_or_else(|| {
-                            ClientError::Invalid(
-                                "this device holds no mesh key to encrypt a summary".into(),
-                            )
-                        })?,
+                        .ok_or(ClientError::MissingKey(MissingKey::Summary))?,
                 )
             }
             None => None,
