@@ -150,14 +150,19 @@ pub fn markers(priority: &str, mentions_me: bool) -> String {
 }
 
 fn print_message(g: &Global, m: &InboxMessage, label: &Label) {
-    let name = &label.text;
     if g.json {
         return;
     }
+    print_line(g, m, &label.text, &target_suffix(&m.target));
+}
+
+/// One message as `inbox` and `topic history` print it: time, sender,
+/// `suffix` (where it went, when that is not said already), markers and
+/// body; then, unless quiet, its id and the message it answers.
+pub fn print_line(g: &Global, m: &InboxMessage, name: &str, suffix: &str) {
     println!(
-        "{}  {name}{}{}: {}",
+        "{}  {name}{suffix}{}: {}",
         output::timestamp(m.sent_at),
-        target_suffix(&m.target),
         markers(&m.priority, m.mentions_me),
         m.body
     );

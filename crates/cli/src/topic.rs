@@ -12,7 +12,7 @@ use claudemesh_crypto::envelope::{MessageId, Target};
 use crate::args::{Global, PriorityArg};
 use crate::exit::{self, Failure};
 use crate::mesh::connect;
-use crate::message::{self, markers, parse_reply_to, read_body};
+use crate::message::{self, parse_reply_to, read_body};
 use crate::{Outcome, names, output};
 
 /// Runs `f` on a connected client, closes it, and maps the error.
@@ -245,23 +245,7 @@ pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>
     }
     // Oldest first, as a conversation reads.
     for (m, label) in h.messages.iter().zip(&labels).rev() {
-        println!(
-            "{}  {}{}: {}",
-            output::timestamp(m.sent_at),
-            label.text,
-            markers(&m.priority, m.mentions_me),
-            m.body
-        );
-        if !g.quiet {
-            println!(
-                "    id {}{}",
-                m.id,
-                m.reply_to
-                    .as_deref()
-                    .map(|r| format!(", reply to {r}"))
-                    .unwrap_or_default()
-            );
-        }
+        message::print_line(g, m, &label.text, "");
     }
     if !g.quiet {
         if h.unreadable > 0 {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::client::MeshClient;
 use crate::clock::now_ms;
 use crate::error::{BadInput, ClientError, Existing, MissingKey};
-use crate::local::Rejection;
+use crate::local::{InboxMessage, Rejection};
 use crate::mesh::MeshState;
 use crate::mesh::chain::{Chain, box_err, forbidden, not_allowed};
 use crate::mesh::mentions::{flags_me, my_name};
@@ -294,43 +294,13 @@ pub async fn topic_read(client: &MeshClient, name: &str) -> Result<usize, Client
     Ok(list.len())
 }
 
-/// A verified message of a topic's history.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryMessage {
-    /// The sender's message id (hex).
-    pub id: String,
-    /// Sender's member key (hex).
-    pub from: String,
-    /// Sender's display name.
-    pub from_name: String,
-    /// Sender's session key (hex).
-    pub from_session: String,
-    /// `#topic`.
-    pub target: String,
-    /// The text.
-    pub body: String,
-    /// Priority.
-    pub priority: String,
-    /// The message it answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<String>,
-    /// Sender's clock, unix ms.
-    pub sent_at: u64,
-    /// Broker seq.
-    pub seq: u64,
-    /// It mentions this member.
-    pub mentions_me: bool,
-    /// This member posted it.
-    pub you: bool,
-}
-
 /// A page of a topic's history, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct TopicHistory {
     /// The topic, without `#`.
     pub topic: String,
     /// Verified messages, newest first.
-    pub messages: Vec<HistoryMessage>,
+    pub messages: Vec<InboxMessage>,
     /// Older messages exist (ask with `before` = the last id).
     pub more: bool,
     /// Messages sealed under a key this device never held (posted before
@@ -402,19 +372,22 @@ pub async fn topic_history(
         match opened {
             Ok(msg) => {
                 let from = msg.sender_member();
-                out.messages.push(HistoryMessage {
+                out.messages.push(InboxMessage {
+                    local_id: 0,
                     id: msg.id().to_hex(),
                     from: from.to_hex(),
-                    from_name: client.with_state(|s| s.name_of(&from)),
+                    from_name: Some(client.with_state(|s| s.name_of(&from))),
                     from_session: msg.sender_session().to_hex(),
                     target: msg.target().to_string(),
                     body: String::from_utf8_lossy(msg.body()).into_owned(),
                     priority: msg.priority().as_str().to_owned(),
                     reply_to: msg.reply_to().map(|r| r.to_hex()),
                     sent_at: msg.sent_at(),
+                    received_at: None,
                     seq: d.seq,
+                    read: None,
                     mentions_me: from != mine && flags_me(&msg, &my_name),
-                    you: from == mine,
+                    you: Some(from == mine),
                 });
             }
             Err(EnvelopeError::NoKey { .. }) => out.unreadable += 1,

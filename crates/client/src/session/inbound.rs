@@ -275,16 +275,18 @@ impl Session {
                 local_id: 0,
                 id: msg.id().to_hex(),
                 from: msg.sender_member().to_hex(),
+                from_name: None,
                 from_session: msg.sender_session().to_hex(),
                 target: msg.target().to_string(),
                 body: String::from_utf8_lossy(msg.body()).into_owned(),
                 priority: msg.priority().as_str().to_owned(),
                 reply_to: msg.reply_to().map(|r| r.to_hex()),
                 sent_at: msg.sent_at(),
-                received_at: now,
+                received_at: Some(now),
                 seq,
-                read: false,
+                read: Some(false),
                 mentions_me,
+                you: None,
             })));
         }
     }
