@@ -9,7 +9,7 @@ use std::io::Read as _;
 use claudemesh_client::Event;
 use claudemesh_client::local::InboxMessage;
 use claudemesh_client::mesh::Label;
-use claudemesh_client::spaces;
+use claudemesh_client::messages;
 use claudemesh_crypto::envelope::{MessageId, Priority};
 
 use crate::args::{Global, InboxArgs, PriorityArg, SendArgs};
@@ -77,7 +77,7 @@ pub async fn deliver(
         let target = client.resolve(to).await?;
         let pins = names::pins_or_warn(&home, &mesh.id);
         let reached = names::reached(&client, &pins, &target).await;
-        let posted = spaces::post(&client, target, body, priority, reply_to).await?;
+        let posted = messages::send(&client, target, body, priority, reply_to).await?;
         Ok::<_, claudemesh_client::ClientError>(sent(posted, reached))
     }
     .await;
@@ -115,13 +115,13 @@ pub async fn deliver(
 #[derive(Debug, serde::Serialize)]
 pub struct Sent {
     #[serde(flatten)]
-    pub posted: spaces::Posted,
+    pub posted: messages::Posted,
     #[serde(flatten)]
     pub reached: names::Reached,
 }
 
 /// Joins what the broker answered with whom it reached.
-pub fn sent(mut posted: spaces::Posted, reached: names::Reached) -> Sent {
+pub fn sent(mut posted: messages::Posted, reached: names::Reached) -> Sent {
     if let Some(name) = &reached.name {
         posted.to = name.clone();
     }
@@ -150,14 +150,19 @@ pub fn markers(priority: &str, mentions_me: bool) -> String {
 }
 
 fn print_message(g: &Global, m: &InboxMessage, label: &Label) {
-    let name = &label.text;
     if g.json {
         return;
     }
+    print_line(g, m, &label.text, &target_suffix(&m.target));
+}
+
+/// One message as `inbox` and `topic history` print it: time, sender,
+/// `suffix` (where it went, when that is not said already), markers and
+/// body; then, unless quiet, its id and the message it answers.
+pub fn print_line(g: &Global, m: &InboxMessage, name: &str, suffix: &str) {
     println!(
-        "{}  {name}{}{}: {}",
+        "{}  {name}{suffix}{}: {}",
         output::timestamp(m.sent_at),
-        target_suffix(&m.target),
         markers(&m.priority, m.mentions_me),
         m.body
     );

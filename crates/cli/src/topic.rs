@@ -4,14 +4,15 @@
 //! post (with `@name` mentions), read the verified history, mark read.
 
 use claudemesh_client::ClientError;
+use claudemesh_client::groups;
 use claudemesh_client::mesh::Label;
-use claudemesh_client::spaces::{self, TopicView};
+use claudemesh_client::topics::{self, TopicView};
 use claudemesh_crypto::envelope::{MessageId, Target};
 
 use crate::args::{Global, PriorityArg};
 use crate::exit::{self, Failure};
 use crate::mesh::connect;
-use crate::message::{self, markers, parse_reply_to, read_body};
+use crate::message::{self, parse_reply_to, read_body};
 use crate::{Outcome, names, output};
 
 /// Runs `f` on a connected client, closes it, and maps the error.
@@ -32,7 +33,7 @@ fn kind(t: &TopicView) -> &'static str {
 pub async fn create(g: &Global, name: &str, private: bool, description: Option<String>) -> Outcome {
     let description = description.unwrap_or_default();
     let t = with_client(g, async |c| {
-        spaces::topic_create(c, name, private, &description).await
+        topics::topic_create(c, name, private, &description).await
     })
     .await?;
     if g.json {
@@ -59,7 +60,7 @@ pub async fn list(g: &Global) -> Outcome {
     let topics = with_client(g, async |c| {
         // Count what the broker had queued too.
         c.settle().await?;
-        spaces::topics(c).await
+        topics::topics(c).await
     })
     .await?;
     if g.json {
@@ -103,7 +104,7 @@ pub async fn list(g: &Global) -> Outcome {
 }
 
 pub async fn join(g: &Global, topic: &str) -> Outcome {
-    let t = with_client(g, async |c| spaces::topic_join(c, topic).await).await?;
+    let t = with_client(g, async |c| topics::topic_join(c, topic).await).await?;
     if g.json {
         output::json(&t);
     } else if !g.quiet {
@@ -113,8 +114,8 @@ pub async fn join(g: &Global, topic: &str) -> Outcome {
 }
 
 pub async fn leave(g: &Global, topic: &str) -> Outcome {
-    let name = spaces::topic_name(topic)?;
-    with_client(g, async |c| spaces::topic_leave(c, &name).await).await?;
+    let name = topics::topic_name(topic)?;
+    with_client(g, async |c| topics::topic_leave(c, &name).await).await?;
     if g.json {
         output::json(&serde_json::json!({ "left": name }));
     } else if !g.quiet {
@@ -124,8 +125,8 @@ pub async fn leave(g: &Global, topic: &str) -> Outcome {
 }
 
 pub async fn add(g: &Global, topic: &str, peer: &str) -> Outcome {
-    let name = spaces::topic_name(topic)?;
-    let (who, key) = with_client(g, async |c| spaces::topic_add(c, &name, peer).await).await?;
+    let name = topics::topic_name(topic)?;
+    let (who, key) = with_client(g, async |c| topics::topic_add(c, &name, peer).await).await?;
     if g.json {
         output::json(&serde_json::json!({
             "topic": name,
@@ -138,7 +139,7 @@ pub async fn add(g: &Global, topic: &str, peer: &str) -> Outcome {
 }
 
 pub async fn members(g: &Global, topic: &str) -> Outcome {
-    let members = with_client(g, async |c| spaces::topic_members(c, topic)).await?;
+    let members = with_client(g, async |c| topics::topic_members(c, topic)).await?;
     if g.json {
         output::json(&members);
         return Ok(());
@@ -173,7 +174,7 @@ pub async fn post(
     priority: PriorityArg,
     reply_to: Option<String>,
 ) -> Outcome {
-    let name = spaces::topic_name(topic)?;
+    let name = topics::topic_name(topic)?;
     let body = read_body(text)?;
     let reply_to = parse_reply_to(reply_to.as_deref())?;
     message::deliver(
@@ -187,12 +188,12 @@ pub async fn post(
 }
 
 pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>) -> Outcome {
-    if !(1..=spaces::MAX_HISTORY_PAGE).contains(&limit) {
+    if !(1..=topics::MAX_HISTORY_PAGE).contains(&limit) {
         return Err(Failure::new(
             exit::USAGE,
             format!(
                 "--limit must be 1-{} (page with --before)",
-                spaces::MAX_HISTORY_PAGE
+                topics::MAX_HISTORY_PAGE
             ),
         ));
     }
@@ -209,7 +210,7 @@ pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>
         .transpose()?;
     let (home, mesh, client) = connect(g).await?;
     let pins = names::pins_or_warn(&home, &mesh.id);
-    let h = spaces::topic_history(&client, topic, limit, before)
+    let h = topics::topic_history(&client, topic, limit, before)
         .await
         .map(|h| {
             let labels = client.with_state(|s| {
@@ -244,23 +245,7 @@ pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>
     }
     // Oldest first, as a conversation reads.
     for (m, label) in h.messages.iter().zip(&labels).rev() {
-        println!(
-            "{}  {}{}: {}",
-            output::timestamp(m.sent_at),
-            label.text,
-            markers(&m.priority, m.mentions_me),
-            m.body
-        );
-        if !g.quiet {
-            println!(
-                "    id {}{}",
-                m.id,
-                m.reply_to
-                    .as_deref()
-                    .map(|r| format!(", reply to {r}"))
-                    .unwrap_or_default()
-            );
-        }
+        message::print_line(g, m, &label.text, "");
     }
     if !g.quiet {
         if h.unreadable > 0 {
@@ -284,7 +269,7 @@ pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>
 /// A history page as JSON, each message's `from_name` the sender's label
 /// (see `names`), with `name_ambiguous` and `pin_mismatch`.
 pub fn history_json(
-    h: &spaces::TopicHistory,
+    h: &topics::TopicHistory,
     labels: &[Label],
 ) -> Result<serde_json::Value, Failure> {
     let mut v = serde_json::to_value(h)
@@ -300,10 +285,10 @@ pub fn history_json(
 }
 
 pub async fn read(g: &Global, topic: &str) -> Outcome {
-    let name = spaces::topic_name(topic)?;
+    let name = topics::topic_name(topic)?;
     let n = with_client(g, async |c| {
         c.settle().await?;
-        spaces::topic_read(c, &name).await
+        topics::topic_read(c, &name).await
     })
     .await?;
     if g.json {
@@ -316,7 +301,7 @@ pub async fn read(g: &Global, topic: &str) -> Outcome {
 
 pub async fn group_join(g: &Global, group: &str, role: Option<String>) -> Outcome {
     let name = with_client(g, async |c| {
-        spaces::group_join(c, group, role.as_deref()).await
+        groups::group_join(c, group, role.as_deref()).await
     })
     .await?;
     if g.json {
@@ -331,7 +316,7 @@ pub async fn group_join(g: &Global, group: &str, role: Option<String>) -> Outcom
 }
 
 pub async fn group_leave(g: &Global, group: &str) -> Outcome {
-    let name = with_client(g, async |c| spaces::group_leave(c, group).await).await?;
+    let name = with_client(g, async |c| groups::group_leave(c, group).await).await?;
     if g.json {
         output::json(&serde_json::json!({ "left": name }));
     } else if !g.quiet {
@@ -341,7 +326,7 @@ pub async fn group_leave(g: &Global, group: &str) -> Outcome {
 }
 
 pub async fn group_list(g: &Global) -> Outcome {
-    let groups = with_client(g, async |c| Ok(spaces::groups(c))).await?;
+    let groups = with_client(g, async |c| Ok(groups::groups(c))).await?;
     if g.json {
         output::json(&groups);
         return Ok(());

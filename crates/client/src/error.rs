@@ -2,9 +2,11 @@
 //! caller (the CLI, the MCP server, a script) can act on. The CLI maps each
 //! kind to an exit code (`docs/cli.md`).
 
+use std::sync::Arc;
+
 use claudemesh_crypto::envelope::EnvelopeError;
 use claudemesh_crypto::invite::InviteError;
-use claudemesh_crypto::log::LogError;
+use claudemesh_crypto::log::{LogError, LogFault};
 use claudemesh_proto::ErrorCode;
 
 /// A client failure.
@@ -129,9 +131,105 @@ pub enum ClientError {
         /// Why it reaches no session.
         problem: SessionNameProblem,
     },
-    /// Bad input from the caller.
+    /// Bad input found by a check outside this crate's own (the CLI's, a
+    /// test's), or an attempt to remove oneself (leave instead). The SDK's
+    /// own refusals are the variants below, each with its data.
     #[error("{0}")]
     Invalid(String),
+    /// It exists already: a mesh, a membership, a topic, a revocation.
+    #[error("{0}")]
+    Exists(Existing),
+    /// Input the SDK refuses before anything is sent.
+    #[error("{0}")]
+    BadInput(BadInput),
+    /// A key this device does not hold (or could not open).
+    #[error("{0}")]
+    MissingKey(MissingKey),
+    /// This member is not in the group it would leave.
+    #[error("you are not in @{group}")]
+    NotInGroup {
+        /// The group, without `@`.
+        group: String,
+    },
+    /// This member is not in the topic it would leave.
+    #[error("you are not in #{topic}")]
+    NotInTopic {
+        /// The topic, without `#`.
+        topic: String,
+    },
+    /// The peer named is not a member of the mesh (a session, say).
+    #[error("{peer:?} is not a member of the mesh (give a name or a key prefix)")]
+    NotAMember {
+        /// As the user gave it.
+        peer: String,
+    },
+    /// The peer named is a session where a member is needed.
+    #[error("{peer:?} names a session, not a member (give a name or a key prefix)")]
+    SessionNotMember {
+        /// As the user gave it.
+        peer: String,
+    },
+    /// The peer named is not one member (a topic, a group, `*`).
+    #[error("{peer:?} is not one peer")]
+    NotOnePeer {
+        /// As the user gave it.
+        peer: String,
+    },
+    /// A `member:`/`session:` recipient whose key is not a key.
+    #[error("{input:?} is not a valid key")]
+    BadKey {
+        /// As the user gave it.
+        input: String,
+    },
+    /// A `*`, `@group` or `#topic` recipient that does not parse.
+    #[error("{input:?}: {reason}")]
+    BadTarget {
+        /// As the user gave it.
+        input: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// Grants are about other members.
+    #[error("that is you: grants are about other members")]
+    GrantsForSelf,
+    /// A member leaves with `mesh leave`, not by removing itself.
+    #[error("to leave the mesh use `claudemesh mesh leave`")]
+    LeaveInstead,
+    /// A ban named by too short a key prefix.
+    #[error("{query:?} matches several banned keys: {candidates}; give more hex digits")]
+    AmbiguousBan {
+        /// What was asked.
+        query: String,
+        /// The short keys that match.
+        candidates: String,
+    },
+    /// An invite named by too short an id.
+    #[error("{id} matches several invites; give more digits")]
+    AmbiguousInvite {
+        /// The id prefix given.
+        id: String,
+    },
+    /// A key or message could not be sealed.
+    #[error("cannot seal a key: {reason}")]
+    SealKey {
+        /// Why.
+        reason: String,
+    },
+    /// A direct message could not be encrypted to a peer.
+    #[error("cannot encrypt to {peer}: {reason}")]
+    Encrypt {
+        /// The peer's short key.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// A change this member built that the log's rules refuse.
+    #[error("this change is not allowed: {0}")]
+    ChangeRefused(LogFault),
+    /// The failure of a send that several callers waited for (each gets
+    /// it).
+    #[error("{0}")]
+    Shared(Arc<ClientError>),
     /// The thing asked about does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -174,6 +272,164 @@ pub enum SessionNameProblem {
         /// The member, with its short key.
         member: String,
     },
+}
+
+/// What exists already.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Existing {
+    /// A mesh of this name on this device.
+    #[error("this device already has a mesh named {name:?}; pick another name")]
+    MeshNamed {
+        /// The name.
+        name: String,
+    },
+    /// This device's membership of the mesh an invite is for.
+    #[error("this device is already in the mesh {mesh:?}")]
+    InMesh {
+        /// The mesh's name.
+        mesh: String,
+    },
+    /// A topic of this name.
+    #[error("a topic #{topic} already exists in this mesh")]
+    Topic {
+        /// The topic, without `#`.
+        topic: String,
+    },
+    /// This member in a topic.
+    #[error("you are already in #{topic}")]
+    InTopic {
+        /// The topic, without `#`.
+        topic: String,
+    },
+    /// Another member in a topic.
+    #[error("{member} is already in #{topic}")]
+    MemberInTopic {
+        /// The member's name.
+        member: String,
+        /// The topic, without `#`.
+        topic: String,
+    },
+    /// This member in a group (with the same role).
+    #[error("you are already in @{group}")]
+    InGroup {
+        /// The group, without `@`.
+        group: String,
+    },
+    /// The revocation of an invite.
+    #[error("invite {invite} was already revoked (log entry {at})")]
+    InviteRevoked {
+        /// The invite's short id.
+        invite: String,
+        /// The log entry that revoked it.
+        at: u64,
+    },
+}
+
+/// Input the SDK refuses before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadInput {
+    /// Not a topic name.
+    #[error("{input:?} is not a topic name (1-64 of A-Z a-z 0-9 . _ - /, optionally after #)")]
+    TopicName {
+        /// As given.
+        input: String,
+    },
+    /// Not a group name.
+    #[error("{input:?} is not a group name (1-64 of A-Z a-z 0-9 . _ - /, optionally after @)")]
+    GroupName {
+        /// As given.
+        input: String,
+    },
+    /// A group role too long, empty, or with control characters.
+    #[error("a group role is 1-{max} bytes without control characters")]
+    GroupRole {
+        /// Most bytes.
+        max: usize,
+    },
+    /// A topic description too long or with control characters.
+    #[error("a topic description is at most {max} bytes, without control characters")]
+    TopicDescription {
+        /// Most bytes.
+        max: usize,
+    },
+    /// A mesh or display name empty, too long, or with control characters.
+    #[error("{what} must be 1-{max} printable characters")]
+    Name {
+        /// Which name (`the mesh name`, `the display name`).
+        what: &'static str,
+        /// Most characters.
+        max: usize,
+    },
+    /// A mesh-creation token that would travel in the clear.
+    #[error(
+        "the mesh-creation token goes only over wss:// (or to a broker on this machine): {broker_url} would send it in the clear"
+    )]
+    TokenInClear {
+        /// The broker URL.
+        broker_url: String,
+    },
+    /// Not a `ws://` or `wss://` URL.
+    #[error(
+        "{url:?} is not a broker URL (ws://host:port, or wss://host[:port] for a broker serving TLS)"
+    )]
+    BrokerUrl {
+        /// As given.
+        url: String,
+    },
+    /// A broker URL that cannot be requested.
+    #[error("bad broker URL {url:?}: {reason}")]
+    BadBrokerUrl {
+        /// As given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// An invite for no one.
+    #[error("--uses must be at least 1")]
+    InviteUses,
+    /// An invite id too short or not hex.
+    #[error("give the invite id (at least 8 hex digits, as `mesh share` printed it)")]
+    InviteId,
+    /// A capability name that is not one.
+    #[error("unknown capability {name:?}: use dm, broadcast, group, topic or presence")]
+    Capability {
+        /// As given.
+        name: String,
+    },
+}
+
+/// A key this device does not hold, or could not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MissingKey {
+    /// The mesh key of the current epoch, to seal with.
+    #[error("this device does not hold the mesh key of the current epoch")]
+    CurrentEpoch,
+    /// The current mesh key, to seal a profile or an invite's bundle.
+    #[error("this device does not hold the current mesh key")]
+    CurrentMeshKey,
+    /// A private topic's key of its current key epoch.
+    #[error("this device could not open the key of #{topic} (key epoch {epoch})")]
+    TopicEpoch {
+        /// The topic.
+        topic: String,
+        /// Its key epoch.
+        epoch: u64,
+    },
+    /// A private topic's current key, to seal it to a new member.
+    #[error("this device could not open the key of #{topic}")]
+    Topic {
+        /// The topic.
+        topic: String,
+    },
+    /// A mesh key to encrypt a presence summary.
+    #[error("this device holds no mesh key to encrypt a summary")]
+    Summary,
+    /// A fan-out key.
+    #[error("no key to seal a fan-out message")]
+    FanOut,
+    /// Asked for a direct message's symmetric key (it has none).
+    #[error("a direct message has no symmetric key")]
+    Direct,
 }
 
 impl ClientError {

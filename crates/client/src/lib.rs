@@ -1,35 +1,57 @@
 //! claudemesh-client: the SDK every claudemesh program uses (the CLI, the
 //! MCP server, the bridge, the load generator).
 //!
-//! - [`backup`]: what a `.cmb` backup holds, and restoring a home from one.
-//! - [`home`]: the home directory, its key files (0600 in 0700) and config.
+//! # Layout
+//!
+//! Features, by the words users know (each calls down into the session and
+//! the mesh state, never the other way):
+//! - [`messages`]: direct messages, and posts to a topic, group or `*`.
+//! - [`topics`]: create, join, add, leave, list, read, history.
+//! - [`groups`]: join, leave, list.
+//! - [`moderation`]: kick, ban, unban, leave the mesh, a new mesh key.
+//! - [`invites`]: share, revoke, join with one.
+//! - [`membership`]: create a mesh; settle in after a create or join.
+//! - [`grants`]: who may reach this member (TM7): the signed set, its
+//!   file, and the re-check on receipt.
+//!
+//! Below them:
+//! - [`client`]: [`MeshClient`], the public facade of a live session.
+//! - [`session`]: connect, the hello handshake (once), requests, outbox,
+//!   inbound, log sync and appends, the reconnect supervisor.
+//! - [`mesh`]: the verified view of a mesh (roster, names, sealing,
+//!   opening) and the pure rules beside it (key rotation, removals,
+//!   mentions, signed entry chains).
+//! - [`pins`]: verified peer keys and the check before a direct send (TM8).
+//! - [`lookalike`]: comparing names as a reader sees them (TM8).
 //! - [`local`]: the local SQLite state: verified log, inbox, outbox.
-//! - [`lookalike`]: comparing names as a reader sees them (TM8): NFKC,
-//!   case folding, invisible characters, UTS #39 confusable skeletons.
-//! - [`mesh`]: the verified view of a mesh: roster, names, sealing, opening.
-//! - [`wire`]: one websocket to a broker, below any mesh logic.
-//! - [`tls`]: what a `wss://` connection trusts (platform roots, a private
-//!   CA), and what a failed handshake means.
-//! - [`client`]: [`MeshClient`], a live session: handshake, send, receive,
-//!   acks, reconnect.
-//! - [`ops`]: create, share, join, revoke.
-//! - [`grants`]: who may reach this member (TM7): the signed grant set,
-//!   its file, and the re-check on receipt.
-//! - [`spaces`]: topics, groups, broadcast posts and mentions; kick, ban,
-//!   unban and leave; which keys must rotate before a fan-out send.
+//! - [`home`]: the home directory, its key files (0600 in 0700), config.
+//! - [`backup`]: what a `.cmb` backup holds, and restoring a home from one.
+//! - [`wire`]: one websocket to a broker, below any mesh logic; [`tls`]:
+//!   what a `wss://` connection trusts.
+//! - [`error`]: [`ClientError`]; [`clock`]: the time.
+//! - [`ops`], [`spaces`]: round-1 paths, re-exports only, kept for callers
+//!   outside this crate while they move; nothing in this crate uses them.
 
 pub mod backup;
 pub mod client;
+pub mod clock;
 pub mod error;
 pub mod grants;
+pub mod groups;
 pub mod home;
+pub mod invites;
 pub mod local;
 pub mod lookalike;
+pub mod membership;
 pub mod mesh;
+pub mod messages;
+pub mod moderation;
 pub mod ops;
 pub mod pins;
+pub mod session;
 pub mod spaces;
 pub mod tls;
+pub mod topics;
 pub mod wire;
 
 pub use client::{ConnectOptions, Event, MeshClient, SendOutcome, SessionChoice};

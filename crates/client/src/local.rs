@@ -41,19 +41,26 @@ fn migrator() -> Migrator {
     ])
 }
 
-/// A verified message in the local inbox.
+/// A verified message as it is shown: from this device's inbox, or from
+/// a topic's stored history ([`crate::topics::topic_history`]). The two
+/// share every field but a few; those are `None` where they do not apply,
+/// and then not serialized.
 #[derive(Debug, Clone, Serialize)]
 pub struct InboxMessage {
-    /// Local row id.
+    /// Local row id (0: not listed from the inbox).
     #[serde(skip)]
     pub local_id: i64,
     /// The sender's message id (hex).
     pub id: String,
     /// The sender's member key (hex).
     pub from: String,
+    /// The sender's display name (history; the inbox's readers label
+    /// senders themselves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_name: Option<String>,
     /// The sender's session key (hex).
     pub from_session: String,
-    /// The target as sent (`member:<hex>`, `session:<hex>`, …).
+    /// The target as sent (`member:<hex>`, `session:<hex>`, `#topic`, …).
     pub target: String,
     /// The body, as UTF-8 (invalid sequences replaced).
     pub body: String,
@@ -64,15 +71,20 @@ pub struct InboxMessage {
     pub reply_to: Option<String>,
     /// Sender's clock, unix ms.
     pub sent_at: u64,
-    /// When this device stored it, unix ms.
-    pub received_at: u64,
+    /// When this device stored it, unix ms (inbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<u64>,
     /// Broker sequence number.
     pub seq: u64,
-    /// Whether it was shown (`inbox`) already.
-    pub read: bool,
+    /// Whether it was shown (`inbox`) already (inbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<bool>,
     /// A topic, group or broadcast message whose body mentions this
     /// member's display name (`@name`).
     pub mentions_me: bool,
+    /// This member posted it (history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub you: Option<bool>,
 }
 
 /// An outbox entry.
@@ -291,16 +303,18 @@ impl LocalStore {
                     local_id: r.try_get(0)?,
                     id: r.try_get(1)?,
                     from: r.try_get(2)?,
+                    from_name: None,
                     from_session: r.try_get(3)?,
                     target: r.try_get(4)?,
                     body: String::from_utf8_lossy(&body).into_owned(),
                     priority: r.try_get(6)?,
                     reply_to: r.try_get(7)?,
                     sent_at: u(r.try_get(8)?),
-                    received_at: u(r.try_get(9)?),
+                    received_at: Some(u(r.try_get(9)?)),
                     seq: u(r.try_get(10)?),
-                    read: r.try_get::<Option<i64>, _>(11)?.is_some(),
+                    read: Some(r.try_get::<Option<i64>, _>(11)?.is_some()),
                     mentions_me: r.try_get::<i64, _>(12)? != 0,
+                    you: None,
                 })
             })
             .collect()

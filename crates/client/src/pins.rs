@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
 use crate::home::{Home, write_private_file};
-use crate::mesh::MeshState;
+use crate::mesh::state::MeshState;
 
 /// One verified key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ impl Pins {
         match self
             .pins
             .iter()
-            .find(|p| crate::mesh::names_look_alike(&p.name, &name))
+            .find(|p| crate::mesh::names::names_look_alike(&p.name, &name))
         {
             Some(p) => PinStatus::Changed {
                 name: p.name.clone(),

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::error::ClientError;
+use crate::error::{BadInput, ClientError};
 
 /// The websocket type.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -77,13 +77,16 @@ pub async fn open_with_ca(
     } else if broker_url.starts_with("ws://") {
         Connector::Plain
     } else {
-        return Err(ClientError::Invalid(format!(
-            "{broker_url:?} is not a broker URL (ws://host:port, or wss://host[:port] for a broker serving TLS)"
-        )));
+        return Err(ClientError::BadInput(BadInput::BrokerUrl {
+            url: broker_url.to_owned(),
+        }));
     };
-    let mut request = endpoint(broker_url)
-        .into_client_request()
-        .map_err(|e| ClientError::Invalid(format!("bad broker URL {broker_url:?}: {e}")))?;
+    let mut request = endpoint(broker_url).into_client_request().map_err(|e| {
+        ClientError::BadInput(BadInput::BadBrokerUrl {
+            url: broker_url.to_owned(),
+            reason: e.to_string(),
+        })
+    })?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static(SUBPROTOCOL),

@@ -1,16 +1,6 @@
-//! Grants (TM7): who may reach this member, and how. The member's signed
-//! [`GrantSet`] lives in `meshes/<id>/grants.json` (0600; the backup takes
-//! it along). Every change is signed with the member key, written there, and
-//! pushed to the broker (`grants_set`), which enforces it; it is pushed again
-//! after each connect. The client checks it once more on receipt: a message
-//! whose sender these grants refuse is acked and recorded as a rejection,
-//! never shown, even if the broker delivered it (an older set, or a broker
-//! that ignores grants).
-//!
-//! A sender with no entry may do everything. `block` leaves the sender no
-//! capability (optionally silently: the sender is not told), `revoke all`
-//! the same but never silent, `grant` adds capabilities back to the entry,
-//! `unblock` removes it.
+//! The signed grant set (TM7): its file (`meshes/<id>/grants.json`, 0600),
+//! a change to it, its entries for display, and the check on receipt
+//! ([`allows`]). No I/O beyond that file.
 
 use std::collections::BTreeSet;
 
@@ -18,8 +8,8 @@ use claudemesh_crypto::grants::{Cap, Decision, GrantMap, GrantSet};
 use claudemesh_crypto::{Hash32, PublicKey};
 use serde::Serialize;
 
-use crate::client::{MeshClient, now_ms};
-use crate::error::ClientError;
+use crate::clock::now_ms;
+use crate::error::{BadInput, ClientError};
 use crate::home::{Home, write_private_file};
 use crate::mesh::MeshState;
 
@@ -67,11 +57,8 @@ pub fn parse_caps(names: &[String]) -> Result<Vec<Cap>, ClientError> {
     names
         .iter()
         .map(|n| {
-            Cap::parse(&n.to_ascii_lowercase()).ok_or_else(|| {
-                ClientError::Invalid(format!(
-                    "unknown capability {n:?}: use dm, broadcast, group, topic or presence"
-                ))
-            })
+            Cap::parse(&n.to_ascii_lowercase())
+                .ok_or_else(|| ClientError::BadInput(BadInput::Capability { name: n.clone() }))
         })
         .collect()
 }
@@ -163,9 +150,7 @@ pub fn change_local(
     let mesh = state.roster().mesh_id();
     let key = state.member_key();
     if peer == key.public() {
-        return Err(ClientError::Invalid(
-            "that is you: grants are about other members".into(),
-        ));
+        return Err(ClientError::GrantsForSelf);
     }
     let current = load(home, &mesh, &key.public())?;
     let mut map = current.as_ref().map(GrantSet::to_map).unwrap_or_default();
@@ -177,31 +162,6 @@ pub fn change_local(
     let set = GrantSet::sign(key, mesh, version, &map);
     save(home, &set)?;
     Ok(set)
-}
-
-/// Resolves `peer` (a name or key, as other peer commands take) to one
-/// member, changes the grants, and pushes them to the broker. Returns the
-/// member and its name.
-pub async fn change(
-    client: &MeshClient,
-    home: &Home,
-    peer: &str,
-    change: GrantChange,
-) -> Result<(PublicKey, String), ClientError> {
-    let member = resolve_member(client, peer).await?;
-    let set = client.with_state(|s| change_local(home, s, member, &change))?;
-    client.push_grants(&set).await?;
-    let name = client.with_state(|s| s.display_name(&member));
-    Ok((member, name))
-}
-
-/// The member a peer name or key stands for.
-pub async fn resolve_member(client: &MeshClient, peer: &str) -> Result<PublicKey, ClientError> {
-    let target = client.resolve(peer).await?;
-    client.with_state(|s| {
-        s.member_of_target(&target)
-            .ok_or_else(|| ClientError::Invalid(format!("{peer:?} is not one peer")))
-    })
 }
 
 /// Every entry, for display.

@@ -1,0 +1,134 @@
+//! Messages by the words users know: a direct message to a member or a
+//! session ([`send_direct`]), a post to a topic, a group or the whole mesh
+//! ([`post`], with `@name` mentions), and [`send`], which takes either.
+//! The inbox is read through [`crate::local::LocalStore`] and marked read
+//! with [`MeshClient::mark_read`].
+
+use claudemesh_crypto::PublicKey;
+use claudemesh_crypto::envelope::{MessageId, Priority, Target};
+use serde::Serialize;
+
+use crate::client::{MeshClient, SendOutcome};
+use crate::error::ClientError;
+use crate::mesh::mentions::{mentioned_members, my_name};
+
+/// A message sent, with the mentions it notified.
+#[derive(Debug, Clone, Serialize)]
+pub struct Posted {
+    /// The message id (hex).
+    pub id: String,
+    /// Broker seq.
+    pub seq: u64,
+    /// It had been accepted before.
+    pub duplicate: bool,
+    /// The target (`#deploys`, `@eng`, `*`, or the recipient's name).
+    pub to: String,
+    /// Members mentioned (`@name`) outside the public topic who got a
+    /// direct message quoting the post.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentioned: Vec<String>,
+    /// Mentions that could not be delivered, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mention_failures: Vec<String>,
+    /// The raw outcome.
+    #[serde(skip)]
+    pub outcome: Option<SendOutcome>,
+}
+
+/// Sends `text` to `target`: a direct message ([`send_direct`]) or a post
+/// to a topic, a group or the whole mesh ([`post`]).
+pub async fn send(
+    client: &MeshClient,
+    target: Target,
+    text: &str,
+    priority: Priority,
+    reply_to: Option<MessageId>,
+) -> Result<Posted, ClientError> {
+    if target.is_direct() {
+        send_direct(client, target, text, priority, reply_to).await
+    } else {
+        post(client, target, text, priority, reply_to).await
+    }
+}
+
+/// Sends a direct message to a member or a session (as
+/// [`MeshClient::send`]: refused while the peer's verified key changed).
+pub async fn send_direct(
+    client: &MeshClient,
+    target: Target,
+    text: &str,
+    priority: Priority,
+    reply_to: Option<MessageId>,
+) -> Result<Posted, ClientError> {
+    let outcome = client
+        .send(target.clone(), text.as_bytes(), priority, reply_to)
+        .await?;
+    Ok(posted(client, &target, outcome))
+}
+
+/// What a send returns, before any mention is delivered.
+fn posted(client: &MeshClient, target: &Target, outcome: SendOutcome) -> Posted {
+    let to = match target {
+        Target::Member(k) => client.with_state(|s| s.display_name(k)),
+        other => other.to_string(),
+    };
+    Posted {
+        id: outcome.id.to_hex(),
+        seq: outcome.seq,
+        duplicate: outcome.duplicate,
+        to,
+        mentioned: Vec::new(),
+        mention_failures: Vec::new(),
+        outcome: Some(outcome),
+    }
+}
+
+/// Posts `text` to a topic, a group or the whole mesh (as
+/// [`MeshClient::send`]; a direct target is sent as [`send_direct`] does).
+/// For a public topic,
+/// each `@name` (at most [`crate::mesh::mentions::MAX_MENTIONS`]) naming a member who is not in
+/// the topic also gets a direct message `[mention in #topic] <me>: <text>`
+/// answering the post. Private topics never quote their posts outside.
+pub async fn post(
+    client: &MeshClient,
+    target: Target,
+    text: &str,
+    priority: Priority,
+    reply_to: Option<MessageId>,
+) -> Result<Posted, ClientError> {
+    client.with_state(|s| s.check_fanout_target(&target))?;
+    let outcome = client
+        .send(target.clone(), text.as_bytes(), priority, reply_to)
+        .await?;
+    let mut posted = posted(client, &target, outcome);
+    let Target::Topic(topic) = &target else {
+        return Ok(posted);
+    };
+    let (outside, sender) = client.with_state(|s| {
+        let Some(info) = s.roster().topic(topic).filter(|i| !i.private) else {
+            return (Vec::new(), String::new());
+        };
+        let outside: Vec<(PublicKey, String)> = mentioned_members(s, text)
+            .into_iter()
+            .filter(|k| *k != s.my_key() && !info.members.contains_key(k))
+            .map(|k| (k, s.display_name(&k)))
+            .collect();
+        (outside, my_name(s))
+    });
+    for (member, name) in outside {
+        let quote = format!("[mention in #{topic}] {sender}: {text}");
+        match client
+            .send(
+                Target::Member(member),
+                quote.as_bytes(),
+                priority,
+                Some(outcome.id),
+            )
+            .await
+        {
+            Ok(_) => posted.mentioned.push(name),
+            Err(e) => posted.mention_failures.push(format!("{name}: {e}")),
+        }
+    }
+    Ok(posted)
+}

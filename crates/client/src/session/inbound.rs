@@ -1,0 +1,301 @@
+//! What arrives on a connection: the reader routes each frame (answers to
+//! their waiters, deliveries and acceptances to the processor, presence
+//! and log updates to subscribers and the log sync); the processor
+//! verifies deliveries, checks them against this member's grants (TM7),
+//! stores them in one transaction, announces them, then acks them.
+
+use std::sync::Arc;
+
+use claudemesh_crypto::envelope::{Envelope, EnvelopeError, MessageId, VerifiedMessage};
+use claudemesh_proto::frames::{Accepted, Ack, Deliver, ErrorFrame};
+use claudemesh_proto::limits::MAX_IDS_PER_ACK;
+use claudemesh_proto::{BrokerFrame, ClientFrame};
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+
+use super::core::{Session, lock};
+use super::events::Event;
+use crate::clock::now_ms;
+use crate::error::ClientError;
+use crate::local::{InboxMessage, Rejection};
+use crate::mesh::mentions;
+use crate::wire;
+
+/// Work the reader hands the processor (which may fetch the log, so it
+/// must not be the reader).
+pub(super) enum Work {
+    Deliver(Box<Deliver>),
+    Accepted(Accepted),
+    SendError(MessageId, ErrorFrame),
+}
+
+impl Session {
+    /// Verifies and opens an envelope (a delivery or a stored topic
+    /// message) against the verified log, syncing the log once when the
+    /// sender or key may be newer than this device's copy.
+    pub(crate) async fn open_envelope(
+        &self,
+        env: &Envelope,
+    ) -> Result<VerifiedMessage, EnvelopeError> {
+        let first = self.read_state(|s| env.verify_and_open(s.roster(), s));
+        match first {
+            Err(e) if may_be_stale(&e) => {
+                if let Err(sync) = self.sync_log().await {
+                    tracing::warn!(error = %sync, "membership log sync failed");
+                }
+                self.read_state(|s| env.verify_and_open(s.roster(), s))
+            }
+            other => other,
+        }
+    }
+
+    /// This member's grant set on this device, if any (read on every use:
+    /// another process, such as the CLI, may have changed it).
+    pub(super) fn local_grants(&self) -> Option<claudemesh_crypto::grants::GrantSet> {
+        let member = self.read_state(|s| s.member_key().public());
+        match crate::grants::set::load(&self.home, &self.mesh.id, &member) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the grants");
+                None
+            }
+        }
+    }
+
+    /// Routes every frame of one connection; returns why it ended.
+    pub(super) async fn read_loop(
+        self: Arc<Self>,
+        mut stream: wire::WsStream,
+        work: mpsc::Sender<Work>,
+    ) -> ClientError {
+        loop {
+            let frame = match wire::next_frame(&mut stream).await {
+                Ok(f) => f,
+                Err(e) => return e,
+            };
+            match frame {
+                BrokerFrame::Deliver(d) => {
+                    self.in_flight.fetch_add(1, Ordering::SeqCst);
+                    if work.send(Work::Deliver(Box::new(d))).await.is_err() {
+                        return ClientError::Disconnected;
+                    }
+                }
+                BrokerFrame::Accepted(a) => {
+                    if let Some(req) = &a.req {
+                        lock(&self.send_reqs).remove(req);
+                    }
+                    self.in_flight.fetch_add(1, Ordering::SeqCst);
+                    if work.send(Work::Accepted(a)).await.is_err() {
+                        return ClientError::Disconnected;
+                    }
+                }
+                BrokerFrame::Error(e) => {
+                    let Some(req) = e.req.clone() else {
+                        tracing::warn!(code = %e.code, message = %e.message, "broker error");
+                        continue;
+                    };
+                    if let Some(waiter) = lock(&self.pending).remove(&req) {
+                        let _ = waiter.send(Err(ClientError::Refused {
+                            code: e.code,
+                            message: e.message,
+                        }));
+                        continue;
+                    }
+                    let id = lock(&self.send_reqs).remove(&req);
+                    if let Some(id) = id {
+                        self.in_flight.fetch_add(1, Ordering::SeqCst);
+                        if work.send(Work::SendError(id, e)).await.is_err() {
+                            return ClientError::Disconnected;
+                        }
+                    }
+                }
+                BrokerFrame::Presence(p) => self.emit(Event::Presence(p.peer)),
+                BrokerFrame::LogUpdate(_) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.sync_log().await {
+                            tracing::warn!(error = %e, "membership log sync failed");
+                            if e.is_security() {
+                                me.emit(Event::Stopped {
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
+                    });
+                }
+                other => {
+                    let req = wire::frame_req(&other).map(str::to_owned);
+                    match req.and_then(|r| lock(&self.pending).remove(&r)) {
+                        Some(waiter) => {
+                            let _ = waiter.send(Ok(other));
+                        }
+                        None => tracing::debug!(frame = other.type_name(), "unsolicited frame"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores deliveries and acceptances in batches, then acks.
+    pub(super) async fn process_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Work>) {
+        let mut buf = Vec::with_capacity(256);
+        while rx.recv_many(&mut buf, 256).await > 0 {
+            let n = buf.len();
+            let mut delivers = Vec::new();
+            let mut accepted = Vec::new();
+            for w in buf.drain(..) {
+                match w {
+                    Work::Deliver(d) => delivers.push(*d),
+                    Work::Accepted(a) => accepted.push(a),
+                    Work::SendError(id, e) => self.on_send_error(id, e).await,
+                }
+            }
+            if !accepted.is_empty() {
+                self.on_accepted(accepted).await;
+            }
+            if !delivers.is_empty() {
+                self.on_delivers(delivers).await;
+            }
+            self.in_flight.fetch_sub(n, Ordering::SeqCst);
+        }
+    }
+
+    /// Verifies a batch of deliveries, stores the good ones in one
+    /// transaction, records the refused ones, then acks them all (a message
+    /// is acked only once it is stored).
+    pub(super) async fn on_delivers(&self, delivers: Vec<Deliver>) {
+        let mut synced = false;
+        let mut acks = Vec::with_capacity(delivers.len());
+        let mut verified = Vec::with_capacity(delivers.len());
+        let now = now_ms();
+        let mut grants: Option<Option<claudemesh_crypto::grants::GrantSet>> = None;
+        for d in delivers {
+            let mut result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
+            if !synced && result.as_ref().is_err_and(may_be_stale) {
+                // A member or key this device has not seen yet: catch up once.
+                synced = true;
+                if let Err(e) = self.sync_log().await {
+                    tracing::warn!(error = %e, "membership log sync failed");
+                }
+                result = self.read_state(|s| d.envelope.verify_and_open(s.roster(), s));
+            }
+            if let Ok(msg) = &result {
+                let grants = grants.get_or_insert_with(|| self.local_grants());
+                if !crate::grants::set::allows(
+                    grants.as_ref(),
+                    &msg.sender_member(),
+                    &msg.target().to_string(),
+                ) {
+                    // The broker delivered what these grants refuse (it held
+                    // an older set): acked, recorded, never shown.
+                    let sender = msg.sender_member();
+                    let reason = crate::grants::set::BLOCKED_REASON.to_owned();
+                    if self
+                        .local
+                        .reject(&self.mesh.id, d.seq, Some(&sender), &reason, now)
+                        .await
+                        .is_ok()
+                    {
+                        acks.push(d.seq);
+                    }
+                    self.emit(Event::Rejected(Rejection {
+                        seq: d.seq,
+                        sender: Some(sender.to_hex()),
+                        reason,
+                        at: now,
+                    }));
+                    continue;
+                }
+            }
+            match result {
+                Ok(msg) => verified.push((msg, d.seq)),
+                Err(e) => {
+                    let sender = d.envelope.sender.member;
+                    tracing::warn!(seq = d.seq, error = %e, "refused an envelope");
+                    let reason = e.to_string();
+                    if self
+                        .local
+                        .reject(&self.mesh.id, d.seq, Some(&sender), &reason, now)
+                        .await
+                        .is_ok()
+                    {
+                        // Recorded and reported; acked so it is not redelivered forever.
+                        acks.push(d.seq);
+                    }
+                    self.emit(Event::Rejected(Rejection {
+                        seq: d.seq,
+                        sender: Some(sender.to_hex()),
+                        reason,
+                        at: now,
+                    }));
+                }
+            }
+        }
+        let my_name = self.read_state(mentions::my_name);
+        let batch: Vec<_> = verified
+            .iter()
+            .map(|(m, seq)| (m, *seq, mentions::flags_me(m, &my_name)))
+            .collect();
+        match self
+            .local
+            .store_inbound_flagged(&self.mesh.id, &batch, now)
+            .await
+        {
+            Ok(_) => {
+                for (msg, seq, mentions_me) in &batch {
+                    acks.push(*seq);
+                    self.announce(msg, *seq, *mentions_me, now);
+                }
+            }
+            // Not stored: not acked; they come back on the next connection.
+            Err(e) => tracing::error!(error = %e, "could not store messages"),
+        }
+        acks.sort_unstable();
+        for chunk in acks.chunks(MAX_IDS_PER_ACK) {
+            let _ = self
+                .send_raw(&ClientFrame::Ack(Ack {
+                    seqs: chunk.to_vec(),
+                    read: false,
+                }))
+                .await;
+        }
+    }
+
+    /// Tells subscribers about a stored message, once per session.
+    pub(super) fn announce(&self, msg: &VerifiedMessage, seq: u64, mentions_me: bool, now: u64) {
+        let first_time = {
+            let mut seen = lock(&self.announced);
+            if seen.len() > 100_000 {
+                seen.clear();
+            }
+            seen.insert((msg.sender_member(), msg.id()))
+        };
+        if first_time {
+            self.emit(Event::Message(Box::new(InboxMessage {
+                local_id: 0,
+                id: msg.id().to_hex(),
+                from: msg.sender_member().to_hex(),
+                from_name: None,
+                from_session: msg.sender_session().to_hex(),
+                target: msg.target().to_string(),
+                body: String::from_utf8_lossy(msg.body()).into_owned(),
+                priority: msg.priority().as_str().to_owned(),
+                reply_to: msg.reply_to().map(|r| r.to_hex()),
+                sent_at: msg.sent_at(),
+                received_at: Some(now),
+                seq,
+                read: Some(false),
+                mentions_me,
+                you: None,
+            })));
+        }
+    }
+}
+
+/// Whether a refusal might go away once this device has the newest log.
+fn may_be_stale(e: &EnvelopeError) -> bool {
+    matches!(
+        e,
+        EnvelopeError::SenderNotMember(_) | EnvelopeError::NoKey { .. }
+    )
+}

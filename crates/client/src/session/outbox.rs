@@ -1,0 +1,254 @@
+//! The outbox: a message is sealed, written to the local outbox, sent,
+//! and done once the broker accepts it (`accepted`), or resent with the
+//! same id on the next connection; refusals that a reseal or a wait can
+//! cure are handled here. Also the read receipts owed to the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use claudemesh_crypto::envelope::{Envelope, MessageId, Priority, Target};
+use claudemesh_proto::frames::{Accepted, Ack, ErrorFrame, Send};
+use claudemesh_proto::limits::MAX_IDS_PER_ACK;
+use claudemesh_proto::{ClientFrame, ErrorCode};
+use tokio::sync::oneshot;
+
+use super::core::{Link, Session, lock};
+use super::events::SendOutcome;
+use crate::clock::now_ms;
+use crate::error::ClientError;
+use crate::local::InboxMessage;
+
+/// How many times a message refused with `rekey_required` is resealed
+/// (after syncing the log and writing any rekey that falls to this member)
+/// before the send fails.
+pub const MAX_RESEALS: u8 = 3;
+
+impl Session {
+    /// Seals `body` to `target` under `id`, writes it to the outbox, sends
+    /// it, and returns once the broker has durably accepted it (see
+    /// [`crate::MeshClient::send`]: the pin check, the rotation owed first,
+    /// the reseals after `rekey_required`).
+    pub(crate) async fn send_as(
+        &self,
+        id: MessageId,
+        target: Target,
+        body: &[u8],
+        priority: Priority,
+        reply_to: Option<MessageId>,
+    ) -> Result<SendOutcome, ClientError> {
+        // TM8: a direct message to a peer whose verified key changed is
+        // refused until the user verifies it again.
+        if let Some(member) = self.read_state(|s| s.member_of_target(&target)) {
+            let pins = crate::pins::Pins::load(&self.home, &self.mesh.id)?;
+            self.read_state(|s| pins.check_send(s, &member))?;
+        }
+        let mut why = String::new();
+        for _ in 0..MAX_RESEALS {
+            self.rotate_keys_for(&target).await?;
+            let env = self.read_state(|s| {
+                s.seal_as(id, target.clone(), body, priority, reply_to, now_ms())
+            })?;
+            self.local.outbox_upsert(&env, now_ms()).await?;
+            match self.submit(env).await {
+                Err(ClientError::Refused {
+                    code: ErrorCode::RekeyRequired,
+                    message,
+                }) => {
+                    why = message;
+                    self.sync_log().await?;
+                }
+                other => return other,
+            }
+        }
+        Err(ClientError::Refused {
+            code: ErrorCode::RekeyRequired,
+            message: format!(
+                "the broker still refuses the message as sealed under an old key after {MAX_RESEALS} reseals ({why}); retry in a moment"
+            ),
+        })
+    }
+
+    /// Sends (or, if not connected, leaves for the reconnect to resend) an
+    /// outbox envelope and waits for `accepted`.
+    pub(super) async fn submit(&self, env: Envelope) -> Result<SendOutcome, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.send_waiters).entry(env.id).or_default().push(tx);
+        let connected = matches!(*self.link.borrow(), Link::Up);
+        if connected {
+            let _ = self.send_envelope(env.clone()).await;
+        } else if !self.opts.reconnect {
+            lock(&self.send_waiters).remove(&env.id);
+            return Err(ClientError::Disconnected);
+        }
+        match tokio::time::timeout(self.opts.request_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Err(_) => {
+                lock(&self.send_waiters).remove(&env.id);
+                Err(ClientError::Timeout(
+                    "accept the message (it stays in the outbox and is resent on the next connection)",
+                ))
+            }
+        }
+    }
+
+    pub(super) async fn send_envelope(&self, env: Envelope) -> Result<(), ClientError> {
+        let req = self.new_req();
+        lock(&self.send_reqs).insert(req.clone(), env.id);
+        self.send_raw(&ClientFrame::Send(Send {
+            req: Some(req),
+            envelope: Box::new(env),
+        }))
+        .await
+    }
+
+    pub(super) fn resolve_send(&self, id: &MessageId, result: Result<SendOutcome, ClientError>) {
+        let mut waiters = lock(&self.send_waiters).remove(id).unwrap_or_default();
+        if waiters.len() <= 1 {
+            if let Some(w) = waiters.pop() {
+                let _ = w.send(result);
+            }
+            return;
+        }
+        // Several callers sent the same id: each gets the outcome, and a
+        // failure as the one error they share.
+        let result = result.map_err(std::sync::Arc::new);
+        for w in waiters {
+            let _ = w.send(result.clone().map_err(ClientError::Shared));
+        }
+    }
+
+    /// Reseals an outbox message the broker refused with `rekey_required`
+    /// while nobody waited for it (a resend after a reconnect): opens this
+    /// member's own envelope, rotates the key if it falls to this member,
+    /// and sends it again with the same id.
+    pub(super) async fn reseal_pending(&self, id: MessageId) -> Result<(), ClientError> {
+        let tries = {
+            let mut r = lock(&self.reseals);
+            let n = r.entry(id).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        if tries > MAX_RESEALS {
+            return Err(ClientError::Refused {
+                code: ErrorCode::RekeyRequired,
+                message: format!("still sealed under an old key after {MAX_RESEALS} reseals"),
+            });
+        }
+        let Some(env) = self.local.outbox_pending_one(&self.mesh.id, &id).await? else {
+            return Ok(());
+        };
+        self.sync_log().await?;
+        self.rotate_keys_for(&env.target).await?;
+        let resealed = self.read_state(|s| {
+            let msg = env.verify_and_open(s.roster(), s)?;
+            s.seal_as(
+                env.id,
+                env.target.clone(),
+                msg.body(),
+                env.priority,
+                env.reply_to,
+                now_ms(),
+            )
+        })?;
+        self.local.outbox_upsert(&resealed, now_ms()).await?;
+        self.send_envelope(resealed).await
+    }
+
+    pub(super) async fn on_accepted(&self, accepted: Vec<Accepted>) {
+        let done: Vec<(MessageId, u64)> = accepted.iter().map(|a| (a.id, a.seq)).collect();
+        if let Err(e) = self
+            .local
+            .outbox_accepted(&self.mesh.id, &done, now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record accepted messages");
+        }
+        for a in &accepted {
+            self.resolve_send(
+                &a.id,
+                Ok(SendOutcome {
+                    id: a.id,
+                    seq: a.seq,
+                    duplicate: a.duplicate,
+                }),
+            );
+        }
+    }
+
+    pub(super) async fn on_send_error(self: &Arc<Self>, id: MessageId, e: ErrorFrame) {
+        match e.code {
+            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::ShuttingDown => {
+                // Transient: resend later with the same id.
+                let wait = e.retry_after_ms.unwrap_or(1000).min(60_000);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    if let Ok(pending) = me.local.outbox_pending(&me.mesh.id).await
+                        && let Some(env) = pending.into_iter().find(|env| env.id == id)
+                    {
+                        let _ = me.send_envelope(env).await;
+                    }
+                });
+            }
+            ErrorCode::RekeyRequired if !lock(&self.send_waiters).contains_key(&id) => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = me.reseal_pending(id).await {
+                        tracing::warn!(error = %err, id = %id, "could not reseal a refused message");
+                        let _ = me
+                            .local
+                            .outbox_failed(&me.mesh.id, &id, &err.to_string())
+                            .await;
+                    }
+                });
+            }
+            code => {
+                let message = e.message.clone();
+                if let Err(err) = self.local.outbox_failed(&self.mesh.id, &id, &message).await {
+                    tracing::warn!(error = %err, "could not record a refused message");
+                }
+                self.resolve_send(&id, Err(ClientError::Refused { code, message }));
+            }
+        }
+    }
+
+    pub(crate) async fn flush_read_receipts(&self) -> Result<(), ClientError> {
+        let seqs = self.local.read_receipts_due(&self.mesh.id).await?;
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        if !matches!(*self.link.borrow(), Link::Up) {
+            return Ok(());
+        }
+        for chunk in seqs.chunks(MAX_IDS_PER_ACK) {
+            self.send_raw(&ClientFrame::Ack(Ack {
+                seqs: chunk.to_vec(),
+                read: true,
+            }))
+            .await?;
+        }
+        self.local.read_receipts_sent(&self.mesh.id, &seqs).await
+    }
+
+    /// Marks inbox messages read locally and tells the broker (read receipts).
+    pub(crate) async fn mark_read(&self, messages: &[InboxMessage]) -> Result<(), ClientError> {
+        let now = now_ms();
+        // Messages from a listing carry their row id; those from an event
+        // (`local_id` 0) are found by sender and id.
+        let (listed, announced): (Vec<&InboxMessage>, Vec<&InboxMessage>) =
+            messages.iter().partition(|m| m.local_id != 0);
+        let ids: Vec<i64> = listed.iter().map(|m| m.local_id).collect();
+        self.local.mark_read(&self.mesh.id, &ids, now).await?;
+        if !announced.is_empty() {
+            let keys: Vec<(&str, &str)> = announced
+                .iter()
+                .map(|m| (m.from.as_str(), m.id.as_str()))
+                .collect();
+            self.local
+                .mark_read_by_id(&self.mesh.id, &keys, now)
+                .await?;
+        }
+        self.flush_read_receipts().await
+    }
+}
