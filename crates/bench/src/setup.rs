@@ -1,6 +1,6 @@
 //! Builds the mesh a scenario runs in, the way users do: the owner creates
-//! it (`ops::create_mesh`), shares one invite with enough uses
-//! (`ops::share`), and every other member joins with it (`ops::join`) from
+//! it (`membership::create_mesh`), shares one invite with enough uses
+//! (`invites::share`), and every other member joins with it (`invites::join`) from
 //! its own home. Also what the wire-level paths need that the SDK keeps
 //! inside `MeshClient`: the full verified log and a member's state for
 //! sealing with a session of the bench's choosing.
@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use claudemesh_client::home::{Home, MeshConfig, MeshKeys};
+use claudemesh_client::invites;
+use claudemesh_client::invites::JoinWith;
+use claudemesh_client::invites::ShareOptions;
+use claudemesh_client::membership;
 use claudemesh_client::mesh::MeshState;
-use claudemesh_client::ops::{self, JoinWith, ShareOptions};
 use claudemesh_client::{ConnectOptions, MeshClient};
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::cert::SessionIdentity;
@@ -84,8 +87,8 @@ pub async fn build_mesh(
 ) -> Result<MeshSetup> {
     let started = Instant::now();
     let mut owner_home = Home::open(&root.join("owner"))?;
-    let mesh =
-        ops::create_mesh(&mut owner_home, "bench", url, "owner", PeerType::Bot, None).await?;
+    let mesh = membership::create_mesh(&mut owner_home, "bench", url, "owner", PeerType::Bot, None)
+        .await?;
     let owner_key = owner_home.load_keys(&mesh.id)?.member.public();
     let owner = Member {
         home: owner_home,
@@ -96,7 +99,7 @@ pub async fn build_mesh(
     if n > 0 {
         let client =
             MeshClient::connect(&owner.home, &owner.mesh, ConnectOptions::default()).await?;
-        let shared = ops::share(
+        let shared = invites::share(
             &client,
             &ShareOptions {
                 max_uses: u32::try_from(n).unwrap_or(u32::MAX),
@@ -111,7 +114,7 @@ pub async fn build_mesh(
         for i in 0..n {
             let path: PathBuf = root.join(format!("m{i}"));
             let mut home = Home::open(&path)?;
-            let mesh = ops::join(
+            let mesh = invites::join(
                 &mut home,
                 JoinWith::Invite(invite.clone()),
                 &name_of(i),

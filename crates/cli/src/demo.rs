@@ -9,7 +9,10 @@ use std::path::Path;
 
 use claudemesh_broker::config::BrokerConfig;
 use claudemesh_client::home::Home;
-use claudemesh_client::ops::{self, JoinWith, ShareOptions};
+use claudemesh_client::invites;
+use claudemesh_client::invites::JoinWith;
+use claudemesh_client::invites::ShareOptions;
+use claudemesh_client::membership;
 use claudemesh_client::{ConnectOptions, MeshClient};
 use claudemesh_crypto::envelope::{Priority, Target};
 use claudemesh_crypto::invite::Invite;
@@ -70,13 +73,14 @@ async fn conversation(
         "alice creates the mesh \"demo\" (her client makes the owner key and the genesis entry)",
     );
     let mesh_a =
-        ops::create_mesh(&mut alice_home, "demo", url, "alice", PeerType::Human, None).await?;
+        membership::create_mesh(&mut alice_home, "demo", url, "alice", PeerType::Human, None)
+            .await?;
     let alice = MeshClient::connect(&alice_home, &mesh_a, ConnectOptions::default()).await?;
     step(
         g,
         "alice shares an invite (its secret stays in the URL fragment; the broker gets a public key)",
     );
-    let shared = ops::share(&alice, &ShareOptions::default()).await?;
+    let shared = invites::share(&alice, &ShareOptions::default()).await?;
     alice.close().await;
 
     step(
@@ -84,7 +88,7 @@ async fn conversation(
         "bob joins with the invite (he verifies the whole membership log first)",
     );
     let invite = Invite::parse(&shared.url).map_err(claudemesh_client::ClientError::from)?;
-    let mesh_b = ops::join(
+    let mesh_b = invites::join(
         &mut bob_home,
         JoinWith::Invite(invite),
         "bob",

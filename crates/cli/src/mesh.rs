@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use claudemesh_client::home::MeshConfig;
-use claudemesh_client::ops::{self, JoinWith, ShareOptions};
+use claudemesh_client::invites;
+use claudemesh_client::invites::JoinWith;
+use claudemesh_client::invites::ShareOptions;
+use claudemesh_client::membership;
 use claudemesh_client::{ClientError, ConnectOptions, MeshClient};
 use claudemesh_crypto::invite::{Invite, ShortCode};
 use claudemesh_crypto::log::{PeerType, Role};
@@ -88,7 +91,7 @@ pub async fn create(
 ) -> Outcome {
     let mut home = open_home(g)?;
     let display = display_name.unwrap_or_else(default_display_name);
-    let mesh = ops::create_mesh(
+    let mesh = membership::create_mesh(
         &mut home,
         name,
         broker,
@@ -187,7 +190,7 @@ pub async fn share(
         },
         short_code: code,
     };
-    let shared = ops::share(&client, &opts).await;
+    let shared = invites::share(&client, &opts).await;
     client.close().await;
     let shared = shared?;
     if g.json {
@@ -234,7 +237,7 @@ pub async fn revoke_invite(g: &Global, id: &str) -> Outcome {
         )
         .hint("ask an owner or admin of the mesh"));
     }
-    let result = ops::revoke_invite(&client, id).await;
+    let result = invites::revoke_invite(&client, id).await;
     client.close().await;
     let key = result?;
     if g.json {
@@ -247,7 +250,7 @@ pub async fn revoke_invite(g: &Global, id: &str) -> Outcome {
 
 pub async fn rekey(g: &Global) -> Outcome {
     let (_home, mesh, client) = connect(g).await?;
-    let result = claudemesh_client::spaces::mesh_rekey(&client).await;
+    let result = claudemesh_client::moderation::mesh_rekey(&client).await;
     client.close().await;
     let rekeyed = result?;
     if g.json {
@@ -277,7 +280,7 @@ pub async fn join(g: &Global, a: JoinArgs) -> Outcome {
         },
     };
     let display = a.display_name.unwrap_or_else(default_display_name);
-    let mesh = ops::join(&mut home, with, &display, peer_type(a.peer_type)).await?;
+    let mesh = invites::join(&mut home, with, &display, peer_type(a.peer_type)).await?;
     if g.json {
         let default = home.config().default_mesh == Some(mesh.id);
         output::json(&MeshRow::of(&mesh, default));
@@ -307,11 +310,11 @@ pub async fn leave(g: &Global) -> Outcome {
     let already_out =
         match MeshClient::connect(&home, &mesh, ConnectOptions::for_member(&mesh)).await {
             Ok(client) => {
-                claudemesh_client::spaces::mesh_leave(&mut home, client).await?;
+                claudemesh_client::moderation::mesh_leave(&mut home, client).await?;
                 false
             }
-            Err(e) if claudemesh_client::spaces::is_gone(&e) => {
-                claudemesh_client::spaces::forget_mesh(&mut home, &mesh).await?;
+            Err(e) if claudemesh_client::moderation::is_gone(&e) => {
+                claudemesh_client::moderation::forget_mesh(&mut home, &mesh).await?;
                 true
             }
             Err(e) => return Err(e.into()),

@@ -5,8 +5,8 @@
 //! verify`: safety numbers and pinned keys (TM8).
 
 use claudemesh_client::ClientError;
+use claudemesh_client::moderation;
 use claudemesh_client::pins::{self, PinStatus, Pins};
-use claudemesh_client::spaces;
 use claudemesh_crypto::log::RemoveKind;
 use claudemesh_proto::frames::Status;
 
@@ -138,7 +138,7 @@ pub async fn remove(g: &Global, peer: &str, ban: bool) -> Outcome {
         RemoveKind::Kick
     };
     let (_home, _mesh, client) = connect(g).await?;
-    let r = spaces::remove(&client, peer, how).await;
+    let r = moderation::remove(&client, peer, how).await;
     client.close().await;
     let removed = r?;
     if g.json {
@@ -195,7 +195,7 @@ pub async fn remove(g: &Global, peer: &str, ban: bool) -> Outcome {
 
 pub async fn unban(g: &Global, peer: &str) -> Outcome {
     let (_home, _mesh, client) = connect(g).await?;
-    let r = spaces::unban(&client, peer).await;
+    let r = moderation::unban(&client, peer).await;
     client.close().await;
     let ban = r?;
     if g.json {
@@ -212,7 +212,7 @@ pub async fn unban(g: &Global, peer: &str) -> Outcome {
 
 pub async fn bans(g: &Global) -> Outcome {
     let (_home, _mesh, client) = connect(g).await?;
-    let bans = spaces::bans(&client);
+    let bans = moderation::bans(&client);
     client.close().await;
     if g.json {
         output::json(&bans);

@@ -29,8 +29,6 @@
 //! - [`wire`]: one websocket to a broker, below any mesh logic; [`tls`]:
 //!   what a `wss://` connection trusts.
 //! - [`error`]: [`ClientError`]; [`clock`]: the time.
-//! - [`ops`], [`spaces`]: round-1 paths, re-exports only, kept for callers
-//!   outside this crate while they move; nothing in this crate uses them.
 
 pub mod backup;
 pub mod client;
@@ -46,10 +44,8 @@ pub mod membership;
 pub mod mesh;
 pub mod messages;
 pub mod moderation;
-pub mod ops;
 pub mod pins;
 pub mod session;
-pub mod spaces;
 pub mod tls;
 pub mod topics;
 pub mod wire;

@@ -7,9 +7,11 @@
 //! never received, a certificate that expires mid-connection, and hellos
 //! that make a replica re-read the log.
 
+use claudemesh_client::messages;
+use claudemesh_client::moderation;
+use claudemesh_client::topics;
 use std::time::{Duration, Instant};
 
-use claudemesh_client::spaces;
 use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::{Priority, Target};
 use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind, Role};
@@ -123,11 +125,11 @@ async fn big_answers_are_paged_and_a_reader_that_never_reads_is_cut_off(backend:
     let broker = start_with(backend, |c| c.write_timeout = Duration::from_secs(1)).await;
     let alice = owner(&broker, "alice").await;
     let a = alice.connect().await;
-    spaces::topic_create(&a, "big", false, "").await.unwrap();
+    topics::topic_create(&a, "big", false, "").await.unwrap();
     let body = "x".repeat(60 * 1024);
     let mut posted = Vec::new();
     for _ in 0..40 {
-        let p = spaces::post(&a, Target::Topic("big".into()), &body, Priority::Low, None)
+        let p = messages::send(&a, Target::Topic("big".into()), &body, Priority::Low, None)
             .await
             .unwrap();
         posted.push(p.seq);
@@ -473,7 +475,7 @@ async fn the_log_cannot_be_grown_without_bound(backend: Backend) {
     let a = alice.connect().await;
     while a.append_entries(|s| Ok(vec![fat_profile(s)])).await.is_ok() {}
     let mallory_key = Hand::of(&mallory).member.public().to_hex();
-    spaces::remove(&a, &mallory_key[..16], RemoveKind::Kick)
+    moderation::remove(&a, &mallory_key[..16], RemoveKind::Kick)
         .await
         .unwrap();
     a.close().await;
@@ -504,7 +506,7 @@ async fn the_log_cannot_be_grown_without_bound(backend: Backend) {
     let a = alice.connect().await;
     // Her last profile is the garbage one: she is known by her key now.
     let mallory_key = Hand::of(&mallory).member.public().to_hex();
-    spaces::remove(&a, &mallory_key[..16], RemoveKind::Ban)
+    moderation::remove(&a, &mallory_key[..16], RemoveKind::Ban)
         .await
         .unwrap();
     // Nothing but removals and rotations now: alice's own profile waits.
@@ -620,7 +622,7 @@ async fn strangers_cannot_create_meshes(backend: Backend) {
     // The SDK (what `claudemesh mesh create --create-token` uses).
     let dir = tempfile::tempdir().unwrap();
     let mut home = home(dir.path(), "op");
-    claudemesh_client::ops::create_mesh(
+    claudemesh_client::membership::create_mesh(
         &mut home,
         "ops",
         &broker.url,
@@ -647,9 +649,9 @@ async fn acks_of_messages_never_received_write_nothing(backend: Backend) {
     let bob = joiner(&broker, &alice, "bob").await;
     let mallory = joiner(&broker, &alice, "mallory").await;
     let a = alice.connect().await;
-    spaces::topic_create(&a, "secret", true, "").await.unwrap();
-    spaces::topic_add(&a, "secret", "bob").await.unwrap();
-    let posted = spaces::post(
+    topics::topic_create(&a, "secret", true, "").await.unwrap();
+    topics::topic_add(&a, "secret", "bob").await.unwrap();
+    let posted = messages::send(
         &a,
         Target::Topic("secret".into()),
         "for bob only",
@@ -740,7 +742,7 @@ async fn a_member_put_in_hundreds_of_topics_still_gets_each_message_once(backend
     }
     for chunk in 0..chunks {
         for i in 0..per_chunk {
-            spaces::post(
+            messages::send(
                 &m,
                 Target::Topic(format!("trap{chunk}-{i}")),
                 &format!("{chunk}-{i}"),

@@ -5,8 +5,13 @@
 //! opens no key of any epoch after its ban. Each attack is played by a real
 //! client signing its own entries (`append_entries`) or by raw frames.
 
-use claudemesh_client::ops::{self, ShareOptions};
-use claudemesh_client::spaces::{self, Rotation};
+use claudemesh_client::invites;
+use claudemesh_client::invites::ShareOptions;
+use claudemesh_client::mesh;
+use claudemesh_client::mesh::rotation::Rotation;
+use claudemesh_client::messages;
+use claudemesh_client::moderation;
+use claudemesh_client::topics;
 use claudemesh_client::{ClientError, MeshClient};
 use claudemesh_crypto::envelope::{Priority, Target};
 use claudemesh_crypto::invite::Invite;
@@ -91,15 +96,15 @@ async fn attack_admin_lone_kick_does_not_freeze_the_mesh(backend: Backend) {
         "the refusal says an admin must write the key: {r:?}"
     );
     // Nor append anything else, and is told why.
-    let r = spaces::topic_create(&d, "ops", false, "").await.map(|_| ());
+    let r = topics::topic_create(&d, "ops", false, "").await.map(|_| ());
     assert!(is_rekey_required(&r), "{r:?}");
-    assert!(!d.with_state(spaces::may_rekey));
+    assert!(!d.with_state(mesh::rotation::may_rekey));
     d.close().await;
 
     // The owner's SDK creates an invite: the rekey goes in first.
     let a = alice.connect().await;
     let kick_seq = a.with_state(|s| s.roster().pending_removal()).unwrap();
-    let shared = ops::share(
+    let shared = invites::share(
         &a,
         &ShareOptions {
             max_uses: 2,
@@ -117,7 +122,9 @@ async fn attack_admin_lone_kick_does_not_freeze_the_mesh(backend: Backend) {
         assert_eq!(next.author, s.member_key().public(), "the owner wrote it");
     });
     // It removes that admin, and broadcasts flow again.
-    let removed = spaces::remove(&a, "eve", RemoveKind::Kick).await.unwrap();
+    let removed = moderation::remove(&a, "eve", RemoveKind::Kick)
+        .await
+        .unwrap();
     assert_eq!(removed.epoch, 2);
     send_all(&a, "after the repair").await.unwrap();
     a.close().await;
@@ -147,7 +154,7 @@ async fn attack_member_seals_garbage_to_a_peer(backend: Backend) {
     let mallory = joiner(&broker, &alice, "mallory").await;
     let mut carol = joiner(&broker, &alice, "carol").await;
     let c = carol.connect().await;
-    spaces::mesh_leave(&mut carol.home, c).await.unwrap();
+    moderation::mesh_leave(&mut carol.home, c).await.unwrap();
 
     let bob_key = member_key(&bob);
     let m = mallory.connect().await;
@@ -201,7 +208,7 @@ async fn attack_member_seals_garbage_to_a_peer(backend: Backend) {
     // The owner writes a correct epoch later: bob opens it too, and
     // mallory may not re-roll an epoch the owner made (SDK and raw append).
     let a = alice.connect().await;
-    let rekeyed = spaces::mesh_rekey(&a).await.unwrap();
+    let rekeyed = moderation::mesh_rekey(&a).await.unwrap();
     assert_eq!(rekeyed.epoch, 3);
     send_all(&a, "epoch three").await.unwrap();
     a.close().await;
@@ -214,7 +221,7 @@ async fn attack_member_seals_garbage_to_a_peer(backend: Backend) {
     });
     b.close().await;
     let m = mallory.connect().await;
-    let r = spaces::mesh_rekey(&m).await;
+    let r = moderation::mesh_rekey(&m).await;
     assert!(
         matches!(
             r,
@@ -228,7 +235,7 @@ async fn attack_member_seals_garbage_to_a_peer(backend: Backend) {
     let raw = m
         .append_entries(|s| {
             let r = s.roster();
-            let body = spaces::mesh_rekey_body(r)?;
+            let body = mesh::rotation::mesh_rekey_body(r)?;
             Ok(vec![LogEntry::sign(
                 s.member_key(),
                 r.len(),
@@ -314,7 +321,7 @@ async fn attack_banned_member_reads_nothing_through_invites(backend: Backend) {
     assert_eq!(mallory_epochs, vec![0]);
 
     let a = alice.connect().await;
-    let removed = spaces::remove(&a, "mallory", RemoveKind::Ban)
+    let removed = moderation::remove(&a, "mallory", RemoveKind::Ban)
         .await
         .unwrap();
     assert_eq!(removed.epoch, 1);
@@ -467,7 +474,7 @@ async fn attack_member_makes_itself_too_big_to_kick(backend: Backend) {
 
     let a = alice.connect().await;
     let before = a.with_state(|s| s.roster().len());
-    let removed = spaces::remove(&a, "mallory", RemoveKind::Kick)
+    let removed = moderation::remove(&a, "mallory", RemoveKind::Kick)
         .await
         .expect("the kick goes through");
     assert_eq!(removed.topics_rekeyed, names);
@@ -497,7 +504,7 @@ async fn attack_member_makes_itself_too_big_to_kick(backend: Backend) {
     });
     // The topics work again for their members.
     let target = Target::Topic(names[69].clone());
-    spaces::post(&a, target, "after the kick", Priority::Next, None)
+    messages::send(&a, target, "after the kick", Priority::Next, None)
         .await
         .unwrap();
     a.close().await;
@@ -545,12 +552,12 @@ async fn attack_bad_seal_victim_repairs_while_connected(backend: Backend) {
     let mallory = joiner(&broker, &alice, "mallory").await;
     let mut carol = joiner(&broker, &alice, "carol").await;
     let a = alice.connect().await;
-    spaces::topic_create(&a, "ops", true, "").await.unwrap();
-    spaces::topic_add(&a, "ops", "bob").await.unwrap();
-    spaces::topic_add(&a, "ops", "mallory").await.unwrap();
+    topics::topic_create(&a, "ops", true, "").await.unwrap();
+    topics::topic_add(&a, "ops", "bob").await.unwrap();
+    topics::topic_add(&a, "ops", "mallory").await.unwrap();
     a.close().await;
     let c = carol.connect().await;
-    spaces::mesh_leave(&mut carol.home, c).await.unwrap();
+    moderation::mesh_leave(&mut carol.home, c).await.unwrap();
 
     let bob_key = member_key(&bob);
     let b = bob.connect().await;
@@ -636,7 +643,7 @@ async fn attack_bad_seal_victim_repairs_while_connected(backend: Backend) {
         "{notices:?} (bad epoch then {bad_epoch:?})"
     );
     let a = alice.connect().await;
-    spaces::post(
+    messages::send(
         &a,
         Target::Topic("ops".into()),
         "ops, after the re-roll",

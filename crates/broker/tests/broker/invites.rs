@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use claudemesh_client::ClientError;
-use claudemesh_client::ops::{self, ShareOptions};
+use claudemesh_client::invites;
+use claudemesh_client::invites::ShareOptions;
 use claudemesh_crypto::invite::Invite;
 use claudemesh_crypto::log::Role;
 use claudemesh_proto::ErrorCode;
@@ -81,10 +82,10 @@ async fn expired_revoked_unknown_and_used_up(backend: Backend) {
 
     // Revoked.
     let a = alice.connect().await;
-    let shared = ops::share(&a, &ShareOptions::default()).await.unwrap();
-    ops::revoke_invite(&a, &shared.id[..12]).await.unwrap();
+    let shared = invites::share(&a, &ShareOptions::default()).await.unwrap();
+    invites::revoke_invite(&a, &shared.id[..12]).await.unwrap();
     assert!(
-        ops::revoke_invite(&a, &shared.id).await.is_err(),
+        invites::revoke_invite(&a, &shared.id).await.is_err(),
         "revoking twice is an error"
     );
     a.close().await;
@@ -149,7 +150,7 @@ async fn roles_and_who_may_invite(backend: Backend) {
     let bob = joiner(&broker, &alice, "bob").await;
     // A member may not invite.
     let b = bob.connect().await;
-    let r = ops::share(&b, &ShareOptions::default()).await;
+    let r = invites::share(&b, &ShareOptions::default()).await;
     assert!(
         matches!(
             r,
@@ -173,7 +174,7 @@ async fn roles_and_who_may_invite(backend: Backend) {
     let carol = join_with(&broker, &url, "carol").await.unwrap();
     let c = carol.connect().await;
     assert!(c.is_admin());
-    let shared = ops::share(&c, &ShareOptions::default()).await.unwrap();
+    let shared = invites::share(&c, &ShareOptions::default()).await.unwrap();
     c.close().await;
     join_with(&broker, &shared.url, "dave").await.unwrap();
     broker.stop().await;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use claudemesh_client::error::SessionNameProblem;
 use claudemesh_client::mesh::{Label, SessionProfile};
+use claudemesh_client::moderation;
 use claudemesh_client::pins::Pins;
-use claudemesh_client::spaces;
 use claudemesh_client::{ClientError, ConnectOptions, Event, MeshClient, SessionChoice};
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{Priority, Target};
@@ -284,7 +284,7 @@ async fn a_second_alice_carries_her_key_and_is_flagged(backend: Backend) {
     // Removed, the impostor's old messages still carry her key: this
     // device knows the name she had.
     m.close().await;
-    spaces::remove(&a, &mallory_key.to_hex(), RemoveKind::Kick)
+    moderation::remove(&a, &mallory_key.to_hex(), RemoveKind::Kick)
         .await
         .expect("kick");
     a.close().await;
@@ -460,7 +460,7 @@ async fn look_alike_names_carry_their_keys_and_never_resolve(backend: Backend) {
     z.close().await;
     let o = olivia.connect().await;
     for key in [alice_key, zero_width_key] {
-        spaces::remove(&o, &key.to_hex(), RemoveKind::Kick)
+        moderation::remove(&o, &key.to_hex(), RemoveKind::Kick)
             .await
             .expect("kick");
     }

@@ -15,7 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use claudemesh_client::grants::{self, GrantChange};
-use claudemesh_client::{ClientError, ConnectOptions, Event, MeshClient, spaces};
+use claudemesh_client::groups;
+use claudemesh_client::messages;
+use claudemesh_client::moderation;
+use claudemesh_client::topics;
+use claudemesh_client::{ClientError, ConnectOptions, Event, MeshClient};
 use claudemesh_crypto::envelope::{Priority, Target};
 use claudemesh_crypto::log::RemoveKind;
 use claudemesh_proto::ErrorCode;
@@ -76,13 +80,13 @@ async fn messages_cross_replicas_live_and_offline() {
     // Bob joins a topic and a group through B; alice, on A, creates the
     // topic first.
     let a = alice.connect().await;
-    spaces::topic_create(&a, "deploys", false, "")
+    topics::topic_create(&a, "deploys", false, "")
         .await
         .unwrap();
     let b = bob.connect().await;
     wait_log(&b, log_len(&a)).await;
-    spaces::topic_join(&b, "deploys").await.unwrap();
-    spaces::group_join(&b, "eng/backend", None).await.unwrap();
+    topics::topic_join(&b, "deploys").await.unwrap();
+    groups::group_join(&b, "eng/backend", None).await.unwrap();
     // Alice's broker has adopted B's appends once she can read them.
     wait_log(&a, log_len(&b)).await;
 
@@ -107,7 +111,7 @@ async fn messages_cross_replicas_live_and_offline() {
         (Target::Group("eng".into()), "group from A"),
         (Target::Broadcast, "broadcast from A"),
     ] {
-        spaces::post(&a, target, body, Priority::Next, None)
+        messages::send(&a, target, body, Priority::Next, None)
             .await
             .unwrap();
         assert_eq!(next_body(&mut bob_events).await, body);
@@ -118,7 +122,7 @@ async fn messages_cross_replicas_live_and_offline() {
     a.send(to_carol, b"while you were away", Priority::Next, None)
         .await
         .unwrap();
-    spaces::post(
+    messages::send(
         &a,
         Target::Broadcast,
         "broadcast for all",
@@ -252,7 +256,9 @@ async fn a_kick_on_one_replica_closes_the_member_on_the_other() {
     let b = bob.connect().await;
     let mut bob_events = b.events();
     let a = alice.connect().await;
-    spaces::remove(&a, "bob", RemoveKind::Kick).await.unwrap();
+    moderation::remove(&a, "bob", RemoveKind::Kick)
+        .await
+        .unwrap();
     let wait = async {
         loop {
             match MeshClient::next_event(&mut bob_events).await {

@@ -10,7 +10,10 @@ use claudemesh_broker::config::BrokerConfig;
 use claudemesh_broker::server::{self, RunningBroker};
 use claudemesh_broker::testing::{TestDatabase, fresh_postgres_url};
 use claudemesh_client::home::Home;
-use claudemesh_client::ops::{self, JoinWith, ShareOptions};
+use claudemesh_client::invites;
+use claudemesh_client::invites::JoinWith;
+use claudemesh_client::invites::ShareOptions;
+use claudemesh_client::membership;
 use claudemesh_client::{ConnectOptions, Event, MeshClient, MeshConfig};
 use claudemesh_crypto::invite::Invite;
 use claudemesh_crypto::log::PeerType;
@@ -155,7 +158,7 @@ pub async fn owner(broker: &TestBroker, name: &str) -> Peer {
 /// The owner creates a mesh on the broker at `url`, with its home in `dir`.
 pub async fn owner_at(dir: &Path, url: &str, name: &str) -> Peer {
     let mut home = home(dir, name);
-    let mesh = ops::create_mesh(&mut home, "test-mesh", url, name, PeerType::Human, None)
+    let mesh = membership::create_mesh(&mut home, "test-mesh", url, name, PeerType::Human, None)
         .await
         .expect("create mesh");
     Peer {
@@ -168,7 +171,7 @@ pub async fn owner_at(dir: &Path, url: &str, name: &str) -> Peer {
 /// An invite URL from `inviter`.
 pub async fn invite(inviter: &Peer, opts: ShareOptions) -> String {
     let c = inviter.connect().await;
-    let shared = ops::share(&c, &opts).await.expect("share");
+    let shared = invites::share(&c, &opts).await.expect("share");
     c.close().await;
     shared.url
 }
@@ -195,7 +198,7 @@ pub async fn join_at(
 ) -> Result<Peer, claudemesh_client::ClientError> {
     let mut home = home(dir, name);
     let invite = Invite::parse(url)?;
-    let mesh = ops::join(&mut home, JoinWith::Invite(invite), name, PeerType::Ai).await?;
+    let mesh = invites::join(&mut home, JoinWith::Invite(invite), name, PeerType::Ai).await?;
     Ok(Peer {
         name: name.into(),
         home,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use claudemesh_client::ClientError;
-use claudemesh_client::ops::ShareOptions;
+use claudemesh_client::invites::ShareOptions;
 use claudemesh_crypto::SigningKey;
 use claudemesh_crypto::encoding::b64_encode;
 use claudemesh_crypto::envelope::{Priority, Target};

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use claudemesh_client::MeshClient;
-use claudemesh_client::spaces;
+use claudemesh_client::messages;
+use claudemesh_client::topics;
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_proto::frames::Status;
 use rmcp::handler::server::common::schema_for_type;
@@ -345,7 +346,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             let _: NoArgs = parse(name, args)?;
             allowed(shared, Verb::TopicList, None)?;
             let c = client(shared).await?;
-            let topics = spaces::topics(&c).await.map_err(|e| fail(e.into()))?;
+            let topics = topics::topics(&c).await.map_err(|e| fail(e.into()))?;
             if topics.is_empty() {
                 return Ok(
                     "No topics yet. Peers create them with `claudemesh topic create <name>`."
@@ -358,7 +359,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             let a: TopicArgs = parse(name, args)?;
             allowed(shared, Verb::TopicJoin, Some(&a.topic))?;
             let c = client(shared).await?;
-            let t = spaces::topic_join(&c, &a.topic)
+            let t = topics::topic_join(&c, &a.topic)
                 .await
                 .map_err(|e| fail(e.into()))?;
             json(&t)
@@ -388,7 +389,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 .map(|b| message_id("before", b))
                 .transpose()?;
             let c = client(shared).await?;
-            let h = spaces::topic_history(&c, &a.topic, limit, before)
+            let h = topics::topic_history(&c, &a.topic, limit, before)
                 .await
                 .map_err(|e| fail(e.into()))?;
             let pins = shared.pins();
@@ -440,7 +441,7 @@ async fn send(
     // Who it reaches, as verified: the member (name and key) and the
     // session, never a bare session key.
     let reached = crate::names::reached(&c, &shared.pins(), &target).await;
-    let posted = spaces::post(&c, target, text, priority.into(), reply_to)
+    let posted = messages::send(&c, target, text, priority.into(), reply_to)
         .await
         .map_err(|e| fail(e.into()))?;
     let sent = crate::message::sent(posted, reached);
