@@ -64,10 +64,4 @@ pub mod tls;
 pub mod wire;
 pub mod writer;
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub use claudemesh_proto::clock::now_ms;

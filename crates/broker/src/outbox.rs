@@ -110,9 +110,7 @@ pub enum PushError {
     Closed,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use claudemesh_proto::sync::lock;
 
 impl Outbox {
     /// A queue of at most `max_bytes` of stored messages, the answer lane

@@ -26,7 +26,6 @@ use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
 use claudemesh_proto::frames::{Status, TopicHistoryResult};
 use tokio::sync::broadcast;
 
-pub use crate::clock::now_ms;
 use crate::error::{ClientError, MissingKey};
 use crate::home::{Home, MeshConfig};
 use crate::local::{InboxMessage, LocalStore};
@@ -37,6 +36,7 @@ pub use crate::session::{
     ConnInfo, ConnectOptions, Event, MAX_RESEALS, RecipientReport, SendOutcome, SessionChoice,
     StatusReport,
 };
+pub use claudemesh_proto::clock::now_ms;
 
 /// A connected session in one mesh.
 pub struct MeshClient {

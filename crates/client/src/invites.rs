@@ -14,12 +14,12 @@ use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::Serialize;
 
 use crate::client::MeshClient;
-use crate::clock::now_ms;
 use crate::error::{BadInput, ClientError, Existing, MissingKey};
 use crate::home::{Home, MeshConfig, MeshKeys};
 use crate::membership::{REQUEST_TIMEOUT, check_name, settle_in};
 use crate::session::log_sync::fetch_log;
 use crate::wire;
+use claudemesh_proto::clock::now_ms;
 
 /// Options for a new invite.
 #[derive(Debug, Clone)]

@@ -28,11 +28,10 @@
 //! - [`backup`]: what a `.cmb` backup holds, and restoring a home from one.
 //! - [`wire`]: one websocket to a broker, below any mesh logic; [`tls`]:
 //!   what a `wss://` connection trusts.
-//! - [`error`]: [`ClientError`]; [`clock`]: the time.
+//! - [`error`]: [`ClientError`], one variant per thing a caller can act on.
 
 pub mod backup;
 pub mod client;
-pub mod clock;
 pub mod error;
 pub mod grants;
 pub mod groups;

@@ -12,11 +12,11 @@ use claudemesh_proto::frames::MeshCreate;
 use claudemesh_proto::{BrokerFrame, ClientFrame};
 
 use crate::client::{ConnectOptions, MeshClient};
-use crate::clock::now_ms;
 use crate::error::{BadInput, ClientError, Existing};
 use crate::home::{Home, MeshConfig, MeshKeys};
 use crate::local::LocalStore;
 use crate::wire;
+use claudemesh_proto::clock::now_ms;
 
 /// How long a pre-hello request may take.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);

@@ -13,12 +13,12 @@ use claudemesh_proto::ErrorCode;
 use serde::Serialize;
 
 use crate::client::MeshClient;
-use crate::clock::now_ms;
 use crate::error::{BadInput, ClientError, Existing, MissingKey};
 use crate::local::{InboxMessage, Rejection};
 use crate::mesh::MeshState;
 use crate::mesh::chain::{Chain, box_err, forbidden, not_allowed};
 use crate::mesh::mentions::{flags_me, my_name};
+use claudemesh_proto::clock::now_ms;
 
 /// Largest page of topic history the broker serves.
 pub const MAX_HISTORY_PAGE: u32 = 200;

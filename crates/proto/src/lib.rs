@@ -11,14 +11,18 @@
 //! - [`hello`]: the hello and its challenge-bound signature.
 //! - [`presence`]: a peer's status and encrypted summary, as hello and
 //!   presence frames carry them.
+//! - [`clock`], [`sync`]: the time in protocol milliseconds and the
+//!   poison-tolerant mutex lock, one helper each for every crate above.
 //! - `roundtrip_tests` (test only): every frame through JSON and back.
 
+pub mod clock;
 pub mod codec;
 pub mod errors;
 pub mod frames;
 pub mod hello;
 pub mod limits;
 pub mod presence;
+pub mod sync;
 pub mod version;
 
 pub use codec::{

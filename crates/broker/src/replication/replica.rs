@@ -50,10 +50,7 @@ pub struct Replication {
     pub(super) presence_ready: Notify,
 }
 
-/// Locks a mutex, through poisoning.
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(super) use claudemesh_proto::sync::lock;
 
 impl Replication {
     /// This broker instance's id (its configured id and a random suffix, so

@@ -8,10 +8,10 @@ use claudemesh_crypto::grants::{Cap, Decision, GrantMap, GrantSet};
 use claudemesh_crypto::{Hash32, PublicKey};
 use serde::Serialize;
 
-use crate::clock::now_ms;
 use crate::error::{BadInput, ClientError};
 use crate::home::{Home, write_private_file};
 use crate::mesh::MeshState;
+use claudemesh_proto::clock::now_ms;
 
 /// The file, inside the mesh's directory.
 pub const GRANTS_FILE: &str = "grants.json";

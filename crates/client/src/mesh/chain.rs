@@ -8,8 +8,8 @@ use claudemesh_proto::ErrorCode;
 use claudemesh_proto::limits::MAX_LOG_ENTRIES_PER_FRAME;
 
 use super::state::MeshState;
-use crate::clock::now_ms;
 use crate::error::ClientError;
+use claudemesh_proto::clock::now_ms;
 
 pub(crate) fn forbidden(message: impl Into<String>) -> ClientError {
     ClientError::Refused {

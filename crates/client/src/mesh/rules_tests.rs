@@ -25,9 +25,9 @@ use super::rotation::{
     Rotation, mesh_rekey_body, pending_removal, repairs_needed, rotation_entry, rotation_needed,
 };
 use super::state::MeshState;
-use crate::clock::now_ms;
 use crate::error::ClientError;
 use crate::home::{MeshConfig, MeshKeys};
+use claudemesh_proto::clock::now_ms;
 
 const T: u64 = 1_800_000_000;
 

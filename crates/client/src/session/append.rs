@@ -13,10 +13,10 @@ use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 
 use super::core::Session;
 use super::requests::unexpected;
-use crate::clock::now_ms;
 use crate::error::ClientError;
 use crate::mesh::MeshState;
 use crate::mesh::rotation::{self, Rotation};
+use claudemesh_proto::clock::now_ms;
 
 impl Session {
     /// Signs entries built from the current verified state and appends

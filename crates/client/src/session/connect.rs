@@ -18,12 +18,12 @@ use super::inbound::Work;
 use super::log_sync::recover_log;
 use super::options::{ConnectOptions, SessionChoice};
 use super::supervisor::{repair_loop, supervise};
-use crate::clock::now_ms;
 use crate::error::ClientError;
 use crate::home::{Home, MeshConfig};
 use crate::local::LocalStore;
 use crate::mesh::{MeshState, SessionProfile, ephemeral_session, recertify, session_for};
 use crate::wire;
+use claudemesh_proto::clock::now_ms;
 
 /// A started session: its shared state, what its first handshake learned,
 /// and the task that owns the connection's life.

@@ -71,11 +71,7 @@ pub(crate) struct Session {
     pub(super) repair_wanted: Arc<tokio::sync::Notify>,
 }
 
-/// Locks a mutex, taking over one a panicking task left poisoned (its
-/// data are plain maps and handles, consistent between statements).
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(super) use claudemesh_proto::sync::lock;
 
 impl Session {
     /// A session not yet connected, over a verified state.

@@ -12,9 +12,9 @@ use claudemesh_proto::frames::Welcome;
 use claudemesh_proto::hello::{Hello, HelloPresence};
 use claudemesh_proto::{BrokerFrame, ClientFrame};
 
-use crate::clock::now_ms;
 use crate::error::ClientError;
 use crate::wire;
+use claudemesh_proto::clock::now_ms;
 
 /// What the first handshake learned about the broker.
 #[derive(Debug, Clone)]

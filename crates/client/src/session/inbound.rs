@@ -15,11 +15,11 @@ use tokio::sync::mpsc;
 
 use super::core::{Session, lock};
 use super::events::Event;
-use crate::clock::now_ms;
 use crate::error::ClientError;
 use crate::local::{InboxMessage, Rejection};
 use crate::mesh::mentions;
 use crate::wire;
+use claudemesh_proto::clock::now_ms;
 
 /// Work the reader hands the processor (which may fetch the log, so it
 /// must not be the reader).

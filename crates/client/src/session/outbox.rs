@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 
 use super::core::{Link, Session, lock};
 use super::events::SendOutcome;
-use crate::clock::now_ms;
 use crate::error::ClientError;
 use crate::local::InboxMessage;
+use claudemesh_proto::clock::now_ms;
 
 /// How many times a message refused with `rekey_required` is resealed
 /// (after syncing the log and writing any rekey that falls to this member)

@@ -9,9 +9,9 @@ use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 
 use super::core::Session;
 use super::requests::unexpected;
-use crate::clock::now_ms;
 use crate::error::ClientError;
 use crate::mesh::PeerView;
+use claudemesh_proto::clock::now_ms;
 
 /// Most `peers` pages one listing reads (a broker that never stops paging
 /// cannot hold the client forever).

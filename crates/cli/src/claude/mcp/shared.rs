@@ -59,10 +59,7 @@ pub struct Shared {
     pub session_names: Mutex<HashMap<String, String>>,
 }
 
-/// Locks `m`, taking the value over from a thread that panicked with it.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub use claudemesh_proto::sync::lock;
 
 impl Shared {
     /// A peer session's name as shown (`alice@api`, or `mallory: api` for
