@@ -108,7 +108,7 @@ impl Target {
             config.database_url = db.url().to_owned();
             postgres = Some(db);
         }
-        let database = claudemesh_broker::store::redact_url(&config.database_url);
+        let database = claudemesh_broker::db_url::redact_url(&config.database_url);
         let running = match claudemesh_broker::server::start(config).await {
             Ok(r) => r,
             Err(e) => {

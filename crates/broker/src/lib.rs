@@ -35,10 +35,12 @@
 //! - [`ratelimit`]: the token bucket behind every rate.
 //! - [`metrics`]: metric names and the Prometheus exporter.
 //! - [`store`]: the storage trait and its SQLite and Postgres backends.
+//! - [`db_url`]: a database URL with its password redacted.
 
 pub mod admission;
 pub mod config;
 pub mod connection;
+pub mod db_url;
 pub mod delivery;
 pub mod fanout;
 pub mod grant_table;

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let db = claudemesh_broker::store::redact_url(&config.database_url);
+        let db = claudemesh_broker::db_url::redact_url(&config.database_url);
         let broker = match claudemesh_broker::server::start(config).await {
             Ok(b) => b,
             Err(e @ claudemesh_broker::server::StartError::Tls(_)) => {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use crate::policy::mode::ApprovalMode;
+pub use crate::approval_mode::ApprovalMode;
 
 /// claudemesh: an end-to-end encrypted mesh for Claude Code sessions,
 /// scripts and people, across machines.

@@ -11,10 +11,12 @@
 //! - One file per noun a user types: `mesh`, `peer`, `message`, `topic`,
 //!   `grants`, `status`, `backup`, `audit`, `demo`; `names` (how members
 //!   are shown), `workdir` (this checkout, for presence).
-//! - `policy/`: the approval policy every command asks first.
+//! - `policy/`: the approval policy every command asks first;
+//!   `approval_mode`: how much may run without asking (`--approval-mode`).
 //! - `claude/`: the Claude Code integration (`install`, `mcp`, hooks, the
 //!   status line, `launch`).
 
+mod approval_mode;
 mod args;
 mod audit;
 mod backup;

@@ -425,7 +425,7 @@ pub fn status_json(
 /// the name is ambiguous and whether it is that of a pin of another key.
 pub fn label_recipients(
     state: &claudemesh_client::mesh::MeshState,
-    pins: &claudemesh_client::pins::Pins,
+    pins: &claudemesh_client::mesh::pins::Pins,
     recipients: &mut [claudemesh_client::client::RecipientReport],
 ) -> Vec<(bool, bool)> {
     let labels = state.sender_labels(pins);

@@ -14,8 +14,8 @@ use std::collections::HashSet;
 
 use claudemesh_client::MeshClient;
 use claudemesh_client::home::Home;
+use claudemesh_client::mesh::pins::{self, Pins};
 use claudemesh_client::mesh::{Label, MeshState, SenderLabels, session_display_name, short};
-use claudemesh_client::pins::{self, Pins};
 use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::{Hash32, PublicKey};
 use serde::Serialize;

@@ -5,8 +5,8 @@
 //! verify`: safety numbers and pinned keys (TM8).
 
 use claudemesh_client::ClientError;
+use claudemesh_client::mesh::pins::{self, PinStatus, Pins};
 use claudemesh_client::moderation;
-use claudemesh_client::pins::{self, PinStatus, Pins};
 use claudemesh_crypto::log::RemoveKind;
 use claudemesh_proto::frames::Status;
 

@@ -11,8 +11,8 @@
 //! - [`moderation`]: kick, ban, unban, leave the mesh, a new mesh key.
 //! - [`invites`]: share, revoke, join with one.
 //! - [`membership`]: create a mesh; settle in after a create or join.
-//! - [`grants`]: who may reach this member (TM7): the signed set, its
-//!   file, and the re-check on receipt.
+//! - [`grants`]: who may reach this member (TM7): a change by peer name,
+//!   signed and pushed to the broker.
 //!
 //! Below them:
 //! - [`client`]: [`MeshClient`], the public facade of a live session.
@@ -20,8 +20,10 @@
 //!   inbound, log sync and appends, the reconnect supervisor.
 //! - [`mesh`]: the verified view of a mesh (roster, names, sealing,
 //!   opening) and the pure rules beside it (key rotation, removals,
-//!   mentions, signed entry chains).
-//! - [`pins`]: verified peer keys and the check before a direct send (TM8).
+//!   mentions, signed entry chains; `mesh::pins`: verified peer keys and
+//!   the check before a direct send, TM8).
+//! - [`grant_set`]: the signed grant set, its file, and the re-check on
+//!   receipt the session applies (TM7).
 //! - [`lookalike`]: comparing names as a reader sees them (TM8).
 //! - [`local`]: the local SQLite state: verified log, inbox, outbox.
 //! - [`home`]: the home directory, its key files (0600 in 0700), config.
@@ -33,6 +35,7 @@
 pub mod backup;
 pub mod client;
 pub mod error;
+pub mod grant_set;
 pub mod grants;
 pub mod groups;
 pub mod home;
@@ -43,7 +46,6 @@ pub mod membership;
 pub mod mesh;
 pub mod messages;
 pub mod moderation;
-pub mod pins;
 pub mod session;
 pub mod tls;
 pub mod topics;

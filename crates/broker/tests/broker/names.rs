@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use claudemesh_client::error::SessionNameProblem;
+use claudemesh_client::mesh::pins::Pins;
 use claudemesh_client::mesh::{Label, SessionProfile};
 use claudemesh_client::moderation;
-use claudemesh_client::pins::Pins;
 use claudemesh_client::{ClientError, ConnectOptions, Event, MeshClient, SessionChoice};
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{Priority, Target};

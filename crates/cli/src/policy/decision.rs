@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use claudemesh_client::home::{Home, ensure_private_dir, resolve_home};
 
+use crate::approval_mode::ApprovalMode;
 use crate::args::Global;
 use crate::audit;
 use crate::exit::{self, Failure};
 use crate::policy::file::{FILE, PolicyError, create_default, parse_text};
-use crate::policy::mode::ApprovalMode;
 use crate::policy::request::{Request, capitalized, describe};
 use crate::policy::rule::Rule;
 use crate::policy::verb::Kind;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::approval_mode::ApprovalMode;
 use crate::exit::{self, Failure};
-use crate::policy::mode::ApprovalMode;
 use crate::policy::rule::Rule;
 
 /// The policy file's name in the home.

@@ -11,14 +11,12 @@
 //!
 //! - `verb`: every verb, what it does, how it is spelled.
 //! - `rule`: an `allow:` or `deny:` rule.
-//! - `mode`: the approval mode.
 //! - `file`: `policy.yaml`, its defaults and its errors.
 //! - `request`: a command as the policy sees it, and in words.
 //! - `decision`: the policy in force, its evaluation, asking, logging.
 
 pub mod decision;
 pub mod file;
-pub mod mode;
 pub mod request;
 pub mod rule;
 pub mod verb;

@@ -8,7 +8,7 @@ use claudemesh_crypto::PublicKey;
 use serde::Serialize;
 
 use crate::lookalike;
-use crate::pins::Pins;
+use crate::mesh::pins::Pins;
 
 use super::names::{name_key, shown_name};
 use super::state::{MeshState, short};

@@ -27,6 +27,7 @@ pub mod labels;
 pub mod mentions;
 pub mod names;
 pub mod peers;
+pub mod pins;
 pub mod removal;
 pub mod rotation;
 #[cfg(test)]

@@ -53,7 +53,7 @@ impl Session {
     /// another process, such as the CLI, may have changed it).
     pub(super) fn local_grants(&self) -> Option<claudemesh_crypto::grants::GrantSet> {
         let member = self.read_state(|s| s.member_key().public());
-        match crate::grants::set::load(&self.home, &self.mesh.id, &member) {
+        match crate::grant_set::load(&self.home, &self.mesh.id, &member) {
             Ok(set) => set,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the grants");
@@ -181,7 +181,7 @@ impl Session {
             }
             if let Ok(msg) = &result {
                 let grants = grants.get_or_insert_with(|| self.local_grants());
-                if !crate::grants::set::allows(
+                if !crate::grant_set::allows(
                     grants.as_ref(),
                     &msg.sender_member(),
                     &msg.target().to_string(),
@@ -189,7 +189,7 @@ impl Session {
                     // The broker delivered what these grants refuse (it held
                     // an older set): acked, recorded, never shown.
                     let sender = msg.sender_member();
-                    let reason = crate::grants::set::BLOCKED_REASON.to_owned();
+                    let reason = crate::grant_set::BLOCKED_REASON.to_owned();
                     if self
                         .local
                         .reject(&self.mesh.id, d.seq, Some(&sender), &reason, now)

@@ -39,7 +39,7 @@ impl Session {
         // TM8: a direct message to a peer whose verified key changed is
         // refused until the user verifies it again.
         if let Some(member) = self.read_state(|s| s.member_of_target(&target)) {
-            let pins = crate::pins::Pins::load(&self.home, &self.mesh.id)?;
+            let pins = crate::mesh::pins::Pins::load(&self.home, &self.mesh.id)?;
             self.read_state(|s| pins.check_send(s, &member))?;
         }
         let mut why = String::new();

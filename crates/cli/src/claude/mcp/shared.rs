@@ -69,13 +69,13 @@ impl Shared {
     }
 
     /// This mesh's pins (none when unreadable: logged), for naming senders.
-    pub fn pins(&self) -> claudemesh_client::pins::Pins {
+    pub fn pins(&self) -> claudemesh_client::mesh::pins::Pins {
         let Some(mesh) = &self.mesh else {
-            return claudemesh_client::pins::Pins::default();
+            return claudemesh_client::mesh::pins::Pins::default();
         };
-        claudemesh_client::pins::Pins::load(&self.home, &mesh.id).unwrap_or_else(|e| {
+        claudemesh_client::mesh::pins::Pins::load(&self.home, &mesh.id).unwrap_or_else(|e| {
             tracing::warn!("{e}; names cannot be checked against the keys you verified");
-            claudemesh_client::pins::Pins::default()
+            claudemesh_client::mesh::pins::Pins::default()
         })
     }
 

@@ -13,16 +13,15 @@
 //! `unblock` removes it.
 
 //!
-//! `set`: the grant set, its file and the check on receipt (the session
-//! reads it there); this file: a change by peer name, pushed to the broker.
-
-pub mod set;
+//! [`crate::grant_set`]: the grant set, its file and the check on receipt
+//! (the session reads it there, below every feature); this file: a change
+//! by peer name, pushed to the broker.
 
 use claudemesh_crypto::PublicKey;
 
-pub use self::set::*;
 use crate::client::MeshClient;
 use crate::error::ClientError;
+pub use crate::grant_set::*;
 use crate::home::Home;
 
 /// Resolves `peer` (a name or key, as other peer commands take) to one

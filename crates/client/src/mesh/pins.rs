@@ -13,9 +13,9 @@ use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::safety::SafetyNumber;
 use serde::{Deserialize, Serialize};
 
+use super::state::MeshState;
 use crate::error::ClientError;
 use crate::home::{Home, write_private_file};
-use crate::mesh::state::MeshState;
 
 /// One verified key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
