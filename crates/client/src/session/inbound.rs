@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{Envelope, EnvelopeError, MessageId, VerifiedMessage};
 use claudemesh_proto::frames::{Accepted, Ack, Deliver, ErrorFrame};
 use claudemesh_proto::limits::MAX_IDS_PER_ACK;
@@ -188,46 +189,25 @@ impl Session {
                 ) {
                     // The broker delivered what these grants refuse (it held
                     // an older set): acked, recorded, never shown.
-                    let sender = msg.sender_member();
                     let reason = crate::grant_set::BLOCKED_REASON.to_owned();
                     if self
-                        .local
-                        .reject(&self.mesh.id, d.seq, Some(&sender), &reason, now)
+                        .record_refusal(d.seq, msg.sender_member(), reason, now)
                         .await
-                        .is_ok()
                     {
                         acks.push(d.seq);
                     }
-                    self.emit(Event::Rejected(Rejection {
-                        seq: d.seq,
-                        sender: Some(sender.to_hex()),
-                        reason,
-                        at: now,
-                    }));
                     continue;
                 }
             }
             match result {
                 Ok(msg) => verified.push((msg, d.seq)),
                 Err(e) => {
-                    let sender = d.envelope.sender.member;
                     tracing::warn!(seq = d.seq, error = %e, "refused an envelope");
-                    let reason = e.to_string();
-                    if self
-                        .local
-                        .reject(&self.mesh.id, d.seq, Some(&sender), &reason, now)
-                        .await
-                        .is_ok()
-                    {
+                    let sender = d.envelope.sender.member;
+                    if self.record_refusal(d.seq, sender, e.to_string(), now).await {
                         // Recorded and reported; acked so it is not redelivered forever.
                         acks.push(d.seq);
                     }
-                    self.emit(Event::Rejected(Rejection {
-                        seq: d.seq,
-                        sender: Some(sender.to_hex()),
-                        reason,
-                        at: now,
-                    }));
                 }
             }
         }
@@ -262,6 +242,23 @@ impl Session {
     }
 
     /// Tells subscribers about a stored message, once per session.
+    /// Records a refused delivery in the local state and reports it as
+    /// [`Event::Rejected`]; true once it is recorded, so it may be acked.
+    async fn record_refusal(&self, seq: u64, sender: PublicKey, reason: String, now: u64) -> bool {
+        let recorded = self
+            .local
+            .reject(&self.mesh.id, seq, Some(&sender), &reason, now)
+            .await
+            .is_ok();
+        self.emit(Event::Rejected(Rejection {
+            seq,
+            sender: Some(sender.to_hex()),
+            reason,
+            at: now,
+        }));
+        recorded
+    }
+
     pub(super) fn announce(&self, msg: &VerifiedMessage, seq: u64, mentions_me: bool, now: u64) {
         let first_time = {
             let mut seen = lock(&self.announced);

@@ -31,6 +31,21 @@ impl Roster {
     /// Invariant: in every branch all checks come before the first mutation,
     /// so a refused entry leaves the roster exactly as it was (no clone needed,
     /// which keeps verifying an n-entry log linear).
+    /// The invite `key` names, while it is not revoked.
+    fn unrevoked_invite(&mut self, key: &PublicKey) -> Result<&mut InviteState, LogFault> {
+        let inv = self
+            .invites
+            .get_mut(key)
+            .ok_or_else(|| LogFault::UnknownInvite(short(key)))?;
+        match inv.revoked_at {
+            Some(at) => Err(LogFault::InviteRevoked {
+                invite: short(key),
+                at,
+            }),
+            None => Ok(inv),
+        }
+    }
+
     pub(super) fn check_and_apply(&mut self, e: &LogEntry) -> Result<(), LogFault> {
         if e.seq != self.len {
             return Err(LogFault::OutOfOrder { expected: self.len });
@@ -130,16 +145,7 @@ impl Roster {
                 if !is_admin {
                     return Err(deny("revoke invites"));
                 }
-                let inv = self
-                    .invites
-                    .get_mut(invite_key)
-                    .ok_or_else(|| LogFault::UnknownInvite(short(invite_key)))?;
-                if let Some(at) = inv.revoked_at {
-                    return Err(LogFault::InviteRevoked {
-                        invite: short(invite_key),
-                        at,
-                    });
-                }
+                let inv = self.unrevoked_invite(invite_key)?;
                 inv.revoked_at = Some(e.seq);
             }
             EntryBody::Admit { member, invite_key } => {
@@ -154,16 +160,7 @@ impl Roster {
                 if self.banned.contains(member) {
                     return Err(LogFault::Banned(short(member)));
                 }
-                let inv = self
-                    .invites
-                    .get_mut(invite_key)
-                    .ok_or_else(|| LogFault::UnknownInvite(short(invite_key)))?;
-                if let Some(at) = inv.revoked_at {
-                    return Err(LogFault::InviteRevoked {
-                        invite: short(invite_key),
-                        at,
-                    });
-                }
+                let inv = self.unrevoked_invite(invite_key)?;
                 if e.at > inv.expires_at {
                     return Err(LogFault::InviteExpired(short(invite_key)));
                 }
