@@ -1,8 +1,8 @@
 //! Reading queues page by page on Postgres: a recipient's direct messages
 //! ([`pending`]), a member's fan-out messages across its targets
-//! ([`fanout_pages`]), a target's history, and a sent message's delivery
-//! state. Every page is cut by the weight of its envelopes before any
-//! envelope is read.
+//! ([`fanout_pages`]), and a sent message's delivery state (a target's
+//! history is one shared statement, in `store/shared.rs`). Every page is
+//! cut by the weight of its envelopes before any envelope is read.
 
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::{Hash32, PublicKey};
@@ -124,32 +124,6 @@ pub(super) async fn fanout_pages(
                 envelope_json: r.try_get(5)?,
                 sender: key_from_bytes(r.try_get::<&[u8], _>(6)?)?,
                 priority: priority_from_rank(i64::from(r.try_get::<i16, _>(7)?))?,
-            })
-        })
-        .collect()
-}
-
-pub(super) async fn fanout_history(
-    pool: &PgPool,
-    mesh: &Hash32,
-    target: &str,
-    before_seq: u64,
-    limit: PageLimit,
-) -> Result<Vec<PendingMessage>, StoreError> {
-    let rows = sqlx::query(sql::FANOUT_HISTORY)
-        .bind(&mesh.0[..])
-        .bind(target)
-        .bind(to_i64(before_seq))
-        .bind(i64::from(limit.rows))
-        .bind(to_i64(limit.bytes))
-        .fetch_all(pool)
-        .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(PendingMessage {
-                seq: to_u64(r.try_get(0)?),
-                envelope_json: r.try_get(1)?,
-                queued_at_ms: to_u64(r.try_get(2)?),
             })
         })
         .collect()

@@ -1,8 +1,8 @@
 //! Reading queues page by page on SQLite: a recipient's direct messages
 //! ([`pending`]), a member's fan-out messages across its targets
-//! ([`fanout_pages`]), a target's history, and a sent message's delivery
-//! state. Every page is cut by the weight of its envelopes before any
-//! envelope is read.
+//! ([`fanout_pages`]), and a sent message's delivery state (a target's
+//! history is one shared statement, in `store/shared.rs`). Every page is
+//! cut by the weight of its envelopes before any envelope is read.
 
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::{Hash32, PublicKey};
@@ -196,30 +196,4 @@ pub(super) async fn fanout_pages(
     Ok(first_of(out, limit, |r| {
         r.envelope_json.as_ref().map_or(0, |e| e.len() as u64)
     }))
-}
-
-pub(super) async fn fanout_history(
-    pool: &SqlitePool,
-    mesh: &Hash32,
-    target: &str,
-    before_seq: u64,
-    limit: PageLimit,
-) -> Result<Vec<PendingMessage>, StoreError> {
-    let rows = sqlx::query(sql::FANOUT_HISTORY)
-        .bind(&mesh.0[..])
-        .bind(target)
-        .bind(to_i64(before_seq))
-        .bind(i64::from(limit.rows))
-        .bind(to_i64(limit.bytes))
-        .fetch_all(pool)
-        .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(PendingMessage {
-                seq: to_u64(r.try_get(0)?),
-                envelope_json: r.try_get(1)?,
-                queued_at_ms: to_u64(r.try_get(2)?),
-            })
-        })
-        .collect()
 }
