@@ -17,8 +17,9 @@
 //! What each backend must have for the expansion: `self.pool`,
 //! `self.latest_migration`, `self.write_tx()` (a write transaction),
 //! `Self::insert_log_entries` (a log append's rows: `UNNEST` on Postgres,
-//! one `INSERT` each on SQLite), and its own `pages` (the queues, read
-//! page by page in each dialect) and `dump` modules. What differs between
+//! one `INSERT` each on SQLite), a type `Rank` (how a rank column reads:
+//! `SMALLINT` on Postgres, `INTEGER` on SQLite), and its own `pages` (the
+//! queues, read page by page in each dialect) and `dump` modules. What differs between
 //! the dialects stays in the backend.
 
 use sqlx::migrate::{Migration, MigrationType};
@@ -73,11 +74,11 @@ macro_rules! impl_store {
             use $crate::store::api::Store;
             use $crate::store::codec::{
                 entry_from_json, entry_to_json, hash_from_bytes, key_bytes, key_from_bytes,
-                member_state_from_parts, status_str, to_i64, to_u64,
+                member_state_from_parts, state_from_rank, status_str, to_i64, to_u64,
             };
             use $crate::store::error::StoreError;
             use $crate::store::records::{
-                AppendExtras, AppendOutcome, FanoutRow, MemberState, MessageStatus, PageLimit,
+                AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, MemberState, MessageStatus, PageLimit,
                 PendingMessage, RetentionOutcome, TableDump,
             };
             use $crate::store::sql;
@@ -279,7 +280,50 @@ macro_rules! impl_store {
                     sender_member: &PublicKey,
                     id: &MessageId,
                 ) -> Result<Option<MessageStatus>, StoreError> {
-                    pages::message_status(&self.pool, mesh, sender_member, id).await
+                    let facts = sqlx::query(sql::FANOUT_FACTS)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(sender_member))
+                        .bind(&id.0[..])
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let fanout = match facts {
+                        Some(f) => Some(FanoutFacts {
+                            target: f.try_get(0)?,
+                            at_len: to_u64(f.try_get(1)?),
+                            expired: f.try_get(2)?,
+                        }),
+                        None => None,
+                    };
+                    // A fan-out message's per-recipient state is its
+                    // receipts; a direct one's is its delivery rows.
+                    let statement = if fanout.is_some() {
+                        sql::MESSAGE_RECEIPTS
+                    } else {
+                        sql::MESSAGE_DELIVERIES
+                    };
+                    let rows = sqlx::query(statement)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(sender_member))
+                        .bind(&id.0[..])
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let Some(first) = rows.first() else {
+                        return Ok(None);
+                    };
+                    let seq: i64 = first.try_get(0)?;
+                    let mut recipients = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let recipient: Option<&[u8]> = r.try_get(1)?;
+                        let state: Option<Rank> = r.try_get(2)?;
+                        if let (Some(recipient), Some(state)) = (recipient, state) {
+                            recipients.push((key_from_bytes(recipient)?, state_from_rank(state)?));
+                        }
+                    }
+                    Ok(Some(MessageStatus {
+                        seq: to_u64(seq),
+                        recipients,
+                        fanout,
+                    }))
                 }
 
                 async fn record_session(

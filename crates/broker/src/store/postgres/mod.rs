@@ -14,7 +14,7 @@
 //! [`Store`] methods (the methods both backends run word for word are
 //! written once, in `store/shared.rs`, and expanded here). `migrate.rs`: the
 //! embedded migrations and the migration lock. `batch.rs`: the group-commit
-//! batch. `pages.rs`: queues read page by page, and a message's status.
+//! batch. `pages.rs`: queues read page by page.
 //! `dump.rs`: every table as text. `replicas.rs`: the
 //! [`crate::store::replicas::ReplicaStore`] of several brokers on one
 //! database.
@@ -40,6 +40,9 @@ mod tests;
 
 pub use migrate::migrator;
 pub use replicas::PgReplicaStore;
+
+/// How a rank column (a priority, a delivery state) reads: `SMALLINT`.
+type Rank = i16;
 
 use crate::store::codec::{entry_to_json, to_i64};
 use crate::store::error::StoreError;

@@ -8,7 +8,7 @@
 //! word for word are written once, in `store/shared.rs`, and expanded here).
 //! `migrate.rs`: the embedded migrations. `values.rs`: multi-row `VALUES`
 //! lists (SQLite has no arrays). `batch.rs`: the group-commit batch.
-//! `pages.rs`: queues read page by page, and a message's status.
+//! `pages.rs`: queues read page by page.
 //! `dump.rs`: every table as text.
 
 use std::str::FromStr;
@@ -29,6 +29,9 @@ mod values;
 
 pub use migrate::migrator;
 use values::{ROWS_PER_STATEMENT, placeholders};
+
+/// How a rank column (a priority, a delivery state) reads: `INTEGER`.
+type Rank = i64;
 
 use crate::store::codec::{entry_to_json, to_i64};
 use crate::store::error::StoreError;
