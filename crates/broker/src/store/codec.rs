@@ -40,9 +40,10 @@ pub(crate) fn state_rank(s: DeliveryState) -> i64 {
     }
 }
 
-/// The inverse of [`state_rank`].
-pub(crate) fn state_from_rank(r: i64) -> Result<DeliveryState, StoreError> {
-    Ok(match r {
+/// The inverse of [`state_rank`], from the column's type in either
+/// backend (`SMALLINT` on Postgres, `INTEGER` on SQLite).
+pub(crate) fn state_from_rank(r: impl Into<i64>) -> Result<DeliveryState, StoreError> {
+    Ok(match r.into() {
         0 => DeliveryState::Queued,
         1 => DeliveryState::Delivered,
         2 => DeliveryState::Read,

@@ -13,6 +13,10 @@
 //! - `error.rs`: [`StoreError`].
 //! - `codec.rs`: how values are stored (ranks, keys, JSON), for both backends.
 //! - `sql.rs`: the statements both dialects run word for word.
+//! - `shared.rs`: the Rust around them both backends run word for word, once:
+//!   a macro that writes each backend's `impl Store` with the methods whose
+//!   bodies are the same (two different pool types, so a macro rather than
+//!   generics), the embedded migration and the dump's rows.
 //! - `replicas.rs`: the [`replicas::ReplicaStore`] trait, what several brokers
 //!   sharing one database need (Postgres only).
 //! - `sqlite/`: the SQLite backend (open and migrate, message batches,
@@ -34,6 +38,7 @@ mod error;
 pub mod postgres;
 mod records;
 pub mod replicas;
+mod shared;
 mod sql;
 pub mod sqlite;
 

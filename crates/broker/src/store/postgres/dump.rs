@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::store::error::StoreError;
 use crate::store::records::TableDump;
+use crate::store::shared::rows_as_text;
 
 pub(super) async fn dump(pool: &PgPool) -> Result<Vec<TableDump>, StoreError> {
     // One snapshot for every table.
@@ -50,14 +51,7 @@ pub(super) async fn dump(pool: &PgPool) -> Result<Vec<TableDump>, StoreError> {
         )))
         .fetch_all(&mut *tx)
         .await?;
-        let mut values = Vec::with_capacity(rows.len());
-        for r in rows {
-            let mut row = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
-                row.push(r.try_get::<String, _>(i)?);
-            }
-            values.push(row);
-        }
+        let values = rows_as_text(rows, columns.len())?;
         out.push(TableDump {
             table,
             columns,

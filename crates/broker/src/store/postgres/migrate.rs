@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
-use sqlx::SqlStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use crate::store::error::StoreError;
+use crate::store::shared::migration;
 
 /// The advisory-lock key claudemesh brokers take while migrating: the ASCII
 /// bytes of "claudems" as a big-endian i64. Advisory locks are scoped to the
@@ -23,41 +23,25 @@ const LOCK_POLL: Duration = Duration::from_millis(200);
 /// The Postgres migrations, embedded in the binary.
 pub fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
-        Migration::new(
+        migration(
             1,
-            "init".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/postgres/0001_init.sql"
-            )),
-            false,
+            "init",
+            include_str!("../../../../../migrations/postgres/0001_init.sql"),
         ),
-        Migration::new(
+        migration(
             2,
-            "fanout".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/postgres/0002_fanout.sql"
-            )),
-            false,
+            "fanout",
+            include_str!("../../../../../migrations/postgres/0002_fanout.sql"),
         ),
-        Migration::new(
+        migration(
             3,
-            "grants".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/postgres/0003_grants.sql"
-            )),
-            false,
+            "grants",
+            include_str!("../../../../../migrations/postgres/0003_grants.sql"),
         ),
-        Migration::new(
+        migration(
             4,
-            "replicas".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/postgres/0004_replicas.sql"
-            )),
-            false,
+            "replicas",
+            include_str!("../../../../../migrations/postgres/0004_replicas.sql"),
         ),
     ])
 }

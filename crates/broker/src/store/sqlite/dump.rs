@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::store::error::StoreError;
 use crate::store::records::TableDump;
+use crate::store::shared::rows_as_text;
 
 pub(super) async fn dump(pool: &SqlitePool) -> Result<Vec<TableDump>, StoreError> {
     let tables: Vec<String> = sqlx::query_scalar(
@@ -39,14 +40,7 @@ pub(super) async fn dump(pool: &SqlitePool) -> Result<Vec<TableDump>, StoreError
         let rows = sqlx::query(AssertSqlSafe(format!("SELECT {select} FROM {ident}")))
             .fetch_all(pool)
             .await?;
-        let mut values = Vec::with_capacity(rows.len());
-        for r in rows {
-            let mut row = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
-                row.push(r.try_get::<String, _>(i)?);
-            }
-            values.push(row);
-        }
+        let values = rows_as_text(rows, columns.len())?;
         out.push(TableDump {
             table,
             columns,

@@ -1,47 +1,32 @@
 //! The SQLite schema: its migrations, embedded in the binary (the same
 //! tables as Postgres', in SQLite's types).
 
-use sqlx::SqlStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
+
+use crate::store::shared::migration;
 
 /// The SQLite migrations, embedded in the binary.
 pub fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
-        Migration::new(
+        migration(
             1,
-            "init".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/sqlite/0001_init.sql"
-            )),
-            false,
+            "init",
+            include_str!("../../../../../migrations/sqlite/0001_init.sql"),
         ),
-        Migration::new(
+        migration(
             2,
-            "fanout".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/sqlite/0002_fanout.sql"
-            )),
-            false,
+            "fanout",
+            include_str!("../../../../../migrations/sqlite/0002_fanout.sql"),
         ),
-        Migration::new(
+        migration(
             3,
-            "grants".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/sqlite/0003_grants.sql"
-            )),
-            false,
+            "grants",
+            include_str!("../../../../../migrations/sqlite/0003_grants.sql"),
         ),
-        Migration::new(
+        migration(
             4,
-            "replicas".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!(
-                "../../../../../migrations/sqlite/0004_replicas.sql"
-            )),
-            false,
+            "replicas",
+            include_str!("../../../../../migrations/sqlite/0004_replicas.sql"),
         ),
     ])
 }

@@ -1,23 +1,21 @@
 //! Reading queues page by page on SQLite: a recipient's direct messages
 //! ([`pending`]), a member's fan-out messages across its targets
-//! ([`fanout_pages`]), a target's history, and a sent message's delivery
-//! state. Every page is cut by the weight of its envelopes before any
-//! envelope is read.
+//! ([`fanout_pages`]). Every page is cut by the weight of its envelopes
+//! before any envelope is read. (A target's history and a sent message's
+//! delivery state are the same statements on both backends, in
+//! `store/shared.rs`.)
 
-use claudemesh_crypto::envelope::{MessageId, Priority};
+use claudemesh_crypto::envelope::Priority;
 use claudemesh_crypto::{Hash32, PublicKey};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::values::{ROWS_PER_STATEMENT, placeholders};
 use crate::store::codec::{
-    key_bytes, key_from_bytes, priority_from_rank, priority_rank, state_from_rank, to_i64, to_u64,
+    key_bytes, key_from_bytes, priority_from_rank, priority_rank, to_i64, to_u64,
 };
 use crate::store::error::StoreError;
-use crate::store::records::{
-    FanoutFacts, FanoutRow, MessageStatus, PageLimit, PendingMessage, fanout_weight, first_of,
-};
-use crate::store::sql;
+use crate::store::records::{FanoutRow, PageLimit, PendingMessage, fanout_weight, first_of};
 
 pub(super) async fn pending(
     pool: &SqlitePool,
@@ -62,56 +60,6 @@ pub(super) async fn pending(
         });
     }
     Ok(out)
-}
-
-pub(super) async fn message_status(
-    pool: &SqlitePool,
-    mesh: &Hash32,
-    sender_member: &PublicKey,
-    id: &MessageId,
-) -> Result<Option<MessageStatus>, StoreError> {
-    let facts = sqlx::query(sql::FANOUT_FACTS)
-        .bind(&mesh.0[..])
-        .bind(key_bytes(sender_member))
-        .bind(&id.0[..])
-        .fetch_optional(pool)
-        .await?;
-    let fanout = match facts {
-        Some(r) => Some(FanoutFacts {
-            target: r.try_get(0)?,
-            at_len: to_u64(r.try_get(1)?),
-            expired: r.try_get::<bool, _>(2)?,
-        }),
-        None => None,
-    };
-    let statement = if fanout.is_some() {
-        sql::MESSAGE_RECEIPTS
-    } else {
-        sql::MESSAGE_DELIVERIES
-    };
-    let rows = sqlx::query(statement)
-        .bind(&mesh.0[..])
-        .bind(key_bytes(sender_member))
-        .bind(&id.0[..])
-        .fetch_all(pool)
-        .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let seq: i64 = first.try_get(0)?;
-    let mut recipients = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let recipient: Option<&[u8]> = r.try_get(1)?;
-        let state: Option<i64> = r.try_get(2)?;
-        if let (Some(recipient), Some(state)) = (recipient, state) {
-            recipients.push((key_from_bytes(recipient)?, state_from_rank(state)?));
-        }
-    }
-    Ok(Some(MessageStatus {
-        seq: to_u64(seq),
-        recipients,
-        fanout,
-    }))
 }
 
 pub(super) async fn fanout_pages(
@@ -196,30 +144,4 @@ pub(super) async fn fanout_pages(
     Ok(first_of(out, limit, |r| {
         r.envelope_json.as_ref().map_or(0, |e| e.len() as u64)
     }))
-}
-
-pub(super) async fn fanout_history(
-    pool: &SqlitePool,
-    mesh: &Hash32,
-    target: &str,
-    before_seq: u64,
-    limit: PageLimit,
-) -> Result<Vec<PendingMessage>, StoreError> {
-    let rows = sqlx::query(sql::FANOUT_HISTORY)
-        .bind(&mesh.0[..])
-        .bind(target)
-        .bind(to_i64(before_seq))
-        .bind(i64::from(limit.rows))
-        .bind(to_i64(limit.bytes))
-        .fetch_all(pool)
-        .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(PendingMessage {
-                seq: to_u64(r.try_get(0)?),
-                envelope_json: r.try_get(1)?,
-                queued_at_ms: to_u64(r.try_get(2)?),
-            })
-        })
-        .collect()
 }

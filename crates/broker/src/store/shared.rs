@@ -1,0 +1,467 @@
+//! The Rust both backends run word for word, written once: [`impl_store`]
+//! expands the [`Store`](super::Store) methods whose bodies are the same for
+//! SQLite and Postgres (the statements of `sql.rs`, bound and read alike)
+//! inside each backend's `impl Store`; [`migration`] builds one embedded
+//! migration for either, and [`rows_as_text`] reads a dumped table's rows.
+//!
+//! Why a macro and not generic functions: the two pools are different sqlx
+//! types (`SqlitePool`, `PgPool`), and a function generic over sqlx's
+//! `Database` would need a bound for every type it binds or reads
+//! (`Encode`, `Decode`, `Type`, `ColumnIndex`, `IntoArguments`, …), longer
+//! than the code itself. A macro needs none: each expansion is checked
+//! against its own backend's concrete types. It takes the whole `impl`
+//! (the backend's own methods passed through) because `#[async_trait]`
+//! rewrites only the `async fn`s it sees, not those a macro inside the
+//! block would expand later.
+//!
+//! What each backend must have for the expansion: `self.pool`,
+//! `self.latest_migration`, `self.write_tx()` (a write transaction),
+//! `Self::insert_log_entries` (a log append's rows: `UNNEST` on Postgres,
+//! one `INSERT` each on SQLite), a type `Rank` (how a rank column reads:
+//! `SMALLINT` on Postgres, `INTEGER` on SQLite), and its own `pages` (the
+//! queues, read page by page in each dialect) and `dump` modules. What differs between
+//! the dialects stays in the backend.
+
+use sqlx::migrate::{Migration, MigrationType};
+use sqlx::{ColumnIndex, Decode, Row, SqlStr, Type};
+
+/// One embedded migration: `version`, `description` and its SQL text.
+pub(super) fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        description.into(),
+        MigrationType::Simple,
+        SqlStr::from_static(sql),
+        false,
+    )
+}
+
+/// A dump's rows: the first `width` columns of each, every one already
+/// rendered as text by the backend's select.
+pub(super) fn rows_as_text<R: Row>(
+    rows: Vec<R>,
+    width: usize,
+) -> Result<Vec<Vec<String>>, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut values = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut row = Vec::with_capacity(width);
+        for i in 0..width {
+            row.push(r.try_get::<String, _>(i)?);
+        }
+        values.push(row);
+    }
+    Ok(values)
+}
+
+/// `impl Store for $store { <the backend's own items> <the shared ones> }`.
+/// The backend's own items are expanded inside the same block, so they see
+/// its imports (`key_bytes`, `to_i64`, `StoreError`, …) rather than the
+/// backend module's.
+macro_rules! impl_store {
+    ($store:ty; $($own:tt)*) => {
+        // A block, so the shared methods' imports stay out of the backend's
+        // module.
+        const _: () = {
+            use claudemesh_crypto::envelope::{MessageId, Priority};
+            use claudemesh_crypto::log::LogEntry;
+            use claudemesh_crypto::{Hash32, PublicKey};
+            use sqlx::Row;
+
+            use $crate::store::api::Store;
+            use $crate::store::codec::{
+                entry_from_json, entry_to_json, hash_from_bytes, key_bytes, key_from_bytes,
+                member_state_from_parts, state_from_rank, status_str, to_i64, to_u64,
+            };
+            use $crate::store::error::StoreError;
+            use $crate::store::records::{
+                AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, MemberState, MessageStatus, PageLimit,
+                PendingMessage, RetentionOutcome, TableDump,
+            };
+            use $crate::store::sql;
+
+            #[async_trait::async_trait]
+            impl Store for $store {
+                $($own)*
+
+                async fn ready(&self) -> Result<(), StoreError> {
+                    let applied: i64 = sqlx::query_scalar(sql::MIGRATIONS_APPLIED)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    if applied < self.latest_migration {
+                        return Err(StoreError::Corrupt(format!(
+                            "migration {} of {} applied",
+                            applied, self.latest_migration
+                        )));
+                    }
+                    Ok(())
+                }
+
+                async fn create_mesh(
+                    &self,
+                    genesis: &LogEntry,
+                    mesh_id: Hash32,
+                    now_ms: u64,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let inserted = sqlx::query(sql::INSERT_MESH)
+                        .bind(&mesh_id.0[..])
+                        .bind(to_i64(now_ms))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if inserted == 0 {
+                        return Ok(false);
+                    }
+                    sqlx::query(sql::INSERT_GENESIS)
+                        .bind(&mesh_id.0[..])
+                        .bind(entry_to_json(genesis))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn load_log(
+                    &self,
+                    mesh: &Hash32,
+                ) -> Result<Option<Vec<LogEntry>>, StoreError> {
+                    let rows = sqlx::query(sql::LOAD_LOG)
+                        .bind(&mesh.0[..])
+                        .fetch_all(&self.pool)
+                        .await?;
+                    if rows.is_empty() {
+                        return Ok(None);
+                    }
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        if let Some(text) = r.try_get::<Option<&str>, _>(0)? {
+                            out.push(entry_from_json(text)?);
+                        }
+                    }
+                    Ok(Some(out))
+                }
+
+                async fn append_log(
+                    &self,
+                    mesh: &Hash32,
+                    expected_len: u64,
+                    entries: &[(LogEntry, Hash32)],
+                    extras: &AppendExtras,
+                ) -> Result<AppendOutcome, StoreError> {
+                    let Some((_, head)) = entries.last() else {
+                        return Ok(AppendOutcome::Appended);
+                    };
+                    let new_len = expected_len + entries.len() as u64;
+                    let mut tx = self.write_tx().await?;
+                    // On Postgres the row lock this takes serializes
+                    // concurrent appends: a second replica waits, then sees
+                    // the new length and gets `Conflict`.
+                    let moved = sqlx::query(sql::MOVE_LOG_HEAD)
+                        .bind(to_i64(new_len))
+                        .bind(&head.0[..])
+                        .bind(&mesh.0[..])
+                        .bind(to_i64(expected_len))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if moved == 0 {
+                        return Ok(AppendOutcome::Conflict);
+                    }
+                    Self::insert_log_entries(&mut tx, mesh, entries).await?;
+                    if let Some((key, bundle)) = &extras.new_invite {
+                        sqlx::query(sql::INSERT_INVITE)
+                            .bind(key_bytes(key))
+                            .bind(&mesh.0[..])
+                            .bind(&bundle[..])
+                            .bind(to_i64($crate::now_ms()))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some(key) = &extras.used_invite {
+                        sqlx::query(sql::USE_INVITE)
+                            .bind(key_bytes(key))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(AppendOutcome::Appended)
+                }
+
+                async fn invite_bundle(
+                    &self,
+                    invite_key: &PublicKey,
+                ) -> Result<Option<(Hash32, Vec<u8>)>, StoreError> {
+                    let row = sqlx::query(sql::INVITE_BUNDLE)
+                        .bind(key_bytes(invite_key))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    match row {
+                        None => Ok(None),
+                        Some(r) => Ok(Some((
+                            hash_from_bytes(r.try_get::<&[u8], _>(0)?)?,
+                            r.try_get::<Vec<u8>, _>(1)?,
+                        ))),
+                    }
+                }
+
+                async fn pending(
+                    &self,
+                    mesh: &Hash32,
+                    recipients: &[PublicKey],
+                    after_seq: u64,
+                    max_priority: Priority,
+                    limit: PageLimit,
+                ) -> Result<Vec<PendingMessage>, StoreError> {
+                    pages::pending(&self.pool, mesh, recipients, after_seq, max_priority, limit)
+                        .await
+                }
+
+                async fn fanout_pages(
+                    &self,
+                    mesh: &Hash32,
+                    member: &PublicKey,
+                    targets: &[(String, u64)],
+                    after_seq: u64,
+                    limit: PageLimit,
+                ) -> Result<Vec<FanoutRow>, StoreError> {
+                    pages::fanout_pages(&self.pool, mesh, member, targets, after_seq, limit).await
+                }
+
+                async fn advance_fanout_cursor(
+                    &self,
+                    mesh: &Hash32,
+                    member: &PublicKey,
+                    target: &str,
+                    seq: u64,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::ADVANCE_FANOUT_CURSOR)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(member))
+                        .bind(target)
+                        .bind(to_i64(seq))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn fanout_history(
+                    &self,
+                    mesh: &Hash32,
+                    target: &str,
+                    before_seq: u64,
+                    limit: PageLimit,
+                ) -> Result<Vec<PendingMessage>, StoreError> {
+                    let rows = sqlx::query(sql::FANOUT_HISTORY)
+                        .bind(&mesh.0[..])
+                        .bind(target)
+                        .bind(to_i64(before_seq))
+                        .bind(i64::from(limit.rows))
+                        .bind(to_i64(limit.bytes))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter()
+                        .map(|r| {
+                            Ok(PendingMessage {
+                                seq: to_u64(r.try_get(0)?),
+                                envelope_json: r.try_get(1)?,
+                                queued_at_ms: to_u64(r.try_get(2)?),
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn message_status(
+                    &self,
+                    mesh: &Hash32,
+                    sender_member: &PublicKey,
+                    id: &MessageId,
+                ) -> Result<Option<MessageStatus>, StoreError> {
+                    let facts = sqlx::query(sql::FANOUT_FACTS)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(sender_member))
+                        .bind(&id.0[..])
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let fanout = match facts {
+                        Some(f) => Some(FanoutFacts {
+                            target: f.try_get(0)?,
+                            at_len: to_u64(f.try_get(1)?),
+                            expired: f.try_get(2)?,
+                        }),
+                        None => None,
+                    };
+                    // A fan-out message's per-recipient state is its
+                    // receipts; a direct one's is its delivery rows.
+                    let statement = if fanout.is_some() {
+                        sql::MESSAGE_RECEIPTS
+                    } else {
+                        sql::MESSAGE_DELIVERIES
+                    };
+                    let rows = sqlx::query(statement)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(sender_member))
+                        .bind(&id.0[..])
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let Some(first) = rows.first() else {
+                        return Ok(None);
+                    };
+                    let seq: i64 = first.try_get(0)?;
+                    let mut recipients = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let recipient: Option<&[u8]> = r.try_get(1)?;
+                        let state: Option<Rank> = r.try_get(2)?;
+                        if let (Some(recipient), Some(state)) = (recipient, state) {
+                            recipients.push((key_from_bytes(recipient)?, state_from_rank(state)?));
+                        }
+                    }
+                    Ok(Some(MessageStatus {
+                        seq: to_u64(seq),
+                        recipients,
+                        fanout,
+                    }))
+                }
+
+                async fn record_session(
+                    &self,
+                    mesh: &Hash32,
+                    session: &PublicKey,
+                    member: &PublicKey,
+                    now_ms: u64,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::RECORD_SESSION)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(session))
+                        .bind(key_bytes(member))
+                        .bind(to_i64(now_ms))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn session_member(
+                    &self,
+                    mesh: &Hash32,
+                    session: &PublicKey,
+                ) -> Result<Option<PublicKey>, StoreError> {
+                    let row = sqlx::query(sql::SESSION_MEMBER)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(session))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(|r| key_from_bytes(r.try_get::<&[u8], _>(0)?))
+                        .transpose()
+                }
+
+                async fn save_member_state(
+                    &self,
+                    mesh: &Hash32,
+                    member: &PublicKey,
+                    state: &MemberState,
+                ) -> Result<(), StoreError> {
+                    let summary = state
+                        .summary
+                        .as_ref()
+                        .map(|s| serde_json::to_string(s).unwrap_or_default());
+                    sqlx::query(sql::SAVE_MEMBER_STATE)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(member))
+                        .bind(status_str(state.status))
+                        .bind(state.peer_type.map(|p| p.as_str()))
+                        .bind(summary)
+                        .bind(to_i64(state.last_seen_ms))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn member_states(
+                    &self,
+                    mesh: &Hash32,
+                ) -> Result<Vec<(PublicKey, MemberState)>, StoreError> {
+                    let rows = sqlx::query(sql::MEMBER_STATES)
+                        .bind(&mesh.0[..])
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        out.push(member_state_from_parts(
+                            r.try_get::<&[u8], _>(0)?,
+                            r.try_get(1)?,
+                            r.try_get(2)?,
+                            r.try_get(3)?,
+                            r.try_get(4)?,
+                        )?);
+                    }
+                    Ok(out)
+                }
+
+                async fn save_grants(
+                    &self,
+                    mesh: &Hash32,
+                    member: &PublicKey,
+                    version: u64,
+                    doc: &str,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query(sql::SAVE_GRANTS)
+                        .bind(&mesh.0[..])
+                        .bind(key_bytes(member))
+                        .bind(to_i64(version))
+                        .bind(doc)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn load_grants(
+                    &self,
+                    mesh: &Hash32,
+                ) -> Result<Vec<(PublicKey, String)>, StoreError> {
+                    let rows = sqlx::query(sql::LOAD_GRANTS)
+                        .bind(&mesh.0[..])
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        out.push((key_from_bytes(r.try_get::<&[u8], _>(0)?)?, r.try_get(1)?));
+                    }
+                    Ok(out)
+                }
+
+                async fn sweep_retention(
+                    &self,
+                    now_ms: u64,
+                    purge_before_ms: u64,
+                ) -> Result<RetentionOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    sqlx::query(sql::EXPIRE_DELIVERIES)
+                        .bind(to_i64(now_ms))
+                        .execute(&mut *tx)
+                        .await?;
+                    let expired = sqlx::query(sql::EXPIRE_MESSAGES)
+                        .bind(to_i64(now_ms))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    let purged = sqlx::query(sql::PURGE_MESSAGES)
+                        .bind(to_i64(purge_before_ms))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(RetentionOutcome { expired, purged })
+                }
+
+                async fn dump(&self) -> Result<Vec<TableDump>, StoreError> {
+                    dump::dump(&self.pool).await
+                }
+            }
+        };
+    };
+}
+
+pub(super) use impl_store;
