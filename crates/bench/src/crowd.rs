@@ -23,7 +23,7 @@ use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::log::{
     EntryBody, LogBuilder, LogEntry, Role, topic_create_body, topic_join_body,
 };
-use claudemesh_crypto::{Hash32, SigningKey};
+use claudemesh_crypto::{Hash32, MeshId, SigningKey};
 use claudemesh_proto::limits::{MAX_FRAME_BYTES, MAX_LOG_ENTRIES_PER_FRAME};
 
 use crate::setup::{BENCH_CERT_LIFETIME, Member, build_mesh};
@@ -41,7 +41,7 @@ pub struct Crowd {
     /// The readers' member keys (added through the log).
     pub readers: Vec<SigningKey>,
     /// The mesh.
-    pub mesh_id: Hash32,
+    pub mesh_id: MeshId,
     /// The whole membership log, as the owner verified it.
     pub entries: Vec<LogEntry>,
     /// How long each setup step took.

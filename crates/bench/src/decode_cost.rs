@@ -16,7 +16,7 @@ use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::{
     Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
 };
-use claudemesh_crypto::{Hash32, PublicKey, SigningKey};
+use claudemesh_crypto::{Hash32, MeshId, PublicKey, SigningKey};
 use claudemesh_proto::frames::Send;
 use claudemesh_proto::{ClientFrame, decode_client_frame, encode_client_frame};
 
@@ -24,12 +24,12 @@ use claudemesh_proto::{ClientFrame, decode_client_frame, encode_client_frame};
 fn send_frame() -> String {
     let member = SigningKey::generate();
     let mesh = Hash32([1; 32]);
-    let session = SessionIdentity::new(&member, mesh, 1_800_000_000, 3600).unwrap();
+    let session = SessionIdentity::new(&member, MeshId(mesh), 1_800_000_000, 3600).unwrap();
     let to = SigningKey::generate().public();
     let env = Envelope::seal(
         &session,
         EnvelopeHeader {
-            mesh,
+            mesh: MeshId(mesh),
             epoch: 0,
             target: Target::Member(to),
             id: MessageId::random(),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use claudemesh_crypto::grants::{Cap, Decision, GrantSet, GrantsError};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::ErrorCode;
 
 use crate::store::{Store, StoreError};
@@ -43,14 +43,14 @@ impl GrantsSetError {
 /// The grant sets of one mesh's members.
 #[derive(Debug)]
 pub struct GrantTable {
-    mesh: Hash32,
+    mesh: MeshId,
     sets: RwLock<HashMap<PublicKey, Arc<GrantSet>>>,
 }
 
 impl GrantTable {
     /// The table of `mesh`, from stored sets (unverified: those that do not
     /// verify are left out, with a warning).
-    pub fn from_stored(mesh: Hash32, stored: Vec<(PublicKey, String)>) -> Self {
+    pub fn from_stored(mesh: MeshId, stored: Vec<(PublicKey, String)>) -> Self {
         let mut sets = HashMap::new();
         for (member, doc) in stored {
             match verified_grants(&mesh, &member, &doc) {
@@ -165,7 +165,7 @@ impl GrantTable {
 }
 
 /// A stored grant set, if it parses, verifies, and is `member`'s.
-fn verified_grants(mesh: &Hash32, member: &PublicKey, doc: &str) -> Option<GrantSet> {
+fn verified_grants(mesh: &MeshId, member: &PublicKey, doc: &str) -> Option<GrantSet> {
     let set: GrantSet = serde_json::from_str(doc).ok()?;
     (set.member == *member && set.verify(mesh).is_ok()).then_some(set)
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use claudemesh_crypto::log::verify_log;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 
 use crate::mesh::{LoadedMesh, MeshEvents, MeshHub};
 use crate::mesh_log::MeshLog;
@@ -19,7 +19,7 @@ pub enum Stored<'a> {
     /// A direct message and its recipient keys (members or sessions).
     Direct {
         /// The mesh.
-        mesh: Hash32,
+        mesh: MeshId,
         /// Its seq.
         seq: u64,
         /// Recipient keys.
@@ -28,7 +28,7 @@ pub enum Stored<'a> {
     /// A topic, group or broadcast message.
     Fanout {
         /// The mesh.
-        mesh: Hash32,
+        mesh: MeshId,
         /// Its seq.
         seq: u64,
         /// The target as on the wire.
@@ -55,7 +55,7 @@ pub trait Replicas: MeshEvents {
 /// Every mesh this broker has loaded.
 pub struct Hub {
     store: Arc<dyn Store>,
-    meshes: Mutex<HashMap<Hash32, Arc<MeshHub>>>,
+    meshes: Mutex<HashMap<MeshId, Arc<MeshHub>>>,
     load_lock: tokio::sync::Mutex<()>,
     /// Set when other brokers may share the database (Postgres).
     replicas: OnceLock<Arc<dyn Replicas>>,
@@ -100,7 +100,7 @@ impl Hub {
 
     /// A mesh if it is loaded here (a replica ignores wake-ups for others:
     /// it reads them fresh when it loads them).
-    pub fn loaded(&self, id: &Hash32) -> Option<Arc<MeshHub>> {
+    pub fn loaded(&self, id: &MeshId) -> Option<Arc<MeshHub>> {
         self.meshes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -110,7 +110,7 @@ impl Hub {
 
     /// The mesh, loading and verifying its log on first use; `None` if the
     /// broker has no such mesh.
-    pub async fn mesh(&self, id: &Hash32) -> Result<Option<Arc<MeshHub>>, StoreError> {
+    pub async fn mesh(&self, id: &MeshId) -> Result<Option<Arc<MeshHub>>, StoreError> {
         if let Some(m) = self.loaded(id) {
             return Ok(Some(m));
         }

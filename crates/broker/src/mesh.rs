@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::extract::ws::Utf8Bytes;
 use claudemesh_crypto::grants::{Cap, Decision, GrantSet};
 use claudemesh_crypto::log::{EntryBody, LogEntry, LogFault, RemoveKind, Roster, verify_log};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 use claudemesh_proto::frames::{LogUpdate, PeerPresence};
 use claudemesh_proto::{BrokerFrame, ErrorCode, close};
 
@@ -41,11 +41,11 @@ pub trait MeshEvents: Send + Sync + std::fmt::Debug {
     /// A session's connection here ended.
     fn session_down(&self, session: &SessionHandle);
     /// This broker appended to a mesh's log; it is now `len` entries long.
-    fn log_grew(&self, mesh: Hash32, len: u64);
+    fn log_grew(&self, mesh: MeshId, len: u64);
     /// A member's grant set changed here.
-    fn grants_changed(&self, mesh: Hash32, member: PublicKey);
+    fn grants_changed(&self, mesh: MeshId, member: PublicKey);
     /// The stored log entries of `mesh` from seq `from` on (unverified).
-    async fn log_from(&self, mesh: &Hash32, from: u64) -> Result<Vec<LogEntry>, StoreError>;
+    async fn log_from(&self, mesh: &MeshId, from: u64) -> Result<Vec<LogEntry>, StoreError>;
 }
 
 /// What a freshly loaded mesh starts from, as read from the store.
@@ -63,7 +63,7 @@ pub struct LoadedMesh {
 #[derive(Debug)]
 pub struct MeshHub {
     /// The mesh id.
-    pub id: Hash32,
+    pub id: MeshId,
     log: RwLock<MeshLog>,
     append_lock: tokio::sync::Mutex<()>,
     sessions: LocalSessions,
@@ -85,7 +85,7 @@ pub struct MeshHub {
 
 impl MeshHub {
     /// A mesh loaded from the store; `events` hears its changes.
-    pub fn new(id: Hash32, loaded: LoadedMesh, events: Option<Arc<dyn MeshEvents>>) -> Self {
+    pub fn new(id: MeshId, loaded: LoadedMesh, events: Option<Arc<dyn MeshEvents>>) -> Self {
         MeshHub {
             id,
             log: RwLock::new(loaded.log),

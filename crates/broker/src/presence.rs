@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use claudemesh_crypto::grants::Cap;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::frames::{PeerPresence, PresenceUpdate, Status};
 use claudemesh_proto::{BrokerFrame, close};
 
@@ -189,7 +189,7 @@ impl MeshPresence {
     pub fn apply_remote(
         &self,
         to: Audience<'_>,
-        mesh: &Hash32,
+        mesh: &MeshId,
         members: Option<&[PublicKey]>,
         rows: Vec<OnlineSession>,
     ) {

@@ -11,7 +11,7 @@ use axum::extract::ws::Utf8Bytes;
 use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::envelope::Priority;
 use claudemesh_crypto::log::PeerType;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::close;
 use claudemesh_proto::frames::{EncryptedBlob, PeerPresence, Status};
 
@@ -35,7 +35,7 @@ pub struct SessionHandle {
     /// Unique per connection (a session key may reconnect).
     pub conn_id: u64,
     /// The mesh.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// The member key (verified by the certificate and the log).
     pub member: PublicKey,
     /// The session key.
@@ -60,7 +60,7 @@ impl SessionHandle {
     /// A handle for a freshly authenticated connection.
     pub fn new(
         conn_id: u64,
-        mesh: Hash32,
+        mesh: MeshId,
         cert: SessionCert,
         out: Outbox,
         presence: SessionPresence,
@@ -267,7 +267,7 @@ impl RemoteSession {
 
     /// The row as a remote session of `mesh`, if its certificate is the
     /// one the row claims (mesh, member, session).
-    pub fn from_row(mesh: &Hash32, row: OnlineSession) -> Option<Self> {
+    pub fn from_row(mesh: &MeshId, row: OnlineSession) -> Option<Self> {
         let consistent = row.cert.mesh_id == *mesh
             && row.cert.member == row.member
             && row.cert.session == row.session;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use tokio::sync::Notify;
 
 use crate::store::{MemberState, Store};
@@ -14,18 +14,18 @@ use crate::store::{MemberState, Store};
 /// The pending writes and the worker's wake-up.
 #[derive(Debug, Default)]
 pub struct StateSaver {
-    pending: Mutex<HashMap<(Hash32, PublicKey), MemberState>>,
+    pending: Mutex<HashMap<(MeshId, PublicKey), MemberState>>,
     ready: Notify,
 }
 
 impl StateSaver {
     /// Queues `member`'s latest state (replacing one not yet written).
-    pub fn save(&self, mesh: Hash32, member: PublicKey, state: MemberState) {
+    pub fn save(&self, mesh: MeshId, member: PublicKey, state: MemberState) {
         self.lock().insert((mesh, member), state);
         self.ready.notify_one();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Hash32, PublicKey), MemberState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(MeshId, PublicKey), MemberState>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 

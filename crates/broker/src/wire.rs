@@ -32,18 +32,18 @@ pub fn error_text(req: Option<String>, code: ErrorCode, message: impl Into<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use claudemesh_crypto::Hash32;
     use claudemesh_crypto::SigningKey;
     use claudemesh_crypto::cert::SessionIdentity;
     use claudemesh_crypto::envelope::{
         Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
     };
+    use claudemesh_crypto::{Hash32, MeshId};
 
     #[test]
     fn deliver_text_decodes_as_a_deliver_frame() {
         let member = SigningKey::generate();
         let to = SigningKey::generate().public();
-        let mesh = Hash32([1; 32]);
+        let mesh = MeshId(Hash32([1; 32]));
         let session = SessionIdentity::new(&member, mesh, 1_700_000_000, 3600).unwrap();
         let env = Envelope::seal(
             &session,
@@ -55,7 +55,7 @@ mod tests {
                 reply_to: None,
                 priority: Priority::Next,
                 sent_at: 1_700_000_000_000,
-                log_head: mesh,
+                log_head: Hash32([1; 32]),
             },
             b"hi",
             SealingKey::Direct(&to),

@@ -17,13 +17,13 @@ use claudemesh_client::home::Home;
 use claudemesh_client::mesh::pins::{self, Pins};
 use claudemesh_client::mesh::{Label, MeshState, SenderLabels, session_display_name, short};
 use claudemesh_crypto::envelope::Target;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use serde::Serialize;
 
 /// This mesh's pins; a file that cannot be read counts as none, with a
 /// warning (names are then shown without the "not the one you verified"
 /// marks, and sends still check the pins themselves).
-pub fn pins_or_warn(home: &Home, mesh: &Hash32) -> Pins {
+pub fn pins_or_warn(home: &Home, mesh: &MeshId) -> Pins {
     Pins::load(home, mesh).unwrap_or_else(|e| {
         eprintln!("warning: {e}; names cannot be checked against the keys you verified");
         Pins::default()

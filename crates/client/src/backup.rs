@@ -469,11 +469,11 @@ fn fill(
 mod tests {
     use super::*;
     use crate::home::{MeshConfig, MeshKeys};
-    use claudemesh_crypto::{Hash32, SigningKey};
+    use claudemesh_crypto::{Hash32, MeshId, SigningKey};
 
-    fn home_with_mesh(root: &Path) -> Hash32 {
+    fn home_with_mesh(root: &Path) -> MeshId {
         let mut home = Home::open(root).unwrap();
-        let id = Hash32([0xab; 32]);
+        let id = MeshId(Hash32([0xab; 32]));
         home.add_mesh(MeshConfig {
             id,
             name: "team".into(),

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use claudemesh_crypto::grants::{Cap, Decision, GrantMap, GrantSet};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use serde::Serialize;
 
 use crate::error::{BadInput, ClientError};
@@ -96,7 +96,7 @@ pub fn apply(map: &mut GrantMap, peer: PublicKey, change: &GrantChange) {
 /// A file that does not verify for this member is an error, never ignored.
 pub fn load(
     home: &Home,
-    mesh: &Hash32,
+    mesh: &MeshId,
     member: &PublicKey,
 ) -> Result<Option<GrantSet>, ClientError> {
     let path = home.mesh_file(mesh, GRANTS_FILE);

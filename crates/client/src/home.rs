@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use claudemesh_crypto::cert::{SessionCert, SessionIdentity};
 use claudemesh_crypto::log::PeerType;
-use claudemesh_crypto::{EpochRootKey, Hash32, SigningKey};
+use claudemesh_crypto::{EpochRootKey, MeshId, SigningKey};
 use claudemesh_proto::frames::Status;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -28,7 +28,7 @@ pub const CONFIG_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeshConfig {
     /// The mesh id (hash of its genesis entry).
-    pub id: Hash32,
+    pub id: MeshId,
     /// The mesh's name (from its creator; shown locally only).
     pub name: String,
     /// The broker's websocket URL.
@@ -67,7 +67,7 @@ pub struct HomeConfig {
     pub version: u32,
     /// The mesh commands use when `--mesh` is not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_mesh: Option<Hash32>,
+    pub default_mesh: Option<MeshId>,
     /// Every mesh this device belongs to.
     #[serde(default)]
     pub meshes: Vec<MeshConfig>,
@@ -374,7 +374,7 @@ impl Home {
     /// Changes a mesh's settings.
     pub fn update_mesh(
         &mut self,
-        id: &Hash32,
+        id: &MeshId,
         change: impl FnOnce(&mut MeshConfig),
     ) -> Result<(), ClientError> {
         let mesh = self
@@ -390,7 +390,7 @@ impl Home {
     /// Forgets a mesh this device left or was removed from: its settings in
     /// `config.json` and its key directory. If it was the default, the
     /// first remaining mesh (if any) becomes the default.
-    pub fn forget_mesh(&mut self, id: &Hash32) -> Result<(), ClientError> {
+    pub fn forget_mesh(&mut self, id: &MeshId) -> Result<(), ClientError> {
         self.config.meshes.retain(|m| &m.id != id);
         if self.config.default_mesh == Some(*id) {
             self.config.default_mesh = self.config.meshes.first().map(|m| m.id);
@@ -405,7 +405,7 @@ impl Home {
     }
 
     /// Makes a mesh the default.
-    pub fn set_default(&mut self, id: Hash32) -> Result<(), ClientError> {
+    pub fn set_default(&mut self, id: MeshId) -> Result<(), ClientError> {
         self.config.default_mesh = Some(id);
         self.save()
     }
@@ -451,13 +451,13 @@ impl Home {
         }
     }
 
-    fn mesh_dir(&self, id: &Hash32) -> PathBuf {
+    fn mesh_dir(&self, id: &MeshId) -> PathBuf {
         self.root.join("meshes").join(&id.to_hex()[..16])
     }
 
     /// The path of a file in a mesh's private directory (created 0700 if
     /// missing): `keys.json`, `pins.json`, …
-    pub fn mesh_file(&self, id: &Hash32, name: &str) -> PathBuf {
+    pub fn mesh_file(&self, id: &MeshId, name: &str) -> PathBuf {
         let dir = self.mesh_dir(id);
         // A failure shows when the file itself is written.
         let _ =
@@ -466,12 +466,12 @@ impl Home {
     }
 
     /// The path of a mesh's key file.
-    pub fn keys_path(&self, id: &Hash32) -> PathBuf {
+    pub fn keys_path(&self, id: &MeshId) -> PathBuf {
         self.mesh_dir(id).join("keys.json")
     }
 
     /// Writes a mesh's keys (0600 in a 0700 directory).
-    pub fn save_keys(&self, id: &Hash32, keys: &MeshKeys) -> Result<(), ClientError> {
+    pub fn save_keys(&self, id: &MeshId, keys: &MeshKeys) -> Result<(), ClientError> {
         let dir = self.mesh_dir(id);
         ensure_private_dir(&self.root.join("meshes"))?;
         ensure_private_dir(&dir)?;
@@ -488,7 +488,7 @@ impl Home {
     /// or root key.
     pub fn update_keys<T>(
         &self,
-        id: &Hash32,
+        id: &MeshId,
         change: impl FnOnce(&mut MeshKeys) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let dir = self.mesh_dir(id);
@@ -515,7 +515,7 @@ impl Home {
     }
 
     /// Reads a mesh's keys.
-    pub fn load_keys(&self, id: &Hash32) -> Result<MeshKeys, ClientError> {
+    pub fn load_keys(&self, id: &MeshId) -> Result<MeshKeys, ClientError> {
         let path = self.keys_path(id);
         let bytes = Zeroizing::new(fs::read(&path).map_err(|e| io_err("cannot read", &path, e))?);
         let stored: StoredKeys = serde_json::from_slice(&bytes).map_err(|e| {
@@ -533,7 +533,7 @@ impl Home {
     }
 
     /// Removes a mesh's key directory (only for a join that never completed).
-    pub fn discard_keys(&self, id: &Hash32) {
+    pub fn discard_keys(&self, id: &MeshId) {
         let _ = fs::remove_dir_all(self.mesh_dir(id));
     }
 }
@@ -541,13 +541,14 @@ impl Home {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use claudemesh_crypto::Hash32;
 
     #[test]
     fn keys_roundtrip_with_private_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("home");
         let home = Home::open(&root).unwrap();
-        let id = Hash32([7; 32]);
+        let id = MeshId(Hash32([7; 32]));
         let member = SigningKey::generate();
         let session = SessionIdentity::new(&member, id, 1_700_000_000, 3600).unwrap();
         let mut keys = MeshKeys {
@@ -586,7 +587,7 @@ mod tests {
         let mut home = Home::open(dir.path()).unwrap();
         assert!(matches!(home.select_mesh(None), Err(ClientError::NoMesh)));
         let m = |b: u8, name: &str| MeshConfig {
-            id: Hash32([b; 32]),
+            id: MeshId(Hash32([b; 32])),
             name: name.into(),
             broker_url: "ws://127.0.0.1:1".into(),
             display_name: "me".into(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use claudemesh_crypto::envelope::{Envelope, MessageId, VerifiedMessage};
 use claudemesh_crypto::log::LogEntry;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use serde::Serialize;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -123,7 +123,7 @@ pub struct LocalStore {
     pool: SqlitePool,
 }
 
-fn mesh_key(mesh: &Hash32) -> String {
+fn mesh_key(mesh: &MeshId) -> String {
     mesh.to_hex()
 }
 
@@ -166,7 +166,7 @@ impl LocalStore {
     }
 
     /// The membership log this device verified for a mesh.
-    pub async fn log_entries(&self, mesh: &Hash32) -> Result<Vec<LogEntry>, ClientError> {
+    pub async fn log_entries(&self, mesh: &MeshId) -> Result<Vec<LogEntry>, ClientError> {
         let rows = sqlx::query("SELECT entry FROM log_entries WHERE mesh_id = ? ORDER BY seq")
             .bind(mesh_key(mesh))
             .fetch_all(&self.pool)
@@ -184,7 +184,7 @@ impl LocalStore {
     }
 
     /// Appends verified entries.
-    pub async fn append_log(&self, mesh: &Hash32, entries: &[LogEntry]) -> Result<(), ClientError> {
+    pub async fn append_log(&self, mesh: &MeshId, entries: &[LogEntry]) -> Result<(), ClientError> {
         let mut tx = self.write_tx().await?;
         for e in entries {
             sqlx::query(
@@ -204,7 +204,7 @@ impl LocalStore {
     /// batch of deliveries); for each, false if it was already stored.
     pub async fn store_inbound_batch(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         msgs: &[(&VerifiedMessage, u64)],
         received_at: u64,
     ) -> Result<Vec<bool>, ClientError> {
@@ -217,7 +217,7 @@ impl LocalStore {
     /// mentions this member.
     pub async fn store_inbound_flagged(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         msgs: &[(&VerifiedMessage, u64, bool)],
         received_at: u64,
     ) -> Result<Vec<bool>, ClientError> {
@@ -234,7 +234,7 @@ impl LocalStore {
 
     async fn insert_inbound(
         tx: &mut sqlx::SqliteTransaction<'_>,
-        mesh: &Hash32,
+        mesh: &MeshId,
         msg: &VerifiedMessage,
         seq: u64,
         mentions_me: bool,
@@ -267,7 +267,7 @@ impl LocalStore {
     /// `limit`).
     pub async fn inbox(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         unread_only: bool,
         limit: u32,
     ) -> Result<Vec<InboxMessage>, ClientError> {
@@ -278,7 +278,7 @@ impl LocalStore {
     /// `member:<hex>`), or of every target with `None`.
     pub async fn inbox_of(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         target: Option<&str>,
         unread_only: bool,
         limit: u32,
@@ -323,7 +323,7 @@ impl LocalStore {
     /// Unread messages per target (`#deploys` → 3), for targets with any.
     pub async fn unread_by_target(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
     ) -> Result<std::collections::BTreeMap<String, u64>, ClientError> {
         let rows = sqlx::query(
             "SELECT target, COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL GROUP BY target",
@@ -341,7 +341,7 @@ impl LocalStore {
     /// sent to that target (`#deploys`).
     pub async fn seq_of_message(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         id: &MessageId,
         target: Option<&str>,
     ) -> Result<Option<u64>, ClientError> {
@@ -372,7 +372,7 @@ impl LocalStore {
     }
 
     /// Forgets everything this device stored about a mesh (after leaving it).
-    pub async fn forget_mesh(&self, mesh: &Hash32) -> Result<(), ClientError> {
+    pub async fn forget_mesh(&self, mesh: &MeshId) -> Result<(), ClientError> {
         let mut tx = self.write_tx().await?;
         for sql in [
             "DELETE FROM log_entries WHERE mesh_id = ?",
@@ -390,7 +390,7 @@ impl LocalStore {
     }
 
     /// Number of unread messages.
-    pub async fn unread_count(&self, mesh: &Hash32) -> Result<u64, ClientError> {
+    pub async fn unread_count(&self, mesh: &MeshId) -> Result<u64, ClientError> {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL")
                 .bind(mesh_key(mesh))
@@ -405,7 +405,7 @@ impl LocalStore {
     /// that refresh on every arrival.
     pub async fn unread_count_for_session(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         session_target: &str,
     ) -> Result<u64, ClientError> {
         let n: i64 = sqlx::query_scalar(
@@ -422,7 +422,7 @@ impl LocalStore {
     /// Marks inbox rows read (shown to the user).
     pub async fn mark_read(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         local_ids: &[i64],
         at: u64,
     ) -> Result<(), ClientError> {
@@ -445,7 +445,7 @@ impl LocalStore {
     /// known from an event rather than a listing (events carry no row id).
     pub async fn mark_read_by_id(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         messages: &[(&str, &str)],
         at: u64,
     ) -> Result<(), ClientError> {
@@ -467,7 +467,7 @@ impl LocalStore {
 
     /// Broker seqs of messages read locally whose read receipt the broker
     /// has not been sent yet.
-    pub async fn read_receipts_due(&self, mesh: &Hash32) -> Result<Vec<u64>, ClientError> {
+    pub async fn read_receipts_due(&self, mesh: &MeshId) -> Result<Vec<u64>, ClientError> {
         let rows: Vec<i64> = sqlx::query_scalar(
             "SELECT broker_seq FROM inbox WHERE mesh_id = ? AND read_at IS NOT NULL AND read_acked = 0 \
              ORDER BY id LIMIT 256",
@@ -479,7 +479,7 @@ impl LocalStore {
     }
 
     /// Records that read receipts were sent for these seqs.
-    pub async fn read_receipts_sent(&self, mesh: &Hash32, seqs: &[u64]) -> Result<(), ClientError> {
+    pub async fn read_receipts_sent(&self, mesh: &MeshId, seqs: &[u64]) -> Result<(), ClientError> {
         let mut tx = self.write_tx().await?;
         for s in seqs {
             sqlx::query("UPDATE inbox SET read_acked = 1 WHERE mesh_id = ? AND broker_seq = ?")
@@ -530,7 +530,7 @@ impl LocalStore {
     /// One pending outbox envelope by id.
     pub async fn outbox_pending_one(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         id: &MessageId,
     ) -> Result<Option<Envelope>, ClientError> {
         let text: Option<String> = sqlx::query_scalar(
@@ -548,7 +548,7 @@ impl LocalStore {
     }
 
     /// Envelopes not yet accepted, oldest first.
-    pub async fn outbox_pending(&self, mesh: &Hash32) -> Result<Vec<Envelope>, ClientError> {
+    pub async fn outbox_pending(&self, mesh: &MeshId) -> Result<Vec<Envelope>, ClientError> {
         let rows = sqlx::query(
             "SELECT envelope FROM outbox WHERE mesh_id = ? AND state = 'pending' ORDER BY created_at",
         )
@@ -567,7 +567,7 @@ impl LocalStore {
     /// Marks outbox entries accepted by the broker, in one transaction.
     pub async fn outbox_accepted(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         accepted: &[(MessageId, u64)],
         at: u64,
     ) -> Result<(), ClientError> {
@@ -591,7 +591,7 @@ impl LocalStore {
     /// Marks an outbox entry refused for good (it will not be resent).
     pub async fn outbox_failed(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         id: &MessageId,
         error: &str,
     ) -> Result<(), ClientError> {
@@ -609,7 +609,7 @@ impl LocalStore {
     /// One outbox entry.
     pub async fn outbox_get(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         id: &MessageId,
     ) -> Result<Option<OutboxEntry>, ClientError> {
         let row = sqlx::query(
@@ -635,7 +635,7 @@ impl LocalStore {
     /// Records a refused envelope.
     pub async fn reject(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         seq: u64,
         sender: Option<&PublicKey>,
         reason: &str,
@@ -655,7 +655,7 @@ impl LocalStore {
     }
 
     /// Refusals not yet reported to the user; marks them reported.
-    pub async fn take_rejections(&self, mesh: &Hash32) -> Result<Vec<Rejection>, ClientError> {
+    pub async fn take_rejections(&self, mesh: &MeshId) -> Result<Vec<Rejection>, ClientError> {
         let mut tx = self.write_tx().await?;
         let rows = sqlx::query(
             "SELECT broker_seq, sender, reason, at FROM rejected WHERE mesh_id = ? AND reported = 0 ORDER BY id",

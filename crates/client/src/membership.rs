@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use claudemesh_crypto::log::{LogEntry, PeerType, Roster};
-use claudemesh_crypto::{EpochRootKey, SigningKey};
+use claudemesh_crypto::{EpochRootKey, MeshId, SigningKey};
 use claudemesh_proto::frames::MeshCreate;
 use claudemesh_proto::{BrokerFrame, ClientFrame};
 
@@ -127,7 +127,7 @@ fn token_may_travel(broker_url: &str) -> bool {
 /// it (`MeshClient::ensure_profile`).
 pub(crate) async fn settle_in(
     home: &mut Home,
-    id: claudemesh_crypto::Hash32,
+    id: MeshId,
     name: &str,
     broker_url: &str,
     entries: &[LogEntry],

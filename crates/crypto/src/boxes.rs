@@ -16,7 +16,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::encoding::{Hash32, label};
+use crate::encoding::label;
+use crate::ids::MeshId;
 use crate::keys::{BoxPublicKey, BoxSecretKey, random_bytes};
 
 /// Bytes a `crypto_box` / `crypto_secretbox` adds to a plaintext (the tag).
@@ -295,14 +296,14 @@ impl EpochRootKey {
 
     /// The key for broadcast (`*`) and `@group` messages:
     /// `HKDF(ikm=root, salt=mesh_id, info="claudemesh/mesh-key/v1")`.
-    pub fn mesh_key(&self, mesh_id: &Hash32) -> SymmetricKey {
+    pub fn mesh_key(&self, mesh_id: &MeshId) -> SymmetricKey {
         self.key
             .hkdf(mesh_id.as_bytes(), label::MESH_KEY.as_bytes())
     }
 
     /// The key of a public topic:
     /// `HKDF(ikm=root, salt=mesh_id, info="claudemesh/topic-key/v1" ‖ topic_id)`.
-    pub fn topic_key(&self, mesh_id: &Hash32, topic_id: &[u8]) -> SymmetricKey {
+    pub fn topic_key(&self, mesh_id: &MeshId, topic_id: &[u8]) -> SymmetricKey {
         let mut info = Vec::with_capacity(label::TOPIC_KEY.len() + topic_id.len());
         info.extend_from_slice(label::TOPIC_KEY.as_bytes());
         info.extend_from_slice(topic_id);
@@ -311,7 +312,7 @@ impl EpochRootKey {
 
     /// The key for profiles (display names, summaries, peer types):
     /// `HKDF(ikm=root, salt=mesh_id, info="claudemesh/profile-key/v1")`.
-    pub fn profile_key(&self, mesh_id: &Hash32) -> SymmetricKey {
+    pub fn profile_key(&self, mesh_id: &MeshId) -> SymmetricKey {
         self.key
             .hkdf(mesh_id.as_bytes(), label::PROFILE_KEY.as_bytes())
     }
@@ -326,6 +327,7 @@ impl fmt::Debug for EpochRootKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::Hash32;
     use crate::keys::SigningKey;
     use proptest::prelude::*;
 
@@ -394,12 +396,12 @@ mod tests {
     #[test]
     fn derived_keys_are_distinct_and_deterministic() {
         let root = EpochRootKey::from_bytes(3, [5; 32]);
-        let mesh = Hash32([1; 32]);
+        let mesh = MeshId(Hash32([1; 32]));
         let k1 = root.mesh_key(&mesh);
         assert_eq!(k1, root.mesh_key(&mesh));
         assert_ne!(k1, root.profile_key(&mesh));
         assert_ne!(root.topic_key(&mesh, b"a"), root.topic_key(&mesh, b"b"));
-        assert_ne!(k1, root.mesh_key(&Hash32([2; 32])));
+        assert_ne!(k1, root.mesh_key(&MeshId(Hash32([2; 32]))));
     }
 
     proptest! {

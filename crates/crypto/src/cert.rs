@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{Hash32, Transcript, label};
+use crate::encoding::{Transcript, label};
+use crate::ids::MeshId;
 use crate::keys::{KeyError, PublicKey, Signature, SigningKey};
 
 /// Longest validity a certificate may claim: 30 days.
@@ -52,7 +53,7 @@ pub enum CertError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCert {
     /// The mesh this certificate is valid in.
-    pub mesh_id: Hash32,
+    pub mesh_id: MeshId,
     /// The member key that signs (must be admitted in the mesh's log).
     pub member: PublicKey,
     /// The session key it certifies.
@@ -69,7 +70,7 @@ impl SessionCert {
     /// Issues a certificate for `session` signed by `member`.
     pub fn issue(
         member: &SigningKey,
-        mesh_id: Hash32,
+        mesh_id: MeshId,
         session: PublicKey,
         issued_at: u64,
         lifetime_secs: u64,
@@ -103,7 +104,7 @@ impl SessionCert {
     /// Checks the signature, the lifetime bound, and validity at `now`
     /// (unix seconds) for `mesh_id`. Whether `member` is admitted is the
     /// membership log's question, not this one.
-    pub fn verify(&self, mesh_id: &Hash32, now: u64) -> Result<(), CertError> {
+    pub fn verify(&self, mesh_id: &MeshId, now: u64) -> Result<(), CertError> {
         self.check_shape(mesh_id)?;
         self.member
             .verify(&self.signed_bytes(), &self.sig)
@@ -114,12 +115,12 @@ impl SessionCert {
     /// Everything [`SessionCert::verify`] checks except the signature: for a
     /// certificate whose signature the caller verified before (the very same
     /// certificate, field for field), which is still judged at `now`.
-    pub fn verify_previously_signed(&self, mesh_id: &Hash32, now: u64) -> Result<(), CertError> {
+    pub fn verify_previously_signed(&self, mesh_id: &MeshId, now: u64) -> Result<(), CertError> {
         self.check_shape(mesh_id)?;
         self.check_time(now)
     }
 
-    fn check_shape(&self, mesh_id: &Hash32) -> Result<(), CertError> {
+    fn check_shape(&self, mesh_id: &MeshId) -> Result<(), CertError> {
         if &self.mesh_id != mesh_id {
             return Err(CertError::WrongMesh);
         }
@@ -161,7 +162,7 @@ impl SessionIdentity {
     /// Makes a fresh session key and certifies it with `member`.
     pub fn new(
         member: &SigningKey,
-        mesh_id: Hash32,
+        mesh_id: MeshId,
         issued_at: u64,
         lifetime_secs: u64,
     ) -> Result<Self, CertError> {
@@ -184,9 +185,10 @@ impl SessionIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::Hash32;
     use proptest::prelude::*;
 
-    const MESH: Hash32 = Hash32([4; 32]);
+    const MESH: MeshId = MeshId(Hash32([4; 32]));
 
     fn cert(now: u64) -> SessionCert {
         let member = SigningKey::from_seed(&[1; 32]);
@@ -210,7 +212,10 @@ mod tests {
             c.verify(&MESH, 600),
             Err(CertError::NotYetValid { .. })
         ));
-        assert_eq!(c.verify(&Hash32([5; 32]), 1500), Err(CertError::WrongMesh));
+        assert_eq!(
+            c.verify(&MeshId(Hash32([5; 32])), 1500),
+            Err(CertError::WrongMesh)
+        );
         let member = SigningKey::from_seed(&[1; 32]);
         assert_eq!(
             SessionCert::issue(&member, MESH, c.session, 0, MAX_CERT_LIFETIME_SECS + 1),
@@ -227,7 +232,7 @@ mod tests {
             Err(CertError::Expired { .. })
         ));
         assert_eq!(
-            c.verify_previously_signed(&Hash32([5; 32]), 1500),
+            c.verify_previously_signed(&MeshId(Hash32([5; 32])), 1500),
             Err(CertError::WrongMesh)
         );
     }

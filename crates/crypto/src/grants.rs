@@ -17,7 +17,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{Hash32, Transcript, label};
+use crate::encoding::{Transcript, label};
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, Signature, SigningKey};
 
 /// Most entries a grant set may hold (bounds the signed document).
@@ -105,7 +106,7 @@ pub struct GrantEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantSet {
     /// The mesh the set is valid in.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// The recipient whose grants these are (the signer).
     pub member: PublicKey,
     /// Unix milliseconds; strictly increasing per member.
@@ -135,7 +136,7 @@ pub type GrantMap = std::collections::BTreeMap<PublicKey, (BTreeSet<Cap>, bool)>
 
 impl GrantSet {
     /// Signs a set for `member` from a map of entries.
-    pub fn sign(member: &SigningKey, mesh: Hash32, version: u64, map: &GrantMap) -> Self {
+    pub fn sign(member: &SigningKey, mesh: MeshId, version: u64, map: &GrantMap) -> Self {
         let entries = map
             .iter()
             .map(|(peer, (caps, silent))| {
@@ -177,7 +178,7 @@ impl GrantSet {
     }
 
     /// Checks the shape (sorted, known names), the mesh, and the signature.
-    pub fn verify(&self, mesh: &Hash32) -> Result<(), GrantsError> {
+    pub fn verify(&self, mesh: &MeshId) -> Result<(), GrantsError> {
         if &self.mesh != mesh {
             return Err(GrantsError::WrongMesh);
         }
@@ -242,9 +243,10 @@ impl GrantSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::Hash32;
 
-    fn mesh() -> Hash32 {
-        Hash32([7; 32])
+    fn mesh() -> MeshId {
+        MeshId(Hash32([7; 32]))
     }
 
     fn map(entries: &[(&SigningKey, &[Cap], bool)]) -> GrantMap {
@@ -318,7 +320,10 @@ mod tests {
         };
         assert_eq!(forged.verify(&mesh()), Err(GrantsError::BadSignature));
 
-        assert_eq!(set.verify(&Hash32([8; 32])), Err(GrantsError::WrongMesh));
+        assert_eq!(
+            set.verify(&MeshId(Hash32([8; 32]))),
+            Err(GrantsError::WrongMesh)
+        );
 
         let mut unknown = set.clone();
         unknown.entries[0].caps.push("root".into());

@@ -7,14 +7,15 @@
 //! the same `Display` and `Debug` text as the bare value, and `From` both
 //! ways, so code can adopt them one signature at a time and a mixed-up
 //! argument (a session key where a member key belongs) stops compiling.
-//! No existing signature uses them yet.
+//! The wire format is unchanged: each reads and writes exactly as its bare
+//! value.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::Hash32;
-use crate::keys::PublicKey;
+use crate::encoding::{DecodeError, Hash32};
+use crate::keys::{KeyError, PublicKey, Signature};
 
 /// Declares a transparent newtype over `$inner` with conversions both ways
 /// and the inner value's serde, `Display` and `Debug`.
@@ -84,6 +85,62 @@ transparent_newtype!(
     SessionKey(PublicKey),
     as_key
 );
+
+/// The all-zero id: no mesh hashes to it, so it stands for "none yet"
+/// where a value is required (a replica's wake-up before it names a mesh).
+impl Default for MeshId {
+    fn default() -> Self {
+        MeshId(Hash32::ZERO)
+    }
+}
+
+impl MeshId {
+    /// The raw bytes (what transcripts and the store hold).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    /// Lowercase hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        self.0.to_hex()
+    }
+
+    /// Parses 64 hex characters (either case).
+    pub fn from_hex(s: &str) -> Result<Self, DecodeError> {
+        Hash32::from_hex(s).map(MeshId)
+    }
+}
+
+/// What the two key names share with [`PublicKey`]: their bytes, hex and
+/// signature check.
+macro_rules! key_methods {
+    ($name:ident) => {
+        impl $name {
+            /// The raw 32 bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                self.0.as_bytes()
+            }
+
+            /// Lowercase hex, 64 characters.
+            pub fn to_hex(&self) -> String {
+                self.0.to_hex()
+            }
+
+            /// Parses 64 hex characters as a valid ed25519 point.
+            pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+                PublicKey::from_hex(s).map($name)
+            }
+
+            /// Verifies `signature` over `message` by this key.
+            pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {
+                self.0.verify(message, signature)
+            }
+        }
+    };
+}
+
+key_methods!(MemberKey);
+key_methods!(SessionKey);
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::boxes::{BoxError, EpochRootKey, NONCE_BYTES, Nonce, SymmetricKey, hkdf_sha256};
-use crate::encoding::{Hash32, Transcript, b64url_decode, b64url_encode, label};
+use crate::encoding::{Transcript, b64url_decode, b64url_encode, label};
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, Signature, SigningKey, random_bytes};
 use crate::log::Role;
 
@@ -353,7 +354,7 @@ pub struct WelcomeBundle {
     /// The invite public key this bundle belongs to (binds bundle to invite).
     pub invite_key: PublicKey,
     /// The mesh id (hash of the genesis entry).
-    pub mesh_id: Hash32,
+    pub mesh_id: MeshId,
     /// The mesh's name.
     pub mesh_name: String,
     /// The broker URL the inviter used.
@@ -449,12 +450,13 @@ pub fn open_bundle(secret: &InviteSecret, blob: &[u8]) -> Result<WelcomeBundle, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::Hash32;
     use proptest::prelude::*;
 
     fn bundle(secret: &InviteSecret) -> WelcomeBundle {
         WelcomeBundle {
             invite_key: secret.public_key(),
-            mesh_id: Hash32([3; 32]),
+            mesh_id: MeshId(Hash32([3; 32])),
             mesh_name: "demo".into(),
             broker_url: "ws://127.0.0.1:7900".into(),
             owner: SigningKey::from_seed(&[1; 32]).public(),

@@ -42,4 +42,5 @@ pub mod target;
 pub use boxes::{BoxError, EpochRootKey, Nonce, SharedBoxKey, SymmetricKey};
 pub use cert::{CertError, SessionCert, SessionIdentity};
 pub use encoding::{DecodeError, Hash32, Transcript};
+pub use ids::{MemberKey, MeshId, SessionKey};
 pub use keys::{BoxPublicKey, BoxSecretKey, KeyError, PublicKey, Signature, SigningKey};

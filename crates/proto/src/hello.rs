@@ -15,7 +15,7 @@
 use claudemesh_crypto::cert::{CertError, SessionCert, SessionIdentity};
 use claudemesh_crypto::encoding::{Transcript, label};
 use claudemesh_crypto::log::PeerType;
-use claudemesh_crypto::{Hash32, Signature};
+use claudemesh_crypto::{Hash32, MeshId, Signature};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{MAX_LABEL_LEN, MAX_SUMMARY_CIPHERTEXT_BYTES};
@@ -42,7 +42,7 @@ pub struct Hello {
     /// The protocol version chosen from the challenge's list.
     pub version: u32,
     /// The mesh to join.
-    pub mesh_id: Hash32,
+    pub mesh_id: MeshId,
     /// The session certificate (names the member and session keys).
     pub cert: SessionCert,
     /// The log head the client has verified, if any.
@@ -148,7 +148,7 @@ mod tests {
 
     fn hello(challenge: &[u8; 32]) -> Hello {
         let member = SigningKey::from_seed(&[1; 32]);
-        let session = SessionIdentity::new(&member, Hash32([2; 32]), NOW, 3600).unwrap();
+        let session = SessionIdentity::new(&member, MeshId(Hash32([2; 32])), NOW, 3600).unwrap();
         let presence = HelloPresence {
             status: Status::Working,
             peer_type: Some(PeerType::Ai),
@@ -220,14 +220,14 @@ mod tests {
         }
         // Mesh id and certificate fields are covered by the certificate check too.
         let mut h = good.clone();
-        h.mesh_id = Hash32([7; 32]);
+        h.mesh_id = MeshId(Hash32([7; 32]));
         assert!(h.verify(&c, NOW).is_err());
         let mut h = good.clone();
         h.cert.expires_at += 1;
         assert!(h.verify(&c, NOW).is_err());
         // A session swapped for another certified session of the same member.
         let member = SigningKey::from_seed(&[1; 32]);
-        let other = SessionIdentity::new(&member, Hash32([2; 32]), NOW, 3600).unwrap();
+        let other = SessionIdentity::new(&member, MeshId(Hash32([2; 32])), NOW, 3600).unwrap();
         let mut h = good;
         h.cert = other.cert;
         assert_eq!(h.verify(&c, NOW), Err(HelloError::BadSignature));

@@ -7,7 +7,7 @@ use claudemesh_crypto::envelope::{
 };
 use claudemesh_crypto::grants::{Cap, GrantMap, GrantSet};
 use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
-use claudemesh_crypto::{Hash32, Nonce, PublicKey, Signature, SigningKey, SymmetricKey};
+use claudemesh_crypto::{Hash32, MeshId, Nonce, PublicKey, Signature, SigningKey, SymmetricKey};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -75,9 +75,10 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         .prop_map(|(seed, body, direct)| {
             let member = SigningKey::from_seed(&seed);
             let session =
-                SessionIdentity::new(&member, Hash32([1; 32]), 1_700_000_000, 3600).unwrap();
+                SessionIdentity::new(&member, MeshId(Hash32([1; 32])), 1_700_000_000, 3600)
+                    .unwrap();
             let header = EnvelopeHeader {
-                mesh: Hash32([1; 32]),
+                mesh: MeshId(Hash32([1; 32])),
                 epoch: 0,
                 target: if direct {
                     Target::Member(member.public())
@@ -115,7 +116,8 @@ fn hello() -> impl Strategy<Value = Hello> {
             |(seed, challenge, log_head, status, peer_type, summary, client)| {
                 let member = SigningKey::from_seed(&seed);
                 let session =
-                    SessionIdentity::new(&member, Hash32([1; 32]), 1_700_000_000, 3600).unwrap();
+                    SessionIdentity::new(&member, MeshId(Hash32([1; 32])), 1_700_000_000, 3600)
+                        .unwrap();
                 let presence = HelloPresence {
                     status,
                     peer_type,
@@ -231,7 +233,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                     .collect();
                 ClientFrame::GrantsSet(GrantsSetFrame {
                     req,
-                    grants: Box::new(GrantSet::sign(&member, Hash32(seed), version, &map)),
+                    grants: Box::new(GrantSet::sign(&member, MeshId(Hash32(seed)), version, &map)),
                 })
             }),
         req().prop_map(|req| ClientFrame::Ping(Request { req })),
@@ -358,7 +360,7 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
             .prop_map(
                 |(req, mesh_id, bundle, log, log_len)| BrokerFrame::InviteBundle(InviteBundle {
                     req,
-                    mesh_id,
+                    mesh_id: MeshId(mesh_id),
                     bundle,
                     log,
                     log_len

@@ -6,7 +6,7 @@
 
 use claudemesh_crypto::invite::verify_invite_proof;
 use claudemesh_crypto::log::{EntryBody, InviteState};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::frames::{InviteBundle, InviteCreate, InviteFetch, InviteJoin, Joined};
 use claudemesh_proto::limits::{MAX_BUNDLE_BYTES, MAX_LOG_ENTRIES_PER_FRAME};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
@@ -18,7 +18,7 @@ use crate::state::BrokerState;
 use crate::store::AppendExtras;
 
 /// An invite this connection proved it holds: its mesh and invite key.
-pub type HeldInvite = (Hash32, PublicKey);
+pub type HeldInvite = (MeshId, PublicKey);
 
 /// `invite_create`: appends the `invite` entry and stores its bundle.
 pub async fn create(caller: Caller<'_>, f: InviteCreate) -> Result<Reply, Refusal> {

@@ -18,9 +18,10 @@ pub mod presence;
 pub mod send;
 pub mod status;
 
+use claudemesh_crypto::MeshId;
+
 use std::sync::Arc;
 
-use claudemesh_crypto::Hash32;
 use claudemesh_proto::frames::ErrorFrame;
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
@@ -118,7 +119,7 @@ pub struct Caller<'a> {
 
 /// The mesh, loaded if need be; `unknown_mesh` if the broker has none by
 /// that id, `internal` if the store failed.
-pub async fn load_mesh(broker: &BrokerState, id: &Hash32) -> Result<Arc<MeshHub>, Refusal> {
+pub async fn load_mesh(broker: &BrokerState, id: &MeshId) -> Result<Arc<MeshHub>, Refusal> {
     match broker.hub.mesh(id).await {
         Ok(Some(m)) => Ok(m),
         Ok(None) => Err(Refusal::new(ErrorCode::UnknownMesh, "no such mesh")),

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use claudemesh_crypto::envelope::Target;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use tokio::sync::mpsc;
 
 use super::replica::Replication;
@@ -28,7 +28,7 @@ pub(super) async fn process_loop(
 ) {
     while let Some(first) = rx.recv().await {
         let mut all = false;
-        let mut meshes: HashMap<Hash32, Incoming> = HashMap::new();
+        let mut meshes: HashMap<MeshId, Incoming> = HashMap::new();
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(w) = next.take() {

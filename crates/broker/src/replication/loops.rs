@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use tokio::sync::mpsc;
 
 use super::inbound::recheck;
@@ -151,7 +151,7 @@ pub(super) async fn heartbeat_loop(state: Arc<BrokerState>, rep: Arc<Replication
                         }
                     });
                 } else if !reaped.sessions.is_empty() {
-                    let mut by_mesh: HashMap<Hash32, Vec<PublicKey>> = HashMap::new();
+                    let mut by_mesh: HashMap<MeshId, Vec<PublicKey>> = HashMap::new();
                     for (mesh, member) in reaped.sessions {
                         by_mesh.entry(mesh).or_default().push(member);
                     }

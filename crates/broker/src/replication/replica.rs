@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use claudemesh_crypto::log::LogEntry;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use tokio::sync::Notify;
 
 use super::wake::{MeshOut, Wake, pack, to_json};
@@ -37,7 +37,7 @@ pub struct Replication {
     /// `{"b":"<instance>"`: the start of this broker's own payloads.
     pub(super) own_prefix: String,
     pub(super) store: Arc<dyn ReplicaStore>,
-    pub(super) outbox: Mutex<HashMap<Hash32, MeshOut>>,
+    pub(super) outbox: Mutex<HashMap<MeshId, MeshOut>>,
     /// The next round tells everyone to recheck everything.
     pub(super) outbox_all: AtomicBool,
     /// Whether another live broker shares the database. While none does,
@@ -46,7 +46,7 @@ pub struct Replication {
     /// covers what was committed before this broker knew.
     pub(super) peers: AtomicBool,
     pub(super) outbox_ready: Notify,
-    pub(super) presence: Mutex<HashMap<(Hash32, PublicKey), (PublicKey, PresenceWrite)>>,
+    pub(super) presence: Mutex<HashMap<(MeshId, PublicKey), (PublicKey, PresenceWrite)>>,
     pub(super) presence_ready: Notify,
 }
 
@@ -59,7 +59,7 @@ impl Replication {
         &self.instance
     }
 
-    pub(super) fn queue(&self, mesh: Hash32, f: impl FnOnce(&mut MeshOut)) {
+    pub(super) fn queue(&self, mesh: MeshId, f: impl FnOnce(&mut MeshOut)) {
         f(lock(&self.outbox).entry(mesh).or_default());
         self.outbox_ready.notify_one();
     }
@@ -103,12 +103,12 @@ impl Replication {
     }
 
     /// This broker appended to a mesh's log; it is now `len` entries long.
-    pub fn log_grew(&self, mesh: Hash32, len: u64) {
+    pub fn log_grew(&self, mesh: MeshId, len: u64) {
         self.queue(mesh, |o| o.log_len = o.log_len.max(Some(len)));
     }
 
     /// A member's grant set changed here.
-    pub fn grants_changed(&self, mesh: Hash32, member: PublicKey) {
+    pub fn grants_changed(&self, mesh: MeshId, member: PublicKey) {
         self.queue(mesh, |o| {
             o.grants.insert(member);
         });
@@ -116,7 +116,7 @@ impl Replication {
 
     fn presence_write(
         &self,
-        mesh: Hash32,
+        mesh: MeshId,
         member: PublicKey,
         session: PublicKey,
         w: PresenceWrite,
@@ -236,7 +236,7 @@ impl Replication {
     /// The payloads of one round: what accumulated, or "recheck
     /// everything" when that was asked for; nothing while no other broker
     /// is there to hear it.
-    pub(super) fn round(&self, out: HashMap<Hash32, MeshOut>) -> Vec<String> {
+    pub(super) fn round(&self, out: HashMap<MeshId, MeshOut>) -> Vec<String> {
         if !self.peers.load(Ordering::SeqCst) {
             return Vec::new();
         }
@@ -309,15 +309,15 @@ impl MeshEvents for Replication {
         Replication::session_down(self, session);
     }
 
-    fn log_grew(&self, mesh: Hash32, len: u64) {
+    fn log_grew(&self, mesh: MeshId, len: u64) {
         Replication::log_grew(self, mesh, len);
     }
 
-    fn grants_changed(&self, mesh: Hash32, member: PublicKey) {
+    fn grants_changed(&self, mesh: MeshId, member: PublicKey) {
         Replication::grants_changed(self, mesh, member);
     }
 
-    async fn log_from(&self, mesh: &Hash32, from: u64) -> Result<Vec<LogEntry>, StoreError> {
+    async fn log_from(&self, mesh: &MeshId, from: u64) -> Result<Vec<LogEntry>, StoreError> {
         self.store.log_from(mesh, from).await
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics as m;
@@ -47,7 +47,7 @@ pub struct Wake {
 /// fields refer to them by index.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct MeshWake {
-    pub id: Hash32,
+    pub id: MeshId,
     /// Key table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub k: Vec<PublicKey>,
@@ -87,7 +87,7 @@ pub struct Incoming {
 }
 
 /// Adds one mesh's part of a notification to what arrived.
-pub fn merge(into: &mut HashMap<Hash32, Incoming>, w: MeshWake) {
+pub fn merge(into: &mut HashMap<MeshId, Incoming>, w: MeshWake) {
     let inc = into.entry(w.id).or_default();
     let key = |i: &u64| usize::try_from(*i).ok().and_then(|i| w.k.get(i)).copied();
     for d in &w.d {
@@ -106,8 +106,8 @@ pub fn merge(into: &mut HashMap<Hash32, Incoming>, w: MeshWake) {
 /// Turns what accumulated into notification payloads: as few as fit under
 /// [`PAYLOAD_BUDGET`] bytes each; more than [`MAX_PAYLOADS`] degrade to
 /// "recheck" per mesh, and too many meshes to "recheck everything".
-pub fn pack(instance: &str, out: HashMap<Hash32, MeshOut>) -> Vec<String> {
-    let mut meshes: Vec<(Hash32, MeshOut)> = out.into_iter().collect();
+pub fn pack(instance: &str, out: HashMap<MeshId, MeshOut>) -> Vec<String> {
+    let mut meshes: Vec<(MeshId, MeshOut)> = out.into_iter().collect();
     meshes.sort_by_key(|(id, _)| *id);
     let wakes = Packer::run(instance, meshes.iter().map(|(id, o)| (*id, o)));
     let mut payloads: Vec<String> = wakes.iter().map(to_json).collect();
@@ -116,7 +116,7 @@ pub fn pack(instance: &str, out: HashMap<Hash32, MeshOut>) -> Vec<String> {
         return payloads;
     }
     metrics::counter!(m::REPLICA_DEGRADED).increment(1);
-    let recheck: Vec<(Hash32, MeshOut)> = meshes
+    let recheck: Vec<(MeshId, MeshOut)> = meshes
         .iter()
         .map(|(id, _)| {
             (
@@ -164,7 +164,7 @@ const KEY_BYTES: usize = 67;
 const MESH_BASE: usize = 110;
 
 impl Packer {
-    fn run<'a>(instance: &str, meshes: impl Iterator<Item = (Hash32, &'a MeshOut)>) -> Vec<Wake> {
+    fn run<'a>(instance: &str, meshes: impl Iterator<Item = (MeshId, &'a MeshOut)>) -> Vec<Wake> {
         let base = 16 + instance.len();
         let mut p = Packer {
             instance: instance.to_owned(),
@@ -307,7 +307,7 @@ impl Packer {
 
 #[cfg(test)]
 mod tests {
-    use claudemesh_crypto::SigningKey;
+    use claudemesh_crypto::{Hash32, SigningKey};
 
     use super::*;
 
@@ -315,7 +315,7 @@ mod tests {
         (0..n).map(|_| SigningKey::generate().public()).collect()
     }
 
-    fn unpack(payloads: &[String]) -> HashMap<Hash32, Incoming> {
+    fn unpack(payloads: &[String]) -> HashMap<MeshId, Incoming> {
         let mut into = HashMap::new();
         for p in payloads {
             let w: Wake = serde_json::from_str(p).unwrap();
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn a_small_round_is_one_payload_and_round_trips() {
         let k = keys(3);
-        let mesh = Hash32([7; 32]);
+        let mesh = MeshId(Hash32([7; 32]));
         let mut out = HashMap::new();
         out.insert(
             mesh,
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn a_large_round_is_split_under_the_limit_and_loses_nothing() {
         let k = keys(50);
-        let mesh = Hash32([1; 32]);
+        let mesh = MeshId(Hash32([1; 32]));
         let direct: Vec<(u64, Vec<PublicKey>)> =
             (0..1500).map(|i| (i, vec![k[i as usize % 50]])).collect();
         let mut out = HashMap::new();
@@ -391,7 +391,7 @@ mod tests {
         let mut out = HashMap::new();
         for m in 0..3u8 {
             out.insert(
-                Hash32([m; 32]),
+                MeshId(Hash32([m; 32])),
                 MeshOut {
                     direct: (0..20_000).map(|i| (i, vec![k[i as usize % 4]])).collect(),
                     ..MeshOut::default()
@@ -409,7 +409,7 @@ mod tests {
             let mut id = [0; 32];
             id[..4].copy_from_slice(&m.to_le_bytes());
             out.insert(
-                Hash32(id),
+                MeshId(Hash32(id)),
                 MeshOut {
                     direct: (0..20).map(|i| (i, vec![k[0]])).collect(),
                     ..MeshOut::default()

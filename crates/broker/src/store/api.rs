@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::LogEntry;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 
 use super::error::StoreError;
 use super::records::{
@@ -40,18 +40,18 @@ pub trait Store: Send + Sync + 'static {
     async fn create_mesh(
         &self,
         genesis: &LogEntry,
-        mesh_id: Hash32,
+        mesh_id: MeshId,
         now_ms: u64,
     ) -> Result<bool, StoreError>;
 
     /// The whole membership log of a mesh, or `None` if there is no such mesh.
-    async fn load_log(&self, mesh: &Hash32) -> Result<Option<Vec<LogEntry>>, StoreError>;
+    async fn load_log(&self, mesh: &MeshId) -> Result<Option<Vec<LogEntry>>, StoreError>;
 
     /// Appends verified entries if the log still has `expected_len` entries,
     /// with the invite rows that go with them, atomically.
     async fn append_log(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         expected_len: u64,
         entries: &[(LogEntry, Hash32)],
         extras: &AppendExtras,
@@ -61,7 +61,7 @@ pub trait Store: Send + Sync + 'static {
     async fn invite_bundle(
         &self,
         invite_key: &PublicKey,
-    ) -> Result<Option<(Hash32, Vec<u8>)>, StoreError>;
+    ) -> Result<Option<(MeshId, Vec<u8>)>, StoreError>;
 
     /// Stores new messages (skipping duplicates) and applies acks, in one
     /// transaction. Returns one outcome per message, in order.
@@ -76,7 +76,7 @@ pub trait Store: Send + Sync + 'static {
     /// (`Low` = all), oldest first.
     async fn pending(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         recipients: &[PublicKey],
         after_seq: u64,
         max_priority: Priority,
@@ -95,7 +95,7 @@ pub trait Store: Send + Sync + 'static {
     /// thousand.
     async fn fanout_pages(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         member: &PublicKey,
         targets: &[(String, u64)],
         after_seq: u64,
@@ -104,7 +104,7 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a member's cursor for a target forward to `seq` (never back).
     async fn advance_fanout_cursor(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         member: &PublicKey,
         target: &str,
         seq: u64,
@@ -113,7 +113,7 @@ pub trait Store: Send + Sync + 'static {
     /// (`limit` counts in that order).
     async fn fanout_history(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         target: &str,
         before_seq: u64,
         limit: PageLimit,
@@ -121,7 +121,7 @@ pub trait Store: Send + Sync + 'static {
     /// Delivery state of a message the member sent.
     async fn message_status(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         sender_member: &PublicKey,
         id: &MessageId,
     ) -> Result<Option<MessageStatus>, StoreError>;
@@ -130,7 +130,7 @@ pub trait Store: Send + Sync + 'static {
     /// to that session can be queued while it is offline.
     async fn record_session(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         session: &PublicKey,
         member: &PublicKey,
         now_ms: u64,
@@ -149,14 +149,14 @@ pub trait Store: Send + Sync + 'static {
     /// The member behind a session key seen before, if any.
     async fn session_member(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         session: &PublicKey,
     ) -> Result<Option<PublicKey>, StoreError>;
 
     /// Saves a member's last presence.
     async fn save_member_state(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         member: &PublicKey,
         state: &MemberState,
     ) -> Result<(), StoreError>;
@@ -164,21 +164,21 @@ pub trait Store: Send + Sync + 'static {
     /// Every member's last presence in a mesh.
     async fn member_states(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
     ) -> Result<Vec<(PublicKey, MemberState)>, StoreError>;
 
     /// Stores a member's signed grant set (`doc`, its JSON) if `version` is
     /// above the stored one (or none is stored); returns whether it stored.
     async fn save_grants(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         member: &PublicKey,
         version: u64,
         doc: &str,
     ) -> Result<bool, StoreError>;
 
     /// Every member's stored grant set in a mesh, as stored (unverified).
-    async fn load_grants(&self, mesh: &Hash32) -> Result<Vec<(PublicKey, String)>, StoreError>;
+    async fn load_grants(&self, mesh: &MeshId) -> Result<Vec<(PublicKey, String)>, StoreError>;
 
     /// Drops the ciphertext of undelivered messages past their expiry (they
     /// stay as tombstones reported `expired`), and removes tombstones and

@@ -5,7 +5,7 @@
 
 use claudemesh_crypto::envelope::Priority;
 use claudemesh_crypto::log::{LogEntry, PeerType};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
 use super::error::StoreError;
@@ -77,6 +77,11 @@ pub(crate) fn hash_from_bytes(b: &[u8]) -> Result<Hash32, StoreError> {
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", b.len())))?;
     Ok(Hash32(arr))
+}
+
+/// A mesh id from its stored bytes.
+pub(crate) fn mesh_from_bytes(b: &[u8]) -> Result<MeshId, StoreError> {
+    hash_from_bytes(b).map(MeshId)
 }
 
 pub(crate) fn entry_from_json(text: &str) -> Result<LogEntry, StoreError> {

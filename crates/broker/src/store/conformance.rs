@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
-use claudemesh_crypto::{Hash32, Nonce, PublicKey, SigningKey};
+use claudemesh_crypto::{Hash32, MeshId, Nonce, PublicKey, SigningKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
 use super::{
@@ -95,14 +95,14 @@ fn key() -> PublicKey {
 struct TestMesh {
     owner: SigningKey,
     builder: LogBuilder,
-    id: Hash32,
+    id: MeshId,
 }
 
 impl TestMesh {
     fn new() -> Self {
         let owner = SigningKey::generate();
         let builder = LogBuilder::new(&owner, T0 / 1000);
-        let id = builder.entries()[0].hash();
+        let id = MeshId(builder.entries()[0].hash());
         TestMesh { owner, builder, id }
     }
 
@@ -121,7 +121,7 @@ fn with_hash(e: &LogEntry) -> (LogEntry, Hash32) {
     (e.clone(), e.hash())
 }
 
-fn message(mesh: &Hash32, sender: &PublicKey, recipients: &[PublicKey]) -> NewMessage {
+fn message(mesh: &MeshId, sender: &PublicKey, recipients: &[PublicKey]) -> NewMessage {
     let id = MessageId::random();
     NewMessage {
         mesh: *mesh,
@@ -138,7 +138,7 @@ fn message(mesh: &Hash32, sender: &PublicKey, recipients: &[PublicKey]) -> NewMe
 }
 
 fn ack(
-    mesh: &Hash32,
+    mesh: &MeshId,
     member: &PublicKey,
     session: &PublicKey,
     seqs: &[u64],
@@ -187,7 +187,7 @@ fn sorted(mut v: Vec<(PublicKey, DeliveryState)>) -> Vec<(PublicKey, DeliverySta
 
 async fn pending_seqs(
     s: &dyn Store,
-    mesh: &Hash32,
+    mesh: &MeshId,
     recipients: &[PublicKey],
     after: u64,
     max: Priority,
@@ -245,9 +245,19 @@ async fn create_mesh_is_idempotent(s: &dyn Store) {
 }
 
 async fn load_log_of_unknown_mesh_is_none(s: &dyn Store) {
-    assert!(s.load_log(&Hash32([7; 32])).await.unwrap().is_none());
+    assert!(
+        s.load_log(&MeshId(Hash32([7; 32])))
+            .await
+            .unwrap()
+            .is_none()
+    );
     TestMesh::create(s).await;
-    assert!(s.load_log(&Hash32([7; 32])).await.unwrap().is_none());
+    assert!(
+        s.load_log(&MeshId(Hash32([7; 32])))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn append_log_and_conflict(s: &dyn Store) {
@@ -312,7 +322,7 @@ async fn append_log_and_conflict(s: &dyn Store) {
     // So does an unknown mesh.
     assert_eq!(
         s.append_log(
-            &Hash32([9; 32]),
+            &MeshId(Hash32([9; 32])),
             1,
             std::slice::from_ref(&e2),
             &AppendExtras::default()
@@ -441,7 +451,7 @@ async fn invites_and_uses(s: &dyn Store) {
         cell(invites, 0, "invite_key"),
         blob(invite.public().as_bytes())
     );
-    assert_eq!(cell(invites, 0, "mesh_id"), blob(&mesh.id.0));
+    assert_eq!(cell(invites, 0, "mesh_id"), blob(mesh.id.as_bytes()));
     assert_eq!(cell(invites, 0, "bundle"), blob(&bundle));
     // The bundle is still there after use (max_uses is the log's business).
     assert!(s.invite_bundle(&invite.public()).await.unwrap().is_some());
@@ -733,7 +743,7 @@ async fn acks_touch_only_own_rows_and_never_downgrade(s: &dyn Store) {
     s.write_batch(
         &[],
         &[ack(
-            &Hash32([3; 32]),
+            &MeshId(Hash32([3; 32])),
             &member,
             &session,
             &[s1, s2],
@@ -947,7 +957,7 @@ async fn message_status_of_unknown_is_none(s: &dyn Store) {
             .is_none()
     );
     assert!(
-        s.message_status(&Hash32([5; 32]), &sender, &m.id)
+        s.message_status(&MeshId(Hash32([5; 32])), &sender, &m.id)
             .await
             .unwrap()
             .is_none()
@@ -995,7 +1005,7 @@ async fn sessions_round_trip(s: &dyn Store) {
     assert_eq!(cell(sessions, 0, "last_seen_ms"), (T0 + 5).to_string());
     // Sessions are per mesh.
     assert!(
-        s.session_member(&Hash32([1; 32]), &session)
+        s.session_member(&MeshId(Hash32([1; 32])), &session)
             .await
             .unwrap()
             .is_none()
@@ -1027,7 +1037,12 @@ async fn grants_keep_the_newest_version(s: &dyn Store) {
     want.sort_by_key(|(k, _)| *k);
     assert_eq!(got, want);
     // Per mesh.
-    assert!(s.load_grants(&Hash32([2; 32])).await.unwrap().is_empty());
+    assert!(
+        s.load_grants(&MeshId(Hash32([2; 32])))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn member_state_round_trip(s: &dyn Store) {
@@ -1073,7 +1088,12 @@ async fn member_state_round_trip(s: &dyn Store) {
     want.sort_by_key(|(k, _)| *k);
     assert_eq!(got, want);
     // Per mesh.
-    assert!(s.member_states(&Hash32([2; 32])).await.unwrap().is_empty());
+    assert!(
+        s.member_states(&MeshId(Hash32([2; 32])))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn sweep_retention_expires_then_purges(s: &dyn Store) {
@@ -1263,15 +1283,15 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
     assert_eq!(
         meshes.rows,
         vec![vec![
-            blob(&mesh.id.0),
+            blob(mesh.id.as_bytes()),
             "1".to_owned(),
-            blob(&mesh.id.0),
+            blob(mesh.id.as_bytes()),
             T0.to_string()
         ]]
     );
     let log = table(&dump, "log_entries");
     assert_eq!(cell(log, 0, "seq"), "0");
-    assert_eq!(cell(log, 0, "hash"), blob(&mesh.id.0));
+    assert_eq!(cell(log, 0, "hash"), blob(mesh.id.as_bytes()));
     let entry = cell(log, 0, "entry");
     assert!(entry.starts_with('\'') && entry.ends_with('\''), "{entry}");
     let messages = table(&dump, "messages");
@@ -1295,7 +1315,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         messages.rows,
         vec![vec![
             seq.to_string(),
-            blob(&mesh.id.0),
+            blob(mesh.id.as_bytes()),
             blob(sender.as_bytes()),
             blob(&m.id.0),
             format!("'{}'", m.target),
@@ -1312,7 +1332,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         deliveries.rows,
         vec![vec![
             seq.to_string(),
-            blob(&mesh.id.0),
+            blob(mesh.id.as_bytes()),
             blob(member.as_bytes()),
             "0".to_owned(),
             T0.to_string()
@@ -1322,7 +1342,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
     assert_eq!(
         states.rows,
         vec![vec![
-            blob(&mesh.id.0),
+            blob(mesh.id.as_bytes()),
             blob(member.as_bytes()),
             "'working'".to_owned(),
             "NULL".to_owned(),

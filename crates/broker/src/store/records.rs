@@ -4,7 +4,7 @@
 
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::PeerType;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
 /// A message to store: the envelope as the sender signed it (JSON, with the
@@ -12,7 +12,7 @@ use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     /// The mesh.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// The sender's member key: (mesh, sender_member, id) is unique.
     pub sender_member: PublicKey,
     /// The sender's message id.
@@ -39,7 +39,7 @@ pub struct NewMessage {
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     /// The mesh.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// The session key.
     pub session: PublicKey,
     /// Its member.
@@ -63,7 +63,7 @@ pub struct InsertOutcome {
 #[derive(Debug, Clone)]
 pub struct AckOp {
     /// The mesh.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// The acking connection's member key.
     pub member: PublicKey,
     /// The acking connection's session key.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::envelope::Priority;
 use claudemesh_crypto::log::{LogEntry, PeerType};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::frames::{EncryptedBlob, Status};
 
 use super::error::StoreError;
@@ -37,7 +37,7 @@ pub trait ReplicaStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// Removes an instance and its sessions (clean shutdown); returns whose
     /// sessions went.
-    async fn leave(&self, broker: &str) -> Result<Vec<(Hash32, PublicKey)>, StoreError>;
+    async fn leave(&self, broker: &str) -> Result<Vec<(MeshId, PublicKey)>, StoreError>;
 
     /// Applies this broker's presence changes in one transaction (at most
     /// one change per session key: the caller collapses them).
@@ -51,7 +51,7 @@ pub trait ReplicaStore: std::fmt::Debug + Send + Sync + 'static {
     /// (heartbeat younger than `stale_ms`), of `members` only if given.
     async fn online_sessions(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         members: Option<&[PublicKey]>,
         broker: &str,
         stale_ms: u64,
@@ -59,12 +59,12 @@ pub trait ReplicaStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// The membership log's entries from `from_seq` on, in order (unverified:
     /// the caller verifies each against its roster before adopting it).
-    async fn log_from(&self, mesh: &Hash32, from_seq: u64) -> Result<Vec<LogEntry>, StoreError>;
+    async fn log_from(&self, mesh: &MeshId, from_seq: u64) -> Result<Vec<LogEntry>, StoreError>;
 
     /// The stored grant sets of `members` (unverified).
     async fn grants_of(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         members: &[PublicKey],
     ) -> Result<Vec<(PublicKey, String)>, StoreError>;
 
@@ -72,7 +72,7 @@ pub trait ReplicaStore: std::fmt::Debug + Send + Sync + 'static {
     /// by seq.
     async fn direct_rows(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         seqs: &[u64],
         recipients: &[PublicKey],
     ) -> Result<Vec<DirectRow>, StoreError>;
@@ -80,7 +80,7 @@ pub trait ReplicaStore: std::fmt::Debug + Send + Sync + 'static {
     /// Fan-out messages of `mesh` among `seqs`, by seq.
     async fn fanout_rows(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         seqs: &[u64],
     ) -> Result<Vec<FanoutMessage>, StoreError>;
 
@@ -114,7 +114,7 @@ pub trait WakeSender: Send {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnlineSession {
     /// The mesh.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// The session key.
     pub session: PublicKey,
     /// Its member.
@@ -157,7 +157,7 @@ pub enum PresenceWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEnd {
     /// The mesh.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// The session key.
     pub session: PublicKey,
     /// The connection.
@@ -170,7 +170,7 @@ pub struct Reaped {
     /// Dead broker instances.
     pub brokers: Vec<String>,
     /// (mesh, member) of each session row that went with them.
-    pub sessions: Vec<(Hash32, PublicKey)>,
+    pub sessions: Vec<(MeshId, PublicKey)>,
 }
 
 /// A direct message waiting for a recipient, read by seq.

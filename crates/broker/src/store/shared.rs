@@ -68,12 +68,12 @@ macro_rules! impl_store {
         const _: () = {
             use claudemesh_crypto::envelope::{MessageId, Priority};
             use claudemesh_crypto::log::LogEntry;
-            use claudemesh_crypto::{Hash32, PublicKey};
+            use claudemesh_crypto::{Hash32, MeshId, PublicKey};
             use sqlx::Row;
 
             use $crate::store::api::Store;
             use $crate::store::codec::{
-                entry_from_json, entry_to_json, hash_from_bytes, key_bytes, key_from_bytes,
+                entry_from_json, entry_to_json, key_bytes, key_from_bytes, mesh_from_bytes,
                 member_state_from_parts, state_from_rank, status_str, to_i64, to_u64,
             };
             use $crate::store::error::StoreError;
@@ -103,12 +103,12 @@ macro_rules! impl_store {
                 async fn create_mesh(
                     &self,
                     genesis: &LogEntry,
-                    mesh_id: Hash32,
+                    mesh_id: MeshId,
                     now_ms: u64,
                 ) -> Result<bool, StoreError> {
                     let mut tx = self.write_tx().await?;
                     let inserted = sqlx::query(sql::INSERT_MESH)
-                        .bind(&mesh_id.0[..])
+                        .bind(&mesh_id.as_bytes()[..])
                         .bind(to_i64(now_ms))
                         .execute(&mut *tx)
                         .await?
@@ -117,7 +117,7 @@ macro_rules! impl_store {
                         return Ok(false);
                     }
                     sqlx::query(sql::INSERT_GENESIS)
-                        .bind(&mesh_id.0[..])
+                        .bind(&mesh_id.as_bytes()[..])
                         .bind(entry_to_json(genesis))
                         .execute(&mut *tx)
                         .await?;
@@ -127,10 +127,10 @@ macro_rules! impl_store {
 
                 async fn load_log(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                 ) -> Result<Option<Vec<LogEntry>>, StoreError> {
                     let rows = sqlx::query(sql::LOAD_LOG)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .fetch_all(&self.pool)
                         .await?;
                     if rows.is_empty() {
@@ -147,7 +147,7 @@ macro_rules! impl_store {
 
                 async fn append_log(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     expected_len: u64,
                     entries: &[(LogEntry, Hash32)],
                     extras: &AppendExtras,
@@ -163,7 +163,7 @@ macro_rules! impl_store {
                     let moved = sqlx::query(sql::MOVE_LOG_HEAD)
                         .bind(to_i64(new_len))
                         .bind(&head.0[..])
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(to_i64(expected_len))
                         .execute(&mut *tx)
                         .await?
@@ -175,7 +175,7 @@ macro_rules! impl_store {
                     if let Some((key, bundle)) = &extras.new_invite {
                         sqlx::query(sql::INSERT_INVITE)
                             .bind(key_bytes(key))
-                            .bind(&mesh.0[..])
+                            .bind(&mesh.as_bytes()[..])
                             .bind(&bundle[..])
                             .bind(to_i64($crate::now_ms()))
                             .execute(&mut *tx)
@@ -194,7 +194,7 @@ macro_rules! impl_store {
                 async fn invite_bundle(
                     &self,
                     invite_key: &PublicKey,
-                ) -> Result<Option<(Hash32, Vec<u8>)>, StoreError> {
+                ) -> Result<Option<(MeshId, Vec<u8>)>, StoreError> {
                     let row = sqlx::query(sql::INVITE_BUNDLE)
                         .bind(key_bytes(invite_key))
                         .fetch_optional(&self.pool)
@@ -202,7 +202,7 @@ macro_rules! impl_store {
                     match row {
                         None => Ok(None),
                         Some(r) => Ok(Some((
-                            hash_from_bytes(r.try_get::<&[u8], _>(0)?)?,
+                            mesh_from_bytes(r.try_get::<&[u8], _>(0)?)?,
                             r.try_get::<Vec<u8>, _>(1)?,
                         ))),
                     }
@@ -210,7 +210,7 @@ macro_rules! impl_store {
 
                 async fn pending(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     recipients: &[PublicKey],
                     after_seq: u64,
                     max_priority: Priority,
@@ -222,7 +222,7 @@ macro_rules! impl_store {
 
                 async fn fanout_pages(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     member: &PublicKey,
                     targets: &[(String, u64)],
                     after_seq: u64,
@@ -233,13 +233,13 @@ macro_rules! impl_store {
 
                 async fn advance_fanout_cursor(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     member: &PublicKey,
                     target: &str,
                     seq: u64,
                 ) -> Result<(), StoreError> {
                     sqlx::query(sql::ADVANCE_FANOUT_CURSOR)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(member))
                         .bind(target)
                         .bind(to_i64(seq))
@@ -250,13 +250,13 @@ macro_rules! impl_store {
 
                 async fn fanout_history(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     target: &str,
                     before_seq: u64,
                     limit: PageLimit,
                 ) -> Result<Vec<PendingMessage>, StoreError> {
                     let rows = sqlx::query(sql::FANOUT_HISTORY)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(target)
                         .bind(to_i64(before_seq))
                         .bind(i64::from(limit.rows))
@@ -276,12 +276,12 @@ macro_rules! impl_store {
 
                 async fn message_status(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     sender_member: &PublicKey,
                     id: &MessageId,
                 ) -> Result<Option<MessageStatus>, StoreError> {
                     let facts = sqlx::query(sql::FANOUT_FACTS)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(sender_member))
                         .bind(&id.0[..])
                         .fetch_optional(&self.pool)
@@ -302,7 +302,7 @@ macro_rules! impl_store {
                         sql::MESSAGE_DELIVERIES
                     };
                     let rows = sqlx::query(statement)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(sender_member))
                         .bind(&id.0[..])
                         .fetch_all(&self.pool)
@@ -328,13 +328,13 @@ macro_rules! impl_store {
 
                 async fn record_session(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     session: &PublicKey,
                     member: &PublicKey,
                     now_ms: u64,
                 ) -> Result<(), StoreError> {
                     sqlx::query(sql::RECORD_SESSION)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(session))
                         .bind(key_bytes(member))
                         .bind(to_i64(now_ms))
@@ -345,11 +345,11 @@ macro_rules! impl_store {
 
                 async fn session_member(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     session: &PublicKey,
                 ) -> Result<Option<PublicKey>, StoreError> {
                     let row = sqlx::query(sql::SESSION_MEMBER)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(session))
                         .fetch_optional(&self.pool)
                         .await?;
@@ -359,7 +359,7 @@ macro_rules! impl_store {
 
                 async fn save_member_state(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     member: &PublicKey,
                     state: &MemberState,
                 ) -> Result<(), StoreError> {
@@ -368,7 +368,7 @@ macro_rules! impl_store {
                         .as_ref()
                         .map(|s| serde_json::to_string(s).unwrap_or_default());
                     sqlx::query(sql::SAVE_MEMBER_STATE)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(member))
                         .bind(status_str(state.status))
                         .bind(state.peer_type.map(|p| p.as_str()))
@@ -381,10 +381,10 @@ macro_rules! impl_store {
 
                 async fn member_states(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                 ) -> Result<Vec<(PublicKey, MemberState)>, StoreError> {
                     let rows = sqlx::query(sql::MEMBER_STATES)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .fetch_all(&self.pool)
                         .await?;
                     let mut out = Vec::with_capacity(rows.len());
@@ -402,13 +402,13 @@ macro_rules! impl_store {
 
                 async fn save_grants(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                     member: &PublicKey,
                     version: u64,
                     doc: &str,
                 ) -> Result<bool, StoreError> {
                     let done = sqlx::query(sql::SAVE_GRANTS)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(member))
                         .bind(to_i64(version))
                         .bind(doc)
@@ -419,10 +419,10 @@ macro_rules! impl_store {
 
                 async fn load_grants(
                     &self,
-                    mesh: &Hash32,
+                    mesh: &MeshId,
                 ) -> Result<Vec<(PublicKey, String)>, StoreError> {
                     let rows = sqlx::query(sql::LOAD_GRANTS)
-                        .bind(&mesh.0[..])
+                        .bind(&mesh.as_bytes()[..])
                         .fetch_all(&self.pool)
                         .await?;
                     let mut out = Vec::with_capacity(rows.len());

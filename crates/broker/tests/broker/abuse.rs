@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::{Priority, Target};
 use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind, Role};
-use claudemesh_crypto::{Hash32, Nonce, SigningKey};
+use claudemesh_crypto::{MeshId, Nonce, SigningKey};
 use claudemesh_proto::frames::{
     Ack, EncryptedBlob, MeshCreate, PeerListQuery, PresenceSet, Request, Status, TopicHistoryQuery,
 };
@@ -35,7 +35,7 @@ fn now_secs() -> u64 {
 /// A member's keys, used by hand as a malicious member's own client would.
 struct Hand {
     member: SigningKey,
-    mesh: Hash32,
+    mesh: MeshId,
 }
 
 impl Hand {

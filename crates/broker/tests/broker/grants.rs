@@ -145,7 +145,7 @@ async fn forged_grants_are_refused(backend: Backend) {
     // Another mesh.
     let other_mesh = GrantSet::sign(
         &a_key,
-        claudemesh_crypto::Hash32([9; 32]),
+        claudemesh_crypto::MeshId(claudemesh_crypto::Hash32([9; 32])),
         10,
         &GrantMap::new(),
     );

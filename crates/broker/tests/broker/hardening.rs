@@ -170,7 +170,7 @@ async fn bad_hellos_are_refused_and_closed(backend: Backend) {
     let mut raw = Raw::open(&broker.url).await;
     let s = SessionIdentity::new(
         &stranger,
-        claudemesh_crypto::Hash32([9; 32]),
+        claudemesh_crypto::MeshId(claudemesh_crypto::Hash32([9; 32])),
         claudemesh_client::client::now_ms() / 1000,
         3600,
     )

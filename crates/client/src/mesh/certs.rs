@@ -3,7 +3,7 @@
 //! key.
 
 use claudemesh_crypto::cert::{SessionCert, SessionIdentity};
-use claudemesh_crypto::{Hash32, SigningKey};
+use claudemesh_crypto::{MeshId, SigningKey};
 
 use crate::error::ClientError;
 use crate::home::MeshKeys;
@@ -16,7 +16,7 @@ use super::state::SESSION_CERT_LIFETIME;
 /// changed (the caller saves them).
 pub fn session_for(
     keys: &mut MeshKeys,
-    mesh_id: Hash32,
+    mesh_id: MeshId,
     name: &str,
     now_secs: u64,
     renew_before: u64,
@@ -37,7 +37,7 @@ pub fn session_for(
 /// them).
 pub fn renew_session(
     keys: &mut MeshKeys,
-    mesh_id: Hash32,
+    mesh_id: MeshId,
     name: &str,
     now_secs: u64,
 ) -> Result<SessionIdentity, ClientError> {
@@ -64,7 +64,7 @@ pub fn renew_session(
 /// `member`, for [`SESSION_CERT_LIFETIME`].
 pub fn recertify(
     member: &SigningKey,
-    mesh_id: Hash32,
+    mesh_id: MeshId,
     current: &SessionIdentity,
     now_secs: u64,
 ) -> Result<SessionIdentity, ClientError> {
@@ -85,7 +85,7 @@ pub fn recertify(
 /// An ephemeral session (never stored), for benchmarks and one-off tools.
 pub fn ephemeral_session(
     member: &SigningKey,
-    mesh_id: Hash32,
+    mesh_id: MeshId,
     now_secs: u64,
 ) -> Result<SessionIdentity, ClientError> {
     SessionIdentity::new(member, mesh_id, now_secs, SESSION_CERT_LIFETIME)

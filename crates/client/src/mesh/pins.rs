@@ -9,8 +9,8 @@
 //! peer warns, and direct messages to it are refused until it is verified
 //! again.
 
-use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::safety::SafetyNumber;
+use claudemesh_crypto::{MeshId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use super::state::MeshState;
@@ -58,7 +58,7 @@ pub fn safety_number(state: &MeshState, peer: &PublicKey) -> SafetyNumber {
 
 impl Pins {
     /// Reads a mesh's pins (none when the file does not exist).
-    pub fn load(home: &Home, mesh: &claudemesh_crypto::Hash32) -> Result<Self, ClientError> {
+    pub fn load(home: &Home, mesh: &MeshId) -> Result<Self, ClientError> {
         let path = home.mesh_file(mesh, "pins.json");
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -76,7 +76,7 @@ impl Pins {
     }
 
     /// Writes a mesh's pins (0600).
-    pub fn save(&self, home: &Home, mesh: &claudemesh_crypto::Hash32) -> Result<(), ClientError> {
+    pub fn save(&self, home: &Home, mesh: &MeshId) -> Result<(), ClientError> {
         let path = home.mesh_file(mesh, "pins.json");
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| ClientError::Local(format!("cannot encode pins: {e}")))?;

@@ -13,7 +13,7 @@ use claudemesh_crypto::envelope::{EnvelopeError, Priority};
 use claudemesh_crypto::log::{
     EntryBody, LogEntry, RemoveKind, Role, topic_create_body, topic_join_body,
 };
-use claudemesh_crypto::{EpochRootKey, PublicKey};
+use claudemesh_crypto::{EpochRootKey, MeshId, PublicKey};
 use claudemesh_proto::ErrorCode;
 
 use super::certs::ephemeral_session;
@@ -98,7 +98,7 @@ impl World {
         MeshState::new(config, keys, self.log.entries().to_vec(), session).unwrap()
     }
 
-    fn mid(&self) -> claudemesh_crypto::Hash32 {
+    fn mid(&self) -> MeshId {
         self.log.roster().mesh_id()
     }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use claudemesh_crypto::cert::{SessionCert, SessionIdentity};
 use claudemesh_crypto::log::{BadSeal, LogEntry, PeerType, Role, Roster, SealScope, verify_log};
-use claudemesh_crypto::{EpochRootKey, Hash32, PublicKey, SharedBoxKey, SigningKey, SymmetricKey};
+use claudemesh_crypto::{EpochRootKey, MeshId, PublicKey, SharedBoxKey, SigningKey, SymmetricKey};
 use claudemesh_proto::frames::Status;
 use serde::{Deserialize, Serialize};
 
@@ -261,7 +261,7 @@ impl MeshState {
     }
 
     /// The mesh id.
-    pub fn mesh_id(&self) -> Hash32 {
+    pub fn mesh_id(&self) -> MeshId {
         self.config.id
     }
 

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{DecodeError, Hash32, decode_hex_array, hex_serde};
+use crate::ids::MeshId;
 use crate::keys::random_bytes;
 use crate::target::Target;
 
@@ -90,7 +91,7 @@ impl FromStr for Priority {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeHeader {
     /// The mesh id.
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// Key epoch of the body key.
     pub epoch: u64,
     /// Recipient(s).

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::boxes::{Nonce, SharedBoxKey, SymmetricKey, box_encrypt};
 use crate::cert::{SessionCert, SessionIdentity};
 use crate::encoding::{Hash32, Transcript, base64_bytes, label};
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, Signature};
 use crate::target::Target;
 
@@ -26,7 +27,7 @@ pub struct Envelope {
     /// Envelope format version (1).
     pub v: u8,
     /// The mesh id (hash of the genesis log entry).
-    pub mesh: Hash32,
+    pub mesh: MeshId,
     /// Key generation: the mesh epoch whose keys sealed the body.
     pub epoch: u64,
     /// Who the message is for.

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::boxes::{SharedBoxKey, SymmetricKey, box_decrypt};
 use crate::cert::SessionCert;
-use crate::encoding::Hash32;
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, SigningKey};
 use crate::log::Roster;
 use crate::target::Target;
@@ -117,7 +117,7 @@ impl Envelope {
 /// makes one.
 #[derive(Clone)]
 pub struct VerifiedMessage {
-    mesh: Hash32,
+    mesh: MeshId,
     epoch: u64,
     sender_member: PublicKey,
     sender_session: PublicKey,
@@ -131,7 +131,7 @@ pub struct VerifiedMessage {
 
 impl VerifiedMessage {
     /// The mesh.
-    pub fn mesh(&self) -> Hash32 {
+    pub fn mesh(&self) -> MeshId {
         self.mesh
     }
     /// The key epoch the body was sealed under.

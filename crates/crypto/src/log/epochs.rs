@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::boxes::SymmetricKey;
-use crate::encoding::Hash32;
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, SigningKey};
 
 use super::entry::{KeyConfirm, Role, SealedRootKey};
@@ -81,7 +81,7 @@ impl KeyEpoch {
     pub fn open(
         &self,
         mine: &SigningKey,
-        mesh_id: &Hash32,
+        mesh_id: &MeshId,
         scope: &SealScope,
     ) -> Option<Result<SymmetricKey, Box<BadSeal>>> {
         let seal = self.seals.get(&mine.public())?;

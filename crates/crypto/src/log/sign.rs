@@ -3,6 +3,7 @@
 
 use crate::boxes::{BoxError, EpochRootKey, Nonce, SymmetricKey, hkdf_sha256, open_sealed, seal};
 use crate::encoding::{Hash32, Transcript, label};
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, SigningKey, random_bytes};
 
 use super::entry::{EntryBody, KeyConfirm, LogEntry, RemoveKind, Role, SealedRootKey};
@@ -235,7 +236,7 @@ fn signed_bytes(seq: u64, prev: &Hash32, at: u64, author: &PublicKey, body: &Ent
 /// its key confirmation.
 pub fn rekey_body(
     root: &EpochRootKey,
-    mesh_id: &Hash32,
+    mesh_id: &MeshId,
     recipients: &[PublicKey],
 ) -> Result<EntryBody, BoxError> {
     Ok(EntryBody::Rekey {
@@ -270,7 +271,7 @@ pub enum ConfirmContext<'a> {
 /// for a private topic. HKDF's output reveals nothing of its input key, and
 /// its info differs from every key derivation's, so the confirmation is
 /// safe to publish.
-pub fn key_confirm(key: &SymmetricKey, mesh_id: &Hash32, ctx: ConfirmContext<'_>) -> KeyConfirm {
+pub fn key_confirm(key: &SymmetricKey, mesh_id: &MeshId, ctx: ConfirmContext<'_>) -> KeyConfirm {
     let mut info = Transcript::new(label::KEY_CONFIRM);
     match ctx {
         ConfirmContext::Mesh { epoch } => {
@@ -284,7 +285,7 @@ pub fn key_confirm(key: &SymmetricKey, mesh_id: &Hash32, ctx: ConfirmContext<'_>
 }
 
 /// The key confirmation of a mesh epoch's root key.
-pub fn mesh_key_confirm(root: &EpochRootKey, mesh_id: &Hash32) -> KeyConfirm {
+pub fn mesh_key_confirm(root: &EpochRootKey, mesh_id: &MeshId) -> KeyConfirm {
     key_confirm(
         root.key(),
         mesh_id,
@@ -295,7 +296,7 @@ pub fn mesh_key_confirm(root: &EpochRootKey, mesh_id: &Hash32) -> KeyConfirm {
 /// The key confirmation of a private topic's key of `key_epoch`.
 pub fn topic_key_confirm(
     key: &SymmetricKey,
-    mesh_id: &Hash32,
+    mesh_id: &MeshId,
     topic: &str,
     key_epoch: u64,
 ) -> KeyConfirm {
@@ -408,7 +409,7 @@ pub enum ProfileError {
 impl Profile {
     /// A `profile` body: the JSON of `self` in a secretbox under the epoch's
     /// profile key.
-    pub fn seal(&self, root: &EpochRootKey, mesh_id: &Hash32) -> EntryBody {
+    pub fn seal(&self, root: &EpochRootKey, mesh_id: &MeshId) -> EntryBody {
         let nonce = Nonce::random();
         // Serializing a struct of strings cannot fail.
         let json = serde_json::to_vec(self).unwrap_or_default();
@@ -422,7 +423,7 @@ impl Profile {
     /// Opens a profile sealed by [`Profile::seal`].
     pub fn open(
         root: &EpochRootKey,
-        mesh_id: &Hash32,
+        mesh_id: &MeshId,
         nonce: &Nonce,
         ciphertext: &[u8],
     ) -> Result<Profile, ProfileError> {

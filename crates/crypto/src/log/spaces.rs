@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::boxes::{BoxError, SymmetricKey};
-use crate::encoding::Hash32;
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, SigningKey};
 
 use super::entry::EntryBody;
@@ -90,7 +90,7 @@ impl TopicInfo {
     pub fn open_keys(
         &self,
         topic: &str,
-        mesh_id: &Hash32,
+        mesh_id: &MeshId,
         mine: &SigningKey,
     ) -> Vec<Result<(u64, SymmetricKey), Box<BadSeal>>> {
         self.key_epochs
@@ -143,7 +143,7 @@ pub fn topic_create_body(
     private: bool,
     description: &str,
     author: &PublicKey,
-    mesh_id: &Hash32,
+    mesh_id: &MeshId,
 ) -> Result<(EntryBody, Option<SymmetricKey>), BoxError> {
     let key = private.then(SymmetricKey::generate);
     let sealed = match &key {
@@ -185,7 +185,7 @@ pub fn topic_join_body(
 pub fn topic_rekey_body(
     topic: &str,
     info: &TopicInfo,
-    mesh_id: &Hash32,
+    mesh_id: &MeshId,
 ) -> Result<(EntryBody, SymmetricKey), BoxError> {
     let key = SymmetricKey::generate();
     let members: Vec<PublicKey> = info.members.keys().copied().collect();

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::boxes::EpochRootKey;
 use crate::encoding::Hash32;
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, SigningKey};
 
 const T: u64 = 1_700_000_000;
@@ -47,7 +48,7 @@ fn refused(m: &Mesh, author: &SigningKey, body: EntryBody) -> LogFault {
 fn a_built_log_verifies_from_scratch() {
     let m = mesh();
     let roster = verify_log(m.log.entries()).unwrap();
-    assert_eq!(roster.mesh_id(), m.log.entries()[0].hash());
+    assert_eq!(roster.mesh_id(), MeshId(m.log.entries()[0].hash()));
     assert_eq!(roster.head(), m.log.entries().last().unwrap().hash());
     assert_eq!(roster.role_of(&m.owner.public()), Some(Role::Owner));
     assert_eq!(roster.role_of(&m.admin.public()), Some(Role::Admin));
@@ -768,7 +769,7 @@ fn a_bad_seal_is_reported_per_epoch_and_blocks_no_other() {
 #[test]
 fn key_confirmations_are_domain_separated_known_answers() {
     let key = crate::boxes::SymmetricKey::from_bytes([7; 32]);
-    let mesh_id = Hash32([9; 32]);
+    let mesh_id = MeshId(Hash32([9; 32]));
     let mesh1 = key_confirm(&key, &mesh_id, ConfirmContext::Mesh { epoch: 1 });
     let topic = key_confirm(
         &key,
@@ -793,7 +794,11 @@ fn key_confirmations_are_domain_separated_known_answers() {
     // Every part of the context counts, and nothing equals a derived key.
     let others = [
         key_confirm(&key, &mesh_id, ConfirmContext::Mesh { epoch: 2 }),
-        key_confirm(&key, &Hash32([8; 32]), ConfirmContext::Mesh { epoch: 1 }),
+        key_confirm(
+            &key,
+            &MeshId(Hash32([8; 32])),
+            ConfirmContext::Mesh { epoch: 1 },
+        ),
         topic_key_confirm(&key, &mesh_id, "ops", 1),
         topic_key_confirm(&key, &mesh_id, "opt", 2),
         Hash32(*root.mesh_key(&mesh_id).as_bytes()),

@@ -6,7 +6,7 @@ use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::log::{LogEntry, PeerType};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::errors::ErrorCode;
@@ -237,7 +237,7 @@ pub struct InviteBundle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<String>,
     /// The mesh the invite belongs to.
-    pub mesh_id: Hash32,
+    pub mesh_id: MeshId,
     /// The encrypted welcome bundle.
     #[serde(with = "base64_bytes")]
     pub bundle: Vec<u8>,

@@ -47,7 +47,7 @@ pub(super) fn small(rank: i64) -> i16 {
 type MessageKey = ([u8; 32], [u8; 32], [u8; 16]);
 
 fn message_key(m: &NewMessage) -> MessageKey {
-    (m.mesh.0, m.sender_member.to_bytes(), m.id.0)
+    (*m.mesh.as_bytes(), m.sender_member.to_bytes(), m.id.0)
 }
 
 fn message_key_from_row(row: &sqlx::postgres::PgRow) -> Result<(MessageKey, i64), StoreError> {
@@ -131,7 +131,7 @@ async fn insert_messages(
     let mut at_lens: Vec<Option<i64>> = Vec::with_capacity(n);
     for m in messages {
         at_lens.push(m.at_len.map(to_i64));
-        meshes.push(&m.mesh.0[..]);
+        meshes.push(&m.mesh.as_bytes()[..]);
         senders.push(key_bytes(&m.sender_member));
         ids.push(&m.id.0[..]);
         targets.push(m.target.as_str());
@@ -191,7 +191,10 @@ async fn insert_messages(
 
     // 3. Look up the seqs of duplicates stored before this batch.
     if !missing.is_empty() {
-        let d_meshes: Vec<&[u8]> = missing.iter().map(|&i| &messages[i].mesh.0[..]).collect();
+        let d_meshes: Vec<&[u8]> = missing
+            .iter()
+            .map(|&i| &messages[i].mesh.as_bytes()[..])
+            .collect();
         let d_senders: Vec<&[u8]> = missing
             .iter()
             .map(|&i| key_bytes(&messages[i].sender_member))
@@ -240,7 +243,7 @@ async fn insert_messages(
         }
         for r in &m.recipients {
             d_seqs.push(to_i64(o.seq));
-            d_meshes.push(&m.mesh.0[..]);
+            d_meshes.push(&m.mesh.as_bytes()[..]);
             d_rcpts.push(key_bytes(r));
             d_times.push(to_i64(m.created_at_ms));
         }
@@ -278,7 +281,7 @@ async fn apply_acks(tx: &mut sqlx::PgTransaction<'_>, acks: &[AckOp]) -> Result<
     for a in acks {
         for seq in &a.seqs {
             a_seqs.push(to_i64(*seq));
-            a_meshes.push(&a.mesh.0[..]);
+            a_meshes.push(&a.mesh.as_bytes()[..]);
             a_members.push(key_bytes(&a.member));
             a_sessions.push(key_bytes(&a.session));
             a_states.push(small(state_rank(a.state)));
@@ -338,7 +341,7 @@ async fn apply_acks(tx: &mut sqlx::PgTransaction<'_>, acks: &[AckOp]) -> Result<
                 .is_some_and(|(target, at_len)| a.may_receipt(target, *at_len))
             {
                 r_seqs.push(seq);
-                r_meshes.push(&a.mesh.0[..]);
+                r_meshes.push(&a.mesh.as_bytes()[..]);
                 r_members.push(key_bytes(&a.member));
                 r_states.push(small(state_rank(a.state)));
                 r_times.push(to_i64(a.at_ms));

@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use claudemesh_crypto::Hash32;
-use claudemesh_crypto::log::LogEntry;
+use claudemesh_crypto::{MeshId, log::LogEntry};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 mod batch;
@@ -98,7 +98,7 @@ impl PostgresStore {
     /// A log append's entries, in one statement (columns as arrays).
     async fn insert_log_entries(
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        mesh: &Hash32,
+        mesh: &MeshId,
         entries: &[(LogEntry, Hash32)],
     ) -> Result<(), StoreError> {
         let seqs: Vec<i64> = entries.iter().map(|(e, _)| to_i64(e.seq)).collect();
@@ -109,7 +109,7 @@ impl PostgresStore {
              SELECT $1, seq, hash, entry FROM UNNEST($2::bigint[], $3::bytea[], $4::text[]) \
              AS t(seq, hash, entry)",
         )
-        .bind(&mesh.0[..])
+        .bind(&mesh.as_bytes()[..])
         .bind(seqs)
         .bind(hashes)
         .bind(texts)
@@ -143,7 +143,7 @@ super::shared::impl_store! {
 
     async fn record_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
         // One row per (mesh, session): an upsert may not touch a row twice.
-        let mut last: HashMap<(Hash32, PublicKey), &SessionRecord> = HashMap::new();
+        let mut last: HashMap<(MeshId, PublicKey), &SessionRecord> = HashMap::new();
         for s in sessions {
             last.insert((s.mesh, s.session), s);
         }
@@ -157,7 +157,7 @@ super::shared::impl_store! {
             Vec::with_capacity(last.len()),
         );
         for s in last.values() {
-            meshes.push(&s.mesh.0[..]);
+            meshes.push(&s.mesh.as_bytes()[..]);
             keys.push(key_bytes(&s.session));
             members.push(key_bytes(&s.member));
             times.push(to_i64(s.at_ms));

@@ -6,7 +6,7 @@
 //! `store/shared.rs`.)
 
 use claudemesh_crypto::envelope::Priority;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
@@ -19,7 +19,7 @@ use crate::store::records::{FanoutRow, PageLimit, PendingMessage};
 
 pub(super) async fn pending(
     pool: &PgPool,
-    mesh: &Hash32,
+    mesh: &MeshId,
     recipients: &[PublicKey],
     after_seq: u64,
     max_priority: Priority,
@@ -47,7 +47,7 @@ pub(super) async fn pending(
          SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
          JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
     )
-    .bind(&mesh.0[..])
+    .bind(&mesh.as_bytes()[..])
     .bind(keys)
     .bind(to_i64(after_seq))
     .bind(small(priority_rank(max_priority)))
@@ -68,7 +68,7 @@ pub(super) async fn pending(
 
 pub(super) async fn fanout_pages(
     pool: &PgPool,
-    mesh: &Hash32,
+    mesh: &MeshId,
     member: &PublicKey,
     targets: &[(String, u64)],
     after_seq: u64,
@@ -104,7 +104,7 @@ pub(super) async fn fanout_pages(
          CASE WHEN cut.acked THEN NULL ELSE m.envelope END, m.sender_member, m.priority \
          FROM cut JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
     )
-    .bind(&mesh.0[..])
+    .bind(&mesh.as_bytes()[..])
     .bind(key_bytes(member))
     .bind(names)
     .bind(since)

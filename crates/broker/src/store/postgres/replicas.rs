@@ -9,13 +9,13 @@
 use async_trait::async_trait;
 use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::log::{LogEntry, PeerType};
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::frames::EncryptedBlob;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 
 use crate::store::codec::{
-    entry_from_json, hash_from_bytes, key_from_bytes, priority_from_rank, status_from_str,
+    entry_from_json, key_from_bytes, mesh_from_bytes, priority_from_rank, status_from_str,
     status_str, to_i64, to_u64,
 };
 use crate::store::error::StoreError;
@@ -116,7 +116,7 @@ impl ReplicaStore for PgReplicaStore {
 
     /// Removes an instance and its sessions (clean shutdown); returns whose
     /// sessions went.
-    async fn leave(&self, broker: &str) -> Result<Vec<(Hash32, PublicKey)>, StoreError> {
+    async fn leave(&self, broker: &str) -> Result<Vec<(MeshId, PublicKey)>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "DELETE FROM sessions_online WHERE broker_id = $1 RETURNING mesh_id, member",
@@ -150,7 +150,7 @@ impl ReplicaStore for PgReplicaStore {
                 PresenceWrite::Up { row, fresh: true } => fresh.push(row),
                 PresenceWrite::Up { row, fresh: false } => changed.push(row),
                 PresenceWrite::Down(end) => {
-                    d_mesh.push(end.mesh.0.to_vec());
+                    d_mesh.push(end.mesh.as_bytes().to_vec());
                     d_session.push(end.session.as_bytes().to_vec());
                     d_conn.push(to_i64(end.conn_id));
                 }
@@ -222,7 +222,7 @@ impl ReplicaStore for PgReplicaStore {
     /// (heartbeat younger than `stale_ms`), of `members` only if given.
     async fn online_sessions(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         members: Option<&[PublicKey]>,
         broker: &str,
         stale_ms: u64,
@@ -238,7 +238,7 @@ impl ReplicaStore for PgReplicaStore {
              AND ($4::bytea[] IS NULL OR s.member = ANY($4::bytea[])) \
              ORDER BY s.session"
         )))
-        .bind(&mesh.0[..])
+        .bind(&mesh.as_bytes()[..])
         .bind(broker)
         .bind(to_i64(stale_ms))
         .bind(only)
@@ -281,11 +281,11 @@ impl ReplicaStore for PgReplicaStore {
 
     /// The membership log's entries from `from_seq` on, in order (unverified:
     /// the caller verifies each against its roster before adopting it).
-    async fn log_from(&self, mesh: &Hash32, from_seq: u64) -> Result<Vec<LogEntry>, StoreError> {
+    async fn log_from(&self, mesh: &MeshId, from_seq: u64) -> Result<Vec<LogEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT entry FROM log_entries WHERE mesh_id = $1 AND seq >= $2 ORDER BY seq",
         )
-        .bind(&mesh.0[..])
+        .bind(&mesh.as_bytes()[..])
         .bind(to_i64(from_seq))
         .fetch_all(&self.pool)
         .await?;
@@ -297,13 +297,13 @@ impl ReplicaStore for PgReplicaStore {
     /// The stored grant sets of `members` (unverified).
     async fn grants_of(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         members: &[PublicKey],
     ) -> Result<Vec<(PublicKey, String)>, StoreError> {
         let keys: Vec<&[u8]> = members.iter().map(|k| &k.as_bytes()[..]).collect();
         let rows =
             sqlx::query("SELECT member, doc FROM grants WHERE mesh_id = $1 AND member = ANY($2)")
-                .bind(&mesh.0[..])
+                .bind(&mesh.as_bytes()[..])
                 .bind(keys)
                 .fetch_all(&self.pool)
                 .await?;
@@ -318,7 +318,7 @@ impl ReplicaStore for PgReplicaStore {
     /// by seq.
     async fn direct_rows(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         seqs: &[u64],
         recipients: &[PublicKey],
     ) -> Result<Vec<DirectRow>, StoreError> {
@@ -334,7 +334,7 @@ impl ReplicaStore for PgReplicaStore {
              AND d.state = 0 AND m.envelope IS NOT NULL ORDER BY d.seq",
         )
         .bind(seqs)
-        .bind(&mesh.0[..])
+        .bind(&mesh.as_bytes()[..])
         .bind(keys)
         .fetch_all(&self.pool)
         .await?;
@@ -354,7 +354,7 @@ impl ReplicaStore for PgReplicaStore {
     /// Fan-out messages of `mesh` among `seqs`, by seq.
     async fn fanout_rows(
         &self,
-        mesh: &Hash32,
+        mesh: &MeshId,
         seqs: &[u64],
     ) -> Result<Vec<FanoutMessage>, StoreError> {
         if seqs.is_empty() {
@@ -367,7 +367,7 @@ impl ReplicaStore for PgReplicaStore {
              AND at_len IS NOT NULL AND envelope IS NOT NULL ORDER BY seq",
         )
         .bind(seqs)
-        .bind(&mesh.0[..])
+        .bind(&mesh.as_bytes()[..])
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -481,7 +481,7 @@ struct Columns {
 
 impl Columns {
     fn push(&mut self, r: &OnlineSession) {
-        self.mesh.push(r.mesh.0.to_vec());
+        self.mesh.push(r.mesh.as_bytes().to_vec());
         self.session.push(r.session.as_bytes().to_vec());
         self.member.push(r.member.as_bytes().to_vec());
         self.conn.push(to_i64(r.conn_id));
@@ -500,11 +500,11 @@ impl Columns {
     }
 }
 
-fn mesh_members(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(Hash32, PublicKey)>, StoreError> {
+fn mesh_members(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(MeshId, PublicKey)>, StoreError> {
     rows.iter()
         .map(|r| {
             Ok((
-                hash_from_bytes(r.try_get::<&[u8], _>(0)?)?,
+                mesh_from_bytes(r.try_get::<&[u8], _>(0)?)?,
                 key_from_bytes(r.try_get::<&[u8], _>(1)?)?,
             ))
         })

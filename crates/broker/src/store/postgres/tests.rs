@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::LogBuilder;
-use claudemesh_crypto::{PublicKey, SigningKey};
+use claudemesh_crypto::{MeshId, PublicKey, SigningKey};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
@@ -129,7 +129,7 @@ async fn concurrent_batches_with_shared_duplicates_agree() {
     );
     let owner = SigningKey::generate();
     let builder = LogBuilder::new(&owner, 1);
-    let mesh = builder.entries()[0].hash();
+    let mesh = MeshId(builder.entries()[0].hash());
     store
         .create_mesh(&builder.entries()[0], mesh, 1)
         .await
@@ -182,7 +182,7 @@ async fn pending_takes_any_number_of_recipients_once_each() {
         .await
         .unwrap();
     let builder = LogBuilder::new(&SigningKey::generate(), 1);
-    let mesh = builder.entries()[0].hash();
+    let mesh = MeshId(builder.entries()[0].hash());
     store
         .create_mesh(&builder.entries()[0], mesh, 1)
         .await
@@ -234,7 +234,7 @@ async fn write_batch_throughput() {
         .unwrap();
     let owner = SigningKey::generate();
     let builder = LogBuilder::new(&owner, 1);
-    let mesh = builder.entries()[0].hash();
+    let mesh = MeshId(builder.entries()[0].hash());
     store
         .create_mesh(&builder.entries()[0], mesh, 1)
         .await

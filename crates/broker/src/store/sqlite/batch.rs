@@ -40,7 +40,7 @@ pub(super) async fn write_batch(
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for m in chunk {
             q = q
-                .bind(&m.mesh.0[..])
+                .bind(&m.mesh.as_bytes()[..])
                 .bind(key_bytes(&m.sender_member))
                 .bind(&m.id.0[..])
                 .bind(&m.target)
@@ -58,7 +58,7 @@ pub(super) async fn write_batch(
         for (i, m) in chunk.iter().enumerate() {
             let index = chunk_no * ROWS_PER_STATEMENT + i;
             let key = (
-                m.mesh.0.to_vec(),
+                m.mesh.as_bytes().to_vec(),
                 m.sender_member.as_bytes().to_vec(),
                 m.id.0.to_vec(),
             );
@@ -84,7 +84,7 @@ pub(super) async fn write_batch(
         let seq: i64 = sqlx::query_scalar(
             "SELECT seq FROM messages WHERE mesh_id = ? AND sender_member = ? AND msg_id = ?",
         )
-        .bind(&m.mesh.0[..])
+        .bind(&m.mesh.as_bytes()[..])
         .bind(key_bytes(&m.sender_member))
         .bind(&m.id.0[..])
         .fetch_one(&mut *tx)
@@ -108,7 +108,7 @@ pub(super) async fn write_batch(
         for (seq, m, rcpt) in chunk {
             q = q
                 .bind(*seq)
-                .bind(&m.mesh.0[..])
+                .bind(&m.mesh.as_bytes()[..])
                 .bind(key_bytes(rcpt))
                 .bind(to_i64(m.created_at_ms));
         }
@@ -165,7 +165,7 @@ pub(super) async fn write_batch(
             let mut q = sqlx::query(AssertSqlSafe(sql))
                 .bind(state)
                 .bind(to_i64(a.at_ms))
-                .bind(&a.mesh.0[..])
+                .bind(&a.mesh.as_bytes()[..])
                 .bind(key_bytes(&a.member))
                 .bind(key_bytes(&a.session))
                 .bind(state);
@@ -204,7 +204,7 @@ pub(super) async fn write_batch(
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (a, seq) in chunk {
             q = q
-                .bind(&a.mesh.0[..])
+                .bind(&a.mesh.as_bytes()[..])
                 .bind(key_bytes(&a.member))
                 .bind(to_i64(*seq))
                 .bind(state_rank(a.state))

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use claudemesh_crypto::Hash32;
-use claudemesh_crypto::log::LogEntry;
+use claudemesh_crypto::{MeshId, log::LogEntry};
 use sqlx::AssertSqlSafe;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -87,12 +87,12 @@ impl SqliteStore {
     /// A log append's entries, one statement each.
     async fn insert_log_entries(
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        mesh: &Hash32,
+        mesh: &MeshId,
         entries: &[(LogEntry, Hash32)],
     ) -> Result<(), StoreError> {
         for (entry, hash) in entries {
             sqlx::query("INSERT INTO log_entries (mesh_id, seq, hash, entry) VALUES (?, ?, ?, ?)")
-                .bind(&mesh.0[..])
+                .bind(&mesh.as_bytes()[..])
                 .bind(to_i64(entry.seq))
                 .bind(&hash.0[..])
                 .bind(entry_to_json(entry))
@@ -130,7 +130,7 @@ super::shared::impl_store! {
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for s in chunk {
                 q = q
-                    .bind(&s.mesh.0[..])
+                    .bind(&s.mesh.as_bytes()[..])
                     .bind(key_bytes(&s.session))
                     .bind(key_bytes(&s.member))
                     .bind(to_i64(s.at_ms));

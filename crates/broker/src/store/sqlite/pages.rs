@@ -6,7 +6,7 @@
 //! `store/shared.rs`.)
 
 use claudemesh_crypto::envelope::Priority;
-use claudemesh_crypto::{Hash32, PublicKey};
+use claudemesh_crypto::{MeshId, PublicKey};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -19,7 +19,7 @@ use crate::store::records::{FanoutRow, PageLimit, PendingMessage, fanout_weight,
 
 pub(super) async fn pending(
     pool: &SqlitePool,
-    mesh: &Hash32,
+    mesh: &MeshId,
     recipients: &[PublicKey],
     after_seq: u64,
     max_priority: Priority,
@@ -42,7 +42,7 @@ pub(super) async fn pending(
          SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
          JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
     )
-    .bind(&mesh.0[..])
+    .bind(&mesh.as_bytes()[..])
     .bind(key_bytes(first))
     .bind(key_bytes(second))
     .bind(to_i64(after_seq))
@@ -64,7 +64,7 @@ pub(super) async fn pending(
 
 pub(super) async fn fanout_pages(
     pool: &SqlitePool,
-    mesh: &Hash32,
+    mesh: &MeshId,
     member: &PublicKey,
     targets: &[(String, u64)],
     after_seq: u64,
@@ -107,10 +107,10 @@ pub(super) async fn fanout_pages(
             q = q.bind(target).bind(to_i64(*since));
         }
         let rows = q
-            .bind(&mesh.0[..])
+            .bind(&mesh.as_bytes()[..])
             .bind(key_bytes(member))
             .bind(to_i64(after_seq))
-            .bind(&mesh.0[..])
+            .bind(&mesh.as_bytes()[..])
             .bind(key_bytes(member))
             .bind(i64::from(limit.rows))
             .bind(key_bytes(member))

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::boxes::EpochRootKey;
 use crate::encoding::Hash32;
+use crate::ids::MeshId;
 use crate::keys::{PublicKey, SigningKey};
 
 use super::entry::{EntryBody, LogEntry, Role};
@@ -28,7 +29,7 @@ mod spaces;
 /// The verified state of a mesh, derived from its whole membership log.
 #[derive(Debug, Clone)]
 pub struct Roster {
-    mesh_id: Hash32,
+    mesh_id: MeshId,
     head: Hash32,
     len: u64,
     owner: PublicKey,
@@ -105,7 +106,7 @@ impl Roster {
             },
         );
         Ok(Roster {
-            mesh_id: hash,
+            mesh_id: MeshId(hash),
             head: hash,
             len: 1,
             owner: *owner,
@@ -136,7 +137,7 @@ impl Roster {
     }
 
     /// The mesh id (hash of the genesis entry).
-    pub fn mesh_id(&self) -> Hash32 {
+    pub fn mesh_id(&self) -> MeshId {
         self.mesh_id
     }
 
