@@ -38,6 +38,13 @@ fn migrator() -> Migrator {
             SqlStr::from_static(include_str!("../../../migrations/client/0002_spaces.sql")),
             false,
         ),
+        Migration::new(
+            3,
+            "api_keys".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../../migrations/client/0003_api_keys.sql")),
+            false,
+        ),
     ])
 }
 
@@ -154,6 +161,12 @@ impl LocalStore {
             .await?;
         migrator().run(&pool).await?;
         Ok(LocalStore { pool })
+    }
+
+    /// The database itself, for the gateway's tables (`api_keys`), which
+    /// share this file and its migrations so one home has one local store.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// A write transaction that takes the write lock at its start: several

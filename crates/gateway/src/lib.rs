@@ -1,0 +1,9 @@
+//! claudemesh's local gateway (`claudemesh serve`): it runs where the keys
+//! are and lets scripts and people take part over HTTP on loopback, while
+//! the sealing, signing, verifying and opening stay on the device.
+//!
+//! Layout:
+//! - [`apikeys`]: the scoped API keys scripts present (issue, list,
+//!   revoke, authenticate), kept hashed in the home's `state.db`.
+
+pub mod apikeys;
