@@ -5,5 +5,7 @@
 //! Layout:
 //! - [`apikeys`]: the scoped API keys scripts present (issue, list,
 //!   revoke, authenticate), kept hashed in the home's `state.db`.
+//! - [`host`]: the `Host` headers a listener answers (no DNS rebinding).
 
 pub mod apikeys;
+pub mod host;
