@@ -6,6 +6,8 @@
 //! - [`apikeys`]: the scoped API keys scripts present (issue, list,
 //!   revoke, authenticate), kept hashed in the home's `state.db`.
 //! - [`host`]: the `Host` headers a listener answers (no DNS rebinding).
+//! - [`lock`]: one gateway per home (`serve.lock`).
 
 pub mod apikeys;
 pub mod host;
+pub mod lock;
