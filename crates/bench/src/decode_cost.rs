@@ -12,6 +12,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use claudemesh_crypto::MemberKey;
 use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::{
     Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
@@ -31,7 +32,7 @@ fn send_frame() -> String {
         EnvelopeHeader {
             mesh: MeshId(mesh),
             epoch: 0,
-            target: Target::Member(to),
+            target: Target::Member(MemberKey(to)),
             id: MessageId::random(),
             reply_to: None,
             priority: Priority::Next,

@@ -18,6 +18,8 @@ use crate::sessions::{LocalSessions, RemoteSession};
 use crate::store::MemberState;
 use crate::store::replicas::OnlineSession;
 use crate::wire::text;
+use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::SessionKey;
 
 /// A mesh's presence state beside its connected sessions.
 #[derive(Debug)]
@@ -78,8 +80,8 @@ impl MeshPresence {
     /// never their connection.
     pub fn broadcast(&self, to: Audience<'_>, peer: PeerPresence, except_conn: u64) {
         let key = match peer.session {
-            Some(s) => PresenceKey::Session(s),
-            None => PresenceKey::Member(peer.member),
+            Some(s) => PresenceKey::Session(s.0),
+            None => PresenceKey::Member(peer.member.0),
         };
         let hidden = to
             .grants
@@ -90,7 +92,7 @@ impl MeshPresence {
         }));
         let hidden_frame = hidden.map(|member| {
             let f = text(&BrokerFrame::Presence(PresenceUpdate {
-                peer: Box::new(offline_entry(member)),
+                peer: Box::new(offline_entry(member.0)),
             }));
             (member, f)
         });
@@ -103,7 +105,7 @@ impl MeshPresence {
                     if to.grants.decision(member, &s.member, Cap::Presence)
                         != claudemesh_crypto::grants::Decision::Allow =>
                 {
-                    s.push_presence(PresenceKey::Member(*member), f.clone());
+                    s.push_presence(PresenceKey::Member(member.0), f.clone());
                 }
                 _ => s.push_presence(key, frame.clone()),
             }
@@ -129,7 +131,7 @@ impl MeshPresence {
             {
                 out.push(p);
             } else if hidden_seen.insert(p.member) {
-                out.push(offline_entry(p.member));
+                out.push(offline_entry(p.member.0));
             }
         }
         out
@@ -158,7 +160,7 @@ impl MeshPresence {
             }
             let state = self.member_state(member);
             out.push(PeerPresence {
-                member: *member,
+                member: MemberKey(*member),
                 session: None,
                 cert: None,
                 online: false,
@@ -253,8 +255,8 @@ impl MeshPresence {
             self.broadcast(
                 to,
                 PeerPresence {
-                    member: g.member,
-                    session: Some(g.session),
+                    member: MemberKey(g.member),
+                    session: Some(SessionKey(g.session)),
                     cert: None,
                     online: false,
                     status: p.status,
@@ -292,7 +294,7 @@ impl MeshPresence {
 /// What the broker shows a viewer refused `presence`: offline, nothing else.
 fn offline_entry(member: PublicKey) -> PeerPresence {
     PeerPresence {
-        member,
+        member: MemberKey(member),
         session: None,
         cert: None,
         online: false,

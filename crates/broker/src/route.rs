@@ -212,7 +212,10 @@ mod tests {
         log.push(&alice, T, body).unwrap();
         let ops = Target::Topic("ops".into());
         let r = log.roster();
-        assert_eq!(route(r, &alice.public(), &ops, 0).unwrap().0, vec![]);
+        assert_eq!(
+            route(r, &alice.public(), &ops, 0).unwrap().0,
+            Vec::<PublicKey>::new()
+        );
         assert_eq!(
             route(r, &bob.public(), &ops, 0).unwrap_err().0,
             ErrorCode::Forbidden

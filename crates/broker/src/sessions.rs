@@ -17,6 +17,8 @@ use claudemesh_proto::frames::{EncryptedBlob, PeerPresence, Status};
 
 use crate::outbox::{Outbox, PresenceKey};
 use crate::store::replicas::OnlineSession;
+use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::SessionKey;
 
 /// A session's current presence on this broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +71,8 @@ impl SessionHandle {
         SessionHandle {
             conn_id,
             mesh,
-            member: cert.member,
-            session: cert.session,
+            member: cert.member.0,
+            session: cert.session.0,
             cert,
             connected_at_ms: now_ms,
             out,
@@ -213,8 +215,8 @@ impl SessionHandle {
     pub fn as_peer(&self) -> PeerPresence {
         let p = self.presence();
         PeerPresence {
-            member: self.member,
-            session: Some(self.session),
+            member: MemberKey(self.member),
+            session: Some(SessionKey(self.session)),
             cert: Some(self.cert.clone()),
             online: true,
             status: p.status,
@@ -252,8 +254,8 @@ impl RemoteSession {
     /// This session as a `peers`/`presence` entry.
     pub fn as_peer(&self) -> PeerPresence {
         PeerPresence {
-            member: self.member,
-            session: Some(self.session),
+            member: MemberKey(self.member),
+            session: Some(SessionKey(self.session)),
             cert: Some(self.cert.clone()),
             online: true,
             status: self.presence.status,

@@ -32,6 +32,7 @@ pub fn error_text(req: Option<String>, code: ErrorCode, message: impl Into<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use claudemesh_crypto::MemberKey;
     use claudemesh_crypto::SigningKey;
     use claudemesh_crypto::cert::SessionIdentity;
     use claudemesh_crypto::envelope::{
@@ -50,7 +51,7 @@ mod tests {
             EnvelopeHeader {
                 mesh,
                 epoch: 0,
-                target: Target::Member(to),
+                target: Target::Member(MemberKey(to)),
                 id: MessageId::random(),
                 reply_to: None,
                 priority: Priority::Next,

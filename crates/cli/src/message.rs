@@ -16,6 +16,7 @@ use crate::args::{Global, InboxArgs, PriorityArg, SendArgs};
 use crate::exit::{self, Failure};
 use crate::mesh::connect;
 use crate::{Outcome, names, output};
+use claudemesh_crypto::SessionKey;
 
 /// The text of a message: the argument, or stdin for "-"; never empty.
 pub fn read_body(text: &str) -> Result<String, Failure> {
@@ -439,9 +440,9 @@ pub fn label_recipients(
             let (label, session) = if roster.is_member(&key) || roster.departed().contains_key(&key)
             {
                 (labels.label(state, &key), None)
-            } else if let Some(member) =
-                state.member_of_target(&claudemesh_crypto::envelope::Target::Session(key))
-            {
+            } else if let Some(member) = state.member_of_target(
+                &claudemesh_crypto::envelope::Target::Session(SessionKey(key)),
+            ) {
                 (labels.label(state, &member), Some(key))
             } else {
                 return (false, false);

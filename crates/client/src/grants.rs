@@ -23,6 +23,7 @@ use crate::client::MeshClient;
 use crate::error::ClientError;
 pub use crate::grant_set::*;
 use crate::home::Home;
+use claudemesh_crypto::MemberKey;
 
 /// Resolves `peer` (a name or key, as other peer commands take) to one
 /// member, changes the grants, and pushes them to the broker. Returns the
@@ -34,14 +35,14 @@ pub async fn change(
     change: GrantChange,
 ) -> Result<(PublicKey, String), ClientError> {
     let member = resolve_member(client, peer).await?;
-    let set = client.with_state(|s| change_local(home, s, member, &change))?;
+    let set = client.with_state(|s| change_local(home, s, member.0, &change))?;
     client.push_grants(&set).await?;
     let name = client.with_state(|s| s.display_name(&member));
-    Ok((member, name))
+    Ok((member.0, name))
 }
 
 /// The member a peer name or key stands for.
-pub async fn resolve_member(client: &MeshClient, peer: &str) -> Result<PublicKey, ClientError> {
+pub async fn resolve_member(client: &MeshClient, peer: &str) -> Result<MemberKey, ClientError> {
     let target = client.resolve(peer).await?;
     client.with_state(|s| {
         s.member_of_target(&target)

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::client::{MeshClient, SendOutcome};
 use crate::error::ClientError;
 use crate::mesh::mentions::{mentioned_members, my_name};
+use claudemesh_crypto::MemberKey;
 
 /// A message sent, with the mentions it notified.
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +120,7 @@ pub async fn post(
         let quote = format!("[mention in #{topic}] {sender}: {text}");
         match client
             .send(
-                Target::Member(member),
+                Target::Member(MemberKey(member)),
                 quote.as_bytes(),
                 priority,
                 Some(outcome.id),

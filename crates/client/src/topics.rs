@@ -208,7 +208,7 @@ pub async fn topic_add(
             chain.done()
         })
         .await?;
-    Ok((client.with_state(|s| s.name_of(&member)), member))
+    Ok((client.with_state(|s| s.name_of(&member)), member.0))
 }
 
 /// Leaves a topic. A private topic then needs a new key, which its next

@@ -9,7 +9,7 @@ use claudemesh_crypto::envelope::{
     Envelope, EnvelopeHeader, MessageId, OpeningKeys, Priority, SealingKey, Target,
 };
 use claudemesh_crypto::log::{LogBuilder, Role, verify_log};
-use claudemesh_crypto::{Nonce, SessionIdentity, SigningKey, SymmetricKey};
+use claudemesh_crypto::{MemberKey, Nonce, SessionIdentity, SigningKey, SymmetricKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn signatures(c: &mut Criterion) {
@@ -112,7 +112,7 @@ fn envelopes(c: &mut Criterion) {
         let body = vec![0x61; size];
         let dm = Envelope::seal(
             &session,
-            header(Target::Member(bob.public())),
+            header(Target::Member(MemberKey(bob.public()))),
             &body,
             SealingKey::Direct(&bob.public()),
         )
@@ -130,7 +130,7 @@ fn envelopes(c: &mut Criterion) {
             b.iter(|| {
                 Envelope::seal(
                     &session,
-                    header(Target::Member(bob.public())),
+                    header(Target::Member(MemberKey(bob.public()))),
                     black_box(&body),
                     SealingKey::Direct(&bob.public()),
                 )

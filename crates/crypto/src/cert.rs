@@ -10,8 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{Transcript, label};
-use crate::ids::MeshId;
-use crate::keys::{KeyError, PublicKey, Signature, SigningKey};
+use crate::ids::{MemberKey, MeshId, SessionKey};
+use crate::keys::{KeyError, Signature, SigningKey};
 
 /// Longest validity a certificate may claim: 30 days.
 pub const MAX_CERT_LIFETIME_SECS: u64 = 30 * 24 * 3600;
@@ -55,9 +55,9 @@ pub struct SessionCert {
     /// The mesh this certificate is valid in.
     pub mesh_id: MeshId,
     /// The member key that signs (must be admitted in the mesh's log).
-    pub member: PublicKey,
+    pub member: MemberKey,
     /// The session key it certifies.
-    pub session: PublicKey,
+    pub session: SessionKey,
     /// Unix seconds.
     pub issued_at: u64,
     /// Unix seconds; at most 30 days after `issued_at`.
@@ -71,7 +71,7 @@ impl SessionCert {
     pub fn issue(
         member: &SigningKey,
         mesh_id: MeshId,
-        session: PublicKey,
+        session: SessionKey,
         issued_at: u64,
         lifetime_secs: u64,
     ) -> Result<Self, CertError> {
@@ -80,7 +80,7 @@ impl SessionCert {
         }
         let mut cert = SessionCert {
             mesh_id,
-            member: member.public(),
+            member: MemberKey(member.public()),
             session,
             issued_at,
             expires_at: issued_at.saturating_add(lifetime_secs),
@@ -167,17 +167,23 @@ impl SessionIdentity {
         lifetime_secs: u64,
     ) -> Result<Self, CertError> {
         let key = SigningKey::generate();
-        let cert = SessionCert::issue(member, mesh_id, key.public(), issued_at, lifetime_secs)?;
+        let cert = SessionCert::issue(
+            member,
+            mesh_id,
+            SessionKey(key.public()),
+            issued_at,
+            lifetime_secs,
+        )?;
         Ok(SessionIdentity { key, cert })
     }
 
     /// The session public key.
-    pub fn public(&self) -> PublicKey {
+    pub fn public(&self) -> SessionKey {
         self.cert.session
     }
 
     /// The member public key this session acts for.
-    pub fn member(&self) -> PublicKey {
+    pub fn member(&self) -> MemberKey {
         self.cert.member
     }
 }
@@ -193,7 +199,7 @@ mod tests {
     fn cert(now: u64) -> SessionCert {
         let member = SigningKey::from_seed(&[1; 32]);
         let session = SigningKey::from_seed(&[2; 32]).public();
-        SessionCert::issue(&member, MESH, session, now, 3600).unwrap()
+        SessionCert::issue(&member, MESH, SessionKey(session), now, 3600).unwrap()
     }
 
     #[test]
@@ -244,7 +250,7 @@ mod tests {
         c.expires_at += 1;
         assert_eq!(c.verify(&MESH, 1500), Err(CertError::BadSignature));
         let mut c = good.clone();
-        c.session = SigningKey::from_seed(&[3; 32]).public();
+        c.session = SessionKey(SigningKey::from_seed(&[3; 32]).public());
         assert_eq!(c.verify(&MESH, 1500), Err(CertError::BadSignature));
         for byte in 0..64 {
             let mut c = good.clone();
@@ -257,7 +263,7 @@ mod tests {
         #[test]
         fn serde_roundtrip(issued in 0u64..1u64 << 40, life in 1u64..MAX_CERT_LIFETIME_SECS) {
             let member = SigningKey::from_seed(&[1; 32]);
-            let c = SessionCert::issue(&member, MESH, SigningKey::from_seed(&[2; 32]).public(), issued, life).unwrap();
+            let c = SessionCert::issue(&member, MESH, SessionKey(SigningKey::from_seed(&[2; 32]).public()), issued, life).unwrap();
             let back: SessionCert = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
             prop_assert_eq!(&back, &c);
             prop_assert!(back.verify(&MESH, issued).is_ok());

@@ -136,6 +136,30 @@ macro_rules! key_methods {
                 self.0.verify(message, signature)
             }
         }
+
+        /// Every read-only use of a [`PublicKey`] (its box key, its bytes)
+        /// applies to a named one, and `&key` passes where code below the
+        /// naming still takes a bare `&PublicKey` (the roster, boxes).
+        /// The other way needs the name: a `PublicKey`, or the other kind
+        /// of key, does not pass where a `$name` is asked for.
+        impl std::ops::Deref for $name {
+            type Target = PublicKey;
+            fn deref(&self) -> &PublicKey {
+                &self.0
+            }
+        }
+
+        impl PartialEq<PublicKey> for $name {
+            fn eq(&self, other: &PublicKey) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<$name> for PublicKey {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
     };
 }
 

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::DecodeError;
+use crate::ids::{MemberKey, SessionKey};
 use crate::keys::PublicKey;
 
 /// Longest `@group` or `#topic` name, in bytes.
@@ -19,9 +20,9 @@ pub const MAX_TARGET_NAME_BYTES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// Every session of one member (direct, `crypto_box` to the member key).
-    Member(PublicKey),
+    Member(MemberKey),
     /// One session (direct, `crypto_box` to the session key).
-    Session(PublicKey),
+    Session(SessionKey),
     /// A group, hierarchical with `/` (`@eng` also reaches `@eng/backend`).
     Group(String),
     /// A topic, by id.
@@ -76,9 +77,9 @@ impl FromStr for Target {
         if s == "*" {
             Ok(Target::Broadcast)
         } else if let Some(hex) = s.strip_prefix("member:") {
-            Ok(Target::Member(key(hex)?))
+            Ok(Target::Member(MemberKey(key(hex)?)))
         } else if let Some(hex) = s.strip_prefix("session:") {
-            Ok(Target::Session(key(hex)?))
+            Ok(Target::Session(SessionKey(key(hex)?)))
         } else if let Some(g) = s.strip_prefix('@') {
             validate_target_name(g)?;
             Ok(Target::Group(g.to_owned()))

@@ -6,6 +6,8 @@
 //!     cargo run -p claudemesh-proto --example protocol_examples -- --corpus crates/proto/fuzz/corpus/decode_frame
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::SessionKey;
 use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::{
     Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
@@ -174,8 +176,8 @@ fn main() {
     push_c(ClientFrame::Hello(Box::new(hello)), &mut frames);
     push_b(
         BrokerFrame::Welcome(Box::new(Welcome {
-            member: bob.public(),
-            session: bob_session.public(),
+            member: MemberKey(bob.public()),
+            session: SessionKey(bob_session.public().0),
             log_head: log.roster().head(),
             log_len: log.roster().len(),
             limits: Limits::default(),
@@ -191,7 +193,7 @@ fn main() {
         EnvelopeHeader {
             mesh: mesh_id,
             epoch: 0,
-            target: Target::Member(alice.public()),
+            target: Target::Member(MemberKey(alice.public())),
             id,
             reply_to: None,
             priority: Priority::Next,
@@ -321,8 +323,8 @@ fn main() {
         &mut frames,
     );
     let peer = PeerPresence {
-        member: bob.public(),
-        session: Some(bob_session.public()),
+        member: MemberKey(bob.public()),
+        session: Some(SessionKey(bob_session.public().0)),
         cert: Some(bob_session.cert.clone()),
         online: true,
         status: Status::Working,

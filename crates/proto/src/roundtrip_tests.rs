@@ -16,6 +16,8 @@ use crate::errors::ErrorCode;
 use crate::frames::*;
 use crate::hello::{Hello, HelloPresence};
 use crate::limits::{Limits, MAX_FRAME_BYTES};
+use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::SessionKey;
 
 fn key() -> impl Strategy<Value = PublicKey> {
     any::<[u8; 32]>().prop_map(|s| SigningKey::from_seed(&s).public())
@@ -81,7 +83,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 mesh: MeshId(Hash32([1; 32])),
                 epoch: 0,
                 target: if direct {
-                    Target::Member(member.public())
+                    Target::Member(MemberKey(member.public()))
                 } else {
                     Target::Topic("deploys".into())
                 },
@@ -253,8 +255,8 @@ fn peer() -> impl Strategy<Value = PeerPresence> {
     )
         .prop_map(
             |(member, session, online, status, peer_type, summary, seen, live_push)| PeerPresence {
-                member,
-                session,
+                member: MemberKey(member),
+                session: session.map(SessionKey),
                 cert: None,
                 online,
                 status,
@@ -290,8 +292,8 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
         (key(), key(), hash(), any::<u64>(), any::<u64>()).prop_map(
             |(member, session, log_head, log_len, time_ms)| BrokerFrame::Welcome(Box::new(
                 Welcome {
-                    member,
-                    session,
+                    member: MemberKey(member),
+                    session: SessionKey(session),
                     log_head,
                     log_len,
                     limits: Limits::default(),

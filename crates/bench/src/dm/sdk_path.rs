@@ -19,6 +19,7 @@ use crate::target::{Probe, Target};
 
 use super::bounds::{CONNECT_TIMEOUT, DRAIN_LIMIT, OPEN_LOOP_IN_FLIGHT};
 use super::tally::{Outcome, Tally, due_ns};
+use claudemesh_crypto::MemberKey;
 
 fn body_with_time(ns: u64, len: usize) -> Vec<u8> {
     let mut b = format!("{ns:020}").into_bytes();
@@ -59,7 +60,12 @@ pub(super) async fn run_sdk(
             MeshClient::connect(&s.home, &s.mesh, opts.clone()).await?,
         ));
     }
-    let targets: Arc<Vec<To>> = Arc::new(recipients.iter().map(|r| To::Member(r.key)).collect());
+    let targets: Arc<Vec<To>> = Arc::new(
+        recipients
+            .iter()
+            .map(|r| To::Member(MemberKey(r.key)))
+            .collect(),
+    );
     let tally = Arc::new(Tally::new());
     let (done_tx, done_rx) = watch::channel(false);
     let mut receivers = JoinSet::new();

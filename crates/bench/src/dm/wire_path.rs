@@ -29,6 +29,7 @@ use super::bounds::DRAIN_LIMIT;
 use super::connect::hello;
 use super::tally::{Outcome, Tally};
 use super::wire_send::{Prepared, send_all};
+use claudemesh_crypto::MemberKey;
 
 /// One sender's connection material.
 struct WireSender {
@@ -48,8 +49,12 @@ pub(super) async fn run_wire(
 ) -> Result<Outcome> {
     let setup_started = Instant::now();
     let n = senders.len() as u64;
-    let recipient_keys: Arc<Vec<To>> =
-        Arc::new(recipients.iter().map(|r| To::Member(r.key)).collect());
+    let recipient_keys: Arc<Vec<To>> = Arc::new(
+        recipients
+            .iter()
+            .map(|r| To::Member(MemberKey(r.key)))
+            .collect(),
+    );
     // Seal every envelope now, on every core, before the clock starts.
     let mut sealers = JoinSet::new();
     let mut first_index = 0usize;

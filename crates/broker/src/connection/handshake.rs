@@ -22,6 +22,8 @@ use crate::state::BrokerState;
 use crate::store::{MemberState, SessionRecord};
 use crate::wire::text;
 use crate::writer::WriteJob;
+use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::SessionKey;
 
 /// A session the handshake admitted.
 #[derive(Debug)]
@@ -238,8 +240,8 @@ pub fn farewell(broker: &BrokerState, session: &SessionHandle, mesh: &MeshHub) {
     // is not repeated.
     mesh.broadcast_presence(
         PeerPresence {
-            member: session.member,
-            session: Some(session.session),
+            member: MemberKey(session.member),
+            session: Some(SessionKey(session.session)),
             cert: None,
             online: false,
             status: p.status,

@@ -64,7 +64,7 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
                     format!("{} is not a member of this mesh", short_hex(k.to_hex())),
                 ));
             }
-            route::direct(mesh, k, *k, &session.member).map_err(|_| refused())?
+            route::direct(mesh, k, k.0, &session.member).map_err(|_| refused())?
         }
         Target::Session(s) => {
             let here = mesh
@@ -85,7 +85,7 @@ pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             };
             match member {
                 Some(m) if mesh.read_log(|l| l.roster.is_member(&m)) => {
-                    route::direct(mesh, &m, *s, &session.member).map_err(|_| refused())?
+                    route::direct(mesh, &m, s.0, &session.member).map_err(|_| refused())?
                 }
                 _ => {
                     return Err(Refusal::new(

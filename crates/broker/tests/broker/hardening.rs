@@ -15,6 +15,7 @@ use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use crate::both;
 use crate::messaging::hello_raw;
 use crate::support::*;
+use claudemesh_crypto::SessionKey;
 
 fn ping(req: &str) -> ClientFrame {
     ClientFrame::Ping(Request {
@@ -345,7 +346,8 @@ fn store_cli_cert(who: &Peer, issued_at: u64) -> claudemesh_crypto::cert::Sessio
                 .map(|s| s.key.clone())
                 .unwrap_or_else(claudemesh_crypto::SigningKey::generate);
             let cert =
-                SessionCert::issue(&k.member, id, key.public(), issued_at, lifetime).unwrap();
+                SessionCert::issue(&k.member, id, SessionKey(key.public()), issued_at, lifetime)
+                    .unwrap();
             k.sessions.insert(
                 "cli".into(),
                 SessionIdentity {

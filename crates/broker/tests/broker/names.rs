@@ -19,6 +19,8 @@ use claudemesh_crypto::log::RemoveKind;
 
 use crate::both;
 use crate::support::{Backend, Peer, join_with, joiner, next_message, owner, start};
+use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::SessionKey;
 
 /// A session that publishes `name` in its (encrypted) presence.
 fn named(name: &str) -> ConnectOptions {
@@ -33,7 +35,7 @@ fn named(name: &str) -> ConnectOptions {
 }
 
 fn session_key(c: &MeshClient) -> PublicKey {
-    c.with_state(|s| s.session().public())
+    c.with_state(|s| s.session().public()).0
 }
 
 fn member_key(c: &MeshClient) -> PublicKey {
@@ -99,7 +101,7 @@ async fn a_squatted_session_name_never_receives(backend: Backend) {
     for typed in ["alice@api", "ALICE@api", " alice@API "] {
         assert_eq!(
             b.resolve(typed).await.expect("alice's session"),
-            Target::Session(alice_session),
+            Target::Session(SessionKey(alice_session)),
             "{typed:?}"
         );
     }
@@ -154,7 +156,7 @@ async fn a_squatted_session_name_never_receives(backend: Backend) {
         b.resolve(&mallory_session.to_hex()[..16])
             .await
             .expect("by key"),
-        Target::Session(mallory_session)
+        Target::Session(SessionKey(mallory_session))
     );
     nothing_arrived(&m1, &mut m_events).await;
 
@@ -450,7 +452,7 @@ async fn look_alike_names_carry_their_keys_and_never_resolve(backend: Backend) {
     for session in [alice_session, cyrillic_session, zero_width_session] {
         assert_eq!(
             b.resolve(&session.to_hex()[..16]).await.expect("by key"),
-            Target::Session(session)
+            Target::Session(SessionKey(session))
         );
     }
 
@@ -476,11 +478,11 @@ async fn look_alike_names_carry_their_keys_and_never_resolve(backend: Backend) {
     }
     assert_eq!(
         b.resolve(&cyrillic_at_api).await.expect("its own name"),
-        Target::Session(cyrillic_session)
+        Target::Session(SessionKey(cyrillic_session))
     );
     assert_eq!(
         b.resolve(CYRILLIC).await.expect("its own name"),
-        Target::Member(cyrillic_key)
+        Target::Member(MemberKey(cyrillic_key))
     );
 
     c.close().await;

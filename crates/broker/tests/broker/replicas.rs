@@ -26,6 +26,7 @@ use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::Status;
 
 use crate::support::*;
+use claudemesh_crypto::MemberKey;
 
 /// Deadline for anything that crosses replicas.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -340,7 +341,7 @@ async fn a_dead_brokers_unannounced_messages_still_arrive() {
     let env = a
         .with_state(|s| {
             s.seal(
-                Target::Member(bob_key),
+                Target::Member(MemberKey(bob_key)),
                 b"committed, never announced",
                 Priority::Next,
                 None,

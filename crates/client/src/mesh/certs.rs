@@ -9,6 +9,7 @@ use crate::error::ClientError;
 use crate::home::MeshKeys;
 
 use super::state::SESSION_CERT_LIFETIME;
+use claudemesh_crypto::SessionKey;
 
 /// The session a connection acts as: the stored one by `name`, renewed if
 /// its certificate expires within `renew_before` seconds (normally
@@ -50,7 +51,7 @@ pub fn renew_session(
     let cert = SessionCert::issue(
         &keys.member,
         mesh_id,
-        key.public(),
+        SessionKey(key.public()),
         now_secs,
         SESSION_CERT_LIFETIME,
     )
@@ -71,7 +72,7 @@ pub fn recertify(
     let cert = SessionCert::issue(
         member,
         mesh_id,
-        current.key.public(),
+        SessionKey(current.key.public()),
         now_secs,
         SESSION_CERT_LIFETIME,
     )

@@ -62,7 +62,7 @@ impl MeshState {
     /// `name` (any case, compatibility forms alike).
     pub fn member_named(&self, name: &str) -> Option<PublicKey> {
         match self.members_named_as_candidates(name).as_slice() {
-            [(_, Target::Member(k), true)] => Some(*k),
+            [(_, Target::Member(k), true)] => Some(k.0),
             _ => None,
         }
     }

@@ -17,6 +17,8 @@ use super::names::{
     ambiguous_peer, look_alike, names_a_session, session_name_is_members, shown_name,
 };
 use super::state::{MeshState, PeerView, SessionProfile, SessionView, short};
+use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::SessionKey;
 
 impl MeshState {
     /// Seals a presence blob under the newest profile key.
@@ -47,7 +49,7 @@ impl MeshState {
         if cert.verify(&self.config.id, now_secs).is_err() || !self.roster.is_member(&cert.member) {
             return false;
         }
-        self.verified_sessions.insert(cert.session, cert.clone());
+        self.verified_sessions.insert(cert.session.0, cert.clone());
         true
     }
 
@@ -59,7 +61,7 @@ impl MeshState {
         let mut by_member: BTreeMap<PublicKey, Vec<&PeerPresence>> = BTreeMap::new();
         for p in presences {
             if self.roster.is_member(&p.member) {
-                by_member.entry(p.member).or_default().push(p);
+                by_member.entry(p.member.0).or_default().push(p);
             }
         }
         for p in presences {
@@ -150,7 +152,7 @@ impl MeshState {
 
     /// The member a direct target reaches (a session's member from its
     /// verified certificate); `None` for fan-out targets.
-    pub fn member_of_target(&self, target: &Target) -> Option<PublicKey> {
+    pub fn member_of_target(&self, target: &Target) -> Option<MemberKey> {
         match target {
             Target::Member(k) => Some(*k),
             Target::Session(s) => self.verified_sessions.get(s).map(|c| c.member),
@@ -198,12 +200,12 @@ impl MeshState {
             })?;
             return if to.starts_with("member:") {
                 if self.roster.is_member(&key) {
-                    Ok(Target::Member(key))
+                    Ok(Target::Member(MemberKey(key)))
                 } else {
                     Err(ClientError::NoSuchPeer(to.to_owned()))
                 }
             } else if self.verified_sessions.contains_key(&key) {
-                Ok(Target::Session(key))
+                Ok(Target::Session(SessionKey(key)))
             } else {
                 Err(ClientError::NoSuchPeer(to.to_owned()))
             };
@@ -214,12 +216,15 @@ impl MeshState {
         if is_hex {
             for m in self.roster.members().keys() {
                 if m.to_hex().starts_with(&lower) {
-                    found.push((self.display_name(m), Target::Member(*m)));
+                    found.push((self.display_name(m), Target::Member(MemberKey(*m))));
                 }
             }
             for s in self.verified_sessions.keys() {
                 if s.to_hex().starts_with(&lower) {
-                    found.push((format!("session {}", short(s)), Target::Session(*s)));
+                    found.push((
+                        format!("session {}", short(s)),
+                        Target::Session(SessionKey(*s)),
+                    ));
                 }
             }
         }
@@ -258,7 +263,7 @@ impl MeshState {
                 (lookalike::skeleton(&p.name) == skeleton).then(|| {
                     (
                         format!("{} ({})", shown_name(&p.name).0, short(m)),
-                        Target::Member(*m),
+                        Target::Member(MemberKey(*m)),
                         lookalike::exact(&p.name) == exact,
                     )
                 })
@@ -341,7 +346,7 @@ impl MeshState {
                 {
                     found.push((
                         format!("session {} of {owner_label}", short(&k)),
-                        Target::Session(k),
+                        Target::Session(SessionKey(k)),
                     ));
                 }
             }

@@ -27,6 +27,7 @@ use super::rotation::{
 use super::state::MeshState;
 use crate::error::ClientError;
 use crate::home::{MeshConfig, MeshKeys};
+use claudemesh_crypto::MemberKey;
 use claudemesh_proto::clock::now_ms;
 
 const T: u64 = 1_800_000_000;
@@ -282,7 +283,7 @@ fn after_a_leave_anyone_rekeys_and_a_pending_kick_is_any_admins() {
         Some(Rotation::Mesh)
     );
     assert_eq!(
-        rotation_needed(&sb, &Target::Member(w.alice.public())).unwrap(),
+        rotation_needed(&sb, &Target::Member(MemberKey(w.alice.public()))).unwrap(),
         None,
         "direct messages need no rotation"
     );

@@ -110,12 +110,13 @@ impl MeshState {
             sent_at: sent_at_ms,
             log_head: self.roster.head(),
         };
-        match &target {
-            Target::Member(k) | Target::Session(k) => {
-                let known = match &target {
-                    Target::Member(_) => self.roster.is_member(k),
-                    _ => self.verified_sessions.contains_key(k),
-                };
+        let direct: Option<(bool, &PublicKey)> = match &target {
+            Target::Member(k) => Some((self.roster.is_member(k), k)),
+            Target::Session(k) => Some((self.verified_sessions.contains_key(&**k), k)),
+            Target::Group(_) | Target::Topic(_) | Target::Broadcast => None,
+        };
+        match direct {
+            Some((known, k)) => {
                 if !known {
                     return Err(ClientError::NoSuchPeer(short(k)));
                 }
@@ -127,7 +128,7 @@ impl MeshState {
                     SealingKey::DirectShared(&shared),
                 )?)
             }
-            Target::Group(_) | Target::Topic(_) | Target::Broadcast => {
+            None => {
                 let (_, key) = symmetric.ok_or(ClientError::MissingKey(MissingKey::FanOut))?;
                 Ok(Envelope::seal(
                     &self.session,
@@ -207,7 +208,7 @@ impl OpeningKeys for MeshState {
             if c.len() > 4096 {
                 c.clear();
             }
-            c.insert(cert.session, cert.clone());
+            c.insert(cert.session.0, cert.clone());
         }
     }
 

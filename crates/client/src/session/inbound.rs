@@ -191,7 +191,7 @@ impl Session {
                     // an older set): acked, recorded, never shown.
                     let reason = crate::grant_set::BLOCKED_REASON.to_owned();
                     if self
-                        .record_refusal(d.seq, msg.sender_member(), reason, now)
+                        .record_refusal(d.seq, msg.sender_member().0, reason, now)
                         .await
                     {
                         acks.push(d.seq);
@@ -204,7 +204,10 @@ impl Session {
                 Err(e) => {
                     tracing::warn!(seq = d.seq, error = %e, "refused an envelope");
                     let sender = d.envelope.sender.member;
-                    if self.record_refusal(d.seq, sender, e.to_string(), now).await {
+                    if self
+                        .record_refusal(d.seq, sender.0, e.to_string(), now)
+                        .await
+                    {
                         // Recorded and reported; acked so it is not redelivered forever.
                         acks.push(d.seq);
                     }
@@ -265,7 +268,7 @@ impl Session {
             if seen.len() > 100_000 {
                 seen.clear();
             }
-            seen.insert((msg.sender_member(), msg.id()))
+            seen.insert((msg.sender_member().0, msg.id()))
         };
         if first_time {
             self.emit(Event::Message(Box::new(InboxMessage {

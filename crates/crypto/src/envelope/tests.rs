@@ -4,6 +4,7 @@
 use super::*;
 use crate::boxes::{EpochRootKey, SharedBoxKey, SymmetricKey};
 use crate::cert::{CertError, SessionIdentity};
+use crate::ids::{MemberKey, SessionKey};
 use crate::keys::SigningKey;
 use crate::log::{LogBuilder, RemoveKind, Role};
 use proptest::prelude::*;
@@ -66,7 +67,8 @@ fn header(log: &LogBuilder, target: Target) -> EnvelopeHeader {
 fn seal_for(log: &LogBuilder, from: &Peer, target: Target, body: &[u8]) -> Envelope {
     let h = header(log, target.clone());
     match &target {
-        Target::Member(k) | Target::Session(k) => {
+        Target::Member(k) => Envelope::seal(&from.session, h, body, SealingKey::Direct(k)).unwrap(),
+        Target::Session(k) => {
             Envelope::seal(&from.session, h, body, SealingKey::Direct(k)).unwrap()
         }
         t => {
@@ -80,7 +82,7 @@ fn seal_for(log: &LogBuilder, from: &Peer, target: Target, body: &[u8]) -> Envel
 fn every_target_kind_verifies_and_opens() {
     let (log, alice, bob, _) = setup();
     let targets = [
-        Target::Member(bob.member.public()),
+        Target::Member(MemberKey(bob.member.public())),
         Target::Session(bob.session.public()),
         Target::Group("eng/backend".into()),
         Target::Topic("deploys".into()),
@@ -101,7 +103,12 @@ fn every_target_kind_verifies_and_opens() {
 #[test]
 fn flipping_any_byte_is_refused() {
     let (log, alice, bob, _) = setup();
-    let env = seal_for(&log, &alice, Target::Member(bob.member.public()), b"hi");
+    let env = seal_for(
+        &log,
+        &alice,
+        Target::Member(MemberKey(bob.member.public())),
+        b"hi",
+    );
     for i in 0..env.ciphertext.len() {
         let mut e = env.clone();
         e.ciphertext[i] ^= 1;
@@ -147,7 +154,12 @@ fn flipping_any_byte_is_refused() {
 #[test]
 fn a_validly_signed_but_undecryptable_body_is_refused_not_shown() {
     let (log, alice, bob, _) = setup();
-    let mut env = seal_for(&log, &alice, Target::Member(bob.member.public()), b"secret");
+    let mut env = seal_for(
+        &log,
+        &alice,
+        Target::Member(MemberKey(bob.member.public())),
+        b"secret",
+    );
     // The sender re-signs garbage: signature fine, box fails.
     env.ciphertext = b"plain text pretending to be ciphertext".to_vec();
     env.sig = alice.session.key.sign(&env.signed_bytes());
@@ -167,7 +179,12 @@ fn non_members_and_forged_certificates_are_refused() {
         member: outsider,
         root: EpochRootKey::from_bytes(0, [7; 32]),
     };
-    let env = seal_for(&log, &o, Target::Member(bob.member.public()), b"x");
+    let env = seal_for(
+        &log,
+        &o,
+        Target::Member(MemberKey(bob.member.public())),
+        b"x",
+    );
     assert!(matches!(
         env.verify_and_open(log.roster(), &bob),
         Err(EnvelopeError::SenderNotMember(_))
@@ -175,8 +192,13 @@ fn non_members_and_forged_certificates_are_refused() {
 
     // A session claiming bob's member key without bob's signature.
     let (log, alice, bob, _) = setup();
-    let mut env = seal_for(&log, &alice, Target::Member(bob.member.public()), b"x");
-    env.sender.member = bob.member.public();
+    let mut env = seal_for(
+        &log,
+        &alice,
+        Target::Member(MemberKey(bob.member.public())),
+        b"x",
+    );
+    env.sender.member = MemberKey(bob.member.public());
     env.sig = alice.session.key.sign(&env.signed_bytes());
     assert!(matches!(
         env.verify_and_open(log.roster(), &bob),
@@ -187,7 +209,12 @@ fn non_members_and_forged_certificates_are_refused() {
 #[test]
 fn direct_messages_open_only_for_their_recipient() {
     let (log, alice, bob, _) = setup();
-    let to_bob = seal_for(&log, &alice, Target::Member(bob.member.public()), b"x");
+    let to_bob = seal_for(
+        &log,
+        &alice,
+        Target::Member(MemberKey(bob.member.public())),
+        b"x",
+    );
     assert_eq!(
         to_bob.verify_and_open(log.roster(), &alice).unwrap_err(),
         EnvelopeError::NotForMe
@@ -204,7 +231,7 @@ fn direct_messages_open_only_for_their_recipient() {
 #[test]
 fn expired_certificate_is_refused() {
     let (log, alice, bob, _) = setup();
-    let mut h = header(&log, Target::Member(bob.member.public()));
+    let mut h = header(&log, Target::Member(MemberKey(bob.member.public())));
     h.sent_at = (T + 7200) * 1000;
     let env = Envelope::seal(
         &alice.session,
@@ -243,7 +270,12 @@ fn a_removed_member_cannot_read_group_messages_sent_after_removal() {
     let old = bob.root.mesh_key(&log.roster().mesh_id());
     assert!(old.decrypt(&env.ciphertext, &env.nonce).is_err());
     // And his messages claiming the current head are refused.
-    let env = seal_for(&log, &bob, Target::Member(alice2.member.public()), b"x");
+    let env = seal_for(
+        &log,
+        &bob,
+        Target::Member(MemberKey(alice2.member.public())),
+        b"x",
+    );
     assert!(matches!(
         env.verify_and_open(log.roster(), &alice2),
         Err(EnvelopeError::SenderNotMember(_))
@@ -254,7 +286,7 @@ fn a_removed_member_cannot_read_group_messages_sent_after_removal() {
 fn key_kind_must_match_target_and_body_is_bounded() {
     let (log, alice, bob, _) = setup();
     let key = SymmetricKey::generate();
-    let h = header(&log, Target::Member(bob.member.public()));
+    let h = header(&log, Target::Member(MemberKey(bob.member.public())));
     assert_eq!(
         Envelope::seal(&alice.session, h.clone(), b"x", SealingKey::Symmetric(&key)).unwrap_err(),
         EnvelopeError::KeyKindMismatch
@@ -280,7 +312,7 @@ fn shared_key_path_matches() {
         &alice.session.key.to_box_secret(),
     )
     .unwrap();
-    let h = header(&log, Target::Member(bob.member.public()));
+    let h = header(&log, Target::Member(MemberKey(bob.member.public())));
     let env = Envelope::seal(
         &alice.session,
         h,
@@ -299,7 +331,7 @@ proptest! {
     #[test]
     fn envelope_json_roundtrip(body in proptest::collection::vec(any::<u8>(), 0..300), name in "[a-z0-9_.-]{1,20}", reply in any::<bool>()) {
         let (log, alice, bob, _) = setup();
-        for target in [Target::Topic(name.clone()), Target::Group(name.clone()), Target::Member(bob.member.public())] {
+        for target in [Target::Topic(name.clone()), Target::Group(name.clone()), Target::Member(MemberKey(bob.member.public()))] {
             let mut env = seal_for(&log, &alice, target, &body);
             if reply {
                 env.reply_to = Some(MessageId::random());
@@ -317,7 +349,7 @@ proptest! {
         let id = MessageId(bytes);
         prop_assert_eq!(MessageId::from_hex(&id.to_hex()).unwrap(), id);
         let k = SigningKey::from_seed(&seed).public();
-        for t in [Target::Member(k), Target::Session(k), Target::Broadcast] {
+        for t in [Target::Member(MemberKey(k)), Target::Session(SessionKey(k)), Target::Broadcast] {
             prop_assert_eq!(t.to_string().parse::<Target>().unwrap(), t);
         }
     }

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::boxes::{SharedBoxKey, SymmetricKey, box_decrypt};
 use crate::cert::SessionCert;
-use crate::ids::MeshId;
+use crate::ids::{MemberKey, MeshId, SessionKey};
 use crate::keys::{PublicKey, SigningKey};
 use crate::log::Roster;
 use crate::target::Target;
@@ -69,25 +69,8 @@ impl Envelope {
             ));
         }
         let body = match &self.target {
-            Target::Member(to) | Target::Session(to) => {
-                let mine = match &self.target {
-                    Target::Member(_) => Some(keys.member_key()),
-                    _ => keys.session_key().filter(|s| s.public() == *to),
-                };
-                let mine = mine
-                    .filter(|k| k.public() == *to)
-                    .ok_or(EnvelopeError::NotForMe)?;
-                match keys.shared_box_key(&self.sender.session, to) {
-                    Some(shared) => shared.decrypt(&self.ciphertext, &self.nonce),
-                    None => box_decrypt(
-                        &self.ciphertext,
-                        &self.nonce,
-                        &self.sender.session.to_box_public(),
-                        &mine.to_box_secret(),
-                    ),
-                }
-                .map_err(EnvelopeError::Decrypt)?
-            }
+            Target::Member(to) => self.open_direct(keys, Some(keys.member_key()), to)?,
+            Target::Session(to) => self.open_direct(keys, keys.session_key(), to)?,
             target => keys
                 .symmetric_key(target, self.epoch)
                 .ok_or_else(|| EnvelopeError::NoKey {
@@ -110,6 +93,29 @@ impl Envelope {
             body,
         })
     }
+
+    /// The body of a direct message to `to`, opened with `mine` if it is
+    /// that key.
+    fn open_direct(
+        &self,
+        keys: &impl OpeningKeys,
+        mine: Option<&SigningKey>,
+        to: &PublicKey,
+    ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        let mine = mine
+            .filter(|k| k.public() == *to)
+            .ok_or(EnvelopeError::NotForMe)?;
+        match keys.shared_box_key(&self.sender.session, to) {
+            Some(shared) => shared.decrypt(&self.ciphertext, &self.nonce),
+            None => box_decrypt(
+                &self.ciphertext,
+                &self.nonce,
+                &self.sender.session.to_box_public(),
+                &mine.to_box_secret(),
+            ),
+        }
+        .map_err(EnvelopeError::Decrypt)
+    }
 }
 
 /// A message whose signature, sender certificate and membership were
@@ -119,8 +125,8 @@ impl Envelope {
 pub struct VerifiedMessage {
     mesh: MeshId,
     epoch: u64,
-    sender_member: PublicKey,
-    sender_session: PublicKey,
+    sender_member: MemberKey,
+    sender_session: SessionKey,
     target: Target,
     id: MessageId,
     reply_to: Option<MessageId>,
@@ -139,11 +145,11 @@ impl VerifiedMessage {
         self.epoch
     }
     /// The sender's member key (verified member).
-    pub fn sender_member(&self) -> PublicKey {
+    pub fn sender_member(&self) -> MemberKey {
         self.sender_member
     }
     /// The sender's session key (certified by the member key).
-    pub fn sender_session(&self) -> PublicKey {
+    pub fn sender_session(&self) -> SessionKey {
         self.sender_session
     }
     /// The target.

@@ -6,7 +6,7 @@ use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::log::{LogEntry, PeerType};
-use claudemesh_crypto::{Hash32, MeshId, PublicKey};
+use claudemesh_crypto::{Hash32, MemberKey, MeshId, PublicKey, SessionKey};
 use serde::{Deserialize, Serialize};
 
 use crate::errors::ErrorCode;
@@ -85,9 +85,9 @@ pub struct Challenge {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
     /// The member key authenticated.
-    pub member: PublicKey,
+    pub member: MemberKey,
     /// The session key authenticated.
-    pub session: PublicKey,
+    pub session: SessionKey,
     /// The broker's log head.
     pub log_head: Hash32,
     /// The broker's log length.
@@ -143,10 +143,10 @@ pub struct Deliver {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerPresence {
     /// Member key.
-    pub member: PublicKey,
+    pub member: MemberKey,
     /// Session key, when the entry describes one connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<PublicKey>,
+    pub session: Option<SessionKey>,
     /// The session's certificate (as presented in its hello), so peers can
     /// check for themselves that the session belongs to the member before
     /// they encrypt to it.
