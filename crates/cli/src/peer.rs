@@ -5,6 +5,7 @@
 //! verify`: safety numbers and pinned keys (TM8).
 
 use claudemesh_client::ClientError;
+use claudemesh_client::error::InvalidRequest;
 use claudemesh_client::mesh::pins::{self, PinStatus, Pins};
 use claudemesh_client::moderation;
 use claudemesh_crypto::log::RemoveKind;
@@ -254,11 +255,11 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Outcome {
         client.with_state(|s| {
             let member = s
                 .member_of_target(&t)
-                .ok_or_else(|| ClientError::Invalid(format!("{:?} is not one peer", a.peer)))?;
+                .ok_or_else(|| ClientError::NotOnePeer {
+                    peer: a.peer.clone(),
+                })?;
             if member == s.member_key().public() {
-                return Err(ClientError::Invalid(
-                    "that is you: verify someone else's key".into(),
-                ));
+                return Err(ClientError::Invalid(InvalidRequest::VerifySelf));
             }
             Ok((
                 member,
