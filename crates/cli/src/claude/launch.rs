@@ -35,7 +35,7 @@ impl LaunchArgs {
     }
 }
 use crate::claude::install::mcp_server::SERVER;
-use crate::claude::paths::ClaudePaths;
+use crate::claude::install::paths::ClaudePaths;
 use crate::exit::{self, Failure};
 
 /// Overrides the `claude` binary (a path, or a name looked up on `PATH`).

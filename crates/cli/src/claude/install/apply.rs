@@ -22,10 +22,10 @@ use crate::claude::install::manifest::{
     Entry, FileRecord, Kind, MANIFEST_VERSION, Manifest, load_manifest, manifest_path,
     save_manifest,
 };
+use crate::claude::install::paths::ClaudePaths;
 use crate::claude::install::report::{Change, FileReport, Report, print_files};
 use crate::claude::install::skill::{self, SkillPlan, plan_skill};
 use crate::claude::install::{hooks, mcp_server, status_line};
-use crate::claude::paths::ClaudePaths;
 use crate::exit::Outcome;
 use crate::exit::{self, Failure};
 use crate::global::Global;
