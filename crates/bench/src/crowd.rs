@@ -83,7 +83,7 @@ fn now_secs() -> u64 {
 }
 
 fn invalid(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Invalid(e.to_string())
+    ClientError::Invalid(e.to_string().into())
 }
 
 /// How many items of `item_bytes` (each `entries_per_item` log entries)

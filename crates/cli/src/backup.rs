@@ -4,11 +4,13 @@
 //! line, writing the `.cmb` file without clobbering, and restoring only
 //! after the whole file decrypted and checked out. The file format is
 //! `claudemesh_crypto::backup`, the payload `claudemesh_client::backup`.
+//! `restore` asks the policy itself, once the backup has opened.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::Args;
 use claudemesh_client::backup::{self as payload, BackupPayload, PayloadError};
 use claudemesh_client::home::{resolve_home, write_atomic};
 use claudemesh_crypto::backup::{
@@ -18,10 +20,42 @@ use claudemesh_crypto::backup::{
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::args::{BackupArgs, Global, RestoreArgs};
-use crate::exit::{self, Failure};
-use crate::policy::{self, Policy, Request, Verb};
-use crate::{Outcome, audit, output};
+use crate::exit::{self, Failure, Outcome};
+use crate::global::Global;
+use crate::output;
+use crate::policy::{self, Policy, Request, Verb, audit_log};
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write it [default: claudemesh-backup-<date>.cmb here]
+    pub file: Option<PathBuf>,
+    /// Replace the file if it exists
+    #[arg(long)]
+    pub force: bool,
+    /// Read the passphrase from the first line of this file (else
+    /// $CLAUDEMESH_PASSPHRASE, else it is asked twice on the terminal)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup (.cmb) `claudemesh backup` wrote
+    pub file: PathBuf,
+    /// Read the passphrase from the first line of this file (else
+    /// $CLAUDEMESH_PASSPHRASE, else it is asked on the terminal)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl BackupArgs {
+    /// What it asks the policy. (`restore` asks in [`restore`], once the
+    /// backup has opened.)
+    pub fn request(&self) -> Request {
+        let file = self.file.as_ref().map(|f| f.display().to_string());
+        Request::new(Verb::Backup, file.as_deref(), false)
+    }
+}
 
 /// The environment variable scripts pass the passphrase in.
 pub const PASSPHRASE_ENV: &str = "CLAUDEMESH_PASSPHRASE";
@@ -424,8 +458,13 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Outcome {
         mesh_words(&meshes)
     );
     policy.settle(&req, eval, None, &what)?;
-    let restored = payload::restore(&root, &payload, &stamp(SystemTime::now()), &[audit::FILE])
-        .map_err(payload_failure)?;
+    let restored = payload::restore(
+        &root,
+        &payload,
+        &stamp(SystemTime::now()),
+        &[audit_log::FILE],
+    )
+    .map_err(payload_failure)?;
     if g.json {
         output::json(&serde_json::json!({
             "restored": restored.home.display().to_string(),

@@ -18,9 +18,16 @@ use claudemesh_crypto::envelope::{Priority, Target};
 use claudemesh_crypto::invite::Invite;
 use claudemesh_crypto::log::PeerType;
 
-use crate::args::{DemoArgs, Global};
-use crate::exit::{self, Failure};
-use crate::{Outcome, output};
+use crate::exit::{self, Failure, Outcome};
+use crate::global::Global;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Keep the demo's temporary directory and print where it is
+    #[arg(long)]
+    pub keep: bool,
+}
 
 const TO_BOB: &str = "Hi bob! This message is sealed with crypto_box and signed by my session key.";
 const TO_ALICE: &str = "Hi alice. The broker stored it, but could not read it.";

@@ -1,7 +1,8 @@
-//! Exit codes scripts can rely on (listed in `docs/cli.md`), and how every
-//! failure becomes one line on stderr plus a hint, or a JSON object with
-//! `--json`. The numbering follows the TypeScript claudemesh where the two
-//! overlap, so existing scripts keep working.
+//! Exit codes scripts can rely on (listed in `docs/cli.md`), what a
+//! command returns ([`Outcome`]), and how every failure becomes one line
+//! on stderr plus a hint, or a JSON object with `--json`. The numbering
+//! follows the TypeScript claudemesh where the two overlap, so existing
+//! scripts keep working.
 
 use claudemesh_client::ClientError;
 use claudemesh_client::error::SessionNameProblem;
@@ -35,6 +36,9 @@ pub const IO: u8 = 10;
 /// Something could not be verified (membership log, signatures): nothing
 /// was trusted.
 pub const SECURITY: u8 = 11;
+
+/// What a command returns.
+pub type Outcome = Result<(), Failure>;
 
 /// A command's failure: exit code, message, and what to do next.
 #[derive(Debug)]

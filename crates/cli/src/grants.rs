@@ -1,13 +1,77 @@
 //! `claudemesh grant|revoke|block|unblock|grants`: who may reach this member
 //! (TM7). Each change is signed with the member key, kept in
 //! `meshes/<id>/grants.json`, and handed to the broker, which enforces it;
-//! this device checks it again on receipt.
+//! this device checks it again on receipt. `GrantsCmd` holds the five
+//! top-level commands and what each asks the policy.
 
+use clap::Subcommand;
 use claudemesh_client::grants::{self, GrantChange, GrantView};
 
-use crate::args::Global;
+use crate::exit::Outcome;
+use crate::global::Global;
 use crate::mesh::connect;
-use crate::{Outcome, output};
+use crate::output;
+use crate::policy::{Request, Verb};
+
+/// Top-level commands (`claudemesh grant …`): `Command` flattens them.
+#[derive(Debug, Subcommand)]
+pub enum GrantsCmd {
+    /// Give a peer capabilities back (dm, broadcast, group, topic, presence)
+    Grant {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+        /// Capabilities: dm, broadcast, group, topic, presence
+        #[arg(required = true)]
+        caps: Vec<String>,
+    },
+    /// Take capabilities from a peer (`all` takes every one)
+    Revoke {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+        /// Capabilities (dm, broadcast, group, topic, presence), or `all`
+        #[arg(required = true)]
+        caps: Vec<String>,
+    },
+    /// Refuse everything from a peer; the sender is told, unless --silent
+    Block {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+        /// Do not tell the sender: their messages are accepted and dropped
+        #[arg(long)]
+        silent: bool,
+    },
+    /// Back to the default for a peer: every capability
+    Unblock {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// List who you limited or blocked (everyone else may do everything)
+    Grants,
+}
+
+impl GrantsCmd {
+    /// What it asks the policy.
+    pub fn request(&self) -> Option<Request> {
+        use Request as R;
+        Some(match self {
+            GrantsCmd::Grant { peer, .. } => R::new(Verb::Grant, Some(peer), true),
+            GrantsCmd::Revoke { peer, .. } => R::new(Verb::Revoke, Some(peer), true),
+            GrantsCmd::Block { peer, .. } => R::new(Verb::Block, Some(peer), true),
+            GrantsCmd::Unblock { peer } => R::new(Verb::Unblock, Some(peer), true),
+            GrantsCmd::Grants => R::new(Verb::Grants, None, true),
+        })
+    }
+
+    pub async fn run(self, g: &Global) -> Outcome {
+        match self {
+            GrantsCmd::Grant { peer, caps } => grant(g, &peer, &caps).await,
+            GrantsCmd::Revoke { peer, caps } => revoke(g, &peer, &caps).await,
+            GrantsCmd::Block { peer, silent } => block(g, &peer, silent).await,
+            GrantsCmd::Unblock { peer } => unblock(g, &peer).await,
+            GrantsCmd::Grants => list(g).await,
+        }
+    }
+}
 
 async fn change(g: &Global, peer: &str, change: GrantChange, done: &str) -> Outcome {
     let (home, mesh, client) = connect(g).await?;

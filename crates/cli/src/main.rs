@@ -1,17 +1,21 @@
 //! `claudemesh`: the command line. Parses arguments, opens the home, runs
 //! one command, and turns any failure into one line (plus a hint) and an
 //! exit code from `exit`. Before a command runs, the policy decides
-//! whether it may (`policy`, logged by `audit`). Logs go to stderr only,
-//! and only with `-v`.
+//! whether it may (`request_for` here, then `policy`, which logs to
+//! `policy::audit_log`). Logs go to stderr only, and only with `-v`.
 //!
 //! # Layout
 //!
-//! - `args`: the command line as clap types; `output`, `exit`: printing
-//!   and failures.
+//! - `args`: the command line's top (`Cli`, the list of `Command`s);
+//!   `global`: the options every command takes, and the home they open;
+//!   `output`, `exit`: printing and failures.
 //! - One file per noun a user types: `mesh`, `peer`, `message`, `topic`,
-//!   `grants`, `status`, `backup`, `audit`, `demo`; `names` (how members
-//!   are shown), `workdir` (this checkout, for presence).
-//! - `policy/`: the approval policy every command asks first;
+//!   `grants`, `status`, `backup`, `audit`, `demo`. Each holds its clap
+//!   types (`MeshCmd`, …) with what each command asks the policy
+//!   (`request`) and runs (`run`); `names` (how members are shown),
+//!   `workdir` (this checkout, for presence).
+//! - `policy/`: the approval policy every command asks first, and its
+//!   audit log;
 //!   `approval_mode`: how much may run without asking (`--approval-mode`).
 //! - `claude/`: the Claude Code integration (`install`, `mcp`, hooks, the
 //!   status line, `launch`).
@@ -23,6 +27,7 @@ mod backup;
 mod claude;
 mod demo;
 mod exit;
+mod global;
 mod grants;
 mod mesh;
 mod message;
@@ -37,15 +42,13 @@ mod workdir;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
-use claudemesh_client::home::{Home, resolve_home};
 
-use crate::args::{
-    AuditCmd, Cli, Command, Global, GroupCmd, MeshCmd, MessageCmd, PeerCmd, ProfileCmd, TopicCmd,
-};
-use crate::exit::Failure;
-
-/// What a command returns.
-pub type Outcome = Result<(), Failure>;
+use crate::args::{Cli, Command};
+use crate::exit::{Failure, Outcome};
+use crate::mesh::MeshCmd;
+use crate::message::MessageCmd;
+use crate::peer::PeerCmd;
+use crate::policy::{Request, Verb};
 
 fn main() -> ExitCode {
     let cli = match parse() {
@@ -112,55 +115,62 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Opens the home named by `--home`, `CLAUDEMESH_HOME` or the default.
-pub fn open_home(g: &Global) -> Result<Home, Failure> {
-    mesh::trust_ca(g)?;
-    let root = resolve_home(g.home.as_deref())?;
-    Ok(Home::open(&root)?)
+/// The request a command makes of the policy; `None` for commands that
+/// touch neither the home nor a mesh (`demo`, `completions`), and for
+/// `restore`, which settles the policy itself once the backup has opened.
+fn request_for(cmd: &Command) -> Option<Request> {
+    match cmd {
+        Command::Mesh(cmd) => cmd.request(),
+        Command::Peer(cmd) => cmd.request(),
+        Command::Message(cmd) => cmd.request(),
+        Command::Topic(cmd) => cmd.request(),
+        Command::Group(cmd) => cmd.request(),
+        Command::Profile(cmd) => cmd.request(),
+        Command::Grants(cmd) => cmd.request(),
+        Command::Audit(cmd) => cmd.request(),
+        Command::Join(a) => Some(a.request()),
+        Command::Send(a) => Some(a.request()),
+        Command::Peers => PeerCmd::List.request(),
+        Command::Verify(a) => Some(a.request()),
+        Command::Inbox(a) => Some(a.request()),
+        Command::Status => Some(Request::new(Verb::Status, None, false)),
+        Command::Backup(a) => Some(a.request()),
+        Command::Restore(_) => None,
+        Command::Install(a) => a.request(),
+        Command::Uninstall(a) => a.request(),
+        Command::Launch(a) => Some(a.request()),
+        // Each MCP tool call is checked as the verb it matches (mcp/tools.rs).
+        Command::Mcp(_) => Some(Request::new(Verb::Mcp, None, true)),
+        // A hook only reports the session's state to its own MCP server and
+        // the status line only reads local files: neither is an action the
+        // policy governs (and a refused hook would break every prompt).
+        Command::Demo(_)
+        | Command::Completions { .. }
+        | Command::External(_)
+        | Command::Hook { .. }
+        | Command::StatusLine => None,
+    }
 }
 
 async fn run(cli: Cli) -> Outcome {
     let g = cli.global;
-    // `restore` settles the policy itself, once the backup has opened.
-    if !matches!(cli.command, Command::Restore(_))
-        && let Some(req) = policy::request_for(&cli.command)
-    {
+    if let Some(req) = request_for(&cli.command) {
         policy::Policy::load(&g)?.enforce(&g, &req)?;
     }
     match cli.command {
-        Command::Mesh(cmd) => match cmd {
-            MeshCmd::Create {
-                name,
-                broker,
-                display_name,
-                peer_type,
-                create_token,
-            } => {
-                mesh::create(
-                    &g,
-                    &name,
-                    &broker,
-                    display_name,
-                    peer_type,
-                    create_token.as_deref(),
-                )
-                .await
-            }
-            MeshCmd::List => mesh::list(&g),
-            MeshCmd::Share {
-                uses,
-                expires,
-                role,
-                code,
-                no_qr,
-            } => mesh::share(&g, uses, expires.into(), role, code, no_qr).await,
-            MeshCmd::RevokeInvite { id } => mesh::revoke_invite(&g, &id).await,
-            MeshCmd::Rekey => mesh::rekey(&g).await,
-            MeshCmd::Join(a) => mesh::join(&g, a).await,
-            MeshCmd::Use { mesh } => mesh::use_mesh(&g, &mesh),
-            MeshCmd::Leave => mesh::leave(&g).await,
-        },
-        Command::Join(a) => mesh::join(&g, a).await,
+        Command::Mesh(cmd) => cmd.run(&g).await,
+        Command::Peer(cmd) => cmd.run(&g).await,
+        Command::Message(cmd) => cmd.run(&g).await,
+        Command::Topic(cmd) => cmd.run(&g).await,
+        Command::Group(cmd) => cmd.run(&g).await,
+        Command::Profile(cmd) => cmd.run(&g).await,
+        Command::Grants(cmd) => cmd.run(&g).await,
+        Command::Audit(cmd) => cmd.run(&g).await,
+        Command::Join(a) => MeshCmd::Join(a).run(&g).await,
+        Command::Send(a) => MessageCmd::Send(a).run(&g).await,
+        Command::Peers => PeerCmd::List.run(&g).await,
+        Command::Verify(a) => PeerCmd::Verify(a).run(&g).await,
+        Command::Inbox(a) => MessageCmd::Inbox(a).run(&g).await,
         Command::External(words) => {
             let first = words.first().map(String::as_str).unwrap_or_default();
             // (A bare invite URL was turned into `join` by `parse`.)
@@ -169,56 +179,9 @@ async fn run(cli: Cli) -> Outcome {
                     .hint("run `claudemesh --help` for the list of commands"),
             )
         }
-        Command::Grant { peer: p, caps } => grants::grant(&g, &p, &caps).await,
-        Command::Revoke { peer: p, caps } => grants::revoke(&g, &p, &caps).await,
-        Command::Block { peer: p, silent } => grants::block(&g, &p, silent).await,
-        Command::Unblock { peer: p } => grants::unblock(&g, &p).await,
-        Command::Grants => grants::list(&g).await,
-        Command::Peer(PeerCmd::List) | Command::Peers => peer::list(&g).await,
-        Command::Peer(PeerCmd::Kick { peer: p }) => peer::remove(&g, &p, false).await,
-        Command::Peer(PeerCmd::Ban { peer: p }) => peer::remove(&g, &p, true).await,
-        Command::Peer(PeerCmd::Unban { peer: p }) => peer::unban(&g, &p).await,
-        Command::Peer(PeerCmd::Bans) => peer::bans(&g).await,
-        Command::Peer(PeerCmd::Verify(a)) | Command::Verify(a) => peer::verify(&g, a).await,
-        Command::Topic(cmd) => match cmd {
-            TopicCmd::Create {
-                name,
-                private,
-                description,
-            } => topic::create(&g, &name, private, description).await,
-            TopicCmd::List => topic::list(&g).await,
-            TopicCmd::Join { topic: t } => topic::join(&g, &t).await,
-            TopicCmd::Leave { topic: t } => topic::leave(&g, &t).await,
-            TopicCmd::Add { topic: t, peer: p } => topic::add(&g, &t, &p).await,
-            TopicCmd::Members { topic: t } => topic::members(&g, &t).await,
-            TopicCmd::Post {
-                topic: t,
-                text,
-                priority,
-                reply_to,
-            } => topic::post(&g, &t, &text, priority, reply_to).await,
-            TopicCmd::History {
-                topic: t,
-                limit,
-                before,
-            } => topic::history(&g, &t, limit, before).await,
-            TopicCmd::Read { topic: t } => topic::read(&g, &t).await,
-        },
-        Command::Group(cmd) => match cmd {
-            GroupCmd::Join { group, role } => topic::group_join(&g, &group, role).await,
-            GroupCmd::Leave { group } => topic::group_leave(&g, &group).await,
-            GroupCmd::List => topic::group_list(&g).await,
-        },
-        Command::Message(MessageCmd::Send(a)) | Command::Send(a) => message::send(&g, a).await,
-        Command::Message(MessageCmd::Inbox(a)) | Command::Inbox(a) => message::inbox(&g, a).await,
-        Command::Message(MessageCmd::Status { id }) => message::status(&g, &id).await,
-        Command::Profile(ProfileCmd::Summary { text }) => peer::set_summary(&g, text).await,
-        Command::Profile(ProfileCmd::Status { status }) => peer::set_status(&g, status).await,
         Command::Status => status::run(&g).await,
         Command::Backup(a) => backup::backup(&g, a),
         Command::Restore(a) => backup::restore(&g, a),
-        Command::Audit(AuditCmd::Verify) => audit::verify_cmd(&g),
-        Command::Audit(AuditCmd::List { limit }) => audit::list_cmd(&g, limit),
         Command::Demo(a) => demo::run(&g, a).await,
         Command::Mcp(a) => claude::mcp::run(&g, a).await,
         Command::Hook { event } => claude::hooks::hook(&g, event).await,

@@ -1,24 +1,185 @@
 //! `claudemesh mesh …` and `join`: create a mesh, list this device's meshes,
 //! share and revoke invites, write a new mesh key, join with one, pick the
-//! default, leave. Also [`connect`], which every command acting in a mesh
-//! uses: it writes the keys this member should rotate itself and warns on
-//! stderr about keys sealed to it that do not open (bad seals).
+//! default, leave ([`MeshCmd`], with what each asks the policy). Also
+//! [`connect`], which every command acting in a mesh uses: it writes the
+//! keys this member should rotate itself and warns on stderr about keys
+//! sealed to it that do not open (bad seals).
 
 use std::time::Duration;
 
+use clap::{Args, Subcommand, ValueEnum};
 use claudemesh_client::home::MeshConfig;
 use claudemesh_client::invites;
 use claudemesh_client::invites::JoinWith;
 use claudemesh_client::invites::ShareOptions;
 use claudemesh_client::membership;
-use claudemesh_client::{ClientError, ConnectOptions, MeshClient};
+use claudemesh_client::{ConnectOptions, MeshClient};
 use claudemesh_crypto::invite::{Invite, ShortCode};
 use claudemesh_crypto::log::{PeerType, Role};
 use serde::Serialize;
 
-use crate::args::{Global, JoinArgs, PeerKind, RoleArg};
-use crate::exit::{self, Failure};
-use crate::{Outcome, open_home, output};
+use crate::exit::{self, Failure, Outcome};
+use crate::global::{Global, open_home};
+use crate::output;
+use crate::policy::{Request, Verb};
+
+#[derive(Debug, Subcommand)]
+pub enum MeshCmd {
+    /// Create a mesh on a broker; you become its owner
+    #[command(visible_alias = "new")]
+    Create {
+        /// The mesh's name (local; shared with people you invite)
+        name: String,
+        /// The broker's websocket URL, e.g. ws://127.0.0.1:7900 or wss://mesh.example.com (add --ca for a private CA)
+        #[arg(long, env = "CLAUDEMESH_BROKER_URL", value_name = "URL")]
+        broker: String,
+        /// Your display name in the mesh [default: $USER]
+        #[arg(long = "name", value_name = "NAME")]
+        display_name: Option<String>,
+        /// What kind of peer you are
+        #[arg(long = "type", value_enum, default_value_t = PeerKind::Human)]
+        peer_type: PeerKind,
+        /// The broker operator's mesh-creation token (a remote broker creates
+        /// meshes only for its holders, unless its operator opened it to anyone)
+        #[arg(
+            long,
+            env = "CLAUDEMESH_CREATE_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        create_token: Option<String>,
+    },
+    /// List the meshes this device belongs to
+    #[command(visible_alias = "ls")]
+    List,
+    /// Make an invite: prints its URL (last line of stdout)
+    #[command(visible_alias = "invite")]
+    Share {
+        /// How many people may join with it
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        uses: u32,
+        /// How long it stays valid (e.g. 30m, 12h, 7d)
+        #[arg(long, default_value = "7d", value_name = "DURATION")]
+        expires: humantime::Duration,
+        /// The role joiners get
+        #[arg(long, value_enum, default_value_t = RoleArg::Member)]
+        role: RoleArg,
+        /// Also print a short code to read aloud (join with --broker)
+        #[arg(long)]
+        code: bool,
+        /// Do not draw a QR code
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Revoke an invite by the id `mesh share` printed
+    RevokeInvite {
+        /// Invite id (or its first 8+ hex digits)
+        id: String,
+    },
+    /// Write a new mesh key now, sealed to every current member (owners and
+    /// admins; a member when someone left, a joiner is owed the key, or the
+    /// current key was made by a member)
+    Rekey,
+    /// Join a mesh with an invite URL or short code
+    #[command(visible_alias = "add")]
+    Join(JoinArgs),
+    /// Make a mesh the default for commands without --mesh
+    Use {
+        /// Mesh name or id prefix
+        mesh: String,
+    },
+    /// Leave the mesh (--mesh, or the default) and forget it on this device
+    Leave,
+}
+
+/// `mesh join` / `join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The invite: https://…/join#…, claudemesh://join/…, a token, or a short code
+    pub invite: String,
+    /// Your display name in the mesh [default: $USER]
+    #[arg(long = "name", value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// The broker, when joining with a short code
+    #[arg(long, env = "CLAUDEMESH_BROKER_URL", value_name = "URL")]
+    pub broker: Option<String>,
+    /// What kind of peer you are
+    #[arg(long = "type", value_enum, default_value_t = PeerKind::Human)]
+    pub peer_type: PeerKind,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PeerKind {
+    Ai,
+    Human,
+    Bot,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Member,
+    Admin,
+}
+
+impl JoinArgs {
+    /// What it asks the policy. The invite is a secret: it is never a
+    /// target.
+    pub fn request(&self) -> Request {
+        Request::new(Verb::MeshJoin, None, false)
+    }
+}
+
+impl MeshCmd {
+    /// What it asks the policy.
+    pub fn request(&self) -> Option<Request> {
+        use Request as R;
+        Some(match self {
+            MeshCmd::Create { name, .. } => R::new(Verb::MeshCreate, Some(name), false),
+            MeshCmd::List => R::new(Verb::MeshList, None, false),
+            MeshCmd::Share { .. } => R::new(Verb::MeshShare, None, true),
+            MeshCmd::RevokeInvite { id } => R::new(Verb::MeshRevokeInvite, Some(id), true),
+            MeshCmd::Rekey => R::new(Verb::MeshRekey, None, true),
+            MeshCmd::Join(a) => a.request(),
+            MeshCmd::Use { mesh } => R::new(Verb::MeshUse, Some(mesh), false),
+            MeshCmd::Leave => R::new(Verb::MeshLeave, None, true),
+        })
+    }
+
+    pub async fn run(self, g: &Global) -> Outcome {
+        match self {
+            MeshCmd::Create {
+                name,
+                broker,
+                display_name,
+                peer_type,
+                create_token,
+            } => {
+                create(
+                    g,
+                    &name,
+                    &broker,
+                    display_name,
+                    peer_type,
+                    create_token.as_deref(),
+                )
+                .await
+            }
+            MeshCmd::List => list(g),
+            MeshCmd::Share {
+                uses,
+                expires,
+                role,
+                code,
+                no_qr,
+            } => share(g, uses, expires.into(), role, code, no_qr).await,
+            MeshCmd::RevokeInvite { id } => revoke_invite(g, &id).await,
+            MeshCmd::Rekey => rekey(g).await,
+            MeshCmd::Join(a) => join(g, a).await,
+            MeshCmd::Use { mesh } => use_mesh(g, &mesh),
+            MeshCmd::Leave => leave(g).await,
+        }
+    }
+}
 
 pub fn peer_type(k: PeerKind) -> PeerType {
     match k {
@@ -35,16 +196,6 @@ pub fn default_display_name() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "me".to_owned())
-}
-
-/// Makes `--ca` / `CLAUDEMESH_CA` (a PEM file) the private CA this process
-/// trusts for `wss://` brokers; a mesh created or joined now stores it.
-pub fn trust_ca(g: &Global) -> Result<(), Failure> {
-    if let Some(path) = &g.ca {
-        let pem = claudemesh_client::tls::read_ca_file(path).map_err(ClientError::from)?;
-        claudemesh_client::tls::set_default_ca(Some(pem));
-    }
-    Ok(())
 }
 
 /// Opens the home, picks the mesh, connects as the CLI session.

@@ -2,21 +2,105 @@
 //! message (to a peer, a `#topic`, an `@group` or `*`) and print its id
 //! once the broker has durably accepted it; fetch what is queued (stored
 //! locally and acknowledged before it is printed); and report
-//! per-recipient delivery.
+//! per-recipient delivery. Their clap types (`MessageCmd`, `SendArgs`,
+//! `InboxArgs`) say what each asks the policy.
 
 use std::io::Read as _;
 
+use clap::{Args, Subcommand, ValueEnum};
 use claudemesh_client::Event;
 use claudemesh_client::local::InboxMessage;
 use claudemesh_client::mesh::Label;
 use claudemesh_client::messages;
 use claudemesh_crypto::envelope::{MessageId, Priority};
 
-use crate::args::{Global, InboxArgs, PriorityArg, SendArgs};
-use crate::exit::{self, Failure};
+use crate::exit::{self, Failure, Outcome};
+use crate::global::Global;
 use crate::mesh::connect;
-use crate::{Outcome, names, output};
+use crate::policy::{Request, Verb};
+use crate::{names, output};
 use claudemesh_crypto::SessionKey;
+
+#[derive(Debug, Subcommand)]
+pub enum MessageCmd {
+    /// Send a message (end-to-end encrypted and signed)
+    Send(SendArgs),
+    /// Fetch queued messages, store and acknowledge them, print the unread ones
+    Inbox(InboxArgs),
+    /// Per-recipient state of a message you sent: queued, delivered, read
+    Status {
+        /// The message id `send` printed
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Recipient: a display name, a key prefix (8+ hex digits), a session
+    /// name, '#topic', '@group', or '*' (everyone)
+    pub to: String,
+    /// The text ("-" reads it from stdin)
+    pub text: String,
+    /// Delivery priority
+    #[arg(long, value_enum, default_value_t = PriorityArg::Next)]
+    pub priority: PriorityArg,
+    /// The message id this one answers
+    #[arg(long, value_name = "ID")]
+    pub reply_to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Keep running and print messages as they arrive
+    #[arg(long)]
+    pub watch: bool,
+    /// Show read messages too (the newest --limit)
+    #[arg(long)]
+    pub all: bool,
+    /// At most this many messages
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PriorityArg {
+    Now,
+    Next,
+    Low,
+}
+
+impl SendArgs {
+    /// What it asks the policy.
+    pub fn request(&self) -> Request {
+        Request::new(Verb::MessageSend, Some(&self.to), true)
+    }
+}
+
+impl InboxArgs {
+    /// What it asks the policy.
+    pub fn request(&self) -> Request {
+        Request::new(Verb::MessageInbox, None, true)
+    }
+}
+
+impl MessageCmd {
+    /// What it asks the policy.
+    pub fn request(&self) -> Option<Request> {
+        Some(match self {
+            MessageCmd::Send(a) => a.request(),
+            MessageCmd::Inbox(a) => a.request(),
+            MessageCmd::Status { id } => Request::new(Verb::MessageStatus, Some(id), true),
+        })
+    }
+
+    pub async fn run(self, g: &Global) -> Outcome {
+        match self {
+            MessageCmd::Send(a) => send(g, a).await,
+            MessageCmd::Inbox(a) => inbox(g, a).await,
+            MessageCmd::Status { id } => status(g, &id).await,
+        }
+    }
+}
 
 /// The text of a message: the argument, or stdin for "-"; never empty.
 pub fn read_body(text: &str) -> Result<String, Failure> {

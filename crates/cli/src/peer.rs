@@ -2,17 +2,140 @@
 //! the mesh (only members this device verified in the log), whether each
 //! can take live messages now, and this member's own status and summary.
 //! Also `peer kick|ban|unban|bans`: removals and the ban list, and `peer
-//! verify`: safety numbers and pinned keys (TM8).
+//! verify`: safety numbers and pinned keys (TM8). Their clap types
+//! (`PeerCmd`, `ProfileCmd`, `VerifyArgs`) say what each asks the policy.
 
+use clap::{Args, Subcommand, ValueEnum};
 use claudemesh_client::ClientError;
+use claudemesh_client::error::InvalidRequest;
 use claudemesh_client::mesh::pins::{self, PinStatus, Pins};
 use claudemesh_client::moderation;
 use claudemesh_crypto::log::RemoveKind;
 use claudemesh_proto::frames::Status;
 
-use crate::args::{Global, StatusArg, VerifyArgs};
+use crate::exit::Outcome;
+use crate::global::Global;
 use crate::mesh::connect;
-use crate::{Outcome, output};
+use crate::output;
+use crate::policy::{Request, Verb};
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCmd {
+    /// List the mesh's members, online first, with their sessions
+    #[command(visible_alias = "ls")]
+    List,
+    /// Remove a member (owners and admins); they may rejoin with a new invite
+    Kick {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// Remove a member and refuse their key until unbanned (owners and admins)
+    Ban {
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// Lift a ban (owners and admins); it does not re-admit
+    Unban {
+        /// The name the member had, or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// List banned keys
+    Bans,
+    /// Show the safety number you share with a peer, to compare out of band;
+    /// --mark pins their key once the numbers match
+    Verify(VerifyArgs),
+}
+
+/// `peer verify` / `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The member: a display name or a key prefix (8+ hex digits)
+    pub peer: String,
+    /// The numbers match: pin this key (you are warned, and direct messages
+    /// are refused, if the log ever shows another key under this name)
+    #[arg(long)]
+    pub mark: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// Set your one-line summary (encrypted; peers see it in `peer list`)
+    Summary {
+        /// The summary ("" clears it)
+        text: String,
+    },
+    /// Set your status: idle takes every message, working and dnd only `now` ones
+    Status {
+        /// The status
+        #[arg(value_enum)]
+        status: StatusArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Idle,
+    Working,
+    Dnd,
+}
+
+impl VerifyArgs {
+    /// What it asks the policy: pinning a key is a write.
+    pub fn request(&self) -> Request {
+        let verb = if self.mark {
+            Verb::PeerVerifyMark
+        } else {
+            Verb::PeerVerify
+        };
+        Request::new(verb, Some(&self.peer), true)
+    }
+}
+
+impl PeerCmd {
+    /// What it asks the policy.
+    pub fn request(&self) -> Option<Request> {
+        use Request as R;
+        Some(match self {
+            PeerCmd::List => R::new(Verb::PeerList, None, true),
+            PeerCmd::Kick { peer } => R::new(Verb::PeerKick, Some(peer), true),
+            PeerCmd::Ban { peer } => R::new(Verb::PeerBan, Some(peer), true),
+            PeerCmd::Unban { peer } => R::new(Verb::PeerUnban, Some(peer), true),
+            PeerCmd::Bans => R::new(Verb::PeerBans, None, true),
+            PeerCmd::Verify(a) => a.request(),
+        })
+    }
+
+    pub async fn run(self, g: &Global) -> Outcome {
+        match self {
+            PeerCmd::List => list(g).await,
+            PeerCmd::Kick { peer } => remove(g, &peer, false).await,
+            PeerCmd::Ban { peer } => remove(g, &peer, true).await,
+            PeerCmd::Unban { peer } => unban(g, &peer).await,
+            PeerCmd::Bans => bans(g).await,
+            PeerCmd::Verify(a) => verify(g, a).await,
+        }
+    }
+}
+
+impl ProfileCmd {
+    /// What it asks the policy.
+    pub fn request(&self) -> Option<Request> {
+        Some(match self {
+            ProfileCmd::Summary { .. } => Request::new(Verb::ProfileSummary, None, true),
+            ProfileCmd::Status { status } => {
+                let s = format!("{status:?}").to_ascii_lowercase();
+                Request::new(Verb::ProfileStatus, Some(&s), true)
+            }
+        })
+    }
+
+    pub async fn run(self, g: &Global) -> Outcome {
+        match self {
+            ProfileCmd::Summary { text } => set_summary(g, text).await,
+            ProfileCmd::Status { status } => set_status(g, status).await,
+        }
+    }
+}
 
 pub async fn list(g: &Global) -> Outcome {
     let (home, mesh, client) = connect(g).await?;
@@ -254,11 +377,11 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Outcome {
         client.with_state(|s| {
             let member = s
                 .member_of_target(&t)
-                .ok_or_else(|| ClientError::Invalid(format!("{:?} is not one peer", a.peer)))?;
+                .ok_or_else(|| ClientError::NotOnePeer {
+                    peer: a.peer.clone(),
+                })?;
             if member == s.member_key().public() {
-                return Err(ClientError::Invalid(
-                    "that is you: verify someone else's key".into(),
-                ));
+                return Err(ClientError::Invalid(InvalidRequest::VerifySelf));
             }
             Ok((
                 member,

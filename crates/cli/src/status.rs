@@ -8,9 +8,9 @@ use claudemesh_client::mesh::BadSealReport;
 use claudemesh_client::{ConnectOptions, MeshClient};
 use serde::Serialize;
 
-use crate::args::Global;
-use crate::exit::Failure;
-use crate::{Outcome, open_home, output};
+use crate::exit::{Failure, Outcome};
+use crate::global::{Global, open_home};
+use crate::output;
 
 /// Skew beyond which certificates and invites may be judged wrongly.
 const SKEW_WARN_MS: i64 = 60_000;

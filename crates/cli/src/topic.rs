@@ -2,18 +2,176 @@
 //! or private, with their own history) and groups (`@name`, hierarchical)
 //! as the membership log records them — create, join, add, leave, list,
 //! post (with `@name` mentions), read the verified history, mark read.
+//! Their clap types (`TopicCmd`, `GroupCmd`) say what each asks the policy.
 
+use clap::Subcommand;
 use claudemesh_client::ClientError;
 use claudemesh_client::groups;
 use claudemesh_client::mesh::Label;
 use claudemesh_client::topics::{self, TopicView};
 use claudemesh_crypto::envelope::{MessageId, Target};
 
-use crate::args::{Global, PriorityArg};
-use crate::exit::{self, Failure};
+use crate::exit::{self, Failure, Outcome};
+use crate::global::Global;
 use crate::mesh::connect;
-use crate::message::{self, parse_reply_to, read_body};
-use crate::{Outcome, names, output};
+use crate::message::{self, PriorityArg, parse_reply_to, read_body};
+use crate::policy::{Request, Verb};
+use crate::{names, output};
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic; you become its first member
+    Create {
+        /// The topic's name (with or without #): 1-64 of A-Z a-z 0-9 . _ - /
+        name: String,
+        /// Private: its own key, only members read it, members add members
+        #[arg(long)]
+        private: bool,
+        /// What the topic is for (shown in `topic list`)
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the mesh's topics with your unread counts
+    #[command(visible_alias = "ls")]
+    List,
+    /// Join a public topic
+    Join {
+        /// The topic (with or without #)
+        topic: String,
+    },
+    /// Leave a topic
+    Leave {
+        /// The topic (with or without #)
+        topic: String,
+    },
+    /// Add a member to a topic (private: you must be in it)
+    Add {
+        /// The topic (with or without #)
+        topic: String,
+        /// The member: a display name or a key prefix (8+ hex digits)
+        peer: String,
+    },
+    /// List a topic's members
+    Members {
+        /// The topic (with or without #)
+        topic: String,
+    },
+    /// Post to a topic (same as `send '#topic' <text>`)
+    Post {
+        /// The topic (with or without #)
+        topic: String,
+        /// The text ("-" reads it from stdin)
+        text: String,
+        /// Delivery priority
+        #[arg(long, value_enum, default_value_t = PriorityArg::Next)]
+        priority: PriorityArg,
+        /// The message id this one answers
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
+    },
+    /// A topic's stored messages (yours too), verified like deliveries
+    History {
+        /// The topic (with or without #)
+        topic: String,
+        /// At most this many (1-200)
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+        /// Only messages older than this message id
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
+    },
+    /// Mark every unread message of a topic read
+    Read {
+        /// The topic (with or without #)
+        topic: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Join a group (again, to change your role in it)
+    Join {
+        /// The group (with or without @), e.g. eng/backend
+        group: String,
+        /// Your role in the group, e.g. lead
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+    },
+    /// Leave a group
+    Leave {
+        /// The group (with or without @)
+        group: String,
+    },
+    /// List the groups that have members, with their members and roles
+    #[command(visible_alias = "ls")]
+    List,
+}
+
+impl TopicCmd {
+    /// What it asks the policy.
+    pub fn request(&self) -> Option<Request> {
+        use Request as R;
+        Some(match self {
+            TopicCmd::Create { name, .. } => R::new(Verb::TopicCreate, Some(name), true),
+            TopicCmd::List => R::new(Verb::TopicList, None, true),
+            TopicCmd::Join { topic } => R::new(Verb::TopicJoin, Some(topic), true),
+            TopicCmd::Leave { topic } => R::new(Verb::TopicLeave, Some(topic), true),
+            TopicCmd::Add { topic, peer } => {
+                R::new(Verb::TopicAdd, Some(&format!("{peer} to {topic}")), true)
+            }
+            TopicCmd::Members { topic } => R::new(Verb::TopicMembers, Some(topic), true),
+            TopicCmd::Post { topic, .. } => R::new(Verb::TopicPost, Some(topic), true),
+            TopicCmd::History { topic, .. } => R::new(Verb::TopicHistory, Some(topic), true),
+            TopicCmd::Read { topic } => R::new(Verb::TopicRead, Some(topic), true),
+        })
+    }
+
+    pub async fn run(self, g: &Global) -> Outcome {
+        match self {
+            TopicCmd::Create {
+                name,
+                private,
+                description,
+            } => create(g, &name, private, description).await,
+            TopicCmd::List => list(g).await,
+            TopicCmd::Join { topic } => join(g, &topic).await,
+            TopicCmd::Leave { topic } => leave(g, &topic).await,
+            TopicCmd::Add { topic, peer } => add(g, &topic, &peer).await,
+            TopicCmd::Members { topic } => members(g, &topic).await,
+            TopicCmd::Post {
+                topic,
+                text,
+                priority,
+                reply_to,
+            } => post(g, &topic, &text, priority, reply_to).await,
+            TopicCmd::History {
+                topic,
+                limit,
+                before,
+            } => history(g, &topic, limit, before).await,
+            TopicCmd::Read { topic } => read(g, &topic).await,
+        }
+    }
+}
+
+impl GroupCmd {
+    /// What it asks the policy.
+    pub fn request(&self) -> Option<Request> {
+        Some(match self {
+            GroupCmd::Join { group, .. } => Request::new(Verb::GroupJoin, Some(group), true),
+            GroupCmd::Leave { group } => Request::new(Verb::GroupLeave, Some(group), true),
+            GroupCmd::List => Request::new(Verb::GroupList, None, true),
+        })
+    }
+
+    pub async fn run(self, g: &Global) -> Outcome {
+        match self {
+            GroupCmd::Join { group, role } => group_join(g, &group, role).await,
+            GroupCmd::Leave { group } => group_leave(g, &group).await,
+            GroupCmd::List => group_list(g).await,
+        }
+    }
+}
 
 /// Runs `f` on a connected client, closes it, and maps the error.
 async fn with_client<T>(

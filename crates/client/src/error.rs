@@ -131,11 +131,12 @@ pub enum ClientError {
         /// Why it reaches no session.
         problem: SessionNameProblem,
     },
-    /// Bad input found by a check outside this crate's own (the CLI's, a
-    /// test's), or an attempt to remove oneself (leave instead). The SDK's
-    /// own refusals are the variants below, each with its data.
+    /// A request that makes no sense for the member making it (removing
+    /// or verifying itself), or bad input found by a check outside this
+    /// crate (a test's, the bench's). The SDK's other refusals of input
+    /// are the variants below, each with its data.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(InvalidRequest),
     /// It exists already: a mesh, a membership, a topic, a revocation.
     #[error("{0}")]
     Exists(Existing),
@@ -272,6 +273,27 @@ pub enum SessionNameProblem {
         /// The member, with its short key.
         member: String,
     },
+}
+
+/// A request that makes no sense for the member making it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// A kick or ban of oneself: a member leaves with `mesh leave`.
+    #[error("you cannot remove yourself; to leave the mesh use `claudemesh mesh leave`")]
+    RemoveSelf,
+    /// Safety numbers are compared with someone else.
+    #[error("that is you: verify someone else's key")]
+    VerifySelf,
+    /// Found by a check outside this crate (a test's, the bench's), in its
+    /// words.
+    #[error("{0}")]
+    Outside(String),
+}
+
+impl From<String> for InvalidRequest {
+    fn from(words: String) -> Self {
+        InvalidRequest::Outside(words)
+    }
 }
 
 /// What exists already.

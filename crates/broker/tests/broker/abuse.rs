@@ -716,11 +716,14 @@ async fn a_member_put_in_hundreds_of_topics_still_gets_each_message_once(backend
                 let name = format!("trap{chunk}-{i}");
                 let (body, key) =
                     topic_create_body(&name, true, "", &s.member_key().public(), &s.mesh_id())
-                        .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
+                        .map_err(|e| {
+                            claudemesh_client::ClientError::Invalid(e.to_string().into())
+                        })?;
                 for body in [
                     body,
-                    topic_join_body(&name, &bob_key, key.as_ref())
-                        .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?,
+                    topic_join_body(&name, &bob_key, key.as_ref()).map_err(|e| {
+                        claudemesh_client::ClientError::Invalid(e.to_string().into())
+                    })?,
                 ] {
                     let e = LogEntry::sign(
                         s.member_key(),

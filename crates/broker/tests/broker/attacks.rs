@@ -163,7 +163,7 @@ async fn attack_member_seals_garbage_to_a_peer(backend: Backend) {
         let root = EpochRootKey::generate(r.epoch() + 1);
         let members: Vec<PublicKey> = r.members().keys().copied().collect();
         let mut body = claudemesh_crypto::log::rekey_body(&root, &r.mesh_id(), &members)
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            .map_err(|e| ClientError::Invalid(e.to_string().into()))?;
         if let EntryBody::Rekey { sealed, .. } = &mut body {
             for s in sealed.iter_mut().filter(|s| s.recipient == bob_key) {
                 s.ciphertext = random_bytes::<SEALED_ROOT_KEY_BYTES>().to_vec();
@@ -414,18 +414,18 @@ async fn fill_private_topics(
             for name in chunk {
                 let (create, key) =
                     claudemesh_crypto::log::topic_create_body(name, true, "", &me, &r.mesh_id())
-                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                        .map_err(|e| ClientError::Invalid(e.to_string().into()))?;
                 let mut bodies = vec![create];
                 for who in members.iter().filter(|k| **k != me) {
                     bodies.push(
                         claudemesh_crypto::log::topic_join_body(name, who, key.as_ref())
-                            .map_err(|e| ClientError::Invalid(e.to_string()))?,
+                            .map_err(|e| ClientError::Invalid(e.to_string().into()))?,
                     );
                 }
                 for body in bodies {
                     let e = LogEntry::sign(s.member_key(), r.len(), r.head(), now_secs(), body);
                     r.apply(&e)
-                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                        .map_err(|e| ClientError::Invalid(e.to_string().into()))?;
                     out.push(e);
                 }
             }
@@ -570,7 +570,7 @@ async fn attack_bad_seal_victim_repairs_while_connected(backend: Backend) {
         let root = EpochRootKey::generate(r.epoch() + 1);
         let members: Vec<PublicKey> = r.members().keys().copied().collect();
         let mut body = claudemesh_crypto::log::rekey_body(&root, &r.mesh_id(), &members)
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            .map_err(|e| ClientError::Invalid(e.to_string().into()))?;
         if let EntryBody::Rekey { sealed, .. } = &mut body {
             for s in sealed.iter_mut().filter(|s| s.recipient == bob_key) {
                 s.ciphertext = random_bytes::<SEALED_ROOT_KEY_BYTES>().to_vec();
@@ -613,7 +613,7 @@ async fn attack_bad_seal_victim_repairs_while_connected(backend: Backend) {
         let r = s.roster();
         let info = r.topic("ops").expect("#ops");
         let (mut body, _) = claudemesh_crypto::log::topic_rekey_body("ops", info, &r.mesh_id())
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            .map_err(|e| ClientError::Invalid(e.to_string().into()))?;
         if let EntryBody::TopicRekey { sealed, .. } = &mut body {
             for s in sealed.iter_mut().filter(|s| s.recipient == bob_key) {
                 s.ciphertext = random_bytes::<SEALED_ROOT_KEY_BYTES>().to_vec();

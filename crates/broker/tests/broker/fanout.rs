@@ -184,7 +184,7 @@ async fn fanout_reaches_everyone_once_then_not_the_banned(backend: Backend) {
         let mut log = LogBuilder::from_verified(s.entries().to_vec(), s.roster().clone());
         let before = log.entries().len();
         log.remove(s.member_key(), &carol_key, RemoveKind::Ban, now_secs())
-            .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
+            .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string().into()))?;
         Ok(log.entries()[before..].to_vec())
     })
     .await

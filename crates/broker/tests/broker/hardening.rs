@@ -205,7 +205,7 @@ async fn bad_hellos_are_refused_and_closed(backend: Backend) {
         let root = claudemesh_crypto::EpochRootKey::generate(after.epoch() + 1);
         let recipients: Vec<_> = after.members().keys().copied().collect();
         let body = claudemesh_crypto::log::rekey_body(&root, &after.mesh_id(), &recipients)
-            .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string()))?;
+            .map_err(|e| claudemesh_client::ClientError::Invalid(e.to_string().into()))?;
         let rekey = LogEntry::sign(s.member_key(), after.len(), after.head(), at, body);
         Ok(vec![remove, rekey])
     })

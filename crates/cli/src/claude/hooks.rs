@@ -7,12 +7,21 @@ use std::path::Path;
 #[cfg(unix)]
 use std::time::Duration;
 
-use crate::args::{Global, HookEvent};
 use crate::claude::input::claude_input;
 use crate::claude::sessions::own_entries;
 #[cfg(unix)]
 use crate::claude::sessions::{StatusRequest, socket_path};
-use crate::{Outcome, open_home};
+use crate::exit::Outcome;
+use crate::global::{Global, open_home};
+
+/// What a Claude Code hook reports.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HookEvent {
+    /// A prompt was submitted (`UserPromptSubmit`)
+    Working,
+    /// The turn ended (`Stop`)
+    Idle,
+}
 
 /// `claudemesh hook working|idle`: tells this Claude Code session's server
 /// the session's state. It never fails the hook: Claude Code would show the

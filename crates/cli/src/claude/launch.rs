@@ -12,10 +12,30 @@ use std::process::Command;
 use claudemesh_client::ClientError;
 use claudemesh_client::home::{Home, resolve_home};
 
-use crate::Outcome;
-use crate::args::{Global, LaunchArgs};
+use crate::exit::Outcome;
+use crate::global::Global;
+use crate::policy::{Request, Verb};
+
+/// `launch`.
+#[derive(Debug, clap::Args)]
+pub struct LaunchArgs {
+    /// This session's name, shown to peers (`send <name>` reaches it)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Arguments for `claude`, after `--`
+    #[arg(last = true, value_name = "CLAUDE_ARGS")]
+    pub claude_args: Vec<std::ffi::OsString>,
+}
+
+impl LaunchArgs {
+    /// What it asks the policy. It changes nothing itself: the MCP server
+    /// of the session it starts asks before each write.
+    pub fn request(&self) -> Request {
+        Request::new(Verb::Launch, self.name.as_deref(), false)
+    }
+}
 use crate::claude::install::mcp_server::SERVER;
-use crate::claude::paths::ClaudePaths;
+use crate::claude::install::paths::ClaudePaths;
 use crate::exit::{self, Failure};
 
 /// Overrides the `claude` binary (a path, or a name looked up on `PATH`).

@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //!
-//! - `paths`: where Claude Code keeps its files.
-//! - `install/`: `claudemesh install` and `uninstall`, which edit them.
+//! - `install/`: `claudemesh install` and `uninstall`, which edit Claude
+//!   Code's files (`install::paths`: where it keeps them).
 //! - `mcp/`: `claudemesh mcp`, the MCP server Claude Code runs (tools and
 //!   channel pushes).
 //! - `sessions`: the running servers of this device, as files in
@@ -20,6 +20,5 @@ pub mod input;
 pub mod install;
 pub mod launch;
 pub mod mcp;
-pub mod paths;
 pub mod sessions;
 pub mod status_line;

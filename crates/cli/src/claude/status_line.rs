@@ -3,10 +3,10 @@
 //! the running server's entry in `<home>/run/` or from the home alone,
 //! never from the network.
 
-use crate::args::Global;
 use crate::claude::input::claude_input;
 use crate::claude::sessions::own_entries;
-use crate::{Outcome, open_home};
+use crate::exit::Outcome;
+use crate::global::{Global, open_home};
 
 /// `claudemesh status-line`: one line for Claude Code's status bar, from
 /// the running server's entry (mesh · session · peers online · unread), or

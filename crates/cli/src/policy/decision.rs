@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use claudemesh_client::home::{Home, ensure_private_dir, resolve_home};
 
 use crate::approval_mode::ApprovalMode;
-use crate::args::Global;
-use crate::audit;
 use crate::exit::{self, Failure};
+use crate::global::Global;
+use crate::policy::audit_log;
 use crate::policy::file::{FILE, PolicyError, create_default, parse_text};
 use crate::policy::request::{Request, capitalized, describe};
 use crate::policy::rule::Rule;
@@ -187,9 +187,9 @@ impl Policy {
         what: &str,
     ) -> Result<(), Failure> {
         let log = |decision: &str, reason: &str| {
-            audit::append(
+            audit_log::append(
                 &self.home,
-                &audit::Record {
+                &audit_log::Record {
                     decision,
                     verb: req.verb.as_str(),
                     target: req.target.as_deref(),

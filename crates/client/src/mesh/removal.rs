@@ -8,7 +8,7 @@ use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind, Role, Roster, topi
 use super::chain::{Chain, box_err, forbidden};
 use super::rotation::mesh_rekey_body;
 use super::state::MeshState;
-use crate::error::ClientError;
+use crate::error::{ClientError, InvalidRequest};
 
 /// Whether `topic` is a private topic `member` is in that needs a
 /// `topic_rekey`.
@@ -61,9 +61,7 @@ pub fn removal_entries(
 ) -> Result<(Vec<LogEntry>, Vec<String>), ClientError> {
     let mine = s.my_key();
     if *member == mine {
-        return Err(ClientError::Invalid(
-            "you cannot remove yourself; to leave the mesh use `claudemesh mesh leave`".into(),
-        ));
+        return Err(ClientError::Invalid(InvalidRequest::RemoveSelf));
     }
     match (s.roster().role_of(&mine), s.roster().role_of(member)) {
         (_, None) => {

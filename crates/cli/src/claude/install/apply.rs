@@ -10,7 +10,6 @@ use std::path::Path;
 use claudemesh_client::home::resolve_home;
 use serde_json::{Map, Value};
 
-use crate::args::{Global, InstallArgs};
 use crate::claude::install::entry::{Spelling, Want};
 use crate::claude::install::files::{
     ATTEMPTS, Mode, Retry, WriteError, absolute, make_dirs, replace_file, sha256_hex, stamp,
@@ -23,12 +22,47 @@ use crate::claude::install::manifest::{
     Entry, FileRecord, Kind, MANIFEST_VERSION, Manifest, load_manifest, manifest_path,
     save_manifest,
 };
+use crate::claude::install::paths::ClaudePaths;
 use crate::claude::install::report::{Change, FileReport, Report, print_files};
 use crate::claude::install::skill::{self, SkillPlan, plan_skill};
 use crate::claude::install::{hooks, mcp_server, status_line};
-use crate::claude::paths::ClaudePaths;
+use crate::exit::Outcome;
 use crate::exit::{self, Failure};
-use crate::{Outcome, output};
+use crate::global::Global;
+use crate::output;
+use crate::policy::{Request, Verb};
+
+/// `install`.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Print what would change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not add the hooks that keep your status true (working/idle)
+    #[arg(long)]
+    pub no_hooks: bool,
+    /// Do not install the skill file that teaches Claude the CLI
+    #[arg(long)]
+    pub no_skill: bool,
+    /// Also set Claude Code's status line (mesh, peers online, unread)
+    #[arg(long)]
+    pub status_line: bool,
+    /// Pre-approve claudemesh's MCP tools (Claude then uses them without asking)
+    #[arg(long)]
+    pub allow_tools: bool,
+    /// Replace a status line, an MCP server named claudemesh or a skill file
+    /// that is not ours (uninstall puts it back)
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl InstallArgs {
+    /// What it asks the policy: a dry run changes nothing and touches no
+    /// home, so it is not asked about.
+    pub fn request(&self) -> Option<Request> {
+        (!self.dry_run).then(|| Request::new(Verb::Install, None, false))
+    }
+}
 
 /// What to do after install.
 pub const NEXT: &str = "restart Claude Code, or run `claudemesh launch`";

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::args::Global;
 use crate::claude::install::files::absolute;
 use crate::claude::install::manifest::Kind;
 use crate::exit::{self, Failure};
+use crate::global::Global;
 
 /// One entry install wants, with the value it has today.
 #[derive(Debug, Clone)]

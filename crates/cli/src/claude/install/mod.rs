@@ -19,9 +19,10 @@
 //! - `skill`: `~/.claude/skills/claudemesh/SKILL.md`.
 //! - `manifest`: the record of all of it, `<home>/claude-install.json`.
 //!
-//! The shared machinery: `entry` (one entry and how our commands are
-//! spelled), `json` (editing a JSON document), `files` (atomic writes,
-//! backups, retries), `report` (what is printed). The two commands:
+//! The shared machinery: `paths` (where Claude Code keeps its files, also
+//! for `launch`), `entry` (one entry and how our commands are spelled),
+//! `json` (editing a JSON document), `files` (atomic writes, backups,
+//! retries), `report` (what is printed). The two commands:
 //! `apply` (install) and `undo` (uninstall).
 
 pub mod apply;
@@ -31,6 +32,7 @@ pub mod hooks;
 pub mod json;
 pub mod manifest;
 pub mod mcp_server;
+pub mod paths;
 pub mod report;
 pub mod skill;
 pub mod status_line;

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use claudemesh_client::home::resolve_home;
 use serde_json::{Map, Value};
 
-use crate::args::{Global, UninstallArgs};
 use crate::claude::install::files::{
     ATTEMPTS, Mode, Retry, WriteError, absolute, io_failure, read_opt, replace_file, sha256_hex,
     stamp, write_backup,
@@ -24,7 +23,26 @@ use crate::claude::install::manifest::{
 use crate::claude::install::report::{Change, FileReport, Report, print_files};
 use crate::claude::install::skill;
 use crate::exit::Failure;
-use crate::{Outcome, output};
+use crate::exit::Outcome;
+use crate::global::Global;
+use crate::output;
+use crate::policy::{Request, Verb};
+
+/// `uninstall`.
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    /// Print what would change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl UninstallArgs {
+    /// What it asks the policy: a dry run changes nothing and touches no
+    /// home, so it is not asked about.
+    pub fn request(&self) -> Option<Request> {
+        (!self.dry_run).then(|| Request::new(Verb::Uninstall, None, false))
+    }
+}
 
 /// A planned undo of one JSON file.
 #[derive(Debug)]

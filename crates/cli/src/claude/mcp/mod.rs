@@ -36,13 +36,21 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
 use tokio::sync::{Notify, watch};
 
-use crate::args::{Global, McpArgs};
 use crate::claude::mcp::shared::{Link, Shared, for_me, lock, session_target, status_word};
 use crate::claude::mcp::throttle::Throttle;
 use crate::claude::sessions::{self, Registration, RunEntry};
+use crate::exit::Outcome;
 use crate::exit::{self, Failure};
+use crate::global::{Global, open_home};
 use crate::workdir;
-use crate::{Outcome, open_home};
+
+/// `mcp`.
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// The session's name, as peers see it and send to it [default: $CLAUDEMESH_SESSION_NAME, else <display name>@<directory>]
+    #[arg(long, env = "CLAUDEMESH_SESSION_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+}
 
 /// What the model is told about the server when the session starts.
 const INSTRUCTIONS: &str = "\

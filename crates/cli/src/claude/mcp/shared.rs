@@ -13,10 +13,10 @@ use claudemesh_proto::frames::Status;
 use rmcp::{Peer, RoleServer};
 use tokio::sync::{Notify, watch};
 
-use crate::args::Global;
 use crate::claude::mcp::throttle::Throttle;
 use crate::claude::sessions::{Registration, RunEntry};
 use crate::exit::Failure;
+use crate::global::Global;
 use crate::workdir;
 
 /// The broker connection as the tools see it.
