@@ -14,9 +14,11 @@
 //! - [`admission`]: where a connection comes from; the cap on connections
 //!   per address before their hello.
 //! - [`connection`]: one websocket: reads frames, dispatches them (the one
-//!   switch over frame kinds), writes answers; `handshake` and the `socket`
-//!   writer task beside it.
-//! - [`handler`]: one file per request kind, each `Result<Reply, Refusal>`.
+//!   switch over frame kinds, generated from proto's list), writes answers;
+//!   the `socket` writer task beside it.
+//! - [`handler`]: one file per client frame kind, named by its wire name
+//!   (`hello` is the handshake), each a `Handle` impl answering
+//!   `Result<Reply, Refusal>`.
 //! - [`outbox`]: a connection's outbound queue, bounded in bytes, with
 //!   presence coalesced apart, and its kill switch.
 //! - [`wire`]: broker frames as websocket text.

@@ -3,7 +3,8 @@
 //! method calls down into [`crate::session`], which owns the connection,
 //! the handshake, the outbox, what arrives, and the verified log; the
 //! features (messages, topics, groups, moderation, invites, grants) call
-//! this facade.
+//! this facade, and each request of a feature is a `MeshClient` method in
+//! that feature's module (`peers`, `topics`, `messages`, `grants`).
 //!
 //! Before a topic, group or broadcast message is sealed, the key it needs
 //! is rotated if it must be (a `rekey` after a member left the mesh, a
@@ -23,14 +24,13 @@ use claudemesh_crypto::envelope::{
     Envelope, EnvelopeError, MessageId, Priority, Target, VerifiedMessage,
 };
 use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
-use claudemesh_proto::frames::{Status, TopicHistoryResult};
 use tokio::sync::broadcast;
 
 use crate::error::{ClientError, MissingKey};
 use crate::home::{Home, MeshConfig};
 use crate::local::{InboxMessage, LocalStore};
+use crate::mesh::MeshState;
 use crate::mesh::rotation::Rotation;
-use crate::mesh::{MeshState, PeerView, SessionProfile};
 use crate::session::Session;
 pub use crate::session::{
     ConnInfo, ConnectOptions, Event, MAX_RESEALS, RecipientReport, SendOutcome, SessionChoice,
@@ -78,6 +78,12 @@ impl MeshClient {
             info,
             supervisor,
         })
+    }
+
+    /// The live session below this facade (the features' requests go
+    /// through it).
+    pub(crate) fn session(&self) -> &Session {
+        &self.inner
     }
 
     /// What the first handshake learned.
@@ -145,77 +151,9 @@ impl MeshClient {
         self.inner.open_envelope(env).await
     }
 
-    /// One page of a topic's stored messages, as the broker returns them
-    /// (newest first, not yet verified: open each with
-    /// [`MeshClient::open_envelope`]).
-    pub async fn topic_history_page(
-        &self,
-        topic: &str,
-        limit: Option<u32>,
-        before_seq: Option<u64>,
-    ) -> Result<TopicHistoryResult, ClientError> {
-        self.inner
-            .topic_history_page(topic, limit, before_seq)
-            .await
-    }
-
-    /// Resolves a recipient as typed by a user (name, key prefix, session
-    /// name, `member:`/`session:` key), asking the broker for the peer list
-    /// when a session name may be meant.
-    pub async fn resolve(&self, to: &str) -> Result<Target, ClientError> {
-        if crate::mesh::names_a_session(to) {
-            // `<member>@<name>`: only a connected session of that member.
-            let peers = self.peers().await?;
-            return self.with_state(|s| s.resolve(to, &peers));
-        }
-        match self.with_state(|s| s.resolve(to, &[])) {
-            Ok(t) => Ok(t),
-            Err(ClientError::NoSuchPeer(_)) => {
-                let peers = self.peers().await?;
-                self.with_state(|s| s.resolve(to, &peers))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The mesh's members and their presence, as this device verified them
-    /// (every page of the broker's list).
-    pub async fn peers(&self) -> Result<Vec<PeerView>, ClientError> {
-        self.inner.peers().await
-    }
-
-    /// Sets this session's status and/or summary (encrypted).
-    pub async fn set_presence(
-        &self,
-        status: Option<Status>,
-        summary: Option<String>,
-    ) -> Result<(), ClientError> {
-        self.inner.set_presence(status, summary).await
-    }
-
-    /// This session's status and published details as last set.
-    pub fn presence(&self) -> (Status, SessionProfile) {
-        self.inner.presence()
-    }
-
-    /// Hands the broker this member's signed grant set (it enforces it from
-    /// then on); returns the version the broker holds.
-    pub async fn push_grants(
-        &self,
-        set: &claudemesh_crypto::grants::GrantSet,
-    ) -> Result<u64, ClientError> {
-        self.inner.wait_up().await?;
-        self.inner.push_grants(set).await
-    }
-
     /// A round trip to the broker; returns its clock (unix ms).
     pub async fn ping(&self) -> Result<u64, ClientError> {
         self.inner.ping().await
-    }
-
-    /// The delivery state of a message this device sent.
-    pub async fn message_status(&self, id: &MessageId) -> Result<StatusReport, ClientError> {
-        self.inner.message_status(id).await
     }
 
     /// Marks inbox messages read locally and tells the broker (read receipts).

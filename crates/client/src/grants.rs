@@ -25,6 +25,19 @@ pub use crate::grant_set::*;
 use crate::home::Home;
 use claudemesh_crypto::MemberKey;
 
+impl MeshClient {
+    /// Hands the broker this member's signed grant set (it enforces it from
+    /// then on); returns the version the broker holds. The session sends
+    /// the same `grants_set` again after each connect.
+    pub async fn push_grants(
+        &self,
+        set: &claudemesh_crypto::grants::GrantSet,
+    ) -> Result<u64, ClientError> {
+        self.session().wait_up().await?;
+        self.session().push_grants(set).await
+    }
+}
+
 /// Resolves `peer` (a name or key, as other peer commands take) to one
 /// member, changes the grants, and pushes them to the broker. Returns the
 /// member and its name.

@@ -13,9 +13,14 @@
 //! - [`membership`]: create a mesh; settle in after a create or join.
 //! - [`grants`]: who may reach this member (TM7): a change by peer name,
 //!   signed and pushed to the broker.
+//! - [`peers`]: the peer list, resolving a recipient, this session's
+//!   presence.
+//!
+//! Each request a feature makes is a [`MeshClient`] method in its module.
 //!
 //! Below them:
-//! - [`client`]: [`MeshClient`], the public facade of a live session.
+//! - [`client`]: [`MeshClient`], the public facade of a live session (the
+//!   features add their requests to it).
 //! - [`session`]: connect, the hello handshake (once), requests, outbox,
 //!   inbound, log sync and appends, the reconnect supervisor.
 //! - [`mesh`]: the verified view of a mesh (roster, names, sealing,
@@ -46,6 +51,7 @@ pub mod membership;
 pub mod mesh;
 pub mod messages;
 pub mod moderation;
+pub mod peers;
 pub mod session;
 pub mod tls;
 pub mod topics;

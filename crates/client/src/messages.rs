@@ -2,16 +2,23 @@
 //! session ([`send_direct`]), a post to a topic, a group or the whole mesh
 //! ([`post`], with `@name` mentions), and [`send`], which takes either.
 //! The inbox is read through [`crate::local::LocalStore`] and marked read
-//! with [`MeshClient::mark_read`].
+//! with [`MeshClient::mark_read`]; a sent message's delivery state is
+//! [`MeshClient::message_status`] (`message_status`, every page).
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{MessageId, Priority, Target};
+use claudemesh_proto::frames::MessageStatusQuery;
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::Serialize;
 
-use crate::client::{MeshClient, SendOutcome};
+use crate::client::{MeshClient, RecipientReport, SendOutcome, StatusReport};
 use crate::error::ClientError;
 use crate::mesh::mentions::{mentioned_members, my_name};
+use crate::session::unexpected;
 use claudemesh_crypto::MemberKey;
+
+/// Most `message_status_result` pages one status reads.
+const MAX_STATUS_PAGES: usize = 1000;
 
 /// A message sent, with the mentions it notified.
 #[derive(Debug, Clone, Serialize)]
@@ -132,4 +139,92 @@ pub async fn post(
         }
     }
     Ok(posted)
+}
+
+impl MeshClient {
+    /// The delivery state of a message this device sent.
+    pub async fn message_status(&self, id: &MessageId) -> Result<StatusReport, ClientError> {
+        let session = self.session();
+        let mesh = session.mesh().id;
+        let local = session.local().outbox_get(&mesh, id).await?;
+        let target = local.as_ref().map(|e| e.target.clone());
+        if let Some(entry) = &local
+            && entry.state != "accepted"
+        {
+            return Ok(StatusReport {
+                id: id.to_hex(),
+                state: entry.state.clone(),
+                error: entry.error.clone(),
+                seq: None,
+                target,
+                recipients: Vec::new(),
+            });
+        }
+        // Every page (a broadcast's status lists every member it was for).
+        let mut recipients = Vec::new();
+        let mut after = None;
+        let mut seq = 0;
+        for _ in 0..MAX_STATUS_PAGES {
+            let frame = session
+                .request(
+                    |req| {
+                        ClientFrame::MessageStatus(MessageStatusQuery {
+                            req: Some(req),
+                            id: *id,
+                            after,
+                        })
+                    },
+                    "report the message status",
+                )
+                .await
+                .map_err(|e| match e {
+                    ClientError::Refused {
+                        code: ErrorCode::NotFound,
+                        ..
+                    } => ClientError::NotFound(format!(
+                        "no message {id} sent by this member is known to the broker"
+                    )),
+                    e => e,
+                })?;
+            let BrokerFrame::MessageStatusResult(page) = frame else {
+                return Err(unexpected(&frame));
+            };
+            seq = page.seq;
+            recipients.extend(page.recipients);
+            match page.next {
+                Some(next) if after != Some(next) => after = Some(next),
+                _ => break,
+            }
+        }
+        let recipients = session.read_state(|s| {
+            recipients
+                .iter()
+                .map(|r| RecipientReport {
+                    // A member now, or one that left after the message was
+                    // sent (a fan-out message's recipients are fixed when
+                    // it is sent); otherwise the key names a session.
+                    name: if s.roster().is_member(&r.recipient)
+                        || s.roster().departed().contains_key(&r.recipient)
+                    {
+                        s.name_of(&r.recipient)
+                    } else {
+                        format!("session {}", crate::mesh::short(&r.recipient))
+                    },
+                    key: r.recipient.to_hex(),
+                    state: serde_json::to_value(r.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                })
+                .collect()
+        });
+        Ok(StatusReport {
+            id: id.to_hex(),
+            state: "accepted".into(),
+            error: None,
+            seq: Some(seq),
+            target,
+            recipients,
+        })
+    }
 }

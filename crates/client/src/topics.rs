@@ -1,6 +1,6 @@
 //! Topics from a member's side: names, create, join, add a member (a
 //! private topic's key sealed to it), leave, list, members, mark read, and
-//! a topic's verified history. Every change is a signed entry of the
+//! a topic's verified history (`topic_history`, a page at a time). Every change is a signed entry of the
 //! membership log (`docs/security.md` §7.6), checked against a copy of the
 //! verified roster before it is sent.
 
@@ -9,7 +9,8 @@ use claudemesh_crypto::envelope::{EnvelopeError, MessageId, Target, validate_tar
 use claudemesh_crypto::log::{
     EntryBody, MAX_TOPIC_DESCRIPTION_BYTES, topic_create_body, topic_join_body, topic_rekey_body,
 };
-use claudemesh_proto::ErrorCode;
+use claudemesh_proto::frames::{TopicHistoryQuery, TopicHistoryResult};
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::Serialize;
 
 use crate::client::MeshClient;
@@ -18,12 +19,45 @@ use crate::local::{InboxMessage, Rejection};
 use crate::mesh::MeshState;
 use crate::mesh::chain::{Chain, box_err, forbidden, not_allowed};
 use crate::mesh::mentions::{flags_me, my_name};
+use crate::session::unexpected;
 use claudemesh_proto::clock::now_ms;
 
 /// Largest page of topic history the broker serves.
 pub const MAX_HISTORY_PAGE: u32 = 200;
 /// How many history pages `--before <id>` searches for the id.
 const MAX_ID_SEARCH_PAGES: usize = 50;
+
+impl MeshClient {
+    /// One page of a topic's stored messages, as the broker returns them
+    /// (newest first, not yet verified: open each with
+    /// [`MeshClient::open_envelope`]).
+    pub async fn topic_history_page(
+        &self,
+        topic: &str,
+        limit: Option<u32>,
+        before_seq: Option<u64>,
+    ) -> Result<TopicHistoryResult, ClientError> {
+        let topic = topic.to_owned();
+        let frame = self
+            .session()
+            .request(
+                |req| {
+                    ClientFrame::TopicHistory(TopicHistoryQuery {
+                        req: Some(req),
+                        topic,
+                        limit,
+                        before_seq,
+                    })
+                },
+                "send the topic's history",
+            )
+            .await?;
+        match frame {
+            BrokerFrame::TopicHistoryResult(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
 
 /// A topic name as typed (`deploys` or `#deploys`), checked.
 pub fn topic_name(input: &str) -> Result<String, ClientError> {

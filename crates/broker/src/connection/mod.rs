@@ -1,14 +1,13 @@
 //! One websocket connection, from challenge to close: it reads frames
 //! (size-checked before parsing, rate-limited), dispatches each to its
-//! handler ([`crate::handler`]) in the one switch over frame kinds, and
-//! writes the answer or the refusal. Only the errors the protocol marks
-//! fatal end the connection.
+//! handler ([`crate::handler`]) in the one switch over frame kinds
+//! (generated from proto's list of them), and writes the answer or the
+//! refusal. Only the errors the protocol marks fatal end the connection.
 //!
 //! Two tasks per connection: this one reads and answers; the socket task
 //! ([`socket`]) writes what the bounded outbound queue holds, pings, and
 //! closes.
 
-pub mod handshake;
 pub mod socket;
 
 use std::sync::Arc;
@@ -19,7 +18,6 @@ use axum::extract::ws::{Message, WebSocket};
 use claudemesh_crypto::keys::random_bytes;
 use claudemesh_proto::frames::Challenge;
 use claudemesh_proto::frames::ChallengeNonce;
-use claudemesh_proto::hello::Hello;
 use claudemesh_proto::limits::{
     HELLO_TIMEOUT_MS, IDLE_TIMEOUT_MS, MAX_FRAME_BYTES, MAX_QUEUED_BYTES, PRESENCE_RATE_BURST,
     PRESENCE_RATE_PER_SEC,
@@ -29,11 +27,8 @@ use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode, FrameError, close};
 use futures_util::StreamExt;
 
 use crate::admission::{Origin, PendingGuard};
-use crate::handler::invite::HeldInvite;
-use crate::handler::{
-    Caller, Refusal, Reply, ack, append, grants, history, invite, load_mesh, log_fetch,
-    mesh_create, peers, ping, presence, send, status,
-};
+use crate::handler::hello::farewell;
+use crate::handler::{Caller, Context, Handle, HeldInvite, Refusal, Reply, not_authenticated};
 use crate::mesh::MeshHub;
 use crate::metrics as m;
 use crate::outbox::Outbox;
@@ -292,92 +287,37 @@ impl Connection {
         }
     }
 
-    /// The one switch over frame kinds: which handler answers a frame, as
-    /// the connection stands (before or after its hello).
+    /// Which handler answers a frame, as the connection stands (before or
+    /// after its hello).
     async fn dispatch(&mut self, frame: ClientFrame) -> Result<Reply, Refusal> {
-        let (session, mesh) = match (self.session.clone(), self.mesh.clone()) {
-            (Some(s), Some(m)) => (s, m),
-            _ => return self.dispatch_unauthenticated(frame).await,
+        let (session, mesh) = (self.session.clone(), self.mesh.clone());
+        let caller = match (&session, &mesh) {
+            (Some(session), Some(mesh)) => Some(Caller {
+                broker: &self.broker,
+                session,
+                mesh,
+            }),
+            _ => None,
         };
-        let caller = Caller {
+        let mut cx = Context {
             broker: &self.broker,
-            session: &session,
-            mesh: &mesh,
+            conn_id: self.conn_id,
+            nonce: &self.nonce,
+            origin: &self.origin,
+            out: &self.out,
+            presence_rate: &mut self.presence_rate,
+            invite: &mut self.invite,
+            pending: &mut self.pending,
+            session: &mut self.session,
+            mesh: &mut self.mesh,
         };
-        match frame {
-            ClientFrame::Hello(_) => Err(Refusal::new(
-                ErrorCode::AlreadyAuthenticated,
-                "already authenticated",
-            )),
-            ClientFrame::InviteFetch(_) | ClientFrame::InviteJoin(_) => Err(Refusal::new(
-                ErrorCode::AlreadyAuthenticated,
-                "already a member here",
-            )),
-            ClientFrame::Send(f) => send::handle(caller, f).await,
-            ClientFrame::Ack(a) => ack::handle(caller, a).await,
-            ClientFrame::PresenceSet(p) => presence::handle(caller, &mut self.presence_rate, p),
-            ClientFrame::PeerList(q) => Ok(peers::handle(caller, q)),
-            ClientFrame::LogFetch(f) => Ok(log_fetch::handle(&mesh, f)),
-            ClientFrame::LogAppend(f) => append::handle(caller, f).await,
-            ClientFrame::InviteCreate(f) => invite::create(caller, f).await,
-            ClientFrame::MeshCreate(f) => mesh_create::handle(&self.broker, &self.origin, f).await,
-            ClientFrame::TopicHistory(q) => history::handle(caller, q).await,
-            ClientFrame::MessageStatus(q) => status::handle(caller, q).await,
-            ClientFrame::GrantsSet(f) => grants::handle(caller, f).await,
-            ClientFrame::Ping(r) => Ok(ping::handle(r)),
-        }
-    }
-
-    /// Before the hello: the handshake, invites, mesh creation, `ping`.
-    async fn dispatch_unauthenticated(&mut self, frame: ClientFrame) -> Result<Reply, Refusal> {
-        match frame {
-            ClientFrame::Hello(h) => self.hello(*h).await,
-            ClientFrame::InviteFetch(f) => {
-                invite::fetch(&self.broker, &self.nonce, &mut self.invite, f).await
-            }
-            ClientFrame::InviteJoin(f) => invite::join(&self.broker, self.invite, f).await,
-            ClientFrame::MeshCreate(f) => mesh_create::handle(&self.broker, &self.origin, f).await,
-            ClientFrame::Ping(r) => Ok(ping::handle(r)),
-            // A joiner that proved it holds an invite may read the whole log
-            // before it signs its admit (the admit must chain to the head).
-            ClientFrame::LogFetch(f) if self.invite.is_some() => {
-                let mesh_id = self.invite.map(|(m, _)| m).unwrap_or_default();
-                let mesh = load_mesh(&self.broker, &mesh_id).await?;
-                Ok(log_fetch::handle(&mesh, f))
-            }
-            _ => Err(Refusal::new(
-                ErrorCode::NotAuthenticated,
-                "send hello first",
-            )),
-        }
-    }
-
-    /// The handshake: admits the session, then announces it and sends it
-    /// what is waiting for it.
-    async fn hello(&mut self, hello: Hello) -> Result<Reply, Refusal> {
-        let admitted =
-            handshake::admit(&self.broker, self.conn_id, &self.nonce, &self.out, hello).await?;
-        // The address's count of connections waiting for a hello drops.
-        self.pending = None;
-        self.session = Some(admitted.session.clone());
-        self.mesh = Some(admitted.mesh.clone());
-        handshake::announce(&self.broker, &admitted).await;
-        // The first drain runs before this connection's next frame is read,
-        // so anything the client asks after `welcome` is answered after every
-        // queued message: a `ping` marks the end of the backlog.
-        crate::delivery::drain(
-            self.broker.store.as_ref(),
-            &admitted.mesh,
-            &admitted.session,
-        )
-        .await;
-        Ok(Reply::Nothing)
+        handle_frame(frame, caller, &mut cx).await
     }
 
     /// Leaves the mesh's presence and closes the socket.
     async fn finish(&mut self, code: u16, reason: &'static str) {
         if let (Some(session), Some(mesh)) = (self.session.take(), self.mesh.take()) {
-            handshake::farewell(&self.broker, &session, &mesh);
+            farewell(&self.broker, &session, &mesh);
         }
         if code == close::GOING_AWAY {
             // Shutdown: everything this connection sent is committed (and its
@@ -391,3 +331,33 @@ impl Connection {
         self.out.kill(code, reason);
     }
 }
+
+/// Builds [`handle_frame`] from proto's list of frame kinds.
+macro_rules! dispatch_by_kind {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($ty:ty) $wire:ident, req: $req:ident, before_hello: $pre:ident;
+    )*) => {
+        /// The one switch over frame kinds: the frame's [`Handle`] impl
+        /// answers it, `handle` for a session (`caller`), `before_hello`
+        /// before the hello for the kinds allowed there; any other kind is
+        /// refused until the hello.
+        async fn handle_frame(
+            frame: ClientFrame,
+            caller: Option<Caller<'_>>,
+            cx: &mut Context<'_>,
+        ) -> Result<Reply, Refusal> {
+            if caller.is_none() && !frame.before_hello() {
+                return Err(not_authenticated());
+            }
+            match frame {
+                $(ClientFrame::$variant(f) => match caller {
+                    Some(caller) => f.handle(caller, cx).await,
+                    None => f.before_hello(cx).await,
+                },)*
+            }
+        }
+    };
+}
+
+claudemesh_proto::with_client_frames!(dispatch_by_kind);

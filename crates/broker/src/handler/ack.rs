@@ -5,12 +5,18 @@ use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::{Ack, DeliveryState};
 use claudemesh_proto::limits::MAX_IDS_PER_ACK;
 
-use super::{Caller, Refusal, Reply};
+use super::{Caller, Context, Handle, Refusal, Reply};
 use crate::store::AckOp;
 use crate::writer::WriteJob;
 
+impl Handle for Ack {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(caller, self).await
+    }
+}
+
 /// Queues the receipts for the writer.
-pub async fn handle(caller: Caller<'_>, a: Ack) -> Result<Reply, Refusal> {
+async fn handle(caller: Caller<'_>, a: Ack) -> Result<Reply, Refusal> {
     let Caller {
         broker,
         session,

@@ -7,15 +7,31 @@ use claudemesh_proto::BrokerFrame;
 use claudemesh_proto::frames::{LogEntries, LogFetch};
 use claudemesh_proto::limits::MAX_LOG_ENTRIES_PER_FRAME;
 
-use super::Reply;
+use super::{Caller, Context, Handle, Refusal, Reply, load_mesh, not_authenticated};
 use crate::mesh::MeshHub;
 
 /// Bytes of log entries one frame carries at most: half a frame, so the
 /// rest of the frame (an invite bundle, JSON framing) always fits.
 const LOG_BYTES_PER_FRAME: usize = claudemesh_proto::limits::MAX_FRAME_BYTES / 2;
 
+impl Handle for LogFetch {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        Ok(handle(caller.mesh, self))
+    }
+
+    /// A joiner that proved it holds an invite may read the whole log
+    /// before it signs its admit (the admit must chain to the head).
+    async fn before_hello(self, cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        let Some((mesh_id, _)) = *cx.invite else {
+            return Err(not_authenticated());
+        };
+        let mesh = load_mesh(cx.broker, &mesh_id).await?;
+        Ok(handle(&mesh, self))
+    }
+}
+
 /// Answers a `log_fetch` from the mesh's verified log in memory.
-pub fn handle(mesh: &MeshHub, f: LogFetch) -> Reply {
+fn handle(mesh: &MeshHub, f: LogFetch) -> Reply {
     let limit = f
         .limit
         .map(|l| l as usize)

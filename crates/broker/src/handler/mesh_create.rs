@@ -5,17 +5,24 @@ use claudemesh_crypto::log::Roster;
 use claudemesh_proto::frames::{LogAppended, MeshCreate};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
-use super::{Refusal, Reply, load_mesh};
+use super::{Caller, Context, Handle, Refusal, Reply, load_mesh};
 use crate::admission::Origin;
 use crate::config::{BrokerConfig, MeshCreatePolicy};
 use crate::state::BrokerState;
 
+/// The same before and after the hello.
+impl Handle for MeshCreate {
+    async fn handle(self, _caller: Caller<'_>, cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(cx.broker, cx.origin, self).await
+    }
+
+    async fn before_hello(self, cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(cx.broker, cx.origin, self).await
+    }
+}
+
 /// Stores the genesis and answers `log_appended`.
-pub async fn handle(
-    broker: &BrokerState,
-    origin: &Origin,
-    f: MeshCreate,
-) -> Result<Reply, Refusal> {
+async fn handle(broker: &BrokerState, origin: &Origin, f: MeshCreate) -> Result<Reply, Refusal> {
     may_create_mesh(&broker.config, origin, f.token.as_deref())
         .map_err(|why| Refusal::new(ErrorCode::Forbidden, why))?;
     let roster = Roster::from_genesis(&f.genesis)

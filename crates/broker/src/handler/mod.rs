@@ -1,33 +1,116 @@
-//! One function per request kind a client may send, each in its own file,
-//! each returning `Result<Reply, Refusal>`: a refusal is one `?`, and the
-//! connection turns it into the `error` frame in one place
-//! ([`Refusal::into_frame`]). The connection's dispatch is the only switch
-//! over frame kinds; adding a request is one file here and one match arm
-//! there.
+//! One file per client frame kind, named by its wire name (`send.rs`,
+//! `invite_fetch.rs`, `hello.rs`, ...), each implementing [`Handle`] for its
+//! frame struct and returning `Result<Reply, Refusal>`: a refusal is one
+//! `?`, and the connection turns it into the `error` frame in one place
+//! ([`Refusal::into_frame`]). The `pub mod` lines below and the
+//! connection's dispatch are generated from proto's one list of frame kinds
+//! ([`claudemesh_proto::with_client_frames`]), so adding a request is that
+//! list, its struct, and one file here.
+//!
+//! This module holds what every handler shares: [`Caller`] (the
+//! authenticated session), [`Context`] (the connection's own state some
+//! handlers need), [`Reply`], [`Refusal`], [`load_mesh`].
 
-pub mod ack;
-pub mod append;
-pub mod grants;
-pub mod history;
-pub mod invite;
-pub mod log_fetch;
-pub mod mesh_create;
-pub mod peers;
-pub mod ping;
-pub mod presence;
-pub mod send;
-pub mod status;
+/// `pub mod <wire name>;` for every client frame kind.
+macro_rules! handler_modules {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($ty:ty) $wire:ident, req: $req:ident, before_hello: $pre:ident;
+    )*) => {
+        $(pub mod $wire;)*
+    };
+}
 
-use claudemesh_crypto::MeshId;
+claudemesh_proto::with_client_frames!(handler_modules);
 
+use std::future::Future;
 use std::sync::Arc;
 
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::frames::ErrorFrame;
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
+use crate::admission::{Origin, PendingGuard};
 use crate::mesh::MeshHub;
+use crate::outbox::Outbox;
+use crate::ratelimit::TokenBucket;
 use crate::sessions::SessionHandle;
 use crate::state::BrokerState;
+
+/// A client frame kind the broker answers. `handle` serves it on an
+/// authenticated connection; `before_hello` before the handshake, for the
+/// kinds proto marks `before_hello: yes` (the others are refused with
+/// `not_authenticated` without reaching it).
+pub trait Handle: Sized {
+    /// Answers the frame from an authenticated session.
+    fn handle(
+        self,
+        caller: Caller<'_>,
+        cx: &mut Context<'_>,
+    ) -> impl Future<Output = Result<Reply, Refusal>> + Send;
+
+    /// Answers the frame before the hello; by default, `send hello first`.
+    fn before_hello(
+        self,
+        cx: &mut Context<'_>,
+    ) -> impl Future<Output = Result<Reply, Refusal>> + Send {
+        let _ = cx;
+        std::future::ready(Err(not_authenticated()))
+    }
+}
+
+/// A boxed frame (`hello`) is handled as the frame it holds.
+impl<T: Handle + Send> Handle for Box<T> {
+    fn handle(
+        self,
+        caller: Caller<'_>,
+        cx: &mut Context<'_>,
+    ) -> impl Future<Output = Result<Reply, Refusal>> + Send {
+        (*self).handle(caller, cx)
+    }
+
+    fn before_hello(
+        self,
+        cx: &mut Context<'_>,
+    ) -> impl Future<Output = Result<Reply, Refusal>> + Send {
+        (*self).before_hello(cx)
+    }
+}
+
+/// What a frame that needs the hello first hears before it.
+pub fn not_authenticated() -> Refusal {
+    Refusal::new(ErrorCode::NotAuthenticated, "send hello first")
+}
+
+/// An invite this connection proved it holds: its mesh and invite key.
+pub type HeldInvite = (MeshId, PublicKey);
+
+/// The connection a frame came on, beyond its session: what some handlers
+/// read or change (the handshake, invites, mesh creation, presence).
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The broker.
+    pub broker: &'a Arc<BrokerState>,
+    /// The connection's id.
+    pub conn_id: u64,
+    /// This connection's challenge nonce.
+    pub nonce: &'a [u8; 32],
+    /// Where the connection comes from.
+    pub origin: &'a Origin,
+    /// The connection's outbound queue.
+    pub out: &'a Outbox,
+    /// The connection's `presence_set` bucket: each one is copied to every
+    /// other session of the mesh.
+    pub presence_rate: &'a mut TokenBucket,
+    /// The invite this connection proved it holds (`invite_fetch`).
+    pub invite: &'a mut Option<HeldInvite>,
+    /// Counts the connection against its address's cap until its hello.
+    pub pending: &'a mut Option<PendingGuard>,
+    /// The session the hello admitted.
+    pub session: &'a mut Option<Arc<SessionHandle>>,
+    /// Its mesh.
+    pub mesh: &'a mut Option<Arc<MeshHub>>,
+}
 
 /// What a handled request answers now.
 #[derive(Debug)]

@@ -4,10 +4,20 @@
 use claudemesh_proto::BrokerFrame;
 use claudemesh_proto::frames::{Pong, Request};
 
-use super::Reply;
+use super::{Caller, Context, Handle, Refusal, Reply};
+
+impl Handle for Request {
+    async fn handle(self, _caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        Ok(handle(self))
+    }
+
+    async fn before_hello(self, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        Ok(handle(self))
+    }
+}
 
 /// Answers a `ping`.
-pub fn handle(ping: Request) -> Reply {
+fn handle(ping: Request) -> Reply {
     Reply::Frame(BrokerFrame::Pong(Pong {
         req: ping.req,
         time_ms: crate::now_ms(),

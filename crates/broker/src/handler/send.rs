@@ -7,7 +7,7 @@ use claudemesh_crypto::envelope::Target;
 use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::Send;
 
-use super::{Caller, Refusal, Reply, short_hex};
+use super::{Caller, Context, Handle, Refusal, Reply, short_hex};
 use crate::route;
 use crate::store::NewMessage;
 use crate::writer::{AcceptReply, WriteJob};
@@ -15,8 +15,14 @@ use crate::writer::{AcceptReply, WriteJob};
 /// What a sender hears when the recipient's grants refuse a direct message.
 pub const REFUSED_BY_GRANTS: &str = "refused: blocked by recipient";
 
+impl Handle for Send {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(caller, self).await
+    }
+}
+
 /// Checks, routes and queues a message for the writer.
-pub async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
+async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
     let Caller {
         broker,
         session,

@@ -140,6 +140,18 @@ impl Session {
         lock(&self.presence).clone()
     }
 
+    /// Records a status and published details the broker took
+    /// (`presence_set`): what the next hello announces.
+    pub(crate) fn presence_taken(&self, status: Option<Status>, profile: Option<SessionProfile>) {
+        let mut current = lock(&self.presence);
+        if let Some(status) = status {
+            current.0 = status;
+        }
+        if let Some(profile) = profile {
+            current.1 = profile;
+        }
+    }
+
     /// Runs `f` on the verified mesh state.
     pub(crate) fn read_state<T>(&self, f: impl FnOnce(&MeshState) -> T) -> T {
         let s = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -147,7 +159,7 @@ impl Session {
     }
 
     /// Runs `f` on the verified mesh state, for a change.
-    pub(super) fn write_state<T>(&self, f: impl FnOnce(&mut MeshState) -> T) -> T {
+    pub(crate) fn write_state<T>(&self, f: impl FnOnce(&mut MeshState) -> T) -> T {
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         f(&mut s)
     }

@@ -1,5 +1,6 @@
-//! What a live session tells its owner: the events it broadcasts, and
-//! the outcome of a send the broker accepted.
+//! What a live session tells its owner: the events it broadcasts, the
+//! outcome of a send the broker accepted, and a sent message's delivery
+//! state as reported.
 
 use claudemesh_crypto::envelope::MessageId;
 use claudemesh_proto::frames::PeerPresence;
@@ -46,4 +47,36 @@ pub struct SendOutcome {
     pub seq: u64,
     /// It had been accepted before (a resend).
     pub duplicate: bool,
+}
+
+/// Per-recipient delivery state of a sent message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    /// The message id.
+    pub id: String,
+    /// `pending` (not yet accepted), `failed`, or `accepted`.
+    pub state: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Broker seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The target as sent (`member:<hex>`, `#deploys`, `@eng`, `*`), when
+    /// this device still has the message in its outbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Each recipient.
+    pub recipients: Vec<RecipientReport>,
+}
+
+/// One recipient's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecipientReport {
+    /// Name (or short key).
+    pub name: String,
+    /// Key (hex).
+    pub key: String,
+    /// `queued`, `delivered`, `read` or `expired`.
+    pub state: String,
 }

@@ -18,7 +18,9 @@
 //! - `options`: how to connect; `events`: what a session reports.
 //! - `core`: the state its tasks share; `connect`: starting it and each
 //!   connection; `handshake`: the hello, written once.
-//! - `requests`: request ids and answers; `queries`: paged questions.
+//! - `requests`: request ids and answers, and the requests the session
+//!   makes itself (`ping`, `grants_set` after each connect); the features
+//!   make theirs through `Session::request`.
 //! - `outbox`: sending, accepting, resealing, read receipts.
 //! - `inbound`: routing and storing what arrives.
 //! - `log_sync`: the verified log; `append`: signed appends and the key
@@ -33,13 +35,12 @@ mod inbound;
 pub(crate) mod log_sync;
 mod options;
 mod outbox;
-mod queries;
 mod requests;
 mod supervisor;
 
 pub(crate) use self::core::Session;
-pub use self::events::{Event, SendOutcome};
+pub use self::events::{Event, RecipientReport, SendOutcome, StatusReport};
 pub use self::handshake::ConnInfo;
 pub use self::options::{ConnectOptions, SessionChoice};
 pub use self::outbox::MAX_RESEALS;
-pub use self::queries::{RecipientReport, StatusReport};
+pub(crate) use self::requests::unexpected;

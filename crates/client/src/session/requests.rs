@@ -1,8 +1,9 @@
 //! Requests and their answers: a request id per request, the waiter its
-//! answer is handed to, the frame size check before anything is sent, and
-//! the requests whose answer is only "done" (ping, presence, grants).
+//! answer is handed to, the frame size check before anything is sent, a
+//! request answered only when it fails, and the requests the session makes
+//! itself (`ping`; `grants_set`, again after each connect).
 
-use claudemesh_proto::frames::{GrantsSetFrame, PresenceSet, Request, Status};
+use claudemesh_proto::frames::{GrantsSetFrame, Request};
 use claudemesh_proto::limits::{MAX_FRAME_BYTES, MAX_LOG_ENTRIES_PER_FRAME};
 use claudemesh_proto::{BrokerFrame, ClientFrame, close, encode_client_frame};
 use std::sync::atomic::Ordering;
@@ -10,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::core::{Link, Session, lock};
-use crate::error::{ClientError, MissingKey};
+use crate::error::ClientError;
 
 impl Session {
     pub(super) fn new_req(&self) -> String {
@@ -94,36 +95,18 @@ impl Session {
         }
     }
 
-    /// Sets this session's status and/or summary (encrypted).
-    pub(crate) async fn set_presence(
+    /// A request the broker answers only when it fails (`presence_set`):
+    /// a ping behind it proves it was processed.
+    pub(crate) async fn request_unanswered(
         &self,
-        status: Option<Status>,
-        summary: Option<String>,
+        make: impl FnOnce(String) -> ClientFrame,
     ) -> Result<(), ClientError> {
-        let mut profile = lock(&self.presence).1.clone();
-        let blob = match &summary {
-            Some(text) => {
-                profile.summary = Some(text.clone()).filter(|t| !t.is_empty());
-                Some(
-                    self.read_state(|s| s.seal_presence(&profile))
-                        .ok_or(ClientError::MissingKey(MissingKey::Summary))?,
-                )
-            }
-            None => None,
-        };
         let req = self.new_req();
         let (tx, mut rx) = oneshot::channel();
         lock(&self.pending).insert(req.clone(), tx);
-        let frame = ClientFrame::PresenceSet(PresenceSet {
-            req: Some(req.clone()),
-            status,
-            summary: blob,
-            peer_type: None,
-        });
+        let frame = make(req.clone());
         self.wait_up().await?;
         self.send_raw(&frame).await?;
-        // The broker answers presence_set only when it fails; a ping behind
-        // it proves it was processed.
         let pong = self.ping().await;
         let failed = rx.try_recv();
         lock(&self.pending).remove(&req);
@@ -131,13 +114,6 @@ impl Session {
             return Err(e);
         }
         pong?;
-        let mut current = lock(&self.presence);
-        if let Some(status) = status {
-            current.0 = status;
-        }
-        if summary.is_some() {
-            current.1 = profile;
-        }
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! Frames a client sends ([`ClientFrame`]): one struct per request kind,
-//! each with its optional `req` correlation id.
+//! each with its optional `req` correlation id, and [`with_client_frames`]:
+//! the one list of client frame kinds that proto and the broker build from.
 
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
@@ -8,44 +9,102 @@ use claudemesh_crypto::log::{LogEntry, PeerType};
 use claudemesh_crypto::{PublicKey, Signature};
 use serde::{Deserialize, Serialize};
 
-use crate::hello::Hello;
 use crate::presence::{EncryptedBlob, Status};
 
-/// Frames a client sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientFrame {
-    /// Authenticate this connection (answers `challenge`).
-    Hello(Box<Hello>),
-    /// Send a message.
-    Send(Send),
-    /// Acknowledge delivered (or read) messages.
-    Ack(Ack),
-    /// Change own presence.
-    PresenceSet(PresenceSet),
-    /// Ask for the mesh's peers (a page).
-    PeerList(PeerListQuery),
-    /// Fetch membership-log entries.
-    LogFetch(LogFetch),
-    /// Append membership-log entries (atomically).
-    LogAppend(LogAppend),
-    /// Append an `invite` entry and store its encrypted welcome bundle.
-    InviteCreate(InviteCreate),
-    /// Before hello: fetch an invite's bundle, proving possession of its secret.
-    InviteFetch(InviteFetch),
-    /// Before hello: register a new mesh by its signed genesis entry.
-    MeshCreate(MeshCreate),
-    /// Before hello: append the joiner's `admit` entry.
-    InviteJoin(InviteJoin),
-    /// Per-recipient status of a message this member sent.
-    MessageStatus(MessageStatusQuery),
-    /// Stored messages of a topic, newest first.
-    TopicHistory(TopicHistoryQuery),
-    /// Store this member's signed grant set (TM7).
-    GrantsSet(GrantsSetFrame),
-    /// Liveness check.
-    Ping(Request),
+/// Every client frame kind, once: its `ClientFrame` variant, the struct it
+/// carries, its wire name (`type`), whether it carries a `req`, and whether
+/// it may come before the hello. `callback!` is called with the whole list;
+/// proto builds [`ClientFrame`] and its `TYPES`, `type_name`, `req` and
+/// `before_hello` from it, and the broker its handler modules and its
+/// dispatch, so a new kind is one line here (and its struct below).
+///
+/// Each entry: `#[doc] Variant(Type) wire_name, req: yes|no, before_hello: yes|no;`.
+#[macro_export]
+macro_rules! with_client_frames {
+    ($callback:ident) => {
+        $callback! {
+            /// Authenticate this connection (answers `challenge`).
+            Hello(Box<$crate::hello::Hello>) hello, req: no, before_hello: yes;
+            /// Send a message.
+            Send($crate::frames::Send) send, req: yes, before_hello: no;
+            /// Acknowledge delivered (or read) messages.
+            Ack($crate::frames::Ack) ack, req: no, before_hello: no;
+            /// Change own presence.
+            PresenceSet($crate::frames::PresenceSet) presence_set, req: yes, before_hello: no;
+            /// Ask for the mesh's peers (a page).
+            PeerList($crate::frames::PeerListQuery) peer_list, req: yes, before_hello: no;
+            /// Fetch membership-log entries (before hello: a joiner holding an
+            /// invite).
+            LogFetch($crate::frames::LogFetch) log_fetch, req: yes, before_hello: yes;
+            /// Append membership-log entries (atomically).
+            LogAppend($crate::frames::LogAppend) log_append, req: yes, before_hello: no;
+            /// Append an `invite` entry and store its encrypted welcome bundle.
+            InviteCreate($crate::frames::InviteCreate) invite_create, req: yes, before_hello: no;
+            /// Before hello: fetch an invite's bundle, proving possession of its secret.
+            InviteFetch($crate::frames::InviteFetch) invite_fetch, req: yes, before_hello: yes;
+            /// Before hello: register a new mesh by its signed genesis entry.
+            MeshCreate($crate::frames::MeshCreate) mesh_create, req: yes, before_hello: yes;
+            /// Before hello: append the joiner's `admit` entry.
+            InviteJoin($crate::frames::InviteJoin) invite_join, req: yes, before_hello: yes;
+            /// Per-recipient status of a message this member sent.
+            MessageStatus($crate::frames::MessageStatusQuery) message_status, req: yes, before_hello: no;
+            /// Stored messages of a topic, newest first.
+            TopicHistory($crate::frames::TopicHistoryQuery) topic_history, req: yes, before_hello: no;
+            /// Store this member's signed grant set (TM7).
+            GrantsSet($crate::frames::GrantsSetFrame) grants_set, req: yes, before_hello: no;
+            /// Liveness check.
+            Ping($crate::frames::Request) ping, req: yes, before_hello: yes;
+        }
+    };
 }
+
+/// Builds [`ClientFrame`] and its methods from [`with_client_frames`].
+macro_rules! client_frame_enum {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($ty:ty) $wire:ident, req: $req:ident, before_hello: $pre:ident;
+    )*) => {
+        /// Frames a client sends.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum ClientFrame {
+            $($(#[$doc])* $variant($ty),)*
+        }
+
+        impl ClientFrame {
+            /// Every client frame type name, as on the wire.
+            pub const TYPES: &'static [&'static str] = &[$(stringify!($wire)),*];
+
+            /// The frame's `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(ClientFrame::$variant(_) => stringify!($wire),)*
+                }
+            }
+
+            /// The correlation id, if the frame carries one.
+            pub fn req(&self) -> Option<&str> {
+                match self {
+                    $(ClientFrame::$variant(f) => client_frame_enum!(@req $req f),)*
+                }
+            }
+
+            /// Whether the broker reads this kind before the hello (it may
+            /// still refuse it there, as `log_fetch` without an invite).
+            pub fn before_hello(&self) -> bool {
+                match self {
+                    $(ClientFrame::$variant(_) => client_frame_enum!(@yes $pre),)*
+                }
+            }
+        }
+    };
+    (@req yes $f:ident) => { $f.req.as_deref() };
+    (@req no $f:ident) => {{ let _ = $f; None }};
+    (@yes yes) => { true };
+    (@yes no) => { false };
+}
+
+with_client_frames!(client_frame_enum);
 
 /// A request with no fields but its correlation id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -220,66 +279,4 @@ pub struct GrantsSetFrame {
     pub req: Option<String>,
     /// The signed grant set.
     pub grants: Box<GrantSet>,
-}
-
-impl ClientFrame {
-    /// Every client frame type name, as on the wire.
-    pub const TYPES: &'static [&'static str] = &[
-        "hello",
-        "send",
-        "ack",
-        "presence_set",
-        "peer_list",
-        "log_fetch",
-        "log_append",
-        "invite_create",
-        "invite_fetch",
-        "invite_join",
-        "mesh_create",
-        "message_status",
-        "topic_history",
-        "grants_set",
-        "ping",
-    ];
-
-    /// The frame's `type`.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ClientFrame::Hello(_) => "hello",
-            ClientFrame::Send(_) => "send",
-            ClientFrame::Ack(_) => "ack",
-            ClientFrame::PresenceSet(_) => "presence_set",
-            ClientFrame::PeerList(_) => "peer_list",
-            ClientFrame::LogFetch(_) => "log_fetch",
-            ClientFrame::LogAppend(_) => "log_append",
-            ClientFrame::InviteCreate(_) => "invite_create",
-            ClientFrame::InviteFetch(_) => "invite_fetch",
-            ClientFrame::InviteJoin(_) => "invite_join",
-            ClientFrame::MeshCreate(_) => "mesh_create",
-            ClientFrame::MessageStatus(_) => "message_status",
-            ClientFrame::TopicHistory(_) => "topic_history",
-            ClientFrame::GrantsSet(_) => "grants_set",
-            ClientFrame::Ping(_) => "ping",
-        }
-    }
-
-    /// The correlation id, if the frame carries one.
-    pub fn req(&self) -> Option<&str> {
-        match self {
-            ClientFrame::Hello(_) | ClientFrame::Ack(_) => None,
-            ClientFrame::Send(f) => f.req.as_deref(),
-            ClientFrame::PresenceSet(f) => f.req.as_deref(),
-            ClientFrame::PeerList(f) => f.req.as_deref(),
-            ClientFrame::Ping(f) => f.req.as_deref(),
-            ClientFrame::LogFetch(f) => f.req.as_deref(),
-            ClientFrame::LogAppend(f) => f.req.as_deref(),
-            ClientFrame::InviteCreate(f) => f.req.as_deref(),
-            ClientFrame::InviteFetch(f) => f.req.as_deref(),
-            ClientFrame::InviteJoin(f) => f.req.as_deref(),
-            ClientFrame::MeshCreate(f) => f.req.as_deref(),
-            ClientFrame::MessageStatus(f) => f.req.as_deref(),
-            ClientFrame::TopicHistory(f) => f.req.as_deref(),
-            ClientFrame::GrantsSet(f) => f.req.as_deref(),
-        }
-    }
 }

@@ -1,8 +1,9 @@
-//! The handshake (TM2), written once: a `hello` signed over this
+//! `hello`, the handshake (TM2), written once: a `hello` signed over this
 //! connection's challenge, with a session certificate of a current member,
 //! admits a session to its mesh ([`admit`]); the mesh then hears of it
-//! ([`announce`]). When a session's connection ends, [`farewell`] leaves the
-//! mesh's presence.
+//! ([`announce`]) and the session gets what waited for it (the first
+//! drain). When a session's connection ends, [`farewell`] leaves the mesh's
+//! presence.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use claudemesh_proto::hello::{Hello, HelloError};
 use claudemesh_proto::version::SUPPORTED_VERSIONS;
 use claudemesh_proto::{BrokerFrame, ErrorCode, Limits};
 
-use crate::handler::{Refusal, short_hex};
+use super::{Caller, Context, Handle, Refusal, Reply, short_hex};
 use crate::mesh::MeshHub;
 use crate::metrics as m;
 use crate::outbox::Outbox;
@@ -24,6 +25,31 @@ use crate::wire::text;
 use crate::writer::WriteJob;
 use claudemesh_crypto::MemberKey;
 use claudemesh_crypto::SessionKey;
+
+impl Handle for Hello {
+    async fn handle(self, _caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        Err(Refusal::new(
+            ErrorCode::AlreadyAuthenticated,
+            "already authenticated",
+        ))
+    }
+
+    /// Admits the session, then announces it and sends it what is waiting
+    /// for it.
+    async fn before_hello(self, cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        let admitted = admit(cx.broker, cx.conn_id, cx.nonce, cx.out, self).await?;
+        // The address's count of connections waiting for a hello drops.
+        *cx.pending = None;
+        *cx.session = Some(admitted.session.clone());
+        *cx.mesh = Some(admitted.mesh.clone());
+        announce(cx.broker, &admitted).await;
+        // The first drain runs before this connection's next frame is read,
+        // so anything the client asks after `welcome` is answered after every
+        // queued message: a `ping` marks the end of the backlog.
+        crate::delivery::drain(cx.broker.store.as_ref(), &admitted.mesh, &admitted.session).await;
+        Ok(Reply::Nothing)
+    }
+}
 
 /// A session the handshake admitted.
 #[derive(Debug)]

@@ -4,11 +4,17 @@
 use claudemesh_proto::BrokerFrame;
 use claudemesh_proto::frames::{GrantsSetFrame, GrantsStored};
 
-use super::{Caller, Refusal, Reply};
+use super::{Caller, Context, Handle, Refusal, Reply};
 use crate::grant_table::GrantsSetError;
 
+impl Handle for GrantsSetFrame {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(caller, self).await
+    }
+}
+
 /// Stores a grant set and answers `grants_stored` with the version held.
-pub async fn handle(caller: Caller<'_>, f: GrantsSetFrame) -> Result<Reply, Refusal> {
+async fn handle(caller: Caller<'_>, f: GrantsSetFrame) -> Result<Reply, Refusal> {
     let Caller {
         broker,
         session,

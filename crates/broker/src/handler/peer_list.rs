@@ -4,13 +4,19 @@
 use claudemesh_proto::BrokerFrame;
 use claudemesh_proto::frames::{PeerListQuery, PeerPresence, Peers};
 
-use super::{Caller, Reply};
+use super::{Caller, Context, Handle, Refusal, Reply};
 
 /// Bytes of peer entries one `peers` frame carries at most.
 const PEERS_BYTES_PER_FRAME: usize = claudemesh_proto::limits::MAX_FRAME_BYTES / 2;
 
+impl Handle for PeerListQuery {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        Ok(handle(caller, self))
+    }
+}
+
 /// Answers one page of `peers`.
-pub fn handle(caller: Caller<'_>, q: PeerListQuery) -> Reply {
+fn handle(caller: Caller<'_>, q: PeerListQuery) -> Reply {
     let (peers, next) = peers_page(
         caller.mesh.peers(&caller.session.member),
         q.after.as_deref(),

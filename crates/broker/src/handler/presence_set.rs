@@ -7,18 +7,20 @@ use claudemesh_proto::ErrorCode;
 use claudemesh_proto::frames::{PresenceSet, Status};
 use claudemesh_proto::limits::{MAX_SUMMARY_CIPHERTEXT_BYTES, PRESENCE_RATE_PER_SEC};
 
-use super::{Caller, Refusal, Reply};
+use super::{Caller, Context, Handle, Refusal, Reply};
 use crate::metrics as m;
 use crate::ratelimit::TokenBucket;
 use crate::store::MemberState;
 
+impl Handle for PresenceSet {
+    async fn handle(self, caller: Caller<'_>, cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(caller, cx.presence_rate, self)
+    }
+}
+
 /// Applies a presence change, if `rate` (the connection's presence bucket)
 /// has room.
-pub fn handle(
-    caller: Caller<'_>,
-    rate: &mut TokenBucket,
-    p: PresenceSet,
-) -> Result<Reply, Refusal> {
+fn handle(caller: Caller<'_>, rate: &mut TokenBucket, p: PresenceSet) -> Result<Reply, Refusal> {
     let Caller {
         broker,
         session,

@@ -5,7 +5,7 @@
 use claudemesh_proto::frames::{Deliver, TopicHistoryQuery, TopicHistoryResult};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
-use super::{Caller, Refusal, Reply};
+use super::{Caller, Context, Handle, Refusal, Reply};
 use crate::store::PageLimit;
 
 /// Topic history page when the client does not say.
@@ -19,8 +19,14 @@ const HISTORY_BYTES_PER_FRAME: usize = claudemesh_proto::limits::MAX_FRAME_BYTES
 /// punctuation), counted generously.
 const DELIVER_OVERHEAD_BYTES: usize = 64;
 
+impl Handle for TopicHistoryQuery {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(caller, self).await
+    }
+}
+
 /// Answers one page of a topic's history.
-pub async fn handle(caller: Caller<'_>, q: TopicHistoryQuery) -> Result<Reply, Refusal> {
+async fn handle(caller: Caller<'_>, q: TopicHistoryQuery) -> Result<Reply, Refusal> {
     let Caller {
         broker,
         session,

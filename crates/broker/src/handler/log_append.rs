@@ -6,15 +6,17 @@ use claudemesh_crypto::log::{EntryBody, LogEntry, RemoveKind};
 use claudemesh_proto::frames::{LogAppend, LogAppended};
 use claudemesh_proto::{BrokerFrame, ErrorCode, close};
 
-use super::{Caller, Refusal, Reply};
+use super::{Caller, Context, Handle, Refusal, Reply};
 use crate::config::BrokerConfig;
 use crate::mesh_log::{AppendError, AppendLimits};
 use crate::metrics as m;
 use crate::store::AppendExtras;
 
 /// Appends a `log_append`'s entries.
-pub async fn handle(caller: Caller<'_>, f: LogAppend) -> Result<Reply, Refusal> {
-    append_and_answer(caller, f.req, f.entries, AppendExtras::default()).await
+impl Handle for LogAppend {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        append_and_answer(caller, self.req, self.entries, AppendExtras::default()).await
+    }
 }
 
 /// Appends verified entries and answers `log_appended` (then closes, if

@@ -6,13 +6,19 @@ use claudemesh_crypto::envelope::Target;
 use claudemesh_proto::frames::{MessageStatusQuery, MessageStatusResult, RecipientStatus};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
-use super::{Caller, Refusal, Reply};
+use super::{Caller, Context, Handle, Refusal, Reply};
 
 /// Recipients per `message_status_result` page (~100 bytes of JSON each).
 const STATUS_PAGE: usize = 512;
 
+impl Handle for MessageStatusQuery {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        handle(caller, self).await
+    }
+}
+
 /// Answers one page of a message's status.
-pub async fn handle(caller: Caller<'_>, q: MessageStatusQuery) -> Result<Reply, Refusal> {
+async fn handle(caller: Caller<'_>, q: MessageStatusQuery) -> Result<Reply, Refusal> {
     let Caller {
         broker,
         session,
