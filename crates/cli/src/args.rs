@@ -8,6 +8,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::apikey::ApikeyCmd;
 use crate::audit::AuditCmd;
 use crate::backup::{BackupArgs, RestoreArgs};
 use crate::claude::hooks::HookEvent;
@@ -81,6 +82,9 @@ pub enum Command {
     /// The local audit log of policy decisions: verify its hash chain, list it
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Keys for scripts using the local gateway (`claudemesh serve`): create, list, revoke
+    #[command(subcommand)]
+    Apikey(ApikeyCmd),
     /// Run a broker on a temporary database, make two peers, and show them talk
     Demo(DemoArgs),
     /// The MCP server Claude Code starts (stdio): tools, and messages pushed as they arrive

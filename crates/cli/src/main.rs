@@ -10,7 +10,7 @@
 //!   `global`: the options every command takes, and the home they open;
 //!   `output`, `exit`: printing and failures.
 //! - One file per noun a user types: `mesh`, `peer`, `message`, `topic`,
-//!   `grants`, `status`, `backup`, `audit`, `demo`. Each holds its clap
+//!   `grants`, `status`, `backup`, `audit`, `apikey`, `demo`. Each holds its clap
 //!   types (`MeshCmd`, …) with what each command asks the policy
 //!   (`request`) and runs (`run`); `names` (how members are shown),
 //!   `workdir` (this checkout, for presence).
@@ -20,6 +20,7 @@
 //! - `claude/`: the Claude Code integration (`install`, `mcp`, hooks, the
 //!   status line, `launch`).
 
+mod apikey;
 mod approval_mode;
 mod args;
 mod audit;
@@ -128,6 +129,7 @@ fn request_for(cmd: &Command) -> Option<Request> {
         Command::Profile(cmd) => cmd.request(),
         Command::Grants(cmd) => cmd.request(),
         Command::Audit(cmd) => cmd.request(),
+        Command::Apikey(cmd) => cmd.request(),
         Command::Join(a) => Some(a.request()),
         Command::Send(a) => Some(a.request()),
         Command::Peers => PeerCmd::List.request(),
@@ -166,6 +168,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Profile(cmd) => cmd.run(&g).await,
         Command::Grants(cmd) => cmd.run(&g).await,
         Command::Audit(cmd) => cmd.run(&g).await,
+        Command::Apikey(cmd) => cmd.run(&g).await,
         Command::Join(a) => MeshCmd::Join(a).run(&g).await,
         Command::Send(a) => MessageCmd::Send(a).run(&g).await,
         Command::Peers => PeerCmd::List.run(&g).await,

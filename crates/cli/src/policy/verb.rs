@@ -88,6 +88,10 @@ verbs! {
     Restore = "restore", Destructive;
     AuditVerify = "audit.verify", Read;
     AuditList = "audit.list", Read;
+    /// A new key opens the local gateway to a script, within its scope.
+    ApikeyCreate = "apikey.create", Write;
+    ApikeyList = "apikey.list", Read;
+    ApikeyRevoke = "apikey.revoke", Destructive;
     Grant = "grant", Write;
     Revoke = "revoke", Write;
     Block = "block", Write;

@@ -12,6 +12,7 @@
 
 mod support;
 
+mod apikey;
 mod audit;
 mod backup;
 mod errors;
