@@ -214,18 +214,11 @@ async fn list(g: &Global) -> Outcome {
         .iter()
         .map(|k| KeyRow::of(k, &home))
         .collect();
-    if g.json {
-        output::json(&rows);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!(
-            "No API keys yet. Make one with `claudemesh apikey create <label> --cap read,send`."
-        );
-        return Ok(());
-    }
     let now = now_ms();
-    output::table(
+    output::listing(
+        g.json,
+        &rows,
+        "No API keys yet. Make one with `claudemesh apikey create <label> --cap read,send`.",
         &[
             "PREFIX",
             "LABEL",
@@ -236,36 +229,34 @@ async fn list(g: &Global) -> Outcome {
             "LAST USED",
             "STATE",
         ],
-        &rows
-            .iter()
-            .map(|r| {
-                let state = match (r.revoked_at, r.expires_at) {
-                    (Some(t), _) => format!("revoked {}", output::ago(t)),
-                    (None, Some(t)) if t <= now => format!("expired {}", output::ago(t)),
-                    (None, Some(t)) => format!("expires {}", output::timestamp(t)),
-                    (None, None) => "active".to_owned(),
-                };
-                vec![
-                    r.prefix.clone(),
-                    r.label.clone(),
-                    r.mesh.clone(),
-                    r.caps.to_string(),
-                    if r.topics.is_empty() {
-                        "all".to_owned()
-                    } else {
-                        r.topics
-                            .iter()
-                            .map(|t| format!("#{t}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    },
-                    output::ago(r.created_at),
-                    r.last_used_at
-                        .map_or_else(|| "never".to_owned(), output::ago),
-                    state,
-                ]
-            })
-            .collect::<Vec<_>>(),
+        |r| {
+            let state = match (r.revoked_at, r.expires_at) {
+                (Some(t), _) => format!("revoked {}", output::ago(t)),
+                (None, Some(t)) if t <= now => format!("expired {}", output::ago(t)),
+                (None, Some(t)) => format!("expires {}", output::timestamp(t)),
+                (None, None) => "active".to_owned(),
+            };
+            let topics = if r.topics.is_empty() {
+                "all".to_owned()
+            } else {
+                r.topics
+                    .iter()
+                    .map(|t| format!("#{t}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            vec![
+                r.prefix.clone(),
+                r.label.clone(),
+                r.mesh.clone(),
+                r.caps.to_string(),
+                topics,
+                output::ago(r.created_at),
+                r.last_used_at
+                    .map_or_else(|| "never".to_owned(), output::ago),
+                state,
+            ]
+        },
     );
     Ok(())
 }

@@ -295,30 +295,20 @@ pub fn list(g: &Global) -> Outcome {
         .iter()
         .map(|m| MeshRow::of(m, Some(m.id) == default))
         .collect();
-    if g.json {
-        output::json(&rows);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!(
-            "No meshes yet. Create one (`claudemesh mesh create <name> --broker <url>`) or join one (`claudemesh join <url>`)."
-        );
-        return Ok(());
-    }
-    output::table(
+    output::listing(
+        g.json,
+        &rows,
+        "No meshes yet. Create one (`claudemesh mesh create <name> --broker <url>`) or join one (`claudemesh join <url>`).",
         &["", "NAME", "ID", "BROKER", "YOU"],
-        &rows
-            .iter()
-            .map(|r| {
-                vec![
-                    if r.default { "*".into() } else { String::new() },
-                    r.name.clone(),
-                    output::short(&r.id).to_owned(),
-                    r.broker.clone(),
-                    r.display_name.clone(),
-                ]
-            })
-            .collect::<Vec<_>>(),
+        |r| {
+            vec![
+                if r.default { "*".into() } else { String::new() },
+                r.name.clone(),
+                output::short(&r.id).to_owned(),
+                r.broker.clone(),
+                r.display_name.clone(),
+            ]
+        },
     );
     Ok(())
 }

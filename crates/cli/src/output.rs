@@ -20,6 +20,24 @@ pub fn stdout_is_tty() -> bool {
     std::io::stdout().is_terminal()
 }
 
+/// Prints a listing: the rows as JSON with `--json`; else `empty` (what
+/// to do next) when there are none; else a table of `cells` per row.
+pub fn listing<T: Serialize>(
+    as_json: bool,
+    rows: &[T],
+    empty: &str,
+    header: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) {
+    if as_json {
+        json(&rows);
+    } else if rows.is_empty() {
+        println!("{empty}");
+    } else {
+        table(header, &rows.iter().map(cells).collect::<Vec<_>>());
+    }
+}
+
 /// Prints rows as left-aligned columns (the last column is not padded).
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let cols = header.len();
