@@ -5,10 +5,7 @@
 //! scripts keep working.
 
 use claudemesh_client::ClientError;
-use claudemesh_client::error::SessionNameProblem;
-use claudemesh_client::tls::TlsError;
-use claudemesh_crypto::envelope::EnvelopeError;
-use claudemesh_proto::{ErrorCode, close};
+use claudemesh_client::error_kind::ErrorKind;
 
 /// Success.
 pub const OK: u8 = 0;
@@ -116,148 +113,26 @@ impl Failure {
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
-        let (code, hint) = code_and_hint(&e);
         Failure {
-            code,
+            code: code_of(e.kind()),
             message: e.to_string(),
-            hint: hint.map(str::to_owned),
+            hint: e.hint().map(str::to_owned),
         }
     }
 }
 
-/// The exit code of a client failure, chosen from its variant, and the
-/// hint that goes with it.
-fn code_and_hint(e: &ClientError) -> (u8, Option<&'static str>) {
-    match e {
-        ClientError::Unreachable { .. } => (
-            NETWORK,
-            Some("is the broker running? start one with `claudemesh-broker`, or check the URL"),
-        ),
-        ClientError::Tls(tls) => match tls {
-            TlsError::CaRead { .. } | TlsError::CaInvalid { .. } => (
-                USAGE,
-                Some("give --ca (or CLAUDEMESH_CA) a PEM file holding the CA's certificate"),
-            ),
-            TlsError::StoredCaInvalid { .. } => (IO, None),
-            // The message says what to do.
-            TlsError::Untrusted { .. } => (SECURITY, None),
-            TlsError::Handshake { .. } => (
-                NETWORK,
-                Some(
-                    "check the broker URL: wss:// for a broker serving TLS (--tls-cert), ws:// for one without",
-                ),
-            ),
-        },
-        ClientError::FrameTooLarge { .. } => (
-            FAILURE,
-            Some("the change is too large for one frame of the protocol; nothing was sent"),
-        ),
-        ClientError::Timeout(_) | ClientError::Disconnected => (
-            NETWORK,
-            Some("check the broker (`claudemesh status`) and retry"),
-        ),
-        ClientError::Closed { code, .. } => match *code {
-            close::KICKED => (
-                REFUSED,
-                Some("you were removed; rejoin only with a new invite"),
-            ),
-            close::BANNED => (REFUSED, Some("you are banned from this mesh")),
-            close::POLICY => (REFUSED, None),
-            _ => (NETWORK, Some("retry; the broker may be restarting")),
-        },
-        ClientError::Refused { code, .. } => match code {
-            ErrorCode::NotAMember => (REFUSED, Some("join with an invite first")),
-            ErrorCode::Removed => (REFUSED, Some("rejoin with a new invite")),
-            ErrorCode::InviteExpired | ErrorCode::InviteRevoked | ErrorCode::InviteExhausted => (
-                REFUSED,
-                Some("ask the mesh's owner or an admin for a new invite (`claudemesh mesh share`)"),
-            ),
-            ErrorCode::Banned
-            | ErrorCode::Refused
-            | ErrorCode::BadCertificate
-            | ErrorCode::CertExpired
-            | ErrorCode::BadSignature => (REFUSED, None),
-            ErrorCode::Forbidden => (REFUSED, Some("ask an owner or admin of the mesh")),
-            ErrorCode::InviteNotFound | ErrorCode::UnknownRecipient | ErrorCode::NotFound => {
-                (NOT_FOUND, None)
-            }
-            ErrorCode::UnknownMesh => (
-                NOT_FOUND,
-                Some(
-                    "the broker does not know this mesh: check its URL with `claudemesh mesh list`",
-                ),
-            ),
-            ErrorCode::BodyTooLarge | ErrorCode::Malformed | ErrorCode::FrameTooLarge => {
-                (USAGE, None)
-            }
-            ErrorCode::RateLimited => (NETWORK, Some("slow down and retry")),
-            ErrorCode::TooManySessions => (
-                NETWORK,
-                Some(
-                    "this member has as many sessions connected as the broker allows; close one or retry later",
-                ),
-            ),
-            ErrorCode::RekeyRequired => (
-                FAILURE,
-                Some(
-                    "the mesh or topic key must rotate first: retry in a moment, or ask an owner or admin to run `claudemesh mesh rekey` if the error says so",
-                ),
-            ),
-            ErrorCode::UnsupportedVersion | ErrorCode::UnknownType => (
-                INTERNAL,
-                Some("upgrade claudemesh or the broker so they speak the same version"),
-            ),
-            _ => (
-                INTERNAL,
-                Some("retry later; if it persists, check the broker's logs"),
-            ),
-        },
-        ClientError::LogInvalid(_) | ClientError::LogFork(_) => (
-            SECURITY,
-            Some("do not trust this broker for this mesh; tell the mesh's owner"),
-        ),
-        ClientError::Protocol(_) => (INTERNAL, Some("upgrade claudemesh or the broker")),
-        ClientError::Local(_) => (IO, None),
-        ClientError::Invite(_) => (
-            USAGE,
-            Some("copy the whole invite URL, including the part after #"),
-        ),
-        ClientError::Envelope(EnvelopeError::BodyTooLarge(_)) => (
-            USAGE,
-            Some("split it into several messages of at most 64 KiB"),
-        ),
-        ClientError::Envelope(_) => (FAILURE, None),
-        ClientError::NoMesh => (NOT_FOUND, None),
-        ClientError::NoSuchMesh(_) => (NOT_FOUND, None),
-        ClientError::NoSuchPeer(_) | ClientError::LookAlikePeer { .. } => (NOT_FOUND, None),
-        ClientError::SessionName { problem, .. } => match problem {
-            SessionNameProblem::AmbiguousMember { .. } => (USAGE, None),
-            SessionNameProblem::NoMember { .. } | SessionNameProblem::NotOnline { .. } => {
-                (NOT_FOUND, None)
-            }
-        },
-        ClientError::AmbiguousMesh(_) | ClientError::AmbiguousPeer { .. } => (USAGE, None),
-        ClientError::Exists(_) => (EXISTS, None),
-        ClientError::Invalid(_)
-        | ClientError::BadInput(_)
-        | ClientError::MissingKey(_)
-        | ClientError::NotInGroup { .. }
-        | ClientError::NotInTopic { .. }
-        | ClientError::NotAMember { .. }
-        | ClientError::SessionNotMember { .. }
-        | ClientError::NotOnePeer { .. }
-        | ClientError::BadKey { .. }
-        | ClientError::BadTarget { .. }
-        | ClientError::GrantsForSelf
-        | ClientError::LeaveInstead
-        | ClientError::AmbiguousBan { .. }
-        | ClientError::AmbiguousInvite { .. }
-        | ClientError::SealKey { .. }
-        | ClientError::Encrypt { .. }
-        | ClientError::ChangeRefused(_) => (USAGE, None),
-        ClientError::NotFound(_) => (NOT_FOUND, None),
-        ClientError::NotAllowed(_) => (REFUSED, None),
-        ClientError::KeyChanged(_) => (SECURITY, None),
-        ClientError::Shared(inner) => code_and_hint(inner),
+/// The exit code of a kind of failure.
+pub fn code_of(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Failure => FAILURE,
+        ErrorKind::Refused => REFUSED,
+        ErrorKind::Usage => USAGE,
+        ErrorKind::Network => NETWORK,
+        ErrorKind::NotFound => NOT_FOUND,
+        ErrorKind::Exists => EXISTS,
+        ErrorKind::Denied => DENIED,
+        ErrorKind::Internal => INTERNAL,
+        ErrorKind::Io => IO,
+        ErrorKind::Security => SECURITY,
     }
 }

@@ -35,11 +35,14 @@
 //! - [`backup`]: what a `.cmb` backup holds, and restoring a home from one.
 //! - [`wire`]: one websocket to a broker, below any mesh logic; [`tls`]:
 //!   what a `wss://` connection trusts.
-//! - [`error`]: [`ClientError`], one variant per thing a caller can act on.
+//! - [`error`]: [`ClientError`], one variant per thing a caller can act on;
+//!   [`error_kind`]: the kind of each (the CLI's exit codes, the gateway's
+//!   problem types) and its hint.
 
 pub mod backup;
 pub mod client;
 pub mod error;
+pub mod error_kind;
 pub mod grant_set;
 pub mod grants;
 pub mod groups;
