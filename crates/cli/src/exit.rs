@@ -10,29 +10,29 @@ use claudemesh_client::error_kind::ErrorKind;
 /// Success.
 pub const OK: u8 = 0;
 /// Something failed that fits no other code (or was cancelled).
-pub const FAILURE: u8 = 1;
+pub const FAILURE: u8 = ErrorKind::Failure.code();
 /// The broker refused who we are or what we hold: not a member, removed,
 /// banned, an invite that is unknown, expired, revoked or used up, a role
 /// that does not allow it.
-pub const REFUSED: u8 = 2;
+pub const REFUSED: u8 = ErrorKind::Refused.code();
 /// Bad arguments or input.
-pub const USAGE: u8 = 3;
+pub const USAGE: u8 = ErrorKind::Usage.code();
 /// The broker could not be reached or stopped answering.
-pub const NETWORK: u8 = 4;
+pub const NETWORK: u8 = ErrorKind::Network.code();
 /// No such mesh, peer, message or invite.
-pub const NOT_FOUND: u8 = 5;
+pub const NOT_FOUND: u8 = ErrorKind::NotFound.code();
 /// It already exists.
-pub const EXISTS: u8 = 6;
+pub const EXISTS: u8 = ErrorKind::Exists.code();
 /// The local policy refused it (`policy.yaml`, the approval mode, or no
 /// terminal to confirm a destructive verb), or the user answered no.
-pub const DENIED: u8 = 7;
+pub const DENIED: u8 = ErrorKind::Denied.code();
 /// A broker or internal fault.
-pub const INTERNAL: u8 = 8;
+pub const INTERNAL: u8 = ErrorKind::Internal.code();
 /// Local files or the local database.
-pub const IO: u8 = 10;
+pub const IO: u8 = ErrorKind::Io.code();
 /// Something could not be verified (membership log, signatures): nothing
 /// was trusted.
-pub const SECURITY: u8 = 11;
+pub const SECURITY: u8 = ErrorKind::Security.code();
 
 /// What a command returns.
 pub type Outcome = Result<(), Failure>;
@@ -74,18 +74,7 @@ impl Failure {
 
     /// The kind name used in JSON errors.
     pub fn kind(&self) -> &'static str {
-        match self.code {
-            REFUSED => "refused",
-            USAGE => "usage",
-            NETWORK => "network",
-            NOT_FOUND => "not_found",
-            EXISTS => "exists",
-            DENIED => "denied",
-            INTERNAL => "internal",
-            IO => "io",
-            SECURITY => "security",
-            _ => "failure",
-        }
+        ErrorKind::from_code(self.code).map_or("failure", ErrorKind::as_str)
     }
 
     /// Prints it to stderr.
@@ -114,25 +103,9 @@ impl Failure {
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         Failure {
-            code: code_of(e.kind()),
+            code: e.kind().code(),
             message: e.to_string(),
             hint: e.hint().map(str::to_owned),
         }
-    }
-}
-
-/// The exit code of a kind of failure.
-pub fn code_of(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::Failure => FAILURE,
-        ErrorKind::Refused => REFUSED,
-        ErrorKind::Usage => USAGE,
-        ErrorKind::Network => NETWORK,
-        ErrorKind::NotFound => NOT_FOUND,
-        ErrorKind::Exists => EXISTS,
-        ErrorKind::Denied => DENIED,
-        ErrorKind::Internal => INTERNAL,
-        ErrorKind::Io => IO,
-        ErrorKind::Security => SECURITY,
     }
 }

@@ -36,6 +36,43 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Failure,
+        ErrorKind::Refused,
+        ErrorKind::Usage,
+        ErrorKind::Network,
+        ErrorKind::NotFound,
+        ErrorKind::Exists,
+        ErrorKind::Denied,
+        ErrorKind::Internal,
+        ErrorKind::Io,
+        ErrorKind::Security,
+    ];
+
+    /// The kind with this number, if any.
+    pub fn from_code(code: u8) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// Its number: the CLI's exit code, and `code` in the gateway's
+    /// problem answers. The numbering follows the TypeScript claudemesh
+    /// where the two overlap, so existing scripts keep working.
+    pub const fn code(self) -> u8 {
+        match self {
+            ErrorKind::Failure => 1,
+            ErrorKind::Refused => 2,
+            ErrorKind::Usage => 3,
+            ErrorKind::Network => 4,
+            ErrorKind::NotFound => 5,
+            ErrorKind::Exists => 6,
+            ErrorKind::Denied => 7,
+            ErrorKind::Internal => 8,
+            ErrorKind::Io => 10,
+            ErrorKind::Security => 11,
+        }
+    }
+
     /// Its name in JSON errors and problem types (`not_found`).
     pub fn as_str(self) -> &'static str {
         match self {
