@@ -7,7 +7,10 @@
 //!   revoke, authenticate), kept hashed in the home's `state.db`.
 //! - [`host`]: the `Host` headers a listener answers (no DNS rebinding).
 //! - [`lock`]: one gateway per home (`serve.lock`).
+//! - [`problem`]: every error as `application/problem+json`, numbered as
+//!   the CLI's exit codes.
 
 pub mod apikeys;
 pub mod host;
 pub mod lock;
+pub mod problem;

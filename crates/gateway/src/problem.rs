@@ -1,0 +1,265 @@
+//! Every error the gateway answers, as `application/problem+json` (RFC
+//! 9457). The client's failures keep the CLI's numbering: `code` is the
+//! exit code `claudemesh` would have returned, `kind` its name, so a script
+//! reads the same answer from the CLI and from HTTP. Refusals of the
+//! gateway's own (the key, its scope, its rate, the request's size) map to
+//! the nearest of those kinds.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use claudemesh_client::ClientError;
+use claudemesh_client::error_kind::ErrorKind;
+use serde::Serialize;
+
+use crate::apikeys::{AuthError, Cap};
+
+/// The media type of a problem answer.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One problem answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`urn:claudemesh:problem:<kind>`).
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// The kind in words, the same for every problem of that kind.
+    pub title: &'static str,
+    /// The HTTP status, repeated in the body (RFC 9457 §3.1.2).
+    pub status: u16,
+    /// What happened this time.
+    pub detail: String,
+    /// The CLI's exit code for the same failure.
+    pub code: u8,
+    /// Its name (`not_found`).
+    pub kind: &'static str,
+    /// What to do next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// For 429: seconds until a retry may succeed (also `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem of `kind` answered with `status`.
+    pub fn new(status: StatusCode, kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Problem {
+            type_uri: format!("urn:claudemesh:problem:{}", kind.as_str()),
+            title: title(kind),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: kind.code(),
+            kind: kind.as_str(),
+            hint: None,
+            retry_after: None,
+        }
+    }
+
+    /// The same, with what to do next.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// A bad request: `400`, kind `usage`.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::BAD_REQUEST, ErrorKind::Usage, detail)
+    }
+
+    /// Nothing by that name: `404`, kind `not_found`.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, detail)
+    }
+
+    /// No valid key: `401`, kind `refused`.
+    pub fn unauthorized(why: AuthError) -> Self {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorKind::Refused,
+            why.to_string(),
+        )
+        .hint(match why {
+            AuthError::Revoked | AuthError::Expired => {
+                "make a new key with `claudemesh apikey create`"
+            }
+            AuthError::Malformed | AuthError::Unknown => {
+                "send `Authorization: Bearer cmk_…` with a key from `claudemesh apikey create`"
+            }
+        })
+    }
+
+    /// The key lacks a capability: `403`, kind `denied`.
+    pub fn missing_cap(cap: Cap) -> Self {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            ErrorKind::Denied,
+            format!("this API key may not {}", cap_action(cap)),
+        )
+        .hint(format!("use a key made with `--cap {cap}`"))
+    }
+
+    /// The key is limited to other topics: `403`, kind `denied`.
+    pub fn out_of_scope(what: &str) -> Self {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            ErrorKind::Denied,
+            format!("this API key is limited to other topics than {what}"),
+        )
+    }
+
+    /// Too many requests for this key: `429`, kind `network` (as the CLI
+    /// reports a broker's rate limit).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Network,
+            "too many requests for this API key",
+        )
+        .hint("slow down and retry");
+        p.retry_after = Some(retry_after_secs.max(1));
+        p
+    }
+
+    /// The `Host` header names another server: `421`, kind `refused`.
+    pub fn wrong_host() -> Self {
+        Problem::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::Refused,
+            "this gateway does not answer to that Host",
+        )
+        .hint("call it by the address it listens on (or add the name with --allow-host)")
+    }
+
+    /// A client failure, kind and hint as the CLI gives them.
+    pub fn from_client(e: &ClientError) -> Self {
+        let kind = e.kind();
+        let mut p = Problem::new(status_of(kind), kind, e.to_string());
+        p.hint = e.hint().map(str::to_owned);
+        p
+    }
+}
+
+impl From<ClientError> for Problem {
+    fn from(e: ClientError) -> Self {
+        Problem::from_client(&e)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after;
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let mut resp = (status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// The HTTP status for a kind of client failure.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Usage => StatusCode::BAD_REQUEST,
+        ErrorKind::Refused | ErrorKind::Denied => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Exists => StatusCode::CONFLICT,
+        // The broker did not answer, or answered with what does not verify:
+        // the gateway's upstream failed.
+        ErrorKind::Network => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Security => StatusCode::BAD_GATEWAY,
+        ErrorKind::Failure | ErrorKind::Internal | ErrorKind::Io => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn title(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Failure => "The request failed",
+        ErrorKind::Refused => "Refused",
+        ErrorKind::Usage => "Bad request",
+        ErrorKind::Network => "The broker is unavailable",
+        ErrorKind::NotFound => "Not found",
+        ErrorKind::Exists => "Already exists",
+        ErrorKind::Denied => "Not allowed for this key",
+        ErrorKind::Internal => "Internal error",
+        ErrorKind::Io => "Local storage failed",
+        ErrorKind::Security => "The broker's answer did not verify",
+    }
+}
+
+fn cap_action(cap: Cap) -> &'static str {
+    match cap {
+        Cap::Read => "read",
+        Cap::Send => "send",
+        Cap::Admin => "change topics, groups or the profile",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_proto::ErrorCode;
+
+    async fn body_of(resp: Response) -> (StatusCode, String, serde_json::Value) {
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, ct, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_client_failure_keeps_the_clis_code_and_hint() {
+        let e = ClientError::Refused {
+            code: ErrorCode::NotAMember,
+            message: "not a member".into(),
+        };
+        let (status, ct, v) = body_of(Problem::from(e).into_response()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(ct, PROBLEM_JSON);
+        assert_eq!(v["type"], "urn:claudemesh:problem:refused");
+        assert_eq!(v["status"], 403);
+        assert_eq!(v["code"], 2);
+        assert_eq!(v["kind"], "refused");
+        assert_eq!(v["hint"], "join with an invite first");
+        assert!(v.get("retry_after").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_gateways_own_refusals() {
+        let (status, _, v) =
+            body_of(Problem::unauthorized(AuthError::Revoked).into_response()).await;
+        assert_eq!(
+            (status, v["code"].as_u64()),
+            (StatusCode::UNAUTHORIZED, Some(2))
+        );
+        let (status, _, v) = body_of(Problem::missing_cap(Cap::Send).into_response()).await;
+        assert_eq!(
+            (status, v["kind"].as_str()),
+            (StatusCode::FORBIDDEN, Some("denied"))
+        );
+        assert_eq!(v["code"], 7);
+        let resp = Problem::rate_limited(0).into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let (status, _, v) = body_of(resp).await;
+        assert_eq!(
+            (status, v["retry_after"].as_u64()),
+            (StatusCode::TOO_MANY_REQUESTS, Some(1))
+        );
+        for kind in ErrorKind::ALL {
+            let p = Problem::new(status_of(kind), kind, "x");
+            assert!(p.status >= 400 && p.code == kind.code(), "{p:?}");
+        }
+    }
+}
