@@ -6,11 +6,14 @@
 //! - [`apikeys`]: the scoped API keys scripts present (issue, list,
 //!   revoke, authenticate), kept hashed in the home's `state.db`.
 //! - [`host`]: the `Host` headers a listener answers (no DNS rebinding).
+//! - [`auth`]: the checks every request passes: its `Host`, its bearer
+//!   key, the capability and topic scope a route asks for.
 //! - [`lock`]: one gateway per home (`serve.lock`).
 //! - [`problem`]: every error as `application/problem+json`, numbered as
 //!   the CLI's exit codes.
 
 pub mod apikeys;
+pub mod auth;
 pub mod host;
 pub mod lock;
 pub mod problem;

@@ -17,39 +17,44 @@ use crate::apikeys::{AuthError, Cap};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One problem answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// A URI naming the kind of problem (`urn:claudemesh:problem:<kind>`).
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    /// The kind in words, the same for every problem of that kind.
-    pub title: &'static str,
-    /// The HTTP status, repeated in the body (RFC 9457 §3.1.2).
+    /// The HTTP status.
     pub status: u16,
+    /// The kind of failure: `code`, `kind`, `type` and `title` in the body.
+    pub kind: ErrorKind,
     /// What happened this time.
     pub detail: String,
-    /// The CLI's exit code for the same failure.
-    pub code: u8,
-    /// Its name (`not_found`).
-    pub kind: &'static str,
     /// What to do next.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// For 429: seconds until a retry may succeed (also `Retry-After`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+}
+
+/// The body as RFC 9457 lays it out, with claudemesh's members after the
+/// standard ones.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    code: u8,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
 }
 
 impl Problem {
     /// A problem of `kind` answered with `status`.
     pub fn new(status: StatusCode, kind: ErrorKind, detail: impl Into<String>) -> Self {
         Problem {
-            type_uri: format!("urn:claudemesh:problem:{}", kind.as_str()),
-            title: title(kind),
             status: status.as_u16(),
+            kind,
             detail: detail.into(),
-            code: kind.code(),
-            kind: kind.as_str(),
             hint: None,
             retry_after: None,
         }
@@ -149,7 +154,17 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.retry_after;
-        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let body = serde_json::to_vec(&Body {
+            type_uri: format!("urn:claudemesh:problem:{}", self.kind.as_str()),
+            title: title(self.kind),
+            status: self.status,
+            detail: &self.detail,
+            code: self.kind.code(),
+            kind: self.kind.as_str(),
+            hint: self.hint.as_deref(),
+            retry_after,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (status, body).into_response();
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -258,8 +273,20 @@ mod tests {
             (StatusCode::TOO_MANY_REQUESTS, Some(1))
         );
         for kind in ErrorKind::ALL {
-            let p = Problem::new(status_of(kind), kind, "x");
-            assert!(p.status >= 400 && p.code == kind.code(), "{p:?}");
+            let (status, _, v) =
+                body_of(Problem::new(status_of(kind), kind, "x").into_response()).await;
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{kind:?}"
+            );
+            assert_eq!(
+                (v["code"].as_u64(), v["kind"].as_str()),
+                (Some(u64::from(kind.code())), Some(kind.as_str()))
+            );
+            assert_eq!(
+                v["type"],
+                format!("urn:claudemesh:problem:{}", kind.as_str())
+            );
         }
     }
 }
