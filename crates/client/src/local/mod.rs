@@ -5,12 +5,15 @@
 //! the broker accepts it), and the envelopes it refused. Inbound fan-out
 //! messages (`#topic`, `@group`, `*`) are kept with their target, so unread
 //! counts per topic and "mark this topic read" are local queries.
+//!
+//! The outbox's queries are in [`outbox`]. The gateway's tables (API keys,
+//! idempotency keys) share this file and its migrations.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use claudemesh_crypto::envelope::{Envelope, MessageId, VerifiedMessage};
+use claudemesh_crypto::envelope::{MessageId, VerifiedMessage};
 use claudemesh_crypto::log::LogEntry;
 use claudemesh_crypto::{MeshId, PublicKey};
 use serde::Serialize;
@@ -22,30 +25,43 @@ use sqlx::{Row, SqlStr};
 
 use crate::error::ClientError;
 
+mod outbox;
+pub use outbox::OutboxEntry;
+
+/// One migration of `migrations/client/`: (version, name, SQL).
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        (
+            $version,
+            $name,
+            include_str!(concat!("../../../../migrations/client/", $file)),
+        )
+    };
+}
+
+/// The local store's migrations, in order.
+const MIGRATIONS: [(i64, &str, &str); 4] = [
+    migration!(1, "init", "0001_init.sql"),
+    migration!(2, "spaces", "0002_spaces.sql"),
+    migration!(3, "api_keys", "0003_api_keys.sql"),
+    migration!(4, "idempotency", "0004_idempotency.sql"),
+];
+
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../../../migrations/client/0001_init.sql")),
-            false,
-        ),
-        Migration::new(
-            2,
-            "spaces".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../../../migrations/client/0002_spaces.sql")),
-            false,
-        ),
-        Migration::new(
-            3,
-            "api_keys".into(),
-            MigrationType::Simple,
-            SqlStr::from_static(include_str!("../../../migrations/client/0003_api_keys.sql")),
-            false,
-        ),
-    ])
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// A verified message as it is shown: from this device's inbox, or from
@@ -92,23 +108,6 @@ pub struct InboxMessage {
     /// This member posted it (history).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub you: Option<bool>,
-}
-
-/// An outbox entry.
-#[derive(Debug, Clone)]
-pub struct OutboxEntry {
-    /// Message id.
-    pub id: MessageId,
-    /// Target as sent.
-    pub target: String,
-    /// `pending`, `accepted` or `failed`.
-    pub state: String,
-    /// Broker seq once accepted.
-    pub seq: Option<u64>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Unix ms.
-    pub created_at: u64,
 }
 
 /// An envelope this device refused.
@@ -163,8 +162,9 @@ impl LocalStore {
         Ok(LocalStore { pool })
     }
 
-    /// The database itself, for the gateway's tables (`api_keys`), which
-    /// share this file and its migrations so one home has one local store.
+    /// The database itself, for the gateway's tables (`api_keys`,
+    /// `idempotency_keys`), which share this file and its migrations so one
+    /// home has one local store.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -503,146 +503,6 @@ impl LocalStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Writes a sealed envelope to the outbox before it is sent.
-    pub async fn outbox_put(&self, env: &Envelope, now: u64) -> Result<(), ClientError> {
-        sqlx::query(
-            "INSERT OR IGNORE INTO outbox (mesh_id, msg_id, target, envelope, created_at, state) \
-             VALUES (?, ?, ?, ?, ?, 'pending')",
-        )
-        .bind(mesh_key(&env.mesh))
-        .bind(env.id.to_hex())
-        .bind(env.target.to_string())
-        .bind(serde_json::to_string(env).unwrap_or_default())
-        .bind(i(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Writes (or, for a message resealed under a new key with the same
-    /// id, replaces) an outbox envelope, pending again.
-    pub async fn outbox_upsert(&self, env: &Envelope, now: u64) -> Result<(), ClientError> {
-        sqlx::query(
-            "INSERT INTO outbox (mesh_id, msg_id, target, envelope, created_at, state) \
-             VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (mesh_id, msg_id) DO UPDATE SET \
-             envelope = excluded.envelope, target = excluded.target, state = 'pending', \
-             error = NULL WHERE outbox.state != 'accepted'",
-        )
-        .bind(mesh_key(&env.mesh))
-        .bind(env.id.to_hex())
-        .bind(env.target.to_string())
-        .bind(serde_json::to_string(env).unwrap_or_default())
-        .bind(i(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// One pending outbox envelope by id.
-    pub async fn outbox_pending_one(
-        &self,
-        mesh: &MeshId,
-        id: &MessageId,
-    ) -> Result<Option<Envelope>, ClientError> {
-        let text: Option<String> = sqlx::query_scalar(
-            "SELECT envelope FROM outbox WHERE mesh_id = ? AND msg_id = ? AND state = 'pending'",
-        )
-        .bind(mesh_key(mesh))
-        .bind(id.to_hex())
-        .fetch_optional(&self.pool)
-        .await?;
-        text.map(|t| {
-            serde_json::from_str(&t)
-                .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
-        })
-        .transpose()
-    }
-
-    /// Envelopes not yet accepted, oldest first.
-    pub async fn outbox_pending(&self, mesh: &MeshId) -> Result<Vec<Envelope>, ClientError> {
-        let rows = sqlx::query(
-            "SELECT envelope FROM outbox WHERE mesh_id = ? AND state = 'pending' ORDER BY created_at",
-        )
-        .bind(mesh_key(mesh))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let text: &str = r.try_get(0)?;
-                serde_json::from_str(text)
-                    .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
-            })
-            .collect()
-    }
-
-    /// Marks outbox entries accepted by the broker, in one transaction.
-    pub async fn outbox_accepted(
-        &self,
-        mesh: &MeshId,
-        accepted: &[(MessageId, u64)],
-        at: u64,
-    ) -> Result<(), ClientError> {
-        let mut tx = self.write_tx().await?;
-        for (id, seq) in accepted {
-            sqlx::query(
-                "UPDATE outbox SET state = 'accepted', broker_seq = ?, accepted_at = ?, error = NULL \
-                 WHERE mesh_id = ? AND msg_id = ?",
-            )
-            .bind(i(*seq))
-            .bind(i(at))
-            .bind(mesh_key(mesh))
-            .bind(id.to_hex())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Marks an outbox entry refused for good (it will not be resent).
-    pub async fn outbox_failed(
-        &self,
-        mesh: &MeshId,
-        id: &MessageId,
-        error: &str,
-    ) -> Result<(), ClientError> {
-        sqlx::query(
-            "UPDATE outbox SET state = 'failed', error = ? WHERE mesh_id = ? AND msg_id = ?",
-        )
-        .bind(error)
-        .bind(mesh_key(mesh))
-        .bind(id.to_hex())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// One outbox entry.
-    pub async fn outbox_get(
-        &self,
-        mesh: &MeshId,
-        id: &MessageId,
-    ) -> Result<Option<OutboxEntry>, ClientError> {
-        let row = sqlx::query(
-            "SELECT target, state, broker_seq, error, created_at FROM outbox WHERE mesh_id = ? AND msg_id = ?",
-        )
-        .bind(mesh_key(mesh))
-        .bind(id.to_hex())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(OutboxEntry {
-                id: *id,
-                target: r.try_get(0)?,
-                state: r.try_get(1)?,
-                seq: r.try_get::<Option<i64>, _>(2)?.map(u),
-                error: r.try_get(3)?,
-                created_at: u(r.try_get(4)?),
-            })
-        })
-        .transpose()
     }
 
     /// Records a refused envelope.

@@ -1,0 +1,170 @@
+//! The outbox in `state.db`: every sealed envelope is written before it
+//! is sent and resent with the same id until the broker accepts it (or
+//! refuses it for good), so a crash or a lost connection never loses or
+//! doubles a message.
+
+use claudemesh_crypto::MeshId;
+use claudemesh_crypto::envelope::{Envelope, MessageId};
+use sqlx::Row;
+
+use super::{LocalStore, i, mesh_key, u};
+use crate::error::ClientError;
+
+/// An outbox entry.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// Message id.
+    pub id: MessageId,
+    /// Target as sent.
+    pub target: String,
+    /// `pending`, `accepted` or `failed`.
+    pub state: String,
+    /// Broker seq once accepted.
+    pub seq: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Unix ms.
+    pub created_at: u64,
+}
+
+impl LocalStore {
+    /// Writes a sealed envelope to the outbox before it is sent.
+    pub async fn outbox_put(&self, env: &Envelope, now: u64) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO outbox (mesh_id, msg_id, target, envelope, created_at, state) \
+             VALUES (?, ?, ?, ?, ?, 'pending')",
+        )
+        .bind(mesh_key(&env.mesh))
+        .bind(env.id.to_hex())
+        .bind(env.target.to_string())
+        .bind(serde_json::to_string(env).unwrap_or_default())
+        .bind(i(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes (or, for a message resealed under a new key with the same
+    /// id, replaces) an outbox envelope, pending again.
+    pub async fn outbox_upsert(&self, env: &Envelope, now: u64) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT INTO outbox (mesh_id, msg_id, target, envelope, created_at, state) \
+             VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (mesh_id, msg_id) DO UPDATE SET \
+             envelope = excluded.envelope, target = excluded.target, state = 'pending', \
+             error = NULL WHERE outbox.state != 'accepted'",
+        )
+        .bind(mesh_key(&env.mesh))
+        .bind(env.id.to_hex())
+        .bind(env.target.to_string())
+        .bind(serde_json::to_string(env).unwrap_or_default())
+        .bind(i(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One pending outbox envelope by id.
+    pub async fn outbox_pending_one(
+        &self,
+        mesh: &MeshId,
+        id: &MessageId,
+    ) -> Result<Option<Envelope>, ClientError> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT envelope FROM outbox WHERE mesh_id = ? AND msg_id = ? AND state = 'pending'",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Envelopes not yet accepted, oldest first.
+    pub async fn outbox_pending(&self, mesh: &MeshId) -> Result<Vec<Envelope>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT envelope FROM outbox WHERE mesh_id = ? AND state = 'pending' ORDER BY created_at",
+        )
+        .bind(mesh_key(mesh))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let text: &str = r.try_get(0)?;
+                serde_json::from_str(text)
+                    .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
+            })
+            .collect()
+    }
+
+    /// Marks outbox entries accepted by the broker, in one transaction.
+    pub async fn outbox_accepted(
+        &self,
+        mesh: &MeshId,
+        accepted: &[(MessageId, u64)],
+        at: u64,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.write_tx().await?;
+        for (id, seq) in accepted {
+            sqlx::query(
+                "UPDATE outbox SET state = 'accepted', broker_seq = ?, accepted_at = ?, error = NULL \
+                 WHERE mesh_id = ? AND msg_id = ?",
+            )
+            .bind(i(*seq))
+            .bind(i(at))
+            .bind(mesh_key(mesh))
+            .bind(id.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks an outbox entry refused for good (it will not be resent).
+    pub async fn outbox_failed(
+        &self,
+        mesh: &MeshId,
+        id: &MessageId,
+        error: &str,
+    ) -> Result<(), ClientError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'failed', error = ? WHERE mesh_id = ? AND msg_id = ?",
+        )
+        .bind(error)
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One outbox entry.
+    pub async fn outbox_get(
+        &self,
+        mesh: &MeshId,
+        id: &MessageId,
+    ) -> Result<Option<OutboxEntry>, ClientError> {
+        let row = sqlx::query(
+            "SELECT target, state, broker_seq, error, created_at FROM outbox WHERE mesh_id = ? AND msg_id = ?",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(OutboxEntry {
+                id: *id,
+                target: r.try_get(0)?,
+                state: r.try_get(1)?,
+                seq: r.try_get::<Option<i64>, _>(2)?.map(u),
+                error: r.try_get(3)?,
+                created_at: u(r.try_get(4)?),
+            })
+        })
+        .transpose()
+    }
+}
