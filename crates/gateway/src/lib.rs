@@ -9,11 +9,14 @@
 //! - [`auth`]: the checks every request passes: its `Host`, its bearer
 //!   key, the capability and topic scope a route asks for.
 //! - [`lock`]: one gateway per home (`serve.lock`).
+//! - [`idempotency`]: `Idempotency-Key`: one message id per key, so a
+//!   retried send is the same message.
 //! - [`problem`]: every error as `application/problem+json`, numbered as
 //!   the CLI's exit codes.
 
 pub mod apikeys;
 pub mod auth;
 pub mod host;
+pub mod idempotency;
 pub mod lock;
 pub mod problem;
