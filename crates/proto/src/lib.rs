@@ -11,8 +11,9 @@
 //! - [`hello`]: the hello and its challenge-bound signature.
 //! - [`presence`]: a peer's status and encrypted summary, as hello and
 //!   presence frames carry them.
-//! - [`clock`], [`sync`]: the time in protocol milliseconds and the
-//!   poison-tolerant mutex lock, one helper each for every crate above.
+//! - [`clock`], [`sync`], [`ratelimit`]: the time in protocol milliseconds,
+//!   the poison-tolerant mutex lock and a token bucket, one helper each for
+//!   every crate above.
 //! - `roundtrip_tests` (test only): every frame through JSON and back.
 
 pub mod clock;
@@ -22,6 +23,7 @@ pub mod frames;
 pub mod hello;
 pub mod limits;
 pub mod presence;
+pub mod ratelimit;
 pub mod sync;
 pub mod version;
 
