@@ -11,6 +11,7 @@
 //! - [`lock`]: one gateway per home (`serve.lock`).
 //! - [`idempotency`]: `Idempotency-Key`: one message id per key, so a
 //!   retried send is the same message.
+//! - [`ratelimit`]: each key's request rate.
 //! - [`problem`]: every error as `application/problem+json`, numbered as
 //!   the CLI's exit codes.
 
@@ -20,3 +21,4 @@ pub mod host;
 pub mod idempotency;
 pub mod lock;
 pub mod problem;
+pub mod ratelimit;
