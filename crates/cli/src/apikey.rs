@@ -5,7 +5,7 @@
 
 use clap::Subcommand;
 use claudemesh_client::local::LocalStore;
-use claudemesh_gateway::apikeys::{ApiKeyError, ApiKeyInfo, ApiKeys, Caps, NewKey};
+use claudemesh_gateway::apikeys::{ApiKeyError, ApiKeyInfo, ApiKeys, Caps, NewKey, prefix_of};
 use claudemesh_proto::clock::now_ms;
 use serde::Serialize;
 
@@ -48,7 +48,7 @@ impl ApikeyCmd {
             ApikeyCmd::Create { label, .. } => Request::new(Verb::ApikeyCreate, Some(label), true),
             ApikeyCmd::List => Request::new(Verb::ApikeyList, None, false),
             ApikeyCmd::Revoke { prefix } => {
-                Request::new(Verb::ApikeyRevoke, Some(short_prefix(prefix)), false)
+                Request::new(Verb::ApikeyRevoke, Some(&prefix_of(prefix)), false)
             }
         })
     }
@@ -65,13 +65,6 @@ impl ApikeyCmd {
             ApikeyCmd::Revoke { prefix } => revoke(g, &prefix).await,
         }
     }
-}
-
-/// The prefix of what was typed, so a whole key pasted by mistake never
-/// reaches the audit log.
-fn short_prefix(typed: &str) -> &str {
-    let t = typed.trim();
-    t.get(..16).unwrap_or(t)
 }
 
 async fn keys(g: &Global) -> Result<(claudemesh_client::Home, ApiKeys), Failure> {

@@ -315,7 +315,7 @@ impl ApiKeys {
     /// Revokes the active key named `prefix` (`cmk_…`, or its 12 hex
     /// digits alone).
     pub async fn revoke(&self, prefix: &str, now_ms: u64) -> Result<ApiKeyInfo, ApiKeyError> {
-        let prefix = normalize_prefix(prefix);
+        let prefix = prefix_of(prefix);
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL",
         )
@@ -396,19 +396,17 @@ fn split_token(token: &str) -> Option<(&str, Zeroizing<Vec<u8>>)> {
     Some((&token[..KEY_SCHEME.len() + PREFIX_HEX], secret))
 }
 
-fn normalize_prefix(prefix: &str) -> String {
-    let p = prefix.trim();
-    // A whole key pasted by mistake names its prefix; the secret goes no
-    // further than this function.
-    let p = p
-        .get(..KEY_SCHEME.len() + PREFIX_HEX)
-        .filter(|_| p.starts_with(KEY_SCHEME))
-        .unwrap_or(p);
-    if p.starts_with(KEY_SCHEME) {
-        p.to_ascii_lowercase()
-    } else {
-        format!("{KEY_SCHEME}{}", p.to_ascii_lowercase())
-    }
+/// The key a user named, as `cmk_<hex>`: from `cmk_<hex>`, the bare hex
+/// digits, or a whole key pasted by mistake, whose secret goes no further
+/// than this function (so it never reaches a query or the audit log).
+pub fn prefix_of(typed: &str) -> String {
+    let t = typed.trim();
+    let bare = t
+        .get(..KEY_SCHEME.len())
+        .filter(|scheme| scheme.eq_ignore_ascii_case(KEY_SCHEME))
+        .map_or(t, |_| &t[KEY_SCHEME.len()..]);
+    let id = bare.split_once('_').map_or(bare, |(id, _)| id);
+    format!("{KEY_SCHEME}{}", id.to_ascii_lowercase())
 }
 
 /// Topic names as the CLI writes them (`#deploys` or `deploys`), without
