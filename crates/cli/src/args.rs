@@ -82,7 +82,7 @@ pub enum Command {
     /// The local audit log of policy decisions: verify its hash chain, list it
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Keys for scripts using the local gateway (`claudemesh serve`): create, list, revoke
+    /// Keys for scripts using the local gateway (`claudemesh serve`, not yet released): create, list, revoke
     #[command(subcommand)]
     Apikey(ApikeyCmd),
     /// Run a broker on a temporary database, make two peers, and show them talk
