@@ -19,7 +19,6 @@ use crate::global::Global;
 use crate::mesh::connect;
 use crate::policy::{Request, Verb};
 use crate::{names, output};
-use claudemesh_crypto::SessionKey;
 
 #[derive(Debug, Subcommand)]
 pub enum MessageCmd {
@@ -163,7 +162,7 @@ pub async fn deliver(
         let pins = names::pins_or_warn(&home, &mesh.id);
         let reached = names::reached(&client, &pins, &target).await;
         let posted = messages::send(&client, target, body, priority, reply_to).await?;
-        Ok::<_, claudemesh_client::ClientError>(sent(posted, reached))
+        Ok::<_, claudemesh_client::ClientError>(claudemesh_client::naming::sent(posted, reached))
     }
     .await;
     client.close().await;
@@ -191,26 +190,6 @@ pub async fn deliver(
         println!("{}", posted.id);
     }
     Ok(())
-}
-
-/// A sent message as `send --json` and the MCP `send_message` tool show
-/// it: the broker's answer, and whom it reached (`to` is the member's
-/// label for a direct message, never a bare `session:<hex>`; `to_key`,
-/// `to_session`, `to_session_name` say which member and session).
-#[derive(Debug, serde::Serialize)]
-pub struct Sent {
-    #[serde(flatten)]
-    pub posted: messages::Posted,
-    #[serde(flatten)]
-    pub reached: names::Reached,
-}
-
-/// Joins what the broker answered with whom it reached.
-pub fn sent(mut posted: messages::Posted, reached: names::Reached) -> Sent {
-    if let Some(name) = &reached.name {
-        posted.to = name.clone();
-    }
-    Sent { posted, reached }
 }
 
 /// ` (#deploys)`, ` (@eng)`, ` (*)` for a fan-out target; nothing for a
@@ -430,7 +409,9 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
     let report = match report {
         Ok(mut r) => {
             let pins = names::pins_or_warn(&home, &mesh.id);
-            let marks = client.with_state(|s| label_recipients(s, &pins, &mut r.recipients));
+            let marks = client.with_state(|s| {
+                claudemesh_client::naming::label_recipients(s, &pins, &mut r.recipients)
+            });
             Ok((r, marks))
         }
         Err(e) => Err(e),
@@ -438,7 +419,10 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
     client.close().await;
     let (report, marks) = report?;
     if g.json {
-        output::json(&status_json(&report, &marks)?);
+        output::json(
+            &claudemesh_client::naming::status_json(&report, &marks)
+                .map_err(|e| Failure::new(exit::FAILURE, format!("cannot encode JSON: {e}")))?,
+        );
         return Ok(());
     }
     match report.state.as_str() {
@@ -485,61 +469,4 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
         }
     }
     Ok(())
-}
-
-/// A status report as JSON, each recipient with `name_ambiguous` and
-/// `pin_mismatch` (from [`label_recipients`]).
-pub fn status_json(
-    report: &claudemesh_client::client::StatusReport,
-    marks: &[(bool, bool)],
-) -> Result<serde_json::Value, Failure> {
-    let mut v = serde_json::to_value(report)
-        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot encode JSON: {e}")))?;
-    if let Some(rs) = v.get_mut("recipients").and_then(|r| r.as_array_mut()) {
-        for (r, (ambiguous, mismatch)) in rs.iter_mut().zip(marks) {
-            r["name_ambiguous"] = (*ambiguous).into();
-            r["pin_mismatch"] = (*mismatch).into();
-        }
-    }
-    Ok(v)
-}
-
-/// Names each recipient of a status report by the one rule for names
-/// (`names`): a member (current or departed) by its label, a session by
-/// its member's label and its short key. Returns, per recipient, whether
-/// the name is ambiguous and whether it is that of a pin of another key.
-pub fn label_recipients(
-    state: &claudemesh_client::mesh::MeshState,
-    pins: &claudemesh_client::mesh::pins::Pins,
-    recipients: &mut [claudemesh_client::client::RecipientReport],
-) -> Vec<(bool, bool)> {
-    let labels = state.sender_labels(pins);
-    recipients
-        .iter_mut()
-        .map(|r| {
-            let Ok(key) = claudemesh_crypto::PublicKey::from_hex(&r.key) else {
-                return (false, false);
-            };
-            let roster = state.roster();
-            let (label, session) = if roster.is_member(&key) || roster.departed().contains_key(&key)
-            {
-                (labels.label(state, &key), None)
-            } else if let Some(member) = state.member_of_target(
-                &claudemesh_crypto::envelope::Target::Session(SessionKey(key)),
-            ) {
-                (labels.label(state, &member), Some(key))
-            } else {
-                return (false, false);
-            };
-            r.name = match session {
-                Some(s) => format!(
-                    "{}, session {}",
-                    label.with_key(),
-                    claudemesh_client::mesh::short(&s)
-                ),
-                None => label.text.clone(),
-            };
-            (label.ambiguous, label.pin_mismatch)
-        })
-        .collect()
 }

@@ -54,6 +54,7 @@ pub mod membership;
 pub mod mesh;
 pub mod messages;
 pub mod moderation;
+pub mod naming;
 pub mod peers;
 pub mod session;
 pub mod tls;

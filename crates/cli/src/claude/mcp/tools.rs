@@ -307,9 +307,13 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             let c = client(shared).await?;
             let mut report = c.message_status(&id).await.map_err(|e| fail(e.into()))?;
             let pins = shared.pins();
-            let marks = c
-                .with_state(|s| crate::message::label_recipients(s, &pins, &mut report.recipients));
-            json(&crate::message::status_json(&report, &marks).map_err(fail)?)
+            let marks = c.with_state(|s| {
+                claudemesh_client::naming::label_recipients(s, &pins, &mut report.recipients)
+            });
+            json(
+                &claudemesh_client::naming::status_json(&report, &marks)
+                    .map_err(|e| format!("cannot encode JSON: {e}"))?,
+            )
         }
         "set_summary" => {
             let a: SetSummaryArgs = parse(name, args)?;
@@ -444,7 +448,7 @@ async fn send(
     let posted = messages::send(&c, target, text, priority.into(), reply_to)
         .await
         .map_err(|e| fail(e.into()))?;
-    let sent = crate::message::sent(posted, reached);
+    let sent = claudemesh_client::naming::sent(posted, reached);
     Ok(format!(
         "Sent to {}; stored by the broker:\n{}",
         sent.reached.text,
