@@ -22,6 +22,7 @@ pub fn group_name(input: &str) -> Result<String, ClientError> {
 }
 
 /// A member of a group.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupMemberView {
     /// Display name.
@@ -36,6 +37,7 @@ pub struct GroupMemberView {
 }
 
 /// A group with members.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupView {
     /// Its name, without `@`.

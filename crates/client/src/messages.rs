@@ -21,6 +21,7 @@ use claudemesh_crypto::MemberKey;
 const MAX_STATUS_PAGES: usize = 1000;
 
 /// A message sent, with the mentions it notified.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Posted {
     /// The message id (hex).
@@ -52,10 +53,32 @@ pub async fn send(
     priority: Priority,
     reply_to: Option<MessageId>,
 ) -> Result<Posted, ClientError> {
+    send_as(
+        client,
+        MessageId::random(),
+        target,
+        text,
+        priority,
+        reply_to,
+    )
+    .await
+}
+
+/// [`send`] with a chosen message id: the gateway's `Idempotency-Key`
+/// maps to one, so a retried request is the same message (the broker
+/// answers it as a duplicate, and the mentions are not sent again).
+pub async fn send_as(
+    client: &MeshClient,
+    id: MessageId,
+    target: Target,
+    text: &str,
+    priority: Priority,
+    reply_to: Option<MessageId>,
+) -> Result<Posted, ClientError> {
     if target.is_direct() {
-        send_direct(client, target, text, priority, reply_to).await
+        send_direct(client, id, target, text, priority, reply_to).await
     } else {
-        post(client, target, text, priority, reply_to).await
+        post(client, id, target, text, priority, reply_to).await
     }
 }
 
@@ -63,13 +86,14 @@ pub async fn send(
 /// [`MeshClient::send`]: refused while the peer's verified key changed).
 pub async fn send_direct(
     client: &MeshClient,
+    id: MessageId,
     target: Target,
     text: &str,
     priority: Priority,
     reply_to: Option<MessageId>,
 ) -> Result<Posted, ClientError> {
     let outcome = client
-        .send(target.clone(), text.as_bytes(), priority, reply_to)
+        .send_as(id, target.clone(), text.as_bytes(), priority, reply_to)
         .await?;
     Ok(posted(client, &target, outcome))
 }
@@ -99,6 +123,7 @@ fn posted(client: &MeshClient, target: &Target, outcome: SendOutcome) -> Posted 
 /// answering the post. Private topics never quote their posts outside.
 pub async fn post(
     client: &MeshClient,
+    id: MessageId,
     target: Target,
     text: &str,
     priority: Priority,
@@ -106,12 +131,16 @@ pub async fn post(
 ) -> Result<Posted, ClientError> {
     client.with_state(|s| s.check_fanout_target(&target))?;
     let outcome = client
-        .send(target.clone(), text.as_bytes(), priority, reply_to)
+        .send_as(id, target.clone(), text.as_bytes(), priority, reply_to)
         .await?;
     let mut posted = posted(client, &target, outcome);
+    // A resend (a retried request) told the mentioned members already.
     let Target::Topic(topic) = &target else {
         return Ok(posted);
     };
+    if outcome.duplicate {
+        return Ok(posted);
+    }
     let (outside, sender) = client.with_state(|s| {
         let Some(info) = s.roster().topic(topic).filter(|i| !i.private) else {
             return (Vec::new(), String::new());

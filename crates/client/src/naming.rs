@@ -39,6 +39,7 @@ pub fn label_hex(state: &MeshState, labels: &SenderLabels, hex: &str) -> Label {
 }
 
 /// Who a sent message reached, as this device verified it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Reached {
     /// For people: `alice (1bbf6ba3)`, `alice (1bbf6ba3), session alice@api
@@ -109,6 +110,7 @@ pub async fn reached(client: &MeshClient, pins: &Pins, target: &Target) -> Reach
 /// it: the broker's answer, and whom it reached (`to` is the member's
 /// label for a direct message, never a bare `session:<hex>`; `to_key`,
 /// `to_session`, `to_session_name` say which member and session).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, serde::Serialize)]
 pub struct Sent {
     #[serde(flatten)]

@@ -72,6 +72,7 @@ pub fn topic_name(input: &str) -> Result<String, ClientError> {
 }
 
 /// A topic as `topic list` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct TopicView {
     /// Its name, without `#`.
@@ -271,6 +272,7 @@ pub async fn topic_leave(client: &MeshClient, name: &str) -> Result<(), ClientEr
 }
 
 /// A member of a topic.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct TopicMemberView {
     /// Display name (or short key).
@@ -329,6 +331,7 @@ pub async fn topic_read(client: &MeshClient, name: &str) -> Result<usize, Client
 }
 
 /// A page of a topic's history, newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct TopicHistory {
     /// The topic, without `#`.

@@ -3,6 +3,16 @@
 //! the sealing, signing, verifying and opening stay on the device.
 //!
 //! Layout:
+//! - [`app`]: the running gateway: configuration, the state requests see,
+//!   the checks before every handler (`Host`, key, rate, mesh), the audit
+//!   of each key's use, CORS, the stop that drains it.
+//! - [`links`]: one session per mesh of the home, kept connected; what it
+//!   hears goes to the [`journal`].
+//! - [`delivery`]: the messages sent through the gateway, watched until
+//!   read (`status` events).
+//! - [`journal`]: the numbered event log behind `/api/v1/events`.
+//! - [`api`]: the `/api/v1` routes, one module per resource.
+//! - [`docs`]: the OpenAPI document and its reference page.
 //! - [`apikeys`]: the scoped API keys scripts present (issue, list,
 //!   revoke, authenticate), kept hashed in the home's `state.db`.
 //! - [`host`]: the `Host` headers a listener answers (no DNS rebinding).
@@ -15,10 +25,19 @@
 //! - [`problem`]: every error as `application/problem+json`, numbered as
 //!   the CLI's exit codes.
 
+pub mod api;
 pub mod apikeys;
+pub mod app;
 pub mod auth;
+pub mod delivery;
+pub mod docs;
 pub mod host;
 pub mod idempotency;
+pub mod journal;
+pub mod links;
 pub mod lock;
 pub mod problem;
 pub mod ratelimit;
+
+pub use app::{AuditHook, Gateway, GatewayConfig, KeyUse, StartError};
+pub use links::SessionSettings;

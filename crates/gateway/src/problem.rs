@@ -135,6 +135,26 @@ impl Problem {
         .hint("call it by the address it listens on (or add the name with --allow-host)")
     }
 
+    /// The mesh's session is not connected (yet): `503`, kind `network`,
+    /// with a `Retry-After`.
+    pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Network, detail)
+            .hint("retry shortly; `claudemesh status` says whether the broker answers");
+        p.retry_after = Some(retry_after_secs.max(1));
+        p
+    }
+
+    /// The gateway's own storage failed: `500`, kind `io` (the cause is
+    /// logged, not answered).
+    pub fn storage(what: &str, e: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "{what}");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Io,
+            format!("the gateway could not {what}"),
+        )
+    }
+
     /// A client failure, kind and hint as the CLI gives them.
     pub fn from_client(e: &ClientError) -> Self {
         let kind = e.kind();

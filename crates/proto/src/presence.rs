@@ -7,6 +7,7 @@ use claudemesh_crypto::encoding::base64_bytes;
 use serde::{Deserialize, Serialize};
 
 /// Presence status, as Claude Code users know it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

@@ -40,11 +40,12 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
     migration!(4, "idempotency", "0004_idempotency.sql"),
+    migration!(5, "gateway_events", "0005_gateway_events.sql"),
 ];
 
 fn migrator() -> Migrator {
@@ -68,6 +69,7 @@ fn migrator() -> Migrator {
 /// a topic's stored history ([`crate::topics::topic_history`]). The two
 /// share every field but a few; those are `None` where they do not apply,
 /// and then not serialized.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct InboxMessage {
     /// Local row id (0: not listed from the inbox).
@@ -111,6 +113,7 @@ pub struct InboxMessage {
 }
 
 /// An envelope this device refused.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Rejection {
     /// Broker seq.
@@ -121,6 +124,36 @@ pub struct Rejection {
     pub reason: String,
     /// Unix ms.
     pub at: u64,
+}
+
+/// The columns [`inbox_row`] reads, in its order.
+macro_rules! inbox_columns {
+    () => {
+        "id, msg_id, sender_member, sender_session, target, body, priority, reply_to, \
+         sent_at, received_at, broker_seq, read_at, mentions_me"
+    };
+}
+
+/// One inbox row (selected as [`inbox_columns`]) as it is shown.
+fn inbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<InboxMessage, ClientError> {
+    let body: Vec<u8> = r.try_get(5)?;
+    Ok(InboxMessage {
+        local_id: r.try_get(0)?,
+        id: r.try_get(1)?,
+        from: r.try_get(2)?,
+        from_name: None,
+        from_session: r.try_get(3)?,
+        target: r.try_get(4)?,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        priority: r.try_get(6)?,
+        reply_to: r.try_get(7)?,
+        sent_at: u(r.try_get(8)?),
+        received_at: Some(u(r.try_get(9)?)),
+        seq: u(r.try_get(10)?),
+        read: Some(r.try_get::<Option<i64>, _>(11)?.is_some()),
+        mentions_me: r.try_get::<i64, _>(12)? != 0,
+        you: None,
+    })
 }
 
 /// The local database.
@@ -296,12 +329,13 @@ impl LocalStore {
         unread_only: bool,
         limit: u32,
     ) -> Result<Vec<InboxMessage>, ClientError> {
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT id, msg_id, sender_member, sender_session, target, body, priority, \
-             reply_to, sent_at, received_at, broker_seq, read_at, mentions_me FROM inbox \
+        let rows = sqlx::query(concat!(
+            "SELECT * FROM (SELECT ",
+            inbox_columns!(),
+            " FROM inbox \
              WHERE mesh_id = ? AND (read_at IS NULL OR ? = 0) AND (? IS NULL OR target = ?) \
              ORDER BY id DESC LIMIT ?) ORDER BY id",
-        )
+        ))
         .bind(mesh_key(mesh))
         .bind(i64::from(unread_only))
         .bind(target)
@@ -309,28 +343,73 @@ impl LocalStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let body: Vec<u8> = r.try_get(5)?;
-                Ok(InboxMessage {
-                    local_id: r.try_get(0)?,
-                    id: r.try_get(1)?,
-                    from: r.try_get(2)?,
-                    from_name: None,
-                    from_session: r.try_get(3)?,
-                    target: r.try_get(4)?,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                    priority: r.try_get(6)?,
-                    reply_to: r.try_get(7)?,
-                    sent_at: u(r.try_get(8)?),
-                    received_at: Some(u(r.try_get(9)?)),
-                    seq: u(r.try_get(10)?),
-                    read: Some(r.try_get::<Option<i64>, _>(11)?.is_some()),
-                    mentions_me: r.try_get::<i64, _>(12)? != 0,
-                    you: None,
-                })
-            })
-            .collect()
+        rows.iter().map(inbox_row).collect()
+    }
+
+    /// Inbox messages stored after the row `after` (a cursor: each
+    /// message's `local_id`), oldest first, at most `limit`: unread only or
+    /// all, of every target or of `targets` only (`#deploys`, …).
+    pub async fn inbox_after(
+        &self,
+        mesh: &MeshId,
+        after: i64,
+        unread_only: bool,
+        targets: Option<&[String]>,
+        limit: u32,
+    ) -> Result<Vec<InboxMessage>, ClientError> {
+        let targets = targets.map(|t| serde_json::to_string(t).unwrap_or_default());
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            inbox_columns!(),
+            " FROM inbox WHERE mesh_id = ? AND id > ? AND (read_at IS NULL OR ? = 0) \
+             AND (? IS NULL OR target IN (SELECT value FROM json_each(?))) ORDER BY id LIMIT ?"
+        ))
+        .bind(mesh_key(mesh))
+        .bind(after)
+        .bind(i64::from(unread_only))
+        .bind(targets.as_deref())
+        .bind(targets.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(inbox_row).collect()
+    }
+
+    /// The inbox messages with this id (one per sender that used it; a
+    /// message id is random, so in practice one), oldest first.
+    pub async fn inbox_by_id(
+        &self,
+        mesh: &MeshId,
+        msg_id: &str,
+    ) -> Result<Vec<InboxMessage>, ClientError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            inbox_columns!(),
+            " FROM inbox WHERE mesh_id = ? AND msg_id = ? ORDER BY id"
+        ))
+        .bind(mesh_key(mesh))
+        .bind(msg_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(inbox_row).collect()
+    }
+
+    /// The inbox message stored as row `local_id`, if it is still there.
+    pub async fn inbox_row(
+        &self,
+        mesh: &MeshId,
+        local_id: i64,
+    ) -> Result<Option<InboxMessage>, ClientError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            inbox_columns!(),
+            " FROM inbox WHERE mesh_id = ? AND id = ?"
+        ))
+        .bind(mesh_key(mesh))
+        .bind(local_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(inbox_row).transpose()
     }
 
     /// Unread messages per target (`#deploys` → 3), for targets with any.

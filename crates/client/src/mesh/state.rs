@@ -48,6 +48,7 @@ pub struct SessionProfile {
 }
 
 /// One connected session of a peer, as this device verified it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionView {
     /// Session key (hex).
@@ -87,6 +88,7 @@ pub struct SessionView {
 }
 
 /// A member of the mesh with what the broker says of its presence.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerView {
     /// Display name (from its encrypted profile), or its short key.

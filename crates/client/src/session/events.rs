@@ -50,6 +50,7 @@ pub struct SendOutcome {
 }
 
 /// Per-recipient delivery state of a sent message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StatusReport {
     /// The message id.
@@ -71,6 +72,7 @@ pub struct StatusReport {
 }
 
 /// One recipient's state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecipientReport {
     /// Name (or short key).

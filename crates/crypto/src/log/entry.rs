@@ -7,6 +7,7 @@ use crate::encoding::{Hash32, base64_bytes};
 use crate::keys::{PublicKey, Signature};
 
 /// A member's role. The owner is whoever signed the genesis entry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

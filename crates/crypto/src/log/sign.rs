@@ -343,6 +343,7 @@ pub fn open_root_key(
 }
 
 /// What kind of peer a member is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
 )]

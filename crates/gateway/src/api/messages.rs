@@ -1,0 +1,441 @@
+//! `/api/v1/messages`: this member's inbox (unread, or everything after a
+//! cursor), sending a message to a peer, `#topic`, `@group` or `*` (an
+//! `Idempotency-Key` makes a retried POST the same message), one message
+//! with its per-recipient delivery, and marking messages read (which
+//! sends the read receipts). Senders are named by the one rule for names
+//! (`claudemesh_client::naming`), as `claudemesh message inbox` names them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use claudemesh_client::MeshClient;
+use claudemesh_client::client::StatusReport;
+use claudemesh_client::local::InboxMessage;
+use claudemesh_client::mesh::pins::Pins;
+use claudemesh_client::messages;
+use claudemesh_client::naming::{Sent, label_hex, label_recipients, reached, sent, status_json};
+use claudemesh_crypto::envelope::{MAX_BODY_BYTES, MessageId, Priority};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::{Body, Params};
+use crate::apikeys::Cap;
+use crate::app::{AppState, Caller};
+use crate::idempotency::{IdempotencyError, Reserved};
+use crate::problem::Problem;
+
+/// Most messages one page lists.
+pub const MAX_PAGE: u32 = 500;
+
+/// A stored message as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiMessage {
+    #[serde(flatten)]
+    message: InboxMessage,
+    /// Its place in this device's inbox: pass it as `after` to list what
+    /// came later.
+    cursor: i64,
+    /// Another member's name looks the same: the key tells them apart.
+    name_ambiguous: bool,
+    /// The sender's name is that of a verified peer with another key.
+    pin_mismatch: bool,
+}
+
+/// Names each message's sender (`from_name`) by the one rule for names.
+pub fn labeled(client: &MeshClient, pins: &Pins, list: Vec<InboxMessage>) -> Vec<ApiMessage> {
+    client.with_state(|s| {
+        let labels = s.sender_labels(pins);
+        list.into_iter()
+            .map(|mut m| {
+                let label = label_hex(s, &labels, &m.from);
+                m.from_name = Some(label.text);
+                ApiMessage {
+                    cursor: m.local_id,
+                    message: m,
+                    name_ambiguous: label.ambiguous,
+                    pin_mismatch: label.pin_mismatch,
+                }
+            })
+            .collect()
+    })
+}
+
+/// Which messages to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Unread only (the default), or read ones too.
+    #[serde(default = "yes")]
+    pub unread: bool,
+    /// Only messages stored after this cursor (0: from the oldest).
+    #[serde(default)]
+    pub after: i64,
+    /// At most this many (default 100, at most 500).
+    #[serde(default = "hundred")]
+    pub limit: u32,
+    /// Only this topic's messages (`deploys` or `#deploys`).
+    #[serde(default)]
+    pub topic: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn hundred() -> u32 {
+    100
+}
+
+/// A page of messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    /// Oldest first.
+    pub messages: Vec<ApiMessage>,
+    /// The cursor to ask with next (`after`): the last message's, or the
+    /// one asked with when there was none.
+    pub next_cursor: i64,
+}
+
+/// The inbox, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages",
+    tag = "messages",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Messages stored on this device", body = MessagePage),
+        (status = 403, description = "The key lacks `read`, or the topic is outside its scope", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<MessagePage>, Problem> {
+    caller.require(Cap::Read)?;
+    let targets = match &q.topic {
+        Some(t) => {
+            let name = claudemesh_client::topics::topic_name(t)?;
+            caller.require_target(&format!("#{name}"))?;
+            Some(vec![format!("#{name}")])
+        }
+        None => caller.scoped_targets(),
+    };
+    let client = caller.client()?;
+    let list = state
+        .local
+        .inbox_after(
+            &caller.link.mesh.id,
+            q.after.max(0),
+            q.unread,
+            targets.as_deref(),
+            q.limit.clamp(1, MAX_PAGE),
+        )
+        .await?;
+    let next_cursor = list.last().map_or(q.after.max(0), |m| m.local_id);
+    let pins = caller.link.pins(&state.home);
+    Ok(Json(MessagePage {
+        messages: labeled(&client, &pins, list),
+        next_cursor,
+    }))
+}
+
+/// `now`, `next` or `low`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityName {
+    /// Interrupts (pushed into a Claude Code conversation at once).
+    Now,
+    /// At the recipient's next turn (the default).
+    #[default]
+    Next,
+    /// Whenever it reads its inbox.
+    Low,
+}
+
+impl From<PriorityName> for Priority {
+    fn from(p: PriorityName) -> Priority {
+        match p {
+            PriorityName::Now => Priority::Now,
+            PriorityName::Next => Priority::Next,
+            PriorityName::Low => Priority::Low,
+        }
+    }
+}
+
+/// A message to send.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// A display name, a key prefix (8+ hex digits), a session name
+    /// (`alice@api`), `#topic`, `@group`, or `*` (everyone).
+    pub to: String,
+    /// The text (UTF-8, at most 64 KiB).
+    pub body: String,
+    /// Delivery priority.
+    #[serde(default)]
+    pub priority: PriorityName,
+    /// The message id this one answers.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// Sends a message, sealed and signed on this device.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "messages",
+    request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body is the same message, never a second one")),
+    responses(
+        (status = 201, description = "The broker stored it", body = Sent, headers(("Location" = String, description = "The message's URL"))),
+        (status = 400, description = "A bad recipient, body or reply id", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send`, or the recipient is outside its scope", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such peer, topic or group", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key was used for another request", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(req): Body<SendRequest>,
+) -> Result<Response, Problem> {
+    deliver(&state, &caller, &headers, req).await
+}
+
+/// Sends `req` for `caller` (`POST /messages` and `POST /topics/{t}/messages`).
+pub async fn deliver(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    req: SendRequest,
+) -> Result<Response, Problem> {
+    caller.require(Cap::Send)?;
+    caller.require_target(req.to.trim())?;
+    if req.body.is_empty() {
+        return Err(Problem::bad_request("the message is empty"));
+    }
+    if req.body.len() > MAX_BODY_BYTES {
+        let mut p = Problem::bad_request(format!(
+            "the message is {} bytes; at most {MAX_BODY_BYTES} are sent",
+            req.body.len()
+        ));
+        p.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+        return Err(p);
+    }
+    let reply_to = req
+        .reply_to
+        .as_deref()
+        .map(|r| {
+            MessageId::from_hex(r.trim()).map_err(|_| {
+                Problem::bad_request(format!(
+                    "reply_to {r:?} is not a message id (32 hex digits)"
+                ))
+            })
+        })
+        .transpose()?;
+    let id = match idempotency_key(headers)? {
+        None => MessageId::random(),
+        Some(key) => {
+            let canonical = serde_json::to_vec(&req).unwrap_or_default();
+            match state
+                .idempotency
+                .reserve(
+                    &caller.key.prefix,
+                    key,
+                    &canonical,
+                    claudemesh_proto::clock::now_ms(),
+                )
+                .await
+            {
+                Ok(Reserved::New(id) | Reserved::Retry(id)) => id,
+                Err(IdempotencyError::BadKey) => {
+                    return Err(Problem::bad_request(IdempotencyError::BadKey.to_string()));
+                }
+                Err(IdempotencyError::Conflict) => {
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        claudemesh_client::error_kind::ErrorKind::Exists,
+                        IdempotencyError::Conflict.to_string(),
+                    )
+                    .hint("use a new Idempotency-Key for a new message"));
+                }
+                Err(e) => return Err(Problem::storage("keep the idempotency key", &e)),
+            }
+        }
+    };
+    let client = caller.client()?;
+    let target = client.resolve(req.to.trim()).await?;
+    let pins = caller.link.pins(&state.home);
+    let whom = reached(&client, &pins, &target).await;
+    let posted = messages::send_as(
+        &client,
+        id,
+        target.clone(),
+        &req.body,
+        req.priority.into(),
+        reply_to,
+    )
+    .await?;
+    let topic = match &target {
+        claudemesh_crypto::envelope::Target::Topic(t) => Some(t.clone()),
+        _ => None,
+    };
+    caller.link.delivery.watch(id, topic);
+    let out: Sent = sent(posted, whom);
+    let mut resp = (StatusCode::CREATED, Json(&out)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/messages/{}", out.posted.id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| Problem::bad_request(IdempotencyError::BadKey.to_string())),
+    }
+}
+
+/// One message: as received (if it came to this member) and its delivery
+/// (if this member sent it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageDetail {
+    /// The message id.
+    pub id: String,
+    /// The copies of it in this device's inbox.
+    pub received: Vec<ApiMessage>,
+    /// Its per-recipient delivery as the broker reports it (`queued`,
+    /// `delivered`, `read`, `expired`), when this member sent it.
+    #[schema(value_type = Option<StatusReport>)]
+    pub delivery: Option<serde_json::Value>,
+}
+
+/// One message and its delivery.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}",
+    tag = "messages",
+    params(("id" = String, Path, description = "The message id (32 hex digits)")),
+    responses(
+        (status = 200, description = "The message", body = MessageDetail),
+        (status = 404, description = "Neither received nor sent by this member", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn one(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MessageDetail>, Problem> {
+    caller.require(Cap::Read)?;
+    let id = MessageId::from_hex(id.trim())
+        .map_err(|_| Problem::bad_request(format!("{id:?} is not a message id (32 hex digits)")))?;
+    let client = caller.client()?;
+    let scope = caller.scoped_targets();
+    let in_scope = |target: &str| scope.as_ref().is_none_or(|s| s.iter().any(|t| t == target));
+    let received: Vec<InboxMessage> = state
+        .local
+        .inbox_by_id(&caller.link.mesh.id, &id.to_hex())
+        .await?
+        .into_iter()
+        .filter(|m| in_scope(&m.target))
+        .collect();
+    let pins = caller.link.pins(&state.home);
+    let delivery = match client.message_status(&id).await {
+        Ok(mut report) if report.target.as_deref().is_none_or(in_scope) => {
+            let marks = client.with_state(|s| label_recipients(s, &pins, &mut report.recipients));
+            Some(status_json(&report, &marks).map_err(|e| Problem::storage("encode JSON", &e))?)
+        }
+        Ok(_) | Err(claudemesh_client::ClientError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if received.is_empty() && delivery.is_none() {
+        return Err(Problem::not_found(format!(
+            "no message {id} was received or sent by this member"
+        )));
+    }
+    Ok(Json(MessageDetail {
+        id: id.to_hex(),
+        received: labeled(&client, &pins, received),
+        delivery,
+    }))
+}
+
+/// Which messages to mark read.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    /// These message ids.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Every unread message up to this cursor.
+    #[serde(default)]
+    pub up_to: Option<i64>,
+}
+
+/// How many were marked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Marked {
+    /// Messages newly marked read.
+    pub marked: usize,
+}
+
+/// Marks messages read (their senders get read receipts).
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/read",
+    tag = "messages",
+    request_body = MarkRead,
+    responses(
+        (status = 200, description = "Marked", body = Marked),
+        (status = 400, description = "Neither ids nor up_to given", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn mark_read(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Body(req): Body<MarkRead>,
+) -> Result<Json<Marked>, Problem> {
+    caller.require(Cap::Send)?;
+    if req.ids.is_empty() && req.up_to.is_none() {
+        return Err(Problem::bad_request("give `ids`, `up_to`, or both"));
+    }
+    for id in &req.ids {
+        MessageId::from_hex(id.trim()).map_err(|_| {
+            Problem::bad_request(format!("{id:?} is not a message id (32 hex digits)"))
+        })?;
+    }
+    let client = caller.client()?;
+    let unread = state
+        .local
+        .inbox_after(
+            &caller.link.mesh.id,
+            0,
+            true,
+            caller.scoped_targets().as_deref(),
+            u32::MAX,
+        )
+        .await?;
+    let chosen: Vec<InboxMessage> = unread
+        .into_iter()
+        .filter(|m| {
+            req.ids
+                .iter()
+                .any(|id| id.trim().eq_ignore_ascii_case(&m.id))
+                || req.up_to.is_some_and(|c| m.local_id <= c)
+        })
+        .collect();
+    client.mark_read(&chosen).await?;
+    Ok(Json(Marked {
+        marked: chosen.len(),
+    }))
+}

@@ -1,0 +1,191 @@
+//! What becomes of the messages sent through the gateway: each is watched
+//! for a while (its delivery state asked of the broker, often at first,
+//! then less often) and every change of a recipient's state (queued →
+//! delivered → read) is written to the journal as a `status` event, so a
+//! script learns it from `/api/v1/events` instead of polling. The broker
+//! reports these states; they are not proofs signed by the recipients.
+//! At most [`MAX_WATCHED`] messages are watched at once (the newest);
+//! `GET /api/v1/messages/{id}` reports any message's state on demand.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use claudemesh_client::MeshClient;
+use claudemesh_client::naming::{label_recipients, status_json};
+use claudemesh_crypto::envelope::MessageId;
+use claudemesh_proto::clock::now_ms;
+use claudemesh_proto::sync::lock;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::journal::{EventKind, Journal};
+use crate::links::MeshLink;
+
+/// Most messages watched at once; the oldest give way.
+pub const MAX_WATCHED: usize = 256;
+/// How long a message is watched.
+const WATCH_FOR: Duration = Duration::from_secs(3600);
+/// First wait before asking.
+const FIRST_POLL: Duration = Duration::from_millis(500);
+/// Longest wait between two asks.
+const MAX_POLL: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Watched {
+    id: MessageId,
+    topic: Option<String>,
+    since: Instant,
+    due: Instant,
+    every: Duration,
+    last: Option<String>,
+}
+
+/// The messages one mesh's session is watching.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    watched: Mutex<VecDeque<Watched>>,
+    wake: Notify,
+}
+
+impl Delivery {
+    /// Starts watching a message just sent (to `topic`, for keys scoped to
+    /// topics).
+    pub fn watch(&self, id: MessageId, topic: Option<String>) {
+        let now = Instant::now();
+        let mut w = lock(&self.watched);
+        if w.iter().any(|m| m.id == id) {
+            return;
+        }
+        if w.len() >= MAX_WATCHED {
+            w.pop_front();
+        }
+        w.push_back(Watched {
+            id,
+            topic,
+            since: now,
+            due: now + FIRST_POLL,
+            every: FIRST_POLL,
+            last: None,
+        });
+        drop(w);
+        self.wake.notify_one();
+    }
+
+    /// How many are watched now.
+    pub fn len(&self) -> usize {
+        lock(&self.watched).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The messages due to be asked about now, and when the next one is.
+    fn due(&self, now: Instant) -> (Vec<(MessageId, Option<String>)>, Option<Instant>) {
+        let w = lock(&self.watched);
+        let due = w
+            .iter()
+            .filter(|m| m.due <= now)
+            .map(|m| (m.id, m.topic.clone()))
+            .collect();
+        let next = w.iter().map(|m| m.due).min();
+        (due, next)
+    }
+
+    /// Notes what was learned of `id`: returns whether it changed.
+    fn learned(&self, id: &MessageId, fingerprint: Option<String>, settled: bool) -> bool {
+        let now = Instant::now();
+        let mut w = lock(&self.watched);
+        let Some(pos) = w.iter().position(|m| m.id == *id) else {
+            return false;
+        };
+        let changed = fingerprint.is_some() && w[pos].last != fingerprint;
+        if settled || now.duration_since(w[pos].since) > WATCH_FOR {
+            w.remove(pos);
+            return changed;
+        }
+        let m = &mut w[pos];
+        if fingerprint.is_some() {
+            m.last = fingerprint;
+        }
+        m.every = (m.every * 2).min(MAX_POLL);
+        m.due = now + m.every;
+        changed
+    }
+}
+
+/// Asks after the watched messages of one session until `stop`.
+pub async fn watch(
+    home: claudemesh_client::Home,
+    link: Arc<MeshLink>,
+    client: Arc<MeshClient>,
+    journal: Journal,
+    mut stop: watch::Receiver<bool>,
+) {
+    let delivery = &link.delivery;
+    loop {
+        let (due, next) = delivery.due(Instant::now());
+        for (id, topic) in due {
+            let (fingerprint, settled, data) = match client.message_status(&id).await {
+                Ok(mut report) => {
+                    let pins = link.pins(&home);
+                    let marks =
+                        client.with_state(|s| label_recipients(s, &pins, &mut report.recipients));
+                    let fingerprint = format!(
+                        "{}:{}",
+                        report.state,
+                        report
+                            .recipients
+                            .iter()
+                            .map(|r| format!("{}={}", r.key, r.state))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    let settled = report.state == "failed"
+                        || (report.state == "accepted"
+                            && !report.recipients.is_empty()
+                            && report
+                                .recipients
+                                .iter()
+                                .all(|r| r.state == "read" || r.state == "expired"));
+                    (
+                        Some(fingerprint),
+                        settled,
+                        status_json(&report, &marks).ok(),
+                    )
+                }
+                Err(e) => {
+                    tracing::debug!(%id, "cannot ask a message's status: {e}");
+                    (None, false, None)
+                }
+            };
+            if delivery.learned(&id, fingerprint, settled)
+                && let Some(data) = data
+                && let Err(e) = journal
+                    .record(
+                        &link.mesh.id,
+                        EventKind::Status,
+                        topic.as_deref(),
+                        &data,
+                        now_ms(),
+                    )
+                    .await
+            {
+                tracing::error!("{e}");
+            }
+        }
+        let sleep = match next {
+            Some(at) => {
+                tokio::time::sleep_until(at.max(Instant::now() + Duration::from_millis(50)))
+            }
+            None => tokio::time::sleep(MAX_POLL),
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = delivery.wake.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
