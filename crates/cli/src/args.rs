@@ -22,6 +22,7 @@ use crate::grants::GrantsCmd;
 use crate::mesh::{JoinArgs, MeshCmd};
 use crate::message::{InboxArgs, MessageCmd, SendArgs};
 use crate::peer::{PeerCmd, ProfileCmd, VerifyArgs};
+use crate::serve::ServeArgs;
 use crate::topic::{GroupCmd, TopicCmd};
 
 /// claudemesh: an end-to-end encrypted mesh for Claude Code sessions,
@@ -82,9 +83,11 @@ pub enum Command {
     /// The local audit log of policy decisions: verify its hash chain, list it
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Keys for scripts using the local gateway (`claudemesh serve`, not yet released): create, list, revoke
+    /// Keys for scripts using the local gateway (`claudemesh serve`): create, list, revoke
     #[command(subcommand)]
     Apikey(ApikeyCmd),
+    /// Run the local gateway: REST, server-sent events and an OpenAPI document on 127.0.0.1:7901
+    Serve(ServeArgs),
     /// Run a broker on a temporary database, make two peers, and show them talk
     Demo(DemoArgs),
     /// The MCP server Claude Code starts (stdio): tools, and messages pushed as they arrive

@@ -10,7 +10,7 @@
 //!   `global`: the options every command takes, and the home they open;
 //!   `output`, `exit`: printing and failures.
 //! - One file per noun a user types: `mesh`, `peer`, `message`, `topic`,
-//!   `grants`, `status`, `backup`, `audit`, `apikey`, `demo`. Each holds its clap
+//!   `grants`, `status`, `backup`, `audit`, `apikey`, `serve`, `demo`. Each holds its clap
 //!   types (`MeshCmd`, …) with what each command asks the policy
 //!   (`request`) and runs (`run`); `names` (how members are shown),
 //!   `workdir` (this checkout, for presence).
@@ -36,6 +36,7 @@ mod names;
 mod output;
 mod peer;
 mod policy;
+mod serve;
 mod status;
 mod topic;
 mod workdir;
@@ -130,6 +131,7 @@ fn request_for(cmd: &Command) -> Option<Request> {
         Command::Grants(cmd) => cmd.request(),
         Command::Audit(cmd) => cmd.request(),
         Command::Apikey(cmd) => cmd.request(),
+        Command::Serve(a) => Some(a.request()),
         Command::Join(a) => Some(a.request()),
         Command::Send(a) => Some(a.request()),
         Command::Peers => PeerCmd::List.request(),
@@ -169,6 +171,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Grants(cmd) => cmd.run(&g).await,
         Command::Audit(cmd) => cmd.run(&g).await,
         Command::Apikey(cmd) => cmd.run(&g).await,
+        Command::Serve(a) => a.run(&g).await,
         Command::Join(a) => MeshCmd::Join(a).run(&g).await,
         Command::Send(a) => MessageCmd::Send(a).run(&g).await,
         Command::Peers => PeerCmd::List.run(&g).await,

@@ -110,7 +110,7 @@ pub struct AppState {
 #[allow(missing_debug_implementations)] // its state holds the audit hook
 pub struct Gateway {
     state: Arc<AppState>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     trimmer: tokio::task::JoinHandle<()>,
 }
 
@@ -139,7 +139,7 @@ impl Gateway {
         let trimmer = tokio::spawn(trim(state.clone()));
         Ok(Gateway {
             state,
-            stop,
+            stop: Arc::new(stop),
             trimmer,
         })
     }
@@ -168,19 +168,25 @@ impl Gateway {
             .collect()
     }
 
-    /// Resolves once the stop signal is given (event streams end on it, so
-    /// a graceful server shutdown is not held open by them).
-    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stop = self.state.stop.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    }
-
     /// Gives the stop signal: event streams end, sessions close once the
     /// requests in flight are done.
     pub fn stop(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// A future for `axum::serve(…).with_graceful_shutdown`: once `signal`
+    /// completes it gives the stop signal (so event streams end and the
+    /// server can drain), then completes.
+    pub fn stop_on(
+        &self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let stop = self.stop.clone();
+        async move {
+            signal.await;
+            tracing::info!("stopping: draining requests");
+            stop.send_replace(true);
+        }
     }
 
     /// Stops and waits for every session to close (its outbox flushed).

@@ -92,6 +92,10 @@ verbs! {
     ApikeyCreate = "apikey.create", Write;
     ApikeyList = "apikey.list", Read;
     ApikeyRevoke = "apikey.revoke", Destructive;
+    /// The gateway answers key holders on this device's behalf, within
+    /// each key's scope.
+    Serve = "serve", Write;
+    ServeService = "serve.service", Write;
     Grant = "grant", Write;
     Revoke = "revoke", Write;
     Block = "block", Write;
