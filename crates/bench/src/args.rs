@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "claudemesh-bench",
     version,
-    after_help = "Examples:\n  claudemesh-bench dm --senders 64 --recipients 4 --messages 20000\n  claudemesh-bench dm --store postgres --client wire --messages 100000\n  claudemesh-bench dm --senders 16 --recipients 4 --rate 1000 --duration 20\n  claudemesh-bench dm --store postgres --replicas 2 --client wire\n  claudemesh-bench handshake --senders 64 --messages 20000\n  claudemesh-bench fanout --recipients 1000 --messages 200 --rate 10\n  claudemesh-bench fanout --target broadcast --store postgres\n  claudemesh-bench topic --senders 8 --recipients 64 --rate 200\n  claudemesh-bench peer-list --cli target/release/claudemesh\n\nBuild with --release for figures."
+    after_help = "Examples:\n  claudemesh-bench dm --senders 64 --recipients 4 --messages 20000\n  claudemesh-bench dm --store postgres --client wire --messages 100000\n  claudemesh-bench dm --senders 16 --recipients 4 --rate 1000 --duration 20\n  claudemesh-bench dm --store postgres --replicas 2 --client wire\n  claudemesh-bench handshake --senders 64 --messages 20000\n  claudemesh-bench fanout --recipients 1000 --messages 200 --rate 10\n  claudemesh-bench fanout --target broadcast --store postgres\n  claudemesh-bench topic --senders 8 --recipients 64 --rate 200\n  claudemesh-bench peer-list --cli target/release/claudemesh\n  claudemesh-bench gateway --rate 100 --messages 2000\n\nBuild with --release for figures."
 )]
 pub struct Cli {
     /// The scenario.
@@ -38,6 +38,10 @@ pub enum Scenario {
     Topic(TopicArgs),
     /// Times cold `claudemesh peer list` processes against the broker.
     PeerList(PeerListArgs),
+    /// Two `claudemesh serve` gateways: POST messages to one at a paced
+    /// rate, read them as server-sent events from the other; reports
+    /// POST → event latency and the gateways' memory.
+    Gateway(GatewayArgs),
     /// Makes a mesh (owner plus members) on an external broker and prints
     /// the owner's home, for timing the CLI with hyperfine.
     Setup(SetupArgs),
@@ -274,6 +278,29 @@ pub struct PeerListArgs {
     /// Members besides the owner (offline; they fill the list).
     #[arg(long, default_value_t = 4, value_name = "M", value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub recipients: u32,
+}
+
+/// `gateway`.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// The `claudemesh` binary [default: next to this one].
+    #[arg(long, value_name = "PATH")]
+    pub cli: Option<PathBuf>,
+    /// Messages in total.
+    #[arg(long, default_value_t = 2000, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub messages: u64,
+    /// Messages per second, paced.
+    #[arg(long, default_value_t = 100.0, value_name = "R")]
+    pub rate: f64,
+    /// Keep-alive connections the POSTs are spread over.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 256, value_name = "BYTES")]
+    pub body_bytes: usize,
 }
 
 /// `setup`.

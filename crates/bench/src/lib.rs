@@ -25,6 +25,7 @@ pub mod crowd;
 mod decode_cost;
 pub mod dm;
 pub mod fanout;
+pub mod gateway;
 pub mod handshake;
 pub mod light;
 pub mod peer_list;

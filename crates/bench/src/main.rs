@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use claudemesh_bench::args::{Cli, Scenario};
 use claudemesh_bench::report::Report;
-use claudemesh_bench::{BenchError, dm, fanout, handshake, peer_list, topic};
+use claudemesh_bench::{BenchError, dm, fanout, gateway, handshake, peer_list, topic};
 
 /// Beyond the scenario's own limits (setup, measured phase, drain), the
 /// whole process never runs longer than this.
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             Scenario::Fanout(a) => (a.common.json, a.common.duration),
             Scenario::Topic(a) => (a.common.json, a.common.duration),
             Scenario::PeerList(a) => (a.common.json, a.common.duration),
+            Scenario::Gateway(a) => (a.common.json, a.common.duration),
             Scenario::Setup(_) => (false, 0),
         };
         let bound = Duration::from_secs(limit) + OVERALL_SLACK;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
                 Scenario::Fanout(a) => fanout::run(a).await.map(Some),
                 Scenario::Topic(a) => topic::run(a).await.map(Some),
                 Scenario::PeerList(a) => peer_list::run(a).await.map(Some),
+                Scenario::Gateway(a) => gateway::run(a).await.map(Some),
                 Scenario::Setup(a) => peer_list::setup(a).await.map(|()| None),
             }
         };

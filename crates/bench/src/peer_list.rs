@@ -38,7 +38,7 @@ pub async fn run(a: PeerListArgs) -> Result<Report> {
 }
 
 /// `claudemesh` next to this executable.
-fn default_cli() -> Result<PathBuf> {
+pub(crate) fn default_cli() -> Result<PathBuf> {
     let exe =
         std::env::current_exe().map_err(|e| BenchError::ctx("cannot find this executable", e))?;
     let dir = exe

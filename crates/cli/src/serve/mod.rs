@@ -176,11 +176,15 @@ async fn serve(g: &Global, a: ServeArgs) -> Outcome {
     let gateway = Gateway::start(config).await?;
     let url = bound.url();
     if g.json {
-        crate::output::json(&serde_json::json!({
-            "listening": url,
-            "meshes": gateway.links().iter().map(|(m, _)| m).collect::<Vec<_>>(),
-            "pid": std::process::id(),
-        }));
+        // One line, printed once serving, so a script can wait for it.
+        println!(
+            "{}",
+            serde_json::json!({
+                "listening": url,
+                "meshes": gateway.links().iter().map(|(m, _)| m).collect::<Vec<_>>(),
+                "pid": std::process::id(),
+            })
+        );
     } else if !g.quiet {
         let meshes: Vec<String> = home.meshes().iter().map(|m| m.name.clone()).collect();
         eprintln!(
