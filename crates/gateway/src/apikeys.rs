@@ -409,6 +409,16 @@ pub fn prefix_of(typed: &str) -> String {
     format!("{KEY_SCHEME}{}", id.to_ascii_lowercase())
 }
 
+/// The prefix of a token presented to the gateway, when it has a key's
+/// shape (`cmk_<12 hex>`, with or without its secret); `None` for anything
+/// else, so a token that is no claudemesh key (another service's secret
+/// sent by mistake) is not written anywhere, not even in part.
+pub fn presented_prefix(token: &str) -> Option<String> {
+    let p = prefix_of(token);
+    let id = &p[KEY_SCHEME.len()..];
+    (id.len() == PREFIX_HEX && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(p)
+}
+
 /// Topic names as the CLI writes them (`#deploys` or `deploys`), without
 /// the `#`, deduplicated.
 fn topic_scope(topics: Vec<String>) -> Result<Vec<String>, ApiKeyError> {
@@ -593,5 +603,27 @@ mod tests {
             Err(ApiKeyError::BadLabel)
         ));
         assert!(keys.list().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_a_keys_prefix_is_named_from_a_presented_token() {
+        let whole = format!("cmk_0123456789AB_{}", "x".repeat(43));
+        assert_eq!(
+            presented_prefix(&whole).as_deref(),
+            Some("cmk_0123456789ab")
+        );
+        assert_eq!(
+            presented_prefix("cmk_0123456789ab").as_deref(),
+            Some("cmk_0123456789ab")
+        );
+        for other in [
+            "eyJhbGciOiJIUzI1NiJ9secret",
+            "ghp_0123456789abcdefsecret",
+            "cmk_0123456789abcd_secret",
+            "cmk_zzzzzzzzzzzz_secret",
+            "",
+        ] {
+            assert_eq!(presented_prefix(other), None, "{other}");
+        }
     }
 }

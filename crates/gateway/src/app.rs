@@ -21,7 +21,7 @@ use claudemesh_proto::clock::now_ms;
 use claudemesh_proto::sync::lock;
 use tokio::sync::watch;
 
-use crate::apikeys::{ApiKeyInfo, ApiKeys, Cap, prefix_of};
+use crate::apikeys::{ApiKeyInfo, ApiKeys, Cap, presented_prefix};
 use crate::auth;
 use crate::host::AllowedHosts;
 use crate::idempotency::IdempotencyKeys;
@@ -45,7 +45,8 @@ pub struct KeyUse {
     pub decision: &'static str,
     /// `api.<METHOD> <route>` (`api.POST /api/v1/messages`).
     pub verb: String,
-    /// The key's prefix (never its secret), when one was presented.
+    /// The key's prefix (never its secret), when one was presented;
+    /// `(not a key)` for a bearer token without a key's shape.
     pub key: Option<String>,
     /// The key's label, when it was recognised.
     pub label: Option<String>,
@@ -276,6 +277,10 @@ async fn cors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
     resp
 }
 
+/// The audit target of a bearer token that does not have a key's shape
+/// (none of it is written: it may be another service's secret).
+const NOT_A_KEY: &str = "(not a key)";
+
 /// The slot a request's [`Caller`] fills, read by [`audit`] once the
 /// answer is known.
 #[derive(Clone, Default)]
@@ -293,7 +298,7 @@ async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: Next)
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
-        .map(|(_, token)| prefix_of(token.trim()));
+        .map(|(_, token)| presented_prefix(token.trim()).unwrap_or_else(|| NOT_A_KEY.to_owned()));
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -181,6 +181,20 @@ impl Journal {
         Ok(out)
     }
 
+    /// Where `mesh`'s inbox (in the same `state.db`) ends now: its newest
+    /// row's id, 0 when empty. A session stores the broker's backlog while
+    /// it connects, before its events can be heard; the rows after this
+    /// mark, taken before connecting, are those.
+    pub async fn inbox_end(&self, mesh: &MeshId) -> Result<i64, JournalError> {
+        Ok(
+            sqlx::query("SELECT COALESCE(MAX(id), 0) FROM inbox WHERE mesh_id = ?")
+                .bind(mesh.to_hex())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
     /// Drops events written before `before_ms`; returns how many.
     pub async fn trim(&self, before_ms: u64) -> Result<u64, JournalError> {
         let done = sqlx::query("DELETE FROM gateway_events WHERE created_at < ?")

@@ -33,6 +33,8 @@ use crate::problem::Problem;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Longest wait between tries.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How often the inbox is swept for rows no event announced.
+const INBOX_SWEEP: Duration = Duration::from_secs(2);
 
 /// The link to one mesh's broker as the API sees it.
 #[derive(Debug, Clone)]
@@ -212,13 +214,20 @@ async fn run(
 ) {
     let mesh = link.mesh.clone();
     let mut delay = FIRST_RETRY;
-    let client = loop {
+    let (client, inbox_end) = loop {
+        // What the broker queued while no session listened is stored while
+        // connecting, before `events()` below can hear of it: where the
+        // inbox ends now tells which rows those are.
+        let inbox_end = journal.inbox_end(&mesh.id).await.unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            i64::MAX
+        });
         let attempt = tokio::select! {
             r = MeshClient::connect(&home, &mesh, opts.clone()) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         match attempt {
-            Ok(c) => break Arc::new(c),
+            Ok(c) => break (Arc::new(c), inbox_end),
             Err(e) => {
                 if matches!(e, ClientError::Refused { .. } | ClientError::NoMesh) {
                     tracing::error!(mesh = %mesh.name, "the broker refused this session: {e}");
@@ -246,15 +255,22 @@ async fn run(
     let mut events = client.events();
     link.set(Link::Up(client.clone()));
     tracing::info!(mesh = %mesh.name, session = %link.session_name, "connected");
-    let recorder = Recorder {
+    let mut recorder = Recorder {
         home: &home,
         link: &link,
         client: &client,
         journal: &journal,
+        caught_up: inbox_end,
     };
     recorder
         .record(EventKind::Connection, None, json!({"state": "up"}))
         .await;
+    recorder.catch_up().await;
+    // Another process of this home (`claudemesh inbox`, the MCP server)
+    // may store a message first; this session then hears no event for
+    // it. The inbox is swept now and then so every row is journaled.
+    let mut sweep = tokio::time::interval(INBOX_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watcher = tokio::spawn(crate::delivery::watch(
         home.clone(),
         link.clone(),
@@ -264,12 +280,17 @@ async fn run(
     ));
     loop {
         let event = tokio::select! {
-            e = MeshClient::next_event(&mut events) => e,
+            e = MeshClient::next_event(&mut events) => Some(e),
+            _ = sweep.tick() => None,
             _ = stop.wait_for(|s| *s) => break,
+        };
+        let Some(event) = event else {
+            recorder.catch_up().await;
+            continue;
         };
         let Some(event) = event else { break };
         match event {
-            Event::Message(m) => recorder.message(&m).await,
+            Event::Message(_) => recorder.catch_up().await,
             Event::Presence(p) => recorder.presence(&p).await,
             Event::LogChanged { len } => {
                 recorder
@@ -346,6 +367,8 @@ struct Recorder<'a> {
     link: &'a MeshLink,
     client: &'a MeshClient,
     journal: &'a Journal,
+    /// Inbox rows up to this one are journaled.
+    caught_up: i64,
 }
 
 impl Recorder<'_> {
@@ -359,26 +382,30 @@ impl Recorder<'_> {
         }
     }
 
-    /// A message: its inbox row (stored before the event is sent).
-    async fn message(&self, m: &claudemesh_client::local::InboxMessage) {
+    /// Journals every inbox row after the last one journaled, oldest
+    /// first: the messages stored while the session connected (before any
+    /// event could announce them), each new one, and any another process
+    /// of this home stored. Rows are numbered in the order they were
+    /// stored (SQLite has one writer), so none is skipped.
+    async fn catch_up(&mut self) {
         let rows = match self
             .client
             .local()
-            .inbox_by_id(&self.link.mesh.id, &m.id)
+            .inbox_after(&self.link.mesh.id, self.caught_up, false, None, u32::MAX)
             .await
         {
             Ok(rows) => rows,
             Err(e) => {
-                tracing::error!("cannot find a stored message in the inbox: {e}");
+                tracing::error!("cannot read the inbox: {e}");
                 return;
             }
         };
-        let Some(row) = rows.iter().find(|r| r.from == m.from) else {
-            return;
-        };
-        let topic = row.target.strip_prefix('#');
-        self.record(EventKind::Message, topic, json!({"inbox_id": row.local_id}))
-            .await;
+        for row in rows {
+            let topic = row.target.strip_prefix('#');
+            self.record(EventKind::Message, topic, json!({"inbox_id": row.local_id}))
+                .await;
+            self.caught_up = self.caught_up.max(row.local_id);
+        }
     }
 
     /// A presence change, named by the one rule for names.

@@ -32,7 +32,7 @@ pub enum LockError {
 /// releases it.
 #[derive(Debug)]
 pub struct GatewayLock {
-    _file: File,
+    file: File,
     path: PathBuf,
 }
 
@@ -71,11 +71,23 @@ impl GatewayLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
+        let mut lock = GatewayLock { file, path };
+        lock.listening(listening)?;
+        Ok(lock)
+    }
+
+    /// Records where the gateway listens, once bound (with port 0 the
+    /// port is known only then).
+    pub fn listening(&mut self, listening: &str) -> Result<(), LockError> {
+        let io = |source| LockError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let file = &mut self.file;
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         writeln!(file, "pid {} listening on {listening}", std::process::id()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(GatewayLock { _file: file, path })
+        file.sync_all().map_err(io)
     }
 
     /// Where the lock file is.
@@ -107,6 +119,17 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+        let mut first = first;
+        first.listening("http://127.0.0.1:40123").unwrap();
+        match GatewayLock::acquire(dir.path(), "127.0.0.1:0") {
+            Err(LockError::Held { holder }) => {
+                assert!(
+                    holder.ends_with("listening on http://127.0.0.1:40123"),
+                    "{holder}"
+                );
+            }
+            other => panic!("expected Held, got {other:?}"),
         }
         drop(first);
         let again = GatewayLock::acquire(dir.path(), "/run/cm.sock").unwrap();

@@ -27,7 +27,8 @@ pub struct Problem {
     pub detail: String,
     /// What to do next.
     pub hint: Option<String>,
-    /// For 429: seconds until a retry may succeed (also `Retry-After`).
+    /// For 429 and 503: seconds until a retry may succeed (also
+    /// `Retry-After`).
     pub retry_after: Option<u64>,
 }
 
@@ -155,12 +156,34 @@ impl Problem {
         )
     }
 
-    /// A client failure, kind and hint as the CLI gives them.
+    /// A client failure, kind and hint as the CLI gives them. A network
+    /// failure says when to retry: the broker's rate limit (presence
+    /// changes, frames, log entries) is a 429 like the gateway's own, after
+    /// a second; a broker that does not answer a 503, after two.
     pub fn from_client(e: &ClientError) -> Self {
         let kind = e.kind();
         let mut p = Problem::new(status_of(kind), kind, e.to_string());
         p.hint = e.hint().map(str::to_owned);
+        if kind == ErrorKind::Network {
+            if broker_rate_limited(e) {
+                p.status = StatusCode::TOO_MANY_REQUESTS.as_u16();
+                p.retry_after = Some(1);
+            } else {
+                p.retry_after = Some(2);
+            }
+        }
         p
+    }
+}
+
+fn broker_rate_limited(e: &ClientError) -> bool {
+    match e {
+        ClientError::Refused {
+            code: claudemesh_proto::ErrorCode::RateLimited,
+            ..
+        } => true,
+        ClientError::Shared(inner) => broker_rate_limited(inner),
+        _ => false,
     }
 }
 
@@ -231,7 +254,7 @@ fn cap_action(cap: Cap) -> &'static str {
     match cap {
         Cap::Read => "read",
         Cap::Send => "send",
-        Cap::Admin => "change topics, groups or the profile",
+        Cap::Admin => "create topics",
     }
 }
 
@@ -269,6 +292,27 @@ mod tests {
         assert_eq!(v["kind"], "refused");
         assert_eq!(v["hint"], "join with an invite first");
         assert!(v.get("retry_after").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_brokers_rate_limit_is_a_429_and_a_lost_broker_a_503_both_with_retry_after() {
+        let limited = ClientError::Refused {
+            code: ErrorCode::RateLimited,
+            message: "at most 5 presence changes per second".into(),
+        };
+        let resp = Problem::from(limited).into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let (status, _, v) = body_of(resp).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            (v["code"].as_u64(), v["kind"].as_str()),
+            (Some(4), Some("network"))
+        );
+        let resp = Problem::from(ClientError::Disconnected).into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        let (status, _, v) = body_of(resp).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["retry_after"], 2);
     }
 
     #[tokio::test]

@@ -141,13 +141,18 @@ async fn serve(g: &Global, a: ServeArgs) -> Outcome {
         Some(p) => format!("unix:{}", p.display()),
         None => a.listen.to_string(),
     };
-    let lock = GatewayLock::acquire(home.root(), &what).map_err(|e| match e {
+    let mut lock = GatewayLock::acquire(home.root(), &what).map_err(|e| match e {
         LockError::Held { .. } => Failure::new(exit::EXISTS, e.to_string()).hint(
             "stop the other gateway first, or use it (one gateway serves every mesh of a home)",
         ),
         LockError::Io { .. } => Failure::new(exit::IO, e.to_string()),
     })?;
     let bound = bind(&a).await?;
+    // The address bound (`--listen …:0` picks the port), for a second
+    // `serve` to name.
+    if let Err(e) = lock.listening(&bound.url()) {
+        tracing::warn!("{e}");
+    }
     let allowed_hosts = match &bound {
         Bound::Tcp(_, addr) | Bound::Tls(_, addr, _) => {
             AllowedHosts::for_tcp(*addr, &a.allow_hosts)

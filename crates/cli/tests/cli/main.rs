@@ -27,6 +27,7 @@ mod names;
 mod output;
 mod policy;
 mod rekey;
+mod serve;
 mod tls;
 mod topic;
 mod verify;

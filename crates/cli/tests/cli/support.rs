@@ -76,6 +76,37 @@ impl Broker {
             .build()
             .expect("tokio runtime");
         let config = BrokerConfig::with_sqlite_file(&dir.path().join("broker.db"));
+        Broker::start_with(rt, dir, config)
+    }
+
+    /// The same broker on a fresh Postgres database (`DATABASE_URL`, or
+    /// the local server tests use); the homes stay in a temporary
+    /// directory. The database is dropped after the broker stops.
+    pub(crate) fn start_postgres() -> PgBroker {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let db = rt
+            .block_on(claudemesh_broker::testing::fresh_postgres_url())
+            .expect("Postgres for tests");
+        let config = BrokerConfig {
+            database_url: db.url().to_owned(),
+            ..BrokerConfig::with_sqlite_file(&dir.path().join("unused.db"))
+        };
+        PgBroker {
+            broker: Broker::start_with(rt, dir, config),
+            _db: db,
+        }
+    }
+
+    fn start_with(
+        rt: tokio::runtime::Runtime,
+        dir: tempfile::TempDir,
+        config: BrokerConfig,
+    ) -> Broker {
         let running = rt
             .block_on(claudemesh_broker::server::start(config))
             .expect("broker starts");
@@ -119,6 +150,20 @@ impl Drop for Broker {
         if let Some(b) = self.running.take() {
             self.rt.block_on(b.shutdown());
         }
+    }
+}
+
+/// A [`Broker`] on its own Postgres database: the broker stops first (its
+/// field comes first), then the database is dropped.
+pub(crate) struct PgBroker {
+    pub(crate) broker: Broker,
+    _db: claudemesh_broker::testing::TestDatabase,
+}
+
+impl std::ops::Deref for PgBroker {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        &self.broker
     }
 }
 
@@ -519,4 +564,156 @@ pub(crate) fn decisions(audit: &[Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// `claudemesh --json serve --listen 127.0.0.1:0` running beside the test,
+/// for one home: where it listens (from the line it prints once it
+/// serves), and its pid. Its broker connections (one per mesh) count as
+/// background connections (see [`Quiet`]) while it runs. Dropping it
+/// stops it as a service manager would (SIGTERM; SIGKILL only if it does
+/// not exit).
+pub(crate) struct Gateway {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) url: String,
+    /// Its process id.
+    pub(crate) pid: u32,
+    /// The meshes it serves.
+    pub(crate) meshes: Vec<String>,
+    /// Where its stderr goes.
+    pub(crate) stderr: PathBuf,
+    quiet: Option<Quiet>,
+}
+
+/// How long a gateway may take to print where it listens, or to exit
+/// once told to.
+const GATEWAY_PATIENCE: Duration = Duration::from_secs(20);
+
+impl User {
+    /// Starts `claudemesh --json serve --listen 127.0.0.1:0 <extra>` and
+    /// waits for the line that says it serves.
+    pub(crate) fn serve(&self, extra: &[&str]) -> Gateway {
+        use std::io::BufRead as _;
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::SeqCst);
+        let name = self
+            .home
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stderr = self.home.with_file_name(format!("{name}.serve-{n}.stderr"));
+        let mut args = vec!["--json", "serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut c = self.command(&args);
+        c.stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        let mut child = c.spawn().expect("spawn claudemesh serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            // Anything more (there should be nothing) is read, not kept.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+        });
+        let line = match rx.recv_timeout(GATEWAY_PATIENCE) {
+            Ok(line) if !line.trim().is_empty() => line,
+            other => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "serve printed no line ({other:?}); it exited with {status:?}; stderr:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+        };
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("serve's first line is not a JSON object ({e}): {line:?}"));
+        let url = v["listening"].as_str().expect("listening").to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{v}");
+        let pid = u32::try_from(v["pid"].as_u64().expect("pid")).expect("pid");
+        assert_eq!(pid, child.id(), "{v}");
+        let meshes: Vec<String> = v["meshes"]
+            .as_array()
+            .expect("meshes")
+            .iter()
+            .map(|m| m.as_str().expect("mesh name").to_owned())
+            .collect();
+        if let Some(q) = &self.quiet {
+            q.background.fetch_add(meshes.len(), Ordering::SeqCst);
+        }
+        Gateway {
+            child: Some(child),
+            url,
+            pid,
+            meshes,
+            stderr,
+            quiet: self.quiet.clone(),
+        }
+    }
+}
+
+impl Gateway {
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the URL")
+    }
+
+    /// What it wrote on stderr so far.
+    pub(crate) fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for it to exit: its exit status and how long
+    /// that took. Panics if it is still running after [`GATEWAY_PATIENCE`].
+    #[track_caller]
+    pub(crate) fn stop(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = std::time::Instant::now();
+        match self.terminate() {
+            Some(status) => (status, started.elapsed()),
+            None => panic!(
+                "the gateway did not exit within {GATEWAY_PATIENCE:?} of SIGTERM; stderr:\n{}",
+                self.stderr_text()
+            ),
+        }
+    }
+
+    /// Sends SIGTERM and waits; kills it if it does not exit in time
+    /// (`None` then).
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + GATEWAY_PATIENCE;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        if let Some(q) = &self.quiet {
+            q.background.fetch_sub(self.meshes.len(), Ordering::SeqCst);
+        }
+        status
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.terminate();
+    }
 }

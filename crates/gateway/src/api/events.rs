@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use tokio::sync::watch;
 use utoipa::IntoParams;
@@ -116,10 +116,15 @@ pub async fn stream(
         ready: VecDeque::new(),
         wake,
     };
-    let events = futures_util::stream::unfold(cursor, |mut c| async move {
+    // A comment first, so the answer's head goes out now: without a first
+    // chunk it would wait for an event or the first keep-alive (15 s),
+    // and a client would not know it is connected (an `EventSource`'s
+    // `open`, an HTTP client's wait for the head).
+    let opened = futures_util::stream::once(async { Ok(Event::default().comment("open")) });
+    let events = opened.chain(futures_util::stream::unfold(cursor, |mut c| async move {
         let event = c.next().await?;
         Some((Ok(event), c))
-    });
+    }));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 
