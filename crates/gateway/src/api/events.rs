@@ -96,6 +96,11 @@ pub async fn stream(
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
+    if kinds.is_empty() {
+        return Err(Problem::bad_request(
+            "`kinds` names no event kind (leave it out for all of them)",
+        ));
+    }
     // Subscribed before the first read, so nothing written in between is
     // missed.
     let wake = state.journal.subscribe();

@@ -74,8 +74,9 @@ pub struct ListQuery {
     /// Only messages stored after this cursor (0: from the oldest).
     #[serde(default)]
     pub after: i64,
-    /// At most this many (default 100, at most 500).
+    /// At most this many (default 100; more than 500 counts as 500, 0 as 1).
     #[serde(default = "hundred")]
+    #[param(minimum = 0, maximum = 4294967295_u64, format = Int64)]
     pub limit: u32,
     /// Only this topic's messages (`deploys` or `#deploys`).
     #[serde(default)]
@@ -197,7 +198,7 @@ pub struct SendRequest {
         (status = 403, description = "The key lacks `send`, or the recipient is outside its scope", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such peer, topic or group", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key was used for another request", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB (or the request over 256 KiB)", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn send(

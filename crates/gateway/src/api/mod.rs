@@ -2,7 +2,9 @@
 //! once for both routing and the OpenAPI document (`utoipa_axum`). Every
 //! route takes a [`Caller`](crate::app::Caller) (key, rate, mesh) and asks
 //! for the capability it needs; a key limited to topics sees and acts on
-//! those topics only.
+//! those topics only. [`openapi`] is the document of them all, each
+//! operation listing every status it may answer (the checks before a
+//! handler too) under a unique `operationId`.
 //!
 //! - [`meshes`]: the key's mesh and the gateway's link to it.
 //! - [`peers`]: members with presence; groups; this member's profile.
@@ -116,7 +118,97 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 
 /// The OpenAPI document, as served at `/api-docs/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    router().split_for_parts().1
+    let mut doc = router().split_for_parts().1;
+    common_responses(&mut doc);
+    doc
+}
+
+/// Routes that answer without the mesh's session (no 503).
+const NO_SESSION: &[&str] = &["/api/v1/meshes"];
+
+/// Adds to every operation the answers any route may give besides its
+/// own (the checks before a handler, the body and parameter extractors,
+/// the session), unless the route documents that status itself; and
+/// makes each `operationId` unique, as OpenAPI requires, by its tag
+/// (`utoipa` names operations by their handlers: four are `list`).
+fn common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in &mut doc.paths.paths {
+        let session = !NO_SESSION.contains(&path.as_str());
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.put,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let (Some(id), Some([tag, ..])) = (&op.operation_id, op.tags.as_deref()) {
+                op.operation_id = Some(format!("{tag}_{id}"));
+            }
+            let body = op.request_body.is_some();
+            let input = body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let mut add = |status: &str, description: &str, retry: bool| {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem_response(description, retry).into());
+            };
+            if input {
+                add("400", "A bad parameter or body", false);
+            }
+            add("401", "No valid key", false);
+            add(
+                "403",
+                "The key lacks the capability, is limited to other topics, or its mesh is not in this home any more",
+                false,
+            );
+            if body {
+                add("413", "The request is larger than 256 KiB", false);
+                add(
+                    "415",
+                    "The body is not JSON (`Content-Type: application/json`)",
+                    false,
+                );
+            }
+            add("421", "The `Host` header does not name this gateway", false);
+            add(
+                "429",
+                "Too many requests: this key's rate, or the broker's limits (presence changes, messages)",
+                true,
+            );
+            if session {
+                add(
+                    "503",
+                    "The mesh's session is not connected (yet), or the broker did not answer",
+                    true,
+                );
+            }
+        }
+    }
+}
+
+/// A problem answer, with `Retry-After` when `retry`.
+fn problem_response(description: &str, retry: bool) -> utoipa::openapi::Response {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::{ContentBuilder, Object, Ref, ResponseBuilder, Type};
+    let mut r = ResponseBuilder::new().description(description).content(
+        crate::problem::PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ProblemBody")))
+            .build(),
+    );
+    if retry {
+        r = r.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::Integer)))
+                .description(Some("Seconds to wait before retrying"))
+                .build(),
+        );
+    }
+    r.build()
 }
 
 /// A JSON body whose refusal is a [`Problem`] (axum's own is plain text).
@@ -173,5 +265,35 @@ where
             Ok(axum::extract::Query(v)) => Ok(Params(v)),
             Err(e) => Err(Problem::bad_request(e.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_operation_is_named_once_and_lists_the_answers_every_route_may_give() {
+        let doc = openapi();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.post, &item.patch].into_iter().flatten() {
+                let id = op.operation_id.clone().unwrap_or_default();
+                assert!(ids.insert(id.clone()), "operationId {id:?} twice");
+                for status in ["401", "403", "421", "429"] {
+                    assert!(
+                        op.responses.responses.contains_key(status),
+                        "{path} {id}: {status}"
+                    );
+                }
+                let has_body = op.request_body.is_some();
+                assert_eq!(
+                    op.responses.responses.contains_key("415"),
+                    has_body,
+                    "{path} {id}"
+                );
+            }
+        }
+        assert!(ids.contains("messages_list") && ids.contains("topics_one"));
     }
 }

@@ -145,7 +145,7 @@ pub async fn group_join(
     params(("group" = String, Path, description = "The group's name (with or without `@`)")),
     responses(
         (status = 204, description = "Left"),
-        (status = 404, description = "Not in that group", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Not in that group (exit code 3, as `claudemesh group leave`), or a bad name", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn group_leave(caller: Caller, Path(group): Path<String>) -> Result<StatusCode, Problem> {

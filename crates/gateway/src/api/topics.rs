@@ -117,6 +117,7 @@ pub async fn one(caller: Caller, Path(topic): Path<String>) -> Result<Json<Topic
     responses(
         (status = 200, description = "Joined", body = TopicView),
         (status = 403, description = "Private (a member must add you)", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such topic", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Already in it", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -134,7 +135,8 @@ pub async fn join(caller: Caller, Path(topic): Path<String>) -> Result<Json<Topi
     params(("topic" = String, Path, description = "The topic's name")),
     responses(
         (status = 204, description = "Left"),
-        (status = 404, description = "No such topic, or not in it", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Not in it (exit code 3, as `claudemesh topic leave`), or a bad name", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such topic", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn leave(caller: Caller, Path(topic): Path<String>) -> Result<StatusCode, Problem> {
@@ -169,8 +171,9 @@ pub async fn members(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// At most this many (default 50, at most 200).
+    /// At most this many (default 50; more than 200 counts as 200, 0 as 1).
     #[serde(default = "fifty")]
+    #[param(minimum = 0, maximum = 4294967295_u64, format = Int64)]
     pub limit: u32,
     /// Messages older than this message id (the last one of the page
     /// before).
@@ -243,9 +246,11 @@ pub struct Post {
         ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body is the same message"),
     ),
     responses(
-        (status = 201, description = "The broker stored it", body = claudemesh_client::naming::Sent),
+        (status = 201, description = "The broker stored it", body = claudemesh_client::naming::Sent, headers(("Location" = String, description = "The message's URL"))),
         (status = 403, description = "Not allowed to post there", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such topic", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key was used for another request", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB (or the request over 256 KiB)", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn post(
