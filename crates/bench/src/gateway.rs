@@ -28,7 +28,7 @@ use crate::report::{
 };
 use crate::setup::build_mesh;
 use crate::stats::Samples;
-use crate::sys::{CpuSnapshot, CpuUse, RssSampler, rss_bytes};
+use crate::sys::{CpuSnapshot, CpuUse, RssSampler, cpu_seconds, rss_bytes};
 use crate::target::{Target, client_dir};
 use crate::{BenchError, Result};
 
@@ -340,6 +340,7 @@ async fn on_target(a: &GatewayArgs, target: &Target, cli: &Path) -> Result<Repor
     let workers = a.connections.max(1);
     let sampler = RssSampler::start(sender.pid);
     let cpu_before = CpuSnapshot::take(Some(sender.pid), None);
+    let gateways_cpu_before = (cpu_seconds(sender.pid), cpu_seconds(recipient.pid));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.common.duration);
     let sender = Arc::new(sender);
@@ -417,6 +418,14 @@ async fn on_target(a: &GatewayArgs, target: &Target, cli: &Path) -> Result<Repor
         .copied()
         .unwrap_or(sending_done);
     let cpu_after = CpuSnapshot::take(Some(sender.pid), None);
+    let gateways_cpu = (
+        cpu_seconds(sender.pid)
+            .zip(gateways_cpu_before.0)
+            .map(|(a, b)| a - b),
+        cpu_seconds(recipient.pid)
+            .zip(gateways_cpu_before.1)
+            .map(|(a, b)| a - b),
+    );
     let peak = sampler.stop(sender.pid);
     let after = (rss_bytes(sender.pid), rss_bytes(recipient.pid));
     reader.abort();
@@ -452,6 +461,11 @@ async fn on_target(a: &GatewayArgs, target: &Target, cli: &Path) -> Result<Repor
             mb(after.1).unwrap_or(0.0),
         ),
     ];
+    if let (Some(s), Some(r)) = gateways_cpu {
+        notes.push(format!(
+            "gateway CPU during the run: sender {s:.2} s, recipient {r:.2} s (the bench process's figure includes the embedded broker)"
+        ));
+    }
     if let (Some(s), Some(r)) = (stop_sender, stop_recipient) {
         notes.push(format!(
             "SIGTERM to exit: sender {:.0} ms, recipient {:.0} ms",
