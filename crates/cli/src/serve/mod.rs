@@ -95,10 +95,13 @@ impl ServeArgs {
 /// Where the gateway listens, bound.
 enum Bound {
     Tcp(tokio::net::TcpListener, SocketAddr),
+    /// With the accept loop's task and its stop signal (the loop ends
+    /// when the signal is given or dropped, so it is kept until then).
     Tls(
         claudemesh_broker::tls::TlsListener,
         SocketAddr,
         tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
     ),
     #[cfg(unix)]
     Unix(tokio::net::UnixListener, PathBuf),
@@ -108,7 +111,7 @@ impl Bound {
     fn url(&self) -> String {
         match self {
             Bound::Tcp(_, a) => format!("http://{a}"),
-            Bound::Tls(_, a, _) => format!("https://{a}"),
+            Bound::Tls(_, a, ..) => format!("https://{a}"),
             #[cfg(unix)]
             Bound::Unix(_, p) => format!("unix:{}", p.display()),
         }
@@ -154,7 +157,7 @@ async fn serve(g: &Global, a: ServeArgs) -> Outcome {
         tracing::warn!("{e}");
     }
     let allowed_hosts = match &bound {
-        Bound::Tcp(_, addr) | Bound::Tls(_, addr, _) => {
+        Bound::Tcp(_, addr) | Bound::Tls(_, addr, ..) => {
             AllowedHosts::for_tcp(*addr, &a.allow_hosts)
         }
         #[cfg(unix)]
@@ -249,11 +252,12 @@ async fn bind(a: &ServeArgs) -> Result<Bound, Failure> {
         (Some(cert), Some(key)) => {
             let config = claudemesh_broker::tls::server_config(cert, key)
                 .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
-            // Stopped by aborting its task once the server is done.
-            let (_never, stop) = tokio::sync::watch::channel(false);
-            let (listener, task) = claudemesh_broker::tls::spawn(listener, config, stop)
+            // Stopped once the server is done: the sender lives as long
+            // as the listener (dropping it would end the accept loop now).
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let (listener, task) = claudemesh_broker::tls::spawn(listener, config, stopped)
                 .map_err(|e| Failure::new(exit::IO, format!("cannot listen on {addr}: {e}")))?;
-            Ok(Bound::Tls(listener, addr, task))
+            Ok(Bound::Tls(listener, addr, task, stop))
         }
         _ => Ok(Bound::Tcp(listener, addr)),
     }
@@ -273,10 +277,11 @@ async fn serve_on(
                 .with_graceful_shutdown(stop)
                 .await
         }
-        Bound::Tls(listener, _, task) => {
+        Bound::Tls(listener, _, task, stop_accepting) => {
             let r = axum::serve(listener, router)
                 .with_graceful_shutdown(stop)
                 .await;
+            stop_accepting.send_replace(true);
             task.abort();
             r
         }

@@ -5,10 +5,13 @@
 //! the CLI's exit code), the event stream resumed by `Last-Event-ID`
 //! across a reconnect and a restart, the gateway's lifecycle (one per
 //! home, loopback only without TLS, SIGTERM drains), the audit of each
-//! key's use, the broker seeing only ciphertext, and the API's own docs.
+//! key's use, the broker seeing only ciphertext, and the API's own docs;
+//! where it listens (a Unix socket, TLS by the names it is told, beyond
+//! loopback), each key's rate, a broker that stops and comes back on the
+//! same port and store, and one gateway serving two meshes.
 
 use std::io::{BufRead as _, Read as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -93,10 +96,18 @@ impl Http {
     }
 }
 
-/// `curl -X <method> <url>` with these headers and body (JSON unless a
-/// `Content-Type` is given; sent on stdin, so any size goes).
-fn curl(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Http {
+/// `curl <args> -X <method> <url>` with these headers and body (JSON
+/// unless a `Content-Type` is given; sent on stdin, so any size goes).
+/// `args` say how to reach the gateway (`--unix-socket`, `--cacert`).
+fn curl(
+    args: &[String],
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Http {
     let mut c = Command::new("curl");
+    c.args(args);
     c.args(["-sS", "-i", "--max-time", "30", "-X", method, url]);
     // No `Expect: 100-continue` dance for large bodies.
     c.args(["-H", "Expect:"]);
@@ -168,24 +179,45 @@ fn parse_response(raw: &[u8]) -> Http {
 }
 
 /// A gateway as one key sees it.
+#[derive(Clone)]
 struct Api {
     base: String,
     key: Option<String>,
+    /// curl's arguments to reach it (`--unix-socket <path>`, `--cacert`).
+    args: Vec<String>,
 }
 
 impl Api {
     fn new(gw: &Gateway, key: &str) -> Api {
         Api {
-            base: gw.url.clone(),
             key: Some(key.to_owned()),
+            ..Api::anon(gw)
         }
     }
 
-    /// Without a key.
+    /// Without a key (on a Unix socket, through it, as `localhost`).
     fn anon(gw: &Gateway) -> Api {
+        match gw.unix_socket() {
+            Some(path) => Api {
+                base: "http://localhost".into(),
+                key: None,
+                args: vec!["--unix-socket".into(), path.display().to_string()],
+            },
+            None => Api {
+                base: gw.url.clone(),
+                key: None,
+                args: Vec::new(),
+            },
+        }
+    }
+
+    /// At `base`, trusting the CA in `ca` (a TLS gateway by a name its
+    /// certificate holds), with `key`.
+    fn tls(base: &str, ca: &Path, key: Option<&str>) -> Api {
         Api {
-            base: gw.url.clone(),
-            key: None,
+            base: base.to_owned(),
+            key: key.map(str::to_owned),
+            args: vec!["--cacert".into(), ca.display().to_string()],
         }
     }
 
@@ -201,7 +233,13 @@ impl Api {
         if let Some(a) = &auth {
             all.push(("Authorization", a));
         }
-        curl(method, &format!("{}{path}", self.base), &all, body)
+        curl(
+            &self.args,
+            method,
+            &format!("{}{path}", self.base),
+            &all,
+            body,
+        )
     }
 
     fn get(&self, path: &str) -> Http {
@@ -227,7 +265,11 @@ impl Api {
         if let Some(a) = &auth {
             all.push(("Authorization", a));
         }
-        Sse::open(&format!("{}/api/v1/events{query}", self.base), &all)
+        Sse::open(
+            &self.args,
+            &format!("{}/api/v1/events{query}", self.base),
+            &all,
+        )
     }
 
     /// Waits until every mesh link of the gateway is `up`.
@@ -307,8 +349,9 @@ struct Sse {
 impl Sse {
     /// Opens the stream and waits for the answer's head (once it is in,
     /// the gateway has subscribed to its journal).
-    fn open(url: &str, headers: &[(&str, &str)]) -> Sse {
+    fn open(args: &[String], url: &str, headers: &[(&str, &str)]) -> Sse {
         let mut c = Command::new("curl");
+        c.args(args);
         c.args(["-sS", "-N", "-i", "--max-time", "120", url]);
         for (k, v) in headers {
             c.args(["-H", &format!("{k}: {v}")]);
@@ -948,12 +991,9 @@ fn serve_refuses_what_a_key_may_not_do_and_audits_each_use() {
         "{p}"
     );
     let made_up = format!("{}_{}", prefix_of(&admin), "A".repeat(43));
-    Api {
-        base: gw.url.clone(),
-        key: Some(made_up),
-    }
-    .get("/api/v1/meshes")
-    .problem(401, code::REFUSED);
+    Api::new(&gw, &made_up)
+        .get("/api/v1/meshes")
+        .problem(401, code::REFUSED);
     Api::anon(&gw)
         .call(
             "GET",
@@ -1120,12 +1160,9 @@ fn serve_refuses_what_a_key_may_not_do_and_audits_each_use() {
 
     // A bearer token that is not a claudemesh key at all.
     let foreign = "eyJhbGciOiJIUzI1NiJ9foreignsecret0123456789";
-    Api {
-        base: gw.url.clone(),
-        key: Some(foreign.to_owned()),
-    }
-    .get("/api/v1/groups")
-    .problem(401, code::REFUSED);
+    Api::new(&gw, foreign)
+        .get("/api/v1/groups")
+        .problem(401, code::REFUSED);
 
     // The audit log: each use of a key, by its prefix, never its secret.
     let log = alice.home.join("audit.log");
@@ -1521,4 +1558,743 @@ fn serve_docs_and_health_need_no_key() {
     assert!(!audit.contains("api."), "{audit}");
     let (status, _) = gw.stop();
     assert!(status.success());
+}
+
+// ---------------------------------------------------------------------------
+// 8: where it listens — a Unix socket, TLS, beyond loopback.
+
+#[test]
+fn serve_on_a_unix_socket_private_any_host_and_removed_on_stop() {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let broker = Broker::start();
+    let (alice, bob) = team(&broker);
+    let key = api_key(&alice, "socket", "read,send", None);
+    let dir = broker.dir.path().join("run");
+    std::fs::create_dir(&dir).expect("a directory for the socket");
+    let sock = dir.join("gw.sock");
+    let sock_s = sock.to_str().expect("a UTF-8 path");
+    let is_socket =
+        |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket());
+
+    // Not with --listen, not with TLS: usage errors, nothing bound.
+    for extra in [
+        &["--listen", "127.0.0.1:0"][..],
+        &["--tls-cert", "cert.pem", "--tls-key", "key.pem"][..],
+    ] {
+        let mut args = vec!["serve", "--unix", sock_s];
+        args.extend_from_slice(extra);
+        let r = alice.run(&args);
+        assert_eq!(r.code, code::USAGE, "{r:?}");
+        assert!(r.stderr.contains("cannot be used with"), "{r:?}");
+        assert!(!sock.exists(), "{extra:?}");
+    }
+    // A file that is not a socket is not replaced: exit 10, left as it was.
+    let file = dir.join("not-a-socket");
+    std::fs::write(&file, "keep me").expect("write");
+    let r = alice
+        .run(&["serve", "--unix", file.to_str().expect("UTF-8")])
+        .fails(10);
+    assert!(r.stderr.contains("not-a-socket"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).ok().as_deref(),
+        Some("keep me")
+    );
+
+    let gw = alice.serve_with(&["--unix", sock_s]);
+    assert_eq!(gw.url, format!("unix:{sock_s}"), "the --json line");
+    assert_eq!(gw.meshes, ["team"]);
+    let meta = std::fs::symlink_metadata(&sock).expect("the socket is there");
+    assert!(meta.file_type().is_socket(), "{meta:?}");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "mode {:o}",
+        meta.permissions().mode()
+    );
+    // The lock names it, and a second gateway says so.
+    let r = alice
+        .run(&[
+            "serve",
+            "--unix",
+            dir.join("other.sock").to_str().expect("UTF-8"),
+        ])
+        .fails(code::EXISTS);
+    assert!(r.stderr.contains(&format!("unix:{sock_s}")), "{r:?}");
+    assert!(!dir.join("other.sock").exists());
+
+    let api = Api::new(&gw, &key);
+    let meshes = api.wait_up();
+    assert_eq!(meshes[0]["name"], "team", "{meshes}");
+    assert_eq!(meshes[0]["session"], "alice@serve", "{meshes}");
+    // Any Host is answered on a socket (no web page can open one); the
+    // key is still needed.
+    for host in ["evil.example", "evil.example:8080", "localhost:1"] {
+        let m = api
+            .call("GET", "/api/v1/meshes", &[("Host", host)], None)
+            .ok(200);
+        assert_eq!(m[0]["name"], "team", "{host}: {m}");
+    }
+    Api::anon(&gw)
+        .call("GET", "/api/v1/meshes", &[("Host", "evil.example")], None)
+        .problem(401, code::REFUSED);
+    assert_eq!(Api::anon(&gw).get("/healthz").status, 200);
+
+    // Both ways through the socket: bob's message on the event stream,
+    // alice's reply in bob's inbox.
+    let stream = api.events("?kinds=message", &[]);
+    assert_eq!(stream.head.status, 200, "{:?}", stream.head);
+    let id = bob.send("alice", "through the socket");
+    let e = stream.next_of(&["message"]).json();
+    assert_eq!(
+        (&e["id"], &e["body"], &e["from_name"]),
+        (&json!(id), &json!("through the socket"), &json!("bob")),
+        "{e}"
+    );
+    let sent = api
+        .post(
+            "/api/v1/messages",
+            json!({"to": "bob", "body": "back through the socket"}),
+        )
+        .ok(201);
+    let got = bob.inbox_json(&[]);
+    assert!(
+        got.iter()
+            .any(|m| m["id"] == sent["id"] && m["body"] == "back through the socket"),
+        "{got:?}"
+    );
+
+    // SIGTERM: the stream ends, it exits 0, and the socket is gone.
+    let (status, _) = gw.stop();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        stream.ends_within(Duration::from_secs(5)),
+        "the stream ends"
+    );
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "the socket is removed on stop"
+    );
+
+    // A gateway that dies leaves its socket; the next one replaces it.
+    let gw = alice.serve_with(&["--unix", sock_s]);
+    let status = gw.kill();
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        is_socket(&sock),
+        "a killed gateway cannot remove its socket"
+    );
+    let gw = alice.serve_with(&["--unix", sock_s]);
+    assert_eq!(Api::new(&gw, &key).wait_up()[0]["link"], "up");
+    let mode = std::fs::symlink_metadata(&sock)
+        .expect("the socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    let (status, _) = gw.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(!is_socket(&sock) && !sock.exists());
+}
+
+/// A certificate for `names` signed by a fresh private CA, as tls.rs makes
+/// the broker's: the PEM files of the CA, the certificate and its key, in
+/// `dir`.
+fn private_ca_cert(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).expect("a directory for the certificate");
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    // Names of their own: OpenSSL (curl) takes a certificate whose
+    // subject is its issuer's for a self-signed one.
+    ca.distinguished_name
+        .push(DnType::CommonName, "claudemesh test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("the CA signs itself");
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().expect("a key");
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut leaf = CertificateParams::new(names).expect("certificate parameters");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "claudemesh gateway");
+    let leaf = leaf.signed_by(&leaf_key, &issuer).expect("the CA signs it");
+    let (ca_file, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_file, ca_cert.pem()).expect("write the CA");
+    std::fs::write(&cert, leaf.pem()).expect("write the certificate");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("write the key");
+    (ca_file, cert, key)
+}
+
+/// curl with these arguments, as is: its exit status and output.
+fn curl_raw(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl is installed")
+}
+
+#[test]
+fn serve_over_tls_by_its_names_and_beyond_loopback() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    let key = api_key(&alice, "tls", "read", None);
+    let dir = broker.dir.path().join("tls");
+    let (ca, cert, tls_key) = private_ca_cert(&dir, &["localhost", "127.0.0.1", "mesh.test"]);
+    let (_, _, stranger_key) = private_ca_cert(&dir.join("other"), &["localhost"]);
+    let cert_s = cert.to_str().expect("UTF-8");
+    let key_s = tls_key.to_str().expect("UTF-8");
+    let ca_s = ca.to_str().expect("UTF-8");
+
+    // TLS files that do not load, or half a pair: exit 3, nothing served.
+    let missing = dir.join("missing.pem");
+    for (c, k) in [
+        (missing.to_str().expect("UTF-8"), key_s),
+        (cert_s, missing.to_str().expect("UTF-8")),
+        (ca_s, key_s),
+        (key_s, key_s),
+        (cert_s, stranger_key.to_str().expect("UTF-8")),
+    ] {
+        let r = alice
+            .run(&[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                c,
+                "--tls-key",
+                k,
+            ])
+            .fails(code::USAGE);
+        assert!(r.stderr.contains(".pem"), "names the file: {r:?}");
+    }
+    let r = alice.run(&["serve", "--listen", "127.0.0.1:0", "--tls-cert", cert_s]);
+    assert_eq!(r.code, code::USAGE, "{r:?}");
+    assert!(r.stderr.contains("--tls-key"), "{r:?}");
+
+    let tls = [
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert_s,
+        "--tls-key",
+        key_s,
+    ];
+    let gw = alice.serve_with(&tls);
+    assert!(gw.url.starts_with("https://127.0.0.1:"), "{}", gw.url);
+    let port = gw.port();
+    let by_address = Api::tls(&gw.url, &ca, Some(&key));
+    assert_eq!(by_address.wait_up()[0]["name"], "team");
+    let by_name = Api::tls(&format!("https://localhost:{port}"), &ca, Some(&key));
+    assert_eq!(by_name.get("/api/v1/meshes").ok(200)[0]["link"], "up");
+    by_name
+        .call(
+            "GET",
+            "/api/v1/meshes",
+            &[("Host", &format!("evil.example:{port}"))],
+            None,
+        )
+        .problem(421, code::REFUSED);
+    // Not a name it was told to answer to, though the certificate has it.
+    let resolve = format!("mesh.test:{port}:127.0.0.1");
+    let as_mesh_test = Api {
+        base: format!("https://mesh.test:{port}"),
+        key: Some(key.clone()),
+        args: vec![
+            "--cacert".into(),
+            ca_s.into(),
+            "--resolve".into(),
+            resolve.clone(),
+        ],
+    };
+    as_mesh_test
+        .get("/api/v1/meshes")
+        .problem(421, code::REFUSED);
+    // Its certificate is what it serves: not trusted without the CA.
+    let untrusted = curl_raw(&[
+        "-sS",
+        "--max-time",
+        "10",
+        &format!("https://localhost:{port}/healthz"),
+    ]);
+    assert_eq!(untrusted.status.code(), Some(60), "{untrusted:?}");
+    // Plain HTTP to the TLS port: a 400 that says to use https, and
+    // nothing of the API.
+    let plain = curl(
+        &[],
+        "GET",
+        &format!("http://127.0.0.1:{port}/api/v1/meshes"),
+        &[("Authorization", &format!("Bearer {key}"))],
+        None,
+    );
+    assert_eq!(plain.status, 400, "{plain:?}");
+    assert!(plain.text().contains("https://"), "{}", plain.text());
+    assert!(!plain.text().contains("team"), "{}", plain.text());
+    let (status, _) = gw.stop();
+    assert!(status.success(), "{status:?}");
+
+    // Every address, with TLS (no --insecure-listen needed), and a name
+    // of the certificate allowed.
+    let gw = alice.serve_with(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--tls-cert",
+        cert_s,
+        "--tls-key",
+        key_s,
+        "--allow-host",
+        "mesh.test",
+    ]);
+    assert!(gw.url.starts_with("https://0.0.0.0:"), "{}", gw.url);
+    let port = gw.port();
+    let as_mesh_test = Api {
+        base: format!("https://mesh.test:{port}"),
+        key: Some(key.clone()),
+        args: vec![
+            "--cacert".into(),
+            ca_s.into(),
+            "--resolve".into(),
+            format!("mesh.test:{port}:127.0.0.1"),
+        ],
+    };
+    assert_eq!(as_mesh_test.wait_up()[0]["name"], "team");
+    let local = Api::tls(&format!("https://localhost:{port}"), &ca, Some(&key));
+    local.get("/api/v1/meshes").ok(200);
+    for host in [
+        format!("other.test:{port}"),
+        // Without the port it would be 443's.
+        "mesh.test".to_owned(),
+        format!("0.0.0.0:{port}"),
+    ] {
+        local
+            .call("GET", "/api/v1/meshes", &[("Host", &host)], None)
+            .problem(421, code::REFUSED);
+    }
+    let (status, _) = gw.stop();
+    assert!(status.success(), "{status:?}");
+
+    // Plain HTTP beyond loopback, when asked for in so many words.
+    let gw = alice.serve_with(&["--listen", "0.0.0.0:0", "--insecure-listen"]);
+    assert!(gw.url.starts_with("http://0.0.0.0:"), "{}", gw.url);
+    let plain = Api {
+        base: format!("http://127.0.0.1:{}", gw.port()),
+        key: Some(key.clone()),
+        args: Vec::new(),
+    };
+    assert_eq!(plain.wait_up()[0]["name"], "team");
+    let (status, _) = gw.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 9: each key's rate.
+
+#[test]
+fn serve_rate_limits_each_key_on_its_own() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    alice.create(&broker, "team", "alice");
+    let busy = api_key(&alice, "busy", "read", None);
+    let calm = api_key(&alice, "calm", "read", None);
+    let waiter = api_key(&alice, "waiter", "read", None);
+    let gw = alice.serve(&["--rate", "2"]);
+    Api::new(&gw, &waiter).wait_up();
+    let b = Api::new(&gw, &busy);
+    let c = Api::new(&gw, &calm);
+
+    // 2 a second in bursts of 4: one key asks as fast as curl goes until
+    // it has been refused three times.
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    while answers.iter().filter(|h: &&Http| h.status == 429).count() < 3 && answers.len() < 40 {
+        answers.push(b.get("/api/v1/meshes"));
+    }
+    let took = started.elapsed();
+    // At that moment another key is answered.
+    assert_eq!(c.get("/api/v1/meshes").ok(200)[0]["name"], "team");
+    // And a request without a key is refused for that, not for the rate.
+    Api::anon(&gw)
+        .get("/api/v1/meshes")
+        .problem(401, code::REFUSED);
+
+    let statuses: Vec<u16> = answers.iter().map(|h| h.status).collect();
+    assert_eq!(statuses[..4], [200; 4], "the burst: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    let refused: Vec<&Http> = answers.iter().filter(|h| h.status == 429).collect();
+    assert_eq!(refused.len(), 3, "refused within 40 requests: {statuses:?}");
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    let most = 4.0 + 2.0 * took.as_secs_f64() + 1.0;
+    assert!(
+        (allowed as f64) <= most,
+        "{allowed} answered in {took:?}, at most {most}: {statuses:?}"
+    );
+    let mut wait = 0;
+    for h in refused {
+        let p = h.problem(429, code::NETWORK);
+        assert_eq!(p["kind"], "network", "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("too many requests")),
+            "{p}"
+        );
+        let retry: u64 = h
+            .header("retry-after")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("a Retry-After in seconds: {h:?}"));
+        // Half a second to the next token, in whole seconds.
+        assert_eq!(retry, 1, "{h:?}");
+        assert_eq!(p["retry_after"], retry, "{p}");
+        wait = wait.max(retry);
+    }
+    // Waiting as told is enough.
+    std::thread::sleep(Duration::from_secs(wait));
+    b.get("/api/v1/meshes").ok(200);
+
+    // Each refusal is a denied use of that key in the audit log.
+    let log = alice.home.join("audit.log");
+    let denied = eventually("the refusals are in the audit log", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let denied: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| {
+                e["mode"] == "apikey"
+                    && e["decision"] == "denied"
+                    && e["target"] == prefix_of(&busy)
+            })
+            .collect();
+        if denied.len() == 3 {
+            Ok(denied)
+        } else {
+            Err(format!("{} of 3: {text}", denied.len()))
+        }
+    });
+    for e in &denied {
+        assert_eq!(e["verb"], "api.GET /api/v1/meshes", "{e}");
+        assert!(
+            e["reason"].as_str().is_some_and(|r| r.contains("HTTP 429")),
+            "{e}"
+        );
+    }
+    let (status, _) = gw.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 10: the broker goes away and comes back.
+
+#[test]
+fn serve_rides_out_a_broker_restart() {
+    let mut broker = Broker::start();
+    let (alice, bob) = team(&broker);
+    let key_a = api_key(&alice, "alice-link", "read,send", None);
+    let key_b = api_key(&bob, "bob-link", "read,send", None);
+    let gw_a = alice.serve(&[]);
+    let a = Api::new(&gw_a, &key_a);
+    let before = a.wait_up();
+    let me = before[0]["member"].clone();
+    assert!(me.is_string(), "{before}");
+    let stream_a = a.events("?kinds=connection,message", &[]);
+    assert_eq!(stream_a.head.status, 200);
+
+    // The broker stops: the link is down, and the stream says so.
+    broker.stop();
+    let down = eventually("alice's gateway sees its link down", || {
+        let v = a.get("/api/v1/meshes").ok(200);
+        if v[0]["link"] == "down" {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    let m = &down[0];
+    assert!(
+        m["link_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{m}"
+    );
+    assert_eq!(m["member"], me, "the session is kept while it reconnects");
+    let e = stream_a.next_of(&["connection"]).json();
+    assert_eq!(e["state"], "down", "{e}");
+    assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+
+    // While it is down a send waits in the client's outbox, and a read
+    // waits for the reconnection (neither is refused at once).
+    let a_send = a.clone();
+    let sending = std::thread::spawn(move || {
+        a_send.post(
+            "/api/v1/messages",
+            json!({"to": "bob", "body": "sent while the broker was down"}),
+        )
+    });
+    let a_read = a.clone();
+    let reading = std::thread::spawn(move || a_read.get("/api/v1/peers"));
+
+    // bob's gateway starts while nothing answers: it serves, its link is
+    // `connecting`, and what needs the broker is a 503 to retry.
+    let gw_b = bob.serve(&[]);
+    let b = Api::new(&gw_b, &key_b);
+    let m = b.get("/api/v1/meshes").ok(200);
+    assert_eq!(m[0]["link"], "connecting", "{m}");
+    assert!(m[0]["member"].is_null() && m[0]["role"].is_null(), "{m}");
+    for r in [
+        b.get("/api/v1/peers"),
+        b.post(
+            "/api/v1/messages",
+            json!({"to": "alice", "body": "too soon"}),
+        ),
+    ] {
+        let p = r.problem(503, code::NETWORK);
+        let retry: u64 = r
+            .header("retry-after")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("a Retry-After: {r:?}"));
+        assert!(retry >= 1, "{r:?}");
+        assert_eq!(p["retry_after"], retry, "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("connecting")),
+            "{p}"
+        );
+    }
+    let stream_b = b.events("?kinds=connection,message", &[]);
+    assert_eq!(stream_b.head.status, 200);
+    assert!(
+        !sending.is_finished() && !reading.is_finished(),
+        "alice's requests wait for the broker"
+    );
+
+    // The broker is back on the same port and store.
+    broker.restart();
+    let sent = sending.join().expect("the send").ok(201);
+    assert_eq!(sent["duplicate"], false, "{sent}");
+    let peers = reading.join().expect("the read").ok(200);
+    assert!(
+        peers
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "alice" && p["you"] == true)),
+        "{peers}"
+    );
+    let up = a.wait_up();
+    assert_eq!(up[0]["member"], me);
+    assert!(up[0]["link_error"].is_null(), "{up}");
+    let e = stream_a.next_of(&["connection"]).json();
+    assert_eq!(e["state"], "up", "{e}");
+
+    // bob's gateway connects by itself, and streams what alice sent while
+    // the broker was down.
+    let up = b.wait_up();
+    assert_eq!(up[0]["member"], bob.key_of("bob").as_str(), "{up}");
+    let e = stream_b.next_of(&["connection"]).json();
+    assert_eq!(e["state"], "up", "{e}");
+    let got = stream_b.next_of(&["message"]).json();
+    assert_eq!(
+        (&got["id"], &got["body"], &got["from_name"]),
+        (
+            &sent["id"],
+            &json!("sent while the broker was down"),
+            &json!("alice")
+        ),
+        "{got}"
+    );
+    // And the other way, now.
+    let reply = b
+        .post(
+            "/api/v1/messages",
+            json!({"to": "alice", "body": "and back, after it"}),
+        )
+        .ok(201);
+    let e = stream_a.next_of(&["message"]).json();
+    assert_eq!(
+        (&e["id"], &e["body"], &e["from_name"]),
+        (&reply["id"], &json!("and back, after it"), &json!("bob")),
+        "{e}"
+    );
+    let (sa, _) = gw_a.stop();
+    let (sb, _) = gw_b.stop();
+    assert!(sa.success() && sb.success(), "{sa:?} {sb:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 11: one gateway, two meshes; presence and membership events.
+
+#[test]
+fn serve_two_meshes_each_key_sees_its_own() {
+    let broker = Broker::start();
+    let (alice, bob) = team(&broker);
+    alice.create(&broker, "ops", "alice");
+    let team_key = api_key(&alice, "team-bot", "read,send,admin", None);
+    let r = alice
+        .run(&[
+            "--mesh",
+            "ops",
+            "apikey",
+            "create",
+            "ops-bot",
+            "--cap",
+            "read,send,admin",
+        ])
+        .ok();
+    let ops_key = r.last_line().to_owned();
+    assert!(ops_key.starts_with("cmk_"), "{r:?}");
+    let bob_key = api_key(&bob, "bob-bot", "read,send", None);
+    let bob_member = bob.key_of("bob");
+
+    let gw = alice.serve(&[]);
+    let mut meshes = gw.meshes.clone();
+    meshes.sort();
+    assert_eq!(meshes, ["ops", "team"], "the --json line lists both");
+    let t = Api::new(&gw, &team_key);
+    let o = Api::new(&gw, &ops_key);
+    let team_view = t.wait_up();
+    let ops_view = o.wait_up();
+    assert_eq!(team_view.as_array().map(Vec::len), Some(1), "{team_view}");
+    assert_eq!(ops_view.as_array().map(Vec::len), Some(1), "{ops_view}");
+    assert_eq!(team_view[0]["name"], "team");
+    assert_eq!(ops_view[0]["name"], "ops");
+    assert_ne!(team_view[0]["id"], ops_view[0]["id"]);
+    assert_eq!(ops_view[0]["role"], "owner", "{ops_view}");
+    assert_eq!(ops_view[0]["broker"], broker.url.as_str());
+
+    // Topics: each mesh's own.
+    t.post("/api/v1/topics", json!({"name": "deploys"})).ok(201);
+    o.post("/api/v1/topics", json!({"name": "pager"})).ok(201);
+    let names = |api: &Api| -> Vec<String> {
+        api.get("/api/v1/topics")
+            .ok(200)
+            .as_array()
+            .expect("topics")
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(names(&t), ["deploys"]);
+    assert_eq!(names(&o), ["pager"]);
+    o.get("/api/v1/topics/deploys")
+        .problem(404, code::NOT_FOUND);
+    t.get("/api/v1/topics/pager").problem(404, code::NOT_FOUND);
+    // Peers: bob is in team only.
+    let ops_peers = o.get("/api/v1/peers").ok(200);
+    let ops_names: Vec<&str> = ops_peers
+        .as_array()
+        .expect("peers")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(ops_names, ["alice"], "{ops_peers}");
+    o.post(
+        "/api/v1/messages",
+        json!({"to": "bob", "body": "wrong mesh"}),
+    )
+    .problem(404, code::NOT_FOUND);
+
+    // Streams of each key, open before bob's gateway starts.
+    let team_events = t.events("", &[]);
+    let ops_events = o.events("", &[]);
+    let gw_b = bob.serve(&[]);
+    let b = Api::new(&gw_b, &bob_key);
+    b.wait_up();
+    let presence = loop {
+        let e = team_events.next_of(&["presence"]).json();
+        if e["name"] == "bob" && e["online"] == true {
+            break e;
+        }
+    };
+    assert_eq!(presence["member"], bob_member.as_str(), "{presence}");
+    assert!(presence["session"].is_string(), "{presence}");
+    assert_eq!(presence["peer_type"], "human", "{presence}");
+    let bob_serve = t
+        .get("/api/v1/peers")
+        .ok(200)
+        .as_array()
+        .expect("peers")
+        .iter()
+        .find(|p| p["name"] == "bob")
+        .and_then(|p| {
+            p["sessions"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "bob@serve")
+                .cloned()
+        })
+        .expect("bob@serve is listed");
+    assert_eq!(presence["session"], bob_serve["key"], "{bob_serve}");
+
+    // The membership log grows in team (bob joins #deploys): team's
+    // stream says how long it is now.
+    let joined = eventually("bob joins #deploys", || {
+        let r = b.post("/api/v1/topics/deploys/join", json!({}));
+        if r.status == 200 {
+            Ok(r.json())
+        } else {
+            Err(r.text())
+        }
+    });
+    assert_eq!(joined["members"], 2, "{joined}");
+    let m1 = team_events.next_of(&["membership"]).json();
+    let len1 = m1["log_len"].as_u64().unwrap_or_else(|| panic!("{m1}"));
+    assert!(len1 > 1, "{m1}");
+    // The log of ops grows too (another topic): ops's stream hears of that,
+    // and of nothing from team before it (no bob, no team log).
+    o.post("/api/v1/topics", json!({"name": "oncall"})).ok(201);
+    let ops_seen: Vec<SseEvent> = {
+        let mut seen = Vec::new();
+        loop {
+            let e = ops_events.next_of(&["presence", "membership", "message", "connection"]);
+            let done = e.event == "membership";
+            seen.push(e);
+            if done {
+                break seen;
+            }
+        }
+    };
+    for e in &ops_seen {
+        assert!(
+            !e.data.contains("bob"),
+            "team's news in ops's stream: {e:?}"
+        );
+        assert!(
+            !e.data.contains(&bob_member),
+            "team's news in ops's stream: {e:?}"
+        );
+    }
+    let last = ops_seen.last().expect("one").json();
+    assert!(last["log_len"].as_u64().is_some_and(|n| n > 1), "{last}");
+
+    // Messages: bob's to alice reaches team's key, not ops's.
+    let sent = b
+        .post(
+            "/api/v1/messages",
+            json!({"to": "alice", "body": "team only"}),
+        )
+        .ok(201);
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let e = team_events.next_of(&["message"]).json();
+    assert_eq!(
+        (&e["id"], &e["body"]),
+        (&json!(id), &json!("team only")),
+        "{e}"
+    );
+    assert!(page(&o.get("/api/v1/messages?unread=false").ok(200)).is_empty());
+    o.get(&format!("/api/v1/messages/{id}"))
+        .problem(404, code::NOT_FOUND);
+    assert_eq!(o.get("/api/v1/meshes").ok(200)[0]["unread"], 0);
+    assert_eq!(t.get("/api/v1/meshes").ok(200)[0]["unread"], 1);
+    assert_eq!(
+        bodies_of(&page(&t.get("/api/v1/messages").ok(200))),
+        ["team only"]
+    );
+    let (s1, _) = gw_b.stop();
+    let (s2, _) = gw.stop();
+    assert!(s1.success() && s2.success());
 }

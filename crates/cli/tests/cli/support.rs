@@ -139,6 +139,39 @@ impl Broker {
         }
     }
 
+    /// Starts the broker again after [`Broker::stop`]: on the same port
+    /// and the same SQLite file, so clients that were connected reconnect
+    /// to the same store. (The commands' [`Quiet`] still counts the first
+    /// broker's connections, none by now: they no longer wait for this
+    /// one.)
+    pub(crate) fn restart(&mut self) {
+        assert!(self.running.is_none(), "the broker still runs");
+        let addr: std::net::SocketAddr = self
+            .url
+            .strip_prefix("ws://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("not a ws:// URL with an address: {}", self.url));
+        let mut config = BrokerConfig::with_sqlite_file(&self.dir.path().join("broker.db"));
+        config.listen = addr;
+        // The port was just closed; a moment may pass before it binds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let running = loop {
+            match self
+                .rt
+                .block_on(claudemesh_broker::server::start(config.clone()))
+            {
+                Ok(r) => break r,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("the broker does not start again yet: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("the broker does not start again on {addr}: {e}"),
+            }
+        };
+        assert_eq!(running.ws_url(), self.url);
+        self.running = Some(running);
+    }
+
     /// Tells the commands how many connections stay open between them.
     pub(crate) fn background_connections(&self, n: usize) {
         self.quiet.background.store(n, Ordering::SeqCst);
@@ -566,15 +599,16 @@ pub(crate) fn decisions(audit: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `claudemesh --json serve --listen 127.0.0.1:0` running beside the test,
-/// for one home: where it listens (from the line it prints once it
-/// serves), and its pid. Its broker connections (one per mesh) count as
-/// background connections (see [`Quiet`]) while it runs. Dropping it
-/// stops it as a service manager would (SIGTERM; SIGKILL only if it does
-/// not exit).
+/// `claudemesh --json serve` (on `127.0.0.1:0` unless told otherwise)
+/// running beside the test, for one home: where it listens (from the line
+/// it prints once it serves), and its pid. Its broker connections (one
+/// per mesh) count as background connections (see [`Quiet`]) while it
+/// runs. Dropping it stops it as a service manager would (SIGTERM;
+/// SIGKILL only if it does not exit).
 pub(crate) struct Gateway {
     child: Option<std::process::Child>,
-    /// `http://127.0.0.1:<port>`.
+    /// Where it listens, as it printed it: `http://127.0.0.1:<port>`
+    /// (`https://…` with TLS, `unix:<path>` on a Unix socket).
     pub(crate) url: String,
     /// Its process id.
     pub(crate) pid: u32,
@@ -593,6 +627,17 @@ impl User {
     /// Starts `claudemesh --json serve --listen 127.0.0.1:0 <extra>` and
     /// waits for the line that says it serves.
     pub(crate) fn serve(&self, extra: &[&str]) -> Gateway {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let gw = self.serve_with(&args);
+        assert!(gw.url.starts_with("http://127.0.0.1:"), "{}", gw.url);
+        gw
+    }
+
+    /// Starts `claudemesh --json serve <args>` (where it listens is up to
+    /// `args`: `--listen`, `--unix`, TLS) and waits for the line that says
+    /// it serves.
+    pub(crate) fn serve_with(&self, args: &[&str]) -> Gateway {
         use std::io::BufRead as _;
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, Ordering::SeqCst);
@@ -602,9 +647,9 @@ impl User {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let stderr = self.home.with_file_name(format!("{name}.serve-{n}.stderr"));
-        let mut args = vec!["--json", "serve", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        let mut c = self.command(&args);
+        let mut all = vec!["--json", "serve"];
+        all.extend_from_slice(args);
+        let mut c = self.command(&all);
         c.stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
         let mut child = c.spawn().expect("spawn claudemesh serve");
@@ -632,7 +677,6 @@ impl User {
         let v: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("serve's first line is not a JSON object ({e}): {line:?}"));
         let url = v["listening"].as_str().expect("listening").to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "{v}");
         let pid = u32::try_from(v["pid"].as_u64().expect("pid")).expect("pid");
         assert_eq!(pid, child.id(), "{v}");
         let meshes: Vec<String> = v["meshes"]
@@ -663,6 +707,24 @@ impl Gateway {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port in the URL")
+    }
+
+    /// The Unix socket it listens on (`--unix`).
+    pub(crate) fn unix_socket(&self) -> Option<&Path> {
+        self.url.strip_prefix("unix:").map(Path::new)
+    }
+
+    /// SIGKILL, as a crash would end it (no draining, nothing removed):
+    /// its exit status.
+    #[track_caller]
+    pub(crate) fn kill(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("it runs");
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("wait for the gateway");
+        if let Some(q) = &self.quiet {
+            q.background.fetch_sub(self.meshes.len(), Ordering::SeqCst);
+        }
+        status
     }
 
     /// What it wrote on stderr so far.
