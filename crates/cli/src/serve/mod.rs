@@ -218,27 +218,44 @@ async fn serve(g: &Global, a: ServeArgs) -> Outcome {
 async fn bind(a: &ServeArgs) -> Result<Bound, Failure> {
     #[cfg(unix)]
     if let Some(path) = &a.unix {
+        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+        let io = |what: &str, e: std::io::Error| {
+            Failure::new(exit::IO, format!("cannot {what} {}: {e}", path.display()))
+        };
         // The lock is ours: a socket file left by a gateway that died is
-        // stale.
-        if std::fs::symlink_metadata(path).is_ok_and(|m| {
-            use std::os::unix::fs::FileTypeExt as _;
-            m.file_type().is_socket()
-        }) {
-            let _ = std::fs::remove_file(path);
+        // stale. Anything else there is not ours to replace.
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => {
+                std::fs::remove_file(path).map_err(|e| io("replace the stale socket", e))?
+            }
+            Ok(_) => {
+                return Err(Failure::new(
+                    exit::IO,
+                    format!(
+                        "cannot listen on {}: it exists and is not a socket",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(_) => {}
         }
-        let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
-            Failure::new(
-                exit::IO,
-                format!("cannot listen on {}: {e}", path.display()),
-            )
-        })?;
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-            Failure::new(
-                exit::IO,
-                format!("cannot make {} private: {e}", path.display()),
-            )
-        })?;
+        // Bound in a fresh 0700 directory beside it, made 0600, then moved
+        // into place: no other user can connect in between, whatever the
+        // umask.
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        let private = tempfile::Builder::new()
+            .prefix(".claudemesh-serve-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(parent)
+            .map_err(|e| io("make a private directory beside", e))?;
+        let staged = private.path().join("gateway.sock");
+        let listener = tokio::net::UnixListener::bind(&staged).map_err(|e| io("listen on", e))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io("make private", e))?;
+        std::fs::rename(&staged, path).map_err(|e| io("put the socket at", e))?;
         return Ok(Bound::Unix(listener, path.clone()));
     }
     let listener = tokio::net::TcpListener::bind(a.listen).await.map_err(|e| {
