@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             "claudemesh-broker listening on {} ({db}); Ctrl-C to stop",
             broker.ws_url()
         );
-        wait_for_signal().await;
+        claudemesh_broker::server::wait_for_signal().await;
         broker.shutdown().await;
         ExitCode::SUCCESS
     })
@@ -132,26 +132,4 @@ fn ask_readyz(
         Err(e) => return Err(format!("no answer from {addr}: {e}")),
     }
     Ok(String::from_utf8_lossy(&answer).into_owned())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -237,3 +237,27 @@ async fn sweep_retention(store: Arc<dyn Store>, retention: Duration) {
         }
     }
 }
+
+/// SIGTERM (a service manager stopping the process) or Ctrl-C: what the
+/// broker and the gateway (`claudemesh serve`) both drain on.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -127,10 +127,11 @@ pub async fn watch(
     let delivery = &link.delivery;
     loop {
         let (due, next) = delivery.due(Instant::now());
+        // Read once per round, not once per message asked about.
+        let pins = link.pins(&home);
         for (id, topic) in due {
             let (fingerprint, settled, data) = match client.message_status(&id).await {
                 Ok(mut report) => {
-                    let pins = link.pins(&home);
                     let marks =
                         client.with_state(|s| label_recipients(s, &pins, &mut report.recipients));
                     let fingerprint = format!(

@@ -205,7 +205,12 @@ async fn serve(g: &Global, a: ServeArgs) -> Outcome {
     let router = gateway.router();
     // The signal stops the gateway (its event streams end), then the
     // server finishes the requests in flight, then the sessions close.
-    let served = serve_on(bound, router, gateway.stop_on(wait_for_signal())).await;
+    let served = serve_on(
+        bound,
+        router,
+        gateway.stop_on(claudemesh_broker::server::wait_for_signal()),
+    )
+    .await;
     gateway.shutdown().await;
     drop(lock);
     served?;
@@ -312,29 +317,6 @@ async fn serve_on(
         }
     };
     result.map_err(|e| Failure::new(exit::IO, format!("the gateway stopped serving: {e}")))
-}
-
-/// SIGTERM (a service manager stopping it) or Ctrl-C.
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// One use of an API key in the audit log (a failure to write it is

@@ -21,7 +21,7 @@ use claudemesh_crypto::envelope::{MAX_BODY_BYTES, MessageId, Priority};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Body, Params};
+use crate::api::{Body, Params, message_id};
 use crate::apikeys::Cap;
 use crate::app::{AppState, Caller};
 use crate::idempotency::{IdempotencyError, Reserved};
@@ -233,13 +233,7 @@ pub async fn deliver(
     let reply_to = req
         .reply_to
         .as_deref()
-        .map(|r| {
-            MessageId::from_hex(r.trim()).map_err(|_| {
-                Problem::bad_request(format!(
-                    "reply_to {r:?} is not a message id (32 hex digits)"
-                ))
-            })
-        })
+        .map(|r| message_id("reply_to", r))
         .transpose()?;
     let id = match idempotency_key(headers)? {
         None => MessageId::random(),
@@ -338,8 +332,7 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<MessageDetail>, Problem> {
     caller.require(Cap::Read)?;
-    let id = MessageId::from_hex(id.trim())
-        .map_err(|_| Problem::bad_request(format!("{id:?} is not a message id (32 hex digits)")))?;
+    let id = message_id("", &id)?;
     let client = caller.client()?;
     let scope = caller.scoped_targets();
     let in_scope = |target: &str| scope.as_ref().is_none_or(|s| s.iter().any(|t| t == target));
@@ -411,9 +404,7 @@ pub async fn mark_read(
         return Err(Problem::bad_request("give `ids`, `up_to`, or both"));
     }
     for id in &req.ids {
-        MessageId::from_hex(id.trim()).map_err(|_| {
-            Problem::bad_request(format!("{id:?} is not a message id (32 hex digits)"))
-        })?;
+        message_id("", id)?;
     }
     let client = caller.client()?;
     let unread = state

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
+use claudemesh_crypto::envelope::MessageId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -209,6 +210,21 @@ fn problem_response(description: &str, retry: bool) -> utoipa::openapi::Response
         );
     }
     r.build()
+}
+
+/// A message id as a request gives it (`what`: the field, or `""` for a
+/// path segment), checked.
+pub fn message_id(what: &str, given: &str) -> Result<MessageId, Problem> {
+    MessageId::from_hex(given.trim()).map_err(|_| {
+        let field = if what.is_empty() {
+            String::new()
+        } else {
+            format!("{what} ")
+        };
+        Problem::bad_request(format!(
+            "{field}{given:?} is not a message id (32 hex digits)"
+        ))
+    })
 }
 
 /// A JSON body whose refusal is a [`Problem`] (axum's own is plain text).

@@ -11,12 +11,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use claudemesh_client::topics::{self, TopicHistory, TopicMemberView, TopicView, topic_name};
-use claudemesh_crypto::envelope::MessageId;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::messages::{Marked, PriorityName, SendRequest, deliver};
-use crate::api::{Body, Params};
+use crate::api::{Body, Params, message_id};
 use crate::apikeys::Cap;
 use crate::app::{AppState, Caller};
 use crate::problem::Problem;
@@ -208,11 +207,7 @@ pub async fn history(
     let before = q
         .before
         .as_deref()
-        .map(|b| {
-            MessageId::from_hex(b.trim()).map_err(|_| {
-                Problem::bad_request(format!("before {b:?} is not a message id (32 hex digits)"))
-            })
-        })
+        .map(|b| message_id("before", b))
         .transpose()?;
     let client = caller.client()?;
     let limit = q.limit.clamp(1, topics::MAX_HISTORY_PAGE);
