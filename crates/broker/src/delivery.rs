@@ -16,7 +16,10 @@ use axum::extract::ws::Utf8Bytes;
 use crate::mesh::MeshHub;
 use crate::metrics as m;
 use crate::sessions::SessionHandle;
-use crate::store::{FanoutRow, PageLimit, PendingMessage, Store, fanout_weight};
+use claudemesh_crypto::receipt::Watermark;
+
+use crate::state::BrokerState;
+use crate::store::{FanoutRow, PageLimit, PendingMessage, fanout_weight};
 use crate::wire::deliver_text;
 
 /// Stored messages fetched per page when draining to a session, from each
@@ -51,9 +54,9 @@ pub fn deliver_live(
 /// own), oldest first, with backpressure. While it runs, live pushes to the
 /// session are skipped; the final re-check after turning that off catches
 /// anything committed in between, so nothing is missed and order holds.
-pub async fn drain(store: &dyn Store, mesh: &MeshHub, session: &SessionHandle) {
+pub async fn drain(broker: &BrokerState, mesh: &MeshHub, session: &SessionHandle) {
     let _one_at_a_time = session.drain_lock.lock().await;
-    drain_locked(store, mesh, session, Priority::Low).await;
+    drain_locked(broker, mesh, session, Priority::Low).await;
 }
 
 /// A drain because another replica stored messages for this session that
@@ -61,7 +64,7 @@ pub async fn drain(store: &dyn Store, mesh: &MeshHub, session: &SessionHandle) {
 /// too large to name them): coalesced (one waiting at a time per session,
 /// which sees everything a second would), and, unlike a pull, it respects
 /// the session's status as a live push does (busy: `now` only).
-pub fn wake_drain(store: Arc<dyn Store>, mesh: Arc<MeshHub>, session: Arc<SessionHandle>) {
+pub fn wake_drain(broker: Arc<BrokerState>, mesh: Arc<MeshHub>, session: Arc<SessionHandle>) {
     if !session.schedule_wake() {
         return;
     }
@@ -69,14 +72,14 @@ pub fn wake_drain(store: Arc<dyn Store>, mesh: Arc<MeshHub>, session: Arc<Sessio
         let _one_at_a_time = session.drain_lock.lock().await;
         session.wake_started();
         let max = session.max_priority();
-        drain_locked(store.as_ref(), &mesh, &session, max).await;
+        drain_locked(&broker, &mesh, &session, max).await;
     });
 }
 
 /// [`drain`] with the session's drain lock held, of messages of at most
 /// `max_priority` (`Low`: all).
 async fn drain_locked(
-    store: &dyn Store,
+    broker: &BrokerState,
     mesh: &MeshHub,
     session: &SessionHandle,
     max_priority: Priority,
@@ -91,7 +94,7 @@ async fn drain_locked(
         }
         // A drain is a pull (a new connection, or a session turning idle):
         // it hands over every priority. Only live pushes respect `working`.
-        let page = match drain_page(store, mesh, session, &recipients, after, max_priority).await {
+        let page = match drain_page(broker, mesh, session, &recipients, after, max_priority).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading queued messages failed");
@@ -113,7 +116,13 @@ async fn drain_locked(
         after = after.max(page.upto);
         for p in page.deliver {
             if !session
-                .push_wait(deliver_text(p.seq, &p.envelope_json, p.queued_at_ms))
+                .push_wait(deliver_text(
+                    p.seq,
+                    &p.envelope_json,
+                    p.queued_at_ms,
+                    p.tseq,
+                    p.deadline_ms,
+                ))
                 .await
             {
                 session.set_draining(false);
@@ -137,13 +146,14 @@ struct DrainPage {
 /// of. Sources are merged by seq up to the lowest seq at which a full page
 /// was cut off, so nothing is skipped. `None` when nothing is left.
 async fn drain_page(
-    store: &dyn Store,
+    broker: &BrokerState,
     mesh: &MeshHub,
     session: &SessionHandle,
     recipients: &[PublicKey],
     after: u64,
     max_priority: Priority,
 ) -> Result<Option<DrainPage>, crate::store::StoreError> {
+    let store = broker.store.as_ref();
     let direct = store
         .pending(&mesh.id, recipients, after, max_priority, DRAIN_PAGE)
         .await?;
@@ -171,6 +181,32 @@ async fn drain_page(
     let mut by_target: std::collections::BTreeMap<String, Vec<FanoutRow>> = Default::default();
     for row in rows {
         by_target.entry(row.target.clone()).or_default().push(row);
+    }
+    // What the member's watermarks say it holds (stored, and held here not
+    // yet flushed): those rows count as acked. A watermark claims only what
+    // its signer has (gaps are listed), so nothing it covers is lost.
+    let stored_marks = if by_target.is_empty() {
+        Vec::new()
+    } else {
+        store.member_watermarks(&mesh.id, &session.member).await?
+    };
+    for (target, rows) in by_target.iter_mut() {
+        let mut marks: Vec<Watermark> = stored_marks
+            .iter()
+            .filter(|w| w.target == *target)
+            .filter_map(|w| serde_json::from_str(&w.doc).ok())
+            .collect();
+        marks.extend(
+            broker
+                .watermarks
+                .of_member(&mesh.id, &session.member, target),
+        );
+        for row in rows.iter_mut() {
+            if !row.acked && row.tseq.is_some_and(|t| marks.iter().any(|m| m.covers(t))) {
+                row.acked = true;
+                row.envelope_json = None;
+            }
+        }
     }
     let now = crate::now_ms();
     for (target_text, rows) in by_target {
@@ -200,12 +236,7 @@ async fn drain_page(
             verdict
                 .deliver
                 .into_iter()
-                .filter(|(seq, _, _)| !too_low.contains(seq))
-                .map(|(seq, envelope_json, queued_at_ms)| PendingMessage {
-                    seq,
-                    envelope_json,
-                    queued_at_ms,
-                }),
+                .filter(|p| !too_low.contains(&p.seq)),
         );
     }
     let Some(seen) = seen else {

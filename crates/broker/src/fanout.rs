@@ -12,7 +12,7 @@ use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::log::Roster;
 use claudemesh_proto::frames::DeliveryState;
 
-use crate::store::{FanoutRow, MessageStatus};
+use crate::store::{FanoutRow, MessageStatus, PendingMessage};
 
 /// A cursor never moves past a message younger than this: with several
 /// writers (or replicas) a lower seq can commit after a higher one, and a
@@ -68,8 +68,8 @@ pub fn member_targets(roster: &Roster, member: &PublicKey) -> Vec<(String, u64)>
 /// What a drain does with one page of a target's rows for one member.
 #[derive(Debug, Default)]
 pub struct PageVerdict {
-    /// Rows to deliver: (seq, envelope JSON, queued at).
-    pub deliver: Vec<(u64, String, u64)>,
+    /// Rows to deliver.
+    pub deliver: Vec<PendingMessage>,
     /// The cursor may move to this seq: every row up to it is settled
     /// (acked, not for this member, or expired) and old enough.
     pub cursor: Option<u64>,
@@ -100,7 +100,13 @@ pub fn judge_page(
             settled_prefix = false;
         }
         if let (false, true, Some(env)) = (row.acked, for_me, row.envelope_json) {
-            verdict.deliver.push((row.seq, env, row.queued_at_ms));
+            verdict.deliver.push(PendingMessage {
+                seq: row.seq,
+                envelope_json: env,
+                queued_at_ms: row.queued_at_ms,
+                tseq: row.tseq,
+                deadline_ms: row.deadline_ms,
+            });
         }
     }
     verdict
@@ -201,6 +207,8 @@ mod tests {
             envelope_json: (!acked).then(|| format!("env{seq}")),
             sender: owner.public(),
             priority: claudemesh_crypto::envelope::Priority::Next,
+            tseq: Some(seq),
+            deadline_ms: None,
         };
         let old = CURSOR_SETTLE_MS + 1;
         let v = judge_page(
@@ -213,7 +221,7 @@ mod tests {
         );
         assert_eq!(v.cursor, Some(1));
         assert_eq!(v.deliver.len(), 1);
-        assert_eq!(v.deliver[0].0, 2);
+        assert_eq!(v.deliver[0].seq, 2);
         let v = judge_page(
             log.roster(),
             &alice.public(),

@@ -65,6 +65,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testing;
 pub mod tls;
+pub mod watermarks;
 pub mod wire;
 pub mod writer;
 

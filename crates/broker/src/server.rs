@@ -15,7 +15,10 @@ use crate::config::BrokerConfig;
 use crate::hub::Hub;
 pub use crate::state::{BrokerState, ConnectionGuard, ConnectionTracker};
 use crate::store::{self, Store, StoreError};
-use crate::writer;
+use crate::writer::{self, WriteJob};
+
+/// How often messages past their sender's deadline are expired.
+const TTL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often retention runs.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
@@ -54,6 +57,7 @@ pub struct RunningBroker {
     /// The TLS accept loop, when serving TLS.
     acceptor: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    marks_flusher: JoinHandle<()>,
     state_saver: JoinHandle<()>,
     replication: Option<crate::replication::ReplicationTasks>,
 }
@@ -90,6 +94,13 @@ impl RunningBroker {
             r.stop().await;
         }
         self.sweeper.abort();
+        self.marks_flusher.abort();
+        let marks = self.state.watermarks.take_dirty();
+        if !marks.is_empty()
+            && let Err(e) = self.state.store.write_watermarks(&marks).await
+        {
+            tracing::warn!(error = %e, "could not store watermarks at shutdown");
+        }
         self.state_saver.abort();
         self.state
             .member_states
@@ -142,6 +153,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         connections: ConnectionTracker::default(),
         member_states: Arc::new(crate::state_saver::StateSaver::default()),
         pending: crate::admission::PendingByAddress::default(),
+        watermarks: crate::watermarks::Watermarks::default(),
     });
     let state_saver = tokio::spawn(state.member_states.clone().run(store.clone()));
     // Before serving: other replicas must hear of this one's sessions.
@@ -177,6 +189,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             }
         };
     let sweeper = tokio::spawn(sweep_retention(store, retention));
+    let marks_flusher = tokio::spawn(flush_watermarks(state.clone()));
     tracing::info!(
         addr = %local_addr,
         tls = acceptor.is_some(),
@@ -192,9 +205,25 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         server,
         acceptor,
         sweeper,
+        marks_flusher,
         state_saver,
         replication,
     })
+}
+
+/// Writes the watermarks held in memory to the store every
+/// [`crate::watermarks::FLUSH_EVERY`], through the writer (one transaction
+/// for all of them).
+async fn flush_watermarks(state: Arc<BrokerState>) {
+    let mut tick = tokio::time::interval(crate::watermarks::FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let rows = state.watermarks.take_dirty();
+        if !rows.is_empty() {
+            state.writer.submit(WriteJob::Watermarks(rows)).await;
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `stopped` completes.
@@ -221,10 +250,22 @@ where
 
 async fn sweep_retention(store: Arc<dyn Store>, retention: Duration) {
     let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    let mut tick = tokio::time::interval(TTL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_retention: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         let now = crate::now_ms();
+        // Messages sent with a TTL expire within a second of their deadline.
+        match store.expire_due(now).await {
+            Ok(n) if n > 0 => tracing::debug!(expired = n, "deadline sweep"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deadline sweep failed"),
+        }
+        if last_retention.is_some_and(|t| t.elapsed() < RETENTION_INTERVAL) {
+            continue;
+        }
+        last_retention = Some(std::time::Instant::now());
         match store
             .sweep_retention(now, now.saturating_sub(retention_ms))
             .await

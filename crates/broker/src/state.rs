@@ -76,6 +76,8 @@ pub struct BrokerState {
     pub member_states: Arc<crate::state_saver::StateSaver>,
     /// Connections per address that have not said hello yet.
     pub pending: crate::admission::PendingByAddress,
+    /// Fan-out watermarks held in memory, flushed to the store in batches.
+    pub watermarks: crate::watermarks::Watermarks,
 }
 
 impl std::fmt::Debug for dyn Store {

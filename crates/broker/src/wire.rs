@@ -12,14 +12,28 @@ pub fn text(frame: &BrokerFrame) -> Utf8Bytes {
 
 /// The `deliver` frame for a stored envelope, built around the stored JSON
 /// text without re-parsing it (it is the same text a `send` carried).
-pub fn deliver_text(seq: u64, envelope_json: &str, queued_at_ms: u64) -> Utf8Bytes {
-    let mut s = String::with_capacity(envelope_json.len() + 80);
+pub fn deliver_text(
+    seq: u64,
+    envelope_json: &str,
+    queued_at_ms: u64,
+    tseq: Option<u64>,
+    deadline_ms: Option<u64>,
+) -> Utf8Bytes {
+    let mut s = String::with_capacity(envelope_json.len() + 120);
     s.push_str("{\"type\":\"deliver\",\"seq\":");
     s.push_str(&seq.to_string());
     s.push_str(",\"envelope\":");
     s.push_str(envelope_json);
     s.push_str(",\"queued_at_ms\":");
     s.push_str(&queued_at_ms.to_string());
+    if let Some(deadline) = deadline_ms {
+        s.push_str(",\"deadline_ms\":");
+        s.push_str(&deadline.to_string());
+    }
+    if let Some(tseq) = tseq {
+        s.push_str(",\"tseq\":");
+        s.push_str(&tseq.to_string());
+    }
     s.push('}');
     Utf8Bytes::from(s)
 }
@@ -63,11 +77,12 @@ mod tests {
         )
         .unwrap();
         let json = serde_json::to_string(&env).unwrap();
-        let frame = deliver_text(7, &json, 99);
+        let frame = deliver_text(7, &json, 99, Some(3), Some(1234));
         match claudemesh_proto::decode_broker_frame(frame.as_str()).unwrap() {
             BrokerFrame::Deliver(d) => {
                 assert_eq!(d.seq, 7);
                 assert_eq!(d.queued_at_ms, 99);
+                assert_eq!((d.tseq, d.deadline_ms), (Some(3), Some(1234)));
                 assert_eq!(*d.envelope, env);
             }
             other => panic!("not a deliver: {other:?}"),

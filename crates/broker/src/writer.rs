@@ -17,7 +17,7 @@ use crate::delivery::deliver_live;
 use crate::hub::{Hub, Stored};
 use crate::metrics as m;
 use crate::sessions::SessionHandle;
-use crate::store::{AckOp, NewMessage, SessionRecord, Store};
+use crate::store::{AckOp, NewMessage, ReceiptRow, SessionRecord, Store, WatermarkRow};
 use crate::wire::{deliver_text, error_text, text};
 
 /// Acked seqs in one batch above which the batch's messages commit first,
@@ -45,6 +45,10 @@ pub enum WriteJob {
     Ack(Box<AckOp>),
     /// Record a session key first seen in a hello.
     Session(Box<SessionRecord>),
+    /// Store signed receipts (a direct message's also acks it).
+    Receipts(Vec<ReceiptRow>),
+    /// Persist watermarks kept in memory (`crate::watermarks`).
+    Watermarks(Vec<WatermarkRow>),
     /// Answer when everything queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -68,7 +72,8 @@ impl WriterHandle {
             WriteJob::Message(m, _) => m.sender_member.as_bytes()[0],
             WriteJob::Ack(a) => a.member.as_bytes()[0],
             WriteJob::Session(s) => s.member.as_bytes()[0],
-            WriteJob::Flush(_) => 0,
+            WriteJob::Receipts(r) => r.first().map_or(0, |r| r.member.as_bytes()[0]),
+            WriteJob::Watermarks(_) | WriteJob::Flush(_) => 0,
         };
         let Some(tx) = self.txs.get(usize::from(key) % self.txs.len().max(1)) else {
             return false;
@@ -132,6 +137,8 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
     let mut acks = Vec::new();
     let mut flushes = Vec::new();
     let mut sessions = Vec::new();
+    let mut receipts = Vec::new();
+    let mut watermarks = Vec::new();
     for job in jobs.drain(..) {
         match job {
             WriteJob::Message(msg, reply) => {
@@ -140,6 +147,8 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
             }
             WriteJob::Ack(a) => acks.push(*a),
             WriteJob::Session(s) => sessions.push(*s),
+            WriteJob::Receipts(r) => receipts.extend(r),
+            WriteJob::Watermarks(w) => watermarks.extend(w),
             WriteJob::Flush(done) => flushes.push(done),
         }
     }
@@ -164,6 +173,14 @@ async fn commit(jobs: &mut Vec<WriteJob>, store: &dyn Store, hub: &Hub) {
     {
         metrics::counter!(m::STORE_ERRORS).increment(1);
         tracing::warn!(error = %e, sessions = sessions.len(), "could not record sessions");
+    }
+    if let Err(e) = store.write_receipts(&receipts).await {
+        metrics::counter!(m::STORE_ERRORS).increment(1);
+        tracing::warn!(error = %e, receipts = receipts.len(), "could not store receipts");
+    }
+    if let Err(e) = store.write_watermarks(&watermarks).await {
+        metrics::counter!(m::STORE_ERRORS).increment(1);
+        tracing::warn!(error = %e, marks = watermarks.len(), "could not store watermarks");
     }
     for done in flushes {
         let _ = done.send(());
@@ -221,8 +238,13 @@ async fn commit_batch(
                         // Deliver first: the sender's `accepted` never
                         // overtakes the recipient's `deliver`.
                         if let Ok(Some(mesh)) = hub.mesh(&msg.mesh).await {
-                            let frame =
-                                deliver_text(outcome.seq, &msg.envelope_json, msg.created_at_ms);
+                            let frame = deliver_text(
+                                outcome.seq,
+                                &msg.envelope_json,
+                                msg.created_at_ms,
+                                outcome.tseq,
+                                msg.deadline_ms,
+                            );
                             let n = deliver_live(&mesh, &msg.recipients, msg.priority, &frame);
                             metrics::counter!(m::PUSHED).increment(n as u64);
                         }
@@ -233,6 +255,7 @@ async fn commit_batch(
                             id: msg.id,
                             seq: outcome.seq,
                             duplicate: outcome.duplicate,
+                            tseq: outcome.tseq,
                         })));
                     }
                 }

@@ -71,6 +71,11 @@ pub mod label {
     /// HKDF info prefix: the public confirmation of a new mesh epoch root or
     /// private topic key, carried in the entry that seals it.
     pub const KEY_CONFIRM: &str = "claudemesh/key-confirm/v1";
+    /// A recipient's signed receipt for one message (delivered, shown, answered).
+    pub const RECEIPT: &str = "claudemesh/receipt/v1";
+    /// A recipient's signed watermark: every message of one group, topic or
+    /// broadcast up to a broker sequence number was delivered or shown.
+    pub const WATERMARK: &str = "claudemesh/watermark/v1";
 }
 
 /// Builder for a canonical transcript (label + length-prefixed fields).

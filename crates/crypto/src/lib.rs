@@ -17,6 +17,8 @@
 //!   and opened by a recipient ([`envelope::VerifiedMessage`]).
 //! - [`target`]: who a message is for, and the names of groups and topics
 //!   (used by both `log` and `envelope`).
+//! - [`receipt`]: receipts and watermarks a recipient signs (delivered,
+//!   shown, answered), the sender's evidence of delivery.
 //! - [`grants`]: what each member lets other members do to it (TM7).
 //! - [`invite`]: invite secrets, their URL and short-code forms, proofs of
 //!   possession and welcome bundles (TM6).
@@ -36,6 +38,7 @@ pub mod ids;
 pub mod invite;
 pub mod keys;
 pub mod log;
+pub mod receipt;
 pub mod safety;
 pub mod target;
 

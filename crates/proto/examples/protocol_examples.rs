@@ -14,6 +14,9 @@ use claudemesh_crypto::envelope::{
 };
 use claudemesh_crypto::invite::{Invite, WelcomeBundle, seal_bundle};
 use claudemesh_crypto::log::{EntryBody, LogBuilder, LogEntry, PeerType, Profile, Role};
+use claudemesh_crypto::receipt::{
+    Receipt, ReceiptFacts, ReceiptState, Via, Watermark, WatermarkFacts,
+};
 use claudemesh_crypto::{EpochRootKey, Hash32, SigningKey};
 use claudemesh_proto::frames::*;
 use claudemesh_proto::hello::{Hello, HelloPresence};
@@ -208,6 +211,7 @@ fn main() {
         ClientFrame::Send(Send {
             req: Some("s1".into()),
             envelope: Box::new(env.clone()),
+            ttl_ms: None,
         }),
         &mut frames,
     );
@@ -217,6 +221,7 @@ fn main() {
             id,
             seq: 1,
             duplicate: false,
+            tseq: None,
         }),
         &mut frames,
     );
@@ -225,6 +230,8 @@ fn main() {
             seq: 1,
             envelope: Box::new(env),
             queued_at_ms: (T + 61) * 1000,
+            deadline_ms: None,
+            tseq: None,
         }),
         &mut frames,
     );
@@ -279,8 +286,64 @@ fn main() {
                 seq: 2,
                 envelope: Box::new(post),
                 queued_at_ms: (T + 71) * 1000,
+                deadline_ms: None,
+                tseq: Some(1),
             }],
             more: false,
+        }),
+        &mut frames,
+    );
+    // Alice's session signs that Bob's message was stored and then shown,
+    // and that #deploys was shown to her up to seq 2.
+    let receipt = |state, via, at| {
+        Receipt::sign(
+            &alice_session,
+            ReceiptFacts {
+                state,
+                sender: MemberKey(bob.public()),
+                id,
+                target: Target::Member(MemberKey(alice.public())),
+                at_ms: at,
+                via,
+                reply: None,
+            },
+        )
+        .unwrap()
+    };
+    let delivered = receipt(ReceiptState::Delivered, Via::Store, (T + 72) * 1000);
+    let shown = receipt(ReceiptState::Shown, Via::Hook, (T + 80) * 1000);
+    push_c(
+        ClientFrame::Receipt(ReceiptFrame {
+            receipts: vec![
+                SeqReceipt {
+                    seq: 1,
+                    receipt: delivered.clone(),
+                },
+                SeqReceipt {
+                    seq: 1,
+                    receipt: shown.clone(),
+                },
+            ],
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::Watermark(WatermarkFrame {
+            marks: vec![
+                Watermark::sign(
+                    &alice_session,
+                    WatermarkFacts {
+                        state: ReceiptState::Shown,
+                        target: Target::Topic("deploys".into()),
+                        from: 0,
+                        upto: 1,
+                        missing: vec![],
+                        at_ms: (T + 81) * 1000,
+                        via: Via::Channel,
+                    },
+                )
+                .unwrap(),
+            ],
         }),
         &mut frames,
     );
@@ -297,9 +360,13 @@ fn main() {
             req: Some("m1".into()),
             id,
             seq: 1,
+            deadline_ms: None,
+            tseq: None,
             recipients: vec![RecipientStatus {
                 recipient: alice.public(),
-                state: DeliveryState::Delivered,
+                state: DeliveryState::Read,
+                receipts: vec![delivered, shown],
+                marks: vec![],
             }],
             next: None,
         }),

@@ -12,6 +12,11 @@ pub const MAX_BODY_BYTES: usize = claudemesh_crypto::envelope::MAX_BODY_BYTES;
 pub const MAX_REQ_LEN: usize = 64;
 /// Most message sequence numbers in one `ack`.
 pub const MAX_IDS_PER_ACK: usize = 256;
+/// Most receipts in one `receipt`, watermarks in one `watermark`.
+pub const MAX_RECEIPTS_PER_FRAME: usize = 64;
+/// Most recipients in one `message_status_result` page: each may carry a
+/// few signed receipts (about 0.8 KiB each), and a page must fit a frame.
+pub const MAX_STATUS_RECIPIENTS_PER_PAGE: usize = 32;
 /// Most log entries in one `log_entries`, `log_append` or `invite_bundle`.
 pub const MAX_LOG_ENTRIES_PER_FRAME: usize = 256;
 /// Longest `broker_id`, `client` or error `message` string.

@@ -7,6 +7,9 @@ use claudemesh_crypto::envelope::{
 };
 use claudemesh_crypto::grants::{Cap, GrantMap, GrantSet};
 use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
+use claudemesh_crypto::receipt::{
+    Receipt, ReceiptFacts, ReceiptState, Via, Watermark, WatermarkFacts,
+};
 use claudemesh_crypto::{Hash32, MeshId, Nonce, PublicKey, Signature, SigningKey, SymmetricKey};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -104,6 +107,62 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         })
 }
 
+fn signer(seed: [u8; 32]) -> SessionIdentity {
+    let member = SigningKey::from_seed(&seed);
+    SessionIdentity::new(&member, MeshId(Hash32([1; 32])), 1_700_000_000, 3600).unwrap()
+}
+
+fn receipt() -> impl Strategy<Value = SeqReceipt> {
+    (any::<[u8; 32]>(), any::<u64>(), any::<[u8; 16]>(), 0..3u8).prop_map(
+        |(seed, seq, id, state)| {
+            let me = signer(seed);
+            let state = [
+                ReceiptState::Delivered,
+                ReceiptState::Shown,
+                ReceiptState::Answered,
+            ][usize::from(state)];
+            let receipt = Receipt::sign(
+                &me,
+                ReceiptFacts {
+                    state,
+                    sender: MemberKey(SigningKey::from_seed(&[7; 32]).public()),
+                    id: MessageId(id),
+                    target: Target::Member(me.member()),
+                    at_ms: 1_700_000_001_000,
+                    via: Via::Inbox,
+                    reply: (state == ReceiptState::Answered).then_some(MessageId([1; 16])),
+                },
+            )
+            .unwrap();
+            SeqReceipt { seq, receipt }
+        },
+    )
+}
+
+fn watermark() -> impl Strategy<Value = Watermark> {
+    (
+        any::<[u8; 32]>(),
+        1..u64::MAX / 2,
+        proptest::collection::btree_set(1..1000u64, 0..5),
+    )
+        .prop_map(|(seed, upto, missing)| {
+            let upto = upto.max(1000);
+            Watermark::sign(
+                &signer(seed),
+                WatermarkFacts {
+                    state: ReceiptState::Shown,
+                    target: Target::Topic("deploys".into()),
+                    from: 0,
+                    upto,
+                    missing: missing.into_iter().collect(),
+                    at_ms: 1_700_000_001_000,
+                    via: Via::Channel,
+                },
+            )
+            .unwrap()
+        })
+}
+
 fn hello() -> impl Strategy<Value = Hello> {
     (
         any::<[u8; 32]>(),
@@ -135,13 +194,18 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         hello().prop_map(|h| ClientFrame::Hello(Box::new(h))),
         (req(), envelope()).prop_map(|(req, envelope)| ClientFrame::Send(Send {
             req,
-            envelope: Box::new(envelope)
+            envelope: Box::new(envelope),
+            ttl_ms: None,
         })),
         (
             proptest::collection::vec(any::<u64>(), 0..10),
             any::<bool>()
         )
             .prop_map(|(seqs, read)| ClientFrame::Ack(Ack { seqs, read })),
+        proptest::collection::vec(receipt(), 0..3)
+            .prop_map(|receipts| ClientFrame::Receipt(ReceiptFrame { receipts })),
+        proptest::collection::vec(watermark(), 0..3)
+            .prop_map(|marks| ClientFrame::Watermark(WatermarkFrame { marks })),
         (
             req(),
             proptest::option::of(status()),
@@ -320,7 +384,8 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                 req,
                 id: MessageId(id),
                 seq,
-                duplicate
+                duplicate,
+                tseq: None,
             })
         ),
         (any::<u64>(), envelope(), any::<u64>()).prop_map(|(seq, envelope, queued_at_ms)| {
@@ -328,6 +393,8 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                 seq,
                 envelope: Box::new(envelope),
                 queued_at_ms,
+                deadline_ms: None,
+                tseq: None,
             })
         }),
         peer().prop_map(|peer| BrokerFrame::Presence(PresenceUpdate {
@@ -384,7 +451,8 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                         Just(DeliveryState::Queued),
                         Just(DeliveryState::Delivered),
                         Just(DeliveryState::Read),
-                        Just(DeliveryState::Expired)
+                        Just(DeliveryState::Expired),
+                        Just(DeliveryState::Answered)
                     ]
                 ),
                 0..4
@@ -395,10 +463,17 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                     req,
                     id: MessageId(id),
                     seq,
+                    deadline_ms: None,
+                    tseq: None,
                     next: r.first().map(|(k, _)| *k),
                     recipients: r
                         .into_iter()
-                        .map(|(recipient, state)| RecipientStatus { recipient, state })
+                        .map(|(recipient, state)| RecipientStatus {
+                            recipient,
+                            state,
+                            receipts: vec![],
+                            marks: vec![],
+                        })
                         .collect(),
                 }
             )),
@@ -418,6 +493,8 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                             seq,
                             envelope: Box::new(envelope),
                             queued_at_ms: seq,
+                            deadline_ms: None,
+                            tseq: None,
                         })
                         .collect(),
                     more,

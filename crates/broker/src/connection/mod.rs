@@ -158,7 +158,7 @@ impl Connection {
                 () = behind => {
                     if let (Some(session), Some(mesh)) = (&self.session, &self.mesh) {
                         session.catching_up();
-                        crate::delivery::wake_drain(self.broker.store.clone(), mesh.clone(), session.clone());
+                        crate::delivery::wake_drain(self.broker.clone(), mesh.clone(), session.clone());
                     }
                     continue;
                 }

@@ -46,7 +46,7 @@ impl Handle for Hello {
         // The first drain runs before this connection's next frame is read,
         // so anything the client asks after `welcome` is answered after every
         // queued message: a `ping` marks the end of the backlog.
-        crate::delivery::drain(cx.broker.store.as_ref(), &admitted.mesh, &admitted.session).await;
+        crate::delivery::drain(cx.broker, &admitted.mesh, &admitted.session).await;
         Ok(Reply::Nothing)
     }
 }

@@ -55,7 +55,7 @@ fn handle(caller: Caller<'_>, rate: &mut TokenBucket, p: PresenceSet) -> Result<
     broker.member_states.save(mesh.id, session.member, state);
     if before != Status::Idle && now_p.status == Status::Idle {
         // Messages held while busy go out now (one drain at a time).
-        crate::delivery::wake_drain(broker.store.clone(), mesh.clone(), session.clone());
+        crate::delivery::wake_drain(broker.clone(), mesh.clone(), session.clone());
     }
     Ok(Reply::Nothing)
 }

@@ -15,6 +15,9 @@ use crate::writer::{AcceptReply, WriteJob};
 /// What a sender hears when the recipient's grants refuse a direct message.
 pub const REFUSED_BY_GRANTS: &str = "refused: blocked by recipient";
 
+/// The shortest TTL a sender may ask for.
+pub const MIN_TTL_MS: u64 = 1000;
+
 impl Handle for Send {
     async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
         handle(caller, self).await
@@ -117,6 +120,21 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
     };
     let now = crate::now_ms();
     let retention = u64::try_from(broker.config.retention.as_millis()).unwrap_or(u64::MAX);
+    // A TTL: not shown by then, the message is dropped and reported
+    // `expired` (1 s to the retention; longer would promise what retention
+    // does not keep).
+    let deadline_ms = match f.ttl_ms {
+        None => None,
+        Some(ttl) if (MIN_TTL_MS..=retention).contains(&ttl) => Some(now.saturating_add(ttl)),
+        Some(_) => {
+            return Err(Refusal::new(
+                ErrorCode::Malformed,
+                format!(
+                    "ttl_ms must be from {MIN_TTL_MS} to the broker's retention ({retention} ms)"
+                ),
+            ));
+        }
+    };
     let msg = NewMessage {
         mesh: mesh.id,
         sender_member: session.member,
@@ -127,7 +145,8 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
         recipients,
         at_len,
         created_at_ms: now,
-        expires_at_ms: now.saturating_add(retention),
+        expires_at_ms: deadline_ms.unwrap_or(now.saturating_add(retention)),
+        deadline_ms,
     };
     let reply = AcceptReply {
         session: session.clone(),

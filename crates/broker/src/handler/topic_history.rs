@@ -90,6 +90,8 @@ async fn handle(caller: Caller<'_>, q: TopicHistoryQuery) -> Result<Reply, Refus
                     seq: p.seq,
                     envelope: Box::new(envelope),
                     queued_at_ms: p.queued_at_ms,
+                    deadline_ms: p.deadline_ms,
+                    tseq: p.tseq,
                 });
             }
             Err(e) => {

@@ -67,7 +67,7 @@ pub(super) async fn recheck(state: &Arc<BrokerState>, rep: &Replication, mesh: &
         tracing::warn!(error = %e, "could not recheck a mesh");
     }
     for s in mesh.sessions().all() {
-        wake_drain(state.store.clone(), mesh.clone(), s);
+        wake_drain(state.clone(), mesh.clone(), s);
     }
 }
 
@@ -138,7 +138,13 @@ async fn deliver_direct(
             recipients.push(rows[j].recipient);
             j += 1;
         }
-        let frame = deliver_text(first.seq, &first.envelope_json, first.queued_at_ms);
+        let frame = deliver_text(
+            first.seq,
+            &first.envelope_json,
+            first.queued_at_ms,
+            None,
+            first.deadline_ms,
+        );
         let n = deliver_live(mesh, &recipients, first.priority, &frame);
         metrics::counter!(m::PUSHED).increment(n as u64);
         i = j;
@@ -187,7 +193,13 @@ async fn deliver_fanout(
         if recipients.is_empty() {
             continue;
         }
-        let frame = deliver_text(row.seq, &row.envelope_json, row.queued_at_ms);
+        let frame = deliver_text(
+            row.seq,
+            &row.envelope_json,
+            row.queued_at_ms,
+            row.tseq,
+            row.deadline_ms,
+        );
         let n = deliver_live(mesh, &recipients, row.priority, &frame);
         metrics::counter!(m::PUSHED).increment(n as u64);
     }

@@ -15,7 +15,8 @@ use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 use super::error::StoreError;
 use super::records::{
     AckOp, AppendExtras, AppendOutcome, FanoutRow, InsertOutcome, MemberState, MessageStatus,
-    NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord, TableDump,
+    NewMessage, PageLimit, PendingMessage, ReceiptRow, RetentionOutcome, SessionRecord, TableDump,
+    WatermarkRow,
 };
 use super::replicas::ReplicaStore;
 
@@ -126,6 +127,31 @@ pub trait Store: Send + Sync + 'static {
         id: &MessageId,
     ) -> Result<Option<MessageStatus>, StoreError>;
 
+    /// Stores signed receipts (each only if it names a stored message it
+    /// may be about; see [`ReceiptRow`]); a direct message's `delivered` /
+    /// `shown` receipt also moves its delivery row as an ack does. One
+    /// transaction.
+    async fn write_receipts(&self, rows: &[ReceiptRow]) -> Result<(), StoreError>;
+
+    /// Keeps each watermark if it covers more than the stored one of its
+    /// (member, target, state). One transaction; any order converges.
+    async fn write_watermarks(&self, rows: &[WatermarkRow]) -> Result<(), StoreError>;
+
+    /// Every stored watermark of a member.
+    async fn member_watermarks(
+        &self,
+        mesh: &MeshId,
+        member: &PublicKey,
+    ) -> Result<Vec<WatermarkRow>, StoreError>;
+
+    /// A target's stored watermarks with `upto >= min_upto`.
+    async fn target_watermarks(
+        &self,
+        mesh: &MeshId,
+        target: &str,
+        min_upto: u64,
+    ) -> Result<Vec<WatermarkRow>, StoreError>;
+
     /// Remembers a session key and the member that certified it, so messages
     /// to that session can be queued while it is offline.
     async fn record_session(
@@ -188,6 +214,11 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
         purge_before_ms: u64,
     ) -> Result<RetentionOutcome, StoreError>;
+
+    /// Drops the ciphertext of messages whose sender's deadline passed
+    /// (`send.ttl_ms`), and marks their deliveries not yet shown `expired`.
+    /// Returns how many messages expired.
+    async fn expire_due(&self, now_ms: u64) -> Result<u64, StoreError>;
 
     /// Every table, every row, as text (the TM1 audit and `claudemesh demo`).
     async fn dump(&self) -> Result<Vec<TableDump>, StoreError>;

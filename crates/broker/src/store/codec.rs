@@ -5,11 +5,12 @@
 
 use claudemesh_crypto::envelope::Priority;
 use claudemesh_crypto::log::{LogEntry, PeerType};
+use claudemesh_crypto::receipt::ReceiptState;
 use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
 use super::error::StoreError;
-use super::records::MemberState;
+use super::records::{MemberState, WatermarkRow};
 
 /// Priority as stored: 0 now, 1 next, 2 low (so "at most" is `<=`).
 pub(crate) fn priority_rank(p: Priority) -> i64 {
@@ -37,6 +38,7 @@ pub(crate) fn state_rank(s: DeliveryState) -> i64 {
         DeliveryState::Delivered => 1,
         DeliveryState::Read => 2,
         DeliveryState::Expired => 3,
+        DeliveryState::Answered => 4,
     }
 }
 
@@ -48,7 +50,50 @@ pub(crate) fn state_from_rank(r: impl Into<i64>) -> Result<DeliveryState, StoreE
         1 => DeliveryState::Delivered,
         2 => DeliveryState::Read,
         3 => DeliveryState::Expired,
+        4 => DeliveryState::Answered,
         other => return Err(StoreError::Corrupt(format!("delivery state {other}"))),
+    })
+}
+
+/// A signed receipt's or watermark's state as stored: 1 delivered, 2
+/// shown, 3 answered.
+pub(crate) fn receipt_rank(s: ReceiptState) -> u8 {
+    match s {
+        ReceiptState::Delivered => 1,
+        ReceiptState::Shown => 2,
+        ReceiptState::Answered => 3,
+    }
+}
+
+/// The inverse of [`receipt_rank`].
+pub(crate) fn receipt_from_rank(r: i64) -> Result<ReceiptState, StoreError> {
+    match r {
+        1 => Ok(ReceiptState::Delivered),
+        2 => Ok(ReceiptState::Shown),
+        3 => Ok(ReceiptState::Answered),
+        _ => Err(StoreError::Corrupt(format!("receipt state {r}"))),
+    }
+}
+
+/// A watermark row from its stored columns (member, target, state, upto,
+/// at, doc).
+pub(crate) fn watermark_from_parts(
+    mesh: &MeshId,
+    member: &[u8],
+    target: String,
+    state: i64,
+    upto: i64,
+    at_ms: i64,
+    doc: String,
+) -> Result<WatermarkRow, StoreError> {
+    Ok(WatermarkRow {
+        mesh: *mesh,
+        member: key_from_bytes(member)?,
+        target,
+        state: receipt_from_rank(state)?,
+        upto: to_u64(upto),
+        at_ms: to_u64(at_ms),
+        doc,
     })
 }
 

@@ -84,6 +84,10 @@ conformance!(
     fanout_messages_are_stored_once_and_acked_by_receipt,
     pages_are_cut_by_weight,
     grants_keep_the_newest_version,
+    fanout_messages_are_numbered_per_target,
+    receipts_are_stored_only_for_their_message_and_recipient,
+    watermarks_keep_the_furthest,
+    deadlines_expire_what_was_not_shown,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -134,6 +138,7 @@ fn message(mesh: &MeshId, sender: &PublicKey, recipients: &[PublicKey]) -> NewMe
         at_len: None,
         created_at_ms: T0,
         expires_at_ms: T0 + 86_400_000,
+        deadline_ms: None,
     }
 }
 
@@ -160,6 +165,7 @@ fn new(seq: u64) -> InsertOutcome {
     InsertOutcome {
         seq,
         duplicate: false,
+        tseq: None,
     }
 }
 
@@ -167,6 +173,7 @@ fn dup(seq: u64) -> InsertOutcome {
     InsertOutcome {
         seq,
         duplicate: true,
+        tseq: None,
     }
 }
 
@@ -1258,8 +1265,11 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             "member_state",
             "meshes",
             "messages",
+            "receipts",
             "sessions",
             "sessions_online",
+            "target_seqs",
+            "watermarks",
         ]
     );
     for t in &dump {
@@ -1608,4 +1618,235 @@ async fn pages_are_cut_by_weight(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(seqs(page), vec![f[4].seq, f[3].seq]);
+}
+
+/// Fan-out messages get 1, 2, 3, … per (mesh, target) in seq order, with no
+/// number burned by a duplicate; direct messages none.
+async fn fanout_messages_are_numbered_per_target(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (sender, alice) = (key(), key());
+    let fan = |target: &str| NewMessage {
+        target: target.into(),
+        recipients: vec![alice],
+        at_len: Some(1),
+        ..message(&mesh.id, &sender, &[alice])
+    };
+    let first = [
+        fan("#ops"),
+        fan("#dev"),
+        fan("#ops"),
+        message(&mesh.id, &sender, &[alice]),
+    ];
+    let out = s.write_batch(&first, &[]).await.unwrap();
+    let tseqs: Vec<Option<u64>> = out.iter().map(|o| o.tseq).collect();
+    assert_eq!(tseqs, vec![Some(1), Some(1), Some(2), None]);
+    // A resend is a duplicate and takes no number; the next one is 3.
+    let again = [first[2].clone(), fan("#ops")];
+    let out = s.write_batch(&again, &[]).await.unwrap();
+    assert!(out[0].duplicate);
+    assert_eq!((out[0].tseq, out[1].tseq), (None, Some(3)));
+    let rows = s
+        .fanout_pages(&mesh.id, &alice, &[("#ops".into(), 0)], 0, 10.into())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.tseq).collect::<Vec<_>>(),
+        vec![Some(1), Some(2), Some(3)]
+    );
+    let status = s
+        .message_status(&mesh.id, &sender, &again[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.fanout.and_then(|f| f.tseq), Some(3));
+}
+
+fn receipt_row(
+    mesh: &MeshId,
+    m: &NewMessage,
+    seq: u64,
+    member: PublicKey,
+    state: claudemesh_crypto::receipt::ReceiptState,
+    doc: &str,
+) -> super::ReceiptRow {
+    super::ReceiptRow {
+        mesh: *mesh,
+        member,
+        session: key(),
+        seq,
+        sender: m.sender_member,
+        id: m.id,
+        target: m.target.clone(),
+        direct: m.at_len.is_none(),
+        state,
+        at_ms: T0 + 5,
+        doc: doc.into(),
+    }
+}
+
+/// A receipt is stored only when its seq, sender, id and target name one
+/// stored message and (direct) its signer is a recipient; a direct
+/// `delivered` / `shown` receipt moves the delivery row like an ack.
+async fn receipts_are_stored_only_for_their_message_and_recipient(s: &dyn Store) {
+    use claudemesh_crypto::receipt::ReceiptState::{Answered, Delivered, Shown};
+    let mesh = TestMesh::create(s).await;
+    let (sender, alice, bob) = (key(), key(), key());
+    let dm = message(&mesh.id, &sender, &[alice]);
+    let post = NewMessage {
+        target: "#ops".into(),
+        recipients: vec![alice, bob],
+        at_len: Some(1),
+        ..message(&mesh.id, &sender, &[alice])
+    };
+    let out = s
+        .write_batch(&[dm.clone(), post.clone()], &[])
+        .await
+        .unwrap();
+    let (dm_seq, post_seq) = (out[0].seq, out[1].seq);
+    let mut wrong_id = receipt_row(&mesh.id, &dm, dm_seq, alice, Shown, "wrong id");
+    wrong_id.id = MessageId::random();
+    let mut wrong_seq = receipt_row(&mesh.id, &dm, post_seq, alice, Shown, "wrong seq");
+    wrong_seq.direct = true;
+    s.write_receipts(&[
+        receipt_row(&mesh.id, &dm, dm_seq, alice, Delivered, "alice delivered"),
+        receipt_row(&mesh.id, &dm, dm_seq, bob, Shown, "bob is no recipient"),
+        wrong_id,
+        wrong_seq,
+        receipt_row(&mesh.id, &post, post_seq, bob, Answered, "bob answered"),
+    ])
+    .await
+    .unwrap();
+    let dm_status = s
+        .message_status(&mesh.id, &sender, &dm.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        dm_status.receipts,
+        vec![(alice, "alice delivered".to_string())]
+    );
+    assert_eq!(
+        dm_status.recipients,
+        vec![(alice, DeliveryState::Delivered)]
+    );
+    let post_status = s
+        .message_status(&mesh.id, &sender, &post.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        post_status.receipts,
+        vec![(bob, "bob answered".to_string())]
+    );
+    // The same receipt again changes nothing; `shown` moves the row on.
+    s.write_receipts(&[
+        receipt_row(&mesh.id, &dm, dm_seq, alice, Delivered, "alice delivered"),
+        receipt_row(&mesh.id, &dm, dm_seq, alice, Shown, "alice shown"),
+    ])
+    .await
+    .unwrap();
+    let dm_status = s
+        .message_status(&mesh.id, &sender, &dm.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dm_status.receipts.len(), 2);
+    assert_eq!(dm_status.recipients, vec![(alice, DeliveryState::Read)]);
+}
+
+/// Per (member, target, state) the furthest watermark is kept, whatever the
+/// order it arrives in; an equal one signed later replaces it.
+async fn watermarks_keep_the_furthest(s: &dyn Store) {
+    use claudemesh_crypto::receipt::ReceiptState::{Delivered, Shown};
+    let mesh = TestMesh::create(s).await;
+    let (alice, bob) = (key(), key());
+    let row = |member, state, upto, at_ms, doc: &str| super::WatermarkRow {
+        mesh: mesh.id,
+        member,
+        target: "#ops".into(),
+        state,
+        upto,
+        at_ms,
+        doc: doc.into(),
+    };
+    s.write_watermarks(&[
+        row(alice, Delivered, 7, 1, "a7"),
+        row(alice, Delivered, 5, 2, "a5"),
+        row(alice, Shown, 3, 1, "a3 shown"),
+        row(bob, Delivered, 2, 1, "b2"),
+    ])
+    .await
+    .unwrap();
+    s.write_watermarks(&[
+        row(alice, Delivered, 7, 9, "a7 later"),
+        row(bob, Delivered, 1, 9, "b1"),
+    ])
+    .await
+    .unwrap();
+    let mut mine = s.member_watermarks(&mesh.id, &alice).await.unwrap();
+    mine.sort_by_key(|w| w.upto);
+    assert_eq!(
+        mine.iter().map(|w| w.doc.as_str()).collect::<Vec<_>>(),
+        vec!["a3 shown", "a7 later"]
+    );
+    let reaching: Vec<String> = s
+        .target_watermarks(&mesh.id, "#ops", 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.doc)
+        .collect();
+    assert_eq!(reaching.len(), 2, "{reaching:?}");
+    assert!(!reaching.contains(&"b2".to_string()));
+    assert!(
+        s.target_watermarks(&mesh.id, "#dev", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A message sent with a deadline loses its ciphertext at the deadline;
+/// a delivery not yet shown becomes `expired`, a shown one stays.
+async fn deadlines_expire_what_was_not_shown(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (sender, alice, bob) = (key(), key(), key());
+    let dm = NewMessage {
+        deadline_ms: Some(T0 + 10),
+        expires_at_ms: T0 + 10,
+        ..message(&mesh.id, &sender, &[alice, bob])
+    };
+    let keep = message(&mesh.id, &sender, &[alice]);
+    let out = s
+        .write_batch(&[dm.clone(), keep.clone()], &[])
+        .await
+        .unwrap();
+    s.write_batch(
+        &[],
+        &[ack(
+            &mesh.id,
+            &bob,
+            &key(),
+            &[out[0].seq],
+            DeliveryState::Read,
+            T0 + 5,
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.expire_due(T0 + 9).await.unwrap(), 0);
+    assert_eq!(s.expire_due(T0 + 10).await.unwrap(), 1);
+    assert_eq!(s.expire_due(T0 + 11).await.unwrap(), 0, "once");
+    let mut got = states(s, &dm).await;
+    got.sort_by_key(|(k, _)| *k);
+    let mut want = vec![(alice, DeliveryState::Expired), (bob, DeliveryState::Read)];
+    want.sort_by_key(|(k, _)| *k);
+    assert_eq!(got, want);
+    assert_eq!(states(s, &keep).await, vec![(alice, DeliveryState::Queued)]);
+    let status = s
+        .message_status(&mesh.id, &sender, &dm.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.deadline_ms, Some(T0 + 10));
 }

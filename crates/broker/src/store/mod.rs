@@ -48,8 +48,8 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
     AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
-    MessageStatus, NewMessage, PageLimit, PendingMessage, RetentionOutcome, SessionRecord,
-    TableDump, fanout_weight, first_of,
+    MessageStatus, NewMessage, PageLimit, PendingMessage, ReceiptRow, RetentionOutcome,
+    SessionRecord, TableDump, WatermarkRow, fanout_weight, first_of,
 };
 pub use sqlite::SqliteStore;
 

@@ -4,6 +4,7 @@
 
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::PeerType;
+use claudemesh_crypto::receipt::ReceiptState;
 use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
@@ -33,6 +34,9 @@ pub struct NewMessage {
     pub created_at_ms: u64,
     /// When retention removes it if still undelivered, unix ms.
     pub expires_at_ms: u64,
+    /// The sender's deadline (`send.ttl_ms`), unix ms: not shown by then,
+    /// it is dropped and reported `expired`.
+    pub deadline_ms: Option<u64>,
 }
 
 /// A session key seen in a hello, and the member that certified it.
@@ -55,6 +59,10 @@ pub struct InsertOutcome {
     pub seq: u64,
     /// True when (sender, id) was already stored: nothing new was written.
     pub duplicate: bool,
+    /// A new fan-out message's number within its target (1, 2, 3, … per
+    /// (mesh, target), in commit order); `None` for direct messages and
+    /// duplicates.
+    pub tseq: Option<u64>,
 }
 
 /// A recipient's acknowledgement of delivered (or read) messages. Only rows
@@ -159,6 +167,10 @@ pub struct PendingMessage {
     pub envelope_json: String,
     /// When it was stored, unix ms.
     pub queued_at_ms: u64,
+    /// A fan-out message's number within its target.
+    pub tseq: Option<u64>,
+    /// The sender's deadline, unix ms.
+    pub deadline_ms: Option<u64>,
 }
 
 /// Per-recipient delivery state of one message.
@@ -171,6 +183,10 @@ pub struct MessageStatus {
     pub recipients: Vec<(PublicKey, DeliveryState)>,
     /// Set for a fan-out message.
     pub fanout: Option<FanoutFacts>,
+    /// The sender's deadline, unix ms.
+    pub deadline_ms: Option<u64>,
+    /// Signed receipts stored for it: (recipient member, receipt JSON).
+    pub receipts: Vec<(PublicKey, String)>,
 }
 
 /// What the store knows of a fan-out message, for its status.
@@ -182,6 +198,8 @@ pub struct FanoutFacts {
     pub at_len: u64,
     /// Retention dropped its ciphertext.
     pub expired: bool,
+    /// Its number within its target (`None`: stored before numbering).
+    pub tseq: Option<u64>,
 }
 
 /// One fan-out message of a target, as a drain sees it for one member.
@@ -204,6 +222,59 @@ pub struct FanoutRow {
     /// Delivery priority (a drain on behalf of a busy session takes only
     /// `now`).
     pub priority: Priority,
+    /// Its number within its target (`None`: stored before numbering).
+    pub tseq: Option<u64>,
+    /// The sender's deadline, unix ms.
+    pub deadline_ms: Option<u64>,
+}
+
+/// A signed receipt to store (`docs/security.md` §8.1), with the facts the
+/// broker checked against the connection that sent it. Stored only when
+/// (`seq`, `sender`, `id`, `target`) name one stored message, and for a
+/// direct message only when the signer is one of its recipients.
+#[derive(Debug, Clone)]
+pub struct ReceiptRow {
+    /// The mesh.
+    pub mesh: MeshId,
+    /// The signing member (the connection's).
+    pub member: PublicKey,
+    /// The signing session (the connection's).
+    pub session: PublicKey,
+    /// The seq of the message it is about.
+    pub seq: u64,
+    /// That message's sender member, as signed.
+    pub sender: PublicKey,
+    /// That message's id, as signed.
+    pub id: MessageId,
+    /// That message's target as on the wire, as signed.
+    pub target: String,
+    /// Whether the target is direct (`member:`, `session:`).
+    pub direct: bool,
+    /// What it attests.
+    pub state: ReceiptState,
+    /// The recipient's clock, unix ms.
+    pub at_ms: u64,
+    /// The receipt, JSON.
+    pub doc: String,
+}
+
+/// A member's signed watermark for one fan-out target and state, as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatermarkRow {
+    /// The mesh.
+    pub mesh: MeshId,
+    /// The signing member.
+    pub member: PublicKey,
+    /// The target as on the wire.
+    pub target: String,
+    /// `Delivered` or `Shown`.
+    pub state: ReceiptState,
+    /// Highest per-target number covered.
+    pub upto: u64,
+    /// The recipient's clock, unix ms.
+    pub at_ms: u64,
+    /// The watermark, JSON.
+    pub doc: String,
 }
 
 /// A member's last known presence, kept for when it is offline.

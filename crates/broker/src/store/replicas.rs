@@ -186,6 +186,8 @@ pub struct DirectRow {
     pub envelope_json: String,
     /// When it was stored, unix ms.
     pub queued_at_ms: u64,
+    /// The sender's deadline, unix ms.
+    pub deadline_ms: Option<u64>,
 }
 
 /// A fan-out message, read by seq.
@@ -205,4 +207,8 @@ pub struct FanoutMessage {
     pub envelope_json: String,
     /// When it was stored, unix ms.
     pub queued_at_ms: u64,
+    /// Its number within its target.
+    pub tseq: Option<u64>,
+    /// The sender's deadline, unix ms.
+    pub deadline_ms: Option<u64>,
 }

@@ -74,13 +74,17 @@ macro_rules! impl_store {
             use $crate::store::api::Store;
             use $crate::store::codec::{
                 entry_from_json, entry_to_json, key_bytes, key_from_bytes, mesh_from_bytes,
-                member_state_from_parts, state_from_rank, status_str, to_i64, to_u64,
+                member_state_from_parts, receipt_rank, watermark_from_parts, state_from_rank, state_rank,
+                status_str, to_i64, to_u64,
             };
             use $crate::store::error::StoreError;
             use $crate::store::records::{
                 AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, MemberState, MessageStatus, PageLimit,
-                PendingMessage, RetentionOutcome, TableDump,
+                PendingMessage, ReceiptRow, RetentionOutcome, TableDump, WatermarkRow,
             };
+            use claudemesh_crypto::receipt::ReceiptState;
+            use claudemesh_proto::frames::DeliveryState;
+
             use $crate::store::sql;
 
             #[async_trait::async_trait]
@@ -269,6 +273,8 @@ macro_rules! impl_store {
                                 seq: to_u64(r.try_get(0)?),
                                 envelope_json: r.try_get(1)?,
                                 queued_at_ms: to_u64(r.try_get(2)?),
+                                tseq: r.try_get::<Option<i64>, _>(3)?.map(to_u64),
+                                deadline_ms: r.try_get::<Option<i64>, _>(4)?.map(to_u64),
                             })
                         })
                         .collect()
@@ -291,6 +297,7 @@ macro_rules! impl_store {
                             target: f.try_get(0)?,
                             at_len: to_u64(f.try_get(1)?),
                             expired: f.try_get(2)?,
+                            tseq: f.try_get::<Option<i64>, _>(3)?.map(to_u64),
                         }),
                         None => None,
                     };
@@ -311,6 +318,7 @@ macro_rules! impl_store {
                         return Ok(None);
                     };
                     let seq: i64 = first.try_get(0)?;
+                    let deadline_ms = first.try_get::<Option<i64>, _>(3)?.map(to_u64);
                     let mut recipients = Vec::with_capacity(rows.len());
                     for r in &rows {
                         let recipient: Option<&[u8]> = r.try_get(1)?;
@@ -319,11 +327,136 @@ macro_rules! impl_store {
                             recipients.push((key_from_bytes(recipient)?, state_from_rank(state)?));
                         }
                     }
+                    let docs = sqlx::query(sql::MESSAGE_RECEIPT_DOCS)
+                        .bind(seq)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut receipts = Vec::with_capacity(docs.len());
+                    for r in docs {
+                        receipts.push((key_from_bytes(r.try_get::<&[u8], _>(0)?)?, r.try_get(1)?));
+                    }
                     Ok(Some(MessageStatus {
                         seq: to_u64(seq),
                         recipients,
                         fanout,
+                        deadline_ms,
+                        receipts,
                     }))
+                }
+
+                async fn write_receipts(&self, rows: &[ReceiptRow]) -> Result<(), StoreError> {
+                    if rows.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.write_tx().await?;
+                    for r in rows {
+                        sqlx::query(sql::INSERT_RECEIPT)
+                            .bind(to_i64(r.seq))
+                            .bind(key_bytes(&r.member))
+                            .bind(Rank::from(receipt_rank(r.state)))
+                            .bind(to_i64(r.at_ms))
+                            .bind(&r.doc)
+                            .bind(&r.mesh.as_bytes()[..])
+                            .bind(key_bytes(&r.sender))
+                            .bind(&r.id.0[..])
+                            .bind(&r.target)
+                            .bind(key_bytes(&r.session))
+                            .execute(&mut *tx)
+                            .await?;
+                        let ack = match r.state {
+                            ReceiptState::Delivered => DeliveryState::Delivered,
+                            ReceiptState::Shown => DeliveryState::Read,
+                            ReceiptState::Answered => continue,
+                        };
+                        if r.direct {
+                            sqlx::query(sql::RECEIPT_DELIVERY)
+                                .bind(Rank::try_from(state_rank(ack)).unwrap_or(0))
+                                .bind(to_i64(r.at_ms))
+                                .bind(to_i64(r.seq))
+                                .bind(&r.mesh.as_bytes()[..])
+                                .bind(key_bytes(&r.member))
+                                .bind(key_bytes(&r.session))
+                                .bind(key_bytes(&r.sender))
+                                .bind(&r.id.0[..])
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn write_watermarks(&self, rows: &[WatermarkRow]) -> Result<(), StoreError> {
+                    if rows.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.write_tx().await?;
+                    for w in rows {
+                        sqlx::query(sql::UPSERT_WATERMARK)
+                            .bind(&w.mesh.as_bytes()[..])
+                            .bind(key_bytes(&w.member))
+                            .bind(&w.target)
+                            .bind(Rank::from(receipt_rank(w.state)))
+                            .bind(to_i64(w.upto))
+                            .bind(to_i64(w.at_ms))
+                            .bind(&w.doc)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn member_watermarks(
+                    &self,
+                    mesh: &MeshId,
+                    member: &PublicKey,
+                ) -> Result<Vec<WatermarkRow>, StoreError> {
+                    let rows = sqlx::query(sql::MEMBER_WATERMARKS)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(key_bytes(member))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.iter()
+                        .map(|r| {
+                            watermark_from_parts(
+                                mesh,
+                                r.try_get::<&[u8], _>(0)?,
+                                r.try_get(1)?,
+                                i64::from(r.try_get::<Rank, _>(2)?),
+                                r.try_get(3)?,
+                                r.try_get(4)?,
+                                r.try_get(5)?,
+                            )
+                        })
+                        .collect()
+                }
+
+                async fn target_watermarks(
+                    &self,
+                    mesh: &MeshId,
+                    target: &str,
+                    min_upto: u64,
+                ) -> Result<Vec<WatermarkRow>, StoreError> {
+                    let rows = sqlx::query(sql::TARGET_WATERMARKS)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(target)
+                        .bind(to_i64(min_upto))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.iter()
+                        .map(|r| {
+                            watermark_from_parts(
+                                mesh,
+                                r.try_get::<&[u8], _>(0)?,
+                                r.try_get(1)?,
+                                i64::from(r.try_get::<Rank, _>(2)?),
+                                r.try_get(3)?,
+                                r.try_get(4)?,
+                                r.try_get(5)?,
+                            )
+                        })
+                        .collect()
                 }
 
                 async fn record_session(
@@ -454,6 +587,21 @@ macro_rules! impl_store {
                         .rows_affected();
                     tx.commit().await?;
                     Ok(RetentionOutcome { expired, purged })
+                }
+
+                async fn expire_due(&self, now_ms: u64) -> Result<u64, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    sqlx::query(sql::EXPIRE_DUE_DELIVERIES)
+                        .bind(to_i64(now_ms))
+                        .execute(&mut *tx)
+                        .await?;
+                    let expired = sqlx::query(sql::EXPIRE_DUE_MESSAGES)
+                        .bind(to_i64(now_ms))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(expired)
                 }
 
                 async fn dump(&self) -> Result<Vec<TableDump>, StoreError> {

@@ -44,22 +44,69 @@ pub(crate) const INVITE_BUNDLE: &str = "SELECT mesh_id, bundle FROM invites WHER
 
 /// A fan-out message's facts, by its identity: `$1` mesh id, `$2` sender
 /// member, `$3` message id.
-pub(crate) const FANOUT_FACTS: &str = "SELECT target, at_len, envelope IS NULL FROM messages \
+pub(crate) const FANOUT_FACTS: &str = "SELECT target, at_len, envelope IS NULL, tseq FROM messages \
      WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND at_len IS NOT NULL";
 
 /// A fan-out message's seq and receipts (one row with NULLs when it has
 /// none), by its identity as in [`FANOUT_FACTS`].
-pub(crate) const MESSAGE_RECEIPTS: &str = "SELECT m.seq, r.member, r.state FROM messages m \
+pub(crate) const MESSAGE_RECEIPTS: &str = "SELECT m.seq, r.member, r.state, m.deadline_ms FROM messages m \
      LEFT JOIN fanout_receipts r ON r.seq = m.seq \
      WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
      ORDER BY r.member";
 
 /// A direct message's seq and delivery rows (one row with NULLs when it has
 /// none), by its identity as in [`FANOUT_FACTS`].
-pub(crate) const MESSAGE_DELIVERIES: &str = "SELECT m.seq, d.recipient, d.state FROM messages m \
+pub(crate) const MESSAGE_DELIVERIES: &str = "SELECT m.seq, d.recipient, d.state, m.deadline_ms FROM messages m \
      LEFT JOIN deliveries d ON d.seq = m.seq \
      WHERE m.mesh_id = $1 AND m.sender_member = $2 AND m.msg_id = $3 \
      ORDER BY d.recipient";
+
+/// Takes `$3` more numbers for a fan-out target's messages and returns the
+/// last one taken: `$1` mesh id, `$2` target, `$3` how many.
+pub(crate) const BUMP_TARGET_SEQ: &str = "INSERT INTO target_seqs (mesh_id, target, n) VALUES ($1, $2, $3) \
+     ON CONFLICT (mesh_id, target) DO UPDATE SET n = target_seqs.n + EXCLUDED.n RETURNING n";
+
+/// The signed receipts stored for a message, by its seq: `$1` seq.
+pub(crate) const MESSAGE_RECEIPT_DOCS: &str =
+    "SELECT member, doc FROM receipts WHERE seq = $1 ORDER BY member, state";
+
+/// Stores a signed receipt if (`$1` seq, `$6` mesh, `$7` sender, `$8` id,
+/// `$9` target) name one stored message and, for a direct one, the signer
+/// (`$2` member, `$10` session) is one of its recipients: `$3` state,
+/// `$4` at, `$5` doc.
+pub(crate) const INSERT_RECEIPT: &str = "INSERT INTO receipts (seq, member, state, at_ms, doc) \
+     SELECT m.seq, $2, $3, $4, $5 FROM messages m \
+     WHERE m.seq = $1 AND m.mesh_id = $6 AND m.sender_member = $7 AND m.msg_id = $8 \
+     AND m.target = $9 AND (m.at_len IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries d \
+       WHERE d.seq = m.seq AND d.recipient IN ($2, $10))) \
+     ON CONFLICT (seq, member, state) DO NOTHING";
+
+/// A direct message's `delivered` / `shown` receipt acknowledges it, as an
+/// `ack` does: `$1` state rank, `$2` at, `$3` seq, `$4` mesh, `$5` member,
+/// `$6` session, `$7` sender, `$8` id (the state only goes up).
+pub(crate) const RECEIPT_DELIVERY: &str = "UPDATE deliveries SET state = $1, updated_at_ms = $2 \
+     WHERE seq = $3 AND mesh_id = $4 AND recipient IN ($5, $6) AND state < $1 \
+     AND EXISTS (SELECT 1 FROM messages m WHERE m.seq = $3 AND m.sender_member = $7 \
+       AND m.msg_id = $8)";
+
+/// A member's watermark for a target and state, kept if it covers more
+/// (or as much, signed later): `$1` mesh, `$2` member, `$3` target,
+/// `$4` state, `$5` upto, `$6` at, `$7` doc.
+pub(crate) const UPSERT_WATERMARK: &str = "INSERT INTO watermarks (mesh_id, member, target, state, upto, at_ms, doc) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (mesh_id, member, target, state) DO UPDATE SET upto = EXCLUDED.upto, \
+     at_ms = EXCLUDED.at_ms, doc = EXCLUDED.doc \
+     WHERE watermarks.upto < EXCLUDED.upto \
+     OR (watermarks.upto = EXCLUDED.upto AND watermarks.at_ms < EXCLUDED.at_ms)";
+
+/// A member's watermarks: `$1` mesh, `$2` member.
+pub(crate) const MEMBER_WATERMARKS: &str = "SELECT member, target, state, upto, at_ms, doc FROM watermarks \
+     WHERE mesh_id = $1 AND member = $2";
+
+/// A target's watermarks reaching a number: `$1` mesh, `$2` target,
+/// `$3` lowest upto.
+pub(crate) const TARGET_WATERMARKS: &str = "SELECT member, target, state, upto, at_ms, doc FROM watermarks \
+     WHERE mesh_id = $1 AND target = $2 AND upto >= $3";
 
 /// Moves a member's cursor for a fan-out target forward (never back):
 /// `$1` mesh id, `$2` member, `$3` target, `$4` seq.
@@ -76,7 +123,7 @@ pub(crate) const FANOUT_HISTORY: &str = "WITH page AS (SELECT seq, size FROM mes
      cut AS (SELECT seq FROM (SELECT seq, \
        SUM(size) OVER (ORDER BY seq DESC) - size AS before FROM page) w \
        WHERE before < $5) \
-     SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+     SELECT m.seq, m.envelope, m.created_at_ms, m.tseq, m.deadline_ms FROM cut \
      JOIN messages m ON m.seq = cut.seq ORDER BY m.seq DESC";
 
 /// A session key and its member: `$1` mesh id, `$2` session, `$3` member,
@@ -121,3 +168,13 @@ pub(crate) const EXPIRE_MESSAGES: &str =
 
 /// Retention, last: tombstones and delivered messages older than `$1` go.
 pub(crate) const PURGE_MESSAGES: &str = "DELETE FROM messages WHERE expires_at_ms <= $1";
+
+/// A TTL ran out, first: deliveries not yet shown of messages past their
+/// deadline become `expired` (state 3). `$1` now.
+pub(crate) const EXPIRE_DUE_DELIVERIES: &str = "UPDATE deliveries SET state = 3, updated_at_ms = $1 WHERE state < 2 AND seq IN \
+     (SELECT seq FROM messages WHERE deadline_ms <= $1 AND envelope IS NOT NULL)";
+
+/// A TTL ran out, second: the ciphertext goes (the row stays, reported
+/// `expired` to whoever had not been shown it). `$1` now.
+pub(crate) const EXPIRE_DUE_MESSAGES: &str =
+    "UPDATE messages SET envelope = NULL WHERE deadline_ms <= $1 AND envelope IS NOT NULL";

@@ -94,6 +94,7 @@ async fn resends_are_stored_once(backend: Backend) {
             claudemesh_proto::frames::Send {
                 req: Some("s".into()),
                 envelope: Box::new(env.clone()),
+                ttl_ms: None,
             },
         ))
         .await;

@@ -6,6 +6,7 @@ use claudemesh_crypto::cert::SessionCert;
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::log::{LogEntry, PeerType};
+use claudemesh_crypto::receipt::{Receipt, Watermark};
 use claudemesh_crypto::{Hash32, MemberKey, MeshId, PublicKey, SessionKey};
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +127,10 @@ pub struct Accepted {
     /// True when this id was already stored (a resend): nothing new was stored.
     #[serde(default)]
     pub duplicate: bool,
+    /// Fan-out messages: its number within its target (a sender's own
+    /// posts are never delivered back to it; this fills its watermarks' gap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tseq: Option<u64>,
 }
 
 /// `deliver`.
@@ -137,6 +142,14 @@ pub struct Deliver {
     pub envelope: Box<Envelope>,
     /// When the broker stored it, unix milliseconds.
     pub queued_at_ms: u64,
+    /// The sender's deadline (`send.ttl_ms`), unix milliseconds: not to be
+    /// shown after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Fan-out messages: the broker's number for it within its target
+    /// (1, 2, 3, … without gaps per target), what watermarks count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tseq: Option<u64>,
 }
 
 /// One peer as the broker sees it.
@@ -269,8 +282,10 @@ pub enum DeliveryState {
     Delivered,
     /// The recipient's client showed it.
     Read,
-    /// Removed by retention before delivery.
+    /// Removed by retention (or its deadline) before it was shown.
     Expired,
+    /// The recipient answered it (a message with `reply_to` this one).
+    Answered,
 }
 
 /// One recipient's state.
@@ -278,8 +293,16 @@ pub enum DeliveryState {
 pub struct RecipientStatus {
     /// The recipient key (member or session).
     pub recipient: PublicKey,
-    /// Its state.
+    /// Its state as the broker observed it (unsigned: evidence only where a
+    /// receipt or watermark below proves it).
     pub state: DeliveryState,
+    /// Signed receipts the recipient sent for this message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<Receipt>,
+    /// Signed watermarks of the recipient that cover this message's seq
+    /// (fan-out messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Watermark>,
 }
 
 /// `message_status_result`.
@@ -292,6 +315,12 @@ pub struct MessageStatusResult {
     pub id: MessageId,
     /// Broker sequence number.
     pub seq: u64,
+    /// The sender's deadline, unix milliseconds, when it sent with a TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Fan-out messages: its number within its target (what `marks` cover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tseq: Option<u64>,
     /// Per recipient, ordered by recipient key (a page of them).
     pub recipients: Vec<RecipientStatus>,
     /// Present when more recipients follow: ask again with `after` set to

@@ -6,6 +6,7 @@ use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::grants::GrantSet;
 use claudemesh_crypto::log::{LogEntry, PeerType};
+use claudemesh_crypto::receipt::{Receipt, Watermark};
 use claudemesh_crypto::{PublicKey, Signature};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,10 @@ macro_rules! with_client_frames {
             Send($crate::frames::Send) send, req: yes, before_hello: no;
             /// Acknowledge delivered (or read) messages.
             Ack($crate::frames::Ack) ack, req: no, before_hello: no;
+            /// Signed receipts for messages this session received.
+            Receipt($crate::frames::ReceiptFrame) receipt, req: no, before_hello: no;
+            /// Signed watermarks for fan-out targets this session receives.
+            Watermark($crate::frames::WatermarkFrame) watermark, req: no, before_hello: no;
             /// Change own presence.
             PresenceSet($crate::frames::PresenceSet) presence_set, req: yes, before_hello: no;
             /// Ask for the mesh's peers (a page).
@@ -122,6 +127,11 @@ pub struct Send {
     pub req: Option<String>,
     /// The sealed, signed message.
     pub envelope: Box<Envelope>,
+    /// Time to live in milliseconds (1 s to the broker's retention): a
+    /// message not shown to a recipient by then is reported `expired` and
+    /// dropped. Routing metadata, not signed; absent: the retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// `ack`: the recipient stored (or showed) these messages.
@@ -132,6 +142,34 @@ pub struct Ack {
     /// `false`: delivered (stored by the client); `true`: read (shown to the user).
     #[serde(default)]
     pub read: bool,
+}
+
+/// One signed receipt and the broker seq of the message it is about (an
+/// unsigned lookup hint: the broker checks it names that very message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqReceipt {
+    /// The message's seq from `deliver` (for `answered`: of the message
+    /// answered).
+    pub seq: u64,
+    /// The receipt, signed by this session.
+    pub receipt: Receipt,
+}
+
+/// `receipt`: delivered / shown / answered receipts this session signed
+/// (`docs/security.md` §8.1). A direct message's `delivered` or `shown`
+/// receipt acknowledges it as an `ack` would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptFrame {
+    /// At most [`crate::limits::MAX_RECEIPTS_PER_FRAME`].
+    pub receipts: Vec<SeqReceipt>,
+}
+
+/// `watermark`: per fan-out target, "delivered / shown up to seq N",
+/// signed by this session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkFrame {
+    /// At most [`crate::limits::MAX_RECEIPTS_PER_FRAME`].
+    pub marks: Vec<Watermark>,
 }
 
 /// `presence_set`: fields left out are unchanged.

@@ -4,7 +4,7 @@
 //! (whole columns bound as arrays and unnested server-side), retried when
 //! it loses a deadlock to another replica.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -12,6 +12,7 @@ use sqlx::postgres::PgPool;
 use crate::store::codec::{key_bytes, priority_rank, state_rank, to_i64, to_u64};
 use crate::store::error::StoreError;
 use crate::store::records::{AckOp, InsertOutcome, NewMessage};
+use crate::store::sql;
 
 /// Stores `messages` (skipping duplicates) and applies `acks`, all or
 /// nothing.
@@ -129,8 +130,10 @@ async fn insert_messages(
     let mut created = Vec::with_capacity(n);
     let mut expires = Vec::with_capacity(n);
     let mut at_lens: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut deadlines: Vec<Option<i64>> = Vec::with_capacity(n);
     for m in messages {
         at_lens.push(m.at_len.map(to_i64));
+        deadlines.push(m.deadline_ms.map(to_i64));
         meshes.push(&m.mesh.as_bytes()[..]);
         senders.push(key_bytes(&m.sender_member));
         ids.push(&m.id.0[..]);
@@ -144,11 +147,12 @@ async fn insert_messages(
     // 1. Insert all; duplicates (stored, or earlier in this batch) are skipped.
     let inserted = sqlx::query(
         "INSERT INTO messages (seq, mesh_id, sender_member, msg_id, target, priority, envelope, \
-         size, created_at_ms, expires_at_ms, at_len) OVERRIDING SYSTEM VALUE \
+         size, created_at_ms, expires_at_ms, at_len, deadline_ms) OVERRIDING SYSTEM VALUE \
          SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[], $5::text[], \
-         $6::smallint[], $7::text[], $8::integer[], $9::bigint[], $10::bigint[], $11::bigint[]) \
+         $6::smallint[], $7::text[], $8::integer[], $9::bigint[], $10::bigint[], $11::bigint[], \
+         $12::bigint[]) \
          AS t(seq, mesh_id, sender_member, msg_id, target, priority, envelope, size, \
-         created_at_ms, expires_at_ms, at_len) \
+         created_at_ms, expires_at_ms, at_len, deadline_ms) \
          ORDER BY mesh_id, sender_member, msg_id, seq \
          ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING \
          RETURNING seq, mesh_id, sender_member, msg_id",
@@ -164,6 +168,7 @@ async fn insert_messages(
     .bind(created)
     .bind(expires)
     .bind(at_lens)
+    .bind(deadlines)
     .fetch_all(&mut **tx)
     .await?;
 
@@ -181,6 +186,7 @@ async fn insert_messages(
             Some(stored) => out.push(Some(InsertOutcome {
                 seq: to_u64(*stored),
                 duplicate: stored != seq,
+                tseq: None,
             })),
             None => {
                 out.push(None);
@@ -223,13 +229,15 @@ async fn insert_messages(
             out[i] = Some(InsertOutcome {
                 seq: to_u64(*seq),
                 duplicate: true,
+                tseq: None,
             });
         }
     }
-    let out = out
+    let mut out = out
         .into_iter()
         .map(|o| o.ok_or_else(|| StoreError::Corrupt("message outcome left unresolved".into())))
         .collect::<Result<Vec<_>, _>>()?;
+    number_fanout(tx, messages, &mut out).await?;
 
     // 4. One delivery row per (new message, recipient).
     let mut d_seqs = Vec::new();
@@ -264,6 +272,58 @@ async fn insert_messages(
         .await?;
     }
     Ok(out)
+}
+
+/// Gives each new fan-out message its number within its target, in seq
+/// order: one counter statement per target of the batch (taken in target
+/// order, so replicas lock the counters in the same order), then one
+/// update. The counter's row lock holds another writer of the same target
+/// until this transaction ends, so numbers follow commit order.
+async fn number_fanout(
+    tx: &mut sqlx::PgTransaction<'_>,
+    messages: &[NewMessage],
+    out: &mut [InsertOutcome],
+) -> Result<(), StoreError> {
+    let mut by_target: BTreeMap<(&[u8], &str), Vec<usize>> = BTreeMap::new();
+    for (i, (m, o)) in messages.iter().zip(out.iter()).enumerate() {
+        if m.at_len.is_some() && !o.duplicate {
+            by_target
+                .entry((&m.mesh.as_bytes()[..], m.target.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+    if by_target.is_empty() {
+        return Ok(());
+    }
+    let mut seqs = Vec::new();
+    let mut tseqs = Vec::new();
+    for ((mesh, target), indexes) in by_target {
+        let k = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
+        let last: i64 = sqlx::query_scalar(sql::BUMP_TARGET_SEQ)
+            .bind(mesh)
+            .bind(target)
+            .bind(k)
+            .fetch_one(&mut **tx)
+            .await?;
+        for (n, i) in indexes.into_iter().enumerate() {
+            let tseq = last - k + 1 + i64::try_from(n).unwrap_or(0);
+            if let Some(o) = out.get_mut(i) {
+                o.tseq = Some(to_u64(tseq));
+                seqs.push(to_i64(o.seq));
+                tseqs.push(tseq);
+            }
+        }
+    }
+    sqlx::query(
+        "UPDATE messages m SET tseq = t.tseq \
+         FROM UNNEST($1::bigint[], $2::bigint[]) AS t(seq, tseq) WHERE m.seq = t.seq",
+    )
+    .bind(seqs)
+    .bind(tseqs)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Applies all acks in one statement. A delivery row may match several

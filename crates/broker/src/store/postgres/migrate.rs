@@ -43,6 +43,11 @@ pub fn migrator() -> Migrator {
             "replicas",
             include_str!("../../../../../migrations/postgres/0004_replicas.sql"),
         ),
+        migration(
+            5,
+            "receipts",
+            include_str!("../../../../../migrations/postgres/0005_receipts.sql"),
+        ),
     ])
 }
 

@@ -328,7 +328,7 @@ impl ReplicaStore for PgReplicaStore {
         let seqs: Vec<i64> = seqs.iter().map(|s| to_i64(*s)).collect();
         let keys: Vec<&[u8]> = recipients.iter().map(|k| &k.as_bytes()[..]).collect();
         let rows = sqlx::query(
-            "SELECT d.seq, d.recipient, m.priority, m.envelope, m.created_at_ms \
+            "SELECT d.seq, d.recipient, m.priority, m.envelope, m.created_at_ms, m.deadline_ms \
              FROM deliveries d JOIN messages m ON m.seq = d.seq \
              WHERE d.seq = ANY($1::bigint[]) AND d.mesh_id = $2 AND d.recipient = ANY($3::bytea[]) \
              AND d.state = 0 AND m.envelope IS NOT NULL ORDER BY d.seq",
@@ -346,6 +346,7 @@ impl ReplicaStore for PgReplicaStore {
                 priority: priority_from_rank(i64::from(r.try_get::<i16, _>(2)?))?,
                 envelope_json: r.try_get(3)?,
                 queued_at_ms: to_u64(r.try_get(4)?),
+                deadline_ms: r.try_get::<Option<i64>, _>(5)?.map(to_u64),
             });
         }
         Ok(out)
@@ -362,8 +363,8 @@ impl ReplicaStore for PgReplicaStore {
         }
         let seqs: Vec<i64> = seqs.iter().map(|s| to_i64(*s)).collect();
         let rows = sqlx::query(
-            "SELECT seq, target, at_len, sender_member, priority, envelope, created_at_ms \
-             FROM messages WHERE seq = ANY($1::bigint[]) AND mesh_id = $2 \
+            "SELECT seq, target, at_len, sender_member, priority, envelope, created_at_ms, tseq, \
+             deadline_ms FROM messages WHERE seq = ANY($1::bigint[]) AND mesh_id = $2 \
              AND at_len IS NOT NULL AND envelope IS NOT NULL ORDER BY seq",
         )
         .bind(seqs)
@@ -380,6 +381,8 @@ impl ReplicaStore for PgReplicaStore {
                 priority: priority_from_rank(i64::from(r.try_get::<i16, _>(4)?))?,
                 envelope_json: r.try_get(5)?,
                 queued_at_ms: to_u64(r.try_get(6)?),
+                tseq: r.try_get::<Option<i64>, _>(7)?.map(to_u64),
+                deadline_ms: r.try_get::<Option<i64>, _>(8)?.map(to_u64),
             });
         }
         Ok(out)

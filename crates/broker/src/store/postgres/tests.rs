@@ -148,6 +148,7 @@ async fn concurrent_batches_with_shared_duplicates_agree() {
             at_len: None,
             created_at_ms: 1,
             expires_at_ms: u64::MAX,
+            deadline_ms: None,
         })
         .collect();
     let mut reversed = batch.clone();
@@ -199,6 +200,7 @@ async fn pending_takes_any_number_of_recipients_once_each() {
         at_len: None,
         created_at_ms: 1,
         expires_at_ms: 10,
+        deadline_ms: None,
     };
     let out = store
         .write_batch(
@@ -261,6 +263,7 @@ async fn write_batch_throughput() {
                 at_len: None,
                 created_at_ms: 1,
                 expires_at_ms: u64::MAX,
+                deadline_ms: None,
             })
             .collect();
         let acks = vec![AckOp {

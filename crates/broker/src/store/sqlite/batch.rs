@@ -3,7 +3,7 @@
 //! fan-out receipts), in one transaction and as few multi-row statements as
 //! SQLite's variable limit allows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use claudemesh_crypto::PublicKey;
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
@@ -12,6 +12,7 @@ use super::values::{ROWS_PER_STATEMENT, placeholders, placeholders_with};
 use crate::store::codec::{key_bytes, priority_rank, state_rank, to_i64, to_u64};
 use crate::store::error::StoreError;
 use crate::store::records::{AckOp, InsertOutcome, NewMessage};
+use crate::store::sql;
 
 /// A message's identity as stored: (mesh, sender member, message id).
 type MessageKey = (Vec<u8>, Vec<u8>, Vec<u8>);
@@ -32,10 +33,10 @@ pub(super) async fn write_batch(
     for (chunk_no, chunk) in messages.chunks(ROWS_PER_STATEMENT).enumerate() {
         let sql = format!(
             "INSERT INTO messages (mesh_id, sender_member, msg_id, target, priority, envelope, \
-             size, created_at_ms, expires_at_ms, at_len) VALUES {} \
+             size, created_at_ms, expires_at_ms, at_len, deadline_ms) VALUES {} \
              ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING \
              RETURNING seq, mesh_id, sender_member, msg_id",
-            placeholders(chunk.len(), 10)
+            placeholders(chunk.len(), 11)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for m in chunk {
@@ -49,7 +50,8 @@ pub(super) async fn write_batch(
                 .bind(i64::try_from(m.envelope_json.len()).unwrap_or(i64::MAX))
                 .bind(to_i64(m.created_at_ms))
                 .bind(to_i64(m.expires_at_ms))
-                .bind(m.at_len.map(to_i64));
+                .bind(m.at_len.map(to_i64))
+                .bind(m.deadline_ms.map(to_i64));
         }
         let mut inserted: HashMap<MessageKey, i64> = HashMap::new();
         for r in q.fetch_all(&mut *tx).await? {
@@ -69,6 +71,7 @@ pub(super) async fn write_batch(
                     out[index] = Some(InsertOutcome {
                         seq: to_u64(seq),
                         duplicate: false,
+                        tseq: None,
                     });
                     // Fan-out messages are stored once: no rows per recipient.
                     if m.at_len.is_none() {
@@ -92,7 +95,51 @@ pub(super) async fn write_batch(
         out[index] = Some(InsertOutcome {
             seq: to_u64(seq),
             duplicate: true,
+            tseq: None,
         });
+    }
+    // Each new fan-out message's number within its target, in seq order:
+    // one counter statement per target of the batch, then one update.
+    let mut by_target: BTreeMap<(&[u8], &str), Vec<usize>> = BTreeMap::new();
+    for (i, (m, o)) in messages.iter().zip(&out).enumerate() {
+        if m.at_len.is_some() && o.is_some_and(|o| !o.duplicate) {
+            by_target
+                .entry((&m.mesh.as_bytes()[..], m.target.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut numbered: Vec<(i64, i64)> = Vec::new();
+    for ((mesh, target), indexes) in by_target {
+        let k = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
+        let last: i64 = sqlx::query_scalar(sql::BUMP_TARGET_SEQ)
+            .bind(mesh)
+            .bind(target)
+            .bind(k)
+            .fetch_one(&mut *tx)
+            .await?;
+        for (n, i) in indexes.into_iter().enumerate() {
+            let tseq = last - k + 1 + i64::try_from(n).unwrap_or(0);
+            if let Some(o) = out[i].as_mut() {
+                o.tseq = Some(to_u64(tseq));
+                numbered.push((to_i64(o.seq), tseq));
+            }
+        }
+    }
+    for chunk in numbered.chunks(ROWS_PER_STATEMENT / 3) {
+        let sql = format!(
+            "UPDATE messages SET tseq = CASE seq {} END WHERE seq IN ({})",
+            vec!["WHEN ? THEN ?"; chunk.len()].join(" "),
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (seq, tseq) in chunk {
+            q = q.bind(*seq).bind(*tseq);
+        }
+        for (seq, _) in chunk {
+            q = q.bind(*seq);
+        }
+        q.execute(&mut *tx).await?;
     }
     let rows: Vec<(i64, &NewMessage, &PublicKey)> = deliveries
         .iter()

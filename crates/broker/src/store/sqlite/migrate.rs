@@ -28,5 +28,10 @@ pub fn migrator() -> Migrator {
             "replicas",
             include_str!("../../../../../migrations/sqlite/0004_replicas.sql"),
         ),
+        migration(
+            5,
+            "receipts",
+            include_str!("../../../../../migrations/sqlite/0005_receipts.sql"),
+        ),
     ])
 }

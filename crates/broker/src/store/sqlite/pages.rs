@@ -39,7 +39,7 @@ pub(super) async fn pending(
            ORDER BY d.seq LIMIT ?), \
          cut AS (SELECT seq FROM (SELECT seq, \
            SUM(size) OVER (ORDER BY seq) - size AS before FROM page) WHERE before < ?) \
-         SELECT m.seq, m.envelope, m.created_at_ms FROM cut \
+         SELECT m.seq, m.envelope, m.created_at_ms, m.deadline_ms FROM cut \
          JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
     )
     .bind(&mesh.as_bytes()[..])
@@ -57,6 +57,8 @@ pub(super) async fn pending(
             seq: to_u64(r.try_get(0)?),
             envelope_json: r.try_get(1)?,
             queued_at_ms: to_u64(r.try_get(2)?),
+            tseq: None,
+            deadline_ms: r.try_get::<Option<i64>, _>(3)?.map(to_u64),
         });
     }
     Ok(out)
@@ -98,7 +100,8 @@ pub(super) async fn fanout_pages(
              cut AS (SELECT seq, acked FROM (SELECT seq, acked, \
                SUM(w) OVER (ORDER BY seq) - w AS before FROM weighed) WHERE before < ?) \
              SELECT m.seq, m.target, m.at_len, m.created_at_ms, cut.acked, \
-             CASE WHEN cut.acked THEN NULL ELSE m.envelope END, m.sender_member, m.priority \
+             CASE WHEN cut.acked THEN NULL ELSE m.envelope END, m.sender_member, m.priority, \
+             m.tseq, m.deadline_ms \
              FROM cut JOIN messages m ON m.seq = cut.seq ORDER BY m.seq",
             placeholders(chunk.len(), 2)
         );
@@ -129,6 +132,8 @@ pub(super) async fn fanout_pages(
                 envelope_json: r.try_get(5)?,
                 sender: key_from_bytes(r.try_get::<&[u8], _>(6)?)?,
                 priority: priority_from_rank(r.try_get::<i64, _>(7)?)?,
+                tseq: r.try_get::<Option<i64>, _>(8)?.map(to_u64),
+                deadline_ms: r.try_get::<Option<i64>, _>(9)?.map(to_u64),
             });
         }
         if let Some(last) = answer.last()
