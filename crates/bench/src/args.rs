@@ -203,6 +203,16 @@ pub enum FanoutTarget {
     Broadcast,
 }
 
+/// How subscribers acknowledge fan-out messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AckMode {
+    /// As the SDK does: a signed watermark per target at most every
+    /// 250 ms (`docs/security.md` §8.1).
+    Watermark,
+    /// The unsigned `ack` of older clients: a row per (member, message).
+    Unsigned,
+}
+
 /// `fanout`.
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
@@ -230,6 +240,10 @@ pub struct FanoutArgs {
     /// which takes the broker's ack writes out of the measurement.
     #[arg(long, default_value_t = 5, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub ack_delay_ms: u64,
+    /// How subscribers acknowledge: signed watermarks (as the SDK does)
+    /// or unsigned per-message acks (`--ack-delay-ms` paces those).
+    #[arg(long, value_enum, default_value_t = AckMode::Watermark)]
+    pub acks: AckMode,
 }
 
 /// `topic`.
@@ -261,6 +275,10 @@ pub struct TopicArgs {
     /// A reader acks this long after its first unacked message (or at 256).
     #[arg(long, default_value_t = 5, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub ack_delay_ms: u64,
+    /// How subscribers acknowledge: signed watermarks (as the SDK does)
+    /// or unsigned per-message acks (`--ack-delay-ms` paces those).
+    #[arg(long, value_enum, default_value_t = AckMode::Watermark)]
+    pub acks: AckMode,
 }
 
 /// `peer-list`.

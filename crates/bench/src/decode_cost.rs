@@ -46,6 +46,7 @@ fn send_frame() -> String {
     encode_client_frame(&ClientFrame::Send(Send {
         req: Some("1".into()),
         envelope: Box::new(env),
+        ttl_ms: None,
     }))
 }
 

@@ -23,8 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use claudemesh_client::wire::{WsSink, WsStream};
+use claudemesh_crypto::cert::SessionIdentity;
 use claudemesh_crypto::envelope::{MessageId, Priority, Target as To};
-use claudemesh_proto::frames::Send;
+use claudemesh_crypto::receipt::{
+    MAX_WATERMARK_MISSING, ReceiptState, Via, Watermark, WatermarkFacts,
+};
+use claudemesh_proto::frames::{Send, WatermarkFrame};
 use claudemesh_proto::limits::MAX_IDS_PER_ACK;
 use claudemesh_proto::{ClientFrame, encode_client_frame};
 use futures_util::SinkExt as _;
@@ -32,7 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::args::{ClientState, Common, FanoutArgs, FanoutTarget};
+use crate::args::{AckMode, ClientState, Common, FanoutArgs, FanoutTarget};
 use crate::crowd::{Crowd, build_crowd};
 use crate::dm::{
     CONNECT_TIMEOUT, DRAIN_LIMIT, MIN_BODY_BYTES, Prepared, SETUP_LIMIT, Tally, flush_acks, hello,
@@ -101,6 +105,7 @@ pub async fn run(a: FanoutArgs) -> Result<Report> {
             pipeline: 1,
             body_bytes: a.body_bytes,
             ack_delay: Duration::from_millis(a.ack_delay_ms),
+            acks: a.acks,
         };
         let out = run_spread(&plan).await?;
         drop(dir);
@@ -151,6 +156,7 @@ fn report(
             "rate": a.rate,
             "body_bytes": a.body_bytes,
             "ack_delay_ms": a.ack_delay_ms,
+            "acks": format!("{:?}", a.acks).to_lowercase(),
             "priority": "next",
             "duration_limit_s": a.common.duration,
         }),
@@ -200,6 +206,8 @@ pub(crate) struct Plan<'a> {
     /// at 256). The default 5 ms makes at most 200 ack frames a second,
     /// inside the broker's rate limit of 500 frames/s per connection.
     pub ack_delay: Duration,
+    /// Signed watermarks (as the SDK) or unsigned acks.
+    pub acks: AckMode,
 }
 
 /// What [`run_spread`] measured.
@@ -307,6 +315,25 @@ struct Track {
 }
 
 impl Track {
+    /// Signs and sends the subscriber's watermark if it covers more than
+    /// the last one, counting it.
+    async fn watermark(&self, sink: &mut WsSink, acking: &Acking, held: &mut Held) -> Result<()> {
+        let Acking::Watermark(me, target) = acking else {
+            return Ok(());
+        };
+        let Some(facts) = held.facts(target) else {
+            return Ok(());
+        };
+        let mark = Watermark::sign(me, facts)
+            .map_err(|e| BenchError::ctx("cannot sign a watermark", e))?;
+        self.ack_frames.fetch_add(1, Ordering::Relaxed);
+        let frame = ClientFrame::Watermark(WatermarkFrame { marks: vec![mark] });
+        let text = encode_client_frame(&frame);
+        sink.send(Message::Text(Utf8Bytes::from(text)))
+            .await
+            .map_err(|e| BenchError::ctx("sending a watermark", e))
+    }
+
     /// Sends the waiting acks, counting them.
     async fn ack(&self, sink: &mut WsSink, acks: &mut Vec<u64>) -> Result<()> {
         if acks.is_empty() {
@@ -358,6 +385,7 @@ async fn seal_posts(plan: &Plan<'_>) -> Result<(Vec<Poster>, Prepared)> {
                 let text = encode_client_frame(&ClientFrame::Send(Send {
                     req: Some((base + j).to_string()),
                     envelope: Box::new(env),
+                    ttl_ms: None,
                 }));
                 frames.push((base + j, Utf8Bytes::from(text)));
             }
@@ -411,7 +439,12 @@ pub(crate) async fn run_spread(plan: &Plan<'_>) -> Result<Spread> {
     let connect_started = Instant::now();
     let mut subscribers = JoinSet::new();
     for key in &plan.crowd.readers {
-        let (sink, stream) = hello(&plan.target.url, &plan.crowd.session(key)?).await?;
+        let me = plan.crowd.session(key)?;
+        let (sink, stream) = hello(&plan.target.url, &me).await?;
+        let acking = match plan.acks {
+            AckMode::Unsigned => Acking::Unsigned(plan.ack_delay),
+            AckMode::Watermark => Acking::Watermark(Box::new(me), plan.to.clone()),
+        };
         subscribers.spawn(subscribe(
             sink,
             stream,
@@ -419,7 +452,7 @@ pub(crate) async fn run_spread(plan: &Plan<'_>) -> Result<Spread> {
             track.clone(),
             tally.clone(),
             done_rx.clone(),
-            plan.ack_delay,
+            acking,
         ));
     }
     let mut connected = Vec::with_capacity(posters.len());
@@ -555,8 +588,56 @@ impl Seen {
     }
 }
 
-/// One subscriber: reads every frame, times each `deliver`, acks in
-/// batches (when 256 are waiting, or `ack_delay` after the first).
+/// How a subscriber acknowledges what it got.
+pub(crate) enum Acking {
+    /// Unsigned acks, in batches (when 256 are waiting, or this long after
+    /// the first).
+    Unsigned(Duration),
+    /// A signed watermark for the target, at most every
+    /// [`WATERMARK_EVERY`], as the SDK sends.
+    Watermark(Box<SessionIdentity>, To),
+}
+
+/// How often the SDK sends a target's watermark at most (`claudemesh_client`'s `WATERMARK_EVERY`).
+const WATERMARK_EVERY: Duration = Duration::from_secs(1);
+
+/// Which per-target numbers a subscriber holds.
+#[derive(Debug, Default)]
+struct Held {
+    got: std::collections::BTreeSet<u64>,
+    sent_upto: u64,
+}
+
+impl Held {
+    /// The watermark facts for what is held, if it covers more than the
+    /// last one sent (the SDK's rule: every gap listed, at most 64).
+    fn facts(&mut self, target: &To) -> Option<WatermarkFacts> {
+        let (&lo, &hi) = (self.got.first()?, self.got.last()?);
+        if hi <= self.sent_upto {
+            return None;
+        }
+        let mut from = lo - 1;
+        let mut missing: Vec<u64> = (lo..=hi).filter(|t| !self.got.contains(t)).collect();
+        if missing.len() > MAX_WATERMARK_MISSING {
+            let cut = missing.len() - MAX_WATERMARK_MISSING;
+            from = missing[cut - 1];
+            missing.drain(..cut);
+        }
+        self.sent_upto = hi;
+        Some(WatermarkFacts {
+            state: ReceiptState::Delivered,
+            target: target.clone(),
+            from,
+            upto: hi,
+            missing,
+            at_ms: claudemesh_client::client::now_ms(),
+            via: Via::Store,
+        })
+    }
+}
+
+/// One subscriber: reads every frame, times each `deliver`, and
+/// acknowledges as `acking` says.
 async fn subscribe(
     mut sink: WsSink,
     mut stream: WsStream,
@@ -564,12 +645,17 @@ async fn subscribe(
     track: Arc<Track>,
     tally: Arc<Tally>,
     mut done: watch::Receiver<bool>,
-    ack_delay: Duration,
+    acking: Acking,
 ) -> Samples {
     let mut samples = Samples::default();
     let mut seen = Seen::new(prepared.sent_ns.len());
     let mut acks: Vec<u64> = Vec::with_capacity(MAX_IDS_PER_ACK);
+    let mut held = Held::default();
     let mut ack_due: Option<tokio::time::Instant> = None;
+    let ack_delay = match &acking {
+        Acking::Unsigned(d) => *d,
+        Acking::Watermark(..) => WATERMARK_EVERY,
+    };
     loop {
         tokio::select! {
             biased;
@@ -578,7 +664,7 @@ async fn subscribe(
                 let now = tally.now_ns();
                 track.last_frame_ns.fetch_max(now, Ordering::Relaxed);
                 match f {
-                    Ok(LightFrame { kind, seq: Some(seq), envelope: Some(env), .. }) if kind == "deliver" => {
+                    Ok(LightFrame { kind, seq: Some(seq), envelope: Some(env), tseq, .. }) if kind == "deliver" => {
                         match prepared.index.get(&env.id) {
                             Some(&i) if seen.mark(i) => {
                                 tally.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -592,7 +678,12 @@ async fn subscribe(
                             }
                             None => tally.error("a message the bench did not send arrived"),
                         }
-                        acks.push(seq);
+                        match tseq {
+                            Some(t) if matches!(acking, Acking::Watermark(..)) => {
+                                held.got.insert(t);
+                            }
+                            _ => acks.push(seq),
+                        }
                         if ack_due.is_none() {
                             ack_due = Some(tokio::time::Instant::now() + ack_delay);
                         }
@@ -620,7 +711,9 @@ async fn subscribe(
             },
             _ = tokio::time::sleep_until(ack_due.unwrap_or_else(tokio::time::Instant::now)), if ack_due.is_some() => {
                 ack_due = None;
-                if track.ack(&mut sink, &mut acks).await.is_err() {
+                if track.ack(&mut sink, &mut acks).await.is_err()
+                    || track.watermark(&mut sink, &acking, &mut held).await.is_err()
+                {
                     tally.error("subscriber connection closed while acking");
                     break;
                 }
@@ -628,6 +721,7 @@ async fn subscribe(
         }
     }
     let _ = track.ack(&mut sink, &mut acks).await;
+    let _ = track.watermark(&mut sink, &acking, &mut held).await;
     let _ = tokio::time::timeout(CONNECT_TIMEOUT, sink.send(Message::Close(None))).await;
     samples
 }

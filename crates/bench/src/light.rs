@@ -30,6 +30,9 @@ pub struct LightFrame {
     /// `deliver`: the envelope.
     #[serde(default)]
     pub envelope: Option<LightEnvelope>,
+    /// `deliver` of a fan-out message: its number within its target.
+    #[serde(default)]
+    pub tseq: Option<u64>,
     /// `error`: its code.
     #[serde(default)]
     pub code: Option<ErrorCode>,

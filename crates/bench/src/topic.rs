@@ -53,6 +53,7 @@ pub async fn run(a: TopicArgs) -> Result<Report> {
             pipeline: a.pipeline,
             body_bytes: a.body_bytes,
             ack_delay: std::time::Duration::from_millis(a.ack_delay_ms),
+            acks: a.acks,
         };
         let out = run_spread(&plan).await?;
         let mut notes = out.notes(&crowd);
@@ -112,6 +113,7 @@ fn report(
             "pipeline": if a.rate.is_some() { None } else { Some(a.pipeline) },
             "body_bytes": a.body_bytes,
             "ack_delay_ms": a.ack_delay_ms,
+            "acks": format!("{:?}", a.acks).to_lowercase(),
             "priority": "next",
             "duration_limit_s": a.common.duration,
         }),

@@ -92,9 +92,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// The MCP server Claude Code starts (stdio): tools, and messages pushed as they arrive
     Mcp(McpArgs),
-    /// For Claude Code's hooks: tell this session's MCP server the session is working or idle
+    /// For Claude Code's hooks: set this session's status and print what to add to the conversation (messages where channels are off)
     Hook {
-        /// `working` (a prompt was submitted) or `idle` (the turn ended)
+        /// `prompt` (UserPromptSubmit), `stop` (Stop) or `session-start` (SessionStart); `working`/`idle` are old names of prompt/stop
         #[arg(value_enum)]
         event: HookEvent,
     },
@@ -105,7 +105,7 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
-    /// Set up Claude Code: the MCP server, status hooks, the skill (and a status line)
+    /// Set up Claude Code: the MCP server, hooks, the skill (and a status line)
     Install(InstallArgs),
     /// Take out of Claude Code's files exactly what `install` put in
     Uninstall(UninstallArgs),

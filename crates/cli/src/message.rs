@@ -8,10 +8,10 @@
 use std::io::Read as _;
 
 use clap::{Args, Subcommand, ValueEnum};
-use claudemesh_client::Event;
 use claudemesh_client::local::InboxMessage;
 use claudemesh_client::mesh::Label;
 use claudemesh_client::messages;
+use claudemesh_client::{Event, Via};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 
 use crate::exit::{self, Failure, Outcome};
@@ -336,7 +336,7 @@ pub async fn inbox(g: &Global, a: InboxArgs) -> Outcome {
             }
         }
     }
-    let marked = client.mark_read(&list).await;
+    let marked = client.mark_shown(&list, Via::Inbox).await;
     if let Err(e) = marked {
         client.close().await;
         return Err(e.into());
@@ -369,11 +369,12 @@ pub async fn inbox(g: &Global, a: InboxArgs) -> Outcome {
                     }
                 }
                 client
-                    .mark_read(
+                    .mark_shown(
                         &fresh
                             .into_iter()
                             .filter(|f| f.id == m.id)
                             .collect::<Vec<_>>(),
+                        Via::Inbox,
                     )
                     .await?;
             }
@@ -395,6 +396,18 @@ pub async fn inbox(g: &Global, a: InboxArgs) -> Outcome {
     }
     client.close().await;
     Ok(())
+}
+
+/// A proof's time: `12:01:07` today (UTC), else the full timestamp.
+fn clock_time(ms: u64) -> String {
+    let full = output::timestamp(ms);
+    let today = output::timestamp(claudemesh_client::client::now_ms());
+    match (full.split_once(' '), today.split_once(' ')) {
+        (Some((day, time)), Some((today, _))) if day == today => {
+            time.trim_end_matches('Z').to_owned()
+        }
+        _ => full,
+    }
 }
 
 pub async fn status(g: &Global, id: &str) -> Outcome {
@@ -420,7 +433,7 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
     let (report, marks) = report?;
     if g.json {
         output::json(
-            &claudemesh_client::naming::status_json(&report, &marks)
+            &claudemesh_client::naming::status_json(&report, &marks, &output::timestamp)
                 .map_err(|e| Failure::new(exit::FAILURE, format!("cannot encode JSON: {e}")))?,
         );
         return Ok(());
@@ -452,8 +465,10 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
                     .unwrap_or_default(),
                 report.seq.unwrap_or_default()
             );
+            // STATE is what a signed receipt proves, else the broker's
+            // word; PROOF says which (and any receipt that does not hold).
             output::table(
-                &["RECIPIENT", "KEY", "STATE"],
+                &["RECIPIENT", "KEY", "STATE", "PROOF"],
                 &report
                     .recipients
                     .iter()
@@ -462,6 +477,7 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
                             r.name.clone(),
                             output::short(&r.key).to_owned(),
                             r.state.clone(),
+                            claudemesh_client::naming::proof_summary(r, &clock_time),
                         ]
                     })
                     .collect::<Vec<_>>(),

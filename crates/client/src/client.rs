@@ -24,6 +24,7 @@ use claudemesh_crypto::envelope::{
     Envelope, EnvelopeError, MessageId, Priority, Target, VerifiedMessage,
 };
 use claudemesh_crypto::log::{LogEntry, PeerType, Profile, Role};
+use claudemesh_crypto::receipt::Via;
 use tokio::sync::broadcast;
 
 use crate::error::{ClientError, MissingKey};
@@ -156,9 +157,20 @@ impl MeshClient {
         self.inner.ping().await
     }
 
-    /// Marks inbox messages read locally and tells the broker (read receipts).
+    /// Marks inbox messages shown, `via` how (printed by `inbox`, returned
+    /// by an MCP tool, pushed on a channel, injected by a hook, returned by
+    /// the gateway), and sends their senders the signed evidence: a direct
+    /// message's `shown` receipt, or the shown watermark of a topic, group
+    /// or broadcast (every message of it up to the highest seq with nothing
+    /// unshown below). The first showing counts. Not connected, the
+    /// receipts are sent after the next hello.
+    pub async fn mark_shown(&self, messages: &[InboxMessage], via: Via) -> Result<(), ClientError> {
+        self.inner.mark_shown(messages, via).await
+    }
+
+    /// [`MeshClient::mark_shown`] by `claudemesh inbox` ([`Via::Inbox`]).
     pub async fn mark_read(&self, messages: &[InboxMessage]) -> Result<(), ClientError> {
-        self.inner.mark_read(messages).await
+        self.mark_shown(messages, Via::Inbox).await
     }
 
     /// Signs an entry built from the current verified state and appends it,
@@ -284,7 +296,7 @@ impl MeshClient {
 
     /// Waits until everything the broker had queued for this session when
     /// it connected (and anything received since) is verified, stored and
-    /// acknowledged. The broker sends the backlog before it answers any
+    /// acknowledged (receipts and delivered watermarks sent). The broker sends the backlog before it answers any
     /// request, so a ping's answer marks its end.
     pub async fn settle(&self) -> Result<(), ClientError> {
         self.ping().await?;
@@ -295,7 +307,11 @@ impl MeshClient {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(())
+        // The delivered watermarks now rather than at the coalescer's pace.
+        match self.inner.flush_delivered_marks().await {
+            Err(ClientError::Disconnected) => Ok(()),
+            other => other,
+        }
     }
 
     /// Waits until queued work (deliveries being stored and acked) is done,
@@ -305,7 +321,8 @@ impl MeshClient {
         while self.inner.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let _ = self.inner.flush_read_receipts().await;
+        let _ = self.inner.flush_delivered_marks().await;
+        let _ = self.inner.flush_receipts(None).await;
         self.inner.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.supervisor).await;
     }

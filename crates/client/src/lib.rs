@@ -15,6 +15,8 @@
 //!   signed and pushed to the broker.
 //! - [`peers`]: the peer list, resolving a recipient, this session's
 //!   presence.
+//! - [`receipts`]: checking the signed receipts and watermarks a sent
+//!   message's recipients returned (what `message status` proves).
 //!
 //! Each request a feature makes is a [`MeshClient`] method in its module.
 //!
@@ -56,11 +58,13 @@ pub mod messages;
 pub mod moderation;
 pub mod naming;
 pub mod peers;
+pub mod receipts;
 pub mod session;
 pub mod tls;
 pub mod topics;
 pub mod wire;
 
+pub use claudemesh_crypto::receipt::{ReceiptState, Via};
 pub use client::{ConnectOptions, Event, MeshClient, SendOutcome, SessionChoice};
 pub use error::ClientError;
 pub use home::{Home, MeshConfig};

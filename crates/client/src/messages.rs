@@ -3,7 +3,8 @@
 //! ([`post`], with `@name` mentions), and [`send`], which takes either.
 //! The inbox is read through [`crate::local::LocalStore`] and marked read
 //! with [`MeshClient::mark_read`]; a sent message's delivery state is
-//! [`MeshClient::message_status`] (`message_status`, every page).
+//! [`MeshClient::message_status`] (`message_status`, every page, each
+//! recipient's signed receipts checked by [`crate::receipts`]).
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{MessageId, Priority, Target};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::client::{MeshClient, RecipientReport, SendOutcome, StatusReport};
 use crate::error::ClientError;
 use crate::mesh::mentions::{mentioned_members, my_name};
+use crate::receipts::{self, Subject};
 use crate::session::unexpected;
 use claudemesh_crypto::MemberKey;
 
@@ -171,11 +173,18 @@ pub async fn post(
 }
 
 impl MeshClient {
-    /// The delivery state of a message this device sent.
+    /// The delivery state of a message this member sent: per recipient,
+    /// what its signed receipts and watermarks prove (each checked against
+    /// this device's verified roster, [`crate::receipts`]) and what the
+    /// broker says.
     pub async fn message_status(&self, id: &MessageId) -> Result<StatusReport, ClientError> {
         let session = self.session();
         let mesh = session.mesh().id;
         let local = session.local().outbox_get(&mesh, id).await?;
+        let envelope = match &local {
+            Some(_) => session.local().outbox_envelope(&mesh, id).await?,
+            None => None,
+        };
         let target = local.as_ref().map(|e| e.target.clone());
         if let Some(entry) = &local
             && entry.state != "accepted"
@@ -193,6 +202,7 @@ impl MeshClient {
         let mut recipients = Vec::new();
         let mut after = None;
         let mut seq = 0;
+        let mut page_tseq = None;
         for _ in 0..MAX_STATUS_PAGES {
             let frame = session
                 .request(
@@ -219,6 +229,7 @@ impl MeshClient {
                 return Err(unexpected(&frame));
             };
             seq = page.seq;
+            page_tseq = page_tseq.or(page.tseq);
             recipients.extend(page.recipients);
             match page.next {
                 Some(next) if after != Some(next) => after = Some(next),
@@ -226,24 +237,41 @@ impl MeshClient {
             }
         }
         let recipients = session.read_state(|s| {
+            let roster = s.roster();
+            let subject = Subject {
+                mesh,
+                sender: MemberKey(s.my_key()),
+                id: *id,
+                target: local.as_ref().and_then(|e| e.target.parse().ok()),
+                // The number the broker gave when it accepted the message,
+                // before any later answer could differ.
+                tseq: local.as_ref().and_then(|e| e.tseq).or(page_tseq),
+                sent_len: envelope
+                    .as_ref()
+                    .and_then(|e| roster.seq_of(&e.log_head))
+                    .map(|at| at + 1),
+            };
             recipients
                 .iter()
-                .map(|r| RecipientReport {
-                    // A member now, or one that left after the message was
-                    // sent (a fan-out message's recipients are fixed when
-                    // it is sent); otherwise the key names a session.
-                    name: if s.roster().is_member(&r.recipient)
-                        || s.roster().departed().contains_key(&r.recipient)
-                    {
-                        s.name_of(&r.recipient)
-                    } else {
-                        format!("session {}", crate::mesh::short(&r.recipient))
-                    },
-                    key: r.recipient.to_hex(),
-                    state: serde_json::to_value(r.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                .map(|r| {
+                    let judged = receipts::judge(roster, &subject, r);
+                    RecipientReport {
+                        // A member now, or one that left after the message
+                        // was sent (a fan-out message's recipients are fixed
+                        // when it is sent); otherwise the key names a session.
+                        name: if roster.is_member(&r.recipient)
+                            || roster.departed().contains_key(&r.recipient)
+                        {
+                            s.name_of(&r.recipient)
+                        } else {
+                            format!("session {}", crate::mesh::short(&r.recipient))
+                        },
+                        key: r.recipient.to_hex(),
+                        state: judged.state(),
+                        observed: judged.observed.to_owned(),
+                        proven: judged.proven,
+                        proofs: judged.proofs,
+                    }
                 })
                 .collect()
         });

@@ -8,7 +8,8 @@
 //! of a pin of another key); who a direct message reached — always the
 //! verified member (name and short key) and, for one session, that session
 //! and its name — never a bare `session:<hex>`; and each recipient of a
-//! status report named the same way.
+//! status report named the same way, with what its evidence proves in
+//! words.
 
 use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::{PublicKey, SessionKey};
@@ -18,6 +19,8 @@ use crate::MeshClient;
 use crate::client::{RecipientReport, StatusReport};
 use crate::mesh::pins::Pins;
 use crate::mesh::{Label, MeshState, SenderLabels, session_display_name, short};
+use crate::receipts::ProofKind;
+use claudemesh_crypto::receipt::ReceiptState;
 
 /// The label of a sender given as a key in hex (as stored in the inbox).
 pub fn label_hex(state: &MeshState, labels: &SenderLabels, hex: &str) -> Label {
@@ -128,10 +131,12 @@ pub fn sent(mut posted: crate::messages::Posted, reached: Reached) -> Sent {
 }
 
 /// A status report as JSON, each recipient with `name_ambiguous` and
-/// `pin_mismatch` (from [`label_recipients`]).
+/// `pin_mismatch` (from [`label_recipients`]) and `proof`, what its
+/// evidence says in words ([`proof_summary`], times by `time`).
 pub fn status_json(
     report: &StatusReport,
     marks: &[(bool, bool)],
+    time: &dyn Fn(u64) -> String,
 ) -> Result<serde_json::Value, serde_json::Error> {
     let mut v = serde_json::to_value(report)?;
     if let Some(rs) = v.get_mut("recipients").and_then(|r| r.as_array_mut()) {
@@ -139,8 +144,87 @@ pub fn status_json(
             r["name_ambiguous"] = (*ambiguous).into();
             r["pin_mismatch"] = (*mismatch).into();
         }
+        for (r, report) in rs.iter_mut().zip(&report.recipients) {
+            r["proof"] = proof_summary(report, time).into();
+        }
     }
     Ok(v)
+}
+
+/// Unix milliseconds as `2026-01-31 12:01:07Z` (UTC, to the second): the
+/// times of [`proof_summary`] for a program without a clock library.
+pub fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// What a recipient's evidence says, in words (times by `time`): the
+/// proof of its state (`signed 12:01:07 via hook`), what the broker says
+/// without one (`broker only (unsigned)`), and every proof that does not
+/// hold (`BAD RECEIPT (shown): receipt signature does not verify`). Empty
+/// when there is nothing to say (queued, expired, nothing claimed).
+pub fn proof_summary(r: &RecipientReport, time: &dyn Fn(u64) -> String) -> String {
+    let mut parts = Vec::new();
+    if let Some(proven) = r.proven {
+        // The earliest proof of the state proven: when it was first reached.
+        if let Some(p) = r
+            .proofs
+            .iter()
+            .filter(|p| p.ok && p.state == proven)
+            .min_by_key(|p| p.at_ms)
+        {
+            let kind = match p.kind {
+                ProofKind::Receipt => "",
+                ProofKind::Watermark => " (watermark)",
+            };
+            parts.push(format!("signed {} via {}{kind}", time(p.at_ms), p.via));
+        }
+    }
+    let claimed = matches!(r.observed.as_str(), "delivered" | "shown" | "answered");
+    let beyond = match (r.proven, r.observed.as_str()) {
+        (None, _) => claimed,
+        (Some(p), "shown") => p < ReceiptState::Shown,
+        (Some(p), "answered") => p < ReceiptState::Answered,
+        _ => false,
+    };
+    if beyond {
+        parts.push(if r.proven.is_some() {
+            format!("{}: broker only (unsigned)", r.observed)
+        } else {
+            "broker only (unsigned)".to_owned()
+        });
+    }
+    if r.proven.is_some() && r.observed == "expired" {
+        parts.push("expired (broker)".to_owned());
+    }
+    for p in r.proofs.iter().filter(|p| !p.ok) {
+        let what = match p.kind {
+            ProofKind::Receipt => "RECEIPT",
+            ProofKind::Watermark => "WATERMARK",
+        };
+        parts.push(format!(
+            "BAD {what} ({}): {}",
+            p.state,
+            p.error.as_deref().unwrap_or("does not verify")
+        ));
+    }
+    parts.join("; ")
 }
 
 /// Names each recipient of a status report by the one rule for names
@@ -175,4 +259,75 @@ pub fn label_recipients(
             (label.ambiguous, label.pin_mismatch)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipts::Proof;
+    use claudemesh_crypto::receipt::Via;
+
+    #[test]
+    fn utc_times_read_as_written() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(utc_time(1_769_861_467_999), "2026-01-31 12:11:07Z");
+    }
+
+    fn report(
+        observed: &'static str,
+        proven: Option<ReceiptState>,
+        proofs: Vec<Proof>,
+    ) -> RecipientReport {
+        RecipientReport {
+            name: "bob".into(),
+            key: "00".into(),
+            state: proven.map_or(observed, ReceiptState::as_str).to_owned(),
+            observed: observed.into(),
+            proven,
+            proofs,
+        }
+    }
+
+    fn proof(state: ReceiptState, via: Via, error: Option<&str>) -> Proof {
+        Proof {
+            state,
+            kind: ProofKind::Receipt,
+            at_ms: 1000,
+            via,
+            session: "ab".into(),
+            reply: None,
+            ok: error.is_none(),
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_summary_tells_signed_from_the_brokers_word_and_names_bad_receipts() {
+        let t = |ms: u64| format!("t{ms}");
+        let shown = proof(ReceiptState::Shown, Via::Hook, None);
+        assert_eq!(
+            proof_summary(&report("shown", Some(ReceiptState::Shown), vec![shown]), &t),
+            "signed t1000 via hook"
+        );
+        assert_eq!(
+            proof_summary(&report("delivered", None, vec![]), &t),
+            "broker only (unsigned)"
+        );
+        assert_eq!(proof_summary(&report("queued", None, vec![]), &t), "");
+        let delivered = proof(ReceiptState::Delivered, Via::Store, None);
+        let bad = proof(
+            ReceiptState::Shown,
+            Via::Inbox,
+            Some("receipt signature does not verify"),
+        );
+        assert_eq!(
+            proof_summary(
+                &report("shown", Some(ReceiptState::Delivered), vec![delivered, bad]),
+                &t
+            ),
+            "signed t1000 via store; shown: broker only (unsigned); \
+             BAD RECEIPT (shown): receipt signature does not verify"
+        );
+    }
 }

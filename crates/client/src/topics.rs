@@ -9,6 +9,7 @@ use claudemesh_crypto::envelope::{EnvelopeError, MessageId, Target, validate_tar
 use claudemesh_crypto::log::{
     EntryBody, MAX_TOPIC_DESCRIPTION_BYTES, topic_create_body, topic_join_body, topic_rekey_body,
 };
+use claudemesh_crypto::receipt::Via;
 use claudemesh_proto::frames::{TopicHistoryQuery, TopicHistoryResult};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::Serialize;
@@ -311,8 +312,9 @@ pub fn topic_members(client: &MeshClient, name: &str) -> Result<Vec<TopicMemberV
     })
 }
 
-/// Marks every unread message of a topic in this device's inbox read (and
-/// sends the read receipts). Returns how many.
+/// Marks every unread message of a topic in this device's inbox read (the
+/// user said so: shown, [`Via::Inbox`]) and sends the topic's shown
+/// watermark. Returns how many.
 pub async fn topic_read(client: &MeshClient, name: &str) -> Result<usize, ClientError> {
     let name = topic_name(name)?;
     client.with_state(|s| {
@@ -326,7 +328,7 @@ pub async fn topic_read(client: &MeshClient, name: &str) -> Result<usize, Client
         .local()
         .inbox_of(&client.mesh().id, Some(&target), true, u32::MAX)
         .await?;
-    client.mark_read(&list).await?;
+    client.mark_shown(&list, Via::Inbox).await?;
     Ok(list.len())
 }
 

@@ -1,9 +1,12 @@
 //! What becomes of the messages sent through the gateway: each is watched
 //! for a while (its delivery state asked of the broker, often at first,
 //! then less often) and every change of a recipient's state (queued →
-//! delivered → read) is written to the journal as a `status` event, so a
-//! script learns it from `/api/v1/events` instead of polling. The broker
-//! reports these states; they are not proofs signed by the recipients.
+//! delivered → shown → answered) or of its evidence is written to the
+//! journal as a `status` event, so a script learns it from
+//! `/api/v1/events` instead of polling. Each state says whether a receipt
+//! the recipient signed proves it or only the broker says so
+//! (`claudemesh_client::receipts`). A message is settled, and no longer
+//! watched, once every recipient is shown, answered or expired.
 //! At most [`MAX_WATCHED`] messages are watched at once (the newest);
 //! `GET /api/v1/messages/{id}` reports any message's state on demand.
 
@@ -12,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use claudemesh_client::MeshClient;
-use claudemesh_client::naming::{label_recipients, status_json};
+use claudemesh_client::client::RecipientReport;
+use claudemesh_client::naming::{label_recipients, status_json, utc_time};
 use claudemesh_crypto::envelope::MessageId;
 use claudemesh_proto::clock::now_ms;
 use claudemesh_proto::sync::lock;
@@ -21,6 +25,15 @@ use tokio::time::Instant;
 
 use crate::journal::{EventKind, Journal};
 use crate::links::MeshLink;
+
+/// Whether a recipient is done with a message: shown or answered (proven,
+/// or as the broker says: it cannot get further), or expired (`read` from
+/// an older report counts as shown).
+fn settled(r: &RecipientReport) -> bool {
+    ["shown", "read", "answered", "expired"]
+        .iter()
+        .any(|s| r.state == *s || r.observed == *s)
+}
 
 /// Most messages watched at once; the oldest give way.
 pub const MAX_WATCHED: usize = 256;
@@ -140,21 +153,22 @@ pub async fn watch(
                         report
                             .recipients
                             .iter()
-                            .map(|r| format!("{}={}", r.key, r.state))
+                            .map(|r| {
+                                let ok = r.proofs.iter().filter(|p| p.ok).count();
+                                let bad = r.proofs.len() - ok;
+                                format!("{}={}/{}/{ok}/{bad}", r.key, r.state, r.observed)
+                            })
                             .collect::<Vec<_>>()
                             .join(",")
                     );
                     let settled = report.state == "failed"
                         || (report.state == "accepted"
                             && !report.recipients.is_empty()
-                            && report
-                                .recipients
-                                .iter()
-                                .all(|r| r.state == "read" || r.state == "expired"));
+                            && report.recipients.iter().all(settled));
                     (
                         Some(fingerprint),
                         settled,
-                        status_json(&report, &marks).ok(),
+                        status_json(&report, &marks, &utc_time).ok(),
                     )
                 }
                 Err(e) => {

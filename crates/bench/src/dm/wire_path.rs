@@ -84,6 +84,7 @@ pub(super) async fn run_wire(
                 let text = encode_client_frame(&ClientFrame::Send(Send {
                     req: Some(idx.to_string()),
                     envelope: Box::new(env),
+                    ttl_ms: None,
                 }));
                 frames.push((idx, Utf8Bytes::from(text)));
             }

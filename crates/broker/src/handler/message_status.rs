@@ -82,11 +82,12 @@ async fn handle(caller: Caller<'_>, q: MessageStatusQuery) -> Result<Reply, Refu
         },
         None => st.recipients.clone(),
     };
-    // The recipients' receipts for this message, as they signed them.
-    let receipts: Vec<Receipt> = st
+    // The recipients' receipts for this message, as they signed them, with
+    // the member each was stored for (whose connection sent it).
+    let receipts: Vec<(PublicKey, Receipt)> = st
         .receipts
         .iter()
-        .filter_map(|(_, doc)| serde_json::from_str(doc).ok())
+        .filter_map(|(member, doc)| Some((*member, serde_json::from_str(doc).ok()?)))
         .collect();
     // A fan-out message: each member's newest watermarks that cover it,
     // stored or held here (not yet flushed).
@@ -128,8 +129,8 @@ async fn handle(caller: Caller<'_>, q: MessageStatusQuery) -> Result<Reply, Refu
         .map(|(recipient, mut state)| {
             let mine: Vec<Receipt> = receipts
                 .iter()
-                .filter(|r| r.signer.member.0 == recipient || r.signer.session.0 == recipient)
-                .cloned()
+                .filter(|(member, r)| *member == recipient || r.signer.session.0 == recipient)
+                .map(|(_, r)| r.clone())
                 .collect();
             let covering: Vec<Watermark> = [ReceiptState::Delivered, ReceiptState::Shown]
                 .iter()

@@ -387,21 +387,47 @@ macro_rules! impl_store {
                 }
 
                 async fn write_watermarks(&self, rows: &[WatermarkRow]) -> Result<(), StoreError> {
+                    // One multi-row upsert per chunk: a flush carries a row per
+                    // member that moved (a thousand for a busy topic), and a
+                    // statement each would hold the writer for that long. A
+                    // statement may not touch a row twice: keep the furthest
+                    // of each key first.
+                    type Key<'a> = (&'a [u8], &'a [u8], &'a str, u8);
+                    let mut furthest: std::collections::BTreeMap<Key<'_>, &WatermarkRow> =
+                        std::collections::BTreeMap::new();
+                    for w in rows {
+                        let key = (
+                            &w.mesh.as_bytes()[..],
+                            key_bytes(&w.member),
+                            w.target.as_str(),
+                            receipt_rank(w.state),
+                        );
+                        let keep = furthest
+                            .get(&key)
+                            .is_none_or(|k| (w.upto, w.at_ms) > (k.upto, k.at_ms));
+                        if keep {
+                            furthest.insert(key, w);
+                        }
+                    }
+                    let rows: Vec<&WatermarkRow> = furthest.into_values().collect();
                     if rows.is_empty() {
                         return Ok(());
                     }
                     let mut tx = self.write_tx().await?;
-                    for w in rows {
-                        sqlx::query(sql::UPSERT_WATERMARK)
-                            .bind(&w.mesh.as_bytes()[..])
-                            .bind(key_bytes(&w.member))
-                            .bind(&w.target)
-                            .bind(Rank::from(receipt_rank(w.state)))
-                            .bind(to_i64(w.upto))
-                            .bind(to_i64(w.at_ms))
-                            .bind(&w.doc)
-                            .execute(&mut *tx)
-                            .await?;
+                    for chunk in rows.chunks(sql::WATERMARKS_PER_STATEMENT) {
+                        let statement = sql::upsert_watermarks(chunk.len());
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+                        for w in chunk {
+                            q = q
+                                .bind(&w.mesh.as_bytes()[..])
+                                .bind(key_bytes(&w.member))
+                                .bind(&w.target)
+                                .bind(Rank::from(receipt_rank(w.state)))
+                                .bind(to_i64(w.upto))
+                                .bind(to_i64(w.at_ms))
+                                .bind(&w.doc);
+                        }
+                        q.execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
                     Ok(())

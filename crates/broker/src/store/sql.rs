@@ -89,15 +89,29 @@ pub(crate) const RECEIPT_DELIVERY: &str = "UPDATE deliveries SET state = $1, upd
      AND EXISTS (SELECT 1 FROM messages m WHERE m.seq = $3 AND m.sender_member = $7 \
        AND m.msg_id = $8)";
 
-/// A member's watermark for a target and state, kept if it covers more
-/// (or as much, signed later): `$1` mesh, `$2` member, `$3` target,
-/// `$4` state, `$5` upto, `$6` at, `$7` doc.
-pub(crate) const UPSERT_WATERMARK: &str = "INSERT INTO watermarks (mesh_id, member, target, state, upto, at_ms, doc) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (mesh_id, member, target, state) DO UPDATE SET upto = EXCLUDED.upto, \
-     at_ms = EXCLUDED.at_ms, doc = EXCLUDED.doc \
-     WHERE watermarks.upto < EXCLUDED.upto \
-     OR (watermarks.upto = EXCLUDED.upto AND watermarks.at_ms < EXCLUDED.at_ms)";
+/// Watermarks per [`upsert_watermarks`] statement (7 parameters each).
+pub(crate) const WATERMARKS_PER_STATEMENT: usize = 500;
+
+/// `n` members' watermarks, each kept if it covers more than the stored
+/// one of its (member, target, state) (or as much, signed later): per row
+/// mesh, member, target, state, upto, at, doc, numbered `$1`…`$7n`. A key
+/// must not appear twice in one statement.
+pub(crate) fn upsert_watermarks(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p: Vec<String> = (1..=7).map(|k| format!("${}", i * 7 + k)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO watermarks (mesh_id, member, target, state, upto, at_ms, doc) VALUES {} \
+         ON CONFLICT (mesh_id, member, target, state) DO UPDATE SET upto = EXCLUDED.upto, \
+         at_ms = EXCLUDED.at_ms, doc = EXCLUDED.doc \
+         WHERE watermarks.upto < EXCLUDED.upto \
+         OR (watermarks.upto = EXCLUDED.upto AND watermarks.at_ms < EXCLUDED.at_ms)",
+        rows.join(", ")
+    )
+}
 
 /// A member's watermarks: `$1` mesh, `$2` member.
 pub(crate) const MEMBER_WATERMARKS: &str = "SELECT member, target, state, upto, at_ms, doc FROM watermarks \

@@ -10,6 +10,7 @@ use claudemesh_client::mesh::MeshState;
 use claudemesh_crypto::boxes::box_decrypt;
 use claudemesh_crypto::envelope::{Envelope, Priority, Target};
 use claudemesh_crypto::log::{EntryBody, LogBuilder, LogEntry, RemoveKind, topic_create_body};
+use claudemesh_crypto::receipt::ReceiptState;
 
 use crate::both;
 use crate::support::*;
@@ -154,17 +155,16 @@ async fn fanout_reaches_everyone_once_then_not_the_banned(backend: Backend) {
     assert!(carol.read_inbox().await.is_empty());
     // Per-recipient status, as of send time.
     let st = a.message_status(&sent[2].id).await.unwrap();
-    let states: BTreeMap<String, String> = st
+    let states: BTreeMap<String, (String, Option<ReceiptState>)> = st
         .recipients
         .iter()
-        .map(|r| (r.name.clone(), r.state.clone()))
+        .map(|r| (r.name.clone(), (r.state.clone(), r.proven)))
         .collect();
+    let shown = ("shown".to_string(), Some(ReceiptState::Shown));
     assert_eq!(
         states,
-        BTreeMap::from([
-            ("bob".into(), "read".into()),
-            ("carol".into(), "read".into())
-        ])
+        BTreeMap::from([("bob".into(), shown.clone()), ("carol".into(), shown)]),
+        "shown, proven by each one's signed watermark"
     );
 
     // A late joiner does not get what was sent before it joined.

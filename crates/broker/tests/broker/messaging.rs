@@ -31,7 +31,13 @@ async fn offline_then_online(backend: Backend) {
     assert_eq!(bob.read_inbox().await, vec!["while you were away"]);
     assert!(bob.read_inbox().await.is_empty(), "read once, not again");
     let status = a.message_status(&sent.id).await.unwrap();
-    assert_eq!(status.recipients[0].state, "read");
+    assert_eq!(status.recipients[0].state, "shown");
+    assert_eq!(
+        status.recipients[0].proven,
+        Some(claudemesh_crypto::receipt::ReceiptState::Shown),
+        "signed by Bob: {:?}",
+        status.recipients[0].proofs
+    );
 
     // Bob online: a message is pushed to him live.
     let b = bob.connect().await;

@@ -1,5 +1,8 @@
 //! What Claude Code passes a hook or the status line on stdin: JSON with
-//! the session's directory. Only the fields used here are read.
+//! the session's directory, and for hooks the event's own fields. Only the
+//! fields used here are read: a hook's input also has `session_id`,
+//! `transcript_path`, `hook_event_name` and, for `UserPromptSubmit`, the
+//! user's `prompt`, which claudemesh never reads.
 
 use serde::Deserialize;
 
@@ -11,6 +14,12 @@ pub struct ClaudeInput {
     cwd: Option<String>,
     #[serde(default)]
     workspace: Option<Workspace>,
+    /// `Stop`: the turn already goes on because a Stop hook blocked it.
+    #[serde(default)]
+    stop_hook_active: Option<bool>,
+    /// `SessionStart`: `startup`, `resume`, `clear` or `compact`.
+    #[serde(default)]
+    source: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,7 +38,12 @@ pub fn claude_input() -> ClaudeInput {
     let mut text = String::new();
     // A hook's input is small; stop at 1 MiB whatever comes.
     let _ = std::io::stdin().take(1 << 20).read_to_string(&mut text);
-    serde_json::from_str(&text).unwrap_or_default()
+    parse(&text)
+}
+
+/// Claude Code's JSON; anything else is no input.
+pub fn parse(text: &str) -> ClaudeInput {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 impl ClaudeInput {
@@ -38,5 +52,37 @@ impl ClaudeInput {
         self.cwd
             .as_deref()
             .or_else(|| self.workspace.as_ref()?.current_dir.as_deref())
+    }
+
+    /// Whether a Stop hook already continued this turn (false when not
+    /// said: a Stop hook may block once).
+    pub fn stop_hook_active(&self) -> bool {
+        self.stop_hook_active.unwrap_or(false)
+    }
+
+    /// Why the session started (`SessionStart`), empty when not said.
+    pub fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hooks_fields_are_read_and_the_rest_ignored() {
+        let i = parse(
+            r#"{"session_id":"s","transcript_path":"/t.jsonl","cwd":"/p","hook_event_name":"Stop","stop_hook_active":true,"prompt":"secret"}"#,
+        );
+        assert_eq!(i.dir(), Some("/p"));
+        assert!(i.stop_hook_active());
+        assert_eq!(i.source(), "");
+        let s = parse(r#"{"hook_event_name":"SessionStart","source":"compact"}"#);
+        assert_eq!(s.source(), "compact");
+        assert!(!s.stop_hook_active());
+        let bad = parse("not json");
+        assert_eq!(bad.dir(), None);
+        assert!(!bad.stop_hook_active());
     }
 }

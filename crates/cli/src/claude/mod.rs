@@ -10,8 +10,9 @@
 //! - `sessions`: the running servers of this device, as files in
 //!   `<home>/run/`.
 //! - `input`: what Claude Code passes a hook or the status line.
-//! - `hooks`: `claudemesh hook working|idle`, which tells the session's
-//!   server what Claude Code is doing.
+//! - `hooks`: `claudemesh hook prompt|stop|session-start`, which tells the
+//!   session's server what Claude Code is doing and prints what the server
+//!   adds to the conversation (messages where channels are off).
 //! - `status_line`: `claudemesh status-line`, Claude Code's status bar.
 //! - `launch`: `claudemesh launch`, which starts `claude` with our channel.
 

@@ -2,7 +2,8 @@
 //! `<home>/run/`: each server writes `mcp-<pid>.json` (its mesh, session
 //! name, directory, parent process, link state, peers online, unread) and
 //! rewrites it at least every [`HEARTBEAT`]; on unix it also listens on
-//! `mcp-<pid>.sock` for status changes. `claudemesh hook working|idle` and
+//! `mcp-<pid>.sock` for the hooks' requests ([`HookRequest`]: a status
+//! change, or what to add to the conversation). `claudemesh hook …` and
 //! `claudemesh status-line`, which Claude Code runs beside the server, find
 //! the server of their own Claude Code session here — without the network,
 //! because the status line runs often and a hook must never slow a prompt.
@@ -10,7 +11,7 @@
 //! Which server is "ours": Claude Code is the parent of its MCP servers and
 //! an ancestor of its hooks (they run through a shell), so the entry whose
 //! parent is one of our ancestors wins; failing that, the entries started in
-//! the directory Claude Code reports.
+//! the directory Claude Code reports ([`Own`] says which it was).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -218,9 +219,25 @@ fn ps_table() -> Vec<(u32, u32)> {
 /// The entries of this process's Claude Code session: by ancestry, else by
 /// directory (`cwd` as Claude Code reports it, else ours).
 pub fn own_entries(home_root: &Path, cwd: Option<&str>) -> Vec<RunEntry> {
+    own_session(home_root, cwd).entries
+}
+
+/// The servers of this process's Claude Code session, and how sure that is.
+#[derive(Debug, Default)]
+pub struct Own {
+    pub entries: Vec<RunEntry>,
+    /// Found by ancestry, or the only server started in the directory:
+    /// these are this session's. Two servers started in one directory and
+    /// none by ancestry may be another Claude Code's (a hook must not show
+    /// this session another's messages, or mark them shown).
+    pub certain: bool,
+}
+
+/// [`own_entries`], with how sure it is.
+pub fn own_session(home_root: &Path, cwd: Option<&str>) -> Own {
     let entries = live_entries(home_root);
     if entries.is_empty() {
-        return entries;
+        return Own::default();
     }
     // The nearest ancestor that started servers is our Claude Code: a
     // session started from inside another (`claude -p` in its shell) must
@@ -228,7 +245,10 @@ pub fn own_entries(home_root: &Path, cwd: Option<&str>) -> Vec<RunEntry> {
     for pid in ancestors() {
         let by_parent: Vec<RunEntry> = entries.iter().filter(|e| e.ppid == pid).cloned().collect();
         if !by_parent.is_empty() {
-            return by_parent;
+            return Own {
+                entries: by_parent,
+                certain: true,
+            };
         }
     }
     let here = cwd.map(str::to_owned).or_else(|| {
@@ -236,15 +256,124 @@ pub fn own_entries(home_root: &Path, cwd: Option<&str>) -> Vec<RunEntry> {
             .ok()
             .map(|d| d.to_string_lossy().into_owned())
     });
-    entries
+    let entries: Vec<RunEntry> = entries
         .into_iter()
         .filter(|e| Some(&e.cwd) == here.as_ref())
-        .collect()
+        .collect();
+    Own {
+        certain: entries.len() == 1,
+        entries,
+    }
 }
 
-/// A status request to a server, one JSON line each way.
+/// One request of a hook to a server, one JSON line each way: an
+/// [`InjectRequest`] (`"op": "inject"`), or without `op` a
+/// [`StatusRequest`] (what `hook working|idle` sent before there was
+/// injection; still served).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HookRequest {
+    Inject(InjectRequest),
+    Status(StatusRequest),
+}
+
+/// A status request to a server, answered `{"ok":true}` (or
+/// `{"ok":true,"kept":"dnd"}`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusRequest {
     /// `working` or `idle`.
     pub status: String,
+}
+
+/// What a hook asks a server for: what to add to Claude Code's
+/// conversation at `event` (and the status that goes with it). Answered
+/// with an [`InjectAnswer`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InjectRequest {
+    pub op: InjectOp,
+    pub event: InjectEvent,
+    /// Claude Code's `stop_hook_active`: this turn already goes on because
+    /// a Stop hook blocked it (never block again then).
+    #[serde(default)]
+    pub stop_hook_active: bool,
+    /// Claude Code's `source` for SessionStart (`startup`, `resume`,
+    /// `clear`, `compact`); empty otherwise.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// The `op` of an [`InjectRequest`] (its only value, `inject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectOp {
+    Inject,
+}
+
+/// The Claude Code event an [`InjectRequest`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectEvent {
+    /// `UserPromptSubmit`: unread messages as context; status `working`.
+    Prompt,
+    /// `Stop`: block once on unread `now` messages; else status `idle`.
+    Stop,
+    /// `SessionStart`: how many are unread.
+    SessionStart,
+}
+
+/// A server's answer to an [`InjectRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectAnswer {
+    pub ok: bool,
+    /// Text to add to the conversation (prompt, session start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Why the turn goes on (stop): the messages that cannot wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_reason: Option<String>,
+    /// Unread messages for the session still waiting after this answer.
+    #[serde(default)]
+    pub unread: u64,
+    /// Why nothing could be said (a malformed request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_status_request_and_the_inject_request_both_parse() {
+        let old: HookRequest = serde_json::from_str(r#"{"status":"working"}"#).unwrap();
+        assert!(matches!(old, HookRequest::Status(r) if r.status == "working"));
+        let new: HookRequest = serde_json::from_str(
+            r#"{"op":"inject","event":"session_start","stop_hook_active":false,"source":"resume"}"#,
+        )
+        .unwrap();
+        match new {
+            HookRequest::Inject(r) => {
+                assert_eq!(r.event, InjectEvent::SessionStart);
+                assert_eq!(r.source, "resume");
+            }
+            other => panic!("{other:?}"),
+        }
+        let stop: HookRequest = serde_json::from_str(r#"{"op":"inject","event":"stop"}"#).unwrap();
+        assert!(matches!(stop, HookRequest::Inject(r) if !r.stop_hook_active));
+        assert!(serde_json::from_str::<HookRequest>(r#"{"op":"inject","event":"x"}"#).is_err());
+        assert!(serde_json::from_str::<HookRequest>("{}").is_err());
+    }
+
+    #[test]
+    fn an_answer_leaves_out_what_it_does_not_have() {
+        let a = InjectAnswer {
+            ok: true,
+            unread: 2,
+            ..InjectAnswer::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"ok":true,"unread":2}"#
+        );
+    }
 }

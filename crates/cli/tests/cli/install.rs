@@ -194,11 +194,11 @@ fn install_adds_our_entries_keeps_the_users_and_uninstall_restores_the_bytes() {
     keeps_everything_but(&user, &settings, &["hooks"]);
     assert_eq!(
         settings["hooks"]["Stop"],
-        json!([user["hooks"]["Stop"][0], hook(&format!("{bin} hook idle"))])
+        json!([user["hooks"]["Stop"][0], hook(&format!("{bin} hook stop"))])
     );
     assert_eq!(
         settings["hooks"]["UserPromptSubmit"],
-        json!([hook(&format!("{bin} hook working"))])
+        json!([hook(&format!("{bin} hook prompt"))])
     );
     assert_eq!(settings["hooks"]["PreToolUse"], user["hooks"]["PreToolUse"]);
     assert_eq!(settings["statusLine"], user["statusLine"]);
@@ -519,9 +519,9 @@ fn a_path_with_spaces_and_another_home_are_spelled_for_the_shell() {
     let working = settings["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"]
         .as_str()
         .unwrap();
-    assert!(working.ends_with(" hook working"), "{working}");
+    assert!(working.ends_with(" hook prompt"), "{working}");
     // The shell sees the same binary and home: ask it for the version.
-    let line = working.replace(" hook working", " --version");
+    let line = working.replace(" hook prompt", " --version");
     let out = Command::new("sh").args(["-c", &line]).output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

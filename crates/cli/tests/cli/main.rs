@@ -17,6 +17,7 @@ mod audit;
 mod backup;
 mod errors;
 mod grants;
+mod hooks;
 mod install;
 mod invite;
 mod mcp;

@@ -330,7 +330,7 @@ fn mcp_server_tools_push_hooks_and_status_line() {
             "{inbox:?}"
         );
         let st = until(&s, "message_status", json!({"id": id}), |t| {
-            t.contains("\"read\"")
+            t.contains("\"shown\"")
         })
         .await;
         assert!(st.contains("alice"), "{st}");

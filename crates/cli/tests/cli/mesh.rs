@@ -62,7 +62,7 @@ fn readme_flow_create_share_join_send_while_offline_read_once() {
     assert!(!second.stdout.contains("hello bob"), "{second:?}");
 
     // And alice sees that bob read it.
-    let status = status_becomes(&alice, &id, "bob", "read");
+    let status = status_becomes(&alice, &id, "bob", "shown");
     assert_eq!(status["id"], id.as_str());
     assert_eq!(status["state"], "accepted");
 

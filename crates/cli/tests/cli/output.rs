@@ -110,7 +110,7 @@ fn json_output_has_the_documented_shapes() {
         .json();
     assert_eq!(all[0]["read"], true, "{all}");
 
-    let status = status_becomes(&alice, &id, "bob", "read");
+    let status = status_becomes(&alice, &id, "bob", "shown");
     assert_eq!(status["recipients"][0]["key"], b["key"]);
     assert!(status["seq"].as_u64().is_some());
 

@@ -707,7 +707,7 @@ fn two_gateways_talk(broker: &Broker) -> Vec<String> {
         .problem(400, code::USAGE);
     let detail = eventually("alice sees bob read her message", || {
         let v = a.get(&format!("/api/v1/messages/{id}")).ok(200);
-        if v["delivery"]["recipients"][0]["state"] == "read" {
+        if v["delivery"]["recipients"][0]["state"] == "shown" {
             Ok(v)
         } else {
             Err(v.to_string())
@@ -1299,7 +1299,7 @@ fn serve_event_stream_resumes_after_a_reconnect_and_a_restart() {
     let status = loop {
         let e = alice_events.next_of(&["status"]);
         let v = e.json();
-        if v["id"] == m0["id"] && v["recipients"][0]["state"] == "read" {
+        if v["id"] == m0["id"] && v["recipients"][0]["state"] == "shown" {
             break v;
         }
     };

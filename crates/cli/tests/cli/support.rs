@@ -458,7 +458,7 @@ pub(crate) fn bodies(msgs: &[Value]) -> Vec<&str> {
     msgs.iter().filter_map(|m| m["body"].as_str()).collect()
 }
 
-/// `message status <id> --json` until `name`'s state is `want`. The read
+/// `message status <id> --json` until `name`'s state is `want`. The shown
 /// receipt travels after `inbox` has printed, so the broker may record it a
 /// moment after the recipient's process exits; this asks again rather than
 /// waiting a fixed time.

@@ -97,8 +97,8 @@ fn topics_groups_and_broadcast_reach_everyone_once_then_not_the_banned() {
     assert!(carol.inbox_json(&[]).is_empty(), "each exactly once");
 
     // Per recipient, by name.
-    status_becomes(&alice, &all, "bob", "read");
-    let st = status_becomes(&alice, &all, "carol", "read");
+    status_becomes(&alice, &all, "bob", "shown");
+    let st = status_becomes(&alice, &all, "carol", "shown");
     assert_eq!(st["target"], "*", "{st}");
     assert_eq!(st["recipients"].as_array().map(Vec::len), Some(2), "{st}");
     let st = alice.run(&["message", "status", &post]).ok();
@@ -126,7 +126,7 @@ fn topics_groups_and_broadcast_reach_everyone_once_then_not_the_banned() {
         .run(&["--json", "inbox"])
         .fails_json(code::REFUSED, "refused");
     // Only bob was a recipient of what was sent after the ban.
-    let st = status_becomes(&alice, &all2, "bob", "read");
+    let st = status_becomes(&alice, &all2, "bob", "shown");
     assert_eq!(st["recipients"].as_array().map(Vec::len), Some(1), "{st}");
 
     // The topic's history has every post, for any member.

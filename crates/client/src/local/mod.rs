@@ -6,8 +6,10 @@
 //! messages (`#topic`, `@group`, `*`) are kept with their target, so unread
 //! counts per topic and "mark this topic read" are local queries.
 //!
-//! The outbox's queries are in [`outbox`]. The gateway's tables (API keys,
-//! idempotency keys) share this file and its migrations.
+//! The outbox's queries are in [`outbox`]; what the inbox owes senders as
+//! signed receipts (shown, answered) and the numbers a fan-out target's
+//! watermarks are made of, in [`receipts`]. The gateway's tables (API
+//! keys, idempotency keys) share this file and its migrations.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use claudemesh_crypto::envelope::{MessageId, VerifiedMessage};
 use claudemesh_crypto::log::LogEntry;
+use claudemesh_crypto::receipt::Via;
 use claudemesh_crypto::{MeshId, PublicKey};
 use serde::Serialize;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -26,7 +29,9 @@ use sqlx::{Row, SqlStr};
 use crate::error::ClientError;
 
 mod outbox;
+mod receipts;
 pub use outbox::OutboxEntry;
+pub use receipts::{AnsweredDue, HELD_WINDOW, ShownDue};
 
 /// One migration of `migrations/client/`: (version, name, SQL).
 macro_rules! migration {
@@ -40,12 +45,13 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
     migration!(4, "idempotency", "0004_idempotency.sql"),
     migration!(5, "gateway_events", "0005_gateway_events.sql"),
+    migration!(6, "receipts", "0006_receipts.sql"),
 ];
 
 fn migrator() -> Migrator {
@@ -124,6 +130,19 @@ pub struct Rejection {
     pub reason: String,
     /// Unix ms.
     pub at: u64,
+}
+
+/// A verified message to store as delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// The message.
+    pub msg: &'a VerifiedMessage,
+    /// Broker seq.
+    pub seq: u64,
+    /// A fan-out message's number within its target (from `deliver`).
+    pub tseq: Option<u64>,
+    /// Whether it mentions this member (`@name`).
+    pub mentions_me: bool,
 }
 
 /// The columns [`inbox_row`] reads, in its order.
@@ -267,12 +286,31 @@ impl LocalStore {
         msgs: &[(&VerifiedMessage, u64, bool)],
         received_at: u64,
     ) -> Result<Vec<bool>, ClientError> {
+        let numbered: Vec<_> = msgs
+            .iter()
+            .map(|(msg, seq, mentions_me)| Inbound {
+                msg,
+                seq: *seq,
+                tseq: None,
+                mentions_me: *mentions_me,
+            })
+            .collect();
+        self.store_inbound(mesh, &numbered, received_at).await
+    }
+
+    /// Stores verified messages as delivered (with a fan-out message's
+    /// number within its target) in one transaction; for each, false if it
+    /// was already stored (its number is then filled in if it lacked one).
+    pub async fn store_inbound(
+        &self,
+        mesh: &MeshId,
+        msgs: &[Inbound<'_>],
+        received_at: u64,
+    ) -> Result<Vec<bool>, ClientError> {
         let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(msgs.len());
-        for (msg, seq, mentions_me) in msgs {
-            out.push(
-                Self::insert_inbound(&mut tx, mesh, msg, *seq, *mentions_me, received_at).await?,
-            );
+        for m in msgs {
+            out.push(Self::insert_inbound(&mut tx, mesh, m, received_at).await?);
         }
         tx.commit().await?;
         Ok(out)
@@ -281,15 +319,14 @@ impl LocalStore {
     async fn insert_inbound(
         tx: &mut sqlx::SqliteTransaction<'_>,
         mesh: &MeshId,
-        msg: &VerifiedMessage,
-        seq: u64,
-        mentions_me: bool,
+        m: &Inbound<'_>,
         received_at: u64,
     ) -> Result<bool, ClientError> {
+        let (msg, seq, mentions_me) = (m.msg, m.seq, m.mentions_me);
         let done = sqlx::query(
             "INSERT INTO inbox (mesh_id, sender_member, sender_session, msg_id, broker_seq, target, \
-             priority, reply_to, sent_at, received_at, body, mentions_me) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             priority, reply_to, sent_at, received_at, body, mentions_me, tseq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING",
         )
         .bind(mesh_key(mesh))
@@ -304,9 +341,25 @@ impl LocalStore {
         .bind(i(received_at))
         .bind(msg.body())
         .bind(i64::from(mentions_me))
+        .bind(m.tseq.map(i))
         .execute(&mut **tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        if let Some(tseq) = m.tseq {
+            sqlx::query(
+                "UPDATE inbox SET tseq = ? WHERE mesh_id = ? AND sender_member = ? AND msg_id = ? \
+                 AND tseq IS NULL",
+            )
+            .bind(i(tseq))
+            .bind(mesh_key(mesh))
+            .bind(msg.sender_member().to_hex())
+            .bind(msg.id().to_hex())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(false)
     }
 
     /// Inbox messages, oldest first: unread only, or all (then the newest
@@ -511,77 +564,27 @@ impl LocalStore {
         Ok(u(n))
     }
 
-    /// Marks inbox rows read (shown to the user).
+    /// Marks inbox rows read (shown by `inbox`): [`LocalStore::mark_shown`]
+    /// with [`Via::Inbox`].
     pub async fn mark_read(
         &self,
         mesh: &MeshId,
         local_ids: &[i64],
         at: u64,
     ) -> Result<(), ClientError> {
-        let mut tx = self.write_tx().await?;
-        for id in local_ids {
-            sqlx::query(
-                "UPDATE inbox SET read_at = ? WHERE mesh_id = ? AND id = ? AND read_at IS NULL",
-            )
-            .bind(i(at))
-            .bind(mesh_key(mesh))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.mark_shown(mesh, local_ids, at, Via::Inbox).await
     }
 
     /// Marks inbox rows read by sender and message id (hex), for messages
-    /// known from an event rather than a listing (events carry no row id).
+    /// known from an event rather than a listing (events carry no row id):
+    /// [`LocalStore::mark_shown_by_id`] with [`Via::Inbox`].
     pub async fn mark_read_by_id(
         &self,
         mesh: &MeshId,
         messages: &[(&str, &str)],
         at: u64,
     ) -> Result<(), ClientError> {
-        let mut tx = self.write_tx().await?;
-        for (sender, id) in messages {
-            sqlx::query(
-                "UPDATE inbox SET read_at = ? WHERE mesh_id = ? AND sender_member = ? AND msg_id = ? AND read_at IS NULL",
-            )
-            .bind(i(at))
-            .bind(mesh_key(mesh))
-            .bind(sender)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Broker seqs of messages read locally whose read receipt the broker
-    /// has not been sent yet.
-    pub async fn read_receipts_due(&self, mesh: &MeshId) -> Result<Vec<u64>, ClientError> {
-        let rows: Vec<i64> = sqlx::query_scalar(
-            "SELECT broker_seq FROM inbox WHERE mesh_id = ? AND read_at IS NOT NULL AND read_acked = 0 \
-             ORDER BY id LIMIT 256",
-        )
-        .bind(mesh_key(mesh))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(u).collect())
-    }
-
-    /// Records that read receipts were sent for these seqs.
-    pub async fn read_receipts_sent(&self, mesh: &MeshId, seqs: &[u64]) -> Result<(), ClientError> {
-        let mut tx = self.write_tx().await?;
-        for s in seqs {
-            sqlx::query("UPDATE inbox SET read_acked = 1 WHERE mesh_id = ? AND broker_seq = ?")
-                .bind(mesh_key(mesh))
-                .bind(i(*s))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.mark_shown_by_id(mesh, messages, at, Via::Inbox).await
     }
 
     /// Records a refused envelope.

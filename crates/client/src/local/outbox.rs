@@ -25,6 +25,8 @@ pub struct OutboxEntry {
     pub error: Option<String>,
     /// Unix ms.
     pub created_at: u64,
+    /// A fan-out message's number within its target, once accepted.
+    pub tseq: Option<u64>,
 }
 
 impl LocalStore {
@@ -100,20 +102,22 @@ impl LocalStore {
             .collect()
     }
 
-    /// Marks outbox entries accepted by the broker, in one transaction.
+    /// Marks outbox entries accepted by the broker, in one transaction:
+    /// (id, broker seq, a fan-out message's number within its target).
     pub async fn outbox_accepted(
         &self,
         mesh: &MeshId,
-        accepted: &[(MessageId, u64)],
+        accepted: &[(MessageId, u64, Option<u64>)],
         at: u64,
     ) -> Result<(), ClientError> {
         let mut tx = self.write_tx().await?;
-        for (id, seq) in accepted {
+        for (id, seq, tseq) in accepted {
             sqlx::query(
-                "UPDATE outbox SET state = 'accepted', broker_seq = ?, accepted_at = ?, error = NULL \
-                 WHERE mesh_id = ? AND msg_id = ?",
+                "UPDATE outbox SET state = 'accepted', broker_seq = ?, tseq = COALESCE(?, tseq), \
+                 accepted_at = ?, error = NULL WHERE mesh_id = ? AND msg_id = ?",
             )
             .bind(i(*seq))
+            .bind(tseq.map(i))
             .bind(i(at))
             .bind(mesh_key(mesh))
             .bind(id.to_hex())
@@ -142,6 +146,25 @@ impl LocalStore {
         Ok(())
     }
 
+    /// One outbox entry's sealed envelope (any state).
+    pub async fn outbox_envelope(
+        &self,
+        mesh: &MeshId,
+        id: &MessageId,
+    ) -> Result<Option<Envelope>, ClientError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT envelope FROM outbox WHERE mesh_id = ? AND msg_id = ?")
+                .bind(mesh_key(mesh))
+                .bind(id.to_hex())
+                .fetch_optional(&self.pool)
+                .await?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
+        })
+        .transpose()
+    }
+
     /// One outbox entry.
     pub async fn outbox_get(
         &self,
@@ -149,7 +172,8 @@ impl LocalStore {
         id: &MessageId,
     ) -> Result<Option<OutboxEntry>, ClientError> {
         let row = sqlx::query(
-            "SELECT target, state, broker_seq, error, created_at FROM outbox WHERE mesh_id = ? AND msg_id = ?",
+            "SELECT target, state, broker_seq, error, created_at, tseq FROM outbox \
+             WHERE mesh_id = ? AND msg_id = ?",
         )
         .bind(mesh_key(mesh))
         .bind(id.to_hex())
@@ -163,6 +187,7 @@ impl LocalStore {
                 seq: r.try_get::<Option<i64>, _>(2)?.map(u),
                 error: r.try_get(3)?,
                 created_at: u(r.try_get(4)?),
+                tseq: r.try_get::<Option<i64>, _>(5)?.map(u),
             })
         })
         .transpose()

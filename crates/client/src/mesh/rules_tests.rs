@@ -772,3 +772,213 @@ async fn the_local_store_counts_unread_per_target_and_forgets_a_mesh() {
     assert!(local.inbox(&mesh, false, 100).await.unwrap().is_empty());
     assert!(local.outbox_pending(&mesh).await.unwrap().is_empty());
 }
+
+/// A direct message from `from` to the session of `to`'s state.
+fn seal_to_session(from: &MeshState, to: &MeshState, body: &str) -> Envelope {
+    use claudemesh_crypto::envelope::{EnvelopeHeader, MessageId, SealingKey};
+    let session = to.session().public();
+    let header = EnvelopeHeader {
+        mesh: from.mesh_id(),
+        epoch: from.roster().epoch(),
+        target: Target::Session(session),
+        id: MessageId::random(),
+        reply_to: None,
+        priority: Priority::Next,
+        sent_at: now_ms(),
+        log_head: from.roster().head(),
+    };
+    Envelope::seal(
+        from.session(),
+        header,
+        body.as_bytes(),
+        SealingKey::Direct(&session.0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_local_store_keeps_the_receipts_owed_and_the_numbers_held() {
+    use crate::local::{Inbound, InboxMessage};
+    use claudemesh_crypto::envelope::MessageId;
+    use claudemesh_crypto::receipt::Via;
+
+    let mut w = World::new();
+    let alice = w.alice.clone();
+    w.push(
+        &alice,
+        topic_create_body("deploys", false, "", &alice.public(), &w.mid())
+            .unwrap()
+            .0,
+    );
+    let (sa, sb, sb2) = (w.state(&w.alice), w.state(&w.bob), w.state(&w.bob));
+    let dir = tempfile::tempdir().unwrap();
+    let local = crate::local::LocalStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let mesh = sb.mesh_id();
+    let mine = Target::Session(sb.session().public()).to_string();
+    let bob = format!("member:{}", w.bob.public().to_hex());
+    let other = Target::Session(sb2.session().public()).to_string();
+    // A DM to bob, one to this session, one to bob's other session, and
+    // posts numbered 1, 2 and 4 in #deploys (3 is bob's own).
+    let sent = [
+        (seal(&sa, &bob, "dm").unwrap(), None),
+        (seal_to_session(&sa, &sb, "to me"), None),
+        (seal_to_session(&sa, &sb2, "to my twin"), None),
+        (seal(&sa, "#deploys", "one").unwrap(), Some(1)),
+        (seal(&sa, "#deploys", "two").unwrap(), Some(2)),
+        (seal(&sa, "#deploys", "four").unwrap(), Some(4)),
+    ];
+    let msgs: Vec<VerifiedMessage> = sent
+        .iter()
+        .map(|(e, _)| {
+            let opener = if e.target.to_string() == other {
+                &sb2
+            } else {
+                &sb
+            };
+            e.verify_and_open(opener.roster(), opener).unwrap()
+        })
+        .collect();
+    let batch: Vec<Inbound<'_>> = msgs
+        .iter()
+        .zip(&sent)
+        .zip(10u64..)
+        .map(|((msg, (_, tseq)), seq)| Inbound {
+            msg,
+            seq,
+            tseq: *tseq,
+            mentions_me: false,
+        })
+        .collect();
+    let fresh = local.store_inbound(&mesh, &batch, T).await.unwrap();
+    assert!(fresh.iter().all(|f| *f));
+    assert_eq!(
+        local.fanout_held(&mesh, "#deploys", false).await.unwrap(),
+        vec![4, 2, 1]
+    );
+    assert!(
+        local
+            .fanout_held(&mesh, "#deploys", true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Bob's own post, accepted as #3 of the topic, counts as held.
+    let own = seal(&sb, "#deploys", "three").unwrap();
+    local.outbox_upsert(&own, T).await.unwrap();
+    local
+        .outbox_accepted(&mesh, &[(own.id, 12, Some(3))], T)
+        .await
+        .unwrap();
+    assert_eq!(
+        local.fanout_held(&mesh, "#deploys", false).await.unwrap(),
+        vec![4, 3, 2, 1]
+    );
+    assert_eq!(
+        local.fanout_targets_held(&mesh).await.unwrap(),
+        vec!["#deploys".to_owned()]
+    );
+
+    // Shown: the fan-out rows owe no receipt of their own; the DMs do, but
+    // the one to the other session is that session's to sign.
+    let all = local.inbox(&mesh, false, 100).await.unwrap();
+    let ids = |pick: &dyn Fn(&InboxMessage) -> bool| -> Vec<i64> {
+        all.iter().filter(|m| pick(m)).map(|m| m.local_id).collect()
+    };
+    local
+        .mark_shown(
+            &mesh,
+            &ids(&|m| m.body == "one" || m.body == "four"),
+            T,
+            Via::Hook,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        local.fanout_held(&mesh, "#deploys", true).await.unwrap(),
+        vec![4, 3, 1]
+    );
+    assert_eq!(
+        local.fanout_last_via(&mesh, "#deploys").await.unwrap(),
+        Via::Hook
+    );
+    let dms: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|m| m.target.starts_with("member:") || m.target.starts_with("session:"))
+        .map(|m| (m.from.as_str(), m.id.as_str()))
+        .collect();
+    local
+        .mark_shown_by_id(&mesh, &dms, T + 1, Via::McpTool)
+        .await
+        .unwrap();
+    // Shown once: a later showing does not change how.
+    local
+        .mark_shown_by_id(&mesh, &dms, T + 2, Via::Inbox)
+        .await
+        .unwrap();
+    let due = local.shown_receipts_due(&mesh, &mine).await.unwrap();
+    let bodies: Vec<&str> = due
+        .iter()
+        .map(|d| {
+            all.iter()
+                .find(|m| m.local_id == d.local_id)
+                .map(|m| m.body.as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(bodies, ["dm", "to me"]);
+    assert!(
+        due.iter()
+            .all(|d| d.via == Via::McpTool && d.shown_at == T + 1)
+    );
+    let done: Vec<i64> = due.iter().map(|d| d.local_id).collect();
+    local.shown_receipts_sent(&mesh, &done).await.unwrap();
+    assert!(
+        local
+            .shown_receipts_due(&mesh, &mine)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Answered: recorded once, owed until sent.
+    let dm_id = sent[0].0.id.to_hex();
+    let reply = MessageId::random().to_hex();
+    let to_alice = format!("member:{}", alice.public().to_hex());
+    assert!(
+        local
+            .record_answer(&mesh, &dm_id, &reply, &to_alice)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !local
+            .record_answer(&mesh, &dm_id, "00", &to_alice)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !local
+            .record_answer(&mesh, "ff", &reply, &to_alice)
+            .await
+            .unwrap()
+    );
+    let due = local.answered_receipts_due(&mesh, &mine).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].msg_id.as_str(), due[0].reply.as_str()),
+        (dm_id.as_str(), reply.as_str())
+    );
+    local
+        .answered_receipts_sent(&mesh, &[due[0].local_id])
+        .await
+        .unwrap();
+    assert!(
+        local
+            .answered_receipts_due(&mesh, &mine)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -2,7 +2,7 @@
 //! when it expired or soon will), the verified log to start from (fetched
 //! from genesis when this device has none), and each connection: open,
 //! hello, welcome, start the reader, processor and writer tasks, catch up
-//! (log, grants, outbox, read receipts), then up.
+//! (log, grants, outbox, receipts and watermarks owed), then up.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +17,7 @@ use super::handshake::{ConnInfo, Greeting, greet};
 use super::inbound::Work;
 use super::log_sync::recover_log;
 use super::options::{ConnectOptions, SessionChoice};
+use super::receipts::marks_loop;
 use super::supervisor::{repair_loop, supervise};
 use crate::error::ClientError;
 use crate::home::{Home, MeshConfig};
@@ -75,6 +76,10 @@ impl Session {
         tokio::spawn(repair_loop(
             Arc::downgrade(&inner),
             inner.repair_wanted.clone(),
+        ));
+        tokio::spawn(marks_loop(
+            Arc::downgrade(&inner),
+            inner.marks_wanted.clone(),
         ));
         let (first_tx, first_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervise(inner.clone(), first_tx));
@@ -202,9 +207,16 @@ impl Session {
                 tracing::warn!(error = %e, "the broker did not take the grants");
             }
             for env in self.local.outbox_pending(&self.mesh.id).await? {
+                self.note_reply(env.id, env.reply_to, &env.target);
                 self.send_envelope(env).await?;
             }
-            self.flush_read_receipts().await
+            // What the last connection may have lost: the watermarks, and
+            // the receipts still owed. Retried on the next connection if
+            // this fails; the connection itself is fine.
+            if let Err(e) = self.resend_receipts().await {
+                tracing::warn!(error = %e, "could not send the receipts owed");
+            }
+            Ok::<(), ClientError>(())
         };
         if let Err(e) = caught_up.await {
             reader.abort();

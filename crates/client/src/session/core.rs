@@ -56,7 +56,7 @@ pub(crate) struct Session {
     /// and how often.
     pub(super) reseals: Mutex<HashMap<MessageId, u8>>,
     /// The task that owns the socket's write half: `close` waits for it, so
-    /// what was queued (read receipts, the close frame) is on the wire
+    /// what was queued (receipts, watermarks, the close frame) is on the wire
     /// before the process exits.
     pub(super) socket_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// This session's current status and published details: what
@@ -69,6 +69,14 @@ pub(crate) struct Session {
     /// Wakes the repair task: a log sync found a key sealed to this member
     /// that it cannot use, and it is the current one.
     pub(super) repair_wanted: Arc<tokio::sync::Notify>,
+    /// Fan-out watermarks: the highest seq stored per target, and what was
+    /// sent on this connection (`receipts`).
+    pub(super) marks: Mutex<super::receipts::Marks>,
+    /// Wakes the watermark coalescer: a target's delivered watermark moved.
+    pub(super) marks_wanted: Arc<tokio::sync::Notify>,
+    /// Messages sent that answer another (`reply_to`, and the reply's
+    /// target), until the broker accepts them: the answer is then recorded.
+    pub(super) replies: Mutex<HashMap<MessageId, (MessageId, String)>>,
 }
 
 pub(super) use claudemesh_proto::sync::lock;
@@ -107,6 +115,9 @@ impl Session {
             socket_writer: Mutex::new(None),
             renew_cert: AtomicBool::new(false),
             repair_wanted: Arc::new(tokio::sync::Notify::new()),
+            marks: Mutex::new(super::receipts::Marks::default()),
+            marks_wanted: Arc::new(tokio::sync::Notify::new()),
+            replies: Mutex::new(HashMap::new()),
         }
     }
 
@@ -190,6 +201,7 @@ impl Session {
     pub(super) fn stop_tasks(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.repair_wanted.notify_one();
+        self.marks_wanted.notify_one();
     }
 
     /// Closes the connection: sends the close frame behind what is queued

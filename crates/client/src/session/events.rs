@@ -1,11 +1,14 @@
 //! What a live session tells its owner: the events it broadcasts, the
 //! outcome of a send the broker accepted, and a sent message's delivery
-//! state as reported.
+//! state as proven and as reported.
 
 use claudemesh_crypto::envelope::MessageId;
 use claudemesh_proto::frames::PeerPresence;
 
+use claudemesh_crypto::receipt::ReceiptState;
+
 use crate::local::{InboxMessage, Rejection};
+use crate::receipts::Proof;
 
 /// Something that happened on the connection.
 #[derive(Debug, Clone)]
@@ -71,7 +74,8 @@ pub struct StatusReport {
     pub recipients: Vec<RecipientReport>,
 }
 
-/// One recipient's state.
+/// One recipient's state: what its signed receipts and watermarks prove
+/// (checked by this device, [`crate::receipts`]) and what the broker says.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecipientReport {
@@ -79,6 +83,17 @@ pub struct RecipientReport {
     pub name: String,
     /// Key (hex).
     pub key: String,
-    /// `queued`, `delivered`, `read` or `expired`.
+    /// The highest state proven (`delivered`, `shown`, `answered`), else
+    /// the broker's word (`observed`).
     pub state: String,
+    /// What the broker says, unsigned: `queued`, `delivered`, `shown`,
+    /// `answered` or `expired`.
+    pub observed: String,
+    /// The highest state a signed receipt or watermark that verifies
+    /// attests; absent: nothing proven.
+    pub proven: Option<ReceiptState>,
+    /// Every receipt and watermark the broker handed over for this
+    /// recipient, each checked (one that fails is listed with why, and
+    /// proves nothing).
+    pub proofs: Vec<Proof>,
 }

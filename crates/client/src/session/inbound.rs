@@ -2,7 +2,11 @@
 //! their waiters, deliveries and acceptances to the processor, presence
 //! and log updates to subscribers and the log sync); the processor
 //! verifies deliveries, checks them against this member's grants (TM7),
-//! stores them in one transaction, announces them, then acks them.
+//! stores them in one transaction, announces them, then tells the broker:
+//! a direct message by its signed `delivered` receipt, a fan-out message by
+//! its target's delivered watermark (coalesced, `receipts`), and an
+//! envelope it refused by a plain `ack` (nothing verified to sign for, but
+//! the broker must stop redelivering it).
 
 use std::sync::Arc;
 
@@ -17,7 +21,7 @@ use tokio::sync::mpsc;
 use super::core::{Session, lock};
 use super::events::Event;
 use crate::error::ClientError;
-use crate::local::{InboxMessage, Rejection};
+use crate::local::{Inbound, InboxMessage, Rejection};
 use crate::mesh::mentions;
 use crate::wire;
 use claudemesh_proto::clock::now_ms;
@@ -137,7 +141,7 @@ impl Session {
         }
     }
 
-    /// Stores deliveries and acceptances in batches, then acks.
+    /// Stores deliveries and acceptances in batches, then acknowledges them.
     pub(super) async fn process_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Work>) {
         let mut buf = Vec::with_capacity(256);
         while rx.recv_many(&mut buf, 256).await > 0 {
@@ -162,11 +166,14 @@ impl Session {
     }
 
     /// Verifies a batch of deliveries, stores the good ones in one
-    /// transaction, records the refused ones, then acks them all (a message
-    /// is acked only once it is stored).
+    /// transaction, records the refused ones, then acknowledges them all (a
+    /// message only once it is stored): signed `delivered` receipts for
+    /// direct messages, the delivered watermark for fan-out ones, an `ack`
+    /// for the refused.
     pub(super) async fn on_delivers(&self, delivers: Vec<Deliver>) {
         let mut synced = false;
-        let mut acks = Vec::with_capacity(delivers.len());
+        let mut acks = Vec::new();
+        let mut receipts = Vec::new();
         let mut verified = Vec::with_capacity(delivers.len());
         let now = now_ms();
         let mut grants: Option<Option<claudemesh_crypto::grants::GrantSet>> = None;
@@ -200,7 +207,7 @@ impl Session {
                 }
             }
             match result {
-                Ok(msg) => verified.push((msg, d.seq)),
+                Ok(msg) => verified.push((msg, d.seq, d.tseq)),
                 Err(e) => {
                     tracing::warn!(seq = d.seq, error = %e, "refused an envelope");
                     let sender = d.envelope.sender.member;
@@ -215,24 +222,38 @@ impl Session {
             }
         }
         let my_name = self.read_state(mentions::my_name);
-        let batch: Vec<_> = verified
+        let batch: Vec<Inbound<'_>> = verified
             .iter()
-            .map(|(m, seq)| (m, *seq, mentions::flags_me(m, &my_name)))
+            .map(|(msg, seq, tseq)| Inbound {
+                msg,
+                seq: *seq,
+                // A number within the target means something only for fan-out.
+                tseq: tseq.filter(|_| !msg.target().is_direct()),
+                mentions_me: mentions::flags_me(msg, &my_name),
+            })
             .collect();
-        match self
-            .local
-            .store_inbound_flagged(&self.mesh.id, &batch, now)
-            .await
-        {
+        match self.local.store_inbound(&self.mesh.id, &batch, now).await {
             Ok(_) => {
-                for (msg, seq, mentions_me) in &batch {
-                    acks.push(*seq);
-                    self.announce(msg, *seq, *mentions_me, now);
+                let mut fanout = Vec::new();
+                for m in &batch {
+                    if m.msg.target().is_direct() {
+                        match self.delivered_receipt(m.msg, m.seq, now) {
+                            Some(r) => receipts.push(r),
+                            // Cannot sign: acked unsigned rather than redelivered forever.
+                            None => acks.push(m.seq),
+                        }
+                    } else if m.tseq.is_some() && !fanout.contains(&m.msg.target()) {
+                        fanout.push(m.msg.target());
+                    }
+                    self.announce(m.msg, m.seq, m.mentions_me, now);
                 }
+                self.fanout_stored(&fanout);
             }
-            // Not stored: not acked; they come back on the next connection.
+            // Not stored: not acknowledged; they come back on the next connection.
             Err(e) => tracing::error!(error = %e, "could not store messages"),
         }
+        receipts.sort_unstable_by_key(|r| r.seq);
+        let _ = self.send_receipts(&receipts).await;
         acks.sort_unstable();
         for chunk in acks.chunks(MAX_IDS_PER_ACK) {
             let _ = self

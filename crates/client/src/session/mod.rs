@@ -2,7 +2,7 @@
 //! connects (challenge, signed hello, welcome), keeps its verified copy of
 //! the membership log in step with the broker's, sends messages that
 //! return once the broker has durably accepted them, receives messages
-//! (verify, store, then ack), and reconnects with exponential backoff and
+//! (verify, store, then a signed receipt), and reconnects with exponential backoff and
 //! jitter, resending from the outbox whatever was not accepted. Every
 //! (re)connection first renews the session certificate if it expired or
 //! soon will (the broker ends a connection whose certificate expires,
@@ -21,7 +21,9 @@
 //! - `requests`: request ids and answers, and the requests the session
 //!   makes itself (`ping`, `grants_set` after each connect); the features
 //!   make theirs through `Session::request`.
-//! - `outbox`: sending, accepting, resealing, read receipts.
+//! - `outbox`: sending, accepting, resealing.
+//! - `receipts`: the signed receipts and watermarks this session owes its
+//!   senders (delivered, shown, answered), and their coalescer.
 //! - `inbound`: routing and storing what arrives.
 //! - `log_sync`: the verified log; `append`: signed appends and the key
 //!   rotations owed before them; `supervisor`: reconnecting, repairing.
@@ -35,6 +37,7 @@ mod inbound;
 pub(crate) mod log_sync;
 mod options;
 mod outbox;
+mod receipts;
 mod requests;
 mod supervisor;
 

@@ -1,21 +1,20 @@
 //! The outbox: a message is sealed, written to the local outbox, sent,
 //! and done once the broker accepts it (`accepted`), or resent with the
 //! same id on the next connection; refusals that a reseal or a wait can
-//! cure are handled here. Also the read receipts owed to the broker.
+//! cure are handled here. A message that answers another is remembered
+//! until accepted, when its `answered` receipt is owed (`receipts`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use claudemesh_crypto::envelope::{Envelope, MessageId, Priority, Target};
-use claudemesh_proto::frames::{Accepted, Ack, ErrorFrame, Send};
-use claudemesh_proto::limits::MAX_IDS_PER_ACK;
+use claudemesh_proto::frames::{Accepted, ErrorFrame, Send};
 use claudemesh_proto::{ClientFrame, ErrorCode};
 use tokio::sync::oneshot;
 
 use super::core::{Link, Session, lock};
 use super::events::SendOutcome;
 use crate::error::ClientError;
-use crate::local::InboxMessage;
 use claudemesh_proto::clock::now_ms;
 
 /// How many times a message refused with `rekey_required` is resealed
@@ -42,6 +41,7 @@ impl Session {
             let pins = crate::mesh::pins::Pins::load(&self.home, &self.mesh.id)?;
             self.read_state(|s| pins.check_send(s, &member))?;
         }
+        self.note_reply(id, reply_to, &target);
         let mut why = String::new();
         for _ in 0..MAX_RESEALS {
             self.rotate_keys_for(&target).await?;
@@ -98,6 +98,7 @@ impl Session {
         self.send_raw(&ClientFrame::Send(Send {
             req: Some(req),
             envelope: Box::new(env),
+            ttl_ms: None,
         }))
         .await
     }
@@ -156,7 +157,8 @@ impl Session {
     }
 
     pub(super) async fn on_accepted(&self, accepted: Vec<Accepted>) {
-        let done: Vec<(MessageId, u64)> = accepted.iter().map(|a| (a.id, a.seq)).collect();
+        let done: Vec<(MessageId, u64, Option<u64>)> =
+            accepted.iter().map(|a| (a.id, a.seq, a.tseq)).collect();
         if let Err(e) = self
             .local
             .outbox_accepted(&self.mesh.id, &done, now_ms())
@@ -174,6 +176,8 @@ impl Session {
                 }),
             );
         }
+        let ids: Vec<MessageId> = accepted.iter().map(|a| a.id).collect();
+        self.answers_accepted(&ids).await;
     }
 
     pub(super) async fn on_send_error(self: &Arc<Self>, id: MessageId, e: ErrorFrame) {
@@ -204,6 +208,7 @@ impl Session {
                 });
             }
             code => {
+                lock(&self.replies).remove(&id);
                 let message = e.message.clone();
                 if let Err(err) = self.local.outbox_failed(&self.mesh.id, &id, &message).await {
                     tracing::warn!(error = %err, "could not record a refused message");
@@ -211,44 +216,5 @@ impl Session {
                 self.resolve_send(&id, Err(ClientError::Refused { code, message }));
             }
         }
-    }
-
-    pub(crate) async fn flush_read_receipts(&self) -> Result<(), ClientError> {
-        let seqs = self.local.read_receipts_due(&self.mesh.id).await?;
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        if !matches!(*self.link.borrow(), Link::Up) {
-            return Ok(());
-        }
-        for chunk in seqs.chunks(MAX_IDS_PER_ACK) {
-            self.send_raw(&ClientFrame::Ack(Ack {
-                seqs: chunk.to_vec(),
-                read: true,
-            }))
-            .await?;
-        }
-        self.local.read_receipts_sent(&self.mesh.id, &seqs).await
-    }
-
-    /// Marks inbox messages read locally and tells the broker (read receipts).
-    pub(crate) async fn mark_read(&self, messages: &[InboxMessage]) -> Result<(), ClientError> {
-        let now = now_ms();
-        // Messages from a listing carry their row id; those from an event
-        // (`local_id` 0) are found by sender and id.
-        let (listed, announced): (Vec<&InboxMessage>, Vec<&InboxMessage>) =
-            messages.iter().partition(|m| m.local_id != 0);
-        let ids: Vec<i64> = listed.iter().map(|m| m.local_id).collect();
-        self.local.mark_read(&self.mesh.id, &ids, now).await?;
-        if !announced.is_empty() {
-            let keys: Vec<(&str, &str)> = announced
-                .iter()
-                .map(|m| (m.from.as_str(), m.id.as_str()))
-                .collect();
-            self.local
-                .mark_read_by_id(&self.mesh.id, &keys, now)
-                .await?;
-        }
-        self.flush_read_receipts().await
     }
 }

@@ -129,8 +129,10 @@ pub(super) async fn supervise(
         let _ = inner.link.send_replace(Link::Stopped(reason.clone()));
         inner.emit(Event::Stopped { reason });
         inner.drop_connection();
-        // The repair task sees the client stopped and ends.
+        // The repair task and the watermark coalescer see the client
+        // stopped and end.
         inner.repair_wanted.notify_one();
+        inner.marks_wanted.notify_one();
     };
     loop {
         if inner.stopping.load(Ordering::SeqCst) {

@@ -1,8 +1,9 @@
 //! `/api/v1/messages`: this member's inbox (unread, or everything after a
 //! cursor), sending a message to a peer, `#topic`, `@group` or `*` (an
 //! `Idempotency-Key` makes a retried POST the same message), one message
-//! with its per-recipient delivery, and marking messages read (which
-//! sends the read receipts). Senders are named by the one rule for names
+//! with its per-recipient delivery (what each recipient's signed receipts
+//! prove, and what the broker says), and marking messages read (which
+//! sends the signed `shown` receipts, `via: gateway`). Senders are named by the one rule for names
 //! (`claudemesh_client::naming`), as `claudemesh message inbox` names them.
 
 use std::sync::Arc;
@@ -11,12 +12,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use claudemesh_client::MeshClient;
 use claudemesh_client::client::StatusReport;
 use claudemesh_client::local::InboxMessage;
 use claudemesh_client::mesh::pins::Pins;
 use claudemesh_client::messages;
-use claudemesh_client::naming::{Sent, label_hex, label_recipients, reached, sent, status_json};
+use claudemesh_client::naming::{
+    Sent, label_hex, label_recipients, reached, sent, status_json, utc_time,
+};
+use claudemesh_client::{MeshClient, Via};
 use claudemesh_crypto::envelope::{MAX_BODY_BYTES, MessageId, Priority};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -309,8 +312,12 @@ pub struct MessageDetail {
     pub id: String,
     /// The copies of it in this device's inbox.
     pub received: Vec<ApiMessage>,
-    /// Its per-recipient delivery as the broker reports it (`queued`,
-    /// `delivered`, `read`, `expired`), when this member sent it.
+    /// Its per-recipient delivery, when this member sent it: each
+    /// recipient's `state` (the highest state its signed receipts prove:
+    /// `delivered`, `shown`, `answered`; else the broker's word), the
+    /// broker's `observed` state (`queued`, `delivered`, `shown`,
+    /// `answered`, `expired`), `proven`, every `proofs` entry checked
+    /// (`ok`, `error`), and `proof`, all of that in words.
     #[schema(value_type = Option<StatusReport>)]
     pub delivery: Option<serde_json::Value>,
 }
@@ -347,7 +354,10 @@ pub async fn one(
     let delivery = match client.message_status(&id).await {
         Ok(mut report) if report.target.as_deref().is_none_or(in_scope) => {
             let marks = client.with_state(|s| label_recipients(s, &pins, &mut report.recipients));
-            Some(status_json(&report, &marks).map_err(|e| Problem::storage("encode JSON", &e))?)
+            Some(
+                status_json(&report, &marks, &utc_time)
+                    .map_err(|e| Problem::storage("encode JSON", &e))?,
+            )
         }
         Ok(_) | Err(claudemesh_client::ClientError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
@@ -383,7 +393,8 @@ pub struct Marked {
     pub marked: usize,
 }
 
-/// Marks messages read (their senders get read receipts).
+/// Marks messages read (their senders get signed `shown` receipts, or a
+/// topic's shown watermark, `via: gateway`).
 #[utoipa::path(
     post,
     path = "/api/v1/messages/read",
@@ -426,7 +437,7 @@ pub async fn mark_read(
                 || req.up_to.is_some_and(|c| m.local_id <= c)
         })
         .collect();
-    client.mark_read(&chosen).await?;
+    client.mark_shown(&chosen, Via::Gateway).await?;
     Ok(Json(Marked {
         marked: chosen.len(),
     }))

@@ -38,7 +38,7 @@ pub struct InstallArgs {
     /// Print what would change; change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not add the hooks that keep your status true (working/idle)
+    /// Do not add the hooks (status working/idle, and messages into sessions without channels)
     #[arg(long)]
     pub no_hooks: bool,
     /// Do not install the skill file that teaches Claude the CLI
@@ -72,7 +72,9 @@ pub const NEXT: &str = "restart Claude Code, or run `claudemesh launch`";
 fn want_for(id: &str, paths: &ClaudePaths, sp: &Spelling) -> Option<Want> {
     match id {
         mcp_server::ID => Some(mcp_server::entry(&paths.config, sp)),
-        hooks::WORKING | hooks::IDLE => hooks::entry(id, &paths.settings, sp),
+        hooks::WORKING | hooks::IDLE | hooks::SESSION_START => {
+            hooks::entry(id, &paths.settings, sp)
+        }
         status_line::ID => Some(status_line::entry(&paths.settings, sp)),
         _ => mcp_server::allow_entry(id, &paths.settings),
     }
@@ -84,7 +86,7 @@ fn want_for(id: &str, paths: &ClaudePaths, sp: &Spelling) -> Option<Want> {
 fn wants(a: &InstallArgs, m: &Manifest, paths: &ClaudePaths, sp: &Spelling) -> Vec<Want> {
     let mut ids: Vec<String> = vec![mcp_server::ID.into()];
     if !a.no_hooks {
-        ids.extend([hooks::WORKING.into(), hooks::IDLE.into()]);
+        ids.extend(hooks::ALL.map(String::from));
     }
     if a.status_line {
         ids.push(status_line::ID.into());

@@ -1,7 +1,10 @@
-//! The status hooks in Claude Code's `settings.json`: `claudemesh hook
-//! working` on `UserPromptSubmit` and `claudemesh hook idle` on `Stop`, so
-//! the session's status follows Claude Code's (`crate::claude::hooks` is
-//! what they run).
+//! The hooks in Claude Code's `settings.json`: `claudemesh hook prompt` on
+//! `UserPromptSubmit`, `claudemesh hook stop` on `Stop` and `claudemesh
+//! hook session-start` on `SessionStart`, so the session's status follows
+//! Claude Code's and messages reach the conversation where channels are
+//! off (`crate::claude::hooks` is what they run). The first two keep the
+//! ids of the status hooks they replace (`hook working`, `hook idle`), so
+//! running install again rewrites an older install's in place.
 
 use std::path::Path;
 
@@ -13,12 +16,18 @@ use crate::claude::install::entry::{Spelling, Want};
 pub const WORKING: &str = "hook-working";
 /// The manifest's id of the hook run when Claude Code stops.
 pub const IDLE: &str = "hook-idle";
+/// The manifest's id of the hook run when a session starts.
+pub const SESSION_START: &str = "hook-session-start";
+
+/// Every hook install adds, in the order it adds them.
+pub const ALL: [&str; 3] = [WORKING, IDLE, SESSION_START];
 
 /// The hook `id` stands for in `settings`; `None` for another id.
 pub fn entry(id: &str, settings: &Path, sp: &Spelling) -> Option<Want> {
     let (event, words) = match id {
-        WORKING => ("UserPromptSubmit", "hook working"),
-        IDLE => ("Stop", "hook idle"),
+        WORKING => ("UserPromptSubmit", "hook prompt"),
+        IDLE => ("Stop", "hook stop"),
+        SESSION_START => ("SessionStart", "hook session-start"),
         _ => return None,
     };
     Some(Want::element(

@@ -81,8 +81,9 @@ pub enum Kind {
 /// One thing install put in a JSON file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
-    /// What it is: `mcp-server`, `hook-working`, `hook-idle`,
-    /// `status-line`, `allow:<tool>`.
+    /// What it is: `mcp-server`, `hook-working` (`hook prompt`),
+    /// `hook-idle` (`hook stop`), `hook-session-start`, `status-line`,
+    /// `allow:<tool>`.
     pub id: String,
     pub kind: Kind,
     /// The member's path, or the array's.

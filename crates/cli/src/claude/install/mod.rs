@@ -14,7 +14,8 @@
 //! What it installs, one file each:
 //! - `mcp_server`: our MCP server in `~/.claude.json`, and the tools
 //!   `--allow-tools` pre-approves in `settings.json`.
-//! - `hooks`: the status hooks in `settings.json`.
+//! - `hooks`: the hooks in `settings.json` (status, and messages where
+//!   channels are off).
 //! - `status_line`: the status line in `settings.json` (`--status-line`).
 //! - `skill`: `~/.claude/skills/claudemesh/SKILL.md`.
 //! - `manifest`: the record of all of it, `<home>/claude-install.json`.

@@ -5,7 +5,9 @@
 //! presence — and gives the model tools to find peers, message them and
 //! read topics (`tools`). Messages that arrive are pushed into the session
 //! as `notifications/claude/channel` (Claude Code's channels), framed as
-//! peer content; `check_messages` works without channels.
+//! peer content; `check_messages` works without channels, and so do the
+//! hooks, which ask this server (`listen_for_hooks`, `inject`) what to add
+//! to the conversation.
 //!
 //! Stdout carries JSON-RPC only: logs go to stderr (see `main`), and
 //! nothing on this path prints. The broker connection is made in the
@@ -13,6 +15,8 @@
 //! is down; tools then say so. The server registers itself in the home's
 //! run directory (`sessions`), where hooks and the status line find it.
 
+#[cfg(unix)]
+mod inject;
 mod push;
 mod shared;
 mod throttle;
@@ -461,54 +465,156 @@ async fn apply_status(shared: Arc<Shared>) {
     }
 }
 
-/// Serves `hook working|idle` on the session's unix socket: one JSON line
-/// in, one out. The status is set in the background so a hook returns at
-/// once; a `dnd` the model chose stays until the model changes it.
+/// Serves the hooks on the session's unix socket: one JSON line in
+/// ([`sessions::HookRequest`]), one out. A status request sets the status
+/// in the background so a hook returns at once; an inject request
+/// (`hook prompt|stop|session-start`) is answered from this device's store
+/// within [`INJECT_BUDGET`] (never the network), then what it showed is
+/// marked. Inject requests are answered one at a time, so two hooks never
+/// show the same message. A `dnd` the model chose stays until the model
+/// changes it.
 #[cfg(unix)]
 fn listen_for_hooks(
     shared: Arc<Shared>,
     path: std::path::PathBuf,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
     Ok(tokio::spawn(async move {
+        // The last connected client: its store serves the hooks while the
+        // broker is away (weak: it must not keep the client from closing).
+        let mut link = shared.link.subscribe();
+        let mut known = std::sync::Weak::<MeshClient>::new();
+        let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
         loop {
-            let Ok((sock, _)) = listener.accept().await else {
+            if let Link::Up(c) = &*link.borrow_and_update() {
+                known = Arc::downgrade(c);
+            }
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                changed = link.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Ok((sock, _)) = accepted else {
                 // Out of descriptors, say: do not spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let shared = shared.clone();
+            let client = known.upgrade();
+            let one_at_a_time = one_at_a_time.clone();
             tokio::spawn(async move {
-                let (read, mut write) = sock.into_split();
-                let mut line = String::new();
-                let mut reader = tokio::io::BufReader::new(read.take(4096));
-                if tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let status = match serde_json::from_str::<sessions::StatusRequest>(&line) {
-                    Ok(r) if r.status == "working" => Some(Status::Working),
-                    Ok(r) if r.status == "idle" => Some(Status::Idle),
-                    _ => None,
-                };
-                let answer: &[u8] = match status {
-                    None => b"{\"ok\":false,\"error\":\"expected {\\\"status\\\":\\\"working\\\"|\\\"idle\\\"}\"}\n",
-                    Some(_) if shared.dnd.load(Ordering::SeqCst) => b"{\"ok\":true,\"kept\":\"dnd\"}\n",
-                    Some(_) => b"{\"ok\":true}\n",
-                };
-                let _ = write.write_all(answer).await;
-                if let Some(status) = status
-                    && !shared.dnd.load(Ordering::SeqCst)
-                {
-                    lock(&shared.entry).status = status_word(status).to_owned();
-                    shared.dirty.notify_one();
-                    shared.wanted_status.send_replace(Some(status));
-                }
+                serve_hook(&shared, sock, client, &one_at_a_time).await;
             });
         }
     }))
+}
+
+/// How long the server takes at most to prepare an inject answer (the
+/// hook waits 2 s in all).
+#[cfg(unix)]
+const INJECT_BUDGET: Duration = Duration::from_millis(1500);
+
+/// One hook connection: its request, the answer, then what follows it.
+#[cfg(unix)]
+async fn serve_hook(
+    shared: &Shared,
+    sock: tokio::net::UnixStream,
+    client: Option<Arc<MeshClient>>,
+    one_at_a_time: &tokio::sync::Mutex<()>,
+) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    let (read, mut write) = sock.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read.take(4096));
+    if tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match serde_json::from_str::<sessions::HookRequest>(&line) {
+        Ok(sessions::HookRequest::Inject(req)) => {
+            let _turn = one_at_a_time.lock().await;
+            let prepared = tokio::time::timeout(
+                INJECT_BUDGET,
+                inject::prepare(shared, client.as_deref(), &req),
+            )
+            .await;
+            let prepared = prepared.unwrap_or_else(|_| {
+                tracing::info!("hook: the store did not answer in time; nothing added");
+                inject::Prepared::nothing(req.event)
+            });
+            let sent = write
+                .write_all(&answer_line(&prepared.answer))
+                .await
+                .is_ok();
+            if let Some(status) = prepared.status {
+                want_status(shared, status);
+            }
+            // Only what reached the hook counts as shown.
+            if sent && let Some(c) = &client {
+                inject::mark_shown(c, &prepared.shown).await;
+                shared.dirty.notify_one();
+            }
+        }
+        Ok(sessions::HookRequest::Status(r)) => {
+            let status = match r.status.as_str() {
+                "working" => Some(Status::Working),
+                "idle" => Some(Status::Idle),
+                _ => None,
+            };
+            let answer = match status {
+                None => bad_request(),
+                Some(_) if shared.dnd.load(Ordering::SeqCst) => {
+                    b"{\"ok\":true,\"kept\":\"dnd\"}\n".to_vec()
+                }
+                Some(_) => b"{\"ok\":true}\n".to_vec(),
+            };
+            let _ = write.write_all(&answer).await;
+            if let Some(status) = status {
+                want_status(shared, status);
+            }
+        }
+        Err(_) => {
+            let _ = write.write_all(&bad_request()).await;
+        }
+    }
+}
+
+/// An answer as the line sent.
+#[cfg(unix)]
+fn answer_line(answer: &sessions::InjectAnswer) -> Vec<u8> {
+    let mut out = serde_json::to_vec(answer).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+    out.push(b'\n');
+    out
+}
+
+/// The answer to a line that is no request.
+#[cfg(unix)]
+fn bad_request() -> Vec<u8> {
+    answer_line(&sessions::InjectAnswer {
+        ok: false,
+        error: Some(
+            r#"expected {"status":"working"|"idle"} or {"op":"inject","event":"prompt"|"stop"|"session_start"}"#
+                .to_owned(),
+        ),
+        ..sessions::InjectAnswer::default()
+    })
+}
+
+/// Takes the status a hook reported (applied by [`apply_status`]), unless
+/// the model chose `dnd`.
+#[cfg(unix)]
+fn want_status(shared: &Shared, status: Status) {
+    if shared.dnd.load(Ordering::SeqCst) {
+        return;
+    }
+    lock(&shared.entry).status = status_word(status).to_owned();
+    shared.dirty.notify_one();
+    shared.wanted_status.send_replace(Some(status));
 }

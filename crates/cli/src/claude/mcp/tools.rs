@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use claudemesh_client::MeshClient;
 use claudemesh_client::messages;
 use claudemesh_client::topics;
+use claudemesh_client::{MeshClient, Via};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_proto::frames::Status;
 use rmcp::handler::server::common::schema_for_type;
@@ -189,7 +189,7 @@ pub fn list() -> Vec<Tool> {
         ),
         tool::<MessageStatusArgs>(
             "message_status",
-            "Show the delivery state of a message this session sent, per recipient: queued (not yet delivered), delivered, or read.",
+            "Show the delivery state of a message this session sent, per recipient: queued, delivered (stored on their device), shown (put in front of them: inbox, check_messages, channel, hook, gateway), answered, or expired. `proof` says whether the recipient signed it (`signed <time> via <how>`) or only the broker says so (`broker only (unsigned)`); `BAD RECEIPT` means a receipt that does not verify: it proves nothing, tell your user.",
         )
         .annotate(read()),
         tool::<SetSummaryArgs>(
@@ -311,7 +311,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 claudemesh_client::naming::label_recipients(s, &pins, &mut report.recipients)
             });
             json(
-                &claudemesh_client::naming::status_json(&report, &marks)
+                &claudemesh_client::naming::status_json(&report, &marks, &crate::output::timestamp)
                     .map_err(|e| format!("cannot encode JSON: {e}"))?,
             )
         }
@@ -597,6 +597,8 @@ async fn check_messages(shared: &Shared, a: CheckMessagesArgs) -> ToolResult {
     if more > 0 {
         text.push_str(&format!("\n{more} more unread: call check_messages again."));
     }
-    c.mark_read(&list).await.map_err(|e| fail(e.into()))?;
+    c.mark_shown(&list, Via::McpTool)
+        .await
+        .map_err(|e| fail(e.into()))?;
     Ok(text)
 }
