@@ -601,6 +601,17 @@ pub(crate) enum Acking {
 /// How often the SDK sends a target's watermark at most (`claudemesh_client`'s `WATERMARK_EVERY`).
 const WATERMARK_EVERY: Duration = Duration::from_secs(1);
 
+/// The SDK's random wait before a watermark (up to half the interval).
+fn watermark_jitter() -> Duration {
+    let r = u64::from(u32::from_le_bytes(
+        claudemesh_crypto::keys::random_bytes::<4>(),
+    ));
+    let half = u64::try_from(WATERMARK_EVERY.as_micros() / 2)
+        .unwrap_or(1)
+        .max(1);
+    Duration::from_micros(r % half)
+}
+
 /// Which per-target numbers a subscriber holds.
 #[derive(Debug, Default)]
 struct Held {
@@ -656,6 +667,7 @@ async fn subscribe(
         Acking::Unsigned(d) => *d,
         Acking::Watermark(..) => WATERMARK_EVERY,
     };
+    let mut last_mark = tokio::time::Instant::now() - WATERMARK_EVERY;
     loop {
         tokio::select! {
             biased;
@@ -685,7 +697,15 @@ async fn subscribe(
                             _ => acks.push(seq),
                         }
                         if ack_due.is_none() {
-                            ack_due = Some(tokio::time::Instant::now() + ack_delay);
+                            ack_due = Some(match acking {
+                                Acking::Unsigned(_) => tokio::time::Instant::now() + ack_delay,
+                                // As the SDK: a random wait of up to half the
+                                // interval, and at least the interval after
+                                // the last watermark.
+                                Acking::Watermark(..) => (tokio::time::Instant::now()
+                                    + watermark_jitter())
+                                .max(last_mark + ack_delay),
+                            });
                         }
                         if acks.len() >= MAX_IDS_PER_ACK {
                             ack_due = None;
@@ -711,6 +731,7 @@ async fn subscribe(
             },
             _ = tokio::time::sleep_until(ack_due.unwrap_or_else(tokio::time::Instant::now)), if ack_due.is_some() => {
                 ack_due = None;
+                last_mark = tokio::time::Instant::now();
                 if track.ack(&mut sink, &mut acks).await.is_err()
                     || track.watermark(&mut sink, &acking, &mut held).await.is_err()
                 {

@@ -57,8 +57,9 @@ pub enum WriteJob {
 ///
 /// With several writers (Postgres), each commits on its own connection, so
 /// one batch's fsync overlaps the next batch's statements. A sender's
-/// messages and a member's acks always go to the same writer, which keeps
-/// each sender's messages in order and keeps writers off each other's rows.
+/// direct messages and a member's acks always go to the same writer, and a
+/// target's fan-out messages to the target's writer: each sender's messages
+/// to one target stay in order, and writers stay off each other's rows.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
     txs: Vec<mpsc::Sender<WriteJob>>,
@@ -69,6 +70,10 @@ impl WriterHandle {
     /// connection). Returns false once the writer has stopped.
     pub async fn submit(&self, job: WriteJob) -> bool {
         let key = match &job {
+            // A fan-out message goes to its target's writer: one writer
+            // then numbers the target's messages (`tseq`), in batches, and
+            // writers never queue on each other's counter row.
+            WriteJob::Message(m, _) if m.at_len.is_some() => target_key(&m.mesh, &m.target),
             WriteJob::Message(m, _) => m.sender_member.as_bytes()[0],
             WriteJob::Ack(a) => a.member.as_bytes()[0],
             WriteJob::Session(s) => s.member.as_bytes()[0],
@@ -92,6 +97,16 @@ impl WriterHandle {
             }
         }
     }
+}
+
+/// A byte that spreads fan-out targets over the writers (FNV-1a).
+fn target_key(mesh: &claudemesh_crypto::MeshId, target: &str) -> u8 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in mesh.as_bytes().iter().chain(target.as_bytes()) {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.to_le_bytes()[0] ^ h.to_le_bytes()[2]
 }
 
 /// Starts `writers` writer tasks (at least one).

@@ -3,15 +3,17 @@
 //! once the broker has durably accepted it; fetch what is queued (stored
 //! locally and acknowledged before it is printed); and report
 //! per-recipient delivery. Their clap types (`MessageCmd`, `SendArgs`,
-//! `InboxArgs`) say what each asks the policy.
+//! `InboxArgs`) say what each asks the policy. `--ttl` gives a message a
+//! time to live: not shown by then, it is reported `expired` and dropped.
 
 use std::io::Read as _;
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use claudemesh_client::local::InboxMessage;
 use claudemesh_client::mesh::Label;
 use claudemesh_client::messages;
-use claudemesh_client::{Event, Via};
+use claudemesh_client::{Event, SendOptions, Via};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 
 use crate::exit::{self, Failure, Outcome};
@@ -46,6 +48,10 @@ pub struct SendArgs {
     /// The message id this one answers
     #[arg(long, value_name = "ID")]
     pub reply_to: Option<String>,
+    /// Time to live: not shown by then (30s, 10m, 2h, 1d, or seconds; at
+    /// least 1s), the message expires and `message status` says so
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -53,7 +59,7 @@ pub struct InboxArgs {
     /// Keep running and print messages as they arrive
     #[arg(long)]
     pub watch: bool,
-    /// Show read messages too (the newest --limit)
+    /// Show read (and expired) messages too (the newest --limit)
     #[arg(long)]
     pub all: bool,
     /// At most this many messages
@@ -132,6 +138,11 @@ pub fn parse_reply_to(reply_to: Option<&str>) -> Result<Option<MessageId>, Failu
         .transpose()
 }
 
+/// `--ttl`: a duration of at least 1 s (a bad one is a usage error).
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    claudemesh_client::ttl::parse_ttl(text).map_err(|e| e.to_string())
+}
+
 /// `--priority`.
 pub fn priority(p: PriorityArg) -> Priority {
     match p {
@@ -144,24 +155,20 @@ pub fn priority(p: PriorityArg) -> Priority {
 pub async fn send(g: &Global, a: SendArgs) -> Outcome {
     let body = read_body(&a.text)?;
     let reply_to = parse_reply_to(a.reply_to.as_deref())?;
-    deliver(g, &a.to, &body, priority(a.priority), reply_to).await
+    let opts = SendOptions::new(priority(a.priority), reply_to).ttl(a.ttl);
+    deliver(g, &a.to, &body, opts).await
 }
 
 /// Sends `body` to what the user typed (a peer, `#topic`, `@group`, `*`)
-/// and prints the id (and, for a topic, who was notified of a mention).
-pub async fn deliver(
-    g: &Global,
-    to: &str,
-    body: &str,
-    priority: Priority,
-    reply_to: Option<MessageId>,
-) -> Outcome {
+/// and prints the id (and, for a topic, who was notified of a mention; with
+/// a time to live, when it expires).
+pub async fn deliver(g: &Global, to: &str, body: &str, opts: SendOptions) -> Outcome {
     let (home, mesh, client) = connect(g).await?;
     let result = async {
         let target = client.resolve(to).await?;
         let pins = names::pins_or_warn(&home, &mesh.id);
         let reached = names::reached(&client, &pins, &target).await;
-        let posted = messages::send(&client, target, body, priority, reply_to).await?;
+        let posted = messages::send_with(&client, MessageId::random(), target, body, opts).await?;
         Ok::<_, claudemesh_client::ClientError>(claudemesh_client::naming::sent(posted, reached))
     }
     .await;
@@ -179,6 +186,12 @@ pub async fn deliver(
                 "Sent to {}; stored by the broker (`claudemesh message status <id>` tracks it).",
                 sent.reached.text
             );
+            if let Some(deadline) = posted.deadline_ms {
+                eprintln!(
+                    "Expires {} unless shown by then.",
+                    output::timestamp(deadline)
+                );
+            }
             if !posted.mentioned.is_empty() {
                 eprintln!(
                     "Mentioned {} (not in {}): each got a direct message quoting it.",
@@ -213,6 +226,12 @@ pub fn markers(priority: &str, mentions_me: bool) -> String {
     format!("{p}{m}")
 }
 
+/// ` [expired]` for a message whose time to live ran out before it was
+/// shown (listed by `inbox --all` only).
+fn expired_marker(m: &InboxMessage) -> &'static str {
+    if m.expired { " [expired]" } else { "" }
+}
+
 fn print_message(g: &Global, m: &InboxMessage, label: &Label) {
     if g.json {
         return;
@@ -225,9 +244,10 @@ fn print_message(g: &Global, m: &InboxMessage, label: &Label) {
 /// body; then, unless quiet, its id and the message it answers.
 pub fn print_line(g: &Global, m: &InboxMessage, name: &str, suffix: &str) {
     println!(
-        "{}  {name}{suffix}{}: {}",
+        "{}  {name}{suffix}{}{}: {}",
         output::timestamp(m.sent_at),
         markers(&m.priority, m.mentions_me),
+        expired_marker(m),
         m.body
     );
     if !g.quiet {
@@ -448,6 +468,10 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
             report.id,
             report.error.as_deref().unwrap_or("no reason given")
         ),
+        "expired" => println!(
+            "{}: expired before the broker accepted it (its time to live ran out while it waited to be sent)",
+            report.id
+        ),
         _ => {
             println!(
                 "{}{} (seq {})",
@@ -465,6 +489,18 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
                     .unwrap_or_default(),
                 report.seq.unwrap_or_default()
             );
+            if let Some(deadline) = report.deadline_ms {
+                let now = claudemesh_client::client::now_ms();
+                println!(
+                    "{} {} (time to live)",
+                    if deadline <= now {
+                        "expired"
+                    } else {
+                        "expires"
+                    },
+                    output::timestamp(deadline)
+                );
+            }
             // STATE is what a signed receipt proves, else the broker's
             // word; PROOF says which (and any receipt that does not hold).
             output::table(

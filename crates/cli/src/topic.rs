@@ -68,6 +68,10 @@ pub enum TopicCmd {
         /// The message id this one answers
         #[arg(long, value_name = "ID")]
         reply_to: Option<String>,
+        /// Time to live: not shown by then (30s, 10m, 2h, 1d, or seconds;
+        /// at least 1s), the post expires
+        #[arg(long, value_name = "DURATION", value_parser = message::parse_ttl)]
+        ttl: Option<std::time::Duration>,
     },
     /// A topic's stored messages (yours too), verified like deliveries
     History {
@@ -143,7 +147,8 @@ impl TopicCmd {
                 text,
                 priority,
                 reply_to,
-            } => post(g, &topic, &text, priority, reply_to).await,
+                ttl,
+            } => post(g, &topic, &text, priority, reply_to, ttl).await,
             TopicCmd::History {
                 topic,
                 limit,
@@ -331,18 +336,13 @@ pub async fn post(
     text: &str,
     priority: PriorityArg,
     reply_to: Option<String>,
+    ttl: Option<std::time::Duration>,
 ) -> Outcome {
     let name = topics::topic_name(topic)?;
     let body = read_body(text)?;
     let reply_to = parse_reply_to(reply_to.as_deref())?;
-    message::deliver(
-        g,
-        &Target::Topic(name).to_string(),
-        &body,
-        message::priority(priority),
-        reply_to,
-    )
-    .await
+    let opts = claudemesh_client::SendOptions::new(message::priority(priority), reply_to).ttl(ttl);
+    message::deliver(g, &Target::Topic(name).to_string(), &body, opts).await
 }
 
 pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>) -> Outcome {

@@ -39,6 +39,39 @@ pub use crate::session::{
 };
 pub use claudemesh_proto::clock::now_ms;
 
+/// How a message is sent: its priority, the message it answers, and its
+/// time to live (none: the broker's retention). Not shown to a recipient
+/// by the deadline (the broker's receive time plus the TTL), the message
+/// is reported `expired` to its sender and dropped (`docs/protocol.md`
+/// §5); a resend after a lost connection carries only what remains of it
+/// ([`crate::ttl`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Delivery priority.
+    pub priority: Priority,
+    /// The message this one answers.
+    pub reply_to: Option<MessageId>,
+    /// Time to live, at least [`crate::ttl::MIN_TTL`].
+    pub ttl: Option<Duration>,
+}
+
+impl SendOptions {
+    /// With this priority and reply, without a time to live.
+    pub fn new(priority: Priority, reply_to: Option<MessageId>) -> Self {
+        SendOptions {
+            priority,
+            reply_to,
+            ttl: None,
+        }
+    }
+
+    /// With a time to live.
+    pub fn ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
 /// A connected session in one mesh.
 pub struct MeshClient {
     inner: Arc<Session>,
@@ -140,9 +173,22 @@ impl MeshClient {
         priority: Priority,
         reply_to: Option<MessageId>,
     ) -> Result<SendOutcome, ClientError> {
-        self.inner
-            .send_as(id, target, body, priority, reply_to)
+        self.send_with(id, target, body, SendOptions::new(priority, reply_to))
             .await
+    }
+
+    /// [`MeshClient::send_as`] with every option, a time to live among
+    /// them: a TTL below [`crate::ttl::MIN_TTL`] is refused before anything
+    /// is sealed, and one whose deadline passes while the message waits in
+    /// the outbox ends the send with [`ClientError::Expired`].
+    pub async fn send_with(
+        &self,
+        id: MessageId,
+        target: Target,
+        body: &[u8],
+        opts: SendOptions,
+    ) -> Result<SendOutcome, ClientError> {
+        self.inner.send_as(id, target, body, opts).await
     }
 
     /// Verifies and opens an envelope (a delivery or a stored topic

@@ -243,6 +243,16 @@ pub enum ClientError {
         "the key of {0} changed since you verified it; compare safety numbers again (claudemesh peer verify {0}) before sending"
     )]
     KeyChanged(String),
+    /// A message sent with a time to live whose deadline passed before the
+    /// broker accepted it (it waited in the outbox): it was not sent, and
+    /// its outbox entry is `expired`.
+    #[error(
+        "message {id} expired before the broker accepted it: its time to live ran out while it waited to be sent"
+    )]
+    Expired {
+        /// The message id (hex).
+        id: String,
+    },
 }
 
 /// Why a session name `<member>@<name>` reaches no session.
@@ -412,6 +422,16 @@ pub enum BadInput {
     /// An invite id too short or not hex.
     #[error("give the invite id (at least 8 hex digits, as `mesh share` printed it)")]
     InviteId,
+    /// A time to live that does not parse, or is shorter than 1 s.
+    #[error(
+        "time to live {input:?}: {reason} (give at least 1 s: 30s, 10m, 2h, 1d, or a number of seconds)"
+    )]
+    Ttl {
+        /// As given.
+        input: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A capability name that is not one.
     #[error("unknown capability {name:?}: use dm, broadcast, group, topic or presence")]
     Capability {

@@ -248,6 +248,12 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
         ClientError::NotFound(_) => (ErrorKind::NotFound, None),
         ClientError::NotAllowed(_) => (ErrorKind::Refused, None),
         ClientError::KeyChanged(_) => (ErrorKind::Security, None),
+        ClientError::Expired { .. } => (
+            ErrorKind::Failure,
+            Some(
+                "send it again, with a longer time to live if it may have to wait for the connection",
+            ),
+        ),
         ClientError::Shared(inner) => kind_and_hint(inner),
     }
 }

@@ -15,6 +15,8 @@
 //!   signed and pushed to the broker.
 //! - [`peers`]: the peer list, resolving a recipient, this session's
 //!   presence.
+//! - [`ttl`]: message expiry: reading a time to live, and what a resend
+//!   of an outbox message carries of it.
 //! - [`receipts`]: checking the signed receipts and watermarks a sent
 //!   message's recipients returned (what `message status` proves).
 //!
@@ -62,9 +64,10 @@ pub mod receipts;
 pub mod session;
 pub mod tls;
 pub mod topics;
+pub mod ttl;
 pub mod wire;
 
 pub use claudemesh_crypto::receipt::{ReceiptState, Via};
-pub use client::{ConnectOptions, Event, MeshClient, SendOutcome, SessionChoice};
+pub use client::{ConnectOptions, Event, MeshClient, SendOptions, SendOutcome, SessionChoice};
 pub use error::ClientError;
 pub use home::{Home, MeshConfig};

@@ -4,7 +4,9 @@
 //! The inbox is read through [`crate::local::LocalStore`] and marked read
 //! with [`MeshClient::mark_read`]; a sent message's delivery state is
 //! [`MeshClient::message_status`] (`message_status`, every page, each
-//! recipient's signed receipts checked by [`crate::receipts`]).
+//! recipient's signed receipts checked by [`crate::receipts`]). A message
+//! may be given a time to live ([`send_with`], [`SendOptions::ttl`]): not
+//! shown by then, it is reported `expired` and dropped.
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{MessageId, Priority, Target};
@@ -12,7 +14,7 @@ use claudemesh_proto::frames::MessageStatusQuery;
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::Serialize;
 
-use crate::client::{MeshClient, RecipientReport, SendOutcome, StatusReport};
+use crate::client::{MeshClient, RecipientReport, SendOptions, SendOutcome, StatusReport};
 use crate::error::ClientError;
 use crate::mesh::mentions::{mentioned_members, my_name};
 use crate::receipts::{self, Subject};
@@ -41,6 +43,11 @@ pub struct Posted {
     /// Mentions that could not be delivered, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mention_failures: Vec<String>,
+    /// Sent with a time to live: when it expires if not shown (unix ms,
+    /// this device's clock at the send plus the TTL; the broker counts
+    /// from when it received it, a moment later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
     /// The raw outcome.
     #[serde(skip)]
     pub outcome: Option<SendOutcome>,
@@ -77,25 +84,52 @@ pub async fn send_as(
     priority: Priority,
     reply_to: Option<MessageId>,
 ) -> Result<Posted, ClientError> {
-    if target.is_direct() {
-        send_direct(client, id, target, text, priority, reply_to).await
+    send_with(
+        client,
+        id,
+        target,
+        text,
+        SendOptions::new(priority, reply_to),
+    )
+    .await
+}
+
+/// [`send_as`] with every option, a time to live among them (the mention
+/// quotes of a topic post get the same one).
+pub async fn send_with(
+    client: &MeshClient,
+    id: MessageId,
+    target: Target,
+    text: &str,
+    opts: SendOptions,
+) -> Result<Posted, ClientError> {
+    let mut posted = if target.is_direct() {
+        send_direct(client, id, target, text, opts).await
     } else {
-        post(client, id, target, text, priority, reply_to).await
+        post(client, id, target, text, opts).await
+    }?;
+    if opts.ttl.is_some() {
+        posted.deadline_ms = client
+            .local()
+            .outbox_get(&client.mesh().id, &id)
+            .await?
+            .and_then(|e| e.deadline_ms);
     }
+    Ok(posted)
 }
 
 /// Sends a direct message to a member or a session (as
-/// [`MeshClient::send`]: refused while the peer's verified key changed).
+/// [`MeshClient::send_with`]: refused while the peer's verified key
+/// changed).
 pub async fn send_direct(
     client: &MeshClient,
     id: MessageId,
     target: Target,
     text: &str,
-    priority: Priority,
-    reply_to: Option<MessageId>,
+    opts: SendOptions,
 ) -> Result<Posted, ClientError> {
     let outcome = client
-        .send_as(id, target.clone(), text.as_bytes(), priority, reply_to)
+        .send_with(id, target.clone(), text.as_bytes(), opts)
         .await?;
     Ok(posted(client, &target, outcome))
 }
@@ -113,6 +147,7 @@ fn posted(client: &MeshClient, target: &Target, outcome: SendOutcome) -> Posted 
         to,
         mentioned: Vec::new(),
         mention_failures: Vec::new(),
+        deadline_ms: None,
         outcome: Some(outcome),
     }
 }
@@ -128,12 +163,11 @@ pub async fn post(
     id: MessageId,
     target: Target,
     text: &str,
-    priority: Priority,
-    reply_to: Option<MessageId>,
+    opts: SendOptions,
 ) -> Result<Posted, ClientError> {
     client.with_state(|s| s.check_fanout_target(&target))?;
     let outcome = client
-        .send_as(id, target.clone(), text.as_bytes(), priority, reply_to)
+        .send_with(id, target.clone(), text.as_bytes(), opts)
         .await?;
     let mut posted = posted(client, &target, outcome);
     // A resend (a retried request) told the mentioned members already.
@@ -157,11 +191,14 @@ pub async fn post(
     for (member, name) in outside {
         let quote = format!("[mention in #{topic}] {sender}: {text}");
         match client
-            .send(
+            .send_with(
+                MessageId::random(),
                 Target::Member(MemberKey(member)),
                 quote.as_bytes(),
-                priority,
-                Some(outcome.id),
+                SendOptions {
+                    reply_to: Some(outcome.id),
+                    ..opts
+                },
             )
             .await
         {
@@ -195,6 +232,7 @@ impl MeshClient {
                 error: entry.error.clone(),
                 seq: None,
                 target,
+                deadline_ms: entry.deadline_ms,
                 recipients: Vec::new(),
             });
         }
@@ -203,6 +241,7 @@ impl MeshClient {
         let mut after = None;
         let mut seq = 0;
         let mut page_tseq = None;
+        let mut deadline_ms = None;
         for _ in 0..MAX_STATUS_PAGES {
             let frame = session
                 .request(
@@ -230,6 +269,7 @@ impl MeshClient {
             };
             seq = page.seq;
             page_tseq = page_tseq.or(page.tseq);
+            deadline_ms = deadline_ms.or(page.deadline_ms);
             recipients.extend(page.recipients);
             match page.next {
                 Some(next) if after != Some(next) => after = Some(next),
@@ -281,6 +321,7 @@ impl MeshClient {
             error: None,
             seq: Some(seq),
             target,
+            deadline_ms: deadline_ms.or(local.as_ref().and_then(|e| e.deadline_ms)),
             recipients,
         })
     }

@@ -427,6 +427,8 @@ pub async fn topic_history(
                     read: None,
                     mentions_me: from != mine && flags_me(&msg, &my_name),
                     you: Some(from == mine),
+                    deadline_ms: None,
+                    expired: false,
                 });
             }
             Err(EnvelopeError::NoKey { .. }) => out.unreadable += 1,

@@ -144,7 +144,10 @@ async fn handle(caller: Caller<'_>, q: MessageStatusQuery) -> Result<Reply, Refu
                 .chain(covering.iter().map(|m| m.state))
             {
                 let seen = observed_of(claimed);
-                if rank(seen) > rank(state) {
+                // Expired means "not shown by its deadline": only being
+                // shown or answered says otherwise.
+                let beats_expiry = matches!(seen, DeliveryState::Read | DeliveryState::Answered);
+                if rank(seen) > rank(state) && (state != DeliveryState::Expired || beats_expiry) {
                     state = seen;
                 }
             }

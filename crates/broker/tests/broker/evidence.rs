@@ -135,7 +135,10 @@ async fn watermarks_skip_exactly_what_they_cover(backend: Backend) {
     drop(raw);
     // Kept as one row per (member, target, state) once flushed, and not one
     // row per (recipient, message).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(
+        claudemesh_broker::watermarks::FLUSH_EVERY + std::time::Duration::from_millis(700),
+    )
+    .await;
     let dump = broker.running().store().dump().await.unwrap();
     let rows = |name: &str| dump.iter().find(|t| t.table == name).unwrap().rows.len();
     assert_eq!(rows("watermarks"), 1);

@@ -31,4 +31,5 @@ mod rekey;
 mod serve;
 mod tls;
 mod topic;
+mod ttl;
 mod verify;

@@ -19,6 +19,7 @@ use claudemesh_crypto::envelope::{MessageId, VerifiedMessage};
 use claudemesh_crypto::log::LogEntry;
 use claudemesh_crypto::receipt::Via;
 use claudemesh_crypto::{MeshId, PublicKey};
+use claudemesh_proto::clock::now_ms;
 use serde::Serialize;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -30,7 +31,7 @@ use crate::error::ClientError;
 
 mod outbox;
 mod receipts;
-pub use outbox::OutboxEntry;
+pub use outbox::{OutboxEntry, PendingSend};
 pub use receipts::{AnsweredDue, HELD_WINDOW, ShownDue};
 
 /// One migration of `migrations/client/`: (version, name, SQL).
@@ -45,13 +46,14 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
     migration!(4, "idempotency", "0004_idempotency.sql"),
     migration!(5, "gateway_events", "0005_gateway_events.sql"),
     migration!(6, "receipts", "0006_receipts.sql"),
+    migration!(7, "ttl", "0007_ttl.sql"),
 ];
 
 fn migrator() -> Migrator {
@@ -116,6 +118,14 @@ pub struct InboxMessage {
     /// This member posted it (history).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub you: Option<bool>,
+    /// The sender gave it a time to live: not shown by this time (unix
+    /// ms, the broker's clock), it expires (inbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Its deadline passed before it was shown: it is no longer presented
+    /// as unread, and never marked shown (listed only with read ones).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// An envelope this device refused.
@@ -143,19 +153,34 @@ pub struct Inbound<'a> {
     pub tseq: Option<u64>,
     /// Whether it mentions this member (`@name`).
     pub mentions_me: bool,
+    /// The deadline the broker stamped (from `deliver`), when the sender
+    /// gave it a time to live.
+    pub deadline_ms: Option<u64>,
 }
 
 /// The columns [`inbox_row`] reads, in its order.
 macro_rules! inbox_columns {
     () => {
         "id, msg_id, sender_member, sender_session, target, body, priority, reply_to, \
-         sent_at, received_at, broker_seq, read_at, mentions_me"
+         sent_at, received_at, broker_seq, read_at, mentions_me, deadline_ms"
+    };
+}
+
+/// The condition that an inbox row is unread and still presented: not
+/// shown, and its deadline (if any) not passed at the time bound (`?`).
+/// The one test of "unread" every listing and count uses.
+macro_rules! unread_live {
+    () => {
+        "(read_at IS NULL AND (deadline_ms IS NULL OR deadline_ms > ?))"
     };
 }
 
 /// One inbox row (selected as [`inbox_columns`]) as it is shown.
 fn inbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<InboxMessage, ClientError> {
     let body: Vec<u8> = r.try_get(5)?;
+    let read = r.try_get::<Option<i64>, _>(11)?.is_some();
+    let deadline_ms = r.try_get::<Option<i64>, _>(13)?.map(u);
+    let expired = !read && deadline_ms.is_some_and(|d| d <= now_ms());
     Ok(InboxMessage {
         local_id: r.try_get(0)?,
         id: r.try_get(1)?,
@@ -169,9 +194,11 @@ fn inbox_row(r: &sqlx::sqlite::SqliteRow) -> Result<InboxMessage, ClientError> {
         sent_at: u(r.try_get(8)?),
         received_at: Some(u(r.try_get(9)?)),
         seq: u(r.try_get(10)?),
-        read: Some(r.try_get::<Option<i64>, _>(11)?.is_some()),
+        read: Some(read),
         mentions_me: r.try_get::<i64, _>(12)? != 0,
         you: None,
+        deadline_ms,
+        expired,
     })
 }
 
@@ -293,6 +320,7 @@ impl LocalStore {
                 seq: *seq,
                 tseq: None,
                 mentions_me: *mentions_me,
+                deadline_ms: None,
             })
             .collect();
         self.store_inbound(mesh, &numbered, received_at).await
@@ -325,8 +353,8 @@ impl LocalStore {
         let (msg, seq, mentions_me) = (m.msg, m.seq, m.mentions_me);
         let done = sqlx::query(
             "INSERT INTO inbox (mesh_id, sender_member, sender_session, msg_id, broker_seq, target, \
-             priority, reply_to, sent_at, received_at, body, mentions_me, tseq) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             priority, reply_to, sent_at, received_at, body, mentions_me, tseq, deadline_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (mesh_id, sender_member, msg_id) DO NOTHING",
         )
         .bind(mesh_key(mesh))
@@ -342,6 +370,7 @@ impl LocalStore {
         .bind(msg.body())
         .bind(i64::from(mentions_me))
         .bind(m.tseq.map(i))
+        .bind(m.deadline_ms.map(i))
         .execute(&mut **tx)
         .await?;
         if done.rows_affected() == 1 {
@@ -363,7 +392,9 @@ impl LocalStore {
     }
 
     /// Inbox messages, oldest first: unread only, or all (then the newest
-    /// `limit`).
+    /// `limit`). Unread means not shown and not expired: a message whose
+    /// time to live ran out before it was shown is listed only with all,
+    /// marked `expired`.
     pub async fn inbox(
         &self,
         mesh: &MeshId,
@@ -386,10 +417,13 @@ impl LocalStore {
             "SELECT * FROM (SELECT ",
             inbox_columns!(),
             " FROM inbox \
-             WHERE mesh_id = ? AND (read_at IS NULL OR ? = 0) AND (? IS NULL OR target = ?) \
+             WHERE mesh_id = ? AND (",
+            unread_live!(),
+            " OR ? = 0) AND (? IS NULL OR target = ?) \
              ORDER BY id DESC LIMIT ?) ORDER BY id",
         ))
         .bind(mesh_key(mesh))
+        .bind(i(now_ms()))
         .bind(i64::from(unread_only))
         .bind(target)
         .bind(target)
@@ -414,11 +448,14 @@ impl LocalStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             inbox_columns!(),
-            " FROM inbox WHERE mesh_id = ? AND id > ? AND (read_at IS NULL OR ? = 0) \
+            " FROM inbox WHERE mesh_id = ? AND id > ? AND (",
+            unread_live!(),
+            " OR ? = 0) \
              AND (? IS NULL OR target IN (SELECT value FROM json_each(?))) ORDER BY id LIMIT ?"
         ))
         .bind(mesh_key(mesh))
         .bind(after)
+        .bind(i(now_ms()))
         .bind(i64::from(unread_only))
         .bind(targets.as_deref())
         .bind(targets.as_deref())
@@ -470,10 +507,13 @@ impl LocalStore {
         &self,
         mesh: &MeshId,
     ) -> Result<std::collections::BTreeMap<String, u64>, ClientError> {
-        let rows = sqlx::query(
-            "SELECT target, COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL GROUP BY target",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT target, COUNT(*) FROM inbox WHERE mesh_id = ? AND ",
+            unread_live!(),
+            " GROUP BY target"
+        ))
         .bind(mesh_key(mesh))
+        .bind(i(now_ms()))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -536,11 +576,14 @@ impl LocalStore {
 
     /// Number of unread messages.
     pub async fn unread_count(&self, mesh: &MeshId) -> Result<u64, ClientError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL")
-                .bind(mesh_key(mesh))
-                .fetch_one(&self.pool)
-                .await?;
+        let n: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM inbox WHERE mesh_id = ? AND ",
+            unread_live!()
+        ))
+        .bind(mesh_key(mesh))
+        .bind(i(now_ms()))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(u(n))
     }
 
@@ -553,11 +596,13 @@ impl LocalStore {
         mesh: &MeshId,
         session_target: &str,
     ) -> Result<u64, ClientError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbox WHERE mesh_id = ? AND read_at IS NULL \
-             AND (target NOT LIKE 'session:%' OR target = ?)",
-        )
+        let n: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM inbox WHERE mesh_id = ? AND ",
+            unread_live!(),
+            " AND (target NOT LIKE 'session:%' OR target = ?)"
+        ))
         .bind(mesh_key(mesh))
+        .bind(i(now_ms()))
         .bind(session_target)
         .fetch_one(&self.pool)
         .await?;

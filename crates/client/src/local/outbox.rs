@@ -1,7 +1,9 @@
 //! The outbox in `state.db`: every sealed envelope is written before it
 //! is sent and resent with the same id until the broker accepts it (or
 //! refuses it for good), so a crash or a lost connection never loses or
-//! doubles a message.
+//! doubles a message. A message sent with a time to live keeps its
+//! deadline here (fixed at the original send), so a resend carries only
+//! what remains of it, or is not sent at all (`expired`, [`crate::ttl`]).
 
 use claudemesh_crypto::MeshId;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
@@ -17,7 +19,8 @@ pub struct OutboxEntry {
     pub id: MessageId,
     /// Target as sent.
     pub target: String,
-    /// `pending`, `accepted` or `failed`.
+    /// `pending`, `accepted`, `failed`, or `expired` (its time to live
+    /// ran out before the broker accepted it).
     pub state: String,
     /// Broker seq once accepted.
     pub seq: Option<u64>,
@@ -27,6 +30,29 @@ pub struct OutboxEntry {
     pub created_at: u64,
     /// A fan-out message's number within its target, once accepted.
     pub tseq: Option<u64>,
+    /// Sent with a time to live: when it expires (unix ms, this device's
+    /// clock: the original send plus the TTL).
+    pub deadline_ms: Option<u64>,
+}
+
+/// An outbox message not yet accepted, to resend.
+#[derive(Debug, Clone)]
+pub struct PendingSend {
+    /// The sealed envelope.
+    pub envelope: Envelope,
+    /// Its deadline, when it was sent with a time to live (unix ms, this
+    /// device's clock).
+    pub deadline_ms: Option<u64>,
+}
+
+/// A pending row (`envelope`, `deadline_ms`) as a [`PendingSend`].
+fn pending_send(r: &sqlx::sqlite::SqliteRow) -> Result<PendingSend, ClientError> {
+    let text: &str = r.try_get(0)?;
+    Ok(PendingSend {
+        envelope: serde_json::from_str(text)
+            .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))?,
+        deadline_ms: r.try_get::<Option<i64>, _>(1)?.map(u),
+    })
 }
 
 impl LocalStore {
@@ -47,42 +73,83 @@ impl LocalStore {
     }
 
     /// Writes (or, for a message resealed under a new key with the same
-    /// id, replaces) an outbox envelope, pending again.
+    /// id, replaces) an outbox envelope, pending again, without a time to
+    /// live.
     pub async fn outbox_upsert(&self, env: &Envelope, now: u64) -> Result<(), ClientError> {
+        self.outbox_upsert_until(env, None, now).await
+    }
+
+    /// [`LocalStore::outbox_upsert`] of a message that expires at
+    /// `deadline_ms` (unix ms) unless the broker accepts it and it is
+    /// shown by then.
+    pub async fn outbox_upsert_until(
+        &self,
+        env: &Envelope,
+        deadline_ms: Option<u64>,
+        now: u64,
+    ) -> Result<(), ClientError> {
         sqlx::query(
-            "INSERT INTO outbox (mesh_id, msg_id, target, envelope, created_at, state) \
-             VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (mesh_id, msg_id) DO UPDATE SET \
+            "INSERT INTO outbox (mesh_id, msg_id, target, envelope, created_at, state, deadline_ms) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (mesh_id, msg_id) DO UPDATE SET \
              envelope = excluded.envelope, target = excluded.target, state = 'pending', \
-             error = NULL WHERE outbox.state != 'accepted'",
+             error = NULL, deadline_ms = excluded.deadline_ms WHERE outbox.state != 'accepted'",
         )
         .bind(mesh_key(&env.mesh))
         .bind(env.id.to_hex())
         .bind(env.target.to_string())
         .bind(serde_json::to_string(env).unwrap_or_default())
         .bind(i(now))
+        .bind(deadline_ms.map(i))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// One pending outbox envelope by id.
+    /// One pending outbox message by id, with its deadline.
     pub async fn outbox_pending_one(
         &self,
         mesh: &MeshId,
         id: &MessageId,
-    ) -> Result<Option<Envelope>, ClientError> {
-        let text: Option<String> = sqlx::query_scalar(
-            "SELECT envelope FROM outbox WHERE mesh_id = ? AND msg_id = ? AND state = 'pending'",
+    ) -> Result<Option<PendingSend>, ClientError> {
+        let row = sqlx::query(
+            "SELECT envelope, deadline_ms FROM outbox \
+             WHERE mesh_id = ? AND msg_id = ? AND state = 'pending'",
         )
         .bind(mesh_key(mesh))
         .bind(id.to_hex())
         .fetch_optional(&self.pool)
         .await?;
-        text.map(|t| {
-            serde_json::from_str(&t)
-                .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))
-        })
-        .transpose()
+        row.as_ref().map(pending_send).transpose()
+    }
+
+    /// Messages not yet accepted, with their deadlines, oldest first.
+    pub async fn outbox_pending_sends(
+        &self,
+        mesh: &MeshId,
+    ) -> Result<Vec<PendingSend>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT envelope, deadline_ms FROM outbox WHERE mesh_id = ? AND state = 'pending' \
+             ORDER BY created_at",
+        )
+        .bind(mesh_key(mesh))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pending_send).collect()
+    }
+
+    /// Marks a pending outbox entry expired: its time to live ran out
+    /// before the broker accepted it, so it is never sent again.
+    pub async fn outbox_expired(&self, mesh: &MeshId, id: &MessageId) -> Result<(), ClientError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'expired', \
+             error = 'its time to live ran out before the broker accepted it' \
+             WHERE mesh_id = ? AND msg_id = ? AND state = 'pending'",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Envelopes not yet accepted, oldest first.
@@ -172,7 +239,7 @@ impl LocalStore {
         id: &MessageId,
     ) -> Result<Option<OutboxEntry>, ClientError> {
         let row = sqlx::query(
-            "SELECT target, state, broker_seq, error, created_at, tseq FROM outbox \
+            "SELECT target, state, broker_seq, error, created_at, tseq, deadline_ms FROM outbox \
              WHERE mesh_id = ? AND msg_id = ?",
         )
         .bind(mesh_key(mesh))
@@ -188,6 +255,7 @@ impl LocalStore {
                 error: r.try_get(3)?,
                 created_at: u(r.try_get(4)?),
                 tseq: r.try_get::<Option<i64>, _>(5)?.map(u),
+                deadline_ms: r.try_get::<Option<i64>, _>(6)?.map(u),
             })
         })
         .transpose()

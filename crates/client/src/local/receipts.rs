@@ -87,7 +87,8 @@ fn via_of(text: Option<&str>) -> Via {
 impl LocalStore {
     /// Marks inbox rows shown, `via` how: the first showing counts. A
     /// fan-out row owes no receipt of its own (its target's shown
-    /// watermark covers it), so only a direct one is left due.
+    /// watermark covers it), so only a direct one is left due. A row whose
+    /// deadline passed by `at` expired unshown, and stays so.
     pub async fn mark_shown(
         &self,
         mesh: &MeshId,
@@ -100,12 +101,14 @@ impl LocalStore {
             sqlx::query(concat!(
                 "UPDATE inbox SET read_at = ?, shown_via = ?, read_acked = CASE WHEN ",
                 direct!("target"),
-                " THEN 0 ELSE 1 END WHERE mesh_id = ? AND id = ? AND read_at IS NULL"
+                " THEN 0 ELSE 1 END WHERE mesh_id = ? AND id = ? AND read_at IS NULL \
+                 AND (deadline_ms IS NULL OR deadline_ms > ?)"
             ))
             .bind(i(at))
             .bind(via.as_str())
             .bind(mesh_key(mesh))
             .bind(id)
+            .bind(i(at))
             .execute(&mut *tx)
             .await?;
         }
@@ -114,7 +117,8 @@ impl LocalStore {
     }
 
     /// [`LocalStore::mark_shown`] by sender and message id (hex), for
-    /// messages known from an event rather than a listing.
+    /// messages known from an event rather than a listing (an expired row
+    /// stays unshown here too).
     pub async fn mark_shown_by_id(
         &self,
         mesh: &MeshId,
@@ -128,13 +132,15 @@ impl LocalStore {
                 "UPDATE inbox SET read_at = ?, shown_via = ?, read_acked = CASE WHEN ",
                 direct!("target"),
                 " THEN 0 ELSE 1 END \
-                 WHERE mesh_id = ? AND sender_member = ? AND msg_id = ? AND read_at IS NULL"
+                 WHERE mesh_id = ? AND sender_member = ? AND msg_id = ? AND read_at IS NULL \
+                 AND (deadline_ms IS NULL OR deadline_ms > ?)"
             ))
             .bind(i(at))
             .bind(via.as_str())
             .bind(mesh_key(mesh))
             .bind(sender)
             .bind(id)
+            .bind(i(at))
             .execute(&mut *tx)
             .await?;
         }

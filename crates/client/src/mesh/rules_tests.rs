@@ -849,6 +849,7 @@ async fn the_local_store_keeps_the_receipts_owed_and_the_numbers_held() {
             seq,
             tseq: *tseq,
             mentions_me: false,
+            deadline_ms: None,
         })
         .collect();
     let fresh = local.store_inbound(&mesh, &batch, T).await.unwrap();
@@ -981,4 +982,108 @@ async fn the_local_store_keeps_the_receipts_owed_and_the_numbers_held() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn an_expired_message_is_no_longer_unread_and_is_never_marked_shown() {
+    use crate::local::Inbound;
+    let w = World::new();
+    let sa = w.state(&w.alice);
+    let sb = w.state(&w.bob);
+    let dir = tempfile::tempdir().unwrap();
+    let local = crate::local::LocalStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let mesh = sb.mesh_id();
+    let now = now_ms();
+    let envs = [
+        seal(&sa, "*", "no ttl").unwrap(),
+        seal(&sa, "*", "still live").unwrap(),
+        seal(&sa, "*", "too late").unwrap(),
+    ];
+    let msgs: Vec<VerifiedMessage> = envs
+        .iter()
+        .map(|e| e.verify_and_open(sb.roster(), &sb).unwrap())
+        .collect();
+    let deadlines = [None, Some(now + 60_000), Some(now - 1)];
+    let batch: Vec<Inbound<'_>> = msgs
+        .iter()
+        .zip(deadlines)
+        .zip(1u64..)
+        .map(|((msg, deadline_ms), seq)| Inbound {
+            msg,
+            seq,
+            tseq: Some(seq),
+            mentions_me: false,
+            deadline_ms,
+        })
+        .collect();
+    local.store_inbound(&mesh, &batch, now).await.unwrap();
+
+    let unread = local.inbox(&mesh, true, 100).await.unwrap();
+    let bodies: Vec<&str> = unread.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["no ttl", "still live"]);
+    assert!(unread.iter().all(|m| !m.expired));
+    assert_eq!(unread[1].deadline_ms, Some(now + 60_000));
+    assert_eq!(local.unread_count(&mesh).await.unwrap(), 2);
+    assert_eq!(
+        local.unread_by_target(&mesh).await.unwrap().get("*"),
+        Some(&2)
+    );
+    assert_eq!(
+        local
+            .unread_count_for_session(&mesh, "session:00")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        local
+            .inbox_after(&mesh, 0, true, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Listed with the read ones, marked expired; showing it changes nothing.
+    let all = local.inbox(&mesh, false, 100).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all[2].expired && all[2].read == Some(false));
+    let ids: Vec<i64> = all.iter().map(|m| m.local_id).collect();
+    local.mark_read(&mesh, &ids, now_ms()).await.unwrap();
+    local
+        .mark_read_by_id(&mesh, &[(&all[2].from, &all[2].id)], now_ms())
+        .await
+        .unwrap();
+    let all = local.inbox(&mesh, false, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.read).collect::<Vec<_>>(),
+        [Some(true), Some(true), Some(false)]
+    );
+    assert!(!all[1].expired, "shown in time: not expired");
+    assert!(all[2].expired);
+    assert_eq!(
+        local.fanout_held(&mesh, "*", true).await.unwrap(),
+        vec![2, 1],
+        "the expired message is missing from the shown watermark"
+    );
+
+    // The outbox keeps a deadline for resends, and an expired entry is
+    // never pending again.
+    let out = seal(&sa, "*", "ttl").unwrap();
+    local
+        .outbox_upsert_until(&out, Some(now + 5000), now)
+        .await
+        .unwrap();
+    let pending = local.outbox_pending_sends(&mesh).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].deadline_ms, Some(now + 5000));
+    let one = local.outbox_pending_one(&mesh, &out.id).await.unwrap();
+    assert_eq!(one.map(|p| p.deadline_ms), Some(Some(now + 5000)));
+    local.outbox_expired(&mesh, &out.id).await.unwrap();
+    assert!(local.outbox_pending_sends(&mesh).await.unwrap().is_empty());
+    let entry = local.outbox_get(&mesh, &out.id).await.unwrap().unwrap();
+    assert_eq!(entry.state, "expired");
+    assert_eq!(entry.deadline_ms, Some(now + 5000));
 }

@@ -206,9 +206,10 @@ impl Session {
             {
                 tracing::warn!(error = %e, "the broker did not take the grants");
             }
-            for env in self.local.outbox_pending(&self.mesh.id).await? {
+            for pending in self.local.outbox_pending_sends(&self.mesh.id).await? {
+                let env = &pending.envelope;
                 self.note_reply(env.id, env.reply_to, &env.target);
-                self.send_envelope(env).await?;
+                self.resend(pending).await?;
             }
             // What the last connection may have lost: the watermarks, and
             // the receipts still owed. Retried on the next connection if

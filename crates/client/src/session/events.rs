@@ -58,7 +58,8 @@ pub struct SendOutcome {
 pub struct StatusReport {
     /// The message id.
     pub id: String,
-    /// `pending` (not yet accepted), `failed`, or `accepted`.
+    /// `pending` (not yet accepted), `failed`, `expired` (its time to live
+    /// ran out before the broker accepted it), or `accepted`.
     pub state: String,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +71,10 @@ pub struct StatusReport {
     /// this device still has the message in its outbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Sent with a time to live: when it expires (unix ms; the broker's
+    /// deadline once accepted, else this device's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
     /// Each recipient.
     pub recipients: Vec<RecipientReport>,
 }

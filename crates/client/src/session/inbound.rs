@@ -6,7 +6,9 @@
 //! a direct message by its signed `delivered` receipt, a fan-out message by
 //! its target's delivered watermark (coalesced, `receipts`), and an
 //! envelope it refused by a plain `ack` (nothing verified to sign for, but
-//! the broker must stop redelivering it).
+//! the broker must stop redelivering it). A delivery's deadline (its
+//! sender's time to live) is stored with it; one that arrives already past
+//! it is stored and acknowledged, but never announced.
 
 use std::sync::Arc;
 
@@ -207,7 +209,7 @@ impl Session {
                 }
             }
             match result {
-                Ok(msg) => verified.push((msg, d.seq, d.tseq)),
+                Ok(msg) => verified.push((msg, d.seq, d.tseq, d.deadline_ms)),
                 Err(e) => {
                     tracing::warn!(seq = d.seq, error = %e, "refused an envelope");
                     let sender = d.envelope.sender.member;
@@ -224,12 +226,13 @@ impl Session {
         let my_name = self.read_state(mentions::my_name);
         let batch: Vec<Inbound<'_>> = verified
             .iter()
-            .map(|(msg, seq, tseq)| Inbound {
+            .map(|(msg, seq, tseq, deadline_ms)| Inbound {
                 msg,
                 seq: *seq,
                 // A number within the target means something only for fan-out.
                 tseq: tseq.filter(|_| !msg.target().is_direct()),
                 mentions_me: mentions::flags_me(msg, &my_name),
+                deadline_ms: *deadline_ms,
             })
             .collect();
         match self.local.store_inbound(&self.mesh.id, &batch, now).await {
@@ -245,7 +248,10 @@ impl Session {
                     } else if m.tseq.is_some() && !fanout.contains(&m.msg.target()) {
                         fanout.push(m.msg.target());
                     }
-                    self.announce(m.msg, m.seq, m.mentions_me, now);
+                    // Expired before it got here: kept, never presented.
+                    if m.deadline_ms.is_none_or(|d| d > now) {
+                        self.announce(m, now);
+                    }
                 }
                 self.fanout_stored(&fanout);
             }
@@ -283,7 +289,8 @@ impl Session {
         recorded
     }
 
-    pub(super) fn announce(&self, msg: &VerifiedMessage, seq: u64, mentions_me: bool, now: u64) {
+    pub(super) fn announce(&self, m: &Inbound<'_>, now: u64) {
+        let (msg, seq, mentions_me) = (m.msg, m.seq, m.mentions_me);
         let first_time = {
             let mut seen = lock(&self.announced);
             if seen.len() > 100_000 {
@@ -308,6 +315,8 @@ impl Session {
                 read: Some(false),
                 mentions_me,
                 you: None,
+                deadline_ms: m.deadline_ms,
+                expired: false,
             })));
         }
     }

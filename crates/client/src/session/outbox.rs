@@ -3,18 +3,24 @@
 //! same id on the next connection; refusals that a reseal or a wait can
 //! cure are handled here. A message that answers another is remembered
 //! until accepted, when its `answered` receipt is owed (`receipts`).
+//! A message with a time to live keeps its deadline in the outbox: a
+//! resend carries what remains of the TTL, and one whose deadline passed
+//! is not sent but marked `expired` ([`crate::ttl::resend`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use claudemesh_crypto::envelope::{Envelope, MessageId, Priority, Target};
+use claudemesh_crypto::envelope::{Envelope, MessageId, Target};
 use claudemesh_proto::frames::{Accepted, ErrorFrame, Send};
 use claudemesh_proto::{ClientFrame, ErrorCode};
 use tokio::sync::oneshot;
 
 use super::core::{Link, Session, lock};
 use super::events::SendOutcome;
+use crate::client::SendOptions;
 use crate::error::ClientError;
+use crate::local::PendingSend;
+use crate::ttl::{self, Resend};
 use claudemesh_proto::clock::now_ms;
 
 /// How many times a message refused with `rekey_required` is resealed
@@ -32,9 +38,14 @@ impl Session {
         id: MessageId,
         target: Target,
         body: &[u8],
-        priority: Priority,
-        reply_to: Option<MessageId>,
+        opts: SendOptions,
     ) -> Result<SendOutcome, ClientError> {
+        let SendOptions {
+            priority,
+            reply_to,
+            ttl,
+        } = opts;
+        let ttl_ms = ttl.map(ttl::check_ttl).transpose()?.map(ttl::ttl_ms);
         // TM8: a direct message to a peer whose verified key changed is
         // refused until the user verifies it again.
         if let Some(member) = self.read_state(|s| s.member_of_target(&target)) {
@@ -42,14 +53,30 @@ impl Session {
             self.read_state(|s| pins.check_send(s, &member))?;
         }
         self.note_reply(id, reply_to, &target);
+        // The deadline is fixed now: a reseal or a resend after a reconnect
+        // carries what remains of the TTL, never the whole of it again.
+        let deadline = ttl_ms.map(|t| now_ms().saturating_add(t));
         let mut why = String::new();
-        for _ in 0..MAX_RESEALS {
+        for attempt in 0..MAX_RESEALS {
             self.rotate_keys_for(&target).await?;
             let env = self.read_state(|s| {
                 s.seal_as(id, target.clone(), body, priority, reply_to, now_ms())
             })?;
-            self.local.outbox_upsert(&env, now_ms()).await?;
-            match self.submit(env).await {
+            let send_ttl = if attempt == 0 {
+                ttl_ms
+            } else {
+                match ttl::resend(deadline, now_ms()) {
+                    Resend::Send(left) => left,
+                    Resend::Expired => {
+                        self.expire_pending(id).await;
+                        return Err(ClientError::Expired { id: id.to_hex() });
+                    }
+                }
+            };
+            self.local
+                .outbox_upsert_until(&env, deadline, now_ms())
+                .await?;
+            match self.submit(env, send_ttl).await {
                 Err(ClientError::Refused {
                     code: ErrorCode::RekeyRequired,
                     message,
@@ -69,13 +96,18 @@ impl Session {
     }
 
     /// Sends (or, if not connected, leaves for the reconnect to resend) an
-    /// outbox envelope and waits for `accepted`.
-    pub(super) async fn submit(&self, env: Envelope) -> Result<SendOutcome, ClientError> {
+    /// outbox envelope with a time to live of `ttl_ms` and waits for
+    /// `accepted`.
+    pub(super) async fn submit(
+        &self,
+        env: Envelope,
+        ttl_ms: Option<u64>,
+    ) -> Result<SendOutcome, ClientError> {
         let (tx, rx) = oneshot::channel();
         lock(&self.send_waiters).entry(env.id).or_default().push(tx);
         let connected = matches!(*self.link.borrow(), Link::Up);
         if connected {
-            let _ = self.send_envelope(env.clone()).await;
+            let _ = self.send_envelope(env.clone(), ttl_ms).await;
         } else if !self.opts.reconnect {
             lock(&self.send_waiters).remove(&env.id);
             return Err(ClientError::Disconnected);
@@ -92,15 +124,43 @@ impl Session {
         }
     }
 
-    pub(super) async fn send_envelope(&self, env: Envelope) -> Result<(), ClientError> {
+    pub(super) async fn send_envelope(
+        &self,
+        env: Envelope,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), ClientError> {
         let req = self.new_req();
         lock(&self.send_reqs).insert(req.clone(), env.id);
         self.send_raw(&ClientFrame::Send(Send {
             req: Some(req),
             envelope: Box::new(env),
-            ttl_ms: None,
+            ttl_ms,
         }))
         .await
+    }
+
+    /// Resends an outbox message with what remains of its time to live;
+    /// one whose deadline passed (or with less than a second left) is not
+    /// sent but marked `expired`, and whoever waits for it is told so.
+    pub(super) async fn resend(&self, pending: PendingSend) -> Result<(), ClientError> {
+        let id = pending.envelope.id;
+        match ttl::resend(pending.deadline_ms, now_ms()) {
+            Resend::Send(ttl_ms) => self.send_envelope(pending.envelope, ttl_ms).await,
+            Resend::Expired => {
+                self.expire_pending(id).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Marks an outbox message expired before the broker accepted it, and
+    /// answers whoever waits for it with [`ClientError::Expired`].
+    async fn expire_pending(&self, id: MessageId) {
+        lock(&self.replies).remove(&id);
+        if let Err(e) = self.local.outbox_expired(&self.mesh.id, &id).await {
+            tracing::warn!(error = %e, "could not record an expired message");
+        }
+        self.resolve_send(&id, Err(ClientError::Expired { id: id.to_hex() }));
     }
 
     pub(super) fn resolve_send(&self, id: &MessageId, result: Result<SendOutcome, ClientError>) {
@@ -136,9 +196,17 @@ impl Session {
                 message: format!("still sealed under an old key after {MAX_RESEALS} reseals"),
             });
         }
-        let Some(env) = self.local.outbox_pending_one(&self.mesh.id, &id).await? else {
+        let Some(PendingSend {
+            envelope: env,
+            deadline_ms,
+        }) = self.local.outbox_pending_one(&self.mesh.id, &id).await?
+        else {
             return Ok(());
         };
+        if ttl::resend(deadline_ms, now_ms()) == Resend::Expired {
+            self.expire_pending(id).await;
+            return Ok(());
+        }
         self.sync_log().await?;
         self.rotate_keys_for(&env.target).await?;
         let resealed = self.read_state(|s| {
@@ -152,8 +220,14 @@ impl Session {
                 now_ms(),
             )
         })?;
-        self.local.outbox_upsert(&resealed, now_ms()).await?;
-        self.send_envelope(resealed).await
+        self.local
+            .outbox_upsert_until(&resealed, deadline_ms, now_ms())
+            .await?;
+        self.resend(PendingSend {
+            envelope: resealed,
+            deadline_ms,
+        })
+        .await
     }
 
     pub(super) async fn on_accepted(&self, accepted: Vec<Accepted>) {
@@ -188,10 +262,8 @@ impl Session {
                 let me = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(wait)).await;
-                    if let Ok(pending) = me.local.outbox_pending(&me.mesh.id).await
-                        && let Some(env) = pending.into_iter().find(|env| env.id == id)
-                    {
-                        let _ = me.send_envelope(env).await;
+                    if let Ok(Some(pending)) = me.local.outbox_pending_one(&me.mesh.id, &id).await {
+                        let _ = me.resend(pending).await;
                     }
                 });
             }

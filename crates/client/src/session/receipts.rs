@@ -42,8 +42,7 @@ use crate::local::InboxMessage;
 /// A fan-out target's delivered watermark is sent at most this often.
 ///
 /// A second: a thousand subscribers of a busy topic then send a thousand
-/// small frames a second, and the evidence is at most a second behind (the
-/// broker flushes its watermarks at the same pace).
+/// small frames a second, and the evidence is a second or two behind.
 pub(super) const WATERMARK_EVERY: Duration = Duration::from_secs(1);
 
 /// Watermarks per `watermark` frame: one listing the most gaps is about
@@ -159,13 +158,17 @@ fn row_facts(sender: &str, msg_id: &str, target: &str) -> Option<(MemberKey, Mes
     Some((MemberKey(sender), id, target))
 }
 
-/// The watermark coalescer: each time `wanted` wakes it, it sends the
-/// delivered watermarks that advanced, then waits [`WATERMARK_EVERY`]
-/// before it may send again (a wake meanwhile is kept for then). Holds the
-/// session only while it works; ends when it is gone or stopping.
+/// The watermark coalescer: each time `wanted` wakes it, it waits a random
+/// part of half of [`WATERMARK_EVERY`], sends the delivered watermarks that
+/// advanced, then waits [`WATERMARK_EVERY`] before it may send again (a
+/// wake meanwhile is kept for then). The random wait keeps the thousand
+/// subscribers of a topic, woken by the same message, from answering the
+/// broker all in the same millisecond. Holds the session only while it
+/// works; ends when it is gone or stopping.
 pub(super) async fn marks_loop(inner: std::sync::Weak<Session>, wanted: Arc<tokio::sync::Notify>) {
     loop {
         wanted.notified().await;
+        tokio::time::sleep(jitter(WATERMARK_EVERY / 2)).await;
         let Some(s) = inner.upgrade() else {
             return;
         };
@@ -178,6 +181,15 @@ pub(super) async fn marks_loop(inner: std::sync::Weak<Session>, wanted: Arc<toki
         drop(s);
         tokio::time::sleep(WATERMARK_EVERY).await;
     }
+}
+
+/// A random duration below `most` (from the OS generator: no state to keep).
+fn jitter(most: Duration) -> Duration {
+    let r = u64::from(u32::from_le_bytes(
+        claudemesh_crypto::keys::random_bytes::<4>(),
+    ));
+    let most_us = u64::try_from(most.as_micros()).unwrap_or(u64::MAX).max(1);
+    Duration::from_micros(r % most_us)
 }
 
 impl Session {

@@ -217,6 +217,10 @@ impl Cursor {
                     .inbox_row(&self.link.mesh.id, inbox_id)
                     .await
                     .ok()??;
+                // Its time to live ran out before it was shown: gone.
+                if m.expired {
+                    return None;
+                }
                 match self.link.client() {
                     Ok(client) => {
                         let pins = self.link.pins(&self.state.home);

@@ -5,6 +5,8 @@
 //! prove, and what the broker says), and marking messages read (which
 //! sends the signed `shown` receipts, `via: gateway`). Senders are named by the one rule for names
 //! (`claudemesh_client::naming`), as `claudemesh message inbox` names them.
+//! A message sent with `ttl` (seconds) expires unless shown by then; an
+//! unread message whose deadline passed is no longer listed as unread.
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use claudemesh_client::messages;
 use claudemesh_client::naming::{
     Sent, label_hex, label_recipients, reached, sent, status_json, utc_time,
 };
-use claudemesh_client::{MeshClient, Via};
+use claudemesh_client::{MeshClient, SendOptions, Via};
 use claudemesh_crypto::envelope::{MAX_BODY_BYTES, MessageId, Priority};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -186,6 +188,13 @@ pub struct SendRequest {
     /// The message id this one answers.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Time to live in seconds (at least 1; at most the broker's
+    /// retention): a recipient that has not been shown the message by then
+    /// never is, and its delivery says `expired`. Absent: the broker's
+    /// retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub ttl: Option<u64>,
 }
 
 /// Sends a message, sealed and signed on this device.
@@ -197,7 +206,7 @@ pub struct SendRequest {
     params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body is the same message, never a second one")),
     responses(
         (status = 201, description = "The broker stored it", body = Sent, headers(("Location" = String, description = "The message's URL"))),
-        (status = 400, description = "A bad recipient, body or reply id", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A bad recipient, body, reply id or ttl", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `send`, or the recipient is outside its scope", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such peer, topic or group", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key was used for another request", body = crate::api::ProblemBody, content_type = "application/problem+json"),
@@ -238,6 +247,11 @@ pub async fn deliver(
         .as_deref()
         .map(|r| message_id("reply_to", r))
         .transpose()?;
+    let ttl = req
+        .ttl
+        .map(|s| claudemesh_client::ttl::check_ttl(std::time::Duration::from_secs(s)))
+        .transpose()
+        .map_err(|_| Problem::bad_request("ttl must be at least 1 (seconds)"))?;
     let id = match idempotency_key(headers)? {
         None => MessageId::random(),
         Some(key) => {
@@ -272,15 +286,8 @@ pub async fn deliver(
     let target = client.resolve(req.to.trim()).await?;
     let pins = caller.link.pins(&state.home);
     let whom = reached(&client, &pins, &target).await;
-    let posted = messages::send_as(
-        &client,
-        id,
-        target.clone(),
-        &req.body,
-        req.priority.into(),
-        reply_to,
-    )
-    .await?;
+    let opts = SendOptions::new(req.priority.into(), reply_to).ttl(ttl);
+    let posted = messages::send_with(&client, id, target.clone(), &req.body, opts).await?;
     let topic = match &target {
         claudemesh_crypto::envelope::Target::Topic(t) => Some(t.clone()),
         _ => None,

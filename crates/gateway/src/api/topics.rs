@@ -228,6 +228,12 @@ pub struct Post {
     /// The message id this one answers.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Time to live in seconds (at least 1; at most the broker's
+    /// retention): a member that has not been shown the post by then
+    /// never is, and its delivery says `expired`.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub ttl: Option<u64>,
 }
 
 /// Posts to a topic (as `POST /api/v1/messages` with `to` = `#topic`).
@@ -261,6 +267,7 @@ pub async fn post(
         body: req.body,
         priority: req.priority,
         reply_to: req.reply_to,
+        ttl: req.ttl,
     };
     deliver(&state, &caller, &headers, send).await
 }

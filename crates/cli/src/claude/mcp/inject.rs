@@ -367,6 +367,8 @@ mod tests {
             read: None,
             mentions_me: false,
             you: None,
+            deadline_ms: None,
+            expired: false,
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use claudemesh_client::messages;
 use claudemesh_client::topics;
-use claudemesh_client::{MeshClient, Via};
+use claudemesh_client::{MeshClient, SendOptions, Via};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_proto::frames::Status;
 use rmcp::handler::server::common::schema_for_type;
@@ -85,6 +85,30 @@ struct SendMessageArgs {
     /// The id of the message this one answers (from check_messages or a channel event's message_id).
     #[serde(default)]
     reply_to: Option<String>,
+    /// Time to live: if a recipient has not seen it by then, it expires (message_status says `expired`) and they never get it. A duration such as "30s", "10m", "2h", "1d", or a number of seconds; at least 1 second. Leave it out for the mesh's normal retention.
+    #[serde(default)]
+    ttl: Option<TtlArg>,
+}
+
+/// A time to live: a number of seconds, or a duration string.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum TtlArg {
+    /// Seconds.
+    Seconds(u64),
+    /// A duration: `30s`, `10m`, `2h`, `1d`.
+    Text(String),
+}
+
+impl TtlArg {
+    /// The duration, or what is wrong with it.
+    fn duration(&self) -> Result<Duration, String> {
+        let checked = match self {
+            TtlArg::Seconds(s) => claudemesh_client::ttl::check_ttl(Duration::from_secs(*s)),
+            TtlArg::Text(t) => claudemesh_client::ttl::parse_ttl(t),
+        };
+        checked.map_err(|e| format!("bad ttl: {e}"))
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -151,6 +175,9 @@ struct PostTopicArgs {
     /// The id of the message this one answers.
     #[serde(default)]
     reply_to: Option<String>,
+    /// Time to live, as for send_message: "30s", "10m", "2h", "1d" or seconds (at least 1 s); not seen by then, the post expires.
+    #[serde(default)]
+    ttl: Option<TtlArg>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -181,7 +208,7 @@ pub fn list() -> Vec<Tool> {
         .annotate(read()),
         tool::<SendMessageArgs>(
             "send_message",
-            "Send an end-to-end encrypted message to a peer (display name, session name such as `alice@api` — only ever a session of the member named `alice` — or key prefix), a group (`@eng`), a topic (`#deploys`) or everyone (`*`). Returns whom it reached (the verified member with its key, and the session) and the message id once the broker has stored it; the recipient gets it even if offline now. Check that the member is the one you meant. Use reply_to to answer a message. Use priority `now` only when it cannot wait.",
+            "Send an end-to-end encrypted message to a peer (display name, session name such as `alice@api` — only ever a session of the member named `alice` — or key prefix), a group (`@eng`), a topic (`#deploys`) or everyone (`*`). Returns whom it reached (the verified member with its key, and the session) and the message id once the broker has stored it; the recipient gets it even if offline now. Check that the member is the one you meant. Use reply_to to answer a message. Use priority `now` only when it cannot wait. Give `ttl` (e.g. \"10m\") when the message is useless after a while: not seen by then, it expires and message_status reports `expired`.",
         ),
         tool::<CheckMessagesArgs>(
             "check_messages",
@@ -297,7 +324,15 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         "list_peers" => list_peers(shared, parse(name, args)?).await,
         "send_message" => {
             let a: SendMessageArgs = parse(name, args)?;
-            send(shared, &a.to, &a.message, a.priority, a.reply_to.as_deref()).await
+            send(
+                shared,
+                &a.to,
+                &a.message,
+                a.priority,
+                a.reply_to.as_deref(),
+                a.ttl.as_ref(),
+            )
+            .await
         }
         "check_messages" => check_messages(shared, parse(name, args)?).await,
         "message_status" => {
@@ -377,6 +412,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 &a.message,
                 a.priority,
                 a.reply_to.as_deref(),
+                a.ttl.as_ref(),
             )
             .await
         }
@@ -428,11 +464,13 @@ async fn send(
     text: &str,
     priority: PriorityArg,
     reply_to: Option<&str>,
+    ttl: Option<&TtlArg>,
 ) -> ToolResult {
     if text.is_empty() {
         return Err("the message is empty".into());
     }
     let reply_to = reply_to.map(|r| message_id("reply_to", r)).transpose()?;
+    let ttl = ttl.map(TtlArg::duration).transpose()?;
     let c = client(shared).await?;
     let target = c.resolve(to).await.map_err(|e| fail(e.into()))?;
     // The verb follows what `to` resolved to, not how it was spelled.
@@ -445,7 +483,8 @@ async fn send(
     // Who it reaches, as verified: the member (name and key) and the
     // session, never a bare session key.
     let reached = crate::names::reached(&c, &shared.pins(), &target).await;
-    let posted = messages::send(&c, target, text, priority.into(), reply_to)
+    let opts = SendOptions::new(priority.into(), reply_to).ttl(ttl);
+    let posted = messages::send_with(&c, MessageId::random(), target, text, opts)
         .await
         .map_err(|e| fail(e.into()))?;
     let sent = claudemesh_client::naming::sent(posted, reached);
