@@ -262,20 +262,21 @@ def main(alice_url, alice_key, bob_url, bob_key):
     check(len(proxy.heads) >= 2, "it reconnected")
     check(f"last-event-id: {e1[0]}" in proxy.heads[-1].lower(), f"with Last-Event-ID: {proxy.heads[-1]}")
 
-    # Marked read: alice's status events say so (the broker's report).
+    # Marked read: alice's status events say so, proven by bob's signed
+    # `shown` receipt.
     status_stream = alice.events(last_event_id=0, kinds=["status"])
     marked = bob.mark_read(ids=[dm["id"]])
     check(marked["marked"] == 1, f"mark_read: {marked}")
 
     def read_by_bob(events):
         return any(
-            d.get("id") == dm["id"] and any(r.get("state") == "read" for r in d.get("recipients", []))
+            d.get("id") == dm["id"] and any(r.get("state") == "shown" and r.get("proven") == "shown" for r in d.get("recipients", []))
             for _, _, d in events
         )
 
     collect(status_stream, read_by_bob)
     detail = alice.message(dm["id"])
-    check(detail["delivery"]["recipients"][0]["state"] == "read", f"message(): {detail}")
+    check(detail["delivery"]["recipients"][0]["state"] == "shown", f"message(): {detail}")
     check(bob.message(dm["id"])["received"][0]["read"], "bob's copy is read")
 
     # Errors carry the CLI's exit codes.

@@ -123,8 +123,17 @@ pub struct Judged {
 }
 
 impl Judged {
-    /// The state to report: the highest proven, else the broker's word.
+    /// The state to report: the highest proven, else the broker's word;
+    /// but `expired` (not shown by its deadline, or dropped by retention)
+    /// unless it was proven shown or answered.
     pub fn state(&self) -> String {
+        let shown = matches!(
+            self.proven,
+            Some(ReceiptState::Shown | ReceiptState::Answered)
+        );
+        if self.observed == "expired" && !shown {
+            return self.observed.to_owned();
+        }
         self.proven
             .map_or(self.observed, ReceiptState::as_str)
             .to_owned()

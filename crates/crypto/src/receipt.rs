@@ -482,14 +482,14 @@ mod tests {
     #[test]
     fn every_signed_field_is_bound() {
         let good = Receipt::sign(&bob(), facts(ReceiptState::Delivered)).expect("sign");
-        let tamper: Vec<Box<dyn Fn(&mut Receipt)>> = vec![
-            Box::new(|r| r.state = ReceiptState::Shown),
-            Box::new(|r| r.sender = MemberKey(SigningKey::from_seed(&[8; 32]).public())),
-            Box::new(|r| r.id = MessageId([1; 16])),
-            Box::new(|r| r.target = Target::Broadcast),
-            Box::new(|r| r.at_ms += 1),
-            Box::new(|r| r.via = Via::Inbox),
-            Box::new(|r| r.signer.expires_at += 1),
+        let tamper: Vec<fn(&mut Receipt)> = vec![
+            |r| r.state = ReceiptState::Shown,
+            |r| r.sender = MemberKey(SigningKey::from_seed(&[8; 32]).public()),
+            |r| r.id = MessageId([1; 16]),
+            |r| r.target = Target::Broadcast,
+            |r| r.at_ms += 1,
+            |r| r.via = Via::Inbox,
+            |r| r.signer.expires_at += 1,
         ];
         for (i, t) in tamper.iter().enumerate() {
             let mut r = good.clone();
@@ -553,14 +553,14 @@ mod tests {
         let covered: Vec<u64> = (0..50).filter(|t| w.covers(*t)).collect();
         let expected: Vec<u64> = (11..=42).filter(|t| *t != 12 && *t != 40).collect();
         assert_eq!(covered, expected);
-        let tamper: Vec<Box<dyn Fn(&mut Watermark)>> = vec![
-            Box::new(|w| w.upto = 43),
-            Box::new(|w| w.from = 9),
-            Box::new(|w| {
+        let tamper: Vec<fn(&mut Watermark)> = vec![
+            |w| w.upto = 43,
+            |w| w.from = 9,
+            |w| {
                 w.missing.pop();
-            }),
-            Box::new(|w| w.target = Target::Group("eng".into())),
-            Box::new(|w| w.state = ReceiptState::Delivered),
+            },
+            |w| w.target = Target::Group("eng".into()),
+            |w| w.state = ReceiptState::Delivered,
         ];
         for (i, t) in tamper.iter().enumerate() {
             let mut moved = w.clone();

@@ -1279,8 +1279,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 4);
-    for (i, version) in ["1", "2", "3", "4"].into_iter().enumerate() {
+    assert_eq!(migrations.rows.len(), 5);
+    for (i, version) in ["1", "2", "3", "4", "5"].into_iter().enumerate() {
         assert_eq!(cell(migrations, i, "version"), version);
         assert_eq!(cell(migrations, i, "success"), "1");
     }
@@ -1318,7 +1318,9 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             "size",
             "created_at_ms",
             "expires_at_ms",
-            "at_len"
+            "at_len",
+            "tseq",
+            "deadline_ms"
         ]
     );
     assert_eq!(
@@ -1334,6 +1336,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             m.envelope_json.len().to_string(),
             T0.to_string(),
             m.expires_at_ms.to_string(),
+            "NULL".to_owned(),
+            "NULL".to_owned(),
             "NULL".to_owned(),
         ]]
     );

@@ -143,16 +143,12 @@ fn expiry(broker: &Broker) {
         human.stdout.contains("[expired]: stored, never shown"),
         "{human:?}"
     );
-    // Never shown: its `delivered` receipt is all bob's device signed.
-    // (The broker's word is `expired`, or `delivered` where it ranks a
-    // delivered receipt above its own expiry.)
-    let report = status_becomes(&alice, &stale, "bob", "delivered");
+    // Never shown: it expired on both sides, though bob's device proves
+    // it had stored it (its `delivered` receipt is all it signed).
+    let report = status_becomes(&alice, &stale, "bob", "expired");
     let bob_row = recipient(&report, "bob");
     assert_eq!(bob_row["proven"], "delivered", "{report}");
-    assert!(
-        ["expired", "delivered"].contains(&bob_row["observed"].as_str().unwrap_or_default()),
-        "{report}"
-    );
+    assert_eq!(bob_row["observed"], "expired", "{report}");
 
     // A topic post with a TTL carries its deadline too.
     alice.run(&["topic", "create", "deploys"]).ok();
