@@ -212,10 +212,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
 }
 
 /// Writes the watermarks held in memory to the store every
-/// [`crate::watermarks::FLUSH_EVERY`], through the writer (one transaction
+/// [`crate::watermarks::flush_every`], through the writer (one transaction
 /// for all of them).
 async fn flush_watermarks(state: Arc<BrokerState>) {
-    let mut tick = tokio::time::interval(crate::watermarks::FLUSH_EVERY);
+    let mut tick = tokio::time::interval(crate::watermarks::flush_every(state.store.backend()));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -27,6 +27,21 @@ use crate::store::WatermarkRow;
 /// at most this far behind.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
+/// The same for a broker on SQLite: no other replica reads its store, and
+/// after a restart every client sends its watermarks again with its hello,
+/// so the store's copy only has to be reasonably recent, and each flush
+/// holds the one writer (the only lock SQLite has) that messages wait for.
+pub const FLUSH_EVERY_SQLITE: Duration = Duration::from_secs(10);
+
+/// How often a broker on `backend` flushes its watermarks.
+pub fn flush_every(backend: &str) -> Duration {
+    if backend == "sqlite" {
+        FLUSH_EVERY_SQLITE
+    } else {
+        FLUSH_EVERY
+    }
+}
+
 /// One member's newest watermark of one state for one target.
 #[derive(Debug, Clone)]
 struct Kept {

@@ -136,7 +136,8 @@ async fn watermarks_skip_exactly_what_they_cover(backend: Backend) {
     // Kept as one row per (member, target, state) once flushed, and not one
     // row per (recipient, message).
     tokio::time::sleep(
-        claudemesh_broker::watermarks::FLUSH_EVERY + std::time::Duration::from_millis(700),
+        claudemesh_broker::watermarks::flush_every(broker.running().store().backend())
+            + std::time::Duration::from_millis(700),
     )
     .await;
     let dump = broker.running().store().dump().await.unwrap();
