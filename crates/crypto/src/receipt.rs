@@ -135,6 +135,31 @@ pub enum ReceiptError {
     Malformed(&'static str),
 }
 
+/// What [`Receipt::verify`] and [`Watermark::verify`] share, in this order:
+/// the version, `sig` over `signed` by `signer.session`, the mesh it was
+/// signed for against `mesh`, and the certificate at `floor(at_ms / 1000)`.
+fn verify_signed(
+    v: u64,
+    signed: &[u8],
+    signer: &SessionCert,
+    sig: &Signature,
+    (signed_for, mesh): (&MeshId, &MeshId),
+    at_ms: u64,
+) -> Result<(), ReceiptError> {
+    if v != RECEIPT_VERSION {
+        return Err(ReceiptError::UnsupportedVersion(v));
+    }
+    signer
+        .session
+        .verify(signed, sig)
+        .map_err(|_| ReceiptError::BadSignature)?;
+    if signed_for != mesh {
+        return Err(ReceiptError::WrongMesh);
+    }
+    signer.verify(mesh, at_ms / 1000)?;
+    Ok(())
+}
+
 /// A recipient's signed statement about one message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -243,17 +268,14 @@ impl Receipt {
     /// signer is the right recipient of the right message is the caller's
     /// question (`docs/security.md` §8.1, "what the sender checks").
     pub fn verify(&self, mesh: &MeshId) -> Result<(), ReceiptError> {
-        if self.v != RECEIPT_VERSION {
-            return Err(ReceiptError::UnsupportedVersion(self.v));
-        }
-        self.signer
-            .session
-            .verify(&self.signed_bytes(), &self.sig)
-            .map_err(|_| ReceiptError::BadSignature)?;
-        if &self.mesh != mesh {
-            return Err(ReceiptError::WrongMesh);
-        }
-        self.signer.verify(mesh, self.at_ms / 1000)?;
+        verify_signed(
+            self.v,
+            &self.signed_bytes(),
+            &self.signer,
+            &self.sig,
+            (&self.mesh, mesh),
+            self.at_ms,
+        )?;
         self.check_shape()
     }
 
@@ -383,17 +405,14 @@ impl Watermark {
 
     /// Checks what [`Receipt::verify`] checks, for a watermark.
     pub fn verify(&self, mesh: &MeshId) -> Result<(), ReceiptError> {
-        if self.v != RECEIPT_VERSION {
-            return Err(ReceiptError::UnsupportedVersion(self.v));
-        }
-        self.signer
-            .session
-            .verify(&self.signed_bytes(), &self.sig)
-            .map_err(|_| ReceiptError::BadSignature)?;
-        if &self.mesh != mesh {
-            return Err(ReceiptError::WrongMesh);
-        }
-        self.signer.verify(mesh, self.at_ms / 1000)?;
+        verify_signed(
+            self.v,
+            &self.signed_bytes(),
+            &self.signer,
+            &self.sig,
+            (&self.mesh, mesh),
+            self.at_ms,
+        )?;
         self.check_shape()
     }
 
