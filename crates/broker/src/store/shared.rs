@@ -616,6 +616,15 @@ macro_rules! impl_store {
                 }
 
                 async fn expire_due(&self, now_ms: u64) -> Result<u64, StoreError> {
+                    // Asked every second: look first (an index probe), and
+                    // take the write lock only when something is due.
+                    let due: bool = sqlx::query_scalar(sql::ANY_DUE)
+                        .bind(to_i64(now_ms))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    if !due {
+                        return Ok(0);
+                    }
                     let mut tx = self.write_tx().await?;
                     sqlx::query(sql::EXPIRE_DUE_DELIVERIES)
                         .bind(to_i64(now_ms))

@@ -183,6 +183,11 @@ pub(crate) const EXPIRE_MESSAGES: &str =
 /// Retention, last: tombstones and delivered messages older than `$1` go.
 pub(crate) const PURGE_MESSAGES: &str = "DELETE FROM messages WHERE expires_at_ms <= $1";
 
+/// Whether any message's deadline has passed with its ciphertext still
+/// stored: `$1` now.
+pub(crate) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM messages \
+     WHERE deadline_ms <= $1 AND envelope IS NOT NULL)";
+
 /// A TTL ran out, first: deliveries not yet shown of messages past their
 /// deadline become `expired` (state 3). `$1` now.
 pub(crate) const EXPIRE_DUE_DELIVERIES: &str = "UPDATE deliveries SET state = 3, updated_at_ms = $1 WHERE state < 2 AND seq IN \
