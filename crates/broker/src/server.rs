@@ -212,16 +212,26 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
 }
 
 /// Writes the watermarks held in memory to the store every
-/// [`crate::watermarks::flush_every`], through the writer (one transaction
-/// for all of them).
+/// [`crate::watermarks::flush_every`], through the writer, as a trickle of
+/// small transactions ([`crate::watermarks::FLUSH_CHUNK`] rows each, one
+/// committed before the next is queued), so messages interleave with them.
+/// Rows not yet taken when the broker stops are written by its shutdown.
 async fn flush_watermarks(state: Arc<BrokerState>) {
     let mut tick = tokio::time::interval(crate::watermarks::flush_every(state.store.backend()));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let rows = state.watermarks.take_dirty();
-        if !rows.is_empty() {
-            state.writer.submit(WriteJob::Watermarks(rows)).await;
+        loop {
+            let rows = state
+                .watermarks
+                .take_dirty_upto(crate::watermarks::FLUSH_CHUNK);
+            if rows.is_empty() {
+                break;
+            }
+            if !state.writer.submit(WriteJob::Watermarks(rows)).await {
+                return;
+            }
+            state.writer.flush().await;
         }
     }
 }

@@ -33,6 +33,12 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// holds the one writer (the only lock SQLite has) that messages wait for.
 pub const FLUSH_EVERY_SQLITE: Duration = Duration::from_secs(10);
 
+/// Rows per flush transaction. A flush is written as a trickle of such
+/// transactions, each waiting for the one before to commit, so a message
+/// that arrives meanwhile waits behind one small commit, never behind a
+/// thousand rows (on SQLite every transaction holds the one write lock).
+pub const FLUSH_CHUNK: usize = 100;
+
 /// How often a broker on `backend` flushes its watermarks.
 pub fn flush_every(backend: &str) -> Duration {
     if backend == "sqlite" {
@@ -106,10 +112,19 @@ impl Watermarks {
     /// clean. If writing them fails they are lost from the store only until
     /// the member's next watermark (held here meanwhile).
     pub fn take_dirty(&self) -> Vec<WatermarkRow> {
+        self.take_dirty_upto(usize::MAX)
+    }
+
+    /// At most `limit` of the changed watermarks, marked clean; the rest
+    /// stay changed for the next call.
+    pub fn take_dirty_upto(&self, limit: usize) -> Vec<WatermarkRow> {
         let mut map = self.lock();
         let mut out = Vec::new();
         for ((mesh, target), marks) in map.iter_mut() {
             for ((member, state), kept) in marks.iter_mut() {
+                if out.len() >= limit {
+                    return out;
+                }
                 if kept.dirty {
                     kept.dirty = false;
                     out.push(WatermarkRow {
@@ -195,6 +210,7 @@ mod tests {
         assert!(!w.advance(MESH, m, mark(&me, 4, vec![], 2), "b".into()));
         // As far, signed later, with the gap filled: kept.
         assert!(w.advance(MESH, m, mark(&me, 5, vec![], 3), "c".into()));
+        assert_eq!(w.take_dirty_upto(0).len(), 0);
         let rows = w.take_dirty();
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].upto, rows[0].doc.as_str()), (5, "c"));
