@@ -183,6 +183,9 @@ fn report(
 /// What the wire clients of the fan-out scenarios do.
 pub(crate) const WIRE_WHAT: &str = "raw frames: posts sealed before the clock starts; subscribers are websocket connections with pre-made session certificates that read only seq and message id of each deliver (no key decoded, nothing opened) and ack in batches";
 
+/// How many of the slowest messages the notes name.
+const SLOWEST_SHOWN: usize = 4;
+
 /// What [`run_spread`] runs.
 #[derive(Debug)]
 pub(crate) struct Plan<'a> {
@@ -226,6 +229,10 @@ pub(crate) struct Spread {
     pub complete: u64,
     /// Per complete message: send → last subscriber.
     pub to_last: Samples,
+    /// The slowest messages to reach their last subscriber: (ms, seconds
+    /// after the first send), slowest first; to line an outlier up with
+    /// what else ran then (a flush, a checkpoint, another process).
+    pub slowest: Vec<(f64, f64)>,
     /// Per delivery: send → that subscriber.
     pub each: Samples,
     /// Per post: send → `accepted`.
@@ -293,6 +300,17 @@ impl Spread {
             self.ack_frames,
             if self.ack_frames > 0 { self.acked_seqs as f64 / self.ack_frames as f64 } else { 0.0 }
         ));
+        if !self.slowest.is_empty() {
+            let each: Vec<String> = self
+                .slowest
+                .iter()
+                .map(|(ms, at)| format!("{ms:.1} ms (sent at +{at:.2} s)"))
+                .collect();
+            notes.push(format!(
+                "slowest to the last subscriber: {}",
+                each.join(", ")
+            ));
+        }
         notes.push(crowd.steps_note());
         notes.push(format!(
             "connecting the subscribers and letting their presence pushes settle took {:.2} s",
@@ -505,17 +523,20 @@ pub(crate) async fn run_spread(plan: &Plan<'_>) -> Result<Spread> {
     }
 
     let mut to_last = Samples::with_capacity(total);
+    let first = tally.first_send_ns.load(Ordering::Relaxed);
+    let mut slowest = Vec::new();
     for i in 0..total {
         let sent = prepared.sent_ns[i].load(Ordering::Relaxed);
         if sent != u64::MAX && u64::from(track.got[i].load(Ordering::Relaxed)) >= subscriber_count {
-            to_last.push(
-                track.last_ns[i]
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(sent),
-            );
+            let took = track.last_ns[i]
+                .load(Ordering::Relaxed)
+                .saturating_sub(sent);
+            to_last.push(took);
+            slowest.push((took as f64 / 1e6, sent.saturating_sub(first) as f64 / 1e9));
         }
     }
-    let first = tally.first_send_ns.load(Ordering::Relaxed);
+    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    slowest.truncate(SLOWEST_SHOWN);
     let secs = |last: u64| {
         if first == u64::MAX || last < first {
             0.0
@@ -537,6 +558,7 @@ pub(crate) async fn run_spread(plan: &Plan<'_>) -> Result<Spread> {
         subscribers: subscriber_count,
         complete: to_last.len() as u64,
         to_last,
+        slowest,
         each,
         accept,
         elapsed_accept_s: secs(tally.last_accept_ns.load(Ordering::Relaxed)),
@@ -699,12 +721,14 @@ async fn subscribe(
                         if ack_due.is_none() {
                             ack_due = Some(match acking {
                                 Acking::Unsigned(_) => tokio::time::Instant::now() + ack_delay,
-                                // As the SDK: a random wait of up to half the
-                                // interval, and at least the interval after
-                                // the last watermark.
-                                Acking::Watermark(..) => (tokio::time::Instant::now()
-                                    + watermark_jitter())
-                                .max(last_mark + ack_delay),
+                                // As the SDK's coalescer: not before the
+                                // interval after the last watermark, then a
+                                // random wait of up to half the interval
+                                // (drawn anew each time, so subscribers
+                                // woken by the same message drift apart).
+                                Acking::Watermark(..) => tokio::time::Instant::now()
+                                    .max(last_mark + ack_delay)
+                                    + watermark_jitter(),
                             });
                         }
                         if acks.len() >= MAX_IDS_PER_ACK {
