@@ -113,11 +113,13 @@ topics = {{ values = {q(["fuzz", "gw-test", "nosuch"])} }}
 groups = {{ values = {q(["eng", "eng/backend"])} }}
 ids = {{ values = {q(ids)} }}
 recipients = {{ values = {q(["bob", "alice", "bob@serve", "#fuzz", "@eng", "*"])} }}
+peers = {{ values = {q(["bob", "alice", "bob@serve", "nobody"])} }}
 
 [parameters]
 "path.topic" = {{ dictionary = "topics", probability = 0.5 }}
 "path.group" = {{ dictionary = "groups", probability = 0.5 }}
 "path.id" = {{ dictionary = "ids", probability = 0.5 }}
+"path.peer" = {{ dictionary = "peers", probability = 0.5 }}
 "query.topic" = {{ dictionary = "topics", probability = 0.5 }}
 "query.before" = {{ dictionary = "ids", probability = 0.5 }}
 "body.to" = {{ dictionary = "recipients", probability = 0.7 }}

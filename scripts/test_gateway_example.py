@@ -279,6 +279,18 @@ def main(alice_url, alice_key, bob_url, bob_key):
     check(detail["delivery"]["recipients"][0]["state"] == "shown", f"message(): {detail}")
     check(bob.message(dm["id"])["received"][0]["read"], "bob's copy is read")
 
+    # The conversation, both ways, newest first; the safety number, the
+    # same on both sides; an invite.
+    convo = alice.conversation("bob", limit=500)["messages"]
+    check(convo[0]["id"] == two["id"] and convo[0]["you"], f"conversation(): {convo[:1]}")
+    check(any(m["id"] == dm["id"] for m in convo), "the conversation holds the first DM")
+    check(bob.conversation("alice", limit=1)["messages"][0]["id"] == two["id"], "bob's side too")
+    number = alice.safety("bob")["safety_number"]
+    check(number == bob.safety("alice")["safety_number"] and len(number.split(" ")) == 12, number)
+    check(alice.verify("bob")["verified"] and alice.safety("bob")["verified"], "verified")
+    inv = alice.invite(uses=2, expires_in=3600)
+    check(inv["max_uses"] == 2 and "#" in inv["url"] and inv["qr"].startswith("data:image/svg+xml"), f"{inv}")
+
     # Errors carry the CLI's exit codes.
     e = raises(lambda: alice.send("nobody-" + tag, "hello?"), 404, 5)
     check(e.kind == "not_found" and "nobody" in e.detail, f"{e.kind}: {e.detail}")

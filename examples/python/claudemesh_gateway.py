@@ -158,6 +158,25 @@ class Gateway:
         body = {k: v for k, v in (("status", status), ("summary", summary)) if v is not None}
         return self._call("PATCH", "/api/v1/profile", body=body)
 
+    def safety(self, peer):
+        """The safety number with a peer, to compare out of band:
+        {"name", "key", "safety_number", "groups", "qr", "verified", "key_changed"}."""
+        return self._call("GET", f"/api/v1/peers/{_segment(peer)}/safety")
+
+    def verify(self, peer):
+        """Marks a peer's key verified (once the safety numbers match)."""
+        return self._call("POST", f"/api/v1/peers/{_segment(peer)}/verify", body={})
+
+    def invite(self, uses=None, expires_in=None, role=None):
+        """Makes an invite (a key with `admin`, a member who may invite):
+        {"url", "app_url", "id", "expires_at", "max_uses", "role", "qr"}."""
+        body = {
+            k: v
+            for k, v in (("uses", uses), ("expires_in", expires_in), ("role", role))
+            if v is not None
+        }
+        return self._call("POST", "/api/v1/invites", body=body)
+
     # -- messages ---------------------------------------------------------
 
     def messages(self, unread=True, after=0, limit=100, topic=None):
@@ -190,6 +209,17 @@ class Gateway:
         if up_to is not None:
             body["up_to"] = up_to
         return self._call("POST", "/api/v1/messages/read", body=body)
+
+    def conversation(self, peer, limit=50, before=None):
+        """The direct messages with a peer, both ways, newest first:
+        {"peer", "key", "messages": [...], "more"}.
+
+        Pass the last message's id as `before` for the older ones."""
+        return self._call(
+            "GET",
+            f"/api/v1/conversations/{_segment(peer)}/messages",
+            query={"limit": limit, "before": before},
+        )
 
     # -- topics -----------------------------------------------------------
 

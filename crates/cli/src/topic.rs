@@ -446,7 +446,7 @@ pub async fn read(g: &Global, topic: &str) -> Outcome {
     let name = topics::topic_name(topic)?;
     let n = with_client(g, async |c| {
         c.settle().await?;
-        topics::topic_read(c, &name).await
+        topics::topic_read(c, &name, claudemesh_crypto::receipt::Via::Inbox).await
     })
     .await?;
     if g.json {

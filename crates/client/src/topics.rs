@@ -313,9 +313,9 @@ pub fn topic_members(client: &MeshClient, name: &str) -> Result<Vec<TopicMemberV
 }
 
 /// Marks every unread message of a topic in this device's inbox read (the
-/// user said so: shown, [`Via::Inbox`]) and sends the topic's shown
-/// watermark. Returns how many.
-pub async fn topic_read(client: &MeshClient, name: &str) -> Result<usize, ClientError> {
+/// user said so: shown, `via` where: [`Via::Inbox`] for `topic read`) and
+/// sends the topic's shown watermark. Returns how many.
+pub async fn topic_read(client: &MeshClient, name: &str, via: Via) -> Result<usize, ClientError> {
     let name = topic_name(name)?;
     client.with_state(|s| {
         s.roster()
@@ -328,7 +328,7 @@ pub async fn topic_read(client: &MeshClient, name: &str) -> Result<usize, Client
         .local()
         .inbox_of(&client.mesh().id, Some(&target), true, u32::MAX)
         .await?;
-    client.mark_shown(&list, Via::Inbox).await?;
+    client.mark_shown(&list, via).await?;
     Ok(list.len())
 }
 

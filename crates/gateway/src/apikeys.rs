@@ -467,7 +467,7 @@ fn info_from_row(row: &SqliteRow) -> Result<ApiKeyInfo, ApiKeyError> {
 }
 
 /// Unix ms as SQLite's integer (times past year 292 million saturate).
-fn as_db(ms: u64) -> i64 {
+pub(crate) fn as_db(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 

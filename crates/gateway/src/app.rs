@@ -29,6 +29,8 @@ use crate::journal::{Journal, JournalError};
 use crate::links::{Links, MeshLink, SessionSettings};
 use crate::problem::Problem;
 use crate::ratelimit::KeyRates;
+use crate::web::WebSession;
+use crate::web::sessions::WebSessions;
 
 /// Largest request body, in bytes (a message body is capped lower by the
 /// client; this keeps a request from being buffered without bound).
@@ -99,9 +101,10 @@ pub struct AppState {
     pub(crate) idempotency: IdempotencyKeys,
     pub(crate) journal: Journal,
     pub(crate) links: Links,
+    pub(crate) web: WebSessions,
     rates: KeyRates,
     allowed_hosts: AllowedHosts,
-    tls: bool,
+    pub(crate) tls: bool,
     cors_origins: Vec<String>,
     audit: Option<AuditHook>,
     pub(crate) stop: watch::Receiver<bool>,
@@ -127,6 +130,7 @@ impl Gateway {
             home: config.home,
             local,
             keys: ApiKeys::new(pool.clone()),
+            web: WebSessions::new(pool.clone()),
             idempotency: IdempotencyKeys::new(pool),
             journal,
             links,
@@ -145,19 +149,32 @@ impl Gateway {
         })
     }
 
-    /// The HTTP surface: `/api/v1`, `/api-docs`, `/healthz`.
+    /// The HTTP surface: `/api/v1`, `/api-docs`, `/healthz`, and the web
+    /// app (`/`, `/assets`, `/web`).
     pub fn router(&self) -> Router {
         let (api, _) = crate::api::router().split_for_parts();
         let state = self.state.clone();
         Router::new()
             .merge(api)
             .merge(crate::docs::router())
+            .merge(crate::web::router())
             .route("/healthz", axum::routing::get(healthz))
             .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+            .layer(middleware::from_fn(crate::web::mesh_param))
             .layer(middleware::from_fn_with_state(state.clone(), audit))
             .layer(middleware::from_fn_with_state(state.clone(), cors))
             .layer(middleware::from_fn_with_state(state.clone(), host_guard))
+            .layer(middleware::from_fn(crate::web::security_headers))
             .with_state(state)
+    }
+
+    /// A one-time link that signs a browser in to the web app
+    /// (`claudemesh serve open` makes one without a running gateway's
+    /// help, in the same `state.db`).
+    pub async fn signin_link(
+        &self,
+    ) -> Result<crate::web::sessions::SignIn, crate::web::sessions::WebSessionError> {
+        self.state.web.issue_signin(now_ms()).await
     }
 
     /// Each mesh's name and link state (`up`, `connecting`, …).
@@ -293,12 +310,20 @@ async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: Next)
     let Some(hook) = state.audit.clone() else {
         return next.run(req).await;
     };
-    let key = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .map(|(_, token)| presented_prefix(token.trim()).unwrap_or_else(|| NOT_A_KEY.to_owned()));
+    let key = match req.headers().get(header::AUTHORIZATION) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().split_once(' '))
+            .map(|(_, token)| {
+                presented_prefix(token.trim()).unwrap_or_else(|| NOT_A_KEY.to_owned())
+            }),
+        // A signed-in page's API calls are uses too, under its session id.
+        None if req.uri().path().starts_with("/api/") => {
+            crate::web::session_cookie(req.headers()).and_then(crate::web::sessions::presented_id)
+        }
+        None => None,
+    };
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -336,13 +361,26 @@ async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: Next)
 /// Every `/api/v1` handler takes one.
 #[derive(Debug)]
 pub struct Caller {
-    /// The key.
+    /// The key (for a signed-in page, one made for the request: every
+    /// capability, in the mesh it names, labelled `web`).
     pub key: ApiKeyInfo,
     /// The key's mesh's session.
     pub link: Arc<MeshLink>,
+    /// The web session's id, when the caller is the web app.
+    pub web: Option<String>,
 }
 
 impl Caller {
+    /// How messages this caller reads were shown, for their receipts: in
+    /// the web app, or to a script through the gateway.
+    pub fn via(&self) -> claudemesh_crypto::receipt::Via {
+        if self.web.is_some() {
+            claudemesh_crypto::receipt::Via::Web
+        } else {
+            claudemesh_crypto::receipt::Via::Gateway
+        }
+    }
+
     /// Refuses a key without `cap`.
     pub fn require(&self, cap: Cap) -> Result<(), Problem> {
         auth::require(&self.key, cap)
@@ -373,6 +411,33 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        // No key but a session cookie: the web app, signed in.
+        if !parts.headers.contains_key(header::AUTHORIZATION)
+            && crate::web::session_cookie(&parts.headers).is_some()
+        {
+            let WebSession(session) = WebSession::from_request_parts(parts, state).await?;
+            state.rates.take(&session.id)?;
+            let link = crate::web::chosen_mesh(state, parts)?;
+            let key = ApiKeyInfo {
+                prefix: session.id.clone(),
+                label: "web".to_owned(),
+                mesh: link.mesh.id,
+                caps: [Cap::Read, Cap::Send, Cap::Admin].into_iter().collect(),
+                topics: Vec::new(),
+                created_at: session.created_at,
+                expires_at: Some(session.expires_at),
+                last_used_at: None,
+                revoked_at: None,
+            };
+            if let Some(seen) = parts.extensions.get::<Seen>() {
+                *lock(&seen.0) = Some(key.clone());
+            }
+            return Ok(Caller {
+                key,
+                link,
+                web: Some(session.id),
+            });
+        }
         let key = auth::authenticate(&state.keys, &parts.headers).await?;
         if let Some(seen) = parts.extensions.get::<Seen>() {
             *lock(&seen.0) = Some(key.clone());
@@ -386,6 +451,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             )
             .hint("revoke it with `claudemesh apikey revoke`")
         })?;
-        Ok(Caller { key, link })
+        Ok(Caller {
+            key,
+            link,
+            web: None,
+        })
     }
 }

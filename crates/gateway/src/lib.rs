@@ -22,6 +22,11 @@
 //! - [`idempotency`]: `Idempotency-Key`: one message id per key, so a
 //!   retried send is the same message.
 //! - [`ratelimit`]: each key's request rate.
+//! - [`web`]: the web app at `/` (embedded page and assets), its sign-in
+//!   links and cookie sessions, CSRF checks and security headers.
+//! - [`conversations`]: the direct messages sent through the gateway,
+//!   kept so a conversation with a peer reads both ways.
+//! - [`qr`]: QR codes (invites, safety numbers) as SVG data URLs.
 //! - [`problem`]: every error as `application/problem+json`, numbered as
 //!   the CLI's exit codes.
 
@@ -29,6 +34,7 @@ pub mod api;
 pub mod apikeys;
 pub mod app;
 pub mod auth;
+pub mod conversations;
 pub mod delivery;
 pub mod docs;
 pub mod host;
@@ -37,7 +43,9 @@ pub mod journal;
 pub mod links;
 pub mod lock;
 pub mod problem;
+pub mod qr;
 pub mod ratelimit;
+pub mod web;
 
 pub use app::{AuditHook, Gateway, GatewayConfig, KeyUse, StartError};
 pub use links::SessionSettings;

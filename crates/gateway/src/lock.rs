@@ -94,6 +94,31 @@ impl GatewayLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Where the gateway running on `home` listens (what it wrote after
+    /// `listening on `), or `None` when none runs.
+    pub fn running(home: &Path) -> Result<Option<String>, LockError> {
+        let path = home.join("serve.lock");
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(LockError::Io { path, source }),
+        };
+        match file.try_lock_shared() {
+            // Nobody holds it: no gateway runs (ours goes when `file` does).
+            Ok(()) => Ok(None),
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text)
+                    .map_err(|source| LockError::Io { path, source })?;
+                Ok(Some(text.trim().split_once("listening on ").map_or_else(
+                    || text.trim().to_owned(),
+                    |(_, at)| at.trim().to_owned(),
+                )))
+            }
+            Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +147,10 @@ mod tests {
         }
         let mut first = first;
         first.listening("http://127.0.0.1:40123").unwrap();
+        assert_eq!(
+            GatewayLock::running(dir.path()).unwrap().as_deref(),
+            Some("http://127.0.0.1:40123")
+        );
         match GatewayLock::acquire(dir.path(), "127.0.0.1:0") {
             Err(LockError::Held { holder }) => {
                 assert!(
@@ -132,6 +161,7 @@ mod tests {
             other => panic!("expected Held, got {other:?}"),
         }
         drop(first);
+        assert_eq!(GatewayLock::running(dir.path()).unwrap(), None);
         let again = GatewayLock::acquire(dir.path(), "/run/cm.sock").unwrap();
         let text = std::fs::read_to_string(again.path()).unwrap();
         assert!(

@@ -254,7 +254,7 @@ fn cap_action(cap: Cap) -> &'static str {
     match cap {
         Cap::Read => "read",
         Cap::Send => "send",
-        Cap::Admin => "create topics",
+        Cap::Admin => "create topics or invites",
     }
 }
 

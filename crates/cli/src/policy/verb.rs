@@ -96,6 +96,10 @@ verbs! {
     /// each key's scope.
     Serve = "serve", Write;
     ServeService = "serve.service", Write;
+    /// A sign-in link gives a browser the web app, as this member.
+    ServeOpen = "serve.open", Write;
+    ServeSessions = "serve.sessions", Read;
+    ServeSessionsEnd = "serve.sessions.end", Write;
     Grant = "grant", Write;
     Revoke = "revoke", Write;
     Block = "block", Write;

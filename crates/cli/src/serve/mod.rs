@@ -10,6 +10,7 @@
 //! (a launchd agent on macOS) that runs it.
 
 pub mod service;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +31,11 @@ use crate::workdir;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7901";
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
+    /// `open` (sign a browser in to the web app) or `sessions`; none: run the gateway
+    #[command(subcommand)]
+    pub cmd: Option<web::ServeCmd>,
     /// Address to listen on (a non-loopback one needs --tls-cert/--tls-key or --insecure-listen)
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, conflicts_with = "unix")]
     pub listen: SocketAddr,
@@ -74,6 +79,9 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// What it asks the policy.
     pub fn request(&self) -> Request {
+        if let Some(cmd) = &self.cmd {
+            return cmd.request();
+        }
         if self.install_service || self.uninstall_service {
             Request::new(Verb::ServeService, None, false)
         } else {
@@ -82,6 +90,9 @@ impl ServeArgs {
     }
 
     pub async fn run(self, g: &Global) -> Outcome {
+        if let Some(cmd) = self.cmd {
+            return cmd.run(g).await;
+        }
         if self.install_service {
             return service::install(g, &self);
         }
@@ -201,6 +212,20 @@ async fn serve(g: &Global, a: ServeArgs) -> Outcome {
             meshes.join(", ")
         );
         eprintln!("Make a key for a script: claudemesh apikey create <label> --cap read,send");
+        // The sign-in link only to a person at a terminal: under a service
+        // manager stderr goes to a log, where a secret does not belong.
+        if url.starts_with("http") && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            match gateway.signin_link().await {
+                Ok(link) => eprintln!(
+                    "The web app, signed in (this link works once, within {} minutes):\n  {}",
+                    claudemesh_gateway::web::sessions::SIGNIN_TTL_MS / 60_000,
+                    web::signin_url(&url, &link.token)
+                ),
+                Err(e) => tracing::warn!("no sign-in link: {e}"),
+            }
+        } else if url.starts_with("http") {
+            eprintln!("The web app: run `claudemesh serve open` for a sign-in link.");
+        }
     }
     let router = gateway.router();
     // The signal stops the gateway (its event streams end), then the

@@ -929,6 +929,7 @@ mod tests {
 
     fn args() -> ServeArgs {
         ServeArgs {
+            cmd: None,
             listen: DEFAULT_LISTEN.parse().unwrap(),
             unix: None,
             tls_cert: None,

@@ -33,3 +33,4 @@ mod tls;
 mod topic;
 mod ttl;
 mod verify;
+mod web_api;

@@ -28,7 +28,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One HTTP answer.
 #[derive(Debug)]
-struct Http {
+pub(crate) struct Http {
     status: u16,
     /// Header names in lower case, in the order received.
     headers: Vec<(String, String)>,
@@ -55,7 +55,7 @@ impl Http {
 
     /// Asserts the status; the body as JSON (`null` when empty).
     #[track_caller]
-    fn ok(&self, status: u16) -> Value {
+    pub(crate) fn ok(&self, status: u16) -> Value {
         assert_eq!(
             self.status,
             status,
@@ -73,7 +73,7 @@ impl Http {
     /// Asserts a problem answer: the status, `application/problem+json`,
     /// the CLI's exit `code` with its `kind`, and a detail; returns it.
     #[track_caller]
-    fn problem(&self, status: u16, code: i32) -> Value {
+    pub(crate) fn problem(&self, status: u16, code: i32) -> Value {
         assert_eq!(
             self.status,
             status,
@@ -180,7 +180,7 @@ fn parse_response(raw: &[u8]) -> Http {
 
 /// A gateway as one key sees it.
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     base: String,
     key: Option<String>,
     /// curl's arguments to reach it (`--unix-socket <path>`, `--cacert`).
@@ -188,7 +188,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(gw: &Gateway, key: &str) -> Api {
+    pub(crate) fn new(gw: &Gateway, key: &str) -> Api {
         Api {
             key: Some(key.to_owned()),
             ..Api::anon(gw)
@@ -242,11 +242,11 @@ impl Api {
         )
     }
 
-    fn get(&self, path: &str) -> Http {
+    pub(crate) fn get(&self, path: &str) -> Http {
         self.call("GET", path, &[], None)
     }
 
-    fn post(&self, path: &str, body: Value) -> Http {
+    pub(crate) fn post(&self, path: &str, body: Value) -> Http {
         self.call("POST", path, &[], Some(body.to_string().into_bytes()))
     }
 
@@ -274,7 +274,7 @@ impl Api {
 
     /// Waits until every mesh link of the gateway is `up`.
     #[track_caller]
-    fn wait_up(&self) -> Value {
+    pub(crate) fn wait_up(&self) -> Value {
         eventually("the gateway's link to the broker is up", || {
             let r = self.get("/api/v1/meshes");
             if r.status != 200 {
@@ -295,7 +295,7 @@ impl Api {
 /// Asks `f` until it says yes, at most [`PATIENCE`]; panics with the last
 /// answer.
 #[track_caller]
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match f() {
@@ -493,7 +493,7 @@ fn read_stream(stdout: impl std::io::Read, tx: &std::sync::mpsc::Sender<SseItem>
 // Homes and keys.
 
 /// `apikey create <label> --cap <caps> [--topic <topic>]`: the key.
-fn api_key(user: &User, label: &str, caps: &str, topic: Option<&str>) -> String {
+pub(crate) fn api_key(user: &User, label: &str, caps: &str, topic: Option<&str>) -> String {
     let mut args = vec!["apikey", "create", label, "--cap", caps];
     if let Some(t) = topic {
         args.extend(["--topic", t]);
@@ -520,7 +520,7 @@ fn is_prefix(t: &str) -> bool {
 }
 
 /// alice owns mesh "team", bob joined it.
-fn team(broker: &Broker) -> (User, User) {
+pub(crate) fn team(broker: &Broker) -> (User, User) {
     let alice = broker.user("alice");
     let bob = broker.user("bob");
     alice.create(broker, "team", "alice");
@@ -529,7 +529,7 @@ fn team(broker: &Broker) -> (User, User) {
 }
 
 /// The messages of a `GET /api/v1/messages` page.
-fn page(v: &Value) -> Vec<Value> {
+pub(crate) fn page(v: &Value) -> Vec<Value> {
     v["messages"].as_array().expect("messages").clone()
 }
 
@@ -2300,4 +2300,245 @@ fn serve_two_meshes_each_key_sees_its_own() {
     let (s1, _) = gw_b.stop();
     let (s2, _) = gw.stop();
     assert!(s1.success() && s2.success());
+}
+
+// ---------------------------------------------------------------------------
+// 10: the web app's sessions: a one-time link, the cookie, CSRF, the mesh.
+
+/// The `cm_web=…` pair of a `Set-Cookie` answer.
+fn web_cookie(r: &Http) -> String {
+    let set = r.header("set-cookie").expect("a Set-Cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    set.split(';').next().expect("a pair").trim().to_owned()
+}
+
+#[test]
+fn serve_web_signs_in_once_and_checks_csrf_origin_and_mesh() {
+    let broker = Broker::start();
+    let (alice, bob) = team(&broker);
+    let gw = alice.serve(&[]);
+    let anon = Api::anon(&gw);
+
+    // No gateway: `serve open` says how to start one.
+    bob.run(&["serve", "open", "--no-browser"])
+        .fails(code::NOT_FOUND)
+        .with_hint();
+
+    // The page and its assets, with the headers that keep it to itself.
+    let index = anon.get("/");
+    assert_eq!(index.status, 200, "{index:?}");
+    let csp = index.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(index.header("x-frame-options"), Some("DENY"));
+    assert!(index.text().contains("/assets/app.js"));
+    let js = anon.get("/assets/app.js");
+    assert!(
+        js.header("content-type")
+            .is_some_and(|c| c.starts_with("text/javascript")),
+        "{js:?}"
+    );
+    // The page builds the DOM from text nodes only.
+    for sink in [
+        ".innerHTML",
+        ".outerHTML",
+        "insertAdjacentHTML(",
+        "document.write(",
+        "eval(",
+    ] {
+        assert!(!js.text().contains(sink), "app.js uses {sink}");
+    }
+    // Only through the gateway's own Host.
+    let rebound = anon.call("GET", "/", &[("Host", "evil.test")], None);
+    assert_eq!(rebound.status, 421, "{rebound:?}");
+
+    // Without a session: 401, which the page shows as its sign-in screen.
+    anon.get("/web/session").problem(401, code::REFUSED);
+
+    let link = alice.run(&["--json", "serve", "open"]).ok().json();
+    let url = link["url"].as_str().expect("a url").to_owned();
+    let (base, query) = url.split_once("/web/signin").expect("a sign-in url");
+    assert_eq!(base, gw.url);
+    let first = anon.get(&format!("/web/signin{query}"));
+    assert_eq!(first.status, 303, "{first:?}");
+    assert_eq!(first.header("location"), Some("/"));
+    let cookie = web_cookie(&first);
+    // The link works once.
+    let again = anon.get(&format!("/web/signin{query}"));
+    assert_eq!(again.status, 303);
+    assert_eq!(again.header("location"), Some("/#/signin-failed"));
+    assert!(again.header("set-cookie").is_none(), "{again:?}");
+
+    let with = |extra: &[(&'static str, String)]| {
+        let mut h: Vec<(&str, String)> = vec![("Cookie", cookie.clone())];
+        h.extend(extra.iter().cloned());
+        h
+    };
+    let call = |method: &str, path: &str, h: &[(&str, String)], body: Option<Value>| {
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        anon.call(method, path, &h, body.map(|b| b.to_string().into_bytes()))
+    };
+    let session = call("GET", "/web/session", &with(&[]), None).ok(200);
+    let csrf = session["csrf"].as_str().expect("csrf").to_owned();
+    let id = session["id"].as_str().expect("id").to_owned();
+    assert_eq!(session["meshes"][0]["name"], "team", "{session}");
+    assert_eq!(session["meshes"][0]["default"], true, "{session}");
+
+    // Reads need only the cookie; the mesh by header, by ?mesh= (the event
+    // stream's way), or the default.
+    let peers = call("GET", "/api/v1/peers", &with(&[]), None).ok(200);
+    assert!(peers.as_array().is_some_and(|p| p.len() == 2), "{peers}");
+    call(
+        "GET",
+        "/api/v1/peers",
+        &with(&[("X-Claudemesh-Mesh", "team".into())]),
+        None,
+    )
+    .ok(200);
+    call(
+        "GET",
+        "/api/v1/messages?mesh=team&limit=5",
+        &with(&[]),
+        None,
+    )
+    .ok(200);
+    call(
+        "GET",
+        "/api/v1/peers",
+        &with(&[("X-Claudemesh-Mesh", "other".into())]),
+        None,
+    )
+    .problem(404, code::NOT_FOUND);
+
+    // A write needs the session's CSRF token, and no other origin.
+    let send = json!({"to": "bob", "body": "from the web"});
+    call("POST", "/api/v1/messages", &with(&[]), Some(send.clone())).problem(403, code::DENIED);
+    call(
+        "POST",
+        "/api/v1/messages",
+        &with(&[("X-CSRF-Token", "not-it".into())]),
+        Some(send.clone()),
+    )
+    .problem(403, code::DENIED);
+    call(
+        "POST",
+        "/api/v1/messages",
+        &with(&[
+            ("X-CSRF-Token", csrf.clone()),
+            ("Origin", "http://evil.test".into()),
+        ]),
+        Some(send.clone()),
+    )
+    .problem(403, code::DENIED);
+    call(
+        "POST",
+        "/api/v1/messages",
+        &with(&[
+            ("X-CSRF-Token", csrf.clone()),
+            ("Sec-Fetch-Site", "cross-site".into()),
+        ]),
+        Some(send.clone()),
+    )
+    .problem(403, code::DENIED);
+    let sent = call(
+        "POST",
+        "/api/v1/messages",
+        &with(&[("X-CSRF-Token", csrf.clone()), ("Origin", gw.url.clone())]),
+        Some(send),
+    )
+    .ok(201);
+    let sent_id = sent["id"].as_str().expect("id").to_owned();
+
+    // Bob reads it; the web page marks its own messages shown `via web`.
+    let got = eventually("bob receives the page's message", || {
+        let list = bob.inbox_json(&[]);
+        list.iter()
+            .find(|m| m["id"] == sent_id.as_str())
+            .cloned()
+            .ok_or_else(|| format!("{list:?}"))
+    });
+    assert_eq!(got["body"], "from the web");
+    bob.send("alice", "to the web");
+    let unread = eventually("the page sees bob's answer", || {
+        let v = call("GET", "/api/v1/messages", &with(&[]), None).ok(200);
+        let msgs = page(&v);
+        msgs.iter()
+            .find(|m| m["body"] == "to the web")
+            .cloned()
+            .ok_or_else(|| v.to_string())
+    });
+    call(
+        "POST",
+        "/api/v1/messages/read",
+        &with(&[("X-CSRF-Token", csrf.clone())]),
+        Some(json!({"ids": [unread["id"]]})),
+    )
+    .ok(200);
+    eventually("bob's status shows the web's signed receipt", || {
+        let s = bob
+            .run(&[
+                "--json",
+                "message",
+                "status",
+                unread["id"].as_str().expect("id"),
+            ])
+            .ok()
+            .json();
+        let t = s.to_string();
+        if t.contains("\"via\":\"web\"") {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    });
+
+    // The sessions, listed and ended from the terminal.
+    let list = alice.run(&["--json", "serve", "sessions"]).ok().json();
+    assert!(
+        list.as_array()
+            .is_some_and(|a| a.iter().any(|s| s["id"] == id.as_str())),
+        "{list}"
+    );
+    assert!(
+        !list.to_string().contains(&csrf),
+        "no CSRF token in the list"
+    );
+    alice.run(&["serve", "sessions", "end", &id]).ok();
+    call("GET", "/api/v1/peers", &with(&[]), None).problem(401, code::REFUSED);
+    alice
+        .run(&["serve", "sessions", "end", &id])
+        .fails(code::NOT_FOUND);
+
+    // Signing out ends the session too.
+    let link = alice.run(&["--json", "serve", "open"]).ok().json();
+    let query = link["url"]
+        .as_str()
+        .and_then(|u| u.split_once("/web/signin"))
+        .map(|(_, q)| q.to_owned())
+        .expect("a sign-in url");
+    let cookie2 = web_cookie(&anon.get(&format!("/web/signin{query}")));
+    let h2 = vec![("Cookie", cookie2.clone())];
+    let s2 = call("GET", "/web/session", &h2, None).ok(200);
+    let csrf2 = s2["csrf"].as_str().expect("csrf").to_owned();
+    call("POST", "/web/signout", &h2, None).problem(403, code::DENIED);
+    let out = call(
+        "POST",
+        "/web/signout",
+        &[("Cookie", cookie2.clone()), ("X-CSRF-Token", csrf2)],
+        None,
+    );
+    assert_eq!(out.status, 204, "{out:?}");
+    call("GET", "/web/session", &h2, None).problem(401, code::REFUSED);
+
+    // Page uses are in the audit log under the session's id, never its secret.
+    let audit = std::fs::read_to_string(alice.home.join("audit.log")).unwrap_or_default();
+    assert!(audit.contains(&id), "{audit}");
+    let secret = cookie.split('_').next_back().expect("a secret");
+    assert!(!audit.contains(secret), "no cookie secret in the audit log");
+    let (status, _) = gw.stop();
+    assert!(status.success());
 }

@@ -46,7 +46,7 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str); 9] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
@@ -54,6 +54,8 @@ const MIGRATIONS: [(i64, &str, &str); 7] = [
     migration!(5, "gateway_events", "0005_gateway_events.sql"),
     migration!(6, "receipts", "0006_receipts.sql"),
     migration!(7, "ttl", "0007_ttl.sql"),
+    migration!(8, "gateway_sent", "0008_gateway_sent.sql"),
+    migration!(9, "web_sessions", "0009_web_sessions.sql"),
 ];
 
 fn migrator() -> Migrator {
@@ -564,6 +566,7 @@ impl LocalStore {
             "DELETE FROM inbox WHERE mesh_id = ?",
             "DELETE FROM outbox WHERE mesh_id = ?",
             "DELETE FROM rejected WHERE mesh_id = ?",
+            "DELETE FROM gateway_sent WHERE mesh_id = ?",
         ] {
             sqlx::query(sql)
                 .bind(mesh_key(mesh))

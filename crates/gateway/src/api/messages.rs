@@ -1,6 +1,8 @@
 //! `/api/v1/messages`: this member's inbox (unread, or everything after a
 //! cursor), sending a message to a peer, `#topic`, `@group` or `*` (an
-//! `Idempotency-Key` makes a retried POST the same message), one message
+//! `Idempotency-Key` makes a retried POST the same message; a direct one is
+//! also kept, in plaintext as the inbox keeps what comes in, for its
+//! conversation: [`crate::conversations`]), one message
 //! with its per-recipient delivery (what each recipient's signed receipts
 //! prove, and what the broker says), and marking messages read (which
 //! sends the signed `shown` receipts, `via: gateway`). Senders are named by the one rule for names
@@ -21,14 +23,15 @@ use claudemesh_client::messages;
 use claudemesh_client::naming::{
     Sent, label_hex, label_recipients, reached, sent, status_json, utc_time,
 };
-use claudemesh_client::{MeshClient, SendOptions, Via};
-use claudemesh_crypto::envelope::{MAX_BODY_BYTES, MessageId, Priority};
+use claudemesh_client::{MeshClient, SendOptions};
+use claudemesh_crypto::envelope::{MAX_BODY_BYTES, MessageId, Priority, Target};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{Body, Params, message_id};
 use crate::apikeys::Cap;
 use crate::app::{AppState, Caller};
+use crate::conversations::{Conversations, SentDirect};
 use crate::idempotency::{IdempotencyError, Reserved};
 use crate::problem::Problem;
 
@@ -288,8 +291,9 @@ pub async fn deliver(
     let whom = reached(&client, &pins, &target).await;
     let opts = SendOptions::new(req.priority.into(), reply_to).ttl(ttl);
     let posted = messages::send_with(&client, id, target.clone(), &req.body, opts).await?;
+    remember_direct(state, caller, &client, &target, id, &req, reply_to.as_ref()).await;
     let topic = match &target {
-        claudemesh_crypto::envelope::Target::Topic(t) => Some(t.clone()),
+        Target::Topic(t) => Some(t.clone()),
         _ => None,
     };
     caller.link.delivery.watch(id, topic);
@@ -299,6 +303,46 @@ pub async fn deliver(
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(resp)
+}
+
+/// Keeps the plaintext of a direct message just sent, for the
+/// conversation with its recipient (`GET /api/v1/conversations/{peer}/
+/// messages`); a fan-out target is not kept. The message is sent by now:
+/// a failure to keep it is logged, not answered.
+async fn remember_direct(
+    state: &AppState,
+    caller: &Caller,
+    client: &MeshClient,
+    target: &Target,
+    id: MessageId,
+    req: &SendRequest,
+    reply_to: Option<&MessageId>,
+) {
+    let Some(recipient) = client.with_state(|s| s.member_of_target(target)) else {
+        return;
+    };
+    let mesh = &caller.link.mesh.id;
+    // The envelope's time, which the recipient sees as `sent_at`.
+    let sent_at = match state.local.outbox_envelope(mesh, &id).await {
+        Ok(Some(env)) => env.sent_at,
+        Ok(None) | Err(_) => claudemesh_proto::clock::now_ms(),
+    };
+    let sent = SentDirect {
+        mesh,
+        id: &id,
+        recipient: &recipient,
+        target: &target.to_string(),
+        body: &req.body,
+        priority: req.priority.into(),
+        reply_to,
+        sent_at,
+    };
+    if let Err(e) = Conversations::new(state.local.pool().clone())
+        .remember(&sent)
+        .await
+    {
+        tracing::warn!(error = %e, "the direct message {id} was sent but not kept for its conversation");
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
@@ -444,7 +488,7 @@ pub async fn mark_read(
                 || req.up_to.is_some_and(|c| m.local_id <= c)
         })
         .collect();
-    client.mark_shown(&chosen, Via::Gateway).await?;
+    client.mark_shown(&chosen, caller.via()).await?;
     Ok(Json(Marked {
         marked: chosen.len(),
     }))

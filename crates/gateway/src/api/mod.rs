@@ -8,15 +8,22 @@
 //!
 //! - [`meshes`]: the key's mesh and the gateway's link to it.
 //! - [`peers`]: members with presence; groups; this member's profile.
+//! - [`safety`]: a peer's safety number (with its QR code), and marking
+//!   its key verified.
+//! - [`invites`]: a new invite to the mesh, with its QR code.
 //! - [`messages`]: the inbox (unread, by cursor), sending (with
 //!   `Idempotency-Key`), one message with its delivery, marking read.
+//! - [`conversations`]: the direct messages with one peer, both ways.
 //! - [`topics`]: list, create, join, leave, members, history, post, read.
 //! - [`events`]: the server-sent event stream.
 
+pub mod conversations;
 pub mod events;
+pub mod invites;
 pub mod meshes;
 pub mod messages;
 pub mod peers;
+pub mod safety;
 pub mod topics;
 
 use std::sync::Arc;
@@ -47,7 +54,8 @@ use crate::problem::Problem;
     components(schemas(ProblemBody)),
     tags(
         (name = "meshes", description = "The key's mesh"),
-        (name = "peers", description = "Members, presence, groups and profile"),
+        (name = "peers", description = "Members, presence, groups, profile, safety numbers"),
+        (name = "invites", description = "Invites to the mesh"),
         (name = "messages", description = "Direct, topic, group and broadcast messages"),
         (name = "topics", description = "Topics"),
         (name = "events", description = "Server-sent events"),
@@ -104,9 +112,13 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(peers::group_join))
         .routes(routes!(peers::group_leave))
         .routes(routes!(peers::profile, peers::profile_update))
+        .routes(routes!(safety::safety))
+        .routes(routes!(safety::verify))
+        .routes(routes!(invites::create))
         .routes(routes!(messages::list, messages::send))
         .routes(routes!(messages::one))
         .routes(routes!(messages::mark_read))
+        .routes(routes!(conversations::conversation))
         .routes(routes!(topics::list, topics::create))
         .routes(routes!(topics::one))
         .routes(routes!(topics::join))
@@ -246,6 +258,32 @@ where
     }
 }
 
+/// A JSON body that must be an object, read into `T` by field names
+/// (serde would also fill a struct's fields in order from an array:
+/// `[null, null]` is no request).
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<T, S> FromRequest<S> for Object<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Body(map) =
+            Body::<serde_json::Map<String, serde_json::Value>>::from_request(req, state).await?;
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map(Object)
+            .map_err(|e| {
+                Problem::bad_request(format!(
+                    "Failed to deserialize the JSON body into the target type: {e}"
+                ))
+            })
+    }
+}
+
 fn json_problem(e: &JsonRejection) -> Problem {
     let status = e.status();
     let mut p = Problem::bad_request(e.body_text());
@@ -311,5 +349,13 @@ mod tests {
             }
         }
         assert!(ids.contains("messages_list") && ids.contains("topics_one"));
+        for id in [
+            "peers_safety",
+            "peers_verify",
+            "invites_create",
+            "messages_conversation",
+        ] {
+            assert!(ids.contains(id), "{id}");
+        }
     }
 }

@@ -37,7 +37,8 @@ pub struct Peer {
     key_changed: bool,
 }
 
-fn no_topic_scope(caller: &Caller, what: &str) -> Result<(), Problem> {
+/// Refuses a key limited to topics what is not a topic (`what`).
+pub(crate) fn no_topic_scope(caller: &Caller, what: &str) -> Result<(), Problem> {
     if caller.key.topic_scoped() {
         Err(Problem::out_of_scope(what))
     } else {

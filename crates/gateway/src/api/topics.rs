@@ -286,6 +286,6 @@ pub async fn post(
 pub async fn read(caller: Caller, Path(topic): Path<String>) -> Result<Json<Marked>, Problem> {
     caller.require(Cap::Send)?;
     let name = scoped(&caller, &topic)?;
-    let marked = topics::topic_read(&*caller.client()?, &name).await?;
+    let marked = topics::topic_read(&*caller.client()?, &name, caller.via()).await?;
     Ok(Json(Marked { marked }))
 }
