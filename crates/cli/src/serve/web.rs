@@ -128,9 +128,39 @@ async fn open(g: &Global, no_browser: bool) -> Outcome {
     Ok(())
 }
 
-/// The link that redeems `token` at the gateway at `base`.
+/// The link that redeems `token` at the gateway at `base`. A gateway on
+/// every address (`0.0.0.0`, `[::]`) is opened on loopback, a name it
+/// answers and a browser can open.
 pub fn signin_url(base: &str, token: &str) -> String {
+    let base =
+        base.replacen("://0.0.0.0:", "://127.0.0.1:", 1)
+            .replacen("://[::]:", "://[::1]:", 1);
     format!("{}/web/signin?token={token}", base.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_names_an_address_a_browser_can_open() {
+        assert_eq!(
+            signin_url("http://127.0.0.1:7901", "t"),
+            "http://127.0.0.1:7901/web/signin?token=t"
+        );
+        assert_eq!(
+            signin_url("https://0.0.0.0:7901/", "t"),
+            "https://127.0.0.1:7901/web/signin?token=t"
+        );
+        assert_eq!(
+            signin_url("http://[::]:80", "t"),
+            "http://[::1]:80/web/signin?token=t"
+        );
+        assert_eq!(
+            signin_url("https://gw.example:443", "t"),
+            "https://gw.example:443/web/signin?token=t"
+        );
+    }
 }
 
 /// Starts the desktop's browser on `url`, without waiting; whether one

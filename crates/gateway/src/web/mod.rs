@@ -376,3 +376,76 @@ pub fn chosen_mesh(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_session_cookie_among_others() {
+        let h = headers(&[("cookie", "a=1; cm_web=ws_1_x ;b=2")]);
+        assert_eq!(session_cookie(&h), Some("ws_1_x"));
+        let h = headers(&[("cookie", "a=1"), ("cookie", "cm_web=v")]);
+        assert_eq!(session_cookie(&h), Some("v"));
+        assert_eq!(session_cookie(&headers(&[("cookie", "xcm_web=v")])), None);
+        assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    fn info() -> WebSessionInfo {
+        WebSessionInfo {
+            id: "ws_00000000".into(),
+            agent: String::new(),
+            created_at: 0,
+            expires_at: 1,
+            last_seen_at: 0,
+            ended_at: None,
+            csrf: "tok".into(),
+        }
+    }
+
+    #[test]
+    fn a_write_needs_the_token_and_this_origin() {
+        let host = ("host", "127.0.0.1:7901");
+        assert!(check_csrf(&headers(&[host, (CSRF_HEADER, "tok")]), &info()).is_ok());
+        assert!(
+            check_csrf(
+                &headers(&[
+                    host,
+                    (CSRF_HEADER, "tok"),
+                    ("origin", "http://127.0.0.1:7901"),
+                    ("sec-fetch-site", "same-origin"),
+                ]),
+                &info()
+            )
+            .is_ok()
+        );
+        for bad in [
+            vec![host],
+            vec![host, (CSRF_HEADER, "")],
+            vec![host, (CSRF_HEADER, "tok2")],
+            vec![host, (CSRF_HEADER, "tok"), ("origin", "http://evil.test")],
+            vec![
+                host,
+                (CSRF_HEADER, "tok"),
+                ("origin", "http://127.0.0.1:7902"),
+            ],
+            vec![host, (CSRF_HEADER, "tok"), ("origin", "null")],
+            vec![host, (CSRF_HEADER, "tok"), ("sec-fetch-site", "same-site")],
+            vec![host, (CSRF_HEADER, "tok"), ("sec-fetch-site", "cross-site")],
+        ] {
+            let p = check_csrf(&headers(&bad), &info()).unwrap_err();
+            assert_eq!(p.status, 403, "{bad:?}");
+        }
+    }
+}
