@@ -138,31 +138,6 @@ pub fn signin_url(base: &str, token: &str) -> String {
     format!("{}/web/signin?token={token}", base.trim_end_matches('/'))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_link_names_an_address_a_browser_can_open() {
-        assert_eq!(
-            signin_url("http://127.0.0.1:7901", "t"),
-            "http://127.0.0.1:7901/web/signin?token=t"
-        );
-        assert_eq!(
-            signin_url("https://0.0.0.0:7901/", "t"),
-            "https://127.0.0.1:7901/web/signin?token=t"
-        );
-        assert_eq!(
-            signin_url("http://[::]:80", "t"),
-            "http://[::1]:80/web/signin?token=t"
-        );
-        assert_eq!(
-            signin_url("https://gw.example:443", "t"),
-            "https://gw.example:443/web/signin?token=t"
-        );
-    }
-}
-
 /// Starts the desktop's browser on `url`, without waiting; whether one
 /// could be started. The link is passed as an argument, never through a
 /// shell.
@@ -228,4 +203,29 @@ async fn end(g: &Global, id: Option<&str>, all: bool) -> Outcome {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_names_an_address_a_browser_can_open() {
+        assert_eq!(
+            signin_url("http://127.0.0.1:7901", "t"),
+            "http://127.0.0.1:7901/web/signin?token=t"
+        );
+        assert_eq!(
+            signin_url("https://0.0.0.0:7901/", "t"),
+            "https://127.0.0.1:7901/web/signin?token=t"
+        );
+        assert_eq!(
+            signin_url("http://[::]:80", "t"),
+            "http://[::1]:80/web/signin?token=t"
+        );
+        assert_eq!(
+            signin_url("https://gw.example:443", "t"),
+            "https://gw.example:443/web/signin?token=t"
+        );
+    }
 }
