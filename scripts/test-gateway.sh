@@ -25,70 +25,17 @@ target=${CARGO_TARGET_DIR:-target}
 case "$target" in /*) ;; *) target="$repo/$target" ;; esac
 bin_dir=${1:-$target/debug}
 case "$bin_dir" in /*) ;; *) bin_dir="$PWD/$bin_dir" ;; esac
-fail() { printf 'test-gateway: FAIL: %s\n' "$*" >&2; exit 1; }
-[ -x "$bin_dir/claudemesh" ] && [ -x "$bin_dir/claudemesh-broker" ] \
-    || fail "build the binaries first (cargo build -p claudemesh -p claudemesh-broker)"
+tag=test-gateway
+. "$repo/scripts/lib/two-homes.sh"
 command -v python3 >/dev/null || fail "python3 is not installed: it runs schemathesis and the Python example"
-
-venv="$target/py-venv"
-reqs="$repo/scripts/test-gateway.requirements.txt"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv" \
-        || fail "cannot make a Python venv at $venv (on Debian: apt-get install python3-venv)"
-fi
-if ! cmp -s "$reqs" "$venv/.installed-gateway-requirements" 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --timeout 30 --retries 2 -r "$reqs" \
-        || fail "cannot install schemathesis from PyPI into $venv (is PyPI reachable? see the pip error above)"
-    cp "$reqs" "$venv/.installed-gateway-requirements"
-fi
-py="$venv/bin/python"
-
-# Nothing of the caller's claudemesh setup leaks in.
-for v in $(compgen -e | grep '^CLAUDEMESH_' || true); do unset "$v"; done
-work=$(mktemp -d)
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
-    for p in $pids; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-cm() { "$bin_dir/claudemesh" "$@" </dev/null; }
-
-# Waits until $1 (a file) holds a line matching $2 (or the process $3 died),
-# and prints the first match.
-wait_for() {
-    for _ in $(seq 300); do
-        if grep -qE "$2" "$1" 2>/dev/null; then grep -oE "$2" "$1" | head -n1; return 0; fi
-        kill -0 "$3" 2>/dev/null || break
-        sleep 0.1
-    done
-    fail "$4: $(tail -n 5 "$1" 2>/dev/null)"
-}
-
-"$bin_dir/claudemesh-broker" --listen 127.0.0.1:0 --database-url "sqlite://$work/broker.db" \
-    >/dev/null 2>"$work/broker.log" &
-pids="$pids $!"
-broker=$(wait_for "$work/broker.log" 'ws://127\.0\.0\.1:[0-9]+' $! "the broker did not start")
-
-cm --home "$work/alice" -q mesh create gw-test --broker "$broker" --name alice >/dev/null \
-    || fail "alice could not create the mesh"
-invite=$(cm --home "$work/alice" mesh share 2>/dev/null | tail -n1)
-cm --home "$work/bob" -q join "$invite" --name bob >/dev/null || fail "bob could not join"
+py_venv "$repo/scripts/test-gateway.requirements.txt" schemathesis
+start_broker
+two_homes gw-test
 alice_key=$(cm --home "$work/alice" apikey create fuzz --cap read,send,admin 2>/dev/null | tail -n1)
 bob_key=$(cm --home "$work/bob" apikey create example --cap read,send,admin 2>/dev/null | tail -n1)
 
 # Alice's gateway allows far more than the default 50 requests a second: the
 # fuzzer is faster than that, and 429 would answer most of its cases.
-serve() { # name, extra flags…
-    local who=$1
-    shift
-    "$bin_dir/claudemesh" --home "$work/$who" --json serve --listen 127.0.0.1:0 "$@" \
-        >"$work/$who.serve.json" 2>"$work/$who.serve.log" </dev/null &
-    pids="$pids $!"
-}
 serve alice --rate 100000
 alice_url=$(wait_for "$work/alice.serve.json" 'http://127\.0\.0\.1:[0-9]+' $! "alice's gateway did not start")
 serve bob

@@ -31,9 +31,8 @@ readme_image=0
 if [ "${1:-}" = "--update-readme-image" ]; then readme_image=1; shift; fi
 bin_dir=${1:-$target/debug}
 case "$bin_dir" in /*) ;; *) bin_dir="$PWD/$bin_dir" ;; esac
-fail() { printf 'test-web: FAIL: %s\n' "$*" >&2; exit 1; }
-[ -x "$bin_dir/claudemesh" ] && [ -x "$bin_dir/claudemesh-broker" ] \
-    || fail "build the binaries first (cargo build -p claudemesh -p claudemesh-broker)"
+tag=test-web
+. "$repo/scripts/lib/two-homes.sh"
 command -v python3 >/dev/null || fail "python3 is not installed: it runs Playwright (scripts/test_web.py)"
 
 chromium=${CHROMIUM:-/usr/bin/chromium}
@@ -46,67 +45,18 @@ if [ ! -x "$chromium" ]; then
     [ -x "$chromium" ] || fail "no browser at $chromium: apt-get install chromium"
 fi
 
-venv="$target/py-venv"
-reqs="$repo/scripts/test-web.requirements.txt"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv" \
-        || fail "cannot make a Python venv at $venv (on Debian: apt-get install python3-venv)"
-fi
-if ! cmp -s "$reqs" "$venv/.installed-web-requirements" 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --timeout 30 --retries 2 -r "$reqs" \
-        || fail "cannot install playwright from PyPI into $venv (is PyPI reachable? see the pip error above)"
-    cp "$reqs" "$venv/.installed-web-requirements"
-fi
-py="$venv/bin/python"
+py_venv "$repo/scripts/test-web.requirements.txt" playwright
 
 shots="$target/web-screenshots"
 mkdir -p "$shots"
 rm -f "$shots"/*.png "$shots"/fail-*.txt
 
-# Nothing of the caller's claudemesh setup leaks in.
-for v in $(compgen -e | grep '^CLAUDEMESH_' || true); do unset "$v"; done
-work=$(mktemp -d)
-pids=""
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
-    for p in $pids; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-cm() { "$bin_dir/claudemesh" "$@" </dev/null; }
-
-# Waits until $1 (a file) holds a line matching $2 (or the process $3 died),
-# and prints the first match.
-wait_for() {
-    for _ in $(seq 300); do
-        if grep -qE "$2" "$1" 2>/dev/null; then grep -oE "$2" "$1" | head -n1; return 0; fi
-        kill -0 "$3" 2>/dev/null || break
-        sleep 0.1
-    done
-    fail "$4: $(tail -n 5 "$1" 2>/dev/null)"
-}
-
-"$bin_dir/claudemesh-broker" --listen 127.0.0.1:0 --database-url "sqlite://$work/broker.db" \
-    >/dev/null 2>"$work/broker.log" &
-pids="$pids $!"
-broker=$(wait_for "$work/broker.log" 'ws://127\.0\.0\.1:[0-9]+' $! "the broker did not start")
-
-cm --home "$work/alice" -q mesh create web-test --broker "$broker" --name alice >/dev/null \
-    || fail "alice could not create the mesh"
-invite=$(cm --home "$work/alice" mesh share 2>/dev/null | tail -n1)
-cm --home "$work/bob" -q join "$invite" --name bob >/dev/null || fail "bob could not join"
+start_broker
+two_homes web-test
 cm --home "$work/alice" -q topic create general --description "everything else" >/dev/null \
     || fail "alice could not create the topic #general"
 cm --home "$work/bob" -q topic join general >/dev/null || fail "bob could not join #general"
 
-serve() { # name
-    local who=$1
-    "$bin_dir/claudemesh" --home "$work/$who" --json serve --listen 127.0.0.1:0 \
-        >"$work/$who.serve.json" 2>"$work/$who.serve.log" </dev/null &
-    pids="$pids $!"
-}
 serve alice
 alice_url=$(wait_for "$work/alice.serve.json" 'http://127\.0\.0\.1:[0-9]+' $! "alice's gateway did not start")
 serve bob
