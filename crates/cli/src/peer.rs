@@ -6,8 +6,6 @@
 //! (`PeerCmd`, `ProfileCmd`, `VerifyArgs`) say what each asks the policy.
 
 use clap::{Args, Subcommand, ValueEnum};
-use claudemesh_client::ClientError;
-use claudemesh_client::error::InvalidRequest;
 use claudemesh_client::mesh::pins::{self, PinStatus, Pins};
 use claudemesh_client::moderation;
 use claudemesh_crypto::log::RemoveKind;
@@ -372,24 +370,7 @@ struct VerifyView {
 
 pub async fn verify(g: &Global, a: VerifyArgs) -> Outcome {
     let (home, mesh, client) = connect(g).await?;
-    let target = client.resolve(&a.peer).await;
-    let facts = target.and_then(|t| {
-        client.with_state(|s| {
-            let member = s
-                .member_of_target(&t)
-                .ok_or_else(|| ClientError::NotOnePeer {
-                    peer: a.peer.clone(),
-                })?;
-            if member == s.member_key().public() {
-                return Err(ClientError::Invalid(InvalidRequest::VerifySelf));
-            }
-            Ok((
-                member,
-                s.display_name(&member),
-                pins::safety_number(s, &member),
-            ))
-        })
-    });
+    let facts = client.safety_of(&a.peer).await;
     let status = Pins::load(&home, &mesh.id).map(|pins| match &facts {
         Ok((member, ..)) => (client.with_state(|s| pins.status(s, member)), pins),
         Err(_) => (PinStatus::Unverified, pins),

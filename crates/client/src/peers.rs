@@ -3,13 +3,15 @@
 //! user types it, and this session's own presence (`presence_set`: status
 //! and encrypted summary).
 
+use claudemesh_crypto::MemberKey;
 use claudemesh_crypto::envelope::Target;
+use claudemesh_crypto::safety::SafetyNumber;
 use claudemesh_proto::clock::now_ms;
 use claudemesh_proto::frames::{PeerListQuery, PresenceSet, Status};
 use claudemesh_proto::{BrokerFrame, ClientFrame};
 
 use crate::client::MeshClient;
-use crate::error::{ClientError, MissingKey};
+use crate::error::{ClientError, InvalidRequest, MissingKey};
 use crate::mesh::{PeerView, SessionProfile};
 use crate::session::unexpected;
 
@@ -35,6 +37,27 @@ impl MeshClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The peer a user names to verify (`peer verify`, the gateway's
+    /// safety route): its member key, display name and the safety number
+    /// this member and it share. Refuses a name that is not one other
+    /// member.
+    pub async fn safety_of(
+        &self,
+        peer: &str,
+    ) -> Result<(MemberKey, String, SafetyNumber), ClientError> {
+        let member = crate::grants::resolve_member(self, peer).await?;
+        self.with_state(|s| {
+            if member == s.member_key().public() {
+                return Err(ClientError::Invalid(InvalidRequest::VerifySelf));
+            }
+            Ok((
+                member,
+                s.display_name(&member),
+                crate::mesh::pins::safety_number(s, &member),
+            ))
+        })
     }
 
     /// The mesh's members and their presence, as this device verified them

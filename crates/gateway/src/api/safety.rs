@@ -13,11 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use claudemesh_client::error_kind::ErrorKind;
-use claudemesh_client::grants::resolve_member;
-use claudemesh_client::mesh::pins::{self, PinStatus, Pins};
-use claudemesh_client::{ClientError, MeshClient};
-use claudemesh_crypto::MemberKey;
-use claudemesh_crypto::safety::SafetyNumber;
+use claudemesh_client::mesh::pins::{PinStatus, Pins};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -66,27 +62,6 @@ pub struct Verified {
     pub verified: bool,
 }
 
-/// The member `peer` names, its display name and the safety number.
-async fn peer_facts(
-    client: &MeshClient,
-    peer: &str,
-) -> Result<(MemberKey, String, SafetyNumber), Problem> {
-    let member = resolve_member(client, peer).await?;
-    let facts = client.with_state(|s| {
-        if member == s.member_key().public() {
-            return Err(ClientError::Invalid(
-                claudemesh_client::error::InvalidRequest::VerifySelf,
-            ));
-        }
-        Ok((
-            member,
-            s.display_name(&member),
-            pins::safety_number(s, &member),
-        ))
-    })?;
-    Ok(facts)
-}
-
 /// The safety number with a peer, to compare out of band.
 #[utoipa::path(
     get,
@@ -109,7 +84,7 @@ pub async fn safety(
     caller.require(Cap::Read)?;
     no_topic_scope(&caller, "peers")?;
     let client = caller.client()?;
-    let (member, name, number) = peer_facts(&client, &peer).await?;
+    let (member, name, number) = client.safety_of(&peer).await?;
     let pins = caller.link.pins(&state.home);
     let status = client.with_state(|s| pins.status(s, &member));
     let safety_number = number.to_string();
@@ -158,7 +133,7 @@ pub async fn verify(
     caller.require(Cap::Send)?;
     no_topic_scope(&caller, "peers")?;
     let client = caller.client()?;
-    let (member, name, _) = peer_facts(&client, &peer).await?;
+    let (member, name, _) = client.safety_of(&peer).await?;
     let mesh = &caller.link.mesh.id;
     // Read as the CLI does: a damaged file is an error, not an empty set
     // to write over it.
