@@ -127,9 +127,6 @@ impl FromRequestParts<Arc<AppState>> for WebSession {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(s) = parts.extensions.get::<WebSession>() {
-            return Ok(s.clone());
-        }
         let cookie = session_cookie(&parts.headers).ok_or_else(|| signed_out(None))?;
         let info = match state.web.authenticate(cookie, now_ms()).await {
             Ok(Ok(info)) => info,
@@ -146,9 +143,7 @@ impl FromRequestParts<Arc<AppState>> for WebSession {
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             check_csrf(&parts.headers, &info)?;
         }
-        let session = WebSession(info);
-        parts.extensions.insert(session.clone());
-        Ok(session)
+        Ok(WebSession(info))
     }
 }
 
