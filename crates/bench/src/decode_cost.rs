@@ -47,6 +47,7 @@ fn send_frame() -> String {
         req: Some("1".into()),
         envelope: Box::new(env),
         ttl_ms: None,
+        deliver_at_ms: None,
     }))
 }
 

@@ -404,6 +404,7 @@ async fn seal_posts(plan: &Plan<'_>) -> Result<(Vec<Poster>, Prepared)> {
                     req: Some((base + j).to_string()),
                     envelope: Box::new(env),
                     ttl_ms: None,
+                    deliver_at_ms: None,
                 }));
                 frames.push((base + j, Utf8Bytes::from(text)));
             }

@@ -57,6 +57,7 @@ pub mod presence;
 pub mod ratelimit;
 pub mod replication;
 pub mod route;
+pub mod scheduled;
 pub mod server;
 pub mod sessions;
 pub mod state;

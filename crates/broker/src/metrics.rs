@@ -48,6 +48,13 @@ pub const REPLICA_CATCH_UPS: &str = "claudemesh_replica_catch_ups_total";
 pub const LOG_CATCH_UPS: &str = "claudemesh_log_catch_ups_total";
 /// Counter: rounds too large to name every message (sent as "recheck").
 pub const REPLICA_DEGRADED: &str = "claudemesh_replica_degraded_total";
+/// Counter: messages held for later (`send.deliver_at_ms`).
+pub const HELD: &str = "claudemesh_messages_held_total";
+/// Counter: held messages handed to the writer at their time (one that
+/// two replicas both fire counts twice here, is stored once).
+pub const HELD_FIRED: &str = "claudemesh_messages_held_fired_total";
+/// Counter: held messages that could not be sent at their time.
+pub const HELD_FAILED: &str = "claudemesh_messages_held_failed_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -131,6 +138,15 @@ fn register() {
         REPLICA_DEGRADED,
         "wake-up rounds too large to name every message"
     );
+    describe_counter!(HELD, "messages held for later (send.deliver_at_ms)");
+    describe_counter!(
+        HELD_FIRED,
+        "held messages handed to the writer at their time"
+    );
+    describe_counter!(
+        HELD_FAILED,
+        "held messages that could not be sent at their time"
+    );
     for c in [
         ACCEPTED,
         DUPLICATES,
@@ -145,6 +161,9 @@ fn register() {
         REPLICA_CATCH_UPS,
         LOG_CATCH_UPS,
         REPLICA_DEGRADED,
+        HELD,
+        HELD_FIRED,
+        HELD_FAILED,
     ] {
         metrics::counter!(c).increment(0);
     }

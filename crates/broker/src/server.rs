@@ -188,7 +188,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                 (spawn_server(listener, app, stopped), None)
             }
         };
-    let sweeper = tokio::spawn(sweep_retention(store, retention));
+    let sweeper = tokio::spawn(sweep(state.clone(), retention));
     let marks_flusher = tokio::spawn(flush_watermarks(state.clone()));
     tracing::info!(
         addr = %local_addr,
@@ -258,7 +258,11 @@ where
     })
 }
 
-async fn sweep_retention(store: Arc<dyn Store>, retention: Duration) {
+/// Every second: held messages whose time came are fired
+/// ([`crate::scheduled`]) and messages past their TTL expire; every ten
+/// minutes, retention.
+async fn sweep(state: Arc<BrokerState>, retention: Duration) {
+    let store = state.store.clone();
     let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
     let mut tick = tokio::time::interval(TTL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -266,6 +270,10 @@ async fn sweep_retention(store: Arc<dyn Store>, retention: Duration) {
     loop {
         tick.tick().await;
         let now = crate::now_ms();
+        let fired = crate::scheduled::fire_due(&state, now).await;
+        if fired > 0 {
+            tracing::debug!(fired, "held messages fired");
+        }
         // Messages sent with a TTL expire within a second of their deadline.
         match store.expire_due(now).await {
             Ok(n) if n > 0 => tracing::debug!(expired = n, "deadline sweep"),

@@ -22,6 +22,7 @@ use crate::grants::GrantsCmd;
 use crate::mesh::{JoinArgs, MeshCmd};
 use crate::message::{InboxArgs, MessageCmd, SendArgs};
 use crate::peer::{PeerCmd, ProfileCmd, VerifyArgs};
+use crate::schedule::ScheduleCmd;
 use crate::serve::ServeArgs;
 use crate::topic::{GroupCmd, TopicCmd};
 
@@ -52,6 +53,9 @@ pub enum Command {
     /// Send, read and track messages
     #[command(subcommand, visible_alias = "msg")]
     Message(MessageCmd),
+    /// Messages held to be delivered later (send --at/--in): list, cancel
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
     /// Topics (#name): create, join, post, read their history
     #[command(subcommand)]
     Topic(TopicCmd),

@@ -9,8 +9,8 @@
 //! - `args`: the command line's top (`Cli`, the list of `Command`s);
 //!   `global`: the options every command takes, and the home they open;
 //!   `output`, `exit`: printing and failures.
-//! - One file per noun a user types: `mesh`, `peer`, `message`, `topic`,
-//!   `grants`, `status`, `backup`, `audit`, `apikey`, `serve`, `demo`. Each holds its clap
+//! - One file per noun a user types: `mesh`, `peer`, `message`,
+//!   `schedule`, `topic`, `grants`, `status`, `backup`, `audit`, `apikey`, `serve`, `demo`. Each holds its clap
 //!   types (`MeshCmd`, …) with what each command asks the policy
 //!   (`request`) and runs (`run`); `names` (how members are shown),
 //!   `workdir` (this checkout, for presence).
@@ -36,6 +36,7 @@ mod names;
 mod output;
 mod peer;
 mod policy;
+mod schedule;
 mod serve;
 mod status;
 mod topic;
@@ -125,6 +126,7 @@ fn request_for(cmd: &Command) -> Option<Request> {
         Command::Mesh(cmd) => cmd.request(),
         Command::Peer(cmd) => cmd.request(),
         Command::Message(cmd) => cmd.request(),
+        Command::Schedule(cmd) => cmd.request(),
         Command::Topic(cmd) => cmd.request(),
         Command::Group(cmd) => cmd.request(),
         Command::Profile(cmd) => cmd.request(),
@@ -165,6 +167,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Mesh(cmd) => cmd.run(&g).await,
         Command::Peer(cmd) => cmd.run(&g).await,
         Command::Message(cmd) => cmd.run(&g).await,
+        Command::Schedule(cmd) => cmd.run(&g).await,
         Command::Topic(cmd) => cmd.run(&g).await,
         Command::Group(cmd) => cmd.run(&g).await,
         Command::Profile(cmd) => cmd.run(&g).await,

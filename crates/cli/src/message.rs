@@ -5,6 +5,7 @@
 //! per-recipient delivery. Their clap types (`MessageCmd`, `SendArgs`,
 //! `InboxArgs`) say what each asks the policy. `--ttl` gives a message a
 //! time to live: not shown by then, it is reported `expired` and dropped.
+//! `--at` / `--in` have the broker hold it and deliver it then (`schedule`).
 
 use std::io::Read as _;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::exit::{self, Failure, Outcome};
 use crate::global::Global;
 use crate::mesh::connect;
 use crate::policy::{Request, Verb};
+use crate::schedule::{When, local_time, until};
 use crate::{names, output};
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +54,20 @@ pub struct SendArgs {
     /// least 1s), the message expires and `message status` says so
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
+    /// Deliver it at this time instead of now: RFC 3339
+    /// (2026-12-03T15:00:00Z), HH:MM (the next such time here), or
+    /// "tomorrow HH:MM"; the broker holds it until then
+    #[arg(long, value_name = "TIME", conflicts_with = "after")]
+    pub at: Option<String>,
+    /// Deliver it after this long instead of now (90s, 10m, 2h, 1d, or
+    /// seconds); the broker holds it until then
+    #[arg(
+        long = "in",
+        id = "after",
+        value_name = "DURATION",
+        value_parser = crate::schedule::parse_in
+    )]
+    pub after: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -153,17 +169,32 @@ pub fn priority(p: PriorityArg) -> Priority {
 }
 
 pub async fn send(g: &Global, a: SendArgs) -> Outcome {
+    let when = When::from_args(a.at.as_deref(), a.after)?;
     let body = read_body(&a.text)?;
     let reply_to = parse_reply_to(a.reply_to.as_deref())?;
     let opts = SendOptions::new(priority(a.priority), reply_to).ttl(a.ttl);
-    deliver(g, &a.to, &body, opts).await
+    deliver_when(g, &a.to, &body, opts, when).await
 }
 
 /// Sends `body` to what the user typed (a peer, `#topic`, `@group`, `*`)
-/// and prints the id (and, for a topic, who was notified of a mention; with
-/// a time to live, when it expires).
+/// now, and prints the id (and, for a topic, who was notified of a mention;
+/// with a time to live, when it expires).
 pub async fn deliver(g: &Global, to: &str, body: &str, opts: SendOptions) -> Outcome {
+    deliver_when(g, to, body, opts, When::Now).await
+}
+
+/// [`deliver`] at a time (`send --at` / `--in`): the broker holds it until
+/// then, and the line printed says when.
+pub async fn deliver_when(
+    g: &Global,
+    to: &str,
+    body: &str,
+    opts: SendOptions,
+    when: When,
+) -> Outcome {
     let (home, mesh, client) = connect(g).await?;
+    let opts = opts.deliver_at_ms(when.deliver_at_ms(&client));
+    let skew = client.broker_skew_ms();
     let result = async {
         let target = client.resolve(to).await?;
         let pins = names::pins_or_warn(&home, &mesh.id);
@@ -181,7 +212,25 @@ pub async fn deliver(g: &Global, to: &str, body: &str, opts: SendOptions) -> Out
     if g.json {
         output::json(&sent);
     } else {
-        if !g.quiet {
+        if !g.quiet
+            && let Some(at) = posted.deliver_at_ms
+        {
+            let at = claudemesh_client::schedule::local_clock(at, skew);
+            eprintln!(
+                "scheduled {} for {} ({}) to {}; the broker holds it until then (`claudemesh schedule list` shows it, `claudemesh schedule cancel {}` drops it).",
+                output::short(&posted.id),
+                local_time(at),
+                until(at, claudemesh_client::client::now_ms()),
+                sent.reached.text,
+                output::short(&posted.id)
+            );
+            if let Some(deadline) = posted.deadline_ms {
+                eprintln!(
+                    "Expires {} unless shown by then.",
+                    output::timestamp(deadline)
+                );
+            }
+        } else if !g.quiet {
             eprintln!(
                 "Sent to {}; stored by the broker (`claudemesh message status <id>` tracks it).",
                 sent.reached.text
@@ -470,6 +519,18 @@ pub async fn status(g: &Global, id: &str) -> Outcome {
         ),
         "expired" => println!(
             "{}: expired before the broker accepted it (its time to live ran out while it waited to be sent)",
+            report.id
+        ),
+        "scheduled" => println!(
+            "{}: scheduled: the broker holds it until {} (`claudemesh schedule list`)",
+            report.id,
+            report
+                .deliver_at_ms
+                .map(local_time)
+                .unwrap_or_else(|| "its time".into())
+        ),
+        "cancelled" => println!(
+            "{}: cancelled before it was sent (`claudemesh schedule cancel`)",
             report.id
         ),
         _ => {

@@ -39,12 +39,14 @@ pub use crate::session::{
 };
 pub use claudemesh_proto::clock::now_ms;
 
-/// How a message is sent: its priority, the message it answers, and its
-/// time to live (none: the broker's retention). Not shown to a recipient
-/// by the deadline (the broker's receive time plus the TTL), the message
-/// is reported `expired` to its sender and dropped (`docs/protocol.md`
-/// §5); a resend after a lost connection carries only what remains of it
-/// ([`crate::ttl`]).
+/// How a message is sent: its priority, the message it answers, its
+/// time to live (none: the broker's retention), and when it is to be
+/// delivered (none: now). Not shown to a recipient by the deadline (the
+/// broker's receive time, or delivery time, plus the TTL), the message is
+/// reported `expired` to its sender and dropped (`docs/protocol.md` §5); a
+/// resend after a lost connection carries only what remains of it
+/// ([`crate::ttl`]). A message to deliver later is held by the broker and
+/// stored and delivered at that time ([`crate::schedule`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SendOptions {
     /// Delivery priority.
@@ -53,21 +55,35 @@ pub struct SendOptions {
     pub reply_to: Option<MessageId>,
     /// Time to live, at least [`crate::ttl::MIN_TTL`].
     pub ttl: Option<Duration>,
+    /// Deliver at this time (unix ms, by the broker's clock:
+    /// [`MeshClient::broker_now_ms`] estimates it). Within a second of
+    /// the broker's now, or past, the message is sent at once; later, the
+    /// broker must offer scheduling (`welcome.limits.scheduled`), or the
+    /// send fails with [`ClientError::SchedulingUnsupported`] before
+    /// anything is sent.
+    pub deliver_at_ms: Option<u64>,
 }
 
 impl SendOptions {
-    /// With this priority and reply, without a time to live.
+    /// With this priority and reply, without a time to live, now.
     pub fn new(priority: Priority, reply_to: Option<MessageId>) -> Self {
         SendOptions {
             priority,
             reply_to,
             ttl: None,
+            deliver_at_ms: None,
         }
     }
 
     /// With a time to live.
     pub fn ttl(mut self, ttl: Option<Duration>) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// To be delivered at this time (unix ms, the broker's clock).
+    pub fn deliver_at_ms(mut self, deliver_at_ms: Option<u64>) -> Self {
+        self.deliver_at_ms = deliver_at_ms;
         self
     }
 }

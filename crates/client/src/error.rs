@@ -204,6 +204,14 @@ pub enum ClientError {
         /// The short keys that match.
         candidates: String,
     },
+    /// A held message named by an id prefix that several of them share.
+    #[error("{prefix} matches several scheduled messages ({candidates}); give more hex digits")]
+    AmbiguousHeld {
+        /// The prefix given.
+        prefix: String,
+        /// The short ids that match.
+        candidates: String,
+    },
     /// An invite named by too short an id.
     #[error("{id} matches several invites; give more digits")]
     AmbiguousInvite {
@@ -253,6 +261,14 @@ pub enum ClientError {
         /// The message id (hex).
         id: String,
     },
+    /// A message to deliver later, to a broker that does not hold messages
+    /// (its `welcome.limits.scheduled` is false): it would deliver it at
+    /// once, so it was not sent (or, left in the outbox from before an
+    /// older broker took over, it was marked failed).
+    #[error(
+        "this broker cannot hold messages for later (it would deliver them at once); upgrade it. Nothing was sent"
+    )]
+    SchedulingUnsupported,
 }
 
 /// Why a session name `<member>@<name>` reaches no session.
@@ -431,6 +447,15 @@ pub enum BadInput {
         input: String,
         /// Why it is refused.
         reason: String,
+    },
+    /// A held message's id that is neither a message id nor a prefix of
+    /// at least 4 hex digits of one.
+    #[error(
+        "{input:?} is not a scheduled message's id: give its 32 hex digits, or at least its first 4, as `schedule list` shows it"
+    )]
+    HeldId {
+        /// As given.
+        input: String,
     },
     /// A capability name that is not one.
     #[error("unknown capability {name:?}: use dm, broadcast, group, topic or presence")]

@@ -242,6 +242,7 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
         | ClientError::LeaveInstead
         | ClientError::AmbiguousBan { .. }
         | ClientError::AmbiguousInvite { .. }
+        | ClientError::AmbiguousHeld { .. }
         | ClientError::SealKey { .. }
         | ClientError::Encrypt { .. }
         | ClientError::ChangeRefused(_) => (ErrorKind::Usage, None),
@@ -252,6 +253,12 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
             ErrorKind::Failure,
             Some(
                 "send it again, with a longer time to live if it may have to wait for the connection",
+            ),
+        ),
+        ClientError::SchedulingUnsupported => (
+            ErrorKind::Refused,
+            Some(
+                "upgrade the broker (claudemesh-broker) to one that holds messages, or send the message now",
             ),
         ),
         ClientError::Shared(inner) => kind_and_hint(inner),

@@ -17,6 +17,8 @@
 //!   presence.
 //! - [`ttl`]: message expiry: reading a time to live, and what a resend
 //!   of an outbox message carries of it.
+//! - [`schedule`]: messages the broker holds to deliver later: listing and
+//!   cancelling them, and the rules of what a send carries of its time.
 //! - [`receipts`]: checking the signed receipts and watermarks a sent
 //!   message's recipients returned (what `message status` proves).
 //!
@@ -61,6 +63,7 @@ pub mod moderation;
 pub mod naming;
 pub mod peers;
 pub mod receipts;
+pub mod schedule;
 pub mod session;
 pub mod tls;
 pub mod topics;

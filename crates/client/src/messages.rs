@@ -6,7 +6,10 @@
 //! [`MeshClient::message_status`] (`message_status`, every page, each
 //! recipient's signed receipts checked by [`crate::receipts`]). A message
 //! may be given a time to live ([`send_with`], [`SendOptions::ttl`]): not
-//! shown by then, it is reported `expired` and dropped.
+//! shown by then, it is reported `expired` and dropped. And a delivery
+//! time ([`SendOptions::deliver_at_ms`]): the broker holds it until then
+//! ([`crate::schedule`]); its `message status` is `scheduled` until it
+//! is sent.
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{MessageId, Priority, Target};
@@ -30,9 +33,10 @@ const MAX_STATUS_PAGES: usize = 1000;
 pub struct Posted {
     /// The message id (hex).
     pub id: String,
-    /// Broker seq.
+    /// Broker seq (0 while the broker holds it for later:
+    /// `deliver_at_ms`).
     pub seq: u64,
-    /// It had been accepted before.
+    /// It had been accepted (or held) before.
     pub duplicate: bool,
     /// The target (`#deploys`, `@eng`, `*`, or the recipient's name).
     pub to: String,
@@ -48,6 +52,10 @@ pub struct Posted {
     /// from when it received it, a moment later).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// Held by the broker until then (unix ms, the broker's clock), when it
+    /// will be stored and delivered; absent: sent now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<u64>,
     /// The raw outcome.
     #[serde(skip)]
     pub outcome: Option<SendOutcome>,
@@ -148,6 +156,7 @@ fn posted(client: &MeshClient, target: &Target, outcome: SendOutcome) -> Posted 
         mentioned: Vec::new(),
         mention_failures: Vec::new(),
         deadline_ms: None,
+        deliver_at_ms: outcome.scheduled_for_ms,
         outcome: Some(outcome),
     }
 }
@@ -223,18 +232,25 @@ impl MeshClient {
             None => None,
         };
         let target = local.as_ref().map(|e| e.target.clone());
+        let local_report = |entry: &crate::local::OutboxEntry| StatusReport {
+            id: id.to_hex(),
+            state: entry.state.clone(),
+            error: entry.error.clone(),
+            seq: None,
+            target: target.clone(),
+            deadline_ms: entry.deadline_ms,
+            deliver_at_ms: entry.deliver_at_ms,
+            recipients: Vec::new(),
+        };
+        // A scheduled message is the broker's to send: once it has, the
+        // broker reports it like any other (below); until then it does
+        // not know it as sent.
+        let scheduled = local.as_ref().filter(|e| e.state == "scheduled");
         if let Some(entry) = &local
             && entry.state != "accepted"
+            && scheduled.is_none()
         {
-            return Ok(StatusReport {
-                id: id.to_hex(),
-                state: entry.state.clone(),
-                error: entry.error.clone(),
-                seq: None,
-                target,
-                deadline_ms: entry.deadline_ms,
-                recipients: Vec::new(),
-            });
+            return Ok(local_report(entry));
         }
         // Every page (a broadcast's status lists every member it was for).
         let mut recipients = Vec::new();
@@ -254,8 +270,31 @@ impl MeshClient {
                     },
                     "report the message status",
                 )
-                .await
-                .map_err(|e| match e {
+                .await;
+            let frame = match (frame, scheduled) {
+                (
+                    Err(ClientError::Refused {
+                        code: ErrorCode::NotFound,
+                        ..
+                    }),
+                    Some(entry),
+                ) => {
+                    // Still held, or its time came and it could not be
+                    // sent: the broker's list says which, and why.
+                    let mut report = local_report(entry);
+                    if let Some(failed) = self
+                        .schedule_list()
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|h| h.id == *id && h.state == "failed")
+                    {
+                        report.state = "failed".into();
+                        report.error = failed.error;
+                    }
+                    return Ok(report);
+                }
+                (frame, _) => frame.map_err(|e| match e {
                     ClientError::Refused {
                         code: ErrorCode::NotFound,
                         ..
@@ -263,7 +302,8 @@ impl MeshClient {
                         "no message {id} sent by this member is known to the broker"
                     )),
                     e => e,
-                })?;
+                })?,
+            };
             let BrokerFrame::MessageStatusResult(page) = frame else {
                 return Err(unexpected(&frame));
             };
@@ -315,6 +355,16 @@ impl MeshClient {
                 })
                 .collect()
         });
+        if scheduled.is_some() {
+            // Sent since: settled here as the broker's `accepted` would have.
+            if let Err(e) = session
+                .local()
+                .outbox_accepted(&mesh, &[(*id, seq, page_tseq)], crate::client::now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a scheduled message as sent");
+            }
+        }
         Ok(StatusReport {
             id: id.to_hex(),
             state: "accepted".into(),
@@ -322,6 +372,7 @@ impl MeshClient {
             seq: Some(seq),
             target,
             deadline_ms: deadline_ms.or(local.as_ref().and_then(|e| e.deadline_ms)),
+            deliver_at_ms: local.as_ref().and_then(|e| e.deliver_at_ms),
             recipients,
         })
     }

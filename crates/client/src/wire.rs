@@ -255,6 +255,9 @@ pub fn frame_req(frame: &BrokerFrame) -> Option<&str> {
         BrokerFrame::MessageStatusResult(f) => f.req.as_deref(),
         BrokerFrame::TopicHistoryResult(f) => f.req.as_deref(),
         BrokerFrame::GrantsStored(f) => f.req.as_deref(),
+        BrokerFrame::Scheduled(f) => f.req.as_deref(),
+        BrokerFrame::SchedulePage(f) => f.req.as_deref(),
+        BrokerFrame::ScheduleCancelled(f) => f.req.as_deref(),
         BrokerFrame::Pong(f) => f.req.as_deref(),
         BrokerFrame::Challenge(_)
         | BrokerFrame::Welcome(_)

@@ -212,6 +212,7 @@ fn main() {
             req: Some("s1".into()),
             envelope: Box::new(env.clone()),
             ttl_ms: None,
+            deliver_at_ms: None,
         }),
         &mut frames,
     );
@@ -239,6 +240,81 @@ fn main() {
         ClientFrame::Ack(Ack {
             seqs: vec![1],
             read: false,
+        }),
+        &mut frames,
+    );
+    // Bob schedules a reminder for Alice in an hour: the broker holds the
+    // sealed envelope and answers `scheduled` instead of `accepted`.
+    let later_id = MessageId([0x33; 16]);
+    let deliver_at_ms = (T + 62 + 3600) * 1000;
+    let later = Envelope::seal(
+        &bob_session,
+        EnvelopeHeader {
+            mesh: mesh_id,
+            epoch: 0,
+            target: Target::Member(MemberKey(alice.public())),
+            id: later_id,
+            reply_to: None,
+            priority: Priority::Next,
+            sent_at: (T + 62) * 1000,
+            log_head: log.roster().head(),
+        },
+        b"standup in 5 minutes",
+        SealingKey::Direct(&alice.public()),
+    )
+    .unwrap();
+    let later_size = serde_json::to_string(&later).unwrap().len() as u64;
+    push_c(
+        ClientFrame::Send(Send {
+            req: Some("s3".into()),
+            envelope: Box::new(later),
+            ttl_ms: Some(600_000),
+            deliver_at_ms: Some(deliver_at_ms),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::Scheduled(Scheduled {
+            req: Some("s3".into()),
+            id: later_id,
+            deliver_at_ms,
+            duplicate: false,
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::ScheduleList(ScheduleListQuery {
+            req: Some("q1".into()),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::SchedulePage(SchedulePage {
+            req: Some("q1".into()),
+            messages: vec![HeldMessage {
+                id: later_id,
+                target: Target::Member(MemberKey(alice.public())).to_string(),
+                deliver_at_ms,
+                ttl_ms: Some(600_000),
+                size: later_size,
+                created_at_ms: (T + 62) * 1000,
+                state: "held".into(),
+                error: None,
+            }],
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::ScheduleCancel(ScheduleCancel {
+            req: Some("q2".into()),
+            id: later_id,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::ScheduleCancelled(ScheduleCancelled {
+            req: Some("q2".into()),
+            id: later_id,
         }),
         &mut frames,
     );
@@ -502,13 +578,20 @@ fn main() {
     let _ = Hash32::ZERO;
 
     if let Some(dir) = corpus {
+        // The first example of a type is `seed-<type>.json`; a later one
+        // (a `send` with `deliver_at_ms`) `seed-<type>-2.json`, so the
+        // first seeds keep their names.
+        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
         for (name, json) in &frames {
             let compact: serde_json::Value = serde_json::from_str(json).unwrap();
-            std::fs::write(
-                format!("{dir}/seed-{name}.json"),
-                serde_json::to_string(&compact).unwrap(),
-            )
-            .unwrap();
+            let n = seen.entry(name.as_str()).or_default();
+            *n += 1;
+            let file = if *n == 1 {
+                format!("{dir}/seed-{name}.json")
+            } else {
+                format!("{dir}/seed-{name}-{n}.json")
+            };
+            std::fs::write(file, serde_json::to_string(&compact).unwrap()).unwrap();
         }
         eprintln!("wrote {} seed files to {dir}", frames.len());
     } else {

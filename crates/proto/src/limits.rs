@@ -43,6 +43,9 @@ pub const PRESENCE_RATE_BURST: u32 = 20;
 pub const MEMBER_BYTES_PER_SEC: u32 = 1024 * 1024;
 /// Sessions one member may have connected to one broker (default).
 pub const MAX_SESSIONS_PER_MEMBER: u32 = 32;
+/// Messages one member may hold for later (`send.deliver_at_ms`) at once;
+/// one `schedule_page` lists them all within a frame.
+pub const MAX_HELD_PER_MEMBER: usize = 200;
 /// Largest encrypted summary ciphertext in presence, in bytes.
 pub const MAX_SUMMARY_CIPHERTEXT_BYTES: usize = 1024;
 /// Largest invite welcome bundle, in bytes.
@@ -88,6 +91,11 @@ pub struct Limits {
     /// slow consumer (0: not said).
     #[serde(default)]
     pub max_queued_bytes: u64,
+    /// Whether this broker holds messages for later (`send.deliver_at_ms`,
+    /// `schedule_list`, `schedule_cancel`); false from one that does not
+    /// say, which would deliver such a message at once.
+    #[serde(default)]
+    pub scheduled: bool,
 }
 
 impl Default for Limits {
@@ -107,6 +115,7 @@ impl Default for Limits {
             presence_rate_per_sec: PRESENCE_RATE_PER_SEC,
             max_sessions_per_member: MAX_SESSIONS_PER_MEMBER,
             max_queued_bytes: MAX_QUEUED_BYTES as u64,
+            scheduled: true,
         }
     }
 }

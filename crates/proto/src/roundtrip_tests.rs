@@ -192,11 +192,20 @@ fn hello() -> impl Strategy<Value = Hello> {
 fn client_frame() -> impl Strategy<Value = ClientFrame> {
     prop_oneof![
         hello().prop_map(|h| ClientFrame::Hello(Box::new(h))),
-        (req(), envelope()).prop_map(|(req, envelope)| ClientFrame::Send(Send {
-            req,
-            envelope: Box::new(envelope),
-            ttl_ms: None,
-        })),
+        (
+            req(),
+            envelope(),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(req, envelope, ttl_ms, deliver_at_ms)| ClientFrame::Send(Send {
+                    req,
+                    envelope: Box::new(envelope),
+                    ttl_ms,
+                    deliver_at_ms,
+                })
+            ),
         (
             proptest::collection::vec(any::<u64>(), 0..10),
             any::<bool>()
@@ -302,8 +311,44 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                     grants: Box::new(GrantSet::sign(&member, MeshId(Hash32(seed)), version, &map)),
                 })
             }),
+        req().prop_map(|req| ClientFrame::ScheduleList(ScheduleListQuery { req })),
+        (req(), any::<[u8; 16]>()).prop_map(|(req, id)| ClientFrame::ScheduleCancel(
+            ScheduleCancel {
+                req,
+                id: MessageId(id),
+            }
+        )),
         req().prop_map(|req| ClientFrame::Ping(Request { req })),
     ]
+}
+
+fn held_message() -> impl Strategy<Value = HeldMessage> {
+    (
+        any::<[u8; 16]>(),
+        prop_oneof![
+            key().prop_map(|k| format!("member:{}", k.to_hex())),
+            Just("#deploys".to_owned()),
+            Just("@eng".to_owned()),
+            Just("*".to_owned()),
+        ],
+        any::<u64>(),
+        proptest::option::of(any::<u64>()),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of("[ -~]{0,40}"),
+    )
+        .prop_map(
+            |(id, target, deliver_at_ms, ttl_ms, size, created_at_ms, error)| HeldMessage {
+                id: MessageId(id),
+                target,
+                deliver_at_ms,
+                ttl_ms,
+                size,
+                created_at_ms,
+                state: if error.is_some() { "failed" } else { "held" }.to_owned(),
+                error,
+            },
+        )
 }
 
 fn peer() -> impl Strategy<Value = PeerPresence> {
@@ -502,6 +547,22 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
             )),
         (req(), any::<u64>())
             .prop_map(|(req, version)| BrokerFrame::GrantsStored(GrantsStored { req, version })),
+        (req(), any::<[u8; 16]>(), any::<u64>(), any::<bool>()).prop_map(
+            |(req, id, deliver_at_ms, duplicate)| BrokerFrame::Scheduled(Scheduled {
+                req,
+                id: MessageId(id),
+                deliver_at_ms,
+                duplicate,
+            })
+        ),
+        (req(), proptest::collection::vec(held_message(), 0..4))
+            .prop_map(|(req, messages)| BrokerFrame::SchedulePage(SchedulePage { req, messages })),
+        (req(), any::<[u8; 16]>()).prop_map(|(req, id)| BrokerFrame::ScheduleCancelled(
+            ScheduleCancelled {
+                req,
+                id: MessageId(id),
+            }
+        )),
         (req(), any::<u64>()).prop_map(|(req, time_ms)| BrokerFrame::Pong(Pong { req, time_ms })),
     ]
 }

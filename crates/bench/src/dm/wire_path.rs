@@ -85,6 +85,7 @@ pub(super) async fn run_wire(
                     req: Some(idx.to_string()),
                     envelope: Box::new(env),
                     ttl_ms: None,
+                    deliver_at_ms: None,
                 }));
                 frames.push((idx, Utf8Bytes::from(text)));
             }

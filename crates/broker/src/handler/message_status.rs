@@ -13,7 +13,7 @@ use claudemesh_crypto::receipt::{Receipt, ReceiptState, Watermark};
 use claudemesh_proto::frames::{
     DeliveryState, MessageStatusQuery, MessageStatusResult, RecipientStatus,
 };
-use claudemesh_proto::limits::MAX_STATUS_RECIPIENTS_PER_PAGE;
+use claudemesh_proto::limits::{MAX_HELD_PER_MEMBER, MAX_STATUS_RECIPIENTS_PER_PAGE};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
 use super::{Caller, Context, Handle, Refusal, Reply};
@@ -55,17 +55,33 @@ async fn handle(caller: Caller<'_>, q: MessageStatusQuery) -> Result<Reply, Refu
         tracing::error!(error = %e, "message status failed");
         Refusal::internal("the broker could not look it up")
     };
-    let st = broker
+    let Some(st) = broker
         .store
         .message_status(&mesh.id, &session.member, &q.id)
         .await
         .map_err(failed)?
-        .ok_or_else(|| {
-            Refusal::new(
-                ErrorCode::NotFound,
-                format!("no message {} sent by this member", q.id),
-            )
-        })?;
+    else {
+        // Not stored: held for later, perhaps.
+        let held = broker
+            .store
+            .held_of(&mesh.id, &session.member, MAX_HELD_PER_MEMBER as u32)
+            .await
+            .map_err(failed)?;
+        let message = match held.iter().find(|h| h.id == q.id) {
+            Some(h) => match &h.error {
+                None => format!(
+                    "message {} is scheduled, not sent yet: it goes at {} (unix ms)",
+                    q.id, h.deliver_at_ms
+                ),
+                Some(why) => format!(
+                    "message {} was scheduled and could not be sent: {why}",
+                    q.id
+                ),
+            },
+            None => format!("no message {} sent by this member", q.id),
+        };
+        return Err(Refusal::new(ErrorCode::NotFound, message));
+    };
     let recipients = match &st.fanout {
         Some(f) => match f.target.parse::<Target>() {
             Ok(target) => mesh.read_log(|l| {

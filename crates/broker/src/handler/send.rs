@@ -1,15 +1,21 @@
 //! `send`: a sealed envelope from the caller's session. Checked (its mesh,
 //! its sender, its version and size), routed to its recipients as of now
 //! (minus those whose grants refuse), and handed to the group-commit writer,
-//! which answers `accepted` once it is stored.
+//! which answers `accepted` once it is stored. With a `deliver_at_ms`
+//! ahead, it is held instead (`scheduled`), and routed again at its time
+//! ([`crate::scheduled`]) by the same [`recipients_of`].
 
-use claudemesh_crypto::envelope::Target;
-use claudemesh_proto::ErrorCode;
-use claudemesh_proto::frames::Send;
+use claudemesh_crypto::PublicKey;
+use claudemesh_crypto::envelope::{Envelope, Target};
+use claudemesh_proto::frames::{Accepted, Scheduled, Send};
+use claudemesh_proto::limits::MAX_HELD_PER_MEMBER;
+use claudemesh_proto::{BrokerFrame, ErrorCode};
 
 use super::{Caller, Context, Handle, Refusal, Reply, short_hex};
+use crate::mesh::MeshHub;
 use crate::route;
-use crate::store::NewMessage;
+use crate::state::BrokerState;
+use crate::store::{HeldMessage, HoldOutcome, NewMessage};
 use crate::writer::{AcceptReply, WriteJob};
 
 /// What a sender hears when the recipient's grants refuse a direct message.
@@ -17,6 +23,10 @@ pub const REFUSED_BY_GRANTS: &str = "refused: blocked by recipient";
 
 /// The shortest TTL a sender may ask for.
 pub const MIN_TTL_MS: u64 = 1000;
+
+/// A `deliver_at_ms` less than this far ahead is sent at once: holding it
+/// would only add the sweep's second.
+pub const HOLD_MIN_AHEAD_MS: u64 = 1000;
 
 impl Handle for Send {
     async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
@@ -60,9 +70,56 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             ),
         ));
     }
+    let (recipients, at_len) = recipients_of(broker, mesh, &session.member, &env).await?;
+    let now = crate::now_ms();
+    let retention = u64::try_from(broker.config.retention.as_millis()).unwrap_or(u64::MAX);
+    // A TTL: not shown by then, the message is dropped and reported
+    // `expired` (1 s to the retention; longer would promise what retention
+    // does not keep).
+    let ttl_ms = match f.ttl_ms {
+        Some(ttl) if !(MIN_TTL_MS..=retention).contains(&ttl) => {
+            return Err(Refusal::new(
+                ErrorCode::Malformed,
+                format!(
+                    "ttl_ms must be from {MIN_TTL_MS} to the broker's retention ({retention} ms)"
+                ),
+            ));
+        }
+        ttl => ttl,
+    };
+    if let Some(at) = f
+        .deliver_at_ms
+        .filter(|at| *at > now.saturating_add(HOLD_MIN_AHEAD_MS))
+    {
+        return hold(broker, f.req, &env, at, ttl_ms, now, retention).await;
+    }
+    let msg = new_message(&env, recipients, at_len, now, retention, ttl_ms, false);
+    let reply = AcceptReply {
+        session: session.clone(),
+        req: f.req,
+    };
+    if !broker
+        .writer
+        .submit(WriteJob::Message(Box::new(msg), Some(reply)))
+        .await
+    {
+        return Err(Refusal::new(ErrorCode::ShuttingDown, "the broker is stopping").unaddressed());
+    }
+    Ok(Reply::Nothing)
+}
+
+/// The recipients of `env` from `sender` as of now, and for a fan-out
+/// message the log length that fixes them: a direct message's member or
+/// session (refused when not a current member's, or when its grants
+/// refuse the sender), or a topic's, group's or everyone's.
+pub(crate) async fn recipients_of(
+    broker: &BrokerState,
+    mesh: &MeshHub,
+    sender: &PublicKey,
+    env: &Envelope,
+) -> Result<(Vec<PublicKey>, Option<u64>), Refusal> {
     let refused = || Refusal::new(ErrorCode::Refused, REFUSED_BY_GRANTS);
-    let mut at_len = None;
-    let recipients = match &env.target {
+    match &env.target {
         Target::Member(k) => {
             let is_member = || mesh.read_log(|l| l.roster.is_member(k));
             // A member who joined through another replica a moment ago.
@@ -73,7 +130,8 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
                     format!("{} is not a member of this mesh", short_hex(k.to_hex())),
                 ));
             }
-            route::direct(mesh, k, k.0, &session.member).map_err(|_| refused())?
+            let to = route::direct(mesh, k, k.0, sender).map_err(|_| refused())?;
+            Ok((to, None))
         }
         Target::Session(s) => {
             let here = mesh
@@ -94,18 +152,17 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             };
             match member {
                 Some(m) if mesh.read_log(|l| l.roster.is_member(&m)) => {
-                    route::direct(mesh, &m, s.0, &session.member).map_err(|_| refused())?
+                    let to = route::direct(mesh, &m, s.0, sender).map_err(|_| refused())?;
+                    Ok((to, None))
                 }
-                _ => {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownRecipient,
-                        format!("no session {} of a current member", short_hex(s.to_hex())),
-                    ));
-                }
+                _ => Err(Refusal::new(
+                    ErrorCode::UnknownRecipient,
+                    format!("no session {} of a current member", short_hex(s.to_hex())),
+                )),
             }
         }
         target @ (Target::Group(_) | Target::Topic(_) | Target::Broadcast) => {
-            let check = || route::at_send(mesh, &session.member, target, env.epoch);
+            let check = || route::at_send(mesh, sender, target, env.epoch);
             let mut routed = check();
             // A topic, group member or rekey another replica added a moment
             // ago: adopt it and route again.
@@ -114,50 +171,113 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             }
             let (recipients, len) =
                 routed.map_err(|(code, message)| Refusal::new(code, message))?;
-            at_len = Some(len);
-            recipients
+            Ok((recipients, Some(len)))
         }
-    };
-    let now = crate::now_ms();
-    let retention = u64::try_from(broker.config.retention.as_millis()).unwrap_or(u64::MAX);
-    // A TTL: not shown by then, the message is dropped and reported
-    // `expired` (1 s to the retention; longer would promise what retention
-    // does not keep).
-    let deadline_ms = match f.ttl_ms {
-        None => None,
-        Some(ttl) if (MIN_TTL_MS..=retention).contains(&ttl) => Some(now.saturating_add(ttl)),
-        Some(_) => {
-            return Err(Refusal::new(
-                ErrorCode::Malformed,
-                format!(
-                    "ttl_ms must be from {MIN_TTL_MS} to the broker's retention ({retention} ms)"
-                ),
-            ));
-        }
-    };
-    let msg = NewMessage {
-        mesh: mesh.id,
-        sender_member: session.member,
+    }
+}
+
+/// The message the writer stores for `env`, received (or, held, fired) at
+/// `now`: kept for the retention, or until its TTL runs out unshown.
+pub(crate) fn new_message(
+    env: &Envelope,
+    recipients: Vec<PublicKey>,
+    at_len: Option<u64>,
+    now: u64,
+    retention_ms: u64,
+    ttl_ms: Option<u64>,
+    held: bool,
+) -> NewMessage {
+    let deadline_ms = ttl_ms.map(|ttl| now.saturating_add(ttl));
+    NewMessage {
+        mesh: env.mesh,
+        sender_member: *env.sender.member,
         id: env.id,
         target: env.target.to_string(),
         priority: env.priority,
-        envelope_json: serde_json::to_string(&*env).unwrap_or_default(),
+        envelope_json: serde_json::to_string(env).unwrap_or_default(),
         recipients,
         at_len,
         created_at_ms: now,
-        expires_at_ms: deadline_ms.unwrap_or(now.saturating_add(retention)),
+        expires_at_ms: deadline_ms.unwrap_or(now.saturating_add(retention_ms)),
         deadline_ms,
-    };
-    let reply = AcceptReply {
-        session: session.clone(),
-        req: f.req,
-    };
-    if !broker
-        .writer
-        .submit(WriteJob::Message(Box::new(msg), Some(reply)))
-        .await
-    {
-        return Err(Refusal::new(ErrorCode::ShuttingDown, "the broker is stopping").unaddressed());
+        held,
     }
-    Ok(Reply::Nothing)
+}
+
+/// Holds a checked message for later and answers `scheduled`; a resend of
+/// one whose time came is answered `accepted` as a duplicate.
+async fn hold(
+    broker: &BrokerState,
+    req: Option<String>,
+    env: &Envelope,
+    deliver_at_ms: u64,
+    ttl_ms: Option<u64>,
+    now: u64,
+    retention_ms: u64,
+) -> Result<Reply, Refusal> {
+    if deliver_at_ms > now.saturating_add(retention_ms) {
+        return Err(Refusal::new(
+            ErrorCode::Malformed,
+            format!(
+                "deliver_at_ms is at most the broker's retention ({} days) ahead",
+                retention_ms / 86_400_000
+            ),
+        ));
+    }
+    let held = HeldMessage {
+        mesh: env.mesh,
+        sender_member: *env.sender.member,
+        id: env.id,
+        target: env.target.to_string(),
+        priority: env.priority,
+        envelope_json: serde_json::to_string(env).unwrap_or_default(),
+        ttl_ms,
+        deliver_at_ms,
+        created_at_ms: now,
+        error: None,
+    };
+    let outcome = broker
+        .store
+        .hold_message(&held, MAX_HELD_PER_MEMBER as u64)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "holding a message failed");
+            Refusal::internal("the broker could not hold the message; resend it")
+        })?;
+    if matches!(
+        outcome,
+        HoldOutcome::Held {
+            duplicate: false,
+            ..
+        }
+    ) {
+        metrics::counter!(crate::metrics::HELD).increment(1);
+    }
+    Ok(Reply::Frame(match outcome {
+        HoldOutcome::Held {
+            deliver_at_ms,
+            duplicate,
+        } => BrokerFrame::Scheduled(Scheduled {
+            req,
+            id: env.id,
+            deliver_at_ms,
+            duplicate,
+        }),
+        HoldOutcome::AlreadySent { seq, tseq } => BrokerFrame::Accepted(Accepted {
+            req,
+            id: env.id,
+            seq,
+            duplicate: true,
+            tseq,
+        }),
+        HoldOutcome::TooMany => {
+            return Err(Refusal::new(
+                ErrorCode::Refused,
+                format!(
+                    "this member already holds {MAX_HELD_PER_MEMBER} messages for later; \
+                     cancel some first (claudemesh schedule list)"
+                ),
+            ));
+        }
+    }))
 }

@@ -14,9 +14,9 @@ use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 
 use super::error::StoreError;
 use super::records::{
-    AckOp, AppendExtras, AppendOutcome, FanoutRow, InsertOutcome, MemberState, MessageStatus,
-    NewMessage, PageLimit, PendingMessage, ReceiptRow, RetentionOutcome, SessionRecord, TableDump,
-    WatermarkRow,
+    AckOp, AppendExtras, AppendOutcome, CancelOutcome, FanoutRow, HeldMessage, HoldOutcome,
+    InsertOutcome, MemberState, MessageStatus, NewMessage, PageLimit, PendingMessage, ReceiptRow,
+    RetentionOutcome, SessionRecord, TableDump, WatermarkRow,
 };
 use super::replicas::ReplicaStore;
 
@@ -219,6 +219,42 @@ pub trait Store: Send + Sync + 'static {
     /// (`send.ttl_ms`), and marks their deliveries not yet shown `expired`.
     /// Returns how many messages expired.
     async fn expire_due(&self, now_ms: u64) -> Result<u64, StoreError>;
+
+    /// Holds a message for later, unless its sender already holds `max`
+    /// or it is stored already (a resend after its time came). One
+    /// transaction.
+    async fn hold_message(&self, held: &HeldMessage, max: u64) -> Result<HoldOutcome, StoreError>;
+
+    /// Held messages whose time came (`deliver_at_ms <= now_ms`), soonest
+    /// first, at most `limit`.
+    async fn due_held(&self, now_ms: u64, limit: u32) -> Result<Vec<HeldMessage>, StoreError>;
+
+    /// A member's held and failed messages, soonest first, at most `limit`.
+    async fn held_of(
+        &self,
+        mesh: &MeshId,
+        member: &PublicKey,
+        limit: u32,
+    ) -> Result<Vec<HeldMessage>, StoreError>;
+
+    /// Cancels a held (or failed) message of `member`'s.
+    async fn cancel_held(
+        &self,
+        mesh: &MeshId,
+        member: &PublicKey,
+        id: &MessageId,
+    ) -> Result<CancelOutcome, StoreError>;
+
+    /// Marks a held message failed (its time came and it could not be
+    /// routed), with why; it stays listed for its sender until cancelled
+    /// or past the retention.
+    async fn fail_held(
+        &self,
+        mesh: &MeshId,
+        member: &PublicKey,
+        id: &MessageId,
+        error: &str,
+    ) -> Result<(), StoreError>;
 
     /// Every table, every row, as text (the TM1 audit and `claudemesh demo`).
     async fn dump(&self) -> Result<Vec<TableDump>, StoreError>;

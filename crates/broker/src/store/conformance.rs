@@ -13,8 +13,9 @@ use claudemesh_crypto::{Hash32, MeshId, Nonce, PublicKey, SigningKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
 use super::{
-    AckOp, AppendExtras, AppendOutcome, InsertOutcome, MemberState, NewMessage, PageLimit,
-    PendingMessage, PostgresStore, RetentionOutcome, SqliteStore, Store, TableDump,
+    AckOp, AppendExtras, AppendOutcome, CancelOutcome, HeldMessage, HoldOutcome, InsertOutcome,
+    MemberState, NewMessage, PageLimit, PendingMessage, PostgresStore, RetentionOutcome,
+    SqliteStore, Store, TableDump,
 };
 use crate::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
 
@@ -88,6 +89,8 @@ conformance!(
     receipts_are_stored_only_for_their_message_and_recipient,
     watermarks_keep_the_furthest,
     deadlines_expire_what_was_not_shown,
+    held_messages_fire_once_and_a_cancel_or_a_fire_wins,
+    held_messages_fail_are_capped_and_purged,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -139,6 +142,7 @@ fn message(mesh: &MeshId, sender: &PublicKey, recipients: &[PublicKey]) -> NewMe
         created_at_ms: T0,
         expires_at_ms: T0 + 86_400_000,
         deadline_ms: None,
+        held: false,
     }
 }
 
@@ -1266,6 +1270,7 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
             "meshes",
             "messages",
             "receipts",
+            "scheduled_messages",
             "sessions",
             "sessions_online",
             "target_seqs",
@@ -1279,8 +1284,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 5);
-    for (i, version) in ["1", "2", "3", "4", "5"].into_iter().enumerate() {
+    assert_eq!(migrations.rows.len(), 6);
+    for (i, version) in ["1", "2", "3", "4", "5", "6"].into_iter().enumerate() {
         assert_eq!(cell(migrations, i, "version"), version);
         assert_eq!(cell(migrations, i, "success"), "1");
     }
@@ -1853,4 +1858,196 @@ async fn deadlines_expire_what_was_not_shown(s: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(status.deadline_ms, Some(T0 + 10));
+}
+
+/// A message held for `at`, and the message it becomes at its time.
+fn held(
+    mesh: &MeshId,
+    sender: &PublicKey,
+    recipient: &PublicKey,
+    at: u64,
+) -> (HeldMessage, NewMessage) {
+    let m = NewMessage {
+        held: true,
+        created_at_ms: at,
+        ..message(mesh, sender, &[*recipient])
+    };
+    let h = HeldMessage {
+        mesh: *mesh,
+        sender_member: *sender,
+        id: m.id,
+        target: m.target.clone(),
+        priority: m.priority,
+        envelope_json: m.envelope_json.clone(),
+        ttl_ms: Some(60_000),
+        deliver_at_ms: at,
+        created_at_ms: T0,
+        error: None,
+    };
+    (h, m)
+}
+
+async fn held_messages_fire_once_and_a_cancel_or_a_fire_wins(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (sender, bob) = (key(), key());
+    let at = T0 + 60_000;
+    let (h1, m1) = held(&mesh.id, &sender, &bob, at);
+    let first = HoldOutcome::Held {
+        deliver_at_ms: at,
+        duplicate: false,
+    };
+    assert_eq!(s.hold_message(&h1, 10).await.unwrap(), first);
+    // A resend keeps the first hold's time.
+    let later = HeldMessage {
+        deliver_at_ms: at + 5,
+        ..h1.clone()
+    };
+    assert_eq!(
+        s.hold_message(&later, 10).await.unwrap(),
+        HoldOutcome::Held {
+            deliver_at_ms: at,
+            duplicate: true
+        }
+    );
+    assert_eq!(
+        s.held_of(&mesh.id, &sender, 10).await.unwrap(),
+        vec![h1.clone()]
+    );
+    assert!(s.held_of(&mesh.id, &bob, 10).await.unwrap().is_empty());
+    // Not before its time; nothing stored meanwhile.
+    assert!(s.due_held(at - 1, 10).await.unwrap().is_empty());
+    assert!(
+        s.message_status(&mesh.id, &sender, &m1.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.due_held(at, 10).await.unwrap(), vec![h1.clone()]);
+
+    // Two brokers fire it: the first stores it, the second stores nothing.
+    let out = s.write_batch(std::slice::from_ref(&m1), &[]).await.unwrap();
+    assert!(!out[0].duplicate && out[0].seq > 0, "{out:?}");
+    assert_eq!(
+        s.write_batch(std::slice::from_ref(&m1), &[]).await.unwrap(),
+        vec![dup(0)]
+    );
+    assert_eq!(states(s, &m1).await, vec![(bob, DeliveryState::Queued)]);
+    assert!(s.due_held(at, 10).await.unwrap().is_empty());
+    assert!(s.held_of(&mesh.id, &sender, 10).await.unwrap().is_empty());
+    // Its resend and its cancel, after it fired, name the stored seq.
+    assert_eq!(
+        s.hold_message(&h1, 10).await.unwrap(),
+        HoldOutcome::AlreadySent {
+            seq: out[0].seq,
+            tseq: None
+        }
+    );
+    assert_eq!(
+        s.cancel_held(&mesh.id, &sender, &m1.id).await.unwrap(),
+        CancelOutcome::AlreadySent { seq: out[0].seq }
+    );
+
+    // A cancel first: the fire stores nothing, in a batch with others.
+    let (h2, m2) = held(&mesh.id, &sender, &bob, at);
+    let (h3, m3) = held(&mesh.id, &sender, &bob, at);
+    s.hold_message(&h2, 10).await.unwrap();
+    s.hold_message(&h3, 10).await.unwrap();
+    // Another member cannot cancel it.
+    assert_eq!(
+        s.cancel_held(&mesh.id, &bob, &m2.id).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    assert_eq!(
+        s.cancel_held(&mesh.id, &sender, &m2.id).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    let plain = message(&mesh.id, &sender, &[bob]);
+    let out = s
+        .write_batch(&[plain.clone(), m2.clone(), m3.clone()], &[])
+        .await
+        .unwrap();
+    assert!(!out[0].duplicate && !out[2].duplicate, "{out:?}");
+    assert_eq!(out[1], dup(0));
+    assert!(out[0].seq < out[2].seq);
+    assert!(
+        s.message_status(&mesh.id, &sender, &m2.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(states(s, &m3).await, vec![(bob, DeliveryState::Queued)]);
+    assert_eq!(
+        s.cancel_held(&mesh.id, &sender, &m2.id).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    assert!(s.held_of(&mesh.id, &sender, 10).await.unwrap().is_empty());
+}
+
+async fn held_messages_fail_are_capped_and_purged(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (sender, bob) = (key(), key());
+    let (h1, m1) = held(&mesh.id, &sender, &bob, T0 + 1000);
+    let (h2, _) = held(&mesh.id, &sender, &bob, T0 + 2000);
+    let (h3, _) = held(&mesh.id, &sender, &bob, T0 + 3000);
+    s.hold_message(&h1, 2).await.unwrap();
+    s.hold_message(&h2, 2).await.unwrap();
+    // The cap counts every held row of the member, and the refused one is
+    // not kept.
+    assert_eq!(s.hold_message(&h3, 2).await.unwrap(), HoldOutcome::TooMany);
+    assert_eq!(s.held_of(&mesh.id, &sender, 10).await.unwrap().len(), 2);
+    // Another member has a cap of its own.
+    let (other, _) = held(&mesh.id, &bob, &sender, T0 + 1000);
+    assert!(matches!(
+        s.hold_message(&other, 2).await.unwrap(),
+        HoldOutcome::Held { .. }
+    ));
+
+    // Failed at its time: kept for its sender with why, never due again,
+    // never stored by a late fire.
+    s.fail_held(
+        &mesh.id,
+        &sender,
+        &m1.id,
+        "its sender is no longer a member",
+    )
+    .await
+    .unwrap();
+    let listed = s.held_of(&mesh.id, &sender, 10).await.unwrap();
+    assert_eq!(listed[0].id, m1.id);
+    assert_eq!(
+        listed[0].error.as_deref(),
+        Some("its sender is no longer a member")
+    );
+    assert_eq!(listed[1].error, None);
+    let due = s.due_held(T0 + 5000, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![other.id, h2.id]
+    );
+    assert_eq!(
+        s.write_batch(std::slice::from_ref(&m1), &[]).await.unwrap(),
+        vec![dup(0)]
+    );
+    // Sent again under the same id (resealed), a failed one is held anew.
+    let again = HeldMessage {
+        envelope_json: "{\"resealed\":true}".into(),
+        deliver_at_ms: T0 + 1200,
+        ..h1.clone()
+    };
+    assert_eq!(
+        s.hold_message(&again, 5).await.unwrap(),
+        HoldOutcome::Held {
+            deliver_at_ms: T0 + 1200,
+            duplicate: false
+        }
+    );
+    let listed = s.held_of(&mesh.id, &sender, 10).await.unwrap();
+    assert_eq!(listed[0], again);
+    s.fail_held(&mesh.id, &sender, &m1.id, "failed again")
+        .await
+        .unwrap();
+    // Retention purges failed rows past it, and only those.
+    s.sweep_retention(T0 + 5000, T0 + 1500).await.unwrap();
+    let listed = s.held_of(&mesh.id, &sender, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|h| h.id).collect::<Vec<_>>(), vec![h2.id]);
 }

@@ -47,9 +47,9 @@ pub(crate) use codec::priority_rank;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
-    AckOp, AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, InsertOutcome, MemberState,
-    MessageStatus, NewMessage, PageLimit, PendingMessage, ReceiptRow, RetentionOutcome,
-    SessionRecord, TableDump, WatermarkRow, fanout_weight, first_of,
+    AckOp, AppendExtras, AppendOutcome, CancelOutcome, FanoutFacts, FanoutRow, HeldMessage,
+    HoldOutcome, InsertOutcome, MemberState, MessageStatus, NewMessage, PageLimit, PendingMessage,
+    ReceiptRow, RetentionOutcome, SessionRecord, TableDump, WatermarkRow, fanout_weight, first_of,
 };
 pub use sqlite::SqliteStore;
 

@@ -37,6 +37,114 @@ pub struct NewMessage {
     /// The sender's deadline (`send.ttl_ms`), unix ms: not shown by then,
     /// it is dropped and reported `expired`.
     pub deadline_ms: Option<u64>,
+    /// A message held for later whose time came: stored only if its
+    /// `scheduled_messages` row is still held, which the same transaction
+    /// deletes (so it is stored once, and never after a cancel). One that
+    /// is not is reported a duplicate, and nothing is stored.
+    pub held: bool,
+}
+
+/// A message held for later (`send.deliver_at_ms`): the envelope as its
+/// sender signed it, and what routing it needs at its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMessage {
+    /// The mesh.
+    pub mesh: MeshId,
+    /// The sender's member key: (mesh, sender_member, id) is unique, here
+    /// and among stored messages.
+    pub sender_member: PublicKey,
+    /// The sender's message id.
+    pub id: MessageId,
+    /// The target as on the wire.
+    pub target: String,
+    /// Delivery priority (from the signed envelope).
+    pub priority: Priority,
+    /// The envelope, JSON.
+    pub envelope_json: String,
+    /// The sender's time to live, counted from delivery.
+    pub ttl_ms: Option<u64>,
+    /// When to store and deliver it, unix ms.
+    pub deliver_at_ms: u64,
+    /// When the broker took it, unix ms.
+    pub created_at_ms: u64,
+    /// Why it could not be sent at its time (`None` while held).
+    pub error: Option<String>,
+}
+
+/// What holding a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Held until `deliver_at_ms` (`duplicate`: it already was, and the
+    /// first hold's time stands).
+    Held {
+        /// When it will be delivered.
+        deliver_at_ms: u64,
+        /// It was already held.
+        duplicate: bool,
+    },
+    /// Its time came before this resend: it is stored, as `seq`.
+    AlreadySent {
+        /// Its broker sequence number.
+        seq: u64,
+        /// Its number within its target (fan-out).
+        tseq: Option<u64>,
+    },
+    /// The sender already holds the most messages it may.
+    TooMany,
+}
+
+/// A batch without the held messages its transaction could not take
+/// (`taken[i]` false: cancelled, or fired by another writer or replica
+/// first), or `None` when it took them all (every batch but a rare one:
+/// nothing is copied then).
+pub(crate) fn taken_only(messages: &[NewMessage], taken: &[bool]) -> Option<Vec<NewMessage>> {
+    if taken.iter().all(|t| *t) {
+        return None;
+    }
+    Some(
+        messages
+            .iter()
+            .zip(taken)
+            .filter(|(_, t)| **t)
+            .map(|(m, _)| m.clone())
+            .collect(),
+    )
+}
+
+/// The outcomes of a whole batch from those of [`taken_only`]'s: each
+/// left-out message is reported a duplicate with seq 0, so the writer
+/// neither delivers nor answers it.
+pub(crate) fn with_untaken(taken: &[bool], stored: Vec<InsertOutcome>) -> Vec<InsertOutcome> {
+    let left_out = InsertOutcome {
+        seq: 0,
+        duplicate: true,
+        tseq: None,
+    };
+    let mut stored = stored.into_iter();
+    taken
+        .iter()
+        .map(|t| {
+            if *t {
+                stored.next().unwrap_or(left_out)
+            } else {
+                left_out
+            }
+        })
+        .collect()
+}
+
+/// What cancelling a held message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was held (or had failed) and is gone.
+    Cancelled,
+    /// Its time came first: it is stored, as `seq`.
+    AlreadySent {
+        /// Its broker sequence number.
+        seq: u64,
+    },
+    /// No such message was ever held (or it was cancelled before).
+    NotFound,
 }
 
 /// A session key seen in a hello, and the member that certified it.

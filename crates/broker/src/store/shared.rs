@@ -74,18 +74,42 @@ macro_rules! impl_store {
             use $crate::store::api::Store;
             use $crate::store::codec::{
                 entry_from_json, entry_to_json, key_bytes, key_from_bytes, mesh_from_bytes,
-                member_state_from_parts, receipt_rank, watermark_from_parts, state_from_rank, state_rank,
+                member_state_from_parts, priority_from_rank, priority_rank, receipt_rank, watermark_from_parts, state_from_rank, state_rank,
                 status_str, to_i64, to_u64,
             };
             use $crate::store::error::StoreError;
             use $crate::store::records::{
-                AppendExtras, AppendOutcome, FanoutFacts, FanoutRow, MemberState, MessageStatus, PageLimit,
+                AppendExtras, AppendOutcome, CancelOutcome, FanoutFacts, FanoutRow, HeldMessage,
+                HoldOutcome, MemberState, MessageStatus, PageLimit,
                 PendingMessage, ReceiptRow, RetentionOutcome, TableDump, WatermarkRow,
             };
             use claudemesh_crypto::receipt::ReceiptState;
             use claudemesh_proto::frames::DeliveryState;
 
             use $crate::store::sql;
+
+            /// A held message as [`sql::DUE_HELD`] and [`sql::HELD_OF`]
+            /// read it (a macro: each backend's row is its own type).
+            macro_rules! held_from_row {
+                ($r:expr) => {{
+                    let r = $r;
+                    let id: &[u8] = r.try_get(2)?;
+                    Ok::<_, StoreError>(HeldMessage {
+                        mesh: mesh_from_bytes(r.try_get(0)?)?,
+                        sender_member: key_from_bytes(r.try_get(1)?)?,
+                        id: MessageId(id.try_into().map_err(|_| {
+                            StoreError::Corrupt(format!("held message id of {} bytes", id.len()))
+                        })?),
+                        target: r.try_get(3)?,
+                        priority: priority_from_rank(i64::from(r.try_get::<Rank, _>(4)?))?,
+                        envelope_json: r.try_get(5)?,
+                        ttl_ms: r.try_get::<Option<i64>, _>(6)?.map(to_u64),
+                        deliver_at_ms: to_u64(r.try_get(7)?),
+                        created_at_ms: to_u64(r.try_get(8)?),
+                        error: r.try_get(9)?,
+                    })
+                }};
+            }
 
             #[async_trait::async_trait]
             impl Store for $store {
@@ -611,6 +635,10 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    sqlx::query(sql::PURGE_FAILED_HELD)
+                        .bind(to_i64(purge_before_ms))
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                     Ok(RetentionOutcome { expired, purged })
                 }
@@ -639,10 +667,166 @@ macro_rules! impl_store {
                     Ok(expired)
                 }
 
+                async fn hold_message(
+                    &self,
+                    held: &HeldMessage,
+                    max: u64,
+                ) -> Result<HoldOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let key = (
+                        &held.mesh.as_bytes()[..],
+                        key_bytes(&held.sender_member),
+                        &held.id.0[..],
+                    );
+                    // A resend after its time came: the stored message answers.
+                    if let Some(r) = sqlx::query(sql::STORED_SEQ)
+                        .bind(key.0)
+                        .bind(key.1)
+                        .bind(key.2)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    {
+                        return Ok(HoldOutcome::AlreadySent {
+                            seq: to_u64(r.try_get(0)?),
+                            tseq: r.try_get::<Option<i64>, _>(1)?.map(to_u64),
+                        });
+                    }
+                    let inserted = sqlx::query(sql::HOLD_MESSAGE)
+                        .bind(key.0)
+                        .bind(key.1)
+                        .bind(key.2)
+                        .bind(&held.target)
+                        .bind(Rank::try_from(priority_rank(held.priority)).unwrap_or(0))
+                        .bind(&held.envelope_json)
+                        .bind(i64::try_from(held.envelope_json.len()).unwrap_or(i64::MAX))
+                        .bind(held.ttl_ms.map(to_i64))
+                        .bind(to_i64(held.deliver_at_ms))
+                        .bind(to_i64(held.created_at_ms))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if inserted == 0 {
+                        let at: i64 = sqlx::query_scalar(sql::HELD_AT)
+                            .bind(key.0)
+                            .bind(key.1)
+                            .bind(key.2)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        return Ok(HoldOutcome::Held {
+                            deliver_at_ms: to_u64(at),
+                            duplicate: true,
+                        });
+                    }
+                    // Counted after the insert, in the same transaction: two
+                    // holds racing for the last place cannot both keep it.
+                    let held_now: i64 = sqlx::query_scalar(sql::COUNT_HELD)
+                        .bind(key.0)
+                        .bind(key.1)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if to_u64(held_now) > max {
+                        tx.rollback().await?;
+                        return Ok(HoldOutcome::TooMany);
+                    }
+                    tx.commit().await?;
+                    Ok(HoldOutcome::Held {
+                        deliver_at_ms: held.deliver_at_ms,
+                        duplicate: false,
+                    })
+                }
+
+                async fn due_held(&self, now_ms: u64, limit: u32) -> Result<Vec<HeldMessage>, StoreError> {
+                    // Asked every second: an index probe first.
+                    let any: bool = sqlx::query_scalar(sql::ANY_HELD_DUE)
+                        .bind(to_i64(now_ms))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    if !any {
+                        return Ok(Vec::new());
+                    }
+                    let rows = sqlx::query(sql::DUE_HELD)
+                        .bind(to_i64(now_ms))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.iter().map(|r| held_from_row!(r)).collect()
+                }
+
+                async fn held_of(
+                    &self,
+                    mesh: &MeshId,
+                    member: &PublicKey,
+                    limit: u32,
+                ) -> Result<Vec<HeldMessage>, StoreError> {
+                    let rows = sqlx::query(sql::HELD_OF)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(key_bytes(member))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.iter().map(|r| held_from_row!(r)).collect()
+                }
+
+                async fn cancel_held(
+                    &self,
+                    mesh: &MeshId,
+                    member: &PublicKey,
+                    id: &MessageId,
+                ) -> Result<CancelOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let gone = sqlx::query(sql::CANCEL_HELD)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(key_bytes(member))
+                        .bind(&id.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    let outcome = if gone {
+                        CancelOutcome::Cancelled
+                    } else {
+                        // Not held: fired already (the row went in the
+                        // transaction that stored the message), or never held.
+                        match sqlx::query(sql::STORED_SEQ)
+                            .bind(&mesh.as_bytes()[..])
+                            .bind(key_bytes(member))
+                            .bind(&id.0[..])
+                            .fetch_optional(&mut *tx)
+                            .await?
+                        {
+                            Some(r) => CancelOutcome::AlreadySent {
+                                seq: to_u64(r.try_get(0)?),
+                            },
+                            None => CancelOutcome::NotFound,
+                        }
+                    };
+                    tx.commit().await?;
+                    Ok(outcome)
+                }
+
+                async fn fail_held(
+                    &self,
+                    mesh: &MeshId,
+                    member: &PublicKey,
+                    id: &MessageId,
+                    error: &str,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    sqlx::query(sql::FAIL_HELD)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(key_bytes(member))
+                        .bind(&id.0[..])
+                        .bind(error)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
                 async fn dump(&self) -> Result<Vec<TableDump>, StoreError> {
                     dump::dump(&self.pool).await
                 }
             }
+
         };
     };
 }

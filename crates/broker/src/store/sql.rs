@@ -197,3 +197,76 @@ pub(crate) const EXPIRE_DUE_DELIVERIES: &str = "UPDATE deliveries SET state = 3,
 /// `expired` to whoever had not been shown it). `$1` now.
 pub(crate) const EXPIRE_DUE_MESSAGES: &str =
     "UPDATE messages SET envelope = NULL WHERE deadline_ms <= $1 AND envelope IS NOT NULL";
+
+/// A held message's stored twin, once its time came: `$1` mesh id, `$2`
+/// sender member, `$3` message id.
+pub(crate) const STORED_SEQ: &str =
+    "SELECT seq, tseq FROM messages WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3";
+
+/// How many messages a member holds for later: `$1` mesh id, `$2` member.
+pub(crate) const COUNT_HELD: &str =
+    "SELECT COUNT(*) FROM scheduled_messages WHERE mesh_id = $1 AND sender_member = $2";
+
+/// Holds a message for later: a resend of a held one keeps the first
+/// hold; one of a failed one (resealed under the current key, say) holds
+/// it again in its place. `$1` mesh id, `$2` sender member, `$3` message
+/// id, `$4` target, `$5` priority, `$6` envelope, `$7` size, `$8` TTL, `$9`
+/// deliver at, `$10` created at.
+pub(crate) const HOLD_MESSAGE: &str = "INSERT INTO scheduled_messages (mesh_id, sender_member, msg_id, target, priority, \
+     envelope, size, ttl_ms, deliver_at_ms, created_at_ms, state) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0) \
+     ON CONFLICT (mesh_id, sender_member, msg_id) DO UPDATE SET target = excluded.target, \
+     priority = excluded.priority, envelope = excluded.envelope, size = excluded.size, \
+     ttl_ms = excluded.ttl_ms, deliver_at_ms = excluded.deliver_at_ms, \
+     created_at_ms = excluded.created_at_ms, state = 0, error = NULL \
+     WHERE scheduled_messages.state = 1";
+
+/// A held message's time, by its identity as in [`STORED_SEQ`].
+pub(crate) const HELD_AT: &str = "SELECT deliver_at_ms FROM scheduled_messages \
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3";
+
+/// The columns a [`HeldMessage`](super::HeldMessage) is read from, in order.
+macro_rules! held_columns {
+    () => {
+        "SELECT mesh_id, sender_member, msg_id, target, priority, envelope, ttl_ms, \
+         deliver_at_ms, created_at_ms, error FROM scheduled_messages "
+    };
+}
+
+/// Held messages whose time came, soonest first: `$1` now, `$2` limit.
+pub(crate) const DUE_HELD: &str = concat!(
+    held_columns!(),
+    "WHERE state = 0 AND deliver_at_ms <= $1 \
+     ORDER BY deliver_at_ms, mesh_id, sender_member, msg_id LIMIT $2"
+);
+
+/// Whether any held message's time came: `$1` now (an index probe, asked
+/// every second).
+pub(crate) const ANY_HELD_DUE: &str =
+    "SELECT EXISTS (SELECT 1 FROM scheduled_messages WHERE state = 0 AND deliver_at_ms <= $1)";
+
+/// A member's held (and failed) messages, soonest first: `$1` mesh id,
+/// `$2` member, `$3` limit.
+pub(crate) const HELD_OF: &str = concat!(
+    held_columns!(),
+    "WHERE mesh_id = $1 AND sender_member = $2 ORDER BY deliver_at_ms, msg_id LIMIT $3"
+);
+
+/// Takes a held message whose time came, in the transaction that stores
+/// it: a row comes back only if it was still held. Identity as in
+/// [`STORED_SEQ`].
+pub(crate) const TAKE_HELD: &str = "DELETE FROM scheduled_messages \
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND state = 0 RETURNING 1";
+
+/// Cancels a held (or failed) message. Identity as in [`STORED_SEQ`].
+pub(crate) const CANCEL_HELD: &str = "DELETE FROM scheduled_messages \
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 RETURNING 1";
+
+/// A held message could not be sent at its time: `$4` why. Identity as
+/// in [`STORED_SEQ`].
+pub(crate) const FAIL_HELD: &str = "UPDATE scheduled_messages SET state = 1, error = $4 \
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND state = 0";
+
+/// Failed held messages past the retention go: `$1` purge before.
+pub(crate) const PURGE_FAILED_HELD: &str =
+    "DELETE FROM scheduled_messages WHERE state = 1 AND deliver_at_ms < $1";

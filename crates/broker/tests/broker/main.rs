@@ -19,5 +19,6 @@ mod messaging;
 mod names;
 mod receipts;
 mod replicas;
+mod scheduled;
 mod tls;
 mod trust;

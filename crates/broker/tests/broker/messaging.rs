@@ -101,6 +101,7 @@ async fn resends_are_stored_once(backend: Backend) {
                 req: Some("s".into()),
                 envelope: Box::new(env.clone()),
                 ttl_ms: None,
+                deliver_at_ms: None,
             },
         ))
         .await;

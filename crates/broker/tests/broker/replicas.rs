@@ -364,6 +364,7 @@ async fn a_dead_brokers_unannounced_messages_still_arrive() {
                 created_at_ms: now,
                 expires_at_ms: now + 3_600_000,
                 deadline_ms: None,
+                held: false,
             }],
             &[],
         )

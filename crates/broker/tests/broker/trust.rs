@@ -22,6 +22,7 @@ const SECRET_B: &str = "Zanzibar-protocol reply: acknowledged";
 const SECRET_TOPIC: &str = "topic post: the Quillfeather rollout is at 40%";
 const SECRET_GROUP: &str = "group note: rotate the Marrowind credentials";
 const SECRET_ALL: &str = "to everyone: Thistledown offsite moved to Friday";
+const SECRET_HELD: &str = "held for later: the Brackenfall keys rotate at noon";
 
 /// TM1: after a full scenario with known plaintexts, display names, a mesh
 /// name, summaries and invite secrets, no table row of the store contains
@@ -84,6 +85,19 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
             .await
             .unwrap();
     }
+    // A message held for later: the broker keeps its envelope until then.
+    let to_bob = a.resolve("Bob-Vexworth").await.unwrap();
+    let held = a
+        .send_with(
+            claudemesh_crypto::envelope::MessageId::random(),
+            to_bob,
+            SECRET_HELD.as_bytes(),
+            claudemesh_client::SendOptions::new(Priority::Next, None)
+                .deliver_at_ms(Some(a.broker_now_ms() + 3_600_000)),
+        )
+        .await
+        .unwrap();
+    assert!(held.scheduled_for_ms.is_some(), "{held:?}");
     let mesh_id = alice.mesh.id;
     let derived: Vec<Vec<u8>> = a.with_state(|s| {
         s.keys()
@@ -110,6 +124,7 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         SECRET_TOPIC.into(),
         SECRET_GROUP.into(),
         SECRET_ALL.into(),
+        SECRET_HELD.into(),
         "Alice-Quinterra".into(),
         "Bob-Vexworth".into(),
         "test-mesh".into(),
@@ -135,6 +150,10 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
     }
     let dump = dump_text(&broker).await;
     assert!(dump.contains("messages") && dump.contains("log_entries"));
+    assert!(
+        dump.contains(&held.id.to_hex()),
+        "the held message is there, in scheduled_messages"
+    );
     assert!(
         dump.contains("#ops") && dump.contains("@eng"),
         "routing metadata is there"

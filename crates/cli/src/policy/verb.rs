@@ -69,6 +69,9 @@ verbs! {
     MessageSend = "message.send", Write;
     MessageInbox = "message.inbox", Read;
     MessageStatus = "message.status", Read;
+    ScheduleList = "schedule.list", Read;
+    /// Cancelling a scheduled message only stops it; it can be sent again.
+    ScheduleCancel = "schedule.cancel", Write;
     TopicCreate = "topic.create", Write;
     TopicList = "topic.list", Read;
     TopicJoin = "topic.join", Write;

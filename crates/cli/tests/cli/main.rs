@@ -28,6 +28,7 @@ mod names;
 mod output;
 mod policy;
 mod rekey;
+mod schedule;
 mod serve;
 mod tls;
 mod topic;

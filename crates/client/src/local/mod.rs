@@ -46,7 +46,7 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 9] = [
+const MIGRATIONS: [(i64, &str, &str); 10] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
@@ -56,6 +56,7 @@ const MIGRATIONS: [(i64, &str, &str); 9] = [
     migration!(7, "ttl", "0007_ttl.sql"),
     migration!(8, "gateway_sent", "0008_gateway_sent.sql"),
     migration!(9, "web_sessions", "0009_web_sessions.sql"),
+    migration!(10, "scheduled", "0010_scheduled.sql"),
 ];
 
 fn migrator() -> Migrator {

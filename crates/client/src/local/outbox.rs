@@ -4,6 +4,10 @@
 //! doubles a message. A message sent with a time to live keeps its
 //! deadline here (fixed at the original send), so a resend carries only
 //! what remains of it, or is not sent at all (`expired`, [`crate::ttl`]).
+//! A message to deliver later keeps its delivery time here, so a resend
+//! still asks the broker to hold it; once the broker holds it the entry is
+//! `scheduled` (never resent), and `cancelled` once the user cancels it
+//! ([`crate::schedule`]).
 
 use claudemesh_crypto::MeshId;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
@@ -19,8 +23,11 @@ pub struct OutboxEntry {
     pub id: MessageId,
     /// Target as sent.
     pub target: String,
-    /// `pending`, `accepted`, `failed`, or `expired` (its time to live
-    /// ran out before the broker accepted it).
+    /// `pending`, `accepted`, `failed`, `expired` (its time to live ran
+    /// out before the broker accepted it), `scheduled` (the broker holds it
+    /// until `deliver_at_ms`; it becomes `accepted` here only when
+    /// `message status` finds it sent) or `cancelled` (dropped before it
+    /// was sent).
     pub state: String,
     /// Broker seq once accepted.
     pub seq: Option<u64>,
@@ -31,8 +38,11 @@ pub struct OutboxEntry {
     /// A fan-out message's number within its target, once accepted.
     pub tseq: Option<u64>,
     /// Sent with a time to live: when it expires (unix ms, this device's
-    /// clock: the original send plus the TTL).
+    /// clock: the original send plus the TTL; for a scheduled message,
+    /// its delivery time plus the TTL).
     pub deadline_ms: Option<u64>,
+    /// Sent to be delivered later: when (unix ms, the broker's clock).
+    pub deliver_at_ms: Option<u64>,
 }
 
 /// An outbox message not yet accepted, to resend.
@@ -43,15 +53,20 @@ pub struct PendingSend {
     /// Its deadline, when it was sent with a time to live (unix ms, this
     /// device's clock).
     pub deadline_ms: Option<u64>,
+    /// When the broker is to deliver it, if later (unix ms, the broker's
+    /// clock).
+    pub deliver_at_ms: Option<u64>,
 }
 
-/// A pending row (`envelope`, `deadline_ms`) as a [`PendingSend`].
+/// A pending row (`envelope`, `deadline_ms`, `deliver_at_ms`) as a
+/// [`PendingSend`].
 fn pending_send(r: &sqlx::sqlite::SqliteRow) -> Result<PendingSend, ClientError> {
     let text: &str = r.try_get(0)?;
     Ok(PendingSend {
         envelope: serde_json::from_str(text)
             .map_err(|e| ClientError::Local(format!("damaged outbox entry: {e}")))?,
         deadline_ms: r.try_get::<Option<i64>, _>(1)?.map(u),
+        deliver_at_ms: r.try_get::<Option<i64>, _>(2)?.map(u),
     })
 }
 
@@ -88,11 +103,26 @@ impl LocalStore {
         deadline_ms: Option<u64>,
         now: u64,
     ) -> Result<(), ClientError> {
+        self.outbox_upsert_timed(env, deadline_ms, None, now).await
+    }
+
+    /// [`LocalStore::outbox_upsert_until`] of a message the broker is to
+    /// deliver at `deliver_at_ms` (unix ms, the broker's clock), kept so a
+    /// resend asks for the same time.
+    pub async fn outbox_upsert_timed(
+        &self,
+        env: &Envelope,
+        deadline_ms: Option<u64>,
+        deliver_at_ms: Option<u64>,
+        now: u64,
+    ) -> Result<(), ClientError> {
         sqlx::query(
-            "INSERT INTO outbox (mesh_id, msg_id, target, envelope, created_at, state, deadline_ms) \
-             VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (mesh_id, msg_id) DO UPDATE SET \
+            "INSERT INTO outbox (mesh_id, msg_id, target, envelope, created_at, state, deadline_ms, \
+             deliver_at_ms) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) \
+             ON CONFLICT (mesh_id, msg_id) DO UPDATE SET \
              envelope = excluded.envelope, target = excluded.target, state = 'pending', \
-             error = NULL, deadline_ms = excluded.deadline_ms WHERE outbox.state != 'accepted'",
+             error = NULL, deadline_ms = excluded.deadline_ms, \
+             deliver_at_ms = excluded.deliver_at_ms WHERE outbox.state != 'accepted'",
         )
         .bind(mesh_key(&env.mesh))
         .bind(env.id.to_hex())
@@ -100,6 +130,7 @@ impl LocalStore {
         .bind(serde_json::to_string(env).unwrap_or_default())
         .bind(i(now))
         .bind(deadline_ms.map(i))
+        .bind(deliver_at_ms.map(i))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -112,7 +143,7 @@ impl LocalStore {
         id: &MessageId,
     ) -> Result<Option<PendingSend>, ClientError> {
         let row = sqlx::query(
-            "SELECT envelope, deadline_ms FROM outbox \
+            "SELECT envelope, deadline_ms, deliver_at_ms FROM outbox \
              WHERE mesh_id = ? AND msg_id = ? AND state = 'pending'",
         )
         .bind(mesh_key(mesh))
@@ -128,8 +159,8 @@ impl LocalStore {
         mesh: &MeshId,
     ) -> Result<Vec<PendingSend>, ClientError> {
         let rows = sqlx::query(
-            "SELECT envelope, deadline_ms FROM outbox WHERE mesh_id = ? AND state = 'pending' \
-             ORDER BY created_at",
+            "SELECT envelope, deadline_ms, deliver_at_ms FROM outbox \
+             WHERE mesh_id = ? AND state = 'pending' ORDER BY created_at",
         )
         .bind(mesh_key(mesh))
         .fetch_all(&self.pool)
@@ -195,6 +226,50 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Marks outbox entries the broker holds for later (`scheduled`: never
+    /// resent), each with the delivery time the broker confirmed (unix ms,
+    /// its clock), in one transaction. An entry already `accepted` (or
+    /// `cancelled`) stays so.
+    pub async fn outbox_scheduled(
+        &self,
+        mesh: &MeshId,
+        scheduled: &[(MessageId, u64)],
+    ) -> Result<(), ClientError> {
+        let mut tx = self.write_tx().await?;
+        for (id, deliver_at_ms) in scheduled {
+            sqlx::query(
+                "UPDATE outbox SET state = 'scheduled', deliver_at_ms = ?, error = NULL \
+                 WHERE mesh_id = ? AND msg_id = ? AND state NOT IN ('accepted', 'cancelled')",
+            )
+            .bind(i(*deliver_at_ms))
+            .bind(mesh_key(mesh))
+            .bind(id.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks an outbox entry cancelled before the broker sent it (`schedule
+    /// cancel`): it is never resent. Returns whether this device had it
+    /// still pending or scheduled.
+    pub async fn outbox_cancelled(
+        &self,
+        mesh: &MeshId,
+        id: &MessageId,
+    ) -> Result<bool, ClientError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'cancelled', error = NULL \
+             WHERE mesh_id = ? AND msg_id = ? AND state IN ('pending', 'scheduled')",
+        )
+        .bind(mesh_key(mesh))
+        .bind(id.to_hex())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Marks an outbox entry refused for good (it will not be resent).
     pub async fn outbox_failed(
         &self,
@@ -239,8 +314,8 @@ impl LocalStore {
         id: &MessageId,
     ) -> Result<Option<OutboxEntry>, ClientError> {
         let row = sqlx::query(
-            "SELECT target, state, broker_seq, error, created_at, tseq, deadline_ms FROM outbox \
-             WHERE mesh_id = ? AND msg_id = ?",
+            "SELECT target, state, broker_seq, error, created_at, tseq, deadline_ms, \
+             deliver_at_ms FROM outbox WHERE mesh_id = ? AND msg_id = ?",
         )
         .bind(mesh_key(mesh))
         .bind(id.to_hex())
@@ -256,6 +331,7 @@ impl LocalStore {
                 created_at: u(r.try_get(4)?),
                 tseq: r.try_get::<Option<i64>, _>(5)?.map(u),
                 deadline_ms: r.try_get::<Option<i64>, _>(6)?.map(u),
+                deliver_at_ms: r.try_get::<Option<i64>, _>(7)?.map(u),
             })
         })
         .transpose()

@@ -1087,3 +1087,83 @@ async fn an_expired_message_is_no_longer_unread_and_is_never_marked_shown() {
     assert_eq!(entry.state, "expired");
     assert_eq!(entry.deadline_ms, Some(now + 5000));
 }
+
+#[tokio::test]
+async fn the_outbox_keeps_a_delivery_time_and_a_held_message_is_not_resent() {
+    let w = World::new();
+    let sa = w.state(&w.alice);
+    let dir = tempfile::tempdir().unwrap();
+    let local = crate::local::LocalStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let mesh = sa.mesh_id();
+    let now = now_ms();
+    let at = now + 3_600_000;
+    // Written before it is sent: pending, with its time, so a resend after
+    // a lost connection asks the broker to hold it again.
+    let out = seal(&sa, "*", "later").unwrap();
+    local
+        .outbox_upsert_timed(&out, Some(at + 60_000), Some(at), now)
+        .await
+        .unwrap();
+    let pending = local.outbox_pending_sends(&mesh).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].deliver_at_ms, Some(at));
+    assert_eq!(pending[0].deadline_ms, Some(at + 60_000));
+    let one = local.outbox_pending_one(&mesh, &out.id).await.unwrap();
+    assert_eq!(one.and_then(|p| p.deliver_at_ms), Some(at));
+    // The broker holds it: scheduled (with the time it confirmed), never
+    // resent.
+    local
+        .outbox_scheduled(&mesh, &[(out.id, at + 5)])
+        .await
+        .unwrap();
+    assert!(local.outbox_pending_sends(&mesh).await.unwrap().is_empty());
+    let entry = local.outbox_get(&mesh, &out.id).await.unwrap().unwrap();
+    assert_eq!(entry.state, "scheduled");
+    assert_eq!(entry.deliver_at_ms, Some(at + 5));
+    // Cancelled: once.
+    assert!(local.outbox_cancelled(&mesh, &out.id).await.unwrap());
+    assert!(!local.outbox_cancelled(&mesh, &out.id).await.unwrap());
+    let entry = local.outbox_get(&mesh, &out.id).await.unwrap().unwrap();
+    assert_eq!(entry.state, "cancelled");
+    // A late `scheduled` answer does not bring a cancelled message back,
+    // nor take an accepted one back.
+    local
+        .outbox_scheduled(&mesh, &[(out.id, at)])
+        .await
+        .unwrap();
+    assert_eq!(
+        local
+            .outbox_get(&mesh, &out.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "cancelled"
+    );
+    let sent = seal(&sa, "*", "sent").unwrap();
+    local
+        .outbox_upsert_timed(&sent, None, Some(now + 10), now)
+        .await
+        .unwrap();
+    local
+        .outbox_accepted(&mesh, &[(sent.id, 42, Some(7))], now)
+        .await
+        .unwrap();
+    local
+        .outbox_scheduled(&mesh, &[(sent.id, now + 10)])
+        .await
+        .unwrap();
+    let entry = local.outbox_get(&mesh, &sent.id).await.unwrap().unwrap();
+    assert_eq!((entry.state.as_str(), entry.seq), ("accepted", Some(42)));
+    assert!(!local.outbox_cancelled(&mesh, &sent.id).await.unwrap());
+    // Written without a time (an ordinary send): none.
+    let now_one = seal(&sa, "*", "now").unwrap();
+    local
+        .outbox_upsert_until(&now_one, None, now)
+        .await
+        .unwrap();
+    let entry = local.outbox_get(&mesh, &now_one.id).await.unwrap().unwrap();
+    assert_eq!(entry.deliver_at_ms, None);
+}

@@ -12,7 +12,7 @@ use futures_util::SinkExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::core::{Link, Session, lock};
+use super::core::{BrokerSeen, Link, Session, lock};
 use super::handshake::{ConnInfo, Greeting, greet};
 use super::inbound::Work;
 use super::log_sync::recover_log;
@@ -180,6 +180,12 @@ impl Session {
         if info.welcome.log_len < local_len {
             return Err(ClientError::LogFork(info.welcome.log_len));
         }
+        // Before the outbox is resent below: a message to deliver later
+        // goes only to a broker that holds it.
+        *lock(&self.broker) = BrokerSeen {
+            schedules: info.welcome.limits.scheduled,
+            skew_ms: info.skew_ms,
+        };
         let info = Arc::new(info);
         let (tx, mut rx) = mpsc::channel::<Message>(1024);
         let mut sink = opened.sink;

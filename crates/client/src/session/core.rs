@@ -19,6 +19,7 @@ use crate::error::ClientError;
 use crate::home::{Home, MeshConfig};
 use crate::local::LocalStore;
 use crate::mesh::{MeshState, SessionProfile};
+use claudemesh_proto::clock::now_ms;
 
 /// The state of the connection, as the supervisor sets it.
 #[derive(Debug, Clone)]
@@ -77,6 +78,19 @@ pub(crate) struct Session {
     /// Messages sent that answer another (`reply_to`, and the reply's
     /// target), until the broker accepts them: the answer is then recorded.
     pub(super) replies: Mutex<HashMap<MessageId, (MessageId, String)>>,
+    /// What the last welcome said of the broker: whether it holds messages
+    /// for later, and its clock against ours (a reconnect may reach
+    /// another broker, or an upgraded one).
+    pub(super) broker: Mutex<BrokerSeen>,
+}
+
+/// What the last welcome said of the broker, as the send path needs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BrokerSeen {
+    /// `welcome.limits.scheduled`: it holds messages for later.
+    pub schedules: bool,
+    /// Its clock minus ours, ms.
+    pub skew_ms: i64,
 }
 
 pub(super) use claudemesh_proto::sync::lock;
@@ -118,6 +132,7 @@ impl Session {
             marks: Mutex::new(super::receipts::Marks::default()),
             marks_wanted: Arc::new(tokio::sync::Notify::new()),
             replies: Mutex::new(HashMap::new()),
+            broker: Mutex::new(BrokerSeen::default()),
         }
     }
 
@@ -161,6 +176,16 @@ impl Session {
         if let Some(profile) = profile {
             current.1 = profile;
         }
+    }
+
+    /// What the last welcome said of the broker.
+    pub(crate) fn broker_seen(&self) -> BrokerSeen {
+        *lock(&self.broker)
+    }
+
+    /// The broker's clock now, as this device estimates it (unix ms).
+    pub(crate) fn broker_now_ms(&self) -> u64 {
+        crate::schedule::broker_clock(now_ms(), self.broker_seen().skew_ms)
     }
 
     /// Runs `f` on the verified mesh state.

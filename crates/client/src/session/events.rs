@@ -41,15 +41,20 @@ pub enum Event {
     BadSeal(Box<crate::mesh::BadSealReport>),
 }
 
-/// A message the broker accepted.
+/// A message the broker accepted, or holds to deliver later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendOutcome {
     /// The message id.
     pub id: MessageId,
-    /// Broker sequence number.
+    /// Broker sequence number; 0 while the broker holds the message for
+    /// later (`scheduled_for_ms`): it gets its seq when it is sent, which
+    /// `message status` then shows.
     pub seq: u64,
-    /// It had been accepted before (a resend).
+    /// It had been accepted (or held) before (a resend).
     pub duplicate: bool,
+    /// Held by the broker to be stored and delivered then (unix ms, the
+    /// broker's clock), as it confirmed; `None`: stored and delivered now.
+    pub scheduled_for_ms: Option<u64>,
 }
 
 /// Per-recipient delivery state of a sent message.
@@ -59,7 +64,8 @@ pub struct StatusReport {
     /// The message id.
     pub id: String,
     /// `pending` (not yet accepted), `failed`, `expired` (its time to live
-    /// ran out before the broker accepted it), or `accepted`.
+    /// ran out before the broker accepted it), `scheduled` (the broker
+    /// holds it until `deliver_at_ms`), `cancelled`, or `accepted`.
     pub state: String,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +81,9 @@ pub struct StatusReport {
     /// deadline once accepted, else this device's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// Sent to be delivered later: when (unix ms, the broker's clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<u64>,
     /// Each recipient.
     pub recipients: Vec<RecipientReport>,
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::envelope::{Envelope, EnvelopeError, MessageId, VerifiedMessage};
-use claudemesh_proto::frames::{Accepted, Ack, Deliver, ErrorFrame};
+use claudemesh_proto::frames::{Accepted, Ack, Deliver, ErrorFrame, Scheduled};
 use claudemesh_proto::limits::MAX_IDS_PER_ACK;
 use claudemesh_proto::{BrokerFrame, ClientFrame};
 use std::sync::atomic::Ordering;
@@ -33,6 +33,7 @@ use claudemesh_proto::clock::now_ms;
 pub(super) enum Work {
     Deliver(Box<Deliver>),
     Accepted(Accepted),
+    Scheduled(Scheduled),
     SendError(MessageId, ErrorFrame),
 }
 
@@ -96,6 +97,15 @@ impl Session {
                         return ClientError::Disconnected;
                     }
                 }
+                BrokerFrame::Scheduled(s) => {
+                    if let Some(req) = &s.req {
+                        lock(&self.send_reqs).remove(req);
+                    }
+                    self.in_flight.fetch_add(1, Ordering::SeqCst);
+                    if work.send(Work::Scheduled(s)).await.is_err() {
+                        return ClientError::Disconnected;
+                    }
+                }
                 BrokerFrame::Error(e) => {
                     let Some(req) = e.req.clone() else {
                         tracing::warn!(code = %e.code, message = %e.message, "broker error");
@@ -150,15 +160,20 @@ impl Session {
             let n = buf.len();
             let mut delivers = Vec::new();
             let mut accepted = Vec::new();
+            let mut scheduled = Vec::new();
             for w in buf.drain(..) {
                 match w {
                     Work::Deliver(d) => delivers.push(*d),
                     Work::Accepted(a) => accepted.push(a),
+                    Work::Scheduled(s) => scheduled.push(s),
                     Work::SendError(id, e) => self.on_send_error(id, e).await,
                 }
             }
             if !accepted.is_empty() {
                 self.on_accepted(accepted).await;
+            }
+            if !scheduled.is_empty() {
+                self.on_scheduled(scheduled).await;
             }
             if !delivers.is_empty() {
                 self.on_delivers(delivers).await;

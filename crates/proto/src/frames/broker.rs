@@ -48,6 +48,12 @@ pub enum BrokerFrame {
     TopicHistoryResult(TopicHistoryResult),
     /// Answer to `grants_set`.
     GrantsStored(GrantsStored),
+    /// Answer to a `send` with `deliver_at_ms`: held for later.
+    Scheduled(Scheduled),
+    /// Answer to `schedule_list`.
+    SchedulePage(SchedulePage),
+    /// Answer to `schedule_cancel`.
+    ScheduleCancelled(ScheduleCancelled),
     /// Answer to `ping`.
     Pong(Pong),
 }
@@ -354,6 +360,69 @@ pub struct GrantsStored {
     pub version: u64,
 }
 
+/// `scheduled`: a `send` with `deliver_at_ms` is durably held; it will be
+/// stored and delivered (and its sender sees its seq in `message_status`)
+/// at `deliver_at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduled {
+    /// The `send`'s correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The message id.
+    pub id: MessageId,
+    /// When it will be delivered (unix ms, the broker's clock).
+    pub deliver_at_ms: u64,
+    /// True when this id was already held (a resend): the first hold stands.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// One message held for later, as `schedule_list` shows it (never its
+/// contents: the broker holds only the sealed envelope).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldMessage {
+    /// The message id.
+    pub id: MessageId,
+    /// Its target, as in the envelope (`member:<hex>`, `#topic`, ...).
+    pub target: String,
+    /// When it will be delivered (unix ms, the broker's clock).
+    pub deliver_at_ms: u64,
+    /// Its time to live, counted from delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// Size of the sealed envelope in bytes.
+    pub size: u64,
+    /// When the broker took it (unix ms).
+    pub created_at_ms: u64,
+    /// `held` (waiting for its time) or `failed` (its time came and it
+    /// could not be sent: `error` says why; it stays listed until
+    /// cancelled or past the retention).
+    pub state: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `schedule_page`: this member's held messages, soonest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulePage {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// At most [`crate::limits::MAX_HELD_PER_MEMBER`].
+    pub messages: Vec<HeldMessage>,
+}
+
+/// `schedule_cancelled`: the held message is gone and will never be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleCancelled {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The message id.
+    pub id: MessageId,
+}
+
 /// `pong`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
@@ -382,6 +451,9 @@ impl BrokerFrame {
         "message_status_result",
         "topic_history_result",
         "grants_stored",
+        "scheduled",
+        "schedule_page",
+        "schedule_cancelled",
         "pong",
     ];
 
@@ -403,6 +475,9 @@ impl BrokerFrame {
             BrokerFrame::MessageStatusResult(_) => "message_status_result",
             BrokerFrame::TopicHistoryResult(_) => "topic_history_result",
             BrokerFrame::GrantsStored(_) => "grants_stored",
+            BrokerFrame::Scheduled(_) => "scheduled",
+            BrokerFrame::SchedulePage(_) => "schedule_page",
+            BrokerFrame::ScheduleCancelled(_) => "schedule_cancelled",
             BrokerFrame::Pong(_) => "pong",
         }
     }

@@ -57,6 +57,10 @@ macro_rules! with_client_frames {
             TopicHistory($crate::frames::TopicHistoryQuery) topic_history, req: yes, before_hello: no;
             /// Store this member's signed grant set (TM7).
             GrantsSet($crate::frames::GrantsSetFrame) grants_set, req: yes, before_hello: no;
+            /// This member's messages held for later (`send.deliver_at_ms`).
+            ScheduleList($crate::frames::ScheduleListQuery) schedule_list, req: yes, before_hello: no;
+            /// Cancel a message held for later, before it is sent.
+            ScheduleCancel($crate::frames::ScheduleCancel) schedule_cancel, req: yes, before_hello: no;
             /// Liveness check.
             Ping($crate::frames::Request) ping, req: yes, before_hello: yes;
         }
@@ -132,6 +136,15 @@ pub struct Send {
     /// dropped. Routing metadata, not signed; absent: the retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
+    /// Deliver at this time (unix ms, by the broker's clock): the broker
+    /// holds the sealed message and stores and delivers it then, to the
+    /// recipients of that moment, answering `scheduled` now instead of
+    /// `accepted`. Within a second of now, or past: sent at once. At most
+    /// the broker's retention ahead. A TTL counts from delivery. Routing
+    /// metadata, not signed; only a broker whose `welcome.limits.scheduled`
+    /// is true honours it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<u64>,
 }
 
 /// `ack`: the recipient stored (or showed) these messages.
@@ -292,6 +305,26 @@ pub struct TopicHistoryQuery {
     /// Only messages with a broker sequence number below this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_seq: Option<u64>,
+}
+
+/// `schedule_list`: this member's messages held for later, soonest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleListQuery {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+}
+
+/// `schedule_cancel`: drop a message this member holds for later. Refused
+/// `not_found` when no such message is held (never scheduled, cancelled,
+/// or already sent: the error says which, with its seq).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleCancel {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The message id given at `send`.
+    pub id: MessageId,
 }
 
 /// `peer_list`: one page of the mesh's peers.

@@ -11,7 +11,7 @@ use sqlx::postgres::PgPool;
 
 use crate::store::codec::{key_bytes, priority_rank, state_rank, to_i64, to_u64};
 use crate::store::error::StoreError;
-use crate::store::records::{AckOp, InsertOutcome, NewMessage};
+use crate::store::records::{self, AckOp, InsertOutcome, NewMessage};
 use crate::store::sql;
 
 /// Stores `messages` (skipping duplicates) and applies `acks`, all or
@@ -83,14 +83,43 @@ async fn write_batch_once(
     acks: &[AckOp],
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     let mut tx = pool.begin().await?;
-    let out = if messages.is_empty() {
+    // Held rows are taken in key order, the order every replica takes
+    // them in, so two replicas firing the same rows wait on each other
+    // rather than deadlock.
+    let mut taken = vec![true; messages.len()];
+    let mut held: Vec<usize> = (0..messages.len()).filter(|&i| messages[i].held).collect();
+    held.sort_by_key(|&i| message_key(&messages[i]));
+    for i in held {
+        taken[i] = take_held(&mut tx, &messages[i]).await?;
+    }
+    let kept = records::taken_only(messages, &taken);
+    let messages_now = kept.as_deref().unwrap_or(messages);
+    let out = if messages_now.is_empty() {
         Vec::new()
     } else {
-        insert_messages(&mut tx, messages).await?
+        insert_messages(&mut tx, messages_now).await?
+    };
+    let out = if kept.is_some() {
+        records::with_untaken(&taken, out)
+    } else {
+        out
     };
     apply_acks(&mut tx, acks).await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// Takes a held message whose time came off `scheduled_messages`; false
+/// when it is no longer held (cancelled, or stored already). Another
+/// replica taking the same row waits on its lock, then finds it gone.
+async fn take_held(tx: &mut sqlx::PgTransaction<'_>, m: &NewMessage) -> Result<bool, StoreError> {
+    Ok(sqlx::query(sql::TAKE_HELD)
+        .bind(&m.mesh.as_bytes()[..])
+        .bind(key_bytes(&m.sender_member))
+        .bind(&m.id.0[..])
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some())
 }
 
 /// Stores `messages` (skipping duplicates) and their delivery rows.

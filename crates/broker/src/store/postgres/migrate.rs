@@ -48,6 +48,11 @@ pub fn migrator() -> Migrator {
             "receipts",
             include_str!("../../../../../migrations/postgres/0005_receipts.sql"),
         ),
+        migration(
+            6,
+            "scheduled",
+            include_str!("../../../../../migrations/postgres/0006_scheduled.sql"),
+        ),
     ])
 }
 

@@ -149,6 +149,7 @@ async fn concurrent_batches_with_shared_duplicates_agree() {
             created_at_ms: 1,
             expires_at_ms: u64::MAX,
             deadline_ms: None,
+            held: false,
         })
         .collect();
     let mut reversed = batch.clone();
@@ -201,6 +202,7 @@ async fn pending_takes_any_number_of_recipients_once_each() {
         created_at_ms: 1,
         expires_at_ms: 10,
         deadline_ms: None,
+        held: false,
     };
     let out = store
         .write_batch(
@@ -264,6 +266,7 @@ async fn write_batch_throughput() {
                 created_at_ms: 1,
                 expires_at_ms: u64::MAX,
                 deadline_ms: None,
+                held: false,
             })
             .collect();
         let acks = vec![AckOp {

@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use super::values::{ROWS_PER_STATEMENT, placeholders, placeholders_with};
 use crate::store::codec::{key_bytes, priority_rank, state_rank, to_i64, to_u64};
 use crate::store::error::StoreError;
-use crate::store::records::{AckOp, InsertOutcome, NewMessage};
+use crate::store::records::{self, AckOp, InsertOutcome, NewMessage};
 use crate::store::sql;
 
 /// A message's identity as stored: (mesh, sender member, message id).
@@ -20,6 +20,40 @@ type MessageKey = (Vec<u8>, Vec<u8>, Vec<u8>);
 /// Stores `messages` (skipping duplicates) and applies `acks` in `tx`,
 /// which holds the write lock, and commits it.
 pub(super) async fn write_batch(
+    mut tx: Transaction<'static, Sqlite>,
+    messages: &[NewMessage],
+    acks: &[AckOp],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let mut taken = Vec::with_capacity(messages.len());
+    for m in messages {
+        taken.push(!m.held || take_held(&mut tx, m).await?);
+    }
+    match records::taken_only(messages, &taken) {
+        None => write_taken(tx, messages, acks).await,
+        Some(kept) => Ok(records::with_untaken(
+            &taken,
+            write_taken(tx, &kept, acks).await?,
+        )),
+    }
+}
+
+/// Takes a held message whose time came off `scheduled_messages`; false
+/// when it is no longer held (cancelled, or stored already).
+async fn take_held(
+    tx: &mut Transaction<'static, Sqlite>,
+    m: &NewMessage,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(sql::TAKE_HELD)
+        .bind(&m.mesh.as_bytes()[..])
+        .bind(key_bytes(&m.sender_member))
+        .bind(&m.id.0[..])
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some())
+}
+
+/// [`write_batch`] once the held messages are taken.
+async fn write_taken(
     mut tx: Transaction<'static, Sqlite>,
     messages: &[NewMessage],
     acks: &[AckOp],

@@ -33,5 +33,10 @@ pub fn migrator() -> Migrator {
             "receipts",
             include_str!("../../../../../migrations/sqlite/0005_receipts.sql"),
         ),
+        migration(
+            6,
+            "scheduled",
+            include_str!("../../../../../migrations/sqlite/0006_scheduled.sql"),
+        ),
     ])
 }

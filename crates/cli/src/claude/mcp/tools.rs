@@ -23,6 +23,7 @@ use crate::claude::mcp::push::neutralize;
 use crate::claude::mcp::shared::{Shared, status_word};
 use crate::exit::Failure;
 use crate::policy::{self, Verb};
+use crate::schedule::{When, local_time, parse_in, until};
 
 /// How long a tool waits for the broker connection before it says so.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -88,6 +89,28 @@ struct SendMessageArgs {
     /// Time to live: if a recipient has not seen it by then, it expires (message_status says `expired`) and they never get it. A duration such as "30s", "10m", "2h", "1d", or a number of seconds; at least 1 second. Leave it out for the mesh's normal retention.
     #[serde(default)]
     ttl: Option<TtlArg>,
+    /// Deliver it at this time instead of now: an RFC 3339 time such as "2026-12-03T15:00:00Z" (or "15:00", the next 15:00 in this machine's time zone, or "tomorrow 09:00"). The broker holds it until then and delivers it to recipients online or not. Not with `in`.
+    #[serde(default)]
+    at: Option<String>,
+    /// Deliver it after this long instead of now: "90s", "10m", "2h", "1d", or a number of seconds. The broker holds it until then. Not with `at`. A `ttl` counts from the delivery.
+    #[serde(default, rename = "in")]
+    after: Option<TtlArg>,
+}
+
+impl SendMessageArgs {
+    /// When to deliver it, from `at` and `in`.
+    fn when(&self) -> Result<When, String> {
+        let after = match &self.after {
+            None => None,
+            Some(TtlArg::Seconds(0)) => return Err("bad in: at least 1 second".into()),
+            Some(TtlArg::Seconds(s)) => Some(Duration::from_secs(*s)),
+            Some(TtlArg::Text(t)) => Some(parse_in(t).map_err(|e| format!("bad in: {e}"))?),
+        };
+        if self.at.is_some() && after.is_some() {
+            return Err("give `at` or `in`, not both".into());
+        }
+        When::from_args(self.at.as_deref(), after).map_err(|f| f.message)
+    }
 }
 
 /// A time to live: a number of seconds, or a duration string.
@@ -208,7 +231,7 @@ pub fn list() -> Vec<Tool> {
         .annotate(read()),
         tool::<SendMessageArgs>(
             "send_message",
-            "Send an end-to-end encrypted message to a peer (display name, session name such as `alice@api` — only ever a session of the member named `alice` — or key prefix), a group (`@eng`), a topic (`#deploys`) or everyone (`*`). Returns whom it reached (the verified member with its key, and the session) and the message id once the broker has stored it; the recipient gets it even if offline now. Check that the member is the one you meant. Use reply_to to answer a message. Use priority `now` only when it cannot wait. Give `ttl` (e.g. \"10m\") when the message is useless after a while: not seen by then, it expires and message_status reports `expired`.",
+            "Send an end-to-end encrypted message to a peer (display name, session name such as `alice@api` — only ever a session of the member named `alice` — or key prefix), a group (`@eng`), a topic (`#deploys`) or everyone (`*`). Returns whom it reached (the verified member with its key, and the session) and the message id once the broker has stored it; the recipient gets it even if offline now. Check that the member is the one you meant. Use reply_to to answer a message. Use priority `now` only when it cannot wait. Give `ttl` (e.g. \"10m\") when the message is useless after a while: not seen by then, it expires and message_status reports `expired`. Give `in` (e.g. \"2h\") or `at` (RFC 3339) to have it delivered later instead of now: the broker holds it until then, the result says when (`deliver_at_ms`), and `claudemesh schedule list` / `schedule cancel` manage it.",
         ),
         tool::<CheckMessagesArgs>(
             "check_messages",
@@ -324,6 +347,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         "list_peers" => list_peers(shared, parse(name, args)?).await,
         "send_message" => {
             let a: SendMessageArgs = parse(name, args)?;
+            let when = a.when()?;
             send(
                 shared,
                 &a.to,
@@ -331,6 +355,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 a.priority,
                 a.reply_to.as_deref(),
                 a.ttl.as_ref(),
+                when,
             )
             .await
         }
@@ -413,6 +438,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 a.priority,
                 a.reply_to.as_deref(),
                 a.ttl.as_ref(),
+                When::Now,
             )
             .await
         }
@@ -465,6 +491,7 @@ async fn send(
     priority: PriorityArg,
     reply_to: Option<&str>,
     ttl: Option<&TtlArg>,
+    when: When,
 ) -> ToolResult {
     if text.is_empty() {
         return Err("the message is empty".into());
@@ -483,11 +510,23 @@ async fn send(
     // Who it reaches, as verified: the member (name and key) and the
     // session, never a bare session key.
     let reached = crate::names::reached(&c, &shared.pins(), &target).await;
-    let opts = SendOptions::new(priority.into(), reply_to).ttl(ttl);
+    let opts = SendOptions::new(priority.into(), reply_to)
+        .ttl(ttl)
+        .deliver_at_ms(when.deliver_at_ms(&c));
     let posted = messages::send_with(&c, MessageId::random(), target, text, opts)
         .await
         .map_err(|e| fail(e.into()))?;
     let sent = claudemesh_client::naming::sent(posted, reached);
+    if let Some(at) = sent.posted.deliver_at_ms {
+        let at = claudemesh_client::schedule::local_clock(at, c.broker_skew_ms());
+        return Ok(format!(
+            "Scheduled for {} ({}) to {}; the broker holds it until then and delivers it to them online or not (deliver_at_ms is the broker's clock):\n{}",
+            local_time(at),
+            until(at, claudemesh_client::client::now_ms()),
+            sent.reached.text,
+            json(&sent)?
+        ));
+    }
     Ok(format!(
         "Sent to {}; stored by the broker:\n{}",
         sent.reached.text,

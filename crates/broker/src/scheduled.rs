@@ -1,0 +1,122 @@
+//! Messages held for later (`send.deliver_at_ms`, `docs/protocol.md` §5
+//! "Scheduled"): every second each broker (every replica alike) reads the
+//! held messages whose time came, routes each as of now, exactly as a
+//! `send` is routed, and hands it to the group-commit writer as an ordinary
+//! message marked `held`. The writer's transaction deletes the held row and
+//! stores the message together, and stores nothing when the row is gone, so
+//! a message fires once however many replicas see it due, and never after a
+//! cancel. From then on it is a message like any other: pushed to online
+//! recipients, queued for offline ones, numbered, replicated, receipted.
+//! No timer lives in memory: a broker that restarts fires what came due
+//! while it was down at its first sweep.
+
+use claudemesh_crypto::envelope::Envelope;
+use claudemesh_proto::ErrorCode;
+
+use crate::handler::send::{new_message, recipients_of};
+use crate::metrics as m;
+use crate::state::BrokerState;
+use crate::store::HeldMessage;
+use crate::writer::WriteJob;
+
+/// Held messages fired per sweep at most (the rest, at the next).
+pub const FIRE_BATCH: u32 = 256;
+
+/// What became of a held message at its time.
+enum Fired {
+    /// Handed to the writer.
+    Submitted,
+    /// It cannot be sent: marked failed, with why, for its sender.
+    Failed(String),
+    /// Try again at the next sweep (the store or the mesh did not answer).
+    Later,
+}
+
+/// Fires every held message due at `now_ms`; returns how many were handed
+/// to the writer. False from the writer (stopping) ends the sweep.
+pub async fn fire_due(state: &BrokerState, now_ms: u64) -> usize {
+    let due = match state.store.due_held(now_ms, FIRE_BATCH).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read held messages");
+            return 0;
+        }
+    };
+    let mut submitted = 0;
+    for held in due {
+        match fire(state, &held, now_ms).await {
+            Fired::Submitted => submitted += 1,
+            Fired::Failed(why) => {
+                metrics::counter!(m::HELD_FAILED).increment(1);
+                tracing::info!(id = %held.id, reason = %why, "a held message could not be sent");
+                if let Err(e) = state
+                    .store
+                    .fail_held(&held.mesh, &held.sender_member, &held.id, &why)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not mark a held message failed");
+                }
+            }
+            Fired::Later => {}
+        }
+    }
+    metrics::counter!(m::HELD_FIRED).increment(submitted as u64);
+    submitted
+}
+
+/// Routes one held message as of `now_ms` and submits it.
+async fn fire(state: &BrokerState, held: &HeldMessage, now_ms: u64) -> Fired {
+    let env: Envelope = match serde_json::from_str(&held.envelope_json) {
+        Ok(env) => env,
+        Err(e) => return Fired::Failed(format!("the held envelope is damaged: {e}")),
+    };
+    let mesh = match state.hub.mesh(&held.mesh).await {
+        Ok(Some(mesh)) => mesh,
+        Ok(None) => return Fired::Failed("its mesh no longer exists on this broker".into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not load the mesh of a held message");
+            return Fired::Later;
+        }
+    };
+    let is_member = || mesh.read_log(|l| l.roster.is_member(&held.sender_member));
+    // A member another replica admitted a moment ago counts once adopted.
+    let member = is_member() || (mesh.caught_up().await && is_member());
+    if !member {
+        return Fired::Failed("its sender is no longer a member of the mesh".into());
+    }
+    let (recipients, at_len) = match recipients_of(state, &mesh, &held.sender_member, &env).await {
+        Ok(routed) => routed,
+        Err(r) if r.code == ErrorCode::Internal => return Fired::Later,
+        Err(r) if r.code == ErrorCode::RekeyRequired => {
+            // The key it was sealed under is no longer the mesh's or
+            // topic's (a member left or was removed since): sending it
+            // would let a removed member read it. Its sender sends it
+            // again, sealed under the current key.
+            return Fired::Failed(format!(
+                "it was sealed under a key that changed since it was scheduled ({}); \
+                     send it again",
+                r.message
+            ));
+        }
+        Err(r) => return Fired::Failed(r.message),
+    };
+    let retention_ms = u64::try_from(state.config.retention.as_millis()).unwrap_or(u64::MAX);
+    let msg = new_message(
+        &env,
+        recipients,
+        at_len,
+        now_ms,
+        retention_ms,
+        held.ttl_ms,
+        true,
+    );
+    if state
+        .writer
+        .submit(WriteJob::Message(Box::new(msg), None))
+        .await
+    {
+        Fired::Submitted
+    } else {
+        Fired::Later
+    }
+}
