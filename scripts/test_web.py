@@ -688,6 +688,61 @@ class Web:
             a.evaluate("document.activeElement && document.activeElement.blur()")
             a.screenshot(path=self.args.readme_image)
 
+    # --- m. send later -------------------------------------------------------
+
+    def send_later(self):
+        a, b = self.alice, self.bob
+        self.open_chat(b, "#/dm/alice", "dm-view")
+        self.open_chat(a, "#/dm/bob", "dm-view")
+
+        def schedule(text, seconds):
+            """Sends `text` from alice's open DM view to be delivered in
+            `seconds`, through "Send later"; returns (id, deliver_at_ms)."""
+            a.get_by_test_id("later-toggle").click()
+            when = a.evaluate("""(s) => {
+              const d = new Date(Date.now() + s * 1000), p = (n) => String(n).padStart(2, '0');
+              return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+            }""", seconds)
+            a.get_by_test_id("send-at").fill(when)
+            a.get_by_test_id("compose").fill(text)
+            with a.expect_response(lambda r: r.request.method == "POST" and r.url.split("?")[0].endswith("/api/v1/messages")) as info:
+                a.get_by_test_id("send").click()
+            resp = info.value
+            check(resp.status == 201, f"scheduling from the page answered {resp.status}: {resp.text()[:200]}")
+            sent = resp.json()
+            check(sent.get("deliver_at_ms"), f"the page sent it at once: {sent}")
+            expect(a.get_by_test_id("compose")).to_have_value("")
+            expect(a.get_by_test_id("scheduled-note").last).to_be_visible()
+            check(self.message(a, text).count() == 0, "alice's page lists a scheduled message as sent")
+            return sent["id"], sent["deliver_at_ms"]
+
+        never = "This reminder gets cancelled."
+        never_id, _ = schedule(never, 3600)
+        soon = "Reminder: the release train leaves in five minutes."
+        _, at = schedule(soon, 4)
+        self.go(a, "#/scheduled", "scheduled-view")
+        items = a.get_by_test_id("scheduled-item")
+        expect(items).to_have_count(2)
+        expect(items.first.locator(".where")).to_have_text("bob")
+        self.shot(a, "scheduled")
+        a.locator(f"[data-testid=scheduled-item][data-id='{never_id}']").get_by_test_id("scheduled-cancel").click()
+        expect(items).to_have_count(1)
+        # Bob's open page shows it live at its time, not before.
+        expect(self.message(b, soon)).to_be_visible(timeout=15000)
+        now_ms = time.time() * 1000
+        check(now_ms >= at, f"bob's page showed it {at - now_ms:.0f} ms before its time")
+        expect(items).to_have_count(1)
+        self.go(a, "#/dm/bob", "dm-view")
+        self.go(a, "#/scheduled", "scheduled-view")
+        expect(a.get_by_test_id("scheduled-list")).to_contain_text("Nothing scheduled.")
+        # In alice's conversation at its time; the cancelled one never.
+        self.open_chat(a, "#/dm/bob", "dm-view")
+        expect(self.message(a, soon)).to_be_visible()
+        time.sleep(1)
+        check(self.message(b, never).count() == 0, "the cancelled message reached bob")
+        check(self.message(a, never).count() == 0, "alice's conversation shows the cancelled message")
+        return f"bob's page showed it {now_ms - at:.0f} ms after its time"
+
     def no_page_errors(self):
         errors = [e if len(e) <= 160 else e[:157] + "..." for e in self.page_errors[:3]]
         check(not self.page_errors, f"{len(self.page_errors)} error(s) in the pages: {' | '.join(errors)}")
@@ -737,6 +792,7 @@ def main():
             ("headers", web.headers),
             ("phone and dark", web.phone_and_dark),
             ("thread and mention", web.thread),
+            ("send later", web.send_later),
             ("no page errors", web.no_page_errors),
         ]
         for name, fn in scenarios:

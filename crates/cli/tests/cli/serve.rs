@@ -254,6 +254,10 @@ impl Api {
         self.call("POST", path, headers, Some(body.to_string().into_bytes()))
     }
 
+    pub(crate) fn delete(&self, path: &str) -> Http {
+        self.call("DELETE", path, &[], None)
+    }
+
     fn patch(&self, path: &str, body: Value) -> Http {
         self.call("PATCH", path, &[], Some(body.to_string().into_bytes()))
     }

@@ -471,3 +471,120 @@ fn web_api_a_conversation_shows_both_ways_newest_first_by_pages() {
     );
     assert_eq!(ids(&with_carol).len(), 1, "{with_carol}");
 }
+
+/// Unix ms now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+#[test]
+fn gateway_schedules_lists_and_cancels_messages_for_later() {
+    let broker = Broker::start();
+    let (alice, bob) = team(&broker);
+    let key_a = api_key(&alice, "web", "read,send", None);
+    let topic_a = api_key(&alice, "deploys-bot", "read,send", Some("deploys"));
+    let key_b = api_key(&bob, "web", "read,send", None);
+    let (gw_a, a) = serve_up(&alice, &key_a);
+    let (_gw_b, b) = serve_up(&bob, &key_b);
+    let bot = crate::serve::Api::new(&gw_a, &topic_a);
+
+    // In three seconds, and in an hour (to be cancelled).
+    let soon = a
+        .post(
+            "/api/v1/messages",
+            json!({"to": "bob", "body": "in three seconds", "in": 3}),
+        )
+        .ok(201);
+    let id = soon["id"].as_str().expect("id").to_owned();
+    assert!(is_message_id(&id), "{soon}");
+    let at = soon["deliver_at_ms"].as_u64().expect("deliver_at_ms");
+    assert!(at > now_ms() && at < now_ms() + 10_000, "{soon}");
+    assert_eq!(soon["seq"], 0, "not stored yet: {soon}");
+    let in_an_hour = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    )
+    .to_string();
+    let later = a
+        .post(
+            "/api/v1/messages",
+            json!({"to": "bob", "body": "never", "at": in_an_hour, "ttl": 60}),
+        )
+        .ok(201);
+    let later_id = later["id"].as_str().expect("id").to_owned();
+    let listed = a.get("/api/v1/scheduled").ok(200);
+    let held = listed["messages"].as_array().expect("messages");
+    assert_eq!(held.len(), 2, "{listed}");
+    assert_eq!(held[0]["id"], id.as_str(), "soonest first: {listed}");
+    assert_eq!(held[1]["id"], later_id.as_str());
+    for m in held {
+        assert_eq!(m["to"], "bob", "{m}");
+        assert_eq!(m["state"], "held", "{m}");
+        assert!(
+            m["target"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("member:")
+        );
+        assert!(m.get("body").is_none(), "the broker holds no text: {m}");
+    }
+    assert_eq!(held[1]["ttl"], 60, "{listed}");
+    // Its status says when it goes.
+    let status = a.get(&format!("/api/v1/messages/{later_id}")).ok(200);
+    assert_eq!(status["delivery"]["state"], "scheduled", "{status}");
+    // A key limited to a topic sees none of them and cancels none.
+    let none = bot.get("/api/v1/scheduled").ok(200);
+    assert_eq!(none["messages"], json!([]), "{none}");
+    bot.delete(&format!("/api/v1/scheduled/{later_id}"))
+        .problem(404, code::NOT_FOUND);
+    // Bad times.
+    for bad in [
+        json!({"to": "bob", "body": "x", "in": 3, "at": in_an_hour}),
+        json!({"to": "bob", "body": "x", "in": 0}),
+        json!({"to": "bob", "body": "x", "at": "tomorrow"}),
+        json!({"to": "bob", "body": "x", "at": "2001-01-01T00:00:00Z"}),
+    ] {
+        a.post("/api/v1/messages", bad).problem(400, code::USAGE);
+    }
+    a.delete("/api/v1/scheduled/not-an-id")
+        .problem(400, code::USAGE);
+    // Cancelled: gone, and never sent.
+    a.delete(&format!("/api/v1/scheduled/{later_id}")).ok(204);
+    a.delete(&format!("/api/v1/scheduled/{later_id}"))
+        .problem(404, code::NOT_FOUND);
+
+    // Bob has nothing before its time, and the message after it.
+    let got = eventually("bob gets the scheduled message", || {
+        let v = b.get("/api/v1/messages").ok(200);
+        let msgs = page(&v);
+        match msgs.iter().find(|m| m["id"] == id.as_str()) {
+            Some(m) => Ok((now_ms(), m.clone(), msgs.len())),
+            None => Err(v.to_string()),
+        }
+    });
+    assert!(got.0 >= at, "delivered {} ms early", at - got.0);
+    assert_eq!(got.1["body"], "in three seconds");
+    assert_eq!(got.2, 1, "the cancelled one never arrives");
+    eventually("the held list empties once it is sent", || {
+        let v = a.get("/api/v1/scheduled").ok(200);
+        if v["messages"] == json!([]) {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    let status = eventually("its delivery shows it sent", || {
+        let v = a.get(&format!("/api/v1/messages/{id}")).ok(200);
+        if v["delivery"]["state"] == "accepted" {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    assert!(
+        status["delivery"]["seq"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+}

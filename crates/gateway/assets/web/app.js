@@ -377,6 +377,7 @@
         link('#/peers', 'Peers', 'nav-peers'),
         link('#/groups', 'Groups', 'nav-groups'),
         link('#/invite', 'Invite', 'nav-invite'),
+        link('#/scheduled', 'Scheduled', 'nav-scheduled'),
         link('#/notifications', 'Notifications', 'nav-notifications',
           nUnread > 0 && [h('span', { class: 'badge', 'data-testid': 'notifications-count' }, String(nUnread)), srOnly(' unread')]),
         link('#/me', 'Me', 'nav-me')),
@@ -494,8 +495,10 @@
       mine && h('a', { href: '#/message/' + seg(m.id), 'data-testid': 'status-link' }, 'Status')));
   }
 
-  /** The compose box. o: {placeholder, names(), send(body, replyTo, key)}.
-   *  Enter sends, Shift+Enter is a newline; `@` opens the member listbox. */
+  /** The compose box. o: {placeholder, names(), send(body, replyTo, key, at)}.
+   *  Enter sends, Shift+Enter is a newline; `@` opens the member listbox.
+   *  "Later" reveals a time: the broker then holds the message until it
+   *  (`at`, an ISO time; null: now). */
   function composeBox(o) {
     const id = 'compose-' + (++uid);
     const listId = id + '-mentions';
@@ -506,6 +509,21 @@
     const lb = h('ul', { id: listId, role: 'listbox', class: 'mention-list', 'data-testid': 'mention-list', 'aria-label': 'Members to mention', hidden: true });
     const sendBtn = h('button', { type: 'submit', class: 'primary', 'data-testid': 'send' }, 'Send');
     const replyBar = h('div', { class: 'replying', hidden: true });
+    const atId = id + '-at';
+    const atInput = h('input', { id: atId, type: 'datetime-local', step: '1', 'data-testid': 'send-at' });
+    const laterRow = h('div', { class: 'compose-later', hidden: true },
+      h('label', { for: atId }, 'Send at '), atInput,
+      h('span', { class: 'muted' }, ' (your time; the broker holds it until then)'));
+    const laterBtn = h('button', {
+      type: 'button', class: 'link', 'data-testid': 'later-toggle', 'aria-expanded': 'false', 'aria-controls': atId,
+      onclick: () => setLater(laterRow.hidden),
+    }, 'Send later…');
+    function setLater(open) {
+      laterRow.hidden = !open;
+      laterBtn.setAttribute('aria-expanded', String(open));
+      if (!open) atInput.value = '';
+      else atInput.focus();
+    }
     let reply = null, sending = false, key = newKey(), keyFor = null;
     let opts = [], active = 0, tokenStart = -1;
 
@@ -566,15 +584,23 @@
       const body = ta.value;
       if (!body.trim() || sending) return;
       const replyId = reply ? reply.id : null;
+      let at = null;
+      if (!laterRow.hidden && atInput.value) {
+        const when = new Date(atInput.value);
+        if (isNaN(when)) { showProblem({ title: 'Not a time', detail: 'Pick when to send it, or close "Send later".' }); return; }
+        at = when.toISOString();
+      }
       // The same Idempotency-Key for a retry of the same message only.
-      if (keyFor !== body + '\u0000' + replyId) { key = newKey(); keyFor = body + '\u0000' + replyId; }
+      const what = body + '\u0000' + replyId + '\u0000' + at;
+      if (keyFor !== what) { key = newKey(); keyFor = what; }
       sending = true;
       sendBtn.disabled = true;
       try {
-        await o.send(body, replyId, key);
+        await o.send(body, replyId, key, at);
         ta.value = '';
         keyFor = null;
         setReply(null);
+        setLater(false);
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
       } finally {
@@ -607,7 +633,10 @@
       h('label', { for: id, class: 'sr-only' }, 'Message'),
       lb,
       h('div', { class: 'compose-row' }, ta, sendBtn),
-      h('p', { class: 'compose-help muted' }, 'Enter sends, Shift+Enter adds a line, @ mentions a member.'));
+      laterRow,
+      h('div', { class: 'compose-foot' },
+        h('p', { class: 'compose-help muted' }, 'Enter sends, Shift+Enter adds a line, @ mentions a member.'),
+        laterBtn));
     return { el, ta, setReply };
   }
 
@@ -623,9 +652,15 @@
     const box = composeBox({
       placeholder: o.placeholder,
       names: o.names,
-      send: async (body, replyTo, key) => {
-        const m = await o.send(body, replyTo, key);
-        if (m) { msgs.set(m.id, m); render(true); }
+      send: async (body, replyTo, key, at) => {
+        const m = await o.send(body, replyTo, key, at);
+        if (m && m.deliver_at_ms) {
+          // Held by the broker: it joins the list when it is sent.
+          const note = h('p', { class: 'alert ok', 'data-testid': 'scheduled-note' }, 'Scheduled for ', timeEl(m.deliver_at_ms), '. ',
+            h('a', { href: '#/scheduled' }, 'Scheduled messages'));
+          add(notes, note);
+          announce('Scheduled for ' + new Date(m.deliver_at_ms).toLocaleString());
+        } else if (m) { msgs.set(m.id, m); render(true); }
       },
     });
     add(ctx.root, notes, list, box.el);
@@ -728,10 +763,10 @@
       placeholder: 'Message #' + name,
       names: () => (members.length ? members : peerNames()),
       load: (before) => api('GET', `${path}/messages?limit=50${before ? '&before=' + seg(before) : ''}`),
-      send: async (body, replyTo, key) => {
-        const r = await api('POST', path + '/messages', { body, reply_to: replyTo || undefined }, { headers: { 'Idempotency-Key': key } });
+      send: async (body, replyTo, key, at) => {
+        const r = await api('POST', path + '/messages', { body, reply_to: replyTo || undefined, at: at || undefined }, { headers: { 'Idempotency-Key': key } });
         return {
-          id: r.id, seq: r.seq, from: S.me && S.me.key, from_name: S.me ? S.me.name : 'you', target: '#' + name,
+          id: r.id, seq: r.seq, deliver_at_ms: r.deliver_at_ms, from: S.me && S.me.key, from_name: S.me ? S.me.name : 'you', target: '#' + name,
           body, priority: 'next', reply_to: replyTo, sent_at: Date.now(), you: true, mentions_me: false,
         };
       },
@@ -788,10 +823,10 @@
         if (r && r.key) peerKey = r.key;
         return r;
       },
-      send: async (body, replyTo, key) => {
-        const r = await api('POST', '/api/v1/messages', { to: name, body, reply_to: replyTo || undefined }, { headers: { 'Idempotency-Key': key } });
+      send: async (body, replyTo, key, at) => {
+        const r = await api('POST', '/api/v1/messages', { to: name, body, reply_to: replyTo || undefined, at: at || undefined }, { headers: { 'Idempotency-Key': key } });
         return {
-          id: r.id, seq: r.seq, from: S.me && S.me.key, from_name: S.me ? S.me.name : 'you', to_name: name,
+          id: r.id, seq: r.seq, deliver_at_ms: r.deliver_at_ms, from: S.me && S.me.key, from_name: S.me ? S.me.name : 'you', to_name: name,
           target: 'member:' + (r.to_key || peerKey || ''), body, priority: 'next', reply_to: replyTo,
           sent_at: Date.now(), you: true, read: true,
         };
@@ -958,6 +993,34 @@
   }
 
   // --- Notifications: #/notifications (and the home page) ----------------
+  // --- Scheduled: #/scheduled --------------------------------------------
+  /** Messages the broker holds for later (sent with "Send later"): whom,
+   *  when, and a Cancel each. The broker holds only the sealed envelope,
+   *  so there is no text to show. */
+  async function viewScheduled(ctx) {
+    const list = h('ul', { class: 'notifs', 'data-testid': 'scheduled-list' });
+    add(ctx.root, h('p', { class: 'muted' }, 'Sent with "Send later": the broker holds each, sealed, until its time. It cannot read them, and neither can this list.'), list);
+    const load = async () => {
+      const r = await api('GET', '/api/v1/scheduled');
+      if (!ctx.alive()) return;
+      const items = (r && r.messages) || [];
+      keepFocus(list, () => fill(list, ...(items.length ? items.map((m) => h('li', {
+        class: 'card held', 'data-testid': 'scheduled-item', 'data-id': m.id,
+      },
+      h('div', null,
+        h('span', { class: 'meta' }, h('span', { class: 'where' }, m.to), ' · ',
+          h('time', { datetime: new Date(m.deliver_at_ms).toISOString() }, new Date(m.deliver_at_ms).toLocaleString()),
+          m.state === 'failed' && [' ', h('span', { class: 'tag danger' }, 'failed')]),
+        m.error && h('p', { class: 'excerpt' }, m.error)),
+      h('button', {
+        type: 'button', 'data-testid': 'scheduled-cancel', 'data-fkey': 'c:' + m.id,
+        'aria-label': `Cancel the message to ${m.to} at ${new Date(m.deliver_at_ms).toLocaleString()}`,
+        onclick: () => guard(async () => { await api('DELETE', '/api/v1/scheduled/' + seg(m.id)); announce('Cancelled'); await load(); }),
+      }, 'Cancel'))) : [h('li', { class: 'muted' }, 'Nothing scheduled.')])));
+    };
+    await load();
+  }
+
   function viewNotifications(ctx) {
     const list = h('ul', { class: 'notifs' });
     const tools = h('p', { class: 'actions' });
@@ -1088,6 +1151,7 @@
     peer: { title: (a) => 'Verify ' + a, testid: 'verify-view', view: viewVerify, perMesh: true, arg: true },
     groups: { title: () => 'Groups', testid: 'groups-view', view: viewGroups },
     invite: { title: () => 'Invite', testid: 'invite-view', view: viewInvite },
+    scheduled: { title: () => 'Scheduled messages', testid: 'scheduled-view', view: viewScheduled },
     me: { title: () => 'Me', testid: 'me-view', view: viewMe },
     message: { title: () => 'Message status', testid: 'status-view', view: viewStatus, perMesh: true, arg: true },
     'signin-failed': { title: () => 'Sign-in link not valid', testid: 'signin-failed-view', view: viewSigninFailed },

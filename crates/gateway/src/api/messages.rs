@@ -198,6 +198,59 @@ pub struct SendRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
     pub ttl: Option<u64>,
+    /// Deliver at this time (RFC 3339, such as `2026-12-03T15:00:00Z` or
+    /// `2026-12-03T16:00:00+01:00`) instead of now: the broker holds the
+    /// sealed message and delivers it then, to online and offline
+    /// recipients alike (`GET /api/v1/scheduled` lists it until then).
+    /// At most the broker's retention ahead; a `ttl` counts from delivery.
+    /// Not with `in`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2026-12-03T15:00:00Z")]
+    pub at: Option<String>,
+    /// Deliver this many seconds from now instead of now, as `at` does.
+    /// Not with `at`.
+    #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub in_seconds: Option<u64>,
+}
+
+/// When a message is to be delivered (unix ms, the broker's clock), from
+/// `at` (RFC 3339) or `in` (seconds from now); `None`: now.
+fn deliver_at_ms(client: &MeshClient, req: &SendRequest) -> Result<Option<u64>, Problem> {
+    match (req.at.as_deref(), req.in_seconds) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(Problem::bad_request("give `at` or `in`, not both")),
+        (None, Some(0)) => Err(Problem::bad_request("in must be at least 1 (seconds)")),
+        (None, Some(secs)) => Ok(Some(
+            client
+                .broker_now_ms()
+                .saturating_add(secs.saturating_mul(1000)),
+        )),
+        (Some(at), None) => {
+            let ms = chrono::DateTime::parse_from_rfc3339(at.trim())
+                .ok()
+                .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+                .ok_or_else(|| {
+                    Problem::bad_request(format!(
+                        "at {at:?} is not an RFC 3339 time (such as 2026-12-03T15:00:00Z)"
+                    ))
+                })?;
+            // `at` is on this device's clock, as the user reads it; the
+            // broker holds it by its own, off by the skew its welcome
+            // measured (as `claudemesh send --at` does).
+            let here = claudemesh_proto::clock::now_ms();
+            if ms.saturating_add(1000) < here {
+                return Err(Problem::bad_request(format!(
+                    "at {at:?} is in the past (it is {} here)",
+                    utc_time(here)
+                )));
+            }
+            Ok(Some(claudemesh_client::schedule::broker_clock(
+                ms,
+                client.broker_skew_ms(),
+            )))
+        }
+    }
 }
 
 /// Sends a message, sealed and signed on this device.
@@ -208,8 +261,8 @@ pub struct SendRequest {
     request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body is the same message, never a second one")),
     responses(
-        (status = 201, description = "The broker stored it", body = Sent, headers(("Location" = String, description = "The message's URL"))),
-        (status = 400, description = "A bad recipient, body, reply id or ttl", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 201, description = "The broker stored it, or holds it until `deliver_at_ms` (sent with `at` or `in`)", body = Sent, headers(("Location" = String, description = "The message's URL"))),
+        (status = 400, description = "A bad recipient, body, reply id, ttl, `at` or `in`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `send`, or the recipient is outside its scope", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such peer, topic or group", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key was used for another request", body = crate::api::ProblemBody, content_type = "application/problem+json"),
@@ -289,7 +342,10 @@ pub async fn deliver(
     let target = client.resolve(req.to.trim()).await?;
     let pins = caller.link.pins(&state.home);
     let whom = reached(&client, &pins, &target).await;
-    let opts = SendOptions::new(req.priority.into(), reply_to).ttl(ttl);
+    let deliver_at = deliver_at_ms(&client, &req)?;
+    let opts = SendOptions::new(req.priority.into(), reply_to)
+        .ttl(ttl)
+        .deliver_at_ms(deliver_at);
     let posted = messages::send_with(&client, id, target.clone(), &req.body, opts).await?;
     remember_direct(state, caller, &client, &target, id, &req, reply_to.as_ref()).await;
     let topic = match &target {
@@ -322,11 +378,18 @@ async fn remember_direct(
         return;
     };
     let mesh = &caller.link.mesh.id;
-    // The envelope's time, which the recipient sees as `sent_at`.
-    let sent_at = match state.local.outbox_envelope(mesh, &id).await {
+    // The envelope's time, which the recipient sees as `sent_at`; one
+    // held for later takes its place in the conversation at its delivery
+    // (and shows only from then: `crate::conversations`).
+    let env_at = match state.local.outbox_envelope(mesh, &id).await {
         Ok(Some(env)) => env.sent_at,
         Ok(None) | Err(_) => claudemesh_proto::clock::now_ms(),
     };
+    let deliver_at = match state.local.outbox_get(mesh, &id).await {
+        Ok(Some(entry)) => entry.deliver_at_ms,
+        Ok(None) | Err(_) => None,
+    };
+    let sent_at = env_at.max(deliver_at.unwrap_or(0));
     let sent = SentDirect {
         mesh,
         id: &id,

@@ -13,6 +13,7 @@
 //! - [`invites`]: a new invite to the mesh, with its QR code.
 //! - [`messages`]: the inbox (unread, by cursor), sending (with
 //!   `Idempotency-Key`), one message with its delivery, marking read.
+//! - [`scheduled`]: messages held at the broker for later; cancelling one.
 //! - [`conversations`]: the direct messages with one peer, both ways.
 //! - [`topics`]: list, create, join, leave, members, history, post, read.
 //! - [`events`]: the server-sent event stream.
@@ -24,6 +25,7 @@ pub mod meshes;
 pub mod messages;
 pub mod peers;
 pub mod safety;
+pub mod scheduled;
 pub mod topics;
 
 use std::sync::Arc;
@@ -57,6 +59,7 @@ use crate::problem::Problem;
         (name = "peers", description = "Members, presence, groups, profile, safety numbers"),
         (name = "invites", description = "Invites to the mesh"),
         (name = "messages", description = "Direct, topic, group and broadcast messages"),
+        (name = "scheduled", description = "Messages held at the broker for later"),
         (name = "topics", description = "Topics"),
         (name = "events", description = "Server-sent events"),
     )
@@ -118,6 +121,8 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(messages::list, messages::send))
         .routes(routes!(messages::one))
         .routes(routes!(messages::mark_read))
+        .routes(routes!(scheduled::list))
+        .routes(routes!(scheduled::cancel))
         .routes(routes!(conversations::conversation))
         .routes(routes!(topics::list, topics::create))
         .routes(routes!(topics::one))

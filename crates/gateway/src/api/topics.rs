@@ -234,6 +234,14 @@ pub struct Post {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub ttl: Option<u64>,
+    /// Post at this time (RFC 3339) instead of now, as
+    /// `POST /api/v1/messages` does. Not with `in`.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Post this many seconds from now instead of now. Not with `at`.
+    #[serde(default, rename = "in")]
+    #[schema(minimum = 1)]
+    pub in_seconds: Option<u64>,
 }
 
 /// Posts to a topic (as `POST /api/v1/messages` with `to` = `#topic`).
@@ -268,6 +276,8 @@ pub async fn post(
         priority: req.priority,
         reply_to: req.reply_to,
         ttl: req.ttl,
+        at: req.at,
+        in_seconds: req.in_seconds,
     };
     deliver(&state, &caller, &headers, send).await
 }
