@@ -54,20 +54,8 @@ pub struct SendArgs {
     /// least 1s), the message expires and `message status` says so
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
-    /// Deliver it at this time instead of now: RFC 3339
-    /// (2026-12-03T15:00:00Z), HH:MM (the next such time here), or
-    /// "tomorrow HH:MM"; the broker holds it until then
-    #[arg(long, value_name = "TIME", conflicts_with = "after")]
-    pub at: Option<String>,
-    /// Deliver it after this long instead of now (90s, 10m, 2h, 1d, or
-    /// seconds); the broker holds it until then
-    #[arg(
-        long = "in",
-        id = "after",
-        value_name = "DURATION",
-        value_parser = crate::schedule::parse_in
-    )]
-    pub after: Option<Duration>,
+    #[command(flatten)]
+    pub later: crate::schedule::LaterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -169,29 +157,18 @@ pub fn priority(p: PriorityArg) -> Priority {
 }
 
 pub async fn send(g: &Global, a: SendArgs) -> Outcome {
-    let when = When::from_args(a.at.as_deref(), a.after)?;
+    let when = a.later.when()?;
     let body = read_body(&a.text)?;
     let reply_to = parse_reply_to(a.reply_to.as_deref())?;
     let opts = SendOptions::new(priority(a.priority), reply_to).ttl(a.ttl);
-    deliver_when(g, &a.to, &body, opts, when).await
+    deliver(g, &a.to, &body, opts, when).await
 }
 
-/// Sends `body` to what the user typed (a peer, `#topic`, `@group`, `*`)
-/// now, and prints the id (and, for a topic, who was notified of a mention;
-/// with a time to live, when it expires).
-pub async fn deliver(g: &Global, to: &str, body: &str, opts: SendOptions) -> Outcome {
-    deliver_when(g, to, body, opts, When::Now).await
-}
-
-/// [`deliver`] at a time (`send --at` / `--in`): the broker holds it until
-/// then, and the line printed says when.
-pub async fn deliver_when(
-    g: &Global,
-    to: &str,
-    body: &str,
-    opts: SendOptions,
-    when: When,
-) -> Outcome {
+/// Sends `body` to what the user typed (a peer, `#topic`, `@group`, `*`),
+/// now or at a time (`--at` / `--in`: the broker holds it until then), and
+/// prints the id (and, for a topic, who was notified of a mention; with a
+/// time to live, when it expires; held, when it goes).
+pub async fn deliver(g: &Global, to: &str, body: &str, opts: SendOptions, when: When) -> Outcome {
     let (home, mesh, client) = connect(g).await?;
     let opts = opts.deliver_at_ms(when.deliver_at_ms(&client));
     let skew = client.broker_skew_ms();

@@ -53,6 +53,32 @@ impl ScheduleCmd {
     }
 }
 
+/// `--at` / `--in`, as `send` and `topic post` take them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LaterArgs {
+    /// Deliver it at this time instead of now: RFC 3339
+    /// (2026-12-03T15:00:00Z), HH:MM (the next such time here), or
+    /// "tomorrow HH:MM"; the broker holds it until then
+    #[arg(long, value_name = "TIME", conflicts_with = "after")]
+    pub at: Option<String>,
+    /// Deliver it after this long instead of now (90s, 10m, 2h, 1d, or
+    /// seconds); the broker holds it until then
+    #[arg(
+        long = "in",
+        id = "after",
+        value_name = "DURATION",
+        value_parser = parse_in
+    )]
+    pub after: Option<Duration>,
+}
+
+impl LaterArgs {
+    /// When, or a usage error.
+    pub fn when(&self) -> Result<When, Failure> {
+        When::from_args(self.at.as_deref(), self.after)
+    }
+}
+
 /// When a message is to be delivered, as the user said it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
@@ -211,37 +237,52 @@ fn target_name(client: &MeshClient, target: &str) -> String {
 /// fields, the target as the user knows it, and the time on this device's
 /// clock.
 #[derive(Serialize)]
-struct ListedHeld<'a> {
+pub(crate) struct ListedHeld {
     #[serde(flatten)]
-    held: &'a HeldMessage,
+    held: HeldMessage,
     /// The target as the user knows it (a member's name).
     to: String,
     /// `deliver_at_ms` on this device's clock.
     deliver_at_local_ms: u64,
 }
 
+/// Held messages as `schedule list --json` (and the MCP `list_scheduled`
+/// tool) show them.
+pub(crate) fn listed(client: &MeshClient, held: Vec<HeldMessage>) -> Vec<ListedHeld> {
+    let skew = client.broker_skew_ms();
+    held.into_iter()
+        .map(|m| ListedHeld {
+            to: target_name(client, &m.target),
+            deliver_at_local_ms: local_clock(m.deliver_at_ms, skew),
+            held: m,
+        })
+        .collect()
+}
+
+/// Cancels the held message `input` names: its whole id, or a prefix of
+/// at least 4 hex digits no other held message shares (`schedule cancel`
+/// and the MCP `cancel_scheduled` tool).
+pub(crate) async fn cancel_named(
+    client: &MeshClient,
+    input: &str,
+) -> Result<MessageId, claudemesh_client::ClientError> {
+    id_prefix(input)?;
+    let id = match MessageId::from_hex(input.trim()) {
+        Ok(id) => id,
+        Err(_) => find_held(&client.schedule_list().await?, input)?,
+    };
+    client.schedule_cancel(id).await?;
+    Ok(id)
+}
+
 pub async fn list(g: &Global) -> Outcome {
     let (_home, _mesh, client) = connect(g).await?;
-    let held = client.schedule_list().await;
-    let skew = client.broker_skew_ms();
-    let listed = held.map(|held| {
-        let named: Vec<String> = held
-            .iter()
-            .map(|m| target_name(&client, &m.target))
-            .collect();
-        (held, named)
-    });
+    let rows = client
+        .schedule_list()
+        .await
+        .map(|held| listed(&client, held));
     client.close().await;
-    let (held, named) = listed?;
-    let rows: Vec<ListedHeld<'_>> = held
-        .iter()
-        .zip(named)
-        .map(|(m, to)| ListedHeld {
-            held: m,
-            to,
-            deliver_at_local_ms: local_clock(m.deliver_at_ms, skew),
-        })
-        .collect();
+    let rows = rows?;
     let now = now_ms();
     output::listing(
         g.json,
@@ -268,17 +309,8 @@ pub async fn list(g: &Global) -> Outcome {
 pub async fn cancel(g: &Global, input: &str) -> Outcome {
     // Refused before connecting when it cannot name a held message.
     id_prefix(input)?;
-    let full = MessageId::from_hex(input.trim()).ok();
     let (_home, _mesh, client) = connect(g).await?;
-    let done = async {
-        let id = match full {
-            Some(id) => id,
-            None => find_held(&client.schedule_list().await?, input)?,
-        };
-        client.schedule_cancel(id).await?;
-        Ok::<_, claudemesh_client::ClientError>(id)
-    }
-    .await;
+    let done = cancel_named(&client, input).await;
     client.close().await;
     let id = done?;
     if g.json {

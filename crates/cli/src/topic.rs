@@ -72,6 +72,8 @@ pub enum TopicCmd {
         /// at least 1s), the post expires
         #[arg(long, value_name = "DURATION", value_parser = message::parse_ttl)]
         ttl: Option<std::time::Duration>,
+        #[command(flatten)]
+        later: crate::schedule::LaterArgs,
     },
     /// A topic's stored messages (yours too), verified like deliveries
     History {
@@ -148,7 +150,8 @@ impl TopicCmd {
                 priority,
                 reply_to,
                 ttl,
-            } => post(g, &topic, &text, priority, reply_to, ttl).await,
+                later,
+            } => post(g, &topic, &text, priority, reply_to, ttl, &later).await,
             TopicCmd::History {
                 topic,
                 limit,
@@ -337,12 +340,14 @@ pub async fn post(
     priority: PriorityArg,
     reply_to: Option<String>,
     ttl: Option<std::time::Duration>,
+    later: &crate::schedule::LaterArgs,
 ) -> Outcome {
+    let when = later.when()?;
     let name = topics::topic_name(topic)?;
     let body = read_body(text)?;
     let reply_to = parse_reply_to(reply_to.as_deref())?;
     let opts = claudemesh_client::SendOptions::new(message::priority(priority), reply_to).ttl(ttl);
-    message::deliver(g, &Target::Topic(name).to_string(), &body, opts).await
+    message::deliver(g, &Target::Topic(name).to_string(), &body, opts, when).await
 }
 
 pub async fn history(g: &Global, topic: &str, limit: u32, before: Option<String>) -> Outcome {

@@ -227,9 +227,11 @@ fn mcp_server_tools_push_hooks_and_status_line() {
         assert_eq!(
             names,
             [
+                "cancel_scheduled",
                 "check_messages",
                 "join_topic",
                 "list_peers",
+                "list_scheduled",
                 "list_topics",
                 "message_status",
                 "post_topic",

@@ -291,6 +291,14 @@ fn times_that_do_not_read_or_are_past_are_usage_errors() {
     for bad in ["abc", "zzzz", "not-an-id"] {
         alice.run(&["schedule", "cancel", bad]).fails(code::USAGE);
     }
+    // `topic post` reads them alike.
+    for bad in [&["--in", "0s"][..], &["--at", "teatime"]] {
+        let mut args = vec!["topic", "post", "ops", "never sent"];
+        args.extend(bad);
+        let r = alice.run(&args);
+        assert_eq!(r.code, code::USAGE, "{bad:?}: {r:?}");
+        assert!(r.stderr.starts_with("error: "), "{bad:?}: {r:?}");
+    }
     // Nothing was sent.
     assert!(bob.inbox_json(&[]).is_empty());
     // Within a second (an --at of "now" rounded to the minute is always
@@ -309,6 +317,23 @@ fn times_that_do_not_read_or_are_past_are_usage_errors() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(bodies(&got), ["soon"]);
+    // A topic post for later: held, then delivered to the topic's members.
+    alice.run(&["topic", "create", "ops"]).ok();
+    bob.run(&["topic", "join", "ops"]).ok();
+    let v = alice
+        .run(&["--json", "topic", "post", "ops", "ops, later", "--in", "2s"])
+        .ok()
+        .json();
+    assert!(v["deliver_at_ms"].as_u64().is_some(), "held: {v}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let got = loop {
+        let got = bob.inbox_json(&[]);
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(bodies(&got), ["ops, later"]);
 }
 
 #[test]
@@ -367,15 +392,30 @@ fn the_mcp_tool_schedules_with_in_or_at_and_says_when() {
         assert_eq!(r.is_error, Some(true), "{}", text(&r));
         assert!(text(&r).contains("retention"), "{}", text(&r));
         let id = v["id"].as_str().expect("an id").to_owned();
+        // Listed as the CLI lists them; cancelled by a prefix, once.
+        let listed = json_of(&s.ok("list_scheduled", json!({})).await);
+        let rows = listed.as_array().expect("a list").clone();
+        assert_eq!(rows.len(), 2, "{listed}");
+        assert!(
+            rows.iter()
+                .all(|m| m["to"] == "bob" && m["state"] == "held"),
+            "{listed}"
+        );
+        let t = s.ok("cancel_scheduled", json!({"id": &id[..8]})).await;
+        assert!(t.starts_with("Cancelled "), "{t}");
+        let r = s.call("cancel_scheduled", json!({"id": id})).await;
+        assert_eq!(r.is_error, Some(true), "{}", text(&r));
         s.stop().await;
         id
     });
     broker.background_connections(0);
     broker.quiet.wait();
     let list = held(&alice);
-    assert_eq!(list.len(), 2, "{list:?}");
-    assert!(list.iter().any(|m| m["id"] == id.as_str()), "{list:?}");
-    alice.run(&["schedule", "cancel", &id]).ok();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert!(list.iter().all(|m| m["id"] != id.as_str()), "{list:?}");
+    let other = list[0]["id"].as_str().expect("id").to_owned();
+    alice.run(&["schedule", "cancel", &other]).ok();
+    assert!(held(&alice).is_empty());
     assert!(bob.inbox_json(&[]).is_empty());
 }
 

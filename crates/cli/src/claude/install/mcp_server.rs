@@ -24,6 +24,8 @@ pub const TOOLS: &[&str] = &[
     "join_topic",
     "post_topic",
     "topic_history",
+    "list_scheduled",
+    "cancel_scheduled",
 ];
 
 /// The manifest's id of the server entry.

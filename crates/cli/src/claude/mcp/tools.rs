@@ -180,6 +180,13 @@ struct NoArgs {}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+struct CancelScheduledArgs {
+    /// The message id send_message returned, or at least its first 4 hex digits as list_scheduled shows it.
+    id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct TopicArgs {
     /// The topic's name, with or without `#`.
     topic: String,
@@ -249,6 +256,15 @@ pub fn list() -> Vec<Tool> {
         tool::<SetStatusArgs>(
             "set_status",
             "Set this session's status: idle (every message pushed at once), working (only `now` messages pushed until idle) or dnd (like working, and kept until you change it). Claude Code's hooks set working/idle by themselves as turns start and end.",
+        ),
+        tool::<NoArgs>(
+            "list_scheduled",
+            "List the messages this member sent with `at` or `in` that the broker still holds: to whom, when (`deliver_at_local_ms` on this machine's clock), and `failed` with why when its time came and it could not be sent (a recipient left or blocks you, or the key it was sealed under changed: send it again). The broker holds them sealed; there is no text to show.",
+        )
+        .annotate(read()),
+        tool::<CancelScheduledArgs>(
+            "cancel_scheduled",
+            "Cancel a message sent with `at` or `in` before its time: it will never be sent. An error says when it was already sent.",
         ),
         tool::<NoArgs>(
             "list_topics",
@@ -405,6 +421,28 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 .dnd
                 .store(status == Status::Dnd, std::sync::atomic::Ordering::SeqCst);
             Ok(format!("Status set to {}.", status_word(status)))
+        }
+        "list_scheduled" => {
+            let _: NoArgs = parse(name, args)?;
+            allowed(shared, Verb::ScheduleList, None)?;
+            let c = client(shared).await?;
+            let held = c.schedule_list().await.map_err(|e| fail(e.into()))?;
+            if held.is_empty() {
+                return Ok("Nothing scheduled.".into());
+            }
+            json(&crate::schedule::listed(&c, held))
+        }
+        "cancel_scheduled" => {
+            let a: CancelScheduledArgs = parse(name, args)?;
+            allowed(shared, Verb::ScheduleCancel, Some(&a.id))?;
+            let c = client(shared).await?;
+            let id = crate::schedule::cancel_named(&c, &a.id)
+                .await
+                .map_err(|e| fail(e.into()))?;
+            Ok(format!(
+                "Cancelled {}: it will not be sent.",
+                &id.to_hex()[..8]
+            ))
         }
         "list_topics" => {
             let _: NoArgs = parse(name, args)?;
