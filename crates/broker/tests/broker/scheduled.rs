@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use claudemesh_client::MeshClient;
 use claudemesh_client::client::now_ms;
 use claudemesh_client::topics;
+use claudemesh_client::{Event, MeshClient};
 use claudemesh_crypto::envelope::{Envelope, Priority, Target};
 use claudemesh_proto::frames::{MessageStatusQuery, ScheduleCancel, ScheduleListQuery, Send};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
@@ -229,3 +229,76 @@ async fn held_message_fires_once_across_replicas() {
     rb.stop().await;
     ra.stop().await;
 }
+
+/// TM5 for held messages: a broadcast sealed under epoch N and held for
+/// later is not sent after a ban moved the mesh to epoch N+1 (the banned
+/// member holds N's key): it is kept failed, with why, for its sender, and
+/// reaches no one; the sender's `message status` and `schedule_list` say so.
+async fn a_held_broadcast_fails_once_a_ban_rotates_its_key(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let _mallory = joiner(&broker, &alice, "mallory").await;
+    let a = alice.connect().await;
+    let b = bob.connect().await;
+    let mut bob_events = b.events();
+    let later = |ms: u64| {
+        claudemesh_client::SendOptions::new(Priority::Next, None)
+            .deliver_at_ms(Some(a.broker_now_ms() + ms))
+    };
+    let id = claudemesh_crypto::envelope::MessageId::random();
+    let held = a
+        .send_with(id, Target::Broadcast, b"to all, later", later(AHEAD_MS))
+        .await
+        .unwrap();
+    let at = held.scheduled_for_ms.expect("held");
+    claudemesh_client::moderation::remove(&a, "mallory", claudemesh_crypto::log::RemoveKind::Ban)
+        .await
+        .unwrap();
+
+    // Its time comes: failed, with why, and delivered to no one.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let failed = loop {
+        let list = a.schedule_list().await.unwrap();
+        if let Some(m) = list.iter().find(|m| m.state == "failed") {
+            break m.clone();
+        }
+        assert!(Instant::now() < deadline, "never failed: {list:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(failed.id, id);
+    let why = failed.error.unwrap_or_default();
+    assert!(why.contains("send it again"), "{why}");
+    assert!(now_ms() >= at);
+    let nothing = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            if let Some(Event::Message(m)) = MeshClient::next_event(&mut bob_events).await {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert!(
+        nothing.is_err(),
+        "bob got {:?}",
+        nothing.map(|m| m.body.clone())
+    );
+    let status = a.message_status(&id).await.unwrap();
+    assert_eq!(status.state, "failed", "{status:?}");
+    // Sent again with the same id, sealed under the current key: held anew,
+    // and it goes.
+    let again = a
+        .send_with(id, Target::Broadcast, b"to all, later", later(AHEAD_MS))
+        .await
+        .unwrap();
+    assert!(
+        again.scheduled_for_ms.is_some() && !again.duplicate,
+        "{again:?}"
+    );
+    let m = next_message(&mut bob_events).await;
+    assert_eq!(m.body, "to all, later");
+    a.close().await;
+    b.close().await;
+    broker.stop().await;
+}
+both!(a_held_broadcast_fails_once_a_ban_rotates_its_key);
