@@ -716,6 +716,18 @@ class Web:
             check(self.message(a, text).count() == 0, "alice's page lists a scheduled message as sent")
             return sent["id"], sent["deliver_at_ms"]
 
+        # "Send later" open without a time: nothing is sent, the page says why.
+        posts = []
+        a.on("request", lambda r: posts.append(r) if r.method == "POST" and "/api/v1/messages" in r.url else None)
+        a.get_by_test_id("later-toggle").click()
+        a.get_by_test_id("compose").fill("not without a time")
+        a.get_by_test_id("send").click()
+        expect(a.get_by_test_id("error-detail")).to_contain_text("Pick when to send it")
+        expect(a.get_by_test_id("compose")).to_have_value("not without a time")
+        check(not posts, "the page sent a message with an empty send-later time")
+        a.get_by_test_id("later-toggle").click()  # closed again (and cleared)
+        a.get_by_test_id("compose").fill("")
+
         never = "This reminder gets cancelled."
         never_id, _ = schedule(never, 3600)
         soon = "Reminder: the release train leaves in five minutes."

@@ -10,7 +10,10 @@
 //! No timer lives in memory: a broker that restarts fires what came due
 //! while it was down at its first sweep.
 
-use claudemesh_crypto::envelope::Envelope;
+use std::collections::{HashMap, HashSet};
+
+use claudemesh_crypto::envelope::{Envelope, MessageId};
+use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::ErrorCode;
 
 use crate::handler::send::{new_message, recipients_of};
@@ -22,6 +25,15 @@ use crate::writer::WriteJob;
 /// Held messages fired per sweep at most (the rest, at the next).
 pub const FIRE_BATCH: u32 = 256;
 
+/// How long a held message handed to the writer is not handed again: a
+/// backed-up writer may take a while to commit (and delete its row), and
+/// a sweep meanwhile would only queue it twice. After this, it is tried
+/// again, in case that commit failed and rolled the row back.
+pub const IN_FLIGHT_MS: u64 = 10_000;
+
+/// Held messages handed to the writer and not yet seen gone, with when.
+pub type InFlight = HashMap<(MeshId, PublicKey, MessageId), u64>;
+
 /// What became of a held message at its time.
 enum Fired {
     /// Handed to the writer.
@@ -32,9 +44,13 @@ enum Fired {
     Later,
 }
 
-/// Fires every held message due at `now_ms`; returns how many were handed
-/// to the writer. False from the writer (stopping) ends the sweep.
-pub async fn fire_due(state: &BrokerState, now_ms: u64) -> usize {
+/// Fires every held message due at `now_ms` but those `in_flight` (handed
+/// to the writer a moment ago); returns how many were handed to it now.
+/// Each mesh with a due message first adopts what other replicas appended
+/// (once per sweep), so a ban or rekey made through another replica fails
+/// the message here too.
+pub async fn fire_due(state: &BrokerState, now_ms: u64, in_flight: &mut InFlight) -> usize {
+    in_flight.retain(|_, at| now_ms.saturating_sub(*at) < IN_FLIGHT_MS);
     let due = match state.store.due_held(now_ms, FIRE_BATCH).await {
         Ok(due) => due,
         Err(e) => {
@@ -42,10 +58,18 @@ pub async fn fire_due(state: &BrokerState, now_ms: u64) -> usize {
             return 0;
         }
     };
+    let mut caught_up = HashSet::new();
     let mut submitted = 0;
     for held in due {
-        match fire(state, &held, now_ms).await {
-            Fired::Submitted => submitted += 1,
+        let key = (held.mesh, held.sender_member, held.id);
+        if in_flight.contains_key(&key) {
+            continue;
+        }
+        match fire(state, &held, now_ms, &mut caught_up).await {
+            Fired::Submitted => {
+                in_flight.insert(key, now_ms);
+                submitted += 1;
+            }
             Fired::Failed(why) => {
                 metrics::counter!(m::HELD_FAILED).increment(1);
                 tracing::info!(id = %held.id, reason = %why, "a held message could not be sent");
@@ -64,8 +88,14 @@ pub async fn fire_due(state: &BrokerState, now_ms: u64) -> usize {
     submitted
 }
 
-/// Routes one held message as of `now_ms` and submits it.
-async fn fire(state: &BrokerState, held: &HeldMessage, now_ms: u64) -> Fired {
+/// Routes one held message as of `now_ms` and submits it; `caught_up`:
+/// the meshes this sweep brought up to date already.
+async fn fire(
+    state: &BrokerState,
+    held: &HeldMessage,
+    now_ms: u64,
+    caught_up: &mut HashSet<MeshId>,
+) -> Fired {
     let env: Envelope = match serde_json::from_str(&held.envelope_json) {
         Ok(env) => env,
         Err(e) => return Fired::Failed(format!("the held envelope is damaged: {e}")),
@@ -78,28 +108,29 @@ async fn fire(state: &BrokerState, held: &HeldMessage, now_ms: u64) -> Fired {
             return Fired::Later;
         }
     };
-    let is_member = || mesh.read_log(|l| l.roster.is_member(&held.sender_member));
-    // A member another replica admitted a moment ago counts once adopted.
-    let member = is_member() || (mesh.caught_up().await && is_member());
-    if !member {
+    if caught_up.insert(mesh.id) {
+        mesh.caught_up().await;
+    }
+    if !mesh.read_log(|l| l.roster.is_member(&held.sender_member)) {
         return Fired::Failed("its sender is no longer a member of the mesh".into());
     }
-    let (recipients, at_len) = match recipients_of(state, &mesh, &held.sender_member, &env).await {
-        Ok(routed) => routed,
-        Err(r) if r.code == ErrorCode::Internal => return Fired::Later,
-        Err(r) if r.code == ErrorCode::RekeyRequired => {
-            // The key it was sealed under is no longer the mesh's or
-            // topic's (a member left or was removed since): sending it
-            // would let a removed member read it. Its sender sends it
-            // again, sealed under the current key.
-            return Fired::Failed(format!(
-                "it was sealed under a key that changed since it was scheduled ({}); \
+    let (recipients, at_len) =
+        match recipients_of(state, &mesh, &held.sender_member, &env, false).await {
+            Ok(routed) => routed,
+            Err(r) if r.code == ErrorCode::Internal => return Fired::Later,
+            Err(r) if r.code == ErrorCode::RekeyRequired => {
+                // The key it was sealed under is no longer the mesh's or
+                // topic's (a member left or was removed since): sending it
+                // would let a removed member read it. Its sender sends it
+                // again, sealed under the current key.
+                return Fired::Failed(format!(
+                    "it was sealed under a key that changed since it was scheduled ({}); \
                      send it again",
-                r.message
-            ));
-        }
-        Err(r) => return Fired::Failed(r.message),
-    };
+                    r.message
+                ));
+            }
+            Err(r) => return Fired::Failed(r.message),
+        };
     let retention_ms = u64::try_from(state.config.retention.as_millis()).unwrap_or(u64::MAX);
     let msg = new_message(
         &env,

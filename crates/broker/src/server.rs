@@ -267,10 +267,11 @@ async fn sweep(state: Arc<BrokerState>, retention: Duration) {
     let mut tick = tokio::time::interval(TTL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_retention: Option<std::time::Instant> = None;
+    let mut in_flight = crate::scheduled::InFlight::new();
     loop {
         tick.tick().await;
         let now = crate::now_ms();
-        let fired = crate::scheduled::fire_due(&state, now).await;
+        let fired = crate::scheduled::fire_due(&state, now, &mut in_flight).await;
         if fired > 0 {
             tracing::debug!(fired, "held messages fired");
         }

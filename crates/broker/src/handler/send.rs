@@ -70,7 +70,7 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
             ),
         ));
     }
-    let (recipients, at_len) = recipients_of(broker, mesh, &session.member, &env).await?;
+    let (recipients, at_len) = recipients_of(broker, mesh, &session.member, &env, true).await?;
     let now = crate::now_ms();
     let retention = u64::try_from(broker.config.retention.as_millis()).unwrap_or(u64::MAX);
     // A TTL: not shown by then, the message is dropped and reported
@@ -111,19 +111,23 @@ async fn handle(caller: Caller<'_>, f: Send) -> Result<Reply, Refusal> {
 /// The recipients of `env` from `sender` as of now, and for a fan-out
 /// message the log length that fixes them: a direct message's member or
 /// session (refused when not a current member's, or when its grants
-/// refuse the sender), or a topic's, group's or everyone's.
+/// refuse the sender), or a topic's, group's or everyone's. With
+/// `catch_up`, a check that fails is tried again once the mesh adopted
+/// what other replicas appended (a `send`); without, the caller caught up
+/// already (the sweep of held messages, once per mesh).
 pub(crate) async fn recipients_of(
     broker: &BrokerState,
     mesh: &MeshHub,
     sender: &PublicKey,
     env: &Envelope,
+    catch_up: bool,
 ) -> Result<(Vec<PublicKey>, Option<u64>), Refusal> {
     let refused = || Refusal::new(ErrorCode::Refused, REFUSED_BY_GRANTS);
     match &env.target {
         Target::Member(k) => {
             let is_member = || mesh.read_log(|l| l.roster.is_member(k));
             // A member who joined through another replica a moment ago.
-            let known = is_member() || (mesh.caught_up().await && is_member());
+            let known = is_member() || (catch_up && mesh.caught_up().await && is_member());
             if !known {
                 return Err(Refusal::new(
                     ErrorCode::UnknownRecipient,
@@ -166,7 +170,7 @@ pub(crate) async fn recipients_of(
             let mut routed = check();
             // A topic, group member or rekey another replica added a moment
             // ago: adopt it and route again.
-            if routed.is_err() && mesh.caught_up().await {
+            if routed.is_err() && catch_up && mesh.caught_up().await {
                 routed = check();
             }
             let (recipients, len) =
@@ -276,6 +280,15 @@ async fn hold(
                 format!(
                     "this member already holds {MAX_HELD_PER_MEMBER} messages for later; \
                      cancel some first (claudemesh schedule list)"
+                ),
+            ));
+        }
+        HoldOutcome::Cancelled => {
+            return Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!(
+                    "message {} was cancelled and is never sent; send it anew",
+                    env.id
                 ),
             ));
         }

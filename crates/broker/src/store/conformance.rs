@@ -1924,9 +1924,21 @@ async fn held_messages_fire_once_and_a_cancel_or_a_fire_wins(s: &dyn Store) {
     );
     assert_eq!(s.due_held(at, 10).await.unwrap(), vec![h1.clone()]);
 
-    // Two brokers fire it: the first stores it, the second stores nothing.
-    let out = s.write_batch(std::slice::from_ref(&m1), &[]).await.unwrap();
-    assert!(!out[0].duplicate && out[0].seq > 0, "{out:?}");
+    // Two brokers fire it at once (two transactions racing for its row):
+    // one stores it, the other stores nothing.
+    let (x, y) = tokio::join!(
+        s.write_batch(std::slice::from_ref(&m1), &[]),
+        s.write_batch(std::slice::from_ref(&m1), &[])
+    );
+    let (x, y) = (x.unwrap()[0], y.unwrap()[0]);
+    let out = if x.duplicate { [y] } else { [x] };
+    assert!(!out[0].duplicate && out[0].seq > 0, "{x:?} {y:?}");
+    assert_eq!(
+        [x, y].iter().filter(|o| **o == dup(0)).count(),
+        1,
+        "the other took nothing: {x:?} {y:?}"
+    );
+    // A third, later, takes nothing either.
     assert_eq!(
         s.write_batch(std::slice::from_ref(&m1), &[]).await.unwrap(),
         vec![dup(0)]
@@ -1981,6 +1993,28 @@ async fn held_messages_fire_once_and_a_cancel_or_a_fire_wins(s: &dyn Store) {
         CancelOutcome::NotFound
     );
     assert!(s.held_of(&mesh.id, &sender, 10).await.unwrap().is_empty());
+    // A cancel lasts: the same id sent again (another device's resend, a
+    // retry) is refused, not held again.
+    assert_eq!(
+        s.hold_message(&h2, 10).await.unwrap(),
+        HoldOutcome::Cancelled
+    );
+    assert!(s.held_of(&mesh.id, &sender, 10).await.unwrap().is_empty());
+    assert!(s.due_held(at, 10).await.unwrap().is_empty());
+    // A held row is taken only once due by the firing's clock.
+    let (h4, m4) = held(&mesh.id, &sender, &bob, at + 60_000);
+    s.hold_message(&h4, 10).await.unwrap();
+    let early = NewMessage {
+        created_at_ms: at,
+        ..m4.clone()
+    };
+    assert_eq!(
+        s.write_batch(std::slice::from_ref(&early), &[])
+            .await
+            .unwrap(),
+        vec![dup(0)]
+    );
+    assert_eq!(s.held_of(&mesh.id, &sender, 10).await.unwrap().len(), 1);
 }
 
 async fn held_messages_fail_are_capped_and_purged(s: &dyn Store) {

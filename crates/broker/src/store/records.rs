@@ -91,6 +91,8 @@ pub enum HoldOutcome {
     },
     /// The sender already holds the most messages it may.
     TooMany,
+    /// This id was cancelled: it is never held again.
+    Cancelled,
 }
 
 /// A batch without the held messages its transaction could not take
@@ -143,7 +145,7 @@ pub enum CancelOutcome {
         /// Its broker sequence number.
         seq: u64,
     },
-    /// No such message was ever held (or it was cancelled before).
+    /// No such message was ever held, or it was cancelled before.
     NotFound,
 }
 

@@ -706,19 +706,26 @@ macro_rules! impl_store {
                         .await?
                         .rows_affected();
                     if inserted == 0 {
-                        let at: i64 = sqlx::query_scalar(sql::HELD_AT)
+                        let r = sqlx::query(sql::HELD_AT)
                             .bind(key.0)
                             .bind(key.1)
                             .bind(key.2)
                             .fetch_one(&mut *tx)
                             .await?;
+                        let state = i64::from(r.try_get::<Rank, _>(1)?);
+                        if state == 2 {
+                            return Ok(HoldOutcome::Cancelled);
+                        }
                         return Ok(HoldOutcome::Held {
-                            deliver_at_ms: to_u64(at),
+                            deliver_at_ms: to_u64(r.try_get(0)?),
                             duplicate: true,
                         });
                     }
-                    // Counted after the insert, in the same transaction: two
-                    // holds racing for the last place cannot both keep it.
+                    // Counted after the insert, in the same transaction. On
+                    // SQLite (one writer) two holds cannot both take the last
+                    // place; on Postgres two concurrent ones each see only
+                    // their own insert, so the cap may be passed by as many
+                    // holds as race: a resource bound, not a security one.
                     let held_now: i64 = sqlx::query_scalar(sql::COUNT_HELD)
                         .bind(key.0)
                         .bind(key.1)
@@ -774,30 +781,36 @@ macro_rules! impl_store {
                     id: &MessageId,
                 ) -> Result<CancelOutcome, StoreError> {
                     let mut tx = self.write_tx().await?;
-                    let gone = sqlx::query(sql::CANCEL_HELD)
+                    // Stored already (fired, or a failed one sent again at
+                    // once): too late, whatever row is left.
+                    let stored = sqlx::query(sql::STORED_SEQ)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(key_bytes(member))
+                        .bind(&id.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let outcome = if let Some(r) = stored {
+                        sqlx::query(sql::FORGET_HELD)
+                            .bind(&mesh.as_bytes()[..])
+                            .bind(key_bytes(member))
+                            .bind(&id.0[..])
+                            .execute(&mut *tx)
+                            .await?;
+                        CancelOutcome::AlreadySent {
+                            seq: to_u64(r.try_get(0)?),
+                        }
+                    } else if sqlx::query(sql::CANCEL_HELD)
                         .bind(&mesh.as_bytes()[..])
                         .bind(key_bytes(member))
                         .bind(&id.0[..])
                         .fetch_optional(&mut *tx)
                         .await?
-                        .is_some();
-                    let outcome = if gone {
+                        .is_some()
+                    {
                         CancelOutcome::Cancelled
                     } else {
-                        // Not held: fired already (the row went in the
-                        // transaction that stored the message), or never held.
-                        match sqlx::query(sql::STORED_SEQ)
-                            .bind(&mesh.as_bytes()[..])
-                            .bind(key_bytes(member))
-                            .bind(&id.0[..])
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        {
-                            Some(r) => CancelOutcome::AlreadySent {
-                                seq: to_u64(r.try_get(0)?),
-                            },
-                            None => CancelOutcome::NotFound,
-                        }
+                        // Never held, or cancelled before.
+                        CancelOutcome::NotFound
                     };
                     tx.commit().await?;
                     Ok(outcome)

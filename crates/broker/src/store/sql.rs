@@ -203,9 +203,10 @@ pub(crate) const EXPIRE_DUE_MESSAGES: &str =
 pub(crate) const STORED_SEQ: &str =
     "SELECT seq, tseq FROM messages WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3";
 
-/// How many messages a member holds for later: `$1` mesh id, `$2` member.
-pub(crate) const COUNT_HELD: &str =
-    "SELECT COUNT(*) FROM scheduled_messages WHERE mesh_id = $1 AND sender_member = $2";
+/// How many messages a member holds for later (held or failed; not the
+/// marks of cancelled ones): `$1` mesh id, `$2` member.
+pub(crate) const COUNT_HELD: &str = "SELECT COUNT(*) FROM scheduled_messages \
+     WHERE mesh_id = $1 AND sender_member = $2 AND state < 2";
 
 /// Holds a message for later: a resend of a held one keeps the first
 /// hold; one of a failed one (resealed under the current key, say) holds
@@ -221,8 +222,9 @@ pub(crate) const HOLD_MESSAGE: &str = "INSERT INTO scheduled_messages (mesh_id, 
      created_at_ms = excluded.created_at_ms, state = 0, error = NULL \
      WHERE scheduled_messages.state = 1";
 
-/// A held message's time, by its identity as in [`STORED_SEQ`].
-pub(crate) const HELD_AT: &str = "SELECT deliver_at_ms FROM scheduled_messages \
+/// A held message's time and state (0 held, 1 failed, 2 cancelled), by its
+/// identity as in [`STORED_SEQ`].
+pub(crate) const HELD_AT: &str = "SELECT deliver_at_ms, state FROM scheduled_messages \
      WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3";
 
 /// The columns a [`HeldMessage`](super::HeldMessage) is read from, in order.
@@ -249,24 +251,37 @@ pub(crate) const ANY_HELD_DUE: &str =
 /// `$2` member, `$3` limit.
 pub(crate) const HELD_OF: &str = concat!(
     held_columns!(),
-    "WHERE mesh_id = $1 AND sender_member = $2 ORDER BY deliver_at_ms, msg_id LIMIT $3"
+    "WHERE mesh_id = $1 AND sender_member = $2 AND state < 2 \
+     ORDER BY deliver_at_ms, msg_id LIMIT $3"
 );
 
 /// Takes a held message whose time came, in the transaction that stores
-/// it: a row comes back only if it was still held. Identity as in
-/// [`STORED_SEQ`].
+/// it: a row comes back only if it is still held and due by `$4` (the
+/// firing's now: a row cancelled and held again for later since the sweep
+/// read it is not taken early). Identity as in [`STORED_SEQ`].
 pub(crate) const TAKE_HELD: &str = "DELETE FROM scheduled_messages \
-     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND state = 0 RETURNING 1";
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND state = 0 \
+     AND deliver_at_ms <= $4 RETURNING 1";
 
-/// Cancels a held (or failed) message. Identity as in [`STORED_SEQ`].
-pub(crate) const CANCEL_HELD: &str = "DELETE FROM scheduled_messages \
-     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 RETURNING 1";
+/// Cancels a held (or failed) message: the row stays, marked cancelled
+/// (state 2) without its envelope, until the retention, so a resend of
+/// the same id (another device's, an idempotent retry) is refused rather
+/// than held again. Identity as in [`STORED_SEQ`].
+pub(crate) const CANCEL_HELD: &str = "UPDATE scheduled_messages SET state = 2, envelope = '', error = NULL \
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND state < 2 RETURNING 1";
+
+/// Drops any row of an id that is stored (a failed one sent again at
+/// once): it is a message now, not a held one. Identity as in
+/// [`STORED_SEQ`].
+pub(crate) const FORGET_HELD: &str = "DELETE FROM scheduled_messages \
+     WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3";
 
 /// A held message could not be sent at its time: `$4` why. Identity as
 /// in [`STORED_SEQ`].
 pub(crate) const FAIL_HELD: &str = "UPDATE scheduled_messages SET state = 1, error = $4 \
      WHERE mesh_id = $1 AND sender_member = $2 AND msg_id = $3 AND state = 0";
 
-/// Failed held messages past the retention go: `$1` purge before.
+/// Failed held messages, and the marks of cancelled ones, past the
+/// retention go: `$1` purge before.
 pub(crate) const PURGE_FAILED_HELD: &str =
-    "DELETE FROM scheduled_messages WHERE state = 1 AND deliver_at_ms < $1";
+    "DELETE FROM scheduled_messages WHERE state > 0 AND deliver_at_ms < $1";

@@ -585,9 +585,14 @@
       if (!body.trim() || sending) return;
       const replyId = reply ? reply.id : null;
       let at = null;
-      if (!laterRow.hidden && atInput.value) {
-        const when = new Date(atInput.value);
-        if (isNaN(when)) { showProblem({ title: 'Not a time', detail: 'Pick when to send it, or close "Send later".' }); return; }
+      if (!laterRow.hidden) {
+        // An empty or half-typed time reads as '': never send at once then.
+        const when = atInput.value ? new Date(atInput.value) : null;
+        if (!when || isNaN(when)) {
+          showProblem({ title: 'Not a time', detail: 'Pick when to send it, or close "Send later" to send now.' });
+          atInput.focus();
+          return;
+        }
         at = when.toISOString();
       }
       // The same Idempotency-Key for a retry of the same message only.

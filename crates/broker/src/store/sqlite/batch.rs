@@ -47,6 +47,7 @@ async fn take_held(
         .bind(&m.mesh.as_bytes()[..])
         .bind(key_bytes(&m.sender_member))
         .bind(&m.id.0[..])
+        .bind(to_i64(m.created_at_ms))
         .fetch_optional(&mut **tx)
         .await?
         .is_some())
