@@ -65,6 +65,18 @@ fn held(user: &User) -> Vec<Value> {
         .clone()
 }
 
+/// `inbox --json` of `user` once it has something, or empty after `wait`.
+fn inbox_within(user: &User, wait: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let got = user.inbox_json(&[]);
+        if !got.is_empty() || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `message status <id> --json`'s `state`.
 fn state_of(user: &User, id: &str) -> String {
     user.run(&["--json", "message", "status", id]).ok().json()["state"]
@@ -227,14 +239,7 @@ fn scheduled(broker: &Broker) {
     // Carol gets hers when she connects after its time (the cancelled one
     // never: past its time by two seconds), with her TTL from delivery.
     sleep_until(due, 2000);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        let got = carol.inbox_json(&[]);
-        if !got.is_empty() || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let got = inbox_within(&carol, Duration::from_secs(10));
     assert_eq!(bodies(&got), ["later for carol"], "{got:?}");
     let carol_deadline = got[0]["deadline_ms"].as_u64().expect("a deadline");
     assert!(
@@ -308,14 +313,7 @@ fn times_that_do_not_read_or_are_past_are_usage_errors() {
         .ok();
     let v = r.json();
     assert!(v["id"].as_str().is_some(), "{v}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let got = loop {
-        let got = bob.inbox_json(&[]);
-        if !got.is_empty() || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let got = inbox_within(&bob, Duration::from_secs(15));
     assert_eq!(bodies(&got), ["soon"]);
     // A topic post for later: held, then delivered to the topic's members.
     alice.run(&["topic", "create", "ops"]).ok();
@@ -325,14 +323,7 @@ fn times_that_do_not_read_or_are_past_are_usage_errors() {
         .ok()
         .json();
     assert!(v["deliver_at_ms"].as_u64().is_some(), "held: {v}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let got = loop {
-        let got = bob.inbox_json(&[]);
-        if !got.is_empty() || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let got = inbox_within(&bob, Duration::from_secs(15));
     assert_eq!(bodies(&got), ["ops, later"]);
 }
 
