@@ -65,7 +65,15 @@ impl Delivery {
     /// Starts watching a message just sent (to `topic`, for keys scoped to
     /// topics).
     pub fn watch(&self, id: MessageId, topic: Option<String>) {
-        let now = Instant::now();
+        self.watch_after(id, topic, Duration::ZERO);
+    }
+
+    /// Starts watching a message `after` from now: one the broker holds
+    /// until then (sent with `at`/`in`), which has no delivery to report
+    /// before it is sent, is asked about from its time, for as long as one
+    /// sent now.
+    pub fn watch_after(&self, id: MessageId, topic: Option<String>, after: Duration) {
+        let now = Instant::now() + after;
         let mut w = lock(&self.watched);
         if w.iter().any(|m| m.id == id) {
             return;
@@ -202,5 +210,31 @@ pub async fn watch(
             () = delivery.wake.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_held_for_later_is_asked_about_from_its_time() {
+        let d = Delivery::default();
+        let (now_id, later_id) = (MessageId::random(), MessageId::random());
+        d.watch(now_id, None);
+        d.watch_after(later_id, None, Duration::from_secs(3600));
+        assert_eq!(d.len(), 2);
+        let soon = Instant::now() + FIRST_POLL;
+        let (due, _) = d.due(soon);
+        assert_eq!(
+            due.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![now_id]
+        );
+        let (due, _) = d.due(soon + Duration::from_secs(3600));
+        assert_eq!(due.len(), 2, "both, once the later one's time came");
+        // Asked about (now, before its time even), it is a first report,
+        // and it is not dropped as watched too long.
+        assert!(d.learned(&later_id, Some("queued".into()), false));
+        assert_eq!(d.len(), 2);
     }
 }

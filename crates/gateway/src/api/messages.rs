@@ -352,7 +352,16 @@ pub async fn deliver(
         Target::Topic(t) => Some(t.clone()),
         _ => None,
     };
-    caller.link.delivery.watch(id, topic);
+    // One held for later is followed from its time (there is nothing to
+    // report before), on this device's clock.
+    let after = posted
+        .deliver_at_ms
+        .map(|at| claudemesh_client::schedule::local_clock(at, client.broker_skew_ms()))
+        .map_or(0, |at| at.saturating_sub(claudemesh_proto::clock::now_ms()));
+    caller
+        .link
+        .delivery
+        .watch_after(id, topic, std::time::Duration::from_millis(after));
     let out: Sent = sent(posted, whom);
     let mut resp = (StatusCode::CREATED, Json(&out)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/messages/{}", out.posted.id)) {
