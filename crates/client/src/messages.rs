@@ -258,6 +258,7 @@ impl MeshClient {
         let mut seq = 0;
         let mut page_tseq = None;
         let mut deadline_ms = None;
+        let mut rechecked = false;
         for _ in 0..MAX_STATUS_PAGES {
             let frame = session
                 .request(
@@ -279,18 +280,35 @@ impl MeshClient {
                     }),
                     Some(entry),
                 ) => {
-                    // Still held, or its time came and it could not be
-                    // sent: the broker's list says which, and why.
+                    // Still held, its time came and it could not be sent, or
+                    // cancelled from another device: the broker's list says
+                    // which (and why), and this device keeps what it learned.
                     let mut report = local_report(entry);
-                    if let Some(failed) = self
-                        .schedule_list()
-                        .await
-                        .unwrap_or_default()
-                        .into_iter()
-                        .find(|h| h.id == *id && h.state == "failed")
-                    {
-                        report.state = "failed".into();
-                        report.error = failed.error;
+                    let held = match self.schedule_list().await {
+                        Ok(held) => held,
+                        Err(e) => {
+                            tracing::info!(error = %e, "could not list held messages for a status");
+                            return Ok(report);
+                        }
+                    };
+                    match held.into_iter().find(|h| h.id == *id) {
+                        Some(h) if h.state == "failed" => {
+                            let why = h.error.unwrap_or_default();
+                            session.local().outbox_failed(&mesh, id, &why).await?;
+                            report.state = "failed".into();
+                            report.error = Some(why);
+                        }
+                        Some(_) => {}
+                        // Neither stored nor held: sent a moment ago (ask
+                        // once more), else cancelled elsewhere.
+                        None if !rechecked => {
+                            rechecked = true;
+                            continue;
+                        }
+                        None => {
+                            session.local().outbox_cancelled(&mesh, id).await?;
+                            report.state = "cancelled".into();
+                        }
                     }
                     return Ok(report);
                 }

@@ -76,7 +76,7 @@ pub enum ConversationError {
 /// Every message between this member and a peer in a mesh, as the
 /// table `convo`: received ones from the inbox, sent ones from
 /// `gateway_sent` (but those sent for later, until their time, and those
-/// cancelled before it: the outbox says which). Its parameters, in order: the mesh, the peer's key,
+/// cancelled before it or failed at it: the outbox says which). Its parameters, in order: the mesh, the peer's key,
 /// `member:<this member's key>`, this member's key, the mesh, the peer's
 /// key.
 macro_rules! convo {
@@ -92,7 +92,7 @@ macro_rules! convo {
            FROM gateway_sent g WHERE g.mesh_id = ? AND g.recipient = ? \
             AND NOT EXISTS (SELECT 1 FROM outbox o \
                  WHERE o.mesh_id = g.mesh_id AND o.msg_id = g.msg_id \
-                   AND (o.state = 'cancelled' OR (o.state = 'scheduled' \
+                   AND (o.state IN ('cancelled', 'failed') OR (o.state = 'scheduled' \
                         AND o.deliver_at_ms > (julianday('now') - 2440587.5) * 86400000.0)))) "
     };
 }

@@ -279,6 +279,10 @@ async fn a_held_broadcast_fails_once_a_ban_rotates_its_key(backend: Backend) {
     assert!(why.contains("send it again"), "{why}");
     let status = a.message_status(&id).await.unwrap();
     assert_eq!(status.state, "failed", "{status:?}");
+    // The sender's device keeps what it learned.
+    let mesh = alice.mesh.id;
+    let entry = a.local().outbox_get(&mesh, &id).await.unwrap().unwrap();
+    assert_eq!(entry.state, "failed", "{entry:?}");
     // Fired again: a failed message stays failed.
     assert_eq!(fire().await, 0);
     // Sent again with the same id, sealed under the current key: held anew,
@@ -304,6 +308,21 @@ async fn a_held_broadcast_fails_once_a_ban_rotates_its_key(backend: Backend) {
     })
     .await;
     assert!(more.is_err(), "bob got {:?}", more.map(|m| m.body.clone()));
+    // One cancelled from another device (here: at the store) reads
+    // cancelled on this one once it asks.
+    let other = claudemesh_crypto::envelope::MessageId::random();
+    a.send_with(other, Target::Broadcast, b"never", later())
+        .await
+        .unwrap();
+    let sender = alice.home.load_keys(&mesh).unwrap().member.public();
+    broker
+        .running()
+        .store()
+        .cancel_held(&mesh, &sender, &other)
+        .await
+        .unwrap();
+    let status = a.message_status(&other).await.unwrap();
+    assert_eq!(status.state, "cancelled", "{status:?}");
     a.close().await;
     b.close().await;
     broker.stop().await;
