@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::{MeshId, PublicKey};
 use claudemesh_proto::ErrorCode;
+use claudemesh_proto::limits::MAX_LABEL_LEN;
 
 use crate::handler::send::{new_message, recipients_of};
 use crate::metrics as m;
@@ -70,7 +71,16 @@ pub async fn fire_due(state: &BrokerState, now_ms: u64, in_flight: &mut InFlight
                 in_flight.insert(key, now_ms);
                 submitted += 1;
             }
-            Fired::Failed(why) => {
+            Fired::Failed(mut why) => {
+                // Kept for `schedule_page`, which lists up to 200 of them in
+                // one frame: an error message's bound, as everywhere.
+                if why.len() > MAX_LABEL_LEN {
+                    let mut end = MAX_LABEL_LEN;
+                    while !why.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    why.truncate(end);
+                }
                 metrics::counter!(m::HELD_FAILED).increment(1);
                 tracing::info!(id = %held.id, reason = %why, "a held message could not be sent");
                 if let Err(e) = state
@@ -123,11 +133,11 @@ async fn fire(
                 // topic's (a member left or was removed since): sending it
                 // would let a removed member read it. Its sender sends it
                 // again, sealed under the current key.
-                return Fired::Failed(format!(
-                    "it was sealed under a key that changed since it was scheduled ({}); \
-                     send it again",
-                    r.message
-                ));
+                return Fired::Failed(
+                    "it was sealed under a key that changed since it was scheduled \
+                     (a member left, was removed or is owed a new key); send it again"
+                        .into(),
+                );
             }
             Err(r) => return Fired::Failed(r.message),
         };
