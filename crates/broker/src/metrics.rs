@@ -55,6 +55,9 @@ pub const HELD: &str = "claudemesh_messages_held_total";
 pub const HELD_FIRED: &str = "claudemesh_messages_held_fired_total";
 /// Counter: held messages that could not be sent at their time.
 pub const HELD_FAILED: &str = "claudemesh_messages_held_failed_total";
+/// Counter: coordination writes that changed something (team memory),
+/// labelled `op` = `put`, `forget` or `ring`.
+pub const COORD_WRITES: &str = "claudemesh_coord_writes_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -147,6 +150,10 @@ fn register() {
         HELD_FAILED,
         "held messages that could not be sent at their time"
     );
+    describe_counter!(
+        COORD_WRITES,
+        "coordination objects stored, forgotten and ring links stored, by op"
+    );
     for c in [
         ACCEPTED,
         DUPLICATES,
@@ -168,6 +175,9 @@ fn register() {
         metrics::counter!(c).increment(0);
     }
     metrics::counter!(HANDSHAKES, "result" => "ok").increment(0);
+    for op in ["put", "forget", "ring"] {
+        metrics::counter!(COORD_WRITES, "op" => op).increment(0);
+    }
     metrics::gauge!(CONNECTIONS).set(0.0);
     metrics::gauge!(WRITER_QUEUE).set(0.0);
     metrics::gauge!(REPLICAS).set(0.0);

@@ -258,6 +258,10 @@ pub fn frame_req(frame: &BrokerFrame) -> Option<&str> {
         BrokerFrame::Scheduled(f) => f.req.as_deref(),
         BrokerFrame::SchedulePage(f) => f.req.as_deref(),
         BrokerFrame::ScheduleCancelled(f) => f.req.as_deref(),
+        BrokerFrame::CoordStored(f) => f.req.as_deref(),
+        BrokerFrame::CoordPage(f) => f.req.as_deref(),
+        BrokerFrame::CoordRingStored(f) => f.req.as_deref(),
+        BrokerFrame::CoordRingPage(f) => f.req.as_deref(),
         BrokerFrame::Pong(f) => f.req.as_deref(),
         BrokerFrame::Challenge(_)
         | BrokerFrame::Welcome(_)

@@ -48,6 +48,21 @@ pub enum CertError {
     WrongMesh,
 }
 
+/// Why an item a session signed fails the checks every such item shares
+/// ([`SessionCert::check_signed_item`]); each item's error type turns it
+/// into its own variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignedItemFault {
+    /// A version other than the one supported.
+    Version(u64),
+    /// The session signature does not verify.
+    Signature,
+    /// Signed for another mesh.
+    Mesh,
+    /// The signer's certificate is not valid at the item's time.
+    Certificate(CertError),
+}
+
 /// A member's signed statement that `session` may act for it in `mesh_id`
 /// between `issued_at` and `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +125,32 @@ impl SessionCert {
             .verify(&self.signed_bytes(), &self.sig)
             .map_err(|_: KeyError| CertError::BadSignature)?;
         self.check_time(now)
+    }
+
+    /// The checks every item a session signs (a receipt, a watermark, a
+    /// coordination object) shares, in this order: the item's version `v`
+    /// against the one `supported`, `sig` over `signed` by this
+    /// certificate's session key, the mesh the item was signed for against
+    /// `mesh`, and this certificate at `floor(at_ms / 1000)`.
+    pub fn check_signed_item(
+        &self,
+        (v, supported): (u64, u64),
+        signed: &[u8],
+        sig: &Signature,
+        (signed_for, mesh): (&MeshId, &MeshId),
+        at_ms: u64,
+    ) -> Result<(), SignedItemFault> {
+        if v != supported {
+            return Err(SignedItemFault::Version(v));
+        }
+        self.session
+            .verify(signed, sig)
+            .map_err(|_: KeyError| SignedItemFault::Signature)?;
+        if signed_for != mesh {
+            return Err(SignedItemFault::Mesh);
+        }
+        self.verify(mesh, at_ms / 1000)
+            .map_err(SignedItemFault::Certificate)
     }
 
     /// Everything [`SessionCert::verify`] checks except the signature: for a

@@ -76,6 +76,12 @@ pub mod label {
     /// A recipient's signed watermark: every message of one group, topic or
     /// broadcast up to a broker sequence number was delivered or shown.
     pub const WATERMARK: &str = "claudemesh/watermark/v1";
+    /// HKDF info prefix: an epoch's coordination key (sealed team memory).
+    pub const COORD_KEY: &str = "claudemesh/coord-key/v1";
+    /// A coordination object, signed by its author's session.
+    pub const COORD_OBJECT: &str = "claudemesh/coord-object/v1";
+    /// A coordination key ring link, signed by its writer's session.
+    pub const COORD_RING: &str = "claudemesh/coord-ring/v1";
 }
 
 /// Builder for a canonical transcript (label + length-prefixed fields).

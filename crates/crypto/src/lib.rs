@@ -31,6 +31,7 @@
 pub mod backup;
 pub mod boxes;
 pub mod cert;
+pub mod coord;
 pub mod encoding;
 pub mod envelope;
 pub mod grants;

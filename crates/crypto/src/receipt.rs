@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cert::{CertError, SessionCert, SessionIdentity};
+use crate::cert::{CertError, SessionCert, SessionIdentity, SignedItemFault};
 use crate::encoding::{DecodeError, Transcript, label};
 use crate::envelope::MessageId;
 use crate::ids::{MemberKey, MeshId, SessionKey};
@@ -135,29 +135,15 @@ pub enum ReceiptError {
     Malformed(&'static str),
 }
 
-/// What [`Receipt::verify`] and [`Watermark::verify`] share, in this order:
-/// the version, `sig` over `signed` by `signer.session`, the mesh it was
-/// signed for against `mesh`, and the certificate at `floor(at_ms / 1000)`.
-fn verify_signed(
-    v: u64,
-    signed: &[u8],
-    signer: &SessionCert,
-    sig: &Signature,
-    (signed_for, mesh): (&MeshId, &MeshId),
-    at_ms: u64,
-) -> Result<(), ReceiptError> {
-    if v != RECEIPT_VERSION {
-        return Err(ReceiptError::UnsupportedVersion(v));
+impl From<SignedItemFault> for ReceiptError {
+    fn from(f: SignedItemFault) -> Self {
+        match f {
+            SignedItemFault::Version(v) => ReceiptError::UnsupportedVersion(v),
+            SignedItemFault::Signature => ReceiptError::BadSignature,
+            SignedItemFault::Mesh => ReceiptError::WrongMesh,
+            SignedItemFault::Certificate(e) => ReceiptError::BadCertificate(e),
+        }
     }
-    signer
-        .session
-        .verify(signed, sig)
-        .map_err(|_| ReceiptError::BadSignature)?;
-    if signed_for != mesh {
-        return Err(ReceiptError::WrongMesh);
-    }
-    signer.verify(mesh, at_ms / 1000)?;
-    Ok(())
 }
 
 /// A recipient's signed statement about one message.
@@ -268,10 +254,9 @@ impl Receipt {
     /// signer is the right recipient of the right message is the caller's
     /// question (`docs/security.md` §8.1, "what the sender checks").
     pub fn verify(&self, mesh: &MeshId) -> Result<(), ReceiptError> {
-        verify_signed(
-            self.v,
+        self.signer.check_signed_item(
+            (self.v, RECEIPT_VERSION),
             &self.signed_bytes(),
-            &self.signer,
             &self.sig,
             (&self.mesh, mesh),
             self.at_ms,
@@ -405,10 +390,9 @@ impl Watermark {
 
     /// Checks what [`Receipt::verify`] checks, for a watermark.
     pub fn verify(&self, mesh: &MeshId) -> Result<(), ReceiptError> {
-        verify_signed(
-            self.v,
+        self.signer.check_signed_item(
+            (self.v, RECEIPT_VERSION),
             &self.signed_bytes(),
-            &self.signer,
             &self.sig,
             (&self.mesh, mesh),
             self.at_ms,

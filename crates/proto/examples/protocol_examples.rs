@@ -554,6 +554,109 @@ fn main() {
         }),
         &mut frames,
     );
+    // Alice remembers a fact for the team: sealed under epoch 0's
+    // coordination key; Bob's device syncs the feed, and after a rekey
+    // Alice links epoch 1's coordination key back to epoch 0's.
+    let coord0 = claudemesh_crypto::coord::coord_key(&root, &mesh_id);
+    let note_id = claudemesh_crypto::coord::CoordId([0x44; 16]);
+    let note = claudemesh_crypto::coord::CoordObject::seal(
+        &alice_session,
+        &coord0,
+        0,
+        claudemesh_crypto::coord::CoordFacts {
+            kind: claudemesh_crypto::coord::CoordKind::Memory,
+            id: note_id,
+            rev: 1,
+            at_ms: (T + 90) * 1000,
+        },
+        br#"{"text":"the staging database listens on port 5433","tags":["infra"]}"#,
+    )
+    .unwrap();
+    push_c(
+        ClientFrame::CoordPut(CoordPut {
+            req: Some("n1".into()),
+            object: Box::new(note.clone()),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::CoordStored(CoordStored {
+            req: Some("n1".into()),
+            kind: claudemesh_crypto::coord::CoordKind::Memory,
+            id: note_id,
+            cseq: 1,
+            duplicate: false,
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::CoordSync(CoordSync {
+            req: Some("n2".into()),
+            kind: claudemesh_crypto::coord::CoordKind::Memory,
+            after: 0,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::CoordPage(CoordPage {
+            req: Some("n2".into()),
+            kind: claudemesh_crypto::coord::CoordKind::Memory,
+            changes: vec![CoordChange {
+                cseq: 1,
+                id: note_id,
+                object: Some(Box::new(note)),
+            }],
+            head: 1,
+            more: false,
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::CoordForget(CoordForget {
+            req: Some("n3".into()),
+            kind: claudemesh_crypto::coord::CoordKind::Memory,
+            id: note_id,
+        }),
+        &mut frames,
+    );
+    let root1 = EpochRootKey::from_bytes(1, [0x43; 32]);
+    let link = claudemesh_crypto::coord::RingLink::seal(
+        &alice_session,
+        1,
+        &claudemesh_crypto::coord::coord_key(&root1, &mesh_id),
+        &coord0,
+        (T + 95) * 1000,
+    );
+    push_c(
+        ClientFrame::CoordRingPut(CoordRingPut {
+            req: Some("r1".into()),
+            link: Box::new(link.clone()),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::CoordRingStored(CoordRingStored {
+            req: Some("r1".into()),
+            epoch: 1,
+            duplicate: false,
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::CoordRing(CoordRingQuery {
+            req: Some("r2".into()),
+            after: 0,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::CoordRingPage(CoordRingPage {
+            req: Some("r2".into()),
+            links: vec![link],
+            more: false,
+        }),
+        &mut frames,
+    );
     push_c(
         ClientFrame::Ping(Request {
             req: Some("k1".into()),

@@ -46,6 +46,11 @@ pub const MAX_SESSIONS_PER_MEMBER: u32 = 32;
 /// Messages one member may hold for later (`send.deliver_at_ms`) at once;
 /// one `schedule_page` lists them all within a frame.
 pub const MAX_HELD_PER_MEMBER: usize = 200;
+/// Most stored coordination objects (memory notes) per member.
+pub const MAX_COORD_PER_MEMBER: usize = 10_000;
+/// A `coord_page` stops adding objects once their ciphertexts pass this
+/// many bytes (at least one object is always sent), so a page fits a frame.
+pub const COORD_PAGE_BYTES: usize = 48 * 1024;
 /// Largest encrypted summary ciphertext in presence, in bytes.
 pub const MAX_SUMMARY_CIPHERTEXT_BYTES: usize = 1024;
 /// Largest invite welcome bundle, in bytes.

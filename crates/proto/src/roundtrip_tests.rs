@@ -2,6 +2,7 @@
 //! the codec's typed errors.
 
 use claudemesh_crypto::cert::SessionIdentity;
+use claudemesh_crypto::coord::{CoordFacts, CoordId, CoordKind, CoordObject, RingLink};
 use claudemesh_crypto::envelope::{
     Envelope, EnvelopeHeader, MessageId, Priority, SealingKey, Target,
 };
@@ -110,6 +111,125 @@ fn envelope() -> impl Strategy<Value = Envelope> {
 fn signer(seed: [u8; 32]) -> SessionIdentity {
     let member = SigningKey::from_seed(&seed);
     SessionIdentity::new(&member, MeshId(Hash32([1; 32])), 1_700_000_000, 3600).unwrap()
+}
+
+fn coord_object() -> impl Strategy<Value = CoordObject> {
+    (
+        any::<[u8; 32]>(),
+        any::<[u8; 16]>(),
+        any::<u64>(),
+        proptest::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(seed, id, epoch, text)| {
+            CoordObject::seal(
+                &signer(seed),
+                &SymmetricKey::from_bytes([5; 32]),
+                epoch,
+                CoordFacts {
+                    kind: CoordKind::Memory,
+                    id: CoordId(id),
+                    rev: 1,
+                    at_ms: 1_700_000_001_000,
+                },
+                &text,
+            )
+            .unwrap()
+        })
+}
+
+fn ring_link() -> impl Strategy<Value = RingLink> {
+    (any::<[u8; 32]>(), 1..u64::MAX).prop_map(|(seed, epoch)| {
+        RingLink::seal(
+            &signer(seed),
+            epoch,
+            &SymmetricKey::from_bytes([5; 32]),
+            &SymmetricKey::from_bytes([6; 32]),
+            1_700_000_001_000,
+        )
+    })
+}
+
+fn coord_client_frame() -> impl Strategy<Value = ClientFrame> {
+    prop_oneof![
+        (req(), coord_object()).prop_map(|(req, o)| ClientFrame::CoordPut(CoordPut {
+            req,
+            object: Box::new(o)
+        })),
+        (req(), any::<[u8; 16]>()).prop_map(|(req, id)| ClientFrame::CoordForget(CoordForget {
+            req,
+            kind: CoordKind::Memory,
+            id: CoordId(id)
+        })),
+        (req(), any::<u64>()).prop_map(|(req, after)| ClientFrame::CoordSync(CoordSync {
+            req,
+            kind: CoordKind::Memory,
+            after
+        })),
+        (req(), ring_link()).prop_map(|(req, l)| ClientFrame::CoordRingPut(CoordRingPut {
+            req,
+            link: Box::new(l)
+        })),
+        (req(), any::<u64>())
+            .prop_map(|(req, after)| ClientFrame::CoordRing(CoordRingQuery { req, after })),
+    ]
+}
+
+fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
+    prop_oneof![
+        (req(), any::<[u8; 16]>(), any::<u64>(), any::<bool>()).prop_map(
+            |(req, id, cseq, duplicate)| BrokerFrame::CoordStored(CoordStored {
+                req,
+                kind: CoordKind::Memory,
+                id: CoordId(id),
+                cseq,
+                duplicate
+            })
+        ),
+        (
+            req(),
+            proptest::collection::vec(
+                (
+                    any::<u64>(),
+                    any::<[u8; 16]>(),
+                    proptest::option::of(coord_object())
+                ),
+                0..3
+            ),
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(req, changes, head, more)| BrokerFrame::CoordPage(CoordPage {
+                    req,
+                    kind: CoordKind::Memory,
+                    changes: changes
+                        .into_iter()
+                        .map(|(cseq, id, object)| CoordChange {
+                            cseq,
+                            id: CoordId(id),
+                            object: object.map(Box::new),
+                        })
+                        .collect(),
+                    head,
+                    more
+                })
+            ),
+        (req(), any::<u64>(), any::<bool>()).prop_map(|(req, epoch, duplicate)| {
+            BrokerFrame::CoordRingStored(CoordRingStored {
+                req,
+                epoch,
+                duplicate,
+            })
+        }),
+        (
+            req(),
+            proptest::collection::vec(ring_link(), 0..3),
+            any::<bool>()
+        )
+            .prop_map(
+                |(req, links, more)| BrokerFrame::CoordRingPage(CoordRingPage { req, links, more })
+            ),
+    ]
 }
 
 fn receipt() -> impl Strategy<Value = SeqReceipt> {
@@ -318,6 +438,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                 id: MessageId(id),
             }
         )),
+        coord_client_frame(),
         req().prop_map(|req| ClientFrame::Ping(Request { req })),
     ]
 }
@@ -563,6 +684,7 @@ fn broker_frame() -> impl Strategy<Value = BrokerFrame> {
                 id: MessageId(id),
             }
         )),
+        coord_broker_frame(),
         (req(), any::<u64>()).prop_map(|(req, time_ms)| BrokerFrame::Pong(Pong { req, time_ms })),
     ]
 }

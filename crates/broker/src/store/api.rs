@@ -8,15 +8,17 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use claudemesh_crypto::coord::{CoordId, CoordKind};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::LogEntry;
 use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 
 use super::error::StoreError;
 use super::records::{
-    AckOp, AppendExtras, AppendOutcome, CancelOutcome, FanoutRow, HeldMessage, HoldOutcome,
-    InsertOutcome, MemberState, MessageStatus, NewMessage, PageLimit, PendingMessage, ReceiptRow,
-    RetentionOutcome, SessionRecord, TableDump, WatermarkRow,
+    AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutRow, ForgetOutcome,
+    HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus, NewCoordObject,
+    NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow, RetentionOutcome, SessionRecord,
+    TableDump, WatermarkRow,
 };
 use super::replicas::ReplicaStore;
 
@@ -255,6 +257,71 @@ pub trait Store: Send + Sync + 'static {
         id: &MessageId,
         error: &str,
     ) -> Result<(), StoreError>;
+
+    /// Stores a coordination object unless its id is stored already (the
+    /// same bytes: `Duplicate`; others: `Conflict`), was forgotten, or its
+    /// author has `max_per_member` objects stored. One transaction, which
+    /// first takes the mesh's next feed position from `coord_heads`: on
+    /// Postgres that row lock serializes the mesh's coordination writes
+    /// across replicas, so feed order is commit order (a reader that saw
+    /// `cseq` c never later sees a new change below c), and the quota count
+    /// is exact. Nothing but a `Stored` changes anything.
+    async fn coord_put(
+        &self,
+        object: &NewCoordObject,
+        max_per_member: u64,
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// A coordination object's author member, and whether it was forgotten.
+    async fn coord_author(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+        id: &CoordId,
+    ) -> Result<Option<(PublicKey, bool)>, StoreError>;
+
+    /// Forgets a coordination object: its contents go, and it moves to the
+    /// mesh's next feed position as a tombstone (its id is never stored
+    /// again). One transaction, serialized as [`Store::coord_put`].
+    async fn coord_forget(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+        id: &CoordId,
+        now_ms: u64,
+    ) -> Result<ForgetOutcome, StoreError>;
+
+    /// The mesh's changes to `kind` after feed position `after`, oldest
+    /// first, each object once (at its latest change): rows are added
+    /// until their sizes (a tombstone weighs [`COORD_TOMBSTONE_WEIGHT`])
+    /// pass `max_bytes`, and at least one is returned. The flag is true
+    /// when changes remain after the last row.
+    ///
+    /// [`COORD_TOMBSTONE_WEIGHT`]: super::records::COORD_TOMBSTONE_WEIGHT
+    async fn coord_changes(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+        after: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<CoordRow>, bool), StoreError>;
+
+    /// Stores a coordination key ring link (`link_json`, as received) unless
+    /// one of `signer`'s for that scope and epoch is stored: the first
+    /// stands. Returns true when one was (nothing changed).
+    async fn coord_ring_put(
+        &self,
+        mesh: &MeshId,
+        scope: &str,
+        epoch: u64,
+        signer: &PublicKey,
+        link_json: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The mesh's ring links of epochs after `after`, as stored, with
+    /// their epochs, by scope, epoch and signer.
+    async fn coord_ring(&self, mesh: &MeshId, after: u64)
+    -> Result<Vec<(u64, String)>, StoreError>;
 
     /// Every table, every row, as text (the TM1 audit and `claudemesh demo`).
     async fn dump(&self) -> Result<Vec<TableDump>, StoreError>;

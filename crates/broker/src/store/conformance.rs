@@ -7,15 +7,16 @@
 
 use std::time::Duration;
 
+use claudemesh_crypto::coord::{CoordId, CoordKind};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
 use claudemesh_crypto::{Hash32, MeshId, Nonce, PublicKey, SigningKey};
 use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
 
 use super::{
-    AckOp, AppendExtras, AppendOutcome, CancelOutcome, HeldMessage, HoldOutcome, InsertOutcome,
-    MemberState, NewMessage, PageLimit, PendingMessage, PostgresStore, RetentionOutcome,
-    SqliteStore, Store, TableDump,
+    AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, ForgetOutcome, HeldMessage,
+    HoldOutcome, InsertOutcome, MemberState, NewCoordObject, NewMessage, PageLimit, PendingMessage,
+    PostgresStore, PutOutcome, RetentionOutcome, SqliteStore, Store, TableDump,
 };
 use crate::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
 
@@ -91,6 +92,12 @@ conformance!(
     deadlines_expire_what_was_not_shown,
     held_messages_fire_once_and_a_cancel_or_a_fire_wins,
     held_messages_fail_are_capped_and_purged,
+    coord_put_is_idempotent_and_forget_leaves_a_tombstone,
+    coord_changes_are_paged_by_bytes,
+    coord_feed_positions_are_commit_ordered_under_concurrency,
+    coord_quota_counts_the_authors_live_objects,
+    coord_ring_keeps_the_first_link_per_signer,
+    coord_rows_of_another_mesh_never_leak,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1260,6 +1267,9 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         vec![
             "_sqlx_migrations",
             "brokers",
+            "coord_heads",
+            "coord_objects",
+            "coord_ring",
             "deliveries",
             "fanout_cursors",
             "fanout_receipts",
@@ -1284,8 +1294,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 6);
-    for (i, version) in ["1", "2", "3", "4", "5", "6"].into_iter().enumerate() {
+    assert_eq!(migrations.rows.len(), 7);
+    for (i, version) in ["1", "2", "3", "4", "5", "6", "7"].into_iter().enumerate() {
         assert_eq!(cell(migrations, i, "version"), version);
         assert_eq!(cell(migrations, i, "success"), "1");
     }
@@ -2084,4 +2094,401 @@ async fn held_messages_fail_are_capped_and_purged(s: &dyn Store) {
     s.sweep_retention(T0 + 5000, T0 + 1500).await.unwrap();
     let listed = s.held_of(&mesh.id, &sender, 10).await.unwrap();
     assert_eq!(listed.iter().map(|h| h.id).collect::<Vec<_>>(), vec![h2.id]);
+}
+
+// ------------------------------------------------------- team memory
+
+const MEMORY: CoordKind = CoordKind::Memory;
+/// A generous quota, for the tests that are not about it.
+const MANY: u64 = 10_000;
+
+/// A coordination object of `author`'s with `json` as its stored form (the
+/// store never parses it).
+fn note(mesh: &MeshId, author: &PublicKey, id: CoordId, json: &str) -> NewCoordObject {
+    NewCoordObject {
+        mesh: *mesh,
+        kind: MEMORY,
+        id,
+        author_member: *author,
+        epoch: 0,
+        object_json: json.to_owned(),
+        now_ms: T0,
+    }
+}
+
+/// A stored form exactly `len` bytes long.
+fn json_of_len(tag: usize, len: usize) -> String {
+    let head = format!("{{\"n\":{tag},\"pad\":\"");
+    let pad = len - head.len() - 2;
+    format!("{head}{}\"}}", "x".repeat(pad))
+}
+
+async fn all_changes(s: &dyn Store, mesh: &MeshId, after: u64) -> Vec<CoordRow> {
+    let (rows, more) = s
+        .coord_changes(mesh, MEMORY, after, u64::MAX / 2)
+        .await
+        .unwrap();
+    assert!(!more);
+    rows
+}
+
+fn stored(o: PutOutcome) -> u64 {
+    match o {
+        PutOutcome::Stored { cseq } => cseq,
+        other => panic!("expected stored, got {other:?}"),
+    }
+}
+
+async fn coord_put_is_idempotent_and_forget_leaves_a_tombstone(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let author = key();
+    let (id1, id2) = (CoordId::random(), CoordId::random());
+    let o1 = note(&mesh.id, &author, id1, "{\"first\":1}");
+    let c1 = stored(s.coord_put(&o1, MANY).await.unwrap());
+    assert_eq!(c1, 1, "a mesh's feed starts at 1");
+    // A resend with the same bytes is a duplicate at the same position;
+    // other bytes under the same id change nothing.
+    assert_eq!(
+        s.coord_put(&o1, MANY).await.unwrap(),
+        PutOutcome::Duplicate { cseq: c1 }
+    );
+    let other = note(&mesh.id, &author, id1, "{\"first\":2}");
+    assert_eq!(
+        s.coord_put(&other, MANY).await.unwrap(),
+        PutOutcome::Conflict
+    );
+    // Refusals took no position: the next one follows at once.
+    let c2 = stored(
+        s.coord_put(&note(&mesh.id, &author, id2, "{\"second\":1}"), MANY)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(c2, c1 + 1);
+    assert_eq!(
+        s.coord_author(&mesh.id, MEMORY, &id1).await.unwrap(),
+        Some((author, false))
+    );
+    assert_eq!(
+        s.coord_author(&mesh.id, MEMORY, &CoordId::random())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        all_changes(s, &mesh.id, 0).await,
+        vec![
+            CoordRow {
+                cseq: c1,
+                id: id1,
+                object_json: Some("{\"first\":1}".into())
+            },
+            CoordRow {
+                cseq: c2,
+                id: id2,
+                object_json: Some("{\"second\":1}".into())
+            },
+        ]
+    );
+
+    // Forgotten: the object moves to the end of the feed, without contents.
+    let c3 = match s
+        .coord_forget(&mesh.id, MEMORY, &id1, T0 + 1)
+        .await
+        .unwrap()
+    {
+        ForgetOutcome::Forgotten { cseq } => cseq,
+        other => panic!("expected forgotten, got {other:?}"),
+    };
+    assert!(c3 > c2);
+    assert_eq!(
+        s.coord_author(&mesh.id, MEMORY, &id1).await.unwrap(),
+        Some((author, true))
+    );
+    let tombstone = CoordRow {
+        cseq: c3,
+        id: id1,
+        object_json: None,
+    };
+    let feed = all_changes(s, &mesh.id, 0).await;
+    assert_eq!(feed.len(), 2, "each object once, at its latest change");
+    assert_eq!(feed[0].id, id2);
+    assert_eq!(feed[1], tombstone);
+    // A reader that had seen c2 learns of the forget.
+    assert_eq!(all_changes(s, &mesh.id, c2).await, vec![tombstone.clone()]);
+    assert_eq!(all_changes(s, &mesh.id, c3).await, vec![]);
+    // A forgotten id is never revived, whatever the bytes.
+    assert_eq!(s.coord_put(&o1, MANY).await.unwrap(), PutOutcome::Forgotten);
+    assert_eq!(
+        s.coord_put(&other, MANY).await.unwrap(),
+        PutOutcome::Forgotten
+    );
+    assert_eq!(
+        s.coord_forget(&mesh.id, MEMORY, &id1, T0 + 2)
+            .await
+            .unwrap(),
+        ForgetOutcome::AlreadyForgotten { cseq: c3 }
+    );
+    assert_eq!(
+        s.coord_forget(&mesh.id, MEMORY, &CoordId::random(), T0 + 2)
+            .await
+            .unwrap(),
+        ForgetOutcome::NotFound
+    );
+    assert_eq!(all_changes(s, &mesh.id, 0).await[1], tombstone);
+    // None of the refusals took a position either.
+    let c4 = stored(
+        s.coord_put(&note(&mesh.id, &author, CoordId::random(), "{}"), MANY)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(c4, c3 + 1);
+}
+
+async fn coord_changes_are_paged_by_bytes(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let author = key();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let id = CoordId::random();
+        let o = note(&mesh.id, &author, id, &json_of_len(i, 1000));
+        assert_eq!(o.object_json.len(), 1000);
+        s.coord_put(&o, MANY).await.unwrap();
+        ids.push(id);
+    }
+    // Rows are added while the bytes before them are under the budget.
+    let (page, more) = s.coord_changes(&mesh.id, MEMORY, 0, 2500).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), ids[..3]);
+    assert!(more);
+    let (page, more) = s.coord_changes(&mesh.id, MEMORY, 0, 3000).await.unwrap();
+    assert_eq!(page.len(), 3, "the third fills the budget exactly");
+    assert!(more);
+    // One byte: one row, always.
+    let (page, more) = s.coord_changes(&mesh.id, MEMORY, 0, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(more);
+    // Paging from each head walks the whole feed once, in order.
+    let (mut head, mut seen, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let (page, more) = s.coord_changes(&mesh.id, MEMORY, head, 2500).await.unwrap();
+        pages += 1;
+        for r in &page {
+            assert!(r.cseq > head);
+            head = r.cseq;
+            seen.push(r.id);
+        }
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(pages, 4);
+    let (page, more) = s.coord_changes(&mesh.id, MEMORY, head, 2500).await.unwrap();
+    assert!(page.is_empty() && !more);
+
+    // Tombstones are cut by their own weight, not passed in bulk.
+    for id in &ids {
+        s.coord_forget(&mesh.id, MEMORY, id, T0).await.unwrap();
+    }
+    let w = super::records::COORD_TOMBSTONE_WEIGHT;
+    let (page, more) = s
+        .coord_changes(&mesh.id, MEMORY, head, 3 * w)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 3);
+    assert!(page.iter().all(|r| r.object_json.is_none()));
+    assert!(more);
+    let (page, more) = s
+        .coord_changes(&mesh.id, MEMORY, head, 100 * w)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    assert!(!more);
+}
+
+async fn coord_feed_positions_are_commit_ordered_under_concurrency(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let notes: Vec<NewCoordObject> = (0..20)
+        .map(|i| {
+            note(
+                &mesh.id,
+                &key(),
+                CoordId::random(),
+                &format!("{{\"n\":{i}}}"),
+            )
+        })
+        .collect();
+    let puts = futures_util::future::join_all(notes.iter().map(|o| s.coord_put(o, MANY)));
+    // A reader polling the feed all along: each page starts after the last
+    // position it saw, so a change committed below it would be lost to it.
+    let reader = async {
+        let (mut head, mut seen) = (0u64, Vec::new());
+        for _ in 0..10_000 {
+            let (page, _) = s
+                .coord_changes(&mesh.id, MEMORY, head, u64::MAX / 2)
+                .await
+                .unwrap();
+            for r in page {
+                assert!(r.cseq > head, "{} after {head}", r.cseq);
+                head = r.cseq;
+                seen.push(r.cseq);
+            }
+            if seen.len() == 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        seen
+    };
+    let (outcomes, seen) = tokio::join!(puts, reader);
+    let mut cseqs: Vec<u64> = outcomes.into_iter().map(|o| stored(o.unwrap())).collect();
+    cseqs.sort_unstable();
+    assert_eq!(cseqs, (1..=20).collect::<Vec<_>>(), "no repeat, no hole");
+    assert_eq!(
+        seen,
+        (1..=20).collect::<Vec<_>>(),
+        "the reader saw every one, in order"
+    );
+    let feed = all_changes(s, &mesh.id, 0).await;
+    let mut ids: Vec<CoordId> = feed.iter().map(|r| r.id).collect();
+    ids.sort_by_key(|i| i.0);
+    let mut want: Vec<CoordId> = notes.iter().map(|o| o.id).collect();
+    want.sort_by_key(|i| i.0);
+    assert_eq!(ids, want);
+}
+
+async fn coord_quota_counts_the_authors_live_objects(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (alice, bob) = (key(), key());
+    let a1 = note(&mesh.id, &alice, CoordId::random(), "{\"a\":1}");
+    let a2 = note(&mesh.id, &alice, CoordId::random(), "{\"a\":2}");
+    let a3 = note(&mesh.id, &alice, CoordId::random(), "{\"a\":3}");
+    stored(s.coord_put(&a1, 2).await.unwrap());
+    let c2 = stored(s.coord_put(&a2, 2).await.unwrap());
+    assert_eq!(s.coord_put(&a3, 2).await.unwrap(), PutOutcome::TooMany);
+    // A resend at the quota is still the duplicate it is.
+    assert_eq!(
+        s.coord_put(&a2, 2).await.unwrap(),
+        PutOutcome::Duplicate { cseq: c2 }
+    );
+    // The refused one left nothing, and bob has a quota of his own.
+    assert_eq!(
+        s.coord_author(&mesh.id, MEMORY, &a3.id).await.unwrap(),
+        None
+    );
+    assert_eq!(all_changes(s, &mesh.id, 0).await.len(), 2);
+    stored(
+        s.coord_put(&note(&mesh.id, &bob, CoordId::random(), "{\"b\":1}"), 2)
+            .await
+            .unwrap(),
+    );
+    // Forgotten objects do not count.
+    s.coord_forget(&mesh.id, MEMORY, &a1.id, T0).await.unwrap();
+    stored(s.coord_put(&a3, 2).await.unwrap());
+    let a4 = note(&mesh.id, &alice, CoordId::random(), "{\"a\":4}");
+    assert_eq!(s.coord_put(&a4, 2).await.unwrap(), PutOutcome::TooMany);
+}
+
+async fn coord_ring_keeps_the_first_link_per_signer(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let mut signers = [key(), key()];
+    signers.sort_by_key(|k| *k.as_bytes());
+    let [first, second] = signers;
+    // Stored out of order; read by epoch, then signer.
+    assert!(
+        !s.coord_ring_put(&mesh.id, "mesh", 2, &second, "e2-second")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.coord_ring_put(&mesh.id, "mesh", 1, &second, "e1-second")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.coord_ring_put(&mesh.id, "mesh", 1, &first, "e1-first")
+            .await
+            .unwrap()
+    );
+    // A second link of the same signer and epoch: the first stands.
+    assert!(
+        s.coord_ring_put(&mesh.id, "mesh", 1, &first, "e1-first-again")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.coord_ring_put(&mesh.id, "mesh", 1, &first, "e1-first")
+            .await
+            .unwrap()
+    );
+    let links = |after| async move {
+        s.coord_ring(&mesh.id, after)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(e, l)| format!("{e}:{l}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        links(0).await,
+        vec!["1:e1-first", "1:e1-second", "2:e2-second"]
+    );
+    assert_eq!(links(1).await, vec!["2:e2-second"]);
+    assert!(links(2).await.is_empty());
+}
+
+async fn coord_rows_of_another_mesh_never_leak(s: &dyn Store) {
+    let (a, b) = (TestMesh::create(s).await, TestMesh::create(s).await);
+    let author = key();
+    let id = CoordId::random();
+    // The same id in two meshes: two objects, two feeds each from 1.
+    assert_eq!(
+        s.coord_put(&note(&a.id, &author, id, "{\"mesh\":\"a\"}"), MANY)
+            .await
+            .unwrap(),
+        PutOutcome::Stored { cseq: 1 }
+    );
+    assert_eq!(
+        s.coord_put(&note(&b.id, &author, id, "{\"mesh\":\"b\"}"), MANY)
+            .await
+            .unwrap(),
+        PutOutcome::Stored { cseq: 1 }
+    );
+    let only_b = CoordId::random();
+    stored(
+        s.coord_put(&note(&b.id, &author, only_b, "{\"only\":\"b\"}"), MANY)
+            .await
+            .unwrap(),
+    );
+    let feed_a = all_changes(s, &a.id, 0).await;
+    assert_eq!(feed_a.len(), 1);
+    assert_eq!(feed_a[0].object_json.as_deref(), Some("{\"mesh\":\"a\"}"));
+    assert_eq!(all_changes(s, &b.id, 0).await.len(), 2);
+    assert_eq!(s.coord_author(&a.id, MEMORY, &only_b).await.unwrap(), None);
+    assert_eq!(
+        s.coord_forget(&a.id, MEMORY, &only_b, T0).await.unwrap(),
+        ForgetOutcome::NotFound
+    );
+    // Forgetting in one mesh leaves the other's object.
+    s.coord_forget(&a.id, MEMORY, &id, T0).await.unwrap();
+    assert_eq!(
+        s.coord_author(&b.id, MEMORY, &id).await.unwrap(),
+        Some((author, false))
+    );
+    // The quota is per mesh too.
+    assert_eq!(
+        s.coord_put(&note(&a.id, &author, CoordId::random(), "{}"), 1)
+            .await
+            .unwrap(),
+        PutOutcome::Stored { cseq: 3 }
+    );
+    assert!(
+        !s.coord_ring_put(&b.id, "mesh", 1, &author, "b-link")
+            .await
+            .unwrap()
+    );
+    assert!(s.coord_ring(&a.id, 0).await.unwrap().is_empty());
+    assert_eq!(
+        s.coord_ring(&b.id, 0).await.unwrap(),
+        vec![(1, "b-link".to_owned())]
+    );
 }

@@ -47,9 +47,10 @@ pub(crate) use codec::priority_rank;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
-    AckOp, AppendExtras, AppendOutcome, CancelOutcome, FanoutFacts, FanoutRow, HeldMessage,
-    HoldOutcome, InsertOutcome, MemberState, MessageStatus, NewMessage, PageLimit, PendingMessage,
-    ReceiptRow, RetentionOutcome, SessionRecord, TableDump, WatermarkRow, fanout_weight, first_of,
+    AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutFacts, FanoutRow,
+    ForgetOutcome, HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus,
+    NewCoordObject, NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
+    RetentionOutcome, SessionRecord, TableDump, WatermarkRow, fanout_weight, first_of,
 };
 pub use sqlite::SqliteStore;
 

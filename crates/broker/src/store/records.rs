@@ -2,6 +2,7 @@
 //! data: what a message, an ack, a page limit, a member's presence or a log
 //! append is, whichever database keeps it.
 
+use claudemesh_crypto::coord::{CoordId, CoordKind};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::PeerType;
 use claudemesh_crypto::receipt::ReceiptState;
@@ -147,6 +148,84 @@ pub enum CancelOutcome {
     },
     /// No such message was ever held, or it was cancelled before.
     NotFound,
+}
+
+/// A coordination object to store (a team memory note): the sealed, signed
+/// object as its author sent it, and the facts the broker checked and
+/// orders by. The broker never reads its contents.
+#[derive(Debug, Clone)]
+pub struct NewCoordObject {
+    /// The mesh.
+    pub mesh: MeshId,
+    /// What it holds.
+    pub kind: CoordKind,
+    /// Its client-made id: (mesh, kind, id) is unique, forever (a
+    /// forgotten id is never stored again).
+    pub id: CoordId,
+    /// The author's member key (counted against its quota).
+    pub author_member: PublicKey,
+    /// The epoch whose coordination key seals it.
+    pub epoch: u64,
+    /// The `CoordObject` as JSON (what was received, serialized again: the
+    /// same object always gives the same bytes); its length is the row's
+    /// size.
+    pub object_json: String,
+    /// When the broker took it, unix ms.
+    pub now_ms: u64,
+}
+
+/// What storing a coordination object did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Stored as feed position `cseq`.
+    Stored {
+        /// Its position in the mesh's coordination feed.
+        cseq: u64,
+    },
+    /// The same id was already stored with byte-identical JSON (a resend).
+    Duplicate {
+        /// The stored one's feed position.
+        cseq: u64,
+    },
+    /// The same id is stored with other contents: nothing changed.
+    Conflict,
+    /// The id was forgotten: it is never stored again.
+    Forgotten,
+    /// The author has as many objects stored as it may.
+    TooMany,
+}
+
+/// What forgetting a coordination object did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgetOutcome {
+    /// Forgotten now: its tombstone is feed position `cseq`.
+    Forgotten {
+        /// The tombstone's feed position.
+        cseq: u64,
+    },
+    /// It was forgotten before, as feed position `cseq`.
+    AlreadyForgotten {
+        /// The tombstone's feed position.
+        cseq: u64,
+    },
+    /// No object of that kind and id was ever stored in the mesh.
+    NotFound,
+}
+
+/// What a forgotten object's row weighs in a page of
+/// [`super::Store::coord_changes`] (about its `coord_change` on the wire):
+/// a page of tombstones is cut like one of objects.
+pub const COORD_TOMBSTONE_WEIGHT: u64 = 64;
+
+/// One change of the coordination feed, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordRow {
+    /// Its feed position.
+    pub cseq: u64,
+    /// The object's id.
+    pub id: CoordId,
+    /// The object's JSON as received; `None` once forgotten.
+    pub object_json: Option<String>,
 }
 
 /// A session key seen in a hello, and the member that certified it.

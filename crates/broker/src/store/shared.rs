@@ -66,6 +66,7 @@ macro_rules! impl_store {
         // A block, so the shared methods' imports stay out of the backend's
         // module.
         const _: () = {
+            use claudemesh_crypto::coord::{CoordId, CoordKind};
             use claudemesh_crypto::envelope::{MessageId, Priority};
             use claudemesh_crypto::log::LogEntry;
             use claudemesh_crypto::{Hash32, MeshId, PublicKey};
@@ -79,9 +80,10 @@ macro_rules! impl_store {
             };
             use $crate::store::error::StoreError;
             use $crate::store::records::{
-                AppendExtras, AppendOutcome, CancelOutcome, FanoutFacts, FanoutRow, HeldMessage,
-                HoldOutcome, MemberState, MessageStatus, PageLimit,
-                PendingMessage, ReceiptRow, RetentionOutcome, TableDump, WatermarkRow,
+                AppendExtras, AppendOutcome, CancelOutcome, COORD_TOMBSTONE_WEIGHT, CoordRow,
+                FanoutFacts, FanoutRow, ForgetOutcome, HeldMessage, HoldOutcome, MemberState,
+                MessageStatus, NewCoordObject, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
+                RetentionOutcome, TableDump, WatermarkRow,
             };
             use claudemesh_crypto::receipt::ReceiptState;
             use claudemesh_proto::frames::DeliveryState;
@@ -833,6 +835,205 @@ macro_rules! impl_store {
                         .await?;
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn coord_put(
+                    &self,
+                    o: &NewCoordObject,
+                    max_per_member: u64,
+                ) -> Result<PutOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let mesh = &o.mesh.as_bytes()[..];
+                    // First, the mesh's feed position: its row lock is held
+                    // to the commit, so what follows reads every write of
+                    // this mesh committed before (each statement of a READ
+                    // COMMITTED transaction takes a new snapshot) and none
+                    // can commit in between. Every outcome but `Stored`
+                    // rolls back, so refused writes leave no hole.
+                    let cseq: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                        .bind(mesh)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let stored = sqlx::query(sql::COORD_OBJECT)
+                        .bind(mesh)
+                        .bind(o.kind.as_str())
+                        .bind(&o.id.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(r) = stored {
+                        let json: Option<String> = r.try_get(0)?;
+                        let at = to_u64(r.try_get(1)?);
+                        tx.rollback().await?;
+                        return Ok(match json {
+                            None => PutOutcome::Forgotten,
+                            Some(j) if j == o.object_json => PutOutcome::Duplicate { cseq: at },
+                            Some(_) => PutOutcome::Conflict,
+                        });
+                    }
+                    let held: i64 = sqlx::query_scalar(sql::COORD_COUNT_AUTHOR)
+                        .bind(mesh)
+                        .bind(key_bytes(&o.author_member))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if to_u64(held) >= max_per_member {
+                        tx.rollback().await?;
+                        return Ok(PutOutcome::TooMany);
+                    }
+                    sqlx::query(sql::COORD_INSERT)
+                        .bind(mesh)
+                        .bind(o.kind.as_str())
+                        .bind(&o.id.0[..])
+                        .bind(key_bytes(&o.author_member))
+                        .bind(to_i64(o.epoch))
+                        .bind(cseq)
+                        .bind(&o.object_json)
+                        .bind(i64::try_from(o.object_json.len()).unwrap_or(i64::MAX))
+                        .bind(to_i64(o.now_ms))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(PutOutcome::Stored { cseq: to_u64(cseq) })
+                }
+
+                async fn coord_author(
+                    &self,
+                    mesh: &MeshId,
+                    kind: CoordKind,
+                    id: &CoordId,
+                ) -> Result<Option<(PublicKey, bool)>, StoreError> {
+                    let row = sqlx::query(sql::COORD_OBJECT)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(kind.as_str())
+                        .bind(&id.0[..])
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(|r| {
+                        Ok((key_from_bytes(r.try_get::<&[u8], _>(2)?)?, r.try_get(3)?))
+                    })
+                    .transpose()
+                }
+
+                async fn coord_forget(
+                    &self,
+                    mesh: &MeshId,
+                    kind: CoordKind,
+                    id: &CoordId,
+                    now_ms: u64,
+                ) -> Result<ForgetOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let key = (&mesh.as_bytes()[..], kind.as_str(), &id.0[..]);
+                    // The feed position first, as in `coord_put`.
+                    let cseq: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                        .bind(key.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let forgotten = sqlx::query(sql::COORD_FORGET)
+                        .bind(key.0)
+                        .bind(key.1)
+                        .bind(key.2)
+                        .bind(cseq)
+                        .bind(to_i64(now_ms))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if forgotten > 0 {
+                        tx.commit().await?;
+                        return Ok(ForgetOutcome::Forgotten { cseq: to_u64(cseq) });
+                    }
+                    let before = sqlx::query(sql::COORD_OBJECT)
+                        .bind(key.0)
+                        .bind(key.1)
+                        .bind(key.2)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    Ok(match before {
+                        Some(r) => ForgetOutcome::AlreadyForgotten {
+                            cseq: to_u64(r.try_get(1)?),
+                        },
+                        None => ForgetOutcome::NotFound,
+                    })
+                }
+
+                async fn coord_changes(
+                    &self,
+                    mesh: &MeshId,
+                    kind: CoordKind,
+                    after: u64,
+                    max_bytes: u64,
+                ) -> Result<(Vec<CoordRow>, bool), StoreError> {
+                    // Every row weighs at least a tombstone, so no page
+                    // holds more rows than this: the window runs over a
+                    // bounded prefix, not the whole feed.
+                    let max_bytes = max_bytes.max(1);
+                    let rows_cap = max_bytes / COORD_TOMBSTONE_WEIGHT + 1;
+                    let rows = sqlx::query(sql::COORD_CHANGES)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(kind.as_str())
+                        .bind(to_i64(after))
+                        .bind(to_i64(max_bytes))
+                        .bind(to_i64(COORD_TOMBSTONE_WEIGHT))
+                        .bind(to_i64(rows_cap))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        let id: &[u8] = r.try_get(1)?;
+                        out.push(CoordRow {
+                            cseq: to_u64(r.try_get(0)?),
+                            id: CoordId(id.try_into().map_err(|_| {
+                                StoreError::Corrupt(format!(
+                                    "coordination object id of {} bytes",
+                                    id.len()
+                                ))
+                            })?),
+                            object_json: r.try_get(2)?,
+                        });
+                    }
+                    let last = out.last().map_or(after, |r| r.cseq);
+                    let more: bool = sqlx::query_scalar(sql::COORD_ANY_AFTER)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(kind.as_str())
+                        .bind(to_i64(last))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok((out, more))
+                }
+
+                async fn coord_ring_put(
+                    &self,
+                    mesh: &MeshId,
+                    scope: &str,
+                    epoch: u64,
+                    signer: &PublicKey,
+                    link_json: &str,
+                ) -> Result<bool, StoreError> {
+                    let stored = sqlx::query(sql::COORD_RING_PUT)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(scope)
+                        .bind(to_i64(epoch))
+                        .bind(key_bytes(signer))
+                        .bind(link_json)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(stored == 0)
+                }
+
+                async fn coord_ring(
+                    &self,
+                    mesh: &MeshId,
+                    after: u64,
+                ) -> Result<Vec<(u64, String)>, StoreError> {
+                    let rows: Vec<(i64, String)> = sqlx::query_as(sql::COORD_RING)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(to_i64(after))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(epoch, link)| (to_u64(epoch), link))
+                        .collect())
                 }
 
                 async fn dump(&self) -> Result<Vec<TableDump>, StoreError> {

@@ -285,3 +285,60 @@ pub(crate) const FAIL_HELD: &str = "UPDATE scheduled_messages SET state = 1, err
 /// retention go: `$1` purge before.
 pub(crate) const PURGE_FAILED_HELD: &str =
     "DELETE FROM scheduled_messages WHERE state > 0 AND deliver_at_ms < $1";
+
+/// Takes a mesh's next coordination feed position: `$1` mesh id. The first
+/// statement of every coordination write, so its row lock (Postgres) is
+/// held to the commit: the mesh's writes serialize across replicas, and a
+/// position is visible only after every lower one is.
+pub(crate) const COORD_NEXT_CSEQ: &str = "INSERT INTO coord_heads (mesh_id, cseq) VALUES ($1, 1) \
+     ON CONFLICT (mesh_id) DO UPDATE SET cseq = coord_heads.cseq + 1 RETURNING cseq";
+
+/// A coordination object's stored JSON (NULL once forgotten), feed
+/// position, author and whether it was forgotten: `$1` mesh id, `$2` kind,
+/// `$3` id.
+pub(crate) const COORD_OBJECT: &str = "SELECT object, cseq, author_member, object IS NULL FROM coord_objects \
+     WHERE mesh_id = $1 AND kind = $2 AND id = $3";
+
+/// How many objects (of any kind, not forgotten) a member has stored in a
+/// mesh: `$1` mesh id, `$2` member.
+pub(crate) const COORD_COUNT_AUTHOR: &str = "SELECT COUNT(*) FROM coord_objects \
+     WHERE mesh_id = $1 AND author_member = $2 AND object IS NOT NULL";
+
+/// A new coordination object: `$1` mesh id, `$2` kind, `$3` id, `$4`
+/// author member, `$5` epoch, `$6` feed position, `$7` JSON, `$8` size,
+/// `$9` now.
+pub(crate) const COORD_INSERT: &str = "INSERT INTO coord_objects (mesh_id, kind, id, author_member, epoch, cseq, \
+     object, size, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Forgets a stored coordination object: its JSON goes and it moves to
+/// feed position `$4` (a tombstone): `$1` mesh id, `$2` kind, `$3` id, `$5`
+/// now.
+pub(crate) const COORD_FORGET: &str = "UPDATE coord_objects SET object = NULL, cseq = $4, updated_at_ms = $5 \
+     WHERE mesh_id = $1 AND kind = $2 AND id = $3 AND object IS NOT NULL";
+
+/// The mesh's changes to a kind after a feed position, oldest first, cut
+/// by weight (each row's size, a tombstone's `$5`): rows are kept while
+/// the weight before them is under `$4`, so the first always is. `$1` mesh
+/// id, `$2` kind, `$3` after, `$6` most rows looked at.
+pub(crate) const COORD_CHANGES: &str = "WITH page AS (SELECT cseq, id, object, \
+       CASE WHEN object IS NULL THEN $5 ELSE size END AS weight FROM coord_objects \
+       WHERE mesh_id = $1 AND kind = $2 AND cseq > $3 ORDER BY cseq LIMIT $6), \
+     cut AS (SELECT cseq, id, object, SUM(weight) OVER (ORDER BY cseq) - weight AS before \
+       FROM page) \
+     SELECT cseq, id, object FROM cut WHERE before < $4 ORDER BY cseq";
+
+/// Whether the mesh has changes to a kind after a feed position: `$1` mesh
+/// id, `$2` kind, `$3` after.
+pub(crate) const COORD_ANY_AFTER: &str = "SELECT EXISTS (SELECT 1 FROM coord_objects \
+     WHERE mesh_id = $1 AND kind = $2 AND cseq > $3)";
+
+/// A ring link unless the signer has one for that scope and epoch (the
+/// first stands): `$1` mesh id, `$2` scope, `$3` epoch, `$4` signer member,
+/// `$5` JSON.
+pub(crate) const COORD_RING_PUT: &str = "INSERT INTO coord_ring (mesh_id, scope, epoch, signer_member, link) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (mesh_id, scope, epoch, signer_member) DO NOTHING";
+
+/// A mesh's ring links of epochs after `$2`, with their epochs: `$1` mesh id.
+pub(crate) const COORD_RING: &str = "SELECT epoch, link FROM coord_ring WHERE mesh_id = $1 AND epoch > $2 \
+     ORDER BY scope, epoch, signer_member";

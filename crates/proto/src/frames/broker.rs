@@ -3,6 +3,7 @@
 //! (deliveries, presence and log updates).
 
 use claudemesh_crypto::cert::SessionCert;
+use claudemesh_crypto::coord::{CoordId, CoordKind, CoordObject, RingLink};
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::log::{LogEntry, PeerType};
@@ -54,6 +55,14 @@ pub enum BrokerFrame {
     SchedulePage(SchedulePage),
     /// Answer to `schedule_cancel`.
     ScheduleCancelled(ScheduleCancelled),
+    /// Answer to `coord_put` and `coord_forget`.
+    CoordStored(CoordStored),
+    /// Answer to `coord_sync`.
+    CoordPage(CoordPage),
+    /// Answer to `coord_ring_put`.
+    CoordRingStored(CoordRingStored),
+    /// Answer to `coord_ring`.
+    CoordRingPage(CoordRingPage),
     /// Answer to `ping`.
     Pong(Pong),
 }
@@ -423,6 +432,85 @@ pub struct ScheduleCancelled {
     pub id: MessageId,
 }
 
+/// `coord_stored`: a `coord_put` or `coord_forget` is durably stored, as
+/// feed position `cseq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordStored {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The object's kind.
+    pub kind: CoordKind,
+    /// The object's id.
+    pub id: CoordId,
+    /// Its position in the mesh's coordination feed.
+    pub cseq: u64,
+    /// True when nothing changed: the same object was already stored, or
+    /// it was already forgotten.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// One change in the coordination feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordChange {
+    /// Its position in the mesh's coordination feed (commit order).
+    pub cseq: u64,
+    /// The object's id.
+    pub id: CoordId,
+    /// The object as stored; absent when it was forgotten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Box<CoordObject>>,
+}
+
+/// `coord_page`: changes to one kind after the `after` asked for, oldest
+/// first; each object appears once, at its latest change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordPage {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The kind asked for.
+    pub kind: CoordKind,
+    /// The changes (a page is cut to fit in a frame).
+    pub changes: Vec<CoordChange>,
+    /// The position to ask from next: the last change's `cseq`, or the
+    /// `after` asked for when there is none.
+    pub head: u64,
+    /// True when more changes follow `head`.
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// `coord_ring_stored`: the link is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordRingStored {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The link's epoch.
+    pub epoch: u64,
+    /// True when this signer's link for that epoch was already stored (the
+    /// first one stands).
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// `coord_ring_page`: ring links by epoch then signer, every link of each
+/// epoch it holds (a page is cut between epochs to fit a frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordRingPage {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The links.
+    pub links: Vec<RingLink>,
+    /// True when links of later epochs follow: ask with `after` = the last
+    /// link's epoch.
+    #[serde(default)]
+    pub more: bool,
+}
+
 /// `pong`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
@@ -454,6 +542,10 @@ impl BrokerFrame {
         "scheduled",
         "schedule_page",
         "schedule_cancelled",
+        "coord_stored",
+        "coord_page",
+        "coord_ring_stored",
+        "coord_ring_page",
         "pong",
     ];
 
@@ -478,6 +570,10 @@ impl BrokerFrame {
             BrokerFrame::Scheduled(_) => "scheduled",
             BrokerFrame::SchedulePage(_) => "schedule_page",
             BrokerFrame::ScheduleCancelled(_) => "schedule_cancelled",
+            BrokerFrame::CoordStored(_) => "coord_stored",
+            BrokerFrame::CoordPage(_) => "coord_page",
+            BrokerFrame::CoordRingStored(_) => "coord_ring_stored",
+            BrokerFrame::CoordRingPage(_) => "coord_ring_page",
             BrokerFrame::Pong(_) => "pong",
         }
     }

@@ -2,6 +2,7 @@
 //! each with its optional `req` correlation id, and [`with_client_frames`]:
 //! the one list of client frame kinds that proto and the broker build from.
 
+use claudemesh_crypto::coord::{CoordId, CoordKind, CoordObject, RingLink};
 use claudemesh_crypto::encoding::base64_bytes;
 use claudemesh_crypto::envelope::{Envelope, MessageId};
 use claudemesh_crypto::grants::GrantSet;
@@ -61,6 +62,16 @@ macro_rules! with_client_frames {
             ScheduleList($crate::frames::ScheduleListQuery) schedule_list, req: yes, before_hello: no;
             /// Cancel a message held for later, before it is sent.
             ScheduleCancel($crate::frames::ScheduleCancel) schedule_cancel, req: yes, before_hello: no;
+            /// Store a sealed coordination object (a team memory note).
+            CoordPut($crate::frames::CoordPut) coord_put, req: yes, before_hello: no;
+            /// Remove a coordination object (its author, an owner or an admin).
+            CoordForget($crate::frames::CoordForget) coord_forget, req: yes, before_hello: no;
+            /// Changes to the mesh's coordination objects after a feed position.
+            CoordSync($crate::frames::CoordSync) coord_sync, req: yes, before_hello: no;
+            /// Store a coordination key ring link.
+            CoordRingPut($crate::frames::CoordRingPut) coord_ring_put, req: yes, before_hello: no;
+            /// Every coordination key ring link of the mesh.
+            CoordRing($crate::frames::CoordRingQuery) coord_ring, req: yes, before_hello: no;
             /// Liveness check.
             Ping($crate::frames::Request) ping, req: yes, before_hello: yes;
         }
@@ -325,6 +336,75 @@ pub struct ScheduleCancel {
     pub req: Option<String>,
     /// The message id given at `send`.
     pub id: MessageId,
+}
+
+/// `coord_put`: store a sealed coordination object. The broker checks the
+/// author's signature and certificate against the connection, that the
+/// author is this session, and that the object is sealed under the mesh's
+/// current epoch (`rekey_required` otherwise); it never sees the contents.
+/// A resend of a stored id with the same bytes is `duplicate`; with other
+/// bytes it is refused `malformed`. Answered `coord_stored`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordPut {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The sealed, signed object.
+    pub object: Box<CoordObject>,
+}
+
+/// `coord_forget`: remove a coordination object for everyone. Allowed to
+/// its author's member and to owners and admins (`forbidden` otherwise);
+/// the feed then carries the id without an object. Answered `coord_stored`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordForget {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The object's kind.
+    pub kind: CoordKind,
+    /// The object's id.
+    pub id: CoordId,
+}
+
+/// `coord_sync`: the changes to one kind of coordination object after feed
+/// position `after` (0: from the start), oldest first. Answered
+/// `coord_page`; ask again from its `head` while `more` is true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordSync {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// Which objects.
+    pub kind: CoordKind,
+    /// The `head` of the previous page (0 for the first).
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// `coord_ring_put`: store a ring link (the coordination key of epoch
+/// `epoch − 1` sealed under that of `epoch`). The broker keeps one link per
+/// epoch and signer; readers choose whose to trust. Answered
+/// `coord_ring_stored`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordRingPut {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The signed link.
+    pub link: Box<RingLink>,
+}
+
+/// `coord_ring`: the mesh's ring links of epochs after `after`, by epoch.
+/// Answered `coord_ring_page`; ask again from its last epoch while `more`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordRingQuery {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// Only links of epochs after this one (0: all).
+    #[serde(default)]
+    pub after: u64,
 }
 
 /// `peer_list`: one page of the mesh's peers.

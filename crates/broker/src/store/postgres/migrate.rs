@@ -53,6 +53,11 @@ pub fn migrator() -> Migrator {
             "scheduled",
             include_str!("../../../../../migrations/postgres/0006_scheduled.sql"),
         ),
+        migration(
+            7,
+            "coord",
+            include_str!("../../../../../migrations/postgres/0007_coord.sql"),
+        ),
     ])
 }
 

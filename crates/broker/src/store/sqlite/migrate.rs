@@ -38,5 +38,10 @@ pub fn migrator() -> Migrator {
             "scheduled",
             include_str!("../../../../../migrations/sqlite/0006_scheduled.sql"),
         ),
+        migration(
+            7,
+            "coord",
+            include_str!("../../../../../migrations/sqlite/0007_coord.sql"),
+        ),
     ])
 }

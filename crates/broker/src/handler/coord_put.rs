@@ -1,0 +1,146 @@
+//! `coord_put`: the caller's session stores a sealed coordination object (a
+//! team memory note). The broker checks what it can without the key (the
+//! shape, that the author is this session, the author's signature and
+//! certificate, that it is sealed under the mesh's current epoch) and
+//! stores it as received, at the mesh's next feed position; it never sees
+//! the contents. Also here: what [`coord_ring_put`](super::coord_ring_put)
+//! shares with it (how a [`CoordError`] is refused).
+
+use claudemesh_crypto::cert::CertError;
+use claudemesh_crypto::coord::CoordError;
+use claudemesh_crypto::log::Roster;
+use claudemesh_proto::frames::{CoordPut, CoordStored};
+use claudemesh_proto::limits::MAX_COORD_PER_MEMBER;
+use claudemesh_proto::{BrokerFrame, ErrorCode};
+
+use super::{Caller, Context, Handle, Refusal, Reply};
+use crate::mesh::MeshHub;
+use crate::metrics as m;
+use crate::store::{NewCoordObject, PutOutcome};
+
+impl Handle for CoordPut {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        let Caller {
+            broker,
+            session,
+            mesh,
+        } = caller;
+        let o = self.object;
+        // The checks that need no key first: a malformed object costs no
+        // signature check.
+        o.check_shape().map_err(coord_refusal)?;
+        if o.author.session != session.session || o.author.member != session.member {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the object's author is not this connection's session",
+            ));
+        }
+        o.verify(&mesh.id).map_err(coord_refusal)?;
+        sealed_under_current_epoch(mesh, o.epoch).await?;
+        // Stored as its own JSON: a resend of the same object serializes to
+        // the same bytes, which is how the store tells a duplicate.
+        let object_json = serde_json::to_string(&*o).map_err(|e| {
+            tracing::error!(error = %e, "serializing a coordination object failed");
+            Refusal::internal("the broker could not store it")
+        })?;
+        let (kind, id) = (o.kind, o.id);
+        let new = NewCoordObject {
+            mesh: mesh.id,
+            kind,
+            id,
+            author_member: session.member,
+            epoch: o.epoch,
+            object_json,
+            now_ms: crate::now_ms(),
+        };
+        let outcome = broker
+            .store
+            .coord_put(&new, MAX_COORD_PER_MEMBER as u64)
+            .await
+            .map_err(|e| {
+                metrics::counter!(m::STORE_ERRORS).increment(1);
+                tracing::error!(error = %e, "storing a coordination object failed");
+                Refusal::internal("the broker could not store it; try again")
+            })?;
+        let stored = |cseq, duplicate| {
+            Ok(Reply::Frame(BrokerFrame::CoordStored(CoordStored {
+                req: self.req.clone(),
+                kind,
+                id,
+                cseq,
+                duplicate,
+            })))
+        };
+        match outcome {
+            PutOutcome::Stored { cseq } => {
+                metrics::counter!(m::COORD_WRITES, "op" => "put").increment(1);
+                stored(cseq, false)
+            }
+            PutOutcome::Duplicate { cseq } => stored(cseq, true),
+            PutOutcome::Conflict => Err(Refusal::new(
+                ErrorCode::Malformed,
+                format!("{kind} {id} is already stored with other contents; use a new id"),
+            )),
+            PutOutcome::Forgotten => Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("{kind} {id} was forgotten; use a new id"),
+            )),
+            PutOutcome::TooMany => Err(Refusal::new(
+                ErrorCode::Refused,
+                format!(
+                    "this member has {MAX_COORD_PER_MEMBER} coordination objects stored, the \
+                     most it may; forget some first"
+                ),
+            )),
+        }
+    }
+}
+
+/// A coordination object or ring link that does not verify, refused with
+/// the code a client acts on.
+pub(super) fn coord_refusal(e: CoordError) -> Refusal {
+    let code = match &e {
+        CoordError::BadSignature => ErrorCode::BadSignature,
+        CoordError::BadCertificate(CertError::Expired { .. }) => ErrorCode::CertExpired,
+        CoordError::BadCertificate(_) => ErrorCode::BadCertificate,
+        CoordError::UnsupportedVersion(_)
+        | CoordError::WrongMesh
+        | CoordError::TooLarge(_)
+        | CoordError::UnknownScope(_)
+        | CoordError::Decrypt => ErrorCode::Malformed,
+    };
+    Refusal::new(code, e.to_string())
+}
+
+/// Refuses an object sealed under another epoch than the mesh's, or while a
+/// rekey is owed (so after a kick nothing new opens with the removed
+/// member's keys). A rekey another replica appended a moment ago is
+/// adopted and the check made again.
+async fn sealed_under_current_epoch(mesh: &MeshHub, epoch: u64) -> Result<(), Refusal> {
+    let check = || mesh.read_log(|l| epoch_check(&l.roster, epoch));
+    match check() {
+        Err(_) if mesh.caught_up().await => check(),
+        r => r,
+    }
+}
+
+fn epoch_check(roster: &Roster, epoch: u64) -> Result<(), Refusal> {
+    if roster.needs_rekey() {
+        return Err(Refusal::new(
+            ErrorCode::RekeyRequired,
+            "a member left or was removed, or a joiner is owed the current key, and no rekey \
+             followed yet; write a rekey (or have an owner or admin write it), then reseal the \
+             object",
+        ));
+    }
+    if epoch != roster.epoch() {
+        return Err(Refusal::new(
+            ErrorCode::RekeyRequired,
+            format!(
+                "the object is sealed under epoch {epoch}, the mesh is at epoch {}",
+                roster.epoch()
+            ),
+        ));
+    }
+    Ok(())
+}

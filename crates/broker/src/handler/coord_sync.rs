@@ -1,0 +1,63 @@
+//! `coord_sync`: one page of the mesh's changes to a kind of coordination
+//! object after a feed position, oldest first, each object at its latest
+//! change (without contents once forgotten), cut to fit a frame.
+
+use claudemesh_crypto::coord::CoordObject;
+use claudemesh_proto::BrokerFrame;
+use claudemesh_proto::frames::{CoordChange, CoordPage, CoordSync};
+use claudemesh_proto::limits::COORD_PAGE_BYTES;
+
+use super::{Caller, Context, Handle, Refusal, Reply};
+use crate::metrics as m;
+
+impl Handle for CoordSync {
+    async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
+        let Caller { broker, mesh, .. } = caller;
+        let (rows, more) = broker
+            .store
+            .coord_changes(&mesh.id, self.kind, self.after, COORD_PAGE_BYTES as u64)
+            .await
+            .map_err(|e| {
+                metrics::counter!(m::STORE_ERRORS).increment(1);
+                tracing::error!(error = %e, "reading the coordination feed failed");
+                Refusal::internal("the broker could not read the feed; try again")
+            })?;
+        // The head moves past every row read, one skipped included, so a
+        // client never asks for the same page forever.
+        let head = rows.last().map_or(self.after, |r| r.cseq);
+        let mut changes = Vec::with_capacity(rows.len());
+        for r in rows {
+            let object = match r.object_json {
+                None => None,
+                Some(json) => match serde_json::from_str::<CoordObject>(&json) {
+                    Ok(o) => Some(Box::new(o)),
+                    Err(e) => {
+                        // Stored only after it parsed and verified: only an
+                        // altered database gets here. The error's category
+                        // and place only: its text may quote the object.
+                        tracing::error!(
+                            cseq = r.cseq,
+                            category = ?e.classify(),
+                            line = e.line(),
+                            column = e.column(),
+                            "a stored coordination object does not parse; skipped"
+                        );
+                        continue;
+                    }
+                },
+            };
+            changes.push(CoordChange {
+                cseq: r.cseq,
+                id: r.id,
+                object,
+            });
+        }
+        Ok(Reply::Frame(BrokerFrame::CoordPage(CoordPage {
+            req: self.req,
+            kind: self.kind,
+            changes,
+            head,
+            more,
+        })))
+    }
+}

@@ -1,0 +1,477 @@
+//! Coordination objects the broker stores but cannot read (issue 17,
+//! `docs/security.md` §16): a [`CoordObject`] is a team memory note (and,
+//! later, a task, a lease or a state entry) sealed with `crypto_secretbox`
+//! under the epoch's *coordination key* and signed by its author's session;
+//! a [`RingLink`] seals one epoch's coordination key under the next one's,
+//! so a member who joined later can open what was written before it came.
+//!
+//! The coordination key is derived from the epoch root with its own HKDF
+//! label, so it is none of the mesh, topic or profile keys: a note never
+//! opens as a broadcast, and a ring link hands out no root (old messages stay
+//! closed to later joiners). Plaintexts are padded with spaces to a multiple
+//! of [`COORD_PAD`] bytes, so the broker learns sizes in 256-byte steps only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::boxes::{EpochRootKey, MAC_BYTES, Nonce, SymmetricKey};
+use crate::cert::{CertError, SessionCert, SessionIdentity, SignedItemFault};
+use crate::encoding::{DecodeError, Transcript, base64_bytes, label};
+use crate::ids::{MemberKey, MeshId};
+use crate::keys::Signature;
+
+pub use crate::envelope::MessageId as CoordId;
+
+/// The only coordination object and ring link version.
+pub const COORD_VERSION: u64 = 1;
+/// Plaintexts are padded with spaces to a multiple of this many bytes.
+pub const COORD_PAD: usize = 256;
+/// Largest plaintext (after padding) a coordination object may carry.
+pub const MAX_COORD_PLAINTEXT: usize = 16384;
+/// Largest ciphertext a coordination object may carry.
+pub const MAX_COORD_CIPHERTEXT: usize = MAX_COORD_PLAINTEXT + MAC_BYTES;
+/// The one scope objects have today: the whole mesh. It is signed and on
+/// the wire so topic-scoped objects can follow without a new version.
+pub const SCOPE_MESH: &str = "mesh";
+
+/// What a coordination object holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CoordKind {
+    /// A team memory note: `{"text": …, "tags": […]}`.
+    Memory,
+}
+
+impl CoordKind {
+    /// Every kind.
+    pub const ALL: &'static [CoordKind] = &[CoordKind::Memory];
+
+    /// The wire and signed spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoordKind::Memory => "memory",
+        }
+    }
+}
+
+impl fmt::Display for CoordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CoordKind {
+    type Err = DecodeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CoordKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or(DecodeError::Invalid("coordination kind"))
+    }
+}
+
+/// Why a coordination object or ring link cannot be made, trusted or opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoordError {
+    /// A version other than [`COORD_VERSION`].
+    #[error("unsupported coordination object version {0}")]
+    UnsupportedVersion(u64),
+    /// The session signature does not verify.
+    #[error("coordination object signature does not verify")]
+    BadSignature,
+    /// Signed for another mesh.
+    #[error("coordination object is for another mesh")]
+    WrongMesh,
+    /// The author's certificate is not valid at the object's time.
+    #[error("coordination object author's certificate: {0}")]
+    BadCertificate(#[from] CertError),
+    /// The plaintext is larger than [`MAX_COORD_PLAINTEXT`] once padded.
+    #[error("coordination object too large: {0} bytes, at most {MAX_COORD_PLAINTEXT}")]
+    TooLarge(usize),
+    /// A scope other than [`SCOPE_MESH`].
+    #[error("unknown coordination scope {0:?}")]
+    UnknownScope(String),
+    /// The key does not open the ciphertext (wrong epoch key, or altered).
+    #[error("coordination object does not open with this epoch's key")]
+    Decrypt,
+}
+
+/// The coordination key of a mesh epoch:
+/// `HKDF(ikm=root(N), salt=mesh_id, info=T("claudemesh/coord-key/v1").str("mesh").u64(N))`.
+pub fn coord_key(root: &EpochRootKey, mesh_id: &MeshId) -> SymmetricKey {
+    let mut info = Transcript::new(label::COORD_KEY);
+    info.str(SCOPE_MESH).u64(root.epoch);
+    root.key().hkdf(mesh_id.as_bytes(), info.as_bytes())
+}
+
+/// What a coordination object is, before it is sealed and signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordFacts {
+    /// What it holds.
+    pub kind: CoordKind,
+    /// Its client-made id (a resend with the same id is the same object).
+    pub id: CoordId,
+    /// Its revision (1 for an object that is never rewritten).
+    pub rev: u64,
+    /// The author's clock, unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// A sealed, signed coordination object, as the broker stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordObject {
+    /// Always [`COORD_VERSION`].
+    pub v: u64,
+    /// The mesh.
+    pub mesh: MeshId,
+    /// What it holds.
+    pub kind: CoordKind,
+    /// Always [`SCOPE_MESH`] today.
+    pub scope: String,
+    /// The mesh epoch whose coordination key seals it.
+    pub epoch: u64,
+    /// Client-made id.
+    pub id: CoordId,
+    /// Revision.
+    pub rev: u64,
+    /// The author's clock, unix milliseconds.
+    pub at_ms: u64,
+    /// The author member's certificate for the signing session key.
+    pub author: SessionCert,
+    /// The secretbox nonce.
+    pub nonce: Nonce,
+    /// `crypto_secretbox_easy(padded plaintext, nonce, coord_key(epoch))`.
+    #[serde(with = "base64_bytes")]
+    pub ciphertext: Vec<u8>,
+    /// ed25519 by `author.session` over [`CoordObject::signed_bytes`].
+    pub sig: Signature,
+}
+
+/// `plaintext` followed by spaces up to the next multiple of [`COORD_PAD`]
+/// (at least one step). JSON readers skip the trailing spaces.
+fn pad(plaintext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CoordError> {
+    let len = plaintext.len().max(1).div_ceil(COORD_PAD) * COORD_PAD;
+    if len > MAX_COORD_PLAINTEXT {
+        return Err(CoordError::TooLarge(plaintext.len()));
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(len));
+    out.extend_from_slice(plaintext);
+    out.resize(len, b' ');
+    Ok(out)
+}
+
+impl From<SignedItemFault> for CoordError {
+    fn from(f: SignedItemFault) -> Self {
+        match f {
+            SignedItemFault::Version(v) => CoordError::UnsupportedVersion(v),
+            SignedItemFault::Signature => CoordError::BadSignature,
+            SignedItemFault::Mesh => CoordError::WrongMesh,
+            SignedItemFault::Certificate(e) => CoordError::BadCertificate(e),
+        }
+    }
+}
+
+impl CoordObject {
+    /// Seals `plaintext` under `key` (the coordination key of `epoch`) and
+    /// signs it as the session `me`.
+    pub fn seal(
+        me: &SessionIdentity,
+        key: &SymmetricKey,
+        epoch: u64,
+        facts: CoordFacts,
+        plaintext: &[u8],
+    ) -> Result<Self, CoordError> {
+        let padded = pad(plaintext)?;
+        let nonce = Nonce::random();
+        let mut o = CoordObject {
+            v: COORD_VERSION,
+            mesh: me.cert.mesh_id,
+            kind: facts.kind,
+            scope: SCOPE_MESH.to_owned(),
+            epoch,
+            id: facts.id,
+            rev: facts.rev,
+            at_ms: facts.at_ms,
+            author: me.cert.clone(),
+            ciphertext: key.encrypt(&padded, &nonce),
+            nonce,
+            sig: Signature([0; 64]),
+        };
+        o.sig = me.key.sign(&o.signed_bytes());
+        Ok(o)
+    }
+
+    /// The canonical bytes the author's session key signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut t = Transcript::new(label::COORD_OBJECT);
+        t.u64(self.v)
+            .bytes(self.mesh.as_bytes())
+            .str(self.kind.as_str())
+            .str(&self.scope)
+            .u64(self.epoch)
+            .bytes(&self.id.0)
+            .u64(self.rev)
+            .u64(self.at_ms)
+            .bytes(&self.author.signed_bytes())
+            .bytes(&self.author.sig.0)
+            .bytes(&self.nonce.0)
+            .bytes(&self.ciphertext);
+        t.into_bytes()
+    }
+
+    /// The author member.
+    pub fn member(&self) -> MemberKey {
+        self.author.member
+    }
+
+    /// Checks, in this order: the version, the author's signature, the
+    /// mesh, the certificate at `floor(at_ms / 1000)`, the scope and the
+    /// ciphertext's size. Whether the author is a member is the caller's
+    /// question (its verified roster).
+    pub fn verify(&self, mesh: &MeshId) -> Result<(), CoordError> {
+        self.author.check_signed_item(
+            (self.v, COORD_VERSION),
+            &self.signed_bytes(),
+            &self.sig,
+            (&self.mesh, mesh),
+            self.at_ms,
+        )?;
+        self.check_shape()
+    }
+
+    /// The checks of `verify` that need no key (cheap, for the broker before
+    /// it verifies the signature).
+    pub fn check_shape(&self) -> Result<(), CoordError> {
+        if self.v != COORD_VERSION {
+            return Err(CoordError::UnsupportedVersion(self.v));
+        }
+        if self.scope != SCOPE_MESH {
+            return Err(CoordError::UnknownScope(self.scope.clone()));
+        }
+        if self.ciphertext.len() > MAX_COORD_CIPHERTEXT {
+            return Err(CoordError::TooLarge(self.ciphertext.len() - MAC_BYTES));
+        }
+        Ok(())
+    }
+
+    /// Opens the plaintext with the coordination key of `self.epoch`; the
+    /// padding is left on (JSON readers skip it).
+    pub fn open(&self, key: &SymmetricKey) -> Result<Zeroizing<Vec<u8>>, CoordError> {
+        key.decrypt(&self.ciphertext, &self.nonce)
+            .map_err(|_| CoordError::Decrypt)
+    }
+}
+
+/// One link of the coordination key ring: the coordination key of epoch
+/// `epoch − 1` sealed under the coordination key of `epoch`, signed by the
+/// member who wrote it. Readers trust a link only from the author of the
+/// rekey that began `epoch`, or from an owner or admin (their verified
+/// roster says who), which is no more trust than they give that author's
+/// root seal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingLink {
+    /// Always [`COORD_VERSION`].
+    pub v: u64,
+    /// The mesh.
+    pub mesh: MeshId,
+    /// Always [`SCOPE_MESH`] today.
+    pub scope: String,
+    /// The newer epoch, whose key seals the one before it (1 or more).
+    pub epoch: u64,
+    /// The signer's clock, unix milliseconds.
+    pub at_ms: u64,
+    /// The secretbox nonce.
+    pub nonce: Nonce,
+    /// `crypto_secretbox_easy(coord_key(epoch − 1), nonce, coord_key(epoch))`.
+    #[serde(with = "base64_bytes")]
+    pub ciphertext: Vec<u8>,
+    /// The signer member's certificate for the signing session key.
+    pub signer: SessionCert,
+    /// ed25519 by `signer.session` over [`RingLink::signed_bytes`].
+    pub sig: Signature,
+}
+
+impl RingLink {
+    /// Seals `older` (the coordination key of `epoch − 1`) under `newer`
+    /// (that of `epoch`), signed as `me`.
+    pub fn seal(
+        me: &SessionIdentity,
+        epoch: u64,
+        newer: &SymmetricKey,
+        older: &SymmetricKey,
+        at_ms: u64,
+    ) -> Self {
+        let nonce = Nonce::random();
+        let mut link = RingLink {
+            v: COORD_VERSION,
+            mesh: me.cert.mesh_id,
+            scope: SCOPE_MESH.to_owned(),
+            epoch,
+            at_ms,
+            ciphertext: newer.encrypt(older.as_bytes(), &nonce),
+            nonce,
+            signer: me.cert.clone(),
+            sig: Signature([0; 64]),
+        };
+        link.sig = me.key.sign(&link.signed_bytes());
+        link
+    }
+
+    /// The canonical bytes the signer's session key signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut t = Transcript::new(label::COORD_RING);
+        t.u64(self.v)
+            .bytes(self.mesh.as_bytes())
+            .str(&self.scope)
+            .u64(self.epoch)
+            .u64(self.at_ms)
+            .bytes(&self.signer.signed_bytes())
+            .bytes(&self.signer.sig.0)
+            .bytes(&self.nonce.0)
+            .bytes(&self.ciphertext);
+        t.into_bytes()
+    }
+
+    /// The signer member.
+    pub fn member(&self) -> MemberKey {
+        self.signer.member
+    }
+
+    /// Checks the version, signature, mesh, certificate and scope.
+    pub fn verify(&self, mesh: &MeshId) -> Result<(), CoordError> {
+        self.signer.check_signed_item(
+            (self.v, COORD_VERSION),
+            &self.signed_bytes(),
+            &self.sig,
+            (&self.mesh, mesh),
+            self.at_ms,
+        )?;
+        if self.scope != SCOPE_MESH {
+            return Err(CoordError::UnknownScope(self.scope.clone()));
+        }
+        Ok(())
+    }
+
+    /// Opens the older epoch's coordination key with `newer`.
+    pub fn open(&self, newer: &SymmetricKey) -> Result<SymmetricKey, CoordError> {
+        let bytes = newer
+            .decrypt(&self.ciphertext, &self.nonce)
+            .map_err(|_| CoordError::Decrypt)?;
+        SymmetricKey::from_slice(&bytes).ok_or(CoordError::Decrypt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningKey;
+
+    fn session() -> (SessionIdentity, MeshId) {
+        let member = SigningKey::generate();
+        let mesh = MeshId(crate::encoding::Hash32([7; 32]));
+        let me = SessionIdentity::new(&member, mesh, 1_700_000_000, 86_400).unwrap();
+        (me, mesh)
+    }
+
+    fn facts() -> CoordFacts {
+        CoordFacts {
+            kind: CoordKind::Memory,
+            id: CoordId::random(),
+            rev: 1,
+            at_ms: 1_700_000_001_000,
+        }
+    }
+
+    #[test]
+    fn a_sealed_object_verifies_opens_and_is_padded() {
+        let (me, mesh) = session();
+        let root = EpochRootKey::generate(3);
+        let key = coord_key(&root, &mesh);
+        let text = br#"{"text":"the staging db is on port 5433"}"#;
+        let o = CoordObject::seal(&me, &key, 3, facts(), text).unwrap();
+        o.verify(&mesh).unwrap();
+        assert_eq!(o.ciphertext.len(), COORD_PAD + MAC_BYTES);
+        let opened = o.open(&key).unwrap();
+        assert!(opened.starts_with(text));
+        let v: serde_json::Value = serde_json::from_slice(&opened).unwrap();
+        assert_eq!(v["text"], "the staging db is on port 5433");
+        // Another epoch's key, or the mesh key of the same root, opens nothing.
+        let other = coord_key(&EpochRootKey::generate(3), &mesh);
+        assert_eq!(o.open(&other), Err(CoordError::Decrypt));
+        assert_eq!(o.open(&root.mesh_key(&mesh)), Err(CoordError::Decrypt));
+        // The wire form round-trips.
+        let json = serde_json::to_string(&o).unwrap();
+        let back: CoordObject = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, o);
+    }
+
+    #[test]
+    fn every_signed_field_is_bound() {
+        let (me, mesh) = session();
+        let key = coord_key(&EpochRootKey::generate(0), &mesh);
+        let o = CoordObject::seal(&me, &key, 0, facts(), b"{}").unwrap();
+        let tampered: [fn(&mut CoordObject); 6] = [
+            |o| o.epoch += 1,
+            |o| o.rev += 1,
+            |o| o.at_ms += 1,
+            |o| o.id = CoordId([9; 16]),
+            |o| o.ciphertext[0] ^= 1,
+            |o| o.nonce.0[0] ^= 1,
+        ];
+        for t in tampered {
+            let mut bad = o.clone();
+            t(&mut bad);
+            assert_eq!(bad.verify(&mesh), Err(CoordError::BadSignature));
+        }
+        assert_eq!(
+            o.verify(&MeshId(crate::encoding::Hash32([8; 32]))),
+            Err(CoordError::WrongMesh)
+        );
+    }
+
+    #[test]
+    fn oversized_plaintexts_are_refused() {
+        let (me, mesh) = session();
+        let key = coord_key(&EpochRootKey::generate(0), &mesh);
+        let big = vec![b'a'; MAX_COORD_PLAINTEXT + 1];
+        assert!(matches!(
+            CoordObject::seal(&me, &key, 0, facts(), &big),
+            Err(CoordError::TooLarge(_))
+        ));
+        let exact = vec![b'a'; MAX_COORD_PLAINTEXT];
+        CoordObject::seal(&me, &key, 0, facts(), &exact).unwrap();
+    }
+
+    /// Known answer computed by an independent HKDF (Python's `hmac`, see
+    /// `docs/security.md` §16): root = 32 × `07`, mesh id = 32 × `09`, epoch 1.
+    #[test]
+    fn coord_key_known_answer() {
+        let root = EpochRootKey::from_bytes(1, [7; 32]);
+        let mesh = MeshId(crate::encoding::Hash32([9; 32]));
+        assert_eq!(
+            hex::encode(coord_key(&root, &mesh).as_bytes()),
+            "c810e331a6bb0e755909591a1832aaa0dff45c93f04debe2ea3df04a19811b67"
+        );
+    }
+
+    #[test]
+    fn a_ring_link_hands_the_older_coordination_key_only() {
+        let (me, mesh) = session();
+        let (r1, r2) = (EpochRootKey::generate(1), EpochRootKey::generate(2));
+        let (k1, k2) = (coord_key(&r1, &mesh), coord_key(&r2, &mesh));
+        let link = RingLink::seal(&me, 2, &k2, &k1, 1_700_000_002_000);
+        link.verify(&mesh).unwrap();
+        assert_eq!(link.open(&k2).unwrap(), k1);
+        assert_eq!(link.open(&k1), Err(CoordError::Decrypt));
+        let mut bad = link.clone();
+        bad.epoch = 3;
+        assert_eq!(bad.verify(&mesh), Err(CoordError::BadSignature));
+        // The coordination key is not the root.
+        assert_ne!(k1, *r1.key());
+    }
+}
