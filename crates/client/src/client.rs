@@ -93,6 +93,8 @@ pub struct MeshClient {
     inner: Arc<Session>,
     info: Arc<ConnInfo>,
     supervisor: tokio::task::JoinHandle<()>,
+    /// Team memory's coordination keys and sync lock ([`crate::memory`]).
+    memory: crate::memory::MemoryCache,
 }
 
 impl std::fmt::Debug for MeshClient {
@@ -127,6 +129,7 @@ impl MeshClient {
             inner,
             info,
             supervisor,
+            memory: crate::memory::MemoryCache::default(),
         })
     }
 
@@ -134,6 +137,11 @@ impl MeshClient {
     /// through it).
     pub(crate) fn session(&self) -> &Session {
         &self.inner
+    }
+
+    /// Team memory's cache of coordination keys and its sync lock.
+    pub(crate) fn memory_cache(&self) -> &crate::memory::MemoryCache {
+        &self.memory
     }
 
     /// What the first handshake learned.

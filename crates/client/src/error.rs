@@ -212,6 +212,14 @@ pub enum ClientError {
         /// The short ids that match.
         candidates: String,
     },
+    /// A memory note named by an id prefix that several of them share.
+    #[error("{prefix} matches several memory notes ({candidates}); give more hex digits")]
+    AmbiguousNote {
+        /// The prefix given.
+        prefix: String,
+        /// The short ids that match.
+        candidates: String,
+    },
     /// An invite named by too short an id.
     #[error("{id} matches several invites; give more digits")]
     AmbiguousInvite {
@@ -269,6 +277,12 @@ pub enum ClientError {
         "this broker cannot hold messages for later (it would deliver them at once); upgrade it. Nothing was sent"
     )]
     SchedulingUnsupported,
+    /// A team memory request to a broker that does not store coordination
+    /// objects (it answered `unknown_type`: an older one).
+    #[error(
+        "this broker does not store team memory (it is older than this claudemesh); upgrade it. Nothing was stored or changed"
+    )]
+    MemoryUnsupported,
 }
 
 /// Why a session name `<member>@<name>` reaches no session.
@@ -454,6 +468,40 @@ pub enum BadInput {
         "{input:?} is not a scheduled message's id: give its 32 hex digits, or at least its first 4, as `schedule list` shows it"
     )]
     HeldId {
+        /// As given.
+        input: String,
+    },
+    /// A memory note's text: empty, too long, or with a NUL.
+    #[error("a memory note {reason}")]
+    NoteText {
+        /// Why it is refused (`is empty`, …).
+        reason: String,
+    },
+    /// A memory note's tag that is not one.
+    #[error("{tag:?} is not a tag: a tag is 1-{max} of A-Z a-z 0-9 _ . -")]
+    NoteTag {
+        /// As given.
+        tag: String,
+        /// Most bytes.
+        max: usize,
+    },
+    /// More tags than a memory note may carry.
+    #[error("a memory note carries at most {max} tags, not {given}")]
+    NoteTags {
+        /// As given.
+        given: usize,
+        /// Most tags.
+        max: usize,
+    },
+    /// A memory search with no word to look for.
+    #[error("give at least one word to search team memory for (letters or digits)")]
+    MemoryQuery,
+    /// A memory note's id that is neither a note id nor a prefix of at
+    /// least 4 hex digits of one.
+    #[error(
+        "{input:?} is not a memory note's id: give its 32 hex digits, or at least its first 4, as `memory list` shows it"
+    )]
+    NoteId {
         /// As given.
         input: String,
     },

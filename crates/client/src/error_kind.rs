@@ -243,6 +243,7 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
         | ClientError::AmbiguousBan { .. }
         | ClientError::AmbiguousInvite { .. }
         | ClientError::AmbiguousHeld { .. }
+        | ClientError::AmbiguousNote { .. }
         | ClientError::SealKey { .. }
         | ClientError::Encrypt { .. }
         | ClientError::ChangeRefused(_) => (ErrorKind::Usage, None),
@@ -260,6 +261,10 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
             Some(
                 "upgrade the broker (claudemesh-broker) to one that holds messages, or send the message now",
             ),
+        ),
+        ClientError::MemoryUnsupported => (
+            ErrorKind::Refused,
+            Some("upgrade the broker (claudemesh-broker) to one that stores team memory"),
         ),
         ClientError::Shared(inner) => kind_and_hint(inner),
     }

@@ -19,6 +19,9 @@
 //!   of an outbox message carries of it.
 //! - [`schedule`]: messages the broker holds to deliver later: listing and
 //!   cancelling them, and the rules of what a send carries of its time.
+//! - [`memory`]: team memory: notes sealed to the mesh, stored by the
+//!   broker unread, mirrored and searched (FTS5) on each device, and the
+//!   coordination key ring that lets later joiners read older notes.
 //! - [`receipts`]: checking the signed receipts and watermarks a sent
 //!   message's recipients returned (what `message status` proves).
 //!
@@ -57,6 +60,7 @@ pub mod invites;
 pub mod local;
 pub mod lookalike;
 pub mod membership;
+pub mod memory;
 pub mod mesh;
 pub mod messages;
 pub mod moderation;

@@ -49,6 +49,8 @@ pub async fn mesh_rekey(client: &MeshClient) -> Result<Rekeyed, ClientError> {
             chain.done()
         })
         .await?;
+    // Later joiners read the team memory of earlier epochs through this.
+    client.memory_link_keys().await;
     Ok(client.with_state(|s| Rekeyed {
         epoch: s.roster().epoch(),
         members: s.roster().members().len(),
@@ -127,6 +129,8 @@ pub async fn remove(
         .await?;
     let due = due.into_inner().unwrap_or_default();
     let (topics_rekeyed, topics_pending) = rekey_topics(client, &due).await;
+    // Later joiners read the team memory of earlier epochs through this.
+    client.memory_link_keys().await;
     let (epoch, invites_revoked) = client.with_state(|s| {
         let r = s.roster();
         let removal = r.departed().get(&member).map(|d| d.seq);

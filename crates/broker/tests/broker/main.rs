@@ -8,6 +8,7 @@ mod support;
 
 mod abuse;
 mod attacks;
+mod coord;
 mod deploy;
 mod evidence;
 mod fanout;
@@ -15,6 +16,7 @@ mod grants;
 mod hardening;
 mod invites;
 mod lifecycle;
+mod memory;
 mod messaging;
 mod names;
 mod receipts;

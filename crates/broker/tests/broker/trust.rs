@@ -23,6 +23,7 @@ const SECRET_TOPIC: &str = "topic post: the Quillfeather rollout is at 40%";
 const SECRET_GROUP: &str = "group note: rotate the Marrowind credentials";
 const SECRET_ALL: &str = "to everyone: Thistledown offsite moved to Friday";
 const SECRET_HELD: &str = "held for later: the Brackenfall keys rotate at noon";
+const SECRET_NOTE: &str = "team memory: the Gallowmere vault code is under the sink";
 
 /// TM1: after a full scenario with known plaintexts, display names, a mesh
 /// name, summaries and invite secrets, no table row of the store contains
@@ -98,6 +99,38 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         .await
         .unwrap();
     assert!(held.scheduled_for_ms.is_some(), "{held:?}");
+    // A team memory note: stored sealed, under the coordination key.
+    let mut raw = Raw::open(&broker.url).await;
+    crate::messaging::hello_raw(&mut raw, &alice).await;
+    let note = {
+        let keys = alice.home.load_keys(&alice.mesh.id).unwrap();
+        let (epoch, root) = keys.roots.iter().next_back().unwrap();
+        claudemesh_crypto::coord::CoordObject::seal(
+            keys.sessions.get("cli").unwrap(),
+            &claudemesh_crypto::coord::coord_key(root, &alice.mesh.id),
+            *epoch,
+            claudemesh_crypto::coord::CoordFacts {
+                kind: claudemesh_crypto::coord::CoordKind::Memory,
+                id: claudemesh_crypto::coord::CoordId::random(),
+                rev: 1,
+                at_ms: a.broker_now_ms(),
+            },
+            format!("{{\"text\":\"{SECRET_NOTE}\"}}").as_bytes(),
+        )
+        .unwrap()
+    };
+    raw.send(&ClientFrame::CoordPut(claudemesh_proto::frames::CoordPut {
+        req: None,
+        object: Box::new(note.clone()),
+    }))
+    .await;
+    loop {
+        match raw.recv().await.unwrap() {
+            BrokerFrame::CoordStored(s) => break assert_eq!(s.id, note.id),
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            other => panic!("expected coord_stored, got {other:?}"),
+        }
+    }
     let mesh_id = alice.mesh.id;
     let derived: Vec<Vec<u8>> = a.with_state(|s| {
         s.keys()
@@ -108,6 +141,9 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
                     r.mesh_key(&mesh_id).as_bytes().to_vec(),
                     r.topic_key(&mesh_id, b"ops").as_bytes().to_vec(),
                     r.profile_key(&mesh_id).as_bytes().to_vec(),
+                    claudemesh_crypto::coord::coord_key(r, &mesh_id)
+                        .as_bytes()
+                        .to_vec(),
                 ]
             })
             .collect()
@@ -125,6 +161,7 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         SECRET_GROUP.into(),
         SECRET_ALL.into(),
         SECRET_HELD.into(),
+        SECRET_NOTE.into(),
         "Alice-Quinterra".into(),
         "Bob-Vexworth".into(),
         "test-mesh".into(),
@@ -155,6 +192,10 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         "the held message is there, in scheduled_messages"
     );
     assert!(
+        dump.contains(&hex::encode_upper(note.id.0)),
+        "the note is there, in coord_objects"
+    );
+    assert!(
         dump.contains("#ops") && dump.contains("@eng"),
         "routing metadata is there"
     );
@@ -177,7 +218,7 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
                 raw.extend(std::fs::read(&path).unwrap());
             }
         }
-        for f in &forbidden[..9] {
+        for f in &forbidden[..10] {
             assert!(
                 !raw.windows(f.len()).any(|w| w == f.as_bytes()),
                 "the broker's database files contain {f:?}"

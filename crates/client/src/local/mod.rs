@@ -6,6 +6,9 @@
 //! messages (`#topic`, `@group`, `*`) are kept with their target, so unread
 //! counts per topic and "mark this topic read" are local queries.
 //!
+//! The team memory mirror (notes opened on this device, an FTS5 index over
+//! them, the coordination feed position) is in `memory`.
+//!
 //! The outbox's queries are in [`outbox`]; what the inbox owes senders as
 //! signed receipts (shown, answered) and the numbers a fan-out target's
 //! watermarks are made of, in [`receipts`]. The gateway's tables (API
@@ -29,8 +32,10 @@ use sqlx::{Row, SqlStr};
 
 use crate::error::ClientError;
 
+mod memory;
 mod outbox;
 mod receipts;
+pub use memory::{MirrorChange, OpenedNote, StoredNote};
 pub use outbox::{OutboxEntry, PendingSend};
 pub use receipts::{AnsweredDue, HELD_WINDOW, ShownDue};
 
@@ -46,7 +51,7 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 10] = [
+const MIGRATIONS: [(i64, &str, &str); 11] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
@@ -57,6 +62,7 @@ const MIGRATIONS: [(i64, &str, &str); 10] = [
     migration!(8, "gateway_sent", "0008_gateway_sent.sql"),
     migration!(9, "web_sessions", "0009_web_sessions.sql"),
     migration!(10, "scheduled", "0010_scheduled.sql"),
+    migration!(11, "memory", "0011_memory.sql"),
 ];
 
 fn migrator() -> Migrator {
@@ -568,6 +574,8 @@ impl LocalStore {
             "DELETE FROM outbox WHERE mesh_id = ?",
             "DELETE FROM rejected WHERE mesh_id = ?",
             "DELETE FROM gateway_sent WHERE mesh_id = ?",
+            "DELETE FROM memory_notes WHERE mesh_id = ?",
+            "DELETE FROM coord_heads WHERE mesh_id = ?",
         ] {
             sqlx::query(sql)
                 .bind(mesh_key(mesh))

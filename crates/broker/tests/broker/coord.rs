@@ -1,0 +1,273 @@
+//! Team memory at the broker (issue 17): sealed notes stored, numbered,
+//! synced and forgotten over raw frames; who may forget; epochs and the key
+//! ring; and that the broker refuses what it can check without the key.
+
+use claudemesh_client::client::now_ms;
+use claudemesh_client::moderation;
+use claudemesh_crypto::cert::SessionIdentity;
+use claudemesh_crypto::coord::{CoordFacts, CoordId, CoordKind, CoordObject, RingLink, coord_key};
+use claudemesh_crypto::log::RemoveKind;
+use claudemesh_crypto::{MeshId, SymmetricKey};
+use claudemesh_proto::frames::{
+    CoordForget, CoordPage, CoordPut, CoordRingPut, CoordRingQuery, CoordStored, CoordSync,
+};
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
+
+use crate::both;
+use crate::messaging::hello_raw;
+use crate::support::*;
+
+const NOTE: &str = "{\"text\":\"the Cobblewick staging db listens on 5433\"}";
+
+/// A peer's `cli` session and the coordination key of its newest epoch.
+fn sealer(peer: &Peer) -> (SessionIdentity, u64, SymmetricKey, MeshId) {
+    let keys = peer.home.load_keys(&peer.mesh.id).unwrap();
+    let me = keys.sessions.get("cli").unwrap().clone();
+    let (epoch, root) = keys.roots.iter().next_back().unwrap();
+    (me, *epoch, coord_key(root, &peer.mesh.id), peer.mesh.id)
+}
+
+fn seal(peer: &Peer, id: CoordId, text: &str) -> CoordObject {
+    let (me, epoch, key, _) = sealer(peer);
+    CoordObject::seal(
+        &me,
+        &key,
+        epoch,
+        CoordFacts {
+            kind: CoordKind::Memory,
+            id,
+            rev: 1,
+            at_ms: now_ms(),
+        },
+        text.as_bytes(),
+    )
+    .unwrap()
+}
+
+fn put(o: &CoordObject) -> ClientFrame {
+    ClientFrame::CoordPut(CoordPut {
+        req: Some("p".into()),
+        object: Box::new(o.clone()),
+    })
+}
+
+fn forget(id: CoordId) -> ClientFrame {
+    ClientFrame::CoordForget(CoordForget {
+        req: Some("f".into()),
+        kind: CoordKind::Memory,
+        id,
+    })
+}
+
+/// The next frame that is not presence or log chatter.
+async fn answer(raw: &mut Raw) -> BrokerFrame {
+    loop {
+        match raw.recv().await.unwrap() {
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn stored(raw: &mut Raw, frame: ClientFrame) -> CoordStored {
+    raw.send(&frame).await;
+    match answer(raw).await {
+        BrokerFrame::CoordStored(s) => s,
+        other => panic!("expected coord_stored, got {other:?}"),
+    }
+}
+
+async fn refused(raw: &mut Raw, frame: ClientFrame) -> (ErrorCode, String) {
+    raw.send(&frame).await;
+    match answer(raw).await {
+        BrokerFrame::Error(e) => (e.code, e.message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+async fn sync(raw: &mut Raw, after: u64) -> CoordPage {
+    raw.send(&ClientFrame::CoordSync(CoordSync {
+        req: None,
+        kind: CoordKind::Memory,
+        after,
+    }))
+    .await;
+    match answer(raw).await {
+        BrokerFrame::CoordPage(p) => p,
+        other => panic!("expected coord_page, got {other:?}"),
+    }
+}
+
+async fn memory_notes_are_stored_synced_and_forgotten(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let (mut ra, mut rb) = (Raw::open(&broker.url).await, Raw::open(&broker.url).await);
+    hello_raw(&mut ra, &alice).await;
+    hello_raw(&mut rb, &bob).await;
+
+    let n1 = seal(&alice, CoordId::random(), NOTE);
+    let s = stored(&mut ra, put(&n1)).await;
+    assert_eq!((s.id, s.cseq, s.duplicate), (n1.id, 1, false));
+    assert_eq!(s.req.as_deref(), Some("p"));
+    // A resend (a lost answer) is the same change.
+    let s = stored(&mut ra, put(&n1)).await;
+    assert_eq!((s.cseq, s.duplicate), (1, true));
+    // Other bytes under a stored id are refused.
+    let other = seal(&alice, n1.id, "{\"text\":\"something else\"}");
+    let (code, msg) = refused(&mut ra, put(&other)).await;
+    assert_eq!(code, ErrorCode::Malformed, "{msg}");
+    // What the broker checks without the key: the signature, the author
+    // being this session, the epoch.
+    let mut tampered = seal(&alice, CoordId::random(), NOTE);
+    tampered.ciphertext[0] ^= 1;
+    assert_eq!(
+        refused(&mut ra, put(&tampered)).await.0,
+        ErrorCode::BadSignature
+    );
+    let alices = seal(&alice, CoordId::random(), NOTE);
+    assert_eq!(refused(&mut rb, put(&alices)).await.0, ErrorCode::Forbidden);
+    let (me, epoch, key, _) = sealer(&alice);
+    let future = CoordObject::seal(
+        &me,
+        &key,
+        epoch + 1,
+        CoordFacts {
+            kind: CoordKind::Memory,
+            id: CoordId::random(),
+            rev: 1,
+            at_ms: now_ms(),
+        },
+        NOTE.as_bytes(),
+    )
+    .unwrap();
+    let (code, msg) = refused(&mut ra, put(&future)).await;
+    assert_eq!(code, ErrorCode::RekeyRequired, "{msg}");
+
+    // Bob reads it: the object as alice signed it, which he opens.
+    let page = sync(&mut rb, 0).await;
+    assert_eq!((page.head, page.more, page.changes.len()), (1, false, 1));
+    let got = page.changes[0].object.as_deref().unwrap();
+    assert_eq!(got, &n1);
+    let (_, _, bob_key, _) = sealer(&bob);
+    assert!(got.open(&bob_key).unwrap().starts_with(NOTE.as_bytes()));
+
+    let n2 = seal(&bob, CoordId::random(), "{\"text\":\"bob's\"}");
+    assert_eq!(stored(&mut rb, put(&n2)).await.cseq, 2);
+    // Bob may not forget alice's note; alice, the owner, may forget his.
+    let (code, msg) = refused(&mut rb, forget(n1.id)).await;
+    assert_eq!(code, ErrorCode::Forbidden, "{msg}");
+    let s = stored(&mut ra, forget(n2.id)).await;
+    assert_eq!((s.id, s.cseq, s.duplicate), (n2.id, 3, false));
+    let s = stored(&mut ra, forget(n2.id)).await;
+    assert_eq!((s.cseq, s.duplicate), (3, true));
+    assert_eq!(
+        refused(&mut ra, forget(CoordId::random())).await.0,
+        ErrorCode::NotFound
+    );
+    // A forgotten id is never stored again.
+    assert_eq!(refused(&mut rb, put(&n2)).await.0, ErrorCode::NotFound);
+    let page = sync(&mut rb, 1).await;
+    assert_eq!(page.head, 3);
+    assert_eq!(page.changes.len(), 1);
+    assert_eq!((page.changes[0].id, page.changes[0].cseq), (n2.id, 3));
+    assert!(page.changes[0].object.is_none());
+    // Its author forgets her own.
+    assert_eq!(stored(&mut ra, forget(n1.id)).await.cseq, 4);
+    broker.stop().await;
+}
+both!(memory_notes_are_stored_synced_and_forgotten);
+
+async fn notes_follow_the_epoch_and_the_ring_links_it(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let _carol = joiner(&broker, &alice, "carol").await;
+    let old = seal(&alice, CoordId::random(), NOTE);
+    let (_, e0, k0, mesh) = sealer(&alice);
+    // Carol is kicked: the remove and its rekey go in together.
+    let a = alice.connect().await;
+    moderation::remove(&a, "carol", RemoveKind::Kick)
+        .await
+        .unwrap();
+    a.close().await;
+    let (me, e1, k1, _) = sealer(&alice);
+    assert_eq!(e1, e0 + 1);
+
+    let mut ra = Raw::open(&broker.url).await;
+    hello_raw(&mut ra, &alice).await;
+    // Sealed under the epoch carol held: refused.
+    let (code, msg) = refused(&mut ra, put(&old)).await;
+    assert_eq!(code, ErrorCode::RekeyRequired, "{msg}");
+    assert!(msg.contains("epoch"), "{msg}");
+    assert_eq!(
+        stored(&mut ra, put(&seal(&alice, CoordId::random(), NOTE)))
+            .await
+            .cseq,
+        1
+    );
+
+    let ring_put = |link: &RingLink| {
+        ClientFrame::CoordRingPut(CoordRingPut {
+            req: None,
+            link: Box::new(link.clone()),
+        })
+    };
+    // Alice's SDK may have written her link when it rotated the key (the
+    // first one stands); her second is a duplicate either way.
+    let link = RingLink::seal(&me, e1, &k1, &k0, now_ms());
+    for _ in 0..2 {
+        ra.send(&ring_put(&link)).await;
+        match answer(&mut ra).await {
+            BrokerFrame::CoordRingStored(s) => assert_eq!(s.epoch, e1),
+            other => panic!("expected coord_ring_stored, got {other:?}"),
+        }
+    }
+    ra.send(&ring_put(&link)).await;
+    match answer(&mut ra).await {
+        BrokerFrame::CoordRingStored(s) => assert_eq!((s.epoch, s.duplicate), (e1, true)),
+        other => panic!("expected coord_ring_stored, got {other:?}"),
+    }
+    // Bob, a plain member who did not write the rekey, may not link it
+    // (readers would not trust him, and the ring stays a few links per epoch).
+    let b = bob.connect().await;
+    b.settle().await.unwrap();
+    b.close().await;
+    let (bob_me, bob_e1, bob_k1, _) = sealer(&bob);
+    assert_eq!(bob_e1, e1);
+    let mut rb = Raw::open(&broker.url).await;
+    hello_raw(&mut rb, &bob).await;
+    let (code, msg) = refused(
+        &mut rb,
+        ring_put(&RingLink::seal(&bob_me, e1, &bob_k1, &k0, now_ms())),
+    )
+    .await;
+    assert_eq!(code, ErrorCode::Forbidden, "{msg}");
+    // An epoch the mesh has not had, or none, is refused.
+    for epoch in [e1 + 1, 0] {
+        let bad = RingLink::seal(&me, epoch, &k1, &k0, now_ms());
+        assert_eq!(
+            refused(&mut ra, ring_put(&bad)).await.0,
+            ErrorCode::Malformed
+        );
+    }
+    ra.send(&ClientFrame::CoordRing(CoordRingQuery {
+        req: None,
+        after: 0,
+    }))
+    .await;
+    match answer(&mut ra).await {
+        BrokerFrame::CoordRingPage(p) => {
+            // One link, alice's, which hands the older key to whoever
+            // holds the newer.
+            assert_eq!(p.links.len(), 1, "{:?}", p.links);
+            let got = &p.links[0];
+            assert_eq!((got.epoch, got.member()), (e1, me.cert.member));
+            got.verify(&mesh).unwrap();
+            assert_eq!(got.open(&k1).unwrap(), k0);
+        }
+        other => panic!("expected coord_ring_page, got {other:?}"),
+    }
+    broker.stop().await;
+}
+both!(notes_follow_the_epoch_and_the_ring_links_it);

@@ -1,0 +1,1135 @@
+//! Team memory (issue 17 item 4, `docs/security.md` §16): notes sealed to
+//! the mesh, which the broker stores and cannot read, mirrored on each
+//! device (`state.db`, [`crate::local`]) and searched there with SQLite
+//! FTS5. This module owns what a note is ([`Note`], its plaintext
+//! `{"text": …, "tags": […]}` and the rules of its input), the
+//! [`MeshClient`] requests (`memory_remember`, `memory_recall`,
+//! `memory_list`, `memory_forget`, `memory_sync`), what a device accepts from
+//! the feed, and the coordination key ring.
+//!
+//! A note is a [`CoordObject`] sealed under the *coordination key* of the
+//! mesh epoch current when it was written ([`coord_key`] of that epoch's
+//! root). A device accepts one from the feed when its author's session
+//! signature and certificate verify for this mesh and the author is, or
+//! was, a member by this device's verified roster (a departed author's notes
+//! stay, marked [`Note::departed`]); it opens it with the key of its epoch.
+//! A note this device has no key for yet is kept sealed and tried again on
+//! every sync; one that does not verify or open is counted
+//! [`MemorySync::unreadable`], logged by id and reason, and never shown.
+//!
+//! The key of an epoch comes from its root when this device holds it, else
+//! from the key ring: a [`RingLink`] seals epoch N−1's coordination key under
+//! epoch N's. A link is trusted only from the author of the rekey that began
+//! epoch N, or from a current owner or admin; each such member writes the
+//! links of the epochs whose two roots it holds, on its next sync, note or
+//! rekey, so a member who joined later can read what was written before.
+//!
+//! Nothing here logs a note's text, a key or a ciphertext.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use claudemesh_crypto::coord::{
+    CoordFacts, CoordId, CoordKind, CoordObject, MAX_COORD_PLAINTEXT, RingLink, coord_key,
+};
+use claudemesh_crypto::envelope::Target;
+use claudemesh_crypto::log::Role;
+use claudemesh_crypto::{MemberKey, PublicKey, SessionKey, SymmetricKey};
+use claudemesh_proto::frames::{
+    CoordForget, CoordPage, CoordPut, CoordRingPut, CoordRingQuery, CoordSync,
+};
+use claudemesh_proto::sync::lock;
+use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{MeshClient, now_ms};
+use crate::error::{BadInput, ClientError, MissingKey};
+use crate::error_kind::ErrorKind;
+use crate::local::{MirrorChange, OpenedNote, StoredNote};
+use crate::mesh::{MeshState, short};
+use crate::session::unexpected;
+
+/// Most bytes of a note's text (after trimming).
+pub const MAX_NOTE_TEXT: usize = 8192;
+/// Most tags on one note.
+pub const MAX_TAGS: usize = 16;
+/// Most bytes of one tag.
+pub const MAX_TAG: usize = 32;
+/// The fewest hex digits of a note id that name a note.
+pub const MIN_ID_PREFIX: usize = 4;
+/// Most words of a search that are looked for (the rest are ignored).
+pub const MAX_QUERY_WORDS: usize = 32;
+/// Most notes one listing or search returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A team memory note as this device can show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Note {
+    /// Its id (32 hex digits in JSON).
+    pub id: CoordId,
+    /// The text.
+    pub text: String,
+    /// Its tags, lowercase.
+    pub tags: Vec<String>,
+    /// Its author member (hex in JSON).
+    pub author: MemberKey,
+    /// The author's display name, when this device knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
+    /// The author's session that signed it (hex in JSON).
+    pub author_session: SessionKey,
+    /// The author's clock when it was written, unix ms.
+    pub at_ms: u64,
+    /// The author is no longer a member of the mesh.
+    pub departed: bool,
+}
+
+/// What a [`MeshClient::memory_sync`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemorySync {
+    /// Notes added (or replaced) in this device's copy, including ones kept
+    /// from an earlier sync that could be opened now.
+    pub added: usize,
+    /// Notes forgotten (that this device held).
+    pub forgotten: usize,
+    /// Notes that do not verify or open: not shown (each is logged with
+    /// its id and why).
+    pub unreadable: usize,
+}
+
+/// A note's plaintext, as sealed.
+#[derive(Debug, Serialize, Deserialize)]
+struct NoteBody {
+    text: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// What this client remembers of the coordination keys between requests:
+/// keys opened from ring links or derived from roots, and the epochs known
+/// to have a trusted link. One sync at a time per client.
+#[derive(Default)]
+pub(crate) struct MemoryCache {
+    keys: Mutex<BTreeMap<u64, SymmetricKey>>,
+    linked: Mutex<BTreeSet<u64>>,
+    sync: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for MemoryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCache").finish_non_exhaustive()
+    }
+}
+
+/// The trimmed text and the normalized tags of a note, or why not.
+pub fn validate_note(text: &str, tags: &[String]) -> Result<(String, Vec<String>), ClientError> {
+    let text = text.trim();
+    let bad = |reason: String| ClientError::BadInput(BadInput::NoteText { reason });
+    if text.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    if text.len() > MAX_NOTE_TEXT {
+        return Err(bad(format!(
+            "is at most {MAX_NOTE_TEXT} bytes (this one is {})",
+            text.len()
+        )));
+    }
+    if text.contains('\0') {
+        return Err(bad("may not contain a NUL character".into()));
+    }
+    Ok((text.to_owned(), normalize_tags(tags)?))
+}
+
+/// Tags as stored and matched: lowercase, each once, in the order given;
+/// at most [`MAX_TAGS`], each 1 to [`MAX_TAG`] of `A-Z a-z 0-9 _ . -`.
+pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, ClientError> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let ok = !tag.is_empty()
+            && tag.len() <= MAX_TAG
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(ClientError::BadInput(BadInput::NoteTag {
+                tag: tag.clone(),
+                max: MAX_TAG,
+            }));
+        }
+        let tag = tag.to_ascii_lowercase();
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    if out.len() > MAX_TAGS {
+        return Err(ClientError::BadInput(BadInput::NoteTags {
+            given: out.len(),
+            max: MAX_TAGS,
+        }));
+    }
+    Ok(out)
+}
+
+/// The plaintext sealed for a note (already validated).
+fn note_plaintext(text: &str, tags: &[String]) -> Result<Vec<u8>, ClientError> {
+    let body = NoteBody {
+        text: text.to_owned(),
+        tags: tags.to_vec(),
+    };
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| ClientError::Local(format!("cannot encode the note: {e}")))?;
+    if bytes.len() > MAX_COORD_PLAINTEXT {
+        // Only control characters (escaped six bytes each) get it there.
+        return Err(ClientError::BadInput(BadInput::NoteText {
+            reason: format!(
+                "is at most {MAX_COORD_PLAINTEXT} bytes once encoded (this one is {}: it has many control characters)",
+                bytes.len()
+            ),
+        }));
+    }
+    Ok(bytes)
+}
+
+/// The FTS5 query for a user's free text: each word (a run of letters and
+/// digits) quoted as a prefix term, any of them matching (`"staging"* OR
+/// "port"*`), at most [`MAX_QUERY_WORDS`]. Nothing of the input but those
+/// words reaches FTS5, so no input is FTS5 syntax.
+pub fn fts_query(input: &str) -> Result<String, ClientError> {
+    let mut words: Vec<String> = Vec::new();
+    for w in input.split(|c: char| !c.is_alphanumeric()) {
+        if w.is_empty() {
+            continue;
+        }
+        let w = w.to_lowercase();
+        if !words.contains(&w) {
+            words.push(w);
+        }
+        if words.len() == MAX_QUERY_WORDS {
+            break;
+        }
+    }
+    if words.is_empty() {
+        return Err(ClientError::BadInput(BadInput::MemoryQuery));
+    }
+    Ok(words
+        .iter()
+        .map(|w| format!("\"{w}\"*"))
+        .collect::<Vec<_>>()
+        .join(" OR "))
+}
+
+/// `input` as a note id or id prefix (lowercase): 4 to 32 hex digits.
+pub fn id_prefix(input: &str) -> Result<String, ClientError> {
+    let prefix = input.trim().to_ascii_lowercase();
+    if prefix.len() < MIN_ID_PREFIX
+        || prefix.len() > 32
+        || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(ClientError::BadInput(BadInput::NoteId {
+            input: input.to_owned(),
+        }));
+    }
+    Ok(prefix)
+}
+
+/// The note id among `matching` (the stored ids starting with `prefix`).
+fn one_note(prefix: &str, matching: &[String]) -> Result<CoordId, ClientError> {
+    match matching {
+        [one] => CoordId::from_hex(one)
+            .map_err(|e| ClientError::Local(format!("a stored memory note's id is damaged: {e}"))),
+        [] => Err(ClientError::NotFound(format!(
+            "no memory note {prefix}… (see claudemesh memory list)"
+        ))),
+        many => Err(ClientError::AmbiguousNote {
+            prefix: prefix.to_owned(),
+            candidates: many
+                .iter()
+                .map(|id| id.get(..12).unwrap_or(id).to_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// A listing limit as the store takes it.
+fn limit_of(limit: usize) -> u32 {
+    u32::try_from(limit.min(MAX_LIMIT)).unwrap_or(u32::MAX)
+}
+
+/// An `unknown_type` answer to a memory request: the broker predates
+/// team memory.
+fn unsupported_if_unknown(e: ClientError) -> ClientError {
+    match e {
+        ClientError::Refused {
+            code: ErrorCode::UnknownType,
+            ..
+        } => ClientError::MemoryUnsupported,
+        e => e,
+    }
+}
+
+/// Whether `e` is the broker not knowing a request (an older broker).
+fn is_unknown_type(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Refused {
+            code: ErrorCode::UnknownType,
+            ..
+        }
+    )
+}
+
+/// Where an object's author stands in the verified roster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// A member now.
+    Member,
+    /// A member once, gone since the epoch given (the last epoch it could
+    /// hold a key of).
+    Departed { last_epoch: u64 },
+    /// Never admitted, as far as this device's log goes.
+    Unknown,
+}
+
+fn standing(s: &MeshState, author: &PublicKey) -> Standing {
+    let roster = s.roster();
+    if roster.is_member(author) {
+        return Standing::Member;
+    }
+    match roster.departed().get(author) {
+        Some(d) => Standing::Departed {
+            last_epoch: roster
+                .key_epochs()
+                .iter()
+                .filter(|(_, ke)| ke.seq < d.seq)
+                .map(|(e, _)| *e)
+                .max()
+                .unwrap_or(0),
+        },
+        None => Standing::Unknown,
+    }
+}
+
+/// Whether a ring link may be trusted: it verifies for this mesh, and its
+/// signer wrote the rekey that began its epoch or is an owner or admin now.
+fn link_trusted(s: &MeshState, link: &RingLink) -> bool {
+    if link.epoch == 0 || link.verify(&s.mesh_id()).is_err() {
+        return false;
+    }
+    let signer = link.member();
+    let roster = s.roster();
+    roster
+        .key_epochs()
+        .get(&link.epoch)
+        .is_some_and(|ke| ke.author == *signer.as_key())
+        || matches!(
+            roster.role_of(signer.as_key()),
+            Some(Role::Owner | Role::Admin)
+        )
+}
+
+/// Opens a note with its epoch's key and reads it, or says why not.
+fn open_note(object: &CoordObject, key: &SymmetricKey) -> Result<OpenedNote, String> {
+    let plain = object.open(key).map_err(|e| e.to_string())?;
+    let body: NoteBody = serde_json::from_slice(&plain)
+        .map_err(|_| "its contents are not a memory note".to_owned())?;
+    let (text, tags) = validate_note(&body.text, &body.tags)
+        .map_err(|_| "its contents are not a well-formed memory note".to_owned())?;
+    Ok(OpenedNote { text, tags })
+}
+
+/// The row a verified object is kept as (sealed, until it opens).
+fn stored(object: &CoordObject, cseq: u64) -> Result<StoredNote, ClientError> {
+    Ok(StoredNote {
+        note_id: object.id.to_hex(),
+        author: object.author.member.to_hex(),
+        session: object.author.session.to_hex(),
+        epoch: object.epoch,
+        at_ms: object.at_ms,
+        cseq,
+        opened: None,
+        object: Some(
+            serde_json::to_string(object)
+                .map_err(|e| ClientError::Local(format!("cannot store a memory note: {e}")))?,
+        ),
+    })
+}
+
+/// A mirror row as shown, with the author's name and standing from the
+/// verified roster now.
+fn note_of(s: &MeshState, row: StoredNote) -> Result<Option<Note>, ClientError> {
+    let Some(opened) = row.opened else {
+        return Ok(None);
+    };
+    let damaged =
+        |what: &str| ClientError::Local(format!("a stored memory note's {what} is damaged"));
+    let id = CoordId::from_hex(&row.note_id).map_err(|_| damaged("id"))?;
+    let author = PublicKey::from_hex(&row.author).map_err(|_| damaged("author"))?;
+    let session = PublicKey::from_hex(&row.session).map_err(|_| damaged("session"))?;
+    let name = s.name_of(&author);
+    Ok(Some(Note {
+        id,
+        text: opened.text,
+        tags: opened.tags,
+        author: MemberKey(author),
+        author_name: (name != short(&author)).then_some(name),
+        author_session: SessionKey(session),
+        at_ms: row.at_ms,
+        departed: !s.roster().is_member(&author),
+    }))
+}
+
+/// What one sync learns as it goes (the log synced once, the ring fetched
+/// once).
+#[derive(Default)]
+struct SyncPass {
+    /// The membership log was synced during this pass.
+    log_synced: bool,
+    /// The trusted ring links, once fetched (`Some(empty)` from a broker
+    /// without a ring).
+    ring: Option<Vec<RingLink>>,
+    /// The broker answered `unknown_type` to the ring.
+    ring_unsupported: bool,
+}
+
+/// What becomes of one object of the feed.
+enum Verdict {
+    /// Keep it (opened, or sealed until a key comes).
+    Keep(StoredNote),
+    /// It does not verify or open: not kept, with why.
+    Unreadable(String),
+}
+
+impl MeshClient {
+    /// Writes a note for the whole mesh: sealed under the current epoch's
+    /// coordination key, stored by the broker, and added to this device's
+    /// copy. When the mesh key must rotate first it is rotated if that
+    /// falls to this member (as for a message to `*`), and refused with
+    /// who can otherwise; a `rekey_required` answer (a rekey meanwhile) is
+    /// answered by syncing the log and sealing again, once.
+    pub async fn memory_remember(&self, text: &str, tags: &[String]) -> Result<Note, ClientError> {
+        let (text, tags) = validate_note(text, tags)?;
+        let plaintext = note_plaintext(&text, &tags)?;
+        let id = CoordId::random();
+        let at_ms = now_ms();
+        let mut resealed = false;
+        let (object, cseq) = loop {
+            self.session().rotate_keys_for(&Target::Broadcast).await?;
+            let object = self.with_state(|s| seal_note(s, id, at_ms, &plaintext))?;
+            match self.coord_put(object.clone()).await {
+                Err(ClientError::Refused {
+                    code: ErrorCode::RekeyRequired,
+                    ..
+                }) if !resealed => {
+                    resealed = true;
+                    self.sync_log().await?;
+                }
+                Err(e) => return Err(e),
+                Ok(cseq) => break (object, cseq),
+            }
+        };
+        let mut row = stored(&object, cseq)?;
+        row.object = None;
+        row.opened = Some(OpenedNote { text, tags });
+        self.local().memory_put(&self.mesh().id, &row).await?;
+        self.write_links_quietly(&mut SyncPass::default()).await;
+        self.with_state(|s| note_of(s, row))?
+            .ok_or_else(|| ClientError::Local("the note just stored cannot be read back".into()))
+    }
+
+    /// The notes matching `query` (any of its words, as a word prefix, in
+    /// the text or tags), best match first, carrying every tag of `tags`,
+    /// at most `limit`. Syncs first; when the broker cannot be reached, it
+    /// searches this device's copy as it is (and logs that it did).
+    pub async fn memory_recall(
+        &self,
+        query: &str,
+        tags: &[String],
+        limit: usize,
+    ) -> Result<Vec<Note>, ClientError> {
+        let q = fts_query(query)?;
+        let tags = normalize_tags(tags)?;
+        self.sync_or_offline().await?;
+        let rows = self
+            .local()
+            .memory_search(&self.mesh().id, &q, &tags, limit_of(limit))
+            .await?;
+        self.notes_of(rows)
+    }
+
+    /// The notes carrying every tag of `tags`, newest first, at most
+    /// `limit`. Syncs first, as [`MeshClient::memory_recall`].
+    pub async fn memory_list(
+        &self,
+        tags: &[String],
+        limit: usize,
+    ) -> Result<Vec<Note>, ClientError> {
+        let tags = normalize_tags(tags)?;
+        self.sync_or_offline().await?;
+        let rows = self
+            .local()
+            .memory_list(&self.mesh().id, &tags, limit_of(limit))
+            .await?;
+        self.notes_of(rows)
+    }
+
+    /// Forgets a note for everyone (its author, an owner or an admin may):
+    /// named by its id or a prefix of at least [`MIN_ID_PREFIX`] hex digits
+    /// that no other note on this device shares (after a sync). Returns its
+    /// id.
+    pub async fn memory_forget(&self, id_or_prefix: &str) -> Result<CoordId, ClientError> {
+        let prefix = id_prefix(id_or_prefix)?;
+        self.memory_sync().await?;
+        let mesh = self.mesh().id;
+        let _one = self.memory_cache().sync.lock().await;
+        let matching = self
+            .local()
+            .memory_ids_with_prefix(&mesh, &prefix, 8)
+            .await?;
+        let id = one_note(&prefix, &matching)?;
+        let short_id = &id.to_hex()[..8];
+        let frame = self
+            .session()
+            .request(
+                |req| {
+                    ClientFrame::CoordForget(CoordForget {
+                        req: Some(req),
+                        kind: CoordKind::Memory,
+                        id,
+                    })
+                },
+                "forget the memory note",
+            )
+            .await
+            .map_err(|e| match unsupported_if_unknown(e) {
+                ClientError::Refused {
+                    code: ErrorCode::Forbidden,
+                    ..
+                } => ClientError::NotAllowed(format!(
+                    "only the author of memory note {short_id}, an owner or an admin can forget it"
+                )),
+                ClientError::Refused {
+                    code: ErrorCode::NotFound,
+                    message,
+                } => ClientError::NotFound(format!(
+                    "the broker has no memory note {short_id}: {message}"
+                )),
+                e => e,
+            });
+        if let Err(ClientError::NotFound(_)) = &frame {
+            // Gone there: gone here too.
+            self.local().memory_remove(&mesh, &id.to_hex()).await?;
+        }
+        match frame? {
+            BrokerFrame::CoordStored(s) if s.id == id => {
+                self.local().memory_remove(&mesh, &id.to_hex()).await?;
+                Ok(id)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Brings this device's copy of the team memory up to date: every
+    /// change of the feed since the last sync (pages applied one
+    /// transaction each, with the new feed position), then the notes kept
+    /// sealed from earlier syncs that can be opened now; and writes the key
+    /// ring links that fall to this member.
+    pub async fn memory_sync(&self) -> Result<MemorySync, ClientError> {
+        let _one = self.memory_cache().sync.lock().await;
+        let mut pass = SyncPass::default();
+        let mut out = MemorySync::default();
+        self.pull_feed(&mut pass, &mut out).await?;
+        self.open_pending(&mut pass, &mut out).await?;
+        self.write_links_quietly(&mut pass).await;
+        Ok(out)
+    }
+
+    /// Writes the key ring links that fall to this member and are missing
+    /// (after a rekey this member wrote, say); failures are logged only.
+    pub(crate) async fn memory_link_keys(&self) {
+        self.write_links_quietly(&mut SyncPass::default()).await;
+    }
+
+    /// [`MeshClient::memory_sync`], or, when the broker cannot be reached,
+    /// nothing (the local copy is used as it is).
+    async fn sync_or_offline(&self) -> Result<(), ClientError> {
+        match self.memory_sync().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::Network => {
+                tracing::info!(error = %e, "team memory: the broker cannot be reached; using this device's copy");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Mirror rows as shown.
+    fn notes_of(&self, rows: Vec<StoredNote>) -> Result<Vec<Note>, ClientError> {
+        self.with_state(|s| {
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                if let Some(n) = note_of(s, row)? {
+                    out.push(n);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// `coord_put`: returns the feed position the broker stored it as.
+    async fn coord_put(&self, object: CoordObject) -> Result<u64, ClientError> {
+        let id = object.id;
+        let frame = self
+            .session()
+            .request(
+                |req| {
+                    ClientFrame::CoordPut(CoordPut {
+                        req: Some(req),
+                        object: Box::new(object),
+                    })
+                },
+                "store the memory note",
+            )
+            .await
+            .map_err(unsupported_if_unknown)?;
+        match frame {
+            BrokerFrame::CoordStored(s) if s.id == id => Ok(s.cseq),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `coord_sync` of memory notes after `after`.
+    async fn coord_page(&self, after: u64) -> Result<CoordPage, ClientError> {
+        let frame = self
+            .session()
+            .request(
+                |req| {
+                    ClientFrame::CoordSync(CoordSync {
+                        req: Some(req),
+                        kind: CoordKind::Memory,
+                        after,
+                    })
+                },
+                "send the team memory changes",
+            )
+            .await
+            .map_err(unsupported_if_unknown)?;
+        match frame {
+            BrokerFrame::CoordPage(p) if p.kind == CoordKind::Memory => {
+                let in_order = p.head >= after
+                    && p.changes.iter().all(|c| c.cseq > after && c.cseq <= p.head)
+                    && !(p.more && p.head == after);
+                if !in_order {
+                    return Err(ClientError::Protocol(
+                        "the broker sent team memory changes out of order".into(),
+                    ));
+                }
+                Ok(p)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Pages the feed from this device's position until the broker has no
+    /// more, applying each page with its new position.
+    async fn pull_feed(
+        &self,
+        pass: &mut SyncPass,
+        out: &mut MemorySync,
+    ) -> Result<(), ClientError> {
+        let mesh = self.mesh().id;
+        let mut after = self.local().coord_head(&mesh, CoordKind::Memory).await?;
+        loop {
+            let page = self.coord_page(after).await?;
+            let mut changes = Vec::with_capacity(page.changes.len());
+            let mut unreadable = 0;
+            for change in &page.changes {
+                let id = change.id.to_hex();
+                let Some(object) = &change.object else {
+                    changes.push(MirrorChange::Remove(id));
+                    continue;
+                };
+                match self.judge(change.id, change.cseq, object, pass).await? {
+                    Verdict::Keep(row) => changes.push(MirrorChange::Put(row)),
+                    Verdict::Unreadable(reason) => {
+                        tracing::warn!(id = %id, reason = %reason, "team memory: a note cannot be trusted or opened; it is not shown");
+                        unreadable += 1;
+                        // Any earlier copy of it goes too.
+                        changes.push(MirrorChange::Remove(id));
+                    }
+                }
+            }
+            let Some(changed) = self
+                .local()
+                .memory_apply_page(&mesh, after, page.head, &changes)
+                .await?
+            else {
+                // Another process sharing this device's store applied
+                // changes meanwhile: go on from where it got to.
+                after = self.local().coord_head(&mesh, CoordKind::Memory).await?;
+                continue;
+            };
+            out.unreadable += unreadable;
+            for ((change, feed), changed) in changes.iter().zip(&page.changes).zip(changed) {
+                match change {
+                    MirrorChange::Put(row) if changed && row.opened.is_some() => out.added += 1,
+                    MirrorChange::Remove(_) if changed && feed.object.is_none() => {
+                        out.forgotten += 1;
+                    }
+                    _ => {}
+                }
+            }
+            if !page.more {
+                return Ok(());
+            }
+            after = page.head;
+        }
+    }
+
+    /// What becomes of one object of the feed (at `cseq`, listed as `id`).
+    async fn judge(
+        &self,
+        id: CoordId,
+        cseq: u64,
+        object: &CoordObject,
+        pass: &mut SyncPass,
+    ) -> Result<Verdict, ClientError> {
+        if object.id != id || object.kind != CoordKind::Memory {
+            return Ok(Verdict::Unreadable(
+                "it does not match its place in the feed".into(),
+            ));
+        }
+        if let Err(e) = object.verify(&self.mesh().id) {
+            return Ok(Verdict::Unreadable(e.to_string()));
+        }
+        let author = *object.member().as_key();
+        let mut where_ = self.with_state(|s| standing(s, &author));
+        if where_ == Standing::Unknown && !pass.log_synced {
+            // A member this device's log does not know yet.
+            self.sync_log().await?;
+            pass.log_synced = true;
+            where_ = self.with_state(|s| standing(s, &author));
+        }
+        match where_ {
+            Standing::Unknown => {
+                return Ok(Verdict::Unreadable(
+                    "its author was never a member of this mesh".into(),
+                ));
+            }
+            Standing::Departed { last_epoch } if object.epoch > last_epoch => {
+                return Ok(Verdict::Unreadable(
+                    "it is sealed under a key made after its author left".into(),
+                ));
+            }
+            Standing::Member | Standing::Departed { .. } => {}
+        }
+        let mut row = stored(object, cseq)?;
+        let Some(key) = self.key_for(object.epoch, pass).await? else {
+            return Ok(Verdict::Keep(row));
+        };
+        match open_note(object, &key) {
+            Ok(opened) => {
+                row.opened = Some(opened);
+                row.object = None;
+                Ok(Verdict::Keep(row))
+            }
+            Err(reason) => Ok(Verdict::Unreadable(reason)),
+        }
+    }
+
+    /// Opens the notes kept sealed by earlier syncs whose epoch's key this
+    /// device has now.
+    async fn open_pending(
+        &self,
+        pass: &mut SyncPass,
+        out: &mut MemorySync,
+    ) -> Result<(), ClientError> {
+        let mesh = self.mesh().id;
+        for row in self.local().memory_pending(&mesh).await? {
+            let object: Option<CoordObject> = row
+                .object
+                .as_deref()
+                .and_then(|o| serde_json::from_str(o).ok());
+            let Some(object) = object else {
+                tracing::warn!(id = %row.note_id, "team memory: a note kept on this device is damaged; dropping it");
+                self.local().memory_remove(&mesh, &row.note_id).await?;
+                out.unreadable += 1;
+                continue;
+            };
+            let Some(key) = self.key_for(object.epoch, pass).await? else {
+                continue;
+            };
+            match open_note(&object, &key) {
+                Ok(opened) => {
+                    self.local()
+                        .memory_opened(&mesh, &row.note_id, row.cseq, &opened)
+                        .await?;
+                    out.added += 1;
+                }
+                Err(reason) => {
+                    tracing::warn!(id = %row.note_id, reason = %reason, "team memory: a note cannot be opened; it is not shown");
+                    self.local().memory_remove(&mesh, &row.note_id).await?;
+                    out.unreadable += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The coordination key of `epoch`: from its root when this device
+    /// holds it, else down the key ring from the nearest later epoch whose
+    /// key it has; `None` when neither gives it.
+    async fn key_for(
+        &self,
+        epoch: u64,
+        pass: &mut SyncPass,
+    ) -> Result<Option<SymmetricKey>, ClientError> {
+        if let Some(k) = lock(&self.memory_cache().keys).get(&epoch) {
+            return Ok(Some(k.clone()));
+        }
+        if !pass.log_synced && self.with_state(|s| epoch > s.roster().epoch()) {
+            // Sealed under an epoch this device's log has not reached.
+            self.sync_log().await?;
+            pass.log_synced = true;
+        }
+        let (from_root, top) = self.with_state(|s| {
+            let mesh = s.mesh_id();
+            let from_root = s.root(epoch).map(|r| coord_key(r, &mesh));
+            let keys = lock(&self.memory_cache().keys);
+            let top = (epoch.saturating_add(1)..=s.roster().epoch()).find_map(|n| {
+                keys.get(&n)
+                    .cloned()
+                    .or_else(|| s.root(n).map(|r| coord_key(r, &mesh)))
+                    .map(|k| (n, k))
+            });
+            (from_root, top)
+        });
+        if let Some(k) = from_root {
+            lock(&self.memory_cache().keys).insert(epoch, k.clone());
+            return Ok(Some(k));
+        }
+        let Some((top, mut key)) = top else {
+            return Ok(None);
+        };
+        let ring = self.ring(pass).await?;
+        for n in (epoch.saturating_add(1)..=top).rev() {
+            // `key` is the key of epoch n: a trusted link of n gives n − 1.
+            let Some(older) = ring
+                .iter()
+                .filter(|l| l.epoch == n)
+                .find_map(|l| l.open(&key).ok())
+            else {
+                return Ok(None);
+            };
+            lock(&self.memory_cache().keys).insert(n - 1, older.clone());
+            key = older;
+        }
+        Ok(Some(key))
+    }
+
+    /// The trusted ring links, fetched once per pass (none from a broker
+    /// without a ring).
+    async fn ring(&self, pass: &mut SyncPass) -> Result<Vec<RingLink>, ClientError> {
+        if let Some(r) = &pass.ring {
+            return Ok(r.clone());
+        }
+        let mut links: Vec<RingLink> = Vec::new();
+        let mut after = 0;
+        loop {
+            let frame = self
+                .session()
+                .request(
+                    |req| {
+                        ClientFrame::CoordRing(CoordRingQuery {
+                            req: Some(req),
+                            after,
+                        })
+                    },
+                    "send the coordination key ring",
+                )
+                .await;
+            match frame {
+                Ok(BrokerFrame::CoordRingPage(p)) => {
+                    let next = p.links.last().map(|l| l.epoch);
+                    links.extend(p.links);
+                    // Pages hold whole epochs: go on after the last one,
+                    // and stop if a page moved nowhere.
+                    match next {
+                        Some(n) if p.more && n > after => after = n,
+                        _ => break,
+                    }
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                Err(e) if is_unknown_type(&e) => {
+                    pass.ring_unsupported = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let trusted: Vec<RingLink> =
+            self.with_state(|s| links.into_iter().filter(|l| link_trusted(s, l)).collect());
+        lock(&self.memory_cache().linked).extend(trusted.iter().map(|l| l.epoch));
+        pass.ring = Some(trusted.clone());
+        Ok(trusted)
+    }
+
+    /// [`MeshClient::write_links`], its failure logged only: a missing
+    /// link delays later joiners, it loses nothing.
+    async fn write_links_quietly(&self, pass: &mut SyncPass) {
+        if let Err(e) = self.write_links(pass).await {
+            tracing::warn!(error = %e, "team memory: could not write a coordination key ring link; will retry on the next sync");
+        }
+    }
+
+    /// Writes a ring link for each epoch N ≥ 1 whose roots N − 1 and N this
+    /// device holds, whose link falls to this member (it wrote the rekey
+    /// that began N, or it is an owner or admin), and that has no trusted
+    /// link yet.
+    async fn write_links(&self, pass: &mut SyncPass) -> Result<(), ClientError> {
+        let due: Vec<u64> = self.with_state(|s| {
+            let me = s.my_key();
+            let admin = s.is_admin();
+            let linked = lock(&self.memory_cache().linked);
+            (1..=s.roster().epoch())
+                .filter(|n| !linked.contains(n))
+                .filter(|n| s.root(n - 1).is_some() && s.root(*n).is_some())
+                .filter(|n| {
+                    admin
+                        || s.roster()
+                            .key_epochs()
+                            .get(n)
+                            .is_some_and(|ke| ke.author == me)
+                })
+                .collect()
+        });
+        if due.is_empty() {
+            return Ok(());
+        }
+        let ring = self.ring(pass).await?;
+        if pass.ring_unsupported {
+            return Ok(());
+        }
+        for n in due {
+            if ring.iter().any(|l| l.epoch == n) {
+                continue;
+            }
+            let link = self.with_state(|s| {
+                let mesh = s.mesh_id();
+                let (Some(newer), Some(older)) = (s.root(n), s.root(n - 1)) else {
+                    return None;
+                };
+                Some(RingLink::seal(
+                    s.session(),
+                    n,
+                    &coord_key(newer, &mesh),
+                    &coord_key(older, &mesh),
+                    now_ms(),
+                ))
+            });
+            let Some(link) = link else { continue };
+            let frame = self
+                .session()
+                .request(
+                    |req| {
+                        ClientFrame::CoordRingPut(CoordRingPut {
+                            req: Some(req),
+                            link: Box::new(link),
+                        })
+                    },
+                    "store a coordination key ring link",
+                )
+                .await;
+            match frame {
+                Ok(BrokerFrame::CoordRingStored(_)) => {
+                    lock(&self.memory_cache().linked).insert(n);
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                Err(e) if is_unknown_type(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seals a note's plaintext under the current epoch's coordination key,
+/// signed as this session.
+fn seal_note(
+    s: &MeshState,
+    id: CoordId,
+    at_ms: u64,
+    plaintext: &[u8],
+) -> Result<CoordObject, ClientError> {
+    let epoch = s.roster().epoch();
+    let root = s
+        .root(epoch)
+        .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
+    let key = coord_key(root, &s.mesh_id());
+    let facts = CoordFacts {
+        kind: CoordKind::Memory,
+        id,
+        rev: 1,
+        at_ms,
+    };
+    CoordObject::seal(s.session(), &key, epoch, facts, plaintext).map_err(|e| {
+        ClientError::BadInput(BadInput::NoteText {
+            reason: format!("cannot be sealed: {e}"),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_search_becomes_quoted_prefix_words_or_ed() {
+        assert_eq!(
+            fts_query("staging port").unwrap(),
+            r#""staging"* OR "port"*"#
+        );
+        // FTS5 syntax in the input is only ever words.
+        assert_eq!(
+            fts_query(r#"port" OR x) NEAR(* -col:"#).unwrap(),
+            r#""port"* OR "or"* OR "x"* OR "near"* OR "col"*"#
+        );
+        assert_eq!(
+            fts_query("  Port, PORT; port.5433 ").unwrap(),
+            r#""port"* OR "5433"*"#
+        );
+        assert_eq!(fts_query("café über").unwrap(), r#""café"* OR "über"*"#);
+        for empty in ["", "   ", "\"*():-^", "…"] {
+            let e = fts_query(empty).unwrap_err();
+            assert!(
+                matches!(e, ClientError::BadInput(BadInput::MemoryQuery)),
+                "{empty:?}: {e}"
+            );
+            assert_eq!(e.kind(), ErrorKind::Usage);
+        }
+        let many: String = (0..100).map(|i| format!("w{i} ")).collect();
+        assert_eq!(
+            fts_query(&many).unwrap().matches(" OR ").count(),
+            MAX_QUERY_WORDS - 1
+        );
+    }
+
+    #[test]
+    fn notes_are_trimmed_and_tags_lowercased_once() {
+        let (text, t) = validate_note(
+            "  the db is on 5433\n",
+            &tags(&["Staging", "db", "staging", "a.b-c_d"]),
+        )
+        .unwrap();
+        assert_eq!(text, "the db is on 5433");
+        assert_eq!(t, tags(&["staging", "db", "a.b-c_d"]));
+        let exact = "x".repeat(MAX_NOTE_TEXT);
+        assert!(validate_note(&exact, &[]).is_ok());
+        for bad in ["", "   \n", "a\0b", &"x".repeat(MAX_NOTE_TEXT + 1)] {
+            let e = validate_note(bad, &[]).unwrap_err();
+            assert!(
+                matches!(e, ClientError::BadInput(BadInput::NoteText { .. })),
+                "{e}"
+            );
+            assert_eq!(e.kind(), ErrorKind::Usage);
+        }
+        for bad in [
+            "",
+            "has space",
+            "emoji😀",
+            "#hash",
+            &"t".repeat(MAX_TAG + 1),
+        ] {
+            let e = validate_note("ok", &tags(&[bad])).unwrap_err();
+            assert!(
+                matches!(e, ClientError::BadInput(BadInput::NoteTag { .. })),
+                "{bad:?}: {e}"
+            );
+            assert_eq!(e.kind(), ErrorKind::Usage);
+        }
+        assert!(normalize_tags(&tags(&[&"t".repeat(MAX_TAG)])).is_ok());
+        let sixteen: Vec<String> = (0..MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert_eq!(normalize_tags(&sixteen).unwrap().len(), MAX_TAGS);
+        let seventeen: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        let e = normalize_tags(&seventeen).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ClientError::BadInput(BadInput::NoteTags { given: 17, max: 16 })
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_plaintext_is_json_and_fits_a_coordination_object() {
+        let p = note_plaintext("port 5433", &tags(&["db"])).unwrap();
+        assert_eq!(p, br#"{"text":"port 5433","tags":["db"]}"#);
+        // Padded as sealed, it still reads.
+        let mut padded = p.clone();
+        padded.resize(256, b' ');
+        let body: NoteBody = serde_json::from_slice(&padded).unwrap();
+        assert_eq!(
+            (body.text.as_str(), body.tags),
+            ("port 5433", tags(&["db"]))
+        );
+        // Control characters escape to six bytes each: too many do not fit.
+        let text = format!("a{}b", "\u{1}".repeat(MAX_NOTE_TEXT - 2));
+        let (text, t) = validate_note(&text, &[]).unwrap();
+        let e = note_plaintext(&text, &t).unwrap_err();
+        assert!(
+            matches!(e, ClientError::BadInput(BadInput::NoteText { .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_note_is_named_by_its_id_or_a_unique_prefix() {
+        assert_eq!(id_prefix(" ABCD ").unwrap(), "abcd");
+        for bad in ["abc", "zzzz", "", &"a".repeat(33)] {
+            let e = id_prefix(bad).unwrap_err();
+            assert!(
+                matches!(e, ClientError::BadInput(BadInput::NoteId { .. })),
+                "{bad:?}"
+            );
+            assert_eq!(e.kind(), ErrorKind::Usage);
+        }
+        let a = CoordId([0xab; 16]).to_hex();
+        let b = CoordId([0xac; 16]).to_hex();
+        assert_eq!(
+            one_note("ab", std::slice::from_ref(&a)).unwrap(),
+            CoordId([0xab; 16])
+        );
+        let e = one_note("a", &[a, b]).unwrap_err();
+        assert!(matches!(e, ClientError::AmbiguousNote { .. }), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        let e = one_note("ffff", &[]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_note_serializes_with_hex_ids_and_keys() {
+        let member = claudemesh_crypto::SigningKey::generate().public();
+        let session = claudemesh_crypto::SigningKey::generate().public();
+        let n = Note {
+            id: CoordId([1; 16]),
+            text: "t".into(),
+            tags: vec![],
+            author: MemberKey(member),
+            author_name: None,
+            author_session: SessionKey(session),
+            at_ms: 5,
+            departed: false,
+        };
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(v["id"], CoordId([1; 16]).to_hex());
+        assert_eq!(v["author"], member.to_hex());
+        assert_eq!(v["author_session"], session.to_hex());
+        assert_eq!(v["at_ms"], 5);
+        assert!(v.get("author_name").is_none());
+    }
+}
