@@ -19,6 +19,7 @@ use crate::claude::mcp::McpArgs;
 use crate::demo::DemoArgs;
 use crate::global::Global;
 use crate::grants::GrantsCmd;
+use crate::memory::MemoryCmd;
 use crate::mesh::{JoinArgs, MeshCmd};
 use crate::message::{InboxArgs, MessageCmd, SendArgs};
 use crate::peer::{PeerCmd, ProfileCmd, VerifyArgs};
@@ -56,6 +57,9 @@ pub enum Command {
     /// Messages held to be delivered later (send --at/--in): list, cancel
     #[command(subcommand)]
     Schedule(ScheduleCmd),
+    /// Team memory: notes sealed to the mesh, searched on this device (remember, recall, list, forget)
+    #[command(subcommand)]
+    Memory(MemoryCmd),
     /// Topics (#name): create, join, post, read their history
     #[command(subcommand)]
     Topic(TopicCmd),

@@ -10,7 +10,7 @@
 //!   `global`: the options every command takes, and the home they open;
 //!   `output`, `exit`: printing and failures.
 //! - One file per noun a user types: `mesh`, `peer`, `message`,
-//!   `schedule`, `topic`, `grants`, `status`, `backup`, `audit`, `apikey`, `serve`, `demo`. Each holds its clap
+//!   `schedule`, `memory`, `topic`, `grants`, `status`, `backup`, `audit`, `apikey`, `serve`, `demo`. Each holds its clap
 //!   types (`MeshCmd`, …) with what each command asks the policy
 //!   (`request`) and runs (`run`); `names` (how members are shown),
 //!   `workdir` (this checkout, for presence).
@@ -30,6 +30,7 @@ mod demo;
 mod exit;
 mod global;
 mod grants;
+mod memory;
 mod mesh;
 mod message;
 mod names;
@@ -127,6 +128,7 @@ fn request_for(cmd: &Command) -> Option<Request> {
         Command::Peer(cmd) => cmd.request(),
         Command::Message(cmd) => cmd.request(),
         Command::Schedule(cmd) => cmd.request(),
+        Command::Memory(cmd) => cmd.request(),
         Command::Topic(cmd) => cmd.request(),
         Command::Group(cmd) => cmd.request(),
         Command::Profile(cmd) => cmd.request(),
@@ -168,6 +170,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Peer(cmd) => cmd.run(&g).await,
         Command::Message(cmd) => cmd.run(&g).await,
         Command::Schedule(cmd) => cmd.run(&g).await,
+        Command::Memory(cmd) => cmd.run(&g).await,
         Command::Topic(cmd) => cmd.run(&g).await,
         Command::Group(cmd) => cmd.run(&g).await,
         Command::Profile(cmd) => cmd.run(&g).await,

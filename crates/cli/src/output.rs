@@ -114,3 +114,28 @@ pub fn qr(text: &str) {
 pub fn short(hex: &str) -> &str {
     &hex[..hex.len().min(8)]
 }
+
+/// A peer's text as a terminal shows it: every control character but
+/// newline and tab dropped (the escape that starts a terminal sequence, a
+/// carriage return, a backspace), so the text cannot move the cursor,
+/// recolour or retitle the terminal, or write over what came before it.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_drops_terminal_escapes_but_keeps_lines() {
+        assert_eq!(printable("port 5433\n\tsee #42"), "port 5433\n\tsee #42");
+        assert_eq!(
+            printable("ok\u{1b}[2J\u{1b}]0;pwned\u{7}\r\u{8}!"),
+            "ok[2J]0;pwned!"
+        );
+        assert_eq!(printable("\u{9b}31mred"), "31mred");
+    }
+}

@@ -35,16 +35,16 @@ approval_mode: write
 #   deny: [peer.ban, restore]
 # A rule is a verb, a group of verbs (peer.*) or every verb (*).
 # Destructive verbs: peer.kick, peer.ban, peer.unban, mesh.leave,
-#   mesh.revoke-invite, restore.
+#   mesh.revoke-invite, restore, memory.forget.
 # Other writes: mesh.create, mesh.share, mesh.rekey, mesh.join, mesh.use, message.send,
 #   topic.create, topic.join, topic.leave, topic.add, topic.post,
 #   group.join, group.leave, profile.status, profile.summary, backup,
-#   grant, revoke, block, unblock, install, uninstall.
+#   grant, revoke, block, unblock, install, uninstall, memory.remember.
 # Reads (never asked; refused only by a deny rule): mesh.list, peer.list,
 #   peer.bans, message.inbox, message.status, topic.list, topic.members,
-#   topic.history, topic.read, group.list, status, audit.verify, audit.list,
-#   grants, launch, mcp (each tool call of `claudemesh mcp` is checked as its
-#   verb).
+#   topic.history, topic.read, group.list, memory.recall, memory.list, status,
+#   audit.verify, audit.list, grants, launch, mcp (each tool call of
+#   `claudemesh mcp` is checked as its verb).
 allow: []
 deny: []
 ";

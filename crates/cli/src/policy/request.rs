@@ -41,6 +41,8 @@ pub fn describe(req: &Request, mesh: Option<&str>) -> String {
         Verb::MeshRekey => format!("write a new mesh key for {m}"),
         Verb::MessageSend => format!("send a message to {t} in {m}"),
         Verb::TopicPost => format!("post to #{} in {m}", t.trim_start_matches('#')),
+        Verb::MemoryRemember => format!("remember a note in {m}"),
+        Verb::MemoryForget => format!("forget note {t} for everyone in {m}"),
         verb => {
             let words = verb.as_str().replace('.', " ");
             let mut s = format!("run `claudemesh {words}");
@@ -77,6 +79,11 @@ mod tests {
         assert_eq!(
             capitalized(&describe(&req, Some("team"))),
             "Ban carol from team"
+        );
+        let req = Request::new(Verb::MemoryForget, Some("3fa2c1d0"), true);
+        assert_eq!(
+            capitalized(&describe(&req, Some("team"))),
+            "Forget note 3fa2c1d0 for everyone in team"
         );
         let req = Request::new(Verb::TopicLeave, Some("deploys"), true);
         assert_eq!(

@@ -72,6 +72,12 @@ verbs! {
     ScheduleList = "schedule.list", Read;
     /// Cancelling a scheduled message only stops it; it can be sent again.
     ScheduleCancel = "schedule.cancel", Write;
+    MemoryRemember = "memory.remember", Write;
+    MemoryRecall = "memory.recall", Read;
+    MemoryList = "memory.list", Read;
+    /// Forgetting a note takes it from every member's device, and only its
+    /// author has its text to write again.
+    MemoryForget = "memory.forget", Destructive;
     TopicCreate = "topic.create", Write;
     TopicList = "topic.list", Read;
     TopicJoin = "topic.join", Write;

@@ -88,6 +88,7 @@ fn usage_errors_exit_3_and_help_exits_0() {
         "mesh",
         "peer",
         "message",
+        "memory",
         "profile",
         "join",
         "send",

@@ -21,6 +21,7 @@ mod hooks;
 mod install;
 mod invite;
 mod mcp;
+mod memory;
 mod mesh;
 mod message;
 mod moderation;

@@ -588,3 +588,80 @@ fn gateway_schedules_lists_and_cancels_messages_for_later() {
         "{status}"
     );
 }
+
+/// The team's memory over HTTP: a note remembered through one gateway is
+/// found by a word through another, filtered by tags, kept from a key
+/// limited to topics, forgettable only by its author, and gone for
+/// everyone once forgotten.
+#[test]
+fn gateway_remembers_recalls_and_forgets_notes() {
+    let broker = Broker::start();
+    let (alice, bob) = team(&broker);
+    let key_a = api_key(&alice, "web", "read,send", None);
+    let topic_a = api_key(&alice, "deploys-bot", "read,send", Some("deploys"));
+    let key_b = api_key(&bob, "web", "read,send", None);
+    let (gw_a, a) = serve_up(&alice, &key_a);
+    let (_gw_b, b) = serve_up(&bob, &key_b);
+    let bot = crate::serve::Api::new(&gw_a, &topic_a);
+
+    let note = a
+        .post(
+            "/api/v1/memory",
+            json!({"text": "the staging database listens on port 5433", "tags": ["infra", "DB"]}),
+        )
+        .ok(201);
+    let id = note["id"].as_str().expect("id").to_owned();
+    assert!(is_message_id(&id), "{note}");
+    assert_eq!(note["tags"], json!(["infra", "db"]), "{note}");
+    assert_eq!(note["author_name"], "alice", "{note}");
+
+    // Bob finds it by words in it, best match first.
+    let found = b.get("/api/v1/memory?q=staging%20port").ok(200);
+    let notes = found["notes"].as_array().expect("notes");
+    assert_eq!(notes.len(), 1, "{found}");
+    assert_eq!(notes[0]["id"], id.as_str());
+    assert_eq!(
+        notes[0]["text"],
+        "the staging database listens on port 5433"
+    );
+    assert_eq!(notes[0]["author_name"], "alice");
+    assert_eq!(notes[0]["departed"], false);
+    assert_eq!(
+        notes[0]["forgettable"], false,
+        "bob is neither author nor admin"
+    );
+    assert_eq!(note["forgettable"], true, "{note}");
+    let tagged = b.get("/api/v1/memory?tags=infra,db").ok(200);
+    assert_eq!(
+        tagged["notes"].as_array().map(Vec::len),
+        Some(1),
+        "{tagged}"
+    );
+    let none = b.get("/api/v1/memory?q=staging&tags=nope").ok(200);
+    assert_eq!(none["notes"], json!([]), "{none}");
+    let none = b.get("/api/v1/memory?q=kubernetes").ok(200);
+    assert_eq!(none["notes"], json!([]), "{none}");
+
+    // Mesh-wide: a key limited to a topic may not read or write it.
+    bot.get("/api/v1/memory").problem(403, code::DENIED);
+    bot.post("/api/v1/memory", json!({"text": "x"}))
+        .problem(403, code::DENIED);
+    // Bad input.
+    a.post("/api/v1/memory", json!({"text": "  "}))
+        .problem(400, code::USAGE);
+    a.post(
+        "/api/v1/memory",
+        json!({"text": "x", "tags": ["no spaces"]}),
+    )
+    .problem(400, code::USAGE);
+    a.delete("/api/v1/memory/zz").problem(400, code::USAGE);
+
+    // Only its author (or an owner or admin) forgets it; bob is neither.
+    b.delete(&format!("/api/v1/memory/{id}"))
+        .problem(403, code::REFUSED);
+    a.delete(&format!("/api/v1/memory/{}", &id[..8])).ok(204);
+    let gone = b.get("/api/v1/memory?q=staging").ok(200);
+    assert_eq!(gone["notes"], json!([]), "{gone}");
+    a.delete(&format!("/api/v1/memory/{id}"))
+        .problem(404, code::NOT_FOUND);
+}

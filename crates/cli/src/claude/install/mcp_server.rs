@@ -26,6 +26,9 @@ pub const TOOLS: &[&str] = &[
     "topic_history",
     "list_scheduled",
     "cancel_scheduled",
+    "memory_remember",
+    "memory_recall",
+    "memory_forget",
 ];
 
 /// The manifest's id of the server entry.
