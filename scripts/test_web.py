@@ -755,6 +755,48 @@ class Web:
         check(self.message(a, never).count() == 0, "alice's conversation shows the cancelled message")
         return f"bob's page showed it {now_ms - at:.0f} ms after its time"
 
+    # --- n. team memory -------------------------------------------------------
+
+    def memory(self):
+        a, b = self.alice, self.bob
+        fact = "The staging database listens on port 5433."
+        self.go(a, "#/memory", "memory-view")
+        a.locator("#memory-text").fill(fact)
+        a.locator("#memory-tags").fill("infra, db")
+        with a.expect_response(lambda r: r.request.method == "POST" and r.url.split("?")[0].endswith("/api/v1/memory")) as info:
+            a.get_by_role("button", name="Remember").click()
+        resp = info.value
+        check(resp.status == 201, f"remembering from the page answered {resp.status}: {resp.text()[:200]}")
+        note_id = resp.json()["id"]
+        expect(a.locator(f"[data-testid=memory-item][data-id='{note_id}']")).to_be_visible()
+        # A peer's note with markup: shown as its words on bob's page.
+        evil = '<img src="x" onerror="window.__pwned=1">note'
+        made = self.api(b, "POST", "/api/v1/memory", {"text": evil})
+        check(made["status"] == 201, f"bob's note: {made}")
+        # Bob searches by a word of alice's note and finds it.
+        self.go(b, "#/memory", "memory-view")
+        b.locator("#memory-query").fill("staging port")
+        b.get_by_test_id("memory-search").click()
+        item = b.locator(f"[data-testid=memory-item][data-id='{note_id}']")
+        expect(item).to_be_visible()
+        expect(item.get_by_test_id("memory-text")).to_have_text(fact)
+        expect(item.locator(".where")).to_have_text("alice")
+        self.shot(b, "memory")
+        b.locator("#memory-query").fill("")
+        b.get_by_test_id("memory-search").click()
+        expect(b.locator("[data-testid=memory-text]").filter(has_text=evil)).to_have_count(1)
+        self.no_script_ran(b, "bob", "team memory")
+        # Bob may not forget alice's note (no button; the API refuses); alice may.
+        check(item.get_by_test_id("memory-forget").count() == 0, "bob's page offers to forget alice's note")
+        forbid = self.api(b, "DELETE", f"/api/v1/memory/{note_id}")
+        check(forbid["status"] == 403, f"bob forgot alice's note: {forbid}")
+        a.locator(f"[data-testid=memory-item][data-id='{note_id}']").get_by_test_id("memory-forget").click()
+        expect(a.locator(f"[data-testid=memory-item][data-id='{note_id}']")).to_have_count(0)
+        b.locator("#memory-query").fill("staging")
+        b.get_by_test_id("memory-search").click()
+        expect(b.get_by_test_id("memory-list")).to_contain_text("No note matches.")
+        return "remembered, found by a word on the other page, forgotten"
+
     def no_page_errors(self):
         errors = [e if len(e) <= 160 else e[:157] + "..." for e in self.page_errors[:3]]
         check(not self.page_errors, f"{len(self.page_errors)} error(s) in the pages: {' | '.join(errors)}")
@@ -805,6 +847,7 @@ def main():
             ("phone and dark", web.phone_and_dark),
             ("thread and mention", web.thread),
             ("send later", web.send_later),
+            ("team memory", web.memory),
             ("no page errors", web.no_page_errors),
         ]
         for name, fn in scenarios:

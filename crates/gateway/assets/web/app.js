@@ -378,6 +378,7 @@
         link('#/groups', 'Groups', 'nav-groups'),
         link('#/invite', 'Invite', 'nav-invite'),
         link('#/scheduled', 'Scheduled', 'nav-scheduled'),
+        link('#/memory', 'Memory', 'nav-memory'),
         link('#/notifications', 'Notifications', 'nav-notifications',
           nUnread > 0 && [h('span', { class: 'badge', 'data-testid': 'notifications-count' }, String(nUnread)), srOnly(' unread')]),
         link('#/me', 'Me', 'nav-me')),
@@ -1026,6 +1027,61 @@
     await load();
   }
 
+  // --- Memory: #/memory ---------------------------------------------------
+  /** The team's memory: notes sealed to the mesh (the broker cannot read
+   *  them), searched on this device. Remember one, search, forget. A
+   *  peer's note is shown as its words, never as markup. */
+  async function viewMemory(ctx) {
+    const list = h('ul', { class: 'notifs', 'data-testid': 'memory-list' });
+    const textIn = h('textarea', { id: 'memory-text', required: true, rows: 2, maxlength: 8192, placeholder: 'The staging database listens on port 5433' });
+    const tagsIn = h('input', { id: 'memory-tags', autocomplete: 'off', placeholder: 'infra, db' });
+    const queryIn = h('input', { id: 'memory-query', type: 'search', autocomplete: 'off', placeholder: 'staging port' });
+    const tagList = (v) => v.split(',').map((t) => t.trim()).filter(Boolean);
+    let query = '';
+    const load = async () => {
+      const q = query ? '?q=' + encodeURIComponent(query) : '';
+      const r = await api('GET', '/api/v1/memory' + q);
+      if (!ctx.alive()) return;
+      const notes = (r && r.notes) || [];
+      keepFocus(list, () => fill(list, ...(notes.length ? notes.map((n) => h('li', {
+        class: 'card', 'data-testid': 'memory-item', 'data-id': n.id,
+      },
+      h('div', null,
+        h('span', { class: 'meta' }, h('span', { class: 'where' }, n.author_name || n.author.slice(0, 8)),
+          n.departed && [' ', h('span', { class: 'tag' }, 'left')], ' · ', timeEl(n.at_ms),
+          n.tags.map((t) => [' ', h('span', { class: 'tag' }, t)])),
+        h('p', { class: 'excerpt', 'data-testid': 'memory-text' }, n.text)),
+      n.forgettable && h('button', {
+        type: 'button', 'data-testid': 'memory-forget', 'data-fkey': 'f:' + n.id,
+        'aria-label': 'Forget the note ' + excerpt(n.text, 40),
+        onclick: () => guard(async () => { await api('DELETE', '/api/v1/memory/' + seg(n.id)); announce('Forgotten'); await load(); }),
+      }, 'Forget'))) : [h('li', { class: 'muted' }, query ? 'No note matches.' : 'Nothing remembered yet.')])));
+    };
+    add(ctx.root,
+      h('p', { class: 'muted' }, 'Notes for the whole mesh: facts, decisions, gotchas. Sealed on this device; the broker stores them and cannot read them.'),
+      h('form', {
+        class: 'card form-row', 'aria-label': 'Remember a note', 'data-testid': 'memory-form',
+        onsubmit: (e) => {
+          e.preventDefault();
+          guard(async () => {
+            await api('POST', '/api/v1/memory', { text: textIn.value, tags: tagList(tagsIn.value) });
+            textIn.value = ''; tagsIn.value = '';
+            announce('Remembered');
+            await load();
+          });
+        },
+      },
+      h('label', null, 'Note', textIn), h('label', null, 'Tags (optional)', tagsIn),
+      h('button', { type: 'submit', class: 'primary' }, 'Remember')),
+      h('form', {
+        class: 'form-row', role: 'search', 'aria-label': 'Search the memory',
+        onsubmit: (e) => { e.preventDefault(); query = queryIn.value.trim(); guard(load); },
+      },
+      h('label', null, 'Search', queryIn), h('button', { type: 'submit', 'data-testid': 'memory-search' }, 'Search')),
+      list);
+    await load();
+  }
+
   function viewNotifications(ctx) {
     const list = h('ul', { class: 'notifs' });
     const tools = h('p', { class: 'actions' });
@@ -1157,6 +1213,7 @@
     groups: { title: () => 'Groups', testid: 'groups-view', view: viewGroups },
     invite: { title: () => 'Invite', testid: 'invite-view', view: viewInvite },
     scheduled: { title: () => 'Scheduled messages', testid: 'scheduled-view', view: viewScheduled },
+    memory: { title: () => 'Team memory', testid: 'memory-view', view: viewMemory },
     me: { title: () => 'Me', testid: 'me-view', view: viewMe },
     message: { title: () => 'Message status', testid: 'status-view', view: viewStatus, perMesh: true, arg: true },
     'signin-failed': { title: () => 'Sign-in link not valid', testid: 'signin-failed-view', view: viewSigninFailed },

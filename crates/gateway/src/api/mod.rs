@@ -14,6 +14,7 @@
 //! - [`messages`]: the inbox (unread, by cursor), sending (with
 //!   `Idempotency-Key`), one message with its delivery, marking read.
 //! - [`scheduled`]: messages held at the broker for later; cancelling one.
+//! - [`memory`]: the team's memory: search, remember, forget.
 //! - [`conversations`]: the direct messages with one peer, both ways.
 //! - [`topics`]: list, create, join, leave, members, history, post, read.
 //! - [`events`]: the server-sent event stream.
@@ -21,6 +22,7 @@
 pub mod conversations;
 pub mod events;
 pub mod invites;
+pub mod memory;
 pub mod meshes;
 pub mod messages;
 pub mod peers;
@@ -60,6 +62,7 @@ use crate::problem::Problem;
         (name = "invites", description = "Invites to the mesh"),
         (name = "messages", description = "Direct, topic, group and broadcast messages"),
         (name = "scheduled", description = "Messages held at the broker for later"),
+        (name = "memory", description = "The team's memory: notes sealed to the mesh, searched on this device"),
         (name = "topics", description = "Topics"),
         (name = "events", description = "Server-sent events"),
     )
@@ -123,6 +126,8 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(messages::mark_read))
         .routes(routes!(scheduled::list))
         .routes(routes!(scheduled::cancel))
+        .routes(routes!(memory::list, memory::remember))
+        .routes(routes!(memory::forget))
         .routes(routes!(conversations::conversation))
         .routes(routes!(topics::list, topics::create))
         .routes(routes!(topics::one))
