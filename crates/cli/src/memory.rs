@@ -101,7 +101,13 @@ impl MemoryCmd {
             MemoryCmd::Remember(_) => Request::new(Verb::MemoryRemember, None, true),
             MemoryCmd::Recall(_) => Request::new(Verb::MemoryRecall, None, true),
             MemoryCmd::List(_) => Request::new(Verb::MemoryList, None, true),
-            MemoryCmd::Forget { id } => Request::new(Verb::MemoryForget, Some(id), true),
+            // The prompt and the audit log show hex digits only; a bad id
+            // is refused by `forget` (exit 3) after the policy's answer.
+            MemoryCmd::Forget { id } => {
+                let shown = claudemesh_client::memory::id_prefix(id)
+                    .unwrap_or_else(|_| crate::output::printable(id).chars().take(40).collect());
+                Request::new(Verb::MemoryForget, Some(&shown), true)
+            }
         })
     }
 

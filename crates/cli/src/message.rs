@@ -267,14 +267,17 @@ fn print_message(g: &Global, m: &InboxMessage, label: &Label) {
 
 /// One message as `inbox` and `topic history` print it: time, sender,
 /// `suffix` (where it went, when that is not said already), markers and
-/// body; then, unless quiet, its id and the message it answers.
+/// body; then, unless quiet, its id and the message it answers. A peer's
+/// words reach the terminal without control characters
+/// ([`output::printable`]): a body cannot recolour, retitle or overwrite it.
 pub fn print_line(g: &Global, m: &InboxMessage, name: &str, suffix: &str) {
     println!(
-        "{}  {name}{suffix}{}{}: {}",
+        "{}  {}{suffix}{}{}: {}",
         output::timestamp(m.sent_at),
+        output::printable(name),
         markers(&m.priority, m.mentions_me),
         expired_marker(m),
-        m.body
+        output::printable(&m.body)
     );
     if !g.quiet {
         println!(

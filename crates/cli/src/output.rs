@@ -118,11 +118,22 @@ pub fn short(hex: &str) -> &str {
 /// A peer's text as a terminal shows it: every control character but
 /// newline and tab dropped (the escape that starts a terminal sequence, a
 /// carriage return, a backspace), so the text cannot move the cursor,
-/// recolour or retitle the terminal, or write over what came before it.
+/// recolour or retitle the terminal, or write over what came before it;
+/// and the bidirectional controls, so it cannot reorder itself on screen.
 pub fn printable(text: &str) -> String {
     text.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .filter(|c| (!c.is_control() || *c == '\n' || *c == '\t') && !is_bidi_control(*c))
         .collect()
+}
+
+/// The Unicode bidirectional controls (embeddings, overrides, isolates and
+/// marks): invisible, they reorder what follows, so a peer's text could
+/// show one thing and say another ("Trojan Source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 #[cfg(test)]
@@ -137,5 +148,10 @@ mod tests {
             "ok[2J]0;pwned!"
         );
         assert_eq!(printable("\u{9b}31mred"), "31mred");
+        // Bidirectional overrides and isolates go too; other text stays.
+        assert_eq!(
+            printable("pay \u{202E}0001\u{202C} \u{2067}x\u{2069} ok \u{05D0} 👍"),
+            "pay 0001 x ok \u{05D0} 👍"
+        );
     }
 }

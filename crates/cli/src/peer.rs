@@ -204,7 +204,7 @@ pub async fn list(g: &Global) -> Outcome {
                 status_str(p.status).to_owned(),
                 if p.you { "-".into() } else { live.into() },
                 seen,
-                p.summary.clone().unwrap_or_default(),
+                output::printable(p.summary.as_deref().unwrap_or_default()),
             ]
         })
         .collect();

@@ -4,8 +4,8 @@
 //! FTS5. This module owns what a note is ([`Note`], its plaintext
 //! `{"text": …, "tags": […]}` and the rules of its input), the
 //! [`MeshClient`] requests (`memory_remember`, `memory_recall`,
-//! `memory_list`, `memory_forget`, `memory_sync`), what a device accepts from
-//! the feed, and the coordination key ring.
+//! `memory_list`, `memory_note`, `memory_forget`, `memory_sync`), what a
+//! device accepts from the feed, and the coordination key ring.
 //!
 //! A note is a [`CoordObject`] sealed under the *coordination key* of the
 //! mesh epoch current when it was written ([`coord_key`] of that epoch's
@@ -13,16 +13,25 @@
 //! signature and certificate verify for this mesh and the author is, or
 //! was, a member by this device's verified roster (a departed author's notes
 //! stay, marked [`Note::departed`]); it opens it with the key of its epoch.
-//! A note this device has no key for yet is kept sealed and tried again on
-//! every sync; one that does not verify or open is counted
-//! [`MemorySync::unreadable`], logged by id and reason, and never shown.
+//! Only a note that is provably bad (its signature, certificate or mesh do
+//! not check, or it does not match its place in the feed) is dropped. Any
+//! other note this device cannot show yet (no key of its epoch, it does not
+//! open with the keys this device has, its author is not admitted by this
+//! device's log, its contents do not read) is kept sealed, never shown, and
+//! tried again on every sync: this device's log or key ring may be behind.
+//! Either way it is counted [`MemorySync::unreadable`] (a kept one once, not
+//! a note merely waiting for a key) and logged by id and reason.
 //!
 //! The key of an epoch comes from its root when this device holds it, else
 //! from the key ring: a [`RingLink`] seals epoch N−1's coordination key under
 //! epoch N's. A link is trusted only from the author of the rekey that began
-//! epoch N, or from a current owner or admin; each such member writes the
-//! links of the epochs whose two roots it holds, on its next sync, note or
-//! rekey, so a member who joined later can read what was written before.
+//! epoch N, or from a current owner or admin; the rekey author's link is
+//! tried first, then the others. A key from the ring is remembered beyond
+//! one sync only once a note of its epoch opened with it, so one bad link
+//! hides nothing for long. Each member who may writes the link of each epoch
+//! whose two roots it holds, on its next sync, note or rekey, unless a
+//! trusted link of that epoch already holds the right key, so a member who
+//! joined later can read what was written before.
 //!
 //! Nothing here logs a note's text, a key or a ciphertext.
 
@@ -92,8 +101,12 @@ pub struct MemorySync {
     pub added: usize,
     /// Notes forgotten (that this device held).
     pub forgotten: usize,
-    /// Notes that do not verify or open: not shown (each is logged with
-    /// its id and why).
+    /// Notes not shown because they failed a check (each is logged with
+    /// its id and why): dropped ones (they do not verify), and ones newly
+    /// kept sealed to try again later (their author unknown to this
+    /// device's log, they do not open with the keys it has, or their
+    /// contents do not read). A note merely waiting for a key of its epoch
+    /// is not counted.
     pub unreadable: usize,
 }
 
@@ -106,8 +119,10 @@ struct NoteBody {
 }
 
 /// What this client remembers of the coordination keys between requests:
-/// keys opened from ring links or derived from roots, and the epochs known
-/// to have a trusted link. One sync at a time per client.
+/// keys derived from roots or that opened a note of their epoch (never a
+/// key from the ring that no note confirmed), and the epochs known to have a
+/// trusted link holding the right key (checked or written by this member).
+/// One sync at a time per client.
 #[derive(Default)]
 pub(crate) struct MemoryCache {
     keys: Mutex<BTreeMap<u64, SymmetricKey>>,
@@ -328,14 +343,25 @@ fn link_trusted(s: &MeshState, link: &RingLink) -> bool {
         )
 }
 
-/// Opens a note with its epoch's key and reads it, or says why not.
-fn open_note(object: &CoordObject, key: &SymmetricKey) -> Result<OpenedNote, String> {
-    let plain = object.open(key).map_err(|e| e.to_string())?;
-    let body: NoteBody = serde_json::from_slice(&plain)
-        .map_err(|_| "its contents are not a memory note".to_owned())?;
-    let (text, tags) = validate_note(&body.text, &body.tags)
-        .map_err(|_| "its contents are not a well-formed memory note".to_owned())?;
-    Ok(OpenedNote { text, tags })
+/// What opening a verified note gave.
+enum Opened {
+    /// Its contents.
+    Note(OpenedNote),
+    /// No key of its epoch on this device (yet).
+    NoKey,
+    /// It does not open, or its contents do not read: why.
+    Failed(String),
+}
+
+/// A note's opened plaintext read as a note, or why not.
+fn read_note(plain: &[u8]) -> Opened {
+    let Ok(body) = serde_json::from_slice::<NoteBody>(plain) else {
+        return Opened::Failed("its contents are not a memory note".into());
+    };
+    match validate_note(&body.text, &body.tags) {
+        Ok((text, tags)) => Opened::Note(OpenedNote { text, tags }),
+        Err(_) => Opened::Failed("its contents are not a well-formed memory note".into()),
+    }
 }
 
 /// The row a verified object is kept as (sealed, until it opens).
@@ -380,7 +406,7 @@ fn note_of(s: &MeshState, row: StoredNote) -> Result<Option<Note>, ClientError> 
 }
 
 /// What one sync learns as it goes (the log synced once, the ring fetched
-/// once).
+/// once, the keys the ring gives).
 #[derive(Default)]
 struct SyncPass {
     /// The membership log was synced during this pass.
@@ -390,14 +416,30 @@ struct SyncPass {
     ring: Option<Vec<RingLink>>,
     /// The broker answered `unknown_type` to the ring.
     ring_unsupported: bool,
+    /// Per epoch, the keys the trusted ring links give for it, the rekey
+    /// author's first: candidates only, for this pass, until a note opens.
+    candidates: BTreeMap<u64, Vec<SymmetricKey>>,
 }
 
 /// What becomes of one object of the feed.
 enum Verdict {
-    /// Keep it (opened, or sealed until a key comes).
-    Keep(StoredNote),
-    /// It does not verify or open: not kept, with why.
-    Unreadable(String),
+    /// Opened: keep it, shown.
+    Opened(StoredNote),
+    /// Keep it sealed, not shown, and try again on every later sync; with
+    /// why when it failed a check (counted unreadable when first kept),
+    /// `None` when there is only no key of its epoch yet.
+    Pending(StoredNote, Option<String>),
+    /// Provably bad (it does not verify, or does not match its place in the
+    /// feed): dropped, with why.
+    Bad(String),
+}
+
+/// The trusted links of epoch `n` in the order they are tried: the one
+/// signed by `author` (who wrote the rekey that began `n`) first.
+fn links_of<'a>(ring: &'a [RingLink], n: u64, author: Option<&PublicKey>) -> Vec<&'a RingLink> {
+    let mut links: Vec<&RingLink> = ring.iter().filter(|l| l.epoch == n).collect();
+    links.sort_by_key(|l| Some(l.member().as_key()) != author);
+    links
 }
 
 impl MeshClient {
@@ -431,6 +473,9 @@ impl MeshClient {
         let mut row = stored(&object, cseq)?;
         row.object = None;
         row.opened = Some(OpenedNote { text, tags });
+        // Not stored if a sync (this process's, or another's on this
+        // store) already applied this change or a later one: its
+        // forgetting must not be undone.
         self.local().memory_put(&self.mesh().id, &row).await?;
         self.write_links_quietly(&mut SyncPass::default()).await;
         self.with_state(|s| note_of(s, row))?
@@ -478,15 +523,8 @@ impl MeshClient {
     /// that no other note on this device shares (after a sync). Returns its
     /// id.
     pub async fn memory_forget(&self, id_or_prefix: &str) -> Result<CoordId, ClientError> {
-        let prefix = id_prefix(id_or_prefix)?;
-        self.memory_sync().await?;
         let mesh = self.mesh().id;
-        let _one = self.memory_cache().sync.lock().await;
-        let matching = self
-            .local()
-            .memory_ids_with_prefix(&mesh, &prefix, 8)
-            .await?;
-        let id = one_note(&prefix, &matching)?;
+        let (id, _one) = self.synced_note_id(id_or_prefix).await?;
         let short_id = &id.to_hex()[..8];
         let frame = self
             .session()
@@ -527,6 +565,45 @@ impl MeshClient {
             }
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// One note, named as [`MeshClient::memory_forget`] names it (its id or
+    /// a prefix of at least [`MIN_ID_PREFIX`] hex digits no other note on
+    /// this device shares, after a sync), as this device opened it. A note
+    /// this device holds but cannot open yet is `NotFound`.
+    pub async fn memory_note(&self, id_or_prefix: &str) -> Result<Note, ClientError> {
+        let mesh = self.mesh().id;
+        let (id, _one) = self.synced_note_id(id_or_prefix).await?;
+        let hex = id.to_hex();
+        let short_id = hex.get(..8).unwrap_or(&hex);
+        let Some(row) = self.local().memory_get(&mesh, &hex).await? else {
+            return Err(ClientError::NotFound(format!(
+                "no memory note {short_id}… (see claudemesh memory list)"
+            )));
+        };
+        self.with_state(|s| note_of(s, row))?.ok_or_else(|| {
+            ClientError::NotFound(format!(
+                "memory note {short_id} cannot be opened on this device yet"
+            ))
+        })
+    }
+
+    /// The note named by `id_or_prefix` (see [`MeshClient::memory_forget`])
+    /// among this device's notes, opened or not, after a sync; with the
+    /// sync lock held, so no sync changes this device's copy until it is
+    /// dropped.
+    async fn synced_note_id(
+        &self,
+        id_or_prefix: &str,
+    ) -> Result<(CoordId, tokio::sync::MutexGuard<'_, ()>), ClientError> {
+        let prefix = id_prefix(id_or_prefix)?;
+        self.memory_sync().await?;
+        let one = self.memory_cache().sync.lock().await;
+        let matching = self
+            .local()
+            .memory_ids_with_prefix(&self.mesh().id, &prefix, 8)
+            .await?;
+        Ok((one_note(&prefix, &matching)?, one))
     }
 
     /// Brings this device's copy of the team memory up to date: every
@@ -642,20 +719,34 @@ impl MeshClient {
         loop {
             let page = self.coord_page(after).await?;
             let mut changes = Vec::with_capacity(page.changes.len());
-            let mut unreadable = 0;
+            // Per change: kept sealed after failing a check.
+            let mut failed = Vec::with_capacity(page.changes.len());
+            let mut dropped = 0;
             for change in &page.changes {
                 let id = change.id.to_hex();
                 let Some(object) = &change.object else {
                     changes.push(MirrorChange::Remove(id));
+                    failed.push(false);
                     continue;
                 };
                 match self.judge(change.id, change.cseq, object, pass).await? {
-                    Verdict::Keep(row) => changes.push(MirrorChange::Put(row)),
-                    Verdict::Unreadable(reason) => {
-                        tracing::warn!(id = %id, reason = %reason, "team memory: a note cannot be trusted or opened; it is not shown");
-                        unreadable += 1;
+                    Verdict::Opened(row) => {
+                        changes.push(MirrorChange::Put(row));
+                        failed.push(false);
+                    }
+                    Verdict::Pending(row, reason) => {
+                        if let Some(reason) = &reason {
+                            tracing::warn!(id = %id, reason = %reason, "team memory: a note cannot be read yet; it is kept sealed, not shown, and tried again on every sync");
+                        }
+                        changes.push(MirrorChange::Put(row));
+                        failed.push(reason.is_some());
+                    }
+                    Verdict::Bad(reason) => {
+                        tracing::warn!(id = %id, reason = %reason, "team memory: a note cannot be trusted; it is dropped");
+                        dropped += 1;
                         // Any earlier copy of it goes too.
                         changes.push(MirrorChange::Remove(id));
+                        failed.push(false);
                     }
                 }
             }
@@ -669,10 +760,15 @@ impl MeshClient {
                 after = self.local().coord_head(&mesh, CoordKind::Memory).await?;
                 continue;
             };
-            out.unreadable += unreadable;
-            for ((change, feed), changed) in changes.iter().zip(&page.changes).zip(changed) {
+            out.unreadable += dropped;
+            for (((change, feed), changed), failed) in
+                changes.iter().zip(&page.changes).zip(changed).zip(failed)
+            {
                 match change {
                     MirrorChange::Put(row) if changed && row.opened.is_some() => out.added += 1,
+                    // Newly kept sealed after failing a check (one kept
+                    // already is not counted again).
+                    MirrorChange::Put(_) if changed && failed => out.unreadable += 1,
                     MirrorChange::Remove(_) if changed && feed.object.is_none() => {
                         out.forgotten += 1;
                     }
@@ -695,13 +791,14 @@ impl MeshClient {
         pass: &mut SyncPass,
     ) -> Result<Verdict, ClientError> {
         if object.id != id || object.kind != CoordKind::Memory {
-            return Ok(Verdict::Unreadable(
+            return Ok(Verdict::Bad(
                 "it does not match its place in the feed".into(),
             ));
         }
         if let Err(e) = object.verify(&self.mesh().id) {
-            return Ok(Verdict::Unreadable(e.to_string()));
+            return Ok(Verdict::Bad(e.to_string()));
         }
+        let row = stored(object, cseq)?;
         let author = *object.member().as_key();
         let mut where_ = self.with_state(|s| standing(s, &author));
         if where_ == Standing::Unknown && !pass.log_synced {
@@ -712,33 +809,34 @@ impl MeshClient {
         }
         match where_ {
             Standing::Unknown => {
-                return Ok(Verdict::Unreadable(
-                    "its author was never a member of this mesh".into(),
+                return Ok(Verdict::Pending(
+                    row,
+                    Some("its author is not a member by this device's log".into()),
                 ));
             }
             Standing::Departed { last_epoch } if object.epoch > last_epoch => {
-                return Ok(Verdict::Unreadable(
-                    "it is sealed under a key made after its author left".into(),
+                return Ok(Verdict::Pending(
+                    row,
+                    Some("it is sealed under a key made after its author left".into()),
                 ));
             }
             Standing::Member | Standing::Departed { .. } => {}
         }
-        let mut row = stored(object, cseq)?;
-        let Some(key) = self.key_for(object.epoch, pass).await? else {
-            return Ok(Verdict::Keep(row));
-        };
-        match open_note(object, &key) {
-            Ok(opened) => {
+        match self.open_sealed(object, pass).await? {
+            Opened::Note(opened) => {
+                let mut row = row;
                 row.opened = Some(opened);
                 row.object = None;
-                Ok(Verdict::Keep(row))
+                Ok(Verdict::Opened(row))
             }
-            Err(reason) => Ok(Verdict::Unreadable(reason)),
+            Opened::NoKey => Ok(Verdict::Pending(row, None)),
+            Opened::Failed(reason) => Ok(Verdict::Pending(row, Some(reason))),
         }
     }
 
-    /// Opens the notes kept sealed by earlier syncs whose epoch's key this
-    /// device has now.
+    /// Tries the notes kept sealed by earlier syncs again (this device's
+    /// log or keys may have caught up): opens those it can now, drops those
+    /// that turn out provably bad, keeps the others.
     async fn open_pending(
         &self,
         pass: &mut SyncPass,
@@ -750,24 +848,32 @@ impl MeshClient {
                 .object
                 .as_deref()
                 .and_then(|o| serde_json::from_str(o).ok());
-            let Some(object) = object else {
-                tracing::warn!(id = %row.note_id, "team memory: a note kept on this device is damaged; dropping it");
-                self.local().memory_remove(&mesh, &row.note_id).await?;
-                out.unreadable += 1;
-                continue;
-            };
-            let Some(key) = self.key_for(object.epoch, pass).await? else {
-                continue;
-            };
-            match open_note(&object, &key) {
-                Ok(opened) => {
-                    self.local()
-                        .memory_opened(&mesh, &row.note_id, row.cseq, &opened)
-                        .await?;
-                    out.added += 1;
+            let verdict = match object {
+                Some(object) if object.id.to_hex() == row.note_id => {
+                    self.judge(object.id, row.cseq, &object, pass).await?
                 }
-                Err(reason) => {
-                    tracing::warn!(id = %row.note_id, reason = %reason, "team memory: a note cannot be opened; it is not shown");
+                _ => Verdict::Bad("the copy kept on this device is damaged".into()),
+            };
+            match verdict {
+                Verdict::Opened(opened) => {
+                    let Some(opened) = opened.opened else {
+                        continue;
+                    };
+                    if self
+                        .local()
+                        .memory_opened(&mesh, &row.note_id, row.cseq, &opened)
+                        .await?
+                    {
+                        out.added += 1;
+                    }
+                }
+                Verdict::Pending(_, reason) => {
+                    if let Some(reason) = reason {
+                        tracing::debug!(id = %row.note_id, reason = %reason, "team memory: a note still cannot be read; kept sealed");
+                    }
+                }
+                Verdict::Bad(reason) => {
+                    tracing::warn!(id = %row.note_id, reason = %reason, "team memory: a note cannot be trusted; it is dropped");
                     self.local().memory_remove(&mesh, &row.note_id).await?;
                     out.unreadable += 1;
                 }
@@ -776,55 +882,121 @@ impl MeshClient {
         Ok(())
     }
 
-    /// The coordination key of `epoch`: from its root when this device
-    /// holds it, else down the key ring from the nearest later epoch whose
-    /// key it has; `None` when neither gives it.
-    async fn key_for(
+    /// Opens a verified note with a key of its epoch: the remembered one
+    /// (from its root, or one that opened a note of that epoch before),
+    /// else each key the trusted ring links give, the rekey author's first.
+    /// A key from the ring that opens it is remembered.
+    async fn open_sealed(
         &self,
-        epoch: u64,
+        object: &CoordObject,
         pass: &mut SyncPass,
-    ) -> Result<Option<SymmetricKey>, ClientError> {
-        if let Some(k) = lock(&self.memory_cache().keys).get(&epoch) {
-            return Ok(Some(k.clone()));
-        }
+    ) -> Result<Opened, ClientError> {
+        let epoch = object.epoch;
         if !pass.log_synced && self.with_state(|s| epoch > s.roster().epoch()) {
             // Sealed under an epoch this device's log has not reached.
             self.sync_log().await?;
             pass.log_synced = true;
         }
-        let (from_root, top) = self.with_state(|s| {
+        let (known, from_root) =
+            self.with_state(
+                |s| match s.root(epoch).map(|r| coord_key(r, &s.mesh_id())) {
+                    Some(k) => (Some(k), true),
+                    None => (lock(&self.memory_cache().keys).get(&epoch).cloned(), false),
+                },
+            );
+        let mut tried = false;
+        if let Some(key) = &known {
+            tried = true;
+            if let Ok(plain) = object.open(key) {
+                lock(&self.memory_cache().keys).insert(epoch, key.clone());
+                return Ok(read_note(&plain));
+            }
+            if from_root {
+                return Ok(Opened::Failed(
+                    "it does not open with the key of its epoch".into(),
+                ));
+            }
+        }
+        for key in self.ring_keys(epoch, pass).await? {
+            if known.as_ref() == Some(&key) {
+                continue;
+            }
+            tried = true;
+            if let Ok(plain) = object.open(&key) {
+                // Confirmed: remembered, and the only candidate left.
+                lock(&self.memory_cache().keys).insert(epoch, key.clone());
+                pass.candidates.insert(epoch, vec![key]);
+                return Ok(read_note(&plain));
+            }
+        }
+        Ok(if tried {
+            Opened::Failed("it does not open with the keys this device has for its epoch".into())
+        } else {
+            Opened::NoKey
+        })
+    }
+
+    /// The keys the trusted ring links give for `epoch` (this device holds
+    /// no root of it), best first: down the ring from the nearest later
+    /// epoch whose key this device holds or confirmed, at each step the
+    /// link of the rekey author first, then the other trusted links. Kept
+    /// for this pass only.
+    async fn ring_keys(
+        &self,
+        epoch: u64,
+        pass: &mut SyncPass,
+    ) -> Result<Vec<SymmetricKey>, ClientError> {
+        if let Some(c) = pass.candidates.get(&epoch) {
+            return Ok(c.clone());
+        }
+        let (top, authors) = self.with_state(|s| {
             let mesh = s.mesh_id();
-            let from_root = s.root(epoch).map(|r| coord_key(r, &mesh));
+            let roster = s.roster();
             let keys = lock(&self.memory_cache().keys);
-            let top = (epoch.saturating_add(1)..=s.roster().epoch()).find_map(|n| {
-                keys.get(&n)
-                    .cloned()
-                    .or_else(|| s.root(n).map(|r| coord_key(r, &mesh)))
+            let top = (epoch.saturating_add(1)..=roster.epoch()).find_map(|n| {
+                s.root(n)
+                    .map(|r| coord_key(r, &mesh))
+                    .or_else(|| keys.get(&n).cloned())
                     .map(|k| (n, k))
             });
-            (from_root, top)
+            let authors: BTreeMap<u64, PublicKey> = roster
+                .key_epochs()
+                .range(epoch.saturating_add(1)..)
+                .map(|(e, ke)| (*e, ke.author))
+                .collect();
+            (top, authors)
         });
-        if let Some(k) = from_root {
-            lock(&self.memory_cache().keys).insert(epoch, k.clone());
-            return Ok(Some(k));
-        }
-        let Some((top, mut key)) = top else {
-            return Ok(None);
+        let Some((top, key)) = top else {
+            return Ok(Vec::new());
         };
         let ring = self.ring(pass).await?;
+        let mut keys = vec![key];
         for n in (epoch.saturating_add(1)..=top).rev() {
-            // `key` is the key of epoch n: a trusted link of n gives n − 1.
-            let Some(older) = ring
-                .iter()
-                .filter(|l| l.epoch == n)
-                .find_map(|l| l.open(&key).ok())
-            else {
-                return Ok(None);
+            // `keys` are the candidates of epoch n: the trusted links of n
+            // give those of n − 1.
+            let older = match pass.candidates.get(&(n - 1)) {
+                Some(c) => c.clone(),
+                None => {
+                    let mut older: Vec<SymmetricKey> = Vec::new();
+                    for link in links_of(&ring, n, authors.get(&n)) {
+                        for k in &keys {
+                            if let Ok(o) = link.open(k)
+                                && !older.contains(&o)
+                            {
+                                older.push(o);
+                            }
+                        }
+                    }
+                    pass.candidates.insert(n - 1, older.clone());
+                    older
+                }
             };
-            lock(&self.memory_cache().keys).insert(n - 1, older.clone());
-            key = older;
+            if older.is_empty() {
+                return Ok(Vec::new());
+            }
+            keys = older;
         }
-        Ok(Some(key))
+        Ok(keys)
     }
 
     /// The trusted ring links, fetched once per pass (none from a broker
@@ -869,7 +1041,6 @@ impl MeshClient {
         }
         let trusted: Vec<RingLink> =
             self.with_state(|s| links.into_iter().filter(|l| link_trusted(s, l)).collect());
-        lock(&self.memory_cache().linked).extend(trusted.iter().map(|l| l.epoch));
         pass.ring = Some(trusted.clone());
         Ok(trusted)
     }
@@ -885,7 +1056,9 @@ impl MeshClient {
     /// Writes a ring link for each epoch N ≥ 1 whose roots N − 1 and N this
     /// device holds, whose link falls to this member (it wrote the rekey
     /// that began N, or it is an owner or admin), and that has no trusted
-    /// link yet.
+    /// link holding the right key: each trusted link of N is opened with
+    /// N's key and compared with N − 1's. The broker keeps one link per
+    /// epoch and signer, so this member's goes beside a bad one.
     async fn write_links(&self, pass: &mut SyncPass) -> Result<(), ClientError> {
         let due: Vec<u64> = self.with_state(|s| {
             let me = s.my_key();
@@ -911,23 +1084,27 @@ impl MeshClient {
             return Ok(());
         }
         for n in due {
-            if ring.iter().any(|l| l.epoch == n) {
-                continue;
-            }
             let link = self.with_state(|s| {
                 let mesh = s.mesh_id();
                 let (Some(newer), Some(older)) = (s.root(n), s.root(n - 1)) else {
                     return None;
                 };
-                Some(RingLink::seal(
-                    s.session(),
-                    n,
-                    &coord_key(newer, &mesh),
-                    &coord_key(older, &mesh),
-                    now_ms(),
-                ))
+                let (newer, older) = (coord_key(newer, &mesh), coord_key(older, &mesh));
+                let right = ring
+                    .iter()
+                    .filter(|l| l.epoch == n)
+                    .any(|l| l.open(&newer).is_ok_and(|k| k == older));
+                Some((!right).then(|| RingLink::seal(s.session(), n, &newer, &older, now_ms())))
             });
-            let Some(link) = link else { continue };
+            let link = match link {
+                None => continue,
+                Some(None) => {
+                    // A trusted link of n holds the right key already.
+                    lock(&self.memory_cache().linked).insert(n);
+                    continue;
+                }
+                Some(Some(link)) => link,
+            };
             let frame = self
                 .session()
                 .request(

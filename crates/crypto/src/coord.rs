@@ -93,9 +93,10 @@ pub enum CoordError {
     /// The plaintext is larger than [`MAX_COORD_PLAINTEXT`] once padded.
     #[error("coordination object too large: {0} bytes, at most {MAX_COORD_PLAINTEXT}")]
     TooLarge(usize),
-    /// A scope other than [`SCOPE_MESH`].
-    #[error("unknown coordination scope {0:?}")]
-    UnknownScope(String),
+    /// A scope other than [`SCOPE_MESH`] (not quoted: it is whatever the
+    /// sender put there, of any length).
+    #[error("unknown coordination scope (only \"mesh\" is defined)")]
+    UnknownScope,
     /// The key does not open the ciphertext (wrong epoch key, or altered).
     #[error("coordination object does not open with this epoch's key")]
     Decrypt,
@@ -251,7 +252,7 @@ impl CoordObject {
             return Err(CoordError::UnsupportedVersion(self.v));
         }
         if self.scope != SCOPE_MESH {
-            return Err(CoordError::UnknownScope(self.scope.clone()));
+            return Err(CoordError::UnknownScope);
         }
         if self.ciphertext.len() > MAX_COORD_CIPHERTEXT {
             return Err(CoordError::TooLarge(self.ciphertext.len() - MAC_BYTES));
@@ -352,7 +353,7 @@ impl RingLink {
             self.at_ms,
         )?;
         if self.scope != SCOPE_MESH {
-            return Err(CoordError::UnknownScope(self.scope.clone()));
+            return Err(CoordError::UnknownScope);
         }
         Ok(())
     }

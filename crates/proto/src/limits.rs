@@ -48,6 +48,10 @@ pub const MAX_SESSIONS_PER_MEMBER: u32 = 32;
 pub const MAX_HELD_PER_MEMBER: usize = 200;
 /// Most stored coordination objects (memory notes) per member.
 pub const MAX_COORD_PER_MEMBER: usize = 10_000;
+/// Most ring links one epoch keeps from owners and admins, besides the one
+/// of the member who wrote its rekey (always taken), so a ring page of
+/// whole epochs fits a frame however many admins a mesh has had.
+pub const MAX_RING_LINKS_PER_EPOCH: usize = 8;
 /// A `coord_page` stops adding objects once their ciphertexts pass this
 /// many bytes (at least one object is always sent), so a page fits a frame.
 pub const COORD_PAGE_BYTES: usize = 48 * 1024;

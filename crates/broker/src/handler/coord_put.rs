@@ -106,7 +106,7 @@ pub(super) fn coord_refusal(e: CoordError) -> Refusal {
         CoordError::UnsupportedVersion(_)
         | CoordError::WrongMesh
         | CoordError::TooLarge(_)
-        | CoordError::UnknownScope(_)
+        | CoordError::UnknownScope
         | CoordError::Decrypt => ErrorCode::Malformed,
     };
     Refusal::new(code, e.to_string())

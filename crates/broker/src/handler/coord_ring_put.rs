@@ -9,6 +9,7 @@
 
 use claudemesh_crypto::log::Role;
 use claudemesh_proto::frames::{CoordRingPut, CoordRingStored};
+use claudemesh_proto::limits::MAX_RING_LINKS_PER_EPOCH;
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
 use super::coord_put::coord_refusal;
@@ -44,17 +45,19 @@ impl Handle for CoordRingPut {
                 ),
             ));
         }
-        let trusted = mesh.read_log(|l| {
-            l.roster
-                .key_epochs()
-                .get(&link.epoch)
-                .is_some_and(|ke| ke.author == session.member)
-                || matches!(
+        let (rekey_author, admin) = mesh.read_log(|l| {
+            (
+                l.roster
+                    .key_epochs()
+                    .get(&link.epoch)
+                    .is_some_and(|ke| ke.author == session.member),
+                matches!(
                     l.roster.role_of(&session.member),
                     Some(Role::Owner | Role::Admin)
-                )
+                ),
+            )
         });
-        if !trusted {
+        if !rekey_author && !admin {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
                 format!(
@@ -63,6 +66,33 @@ impl Handle for CoordRingPut {
                     link.epoch
                 ),
             ));
+        }
+        if !rekey_author {
+            // Owners' and admins' links are capped per epoch, so the ring
+            // stays small; the rekey author's own link is always taken, so
+            // bad links from others can never crowd out the one that counts.
+            let others = broker
+                .store
+                .coord_ring(&mesh.id, link.epoch.saturating_sub(1))
+                .await
+                .map_err(|e| {
+                    metrics::counter!(m::STORE_ERRORS).increment(1);
+                    tracing::error!(error = %e, "reading the ring failed");
+                    Refusal::internal("the broker could not read the ring; try again")
+                })?
+                .into_iter()
+                .filter(|(epoch, _)| *epoch == link.epoch)
+                .count();
+            if others >= MAX_RING_LINKS_PER_EPOCH {
+                return Err(Refusal::new(
+                    ErrorCode::Refused,
+                    format!(
+                        "epoch {} already has {MAX_RING_LINKS_PER_EPOCH} ring links from owners and \
+                         admins",
+                        link.epoch
+                    ),
+                ));
+            }
         }
         let json = serde_json::to_string(&*link).map_err(|e| {
             tracing::error!(error = %e, "serializing a ring link failed");

@@ -4,8 +4,10 @@
 //! author (or an owner or admin) may; a member who joined after a rekey
 //! reads notes written before it came, through the coordination key ring
 //! (a note it cannot open yet waits, sealed, for a link it trusts; a link
-//! from a member it does not trust for that epoch is ignored); a departed
-//! author's notes stay, marked departed.
+//! from a member it does not trust for that epoch is ignored, and a wrong
+//! link from one it does trust hides nothing once a right one exists); a
+//! departed author's notes stay, marked departed; a note whose author this
+//! device's log did not know yet is not lost.
 
 use claudemesh_client::client::now_ms;
 use claudemesh_client::moderation;
@@ -240,3 +242,165 @@ async fn a_note_waits_for_a_trusted_link(backend: Backend) {
     broker.stop().await;
 }
 both!(a_note_waits_for_a_trusted_link);
+
+/// Stores `link` through a raw connection of `peer`'s session (its SDK
+/// client closed), as a member who may link that epoch.
+async fn put_link_raw(broker: &TestBroker, peer: &Peer, link: RingLink) {
+    let mut raw = Raw::open(&broker.url).await;
+    hello_raw(&mut raw, peer).await;
+    raw.send(&ClientFrame::CoordRingPut(CoordRingPut {
+        req: Some("r".into()),
+        link: Box::new(link),
+    }))
+    .await;
+    loop {
+        match raw.recv().await.unwrap() {
+            BrokerFrame::CoordRingStored(s) => {
+                assert_eq!(s.req.as_deref(), Some("r"));
+                break;
+            }
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            other => panic!("expected coord_ring_stored, got {other:?}"),
+        }
+    }
+}
+
+/// A link of `epoch` signed by `c`'s session that holds a random key, not
+/// the key of `epoch − 1`.
+fn wrong_link(c: &MeshClient, epoch: u64) -> RingLink {
+    c.with_state(|s| {
+        let newer = coord_key(s.root(epoch).unwrap(), &s.mesh_id());
+        RingLink::seal(
+            s.session(),
+            epoch,
+            &newer,
+            &SymmetricKey::generate(),
+            now_ms(),
+        )
+    })
+}
+
+async fn a_note_by_a_member_who_joined_since_is_found_and_named(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let b = bob.connect().await;
+    let sync = b.memory_sync().await.unwrap();
+    assert_eq!((sync.added, sync.unreadable), (0, 0), "{sync:?}");
+    // Dave joins after Bob's last sync of the log, and writes a note.
+    let dave = joiner(&broker, &alice, "dave").await;
+    let d = dave.connect().await;
+    let note = d
+        .memory_remember("dave's first week: read the onboarding doc", &[])
+        .await
+        .unwrap();
+    let dave_key = d.with_state(|s| s.my_key());
+    d.close().await;
+    let sync = b.memory_sync().await.unwrap();
+    assert_eq!((sync.added, sync.unreadable), (1, 0), "{sync:?}");
+    let found = b.memory_recall("onboarding", &[], 10).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(*found[0].author.as_key(), dave_key);
+    // One note, by its id or a unique prefix, as opened here.
+    let hex = note.id.to_hex();
+    let got = b.memory_note(&hex[..5]).await.unwrap();
+    assert_eq!((got.id, &got.text), (note.id, &note.text));
+    assert_eq!(*got.author.as_key(), dave_key);
+    assert_eq!(b.memory_note(&hex).await.unwrap().id, note.id);
+    let e = b.memory_note("abc").await.unwrap_err();
+    assert!(matches!(e, ClientError::BadInput(_)), "{e}");
+    let other = if hex.starts_with('0') { "1" } else { "0" }.repeat(32);
+    let e = b.memory_note(&other).await.unwrap_err();
+    assert!(matches!(e, ClientError::NotFound(_)), "{e}");
+    b.close().await;
+    broker.stop().await;
+}
+both!(a_note_by_a_member_who_joined_since_is_found_and_named);
+
+async fn a_wrong_link_from_a_trusted_signer_hides_nothing(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let mut carol = joiner(&broker, &alice, "carol").await;
+    let mut frank = joiner(&broker, &alice, "frank").await;
+    let a = alice.connect().await;
+    a.memory_remember("the release checklist is pinned in #ops", &[])
+        .await
+        .unwrap();
+    a.close().await;
+    // Carol leaves; Bob's next post to everyone writes epoch 1.
+    let c = carol.connect().await;
+    moderation::mesh_leave(&mut carol.home, c).await.unwrap();
+    let b = bob.connect().await;
+    b.send(Target::Broadcast, b"hello all", Priority::Next, None)
+        .await
+        .unwrap();
+    b.close().await;
+
+    // Alice, an owner (trusted for every epoch), links epoch 1 to a wrong
+    // key before anyone links it right.
+    let a = alice.connect().await;
+    a.sync_log().await.unwrap();
+    let bad = wrong_link(&a, 1);
+    a.close().await;
+    put_link_raw(&broker, &alice, bad).await;
+
+    // Dave joins at epoch 1: the note does not open with the key Alice's
+    // link gives. It is kept, not shown, counted once.
+    let dave = joiner(&broker, &alice, "dave").await;
+    let d = dave.connect().await;
+    assert!(d.with_state(|s| s.root(0).is_none()));
+    let sync = d.memory_sync().await.unwrap();
+    assert_eq!((sync.added, sync.unreadable), (0, 1), "{sync:?}");
+    assert!(texts(&d, "checklist").await.is_empty());
+    assert!(d.memory_list(&[], 10).await.unwrap().is_empty());
+    let sync = d.memory_sync().await.unwrap();
+    assert_eq!((sync.added, sync.unreadable), (0, 0), "{sync:?}");
+
+    // Bob wrote that rekey: his sync writes his own link, though a trusted
+    // one exists (it is wrong). Dave's same client then reads the note:
+    // the wrong key was not kept.
+    let b = bob.connect().await;
+    b.memory_sync().await.unwrap();
+    let sync = d.memory_sync().await.unwrap();
+    assert_eq!((sync.added, sync.unreadable), (1, 0), "{sync:?}");
+    assert_eq!(
+        texts(&d, "checklist").await,
+        vec!["the release checklist is pinned in #ops"]
+    );
+    let later = d
+        .memory_remember("epoch one: the staging cluster moved", &[])
+        .await
+        .unwrap();
+    d.close().await;
+
+    // Now the rekey author's own link is the wrong one: Frank leaves, Bob
+    // writes epoch 2 and links it to a wrong key; Alice's sync finds no
+    // right link of epoch 2 and writes hers.
+    let f = frank.connect().await;
+    moderation::mesh_leave(&mut frank.home, f).await.unwrap();
+    b.send(Target::Broadcast, b"hello again", Priority::Next, None)
+        .await
+        .unwrap();
+    assert_eq!(b.with_state(|s| s.roster().epoch()), 2);
+    let bad = wrong_link(&b, 2);
+    b.close().await;
+    put_link_raw(&broker, &bob, bad).await;
+    let a = alice.connect().await;
+    a.memory_sync().await.unwrap();
+    a.close().await;
+
+    // Erin joins at epoch 2: Bob's link is tried first and gives nothing
+    // that opens; Alice's does, for both notes, down the ring.
+    let erin = joiner(&broker, &alice, "erin").await;
+    let e = erin.connect().await;
+    assert!(e.with_state(|s| s.root(1).is_none() && s.root(2).is_some()));
+    let sync = e.memory_sync().await.unwrap();
+    assert_eq!((sync.added, sync.unreadable), (2, 0), "{sync:?}");
+    assert_eq!(texts(&e, "checklist").await.len(), 1);
+    let got = e.memory_note(&later.id.to_hex()).await.unwrap();
+    assert_eq!(got.text, later.text);
+    e.close().await;
+    broker.stop().await;
+}
+both!(a_wrong_link_from_a_trusted_signer_hides_nothing);

@@ -1,5 +1,5 @@
-//! Direct messages: addressing a peer, stdin, a busy recipient, and
-//! `inbox --watch`.
+//! Direct messages: addressing a peer, stdin, a peer's text that would
+//! drive a terminal, a busy recipient, and `inbox --watch`.
 
 use std::io::BufRead as _;
 use std::io::BufReader;
@@ -72,6 +72,31 @@ fn send_by_display_name_key_prefix_and_stdin() {
     assert_eq!(msgs[6]["priority"], "now");
     assert_eq!(msgs[6]["reply_to"], by_name.as_str());
     assert!(msgs.iter().all(|m| m["from_name"] == "alice"));
+}
+
+/// A peer's message cannot drive the reader's terminal: `inbox` prints it
+/// without control characters (an escape sequence could clear the screen,
+/// retitle the window or, with a carriage return, write over the sender's
+/// name); `--json` keeps it as sent.
+#[test]
+fn a_peers_message_cannot_drive_the_terminal() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    let nasty = "hi \u{1b}[2J\u{1b}]0;owned\u{7}\rroot: approved";
+    alice.send("bob", nasty);
+    let r = bob.run(&["inbox"]).ok();
+    assert!(
+        !r.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("alice"), "{r:?}");
+    assert!(r.stdout.contains("root: approved"), "{r:?}");
+    let v: Value = bob.run(&["--json", "inbox", "--all"]).ok().json();
+    let msgs = v.as_array().expect("inbox --json is an array");
+    assert_eq!(bodies(msgs), vec![nasty], "{v}");
 }
 
 #[test]

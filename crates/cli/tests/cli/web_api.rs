@@ -601,7 +601,7 @@ fn gateway_remembers_recalls_and_forgets_notes() {
     let topic_a = api_key(&alice, "deploys-bot", "read,send", Some("deploys"));
     let key_b = api_key(&bob, "web", "read,send", None);
     let (gw_a, a) = serve_up(&alice, &key_a);
-    let (_gw_b, b) = serve_up(&bob, &key_b);
+    let (gw_b, b) = serve_up(&bob, &key_b);
     let bot = crate::serve::Api::new(&gw_a, &topic_a);
 
     let note = a
@@ -656,9 +656,30 @@ fn gateway_remembers_recalls_and_forgets_notes() {
     .problem(400, code::USAGE);
     a.delete("/api/v1/memory/zz").problem(400, code::USAGE);
 
-    // Only its author (or an owner or admin) forgets it; bob is neither.
+    // Only its author (or an owner or admin) forgets it; bob is neither, and
+    // his key is no admin key either.
     b.delete(&format!("/api/v1/memory/{id}"))
+        .problem(403, code::DENIED);
+    let admin_b = api_key(&bob, "mod", "read,send,admin", None);
+    crate::serve::Api::new(&gw_b, &admin_b)
+        .delete(&format!("/api/v1/memory/{id}"))
         .problem(403, code::REFUSED);
+    // Alice owns the mesh: her bot's `send` key may not forget bob's note,
+    // a key made with `admin` may.
+    let bobs = b
+        .post(
+            "/api/v1/memory",
+            json!({"text": "bob's note about the flaky test"}),
+        )
+        .ok(201);
+    let bobs_id = bobs["id"].as_str().expect("id").to_owned();
+    a.get("/api/v1/memory").ok(200);
+    a.delete(&format!("/api/v1/memory/{bobs_id}"))
+        .problem(403, code::DENIED);
+    let admin_a = api_key(&alice, "mod", "read,send,admin", None);
+    crate::serve::Api::new(&gw_a, &admin_a)
+        .delete(&format!("/api/v1/memory/{bobs_id}"))
+        .ok(204);
     a.delete(&format!("/api/v1/memory/{}", &id[..8])).ok(204);
     let gone = b.get("/api/v1/memory?q=staging").ok(200);
     assert_eq!(gone["notes"], json!([]), "{gone}");

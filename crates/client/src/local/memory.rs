@@ -6,7 +6,9 @@
 //! is applied in one transaction together with the new position, and only
 //! if the position is still the one the page was asked from (another
 //! process sharing this database may have applied it meanwhile), so a
-//! forgotten note is never brought back by a stale page. What the notes
+//! forgotten note is never brought back by a stale page; a note this device
+//! just wrote is stored only while the position is below its own change, so
+//! a sync that already applied its forgetting is not undone. What the notes
 //! mean, and who may have written them, is [`crate::memory`]'s business.
 
 use claudemesh_crypto::MeshId;
@@ -170,12 +172,43 @@ impl LocalStore {
     }
 
     /// Stores a note this device just wrote (the broker stored it as
-    /// `note.cseq`), unless the mirror holds a later change of it.
-    pub async fn memory_put(&self, mesh: &MeshId, note: &StoredNote) -> Result<(), ClientError> {
+    /// `note.cseq`), only if the feed position applied so far is below
+    /// `note.cseq`, checked in the same transaction: at or past it, a sync
+    /// (of this process or another sharing this store) already applied that
+    /// change or a later one (its forgetting, say), and the note is not
+    /// stored again. Whether it was stored.
+    pub async fn memory_put(&self, mesh: &MeshId, note: &StoredNote) -> Result<bool, ClientError> {
         let mut tx = self.write_tx().await?;
-        Self::upsert_note(&mut tx, mesh, note).await?;
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT head FROM coord_heads WHERE mesh_id = ? AND kind = ?")
+                .bind(mesh_key(mesh))
+                .bind(CoordKind::Memory.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if head.map(u).unwrap_or(0) >= note.cseq {
+            return Ok(false);
+        }
+        let stored = Self::upsert_note(&mut tx, mesh, note).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(stored)
+    }
+
+    /// One stored note (opened or not), by id.
+    pub async fn memory_get(
+        &self,
+        mesh: &MeshId,
+        note_id: &str,
+    ) -> Result<Option<StoredNote>, ClientError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            note_columns!(),
+            " FROM memory_notes n WHERE n.mesh_id = ? AND n.note_id = ?"
+        ))
+        .bind(mesh_key(mesh))
+        .bind(note_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(note_row).transpose()
     }
 
     /// Stores a note unless the mirror holds it as of the same or a later
@@ -230,15 +263,16 @@ impl LocalStore {
     }
 
     /// Records that a pending note (as of feed position `cseq`) opened;
-    /// nothing changes if a later change replaced it meanwhile.
+    /// nothing changes if a later change replaced it meanwhile. Whether it
+    /// changed.
     pub async fn memory_opened(
         &self,
         mesh: &MeshId,
         note_id: &str,
         cseq: u64,
         opened: &OpenedNote,
-    ) -> Result<(), ClientError> {
-        sqlx::query(
+    ) -> Result<bool, ClientError> {
+        let done = sqlx::query(
             "UPDATE memory_notes SET text = ?, tags = ?, object = NULL \
              WHERE mesh_id = ? AND note_id = ? AND cseq = ? AND text IS NULL",
         )
@@ -249,7 +283,7 @@ impl LocalStore {
         .bind(i(cseq))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     /// Removes a note from the mirror (this device forgot it).
@@ -504,5 +538,129 @@ mod tests {
         local.forget_mesh(&mesh).await.unwrap();
         assert!(local.memory_list(&mesh, &[], 10).await.unwrap().is_empty());
         assert_eq!(local.coord_head(&mesh, CoordKind::Memory).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pending_note_is_kept_never_shown_and_opens_later() {
+        let (_dir, local) = store().await;
+        let mesh = MeshId(Hash32([3; 32]));
+        // Kept sealed: its object stays, its text is NULL.
+        let mut sealed = note("p1", 1, None, &[]);
+        sealed.object = Some(r#"{"sealed":true}"#.into());
+        let page = [
+            MirrorChange::Put(sealed.clone()),
+            MirrorChange::Put(note("o2", 2, Some("pending notes stay hidden"), &["x"])),
+        ];
+        assert_eq!(
+            local.memory_apply_page(&mesh, 0, 2, &page).await.unwrap(),
+            Some(vec![true, true])
+        );
+        // Never listed or found, whatever the filter; still pending after
+        // later pages (retried on every sync).
+        let listed = local.memory_list(&mesh, &[], 10).await.unwrap();
+        assert_eq!(ids(&listed), ["o2"]);
+        let q = crate::memory::fts_query("pending sealed true p1").unwrap();
+        assert_eq!(
+            ids(&local.memory_search(&mesh, &q, &[], 10).await.unwrap()),
+            ["o2"]
+        );
+        let page = [MirrorChange::Put(note("o3", 3, Some("another"), &[]))];
+        local.memory_apply_page(&mesh, 2, 3, &page).await.unwrap();
+        let pending = local.memory_pending(&mesh).await.unwrap();
+        assert_eq!(pending, [sealed.clone()]);
+        assert_eq!(
+            local.memory_get(&mesh, "p1").await.unwrap(),
+            Some(sealed.clone())
+        );
+        assert_eq!(local.memory_get(&mesh, "zz").await.unwrap(), None);
+        // The same change seen again (another pass) changes nothing.
+        let again = [MirrorChange::Put(sealed.clone())];
+        assert_eq!(
+            local.memory_apply_page(&mesh, 3, 4, &again).await.unwrap(),
+            Some(vec![false])
+        );
+        // Opening it as of an older change does nothing; as of its own, it
+        // is shown and no longer pending.
+        let opened = OpenedNote {
+            text: "opened at last".into(),
+            tags: vec!["late".into()],
+        };
+        assert!(!local.memory_opened(&mesh, "p1", 0, &opened).await.unwrap());
+        assert!(local.memory_opened(&mesh, "p1", 1, &opened).await.unwrap());
+        assert!(!local.memory_opened(&mesh, "p1", 1, &opened).await.unwrap());
+        assert!(local.memory_pending(&mesh).await.unwrap().is_empty());
+        let got = local.memory_get(&mesh, "p1").await.unwrap().unwrap();
+        assert_eq!((got.opened, got.object), (Some(opened), None));
+        let q = crate::memory::fts_query("last").unwrap();
+        assert_eq!(
+            ids(&local
+                .memory_search(&mesh, &q, &["late".into()], 10)
+                .await
+                .unwrap()),
+            ["p1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_note_is_not_stored_once_the_feed_is_past_it() {
+        let (_dir, local) = store().await;
+        let mesh = MeshId(Hash32([4; 32]));
+        // A sync applied up to 5, including the note's forgetting at 5 (it
+        // was written at 4): the remember that answered 4 stores nothing.
+        let page = [
+            MirrorChange::Put(note("n0", 3, Some("someone else's"), &[])),
+            MirrorChange::Remove("n1".into()),
+        ];
+        local.memory_apply_page(&mesh, 0, 5, &page).await.unwrap();
+        assert!(
+            !local
+                .memory_put(&mesh, &note("n1", 4, Some("forgotten already"), &[]))
+                .await
+                .unwrap()
+        );
+        // At the head itself: that change is applied already.
+        assert!(
+            !local
+                .memory_put(&mesh, &note("n5", 5, Some("applied by the sync"), &[]))
+                .await
+                .unwrap()
+        );
+        let listed = local.memory_list(&mesh, &[], 10).await.unwrap();
+        assert_eq!(ids(&listed), ["n0"]);
+        // Past the head, it is stored (and the head does not move)...
+        assert!(
+            local
+                .memory_put(&mesh, &note("n6", 6, Some("just remembered"), &[]))
+                .await
+                .unwrap()
+        );
+        assert_eq!(local.coord_head(&mesh, CoordKind::Memory).await.unwrap(), 5);
+        // ...the sync that brings its own change leaves it as it is, and a
+        // later forgetting removes it.
+        let page = [MirrorChange::Put(note(
+            "n6",
+            6,
+            Some("just remembered"),
+            &[],
+        ))];
+        assert_eq!(
+            local.memory_apply_page(&mesh, 5, 6, &page).await.unwrap(),
+            Some(vec![false])
+        );
+        let page = [MirrorChange::Remove("n6".into())];
+        assert_eq!(
+            local.memory_apply_page(&mesh, 6, 7, &page).await.unwrap(),
+            Some(vec![true])
+        );
+        assert!(
+            !local
+                .memory_put(&mesh, &note("n6", 6, Some("just remembered"), &[]))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            ids(&local.memory_list(&mesh, &[], 10).await.unwrap()),
+            ["n0"]
+        );
     }
 }

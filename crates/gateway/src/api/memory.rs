@@ -176,7 +176,9 @@ pub async fn remember(
     ))
 }
 
-/// Forgets a note for everyone (its author, an owner or an admin).
+/// Forgets a note for everyone. This member's own note needs a key with
+/// `send`; another member's is moderation, so it needs a key with `admin`
+/// (and this member an owner or admin of the mesh).
 #[utoipa::path(
     delete,
     path = "/api/v1/memory/{id}",
@@ -185,14 +187,21 @@ pub async fn remember(
     responses(
         (status = 204, description = "Forgotten"),
         (status = 400, description = "Not a note id or prefix, or a prefix of several notes", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `send`, is limited to topics, or the note is another member's", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send` (or `admin` for another member's note), is limited to topics, or this member is neither the note's author nor an owner or admin", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such note", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn forget(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, Problem> {
     caller.require(Cap::Send)?;
     whole_mesh(&caller)?;
-    caller.client()?.memory_forget(&id).await?;
+    let client = caller.client()?;
+    let note = client.memory_note(&id).await?;
+    if note.author != standing(&client).0 {
+        // Another member's note: only a key made for moderation may, so a
+        // bot's `send` key on an owner's gateway cannot wipe the memory.
+        caller.require(Cap::Admin)?;
+    }
+    client.memory_forget(&note.id.to_hex()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

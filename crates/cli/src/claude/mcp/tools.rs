@@ -542,12 +542,14 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "memory_forget" => {
             let a: MemoryForgetArgs = parse(name, args)?;
-            allowed(shared, Verb::MemoryForget, Some(&a.id))?;
+            // Checked before the policy: an approval prompt and the audit
+            // log show hex digits, never what a model (or a peer's note
+            // steering it) put there.
+            let prefix =
+                claudemesh_client::memory::id_prefix(a.id.trim()).map_err(|e| fail(e.into()))?;
+            allowed(shared, Verb::MemoryForget, Some(&prefix))?;
             let c = client(shared).await?;
-            let id = c
-                .memory_forget(a.id.trim())
-                .await
-                .map_err(|e| fail(e.into()))?;
+            let id = c.memory_forget(&prefix).await.map_err(|e| fail(e.into()))?;
             Ok(format!(
                 "Forgot {}: it is taken from every member's device.",
                 &id.to_hex()[..8]
