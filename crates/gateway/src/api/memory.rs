@@ -81,9 +81,9 @@ pub struct MemoryQuery {
     /// Only notes with every one of these tags (comma-separated).
     #[serde(default)]
     pub tags: Option<String>,
-    /// At most this many (default 20, at most 200).
+    /// At most this many (default 20; more than 200 counts as 200, 0 as 1).
     #[serde(default)]
-    #[param(minimum = 1, maximum = 200)]
+    #[param(minimum = 0, maximum = 4294967295_u64, format = Int64)]
     pub limit: Option<u32>,
 }
 
