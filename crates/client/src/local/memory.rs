@@ -356,7 +356,10 @@ impl LocalStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             note_columns!(),
-            " FROM memory_fts JOIN memory_notes n ON n.id = memory_fts.rowid \
+            // CROSS JOIN keeps the full-text index the outer loop: the
+            // match runs once; joined the other way round, SQLite may run
+            // it again for every note (quadratic in the mirror's size).
+            " FROM memory_fts CROSS JOIN memory_notes n ON n.id = memory_fts.rowid \
              WHERE memory_fts MATCH ? AND n.mesh_id = ? AND n.text IS NOT NULL AND ",
             has_tags!(),
             " ORDER BY bm25(memory_fts), n.at_ms DESC LIMIT ?"

@@ -477,9 +477,13 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "cancel_scheduled" => {
             let a: CancelScheduledArgs = parse(name, args)?;
-            allowed(shared, Verb::ScheduleCancel, Some(&a.id))?;
+            // Checked before the policy, as `memory_forget`'s id: the
+            // prompt and the audit log show hex digits only.
+            let prefix =
+                claudemesh_client::schedule::id_prefix(&a.id).map_err(|e| fail(e.into()))?;
+            allowed(shared, Verb::ScheduleCancel, Some(&prefix))?;
             let c = client(shared).await?;
-            let id = crate::schedule::cancel_named(&c, &a.id)
+            let id = crate::schedule::cancel_named(&c, &prefix)
                 .await
                 .map_err(|e| fail(e.into()))?;
             Ok(format!(
