@@ -523,8 +523,16 @@ impl MeshClient {
     /// that no other note on this device shares (after a sync). Returns its
     /// id.
     pub async fn memory_forget(&self, id_or_prefix: &str) -> Result<CoordId, ClientError> {
-        let mesh = self.mesh().id;
         let (id, _one) = self.synced_note_id(id_or_prefix).await?;
+        self.memory_forget_id(id).await?;
+        Ok(id)
+    }
+
+    /// Forgets the note `id` for everyone, as [`MeshClient::memory_forget`]
+    /// does once it has named it: for a caller that already resolved the
+    /// note ([`MeshClient::memory_note`]), so it is not synced twice.
+    pub async fn memory_forget_id(&self, id: CoordId) -> Result<(), ClientError> {
+        let mesh = self.mesh().id;
         let short_id = &id.to_hex()[..8];
         let frame = self
             .session()
@@ -560,8 +568,7 @@ impl MeshClient {
         }
         match frame? {
             BrokerFrame::CoordStored(s) if s.id == id => {
-                self.local().memory_remove(&mesh, &id.to_hex()).await?;
-                Ok(id)
+                self.local().memory_remove(&mesh, &id.to_hex()).await
             }
             other => Err(unexpected(&other)),
         }

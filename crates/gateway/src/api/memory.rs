@@ -201,7 +201,7 @@ pub async fn forget(caller: Caller, Path(id): Path<String>) -> Result<StatusCode
         // bot's `send` key on an owner's gateway cannot wipe the memory.
         caller.require(Cap::Admin)?;
     }
-    client.memory_forget(&note.id.to_hex()).await?;
+    client.memory_forget_id(note.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
