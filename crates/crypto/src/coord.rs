@@ -44,17 +44,47 @@ pub const SCOPE_MESH: &str = "mesh";
 pub enum CoordKind {
     /// A team memory note: `{"text": …, "tags": […]}`.
     Memory,
+    /// A task: `{"title": …, "body"?, "assignee"?, "priority"?, "tags"?,
+    /// "due_ms"?}`.
+    Task,
+    /// An act on a task: its author claims it (`{}`), `rev` being the
+    /// task's version after the act.
+    TaskClaim,
+    /// An act on a task: its claimant (or, forced, its creator, an owner or
+    /// an admin) gives it back (`{}`).
+    TaskRelease,
+    /// An act on a task: its author completes it (`{"result"?: …}`).
+    TaskDone,
 }
 
 impl CoordKind {
     /// Every kind.
-    pub const ALL: &'static [CoordKind] = &[CoordKind::Memory];
+    pub const ALL: &'static [CoordKind] = &[
+        CoordKind::Memory,
+        CoordKind::Task,
+        CoordKind::TaskClaim,
+        CoordKind::TaskRelease,
+        CoordKind::TaskDone,
+    ];
 
     /// The wire and signed spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             CoordKind::Memory => "memory",
+            CoordKind::Task => "task",
+            CoordKind::TaskClaim => "task_claim",
+            CoordKind::TaskRelease => "task_release",
+            CoordKind::TaskDone => "task_done",
         }
+    }
+
+    /// An act on a task (signed by whoever acts, stored beside the task),
+    /// not an object stored in its own right.
+    pub fn is_task_act(self) -> bool {
+        matches!(
+            self,
+            CoordKind::TaskClaim | CoordKind::TaskRelease | CoordKind::TaskDone
+        )
     }
 }
 

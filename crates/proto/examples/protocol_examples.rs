@@ -605,6 +605,7 @@ fn main() {
                 cseq: 1,
                 id: note_id,
                 object: Some(Box::new(note)),
+                act: None,
             }],
             head: 1,
             more: false,
@@ -654,6 +655,63 @@ fn main() {
             req: Some("r2".into()),
             links: vec![link],
             more: false,
+        }),
+        &mut frames,
+    );
+    // Alice writes a task; Bob claims it with a signed act whose `rev` is
+    // the version it makes (2: the one after creation).
+    let task_id = claudemesh_crypto::coord::CoordId([0x55; 16]);
+    let task = claudemesh_crypto::coord::CoordObject::seal(
+        &alice_session,
+        &coord0,
+        0,
+        claudemesh_crypto::coord::CoordFacts {
+            kind: claudemesh_crypto::coord::CoordKind::Task,
+            id: task_id,
+            rev: 1,
+            at_ms: (T + 96) * 1000,
+        },
+        br#"{"title":"fix the flaky login test","priority":"high"}"#,
+    )
+    .unwrap();
+    push_c(
+        ClientFrame::CoordPut(CoordPut {
+            req: Some("t1".into()),
+            object: Box::new(task.clone()),
+        }),
+        &mut frames,
+    );
+    let claim = claudemesh_crypto::coord::CoordObject::seal(
+        &bob_session,
+        &coord0,
+        0,
+        claudemesh_crypto::coord::CoordFacts {
+            kind: claudemesh_crypto::coord::CoordKind::TaskClaim,
+            id: task_id,
+            rev: 2,
+            at_ms: (T + 97) * 1000,
+        },
+        b"{}",
+    )
+    .unwrap();
+    push_c(
+        ClientFrame::TaskAct(TaskActFrame {
+            req: Some("t2".into()),
+            act: Box::new(claim.clone()),
+            force: false,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::TaskState(TaskState {
+            req: Some("t2".into()),
+            ok: true,
+            id: task_id,
+            version: 2,
+            phase: TaskPhase::Claimed,
+            holder: Some(claim.member()),
+            act: Some(Box::new(claim)),
+            cseq: 4,
         }),
         &mut frames,
     );

@@ -119,14 +119,15 @@ fn coord_object() -> impl Strategy<Value = CoordObject> {
         any::<[u8; 16]>(),
         any::<u64>(),
         proptest::collection::vec(any::<u8>(), 0..300),
+        0..CoordKind::ALL.len(),
     )
-        .prop_map(|(seed, id, epoch, text)| {
+        .prop_map(|(seed, id, epoch, text, kind)| {
             CoordObject::seal(
                 &signer(seed),
                 &SymmetricKey::from_bytes([5; 32]),
                 epoch,
                 CoordFacts {
-                    kind: CoordKind::Memory,
+                    kind: CoordKind::ALL[kind],
                     id: CoordId(id),
                     rev: 1,
                     at_ms: 1_700_000_001_000,
@@ -171,6 +172,13 @@ fn coord_client_frame() -> impl Strategy<Value = ClientFrame> {
         })),
         (req(), any::<u64>())
             .prop_map(|(req, after)| ClientFrame::CoordRing(CoordRingQuery { req, after })),
+        (req(), coord_object(), any::<bool>()).prop_map(|(req, o, force)| ClientFrame::TaskAct(
+            TaskActFrame {
+                req,
+                act: Box::new(o),
+                force
+            }
+        )),
     ]
 }
 
@@ -191,6 +199,7 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
                 (
                     any::<u64>(),
                     any::<[u8; 16]>(),
+                    proptest::option::of(coord_object()),
                     proptest::option::of(coord_object())
                 ),
                 0..3
@@ -204,10 +213,11 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
                     kind: CoordKind::Memory,
                     changes: changes
                         .into_iter()
-                        .map(|(cseq, id, object)| CoordChange {
+                        .map(|(cseq, id, object, act)| CoordChange {
                             cseq,
                             id: CoordId(id),
                             object: object.map(Box::new),
+                            act: act.map(Box::new),
                         })
                         .collect(),
                     head,
@@ -229,6 +239,27 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
             .prop_map(
                 |(req, links, more)| BrokerFrame::CoordRingPage(CoordRingPage { req, links, more })
             ),
+        (
+            req(),
+            any::<bool>(),
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            0..3u8,
+            proptest::option::of(coord_object()),
+            any::<u64>()
+        )
+            .prop_map(|(req, ok, id, version, phase, act, cseq)| {
+                BrokerFrame::TaskState(TaskState {
+                    req,
+                    ok,
+                    id: CoordId(id),
+                    version,
+                    phase: [TaskPhase::Open, TaskPhase::Claimed, TaskPhase::Done][phase as usize],
+                    holder: act.as_ref().map(|a| a.member()),
+                    act: act.map(Box::new),
+                    cseq,
+                })
+            }),
     ]
 }
 
@@ -796,7 +827,7 @@ fn type_lists_match_the_enums() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut seen_client = std::collections::BTreeSet::new();
     let mut seen_broker = std::collections::BTreeSet::new();
-    for _ in 0..400 {
+    for _ in 0..1000 {
         let c = client_frame().new_tree(&mut runner).unwrap().current();
         seen_client.insert(c.type_name());
         let b = broker_frame().new_tree(&mut runner).unwrap().current();

@@ -74,9 +74,12 @@ impl Handle for CoordForget {
 /// owner or admin (a promotion another replica appended a moment ago is
 /// adopted and the roster asked again).
 async fn may_forget(mesh: &MeshHub, member: &PublicKey, author: &PublicKey) -> bool {
-    if member == author {
-        return true;
-    }
+    member == author || is_admin(mesh, member).await
+}
+
+/// Whether `member` is an owner or admin of the mesh (a promotion another
+/// replica appended a moment ago is adopted and the roster asked again).
+pub(super) async fn is_admin(mesh: &MeshHub, member: &PublicKey) -> bool {
     let privileged =
         || mesh.read_log(|l| matches!(l.roster.role_of(member), Some(Role::Owner | Role::Admin)));
     privileged() || (mesh.caught_up().await && privileged())

@@ -7,7 +7,7 @@
 //! shares with it (how a [`CoordError`] is refused).
 
 use claudemesh_crypto::cert::CertError;
-use claudemesh_crypto::coord::CoordError;
+use claudemesh_crypto::coord::{CoordError, CoordObject};
 use claudemesh_crypto::log::Roster;
 use claudemesh_proto::frames::{CoordPut, CoordStored};
 use claudemesh_proto::limits::MAX_COORD_PER_MEMBER;
@@ -29,14 +29,13 @@ impl Handle for CoordPut {
         // The checks that need no key first: a malformed object costs no
         // signature check.
         o.check_shape().map_err(coord_refusal)?;
-        if o.author.session != session.session || o.author.member != session.member {
+        if o.kind.is_task_act() {
             return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "the object's author is not this connection's session",
+                ErrorCode::Malformed,
+                format!("a {} is an act on a task: send it as task_act", o.kind),
             ));
         }
-        o.verify(&mesh.id).map_err(coord_refusal)?;
-        sealed_under_current_epoch(mesh, o.epoch).await?;
+        check_authored(&o, session, mesh).await?;
         // Stored as its own JSON: a resend of the same object serializes to
         // the same bytes, which is how the store tells a duplicate.
         let object_json = serde_json::to_string(&*o).map_err(|e| {
@@ -96,6 +95,24 @@ impl Handle for CoordPut {
     }
 }
 
+/// The checks of an object every write shares once its shape is right: its
+/// author is this connection's session, it verifies (signature and
+/// certificate), and it is sealed under the mesh's current epoch.
+pub(super) async fn check_authored(
+    o: &CoordObject,
+    session: &crate::sessions::SessionHandle,
+    mesh: &MeshHub,
+) -> Result<(), Refusal> {
+    if o.author.session != session.session || o.author.member != session.member {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "the object's author is not this connection's session",
+        ));
+    }
+    o.verify(&mesh.id).map_err(coord_refusal)?;
+    sealed_under_current_epoch(mesh, o.epoch).await
+}
+
 /// A coordination object or ring link that does not verify, refused with
 /// the code a client acts on.
 pub(super) fn coord_refusal(e: CoordError) -> Refusal {
@@ -116,7 +133,7 @@ pub(super) fn coord_refusal(e: CoordError) -> Refusal {
 /// rekey is owed (so after a kick nothing new opens with the removed
 /// member's keys). A rekey another replica appended a moment ago is
 /// adopted and the check made again.
-async fn sealed_under_current_epoch(mesh: &MeshHub, epoch: u64) -> Result<(), Refusal> {
+pub(super) async fn sealed_under_current_epoch(mesh: &MeshHub, epoch: u64) -> Result<(), Refusal> {
     let check = || mesh.read_log(|l| epoch_check(&l.roster, epoch));
     match check() {
         Err(_) if mesh.caught_up().await => check(),

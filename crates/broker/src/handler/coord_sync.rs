@@ -46,10 +46,16 @@ impl Handle for CoordSync {
                     }
                 },
             };
+            // A task's last act: stored after it verified, as the object.
+            let act = r
+                .act_json
+                .and_then(|json| serde_json::from_str::<CoordObject>(&json).ok())
+                .map(Box::new);
             changes.push(CoordChange {
                 cseq: r.cseq,
                 id: r.id,
                 object,
+                act,
             });
         }
         Ok(Reply::Frame(BrokerFrame::CoordPage(CoordPage {

@@ -18,7 +18,7 @@ use super::records::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutRow, ForgetOutcome,
     HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus, NewCoordObject,
     NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow, RetentionOutcome, SessionRecord,
-    TableDump, WatermarkRow,
+    TableDump, TaskActOutcome, TaskActRequest, WatermarkRow,
 };
 use super::replicas::ReplicaStore;
 
@@ -305,6 +305,14 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         max_bytes: u64,
     ) -> Result<(Vec<CoordRow>, bool), StoreError>;
+
+    /// Applies an act to a task, in one transaction serialized as
+    /// [`Store::coord_put`]: a claim takes an open task; a release gives a
+    /// claimed one back (its claimant, or forced); a completion ends an
+    /// open task, or a claimed one (its claimant, or forced). Each applies
+    /// only to the task at the version before the act's, so of concurrent
+    /// acts on one version exactly one is applied, across replicas.
+    async fn task_act(&self, act: &TaskActRequest) -> Result<TaskActOutcome, StoreError>;
 
     /// Stores a coordination key ring link (`link_json`, as received) unless
     /// one of `signer`'s for that scope and epoch is stored: the first

@@ -11,12 +11,13 @@ use claudemesh_crypto::coord::{CoordId, CoordKind};
 use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::{LogBuilder, LogEntry, PeerType, Role};
 use claudemesh_crypto::{Hash32, MeshId, Nonce, PublicKey, SigningKey};
-use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
+use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status, TaskPhase};
 
 use super::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, ForgetOutcome, HeldMessage,
     HoldOutcome, InsertOutcome, MemberState, NewCoordObject, NewMessage, PageLimit, PendingMessage,
-    PostgresStore, PutOutcome, RetentionOutcome, SqliteStore, Store, TableDump,
+    PostgresStore, PutOutcome, RetentionOutcome, SqliteStore, Store, TableDump, TaskActOutcome,
+    TaskActRequest,
 };
 use crate::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
 
@@ -98,6 +99,8 @@ conformance!(
     coord_quota_counts_the_authors_live_objects,
     coord_ring_keeps_the_first_link_per_signer,
     coord_rows_of_another_mesh_never_leak,
+    tasks_move_by_acts_and_the_feed_carries_the_last_act,
+    concurrent_claims_of_one_task_have_exactly_one_winner,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1294,8 +1297,11 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 7);
-    for (i, version) in ["1", "2", "3", "4", "5", "6", "7"].into_iter().enumerate() {
+    assert_eq!(migrations.rows.len(), 8);
+    for (i, version) in ["1", "2", "3", "4", "5", "6", "7", "8"]
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(cell(migrations, i, "version"), version);
         assert_eq!(cell(migrations, i, "success"), "1");
     }
@@ -2180,12 +2186,14 @@ async fn coord_put_is_idempotent_and_forget_leaves_a_tombstone(s: &dyn Store) {
             CoordRow {
                 cseq: c1,
                 id: id1,
-                object_json: Some("{\"first\":1}".into())
+                object_json: Some("{\"first\":1}".into()),
+                act_json: None,
             },
             CoordRow {
                 cseq: c2,
                 id: id2,
-                object_json: Some("{\"second\":1}".into())
+                object_json: Some("{\"second\":1}".into()),
+                act_json: None,
             },
         ]
     );
@@ -2208,6 +2216,7 @@ async fn coord_put_is_idempotent_and_forget_leaves_a_tombstone(s: &dyn Store) {
         cseq: c3,
         id: id1,
         object_json: None,
+        act_json: None,
     };
     let feed = all_changes(s, &mesh.id, 0).await;
     assert_eq!(feed.len(), 2, "each object once, at its latest change");
@@ -2491,4 +2500,159 @@ async fn coord_rows_of_another_mesh_never_leak(s: &dyn Store) {
         s.coord_ring(&b.id, 0).await.unwrap(),
         vec![(1, "b-link".to_owned())]
     );
+}
+
+/// A task of `creator`'s, stored as a coordination object.
+async fn new_task(s: &dyn Store, mesh: &MeshId, creator: &PublicKey) -> CoordId {
+    let id = CoordId::random();
+    let mut o = note(mesh, creator, id, "{\"task\":1}");
+    o.kind = CoordKind::Task;
+    stored(s.coord_put(&o, MANY).await.unwrap());
+    id
+}
+
+/// An act of `actor`'s on task `id`, making `version`.
+fn task_act(
+    mesh: &MeshId,
+    id: CoordId,
+    kind: CoordKind,
+    version: u64,
+    actor: &PublicKey,
+) -> TaskActRequest {
+    TaskActRequest {
+        mesh: *mesh,
+        id,
+        kind,
+        version,
+        actor: *actor,
+        force: false,
+        actor_is_admin: false,
+        act_json: format!("{{\"act\":\"{kind}\",\"v\":{version}}}"),
+        now_ms: T0 + version,
+    }
+}
+
+async fn tasks_move_by_acts_and_the_feed_carries_the_last_act(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (alice, bob) = (key(), key());
+    let id = new_task(s, &mesh.id, &alice).await;
+    // Bob claims version 1 (his act makes 2).
+    let claim = task_act(&mesh.id, id, CoordKind::TaskClaim, 2, &bob);
+    let claimed = match s.task_act(&claim).await.unwrap() {
+        TaskActOutcome::Applied(r) => r,
+        o => panic!("expected applied, got {o:?}"),
+    };
+    assert_eq!(
+        (
+            claimed.phase,
+            claimed.holder,
+            claimed.version,
+            claimed.creator
+        ),
+        (TaskPhase::Claimed, Some(bob), 2, alice)
+    );
+    // The feed moved the task to its new position, with the act beside it.
+    let (feed, _) = s
+        .coord_changes(&mesh.id, CoordKind::Task, 0, u64::MAX / 2)
+        .await
+        .unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!(feed[0].cseq, claimed.cseq);
+    assert_eq!(feed[0].object_json.as_deref(), Some("{\"task\":1}"));
+    assert_eq!(feed[0].act_json.as_deref(), Some(claim.act_json.as_str()));
+    // A second claim of the same version loses, and names the holder.
+    let late = task_act(&mesh.id, id, CoordKind::TaskClaim, 2, &alice);
+    match s.task_act(&late).await.unwrap() {
+        TaskActOutcome::Lost(r) => assert_eq!((r.holder, r.version), (Some(bob), 2)),
+        o => panic!("expected lost, got {o:?}"),
+    }
+    // Alice did not claim it: she may not release it unforced…
+    let release = task_act(&mesh.id, id, CoordKind::TaskRelease, 3, &alice);
+    assert!(matches!(
+        s.task_act(&release).await.unwrap(),
+        TaskActOutcome::Held(_)
+    ));
+    // …but as its creator she may force it back.
+    let mut forced = release.clone();
+    forced.force = true;
+    match s.task_act(&forced).await.unwrap() {
+        TaskActOutcome::Applied(r) => assert_eq!((r.phase, r.holder), (TaskPhase::Open, None)),
+        o => panic!("expected applied, got {o:?}"),
+    }
+    // Bob completes the open task; done is final.
+    let done = task_act(&mesh.id, id, CoordKind::TaskDone, 4, &bob);
+    match s.task_act(&done).await.unwrap() {
+        TaskActOutcome::Applied(r) => {
+            assert_eq!(
+                (r.phase, r.holder, r.version),
+                (TaskPhase::Done, Some(bob), 4)
+            );
+        }
+        o => panic!("expected applied, got {o:?}"),
+    }
+    let again = task_act(&mesh.id, id, CoordKind::TaskClaim, 5, &alice);
+    assert!(matches!(
+        s.task_act(&again).await.unwrap(),
+        TaskActOutcome::Lost(_)
+    ));
+    // Unknown and deleted tasks are not found; a memory note is no task.
+    let unknown = task_act(&mesh.id, CoordId::random(), CoordKind::TaskClaim, 2, &bob);
+    assert_eq!(
+        s.task_act(&unknown).await.unwrap(),
+        TaskActOutcome::NotFound
+    );
+    let note_id = CoordId::random();
+    stored(
+        s.coord_put(&note(&mesh.id, &alice, note_id, "{}"), MANY)
+            .await
+            .unwrap(),
+    );
+    let on_note = task_act(&mesh.id, note_id, CoordKind::TaskClaim, 2, &bob);
+    assert_eq!(
+        s.task_act(&on_note).await.unwrap(),
+        TaskActOutcome::NotFound
+    );
+    s.coord_forget(&mesh.id, CoordKind::Task, &id, T0 + 10)
+        .await
+        .unwrap();
+    let after_delete = task_act(&mesh.id, id, CoordKind::TaskDone, 5, &bob);
+    assert_eq!(
+        s.task_act(&after_delete).await.unwrap(),
+        TaskActOutcome::NotFound
+    );
+    // The tombstone carries no act.
+    let (feed, _) = s
+        .coord_changes(&mesh.id, CoordKind::Task, 0, u64::MAX / 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (feed[0].object_json.as_deref(), feed[0].act_json.as_deref()),
+        (None, None)
+    );
+}
+
+async fn concurrent_claims_of_one_task_have_exactly_one_winner(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let id = new_task(s, &mesh.id, &key()).await;
+    let claimers: Vec<TaskActRequest> = (0..12)
+        .map(|_| task_act(&mesh.id, id, CoordKind::TaskClaim, 2, &key()))
+        .collect();
+    let outcomes = futures_util::future::join_all(claimers.iter().map(|c| s.task_act(c))).await;
+    let winners: Vec<PublicKey> = outcomes
+        .iter()
+        .filter_map(|o| match o.as_ref().unwrap() {
+            TaskActOutcome::Applied(r) => r.holder,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {outcomes:?}");
+    for o in &outcomes {
+        match o.as_ref().unwrap() {
+            TaskActOutcome::Applied(_) => {}
+            TaskActOutcome::Lost(r) => {
+                assert_eq!((r.holder, r.version), (Some(winners[0]), 2));
+            }
+            other => panic!("a losing claim is lost, got {other:?}"),
+        }
+    }
 }

@@ -41,6 +41,7 @@ pub mod replicas;
 mod shared;
 mod sql;
 pub mod sqlite;
+mod tasks;
 
 pub use api::Store;
 pub(crate) use codec::priority_rank;
@@ -50,7 +51,8 @@ pub use records::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutFacts, FanoutRow,
     ForgetOutcome, HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus,
     NewCoordObject, NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
-    RetentionOutcome, SessionRecord, TableDump, WatermarkRow, fanout_weight, first_of,
+    RetentionOutcome, SessionRecord, TableDump, TaskActOutcome, TaskActRequest, TaskRow,
+    WatermarkRow, fanout_weight, first_of,
 };
 pub use sqlite::SqliteStore;
 

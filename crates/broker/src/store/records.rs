@@ -7,7 +7,7 @@ use claudemesh_crypto::envelope::{MessageId, Priority};
 use claudemesh_crypto::log::PeerType;
 use claudemesh_crypto::receipt::ReceiptState;
 use claudemesh_crypto::{MeshId, PublicKey};
-use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status};
+use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status, TaskPhase};
 
 /// A message to store: the envelope as the sender signed it (JSON, with the
 /// ciphertext in base64) and the routing facts the broker derived from it.
@@ -226,6 +226,67 @@ pub struct CoordRow {
     pub id: CoordId,
     /// The object's JSON as received; `None` once forgotten.
     pub object_json: Option<String>,
+    /// A task's last act, as received.
+    pub act_json: Option<String>,
+}
+
+/// An act on a task, as the broker applies it ([`super::Store::task_act`]).
+#[derive(Debug, Clone)]
+pub struct TaskActRequest {
+    /// The mesh.
+    pub mesh: MeshId,
+    /// The task.
+    pub id: CoordId,
+    /// Claim, release or complete ([`CoordKind::is_task_act`]).
+    pub kind: CoordKind,
+    /// The version the act makes (the signed `rev`): it applies only to
+    /// the task at the version before.
+    pub version: u64,
+    /// The member acting (the act's signer).
+    pub actor: PublicKey,
+    /// The act may take the task from another claimant: the frame asked
+    /// (`force`) and the actor is an owner or admin. The task's creator
+    /// may too; the store checks that.
+    pub force: bool,
+    /// The actor is an owner or admin of the mesh.
+    pub actor_is_admin: bool,
+    /// The act's JSON as received.
+    pub act_json: String,
+    /// Now, unix ms.
+    pub now_ms: u64,
+}
+
+/// A task as the broker arbitrates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    /// 1 when created, one more per act.
+    pub version: u64,
+    /// Where it stands.
+    pub phase: TaskPhase,
+    /// The claimant (claimed), or who completed it (done).
+    pub holder: Option<PublicKey>,
+    /// The member who created it.
+    pub creator: PublicKey,
+    /// The last act's JSON as received.
+    pub act_json: Option<String>,
+    /// Its feed position.
+    pub cseq: u64,
+}
+
+/// What became of a [`TaskActRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskActOutcome {
+    /// Applied; the task as it is now.
+    Applied(TaskRow),
+    /// The task is not at the version the act moves from, or its phase
+    /// allows no such act (claimed or done already): a lost race, with the
+    /// task as it is.
+    Lost(TaskRow),
+    /// Another member holds it, and the act was not forced by someone who
+    /// may (its creator, an owner or an admin).
+    Held(TaskRow),
+    /// No such task, or it was deleted.
+    NotFound,
 }
 
 /// A session key seen in a hello, and the member that certified it.

@@ -83,8 +83,9 @@ macro_rules! impl_store {
                 AppendExtras, AppendOutcome, CancelOutcome, COORD_TOMBSTONE_WEIGHT, CoordRow,
                 FanoutFacts, FanoutRow, ForgetOutcome, HeldMessage, HoldOutcome, MemberState,
                 MessageStatus, NewCoordObject, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
-                RetentionOutcome, TableDump, WatermarkRow,
+                RetentionOutcome, TableDump, TaskActOutcome, TaskActRequest, TaskRow, WatermarkRow,
             };
+            use $crate::store::tasks;
             use claudemesh_crypto::receipt::ReceiptState;
             use claudemesh_proto::frames::DeliveryState;
 
@@ -988,6 +989,7 @@ macro_rules! impl_store {
                                 ))
                             })?),
                             object_json: r.try_get(2)?,
+                            act_json: r.try_get(3)?,
                         });
                     }
                     let last = out.last().map_or(after, |r| r.cseq);
@@ -998,6 +1000,69 @@ macro_rules! impl_store {
                         .fetch_one(&self.pool)
                         .await?;
                     Ok((out, more))
+                }
+
+                async fn task_act(
+                    &self,
+                    act: &TaskActRequest,
+                ) -> Result<TaskActOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let mesh = &act.mesh.as_bytes()[..];
+                    // The feed position first, as in `coord_put`: its lock
+                    // makes the read below and the update one step, so of
+                    // two acts on one version only the first applies.
+                    let cseq: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                        .bind(mesh)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let Some(r) = sqlx::query(sql::COORD_TASK)
+                        .bind(mesh)
+                        .bind(&act.id.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        tx.rollback().await?;
+                        return Ok(TaskActOutcome::NotFound);
+                    };
+                    if r.try_get::<bool, _>(4)? {
+                        tx.rollback().await?;
+                        return Ok(TaskActOutcome::NotFound);
+                    }
+                    let rank: i64 = r.try_get(1)?;
+                    let row = TaskRow {
+                        version: to_u64(r.try_get(0)?),
+                        phase: tasks::phase_from_rank(rank).ok_or_else(|| {
+                            StoreError::Corrupt(format!("task phase {rank}"))
+                        })?,
+                        holder: r
+                            .try_get::<Option<&[u8]>, _>(2)?
+                            .map(key_from_bytes)
+                            .transpose()?,
+                        creator: key_from_bytes(r.try_get(3)?)?,
+                        act_json: r.try_get(5)?,
+                        cseq: to_u64(r.try_get(6)?),
+                    };
+                    let mut next = match tasks::apply(row, act) {
+                        TaskActOutcome::Applied(next) => next,
+                        other => {
+                            tx.rollback().await?;
+                            return Ok(other);
+                        }
+                    };
+                    next.cseq = to_u64(cseq);
+                    sqlx::query(sql::COORD_TASK_ACT)
+                        .bind(mesh)
+                        .bind(&act.id.0[..])
+                        .bind(to_i64(next.version))
+                        .bind(tasks::phase_rank(next.phase))
+                        .bind(next.holder.as_ref().map(key_bytes))
+                        .bind(&act.act_json)
+                        .bind(cseq)
+                        .bind(to_i64(act.now_ms))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(TaskActOutcome::Applied(next))
                 }
 
                 async fn coord_ring_put(

@@ -313,19 +313,34 @@ pub(crate) const COORD_INSERT: &str = "INSERT INTO coord_objects (mesh_id, kind,
 /// Forgets a stored coordination object: its JSON goes and it moves to
 /// feed position `$4` (a tombstone): `$1` mesh id, `$2` kind, `$3` id, `$5`
 /// now.
-pub(crate) const COORD_FORGET: &str = "UPDATE coord_objects SET object = NULL, cseq = $4, updated_at_ms = $5 \
+pub(crate) const COORD_FORGET: &str = "UPDATE coord_objects SET object = NULL, act = NULL, holder_member = NULL, \
+     cseq = $4, updated_at_ms = $5 \
      WHERE mesh_id = $1 AND kind = $2 AND id = $3 AND object IS NOT NULL";
 
 /// The mesh's changes to a kind after a feed position, oldest first, cut
 /// by weight (each row's size, a tombstone's `$5`): rows are kept while
 /// the weight before them is under `$4`, so the first always is. `$1` mesh
 /// id, `$2` kind, `$3` after, `$6` most rows looked at.
-pub(crate) const COORD_CHANGES: &str = "WITH page AS (SELECT cseq, id, object, \
+pub(crate) const COORD_CHANGES: &str = "WITH page AS (SELECT cseq, id, object, act, \
        CASE WHEN object IS NULL THEN $5 ELSE size END AS weight FROM coord_objects \
        WHERE mesh_id = $1 AND kind = $2 AND cseq > $3 ORDER BY cseq LIMIT $6), \
-     cut AS (SELECT cseq, id, object, SUM(weight) OVER (ORDER BY cseq) - weight AS before \
+     cut AS (SELECT cseq, id, object, act, SUM(weight) OVER (ORDER BY cseq) - weight AS before \
        FROM page) \
-     SELECT cseq, id, object FROM cut WHERE before < $4 ORDER BY cseq";
+     SELECT cseq, id, object, act FROM cut WHERE before < $4 ORDER BY cseq";
+
+/// A task as the broker arbitrates it: version, phase, holder, creator,
+/// whether it was deleted, the last act's JSON and the feed position: `$1`
+/// mesh id, `$2` task id.
+pub(crate) const COORD_TASK: &str = "SELECT version, phase, holder_member, author_member, \
+     object IS NULL, act, cseq FROM coord_objects WHERE mesh_id = $1 AND kind = 'task' AND id = $2";
+
+/// Applies an act to a task: `$1` mesh id, `$2` task id, `$3` new version,
+/// `$4` new phase, `$5` holder, `$6` the act's JSON (its size is added to
+/// the row's weight in the feed), `$7` feed position, `$8` now.
+pub(crate) const COORD_TASK_ACT: &str = "UPDATE coord_objects SET version = $3, phase = $4, \
+     holder_member = $5, act = $6, cseq = $7, updated_at_ms = $8, \
+     size = LENGTH(object) + LENGTH($6) \
+     WHERE mesh_id = $1 AND kind = 'task' AND id = $2 AND object IS NOT NULL";
 
 /// Whether the mesh has changes to a kind after a feed position: `$1` mesh
 /// id, `$2` kind, `$3` after.

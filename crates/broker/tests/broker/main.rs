@@ -22,5 +22,6 @@ mod names;
 mod receipts;
 mod replicas;
 mod scheduled;
+mod tasks;
 mod tls;
 mod trust;

@@ -24,6 +24,9 @@ const SECRET_GROUP: &str = "group note: rotate the Marrowind credentials";
 const SECRET_ALL: &str = "to everyone: Thistledown offsite moved to Friday";
 const SECRET_HELD: &str = "held for later: the Brackenfall keys rotate at noon";
 const SECRET_NOTE: &str = "team memory: the Gallowmere vault code is under the sink";
+const SECRET_TASK: &str = "task: migrate the Hollowbrook ledger";
+const SECRET_TASK_BODY: &str = "task body: the Hollowbrook export lives in bucket Yarrowmoor";
+const SECRET_RESULT: &str = "task result: Hollowbrook migrated, checksum Fennimore";
 
 /// TM1: after a full scenario with known plaintexts, display names, a mesh
 /// name, summaries and invite secrets, no table row of the store contains
@@ -99,6 +102,15 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         .await
         .unwrap();
     assert!(held.scheduled_for_ms.is_some(), "{held:?}");
+    // A task, which Bob completes with a result: sealed, as the note.
+    let task = a
+        .task_create(claudemesh_client::tasks::TaskDraft {
+            title: SECRET_TASK.into(),
+            body: Some(SECRET_TASK_BODY.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     // A team memory note: stored sealed, under the coordination key.
     let mut raw = Raw::open(&broker.url).await;
     crate::messaging::hello_raw(&mut raw, &alice).await;
@@ -153,6 +165,11 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
     let got = bob.read_inbox().await;
     assert!(got.iter().any(|m| m == SECRET_ALL), "{got:?}");
     assert!(!got.iter().any(|m| m == SECRET_TOPIC || m == SECRET_GROUP));
+    let b = bob.connect().await;
+    b.task_complete(&task.id.to_hex(), Some(SECRET_RESULT), false)
+        .await
+        .unwrap();
+    b.close().await;
 
     let mut forbidden: Vec<String> = vec![
         SECRET_A.into(),
@@ -162,6 +179,9 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         SECRET_ALL.into(),
         SECRET_HELD.into(),
         SECRET_NOTE.into(),
+        SECRET_TASK.into(),
+        SECRET_TASK_BODY.into(),
+        SECRET_RESULT.into(),
         "Alice-Quinterra".into(),
         "Bob-Vexworth".into(),
         "test-mesh".into(),
@@ -194,6 +214,10 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
     assert!(
         dump.contains(&hex::encode_upper(note.id.0)),
         "the note is there, in coord_objects"
+    );
+    assert!(
+        dump.contains(&hex::encode_upper(task.id.0)),
+        "the task is there, in coord_objects"
     );
     assert!(
         dump.contains("#ops") && dump.contains("@eng"),

@@ -63,6 +63,8 @@ pub enum BrokerFrame {
     CoordRingStored(CoordRingStored),
     /// Answer to `coord_ring`.
     CoordRingPage(CoordRingPage),
+    /// Answer to `task_act`.
+    TaskState(TaskState),
     /// Answer to `ping`.
     Pong(Pong),
 }
@@ -461,6 +463,59 @@ pub struct CoordChange {
     /// The object as stored; absent when it was forgotten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<Box<CoordObject>>,
+    /// For a task: the last act on it (a claim, release or completion),
+    /// absent while it was never acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<CoordObject>>,
+}
+
+/// Where a task stands, as the broker arbitrates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskPhase {
+    /// Nobody holds it.
+    Open,
+    /// A member claimed it.
+    Claimed,
+    /// Completed (final).
+    Done,
+}
+
+impl TaskPhase {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskPhase::Open => "open",
+            TaskPhase::Claimed => "claimed",
+            TaskPhase::Done => "done",
+        }
+    }
+}
+
+/// `task_state`: the answer to `task_act`. `ok` says whether the act was
+/// applied; either way the rest is the task as it stands after it (so a
+/// lost claim names who holds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskState {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The act was applied.
+    pub ok: bool,
+    /// The task's id.
+    pub id: CoordId,
+    /// Its version (1 when created, one more per act).
+    pub version: u64,
+    /// Where it stands.
+    pub phase: TaskPhase,
+    /// Its claimant (claimed) or completer (done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<MemberKey>,
+    /// The last act on it (what readers verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<CoordObject>>,
+    /// Its feed position after the act (the stored one when not applied).
+    pub cseq: u64,
 }
 
 /// `coord_page`: changes to one kind after the `after` asked for, oldest
@@ -546,6 +601,7 @@ impl BrokerFrame {
         "coord_page",
         "coord_ring_stored",
         "coord_ring_page",
+        "task_state",
         "pong",
     ];
 
@@ -574,6 +630,7 @@ impl BrokerFrame {
             BrokerFrame::CoordPage(_) => "coord_page",
             BrokerFrame::CoordRingStored(_) => "coord_ring_stored",
             BrokerFrame::CoordRingPage(_) => "coord_ring_page",
+            BrokerFrame::TaskState(_) => "task_state",
             BrokerFrame::Pong(_) => "pong",
         }
     }

@@ -72,6 +72,8 @@ macro_rules! with_client_frames {
             CoordRingPut($crate::frames::CoordRingPut) coord_ring_put, req: yes, before_hello: no;
             /// Every coordination key ring link of the mesh.
             CoordRing($crate::frames::CoordRingQuery) coord_ring, req: yes, before_hello: no;
+            /// Claim, release or complete a task (a signed act).
+            TaskAct($crate::frames::TaskActFrame) task_act, req: yes, before_hello: no;
             /// Liveness check.
             Ping($crate::frames::Request) ping, req: yes, before_hello: yes;
         }
@@ -393,6 +395,27 @@ pub struct CoordRingPut {
     pub req: Option<String>,
     /// The signed link.
     pub link: Box<RingLink>,
+}
+
+/// `task_act`: claim, release or complete a task. The act is a sealed,
+/// signed [`CoordObject`] of kind `task_claim`, `task_release` or
+/// `task_done` whose id is the task's and whose `rev` is the task's version
+/// after the act (one more than the version it moves from), so it applies
+/// to one state only. The broker checks it as a `coord_put` and applies it
+/// atomically: of concurrent claims of one version exactly one wins, across
+/// replicas. A lost race is no error: `task_state` with `ok: false` and the
+/// task as it is. Answered `task_state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskActFrame {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The signed act.
+    pub act: Box<CoordObject>,
+    /// Release or complete a task another member claimed: allowed to the
+    /// task's creator, owners and admins (`forbidden` otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// `coord_ring`: the mesh's ring links of epochs after `after`, by epoch.

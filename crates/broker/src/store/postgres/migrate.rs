@@ -58,6 +58,11 @@ pub fn migrator() -> Migrator {
             "coord",
             include_str!("../../../../../migrations/postgres/0007_coord.sql"),
         ),
+        migration(
+            8,
+            "tasks",
+            include_str!("../../../../../migrations/postgres/0008_tasks.sql"),
+        ),
     ])
 }
 

@@ -43,5 +43,10 @@ pub fn migrator() -> Migrator {
             "coord",
             include_str!("../../../../../migrations/sqlite/0007_coord.sql"),
         ),
+        migration(
+            8,
+            "tasks",
+            include_str!("../../../../../migrations/sqlite/0008_tasks.sql"),
+        ),
     ])
 }

@@ -1,0 +1,179 @@
+//! The task state machine both stores apply (issue 17 item 1): which act
+//! moves a task from where it stands to where, and who may. Pure, so each
+//! backend runs it under its mesh lock and the rules live in one place.
+
+use claudemesh_crypto::coord::CoordKind;
+use claudemesh_proto::frames::TaskPhase;
+
+use super::records::{TaskActOutcome, TaskActRequest, TaskRow};
+
+/// A task's phase as stored (0 open, 1 claimed, 2 done).
+pub(crate) fn phase_rank(p: TaskPhase) -> i64 {
+    match p {
+        TaskPhase::Open => 0,
+        TaskPhase::Claimed => 1,
+        TaskPhase::Done => 2,
+    }
+}
+
+/// The stored rank back (an unknown rank is a damaged row).
+pub(crate) fn phase_from_rank(r: i64) -> Option<TaskPhase> {
+    match r {
+        0 => Some(TaskPhase::Open),
+        1 => Some(TaskPhase::Claimed),
+        2 => Some(TaskPhase::Done),
+        _ => None,
+    }
+}
+
+/// What `act` does to the task `row`: the row it makes (`Applied`, to be
+/// stored), or why it does not apply.
+pub(crate) fn apply(row: TaskRow, act: &TaskActRequest) -> TaskActOutcome {
+    if row.version.checked_add(1) != Some(act.version) {
+        return TaskActOutcome::Lost(row);
+    }
+    let holds = row.holder.as_ref() == Some(&act.actor);
+    // Taking a task from its claimant: asked for, and the creator's or an
+    // owner's or admin's to take.
+    let may_force = act.force && (act.actor_is_admin || row.creator == act.actor);
+    let next = match (act.kind, row.phase) {
+        (CoordKind::TaskClaim, TaskPhase::Open) => (TaskPhase::Claimed, Some(act.actor)),
+        (CoordKind::TaskRelease, TaskPhase::Claimed) if holds || may_force => {
+            (TaskPhase::Open, None)
+        }
+        (CoordKind::TaskDone, TaskPhase::Open) => (TaskPhase::Done, Some(act.actor)),
+        (CoordKind::TaskDone, TaskPhase::Claimed) if holds || may_force => {
+            (TaskPhase::Done, Some(act.actor))
+        }
+        (CoordKind::TaskRelease | CoordKind::TaskDone, TaskPhase::Claimed) => {
+            return TaskActOutcome::Held(row);
+        }
+        _ => return TaskActOutcome::Lost(row),
+    };
+    TaskActOutcome::Applied(TaskRow {
+        version: act.version,
+        phase: next.0,
+        holder: next.1,
+        creator: row.creator,
+        act_json: Some(act.act_json.clone()),
+        cseq: row.cseq,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claudemesh_crypto::coord::CoordId;
+    use claudemesh_crypto::{MeshId, PublicKey, SigningKey};
+
+    fn key() -> PublicKey {
+        SigningKey::generate().public()
+    }
+
+    fn row(phase: TaskPhase, holder: Option<PublicKey>, creator: PublicKey) -> TaskRow {
+        TaskRow {
+            version: 3,
+            phase,
+            holder,
+            creator,
+            act_json: None,
+            cseq: 7,
+        }
+    }
+
+    fn act(kind: CoordKind, actor: PublicKey, version: u64, force: bool) -> TaskActRequest {
+        TaskActRequest {
+            mesh: MeshId(claudemesh_crypto::Hash32([1; 32])),
+            id: CoordId([2; 16]),
+            kind,
+            version,
+            actor,
+            force,
+            actor_is_admin: false,
+            act_json: "{}".into(),
+            now_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_claim_takes_an_open_task_at_its_version_only() {
+        let (creator, bob) = (key(), key());
+        let open = row(TaskPhase::Open, None, creator);
+        match apply(open.clone(), &act(CoordKind::TaskClaim, bob, 4, false)) {
+            TaskActOutcome::Applied(r) => {
+                assert_eq!(
+                    (r.phase, r.holder, r.version),
+                    (TaskPhase::Claimed, Some(bob), 4)
+                );
+            }
+            o => panic!("{o:?}"),
+        }
+        // A stale version, or a claimed task, loses.
+        assert!(matches!(
+            apply(open, &act(CoordKind::TaskClaim, bob, 3, false)),
+            TaskActOutcome::Lost(_)
+        ));
+        let claimed = row(TaskPhase::Claimed, Some(creator), creator);
+        assert!(matches!(
+            apply(claimed, &act(CoordKind::TaskClaim, bob, 4, false)),
+            TaskActOutcome::Lost(_)
+        ));
+    }
+
+    #[test]
+    fn only_the_claimant_or_a_forcing_creator_or_admin_takes_a_claimed_task() {
+        let (creator, alice, bob) = (key(), key(), key());
+        let claimed = row(TaskPhase::Claimed, Some(alice), creator);
+        for kind in [CoordKind::TaskRelease, CoordKind::TaskDone] {
+            assert!(matches!(
+                apply(claimed.clone(), &act(kind, alice, 4, false)),
+                TaskActOutcome::Applied(_)
+            ));
+            assert!(matches!(
+                apply(claimed.clone(), &act(kind, bob, 4, false)),
+                TaskActOutcome::Held(_)
+            ));
+            // Forcing is the creator's, an owner's or an admin's.
+            assert!(matches!(
+                apply(claimed.clone(), &act(kind, bob, 4, true)),
+                TaskActOutcome::Held(_)
+            ));
+            assert!(matches!(
+                apply(claimed.clone(), &act(kind, creator, 4, true)),
+                TaskActOutcome::Applied(_)
+            ));
+            let mut admin = act(kind, bob, 4, true);
+            admin.actor_is_admin = true;
+            assert!(matches!(
+                apply(claimed.clone(), &admin),
+                TaskActOutcome::Applied(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_done_task_is_final_and_an_open_one_cannot_be_released() {
+        let (creator, bob) = (key(), key());
+        let done = row(TaskPhase::Done, Some(bob), creator);
+        for kind in [
+            CoordKind::TaskClaim,
+            CoordKind::TaskRelease,
+            CoordKind::TaskDone,
+        ] {
+            assert!(matches!(
+                apply(done.clone(), &act(kind, bob, 4, true)),
+                TaskActOutcome::Lost(_)
+            ));
+        }
+        let open = row(TaskPhase::Open, None, creator);
+        assert!(matches!(
+            apply(open.clone(), &act(CoordKind::TaskRelease, bob, 4, false)),
+            TaskActOutcome::Lost(_)
+        ));
+        // Completing an open task is allowed to anyone (it was never claimed).
+        match apply(open, &act(CoordKind::TaskDone, bob, 4, false)) {
+            TaskActOutcome::Applied(r) => assert_eq!(r.holder, Some(bob)),
+            o => panic!("{o:?}"),
+        }
+    }
+}

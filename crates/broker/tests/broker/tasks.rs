@@ -1,0 +1,266 @@
+//! Tasks through the SDK (`claudemesh_client::tasks`): a task one member
+//! creates is listed by another with its title, body, tags and creator;
+//! claims race and exactly one wins, on one broker and across two replicas
+//! on one Postgres; a lost claim names the holder; only the claimant (or,
+//! forced, the creator, an owner or an admin) releases or completes a
+//! claimed task; done is final and carries the result; deleting takes it
+//! from every device. What the broker keeps of a task is ciphertext: its
+//! title never appears in the database (TM1, in `trust.rs`, checks every
+//! table).
+
+use claudemesh_client::tasks::{TaskDraft, TaskFilter, TaskPriority};
+use claudemesh_client::{ClientError, MeshClient};
+use claudemesh_crypto::MemberKey;
+use claudemesh_proto::frames::TaskPhase;
+
+use crate::both;
+use crate::support::*;
+
+fn draft(title: &str) -> TaskDraft {
+    TaskDraft {
+        title: title.into(),
+        ..TaskDraft::default()
+    }
+}
+
+async fn titles(c: &MeshClient, filter: &TaskFilter) -> Vec<String> {
+    c.task_list(filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.title)
+        .collect()
+}
+
+fn member_of(c: &MeshClient) -> MemberKey {
+    MemberKey(c.with_state(|s| s.my_key()))
+}
+
+async fn tasks_are_created_claimed_and_completed_by_their_claimant(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+    let (a, b, c) = (
+        alice.connect().await,
+        bob.connect().await,
+        carol.connect().await,
+    );
+    let task = a
+        .task_create(TaskDraft {
+            title: "  fix the flaky login test ".into(),
+            body: Some("it fails one run in ten on CI".into()),
+            assignee: Some("bob".into()),
+            priority: Some(TaskPriority::High),
+            tags: vec!["CI".into()],
+            due_ms: Some(1_900_000_000_000),
+        })
+        .await
+        .unwrap();
+    assert_eq!(task.title, "fix the flaky login test");
+    assert_eq!((task.status, task.version), (TaskPhase::Open, 1));
+    assert_eq!(task.assignee, Some(member_of(&b)));
+    a.task_create(draft("write the release notes"))
+        .await
+        .unwrap();
+
+    // Bob sees both, the urgent one first, with what Alice wrote.
+    let listed = b.task_list(&TaskFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let got = &listed[0];
+    assert_eq!(got.id, task.id);
+    assert_eq!(got.body.as_deref(), Some("it fails one run in ten on CI"));
+    assert_eq!(got.tags, vec!["ci"]);
+    assert_eq!(got.priority, TaskPriority::High);
+    assert_eq!(got.creator_name, "alice");
+    assert_eq!(got.assignee_name.as_deref(), Some("bob"));
+    assert_eq!(got.due_ms, Some(1_900_000_000_000));
+    let mine = TaskFilter {
+        assignee: Some(member_of(&b)),
+        ..TaskFilter::default()
+    };
+    assert_eq!(titles(&b, &mine).await, vec!["fix the flaky login test"]);
+    let tagged = TaskFilter {
+        tags: vec!["ci".into()],
+        ..TaskFilter::default()
+    };
+    assert_eq!(titles(&c, &tagged).await.len(), 1);
+
+    // Bob claims it by a prefix of its id; claiming again changes nothing.
+    let hex = task.id.to_hex();
+    let claimed = b.task_claim(&hex[..6]).await.unwrap();
+    assert_eq!(
+        (claimed.status, claimed.holder, claimed.version),
+        (TaskPhase::Claimed, Some(member_of(&b)), 2)
+    );
+    assert_eq!(claimed.holder_name.as_deref(), Some("bob"));
+    assert_eq!(b.task_claim(&hex).await.unwrap().version, 2);
+    // Carol's claim loses and names Bob.
+    let e = c.task_claim(&hex).await.unwrap_err();
+    match &e {
+        ClientError::TaskTaken { detail, .. } => assert!(detail.contains("bob"), "{e}"),
+        other => panic!("expected a lost claim, got {other}"),
+    }
+    assert_eq!(e.kind(), claudemesh_client::error_kind::ErrorKind::Conflict);
+    // Nor may she release or complete it.
+    let e = c.task_release(&hex, false).await.unwrap_err();
+    assert!(matches!(e, ClientError::TaskTaken { .. }), "{e}");
+    let e = c.task_complete(&hex, None, false).await.unwrap_err();
+    assert!(matches!(e, ClientError::TaskTaken { .. }), "{e}");
+    // Forcing is the creator's, an owner's or an admin's: not Carol's.
+    let e = c.task_release(&hex, true).await.unwrap_err();
+    assert!(matches!(e, ClientError::NotAllowed(_)), "{e}");
+
+    // Bob completes it with a result; done is final.
+    let done = b
+        .task_complete(
+            &hex,
+            Some("retried the socket connect; fixed in a1b2c3"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.status, done.version), (TaskPhase::Done, 3));
+    let seen = a.task_show(&hex[..8]).await.unwrap();
+    assert_eq!(seen.status, TaskPhase::Done);
+    assert_eq!(seen.holder_name.as_deref(), Some("bob"));
+    assert_eq!(
+        seen.result.as_deref(),
+        Some("retried the socket connect; fixed in a1b2c3")
+    );
+    let e = a.task_claim(&hex).await.unwrap_err();
+    assert!(matches!(e, ClientError::TaskTaken { .. }), "{e}");
+    // Done tasks leave the default listing and show under --status done.
+    assert_eq!(
+        titles(&a, &TaskFilter::default()).await,
+        vec!["write the release notes"]
+    );
+    let done_only = TaskFilter {
+        status: vec![TaskPhase::Done],
+        ..TaskFilter::default()
+    };
+    assert_eq!(
+        titles(&c, &done_only).await,
+        vec!["fix the flaky login test"]
+    );
+
+    // The creator forces back a claim Carol abandoned.
+    let notes = titles(&c, &TaskFilter::default()).await;
+    assert_eq!(notes, vec!["write the release notes"]);
+    let other = c.task_list(&TaskFilter::default()).await.unwrap()[0]
+        .id
+        .to_hex();
+    c.task_claim(&other).await.unwrap();
+    let e = a.task_release(&other, false).await.unwrap_err();
+    assert!(matches!(e, ClientError::TaskTaken { .. }), "{e}");
+    let back = a.task_release(&other, true).await.unwrap();
+    assert_eq!((back.status, back.holder), (TaskPhase::Open, None));
+
+    // Only the creator (or an owner or admin) deletes; it goes everywhere.
+    let e = c.task_delete(&other).await.unwrap_err();
+    assert!(matches!(e, ClientError::NotAllowed(_)), "{e}");
+    a.task_delete(&other).await.unwrap();
+    assert!(titles(&b, &TaskFilter::default()).await.is_empty());
+    let e = b.task_show(&other).await.unwrap_err();
+    assert!(matches!(e, ClientError::NotFound(_)), "{e}");
+    // Bad input is refused before anything is sent.
+    let e = a.task_create(draft("two\nlines")).await.unwrap_err();
+    assert!(matches!(e, ClientError::BadInput(_)), "{e}");
+    let e = a.task_claim("zz").await.unwrap_err();
+    assert!(matches!(e, ClientError::BadInput(_)), "{e}");
+
+    for x in [a, b, c] {
+        x.close().await;
+    }
+    broker.stop().await;
+}
+both!(tasks_are_created_claimed_and_completed_by_their_claimant);
+
+/// Claimers racing from their own connections: exactly one gets the task,
+/// every other is told it lost and who holds it.
+async fn race(clients: &[MeshClient], id: &str) -> Vec<MemberKey> {
+    let outcomes = futures_util::future::join_all(clients.iter().map(|c| c.task_claim(id))).await;
+    let mut winners = Vec::new();
+    for o in outcomes {
+        match o {
+            Ok(t) => winners.push(t.holder.expect("a claimed task has a holder")),
+            Err(ClientError::TaskTaken { .. }) => {}
+            Err(e) => panic!("a lost claim is TaskTaken, got {e}"),
+        }
+    }
+    winners
+}
+
+async fn of_concurrent_claims_exactly_one_wins(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let mut peers = vec![alice];
+    for name in ["bob", "carol", "dave"] {
+        let p = joiner(&broker, &peers[0], name).await;
+        peers.push(p);
+    }
+    let mut clients = Vec::new();
+    for p in &peers {
+        clients.push(p.connect().await);
+    }
+    for round in 0..3 {
+        let t = clients[0]
+            .task_create(draft(&format!("round {round}")))
+            .await
+            .unwrap();
+        // Every device has seen the task before the race.
+        for c in &clients {
+            c.task_sync().await.unwrap();
+        }
+        let winners = race(&clients, &t.id.to_hex()).await;
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let shown = clients[1].task_show(&t.id.to_hex()).await.unwrap();
+        assert_eq!(shown.holder, Some(winners[0]));
+    }
+    for c in clients {
+        c.close().await;
+    }
+    broker.stop().await;
+}
+both!(of_concurrent_claims_exactly_one_wins);
+
+/// Two replicas on one Postgres: claimers on either side race, and exactly
+/// one wins; each side then sees the same holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_claims_across_replicas_exactly_one_wins() {
+    let (ra, rb) = start_replicas().await;
+    let alice = owner(&ra, "alice").await;
+    let mut bob = joiner(&ra, &alice, "bob").await;
+    let carol = joiner(&ra, &alice, "carol").await;
+    let mut dave = joiner(&ra, &alice, "dave").await;
+    bob.mesh.broker_url = rb.url.clone();
+    dave.mesh.broker_url = rb.url.clone();
+    let clients = vec![
+        alice.connect().await,
+        bob.connect().await,
+        carol.connect().await,
+        dave.connect().await,
+    ];
+    for round in 0..3 {
+        let t = clients[0]
+            .task_create(draft(&format!("round {round}")))
+            .await
+            .unwrap();
+        for c in &clients {
+            c.task_sync().await.unwrap();
+        }
+        let winners = race(&clients, &t.id.to_hex()).await;
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        for c in [&clients[1], &clients[2]] {
+            assert_eq!(
+                c.task_show(&t.id.to_hex()).await.unwrap().holder,
+                Some(winners[0])
+            );
+        }
+    }
+    for c in clients {
+        c.close().await;
+    }
+    rb.stop().await;
+    ra.stop().await;
+}
