@@ -25,6 +25,7 @@ use crate::message::{InboxArgs, MessageCmd, SendArgs};
 use crate::peer::{PeerCmd, ProfileCmd, VerifyArgs};
 use crate::schedule::ScheduleCmd;
 use crate::serve::ServeArgs;
+use crate::task::TaskCmd;
 use crate::topic::{GroupCmd, TopicCmd};
 
 /// claudemesh: an end-to-end encrypted mesh for Claude Code sessions,
@@ -60,6 +61,9 @@ pub enum Command {
     /// Team memory: notes sealed to the mesh, searched on this device (remember, recall, list, forget)
     #[command(subcommand)]
     Memory(MemoryCmd),
+    /// Tasks sealed to the mesh: create, list, claim (one claimant wins), release, complete
+    #[command(subcommand)]
+    Task(TaskCmd),
     /// Topics (#name): create, join, post, read their history
     #[command(subcommand)]
     Topic(TopicCmd),

@@ -40,6 +40,7 @@ mod policy;
 mod schedule;
 mod serve;
 mod status;
+mod task;
 mod topic;
 mod workdir;
 
@@ -129,6 +130,7 @@ fn request_for(cmd: &Command) -> Option<Request> {
         Command::Message(cmd) => cmd.request(),
         Command::Schedule(cmd) => cmd.request(),
         Command::Memory(cmd) => cmd.request(),
+        Command::Task(cmd) => cmd.request(),
         Command::Topic(cmd) => cmd.request(),
         Command::Group(cmd) => cmd.request(),
         Command::Profile(cmd) => cmd.request(),
@@ -171,6 +173,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Message(cmd) => cmd.run(&g).await,
         Command::Schedule(cmd) => cmd.run(&g).await,
         Command::Memory(cmd) => cmd.run(&g).await,
+        Command::Task(cmd) => cmd.run(&g).await,
         Command::Topic(cmd) => cmd.run(&g).await,
         Command::Group(cmd) => cmd.run(&g).await,
         Command::Profile(cmd) => cmd.run(&g).await,

@@ -283,6 +283,28 @@ pub enum ClientError {
         "this broker does not store team memory (it is older than this claudemesh); upgrade it. Nothing was stored or changed"
     )]
     MemoryUnsupported,
+    /// A task act lost: the task is not where this device saw it (another
+    /// member claimed it, it is done, or its version moved).
+    #[error("task {id}: {detail}; nothing changed")]
+    TaskTaken {
+        /// The task's short id.
+        id: String,
+        /// Where it stands now.
+        detail: String,
+    },
+    /// A task named by an id prefix that several of them share.
+    #[error("{prefix} matches several tasks ({candidates}); give more hex digits")]
+    AmbiguousTask {
+        /// The prefix given.
+        prefix: String,
+        /// The short ids that match.
+        candidates: String,
+    },
+    /// The broker answered `unknown_type` to a task request.
+    #[error(
+        "this broker does not keep tasks (it is older than this claudemesh); upgrade it. Nothing was stored or changed"
+    )]
+    TasksUnsupported,
 }
 
 /// Why a session name `<member>@<name>` reaches no session.
@@ -502,6 +524,22 @@ pub enum BadInput {
         "{input:?} is not a memory note's id: give its 32 hex digits, or at least its first 4, as `memory list` shows it"
     )]
     NoteId {
+        /// As given.
+        input: String,
+    },
+    /// A task's title, body, tags, priority or result that cannot be used.
+    #[error("task {field}: {reason}")]
+    Task {
+        /// Which part.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Not a task id or an id prefix.
+    #[error(
+        "{input:?} is not a task's id: give its 32 hex digits, or at least its first 4, as `task list` shows it"
+    )]
+    TaskId {
         /// As given.
         input: String,
     },

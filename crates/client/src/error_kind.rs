@@ -33,11 +33,14 @@ pub enum ErrorKind {
     Io,
     /// Something could not be verified: nothing was trusted.
     Security,
+    /// Someone else got there first: a task another member claimed, a
+    /// version that moved. Nothing changed; look and retry.
+    Conflict,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Failure,
         ErrorKind::Refused,
         ErrorKind::Usage,
@@ -48,6 +51,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::Io,
         ErrorKind::Security,
+        ErrorKind::Conflict,
     ];
 
     /// The kind with this number, if any.
@@ -70,6 +74,7 @@ impl ErrorKind {
             ErrorKind::Internal => 8,
             ErrorKind::Io => 10,
             ErrorKind::Security => 11,
+            ErrorKind::Conflict => 12,
         }
     }
 
@@ -86,6 +91,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Io => "io",
             ErrorKind::Security => "security",
+            ErrorKind::Conflict => "conflict",
         }
     }
 }
@@ -244,6 +250,7 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
         | ClientError::AmbiguousInvite { .. }
         | ClientError::AmbiguousHeld { .. }
         | ClientError::AmbiguousNote { .. }
+        | ClientError::AmbiguousTask { .. }
         | ClientError::SealKey { .. }
         | ClientError::Encrypt { .. }
         | ClientError::ChangeRefused(_) => (ErrorKind::Usage, None),
@@ -265,6 +272,14 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
         ClientError::MemoryUnsupported => (
             ErrorKind::Refused,
             Some("upgrade the broker (claudemesh-broker) to one that stores team memory"),
+        ),
+        ClientError::TaskTaken { .. } => (
+            ErrorKind::Conflict,
+            Some("see where it stands with `claudemesh task show`, or pick another task"),
+        ),
+        ClientError::TasksUnsupported => (
+            ErrorKind::Refused,
+            Some("upgrade the broker (claudemesh-broker) to one that keeps tasks"),
         ),
         ClientError::Shared(inner) => kind_and_hint(inner),
     }

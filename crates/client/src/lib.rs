@@ -69,6 +69,7 @@ pub mod peers;
 pub mod receipts;
 pub mod schedule;
 pub mod session;
+pub mod tasks;
 pub mod tls;
 pub mod topics;
 pub mod ttl;

@@ -50,6 +50,7 @@ use claudemesh_proto::frames::{
 use claudemesh_proto::sync::lock;
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::client::{MeshClient, now_ms};
 use crate::error::{BadInput, ClientError, MissingKey};
@@ -273,7 +274,7 @@ fn limit_of(limit: usize) -> u32 {
 
 /// An `unknown_type` answer to a memory request: the broker predates
 /// team memory.
-fn unsupported_if_unknown(e: ClientError) -> ClientError {
+pub(crate) fn unsupported_if_unknown(e: ClientError) -> ClientError {
     match e {
         ClientError::Refused {
             code: ErrorCode::UnknownType,
@@ -284,7 +285,7 @@ fn unsupported_if_unknown(e: ClientError) -> ClientError {
 }
 
 /// Whether `e` is the broker not knowing a request (an older broker).
-fn is_unknown_type(e: &ClientError) -> bool {
+pub(crate) fn is_unknown_type(e: &ClientError) -> bool {
     matches!(
         e,
         ClientError::Refused {
@@ -296,7 +297,7 @@ fn is_unknown_type(e: &ClientError) -> bool {
 
 /// Where an object's author stands in the verified roster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standing {
+pub(crate) enum Standing {
     /// A member now.
     Member,
     /// A member once, gone since the epoch given (the last epoch it could
@@ -306,7 +307,7 @@ enum Standing {
     Unknown,
 }
 
-fn standing(s: &MeshState, author: &PublicKey) -> Standing {
+pub(crate) fn standing(s: &MeshState, author: &PublicKey) -> Standing {
     let roster = s.roster();
     if roster.is_member(author) {
         return Standing::Member;
@@ -343,24 +344,24 @@ fn link_trusted(s: &MeshState, link: &RingLink) -> bool {
         )
 }
 
-/// What opening a verified note gave.
-enum Opened {
-    /// Its contents.
-    Note(OpenedNote),
+/// What opening a verified coordination object gave.
+pub(crate) enum Opened {
+    /// Its plaintext (padding included).
+    Plain(Zeroizing<Vec<u8>>),
     /// No key of its epoch on this device (yet).
     NoKey,
-    /// It does not open, or its contents do not read: why.
+    /// It does not open: why.
     Failed(String),
 }
 
 /// A note's opened plaintext read as a note, or why not.
-fn read_note(plain: &[u8]) -> Opened {
+fn read_note(plain: &[u8]) -> Result<OpenedNote, String> {
     let Ok(body) = serde_json::from_slice::<NoteBody>(plain) else {
-        return Opened::Failed("its contents are not a memory note".into());
+        return Err("its contents are not a memory note".into());
     };
     match validate_note(&body.text, &body.tags) {
-        Ok((text, tags)) => Opened::Note(OpenedNote { text, tags }),
-        Err(_) => Opened::Failed("its contents are not a well-formed memory note".into()),
+        Ok((text, tags)) => Ok(OpenedNote { text, tags }),
+        Err(_) => Err("its contents are not a well-formed memory note".into()),
     }
 }
 
@@ -408,9 +409,9 @@ fn note_of(s: &MeshState, row: StoredNote) -> Result<Option<Note>, ClientError> 
 /// What one sync learns as it goes (the log synced once, the ring fetched
 /// once, the keys the ring gives).
 #[derive(Default)]
-struct SyncPass {
+pub(crate) struct SyncPass {
     /// The membership log was synced during this pass.
-    log_synced: bool,
+    pub(crate) log_synced: bool,
     /// The trusted ring links, once fetched (`Some(empty)` from a broker
     /// without a ring).
     ring: Option<Vec<RingLink>>,
@@ -662,6 +663,15 @@ impl MeshClient {
 
     /// `coord_put`: returns the feed position the broker stored it as.
     async fn coord_put(&self, object: CoordObject) -> Result<u64, ClientError> {
+        self.coord_put_object(object, "store the memory note").await
+    }
+
+    /// `coord_put` of any object (`what` names the request in errors).
+    pub(crate) async fn coord_put_object(
+        &self,
+        object: CoordObject,
+        what: &'static str,
+    ) -> Result<u64, ClientError> {
         let id = object.id;
         let frame = self
             .session()
@@ -672,7 +682,7 @@ impl MeshClient {
                         object: Box::new(object),
                     })
                 },
-                "store the memory note",
+                what,
             )
             .await
             .map_err(unsupported_if_unknown)?;
@@ -682,31 +692,35 @@ impl MeshClient {
         }
     }
 
-    /// `coord_sync` of memory notes after `after`.
-    async fn coord_page(&self, after: u64) -> Result<CoordPage, ClientError> {
+    /// `coord_sync` of `kind` after `after`, checked to be in order.
+    pub(crate) async fn coord_page(
+        &self,
+        kind: CoordKind,
+        after: u64,
+    ) -> Result<CoordPage, ClientError> {
         let frame = self
             .session()
             .request(
                 |req| {
                     ClientFrame::CoordSync(CoordSync {
                         req: Some(req),
-                        kind: CoordKind::Memory,
+                        kind,
                         after,
                     })
                 },
-                "send the team memory changes",
+                "send the coordination feed",
             )
             .await
             .map_err(unsupported_if_unknown)?;
         match frame {
-            BrokerFrame::CoordPage(p) if p.kind == CoordKind::Memory => {
+            BrokerFrame::CoordPage(p) if p.kind == kind => {
                 let in_order = p.head >= after
                     && p.changes.iter().all(|c| c.cseq > after && c.cseq <= p.head)
                     && !(p.more && p.head == after);
                 if !in_order {
-                    return Err(ClientError::Protocol(
-                        "the broker sent team memory changes out of order".into(),
-                    ));
+                    return Err(ClientError::Protocol(format!(
+                        "the broker sent {kind} changes out of order"
+                    )));
                 }
                 Ok(p)
             }
@@ -724,7 +738,7 @@ impl MeshClient {
         let mesh = self.mesh().id;
         let mut after = self.local().coord_head(&mesh, CoordKind::Memory).await?;
         loop {
-            let page = self.coord_page(after).await?;
+            let page = self.coord_page(CoordKind::Memory, after).await?;
             let mut changes = Vec::with_capacity(page.changes.len());
             // Per change: kept sealed after failing a check.
             let mut failed = Vec::with_capacity(page.changes.len());
@@ -830,12 +844,15 @@ impl MeshClient {
             Standing::Member | Standing::Departed { .. } => {}
         }
         match self.open_sealed(object, pass).await? {
-            Opened::Note(opened) => {
-                let mut row = row;
-                row.opened = Some(opened);
-                row.object = None;
-                Ok(Verdict::Opened(row))
-            }
+            Opened::Plain(plain) => match read_note(&plain) {
+                Ok(opened) => {
+                    let mut row = row;
+                    row.opened = Some(opened);
+                    row.object = None;
+                    Ok(Verdict::Opened(row))
+                }
+                Err(reason) => Ok(Verdict::Pending(row, Some(reason))),
+            },
             Opened::NoKey => Ok(Verdict::Pending(row, None)),
             Opened::Failed(reason) => Ok(Verdict::Pending(row, Some(reason))),
         }
@@ -893,7 +910,7 @@ impl MeshClient {
     /// (from its root, or one that opened a note of that epoch before),
     /// else each key the trusted ring links give, the rekey author's first.
     /// A key from the ring that opens it is remembered.
-    async fn open_sealed(
+    pub(crate) async fn open_sealed(
         &self,
         object: &CoordObject,
         pass: &mut SyncPass,
@@ -916,7 +933,7 @@ impl MeshClient {
             tried = true;
             if let Ok(plain) = object.open(key) {
                 lock(&self.memory_cache().keys).insert(epoch, key.clone());
-                return Ok(read_note(&plain));
+                return Ok(Opened::Plain(plain));
             }
             if from_root {
                 return Ok(Opened::Failed(
@@ -933,7 +950,7 @@ impl MeshClient {
                 // Confirmed: remembered, and the only candidate left.
                 lock(&self.memory_cache().keys).insert(epoch, key.clone());
                 pass.candidates.insert(epoch, vec![key]);
-                return Ok(read_note(&plain));
+                return Ok(Opened::Plain(plain));
             }
         }
         Ok(if tried {
@@ -1145,22 +1162,33 @@ fn seal_note(
     at_ms: u64,
     plaintext: &[u8],
 ) -> Result<CoordObject, ClientError> {
-    let epoch = s.roster().epoch();
-    let root = s
-        .root(epoch)
-        .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
-    let key = coord_key(root, &s.mesh_id());
     let facts = CoordFacts {
         kind: CoordKind::Memory,
         id,
         rev: 1,
         at_ms,
     };
-    CoordObject::seal(s.session(), &key, epoch, facts, plaintext).map_err(|e| {
-        ClientError::BadInput(BadInput::NoteText {
-            reason: format!("cannot be sealed: {e}"),
-        })
+    seal_coord(s, facts, plaintext, |reason| {
+        ClientError::BadInput(BadInput::NoteText { reason })
     })
+}
+
+/// Seals a coordination object's plaintext under the current epoch's
+/// coordination key, signed as this session; `too_large` words a
+/// plaintext that cannot be sealed (it is too large).
+pub(crate) fn seal_coord(
+    s: &MeshState,
+    facts: CoordFacts,
+    plaintext: &[u8],
+    too_large: impl FnOnce(String) -> ClientError,
+) -> Result<CoordObject, ClientError> {
+    let epoch = s.roster().epoch();
+    let root = s
+        .root(epoch)
+        .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
+    let key = coord_key(root, &s.mesh_id());
+    CoordObject::seal(s.session(), &key, epoch, facts, plaintext)
+        .map_err(|e| too_large(format!("cannot be sealed: {e}")))
 }
 
 #[cfg(test)]

@@ -262,6 +262,7 @@ pub fn frame_req(frame: &BrokerFrame) -> Option<&str> {
         BrokerFrame::CoordPage(f) => f.req.as_deref(),
         BrokerFrame::CoordRingStored(f) => f.req.as_deref(),
         BrokerFrame::CoordRingPage(f) => f.req.as_deref(),
+        BrokerFrame::TaskState(f) => f.req.as_deref(),
         BrokerFrame::Pong(f) => f.req.as_deref(),
         BrokerFrame::Challenge(_)
         | BrokerFrame::Welcome(_)

@@ -229,6 +229,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         // the gateway's upstream failed.
         ErrorKind::Network => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Security => StatusCode::BAD_GATEWAY,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Failure | ErrorKind::Internal | ErrorKind::Io => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -247,6 +248,7 @@ fn title(kind: ErrorKind) -> &'static str {
         ErrorKind::Internal => "Internal error",
         ErrorKind::Io => "Local storage failed",
         ErrorKind::Security => "The broker's answer did not verify",
+        ErrorKind::Conflict => "Someone else changed it first",
     }
 }
 

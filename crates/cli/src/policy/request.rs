@@ -43,6 +43,9 @@ pub fn describe(req: &Request, mesh: Option<&str>) -> String {
         Verb::TopicPost => format!("post to #{} in {m}", t.trim_start_matches('#')),
         Verb::MemoryRemember => format!("remember a note in {m}"),
         Verb::MemoryForget => format!("forget note {t} for everyone in {m}"),
+        Verb::TaskCreate => format!("create a task in {m}"),
+        Verb::TaskForce => format!("take task {t} from the member who claimed it in {m}"),
+        Verb::TaskDelete => format!("delete task {t} for everyone in {m}"),
         verb => {
             let words = verb.as_str().replace('.', " ");
             let mut s = format!("run `claudemesh {words}");

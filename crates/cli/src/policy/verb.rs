@@ -78,6 +78,17 @@ verbs! {
     /// Forgetting a note takes it from every member's device, and only its
     /// author has its text to write again.
     MemoryForget = "memory.forget", Destructive;
+    TaskCreate = "task.create", Write;
+    TaskList = "task.list", Read;
+    TaskShow = "task.show", Read;
+    TaskClaim = "task.claim", Write;
+    TaskRelease = "task.release", Write;
+    TaskComplete = "task.complete", Write;
+    /// Releasing or completing a task another member claimed takes it
+    /// from their hands.
+    TaskForce = "task.force", Destructive;
+    /// Deleting a task takes it from every member's list.
+    TaskDelete = "task.delete", Destructive;
     TopicCreate = "topic.create", Write;
     TopicList = "topic.list", Read;
     TopicJoin = "topic.join", Write;

@@ -35,9 +35,11 @@ use crate::error::ClientError;
 mod memory;
 mod outbox;
 mod receipts;
+mod tasks;
 pub use memory::{MirrorChange, OpenedNote, StoredNote};
 pub use outbox::{OutboxEntry, PendingSend};
 pub use receipts::{AnsweredDue, HELD_WINDOW, ShownDue};
+pub use tasks::StoredTask;
 
 /// One migration of `migrations/client/`: (version, name, SQL).
 macro_rules! migration {
@@ -51,7 +53,7 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 11] = [
+const MIGRATIONS: [(i64, &str, &str); 12] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
@@ -63,6 +65,7 @@ const MIGRATIONS: [(i64, &str, &str); 11] = [
     migration!(9, "web_sessions", "0009_web_sessions.sql"),
     migration!(10, "scheduled", "0010_scheduled.sql"),
     migration!(11, "memory", "0011_memory.sql"),
+    migration!(12, "tasks", "0012_tasks.sql"),
 ];
 
 fn migrator() -> Migrator {

@@ -29,6 +29,12 @@ pub const TOOLS: &[&str] = &[
     "memory_remember",
     "memory_recall",
     "memory_forget",
+    "task_create",
+    "task_list",
+    "task_show",
+    "task_claim",
+    "task_release",
+    "task_complete",
 ];
 
 /// The manifest's id of the server entry.
