@@ -8,10 +8,11 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use claudemesh_crypto::coord::CoordKind;
 use claudemesh_crypto::grants::{Cap, Decision, GrantSet};
 use claudemesh_crypto::log::{EntryBody, LogEntry, LogFault, RemoveKind, Roster, verify_log};
 use claudemesh_crypto::{Hash32, MeshId, PublicKey};
-use claudemesh_proto::frames::{LogUpdate, PeerPresence};
+use claudemesh_proto::frames::{CoordChanged, LogUpdate, PeerPresence};
 use claudemesh_proto::{BrokerFrame, ErrorCode, close};
 
 use crate::grant_table::{GrantTable, GrantsSetError};
@@ -44,6 +45,8 @@ pub trait MeshEvents: Send + Sync + std::fmt::Debug {
     fn log_grew(&self, mesh: MeshId, len: u64);
     /// A member's grant set changed here.
     fn grants_changed(&self, mesh: MeshId, member: PublicKey);
+    /// Coordination objects of `kind` changed here.
+    fn coord_changed(&self, mesh: MeshId, kind: CoordKind);
     /// The stored log entries of `mesh` from seq `from` on (unverified).
     async fn log_from(&self, mesh: &MeshId, from: u64) -> Result<Vec<LogEntry>, StoreError>;
 }
@@ -427,6 +430,32 @@ impl MeshHub {
             events.session_down(handle);
         }
         now_empty
+    }
+
+    /// Coordination objects of `kinds` changed: every session here is told
+    /// (`coord_changed`, so watchers sync) but the connection that made
+    /// the change (`by`: it has its answer), and, for a change made here
+    /// (`by` is some), the other replicas too. Hints are coalesced per
+    /// session and kind, as presence is: one waits at most per kind, so a
+    /// burst of writes never floods a reader.
+    pub fn coord_changed(&self, kinds: &[CoordKind], by: Option<u64>) {
+        for kind in kinds {
+            let frame = text(&BrokerFrame::CoordChanged(CoordChanged {
+                kinds: vec![*kind],
+            }));
+            self.sessions.for_each(|s| {
+                if Some(s.conn_id) != by {
+                    s.push_presence(crate::outbox::PresenceKey::Coord(*kind), frame.clone());
+                }
+            });
+        }
+        if by.is_some()
+            && let Some(events) = &self.events
+        {
+            for kind in kinds {
+                events.coord_changed(self.id, *kind);
+            }
+        }
     }
 
     /// Tells every other session of the mesh about a presence change

@@ -70,6 +70,10 @@ pub enum PresenceKey {
     Session(PublicKey),
     /// A member as a whole.
     Member(PublicKey),
+    /// A hint that coordination objects of one kind changed
+    /// (`coord_changed`): it carries no state, so the latest one waiting
+    /// stands for all, and a burst of writes costs a reader one frame.
+    Coord(claudemesh_crypto::coord::CoordKind),
 }
 
 #[derive(Debug)]

@@ -25,6 +25,7 @@ use crate::message::{InboxArgs, MessageCmd, SendArgs};
 use crate::peer::{PeerCmd, ProfileCmd, VerifyArgs};
 use crate::schedule::ScheduleCmd;
 use crate::serve::ServeArgs;
+use crate::state::StateCmd;
 use crate::task::TaskCmd;
 use crate::topic::{GroupCmd, TopicCmd};
 
@@ -64,6 +65,9 @@ pub enum Command {
     /// Tasks sealed to the mesh: create, list, claim (one claimant wins), release, complete
     #[command(subcommand)]
     Task(TaskCmd),
+    /// Shared state: small values sealed to the mesh, set with compare-and-set, watched live
+    #[command(subcommand)]
+    State(StateCmd),
     /// Topics (#name): create, join, post, read their history
     #[command(subcommand)]
     Topic(TopicCmd),

@@ -39,6 +39,7 @@ mod peer;
 mod policy;
 mod schedule;
 mod serve;
+mod state;
 mod status;
 mod task;
 mod topic;
@@ -131,6 +132,7 @@ fn request_for(cmd: &Command) -> Option<Request> {
         Command::Schedule(cmd) => cmd.request(),
         Command::Memory(cmd) => cmd.request(),
         Command::Task(cmd) => cmd.request(),
+        Command::State(cmd) => cmd.request(),
         Command::Topic(cmd) => cmd.request(),
         Command::Group(cmd) => cmd.request(),
         Command::Profile(cmd) => cmd.request(),
@@ -174,6 +176,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Schedule(cmd) => cmd.run(&g).await,
         Command::Memory(cmd) => cmd.run(&g).await,
         Command::Task(cmd) => cmd.run(&g).await,
+        Command::State(cmd) => cmd.run(&g).await,
         Command::Topic(cmd) => cmd.run(&g).await,
         Command::Group(cmd) => cmd.run(&g).await,
         Command::Profile(cmd) => cmd.run(&g).await,

@@ -202,9 +202,23 @@ pub fn default_display_name() -> String {
 pub async fn connect(
     g: &Global,
 ) -> Result<(claudemesh_client::Home, MeshConfig, MeshClient), Failure> {
+    connect_as(g, claudemesh_client::SessionChoice::Named("cli".into())).await
+}
+
+/// [`connect`] as `session`: a command that stays connected (`state
+/// watch`) uses a session of its own, so the next command of the same home
+/// does not replace its connection.
+pub async fn connect_as(
+    g: &Global,
+    session: claudemesh_client::SessionChoice,
+) -> Result<(claudemesh_client::Home, MeshConfig, MeshClient), Failure> {
     let home = open_home(g)?;
     let mesh = home.select_mesh(g.mesh.as_deref())?.clone();
-    let client = MeshClient::connect(&home, &mesh, ConnectOptions::for_member(&mesh)).await?;
+    let opts = ConnectOptions {
+        session,
+        ..ConnectOptions::for_member(&mesh)
+    };
+    let client = MeshClient::connect(&home, &mesh, opts).await?;
     // A key this member is owed (a join cut off before its rekey), a key
     // sealed to it that does not open, an admin's kick left without its
     // rekey: written now when the log lets this member.

@@ -15,6 +15,15 @@ pub fn json<T: Serialize>(value: &T) {
     }
 }
 
+/// Prints a value as one line of JSON on stdout (a stream of events, one
+/// document per line, as `state watch --json` prints).
+pub fn json_line<T: Serialize>(value: &T) {
+    match serde_json::to_string(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot encode JSON: {e}"),
+    }
+}
+
 /// Whether stdout is a terminal.
 pub fn stdout_is_tty() -> bool {
     std::io::stdout().is_terminal()

@@ -292,6 +292,15 @@ pub enum ClientError {
         /// Where it stands now.
         detail: String,
     },
+    /// A shared state write lost: the key is not at the version this
+    /// device expected (another writer got there first).
+    #[error("state key {key:?}: {detail}; nothing changed")]
+    StateMoved {
+        /// The key.
+        key: String,
+        /// Where it stands now.
+        detail: String,
+    },
     /// A task named by an id prefix that several of them share.
     #[error("{prefix} matches several tasks ({candidates}); give more hex digits")]
     AmbiguousTask {
@@ -302,7 +311,7 @@ pub enum ClientError {
     },
     /// The broker answered `unknown_type` to a task request.
     #[error(
-        "this broker does not keep tasks (it is older than this claudemesh); upgrade it. Nothing was stored or changed"
+        "this broker does not keep tasks or shared state (it is older than this claudemesh); upgrade it. Nothing was stored or changed"
     )]
     TasksUnsupported,
 }
@@ -530,6 +539,14 @@ pub enum BadInput {
     /// A task's title, body, tags, priority or result that cannot be used.
     #[error("task {field}: {reason}")]
     Task {
+        /// Which part.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A shared state key or value that cannot be used.
+    #[error("state {field}: {reason}")]
+    State {
         /// Which part.
         field: &'static str,
         /// Why.

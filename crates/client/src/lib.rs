@@ -50,6 +50,7 @@
 
 pub mod backup;
 pub mod client;
+mod coord_mirror;
 pub mod error;
 pub mod error_kind;
 pub mod grant_set;
@@ -69,6 +70,7 @@ pub mod peers;
 pub mod receipts;
 pub mod schedule;
 pub mod session;
+pub mod state;
 pub mod tasks;
 pub mod tls;
 pub mod topics;

@@ -960,6 +960,26 @@ impl MeshClient {
         })
     }
 
+    /// The coordination keys this device may hold for `epoch`: the one from
+    /// its root or confirmed earlier, else the candidates the trusted ring
+    /// links give (unconfirmed: the caller checks what one opens or
+    /// derives).
+    pub(crate) async fn coord_keys_of(
+        &self,
+        epoch: u64,
+        pass: &mut SyncPass,
+    ) -> Result<Vec<SymmetricKey>, ClientError> {
+        let known = self.with_state(|s| {
+            s.root(epoch)
+                .map(|r| coord_key(r, &s.mesh_id()))
+                .or_else(|| lock(&self.memory_cache().keys).get(&epoch).cloned())
+        });
+        match known {
+            Some(k) => Ok(vec![k]),
+            None => self.ring_keys(epoch, pass).await,
+        }
+    }
+
     /// The keys the trusted ring links give for `epoch` (this device holds
     /// no root of it), best first: down the ring from the nearest later
     /// epoch whose key this device holds or confirmed, at each step the

@@ -25,18 +25,16 @@ use std::str::FromStr;
 
 use claudemesh_crypto::coord::{CoordFacts, CoordId, CoordKind, CoordObject};
 use claudemesh_crypto::envelope::Target;
-use claudemesh_crypto::{MemberKey, PublicKey, SessionKey};
+use claudemesh_crypto::{MemberKey, SessionKey};
 use claudemesh_proto::frames::{CoordForget, TaskActFrame, TaskPhase};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{MeshClient, now_ms};
+use crate::coord_mirror::offline_ok;
 use crate::error::{BadInput, ClientError};
-use crate::error_kind::ErrorKind;
-use crate::local::StoredTask;
-use crate::memory::{
-    MIN_ID_PREFIX, Opened, Standing, SyncPass, normalize_tags, seal_coord, standing,
-};
+use crate::local::StoredItem;
+use crate::memory::{MIN_ID_PREFIX, SyncPass, normalize_tags, seal_coord};
 use crate::mesh::MeshState;
 use crate::session::unexpected;
 
@@ -360,16 +358,14 @@ impl MeshClient {
     /// broker cannot be reached, lists this device's copy as it is.
     pub async fn task_list(&self, filter: &TaskFilter) -> Result<Vec<Task>, ClientError> {
         let tags = normalize_tags(&filter.tags)?;
-        match self.task_sync().await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Network => {
-                tracing::info!(error = %e, "tasks: the broker cannot be reached; listing this device's copy");
-            }
-            Err(e) => return Err(e),
-        }
+        offline_ok(self.task_sync().await, "tasks")?;
         let mut pass = SyncPass::default();
         let mut out = Vec::new();
-        for row in self.local().tasks_all(&self.mesh().id).await? {
+        for row in self
+            .local()
+            .coord_items(&self.mesh().id, CoordKind::Task)
+            .await?
+        {
             let Some(task) = self.read_task(&row, &mut pass).await? else {
                 continue;
             };
@@ -464,42 +460,7 @@ impl MeshClient {
 
     /// Brings this device's copy of the task feed up to date.
     pub async fn task_sync(&self) -> Result<(), ClientError> {
-        let mesh = self.mesh().id;
-        let mut after = self.local().coord_head(&mesh, CoordKind::Task).await?;
-        loop {
-            let page = self
-                .coord_page(CoordKind::Task, after)
-                .await
-                .map_err(unsupported)?;
-            let mut changes = Vec::with_capacity(page.changes.len());
-            for c in &page.changes {
-                let id = c.id.to_hex();
-                let row = match &c.object {
-                    None => None,
-                    Some(object) => Some(StoredTask {
-                        task_id: id.clone(),
-                        cseq: c.cseq,
-                        object: to_json(object)?,
-                        act: c.act.as_deref().map(to_json).transpose()?,
-                    }),
-                };
-                changes.push((id, row));
-            }
-            if !self
-                .local()
-                .tasks_apply_page(&mesh, after, page.head, &changes)
-                .await?
-            {
-                // Another process sharing this store applied changes
-                // meanwhile: go on from where it got to.
-                after = self.local().coord_head(&mesh, CoordKind::Task).await?;
-                continue;
-            }
-            if !page.more {
-                return Ok(());
-            }
-            after = page.head;
-        }
+        self.mirror_sync(CoordKind::Task).await.map_err(unsupported)
     }
 
     /// Signs and sends an act on a task this device has (after a sync),
@@ -599,8 +560,12 @@ impl MeshClient {
     async fn task_by_id(&self, id: CoordId) -> Result<Option<Task>, ClientError> {
         let hex = id.to_hex();
         let mut pass = SyncPass::default();
-        for row in self.local().tasks_all(&self.mesh().id).await? {
-            if row.task_id == hex {
+        for row in self
+            .local()
+            .coord_items(&self.mesh().id, CoordKind::Task)
+            .await?
+        {
+            if row.item_id == hex {
                 return self.read_task(&row, &mut pass).await;
             }
         }
@@ -613,7 +578,7 @@ impl MeshClient {
         self.task_sync().await?;
         let matching = self
             .local()
-            .task_ids_with_prefix(&self.mesh().id, &prefix, 8)
+            .coord_ids_with_prefix(&self.mesh().id, CoordKind::Task, &prefix, 8)
             .await?;
         match matching.as_slice() {
             [one] => CoordId::from_hex(one)
@@ -632,76 +597,20 @@ impl MeshClient {
         }
     }
 
-    /// Whether `member` may have signed something sealed under `epoch`:
-    /// admitted by the verified roster (the log synced once per pass when
-    /// it is unknown), and not departed before that epoch.
-    async fn author_known(
-        &self,
-        member: &PublicKey,
-        epoch: u64,
-        pass: &mut SyncPass,
-    ) -> Result<bool, ClientError> {
-        let mut where_ = self.with_state(|s| standing(s, member));
-        if where_ == Standing::Unknown && !pass.log_synced {
-            self.sync_log().await?;
-            pass.log_synced = true;
-            where_ = self.with_state(|s| standing(s, member));
-        }
-        Ok(match where_ {
-            Standing::Member => true,
-            Standing::Departed { last_epoch } => epoch <= last_epoch,
-            Standing::Unknown => false,
-        })
-    }
-
-    /// Verifies and opens one object of the task feed: its kind and id as
-    /// expected, signature, certificate and mesh, an author the roster
-    /// admits; the plaintext, or why not.
-    async fn open_task_object(
-        &self,
-        json: &str,
-        id: &str,
-        kinds: impl Fn(CoordKind) -> bool,
-        pass: &mut SyncPass,
-    ) -> Result<Result<(CoordObject, zeroize::Zeroizing<Vec<u8>>), String>, ClientError> {
-        let Ok(object) = serde_json::from_str::<CoordObject>(json) else {
-            return Ok(Err("it does not parse".into()));
-        };
-        if !kinds(object.kind) || object.id.to_hex() != id {
-            return Ok(Err("it does not match its place in the feed".into()));
-        }
-        if let Err(e) = object.verify(&self.mesh().id) {
-            return Ok(Err(e.to_string()));
-        }
-        if !self
-            .author_known(object.member().as_key(), object.epoch, pass)
-            .await?
-        {
-            return Ok(Err(
-                "its author is not a member by this device's log (or had left)".into(),
-            ));
-        }
-        Ok(match self.open_sealed(&object, pass).await? {
-            Opened::Plain(plain) => Ok((object, plain)),
-            Opened::NoKey => Err("this device has no key of its epoch".into()),
-            Opened::Failed(reason) => Err(reason),
-        })
-    }
-
     /// A mirror row as shown, or `None` (logged with why) when its object
     /// or last act does not verify or open.
     async fn read_task(
         &self,
-        row: &StoredTask,
+        row: &StoredItem,
         pass: &mut SyncPass,
     ) -> Result<Option<Task>, ClientError> {
-        let id = &row.task_id;
+        let id = &row.item_id;
         let hide = |what: &str, why: String| {
             tracing::warn!(id = %id, why = %why, "tasks: a task's {what} cannot be trusted or read; it is not shown");
             Ok(None)
         };
         let (object, plain) = match self
-            .open_task_object(&row.object, id, |k| k == CoordKind::Task, pass)
+            .open_mirrored(&row.object, id, |k| k == CoordKind::Task, pass)
             .await?
         {
             Ok(o) => o,
@@ -731,7 +640,7 @@ impl MeshClient {
         let mut result = None;
         if let Some(act_json) = &row.act {
             let (act, plain) = match self
-                .open_task_object(act_json, id, CoordKind::is_task_act, pass)
+                .open_mirrored(act_json, id, CoordKind::is_task_act, pass)
                 .await?
             {
                 Ok(o) => o,
@@ -786,11 +695,6 @@ impl MeshClient {
             }
         })))
     }
-}
-
-/// Wire JSON of a feed object, as the mirror keeps it.
-fn to_json(o: &CoordObject) -> Result<String, ClientError> {
-    serde_json::to_string(o).map_err(|e| ClientError::Local(format!("cannot store a task: {e}")))
 }
 
 /// A short id (the first 8 hex digits) for messages.

@@ -263,11 +263,13 @@ pub fn frame_req(frame: &BrokerFrame) -> Option<&str> {
         BrokerFrame::CoordRingStored(f) => f.req.as_deref(),
         BrokerFrame::CoordRingPage(f) => f.req.as_deref(),
         BrokerFrame::TaskState(f) => f.req.as_deref(),
+        BrokerFrame::StateAnswer(f) => f.req.as_deref(),
         BrokerFrame::Pong(f) => f.req.as_deref(),
         BrokerFrame::Challenge(_)
         | BrokerFrame::Welcome(_)
         | BrokerFrame::Deliver(_)
         | BrokerFrame::Presence(_)
+        | BrokerFrame::CoordChanged(_)
         | BrokerFrame::LogUpdate(_) => None,
     }
 }

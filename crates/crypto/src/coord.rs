@@ -55,6 +55,10 @@ pub enum CoordKind {
     TaskRelease,
     /// An act on a task: its author completes it (`{"result"?: …}`).
     TaskDone,
+    /// A shared state entry: `{"key": …, "value": …, "tag_epoch": e}`, or
+    /// `{"key": …, "deleted": true, "tag_epoch": e}` once deleted; filed
+    /// under [`state_id`] of its key, `rev` being its version.
+    State,
 }
 
 impl CoordKind {
@@ -65,6 +69,7 @@ impl CoordKind {
         CoordKind::TaskClaim,
         CoordKind::TaskRelease,
         CoordKind::TaskDone,
+        CoordKind::State,
     ];
 
     /// The wire and signed spelling.
@@ -75,6 +80,7 @@ impl CoordKind {
             CoordKind::TaskClaim => "task_claim",
             CoordKind::TaskRelease => "task_release",
             CoordKind::TaskDone => "task_done",
+            CoordKind::State => "state",
         }
     }
 
@@ -138,6 +144,21 @@ pub fn coord_key(root: &EpochRootKey, mesh_id: &MeshId) -> SymmetricKey {
     let mut info = Transcript::new(label::COORD_KEY);
     info.str(SCOPE_MESH).u64(root.epoch);
     root.key().hkdf(mesh_id.as_bytes(), info.as_bytes())
+}
+
+/// The id a shared state key's entry is filed under: the first 16 bytes of
+/// `HKDF(ikm = coord_key(e), salt = mesh id, info = T("claudemesh/state-key/v1").str(key))`,
+/// a keyed hash under the coordination key of epoch `e` (the entry's
+/// `tag_epoch`). The broker arbitrates writes to one key by this id without
+/// learning the key; one who never held `coord_key(e)` cannot test a
+/// guessed key against it.
+pub fn state_id(coord_key: &SymmetricKey, mesh_id: &MeshId, key: &str) -> CoordId {
+    let mut info = Transcript::new(label::STATE_KEY);
+    info.str(key);
+    let tag = coord_key.hkdf(mesh_id.as_bytes(), info.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&tag.as_bytes()[..16]);
+    CoordId(id)
 }
 
 /// What a coordination object is, before it is sealed and signed.
@@ -487,6 +508,23 @@ mod tests {
         assert_eq!(
             hex::encode(coord_key(&root, &mesh).as_bytes()),
             "c810e331a6bb0e755909591a1832aaa0dff45c93f04debe2ea3df04a19811b67"
+        );
+    }
+
+    /// Known answer computed by an independent HKDF (Python's `hmac`, see
+    /// `docs/security.md` §16): coordination key = 32 × `07`, mesh id =
+    /// 32 × `09`, key "deploy/staging".
+    #[test]
+    fn state_id_known_answer() {
+        let key = SymmetricKey::from_bytes([7; 32]);
+        let mesh = MeshId(crate::encoding::Hash32([9; 32]));
+        let id = state_id(&key, &mesh, "deploy/staging");
+        assert_eq!(hex::encode(id.0), "591667392c63364ef52792c9a6c74c5a");
+        // Another key, epoch key or mesh files elsewhere.
+        assert_ne!(state_id(&key, &mesh, "deploy/prod"), id);
+        assert_ne!(
+            state_id(&SymmetricKey::from_bytes([8; 32]), &mesh, "deploy/staging"),
+            id
         );
     }
 

@@ -82,6 +82,8 @@ pub mod label {
     pub const COORD_OBJECT: &str = "claudemesh/coord-object/v1";
     /// A coordination key ring link, signed by its writer's session.
     pub const COORD_RING: &str = "claudemesh/coord-ring/v1";
+    /// HKDF info: the keyed hash a shared state key is filed under.
+    pub const STATE_KEY: &str = "claudemesh/state-key/v1";
 }
 
 /// Builder for a canonical transcript (label + length-prefixed fields).

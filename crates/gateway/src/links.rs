@@ -292,6 +292,9 @@ async fn run(
         match event {
             Event::Message(_) => recorder.catch_up().await,
             Event::Presence(p) => recorder.presence(&p).await,
+            // Tasks and shared state are not served over HTTP yet; the
+            // memory routes sync on each request.
+            Event::CoordChanged(_) => {}
             Event::LogChanged { len } => {
                 recorder
                     .record(EventKind::Membership, None, json!({"log_len": len}))

@@ -715,6 +715,46 @@ fn main() {
         }),
         &mut frames,
     );
+    // Bob sets a shared state entry that did not exist (version 0 → 1),
+    // filed under its key's keyed hash.
+    let key_id = claudemesh_crypto::coord::state_id(&coord0, &mesh_id, "deploy/staging");
+    let entry = claudemesh_crypto::coord::CoordObject::seal(
+        &bob_session,
+        &coord0,
+        0,
+        claudemesh_crypto::coord::CoordFacts {
+            kind: claudemesh_crypto::coord::CoordKind::State,
+            id: key_id,
+            rev: 1,
+            at_ms: (T + 98) * 1000,
+        },
+        br#"{"key":"deploy/staging","value":{"version":"1.4.2","by":"bob"},"tag_epoch":0}"#,
+    )
+    .unwrap();
+    push_c(
+        ClientFrame::StateSet(StateSet {
+            req: Some("s1".into()),
+            object: Box::new(entry),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::StateAnswer(StateAnswer {
+            req: Some("s1".into()),
+            ok: true,
+            id: key_id,
+            version: 1,
+            cseq: 5,
+            current: None,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::CoordChanged(CoordChanged {
+            kinds: vec![claudemesh_crypto::coord::CoordKind::State],
+        }),
+        &mut frames,
+    );
     push_c(
         ClientFrame::Ping(Request {
             req: Some("k1".into()),

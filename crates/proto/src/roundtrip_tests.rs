@@ -172,6 +172,10 @@ fn coord_client_frame() -> impl Strategy<Value = ClientFrame> {
         })),
         (req(), any::<u64>())
             .prop_map(|(req, after)| ClientFrame::CoordRing(CoordRingQuery { req, after })),
+        (req(), coord_object()).prop_map(|(req, o)| ClientFrame::StateSet(StateSet {
+            req,
+            object: Box::new(o)
+        })),
         (req(), coord_object(), any::<bool>()).prop_map(|(req, o, force)| ClientFrame::TaskAct(
             TaskActFrame {
                 req,
@@ -249,6 +253,7 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
             any::<u64>()
         )
             .prop_map(|(req, ok, id, version, phase, act, cseq)| {
+
                 BrokerFrame::TaskState(TaskState {
                     req,
                     ok,
@@ -260,6 +265,29 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
                     cseq,
                 })
             }),
+        (
+            req(),
+            any::<bool>(),
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            proptest::option::of(coord_object()),
+            any::<u64>()
+        )
+            .prop_map(|(req, ok, id, version, current, cseq)| {
+                BrokerFrame::StateAnswer(StateAnswer {
+                    req,
+                    ok,
+                    id: CoordId(id),
+                    version,
+                    cseq,
+                    current: current.map(Box::new),
+                })
+            }),
+        proptest::collection::vec(0..CoordKind::ALL.len(), 1..3).prop_map(|kinds| {
+            BrokerFrame::CoordChanged(CoordChanged {
+                kinds: kinds.into_iter().map(|k| CoordKind::ALL[k]).collect(),
+            })
+        }),
     ]
 }
 

@@ -21,6 +21,15 @@ impl Handle for CoordForget {
             mesh,
         } = caller;
         let (kind, id) = (self.kind, self.id);
+        if kind == claudemesh_crypto::coord::CoordKind::State || kind.is_task_act() {
+            return Err(Refusal::new(
+                ErrorCode::Malformed,
+                format!(
+                    "a {kind} is not forgotten: a state entry is deleted by writing it deleted \
+                     (state_set), an act is part of its task"
+                ),
+            ));
+        }
         let store_failed = |e: crate::store::StoreError| {
             metrics::counter!(m::STORE_ERRORS).increment(1);
             tracing::error!(error = %e, "forgetting a coordination object failed");
@@ -54,6 +63,7 @@ impl Handle for CoordForget {
         let (cseq, duplicate) = match outcome {
             ForgetOutcome::Forgotten { cseq } => {
                 metrics::counter!(m::COORD_WRITES, "op" => "forget").increment(1);
+                mesh.coord_changed(&[kind], Some(session.conn_id));
                 (cseq, false)
             }
             ForgetOutcome::AlreadyForgotten { cseq } => (cseq, true),

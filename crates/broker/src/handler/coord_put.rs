@@ -35,6 +35,12 @@ impl Handle for CoordPut {
                 format!("a {} is an act on a task: send it as task_act", o.kind),
             ));
         }
+        if o.kind == claudemesh_crypto::coord::CoordKind::State {
+            return Err(Refusal::new(
+                ErrorCode::Malformed,
+                "a shared state entry is written at a version: send it as state_set",
+            ));
+        }
         check_authored(&o, session, mesh).await?;
         // Stored as its own JSON: a resend of the same object serializes to
         // the same bytes, which is how the store tells a duplicate.
@@ -73,6 +79,7 @@ impl Handle for CoordPut {
         match outcome {
             PutOutcome::Stored { cseq } => {
                 metrics::counter!(m::COORD_WRITES, "op" => "put").increment(1);
+                mesh.coord_changed(&[kind], Some(session.conn_id));
                 stored(cseq, false)
             }
             PutOutcome::Duplicate { cseq } => stored(cseq, true),

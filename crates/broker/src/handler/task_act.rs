@@ -5,7 +5,7 @@
 //! claims of one version exactly one wins, on any replica. A lost race is
 //! an answer (`ok: false` and the task as it stands), not an error.
 
-use claudemesh_crypto::coord::CoordObject;
+use claudemesh_crypto::coord::{CoordKind, CoordObject};
 use claudemesh_crypto::MemberKey;
 use claudemesh_proto::frames::{TaskActFrame, TaskState};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
@@ -77,6 +77,7 @@ impl Handle for TaskActFrame {
         match outcome {
             TaskActOutcome::Applied(row) => {
                 metrics::counter!(m::COORD_WRITES, "op" => request.kind.as_str()).increment(1);
+                mesh.coord_changed(&[CoordKind::Task], Some(session.conn_id));
                 answer(true, row)
             }
             TaskActOutcome::Lost(row) => answer(false, row),

@@ -94,6 +94,10 @@ async fn handle(
         let members: Vec<PublicKey> = inc.presence.into_iter().collect();
         rep.refresh_presence(mesh, Some(&members)).await?;
     }
+    if !inc.coord.is_empty() {
+        let kinds: Vec<_> = inc.coord.into_iter().collect();
+        mesh.coord_changed(&kinds, None);
+    }
     deliver_direct(rep, mesh, inc.direct).await?;
     deliver_fanout(rep, mesh, inc.fanout).await
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use claudemesh_crypto::coord::CoordKind;
 use claudemesh_crypto::log::LogEntry;
 use claudemesh_crypto::{MeshId, PublicKey};
 use tokio::sync::Notify;
@@ -311,6 +312,12 @@ impl MeshEvents for Replication {
 
     fn log_grew(&self, mesh: MeshId, len: u64) {
         Replication::log_grew(self, mesh, len);
+    }
+
+    fn coord_changed(&self, mesh: MeshId, kind: CoordKind) {
+        self.queue(mesh, |o| {
+            o.coord.insert(kind);
+        });
     }
 
     fn grants_changed(&self, mesh: MeshId, member: PublicKey) {

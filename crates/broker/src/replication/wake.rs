@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use claudemesh_crypto::coord::CoordKind;
 use claudemesh_crypto::{MeshId, PublicKey};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,7 @@ pub struct MeshOut {
     pub log_len: Option<u64>,
     pub grants: BTreeSet<PublicKey>,
     pub presence: BTreeSet<PublicKey>,
+    pub coord: BTreeSet<CoordKind>,
     pub recheck: bool,
 }
 
@@ -69,6 +71,9 @@ pub struct MeshWake {
     /// Recheck the whole mesh.
     #[serde(default, skip_serializing_if = "is_false")]
     pub r: bool,
+    /// Kinds of coordination objects that changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub c: Vec<CoordKind>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -83,6 +88,7 @@ pub struct Incoming {
     pub log_len: u64,
     pub grants: BTreeSet<PublicKey>,
     pub presence: BTreeSet<PublicKey>,
+    pub coord: BTreeSet<CoordKind>,
     pub recheck: bool,
 }
 
@@ -100,6 +106,7 @@ pub fn merge(into: &mut HashMap<MeshId, Incoming>, w: MeshWake) {
     inc.log_len = inc.log_len.max(w.l.unwrap_or(0));
     inc.grants.extend(w.g.iter().filter_map(key));
     inc.presence.extend(w.p.iter().filter_map(key));
+    inc.coord.extend(w.c.iter().copied());
     inc.recheck |= w.r;
 }
 
@@ -201,6 +208,10 @@ impl Packer {
                 let i = p.key_fit(member, 6);
                 p.mesh.p.push(i);
             }
+            for kind in &o.coord {
+                p.fit(16);
+                p.mesh.c.push(*kind);
+            }
             for (seq, recipients) in &o.direct {
                 let new_keys = recipients
                     .iter()
@@ -253,6 +264,7 @@ impl Packer {
             && m.f.is_empty()
             && m.g.is_empty()
             && m.p.is_empty()
+            && m.c.is_empty()
             && m.l.is_none()
             && !m.r
     }
@@ -340,6 +352,7 @@ mod tests {
                 log_len: Some(12),
                 grants: [k[2]].into_iter().collect(),
                 presence: [k[1]].into_iter().collect(),
+                coord: [CoordKind::Task, CoordKind::State].into_iter().collect(),
                 recheck: false,
             },
         );
@@ -353,6 +366,10 @@ mod tests {
         assert_eq!(inc.log_len, 12);
         assert_eq!(inc.grants, [k[2]].into_iter().collect());
         assert_eq!(inc.presence, [k[1]].into_iter().collect());
+        assert_eq!(
+            inc.coord,
+            [CoordKind::Task, CoordKind::State].into_iter().collect()
+        );
         assert!(!inc.recheck);
     }
 

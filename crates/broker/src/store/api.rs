@@ -18,7 +18,7 @@ use super::records::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutRow, ForgetOutcome,
     HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus, NewCoordObject,
     NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow, RetentionOutcome, SessionRecord,
-    TableDump, TaskActOutcome, TaskActRequest, WatermarkRow,
+    StateOutcome, TableDump, TaskActOutcome, TaskActRequest, WatermarkRow,
 };
 use super::replicas::ReplicaStore;
 
@@ -313,6 +313,18 @@ pub trait Store: Send + Sync + 'static {
     /// only to the task at the version before the act's, so of concurrent
     /// acts on one version exactly one is applied, across replicas.
     async fn task_act(&self, act: &TaskActRequest) -> Result<TaskActOutcome, StoreError>;
+
+    /// Writes a shared state entry (`object.kind` is state) at `version`:
+    /// only if the entry is at `version − 1` now (0: absent), in one
+    /// transaction serialized as [`Store::coord_put`], so of concurrent
+    /// writers of one version exactly one wins. A new entry counts against
+    /// its writer's `max_per_member`. The same object resent is `Stored`.
+    async fn state_put(
+        &self,
+        object: &NewCoordObject,
+        version: u64,
+        max_per_member: u64,
+    ) -> Result<StateOutcome, StoreError>;
 
     /// Stores a coordination key ring link (`link_json`, as received) unless
     /// one of `signer`'s for that scope and epoch is stored: the first

@@ -16,8 +16,8 @@ use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status, TaskPhase};
 use super::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, ForgetOutcome, HeldMessage,
     HoldOutcome, InsertOutcome, MemberState, NewCoordObject, NewMessage, PageLimit, PendingMessage,
-    PostgresStore, PutOutcome, RetentionOutcome, SqliteStore, Store, TableDump, TaskActOutcome,
-    TaskActRequest,
+    PostgresStore, PutOutcome, RetentionOutcome, SqliteStore, StateOutcome, Store, TableDump,
+    TaskActOutcome, TaskActRequest,
 };
 use crate::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
 
@@ -101,6 +101,8 @@ conformance!(
     coord_rows_of_another_mesh_never_leak,
     tasks_move_by_acts_and_the_feed_carries_the_last_act,
     concurrent_claims_of_one_task_have_exactly_one_winner,
+    state_writes_are_compare_and_set,
+    of_concurrent_state_writers_of_one_version_exactly_one_wins,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -2653,6 +2655,126 @@ async fn concurrent_claims_of_one_task_have_exactly_one_winner(s: &dyn Store) {
                 assert_eq!((r.holder, r.version), (Some(winners[0]), 2));
             }
             other => panic!("a losing claim is lost, got {other:?}"),
+        }
+    }
+}
+
+/// A state entry `id` of `writer`'s, stored as `json`.
+fn entry(mesh: &MeshId, writer: &PublicKey, id: CoordId, json: &str) -> NewCoordObject {
+    let mut o = note(mesh, writer, id, json);
+    o.kind = CoordKind::State;
+    o
+}
+
+fn state_stored(o: StateOutcome) -> u64 {
+    match o {
+        StateOutcome::Stored { cseq } => cseq,
+        other => panic!("expected stored, got {other:?}"),
+    }
+}
+
+async fn state_writes_are_compare_and_set(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (alice, bob) = (key(), key());
+    let id = CoordId::random();
+    // Absent is version 0: only a write of version 1 creates it.
+    assert_eq!(
+        s.state_put(&entry(&mesh.id, &alice, id, "{\"v\":2}"), 2, MANY)
+            .await
+            .unwrap(),
+        StateOutcome::Moved {
+            version: 0,
+            object_json: None,
+            cseq: 0
+        }
+    );
+    let v1 = entry(&mesh.id, &alice, id, "{\"v\":1}");
+    let c1 = state_stored(s.state_put(&v1, 1, MANY).await.unwrap());
+    // The same object resent is stored already, at the same position.
+    assert_eq!(
+        s.state_put(&v1, 1, MANY).await.unwrap(),
+        StateOutcome::Stored { cseq: c1 }
+    );
+    // A stale writer of version 1 sees what is there.
+    assert_eq!(
+        s.state_put(&entry(&mesh.id, &bob, id, "{\"v\":\"bob1\"}"), 1, MANY)
+            .await
+            .unwrap(),
+        StateOutcome::Moved {
+            version: 1,
+            object_json: Some("{\"v\":1}".into()),
+            cseq: c1
+        }
+    );
+    // Bob writes version 2 over it: the row moves in the feed, his now.
+    let c2 = state_stored(
+        s.state_put(&entry(&mesh.id, &bob, id, "{\"v\":2}"), 2, MANY)
+            .await
+            .unwrap(),
+    );
+    assert!(c2 > c1);
+    let (feed, _) = s
+        .coord_changes(&mesh.id, CoordKind::State, 0, u64::MAX / 2)
+        .await
+        .unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!(
+        (feed[0].cseq, feed[0].object_json.as_deref()),
+        (c2, Some("{\"v\":2}"))
+    );
+    assert_eq!(
+        s.coord_author(&mesh.id, CoordKind::State, &id)
+            .await
+            .unwrap(),
+        Some((bob, false))
+    );
+    // A memory note of the same id is another object.
+    assert!(all_changes(s, &mesh.id, 0).await.is_empty());
+    // A new entry counts against its writer's quota; a rewrite does not.
+    let other = entry(&mesh.id, &bob, CoordId::random(), "{}");
+    assert_eq!(
+        s.state_put(&other, 1, 1).await.unwrap(),
+        StateOutcome::TooMany
+    );
+    state_stored(
+        s.state_put(&entry(&mesh.id, &bob, id, "{\"v\":3}"), 3, 1)
+            .await
+            .unwrap(),
+    );
+}
+
+async fn of_concurrent_state_writers_of_one_version_exactly_one_wins(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let id = CoordId::random();
+    state_stored(
+        s.state_put(&entry(&mesh.id, &key(), id, "{\"v\":1}"), 1, MANY)
+            .await
+            .unwrap(),
+    );
+    let writers: Vec<NewCoordObject> = (0..12)
+        .map(|i| entry(&mesh.id, &key(), id, &format!("{{\"w\":{i}}}")))
+        .collect();
+    let outcomes =
+        futures_util::future::join_all(writers.iter().map(|w| s.state_put(w, 2, MANY))).await;
+    let won: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o.as_ref().unwrap(), StateOutcome::Stored { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one writer wins: {outcomes:?}");
+    let winner = writers[won[0]].object_json.clone();
+    for o in &outcomes {
+        if let StateOutcome::Moved {
+            version,
+            object_json,
+            ..
+        } = o.as_ref().unwrap()
+        {
+            assert_eq!(
+                (*version, object_json.as_deref()),
+                (2, Some(winner.as_str()))
+            );
         }
     }
 }

@@ -51,8 +51,8 @@ pub use records::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutFacts, FanoutRow,
     ForgetOutcome, HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus,
     NewCoordObject, NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
-    RetentionOutcome, SessionRecord, TableDump, TaskActOutcome, TaskActRequest, TaskRow,
-    WatermarkRow, fanout_weight, first_of,
+    RetentionOutcome, SessionRecord, StateOutcome, TableDump, TaskActOutcome, TaskActRequest,
+    TaskRow, WatermarkRow, fanout_weight, first_of,
 };
 pub use sqlite::SqliteStore;
 

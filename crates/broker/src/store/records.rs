@@ -230,6 +230,29 @@ pub struct CoordRow {
     pub act_json: Option<String>,
 }
 
+/// What became of a shared state write ([`super::Store::state_put`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateOutcome {
+    /// Stored at feed position `cseq` (or it was stored already: the same
+    /// object resent).
+    Stored {
+        /// Its feed position.
+        cseq: u64,
+    },
+    /// The entry is not at the version before the write's: it is at
+    /// `version` (0: absent) with this JSON, at feed position `cseq`.
+    Moved {
+        /// Its version now.
+        version: u64,
+        /// Its JSON now.
+        object_json: Option<String>,
+        /// Its feed position now (0: absent).
+        cseq: u64,
+    },
+    /// The writer has as many objects stored as it may.
+    TooMany,
+}
+
 /// An act on a task, as the broker applies it ([`super::Store::task_act`]).
 #[derive(Debug, Clone)]
 pub struct TaskActRequest {

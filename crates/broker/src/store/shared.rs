@@ -83,7 +83,8 @@ macro_rules! impl_store {
                 AppendExtras, AppendOutcome, CancelOutcome, COORD_TOMBSTONE_WEIGHT, CoordRow,
                 FanoutFacts, FanoutRow, ForgetOutcome, HeldMessage, HoldOutcome, MemberState,
                 MessageStatus, NewCoordObject, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
-                RetentionOutcome, TableDump, TaskActOutcome, TaskActRequest, TaskRow, WatermarkRow,
+                RetentionOutcome, StateOutcome, TableDump, TaskActOutcome, TaskActRequest, TaskRow,
+                WatermarkRow,
             };
             use $crate::store::tasks;
             use claudemesh_crypto::receipt::ReceiptState;
@@ -992,7 +993,12 @@ macro_rules! impl_store {
                             act_json: r.try_get(3)?,
                         });
                     }
-                    let last = out.last().map_or(after, |r| r.cseq);
+                    // An empty page says no more: a change committed
+                    // between the two reads is the next sync's (a "more"
+                    // that does not move the position would loop).
+                    let Some(last) = out.last().map(|r| r.cseq) else {
+                        return Ok((out, false));
+                    };
                     let more: bool = sqlx::query_scalar(sql::COORD_ANY_AFTER)
                         .bind(&mesh.as_bytes()[..])
                         .bind(kind.as_str())
@@ -1063,6 +1069,85 @@ macro_rules! impl_store {
                         .await?;
                     tx.commit().await?;
                     Ok(TaskActOutcome::Applied(next))
+                }
+
+                async fn state_put(
+                    &self,
+                    o: &NewCoordObject,
+                    version: u64,
+                    max_per_member: u64,
+                ) -> Result<StateOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let mesh = &o.mesh.as_bytes()[..];
+                    // The feed position first, as in `coord_put`.
+                    let cseq: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                        .bind(mesh)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let now = sqlx::query(sql::COORD_STATE)
+                        .bind(mesh)
+                        .bind(&o.id.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let (at, json, at_cseq) = match &now {
+                        Some(r) => (
+                            to_u64(r.try_get(0)?),
+                            r.try_get::<Option<String>, _>(1)?,
+                            to_u64(r.try_get(2)?),
+                        ),
+                        None => (0, None, 0),
+                    };
+                    if json.as_deref() == Some(o.object_json.as_str()) {
+                        tx.rollback().await?;
+                        return Ok(StateOutcome::Stored { cseq: at_cseq });
+                    }
+                    if at.checked_add(1) != Some(version) {
+                        tx.rollback().await?;
+                        return Ok(StateOutcome::Moved {
+                            version: at,
+                            object_json: json,
+                            cseq: at_cseq,
+                        });
+                    }
+                    let size = i64::try_from(o.object_json.len()).unwrap_or(i64::MAX);
+                    if now.is_some() {
+                        sqlx::query(sql::COORD_STATE_UPDATE)
+                            .bind(mesh)
+                            .bind(&o.id.0[..])
+                            .bind(&o.object_json)
+                            .bind(key_bytes(&o.author_member))
+                            .bind(to_i64(o.epoch))
+                            .bind(cseq)
+                            .bind(size)
+                            .bind(to_i64(o.now_ms))
+                            .bind(to_i64(version))
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
+                        let held: i64 = sqlx::query_scalar(sql::COORD_COUNT_AUTHOR)
+                            .bind(mesh)
+                            .bind(key_bytes(&o.author_member))
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        if to_u64(held) >= max_per_member {
+                            tx.rollback().await?;
+                            return Ok(StateOutcome::TooMany);
+                        }
+                        sqlx::query(sql::COORD_INSERT)
+                            .bind(mesh)
+                            .bind(o.kind.as_str())
+                            .bind(&o.id.0[..])
+                            .bind(key_bytes(&o.author_member))
+                            .bind(to_i64(o.epoch))
+                            .bind(cseq)
+                            .bind(&o.object_json)
+                            .bind(size)
+                            .bind(to_i64(o.now_ms))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(StateOutcome::Stored { cseq: to_u64(cseq) })
                 }
 
                 async fn coord_ring_put(

@@ -342,6 +342,18 @@ pub(crate) const COORD_TASK_ACT: &str = "UPDATE coord_objects SET version = $3, 
      size = LENGTH(object) + LENGTH($6) \
      WHERE mesh_id = $1 AND kind = 'task' AND id = $2 AND object IS NOT NULL";
 
+/// A shared state entry's version, JSON and feed position: `$1` mesh id,
+/// `$2` entry id.
+pub(crate) const COORD_STATE: &str = "SELECT version, object, cseq FROM coord_objects \
+     WHERE mesh_id = $1 AND kind = 'state' AND id = $2";
+
+/// Rewrites a shared state entry at a new version: `$1` mesh id, `$2`
+/// entry id, `$3` JSON, `$4` writer member, `$5` epoch, `$6` feed position,
+/// `$7` size, `$8` now, `$9` version.
+pub(crate) const COORD_STATE_UPDATE: &str = "UPDATE coord_objects SET object = $3, author_member = $4, \
+     epoch = $5, cseq = $6, size = $7, updated_at_ms = $8, version = $9 \
+     WHERE mesh_id = $1 AND kind = 'state' AND id = $2";
+
 /// Whether the mesh has changes to a kind after a feed position: `$1` mesh
 /// id, `$2` kind, `$3` after.
 pub(crate) const COORD_ANY_AFTER: &str = "SELECT EXISTS (SELECT 1 FROM coord_objects \

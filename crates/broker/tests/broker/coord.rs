@@ -63,7 +63,9 @@ fn forget(id: CoordId) -> ClientFrame {
 async fn answer(raw: &mut Raw) -> BrokerFrame {
     loop {
         match raw.recv().await.unwrap() {
-            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::CoordChanged(_) => {
+                continue;
+            }
             other => return other,
         }
     }

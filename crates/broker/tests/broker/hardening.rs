@@ -27,7 +27,12 @@ async fn expect_pong(raw: &mut Raw, req: &str) {
     loop {
         match raw.recv().await {
             Ok(BrokerFrame::Pong(p)) if p.req.as_deref() == Some(req) => return,
-            Ok(BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::Deliver(_)) => {
+            Ok(
+                BrokerFrame::Presence(_)
+                | BrokerFrame::LogUpdate(_)
+                | BrokerFrame::Deliver(_)
+                | BrokerFrame::CoordChanged(_),
+            ) => {
                 continue;
             }
             other => panic!("expected pong {req}, got {other:?}"),

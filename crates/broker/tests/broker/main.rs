@@ -22,6 +22,7 @@ mod names;
 mod receipts;
 mod replicas;
 mod scheduled;
+mod state;
 mod tasks;
 mod tls;
 mod trust;

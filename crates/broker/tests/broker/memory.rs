@@ -217,7 +217,9 @@ async fn a_note_waits_for_a_trusted_link(backend: Backend) {
                 assert_eq!(e.code, ErrorCode::Forbidden, "{e:?}");
                 break;
             }
-            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::CoordChanged(_) => {
+                continue;
+            }
             other => panic!("expected forbidden, got {other:?}"),
         }
     }
@@ -259,7 +261,9 @@ async fn put_link_raw(broker: &TestBroker, peer: &Peer, link: RingLink) {
                 assert_eq!(s.req.as_deref(), Some("r"));
                 break;
             }
-            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::CoordChanged(_) => {
+                continue;
+            }
             other => panic!("expected coord_ring_stored, got {other:?}"),
         }
     }

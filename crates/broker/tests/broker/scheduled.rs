@@ -36,7 +36,9 @@ fn send(env: &Envelope, deliver_at_ms: u64) -> ClientFrame {
 async fn answer(raw: &mut Raw) -> BrokerFrame {
     loop {
         match raw.recv().await.unwrap() {
-            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::CoordChanged(_) => {
+                continue;
+            }
             other => return other,
         }
     }

@@ -139,7 +139,9 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
     loop {
         match raw.recv().await.unwrap() {
             BrokerFrame::CoordStored(s) => break assert_eq!(s.id, note.id),
-            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) => continue,
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::CoordChanged(_) => {
+                continue;
+            }
             other => panic!("expected coord_stored, got {other:?}"),
         }
     }

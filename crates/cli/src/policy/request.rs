@@ -46,6 +46,8 @@ pub fn describe(req: &Request, mesh: Option<&str>) -> String {
         Verb::TaskCreate => format!("create a task in {m}"),
         Verb::TaskForce => format!("take task {t} from the member who claimed it in {m}"),
         Verb::TaskDelete => format!("delete task {t} for everyone in {m}"),
+        Verb::StateSet => format!("set state key {t} in {m}"),
+        Verb::StateDelete => format!("delete state key {t} for everyone in {m}"),
         verb => {
             let words = verb.as_str().replace('.', " ");
             let mut s = format!("run `claudemesh {words}");

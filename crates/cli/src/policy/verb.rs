@@ -89,6 +89,12 @@ verbs! {
     TaskForce = "task.force", Destructive;
     /// Deleting a task takes it from every member's list.
     TaskDelete = "task.delete", Destructive;
+    StateSet = "state.set", Write;
+    StateGet = "state.get", Read;
+    StateList = "state.list", Read;
+    StateWatch = "state.watch", Read;
+    /// Deleting a key takes its value from every member.
+    StateDelete = "state.delete", Destructive;
     TopicCreate = "topic.create", Write;
     TopicList = "topic.list", Read;
     TopicJoin = "topic.join", Write;

@@ -15,6 +15,7 @@ mod support;
 mod apikey;
 mod audit;
 mod backup;
+mod coordinate;
 mod errors;
 mod grants;
 mod hooks;

@@ -241,6 +241,16 @@ fn mcp_server_tools_push_hooks_and_status_line() {
                 "send_message",
                 "set_status",
                 "set_summary",
+                "state_delete",
+                "state_get",
+                "state_list",
+                "state_set",
+                "task_claim",
+                "task_complete",
+                "task_create",
+                "task_list",
+                "task_release",
+                "task_show",
                 "topic_history"
             ]
         );

@@ -26,6 +26,7 @@ pub(crate) mod code {
     pub const EXISTS: i32 = 6;
     pub const DENIED: i32 = 7;
     pub const SECURITY: i32 = 11;
+    pub const CONFLICT: i32 = 12;
 }
 
 /// A broker in this process (one tokio runtime), on SQLite in a temporary

@@ -32,14 +32,14 @@ use sqlx::{Row, SqlStr};
 
 use crate::error::ClientError;
 
+mod coord_items;
 mod memory;
 mod outbox;
 mod receipts;
-mod tasks;
+pub use coord_items::StoredItem;
 pub use memory::{MirrorChange, OpenedNote, StoredNote};
 pub use outbox::{OutboxEntry, PendingSend};
 pub use receipts::{AnsweredDue, HELD_WINDOW, ShownDue};
-pub use tasks::StoredTask;
 
 /// One migration of `migrations/client/`: (version, name, SQL).
 macro_rules! migration {

@@ -19,6 +19,9 @@ pub enum Event {
     Rejected(Rejection),
     /// A peer's presence changed.
     Presence(Box<PeerPresence>),
+    /// Coordination objects of these kinds changed in the mesh (a hint
+    /// pushed by the broker: sync them to see what).
+    CoordChanged(Vec<claudemesh_crypto::coord::CoordKind>),
     /// The membership log grew (and was verified).
     LogChanged {
         /// New length.

@@ -127,6 +127,7 @@ impl Session {
                     }
                 }
                 BrokerFrame::Presence(p) => self.emit(Event::Presence(p.peer)),
+                BrokerFrame::CoordChanged(c) => self.emit(Event::CoordChanged(c.kinds)),
                 BrokerFrame::LogUpdate(_) => {
                     let me = self.clone();
                     tokio::spawn(async move {

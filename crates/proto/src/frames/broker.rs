@@ -65,6 +65,10 @@ pub enum BrokerFrame {
     CoordRingPage(CoordRingPage),
     /// Answer to `task_act`.
     TaskState(TaskState),
+    /// Answer to `state_set`.
+    StateAnswer(StateAnswer),
+    /// Pushed: coordination objects of these kinds changed in the mesh.
+    CoordChanged(CoordChanged),
     /// Answer to `ping`.
     Pong(Pong),
 }
@@ -492,6 +496,38 @@ impl TaskPhase {
     }
 }
 
+/// `state_answer`: the answer to `state_set`. `ok` says whether it was
+/// stored (a resend of the stored object is `ok` too); when not, the entry
+/// moved on: `version` and `current` are what is stored now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateAnswer {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The write was stored.
+    pub ok: bool,
+    /// The entry's id.
+    pub id: CoordId,
+    /// Its version now (0: absent).
+    pub version: u64,
+    /// Its feed position now (0: absent).
+    pub cseq: u64,
+    /// When not stored: the entry as it is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Box<CoordObject>>,
+}
+
+/// `coord_changed` (pushed to every session of the mesh): coordination
+/// objects of these kinds changed, here or on another replica. It carries
+/// nothing else: a session that cares syncs those kinds (`coord_sync`).
+/// A hint, not a guarantee: a session whose queue is full misses it, so
+/// watchers also sync after a reconnect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordChanged {
+    /// The kinds that changed.
+    pub kinds: Vec<CoordKind>,
+}
+
 /// `task_state`: the answer to `task_act`. `ok` says whether the act was
 /// applied; either way the rest is the task as it stands after it (so a
 /// lost claim names who holds it).
@@ -602,6 +638,8 @@ impl BrokerFrame {
         "coord_ring_stored",
         "coord_ring_page",
         "task_state",
+        "state_answer",
+        "coord_changed",
         "pong",
     ];
 
@@ -631,6 +669,8 @@ impl BrokerFrame {
             BrokerFrame::CoordRingStored(_) => "coord_ring_stored",
             BrokerFrame::CoordRingPage(_) => "coord_ring_page",
             BrokerFrame::TaskState(_) => "task_state",
+            BrokerFrame::StateAnswer(_) => "state_answer",
+            BrokerFrame::CoordChanged(_) => "coord_changed",
             BrokerFrame::Pong(_) => "pong",
         }
     }

@@ -74,6 +74,8 @@ macro_rules! with_client_frames {
             CoordRing($crate::frames::CoordRingQuery) coord_ring, req: yes, before_hello: no;
             /// Claim, release or complete a task (a signed act).
             TaskAct($crate::frames::TaskActFrame) task_act, req: yes, before_hello: no;
+            /// Write a shared state entry at a version (compare-and-set).
+            StateSet($crate::frames::StateSet) state_set, req: yes, before_hello: no;
             /// Liveness check.
             Ping($crate::frames::Request) ping, req: yes, before_hello: yes;
         }
@@ -416,6 +418,22 @@ pub struct TaskActFrame {
     /// task's creator, owners and admins (`forbidden` otherwise).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+}
+
+/// `state_set`: write a shared state entry, a sealed, signed object of
+/// kind `state` filed under its key's keyed hash (its id) whose `rev` is
+/// the version it makes: it is stored only if the entry is at `rev − 1`
+/// now (0: absent), so of concurrent writers of one version exactly one
+/// wins. A delete is a write whose plaintext says so (the version moves on,
+/// so a stale writer never overwrites a re-created key). Checked as a
+/// `coord_put`; answered `state_answer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSet {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The sealed, signed entry.
+    pub object: Box<CoordObject>,
 }
 
 /// `coord_ring`: the mesh's ring links of epochs after `after`, by epoch.

@@ -35,6 +35,10 @@ pub const TOOLS: &[&str] = &[
     "task_claim",
     "task_release",
     "task_complete",
+    "state_set",
+    "state_get",
+    "state_list",
+    "state_delete",
 ];
 
 /// The manifest's id of the server entry.

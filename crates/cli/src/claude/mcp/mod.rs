@@ -384,7 +384,9 @@ async fn keep_connected(shared: Arc<Shared>) {
                 )));
                 return;
             }
-            Event::Rejected(_) => {}
+            // Tools sync tasks, state and memory when the model asks;
+            // nothing is pushed into its context for these yet.
+            Event::Rejected(_) | Event::CoordChanged(_) => {}
             Event::BadSeal(report) => push::bad_seal(&shared, &report).await,
         }
     }

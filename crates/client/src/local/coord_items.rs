@@ -1,10 +1,12 @@
-//! The task mirror in `state.db` (migration `0012_tasks.sql`): per task of
-//! a mesh, its sealed object and last act as the broker's feed gave them,
-//! and the feed position applied so far. A page is applied in one
+//! The mirror of the coordination feed's tasks and state entries in
+//! `state.db` (migration `0012_tasks.sql`): per object of a mesh and kind,
+//! its sealed object (and a task's last act) as the broker's feed gave
+//! them, and the feed position applied so far. A page is applied in one
 //! transaction with the new position, only if the position is still the one
 //! it was asked from (another process sharing this database may have
 //! applied it meanwhile). Verifying and opening what is kept here is
-//! [`crate::tasks`]'s business: nothing is trusted for being stored.
+//! [`crate::tasks`]' and [`crate::state`]'s business: nothing is trusted for
+//! being stored.
 
 use claudemesh_crypto::MeshId;
 use claudemesh_crypto::coord::CoordKind;
@@ -13,37 +15,38 @@ use sqlx::Row;
 use super::{LocalStore, i, mesh_key, u};
 use crate::error::ClientError;
 
-/// A task as the mirror holds it.
+/// A coordination object as the mirror holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredTask {
-    /// The task's id (32 hex digits).
-    pub task_id: String,
+pub struct StoredItem {
+    /// The object's id (32 hex digits).
+    pub item_id: String,
     /// The feed position of the change this row reflects.
     pub cseq: u64,
-    /// The sealed task object (wire JSON).
+    /// The sealed object (wire JSON).
     pub object: String,
     /// The last act on it (wire JSON), if any.
     pub act: Option<String>,
 }
 
 impl LocalStore {
-    /// Applies one page of the task feed asked from `after` and moves the
+    /// Applies one page of the `kind` feed asked from `after` and moves the
     /// position to `head`, in one transaction, only if the position is
     /// still `after` (false, and nothing changed, otherwise: ask again from
-    /// the new position). Each change is the task's stored row, or its id
+    /// the new position). Each change is the object's stored row, or its id
     /// alone when it was deleted.
-    pub async fn tasks_apply_page(
+    pub async fn coord_apply_page(
         &self,
         mesh: &MeshId,
+        kind: CoordKind,
         after: u64,
         head: u64,
-        changes: &[(String, Option<StoredTask>)],
+        changes: &[(String, Option<StoredItem>)],
     ) -> Result<bool, ClientError> {
         let mut tx = self.write_tx().await?;
         let now: Option<i64> =
             sqlx::query_scalar("SELECT head FROM coord_heads WHERE mesh_id = ? AND kind = ?")
                 .bind(mesh_key(mesh))
-                .bind(CoordKind::Task.as_str())
+                .bind(kind.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
         if now.map(u).unwrap_or(0) != after {
@@ -53,13 +56,14 @@ impl LocalStore {
             match row {
                 Some(t) => {
                     sqlx::query(
-                        "INSERT INTO coord_tasks (mesh_id, task_id, cseq, object, act) \
-                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (mesh_id, task_id) DO UPDATE SET \
-                         cseq = excluded.cseq, object = excluded.object, act = excluded.act \
-                         WHERE excluded.cseq > coord_tasks.cseq",
+                        "INSERT INTO coord_items (mesh_id, kind, item_id, cseq, object, act) \
+                         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mesh_id, kind, item_id) DO UPDATE \
+                         SET cseq = excluded.cseq, object = excluded.object, act = excluded.act \
+                         WHERE excluded.cseq > coord_items.cseq",
                     )
                     .bind(mesh_key(mesh))
-                    .bind(&t.task_id)
+                    .bind(kind.as_str())
+                    .bind(&t.item_id)
                     .bind(i(t.cseq))
                     .bind(&t.object)
                     .bind(&t.act)
@@ -67,11 +71,14 @@ impl LocalStore {
                     .await?;
                 }
                 None => {
-                    sqlx::query("DELETE FROM coord_tasks WHERE mesh_id = ? AND task_id = ?")
-                        .bind(mesh_key(mesh))
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "DELETE FROM coord_items WHERE mesh_id = ? AND kind = ? AND item_id = ?",
+                    )
+                    .bind(mesh_key(mesh))
+                    .bind(kind.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
@@ -80,7 +87,7 @@ impl LocalStore {
              ON CONFLICT (mesh_id, kind) DO UPDATE SET head = excluded.head",
         )
         .bind(mesh_key(mesh))
-        .bind(CoordKind::Task.as_str())
+        .bind(kind.as_str())
         .bind(i(head))
         .execute(&mut *tx)
         .await?;
@@ -88,18 +95,24 @@ impl LocalStore {
         Ok(true)
     }
 
-    /// Every task of the mesh held here, oldest change first.
-    pub async fn tasks_all(&self, mesh: &MeshId) -> Result<Vec<StoredTask>, ClientError> {
+    /// Every object of `kind` in the mesh held here, oldest change first.
+    pub async fn coord_items(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+    ) -> Result<Vec<StoredItem>, ClientError> {
         let rows = sqlx::query(
-            "SELECT task_id, cseq, object, act FROM coord_tasks WHERE mesh_id = ? ORDER BY cseq",
+            "SELECT item_id, cseq, object, act FROM coord_items WHERE mesh_id = ? AND kind = ? \
+             ORDER BY cseq",
         )
         .bind(mesh_key(mesh))
+        .bind(kind.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(StoredTask {
-                    task_id: r.try_get(0)?,
+                Ok(StoredItem {
+                    item_id: r.try_get(0)?,
                     cseq: u(r.try_get(1)?),
                     object: r.try_get(2)?,
                     act: r.try_get(3)?,
@@ -108,20 +121,22 @@ impl LocalStore {
             .collect()
     }
 
-    /// The ids of the mesh's tasks held here that start with `prefix`
-    /// (lowercase hex), at most `limit`.
-    pub async fn task_ids_with_prefix(
+    /// The ids of the mesh's objects of `kind` held here that start with
+    /// `prefix` (lowercase hex), at most `limit`.
+    pub async fn coord_ids_with_prefix(
         &self,
         mesh: &MeshId,
+        kind: CoordKind,
         prefix: &str,
         limit: u32,
     ) -> Result<Vec<String>, ClientError> {
         let like = format!("{prefix}%");
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT task_id FROM coord_tasks WHERE mesh_id = ? AND task_id LIKE ? \
-             ORDER BY task_id LIMIT ?",
+            "SELECT item_id FROM coord_items WHERE mesh_id = ? AND kind = ? AND item_id LIKE ? \
+             ORDER BY item_id LIMIT ?",
         )
         .bind(mesh_key(mesh))
+        .bind(kind.as_str())
         .bind(like)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -134,9 +149,9 @@ impl LocalStore {
 mod tests {
     use super::*;
 
-    fn task(id: &str, cseq: u64, act: Option<&str>) -> StoredTask {
-        StoredTask {
-            task_id: id.into(),
+    fn task(id: &str, cseq: u64, act: Option<&str>) -> StoredItem {
+        StoredItem {
+            item_id: id.into(),
             cseq,
             object: format!("{{\"task\":\"{id}\"}}"),
             act: act.map(str::to_owned),
@@ -154,22 +169,59 @@ mod tests {
             ("aa".to_owned(), Some(task("aa", 1, None))),
             ("bb".to_owned(), Some(task("bb", 2, None))),
         ];
-        assert!(local.tasks_apply_page(&mesh, 0, 2, &page).await.unwrap());
+        assert!(
+            local
+                .coord_apply_page(&mesh, CoordKind::Task, 0, 2, &page)
+                .await
+                .unwrap()
+        );
         // A stale page (asked from 0 again) changes nothing.
-        assert!(!local.tasks_apply_page(&mesh, 0, 2, &page).await.unwrap());
+        assert!(
+            !local
+                .coord_apply_page(&mesh, CoordKind::Task, 0, 2, &page)
+                .await
+                .unwrap()
+        );
         let claimed = [("aa".to_owned(), Some(task("aa", 3, Some("{\"claim\":1}"))))];
-        assert!(local.tasks_apply_page(&mesh, 2, 3, &claimed).await.unwrap());
+        assert!(
+            local
+                .coord_apply_page(&mesh, CoordKind::Task, 2, 3, &claimed)
+                .await
+                .unwrap()
+        );
         let deleted = [("bb".to_owned(), None)];
-        assert!(local.tasks_apply_page(&mesh, 3, 4, &deleted).await.unwrap());
-        let all = local.tasks_all(&mesh).await.unwrap();
+        assert!(
+            local
+                .coord_apply_page(&mesh, CoordKind::Task, 3, 4, &deleted)
+                .await
+                .unwrap()
+        );
+        let all = local.coord_items(&mesh, CoordKind::Task).await.unwrap();
+        // Another kind of the same mesh is apart.
+        assert!(
+            local
+                .coord_items(&mesh, CoordKind::State)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(all, vec![task("aa", 3, Some("{\"claim\":1}"))]);
         assert_eq!(local.coord_head(&mesh, CoordKind::Task).await.unwrap(), 4);
         assert_eq!(
-            local.task_ids_with_prefix(&mesh, "a", 8).await.unwrap(),
+            local
+                .coord_ids_with_prefix(&mesh, CoordKind::Task, "a", 8)
+                .await
+                .unwrap(),
             vec!["aa".to_owned()]
         );
         // Another mesh's tasks stay apart.
         let other = MeshId(claudemesh_crypto::Hash32([4; 32]));
-        assert!(local.tasks_all(&other).await.unwrap().is_empty());
+        assert!(
+            local
+                .coord_items(&other, CoordKind::Task)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

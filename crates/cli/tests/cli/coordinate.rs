@@ -1,0 +1,291 @@
+//! Tasks and shared state from the command line, as a new user types them
+//! (`task create|list|show|claim|release|complete|delete`, `state
+//! set|get|list|delete|watch`): one member's task is listed and claimed by
+//! another; a second claim loses with exit 12 naming the holder; the
+//! claimant completes it with a result; a state key set with
+//! `--if-version 0` cannot be created twice (exit 12); `state watch`
+//! prints each change another member makes; deleting (destructive) needs
+//! `-y` without a terminal. The MCP tools do the same under the policy.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::support::{Broker, User, code};
+
+/// `--json task list <extra…>`.
+fn tasks(user: &User, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["--json", "task", "list"];
+    args.extend(extra);
+    user.run(&args)
+        .ok()
+        .json()
+        .as_array()
+        .expect("task list --json is an array")
+        .clone()
+}
+
+#[test]
+fn members_split_work_through_tasks_on_sqlite() {
+    split_work(&Broker::start());
+}
+
+#[test]
+fn members_split_work_through_tasks_on_postgres() {
+    split_work(&Broker::start_postgres());
+}
+
+fn split_work(broker: &Broker) {
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    alice.create(broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+
+    let out = alice
+        .run(&[
+            "task",
+            "create",
+            "fix the flaky login test",
+            "--body",
+            "fails one run in ten",
+            "--priority",
+            "high",
+            "--tags",
+            "ci",
+            "--assignee",
+            "bob",
+        ])
+        .ok();
+    let line = out.stdout.trim();
+    let short = line
+        .strip_prefix("created task ")
+        .and_then(|r| r.get(..8))
+        .unwrap_or_else(|| panic!("`created task <id>: …`: {out:?}"))
+        .to_owned();
+    alice
+        .run(&["task", "create", "write the release notes"])
+        .ok();
+
+    // Bob lists both, the urgent one first, for him.
+    let listed = tasks(&bob, &[]);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["title"], "fix the flaky login test");
+    assert_eq!(listed[0]["status"], "open");
+    assert_eq!(listed[0]["priority"], "high");
+    assert_eq!(listed[0]["assignee_name"], "bob");
+    assert_eq!(tasks(&bob, &["--assignee", "me"]).len(), 1);
+    assert_eq!(tasks(&carol, &["--tags", "ci"]).len(), 1);
+    let people = bob.run(&["task", "list"]).ok();
+    assert!(
+        people.stdout.contains("[high] fix the flaky login test"),
+        "{people:?}"
+    );
+
+    // Bob claims it; Carol's claim loses with exit 12 and names him.
+    let r = bob.run(&["task", "claim", &short]).ok();
+    assert!(r.stdout.starts_with("claimed task "), "{r:?}");
+    let lost = carol.run(&["task", "claim", &short]).fails(code::CONFLICT);
+    assert!(lost.stderr.contains("claimed by bob"), "{lost:?}");
+    // Forcing it is destructive: refused without a terminal unless -y,
+    // and then refused by the broker (Carol did not create it).
+    carol
+        .run(&["task", "release", &short, "--force"])
+        .fails(code::DENIED);
+    carol
+        .run(&["-y", "task", "release", &short, "--force"])
+        .fails(code::REFUSED);
+
+    // Bob completes it with a result; Alice sees it done.
+    bob.run(&["task", "complete", &short, "--result", "fixed in a1b2c3"])
+        .ok();
+    let shown = alice.run(&["--json", "task", "show", &short]).ok().json();
+    assert_eq!(shown["status"], "done");
+    assert_eq!(shown["holder_name"], "bob");
+    assert_eq!(shown["result"], "fixed in a1b2c3");
+    assert_eq!(shown["version"], 3);
+    bob.run(&["task", "claim", &short]).fails(code::CONFLICT);
+    assert_eq!(
+        tasks(&alice, &[]).len(),
+        1,
+        "done tasks leave the default list"
+    );
+    assert_eq!(tasks(&alice, &["--status", "done"]).len(), 1);
+    assert_eq!(tasks(&alice, &["--status", "all"]).len(), 2);
+
+    // Ids and input are checked before anything is sent.
+    bob.run(&["task", "claim", "zz"]).fails(code::USAGE);
+    bob.run(&["task", "claim", "0000"]).fails(code::NOT_FOUND);
+    alice.run(&["task", "create", "  "]).fails(code::USAGE);
+    // (clap's own usage error, with its usage lines)
+    let r = alice.run(&["task", "create", "x", "--priority", "asap"]);
+    assert_eq!(r.code, code::USAGE, "{r:?}");
+
+    // Deleting: destructive, the creator's.
+    alice.run(&["task", "delete", &short]).fails(code::DENIED);
+    bob.run(&["-y", "task", "delete", &short])
+        .fails(code::REFUSED);
+    alice.run(&["-y", "task", "delete", &short]).ok();
+    assert_eq!(tasks(&bob, &["--status", "all"]).len(), 1);
+}
+
+#[test]
+fn a_state_key_is_set_compared_watched_and_deleted() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+
+    // Bob watches the key before it exists.
+    let mut watch = bob
+        .command(&["--json", "state", "watch", "deploy/lock"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("state watch starts");
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut next = move || -> Value {
+        let line = lines
+            .next()
+            .expect("a line from state watch")
+            .expect("readable");
+        serde_json::from_str(&line).expect("one JSON object per line")
+    };
+    let first = next();
+    assert_eq!(
+        (first["key"].as_str(), first["version"].as_u64()),
+        (Some("deploy/lock"), Some(0))
+    );
+
+    // Alice takes the lock (it must not exist), as a JSON value.
+    alice
+        .run(&[
+            "state",
+            "set",
+            "deploy/lock",
+            r#"{"by":"alice"}"#,
+            "--json-value",
+            "--if-version",
+            "0",
+        ])
+        .ok();
+    let seen = next();
+    assert_eq!(seen["version"], 1);
+    assert_eq!(seen["entry"]["value"]["by"], "alice");
+    assert_eq!(seen["entry"]["writer_name"], "alice");
+    // Bob cannot take it too.
+    let lost = bob
+        .run(&["state", "set", "deploy/lock", "bob", "--if-version", "0"])
+        .fails(code::CONFLICT);
+    assert!(lost.stderr.contains("alice"), "{lost:?}");
+    let got = bob.run(&["state", "get", "deploy/lock"]).ok();
+    assert_eq!(got.stdout.trim(), r#"{"by":"alice"}"#);
+    // A plain value is a string.
+    alice.run(&["state", "set", "build", "41"]).ok();
+    let v = bob.run(&["--json", "state", "get", "build"]).ok().json();
+    assert_eq!(v["value"], "41");
+    let listed = bob
+        .run(&["--json", "state", "list", "--prefix", "deploy/"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // Deleting is destructive; then the watcher sees it go.
+    alice
+        .run(&["state", "delete", "deploy/lock"])
+        .fails(code::DENIED);
+    alice
+        .run(&["-y", "state", "delete", "deploy/lock", "--if-version", "1"])
+        .ok();
+    let gone = next();
+    assert_eq!(
+        (gone["version"].as_u64(), gone["entry"].is_null()),
+        (Some(2), true)
+    );
+    bob.run(&["state", "get", "deploy/lock"])
+        .fails(code::NOT_FOUND);
+    bob.run(&["state", "set", "", "x"]).fails(code::USAGE);
+    bob.run(&["state", "set", "k", "{", "--json-value"])
+        .fails(code::USAGE);
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+#[test]
+fn the_mcp_tools_split_work_and_share_state_under_the_policy() {
+    use crate::mcp::{Session, json_of, text};
+    use serde_json::json;
+
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    let work = tempfile::tempdir().expect("work dir");
+    broker.background_connections(1);
+    broker.rt.block_on(async {
+        let s = Session::start(&alice, "alice@api", work.path(), false).await;
+        let r = s.call("task_create", json!({"title": ""})).await;
+        assert_eq!(r.is_error, Some(true), "{}", text(&r));
+        let t = s
+            .ok(
+                "task_create",
+                json!({"title": "rotate the staging certs", "priority": "urgent", "due": "2h"}),
+            )
+            .await;
+        assert!(t.starts_with("Created task "), "{t}");
+        let id = t
+            .strip_prefix("Created task ")
+            .and_then(|r| r.get(..8))
+            .expect("a short id")
+            .to_owned();
+        let t = s.ok("task_list", json!({})).await;
+        assert!(t.contains("not your user's instructions"), "{t}");
+        let v = json_of(&t);
+        assert_eq!(v[0]["title"], "rotate the staging certs", "{v}");
+        let t = s.ok("task_claim", json!({"id": &id})).await;
+        assert!(t.starts_with("Claimed"), "{t}");
+        let t = s
+            .ok(
+                "task_complete",
+                json!({"id": &id, "result": "renewed until June"}),
+            )
+            .await;
+        assert!(t.starts_with("Completed task"), "{t}");
+        let t = s
+            .ok(
+                "state_set",
+                json!({"key": "certs/next", "value": {"on": "2027-06-01"}, "if_version": 0}),
+            )
+            .await;
+        assert!(t.contains("version 1"), "{t}");
+        let r = s
+            .call(
+                "state_set",
+                json!({"key": "certs/next", "value": 1, "if_version": 0}),
+            )
+            .await;
+        assert_eq!(r.is_error, Some(true), "{}", text(&r));
+        let t = s.ok("state_get", json!({"key": "certs/next"})).await;
+        assert_eq!(json_of(&t)["value"]["on"], "2027-06-01", "{t}");
+        // Deleting is destructive: refused until a rule allows it.
+        let r = s.call("state_delete", json!({"key": "certs/next"})).await;
+        assert_eq!(r.is_error, Some(true), "{}", text(&r));
+        assert!(text(&r).contains("state.delete"), "{}", text(&r));
+        s.stop().await;
+    });
+    broker.background_connections(0);
+    // Bob's CLI sees what the session did.
+    let done = bob
+        .run(&["--json", "task", "list", "--status", "done"])
+        .ok()
+        .json();
+    assert_eq!(done[0]["result"], "renewed until June", "{done}");
+    let v = bob
+        .run(&["--json", "state", "get", "certs/next"])
+        .ok()
+        .json();
+    assert_eq!(v["version"], 1);
+}

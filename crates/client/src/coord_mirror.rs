@@ -1,0 +1,127 @@
+//! The device's mirror of the coordination feed for tasks and shared state
+//! ([`crate::local::StoredItem`]): syncing a kind's feed into it, page by
+//! page, and verifying and opening what it holds when it is read (kind and
+//! id as filed, signature, certificate, mesh, an author admitted by the
+//! verified roster, a key of its epoch). What the objects mean is
+//! [`crate::tasks`]' and [`crate::state`]'s business.
+
+use claudemesh_crypto::PublicKey;
+use claudemesh_crypto::coord::{CoordKind, CoordObject};
+
+use crate::client::MeshClient;
+use crate::error::ClientError;
+use crate::local::StoredItem;
+use crate::memory::{Opened, Standing, SyncPass, standing};
+
+/// A sync that could not reach the broker is no failure for a read: the
+/// device's copy is used as it is, and the log says so (`what` names it).
+pub(crate) fn offline_ok(synced: Result<(), ClientError>, what: &str) -> Result<(), ClientError> {
+    match synced {
+        Err(e) if e.kind() == crate::error_kind::ErrorKind::Network => {
+            tracing::info!(error = %e, "{what}: the broker cannot be reached; using this device's copy");
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+impl MeshClient {
+    /// Brings this device's copy of the `kind` feed up to date.
+    pub(crate) async fn mirror_sync(&self, kind: CoordKind) -> Result<(), ClientError> {
+        let mesh = self.mesh().id;
+        let mut after = self.local().coord_head(&mesh, kind).await?;
+        loop {
+            let page = self.coord_page(kind, after).await?;
+            let mut changes = Vec::with_capacity(page.changes.len());
+            for c in &page.changes {
+                let id = c.id.to_hex();
+                let row = match &c.object {
+                    None => None,
+                    Some(object) => Some(StoredItem {
+                        item_id: id.clone(),
+                        cseq: c.cseq,
+                        object: to_json(object)?,
+                        act: c.act.as_deref().map(to_json).transpose()?,
+                    }),
+                };
+                changes.push((id, row));
+            }
+            if !self
+                .local()
+                .coord_apply_page(&mesh, kind, after, page.head, &changes)
+                .await?
+            {
+                // Another process sharing this store applied changes
+                // meanwhile: go on from where it got to.
+                after = self.local().coord_head(&mesh, kind).await?;
+                continue;
+            }
+            if !page.more {
+                return Ok(());
+            }
+            after = page.head;
+        }
+    }
+
+    /// Whether `member` may have signed something sealed under `epoch`:
+    /// admitted by the verified roster (the log synced once per pass when
+    /// it is unknown), and not departed before that epoch.
+    pub(crate) async fn author_known(
+        &self,
+        member: &PublicKey,
+        epoch: u64,
+        pass: &mut SyncPass,
+    ) -> Result<bool, ClientError> {
+        let mut where_ = self.with_state(|s| standing(s, member));
+        if where_ == Standing::Unknown && !pass.log_synced {
+            self.sync_log().await?;
+            pass.log_synced = true;
+            where_ = self.with_state(|s| standing(s, member));
+        }
+        Ok(match where_ {
+            Standing::Member => true,
+            Standing::Departed { last_epoch } => epoch <= last_epoch,
+            Standing::Unknown => false,
+        })
+    }
+
+    /// Verifies and opens one object of the mirrored feed: its kind and id
+    /// as expected, signature, certificate and mesh, an author the roster
+    /// admits; the object and its plaintext, or why not.
+    pub(crate) async fn open_mirrored(
+        &self,
+        json: &str,
+        id: &str,
+        kinds: impl Fn(CoordKind) -> bool,
+        pass: &mut SyncPass,
+    ) -> Result<Result<(CoordObject, zeroize::Zeroizing<Vec<u8>>), String>, ClientError> {
+        let Ok(object) = serde_json::from_str::<CoordObject>(json) else {
+            return Ok(Err("it does not parse".into()));
+        };
+        if !kinds(object.kind) || object.id.to_hex() != id {
+            return Ok(Err("it does not match its place in the feed".into()));
+        }
+        if let Err(e) = object.verify(&self.mesh().id) {
+            return Ok(Err(e.to_string()));
+        }
+        if !self
+            .author_known(object.member().as_key(), object.epoch, pass)
+            .await?
+        {
+            return Ok(Err(
+                "its author is not a member by this device's log (or had left)".into(),
+            ));
+        }
+        Ok(match self.open_sealed(&object, pass).await? {
+            Opened::Plain(plain) => Ok((object, plain)),
+            Opened::NoKey => Err("this device has no key of its epoch".into()),
+            Opened::Failed(reason) => Err(reason),
+        })
+    }
+}
+
+/// Wire JSON of a feed object, as the mirror keeps it.
+fn to_json(o: &CoordObject) -> Result<String, ClientError> {
+    serde_json::to_string(o)
+        .map_err(|e| ClientError::Local(format!("cannot store a coordination object: {e}")))
+}
