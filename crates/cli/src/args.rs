@@ -19,6 +19,7 @@ use crate::claude::mcp::McpArgs;
 use crate::demo::DemoArgs;
 use crate::global::Global;
 use crate::grants::GrantsCmd;
+use crate::lease::LeaseCmd;
 use crate::memory::MemoryCmd;
 use crate::mesh::{JoinArgs, MeshCmd};
 use crate::message::{InboxArgs, MessageCmd, SendArgs};
@@ -68,6 +69,9 @@ pub enum Command {
     /// Shared state: small values sealed to the mesh, set with compare-and-set, watched live
     #[command(subcommand)]
     State(StateCmd),
+    /// File leases: reserve files while you edit them, so other sessions leave them alone
+    #[command(subcommand)]
+    Lease(LeaseCmd),
     /// Topics (#name): create, join, post, read their history
     #[command(subcommand)]
     Topic(TopicCmd),
@@ -113,6 +117,9 @@ pub enum Command {
         /// `prompt` (UserPromptSubmit), `stop` (Stop) or `session-start` (SessionStart); `working`/`idle` are old names of prompt/stop
         #[arg(value_enum)]
         event: HookEvent,
+        /// pre-edit: refuse the edit (not only warn) when another session holds an exclusive lease on the file
+        #[arg(long)]
+        enforce: bool,
     },
     /// For Claude Code's status line: mesh, session, peers online, unread
     StatusLine,

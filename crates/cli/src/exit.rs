@@ -34,6 +34,10 @@ pub const IO: u8 = ErrorKind::Io.code();
 /// was trusted.
 pub const SECURITY: u8 = ErrorKind::Security.code();
 
+/// Someone else got there first: a lost claim, a lease in the way, a
+/// state version that moved. Nothing changed.
+pub const CONFLICT: u8 = ErrorKind::Conflict.code();
+
 /// What a command returns.
 pub type Outcome = Result<(), Failure>;
 

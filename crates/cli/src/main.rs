@@ -30,6 +30,7 @@ mod demo;
 mod exit;
 mod global;
 mod grants;
+mod lease;
 mod memory;
 mod mesh;
 mod message;
@@ -133,6 +134,7 @@ fn request_for(cmd: &Command) -> Option<Request> {
         Command::Memory(cmd) => cmd.request(),
         Command::Task(cmd) => cmd.request(),
         Command::State(cmd) => cmd.request(),
+        Command::Lease(cmd) => cmd.request(),
         Command::Topic(cmd) => cmd.request(),
         Command::Group(cmd) => cmd.request(),
         Command::Profile(cmd) => cmd.request(),
@@ -177,6 +179,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Memory(cmd) => cmd.run(&g).await,
         Command::Task(cmd) => cmd.run(&g).await,
         Command::State(cmd) => cmd.run(&g).await,
+        Command::Lease(cmd) => cmd.run(&g).await,
         Command::Topic(cmd) => cmd.run(&g).await,
         Command::Group(cmd) => cmd.run(&g).await,
         Command::Profile(cmd) => cmd.run(&g).await,
@@ -202,7 +205,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Restore(a) => backup::restore(&g, a),
         Command::Demo(a) => demo::run(&g, a).await,
         Command::Mcp(a) => claude::mcp::run(&g, a).await,
-        Command::Hook { event } => claude::hooks::hook(&g, event).await,
+        Command::Hook { event, enforce } => claude::hooks::hook(&g, event, enforce).await,
         Command::StatusLine => claude::status_line::status_line(&g).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

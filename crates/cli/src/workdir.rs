@@ -36,6 +36,21 @@ pub struct Checkout {
     /// The `origin` remote's URL (credentials removed), else the top
     /// directory's name.
     pub repo: String,
+    /// Whether `repo` is the `origin` remote's URL (not the top's name).
+    pub has_origin: bool,
+}
+
+impl Checkout {
+    /// The repository as file leases name it
+    /// ([`claudemesh_client::lease_path`]): the normalized origin, else
+    /// `dir:<top name>`.
+    pub fn lease_repo(&self) -> String {
+        if self.has_origin {
+            claudemesh_client::lease_path::repo_of_origin(&self.repo)
+        } else {
+            claudemesh_client::lease_path::repo_of_dir(&self.repo)
+        }
+    }
 }
 
 /// The checkout `dir` is in, if any.
@@ -54,12 +69,18 @@ pub fn checkout(dir: &Path) -> Option<Checkout> {
     let origin = std::fs::read_to_string(common.join("config"))
         .ok()
         .and_then(|c| origin_url(&c));
+    let has_origin = origin.is_some();
     let repo = origin.unwrap_or_else(|| {
         top.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    Some(Checkout { top, branch, repo })
+    Some(Checkout {
+        top,
+        branch,
+        repo,
+        has_origin,
+    })
 }
 
 /// The working tree's top and its git directory: `.git` as a directory, or

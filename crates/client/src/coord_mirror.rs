@@ -42,6 +42,7 @@ impl MeshClient {
                         cseq: c.cseq,
                         object: to_json(object)?,
                         act: c.act.as_deref().map(to_json).transpose()?,
+                        expires_at_ms: c.expires_at_ms,
                     }),
                 };
                 changes.push((id, row));

@@ -301,6 +301,12 @@ pub enum ClientError {
         /// Where it stands now.
         detail: String,
     },
+    /// A lease could not be taken: live leases of other sessions overlap.
+    #[error("{detail}; nothing was leased")]
+    LeaseHeld {
+        /// What stands in the way.
+        detail: String,
+    },
     /// A task named by an id prefix that several of them share.
     #[error("{prefix} matches several tasks ({candidates}); give more hex digits")]
     AmbiguousTask {
@@ -541,6 +547,12 @@ pub enum BadInput {
     Task {
         /// Which part.
         field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A lease request that cannot be used.
+    #[error("lease: {reason}")]
+    Lease {
         /// Why.
         reason: String,
     },

@@ -277,6 +277,10 @@ fn kind_and_hint(e: &ClientError) -> (ErrorKind, Option<&'static str>) {
             ErrorKind::Conflict,
             Some("see where it stands with `claudemesh task show`, or pick another task"),
         ),
+        ClientError::LeaseHeld { .. } => (
+            ErrorKind::Conflict,
+            Some("coordinate with the holder, wait for the lease to end, or work elsewhere"),
+        ),
         ClientError::StateMoved { .. } => (
             ErrorKind::Conflict,
             Some("read it again with `claudemesh state get`, then write from what is there"),

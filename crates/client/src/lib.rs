@@ -58,6 +58,8 @@ pub mod grants;
 pub mod groups;
 pub mod home;
 pub mod invites;
+pub mod lease_path;
+pub mod leases;
 pub mod local;
 pub mod lookalike;
 pub mod membership;

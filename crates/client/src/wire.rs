@@ -264,6 +264,8 @@ pub fn frame_req(frame: &BrokerFrame) -> Option<&str> {
         BrokerFrame::CoordRingPage(f) => f.req.as_deref(),
         BrokerFrame::TaskState(f) => f.req.as_deref(),
         BrokerFrame::StateAnswer(f) => f.req.as_deref(),
+        BrokerFrame::LeaseAnswer(f) => f.req.as_deref(),
+        BrokerFrame::LeaseRenewed(f) => f.req.as_deref(),
         BrokerFrame::Pong(f) => f.req.as_deref(),
         BrokerFrame::Challenge(_)
         | BrokerFrame::Welcome(_)

@@ -59,6 +59,10 @@ pub enum CoordKind {
     /// `{"key": …, "deleted": true, "tag_epoch": e}` once deleted; filed
     /// under [`state_id`] of its key, `rev` being its version.
     State,
+    /// A file lease: `{"repo": …, "paths": […], "exclusive": b,
+    /// "reason"?: …}`; the broker decides conflicts over its
+    /// [`lease_tags`], never its paths.
+    Lease,
 }
 
 impl CoordKind {
@@ -70,6 +74,7 @@ impl CoordKind {
         CoordKind::TaskRelease,
         CoordKind::TaskDone,
         CoordKind::State,
+        CoordKind::Lease,
     ];
 
     /// The wire and signed spelling.
@@ -81,6 +86,7 @@ impl CoordKind {
             CoordKind::TaskRelease => "task_release",
             CoordKind::TaskDone => "task_done",
             CoordKind::State => "state",
+            CoordKind::Lease => "lease",
         }
     }
 
@@ -159,6 +165,100 @@ pub fn state_id(coord_key: &SymmetricKey, mesh_id: &MeshId, key: &str) -> CoordI
     let mut id = [0u8; 16];
     id.copy_from_slice(&tag.as_bytes()[..16]);
     CoordId(id)
+}
+
+/// A file lease's keyed path tag (16 bytes, the width of an id).
+pub type LeaseTag = CoordId;
+/// Most path components a lease names: a deeper path is leased as its
+/// ancestor this deep (which only conflicts more).
+pub const MAX_LEASE_DEPTH: usize = 15;
+/// Tags a lease stores per path, padded with random ones.
+pub const LEASE_TAGS_PER_PATH: usize = MAX_LEASE_DEPTH + 1;
+/// Tags a take or a check probes per path, padded with random ones.
+pub const LEASE_PROBES_PER_PATH: usize = MAX_LEASE_DEPTH + 2;
+
+/// One keyed path tag: the first 16 bytes of `HKDF(ikm = coord_key(e),
+/// salt = mesh id, info = T("claudemesh/lease-path/v1").str(role).str(repo).str(path))`,
+/// `role` being `self` (the path itself) or `under` (something below it).
+pub fn lease_tag(
+    coord_key: &SymmetricKey,
+    mesh_id: &MeshId,
+    role: &str,
+    repo: &str,
+    path: &str,
+) -> LeaseTag {
+    let mut info = Transcript::new(label::LEASE_PATH);
+    info.str(role).str(repo).str(path);
+    let tag = coord_key.hkdf(mesh_id.as_bytes(), info.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&tag.as_bytes()[..16]);
+    CoordId(id)
+}
+
+/// The proper ancestors of a normalized lease path (relative to its
+/// repository; `/` is the root, directories end in `/`): the root and each
+/// directory above it. `src/net/a.rs` → `/`, `src/`, `src/net/`; `/` has
+/// none.
+pub fn lease_ancestors(path: &str) -> Vec<String> {
+    if path == "/" {
+        return Vec::new();
+    }
+    let mut out = vec!["/".to_owned()];
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let mut prefix = String::new();
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        prefix.push_str(part);
+        prefix.push('/');
+        out.push(prefix.clone());
+    }
+    out
+}
+
+/// Pads `tags` with random ones to `n` and sorts them, so the broker learns
+/// neither a path's depth nor which tag is the path itself.
+fn padded(mut tags: Vec<LeaseTag>, n: usize) -> Vec<LeaseTag> {
+    while tags.len() < n {
+        tags.push(CoordId::random());
+    }
+    tags.sort_by_key(|t| t.0);
+    tags
+}
+
+/// What a lease on `path` stores: `self(path)` and `under(p)` for each
+/// ancestor `p`, padded to [`LEASE_TAGS_PER_PATH`].
+pub fn lease_tags(
+    coord_key: &SymmetricKey,
+    mesh_id: &MeshId,
+    repo: &str,
+    path: &str,
+) -> Vec<LeaseTag> {
+    let mut tags = vec![lease_tag(coord_key, mesh_id, "self", repo, path)];
+    for p in lease_ancestors(path) {
+        tags.push(lease_tag(coord_key, mesh_id, "under", repo, &p));
+    }
+    padded(tags, LEASE_TAGS_PER_PATH)
+}
+
+/// What a take or check of `path` probes: `self(p)` for the path and each
+/// ancestor, and `under(path)`, padded to [`LEASE_PROBES_PER_PATH`]. A
+/// lease's tags and a probe meet exactly when one path is the other or lies
+/// below it: `self(x)` is probed when `x` is `y` or above it, `under(y)` is
+/// stored when `x` lies below `y`.
+pub fn lease_probe(
+    coord_key: &SymmetricKey,
+    mesh_id: &MeshId,
+    repo: &str,
+    path: &str,
+) -> Vec<LeaseTag> {
+    let mut tags = vec![
+        lease_tag(coord_key, mesh_id, "self", repo, path),
+        lease_tag(coord_key, mesh_id, "under", repo, path),
+    ];
+    for p in lease_ancestors(path) {
+        tags.push(lease_tag(coord_key, mesh_id, "self", repo, &p));
+    }
+    padded(tags, LEASE_PROBES_PER_PATH)
 }
 
 /// What a coordination object is, before it is sealed and signed.
@@ -526,6 +626,68 @@ mod tests {
             state_id(&SymmetricKey::from_bytes([8; 32]), &mesh, "deploy/staging"),
             id
         );
+    }
+
+    /// Known answer computed by an independent HKDF (Python's `hmac`, see
+    /// `docs/security.md` §16): coordination key = 32 × `07`, mesh id =
+    /// 32 × `09`, role "self", repo "github.com/acme/api", path "src/net/".
+    #[test]
+    fn lease_tag_known_answer() {
+        let key = SymmetricKey::from_bytes([7; 32]);
+        let mesh = MeshId(crate::encoding::Hash32([9; 32]));
+        let tag = lease_tag(&key, &mesh, "self", "github.com/acme/api", "src/net/");
+        assert_eq!(hex::encode(tag.0), "1e5b6f57f4b7cfad614790d18b1f0031");
+    }
+
+    #[test]
+    fn lease_tags_meet_a_probe_exactly_when_paths_overlap() {
+        let key = SymmetricKey::from_bytes([3; 32]);
+        let mesh = MeshId(crate::encoding::Hash32([4; 32]));
+        let repo = "github.com/acme/api";
+        let meets = |x: &str, y: &str| {
+            let t: std::collections::BTreeSet<_> = lease_tags(&key, &mesh, repo, x)
+                .into_iter()
+                .map(|t| t.0)
+                .collect();
+            lease_probe(&key, &mesh, repo, y)
+                .iter()
+                .any(|p| t.contains(&p.0))
+        };
+        for (x, y, overlap) in [
+            ("src/net/", "src/net/a.rs", true),
+            ("src/net/a.rs", "src/net/", true),
+            ("src/net/a.rs", "src/", true),
+            ("src/", "src/net/a.rs", true),
+            ("src/net/a.rs", "src/net/a.rs", true),
+            ("/", "docs/x.md", true),
+            ("docs/x.md", "/", true),
+            ("src/net/", "src/ui/b.rs", false),
+            ("src/ui/b.rs", "src/net/", false),
+            ("src/net/a.rs", "src/net/b.rs", false),
+            ("src/net", "src/net/a.rs", false),
+            ("src/networking/", "src/net/", false),
+        ] {
+            assert_eq!(meets(x, y), overlap, "{x} vs {y}");
+        }
+        // Another repository never meets.
+        let t = lease_tags(&key, &mesh, "github.com/acme/web", "src/");
+        assert!(
+            !lease_probe(&key, &mesh, repo, "src/a.rs")
+                .iter()
+                .any(|p| t.contains(p))
+        );
+        // Every path gives as many tags, whatever its depth.
+        assert_eq!(
+            lease_tags(&key, &mesh, repo, "/").len(),
+            LEASE_TAGS_PER_PATH
+        );
+        assert_eq!(
+            lease_probe(&key, &mesh, repo, "a/b/c/d.rs").len(),
+            LEASE_PROBES_PER_PATH
+        );
+        assert_eq!(lease_ancestors("src/net/a.rs"), ["/", "src/", "src/net/"]);
+        assert_eq!(lease_ancestors("src/"), ["/"]);
+        assert!(lease_ancestors("/").is_empty());
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub mod label {
     pub const COORD_RING: &str = "claudemesh/coord-ring/v1";
     /// HKDF info: the keyed hash a shared state key is filed under.
     pub const STATE_KEY: &str = "claudemesh/state-key/v1";
+    /// HKDF info: a file lease's keyed path tag.
+    pub const LEASE_PATH: &str = "claudemesh/lease-path/v1";
 }
 
 /// Builder for a canonical transcript (label + length-prefixed fields).

@@ -606,6 +606,7 @@ fn main() {
                 id: note_id,
                 object: Some(Box::new(note)),
                 act: None,
+                expires_at_ms: None,
             }],
             head: 1,
             more: false,
@@ -746,6 +747,61 @@ fn main() {
             version: 1,
             cseq: 5,
             current: None,
+        }),
+        &mut frames,
+    );
+    // Bob leases src/net/ in github.com/acme/api for 30 minutes,
+    // exclusively: the broker sees keyed tags, never the paths.
+    let lease_id = claudemesh_crypto::coord::CoordId([0x66; 16]);
+    let lease = claudemesh_crypto::coord::CoordObject::seal(
+        &bob_session,
+        &coord0,
+        0,
+        claudemesh_crypto::coord::CoordFacts {
+            kind: claudemesh_crypto::coord::CoordKind::Lease,
+            id: lease_id,
+            rev: 1,
+            at_ms: (T + 99) * 1000,
+        },
+        br#"{"repo":"github.com/acme/api","paths":["src/net/"],"exclusive":true,"reason":"refactoring net"}"#,
+    )
+    .unwrap();
+    let repo = "github.com/acme/api";
+    push_c(
+        ClientFrame::LeaseTake(LeaseTake {
+            req: Some("l1".into()),
+            object: Box::new(lease.clone()),
+            exclusive: true,
+            ttl_ms: 1_800_000,
+            tags: claudemesh_crypto::coord::lease_tags(&coord0, &mesh_id, repo, "src/net/"),
+            probe: claudemesh_crypto::coord::lease_probe(&coord0, &mesh_id, repo, "src/net/"),
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::LeaseAnswer(LeaseAnswer {
+            req: Some("l1".into()),
+            granted: true,
+            id: lease_id,
+            expires_at_ms: (T + 99) * 1000 + 1_800_000,
+            cseq: 6,
+            conflicts: Vec::new(),
+        }),
+        &mut frames,
+    );
+    push_c(
+        ClientFrame::LeaseRenew(LeaseRenew {
+            req: Some("l2".into()),
+            ids: vec![lease_id],
+            ttl_ms: 1_800_000,
+        }),
+        &mut frames,
+    );
+    push_b(
+        BrokerFrame::LeaseRenewed(LeaseRenewed {
+            req: Some("l2".into()),
+            ids: vec![lease_id],
+            expires_at_ms: (T + 600) * 1000 + 1_800_000,
         }),
         &mut frames,
     );

@@ -55,6 +55,19 @@ pub const MAX_RING_LINKS_PER_EPOCH: usize = 8;
 /// A `coord_page` stops adding objects once their ciphertexts pass this
 /// many bytes (at least one object is always sent), so a page fits a frame.
 pub const COORD_PAGE_BYTES: usize = 48 * 1024;
+/// Most paths one file lease names.
+pub const MAX_LEASE_PATHS: usize = 16;
+/// Most key epochs one lease take or check probes under (live leases may
+/// have been tagged under older epochs than the current one).
+pub const MAX_LEASE_PROBE_EPOCHS: usize = 4;
+/// Shortest lease.
+pub const MIN_LEASE_TTL_MS: u64 = 60_000;
+/// Longest lease (renewable).
+pub const MAX_LEASE_TTL_MS: u64 = 24 * 3_600_000;
+/// Most live leases one member holds in a mesh.
+pub const MAX_LEASES_PER_MEMBER: usize = 256;
+/// Most conflicting leases a refused take names.
+pub const MAX_LEASE_CONFLICTS: usize = 16;
 /// Largest encrypted summary ciphertext in presence, in bytes.
 pub const MAX_SUMMARY_CIPHERTEXT_BYTES: usize = 1024;
 /// Largest invite welcome bundle, in bytes.

@@ -172,6 +172,33 @@ fn coord_client_frame() -> impl Strategy<Value = ClientFrame> {
         })),
         (req(), any::<u64>())
             .prop_map(|(req, after)| ClientFrame::CoordRing(CoordRingQuery { req, after })),
+        (
+            req(),
+            coord_object(),
+            any::<bool>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<[u8; 16]>(), 0..4)
+        )
+            .prop_map(|(req, o, exclusive, ttl_ms, tags)| ClientFrame::LeaseTake(
+                LeaseTake {
+                    req,
+                    object: Box::new(o),
+                    exclusive,
+                    ttl_ms,
+                    tags: tags.iter().copied().map(CoordId).collect(),
+                    probe: tags.into_iter().rev().map(CoordId).collect(),
+                }
+            )),
+        (
+            req(),
+            proptest::collection::vec(any::<[u8; 16]>(), 0..4),
+            any::<u64>()
+        )
+            .prop_map(|(req, ids, ttl_ms)| ClientFrame::LeaseRenew(LeaseRenew {
+                req,
+                ids: ids.into_iter().map(CoordId).collect(),
+                ttl_ms,
+            })),
         (req(), coord_object()).prop_map(|(req, o)| ClientFrame::StateSet(StateSet {
             req,
             object: Box::new(o)
@@ -222,6 +249,7 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
                             id: CoordId(id),
                             object: object.map(Box::new),
                             act: act.map(Box::new),
+                            expires_at_ms: Some(cseq ^ 7).filter(|e| e % 2 == 0),
                         })
                         .collect(),
                     head,
@@ -253,7 +281,6 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
             any::<u64>()
         )
             .prop_map(|(req, ok, id, version, phase, act, cseq)| {
-
                 BrokerFrame::TaskState(TaskState {
                     req,
                     ok,
@@ -281,6 +308,45 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
                     version,
                     cseq,
                     current: current.map(Box::new),
+                })
+            }),
+        (
+            req(),
+            any::<bool>(),
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            proptest::option::of(coord_object())
+        )
+            .prop_map(|(req, granted, id, at, held)| {
+                BrokerFrame::LeaseAnswer(LeaseAnswer {
+                    req,
+                    granted,
+                    id: CoordId(id),
+                    expires_at_ms: at,
+                    cseq: at / 2,
+                    conflicts: held
+                        .into_iter()
+                        .map(|o| LeaseHeld {
+                            id: o.id,
+                            holder: o.member(),
+                            session: o.author.session,
+                            exclusive: granted,
+                            expires_at_ms: at,
+                            object: Box::new(o),
+                        })
+                        .collect(),
+                })
+            }),
+        (
+            req(),
+            proptest::collection::vec(any::<[u8; 16]>(), 0..4),
+            any::<u64>()
+        )
+            .prop_map(|(req, ids, expires_at_ms)| {
+                BrokerFrame::LeaseRenewed(LeaseRenewed {
+                    req,
+                    ids: ids.into_iter().map(CoordId).collect(),
+                    expires_at_ms,
                 })
             }),
         proptest::collection::vec(0..CoordKind::ALL.len(), 1..3).prop_map(|kinds| {

@@ -41,6 +41,12 @@ impl Handle for CoordPut {
                 "a shared state entry is written at a version: send it as state_set",
             ));
         }
+        if o.kind == claudemesh_crypto::coord::CoordKind::Lease {
+            return Err(Refusal::new(
+                ErrorCode::Malformed,
+                "a lease is taken with its tags: send it as lease_take",
+            ));
+        }
         check_authored(&o, session, mesh).await?;
         // Stored as its own JSON: a resend of the same object serializes to
         // the same bytes, which is how the store tells a duplicate.

@@ -56,6 +56,7 @@ impl Handle for CoordSync {
                 id: r.id,
                 object,
                 act,
+                expires_at_ms: r.expires_at_ms,
             });
         }
         Ok(Reply::Frame(BrokerFrame::CoordPage(CoordPage {

@@ -16,9 +16,10 @@ use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 use super::error::StoreError;
 use super::records::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutRow, ForgetOutcome,
-    HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus, NewCoordObject,
-    NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow, RetentionOutcome, SessionRecord,
-    StateOutcome, TableDump, TaskActOutcome, TaskActRequest, WatermarkRow,
+    HeldMessage, HoldOutcome, InsertOutcome, LeaseOutcome, LeaseTakeRequest, MemberState,
+    MessageStatus, NewCoordObject, NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
+    RetentionOutcome, SessionRecord, StateOutcome, TableDump, TaskActOutcome, TaskActRequest,
+    WatermarkRow,
 };
 use super::replicas::ReplicaStore;
 
@@ -325,6 +326,27 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
         max_per_member: u64,
     ) -> Result<StateOutcome, StoreError>;
+
+    /// Takes a file lease, in one transaction serialized as
+    /// [`Store::coord_put`]: first the mesh's leases past their end are
+    /// released (each a tombstone in the feed); then, unless a live lease of
+    /// another session holds a tag of `probe` (and it or this one is
+    /// exclusive), or the holder has `max_per_member` live leases, it is
+    /// stored with its tags. So of two overlapping exclusive takes exactly
+    /// one is granted, across replicas.
+    async fn lease_take(&self, take: &LeaseTakeRequest) -> Result<LeaseOutcome, StoreError>;
+
+    /// Extends the live leases among `ids` that `member` holds to end at
+    /// `expires_at_ms`, each moving to a new feed position; returns those
+    /// extended.
+    async fn lease_renew(
+        &self,
+        mesh: &MeshId,
+        member: &PublicKey,
+        ids: &[CoordId],
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<Vec<CoordId>, StoreError>;
 
     /// Stores a coordination key ring link (`link_json`, as received) unless
     /// one of `signer`'s for that scope and epoch is stored: the first

@@ -15,9 +15,9 @@ use claudemesh_proto::frames::{DeliveryState, EncryptedBlob, Status, TaskPhase};
 
 use super::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, ForgetOutcome, HeldMessage,
-    HoldOutcome, InsertOutcome, MemberState, NewCoordObject, NewMessage, PageLimit, PendingMessage,
-    PostgresStore, PutOutcome, RetentionOutcome, SqliteStore, StateOutcome, Store, TableDump,
-    TaskActOutcome, TaskActRequest,
+    HoldOutcome, InsertOutcome, LeaseOutcome, LeaseTakeRequest, MemberState, NewCoordObject,
+    NewMessage, PageLimit, PendingMessage, PostgresStore, PutOutcome, RetentionOutcome,
+    SqliteStore, StateOutcome, Store, TableDump, TaskActOutcome, TaskActRequest,
 };
 use crate::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
 
@@ -103,6 +103,8 @@ conformance!(
     concurrent_claims_of_one_task_have_exactly_one_winner,
     state_writes_are_compare_and_set,
     of_concurrent_state_writers_of_one_version_exactly_one_wins,
+    leases_conflict_by_tags_unless_shared_or_own_and_expire,
+    of_concurrent_overlapping_exclusive_takes_exactly_one_is_granted,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1299,8 +1301,8 @@ async fn dump_has_every_table_as_text(s: &dyn Store) {
         }
     }
     let migrations = table(&dump, "_sqlx_migrations");
-    assert_eq!(migrations.rows.len(), 8);
-    for (i, version) in ["1", "2", "3", "4", "5", "6", "7", "8"]
+    assert_eq!(migrations.rows.len(), 9);
+    for (i, version) in ["1", "2", "3", "4", "5", "6", "7", "8", "9"]
         .into_iter()
         .enumerate()
     {
@@ -2190,12 +2192,14 @@ async fn coord_put_is_idempotent_and_forget_leaves_a_tombstone(s: &dyn Store) {
                 id: id1,
                 object_json: Some("{\"first\":1}".into()),
                 act_json: None,
+                expires_at_ms: None,
             },
             CoordRow {
                 cseq: c2,
                 id: id2,
                 object_json: Some("{\"second\":1}".into()),
                 act_json: None,
+                expires_at_ms: None,
             },
         ]
     );
@@ -2219,6 +2223,7 @@ async fn coord_put_is_idempotent_and_forget_leaves_a_tombstone(s: &dyn Store) {
         id: id1,
         object_json: None,
         act_json: None,
+        expires_at_ms: None,
     };
     let feed = all_changes(s, &mesh.id, 0).await;
     assert_eq!(feed.len(), 2, "each object once, at its latest change");
@@ -2776,5 +2781,229 @@ async fn of_concurrent_state_writers_of_one_version_exactly_one_wins(s: &dyn Sto
                 (2, Some(winner.as_str()))
             );
         }
+    }
+}
+
+/// A lease take of `session`'s (member `holder`) at `now`, for `ttl` ms,
+/// with these tags and probe.
+#[allow(clippy::too_many_arguments)]
+fn take(
+    mesh: &MeshId,
+    holder: &PublicKey,
+    session: &PublicKey,
+    exclusive: bool,
+    tags: &[CoordId],
+    probe: &[CoordId],
+    now: u64,
+    ttl: u64,
+) -> LeaseTakeRequest {
+    let id = CoordId::random();
+    let mut new = note(
+        mesh,
+        holder,
+        id,
+        &format!("{{\"lease\":\"{}\"}}", id.to_hex()),
+    );
+    new.kind = CoordKind::Lease;
+    new.now_ms = now;
+    LeaseTakeRequest {
+        new,
+        session: *session,
+        exclusive,
+        expires_at_ms: now + ttl,
+        tags: tags.to_vec(),
+        probe: probe.to_vec(),
+        max_per_member: 256,
+        max_conflicts: 16,
+    }
+}
+
+async fn leases_conflict_by_tags_unless_shared_or_own_and_expire(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let (alice, bob) = (key(), key());
+    let (a1, a2, b1) = (key(), key(), key());
+    let [t1, t2, t3] = [CoordId::random(), CoordId::random(), CoordId::random()];
+    // Alice's session a1 leases {t1, t2} exclusively, for 60 s.
+    let first = take(&mesh.id, &alice, &a1, true, &[t1, t2], &[t1], T0, 60_000);
+    let granted = s.lease_take(&first).await.unwrap();
+    assert!(
+        matches!(granted, LeaseOutcome::Granted { .. }),
+        "{granted:?}"
+    );
+    // Bob's probe meeting t2 conflicts, and names Alice's lease.
+    let bobs = take(&mesh.id, &bob, &b1, false, &[t3], &[t3, t2], T0 + 1, 60_000);
+    match s.lease_take(&bobs).await.unwrap() {
+        LeaseOutcome::Conflict(rows) => {
+            assert_eq!(rows.len(), 1);
+            assert_eq!(
+                (rows[0].id, rows[0].holder, rows[0].session),
+                (first.new.id, alice, a1)
+            );
+            assert!(rows[0].exclusive);
+            assert_eq!(rows[0].expires_at_ms, T0 + 60_000);
+            assert_eq!(rows[0].object_json, first.new.object_json);
+        }
+        o => panic!("expected a conflict, got {o:?}"),
+    }
+    // A probe that meets nothing is granted; so is Alice's own session's.
+    let apart = take(&mesh.id, &bob, &b1, true, &[t3], &[t3], T0 + 2, 60_000);
+    assert!(matches!(
+        s.lease_take(&apart).await.unwrap(),
+        LeaseOutcome::Granted { .. }
+    ));
+    let own = take(
+        &mesh.id,
+        &alice,
+        &a1,
+        true,
+        &[t1],
+        &[t1, t2],
+        T0 + 3,
+        60_000,
+    );
+    assert!(matches!(
+        s.lease_take(&own).await.unwrap(),
+        LeaseOutcome::Granted { .. }
+    ));
+    // Another session of Alice's member does conflict.
+    let other_session = take(&mesh.id, &alice, &a2, false, &[t1], &[t1], T0 + 4, 60_000);
+    assert!(matches!(
+        s.lease_take(&other_session).await.unwrap(),
+        LeaseOutcome::Conflict(_)
+    ));
+    // The same id again is refused.
+    assert_eq!(s.lease_take(&apart).await.unwrap(), LeaseOutcome::Exists);
+    // Renewing: only the holder's member, only live leases.
+    let renewed = s
+        .lease_renew(
+            &mesh.id,
+            &bob,
+            &[first.new.id, apart.new.id],
+            T0 + 5,
+            T0 + 120_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed, vec![apart.new.id]);
+    // Past its end, Alice's first lease stands in no one's way, and the
+    // next take releases it (a tombstone in the feed).
+    let own_end = T0 + 3 + 60_000;
+    let later = take(
+        &mesh.id,
+        &bob,
+        &b1,
+        true,
+        &[t2],
+        &[t1, t2],
+        own_end + 1,
+        60_000,
+    );
+    assert!(matches!(
+        s.lease_take(&later).await.unwrap(),
+        LeaseOutcome::Granted { .. }
+    ));
+    let (feed, _) = s
+        .coord_changes(&mesh.id, CoordKind::Lease, 0, u64::MAX / 2)
+        .await
+        .unwrap();
+    let by_id = |id: CoordId| feed.iter().find(|r| r.id == id).cloned();
+    assert_eq!(
+        by_id(first.new.id).and_then(|r| r.object_json),
+        None,
+        "expired: released"
+    );
+    let kept = by_id(apart.new.id).unwrap();
+    assert_eq!(kept.expires_at_ms, Some(T0 + 120_000), "renewed");
+    assert!(kept.object_json.is_some());
+    // Shared leases never conflict with each other.
+    let s1 = take(
+        &mesh.id,
+        &alice,
+        &a2,
+        false,
+        &[t3],
+        &[t3],
+        own_end + 2,
+        60_000,
+    );
+    let s2 = take(
+        &mesh.id,
+        &bob,
+        &key(),
+        false,
+        &[t3],
+        &[t3],
+        own_end + 3,
+        60_000,
+    );
+    assert!(
+        matches!(s.lease_take(&s1).await.unwrap(), LeaseOutcome::Conflict(_)),
+        "t3 is held exclusively by bob"
+    );
+    let free = CoordId::random();
+    let s3 = take(
+        &mesh.id,
+        &alice,
+        &a2,
+        false,
+        &[free],
+        &[free],
+        own_end + 4,
+        60_000,
+    );
+    let s4 = take(
+        &mesh.id,
+        &bob,
+        &key(),
+        false,
+        &[free],
+        &[free],
+        own_end + 5,
+        60_000,
+    );
+    assert!(matches!(
+        s.lease_take(&s3).await.unwrap(),
+        LeaseOutcome::Granted { .. }
+    ));
+    assert!(matches!(
+        s.lease_take(&s4).await.unwrap(),
+        LeaseOutcome::Granted { .. }
+    ));
+    drop(s2);
+    // The quota counts live leases.
+    let mut full = take(
+        &mesh.id,
+        &alice,
+        &a2,
+        false,
+        &[CoordId::random()],
+        &[CoordId::random()],
+        own_end + 6,
+        60_000,
+    );
+    full.max_per_member = 1;
+    assert_eq!(s.lease_take(&full).await.unwrap(), LeaseOutcome::TooMany);
+}
+
+async fn of_concurrent_overlapping_exclusive_takes_exactly_one_is_granted(s: &dyn Store) {
+    let mesh = TestMesh::create(s).await;
+    let t = CoordId::random();
+    let takes: Vec<LeaseTakeRequest> = (0..12)
+        .map(|_| take(&mesh.id, &key(), &key(), true, &[t], &[t], T0, 60_000))
+        .collect();
+    let outcomes = futures_util::future::join_all(takes.iter().map(|l| s.lease_take(l))).await;
+    let granted = outcomes
+        .iter()
+        .filter(|o| matches!(o.as_ref().unwrap(), LeaseOutcome::Granted { .. }))
+        .count();
+    assert_eq!(granted, 1, "exactly one is granted: {outcomes:?}");
+    for o in &outcomes {
+        assert!(
+            matches!(
+                o.as_ref().unwrap(),
+                LeaseOutcome::Granted { .. } | LeaseOutcome::Conflict(_)
+            ),
+            "{o:?}"
+        );
     }
 }

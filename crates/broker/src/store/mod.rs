@@ -49,10 +49,10 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
     AckOp, AppendExtras, AppendOutcome, CancelOutcome, CoordRow, FanoutFacts, FanoutRow,
-    ForgetOutcome, HeldMessage, HoldOutcome, InsertOutcome, MemberState, MessageStatus,
-    NewCoordObject, NewMessage, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
-    RetentionOutcome, SessionRecord, StateOutcome, TableDump, TaskActOutcome, TaskActRequest,
-    TaskRow, WatermarkRow, fanout_weight, first_of,
+    ForgetOutcome, HeldMessage, HoldOutcome, InsertOutcome, LeaseOutcome, LeaseRow,
+    LeaseTakeRequest, MemberState, MessageStatus, NewCoordObject, NewMessage, PageLimit,
+    PendingMessage, PutOutcome, ReceiptRow, RetentionOutcome, SessionRecord, StateOutcome,
+    TableDump, TaskActOutcome, TaskActRequest, TaskRow, WatermarkRow, fanout_weight, first_of,
 };
 pub use sqlite::SqliteStore;
 

@@ -228,6 +228,63 @@ pub struct CoordRow {
     pub object_json: Option<String>,
     /// A task's last act, as received.
     pub act_json: Option<String>,
+    /// A lease's end (unix ms).
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A lease to take ([`super::Store::lease_take`]).
+#[derive(Debug, Clone)]
+pub struct LeaseTakeRequest {
+    /// The lease object (kind lease) as it is to be stored.
+    pub new: NewCoordObject,
+    /// The session taking it (its own leases never conflict with it).
+    pub session: PublicKey,
+    /// Exclusive, or shared (conflicts with exclusive leases only).
+    pub exclusive: bool,
+    /// When it ends, unix ms.
+    pub expires_at_ms: u64,
+    /// Its keyed path tags.
+    pub tags: Vec<CoordId>,
+    /// The tags that meet an overlapping lease.
+    pub probe: Vec<CoordId>,
+    /// Most live leases one member may hold.
+    pub max_per_member: u64,
+    /// Most conflicting leases to report.
+    pub max_conflicts: usize,
+}
+
+/// A live lease, as the broker arbitrates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// Its id.
+    pub id: CoordId,
+    /// Its holder's member.
+    pub holder: PublicKey,
+    /// The session that took it.
+    pub session: PublicKey,
+    /// Exclusive or shared.
+    pub exclusive: bool,
+    /// When it ends, unix ms.
+    pub expires_at_ms: u64,
+    /// The lease object's JSON as received.
+    pub object_json: String,
+}
+
+/// What became of a [`LeaseTakeRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// Granted, at feed position `cseq`.
+    Granted {
+        /// Its feed position.
+        cseq: u64,
+    },
+    /// Live leases of other sessions overlap it (and one of each pair is
+    /// exclusive): nothing was stored.
+    Conflict(Vec<LeaseRow>),
+    /// Its holder has as many live leases as it may.
+    TooMany,
+    /// A lease of that id is (or was) stored already.
+    Exists,
 }
 
 /// What became of a shared state write ([`super::Store::state_put`]).

@@ -83,7 +83,8 @@ macro_rules! impl_store {
                 AppendExtras, AppendOutcome, CancelOutcome, COORD_TOMBSTONE_WEIGHT, CoordRow,
                 FanoutFacts, FanoutRow, ForgetOutcome, HeldMessage, HoldOutcome, MemberState,
                 MessageStatus, NewCoordObject, PageLimit, PendingMessage, PutOutcome, ReceiptRow,
-                RetentionOutcome, StateOutcome, TableDump, TaskActOutcome, TaskActRequest, TaskRow,
+                LeaseOutcome, LeaseRow, LeaseTakeRequest, RetentionOutcome, StateOutcome, TableDump,
+                TaskActOutcome, TaskActRequest, TaskRow,
                 WatermarkRow,
             };
             use $crate::store::tasks;
@@ -991,6 +992,7 @@ macro_rules! impl_store {
                             })?),
                             object_json: r.try_get(2)?,
                             act_json: r.try_get(3)?,
+                            expires_at_ms: r.try_get::<Option<i64>, _>(4)?.map(to_u64),
                         });
                     }
                     // An empty page says no more: a change committed
@@ -1148,6 +1150,166 @@ macro_rules! impl_store {
                     }
                     tx.commit().await?;
                     Ok(StateOutcome::Stored { cseq: to_u64(cseq) })
+                }
+
+                async fn lease_take(
+                    &self,
+                    l: &LeaseTakeRequest,
+                ) -> Result<LeaseOutcome, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let o = &l.new;
+                    let mesh = &o.mesh.as_bytes()[..];
+                    let now = to_i64(o.now_ms);
+                    // The feed position first, as in `coord_put`: the
+                    // conflict check and the grant below are one step.
+                    let cseq: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                        .bind(mesh)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if sqlx::query(sql::COORD_OBJECT)
+                        .bind(mesh)
+                        .bind(o.kind.as_str())
+                        .bind(&o.id.0[..])
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some()
+                    {
+                        tx.rollback().await?;
+                        return Ok(LeaseOutcome::Exists);
+                    }
+                    // Leases past their end are released first, each a
+                    // tombstone at its own position, so mirrors drop them.
+                    let expired: Vec<Vec<u8>> = sqlx::query_scalar(sql::LEASES_EXPIRED)
+                        .bind(mesh)
+                        .bind(now)
+                        .bind(64_i64)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for id in &expired {
+                        let at: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                            .bind(mesh)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        sqlx::query(sql::COORD_FORGET)
+                            .bind(mesh)
+                            .bind(o.kind.as_str())
+                            .bind(&id[..])
+                            .bind(at)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let probe: std::collections::HashSet<[u8; 16]> =
+                        l.probe.iter().map(|t| t.0).collect();
+                    let live = sqlx::query(sql::LEASES_LIVE)
+                        .bind(mesh)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let mut conflicts = Vec::new();
+                    for r in live {
+                        let session = key_from_bytes(
+                            r.try_get::<Option<&[u8]>, _>(2)?.unwrap_or_default(),
+                        )?;
+                        let exclusive = r.try_get::<i64, _>(3)? != 0;
+                        if session == l.session || !(exclusive || l.exclusive) {
+                            continue;
+                        }
+                        let tags: String = r.try_get::<Option<String>, _>(6)?.unwrap_or_default();
+                        let meets = tags.as_bytes().chunks(32).any(|hex_tag| {
+                            let mut t = [0u8; 16];
+                            hex::decode_to_slice(hex_tag, &mut t).is_ok() && probe.contains(&t)
+                        });
+                        if !meets {
+                            continue;
+                        }
+                        let id: &[u8] = r.try_get(0)?;
+                        conflicts.push(LeaseRow {
+                            id: CoordId(id.try_into().map_err(|_| {
+                                StoreError::Corrupt(format!("lease id of {} bytes", id.len()))
+                            })?),
+                            holder: key_from_bytes(r.try_get(1)?)?,
+                            session,
+                            exclusive,
+                            expires_at_ms: to_u64(r.try_get::<Option<i64>, _>(4)?.unwrap_or(0)),
+                            object_json: r.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+                        });
+                        if conflicts.len() >= l.max_conflicts {
+                            break;
+                        }
+                    }
+                    if !conflicts.is_empty() {
+                        tx.rollback().await?;
+                        return Ok(LeaseOutcome::Conflict(conflicts));
+                    }
+                    let held: i64 = sqlx::query_scalar(sql::LEASES_OF)
+                        .bind(mesh)
+                        .bind(key_bytes(&o.author_member))
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if to_u64(held) >= l.max_per_member {
+                        tx.rollback().await?;
+                        return Ok(LeaseOutcome::TooMany);
+                    }
+                    sqlx::query(sql::COORD_INSERT)
+                        .bind(mesh)
+                        .bind(o.kind.as_str())
+                        .bind(&o.id.0[..])
+                        .bind(key_bytes(&o.author_member))
+                        .bind(to_i64(o.epoch))
+                        .bind(cseq)
+                        .bind(&o.object_json)
+                        .bind(i64::try_from(o.object_json.len()).unwrap_or(i64::MAX))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let tags: String = l.tags.iter().map(|t| hex::encode(t.0)).collect();
+                    sqlx::query(sql::LEASE_GRANT)
+                        .bind(mesh)
+                        .bind(&o.id.0[..])
+                        .bind(key_bytes(&l.session))
+                        .bind(i64::from(l.exclusive))
+                        .bind(to_i64(l.expires_at_ms))
+                        .bind(tags)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(LeaseOutcome::Granted { cseq: to_u64(cseq) })
+                }
+
+                async fn lease_renew(
+                    &self,
+                    mesh: &MeshId,
+                    member: &PublicKey,
+                    ids: &[CoordId],
+                    now_ms: u64,
+                    expires_at_ms: u64,
+                ) -> Result<Vec<CoordId>, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let m = &mesh.as_bytes()[..];
+                    let mut renewed = Vec::new();
+                    for id in ids {
+                        let at: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                            .bind(m)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let n = sqlx::query(sql::LEASE_RENEW)
+                            .bind(m)
+                            .bind(&id.0[..])
+                            .bind(key_bytes(member))
+                            .bind(to_i64(now_ms))
+                            .bind(to_i64(expires_at_ms))
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        if n > 0 {
+                            renewed.push(*id);
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(renewed)
                 }
 
                 async fn coord_ring_put(

@@ -313,7 +313,7 @@ pub(crate) const COORD_INSERT: &str = "INSERT INTO coord_objects (mesh_id, kind,
 /// Forgets a stored coordination object: its JSON goes and it moves to
 /// feed position `$4` (a tombstone): `$1` mesh id, `$2` kind, `$3` id, `$5`
 /// now.
-pub(crate) const COORD_FORGET: &str = "UPDATE coord_objects SET object = NULL, act = NULL, holder_member = NULL, \
+pub(crate) const COORD_FORGET: &str = "UPDATE coord_objects SET object = NULL, act = NULL, holder_member = NULL, tags = NULL, \
      cseq = $4, updated_at_ms = $5 \
      WHERE mesh_id = $1 AND kind = $2 AND id = $3 AND object IS NOT NULL";
 
@@ -321,12 +321,12 @@ pub(crate) const COORD_FORGET: &str = "UPDATE coord_objects SET object = NULL, a
 /// by weight (each row's size, a tombstone's `$5`): rows are kept while
 /// the weight before them is under `$4`, so the first always is. `$1` mesh
 /// id, `$2` kind, `$3` after, `$6` most rows looked at.
-pub(crate) const COORD_CHANGES: &str = "WITH page AS (SELECT cseq, id, object, act, \
+pub(crate) const COORD_CHANGES: &str = "WITH page AS (SELECT cseq, id, object, act, expires_at_ms, \
        CASE WHEN object IS NULL THEN $5 ELSE size END AS weight FROM coord_objects \
        WHERE mesh_id = $1 AND kind = $2 AND cseq > $3 ORDER BY cseq LIMIT $6), \
-     cut AS (SELECT cseq, id, object, act, SUM(weight) OVER (ORDER BY cseq) - weight AS before \
-       FROM page) \
-     SELECT cseq, id, object, act FROM cut WHERE before < $4 ORDER BY cseq";
+     cut AS (SELECT cseq, id, object, act, expires_at_ms, \
+       SUM(weight) OVER (ORDER BY cseq) - weight AS before FROM page) \
+     SELECT cseq, id, object, act, expires_at_ms FROM cut WHERE before < $4 ORDER BY cseq";
 
 /// A task as the broker arbitrates it: version, phase, holder, creator,
 /// whether it was deleted, the last act's JSON and the feed position: `$1`
@@ -353,6 +353,34 @@ pub(crate) const COORD_STATE: &str = "SELECT version, object, cseq FROM coord_ob
 pub(crate) const COORD_STATE_UPDATE: &str = "UPDATE coord_objects SET object = $3, author_member = $4, \
      epoch = $5, cseq = $6, size = $7, updated_at_ms = $8, version = $9 \
      WHERE mesh_id = $1 AND kind = 'state' AND id = $2";
+
+/// The mesh's live leases (not released, not past `$2`): id, holder
+/// member, holder session, exclusive, end, JSON and tags. `$1` mesh id.
+pub(crate) const LEASES_LIVE: &str = "SELECT id, author_member, holder_session, exclusive, \
+     expires_at_ms, object, tags FROM coord_objects \
+     WHERE mesh_id = $1 AND kind = 'lease' AND object IS NOT NULL AND expires_at_ms > $2";
+
+/// The mesh's leases past their end (not yet released): `$1` mesh id, `$2`
+/// now, `$3` most.
+pub(crate) const LEASES_EXPIRED: &str = "SELECT id FROM coord_objects \
+     WHERE mesh_id = $1 AND kind = 'lease' AND object IS NOT NULL AND expires_at_ms <= $2 \
+     ORDER BY expires_at_ms LIMIT $3";
+
+/// How many live leases a member holds: `$1` mesh id, `$2` member, `$3` now.
+pub(crate) const LEASES_OF: &str = "SELECT COUNT(*) FROM coord_objects \
+     WHERE mesh_id = $1 AND kind = 'lease' AND object IS NOT NULL AND author_member = $2 \
+     AND expires_at_ms > $3";
+
+/// A granted lease's arbitration facts: `$1` mesh id, `$2` lease id, `$3`
+/// holder session, `$4` exclusive, `$5` end, `$6` tags.
+pub(crate) const LEASE_GRANT: &str = "UPDATE coord_objects SET holder_session = $3, exclusive = $4, \
+     expires_at_ms = $5, tags = $6 WHERE mesh_id = $1 AND kind = 'lease' AND id = $2";
+
+/// Extends a live lease of a member's: `$1` mesh id, `$2` lease id, `$3`
+/// member, `$4` now, `$5` new end, `$6` feed position.
+pub(crate) const LEASE_RENEW: &str = "UPDATE coord_objects SET expires_at_ms = $5, cseq = $6, updated_at_ms = $4 \
+     WHERE mesh_id = $1 AND kind = 'lease' AND id = $2 AND author_member = $3 \
+     AND object IS NOT NULL AND expires_at_ms > $4";
 
 /// Whether the mesh has changes to a kind after a feed position: `$1` mesh
 /// id, `$2` kind, `$3` after.

@@ -15,6 +15,7 @@ mod fanout;
 mod grants;
 mod hardening;
 mod invites;
+mod leases;
 mod lifecycle;
 mod memory;
 mod messaging;

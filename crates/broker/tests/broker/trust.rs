@@ -27,6 +27,9 @@ const SECRET_NOTE: &str = "team memory: the Gallowmere vault code is under the s
 const SECRET_TASK: &str = "task: migrate the Hollowbrook ledger";
 const SECRET_TASK_BODY: &str = "task body: the Hollowbrook export lives in bucket Yarrowmoor";
 const SECRET_RESULT: &str = "task result: Hollowbrook migrated, checksum Fennimore";
+const SECRET_PATH: &str = "src/quillhaven/";
+const SECRET_REPO: &str = "github.com/acme/brindlemoor";
+const SECRET_REASON: &str = "lease reason: rewriting the Oakhurst parser";
 
 /// TM1: after a full scenario with known plaintexts, display names, a mesh
 /// name, summaries and invite secrets, no table row of the store contains
@@ -111,6 +114,17 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         })
         .await
         .unwrap();
+    // A file lease: its repository, path and reason sealed, its paths
+    // only as keyed tags.
+    a.lease_take(&claudemesh_client::leases::LeaseRequest {
+        repo: SECRET_REPO.into(),
+        paths: vec![SECRET_PATH.into()],
+        exclusive: true,
+        ttl: std::time::Duration::from_secs(600),
+        reason: Some(SECRET_REASON.into()),
+    })
+    .await
+    .unwrap();
     // A team memory note: stored sealed, under the coordination key.
     let mut raw = Raw::open(&broker.url).await;
     crate::messaging::hello_raw(&mut raw, &alice).await;
@@ -184,6 +198,11 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         SECRET_TASK.into(),
         SECRET_TASK_BODY.into(),
         SECRET_RESULT.into(),
+        SECRET_PATH.into(),
+        "quillhaven".into(),
+        SECRET_REPO.into(),
+        "brindlemoor".into(),
+        SECRET_REASON.into(),
         "Alice-Quinterra".into(),
         "Bob-Vexworth".into(),
         "test-mesh".into(),

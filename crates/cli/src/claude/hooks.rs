@@ -63,14 +63,19 @@ pub enum HookEvent {
     Stop,
     /// The session started (`SessionStart`): says how many messages are unread
     SessionStart,
+    /// A file is about to be edited (`PreToolUse` of Edit, Write, MultiEdit, NotebookEdit): warns, or with --enforce refuses, when another session holds a lease on it
+    PreEdit,
 }
 
 impl HookEvent {
-    fn inject(self) -> InjectEvent {
+    /// What the server is asked to add for this event (`None`: the event
+    /// is not one the server injects for).
+    fn inject(self) -> Option<InjectEvent> {
         match self {
-            HookEvent::Prompt => InjectEvent::Prompt,
-            HookEvent::Stop => InjectEvent::Stop,
-            HookEvent::SessionStart => InjectEvent::SessionStart,
+            HookEvent::Prompt => Some(InjectEvent::Prompt),
+            HookEvent::Stop => Some(InjectEvent::Stop),
+            HookEvent::SessionStart => Some(InjectEvent::SessionStart),
+            HookEvent::PreEdit => None,
         }
     }
 
@@ -79,7 +84,7 @@ impl HookEvent {
         match self {
             HookEvent::Prompt => Some("working"),
             HookEvent::Stop => Some("idle"),
-            HookEvent::SessionStart => None,
+            HookEvent::SessionStart | HookEvent::PreEdit => None,
         }
     }
 }
@@ -88,8 +93,11 @@ impl HookEvent {
 /// Claude Code would show the failure on every prompt, so every problem
 /// (no server, a server that does not answer within 2 s) is a line on
 /// stderr with `-v` only, nothing on stdout, and exit 0.
-pub async fn hook(g: &Global, event: HookEvent) -> Outcome {
+pub async fn hook(g: &Global, event: HookEvent, enforce: bool) -> Outcome {
     let input = claude_input();
+    let Some(inject_event) = event.inject() else {
+        return crate::claude::lease_hook::pre_edit(g, &input, enforce).await;
+    };
     let home = match open_home(g) {
         Ok(h) => h,
         Err(f) => {
@@ -104,7 +112,7 @@ pub async fn hook(g: &Global, event: HookEvent) -> Outcome {
     }
     let inject = HookRequest::Inject(InjectRequest {
         op: InjectOp::Inject,
-        event: event.inject(),
+        event: inject_event,
         stop_hook_active: input.stop_hook_active(),
         source: input.source().to_owned(),
     });
@@ -177,6 +185,7 @@ pub fn output(event: HookEvent, answers: &[InjectAnswer]) -> Option<Value> {
             let reason = joined(|a| a.block_reason.as_ref())?;
             Some(json!({"decision": "block", "reason": reason}))
         }
+        HookEvent::PreEdit => None,
     }
 }
 

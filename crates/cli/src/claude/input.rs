@@ -20,6 +20,18 @@ pub struct ClaudeInput {
     /// `SessionStart`: `startup`, `resume`, `clear` or `compact`.
     #[serde(default)]
     source: Option<String>,
+    /// `PreToolUse`: the tool's arguments (`file_path` for Edit, Write and
+    /// MultiEdit, `notebook_path` for NotebookEdit).
+    #[serde(default)]
+    tool_input: Option<ToolInput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ToolInput {
+    #[serde(default)]
+    file_path: Option<String>,
+    #[serde(default)]
+    notebook_path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +64,12 @@ impl ClaudeInput {
         self.cwd
             .as_deref()
             .or_else(|| self.workspace.as_ref()?.current_dir.as_deref())
+    }
+
+    /// `PreToolUse` of an editing tool: the file it is about to change.
+    pub fn edited_file(&self) -> Option<&str> {
+        let t = self.tool_input.as_ref()?;
+        t.file_path.as_deref().or(t.notebook_path.as_deref())
     }
 
     /// Whether a Stop hook already continued this turn (false when not

@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod input;
 pub mod install;
 pub mod launch;
+pub mod lease_hook;
 pub mod mcp;
 pub mod sessions;
 pub mod status_line;

@@ -89,6 +89,11 @@ verbs! {
     TaskForce = "task.force", Destructive;
     /// Deleting a task takes it from every member's list.
     TaskDelete = "task.delete", Destructive;
+    LeaseTake = "lease.take", Write;
+    LeaseList = "lease.list", Read;
+    LeaseCheck = "lease.check", Read;
+    LeaseRenew = "lease.renew", Write;
+    LeaseRelease = "lease.release", Write;
     StateSet = "state.set", Write;
     StateGet = "state.get", Read;
     StateList = "state.list", Read;

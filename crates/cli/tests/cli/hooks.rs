@@ -617,3 +617,123 @@ fn a_server_that_does_not_answer_is_waited_for_two_seconds_only() {
         );
     }
 }
+
+/// A git checkout whose origin is `github.com/acme/api`, with `src/net/`.
+fn checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("checkout");
+    let git = dir.path().join(".git");
+    std::fs::create_dir_all(&git).unwrap();
+    std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(
+        git.join("config"),
+        "[remote \"origin\"]\n\turl = git@github.com:acme/api.git\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("src/net")).unwrap();
+    std::fs::create_dir_all(dir.path().join("src/ui")).unwrap();
+    dir
+}
+
+/// The pre-edit hook as `install` writes it (plain, then with
+/// `--enforce-leases`), run as Claude Code runs it before an Edit: another
+/// member's lease on the file's directory is a warning, and under
+/// `--enforce` a refusal naming the holder and why; a file no lease covers
+/// passes silently, and so does one leased by this Claude Code's own MCP
+/// session.
+#[test]
+fn the_installed_pre_edit_hook_warns_and_under_enforce_refuses_an_edit_of_a_leased_file() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    let repo = checkout();
+    let project = repo.path();
+    // Alice leases src/net/ from inside the checkout (a relative path).
+    alice
+        .run_cmd({
+            let mut c = alice.command(&["lease", "take", "net", "--reason", "refactoring net"]);
+            c.current_dir(project.join("src"));
+            c
+        })
+        .ok();
+    let edit = |file: &str| {
+        input(
+            "PreToolUse",
+            project,
+            json!({
+                "tool_name": "Edit",
+                "tool_use_id": "toolu_01",
+                "tool_input": {
+                    "file_path": project.join(file),
+                    "old_string": "a",
+                    "new_string": "b",
+                },
+            }),
+        )
+    };
+    for enforce in [false, true] {
+        let fake = tempfile::tempdir().expect("HOME");
+        let home = fake.path();
+        bob.run_cmd({
+            let mut c = bob.command(if enforce {
+                &["install", "--enforce-leases"][..]
+            } else {
+                &["install"][..]
+            });
+            c.env("HOME", home).env_remove("CLAUDE_CONFIG_DIR");
+            c
+        })
+        .ok();
+        let settings = read_json(&home.join(".claude/settings.json"));
+        let want = if enforce {
+            " hook pre-edit --enforce"
+        } else {
+            " hook pre-edit"
+        };
+        let entry = settings["hooks"]["PreToolUse"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| {
+                e["hooks"][0]["command"]
+                    .as_str()
+                    .is_some_and(|c| c.ends_with(want))
+            })
+            .unwrap_or_else(|| panic!("no{want} hook in {settings}"))
+            .clone();
+        assert_eq!(
+            entry["matcher"], "Edit|Write|MultiEdit|NotebookEdit",
+            "{entry}"
+        );
+        let command = entry["hooks"][0]["command"].as_str().unwrap().to_owned();
+
+        let out = output(&run_hook(&command, &edit("src/net/a.rs"), home, project));
+        let o = &out["hookSpecificOutput"];
+        assert_eq!(o["hookEventName"], "PreToolUse", "{out}");
+        if enforce {
+            assert_eq!(o["permissionDecision"], "deny", "{out}");
+            let why = o["permissionDecisionReason"].as_str().unwrap();
+            assert!(
+                why.contains("src/net/ is leased exclusively by alice"),
+                "{why}"
+            );
+            assert!(why.contains("refactoring net"), "{why}");
+            assert!(
+                why.ends_with("Editing refused by claudemesh --enforce."),
+                "{why}"
+            );
+        } else {
+            assert!(o.get("permissionDecision").is_none(), "{out}");
+            let ctx = o["additionalContext"].as_str().unwrap();
+            assert!(
+                ctx.contains("src/net/ is leased exclusively by alice"),
+                "{ctx}"
+            );
+            assert!(ctx.contains("Coordinate with alice"), "{ctx}");
+        }
+        // A file no lease covers: nothing to say.
+        let r = run_hook(&command, &edit("src/ui/b.rs"), home, project);
+        assert_eq!(r.stdout, "", "{r:?}");
+    }
+}

@@ -200,7 +200,13 @@ fn install_adds_our_entries_keeps_the_users_and_uninstall_restores_the_bytes() {
         settings["hooks"]["UserPromptSubmit"],
         json!([hook(&format!("{bin} hook prompt"))])
     );
-    assert_eq!(settings["hooks"]["PreToolUse"], user["hooks"]["PreToolUse"]);
+    // The pre-edit hook (file leases) after the user's own.
+    let mut pre_edit = hook(&format!("{bin} hook pre-edit"));
+    pre_edit["matcher"] = json!("Edit|Write|MultiEdit|NotebookEdit");
+    assert_eq!(
+        settings["hooks"]["PreToolUse"],
+        json!([user["hooks"]["PreToolUse"][0], pre_edit])
+    );
     assert_eq!(settings["statusLine"], user["statusLine"]);
     assert_eq!(settings["permissions"], user["permissions"]);
 
@@ -436,7 +442,7 @@ fn missing_files_are_created_and_taken_away_again() {
     let settings = read_json(&f.settings());
     assert_eq!(settings["statusLine"]["type"], "command");
     let allow = settings["permissions"]["allow"].as_array().unwrap();
-    assert_eq!(allow.len(), 25);
+    assert_eq!(allow.len(), 28);
     assert!(allow.contains(&json!("mcp__claudemesh__send_message")));
     assert!(allow.contains(&json!("mcp__claudemesh__cancel_scheduled")));
     assert!(allow.contains(&json!("mcp__claudemesh__memory_recall")));

@@ -26,6 +26,8 @@ pub struct StoredItem {
     pub object: String,
     /// The last act on it (wire JSON), if any.
     pub act: Option<String>,
+    /// A lease's end (unix ms, the broker's clock), as the feed said.
+    pub expires_at_ms: Option<u64>,
 }
 
 impl LocalStore {
@@ -56,9 +58,11 @@ impl LocalStore {
             match row {
                 Some(t) => {
                     sqlx::query(
-                        "INSERT INTO coord_items (mesh_id, kind, item_id, cseq, object, act) \
-                         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mesh_id, kind, item_id) DO UPDATE \
-                         SET cseq = excluded.cseq, object = excluded.object, act = excluded.act \
+                        "INSERT INTO coord_items \
+                         (mesh_id, kind, item_id, cseq, object, act, expires_at_ms) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mesh_id, kind, item_id) DO UPDATE \
+                         SET cseq = excluded.cseq, object = excluded.object, act = excluded.act, \
+                         expires_at_ms = excluded.expires_at_ms \
                          WHERE excluded.cseq > coord_items.cseq",
                     )
                     .bind(mesh_key(mesh))
@@ -67,6 +71,7 @@ impl LocalStore {
                     .bind(i(t.cseq))
                     .bind(&t.object)
                     .bind(&t.act)
+                    .bind(t.expires_at_ms.map(i))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -102,7 +107,8 @@ impl LocalStore {
         kind: CoordKind,
     ) -> Result<Vec<StoredItem>, ClientError> {
         let rows = sqlx::query(
-            "SELECT item_id, cseq, object, act FROM coord_items WHERE mesh_id = ? AND kind = ? \
+            "SELECT item_id, cseq, object, act, expires_at_ms FROM coord_items \
+             WHERE mesh_id = ? AND kind = ? \
              ORDER BY cseq",
         )
         .bind(mesh_key(mesh))
@@ -116,6 +122,7 @@ impl LocalStore {
                     cseq: u(r.try_get(1)?),
                     object: r.try_get(2)?,
                     act: r.try_get(3)?,
+                    expires_at_ms: r.try_get::<Option<i64>, _>(4)?.map(u),
                 })
             })
             .collect()
@@ -155,6 +162,7 @@ mod tests {
             cseq,
             object: format!("{{\"task\":\"{id}\"}}"),
             act: act.map(str::to_owned),
+            expires_at_ms: None,
         }
     }
 

@@ -69,6 +69,10 @@ pub enum BrokerFrame {
     StateAnswer(StateAnswer),
     /// Pushed: coordination objects of these kinds changed in the mesh.
     CoordChanged(CoordChanged),
+    /// Answer to `lease_take`.
+    LeaseAnswer(LeaseAnswer),
+    /// Answer to `lease_renew`.
+    LeaseRenewed(LeaseRenewed),
     /// Answer to `ping`.
     Pong(Pong),
 }
@@ -471,6 +475,62 @@ pub struct CoordChange {
     /// absent while it was never acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Box<CoordObject>>,
+    /// For a lease: when it ends (unix ms, the broker's clock; renewals
+    /// move it, so it is the broker's word, not signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A live lease that stands in the way of a take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHeld {
+    /// Its id.
+    pub id: CoordId,
+    /// Its holder's member.
+    pub holder: MemberKey,
+    /// The holder's session that took it.
+    pub session: SessionKey,
+    /// It is exclusive.
+    pub exclusive: bool,
+    /// When it ends (unix ms, the broker's clock).
+    pub expires_at_ms: u64,
+    /// The sealed lease (readers open it to say which paths).
+    pub object: Box<CoordObject>,
+}
+
+/// `lease_answer`: the answer to `lease_take`: granted (until
+/// `expires_at_ms`, at feed position `cseq`), or not, with the live leases
+/// of other sessions in the way (at most 16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseAnswer {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The lease was granted.
+    pub granted: bool,
+    /// The lease's id.
+    pub id: CoordId,
+    /// When it ends, if granted (unix ms, the broker's clock).
+    #[serde(default)]
+    pub expires_at_ms: u64,
+    /// Its feed position, if granted.
+    #[serde(default)]
+    pub cseq: u64,
+    /// What stands in the way, if not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<LeaseHeld>,
+}
+
+/// `lease_renewed`: the leases `lease_renew` extended, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRenewed {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The leases extended (the others are gone or not this member's).
+    pub ids: Vec<CoordId>,
+    /// Their new end (unix ms, the broker's clock).
+    pub expires_at_ms: u64,
 }
 
 /// Where a task stands, as the broker arbitrates it.
@@ -640,6 +700,8 @@ impl BrokerFrame {
         "task_state",
         "state_answer",
         "coord_changed",
+        "lease_answer",
+        "lease_renewed",
         "pong",
     ];
 
@@ -671,6 +733,8 @@ impl BrokerFrame {
             BrokerFrame::TaskState(_) => "task_state",
             BrokerFrame::StateAnswer(_) => "state_answer",
             BrokerFrame::CoordChanged(_) => "coord_changed",
+            BrokerFrame::LeaseAnswer(_) => "lease_answer",
+            BrokerFrame::LeaseRenewed(_) => "lease_renewed",
             BrokerFrame::Pong(_) => "pong",
         }
     }

@@ -76,6 +76,10 @@ macro_rules! with_client_frames {
             TaskAct($crate::frames::TaskActFrame) task_act, req: yes, before_hello: no;
             /// Write a shared state entry at a version (compare-and-set).
             StateSet($crate::frames::StateSet) state_set, req: yes, before_hello: no;
+            /// Take a file lease, unless it conflicts with another session's.
+            LeaseTake($crate::frames::LeaseTake) lease_take, req: yes, before_hello: no;
+            /// Extend this member's leases.
+            LeaseRenew($crate::frames::LeaseRenew) lease_renew, req: yes, before_hello: no;
             /// Liveness check.
             Ping($crate::frames::Request) ping, req: yes, before_hello: yes;
         }
@@ -434,6 +438,48 @@ pub struct StateSet {
     pub req: Option<String>,
     /// The sealed, signed entry.
     pub object: Box<CoordObject>,
+}
+
+/// `lease_take`: take a file lease. `object` is a sealed, signed object of
+/// kind `lease` (its repository, paths and reason, which the broker never
+/// reads); `tags` are the lease's keyed path tags
+/// ([`claudemesh_crypto::coord::lease_tags`], under the current epoch's
+/// coordination key), `probe` the tags that meet a live lease on an
+/// overlapping path ([`claudemesh_crypto::coord::lease_probe`], under the
+/// current epoch and each epoch live leases were tagged under). The broker
+/// grants it unless a live lease of another session holds one of `probe`
+/// (and one of the two is exclusive); the check and the grant are one step
+/// under the mesh's coordination lock. Answered `lease_answer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTake {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The sealed, signed lease.
+    pub object: Box<CoordObject>,
+    /// Exclusive (conflicts with any lease) or shared (only with exclusive ones).
+    pub exclusive: bool,
+    /// How long it lasts, ms ([`crate::limits::MIN_LEASE_TTL_MS`] to
+    /// [`crate::limits::MAX_LEASE_TTL_MS`]).
+    pub ttl_ms: u64,
+    /// The lease's tags (16 per path).
+    pub tags: Vec<CoordId>,
+    /// The tags that meet an overlapping lease (17 per path and epoch).
+    pub probe: Vec<CoordId>,
+}
+
+/// `lease_renew`: extends leases this member holds to `ttl_ms` from now.
+/// Answered `lease_renewed` with those it extended (an expired or released
+/// lease is gone: take it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRenew {
+    /// Correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The leases.
+    pub ids: Vec<CoordId>,
+    /// The new length, from now.
+    pub ttl_ms: u64,
 }
 
 /// `coord_ring`: the mesh's ring links of epochs after `after`, by epoch.

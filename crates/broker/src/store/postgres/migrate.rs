@@ -63,6 +63,11 @@ pub fn migrator() -> Migrator {
             "tasks",
             include_str!("../../../../../migrations/postgres/0008_tasks.sql"),
         ),
+        migration(
+            9,
+            "leases",
+            include_str!("../../../../../migrations/postgres/0009_leases.sql"),
+        ),
     ])
 }
 

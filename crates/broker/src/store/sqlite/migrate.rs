@@ -48,5 +48,10 @@ pub fn migrator() -> Migrator {
             "tasks",
             include_str!("../../../../../migrations/sqlite/0008_tasks.sql"),
         ),
+        migration(
+            9,
+            "leases",
+            include_str!("../../../../../migrations/sqlite/0009_leases.sql"),
+        ),
     ])
 }

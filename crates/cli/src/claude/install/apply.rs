@@ -50,6 +50,9 @@ pub struct InstallArgs {
     /// Pre-approve claudemesh's MCP tools (Claude then uses them without asking)
     #[arg(long)]
     pub allow_tools: bool,
+    /// Refuse Claude's edits of files another session leased exclusively (by default it is only warned)
+    #[arg(long, conflicts_with = "no_hooks")]
+    pub enforce_leases: bool,
     /// Replace a status line, an MCP server named claudemesh or a skill file
     /// that is not ours (uninstall puts it back)
     #[arg(long)]
@@ -72,9 +75,11 @@ pub const NEXT: &str = "restart Claude Code, or run `claudemesh launch`";
 fn want_for(id: &str, paths: &ClaudePaths, sp: &Spelling) -> Option<Want> {
     match id {
         mcp_server::ID => Some(mcp_server::entry(&paths.config, sp)),
-        hooks::WORKING | hooks::IDLE | hooks::SESSION_START => {
-            hooks::entry(id, &paths.settings, sp)
-        }
+        hooks::WORKING
+        | hooks::IDLE
+        | hooks::SESSION_START
+        | hooks::PRE_EDIT
+        | hooks::PRE_EDIT_ENFORCE => hooks::entry(id, &paths.settings, sp),
         status_line::ID => Some(status_line::entry(&paths.settings, sp)),
         _ => mcp_server::allow_entry(id, &paths.settings),
     }
@@ -86,7 +91,15 @@ fn want_for(id: &str, paths: &ClaudePaths, sp: &Spelling) -> Option<Want> {
 fn wants(a: &InstallArgs, m: &Manifest, paths: &ClaudePaths, sp: &Spelling) -> Vec<Want> {
     let mut ids: Vec<String> = vec![mcp_server::ID.into()];
     if !a.no_hooks {
-        ids.extend(hooks::ALL.map(String::from));
+        ids.extend(
+            hooks::ALL
+                .iter()
+                .filter(|id| !(a.enforce_leases && **id == hooks::PRE_EDIT))
+                .map(|id| String::from(*id)),
+        );
+        if a.enforce_leases {
+            ids.push(hooks::PRE_EDIT_ENFORCE.into());
+        }
     }
     if a.status_line {
         ids.push(status_line::ID.into());

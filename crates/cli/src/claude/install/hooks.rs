@@ -18,9 +18,18 @@ pub const WORKING: &str = "hook-working";
 pub const IDLE: &str = "hook-idle";
 /// The manifest's id of the hook run when a session starts.
 pub const SESSION_START: &str = "hook-session-start";
+/// The manifest's id of the hook run before a file is edited (warns of
+/// another session's lease).
+pub const PRE_EDIT: &str = "hook-pre-edit";
+/// The same, refusing edits of exclusively leased files
+/// (`install --enforce-leases`).
+pub const PRE_EDIT_ENFORCE: &str = "hook-pre-edit-enforce";
+/// The tools the pre-edit hook runs before (listed one by one: whether
+/// `Edit` alone matches `MultiEdit` is not said by the reference).
+pub const EDIT_TOOLS: &str = "Edit|Write|MultiEdit|NotebookEdit";
 
 /// Every hook install adds, in the order it adds them.
-pub const ALL: [&str; 3] = [WORKING, IDLE, SESSION_START];
+pub const ALL: [&str; 4] = [WORKING, IDLE, SESSION_START, PRE_EDIT];
 
 /// The hook `id` stands for in `settings`; `None` for another id.
 pub fn entry(id: &str, settings: &Path, sp: &Spelling) -> Option<Want> {
@@ -28,6 +37,16 @@ pub fn entry(id: &str, settings: &Path, sp: &Spelling) -> Option<Want> {
         WORKING => ("UserPromptSubmit", "hook prompt"),
         IDLE => ("Stop", "hook stop"),
         SESSION_START => ("SessionStart", "hook session-start"),
+        PRE_EDIT | PRE_EDIT_ENFORCE => {
+            let words = if id == PRE_EDIT {
+                "hook pre-edit"
+            } else {
+                "hook pre-edit --enforce"
+            };
+            let mut value = hook_value(sp.command(words));
+            value["matcher"] = Value::String(EDIT_TOOLS.into());
+            return Some(Want::element(id, settings, &["hooks", "PreToolUse"], value));
+        }
         _ => return None,
     };
     Some(Want::element(

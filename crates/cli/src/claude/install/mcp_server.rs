@@ -39,6 +39,9 @@ pub const TOOLS: &[&str] = &[
     "state_get",
     "state_list",
     "state_delete",
+    "lease_take",
+    "lease_list",
+    "lease_release",
 ];
 
 /// The manifest's id of the server entry.

@@ -270,6 +270,30 @@ struct TaskCompleteArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+struct LeaseTakeArgs {
+    /// Files or directories you are about to edit, relative to this session's directory (no globs: lease the directory, e.g. "src/net/").
+    paths: Vec<String>,
+    /// Shared: conflicts only with exclusive leases (default: exclusive).
+    #[serde(default)]
+    shared: bool,
+    /// How long: "30m" (default), "2h"… (1m to 24h).
+    #[serde(default)]
+    ttl: Option<String>,
+    /// Why, shown to whoever it stands in the way of.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LeaseReleaseArgs {
+    /// Lease ids (at least their first 4 hex digits); none: every lease of this session.
+    #[serde(default)]
+    ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct StateSetArgs {
     /// The key (1-256 bytes, case-sensitive), e.g. "deploy/staging".
     key: String,
@@ -424,6 +448,19 @@ pub fn list() -> Vec<Tool> {
         tool::<TaskCompleteArgs>(
             "task_complete",
             "Mark a task done with its result (what came of it: the answer, the commit, where to look). Only its claimant may complete a claimed task; an open task may be completed by anyone.",
+        ),
+        tool::<LeaseTakeArgs>(
+            "lease_take",
+            "Lease files or directories before editing them, so other sessions (peers' and your user's other Claude Code sessions) leave them alone: of overlapping exclusive leases only one is granted. If it fails, someone else holds them (the error says who, until when and why): coordinate with them (send_message) or work elsewhere. Release with lease_release when done; leases end by themselves after their ttl.",
+        ),
+        tool::<NoArgs>(
+            "lease_list",
+            "List the mesh's live file leases: paths, holder, exclusive or shared, until when, why.",
+        )
+        .annotate(read()),
+        tool::<LeaseReleaseArgs>(
+            "lease_release",
+            "Release file leases this session took (all of them unless ids are given), once the edits are done.",
         ),
         tool::<StateSetArgs>(
             "state_set",
@@ -796,6 +833,59 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 .await
                 .map_err(|e| fail(e.into()))?;
             Ok(format!("Completed task {}.", &task.id.to_hex()[..8]))
+        }
+        "lease_take" => {
+            let a: LeaseTakeArgs = parse(name, args)?;
+            let ttl = match a.ttl.as_deref() {
+                Some(t) => crate::schedule::parse_in(t).map_err(|e| format!("ttl: {e}"))?,
+                None => crate::lease::DEFAULT_TTL,
+            };
+            let cwd = std::env::current_dir()
+                .map_err(|e| format!("cannot read this session's directory: {e}"))?;
+            let place = crate::lease::Place::of(&cwd, None);
+            let mut paths = Vec::new();
+            for p in &a.paths {
+                paths.push(place.path(&cwd, p).map_err(|f| f.message)?);
+            }
+            allowed(shared, Verb::LeaseTake, Some(&paths.join(" ")))?;
+            let c = client(shared).await?;
+            let lease = c
+                .lease_take(&claudemesh_client::leases::LeaseRequest {
+                    repo: place.repo,
+                    paths,
+                    exclusive: !a.shared,
+                    ttl,
+                    reason: a.reason,
+                })
+                .await
+                .map_err(|e| fail(e.into()))?;
+            Ok(format!(
+                "Leased {} until {} (id {}); release it with lease_release when done.",
+                lease.paths.join(", "),
+                crate::output::timestamp(lease.expires_at_ms),
+                &lease.id.to_hex()[..8]
+            ))
+        }
+        "lease_list" => {
+            let _: NoArgs = parse(name, args)?;
+            allowed(shared, Verb::LeaseList, None)?;
+            let c = client(shared).await?;
+            let leases = c.lease_list().await.map_err(|e| fail(e.into()))?;
+            if leases.is_empty() {
+                return Ok("No live leases.".into());
+            }
+            json(&leases)
+        }
+        "lease_release" => {
+            let a: LeaseReleaseArgs = parse(name, args)?;
+            allowed(shared, Verb::LeaseRelease, Some(&a.ids.join(" ")))?;
+            let c = client(shared).await?;
+            let released = c.lease_release(&a.ids).await.map_err(|e| fail(e.into()))?;
+            Ok(format!(
+                "Released {} lease{}.",
+                released.len(),
+                if released.len() == 1 { "" } else { "s" }
+            ))
         }
         "state_set" => {
             let a: StateSetArgs = parse(name, args)?;
