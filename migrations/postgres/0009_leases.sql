@@ -11,3 +11,6 @@ ALTER TABLE coord_objects ADD COLUMN holder_session BYTEA;
 ALTER TABLE coord_objects ADD COLUMN exclusive BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE coord_objects ADD COLUMN expires_at_ms BIGINT;
 ALTER TABLE coord_objects ADD COLUMN tags TEXT;
+-- A take reads the mesh's live leases and those past their end.
+CREATE INDEX coord_objects_leases ON coord_objects (mesh_id, expires_at_ms)
+    WHERE kind = 'lease' AND object IS NOT NULL;

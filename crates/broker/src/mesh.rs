@@ -13,6 +13,7 @@ use claudemesh_crypto::grants::{Cap, Decision, GrantSet};
 use claudemesh_crypto::log::{EntryBody, LogEntry, LogFault, RemoveKind, Roster, verify_log};
 use claudemesh_crypto::{Hash32, MeshId, PublicKey};
 use claudemesh_proto::frames::{CoordChanged, LogUpdate, PeerPresence};
+use claudemesh_proto::version::COORD_CHANGED_SINCE;
 use claudemesh_proto::{BrokerFrame, ErrorCode, close};
 
 use crate::grant_table::{GrantTable, GrantsSetError};
@@ -444,7 +445,9 @@ impl MeshHub {
                 kinds: vec![*kind],
             }));
             self.sessions.for_each(|s| {
-                if Some(s.conn_id) != by {
+                // A version 1 client ends its session on a frame type it
+                // does not know.
+                if Some(s.conn_id) != by && s.version >= COORD_CHANGED_SINCE {
                     s.push_presence(crate::outbox::PresenceKey::Coord(*kind), frame.clone());
                 }
             });

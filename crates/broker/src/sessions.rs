@@ -46,6 +46,8 @@ pub struct SessionHandle {
     pub cert: SessionCert,
     /// When it said hello, unix ms.
     pub connected_at_ms: u64,
+    /// The protocol version it chose in its hello.
+    pub version: u32,
     /// The connection's outbound queue and kill switch.
     out: Outbox,
     presence: Mutex<SessionPresence>,
@@ -62,6 +64,7 @@ impl SessionHandle {
     /// A handle for a freshly authenticated connection.
     pub fn new(
         conn_id: u64,
+        version: u32,
         mesh: MeshId,
         cert: SessionCert,
         out: Outbox,
@@ -70,6 +73,7 @@ impl SessionHandle {
     ) -> Self {
         SessionHandle {
             conn_id,
+            version,
             mesh,
             member: cert.member.0,
             session: cert.session.0,

@@ -119,6 +119,14 @@ impl Place {
         }
     }
 
+    /// `input` typed by a person or a model: refused when it is a pattern,
+    /// else [`Place::path`].
+    pub fn typed_path(&self, cwd: &Path, input: &str) -> Result<String, Failure> {
+        claudemesh_client::lease_path::refuse_glob(input)
+            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+        self.path(cwd, input)
+    }
+
     /// `input` (absolute, or relative to `cwd`) as a lease path of this
     /// place; a directory when it is one on disk or ends in `/`.
     pub fn path(&self, cwd: &Path, input: &str) -> Result<String, Failure> {
@@ -154,7 +162,7 @@ pub fn resolve(inputs: &[String], repo: Option<&str>) -> Result<(String, Vec<Str
     let place = Place::of(&cwd, repo);
     let mut paths = Vec::with_capacity(inputs.len());
     for i in inputs {
-        let p = place.path(&cwd, i)?;
+        let p = place.typed_path(&cwd, i)?;
         if !paths.contains(&p) {
             paths.push(p);
         }
@@ -348,7 +356,10 @@ mod tests {
             "src/net/b.rs"
         );
         assert_eq!(place.path(&cwd, "../../x").unwrap_err().code, exit::USAGE);
-        assert_eq!(place.path(&cwd, "src/**").unwrap_err().code, exit::USAGE);
+        assert_eq!(
+            place.typed_path(&cwd, "src/**").unwrap_err().code,
+            exit::USAGE
+        );
         assert_eq!(
             Place::of(&cwd, Some("github.com/a/b")).repo,
             "github.com/a/b"

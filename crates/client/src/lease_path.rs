@@ -65,11 +65,13 @@ pub fn repo_of_origin(origin: &str) -> String {
     let mut path = rest.trim_end_matches('/');
     path = path.strip_suffix(".git").unwrap_or(path);
     let path = path.trim_end_matches('/');
+    // Hosts and (on the forges people use) owners and names compare
+    // without case; lowercasing can only make two ids meet, never part.
     let host = host.to_lowercase();
     if path.is_empty() {
         host
     } else {
-        format!("{host}/{path}")
+        format!("{host}/{}", path.to_lowercase())
     }
 }
 
@@ -83,9 +85,6 @@ pub fn repo_of_dir(top_name: &str) -> String {
 pub fn normalize(rel: &str, is_dir: bool) -> Result<String, LeasePathError> {
     if rel.chars().any(|c| c.is_control()) {
         return Err(LeasePathError::Control(rel.to_owned()));
-    }
-    if rel.contains(['*', '?', '[', ']', '{', '}']) {
-        return Err(LeasePathError::Glob(rel.to_owned()));
     }
     let text: String = rel.replace('\\', "/").nfc().collect();
     let is_dir = is_dir || text.ends_with('/');
@@ -113,6 +112,17 @@ pub fn normalize(rel: &str, is_dir: bool) -> Result<String, LeasePathError> {
     Ok(out)
 }
 
+/// Refuses a path typed by a person or a model that is a pattern (`*`,
+/// `?`): a glob is no prefix, so no tag can match it. Paths a tool reports
+/// (the pre-edit hook's) are taken as they are: brackets and braces are
+/// ordinary in file names (`app/[id]/page.tsx`).
+pub fn refuse_glob(typed: &str) -> Result<(), LeasePathError> {
+    if typed.contains(['*', '?']) {
+        return Err(LeasePathError::Glob(typed.to_owned()));
+    }
+    Ok(())
+}
+
 /// Whether two normalized lease paths overlap: the same, or one a
 /// directory above the other.
 pub fn overlaps(a: &str, b: &str) -> bool {
@@ -133,7 +143,7 @@ mod tests {
             "ssh://git@github.com/Org/r.git",
             "github.com:Org/r",
         ] {
-            assert_eq!(repo_of_origin(origin), "github.com/Org/r", "{origin}");
+            assert_eq!(repo_of_origin(origin), "github.com/org/r", "{origin}");
         }
         assert_eq!(
             repo_of_origin("ssh://git@host.example:2222/team/api.git"),
@@ -167,9 +177,14 @@ mod tests {
             Err(LeasePathError::Outside(_))
         ));
         assert!(matches!(
-            normalize("src/**", false),
+            refuse_glob("src/**"),
             Err(LeasePathError::Glob(_))
         ));
+        refuse_glob("app/[id]/page.tsx").unwrap();
+        assert_eq!(
+            normalize("app/[id]/page.tsx", false).unwrap(),
+            "app/[id]/page.tsx"
+        );
         assert!(matches!(
             normalize("a\u{7}b", false),
             Err(LeasePathError::Control(_))

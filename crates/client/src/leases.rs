@@ -161,6 +161,13 @@ impl MeshClient {
             reason: req.reason.clone(),
         })
         .map_err(|e| ClientError::Local(format!("cannot encode a lease: {e}")))?;
+        if plaintext.len() > claudemesh_proto::limits::MAX_LEASE_PLAINTEXT {
+            return Err(bad(format!(
+                "its paths and reason take {} bytes, at most {}",
+                plaintext.len(),
+                claudemesh_proto::limits::MAX_LEASE_PLAINTEXT
+            )));
+        }
         let mesh = self.mesh().id;
         let id = CoordId::random();
         let mut resealed = false;

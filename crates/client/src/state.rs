@@ -79,11 +79,21 @@ pub struct StateChange {
 #[derive(Debug, Serialize, Deserialize)]
 struct EntryBody {
     key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Absent once deleted; a JSON `null` is a value like any other.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     value: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
     tag_epoch: u64,
+}
+
+/// A field that is there, `null` included (absent is `None` by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// What this device holds for one key: where it is filed and at which
@@ -312,10 +322,13 @@ impl MeshClient {
         if_version: Option<u64>,
     ) -> Result<Option<StateEntry>, ClientError> {
         let mesh = self.mesh().id;
+        // What the broker said the entry is at when a write lost, for an
+        // entry this device cannot read (its copy would say it is absent).
+        let mut broker_at: Option<(CoordId, u64)> = None;
         for _ in 0..WRITE_TRIES {
             self.state_sync().await?;
             let current = self.state_current().await?.remove(key);
-            let at = current.as_ref().map_or(0, |c| c.version);
+            let mut at = current.as_ref().map_or(0, |c| c.version);
             if let Some(want) = if_version
                 && want != at
             {
@@ -329,6 +342,15 @@ impl MeshClient {
             }
             let mut resealed = false;
             let answer = loop {
+                if let Some((moved_id, moved_at)) = broker_at {
+                    let id = self.with_state(|s| {
+                        s.root(s.roster().epoch())
+                            .map(|r| state_id(&coord_key(r, &mesh), &mesh, key))
+                    });
+                    if current.is_none() && id == Some(moved_id) {
+                        at = at.max(moved_at);
+                    }
+                }
                 self.session().rotate_keys_for(&Target::Broadcast).await?;
                 let object = self.with_state(|s| {
                     let epoch = s.roster().epoch();
@@ -393,7 +415,10 @@ impl MeshClient {
                     Ok(other) => return Err(unexpected(&other)),
                 }
             };
-            let StateAnswer { ok, .. } = answer;
+            let StateAnswer {
+                ok, id, version, ..
+            } = answer;
+            broker_at = Some((id, version));
             self.state_sync().await?;
             let now = self.state_current().await?.remove(key);
             if ok {
@@ -531,5 +556,15 @@ mod tests {
             serde_json::to_string(&gone).unwrap(),
             r#"{"key":"k","deleted":true,"tag_epoch":2}"#
         );
+        // A null value reads back as a value, not as "deleted".
+        let back: EntryBody =
+            serde_json::from_str(r#"{"key":"k","value":null,"tag_epoch":2}"#).unwrap();
+        assert_eq!(
+            (back.value, back.deleted),
+            (Some(serde_json::Value::Null), false)
+        );
+        let back: EntryBody =
+            serde_json::from_str(r#"{"key":"k","deleted":true,"tag_epoch":2}"#).unwrap();
+        assert_eq!((back.value, back.deleted), (None, true));
     }
 }

@@ -68,6 +68,12 @@ pub const MAX_LEASE_TTL_MS: u64 = 24 * 3_600_000;
 pub const MAX_LEASES_PER_MEMBER: usize = 256;
 /// Most conflicting leases a refused take names.
 pub const MAX_LEASE_CONFLICTS: usize = 16;
+/// A refused take names conflicting leases until their stored JSON passes
+/// this many bytes (at least one is always named), so the answer fits a
+/// frame.
+pub const LEASE_CONFLICT_BYTES: usize = 64 * 1024;
+/// Largest lease plaintext (its repository, paths and reason), padded.
+pub const MAX_LEASE_PLAINTEXT: usize = 8192;
 /// Largest encrypted summary ciphertext in presence, in bytes.
 pub const MAX_SUMMARY_CIPHERTEXT_BYTES: usize = 1024;
 /// Largest invite welcome bundle, in bytes.

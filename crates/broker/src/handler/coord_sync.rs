@@ -47,10 +47,18 @@ impl Handle for CoordSync {
                 },
             };
             // A task's last act: stored after it verified, as the object.
-            let act = r
-                .act_json
-                .and_then(|json| serde_json::from_str::<CoordObject>(&json).ok())
-                .map(Box::new);
+            let act = r.act_json.and_then(|json| {
+                serde_json::from_str::<CoordObject>(&json)
+                    .map_err(|e| {
+                        tracing::error!(
+                            cseq = r.cseq,
+                            category = ?e.classify(),
+                            "a stored task act does not parse; the task is sent without it"
+                        );
+                    })
+                    .ok()
+                    .map(Box::new)
+            });
             changes.push(CoordChange {
                 cseq: r.cseq,
                 id: r.id,

@@ -166,6 +166,7 @@ async fn check_and_register(
     };
     let handle = Arc::new(SessionHandle::new(
         conn_id,
+        hello.version,
         mesh.id,
         hello.cert.clone(),
         out.clone(),

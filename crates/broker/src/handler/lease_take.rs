@@ -7,12 +7,14 @@
 //! granted, on any replica. A conflict is an answer (`granted: false` with
 //! the leases in the way), not an error.
 
-use claudemesh_crypto::coord::{CoordKind, CoordObject, LEASE_PROBES_PER_PATH, LEASE_TAGS_PER_PATH};
+use claudemesh_crypto::coord::{
+    CoordKind, CoordObject, LEASE_PROBES_PER_PATH, LEASE_TAGS_PER_PATH,
+};
 use claudemesh_crypto::{MemberKey, SessionKey};
 use claudemesh_proto::frames::{LeaseAnswer, LeaseHeld, LeaseTake};
 use claudemesh_proto::limits::{
-    MAX_LEASE_CONFLICTS, MAX_LEASE_PATHS, MAX_LEASE_PROBE_EPOCHS, MAX_LEASE_TTL_MS,
-    MAX_LEASES_PER_MEMBER, MIN_LEASE_TTL_MS,
+    LEASE_CONFLICT_BYTES, MAX_LEASE_CONFLICTS, MAX_LEASE_PATHS, MAX_LEASE_PLAINTEXT,
+    MAX_LEASE_PROBE_EPOCHS, MAX_LEASE_TTL_MS, MAX_LEASES_PER_MEMBER, MIN_LEASE_TTL_MS,
 };
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
@@ -33,6 +35,11 @@ impl Handle for LeaseTake {
         let malformed = |why: String| Err(Refusal::new(ErrorCode::Malformed, why));
         if o.kind != CoordKind::Lease {
             return malformed(format!("a {} is not a lease", o.kind));
+        }
+        if o.ciphertext.len() > MAX_LEASE_PLAINTEXT + claudemesh_crypto::boxes::MAC_BYTES {
+            return malformed(format!(
+                "a lease holds at most {MAX_LEASE_PLAINTEXT} bytes (its paths and reason)"
+            ));
         }
         if !(MIN_LEASE_TTL_MS..=MAX_LEASE_TTL_MS).contains(&self.ttl_ms) {
             return malformed(format!(
@@ -83,6 +90,7 @@ impl Handle for LeaseTake {
             probe: self.probe,
             max_per_member: MAX_LEASES_PER_MEMBER as u64,
             max_conflicts: MAX_LEASE_CONFLICTS,
+            max_conflict_bytes: LEASE_CONFLICT_BYTES,
         };
         let outcome = broker.store.lease_take(&take).await.map_err(|e| {
             metrics::counter!(m::STORE_ERRORS).increment(1);

@@ -5,8 +5,8 @@
 //! claims of one version exactly one wins, on any replica. A lost race is
 //! an answer (`ok: false` and the task as it stands), not an error.
 
-use claudemesh_crypto::coord::{CoordKind, CoordObject};
 use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::coord::{CoordKind, CoordObject};
 use claudemesh_proto::frames::{TaskActFrame, TaskState};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 

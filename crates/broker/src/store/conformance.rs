@@ -2815,6 +2815,7 @@ fn take(
         probe: probe.to_vec(),
         max_per_member: 256,
         max_conflicts: 16,
+        max_conflict_bytes: 64 * 1024,
     }
 }
 

@@ -251,6 +251,9 @@ pub struct LeaseTakeRequest {
     pub max_per_member: u64,
     /// Most conflicting leases to report.
     pub max_conflicts: usize,
+    /// Stop reporting conflicting leases once their JSON passes this many
+    /// bytes (at least one is reported).
+    pub max_conflict_bytes: usize,
 }
 
 /// A live lease, as the broker arbitrates it.

@@ -1207,6 +1207,7 @@ macro_rules! impl_store {
                         .fetch_all(&mut *tx)
                         .await?;
                     let mut conflicts = Vec::new();
+                    let mut conflict_bytes = 0usize;
                     for r in live {
                         let session = key_from_bytes(
                             r.try_get::<Option<&[u8]>, _>(2)?.unwrap_or_default(),
@@ -1234,7 +1235,8 @@ macro_rules! impl_store {
                             expires_at_ms: to_u64(r.try_get::<Option<i64>, _>(4)?.unwrap_or(0)),
                             object_json: r.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
                         });
-                        if conflicts.len() >= l.max_conflicts {
+                        conflict_bytes += conflicts.last().map_or(0, |c: &LeaseRow| c.object_json.len());
+                        if conflicts.len() >= l.max_conflicts || conflict_bytes >= l.max_conflict_bytes {
                             break;
                         }
                     }

@@ -85,9 +85,14 @@ async fn conflicts(
     let leased = place.path(dir, file).map_err(|f| f.message)?;
     // This Claude Code's own MCP sessions: their leases are its own.
     let keys = home.load_keys(&mesh.id).map_err(|e| e.to_string())?;
-    let own: Vec<SessionKey> = own_session(home.root(), input.dir())
+    // Only when this Claude Code's servers are known for sure (found
+    // through the process tree): another Claude Code in the same directory
+    // is another session, whose leases do stand in the way.
+    let found = own_session(home.root(), input.dir());
+    let own: Vec<SessionKey> = found
         .entries
         .iter()
+        .filter(|_| found.certain)
         .filter_map(|e| keys.sessions.get(&format!("mcp/{}", e.name)))
         .map(|s| SessionKey(s.public().0))
         .collect();

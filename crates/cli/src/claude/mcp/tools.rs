@@ -845,7 +845,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             let place = crate::lease::Place::of(&cwd, None);
             let mut paths = Vec::new();
             for p in &a.paths {
-                paths.push(place.path(&cwd, p).map_err(|f| f.message)?);
+                paths.push(place.typed_path(&cwd, p).map_err(|f| f.message)?);
             }
             allowed(shared, Verb::LeaseTake, Some(&paths.join(" ")))?;
             let c = client(shared).await?;
