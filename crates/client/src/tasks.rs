@@ -558,18 +558,15 @@ impl MeshClient {
 
     /// The task `id` of this device's copy, if it is there and verifies.
     async fn task_by_id(&self, id: CoordId) -> Result<Option<Task>, ClientError> {
-        let hex = id.to_hex();
         let mut pass = SyncPass::default();
-        for row in self
+        match self
             .local()
-            .coord_items(&self.mesh().id, CoordKind::Task)
+            .coord_item(&self.mesh().id, CoordKind::Task, &id.to_hex())
             .await?
         {
-            if row.item_id == hex {
-                return self.read_task(&row, &mut pass).await;
-            }
+            Some(row) => self.read_task(&row, &mut pass).await,
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     /// Syncs, then names the task `id_or_prefix` stands for.

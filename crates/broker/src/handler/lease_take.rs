@@ -91,6 +91,7 @@ impl Handle for LeaseTake {
             max_per_member: MAX_LEASES_PER_MEMBER as u64,
             max_conflicts: MAX_LEASE_CONFLICTS,
             max_conflict_bytes: LEASE_CONFLICT_BYTES,
+            departed: mesh.read_log(|l| l.roster.departed().keys().copied().collect()),
         };
         let outcome = broker.store.lease_take(&take).await.map_err(|e| {
             metrics::counter!(m::STORE_ERRORS).increment(1);

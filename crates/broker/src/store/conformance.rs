@@ -2816,6 +2816,7 @@ fn take(
         max_per_member: 256,
         max_conflicts: 16,
         max_conflict_bytes: 64 * 1024,
+        departed: Vec::new(),
     }
 }
 
@@ -2971,6 +2972,41 @@ async fn leases_conflict_by_tags_unless_shared_or_own_and_expire(s: &dyn Store) 
         LeaseOutcome::Granted { .. }
     ));
     drop(s2);
+    // A departed member's lease stands in no one's way, and the take that
+    // meets it releases it.
+    let gone = key();
+    let tg = CoordId::random();
+    let theirs = take(
+        &mesh.id,
+        &gone,
+        &key(),
+        true,
+        &[tg],
+        &[tg],
+        own_end + 7,
+        60_000,
+    );
+    assert!(matches!(
+        s.lease_take(&theirs).await.unwrap(),
+        LeaseOutcome::Granted { .. }
+    ));
+    let mut after_removal = take(&mesh.id, &bob, &b1, true, &[tg], &[tg], own_end + 8, 60_000);
+    assert!(matches!(
+        s.lease_take(&after_removal.clone()).await.unwrap(),
+        LeaseOutcome::Conflict(_)
+    ));
+    after_removal.new.id = CoordId::random();
+    after_removal.departed = vec![gone];
+    assert!(matches!(
+        s.lease_take(&after_removal).await.unwrap(),
+        LeaseOutcome::Granted { .. }
+    ));
+    let (feed, _) = s
+        .coord_changes(&mesh.id, CoordKind::Lease, 0, u64::MAX / 2)
+        .await
+        .unwrap();
+    let released = feed.iter().find(|r| r.id == theirs.new.id).unwrap();
+    assert_eq!(released.object_json, None, "released");
     // The quota counts live leases.
     let mut full = take(
         &mesh.id,

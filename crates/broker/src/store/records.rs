@@ -254,6 +254,9 @@ pub struct LeaseTakeRequest {
     /// Stop reporting conflicting leases once their JSON passes this many
     /// bytes (at least one is reported).
     pub max_conflict_bytes: usize,
+    /// Members no longer in the mesh: their leases stand in no one's way
+    /// and are released by this take.
+    pub departed: Vec<PublicKey>,
 }
 
 /// A live lease, as the broker arbitrates it.

@@ -1209,6 +1209,24 @@ macro_rules! impl_store {
                     let mut conflicts = Vec::new();
                     let mut conflict_bytes = 0usize;
                     for r in live {
+                        let holder = key_from_bytes(r.try_get(1)?)?;
+                        if l.departed.contains(&holder) {
+                            // A removed member's lease: released now, as
+                            // an expired one is.
+                            let at: i64 = sqlx::query_scalar(sql::COORD_NEXT_CSEQ)
+                                .bind(mesh)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            sqlx::query(sql::COORD_FORGET)
+                                .bind(mesh)
+                                .bind(o.kind.as_str())
+                                .bind(r.try_get::<&[u8], _>(0)?)
+                                .bind(at)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            continue;
+                        }
                         let session = key_from_bytes(
                             r.try_get::<Option<&[u8]>, _>(2)?.unwrap_or_default(),
                         )?;
@@ -1229,7 +1247,7 @@ macro_rules! impl_store {
                             id: CoordId(id.try_into().map_err(|_| {
                                 StoreError::Corrupt(format!("lease id of {} bytes", id.len()))
                             })?),
-                            holder: key_from_bytes(r.try_get(1)?)?,
+                            holder,
                             session,
                             exclusive,
                             expires_at_ms: to_u64(r.try_get::<Option<i64>, _>(4)?.unwrap_or(0)),

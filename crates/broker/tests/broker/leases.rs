@@ -153,6 +153,32 @@ async fn a_lease_from_before_a_rekey_still_conflicts(backend: Backend) {
 }
 both!(a_lease_from_before_a_rekey_still_conflicts);
 
+/// A member removed from the mesh leaves no lease in anyone's way: the next
+/// take that meets it releases it.
+async fn a_removed_members_lease_stands_in_no_ones_way(backend: Backend) {
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+    let b = bob.connect().await;
+    b.lease_take(&req(&["src/"], true)).await.unwrap();
+    b.close().await;
+    let c = carol.connect().await;
+    c.lease_take(&req(&["src/a.rs"], true)).await.unwrap_err();
+    let a = alice.connect().await;
+    claudemesh_client::moderation::remove(&a, "bob", claudemesh_crypto::log::RemoveKind::Kick)
+        .await
+        .unwrap();
+    c.sync_log().await.unwrap();
+    c.lease_take(&req(&["src/a.rs"], true)).await.unwrap();
+    let live = a.lease_list().await.unwrap();
+    assert!(live.iter().all(|l| l.holder_name != "bob"), "{live:?}");
+    a.close().await;
+    c.close().await;
+    broker.stop().await;
+}
+both!(a_removed_members_lease_stands_in_no_ones_way);
+
 /// Every client tries to lease `path` exclusively at once: the one granted.
 async fn race(clients: &[MeshClient], path: &str) -> usize {
     for c in clients {

@@ -128,6 +128,34 @@ impl LocalStore {
             .collect()
     }
 
+    /// One object of `kind` held here, by its id (32 hex digits).
+    pub async fn coord_item(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+        item_id: &str,
+    ) -> Result<Option<StoredItem>, ClientError> {
+        let row = sqlx::query(
+            "SELECT item_id, cseq, object, act, expires_at_ms FROM coord_items \
+             WHERE mesh_id = ? AND kind = ? AND item_id = ?",
+        )
+        .bind(mesh_key(mesh))
+        .bind(kind.as_str())
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredItem {
+                item_id: r.try_get(0)?,
+                cseq: u(r.try_get(1)?),
+                object: r.try_get(2)?,
+                act: r.try_get(3)?,
+                expires_at_ms: r.try_get::<Option<i64>, _>(4)?.map(u),
+            })
+        })
+        .transpose()
+    }
+
     /// The ids of the mesh's objects of `kind` held here that start with
     /// `prefix` (lowercase hex), at most `limit`.
     pub async fn coord_ids_with_prefix(
@@ -215,6 +243,20 @@ mod tests {
         );
         assert_eq!(all, vec![task("aa", 3, Some("{\"claim\":1}"))]);
         assert_eq!(local.coord_head(&mesh, CoordKind::Task).await.unwrap(), 4);
+        assert_eq!(
+            local
+                .coord_item(&mesh, CoordKind::Task, "aa")
+                .await
+                .unwrap(),
+            Some(task("aa", 3, Some("{\"claim\":1}")))
+        );
+        assert_eq!(
+            local
+                .coord_item(&mesh, CoordKind::Task, "bb")
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(
             local
                 .coord_ids_with_prefix(&mesh, CoordKind::Task, "a", 8)
