@@ -8,6 +8,9 @@
 use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::coord::{CoordKind, CoordObject};
 
+use claudemesh_crypto::envelope::Target;
+use claudemesh_proto::ErrorCode;
+
 use crate::client::MeshClient;
 use crate::error::ClientError;
 use crate::local::StoredItem;
@@ -26,6 +29,34 @@ pub(crate) fn offline_ok(synced: Result<(), ClientError>, what: &str) -> Result<
 }
 
 impl MeshClient {
+    /// Runs `attempt` (which seals under the current epoch's coordination
+    /// key and sends) after rotating the mesh key when that falls to this
+    /// member (as for a message to `*`); on a `rekey_required` answer (a
+    /// rekey meanwhile) syncs the log and runs it once more. Every
+    /// coordination write seals this way.
+    pub(crate) async fn resealing<T, Fut>(
+        &self,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, ClientError>
+    where
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut resealed = false;
+        loop {
+            self.session().rotate_keys_for(&Target::Broadcast).await?;
+            match attempt().await {
+                Err(ClientError::Refused {
+                    code: ErrorCode::RekeyRequired,
+                    ..
+                }) if !resealed => {
+                    resealed = true;
+                    self.sync_log().await?;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Brings this device's copy of the `kind` feed up to date.
     pub(crate) async fn mirror_sync(&self, kind: CoordKind) -> Result<(), ClientError> {
         let mesh = self.mesh().id;

@@ -25,7 +25,6 @@ use std::time::Duration;
 use claudemesh_crypto::coord::{
     CoordFacts, CoordId, CoordKind, CoordObject, coord_key, lease_probe, lease_tags,
 };
-use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::{MemberKey, PublicKey, SessionKey, SymmetricKey};
 use claudemesh_proto::frames::{CoordForget, LeaseAnswer, LeaseRenew, LeaseTake};
 use claudemesh_proto::limits::{
@@ -170,82 +169,75 @@ impl MeshClient {
         }
         let mesh = self.mesh().id;
         let id = CoordId::random();
-        let mut resealed = false;
-        let answer = loop {
-            self.lease_sync().await?;
-            self.session().rotate_keys_for(&Target::Broadcast).await?;
-            let older = self.probe_keys().await?;
-            let take = self.with_state(|s| {
-                let epoch = s.roster().epoch();
-                let root = s
-                    .root(epoch)
-                    .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
-                let key = coord_key(root, &mesh);
-                let facts = CoordFacts {
-                    kind: CoordKind::Lease,
-                    id,
-                    rev: 1,
-                    at_ms: now_ms(),
-                };
-                let object = seal_coord(s, facts, &plaintext, bad)?;
-                let tags = req
-                    .paths
-                    .iter()
-                    .flat_map(|p| lease_tags(&key, &mesh, &req.repo, p))
-                    .collect();
-                let mut probe_keys = vec![key];
-                probe_keys.extend(
-                    older
+        let plaintext = &plaintext;
+        let sent = self
+            .resealing(|| async move {
+                self.lease_sync().await?;
+                let older = self.probe_keys().await?;
+                let take = self.with_state(|s| {
+                    let epoch = s.roster().epoch();
+                    let root = s
+                        .root(epoch)
+                        .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
+                    let key = coord_key(root, &mesh);
+                    let facts = CoordFacts {
+                        kind: CoordKind::Lease,
+                        id,
+                        rev: 1,
+                        at_ms: now_ms(),
+                    };
+                    let object = seal_coord(s, facts, plaintext, bad)?;
+                    let tags = req
+                        .paths
                         .iter()
-                        .filter(|(e, _)| *e != epoch)
-                        .map(|(_, k)| k.clone()),
-                );
-                probe_keys.truncate(MAX_LEASE_PROBE_EPOCHS);
-                let probe = probe_keys
-                    .iter()
-                    .flat_map(|k| {
-                        req.paths
+                        .flat_map(|p| lease_tags(&key, &mesh, &req.repo, p))
+                        .collect();
+                    let mut probe_keys = vec![key];
+                    probe_keys.extend(
+                        older
                             .iter()
-                            .flat_map(|p| lease_probe(k, &mesh, &req.repo, p))
-                    })
-                    .collect();
-                Ok::<_, ClientError>(LeaseTake {
-                    req: None,
-                    object: Box::new(object),
-                    exclusive: req.exclusive,
-                    ttl_ms,
-                    tags,
-                    probe,
-                })
-            })?;
-            let sent = self
-                .session()
-                .request(
-                    |r| {
-                        ClientFrame::LeaseTake(LeaseTake {
-                            req: Some(r),
-                            ..take
+                            .filter(|(e, _)| *e != epoch)
+                            .map(|(_, k)| k.clone()),
+                    );
+                    probe_keys.truncate(MAX_LEASE_PROBE_EPOCHS);
+                    let probe = probe_keys
+                        .iter()
+                        .flat_map(|k| {
+                            req.paths
+                                .iter()
+                                .flat_map(|p| lease_probe(k, &mesh, &req.repo, p))
                         })
-                    },
-                    "take the lease",
-                )
-                .await;
-            match sent {
-                Err(ClientError::Refused {
-                    code: ErrorCode::RekeyRequired,
-                    ..
-                }) if !resealed => {
-                    resealed = true;
-                    self.sync_log().await?;
-                }
-                Err(ClientError::Refused {
-                    code: ErrorCode::UnknownType,
-                    ..
-                }) => return Err(ClientError::TasksUnsupported),
-                Err(e) => return Err(e),
-                Ok(BrokerFrame::LeaseAnswer(a)) if a.id == id => break a,
-                Ok(other) => return Err(unexpected(&other)),
-            }
+                        .collect();
+                    Ok::<_, ClientError>(LeaseTake {
+                        req: None,
+                        object: Box::new(object),
+                        exclusive: req.exclusive,
+                        ttl_ms,
+                        tags,
+                        probe,
+                    })
+                })?;
+                self.session()
+                    .request(
+                        |r| {
+                            ClientFrame::LeaseTake(LeaseTake {
+                                req: Some(r),
+                                ..take
+                            })
+                        },
+                        "take the lease",
+                    )
+                    .await
+            })
+            .await;
+        let answer = match sent {
+            Err(ClientError::Refused {
+                code: ErrorCode::UnknownType,
+                ..
+            }) => return Err(ClientError::TasksUnsupported),
+            Err(e) => return Err(e),
+            Ok(BrokerFrame::LeaseAnswer(a)) if a.id == id => a,
+            Ok(other) => return Err(unexpected(&other)),
         };
         if answer.granted {
             self.lease_sync().await?;

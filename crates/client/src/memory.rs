@@ -41,7 +41,6 @@ use std::sync::Mutex;
 use claudemesh_crypto::coord::{
     CoordFacts, CoordId, CoordKind, CoordObject, MAX_COORD_PLAINTEXT, RingLink, coord_key,
 };
-use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::log::Role;
 use claudemesh_crypto::{MemberKey, PublicKey, SessionKey, SymmetricKey};
 use claudemesh_proto::frames::{
@@ -455,22 +454,14 @@ impl MeshClient {
         let plaintext = note_plaintext(&text, &tags)?;
         let id = CoordId::random();
         let at_ms = now_ms();
-        let mut resealed = false;
-        let (object, cseq) = loop {
-            self.session().rotate_keys_for(&Target::Broadcast).await?;
-            let object = self.with_state(|s| seal_note(s, id, at_ms, &plaintext))?;
-            match self.coord_put(object.clone()).await {
-                Err(ClientError::Refused {
-                    code: ErrorCode::RekeyRequired,
-                    ..
-                }) if !resealed => {
-                    resealed = true;
-                    self.sync_log().await?;
-                }
-                Err(e) => return Err(e),
-                Ok(cseq) => break (object, cseq),
-            }
-        };
+        let plaintext = &plaintext;
+        let (object, cseq) = self
+            .resealing(|| async move {
+                let object = self.with_state(|s| seal_note(s, id, at_ms, plaintext))?;
+                let cseq = self.coord_put(object.clone()).await?;
+                Ok((object, cseq))
+            })
+            .await?;
         let mut row = stored(&object, cseq)?;
         row.object = None;
         row.opened = Some(OpenedNote { text, tags });

@@ -24,7 +24,6 @@
 use std::collections::BTreeMap;
 
 use claudemesh_crypto::coord::{CoordFacts, CoordId, CoordKind, coord_key, state_id};
-use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::{MemberKey, SessionKey};
 use claudemesh_proto::frames::{StateAnswer, StateSet};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
@@ -328,7 +327,7 @@ impl MeshClient {
         for _ in 0..WRITE_TRIES {
             self.state_sync().await?;
             let current = self.state_current().await?.remove(key);
-            let mut at = current.as_ref().map_or(0, |c| c.version);
+            let at = current.as_ref().map_or(0, |c| c.version);
             if let Some(want) = if_version
                 && want != at
             {
@@ -340,80 +339,77 @@ impl MeshClient {
                     ),
                 });
             }
-            let mut resealed = false;
-            let answer = loop {
-                if let Some((moved_id, moved_at)) = broker_at {
-                    let id = self.with_state(|s| {
-                        s.root(s.roster().epoch())
-                            .map(|r| state_id(&coord_key(r, &mesh), &mesh, key))
-                    });
-                    if current.is_none() && id == Some(moved_id) {
-                        at = at.max(moved_at);
-                    }
-                }
-                self.session().rotate_keys_for(&Target::Broadcast).await?;
-                let object = self.with_state(|s| {
-                    let epoch = s.roster().epoch();
-                    let (id, tag_epoch) = match &current {
-                        Some(c) => (c.id, c.tag_epoch),
-                        None => {
-                            let root = s
-                                .root(epoch)
-                                .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
-                            (state_id(&coord_key(root, &mesh), &mesh, key), epoch)
+            let (current_ref, value) = (&current, &value);
+            let sent = self
+                .resealing(|| async move {
+                    let current = current_ref;
+                    let mut at = at;
+                    if let Some((moved_id, moved_at)) = broker_at {
+                        let id = self.with_state(|s| {
+                            s.root(s.roster().epoch())
+                                .map(|r| state_id(&coord_key(r, &mesh), &mesh, key))
+                        });
+                        if current.is_none() && id == Some(moved_id) {
+                            at = at.max(moved_at);
                         }
-                    };
-                    let body = EntryBody {
-                        key: key.to_owned(),
-                        deleted: value.is_none(),
-                        value: value.clone(),
-                        tag_epoch,
-                    };
-                    let plaintext = serde_json::to_vec(&body).map_err(|e| {
-                        ClientError::Local(format!("cannot encode a state entry: {e}"))
-                    })?;
-                    let facts = CoordFacts {
-                        kind: CoordKind::State,
-                        id,
-                        rev: at + 1,
-                        at_ms: now_ms(),
-                    };
-                    seal_coord(s, facts, &plaintext, |reason| {
-                        ClientError::BadInput(BadInput::State {
-                            field: "value",
-                            reason,
-                        })
-                    })
-                })?;
-                let id = object.id;
-                let sent = self
-                    .session()
-                    .request(
-                        |req| {
-                            ClientFrame::StateSet(StateSet {
-                                req: Some(req),
-                                object: Box::new(object),
-                            })
-                        },
-                        "write the state entry",
-                    )
-                    .await;
-                match sent {
-                    Err(ClientError::Refused {
-                        code: ErrorCode::RekeyRequired,
-                        ..
-                    }) if !resealed => {
-                        resealed = true;
-                        self.sync_log().await?;
                     }
-                    Err(ClientError::Refused {
-                        code: ErrorCode::UnknownType,
-                        ..
-                    }) => return Err(ClientError::TasksUnsupported),
-                    Err(e) => return Err(e),
-                    Ok(BrokerFrame::StateAnswer(a)) if a.id == id => break a,
-                    Ok(other) => return Err(unexpected(&other)),
-                }
+                    let object = self.with_state(|s| {
+                        let epoch = s.roster().epoch();
+                        let (id, tag_epoch) = match &current {
+                            Some(c) => (c.id, c.tag_epoch),
+                            None => {
+                                let root = s
+                                    .root(epoch)
+                                    .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
+                                (state_id(&coord_key(root, &mesh), &mesh, key), epoch)
+                            }
+                        };
+                        let body = EntryBody {
+                            key: key.to_owned(),
+                            deleted: value.is_none(),
+                            value: value.clone(),
+                            tag_epoch,
+                        };
+                        let plaintext = serde_json::to_vec(&body).map_err(|e| {
+                            ClientError::Local(format!("cannot encode a state entry: {e}"))
+                        })?;
+                        let facts = CoordFacts {
+                            kind: CoordKind::State,
+                            id,
+                            rev: at + 1,
+                            at_ms: now_ms(),
+                        };
+                        seal_coord(s, facts, &plaintext, |reason| {
+                            ClientError::BadInput(BadInput::State {
+                                field: "value",
+                                reason,
+                            })
+                        })
+                    })?;
+                    let id = object.id;
+                    let frame = self
+                        .session()
+                        .request(
+                            |req| {
+                                ClientFrame::StateSet(StateSet {
+                                    req: Some(req),
+                                    object: Box::new(object),
+                                })
+                            },
+                            "write the state entry",
+                        )
+                        .await?;
+                    Ok((frame, id))
+                })
+                .await;
+            let answer = match sent {
+                Err(ClientError::Refused {
+                    code: ErrorCode::UnknownType,
+                    ..
+                }) => return Err(ClientError::TasksUnsupported),
+                Err(e) => return Err(e),
+                Ok((BrokerFrame::StateAnswer(a), id)) if a.id == id => a,
+                Ok((other, _)) => return Err(unexpected(&other)),
             };
             let StateAnswer {
                 ok, id, version, ..

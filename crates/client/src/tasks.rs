@@ -23,8 +23,7 @@
 
 use std::str::FromStr;
 
-use claudemesh_crypto::coord::{CoordFacts, CoordId, CoordKind, CoordObject};
-use claudemesh_crypto::envelope::Target;
+use claudemesh_crypto::coord::{CoordFacts, CoordId, CoordKind};
 use claudemesh_crypto::{MemberKey, SessionKey};
 use claudemesh_proto::frames::{CoordForget, TaskActFrame, TaskPhase};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
@@ -35,7 +34,6 @@ use crate::coord_mirror::offline_ok;
 use crate::error::{BadInput, ClientError};
 use crate::local::StoredItem;
 use crate::memory::{MIN_ID_PREFIX, SyncPass, normalize_tags, seal_coord};
-use crate::mesh::MeshState;
 use crate::session::unexpected;
 
 /// Most bytes of a task's title (after trimming).
@@ -315,43 +313,24 @@ impl MeshClient {
             at_ms: now_ms(),
         };
         let id = facts.id;
-        self.put_resealing(|s| {
-            seal_coord(s, facts.clone(), &plaintext, |reason| {
-                ClientError::BadInput(BadInput::Task {
-                    field: "body",
-                    reason,
+        let (facts, plaintext) = (&facts, &plaintext);
+        self.resealing(|| async move {
+            let object = self.with_state(|s| {
+                seal_coord(s, facts.clone(), plaintext, |reason| {
+                    ClientError::BadInput(BadInput::Task {
+                        field: "body",
+                        reason,
+                    })
                 })
-            })
+            })?;
+            self.coord_put_object(object, "store the task").await
         })
-        .await?;
+        .await
+        .map_err(unsupported)?;
         self.task_sync().await?;
         self.task_by_id(id)
             .await?
             .ok_or_else(|| ClientError::Local("the task just stored cannot be read back".into()))
-    }
-
-    /// Stores the object `seal` makes, sealing again once after a
-    /// `rekey_required` (a rekey meanwhile: the log is synced first).
-    async fn put_resealing(
-        &self,
-        seal: impl Fn(&MeshState) -> Result<CoordObject, ClientError>,
-    ) -> Result<u64, ClientError> {
-        let mut resealed = false;
-        loop {
-            self.session().rotate_keys_for(&Target::Broadcast).await?;
-            let object = self.with_state(&seal)?;
-            match self.coord_put_object(object, "store the task").await {
-                Err(ClientError::Refused {
-                    code: ErrorCode::RekeyRequired,
-                    ..
-                }) if !resealed => {
-                    resealed = true;
-                    self.sync_log().await?;
-                }
-                Err(e) => return Err(unsupported(e)),
-                Ok(cseq) => return Ok(cseq),
-            }
-        }
     }
 
     /// The tasks `filter` selects, in listing order. Syncs first; when the
@@ -500,46 +479,39 @@ impl MeshClient {
             rev: task.version + 1,
             at_ms: now_ms(),
         };
-        let mut resealed = false;
-        let answer = loop {
-            self.session().rotate_keys_for(&Target::Broadcast).await?;
-            let act = self.with_state(|s| {
-                seal_coord(s, facts.clone(), &plaintext, |reason| {
-                    ClientError::BadInput(BadInput::Task {
-                        field: "result",
-                        reason,
-                    })
-                })
-            })?;
-            let sent = self
-                .session()
-                .request(
-                    |req| {
-                        ClientFrame::TaskAct(TaskActFrame {
-                            req: Some(req),
-                            act: Box::new(act),
-                            force,
+        let (facts, plaintext) = (&facts, &plaintext);
+        let sent = self
+            .resealing(|| async move {
+                let act = self.with_state(|s| {
+                    seal_coord(s, facts.clone(), plaintext, |reason| {
+                        ClientError::BadInput(BadInput::Task {
+                            field: "result",
+                            reason,
                         })
-                    },
-                    "apply the task act",
-                )
-                .await;
-            match sent {
-                Err(ClientError::Refused {
-                    code: ErrorCode::RekeyRequired,
-                    ..
-                }) if !resealed => {
-                    resealed = true;
-                    self.sync_log().await?;
-                }
-                Err(ClientError::Refused {
-                    code: ErrorCode::Forbidden,
-                    message,
-                }) => return Err(ClientError::NotAllowed(message)),
-                Err(e) => return Err(unsupported(e)),
-                Ok(BrokerFrame::TaskState(s)) if s.id == id => break s,
-                Ok(other) => return Err(unexpected(&other)),
-            }
+                    })
+                })?;
+                self.session()
+                    .request(
+                        |req| {
+                            ClientFrame::TaskAct(TaskActFrame {
+                                req: Some(req),
+                                act: Box::new(act),
+                                force,
+                            })
+                        },
+                        "apply the task act",
+                    )
+                    .await
+            })
+            .await;
+        let answer = match sent {
+            Err(ClientError::Refused {
+                code: ErrorCode::Forbidden,
+                message,
+            }) => return Err(ClientError::NotAllowed(message)),
+            Err(e) => return Err(unsupported(e)),
+            Ok(BrokerFrame::TaskState(s)) if s.id == id => s,
+            Ok(other) => return Err(unexpected(&other)),
         };
         self.task_sync().await?;
         let now = self.readable_task(id).await?;
