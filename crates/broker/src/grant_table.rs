@@ -82,6 +82,28 @@ impl GrantTable {
         }
     }
 
+    /// A number that changes whenever a grant set does: the sum of every
+    /// set's version (versions only grow), at least 1 once any set is held
+    /// (0 is "no grants" on the wire). Replicas holding the same sets agree.
+    pub fn generation(&self) -> u64 {
+        let sets = self.read();
+        if sets.is_empty() {
+            return 0;
+        }
+        sets.values()
+            .fold(0u64, |sum, set| sum.wrapping_add(set.version))
+            .max(1)
+    }
+
+    /// The members whose grants refuse `sender` `cap` (silently or not).
+    pub fn refusing(&self, sender: &PublicKey, cap: Cap) -> Vec<PublicKey> {
+        self.read()
+            .iter()
+            .filter(|(_, set)| set.allows(sender, cap) != Decision::Allow)
+            .map(|(member, _)| *member)
+            .collect()
+    }
+
     /// Whether `member` refuses `presence` to anyone at all.
     pub fn hides_presence_from_some(&self, member: &PublicKey) -> bool {
         self.read().get(member).is_some_and(|set| {

@@ -167,6 +167,17 @@ impl MeshHub {
         self.grant_decision(recipient, sender, cap) == Decision::Allow
     }
 
+    /// Changes whenever any member's grant set does (see
+    /// [`GrantTable::generation`]).
+    pub fn grants_generation(&self) -> u64 {
+        self.grants.generation()
+    }
+
+    /// The members whose grants refuse `sender` `cap`.
+    pub fn grants_refusing(&self, sender: &PublicKey, cap: Cap) -> Vec<PublicKey> {
+        self.grants.refusing(sender, cap)
+    }
+
     /// Verifies and stores `member`'s new grant set; returns the version the
     /// broker holds afterwards. An equal version is answered as stored.
     pub async fn set_grants(

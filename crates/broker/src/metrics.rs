@@ -58,6 +58,9 @@ pub const HELD_FAILED: &str = "claudemesh_messages_held_failed_total";
 /// Counter: coordination writes that changed something (team memory),
 /// labelled `op` = `put`, `forget` or `ring`.
 pub const COORD_WRITES: &str = "claudemesh_coord_writes_total";
+/// Counter: coordination objects sent to a reader as withheld because
+/// their author's grants refuse that reader (`task`, `state`, `memory`).
+pub const COORD_WITHHELD: &str = "claudemesh_coord_withheld_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -154,6 +157,10 @@ fn register() {
         COORD_WRITES,
         "coordination objects stored, forgotten and ring links stored, by op"
     );
+    describe_counter!(
+        COORD_WITHHELD,
+        "coordination objects withheld from a reader by their author's grants"
+    );
     for c in [
         ACCEPTED,
         DUPLICATES,
@@ -171,6 +178,7 @@ fn register() {
         HELD,
         HELD_FIRED,
         HELD_FAILED,
+        COORD_WITHHELD,
     ] {
         metrics::counter!(c).increment(0);
     }

@@ -1,8 +1,8 @@
 //! `claudemesh grant|revoke|block|unblock|grants`: who may reach this member
 //! (TM7). Each change is signed with the member key, kept in
 //! `meshes/<id>/grants.json`, and handed to the broker, which enforces it;
-//! this device checks it again on receipt. `GrantsCmd` holds the five
-//! top-level commands and what each asks the policy.
+//! this device checks it again on receipt. `GrantsCmd` holds the
+//! five top-level commands and what each asks the policy.
 
 use clap::Subcommand;
 use claudemesh_client::grants::{self, GrantChange, GrantView};
@@ -16,11 +16,11 @@ use crate::policy::{Request, Verb};
 /// Top-level commands (`claudemesh grant …`): `Command` flattens them.
 #[derive(Debug, Subcommand)]
 pub enum GrantsCmd {
-    /// Give a peer capabilities back (dm, broadcast, group, topic, presence)
+    /// Give a peer capabilities back (dm, broadcast, group, topic, presence, task, state, memory)
     Grant {
         /// The member: a display name or a key prefix (8+ hex digits)
         peer: String,
-        /// Capabilities: dm, broadcast, group, topic, presence
+        /// Capabilities: dm, broadcast, group, topic, presence, task, state, memory
         #[arg(required = true)]
         caps: Vec<String>,
     },
@@ -28,7 +28,7 @@ pub enum GrantsCmd {
     Revoke {
         /// The member: a display name or a key prefix (8+ hex digits)
         peer: String,
-        /// Capabilities (dm, broadcast, group, topic, presence), or `all`
+        /// Capabilities (dm, broadcast, group, topic, presence, task, state, memory), or `all`
         #[arg(required = true)]
         caps: Vec<String>,
     },

@@ -343,6 +343,11 @@ pub fn standing(t: &Task) -> String {
         .as_deref()
         .map(output::printable)
         .unwrap_or_default();
+    let who = if t.holder_refused {
+        format!("{who} (your grants refuse them tasks; release it with --force)")
+    } else {
+        who
+    };
     match t.status {
         TaskPhase::Open => match &t.assignee_name {
             Some(a) => format!("open, for {}", output::printable(a)),

@@ -10,6 +10,7 @@ use claudemesh_crypto::coord::{CoordKind, CoordObject};
 
 use claudemesh_crypto::envelope::Target;
 use claudemesh_proto::ErrorCode;
+use claudemesh_proto::frames::CoordPage;
 
 use crate::client::MeshClient;
 use crate::error::ClientError;
@@ -57,12 +58,54 @@ impl MeshClient {
         }
     }
 
+    /// Called with the first page of each sync of `kind`: when this device
+    /// was sent withheld changes (an author's grants refused this member)
+    /// and the mesh's grants have changed since, moves the feed back to
+    /// the start and says so, so what a changed grant lets through is
+    /// fetched again. A full sync, but only for a member that was refused
+    /// something, once per change of anyone's grants.
+    pub(crate) async fn rewound_for_grants(
+        &self,
+        kind: CoordKind,
+        page: &CoordPage,
+    ) -> Result<bool, ClientError> {
+        let mesh = self.mesh().id;
+        match self.local().coord_withheld(&mesh, kind).await? {
+            Some(at) if at != page.grants => {
+                tracing::debug!(kind = %kind, "coordination: grants changed since something was withheld; syncing again from the start");
+                self.local().coord_rewind(&mesh, kind).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Called after a page of `kind` is applied: remembers the grants
+    /// generation of any change in it that was withheld.
+    pub(crate) async fn note_withheld(
+        &self,
+        kind: CoordKind,
+        page: &CoordPage,
+    ) -> Result<(), ClientError> {
+        if page.changes.iter().any(|c| c.withheld) {
+            self.local()
+                .coord_mark_withheld(&self.mesh().id, kind, page.grants)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Brings this device's copy of the `kind` feed up to date.
     pub(crate) async fn mirror_sync(&self, kind: CoordKind) -> Result<(), ClientError> {
         let mesh = self.mesh().id;
         let mut after = self.local().coord_head(&mesh, kind).await?;
+        let mut first = true;
         loop {
             let page = self.coord_page(kind, after).await?;
+            if std::mem::take(&mut first) && self.rewound_for_grants(kind, &page).await? {
+                after = 0;
+                continue;
+            }
             let mut changes = Vec::with_capacity(page.changes.len());
             for c in &page.changes {
                 let id = c.id.to_hex();
@@ -88,6 +131,7 @@ impl MeshClient {
                 after = self.local().coord_head(&mesh, kind).await?;
                 continue;
             }
+            self.note_withheld(kind, &page).await?;
             if !page.more {
                 return Ok(());
             }

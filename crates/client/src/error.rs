@@ -573,7 +573,9 @@ pub enum BadInput {
         input: String,
     },
     /// A capability name that is not one.
-    #[error("unknown capability {name:?}: use dm, broadcast, group, topic or presence")]
+    #[error(
+        "unknown capability {name:?}: use dm, broadcast, group, topic, presence, task, state or memory"
+    )]
     Capability {
         /// As given.
         name: String,

@@ -52,7 +52,8 @@ pub struct GrantView {
     pub silent: bool,
 }
 
-/// Parses capability names (`dm`, `broadcast`, `group`, `topic`, `presence`).
+/// Parses capability names (`dm`, `broadcast`, `group`, `topic`, `presence`,
+/// `task`, `state`, `memory`).
 pub fn parse_caps(names: &[String]) -> Result<Vec<Cap>, ClientError> {
     names
         .iter()
@@ -201,11 +202,14 @@ mod tests {
         let mut map = GrantMap::new();
         apply(&mut map, peer, &GrantChange::Revoke(vec![Cap::Broadcast]));
         let (caps, silent) = &map[&peer];
-        assert_eq!(caps.len(), 4);
+        assert_eq!(caps.len(), Cap::ALL.len() - 1);
         assert!(!caps.contains(&Cap::Broadcast));
         assert!(!silent);
         apply(&mut map, peer, &GrantChange::Grant(vec![Cap::Broadcast]));
-        assert!(map.is_empty(), "all five back is the default: no entry");
+        assert!(
+            map.is_empty(),
+            "every capability back is the default: no entry"
+        );
         apply(&mut map, peer, &GrantChange::Block { silent: true });
         assert_eq!(map[&peer], (BTreeSet::new(), true));
         apply(&mut map, peer, &GrantChange::Grant(vec![Cap::Dm]));

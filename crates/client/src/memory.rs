@@ -728,8 +728,15 @@ impl MeshClient {
     ) -> Result<(), ClientError> {
         let mesh = self.mesh().id;
         let mut after = self.local().coord_head(&mesh, CoordKind::Memory).await?;
+        let mut first = true;
         loop {
             let page = self.coord_page(CoordKind::Memory, after).await?;
+            if std::mem::take(&mut first)
+                && self.rewound_for_grants(CoordKind::Memory, &page).await?
+            {
+                after = 0;
+                continue;
+            }
             let mut changes = Vec::with_capacity(page.changes.len());
             // Per change: kept sealed after failing a check.
             let mut failed = Vec::with_capacity(page.changes.len());
@@ -781,12 +788,15 @@ impl MeshClient {
                     // Newly kept sealed after failing a check (one kept
                     // already is not counted again).
                     MirrorChange::Put(_) if changed && failed => out.unreadable += 1,
-                    MirrorChange::Remove(_) if changed && feed.object.is_none() => {
+                    MirrorChange::Remove(_)
+                        if changed && feed.object.is_none() && !feed.withheld =>
+                    {
                         out.forgotten += 1;
                     }
                     _ => {}
                 }
             }
+            self.note_withheld(CoordKind::Memory, &page).await?;
             if !page.more {
                 return Ok(());
             }

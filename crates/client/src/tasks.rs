@@ -24,6 +24,7 @@
 use std::str::FromStr;
 
 use claudemesh_crypto::coord::{CoordFacts, CoordId, CoordKind};
+use claudemesh_crypto::grants::{Cap, Decision};
 use claudemesh_crypto::{MemberKey, SessionKey};
 use claudemesh_proto::frames::{CoordForget, TaskActFrame, TaskPhase};
 use claudemesh_proto::{BrokerFrame, ClientFrame, ErrorCode};
@@ -151,6 +152,12 @@ pub struct Task {
     /// What the completer reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// This member created the task and its grants refuse the holder
+    /// `task` (TM7's second check): a broker with an older grant set, or
+    /// one that ignores grants, let a refused member take it. Its creator
+    /// may release it with `--force`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub holder_refused: bool,
 }
 
 /// Which tasks a listing shows.
@@ -235,6 +242,11 @@ pub fn task_id_prefix(input: &str) -> Result<String, ClientError> {
 /// The wording of where a task stands, for a lost act ("claimed by bob").
 pub fn describe(task: &Task) -> String {
     let by = task.holder_name.as_deref().unwrap_or("someone");
+    let by = if task.holder_refused {
+        format!("{by}, whom your grants refuse tasks")
+    } else {
+        by.to_owned()
+    };
     match task.status {
         TaskPhase::Open => "it is open (nobody holds it)".into(),
         TaskPhase::Claimed => format!("it is claimed by {by}"),
@@ -514,7 +526,23 @@ impl MeshClient {
             Ok(other) => return Err(unexpected(&other)),
         };
         self.task_sync().await?;
-        let now = self.readable_task(id).await?;
+        let now = match self.task_by_id(id).await? {
+            Some(now) => now,
+            // The feed withholds the task from this member now (its
+            // creator's grants refuse it `task`; giving a task back stays
+            // allowed): where it stands is the broker's answer.
+            None => self.with_state(|s| Task {
+                status: answer.phase,
+                holder: answer.holder,
+                holder_name: answer.holder.as_ref().map(|m| s.name_of(m.as_key())),
+                holder_session: None,
+                version: answer.version,
+                updated_at_ms: now_ms(),
+                result: None,
+                holder_refused: false,
+                ..task
+            }),
+        };
         if answer.ok { Ok(now) } else { Err(taken(&now)) }
     }
 
@@ -640,6 +668,16 @@ impl MeshClient {
             };
         }
         let creator = object.member();
+        let me = self.with_state(|s| s.my_key());
+        // Only the creator's grants decide who may take on its tasks; read
+        // them (a file) only when they could matter.
+        let holder_refused = match holder {
+            Some(h) if creator.0 == me && h.0 != me => self
+                .session()
+                .local_grants()
+                .is_some_and(|set| set.allows(&h.0, Cap::Task) != Decision::Allow),
+            _ => false,
+        };
         Ok(Some(self.with_state(|s| {
             let name = |m: &MemberKey| s.name_of(m.as_key());
             Task {
@@ -661,6 +699,7 @@ impl MeshClient {
                 version,
                 updated_at_ms,
                 result,
+                holder_refused,
             }
         })))
     }

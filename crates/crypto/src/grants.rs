@@ -37,15 +37,26 @@ pub enum Cap {
     Topic,
     /// Seeing my presence and summary.
     Presence,
+    /// Acting on the tasks I created: claiming and completing them
+    /// (releasing one it holds stays allowed: that gives it back), and
+    /// receiving them in the feed.
+    Task,
+    /// Receiving the shared-state entries I wrote last.
+    State,
+    /// Receiving the notes I remembered.
+    Memory,
 }
 
 impl Cap {
     /// Every capability, in the order of their names.
-    pub const ALL: [Cap; 5] = [
+    pub const ALL: [Cap; 8] = [
         Cap::Broadcast,
         Cap::Dm,
         Cap::Group,
+        Cap::Memory,
         Cap::Presence,
+        Cap::State,
+        Cap::Task,
         Cap::Topic,
     ];
 
@@ -57,12 +68,31 @@ impl Cap {
             Cap::Group => "group",
             Cap::Topic => "topic",
             Cap::Presence => "presence",
+            Cap::Task => "task",
+            Cap::State => "state",
+            Cap::Memory => "memory",
         }
     }
 
     /// Parses a wire name.
     pub fn parse(name: &str) -> Option<Cap> {
         Cap::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The capability a reader needs to receive a coordination object of
+    /// `kind` from its author (a task's acts go with their task); `None`
+    /// for leases, which every member must see to stay out of their way.
+    pub fn for_coord(kind: crate::coord::CoordKind) -> Option<Cap> {
+        use crate::coord::CoordKind;
+        match kind {
+            CoordKind::Task
+            | CoordKind::TaskClaim
+            | CoordKind::TaskRelease
+            | CoordKind::TaskDone => Some(Cap::Task),
+            CoordKind::State => Some(Cap::State),
+            CoordKind::Memory => Some(Cap::Memory),
+            CoordKind::Lease => None,
+        }
     }
 
     /// The capability a message target needs: `*` → broadcast, `@…` → group,

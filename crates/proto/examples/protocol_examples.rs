@@ -607,9 +607,11 @@ fn main() {
                 object: Some(Box::new(note)),
                 act: None,
                 expires_at_ms: None,
+                withheld: false,
             }],
             head: 1,
             more: false,
+            grants: 0,
         }),
         &mut frames,
     );

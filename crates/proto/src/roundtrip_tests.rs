@@ -250,10 +250,12 @@ fn coord_broker_frame() -> impl Strategy<Value = BrokerFrame> {
                             object: object.map(Box::new),
                             act: act.map(Box::new),
                             expires_at_ms: Some(cseq ^ 7).filter(|e| e % 2 == 0),
+                            withheld: cseq % 3 == 0,
                         })
                         .collect(),
                     head,
-                    more
+                    more,
+                    grants: head ^ 5,
                 })
             ),
         (req(), any::<u64>(), any::<bool>()).prop_map(|(req, epoch, duplicate)| {

@@ -1,8 +1,14 @@
 //! `coord_sync`: one page of the mesh's changes to a kind of coordination
 //! object after a feed position, oldest first, each object at its latest
-//! change (without contents once forgotten), cut to fit a frame.
+//! change (without contents once forgotten), cut to fit a frame. An
+//! object whose author's grants refuse the reader its kind's capability
+//! (`task`, `state`, `memory`) is sent as withheld: its id and position
+//! only, like a forgotten one, so the reader's copy drops it. Each page
+//! carries the mesh's grants generation, so a reader that was refused
+//! something syncs again from the start once any grant changes.
 
 use claudemesh_crypto::coord::CoordObject;
+use claudemesh_crypto::grants::Cap;
 use claudemesh_proto::BrokerFrame;
 use claudemesh_proto::frames::{CoordChange, CoordPage, CoordSync};
 use claudemesh_proto::limits::COORD_PAGE_BYTES;
@@ -12,7 +18,11 @@ use crate::metrics as m;
 
 impl Handle for CoordSync {
     async fn handle(self, caller: Caller<'_>, _cx: &mut Context<'_>) -> Result<Reply, Refusal> {
-        let Caller { broker, mesh, .. } = caller;
+        let Caller {
+            broker,
+            mesh,
+            session,
+        } = caller;
         let (rows, more) = broker
             .store
             .coord_changes(&mesh.id, self.kind, self.after, COORD_PAGE_BYTES as u64)
@@ -46,6 +56,22 @@ impl Handle for CoordSync {
                     }
                 },
             };
+            let withheld = object.as_ref().is_some_and(|o| {
+                Cap::for_coord(o.kind)
+                    .is_some_and(|cap| !mesh.grants_allow(&o.author.member.0, &session.member, cap))
+            });
+            if withheld {
+                metrics::counter!(m::COORD_WITHHELD).increment(1);
+                changes.push(CoordChange {
+                    cseq: r.cseq,
+                    id: r.id,
+                    object: None,
+                    act: None,
+                    expires_at_ms: None,
+                    withheld: true,
+                });
+                continue;
+            }
             // A task's last act: stored after it verified, as the object.
             let act = r.act_json.and_then(|json| {
                 serde_json::from_str::<CoordObject>(&json)
@@ -65,6 +91,7 @@ impl Handle for CoordSync {
                 object,
                 act,
                 expires_at_ms: r.expires_at_ms,
+                withheld: false,
             });
         }
         Ok(Reply::Frame(BrokerFrame::CoordPage(CoordPage {
@@ -73,6 +100,7 @@ impl Handle for CoordSync {
             changes,
             head,
             more,
+            grants: mesh.grants_generation(),
         })))
     }
 }

@@ -7,6 +7,7 @@
 
 use claudemesh_crypto::MemberKey;
 use claudemesh_crypto::coord::{CoordKind, CoordObject};
+use claudemesh_crypto::grants::Cap;
 use claudemesh_proto::frames::{TaskActFrame, TaskState};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
@@ -50,6 +51,7 @@ impl Handle for TaskActFrame {
             actor: session.member,
             force: self.force,
             actor_is_admin: self.force && is_admin(mesh, &session.member).await,
+            refused_by: mesh.grants_refusing(&session.member, Cap::Task),
             act_json,
             now_ms: crate::now_ms(),
         };
@@ -87,6 +89,10 @@ impl Handle for TaskActFrame {
                  claimed",
             )),
             TaskActOutcome::Held(row) => answer(false, row),
+            TaskActOutcome::Refused(_) => Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "refused: the task's creator does not let you take on its tasks (grants)",
+            )),
             TaskActOutcome::NotFound => Err(Refusal::new(
                 ErrorCode::NotFound,
                 format!("no task {} in this mesh", request.id),

@@ -2534,6 +2534,7 @@ fn task_act(
         actor: *actor,
         force: false,
         actor_is_admin: false,
+        refused_by: Vec::new(),
         act_json: format!("{{\"act\":\"{kind}\",\"v\":{version}}}"),
         now_ms: T0 + version,
     }

@@ -336,6 +336,9 @@ pub struct TaskActRequest {
     pub force: bool,
     /// The actor is an owner or admin of the mesh.
     pub actor_is_admin: bool,
+    /// The members whose grants refuse the actor `task` (TM7): it may not
+    /// claim or complete a task one of them created.
+    pub refused_by: Vec<PublicKey>,
     /// The act's JSON as received.
     pub act_json: String,
     /// Now, unix ms.
@@ -371,6 +374,9 @@ pub enum TaskActOutcome {
     /// Another member holds it, and the act was not forced by someone who
     /// may (its creator, an owner or an admin).
     Held(TaskRow),
+    /// The task's creator's grants refuse the actor `task`, and the act
+    /// would claim or complete it.
+    Refused(TaskRow),
     /// No such task, or it was deleted.
     NotFound,
 }

@@ -29,6 +29,14 @@ pub(crate) fn phase_from_rank(r: i64) -> Option<TaskPhase> {
 /// What `act` does to the task `row`: the row it makes (`Applied`, to be
 /// stored), or why it does not apply.
 pub(crate) fn apply(row: TaskRow, act: &TaskActRequest) -> TaskActOutcome {
+    // The creator's grants (TM7): a member it refuses `task` does not take
+    // on its work. Giving back a task it holds stays allowed.
+    if matches!(act.kind, CoordKind::TaskClaim | CoordKind::TaskDone)
+        && row.creator != act.actor
+        && act.refused_by.contains(&row.creator)
+    {
+        return TaskActOutcome::Refused(row);
+    }
     if row.version.checked_add(1) != Some(act.version) {
         return TaskActOutcome::Lost(row);
     }
@@ -90,6 +98,7 @@ mod tests {
             actor,
             force,
             actor_is_admin: false,
+            refused_by: Vec::new(),
             act_json: "{}".into(),
             now_ms: 1,
         }
@@ -149,6 +158,36 @@ mod tests {
                 TaskActOutcome::Applied(_)
             ));
         }
+    }
+
+    #[test]
+    fn a_member_the_creator_refuses_may_only_give_a_task_back() {
+        let (creator, bob) = (key(), key());
+        let open = row(TaskPhase::Open, None, creator);
+        for kind in [CoordKind::TaskClaim, CoordKind::TaskDone] {
+            let mut a = act(kind, bob, 4, false);
+            a.refused_by = vec![key(), creator];
+            assert!(matches!(
+                apply(open.clone(), &a),
+                TaskActOutcome::Refused(_)
+            ));
+            // Refused by someone else: no matter.
+            a.refused_by = vec![key()];
+            assert!(matches!(
+                apply(open.clone(), &a),
+                TaskActOutcome::Applied(_)
+            ));
+        }
+        let held = row(TaskPhase::Claimed, Some(bob), creator);
+        let mut give_back = act(CoordKind::TaskRelease, bob, 4, false);
+        give_back.refused_by = vec![creator];
+        assert!(matches!(
+            apply(held.clone(), &give_back),
+            TaskActOutcome::Applied(_)
+        ));
+        let mut finish = act(CoordKind::TaskDone, bob, 4, false);
+        finish.refused_by = vec![creator];
+        assert!(matches!(apply(held, &finish), TaskActOutcome::Refused(_)));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! never delivered, grants survive a broker restart, a forged grant set is
 //! refused, fan-out skips recipients who revoked the capability, a refused
 //! viewer sees the member offline, and the recipient's client re-checks
-//! what the broker delivers anyway.
+//! what the broker delivers anyway. Tasks, shared state and notes follow
+//! their author's grants too (`task`, `state`, `memory`).
 
 use claudemesh_broker::config::{BrokerConfig, sqlite_url};
 use claudemesh_broker::server;
@@ -321,3 +322,162 @@ async fn a_refused_viewer_sees_the_member_offline(backend: Backend) {
     broker.stop().await;
 }
 both!(a_refused_viewer_sees_the_member_offline);
+
+async fn task_titles(c: &claudemesh_client::MeshClient) -> Vec<String> {
+    let all = claudemesh_client::tasks::TaskFilter {
+        status: vec![
+            claudemesh_proto::frames::TaskPhase::Open,
+            claudemesh_proto::frames::TaskPhase::Claimed,
+            claudemesh_proto::frames::TaskPhase::Done,
+        ],
+        ..Default::default()
+    };
+    let mut t: Vec<String> = c
+        .task_list(&all)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.title)
+        .collect();
+    t.sort();
+    t
+}
+
+async fn notes(c: &claudemesh_client::MeshClient, query: &str) -> Vec<String> {
+    c.memory_recall(query, &[], 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.text)
+        .collect()
+}
+
+fn draft(title: &str) -> claudemesh_client::tasks::TaskDraft {
+    claudemesh_client::tasks::TaskDraft {
+        title: title.into(),
+        ..Default::default()
+    }
+}
+
+/// Issue 17 item 7: a member whose grants refuse a peer `task`, `state`
+/// or `memory` keeps its tasks, state entries and notes from that peer
+/// (the feed withholds them), and the peer cannot claim or complete its
+/// tasks, only give back one it holds; the creator's own list flags a task
+/// held by a peer it refuses. Another member sees everything; unblocking
+/// lets what is written next through.
+async fn coordination_follows_the_authors_grants(backend: Backend) {
+    use serde_json::json;
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+    let (a, b, c) = (
+        alice.connect().await,
+        bob.connect().await,
+        carol.connect().await,
+    );
+    let before = a
+        .task_create(draft("write the release notes"))
+        .await
+        .unwrap();
+    let held = a
+        .task_create(draft("rotate the staging keys"))
+        .await
+        .unwrap();
+    a.state_set("deploy/lock", json!("alice"), Some(0))
+        .await
+        .unwrap();
+    a.memory_remember("the staging database listens on port 5433", &[])
+        .await
+        .unwrap();
+    b.task_claim(&held.id.to_hex()).await.unwrap();
+    assert_eq!(
+        b.state_get("deploy/lock").await.unwrap().map(|e| e.value),
+        Some(json!("alice"))
+    );
+
+    grants::change(&a, &alice.home, "bob", GrantChange::Block { silent: false })
+        .await
+        .unwrap();
+    // The creator's device flags its task held by a peer it now refuses.
+    let flagged = a.task_show(&held.id.to_hex()).await.unwrap();
+    assert!(flagged.holder_refused, "{flagged:?}");
+    assert!(
+        !a.task_show(&before.id.to_hex())
+            .await
+            .unwrap()
+            .holder_refused
+    );
+
+    let after = a.task_create(draft("ship 1.4.3")).await.unwrap();
+    a.state_set("deploy/lock", json!("alice again"), Some(1))
+        .await
+        .unwrap();
+    a.memory_remember("the staging cache listens on port 6380", &[])
+        .await
+        .unwrap();
+
+    // Bob: nothing new from Alice, and her work is not his to take.
+    assert_eq!(b.state_get("deploy/lock").await.unwrap(), None);
+    assert!(notes(&b, "cache").await.is_empty());
+    assert!(!task_titles(&b).await.contains(&"ship 1.4.3".to_owned()));
+    for attempt in [
+        b.task_claim(&before.id.to_hex()).await,
+        b.task_complete(&held.id.to_hex(), None, false).await,
+    ] {
+        match attempt {
+            Err(ClientError::NotAllowed(m)) => assert!(m.contains("grants"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // Giving a task back stays his to do.
+    let given_back = b.task_release(&held.id.to_hex(), false).await.unwrap();
+    assert_eq!(given_back.status, claudemesh_proto::frames::TaskPhase::Open);
+
+    // Carol is not refused anything: she sees all of it.
+    assert_eq!(
+        c.state_get("deploy/lock").await.unwrap().map(|e| e.value),
+        Some(json!("alice again"))
+    );
+    assert_eq!(notes(&c, "cache").await.len(), 1);
+    assert_eq!(
+        task_titles(&c).await,
+        vec![
+            "rotate the staging keys",
+            "ship 1.4.3",
+            "write the release notes"
+        ]
+    );
+    c.task_claim(&after.id.to_hex()).await.unwrap();
+
+    // Taking back only `state` lets state through, still not tasks.
+    grants::change(&a, &alice.home, "bob", GrantChange::Grant(vec![Cap::State]))
+        .await
+        .unwrap();
+    a.state_set("deploy/lock", json!("free"), Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.state_get("deploy/lock").await.unwrap().map(|e| e.value),
+        Some(json!("free"))
+    );
+    // The grants moved, so Bob's device synced tasks from the start: the
+    // ones withheld from him now are gone from his copy too.
+    let gone = b.task_claim(&before.id.to_hex()).await;
+    assert!(matches!(gone, Err(ClientError::NotFound(_))), "{gone:?}");
+    assert_eq!(task_titles(&b).await, Vec::<String>::new());
+
+    grants::change(&a, &alice.home, "bob", GrantChange::Unblock)
+        .await
+        .unwrap();
+    // What was withheld comes back with the next sync (the grants moved,
+    // so Bob's device syncs again from the start).
+    assert_eq!(notes(&b, "cache").await.len(), 1);
+    assert!(task_titles(&b).await.contains(&"ship 1.4.3".to_owned()));
+    b.task_claim(&before.id.to_hex()).await.unwrap();
+    for client in [a, b, c] {
+        client.close().await;
+    }
+    broker.stop().await;
+}
+both!(coordination_follows_the_authors_grants);

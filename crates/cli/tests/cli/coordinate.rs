@@ -5,7 +5,8 @@
 //! claimant completes it with a result; a state key set with
 //! `--if-version 0` cannot be created twice (exit 12); `state watch`
 //! prints each change another member makes; deleting (destructive) needs
-//! `-y` without a terminal. The MCP tools do the same under the policy.
+//! `-y` without a terminal; a member refused `task` by a task's creator
+//! neither sees nor claims it. The MCP tools do the same under the policy.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
@@ -129,6 +130,28 @@ fn split_work(broker: &Broker) {
         .fails(code::REFUSED);
     alice.run(&["-y", "task", "delete", &short]).ok();
     assert_eq!(tasks(&bob, &["--status", "all"]).len(), 1);
+
+    // Grants (TM7): Alice refuses Carol `task`; her task is no longer in
+    // Carol's list nor Carol's to claim, until Alice grants it back.
+    let notes_id = tasks(&bob, &[])[0]["id"]
+        .as_str()
+        .expect("a task id")
+        .to_owned();
+    alice.run(&["revoke", "carol", "task"]).ok();
+    // (Carol's copy keeps what she synced before, as a message received
+    // before a block stays received; a new task of Alice's is not sent.)
+    alice.run(&["task", "create", "tag the release"]).ok();
+    let seen: Vec<Value> = tasks(&carol, &[]);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["title"], "write the release notes");
+    let refused = carol
+        .run(&["task", "claim", &notes_id[..8]])
+        .fails(code::REFUSED);
+    assert!(refused.stderr.contains("grants"), "{refused:?}");
+    // Granting it back brings the withheld task on Carol's next sync.
+    alice.run(&["grant", "carol", "task"]).ok();
+    assert_eq!(tasks(&carol, &[]).len(), 2);
+    carol.run(&["task", "claim", &notes_id[..8]]).ok();
 }
 
 #[test]

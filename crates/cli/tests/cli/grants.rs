@@ -52,7 +52,9 @@ fn grants_block_silence_unblock_and_revoke_broadcast() {
     let g = bob.run(&["grants", "--json"]).ok().json();
     assert_eq!(
         g["grants"][0]["caps"],
-        serde_json::json!(["dm", "group", "presence", "topic"]),
+        serde_json::json!([
+            "dm", "group", "memory", "presence", "state", "task", "topic"
+        ]),
         "{g}"
     );
     assert_eq!(g["grants"][0]["blocked"], false, "{g}");

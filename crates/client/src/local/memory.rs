@@ -119,6 +119,58 @@ impl LocalStore {
         Ok(head.map(u).unwrap_or(0))
     }
 
+    /// The grants generation the last withheld change of the `kind` feed
+    /// came with, if one came since the last full sync.
+    pub async fn coord_withheld(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+    ) -> Result<Option<u64>, ClientError> {
+        let at: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT withheld_grants FROM coord_heads WHERE mesh_id = ? AND kind = ?",
+        )
+        .bind(mesh_key(mesh))
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(at.flatten().map(u))
+    }
+
+    /// Records that the `kind` feed withheld a change at grants
+    /// generation `grants`.
+    pub async fn coord_mark_withheld(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+        grants: u64,
+    ) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT INTO coord_heads (mesh_id, kind, head, withheld_grants) VALUES (?, ?, 0, ?) \
+             ON CONFLICT (mesh_id, kind) DO UPDATE SET withheld_grants = excluded.withheld_grants",
+        )
+        .bind(mesh_key(mesh))
+        .bind(kind.as_str())
+        .bind(i(grants))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves the `kind` feed's position back to the start (nothing held
+    /// is dropped: changes from the start replace only older copies) and
+    /// forgets that anything was withheld.
+    pub async fn coord_rewind(&self, mesh: &MeshId, kind: CoordKind) -> Result<(), ClientError> {
+        sqlx::query(
+            "UPDATE coord_heads SET head = 0, withheld_grants = NULL \
+             WHERE mesh_id = ? AND kind = ?",
+        )
+        .bind(mesh_key(mesh))
+        .bind(kind.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Applies one feed page of memory notes asked from `after`, and moves
     /// the position to `head`, in one transaction: only if the position is
     /// still `after` (`None`, and nothing changed, when another process

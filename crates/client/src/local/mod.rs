@@ -53,7 +53,7 @@ macro_rules! migration {
 }
 
 /// The local store's migrations, in order.
-const MIGRATIONS: [(i64, &str, &str); 13] = [
+const MIGRATIONS: [(i64, &str, &str); 14] = [
     migration!(1, "init", "0001_init.sql"),
     migration!(2, "spaces", "0002_spaces.sql"),
     migration!(3, "api_keys", "0003_api_keys.sql"),
@@ -67,6 +67,7 @@ const MIGRATIONS: [(i64, &str, &str); 13] = [
     migration!(11, "memory", "0011_memory.sql"),
     migration!(12, "tasks", "0012_tasks.sql"),
     migration!(13, "leases", "0013_leases.sql"),
+    migration!(14, "withheld", "0014_withheld.sql"),
 ];
 
 fn migrator() -> Migrator {

@@ -59,7 +59,7 @@ impl Session {
 
     /// This member's grant set on this device, if any (read on every use:
     /// another process, such as the CLI, may have changed it).
-    pub(super) fn local_grants(&self) -> Option<claudemesh_crypto::grants::GrantSet> {
+    pub(crate) fn local_grants(&self) -> Option<claudemesh_crypto::grants::GrantSet> {
         let member = self.read_state(|s| s.member_key().public());
         match crate::grant_set::load(&self.home, &self.mesh.id, &member) {
             Ok(set) => set,

@@ -479,6 +479,11 @@ pub struct CoordChange {
     /// move it, so it is the broker's word, not signed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// Sent without its object because its author's grants refuse the
+    /// reader (`task`, `state`, `memory`): the reader drops its copy, and
+    /// syncs from the start once the page's `grants` changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
 }
 
 /// A live lease that stands in the way of a take.
@@ -631,6 +636,16 @@ pub struct CoordPage {
     /// True when more changes follow `head`.
     #[serde(default)]
     pub more: bool,
+    /// The mesh's grants generation: it changes whenever any member's
+    /// grant set does. A reader that was sent withheld changes syncs
+    /// again from the start when it differs from the one those came with,
+    /// so what a changed grant lets through arrives.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grants: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `coord_ring_stored`: the link is stored.
