@@ -34,6 +34,9 @@ pub enum EventKind {
     Connection,
     /// An envelope failed verification and was not stored.
     Rejected,
+    /// Tasks, shared state, leases or team memory changed (`kinds`): a
+    /// hint to read them again, with nothing of their contents.
+    Coordination,
 }
 
 impl EventKind {
@@ -46,17 +49,19 @@ impl EventKind {
             EventKind::Membership => "membership",
             EventKind::Connection => "connection",
             EventKind::Rejected => "rejected",
+            EventKind::Coordination => "coordination",
         }
     }
 
     /// Every kind, in the order the docs list them.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Message,
         EventKind::Status,
         EventKind::Presence,
         EventKind::Membership,
         EventKind::Connection,
         EventKind::Rejected,
+        EventKind::Coordination,
     ];
 
     /// The kind named `s`.

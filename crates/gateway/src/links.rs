@@ -292,9 +292,14 @@ async fn run(
         match event {
             Event::Message(_) => recorder.catch_up().await,
             Event::Presence(p) => recorder.presence(&p).await,
-            // Tasks and shared state are not served over HTTP yet; the
-            // memory routes sync on each request.
-            Event::CoordChanged(_) => {}
+            // The routes sync on each request; the event only says what
+            // to read again.
+            Event::CoordChanged(kinds) => {
+                let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                recorder
+                    .record(EventKind::Coordination, None, json!({ "kinds": kinds }))
+                    .await;
+            }
             Event::LogChanged { len } => {
                 recorder
                     .record(EventKind::Membership, None, json!({"log_len": len}))

@@ -29,7 +29,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// One HTTP answer.
 #[derive(Debug)]
 pub(crate) struct Http {
-    status: u16,
+    pub(crate) status: u16,
     /// Header names in lower case, in the order received.
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -258,12 +258,16 @@ impl Api {
         self.call("DELETE", path, &[], None)
     }
 
+    pub(crate) fn put(&self, path: &str, body: Value) -> Http {
+        self.call("PUT", path, &[], Some(body.to_string().into_bytes()))
+    }
+
     fn patch(&self, path: &str, body: Value) -> Http {
         self.call("PATCH", path, &[], Some(body.to_string().into_bytes()))
     }
 
     /// `GET /api/v1/events<query>` as a stream.
-    fn events(&self, query: &str, headers: &[(&str, &str)]) -> Sse {
+    pub(crate) fn events(&self, query: &str, headers: &[(&str, &str)]) -> Sse {
         let auth = self.key.as_ref().map(|k| format!("Bearer {k}"));
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some(a) = &auth {
@@ -316,7 +320,7 @@ pub(crate) fn eventually<T>(what: &str, mut f: impl FnMut() -> Result<T, String>
 // Server-sent events at curl level.
 
 #[derive(Debug, Clone)]
-struct SseEvent {
+pub(crate) struct SseEvent {
     id: Option<i64>,
     event: String,
     data: String,
@@ -324,7 +328,7 @@ struct SseEvent {
 
 impl SseEvent {
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.data)
             .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {self:?}"))
     }
@@ -344,10 +348,10 @@ enum SseItem {
 }
 
 /// `curl -sN -i` reading an event stream; killed when dropped.
-struct Sse {
+pub(crate) struct Sse {
     child: Child,
     rx: Receiver<SseItem>,
-    head: Http,
+    pub(crate) head: Http,
 }
 
 impl Sse {
@@ -388,7 +392,7 @@ impl Sse {
 
     /// The next event of one of `kinds` (others are skipped).
     #[track_caller]
-    fn next_of(&self, kinds: &[&str]) -> SseEvent {
+    pub(crate) fn next_of(&self, kinds: &[&str]) -> SseEvent {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -2,7 +2,8 @@
 //! to end against real `serve` processes: a peer's safety number (the same
 //! on both sides and as `claudemesh peer verify` prints it), marking its
 //! key verified, a changed key; an invite made over HTTP that another home
-//! joins with; and a conversation with one peer, both ways, by pages. Each
+//! joins with; a conversation with one peer, both ways, by pages; held
+//! messages, team memory, and tasks, shared state and file leases. Each
 //! refusal is an `application/problem+json` with the CLI's exit code.
 
 use serde_json::{Value, json};
@@ -685,4 +686,195 @@ fn gateway_remembers_recalls_and_forgets_notes() {
     assert_eq!(gone["notes"], json!([]), "{gone}");
     a.delete(&format!("/api/v1/memory/{id}"))
         .problem(404, code::NOT_FOUND);
+}
+
+/// Issue 17 over HTTP: two gateways split work through tasks (one claim
+/// wins, the other is 409 naming the holder), share state by
+/// compare-and-set (a key holding `/`, percent-encoded), and keep out of
+/// each other's files through leases (an overlapping take is 409 naming
+/// the holder); the other member's stream hears `coordination` events.
+#[test]
+fn gateway_splits_work_shares_state_and_leases() {
+    let broker = Broker::start();
+    let (alice, bob) = team(&broker);
+    let key_a = api_key(&alice, "web", "read,send", None);
+    let topic_a = api_key(&alice, "deploys-bot", "read,send", Some("deploys"));
+    let key_b = api_key(&bob, "web", "read,send", None);
+    let (gw_a, a) = serve_up(&alice, &key_a);
+    let (_gw_b, b) = serve_up(&bob, &key_b);
+    let bot = Api::new(&gw_a, &topic_a);
+    let bob_events = b.events("?kinds=coordination", &[]);
+    assert_eq!(bob_events.head.status, 200);
+
+    // Tasks.
+    let task = a
+        .post(
+            "/api/v1/tasks",
+            json!({"title": "fix the flaky login test", "priority": "high", "tags": ["CI"], "assignee": "bob"}),
+        )
+        .ok(201);
+    let id = task["id"].as_str().expect("id").to_owned();
+    assert!(is_message_id(&id), "{task}");
+    assert_eq!(task["status"], "open", "{task}");
+    assert_eq!(task["tags"], json!(["ci"]), "{task}");
+    assert_eq!(task["assignee_name"], "bob", "{task}");
+    assert_eq!(
+        (task["mine"].clone(), task["can_force"].clone()),
+        (json!(true), json!(true))
+    );
+    let heard = bob_events.next_of(&["coordination"]).json();
+    assert!(
+        heard["kinds"]
+            .as_array()
+            .is_some_and(|k| k.contains(&json!("task"))),
+        "{heard}"
+    );
+    let listed = b.get("/api/v1/tasks?assignee=me").ok(200);
+    assert_eq!(listed["tasks"][0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed["tasks"][0]["creator_name"], "alice");
+    assert_eq!(listed["tasks"][0]["can_force"], false);
+    let claimed = b
+        .post(&format!("/api/v1/tasks/{}/claim", &id[..8]), json!({}))
+        .ok(200);
+    assert_eq!(claimed["status"], "claimed", "{claimed}");
+    assert_eq!(claimed["held_by_me"], true, "{claimed}");
+    let lost = a
+        .post(&format!("/api/v1/tasks/{id}/claim"), json!({}))
+        .problem(409, code::CONFLICT);
+    assert!(
+        lost["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("claimed by bob")),
+        "{lost}"
+    );
+    a.post(&format!("/api/v1/tasks/{id}/complete"), json!({}))
+        .problem(409, code::CONFLICT);
+    let done = b
+        .post(
+            &format!("/api/v1/tasks/{id}/complete"),
+            json!({"result": "fixed in a1b2c3"}),
+        )
+        .ok(200);
+    assert_eq!(done["status"], "done", "{done}");
+    let shown = a.get(&format!("/api/v1/tasks/{id}")).ok(200);
+    assert_eq!(shown["result"], "fixed in a1b2c3", "{shown}");
+    assert_eq!(shown["holder_name"], "bob", "{shown}");
+    assert_eq!(a.get("/api/v1/tasks").ok(200)["tasks"], json!([]));
+    assert_eq!(
+        a.get("/api/v1/tasks?status=done").ok(200)["tasks"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    a.get("/api/v1/tasks?status=finished")
+        .problem(400, code::USAGE);
+    a.post("/api/v1/tasks", json!({"title": " "}))
+        .problem(400, code::USAGE);
+    a.post("/api/v1/tasks", json!({"title": "x", "priority": "asap"}))
+        .problem(400, code::USAGE);
+    a.get("/api/v1/tasks/zz").problem(400, code::USAGE);
+    a.get("/api/v1/tasks/0000").problem(404, code::NOT_FOUND);
+    bot.get("/api/v1/tasks").problem(403, code::DENIED);
+    // Deleting: the creator's (bob's key may not, and bob may not).
+    b.delete(&format!("/api/v1/tasks/{id}"))
+        .problem(403, code::DENIED);
+    a.delete(&format!("/api/v1/tasks/{id}")).ok(204);
+    a.get(&format!("/api/v1/tasks/{id}"))
+        .problem(404, code::NOT_FOUND);
+
+    // Shared state: compare-and-set, a key holding `/`.
+    let set = a
+        .put(
+            "/api/v1/state/deploy%2Flock",
+            json!({"value": {"by": "alice"}, "if_version": 0}),
+        )
+        .ok(200);
+    assert_eq!(
+        (set["key"].clone(), set["version"].clone()),
+        (json!("deploy/lock"), json!(1)),
+        "{set}"
+    );
+    let moved = b
+        .put(
+            "/api/v1/state/deploy%2Flock",
+            json!({"value": {"by": "bob"}, "if_version": 0}),
+        )
+        .problem(409, code::CONFLICT);
+    assert!(
+        moved["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("alice")),
+        "{moved}"
+    );
+    let got = b.get("/api/v1/state/deploy%2Flock").ok(200);
+    assert_eq!(got["value"], json!({"by": "alice"}), "{got}");
+    assert_eq!(got["writer_name"], "alice", "{got}");
+    b.put("/api/v1/state/owner", json!({"value": null})).ok(200);
+    let all = a.get("/api/v1/state?prefix=deploy/").ok(200);
+    assert_eq!(all["entries"].as_array().map(Vec::len), Some(1), "{all}");
+    b.delete("/api/v1/state/deploy%2Flock?if_version=7")
+        .problem(409, code::CONFLICT);
+    b.delete("/api/v1/state/deploy%2Flock?if_version=1").ok(204);
+    a.get("/api/v1/state/deploy%2Flock")
+        .problem(404, code::NOT_FOUND);
+    a.delete("/api/v1/state/deploy%2Flock")
+        .problem(404, code::NOT_FOUND);
+    a.put("/api/v1/state/k", json!({"value": "x".repeat(9000)}))
+        .problem(400, code::USAGE);
+    bot.get("/api/v1/state").problem(403, code::DENIED);
+
+    // File leases.
+    let lease = a
+        .post(
+            "/api/v1/leases",
+            json!({"repo": "github.com/example/app", "paths": ["src/net/"], "reason": "refactoring net", "ttl_minutes": 30}),
+        )
+        .ok(201);
+    let lease_id = lease["id"].as_str().expect("id").to_owned();
+    assert_eq!(lease["paths"], json!(["src/net/"]), "{lease}");
+    assert_eq!(lease["exclusive"], true, "{lease}");
+    let seen = b.get("/api/v1/leases").ok(200);
+    assert_eq!(seen["leases"][0]["holder_name"], "alice", "{seen}");
+    assert_eq!(seen["leases"][0]["can_release"], false, "{seen}");
+    let blocked = b
+        .post(
+            "/api/v1/leases",
+            json!({"repo": "github.com/example/app", "paths": ["src/net/a.rs"]}),
+        )
+        .problem(409, code::CONFLICT);
+    assert!(
+        blocked["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("alice") && d.contains("refactoring net")),
+        "{blocked}"
+    );
+    b.post(
+        "/api/v1/leases",
+        json!({"repo": "github.com/example/app", "paths": ["src/**"]}),
+    )
+    .problem(400, code::USAGE);
+    b.post(
+        "/api/v1/leases",
+        json!({"repo": "github.com/example/app", "paths": ["src/"], "ttl_minutes": 5000}),
+    )
+    .problem(400, code::USAGE);
+    b.delete(&format!("/api/v1/leases/{lease_id}"))
+        .problem(403, code::DENIED);
+    let renewed = a
+        .post(
+            &format!("/api/v1/leases/{}/renew", &lease_id[..8]),
+            json!({"ttl_minutes": 60}),
+        )
+        .ok(200);
+    assert!(
+        renewed["expires_at_ms"].as_u64() > lease["expires_at_ms"].as_u64(),
+        "{renewed}"
+    );
+    a.delete(&format!("/api/v1/leases/{lease_id}")).ok(204);
+    b.post(
+        "/api/v1/leases",
+        json!({"repo": "github.com/example/app", "paths": ["src/net/a.rs"]}),
+    )
+    .ok(201);
+    bot.get("/api/v1/leases").problem(403, code::DENIED);
 }

@@ -1,6 +1,6 @@
 //! `GET /api/v1/events`: the journal of the key's mesh as server-sent
 //! events (`message`, `status`, `presence`, `membership`, `connection`,
-//! `rejected`), each with its journal number as the SSE `id`. A client
+//! `rejected`, `coordination`), each with its journal number as the SSE `id`. A client
 //! that reconnects with `Last-Event-ID` (or `?after=`) gets every event
 //! after that number, in order, once; without either the stream starts at
 //! the newest. Rows are read from the journal after the last one sent,
@@ -60,7 +60,7 @@ pub struct EventsQuery {
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`: `event:` is the kind (`message`, `status`, `presence`, `membership`, `connection`, `rejected`), `id:` the event id, `data:` JSON (a `message` is shaped as in `GET /api/v1/messages`, a `status` as `delivery` in `GET /api/v1/messages/{id}`)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: `event:` is the kind (`message`, `status`, `presence`, `membership`, `connection`, `rejected`, `coordination`), `id:` the event id, `data:` JSON (a `message` is shaped as in `GET /api/v1/messages`, a `status` as `delivery` in `GET /api/v1/messages/{id}`, a `coordination` is `{\"kinds\": [\"task\", \"state\", \"lease\", \"memory\"]}`, the kinds that changed)", content_type = "text/event-stream", body = String),
         (status = 400, description = "A bad Last-Event-ID or kind", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -90,7 +90,7 @@ pub async fn stream(
             .map(|s| {
                 EventKind::parse(s).ok_or_else(|| {
                     Problem::bad_request(format!(
-                        "unknown event kind {s:?} (message, status, presence, membership, connection, rejected)"
+                        "unknown event kind {s:?} (message, status, presence, membership, connection, rejected, coordination)"
                     ))
                 })
             })
@@ -199,7 +199,10 @@ impl Cursor {
                 .topic
                 .as_ref()
                 .is_some_and(|t| scope.iter().any(|s| s == t)),
-            EventKind::Presence | EventKind::Membership | EventKind::Rejected => false,
+            EventKind::Presence
+            | EventKind::Membership
+            | EventKind::Rejected
+            | EventKind::Coordination => false,
         }
     }
 

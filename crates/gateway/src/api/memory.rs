@@ -15,7 +15,7 @@ use claudemesh_crypto::MemberKey;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Object, Params};
+use crate::api::{Object, Params, comma_list, whole_mesh};
 use crate::apikeys::Cap;
 use crate::app::Caller;
 use crate::problem::Problem;
@@ -98,27 +98,10 @@ pub struct Remember {
     pub tags: Vec<String>,
 }
 
-/// Team memory is mesh-wide: a key limited to topics sees none of it.
-fn whole_mesh(caller: &Caller) -> Result<(), Problem> {
-    if caller.scoped_targets().is_some() {
-        return Err(Problem::out_of_scope("the team memory"));
-    }
-    Ok(())
-}
-
 /// This member's key, and whether it is an owner or admin (who may forget
 /// any note).
 fn standing(client: &MeshClient) -> (MemberKey, bool) {
     client.with_state(|s| (MemberKey(s.my_key()), s.is_admin()))
-}
-
-fn tag_list(tags: Option<&str>) -> Vec<String> {
-    tags.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Searches or lists the team's notes.
@@ -135,9 +118,9 @@ fn tag_list(tags: Option<&str>) -> Vec<String> {
 )]
 pub async fn list(caller: Caller, Params(q): Params<MemoryQuery>) -> Result<Json<Notes>, Problem> {
     caller.require(Cap::Read)?;
-    whole_mesh(&caller)?;
+    whole_mesh(&caller, "the team memory")?;
     let client = caller.client()?;
-    let tags = tag_list(q.tags.as_deref());
+    let tags = comma_list(q.tags.as_deref());
     let limit = q.limit.unwrap_or(20).clamp(1, 200) as usize;
     let notes = match q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(query) => client.memory_recall(query, &tags, limit).await?,
@@ -167,7 +150,7 @@ pub async fn remember(
     Object(body): Object<Remember>,
 ) -> Result<(StatusCode, Json<NoteView>), Problem> {
     caller.require(Cap::Send)?;
-    whole_mesh(&caller)?;
+    whole_mesh(&caller, "the team memory")?;
     let client = caller.client()?;
     let note = client.memory_remember(&body.text, &body.tags).await?;
     Ok((
@@ -193,7 +176,7 @@ pub async fn remember(
 )]
 pub async fn forget(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, Problem> {
     caller.require(Cap::Send)?;
-    whole_mesh(&caller)?;
+    whole_mesh(&caller, "the team memory")?;
     let client = caller.client()?;
     let note = client.memory_note(&id).await?;
     if note.author != standing(&client).0 {
@@ -211,7 +194,7 @@ mod tests {
 
     #[test]
     fn tags_are_split_on_commas_and_trimmed() {
-        assert_eq!(tag_list(Some(" infra, db ,,")), vec!["infra", "db"]);
-        assert!(tag_list(None).is_empty());
+        assert_eq!(comma_list(Some(" infra, db ,,")), vec!["infra", "db"]);
+        assert!(comma_list(None).is_empty());
     }
 }

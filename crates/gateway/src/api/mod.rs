@@ -15,6 +15,9 @@
 //!   `Idempotency-Key`), one message with its delivery, marking read.
 //! - [`scheduled`]: messages held at the broker for later; cancelling one.
 //! - [`memory`]: the team's memory: search, remember, forget.
+//! - [`tasks`]: the shared task list: create, claim, release, complete.
+//! - [`state`]: shared state: keys with versioned JSON values.
+//! - [`leases`]: file leases: who is editing which paths.
 //! - [`conversations`]: the direct messages with one peer, both ways.
 //! - [`topics`]: list, create, join, leave, members, history, post, read.
 //! - [`events`]: the server-sent event stream.
@@ -22,12 +25,15 @@
 pub mod conversations;
 pub mod events;
 pub mod invites;
+pub mod leases;
 pub mod memory;
 pub mod meshes;
 pub mod messages;
 pub mod peers;
 pub mod safety;
 pub mod scheduled;
+pub mod state;
+pub mod tasks;
 pub mod topics;
 
 use std::sync::Arc;
@@ -63,6 +69,9 @@ use crate::problem::Problem;
         (name = "messages", description = "Direct, topic, group and broadcast messages"),
         (name = "scheduled", description = "Messages held at the broker for later"),
         (name = "memory", description = "The team's memory: notes sealed to the mesh, searched on this device"),
+        (name = "tasks", description = "The shared task list: sealed to the mesh, claims arbitrated by the broker"),
+        (name = "state", description = "Shared state: keys with versioned JSON values, compare-and-set"),
+        (name = "leases", description = "File leases: which session is editing which paths"),
         (name = "topics", description = "Topics"),
         (name = "events", description = "Server-sent events"),
     )
@@ -128,6 +137,16 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(scheduled::cancel))
         .routes(routes!(memory::list, memory::remember))
         .routes(routes!(memory::forget))
+        .routes(routes!(tasks::list, tasks::create))
+        .routes(routes!(tasks::one, tasks::delete))
+        .routes(routes!(tasks::claim))
+        .routes(routes!(tasks::release))
+        .routes(routes!(tasks::complete))
+        .routes(routes!(state::list))
+        .routes(routes!(state::get, state::set, state::delete))
+        .routes(routes!(leases::list, leases::take))
+        .routes(routes!(leases::renew))
+        .routes(routes!(leases::release))
         .routes(routes!(conversations::conversation))
         .routes(routes!(topics::list, topics::create))
         .routes(routes!(topics::one))
@@ -232,6 +251,26 @@ fn problem_response(description: &str, retry: bool) -> utoipa::openapi::Response
         );
     }
     r.build()
+}
+
+/// Coordination (team memory, tasks, shared state, leases) is mesh-wide:
+/// a key limited to topics sees none of it (`what` names it).
+pub(crate) fn whole_mesh(caller: &crate::app::Caller, what: &str) -> Result<(), Problem> {
+    if caller.scoped_targets().is_some() {
+        return Err(Problem::out_of_scope(what));
+    }
+    Ok(())
+}
+
+/// A comma-separated list as a query gives it: trimmed, empty items
+/// dropped.
+pub(crate) fn comma_list(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A message id as a request gives it (`what`: the field, or `""` for a
