@@ -8,7 +8,8 @@
 # direct messages, verifying a peer, the other views, peer-supplied markup
 # shown as text, the sign-in screen and used links, CSRF from other
 # origins, security headers and Host checks, a phone-sized screen and the
-# dark theme (each scenario is described in scripts/test_web.py).
+# dark theme, messages sent for later, team memory, and tasks, shared state
+# and file leases (each scenario is described in scripts/test_web.py).
 #
 #   scripts/test-web.sh [--update-readme-image] [BIN_DIR]
 #                           (BIN_DIR default: $CARGO_TARGET_DIR/debug)

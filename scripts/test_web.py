@@ -797,6 +797,209 @@ class Web:
         expect(b.get_by_test_id("memory-list")).to_contain_text("No note matches.")
         return "remembered, found by a word on the other page, forgotten"
 
+    # --- o. tasks, shared state and file leases --------------------------------
+
+    def coordination(self):
+        a, b = self.alice, self.bob
+
+        def said(resp):
+            """A response's status and the start of its body, if it has one."""
+            try:
+                return f"{resp.status} {resp.text()[:200]}"
+            except PlaywrightError:
+                return str(resp.status)
+
+        def posted(page, method, path):
+            """Waits for the page's `method` to `path` (no query)."""
+            return page.expect_response(lambda r: r.request.method == method and r.url.split("?")[0].endswith(path))
+
+        # Tasks: alice creates one through the form.
+        a.get_by_test_id("nav-tasks").click()
+        expect(a.locator("section.view[data-testid=tasks-view]")).to_be_visible()
+        title = "Renew the TLS certificates on staging before Friday"
+        a.locator("#task-title").fill(title)
+        a.locator("#task-body").fill("The current ones expire on the 14th.")
+        a.locator("#task-priority").select_option("high")
+        a.locator("#task-tags").fill("infra, tls")
+        with posted(a, "POST", "/api/v1/tasks") as info:
+            a.get_by_test_id("task-create").click()
+        check(info.value.status == 201, f"creating a task from the page answered {said(info.value)}")
+        task = info.value.json()
+        tid, short_id = task["id"], task["short_id"]
+        check(task["priority"] == "high" and task["tags"] == ["infra", "tls"],
+              f"the form sent the wrong priority or tags: {task['priority']} {task['tags']}")
+        mine = a.locator(f"[data-testid=task-item][data-id='{tid}']")
+        expect(mine.get_by_test_id("task-title")).to_have_text(title)
+        expect(mine.get_by_test_id("task-status")).to_have_text("open")
+        expect(a.locator("#task-title")).to_have_value("")
+
+        # Bob opens the list, sees it open, claims it.
+        self.go(b, "#/tasks", "tasks-view")
+        theirs = b.locator(f"[data-testid=task-item][data-id='{tid}']")
+        expect(theirs.get_by_test_id("task-title")).to_have_text(title)
+        expect(theirs.get_by_test_id("task-status")).to_have_text("open")
+        check(theirs.get_by_test_id("task-delete").count() == 0, "bob's page offers to delete alice's task")
+        with posted(b, "POST", f"/api/v1/tasks/{tid}/claim") as info:
+            theirs.get_by_test_id("task-claim").click()
+        check(info.value.status == 200, f"bob's claim answered {said(info.value)}")
+        expect(theirs.get_by_test_id("task-status")).to_have_text("claimed by bob")
+        expect(theirs.get_by_test_id("task-release")).to_be_visible()
+        check(theirs.get_by_test_id("task-claim").count() == 0, "bob's page offers to claim a task he holds")
+
+        # Alice's open page follows, live (the `coordination` event).
+        claimed_at = time.monotonic()
+        expect(mine.get_by_test_id("task-status")).to_have_text("claimed by bob", timeout=5000)
+        live_ms = (time.monotonic() - claimed_at) * 1000
+        expect(mine.get_by_test_id("task-force")).to_be_visible()
+        check(mine.get_by_test_id("task-claim").count() == 0, "alice's page offers to claim a task bob holds")
+        check(mine.get_by_test_id("task-complete").count() == 0, "alice's page offers to complete a task bob holds")
+
+        # A task of bob's with markup in its title: text on alice's page.
+        evil_title = f"Deploy {XSS_SCRIPT} {XSS_IMG} now"
+        made = self.api(b, "POST", "/api/v1/tasks", {"title": evil_title, "body": XSS_IMG, "tags": ["web"]})
+        check(made["status"] == 201, f"bob's task through the API: {made}")
+        evil_id = made["json"]["id"]
+        evil = a.locator(f"[data-testid=task-item][data-id='{evil_id}']")
+        expect(evil).to_be_visible(timeout=5000)
+        self.no_script_ran(a, "alice", "the tasks view")
+        expect(evil.get_by_test_id("task-title")).to_have_text(evil_title)
+
+        # Someone claims first: alice's page, kept from reloading its list,
+        # still offers Claim; the 409's detail shows in the error area.
+        block = re.compile(r"/api/v1/tasks\?")
+        a.route(block, lambda route: route.abort())
+        try:
+            got = self.api(b, "POST", f"/api/v1/tasks/{evil_id}/claim", {})
+            check(got["status"] == 200, f"bob's claim of his own task: {got}")
+            with posted(a, "POST", f"/api/v1/tasks/{evil_id}/claim") as info:
+                evil.get_by_test_id("task-claim").click()
+            check(info.value.status == 409, f"a claim of a task bob holds answered {info.value.status}, not 409")
+            detail = info.value.json().get("detail")
+            check(detail, f"the 409 has no detail: {said(info.value)}")
+            expect(a.get_by_test_id("error-detail")).to_have_text(detail)
+        finally:
+            a.unroute(block)
+
+        # Bob completes his claimed task with a result; alice sees it done.
+        result = "Renewed; they now expire in March."
+        theirs.locator(f"#task-result-{short_id}").fill(result)
+        with posted(b, "POST", f"/api/v1/tasks/{tid}/complete") as info:
+            theirs.get_by_test_id("task-complete").click()
+        check(info.value.status == 200, f"bob's completion answered {said(info.value)}")
+        expect(theirs).to_have_count(0)  # done: not in "open, claimed"
+        expect(mine).to_have_count(0, timeout=5000)
+        a.locator("#tasks-status").select_option("done")
+        expect(mine.get_by_test_id("task-status")).to_have_text("done by bob")
+        expect(mine.get_by_test_id("task-result")).to_have_text(result)
+        check(mine.get_by_test_id("task-complete").count() == 0, "a done task offers Complete")
+        a.locator("#tasks-status").select_option("all")
+        expect(evil.get_by_test_id("task-status")).to_have_text("claimed by bob")
+        self.shot(a, "tasks")
+        # Alice (the mesh's owner) may delete bob's task.
+        with posted(a, "DELETE", f"/api/v1/tasks/{evil_id}") as info:
+            evil.get_by_test_id("task-delete").click()
+        check(info.value.status == 204, f"alice's delete of bob's task answered {info.value.status}")
+        expect(evil).to_have_count(0)
+        expect(mine).to_be_visible()
+
+        # Shared state: alice sets a key through the form (JSON value).
+        self.go(a, "#/state", "state-view")
+        a.locator("#state-key").fill("deploy/lock")
+        a.locator("#state-value").fill('{"by":"alice"}')
+        with posted(a, "PUT", "/api/v1/state/deploy%2Flock") as info:
+            a.get_by_test_id("state-set").click()
+        check(info.value.status == 200, f"setting deploy/lock answered {said(info.value)}")
+        entry = info.value.json()
+        check(entry["value"] == {"by": "alice"}, f"the form did not send the value as JSON: {entry}")
+        row = a.locator("[data-testid=state-item][data-key='deploy/lock']")
+        expect(row.get_by_test_id("state-value")).to_have_text('{"by":"alice"}')
+        # Text that is not JSON is sent as a JSON string.
+        a.locator("#state-key").fill("release/train")
+        a.locator("#state-value").fill("leaves at 14:00")
+        with posted(a, "PUT", "/api/v1/state/release%2Ftrain") as info:
+            a.get_by_test_id("state-set").click()
+        check(info.value.status == 200 and info.value.json()["value"] == "leaves at 14:00",
+              f"setting release/train with text: {said(info.value)}")
+        train = a.locator("[data-testid=state-item][data-key='release/train']")
+        expect(train.get_by_test_id("state-value")).to_have_text('"leaves at 14:00"')
+        # "Only if at version" refuses when the key moved on.
+        a.locator("#state-key").fill("deploy/lock")
+        a.locator("#state-value").fill('{"by":"mallory"}')
+        a.locator("#state-if-version").fill(str(entry["version"] + 5))
+        with posted(a, "PUT", "/api/v1/state/deploy%2Flock") as info:
+            a.get_by_test_id("state-set").click()
+        check(info.value.status == 409, f"a write at a stale version answered {info.value.status}, not 409")
+        expect(a.get_by_test_id("error-detail")).to_be_visible()
+        expect(row.get_by_test_id("state-value")).to_have_text('{"by":"alice"}')
+        a.locator("#state-prefix").fill("deploy/")
+        a.get_by_test_id("state-filter").click()
+        expect(train).to_have_count(0)
+        expect(row).to_be_visible()
+
+        # Bob's page shows it; bob deletes it; alice's list follows.
+        self.go(b, "#/state", "state-view")
+        theirs = b.locator("[data-testid=state-item][data-key='deploy/lock']")
+        expect(theirs.get_by_test_id("state-key")).to_have_text("deploy/lock")
+        expect(theirs.get_by_test_id("state-value")).to_have_text('{"by":"alice"}')
+        expect(theirs.get_by_test_id("state-writer")).to_have_text("alice")
+        self.shot(b, "state")
+        with posted(b, "DELETE", "/api/v1/state/deploy%2Flock") as info:
+            theirs.get_by_test_id("state-delete").click()
+        check(info.value.status == 204, f"bob's delete of deploy/lock answered {said(info.value)}")
+        expect(theirs).to_have_count(0)
+        expect(row).to_have_count(0, timeout=5000)
+        expect(a.get_by_test_id("state-list")).to_contain_text("No key is set.")
+        gone = self.api(a, "GET", "/api/v1/state/deploy%2Flock")
+        check(gone["status"] == 404, f"deploy/lock after bob deleted it: {gone}")
+
+        # Leases: alice takes one through the API; bob's page shows it,
+        # without a Release button; his conflicting take is refused.
+        repo = "github.com/example/app"
+        took = self.api(a, "POST", "/api/v1/leases",
+                        {"repo": repo, "paths": ["src/net/"], "reason": "refactoring the HTTP client", "ttl_minutes": 30})
+        check(took["status"] == 201, f"alice's lease: {took}")
+        lid = took["json"]["id"]
+        self.go(b, "#/leases", "leases-view")
+        lease = b.locator(f"[data-testid=lease-item][data-id='{lid}']")
+        expect(lease.get_by_test_id("lease-holder")).to_have_text("alice")
+        expect(lease.get_by_test_id("lease-paths")).to_have_text("src/net/")
+        expect(lease).to_contain_text(repo)
+        expect(lease).to_contain_text("exclusive")
+        expect(lease).to_contain_text("until")
+        check(lease.get_by_test_id("lease-release").count() == 0, "bob's page offers to release alice's lease")
+        clash = self.api(b, "POST", "/api/v1/leases", {"repo": repo, "paths": ["src/net/http.rs"]})
+        check(clash["status"] == 409, f"bob's lease over alice's answered {clash['status']}, not 409: {clash['json']}")
+        self.shot(b, "leases")
+        self.go(a, "#/leases", "leases-view")
+        ours = a.locator(f"[data-testid=lease-item][data-id='{lid}']")
+        expect(ours.get_by_test_id("lease-holder")).to_have_text("alice")
+        with posted(a, "DELETE", f"/api/v1/leases/{lid}") as info:
+            ours.get_by_test_id("lease-release").click()
+        check(info.value.status == 204, f"alice's release answered {said(info.value)}")
+        expect(ours).to_have_count(0)
+        expect(lease).to_have_count(0, timeout=5000)
+        expect(b.get_by_test_id("leases-list")).to_contain_text("No live lease.")
+        # Bob takes a shared one through the form, and releases it.
+        b.locator("#lease-repo").fill(repo)
+        b.locator("#lease-paths").fill("docs/, README.md")
+        b.locator("#lease-reason").fill("proofreading")
+        b.locator("#lease-shared").check()
+        with posted(b, "POST", "/api/v1/leases") as info:
+            b.get_by_test_id("lease-take").click()
+        check(info.value.status == 201, f"bob's lease through the form answered {said(info.value)}")
+        taken = info.value.json()
+        check(taken["paths"] == ["docs/", "README.md"] and not taken["exclusive"] and taken["reason"] == "proofreading",
+              f"the form sent another lease: {taken}")
+        his = b.locator(f"[data-testid=lease-item][data-id='{taken['id']}']")
+        expect(his.get_by_test_id("lease-paths")).to_have_text("docs/, README.md")
+        expect(his).to_contain_text("shared")
+        expect(a.locator(f"[data-testid=lease-item][data-id='{taken['id']}']")).to_be_visible(timeout=5000)
+        his.get_by_test_id("lease-release").click()
+        expect(his).to_have_count(0)
+        self.no_script_ran(a, "alice", "the coordination views")
+        self.no_script_ran(b, "bob", "the coordination views")
+        return f"alice's page showed bob's claim {live_ms:.0f} ms after it was answered"
+
     def no_page_errors(self):
         errors = [e if len(e) <= 160 else e[:157] + "..." for e in self.page_errors[:3]]
         check(not self.page_errors, f"{len(self.page_errors)} error(s) in the pages: {' | '.join(errors)}")
@@ -848,6 +1051,7 @@ def main():
             ("thread and mention", web.thread),
             ("send later", web.send_later),
             ("team memory", web.memory),
+            ("tasks, state and leases", web.coordination),
             ("no page errors", web.no_page_errors),
         ]
         for name, fn in scenarios:

@@ -88,6 +88,9 @@
     return h('time', { datetime: d.toISOString(), title: d.toLocaleString() }, fmtTime(ms));
   }
 
+  /** 'infra, db' -> ['infra', 'db']: a comma list typed in a form. */
+  const tagList = (v) => String(v || '').split(',').map((t) => t.trim()).filter(Boolean);
+
   function debounce(fn, ms) {
     let t;
     return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
@@ -109,6 +112,20 @@
     if (key) {
       const el = Array.from(container.querySelectorAll('[data-fkey]')).find((e) => e.getAttribute('data-fkey') === key);
       if (el) el.focus();
+    }
+  }
+
+  /** Rebuilds a container, keeping what was typed in its inputs (by id):
+   *  a live reload must not wipe a half-written field. */
+  function keepValues(container, rebuild) {
+    const typed = new Map();
+    for (const el of container.querySelectorAll('input[id], textarea[id]')) {
+      if (el.type !== 'checkbox' && el.value) typed.set(el.id, el.value);
+    }
+    rebuild();
+    for (const [id, v] of typed) {
+      const el = container.querySelector('#' + CSS.escape(id));
+      if (el) el.value = v;
     }
   }
 
@@ -379,6 +396,9 @@
         link('#/invite', 'Invite', 'nav-invite'),
         link('#/scheduled', 'Scheduled', 'nav-scheduled'),
         link('#/memory', 'Memory', 'nav-memory'),
+        link('#/tasks', 'Tasks', 'nav-tasks'),
+        link('#/state', 'Shared state', 'nav-state'),
+        link('#/leases', 'File leases', 'nav-leases'),
         link('#/notifications', 'Notifications', 'nav-notifications',
           nUnread > 0 && [h('span', { class: 'badge', 'data-testid': 'notifications-count' }, String(nUnread)), srOnly(' unread')]),
         link('#/me', 'Me', 'nav-me')),
@@ -1036,7 +1056,6 @@
     const textIn = h('textarea', { id: 'memory-text', required: true, rows: 2, maxlength: 8192, placeholder: 'The staging database listens on port 5433' });
     const tagsIn = h('input', { id: 'memory-tags', autocomplete: 'off', placeholder: 'infra, db' });
     const queryIn = h('input', { id: 'memory-query', type: 'search', autocomplete: 'off', placeholder: 'staging port' });
-    const tagList = (v) => v.split(',').map((t) => t.trim()).filter(Boolean);
     let query = '';
     const load = async () => {
       const q = query ? '?q=' + encodeURIComponent(query) : '';
@@ -1079,6 +1098,304 @@
       },
       h('label', null, 'Search', queryIn), h('button', { type: 'submit', 'data-testid': 'memory-search' }, 'Search')),
       list);
+    const reload = debounce(() => { if (ctx.alive()) guard(load); }, 150);
+    ctx.onCoordination = (d) => { if (concerns(d, 'memory')) reload(); };
+    await load();
+  }
+
+  // --- Coordination views: tasks, shared state, file leases ----------------
+  /** Whether a `coordination` event ({kinds: [...]}) concerns `kind`
+   *  (`task` also covers the acts on a task: `task_claim`, `task_release`,
+   *  `task_done`); an event that names no kinds concerns every view. */
+  const concerns = (d, kind) => !d || !Array.isArray(d.kinds) ||
+    d.kinds.some((k) => k === kind || String(k).startsWith(kind + '_'));
+
+  /** A view's list loader that drops stale answers: of two loads under way
+   *  only the last one started renders. Returns load(opts). */
+  function latest(ctx, fetchIt, render) {
+    let gen = 0;
+    return async (opts) => {
+      const n = ++gen;
+      const data = await fetchIt(opts);
+      if (!ctx.alive() || n !== gen) return;
+      render(data);
+    };
+  }
+
+  // --- Tasks: #/tasks ------------------------------------------------------
+  /** The mesh's shared task list: create, claim, release, complete, delete.
+   *  Titles, bodies and results are a peer's words: text only. Claims are
+   *  arbitrated by the broker: of two claimants one gets 409, shown as the
+   *  problem's detail. */
+  async function viewTasks(ctx) {
+    const list = h('ul', { class: 'notifs', 'data-testid': 'tasks-list' });
+    const statusSel = h('select', { id: 'tasks-status', value: 'open,claimed', onchange: () => guard(() => load()) },
+      h('option', { value: 'open,claimed' }, 'Open and claimed'), h('option', { value: 'done' }, 'Done'), h('option', { value: 'all' }, 'All'));
+    const titleIn = h('input', { id: 'task-title', required: true, maxlength: 256, autocomplete: 'off', placeholder: 'Fix the flaky login test' });
+    const bodyIn = h('textarea', { id: 'task-body', rows: 2, maxlength: 8192, placeholder: 'Details (optional)' });
+    const prioSel = h('select', { id: 'task-priority', value: 'normal' },
+      ['low', 'normal', 'high', 'urgent'].map((p) => h('option', { value: p }, p)));
+    const tagsIn = h('input', { id: 'task-tags', autocomplete: 'off', placeholder: 'ci, auth' });
+    const names = h('datalist', { id: 'task-assignee-names' });
+    const assigneeIn = h('input', { id: 'task-assignee', autocomplete: 'off', list: 'task-assignee-names', placeholder: 'bob' });
+    const renderNames = () => fill(names, S.peers.map((p) => h('option', { value: p.name })));
+    renderNames();
+    ctx.onPeers = renderNames;
+
+    const who = (name, key) => name || short(key);
+    const statusText = (t) => {
+      if (t.status === 'claimed') {
+        return 'claimed by ' + who(t.holder_name, t.holder) + (t.holder_refused ? ' (your grants refuse them tasks)' : '');
+      }
+      if (t.status === 'done') return t.holder || t.holder_name ? 'done by ' + who(t.holder_name, t.holder) : 'done';
+      return t.status;
+    };
+    /** Runs one action on a task; whatever its answer (a 409 is shown in
+     *  the error area), the list is read again to show where it stands. */
+    const act = (fn, said) => guard(async () => {
+      try {
+        await fn();
+        if (said) announce(said);
+      } finally {
+        if (ctx.alive()) await load(Q).catch(() => {});
+      }
+    });
+    const taskPath = (t) => '/api/v1/tasks/' + seg(t.id);
+
+    const card = (t) => {
+      const rid = 'task-result-' + t.short_id;
+      const label = excerpt(t.title, 40);
+      const canComplete = t.status === 'open' || (t.status === 'claimed' && t.held_by_me);
+      const resultIn = h('input', { id: rid, autocomplete: 'off', maxlength: 8192, 'data-fkey': 'ri:' + t.id, placeholder: 'What was done' });
+      return h('li', { class: 'card task', 'data-testid': 'task-item', 'data-id': t.id },
+        h('h2', { 'data-testid': 'task-title' }, t.title),
+        h('p', { class: 'meta muted' },
+          t.priority && t.priority !== 'normal' && h('span', { class: 'tag' + (t.priority === 'urgent' ? ' danger' : t.priority === 'high' ? ' warn' : '') }, t.priority),
+          (t.tags || []).map((g) => h('span', { class: 'tag' }, g)),
+          ' ', 'by ', who(t.creator_name, t.creator), t.mine && ' (you)', ' · ', timeEl(t.created_at_ms),
+          (t.assignee || t.assignee_name) && [' · for ', who(t.assignee_name, t.assignee)],
+          t.due_ms && [' · due ', timeEl(t.due_ms)],
+          ' · ', h('code', { class: 'key' }, t.short_id)),
+        h('p', null, 'Status: ', h('strong', { 'data-testid': 'task-status', class: t.holder_refused ? 'danger-text' : null }, statusText(t))),
+        t.body && h('p', { class: 'excerpt task-body' }, t.body),
+        t.status === 'done' && t.result && h('p', null, h('span', { class: 'muted' }, 'Result: '), h('span', { class: 'excerpt', 'data-testid': 'task-result' }, t.result)),
+        h('div', { class: 'actions' },
+          t.status === 'open' && h('button', {
+            type: 'button', class: 'primary', 'data-testid': 'task-claim', 'data-fkey': 'c:' + t.id, 'aria-label': 'Claim the task ' + label,
+            onclick: () => act(() => api('POST', taskPath(t) + '/claim', {}), 'Claimed'),
+          }, 'Claim'),
+          t.status === 'claimed' && t.held_by_me && h('button', {
+            type: 'button', 'data-testid': 'task-release', 'data-fkey': 'r:' + t.id, 'aria-label': 'Release the task ' + label,
+            onclick: () => act(() => api('POST', taskPath(t) + '/release', {}), 'Released'),
+          }, 'Release'),
+          t.status === 'claimed' && !t.held_by_me && t.can_force && h('button', {
+            type: 'button', 'data-testid': 'task-force', 'data-fkey': 'f:' + t.id,
+            'aria-label': `Take the task ${label} from ${who(t.holder_name, t.holder)} (force release)`,
+            onclick: () => act(() => api('POST', taskPath(t) + '/release', { force: true }), 'Released'),
+          }, 'Force release'),
+          (t.mine || t.can_force) && h('button', {
+            type: 'button', 'data-testid': 'task-delete', 'data-fkey': 'd:' + t.id, 'aria-label': 'Delete the task ' + label,
+            onclick: () => act(() => api('DELETE', taskPath(t)), 'Deleted'),
+          }, 'Delete'),
+          canComplete && h('form', {
+            class: 'form-row', 'aria-label': 'Complete the task ' + label,
+            onsubmit: (e) => {
+              e.preventDefault();
+              const result = resultIn.value.trim();
+              act(() => api('POST', taskPath(t) + '/complete', result ? { result } : {}), 'Completed');
+            },
+          },
+          h('label', { for: rid, class: 'sr-only' }, 'Result (optional)'), resultIn,
+          h('button', { type: 'submit', 'data-testid': 'task-complete', 'data-fkey': 'k:' + t.id }, 'Complete'))));
+    };
+    const load = latest(ctx,
+      (opts) => api('GET', '/api/v1/tasks?status=' + encodeURIComponent(statusSel.value), undefined, opts),
+      (r) => {
+        const tasks = (r && r.tasks) || [];
+        keepFocus(list, () => keepValues(list, () => fill(list, ...(tasks.length ? tasks.map(card) : [h('li', { class: 'muted' }, 'No task.')]))));
+      });
+    const reload = debounce(() => { if (ctx.alive()) guard(() => load(Q)); }, 150);
+    ctx.onCoordination = (d) => { if (concerns(d, 'task')) reload(); };
+
+    add(ctx.root,
+      h('p', { class: 'muted' }, 'The mesh\'s shared work: anyone may claim an open task; the broker lets exactly one claimant win. Titles, details and results are sealed to the mesh.'),
+      h('form', {
+        class: 'card form-row', 'aria-label': 'Create a task', 'data-testid': 'task-form',
+        onsubmit: (e) => {
+          e.preventDefault();
+          guard(async () => {
+            const body = { title: titleIn.value.trim(), priority: prioSel.value, tags: tagList(tagsIn.value) };
+            if (bodyIn.value.trim()) body.body = bodyIn.value;
+            if (assigneeIn.value.trim()) body.assignee = assigneeIn.value.trim();
+            await api('POST', '/api/v1/tasks', body);
+            titleIn.value = ''; bodyIn.value = ''; tagsIn.value = ''; assigneeIn.value = ''; prioSel.value = 'normal';
+            announce('Task created');
+            await load();
+          });
+        },
+      },
+      h('label', null, 'Title', titleIn), h('label', null, 'Details (optional)', bodyIn),
+      h('label', null, 'Priority', prioSel), h('label', null, 'Tags (optional)', tagsIn),
+      h('label', null, 'For (optional)', assigneeIn), names,
+      h('button', { type: 'submit', class: 'primary', 'data-testid': 'task-create' }, 'Create task')),
+      h('div', { class: 'form-row' }, h('label', { for: 'tasks-status' }, 'Show'), statusSel),
+      list);
+    await load();
+  }
+
+  // --- Shared state: #/state -----------------------------------------------
+  /** The mesh's shared key/value state: each key a JSON value, a version,
+   *  its last writer. Set (optionally only at a version), delete. */
+  async function viewState(ctx) {
+    const list = h('ul', { class: 'notifs', 'data-testid': 'state-list' });
+    const prefixIn = h('input', { id: 'state-prefix', type: 'search', autocomplete: 'off', placeholder: 'deploy/' });
+    const keyIn = h('input', { id: 'state-key', required: true, autocomplete: 'off', placeholder: 'deploy/lock' });
+    const valueIn = h('textarea', { id: 'state-value', rows: 2, placeholder: '{"by":"alice"}' });
+    const ifIn = h('input', { id: 'state-if-version', type: 'number', min: 0, step: 1, inputmode: 'numeric', autocomplete: 'off' });
+    let prefix = '';
+    const statePath = (key) => '/api/v1/state/' + seg(key);
+    /** What was typed: JSON when it parses, else the text as a JSON string. */
+    const parseValue = (v) => { try { return JSON.parse(v); } catch (e) { return v; } };
+    const compact = (v) => { try { return JSON.stringify(v); } catch (e) { return String(v); } };
+    const row = (e) => h('li', { class: 'card held coord', 'data-testid': 'state-item', 'data-key': e.key },
+      h('div', null,
+        h('code', { class: 'key state-key', 'data-testid': 'state-key' }, e.key),
+        h('p', { class: 'excerpt' }, h('code', { class: 'key', 'data-testid': 'state-value' }, compact(e.value))),
+        h('p', { class: 'meta muted' }, 'version ', h('span', { 'data-testid': 'state-version' }, String(e.version)),
+          ' · by ', h('span', { 'data-testid': 'state-writer' }, e.writer_name || short(e.writer)), ' · ', timeEl(e.updated_at_ms))),
+      h('button', {
+        type: 'button', 'data-testid': 'state-delete', 'data-fkey': 'd:' + e.key,
+        'aria-label': 'Delete the key ' + e.key,
+        onclick: () => guard(async () => {
+          try {
+            await api('DELETE', `${statePath(e.key)}?if_version=${encodeURIComponent(e.version)}`);
+            announce('Deleted ' + e.key);
+          } finally {
+            if (ctx.alive()) await load(Q).catch(() => {});
+          }
+        }),
+      }, 'Delete'));
+    const load = latest(ctx,
+      (opts) => api('GET', '/api/v1/state' + (prefix ? '?prefix=' + encodeURIComponent(prefix) : ''), undefined, opts),
+      (r) => {
+        const entries = (r && r.entries) || [];
+        keepFocus(list, () => fill(list, ...(entries.length ? entries.map(row) : [h('li', { class: 'muted' }, 'No key is set.')])));
+      });
+    const reload = debounce(() => { if (ctx.alive()) guard(() => load(Q)); }, 150);
+    ctx.onCoordination = (d) => { if (concerns(d, 'state')) reload(); };
+    const filter = () => { prefix = prefixIn.value.trim(); return load(); };
+    const typed = debounce(() => { if (ctx.alive()) guard(filter); }, 300);
+    prefixIn.addEventListener('input', typed);
+
+    add(ctx.root,
+      h('p', { class: 'muted' }, 'Keys the whole mesh reads and writes, each holding a JSON value. "Only if at version" refuses the write when someone changed the key since.'),
+      h('form', {
+        class: 'card form-row', 'aria-label': 'Set a key', 'data-testid': 'state-form',
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          guard(async () => {
+            const key = keyIn.value.trim();
+            const body = { value: parseValue(valueIn.value) };
+            if (ifIn.value.trim() !== '') body.if_version = Number(ifIn.value);
+            try {
+              await api('PUT', statePath(key), body);
+              keyIn.value = ''; valueIn.value = ''; ifIn.value = '';
+              announce('Set ' + key);
+            } finally {
+              if (ctx.alive()) await load(Q).catch(() => {});
+            }
+          });
+        },
+      },
+      h('label', null, 'Key', keyIn), h('label', null, 'Value (JSON, or text)', valueIn),
+      h('label', null, 'Only if at version (optional)', ifIn),
+      h('button', { type: 'submit', class: 'primary', 'data-testid': 'state-set' }, 'Set')),
+      h('form', {
+        class: 'form-row', role: 'search', 'aria-label': 'Filter the keys',
+        onsubmit: (ev) => { ev.preventDefault(); guard(filter); },
+      },
+      h('label', null, 'Keys starting with', prefixIn), h('button', { type: 'submit', 'data-testid': 'state-filter' }, 'Filter')),
+      list);
+    await load();
+  }
+
+  // --- File leases: #/leases -----------------------------------------------
+  /** Who is editing which paths of which repository: leases taken by the
+   *  agents' tools (or here), each until it expires or is released. */
+  async function viewLeases(ctx) {
+    const list = h('ul', { class: 'notifs', 'data-testid': 'leases-list' });
+    const repoIn = h('input', { id: 'lease-repo', required: true, autocomplete: 'off', placeholder: 'github.com/example/app' });
+    const pathsIn = h('input', { id: 'lease-paths', required: true, autocomplete: 'off', placeholder: 'src/net/, Cargo.toml' });
+    const reasonIn = h('input', { id: 'lease-reason', autocomplete: 'off', maxlength: 280, placeholder: 'refactoring the HTTP client' });
+    const sharedIn = h('input', { id: 'lease-shared', type: 'checkbox' });
+    const ttlIn = h('input', { id: 'lease-ttl', type: 'number', min: 1, step: 1, value: '30', inputmode: 'numeric' });
+    let expiry = 0;
+    const untilEl = (ms) => {
+      const d = new Date(ms);
+      if (!ms || isNaN(d)) return null;
+      return h('time', { datetime: d.toISOString(), title: d.toLocaleString() }, d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+    };
+    const card = (l) => h('li', { class: 'card held coord', 'data-testid': 'lease-item', 'data-id': l.id },
+      h('div', null,
+        h('p', { class: 'meta' }, h('strong', { 'data-testid': 'lease-repo' }, l.repo),
+          h('span', { class: 'tag' + (l.exclusive ? ' warn' : ''), 'data-testid': 'lease-kind' }, l.exclusive ? 'exclusive' : 'shared')),
+        h('p', { class: 'excerpt' }, h('code', { class: 'key', 'data-testid': 'lease-paths' }, (l.paths || []).join(', '))),
+        h('p', { class: 'meta muted' }, 'held by ', h('span', { 'data-testid': 'lease-holder' }, l.holder_name || short(l.holder)),
+          l.mine && ' (you)', ' · until ', untilEl(l.expires_at_ms)),
+        l.reason && h('p', { class: 'excerpt', 'data-testid': 'lease-reason' }, l.reason)),
+      l.can_release && h('button', {
+        type: 'button', 'data-testid': 'lease-release', 'data-fkey': 'r:' + l.id,
+        'aria-label': `Release the lease on ${(l.paths || []).join(', ')} in ${l.repo}`,
+        onclick: () => guard(async () => {
+          try {
+            await api('DELETE', '/api/v1/leases/' + seg(l.id));
+            announce('Released');
+          } finally {
+            if (ctx.alive()) await load(Q).catch(() => {});
+          }
+        }),
+      }, 'Release'));
+    const load = latest(ctx,
+      (opts) => api('GET', '/api/v1/leases', undefined, opts),
+      (r) => {
+        const leases = (r && r.leases) || [];
+        keepFocus(list, () => fill(list, ...(leases.length ? leases.map(card) : [h('li', { class: 'muted' }, 'No live lease.')])));
+        // An expired lease leaves the list at its time, without an event.
+        clearTimeout(expiry);
+        const next = Math.min(...leases.map((l) => l.expires_at_ms).filter((ms) => ms > 0));
+        if (isFinite(next)) {
+          expiry = setTimeout(() => { if (ctx.alive()) guard(() => load(Q)); }, Math.min(Math.max(next - Date.now(), 0) + 1000, 2 ** 31 - 1));
+        }
+      });
+    const reload = debounce(() => { if (ctx.alive()) guard(() => load(Q)); }, 150);
+    ctx.onCoordination = (d) => { if (concerns(d, 'lease')) reload(); };
+
+    add(ctx.root,
+      h('p', { class: 'muted' }, 'Paths an agent or person is working on: an exclusive lease stands in the way of every other; shared ones only of an exclusive one. Agents take them through their tools.'),
+      list,
+      h('form', {
+        class: 'card form-row', 'aria-label': 'Take a lease', 'data-testid': 'lease-form',
+        onsubmit: (e) => {
+          e.preventDefault();
+          guard(async () => {
+            const body = { repo: repoIn.value.trim(), paths: tagList(pathsIn.value), shared: sharedIn.checked };
+            const ttl = Number(ttlIn.value);
+            if (ttlIn.value.trim() !== '' && ttl > 0) body.ttl_minutes = ttl;
+            if (reasonIn.value.trim()) body.reason = reasonIn.value.trim();
+            try {
+              await api('POST', '/api/v1/leases', body);
+              pathsIn.value = ''; reasonIn.value = ''; sharedIn.checked = false;
+              announce('Lease taken');
+            } finally {
+              if (ctx.alive()) await load(Q).catch(() => {});
+            }
+          });
+        },
+      },
+      h('label', null, 'Repository', repoIn), h('label', null, 'Paths (comma list)', pathsIn),
+      h('label', null, 'Reason (optional)', reasonIn), h('label', null, 'Minutes', ttlIn),
+      h('label', { class: 'check' }, sharedIn, ' Shared'),
+      h('button', { type: 'submit', class: 'primary', 'data-testid': 'lease-take' }, 'Take lease')));
     await load();
   }
 
@@ -1214,6 +1531,9 @@
     invite: { title: () => 'Invite', testid: 'invite-view', view: viewInvite },
     scheduled: { title: () => 'Scheduled messages', testid: 'scheduled-view', view: viewScheduled },
     memory: { title: () => 'Team memory', testid: 'memory-view', view: viewMemory },
+    tasks: { title: () => 'Tasks', testid: 'tasks-view', view: viewTasks },
+    state: { title: () => 'Shared state', testid: 'state-view', view: viewState },
+    leases: { title: () => 'File leases', testid: 'leases-view', view: viewLeases },
     me: { title: () => 'Me', testid: 'me-view', view: viewMe },
     message: { title: () => 'Message status', testid: 'status-view', view: viewStatus, perMesh: true, arg: true },
     'signin-failed': { title: () => 'Sign-in link not valid', testid: 'signin-failed-view', view: viewSigninFailed },
@@ -1277,6 +1597,7 @@
     on('message', onMessageEvent);
     on('status', (d) => callView('onStatus', d));
     on('presence', () => refreshPeers());
+    on('coordination', (d) => callView('onCoordination', d));
     on('membership', () => { refreshPeers(); refreshCounts(); callView('onMembership'); });
     on('connection', (d) => {
       S.link = d.state || 'up';
