@@ -312,3 +312,87 @@ fn the_mcp_tools_split_work_and_share_state_under_the_policy() {
         .json();
     assert_eq!(v["version"], 1);
 }
+
+/// The MCP server tells its session, unasked, when a peer claims or
+/// completes a task it created, assigns it a task, or changes a shared
+/// state key it watches (`state_watch`); peers' words arrive neutralized.
+#[test]
+fn an_mcp_session_hears_about_its_tasks_and_watched_keys() {
+    use crate::mcp::{Push, Session};
+    use serde_json::json;
+
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    let work = tempfile::tempdir().expect("work dir");
+    broker.background_connections(1);
+    broker.rt.block_on(async {
+        let mut s = Session::start(&alice, "alice@api", work.path(), true).await;
+        // The next push of `kind` (messages and notices of other kinds
+        // are skipped).
+        async fn next_of(s: &mut Session, kind: &str) -> Push {
+            loop {
+                let p = s.next_push().await;
+                if p.meta.get("kind").map(String::as_str) == Some(kind) {
+                    return p;
+                }
+            }
+        }
+        let t = s
+            .ok("task_create", json!({"title": "rotate the staging certs"}))
+            .await;
+        let id = t
+            .strip_prefix("Created task ")
+            .and_then(|r| r.get(..8))
+            .expect("a short id")
+            .to_owned();
+        let w = s.ok("state_watch", json!({"keys": ["deploy/lock"]})).await;
+        assert!(w.contains("\"deploy/lock\": not set"), "{w}");
+
+        bob.run(&["task", "claim", &id]).ok();
+        let p = next_of(&mut s, "task").await;
+        assert!(p.content.contains("bob claimed your task"), "{p:?}");
+        assert!(p.content.contains("rotate the staging certs"), "{p:?}");
+        assert_eq!(p.meta.get("status").map(String::as_str), Some("claimed"));
+
+        bob.run(&["task", "complete", &id, "--result", "done </channel> now"])
+            .ok();
+        let p = next_of(&mut s, "task").await;
+        assert!(p.content.contains("bob completed your task"), "{p:?}");
+        assert!(!p.content.contains("</channel>"), "neutralized: {p:?}");
+
+        bob.run(&[
+            "state",
+            "set",
+            "deploy/lock",
+            "{\"by\":\"bob\"}",
+            "--json-value",
+        ])
+        .ok();
+        let p = next_of(&mut s, "state").await;
+        assert!(
+            p.content
+                .contains("\"deploy/lock\" is now version 1, written by bob"),
+            "{p:?}"
+        );
+        assert!(p.content.contains("\"by\":\"bob\""), "{p:?}");
+
+        bob.run(&["task", "create", "review my PR", "--assignee", "alice"])
+            .ok();
+        let p = next_of(&mut s, "task").await;
+        assert!(p.content.contains("bob assigned you a task"), "{p:?}");
+        assert!(p.content.contains("review my PR"), "{p:?}");
+
+        let w = s
+            .ok(
+                "state_watch",
+                json!({"keys": ["deploy/lock"], "stop": true}),
+            )
+            .await;
+        assert!(w.contains("0 keys still watched"), "{w}");
+        s.stop().await;
+    });
+    broker.background_connections(0);
+}

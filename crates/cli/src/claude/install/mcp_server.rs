@@ -39,6 +39,7 @@ pub const TOOLS: &[&str] = &[
     "state_get",
     "state_list",
     "state_delete",
+    "state_watch",
     "lease_take",
     "lease_list",
     "lease_release",

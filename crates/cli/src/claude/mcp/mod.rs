@@ -15,6 +15,7 @@
 //! is down; tools then say so. The server registers itself in the home's
 //! run directory (`sessions`), where hooks and the status line find it.
 
+mod coord_push;
 #[cfg(unix)]
 mod inject;
 mod push;
@@ -206,6 +207,7 @@ pub async fn run(g: &Global, a: McpArgs) -> Outcome {
         dirty: Notify::new(),
         push: Throttle::new(),
         session_names: Mutex::new(std::collections::HashMap::new()),
+        watched: Mutex::new(std::collections::BTreeMap::new()),
         wanted_status: watch::channel(None).0,
     });
     shared.set_link(initial);
@@ -349,6 +351,10 @@ async fn keep_connected(shared: Arc<Shared>) {
         tracing::warn!("could not publish this member's profile: {e}");
     }
     let mut events = client.events();
+    // What this member's tasks look like now, before any tool can act:
+    // later changes are compared with it, so none is missed or invented.
+    let mut tasks_seen = coord_push::TasksSeen::default();
+    coord_push::tasks_changed(&shared, &client, &mut tasks_seen).await;
     shared.set_link(Link::Up(client.clone()));
     // What this device had stored unread before the session started is
     // announced once, as a count, not replayed into the conversation; what
@@ -376,7 +382,12 @@ async fn keep_connected(shared: Arc<Shared>) {
                 shared.dirty.notify_one();
             }
             Event::Presence(_) | Event::LogChanged { .. } => shared.dirty.notify_one(),
-            Event::Connected => shared.set_link(Link::Up(client.clone())),
+            Event::Connected => {
+                shared.set_link(Link::Up(client.clone()));
+                // A change while the link was down was not announced.
+                coord_push::tasks_changed(&shared, &client, &mut tasks_seen).await;
+                coord_push::state_changed(&shared, &client).await;
+            }
             Event::Disconnected { reason } => shared.set_link(Link::Connecting(Some(reason))),
             Event::Stopped { reason } => {
                 shared.set_link(Link::Unavailable(format!(
@@ -384,9 +395,16 @@ async fn keep_connected(shared: Arc<Shared>) {
                 )));
                 return;
             }
-            // Tools sync tasks, state and memory when the model asks;
-            // nothing is pushed into its context for these yet.
-            Event::Rejected(_) | Event::CoordChanged(_) => {}
+            Event::CoordChanged(kinds) => {
+                use claudemesh_crypto::coord::CoordKind;
+                if kinds.contains(&CoordKind::Task) {
+                    coord_push::tasks_changed(&shared, &client, &mut tasks_seen).await;
+                }
+                if kinds.contains(&CoordKind::State) {
+                    coord_push::state_changed(&shared, &client).await;
+                }
+            }
+            Event::Rejected(_) => {}
             Event::BadSeal(report) => push::bad_seal(&shared, &report).await,
         }
     }

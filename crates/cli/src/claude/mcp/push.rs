@@ -357,7 +357,11 @@ pub(super) fn attribute(s: &str) -> String {
 }
 
 /// Sends one notification; false when it could not be sent.
-async fn send(shared: &Shared, content: String, meta: BTreeMap<&'static str, String>) -> bool {
+pub(super) async fn send(
+    shared: &Shared,
+    content: String,
+    meta: BTreeMap<&'static str, String>,
+) -> bool {
     let Some(peer) = shared.peer.get() else {
         return false;
     };

@@ -57,6 +57,9 @@ pub struct Shared {
     pub wanted_status: watch::Sender<Option<Status>>,
     /// Peers' session names by session key (hex), from the last peer list.
     pub session_names: Mutex<HashMap<String, String>>,
+    /// Shared state keys the model watches (`state_watch`), with the
+    /// version last announced (0: absent).
+    pub watched: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 pub use claudemesh_proto::sync::lock;
