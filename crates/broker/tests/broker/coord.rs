@@ -1,6 +1,7 @@
 //! Team memory at the broker (issue 17): sealed notes stored, numbered,
 //! synced and forgotten over raw frames; who may forget; epochs and the key
-//! ring; and that the broker refuses what it can check without the key.
+//! ring; and that the broker refuses what it can check without the key,
+//! for notes, task acts, state entries, leases and renewals alike.
 
 use claudemesh_client::client::now_ms;
 use claudemesh_client::moderation;
@@ -273,3 +274,218 @@ async fn notes_follow_the_epoch_and_the_ring_links_it(backend: Backend) {
     broker.stop().await;
 }
 both!(notes_follow_the_epoch_and_the_ring_links_it);
+
+/// `seal` for any kind and revision.
+fn seal_as(peer: &Peer, kind: CoordKind, id: CoordId, rev: u64, text: &str) -> CoordObject {
+    let (me, epoch, key, _) = sealer(peer);
+    CoordObject::seal(
+        &me,
+        &key,
+        epoch,
+        CoordFacts {
+            kind,
+            id,
+            rev,
+            at_ms: now_ms(),
+        },
+        text.as_bytes(),
+    )
+    .unwrap()
+}
+
+fn act(o: &CoordObject, force: bool) -> ClientFrame {
+    ClientFrame::TaskAct(claudemesh_proto::frames::TaskActFrame {
+        req: Some("a".into()),
+        act: Box::new(o.clone()),
+        force,
+    })
+}
+
+fn state_set(o: &CoordObject) -> ClientFrame {
+    ClientFrame::StateSet(claudemesh_proto::frames::StateSet {
+        req: Some("s".into()),
+        object: Box::new(o.clone()),
+    })
+}
+
+fn lease_take(o: &CoordObject, ttl_ms: u64, tags: usize, probe: usize) -> ClientFrame {
+    ClientFrame::LeaseTake(claudemesh_proto::frames::LeaseTake {
+        req: Some("l".into()),
+        object: Box::new(o.clone()),
+        exclusive: true,
+        ttl_ms,
+        tags: (0..tags).map(|_| CoordId::random()).collect(),
+        probe: (0..probe).map(|_| CoordId::random()).collect(),
+    })
+}
+
+async fn page_of(raw: &mut Raw, kind: CoordKind) -> CoordPage {
+    raw.send(&ClientFrame::CoordSync(CoordSync {
+        req: None,
+        kind,
+        after: 0,
+    }))
+    .await;
+    match answer(raw).await {
+        BrokerFrame::CoordPage(p) => p,
+        other => panic!("expected coord_page, got {other:?}"),
+    }
+}
+
+/// Task acts, state writes, lease takes and renewals the broker can check
+/// without the key are refused with a clear code, and change nothing: a
+/// kind that is not theirs, a revision no act or write makes, another
+/// session's signature, a bad signature, an unknown task, a length of
+/// lease outside its bounds, tags or a probe of the wrong size.
+async fn bad_coordination_writes_are_refused_and_change_nothing(backend: Backend) {
+    use claudemesh_crypto::coord::{LEASE_PROBES_PER_PATH, LEASE_TAGS_PER_PATH};
+    use claudemesh_proto::limits::{
+        MAX_LEASE_PATHS, MAX_LEASE_PROBE_EPOCHS, MAX_LEASE_TTL_MS, MAX_LEASES_PER_MEMBER,
+        MIN_LEASE_TTL_MS,
+    };
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let (mut ra, mut rb) = (Raw::open(&broker.url).await, Raw::open(&broker.url).await);
+    hello_raw(&mut ra, &alice).await;
+    hello_raw(&mut rb, &bob).await;
+    let malformed = ErrorCode::Malformed;
+
+    // A task, and acts on it that are not acts.
+    let task = seal_as(
+        &alice,
+        CoordKind::Task,
+        CoordId::random(),
+        1,
+        "{\"title\":\"t\"}",
+    );
+    assert_eq!(stored(&mut ra, put(&task)).await.cseq, 1);
+    let note = seal_as(&bob, CoordKind::Memory, task.id, 2, NOTE);
+    assert_eq!(refused(&mut rb, act(&note, false)).await.0, malformed);
+    let rev1 = seal_as(&bob, CoordKind::TaskClaim, task.id, 1, "{}");
+    assert_eq!(refused(&mut rb, act(&rev1, false)).await.0, malformed);
+    // Alice's claim sent on Bob's connection; a claim with a bad signature.
+    let hers = seal_as(&alice, CoordKind::TaskClaim, task.id, 2, "{}");
+    assert_eq!(
+        refused(&mut rb, act(&hers, false)).await.0,
+        ErrorCode::Forbidden
+    );
+    let mut tampered = seal_as(&bob, CoordKind::TaskClaim, task.id, 2, "{}");
+    tampered.ciphertext[0] ^= 1;
+    assert_eq!(
+        refused(&mut rb, act(&tampered, false)).await.0,
+        ErrorCode::BadSignature
+    );
+    let nowhere = seal_as(&bob, CoordKind::TaskClaim, CoordId::random(), 2, "{}");
+    assert_eq!(
+        refused(&mut rb, act(&nowhere, false)).await.0,
+        ErrorCode::NotFound
+    );
+    // Acts, entries and leases are not put as plain objects.
+    for kind in [CoordKind::TaskClaim, CoordKind::State, CoordKind::Lease] {
+        let o = seal_as(&bob, kind, CoordId::random(), 1, "{}");
+        assert_eq!(refused(&mut rb, put(&o)).await.0, malformed, "{kind}");
+    }
+
+    // State: only entries, at a version a write makes, by their signer.
+    let as_note = seal_as(&bob, CoordKind::Memory, CoordId::random(), 1, NOTE);
+    assert_eq!(refused(&mut rb, state_set(&as_note)).await.0, malformed);
+    let alices_entry = seal_as(&alice, CoordKind::State, CoordId::random(), 1, "{}");
+    assert_eq!(
+        refused(&mut rb, state_set(&alices_entry)).await.0,
+        ErrorCode::Forbidden
+    );
+
+    // Leases: kind, length, tag and probe sizes, signer.
+    let lease = seal_as(&bob, CoordKind::Lease, CoordId::random(), 1, "{}");
+    let (tags, probe) = (LEASE_TAGS_PER_PATH, LEASE_PROBES_PER_PATH);
+    let as_note = seal_as(&bob, CoordKind::Memory, CoordId::random(), 1, NOTE);
+    for (frame, why) in [
+        (lease_take(&as_note, 60_000, tags, probe), "not a lease"),
+        (
+            lease_take(&lease, MIN_LEASE_TTL_MS - 1, tags, probe),
+            "too short",
+        ),
+        (
+            lease_take(&lease, MAX_LEASE_TTL_MS + 1, tags, probe),
+            "too long",
+        ),
+        (lease_take(&lease, 60_000, 0, probe), "no tags"),
+        (
+            lease_take(&lease, 60_000, tags - 1, probe),
+            "a path's tags cut",
+        ),
+        (
+            lease_take(&lease, 60_000, tags * (MAX_LEASE_PATHS + 1), probe),
+            "too many paths",
+        ),
+        (lease_take(&lease, 60_000, tags, 0), "no probe"),
+        (
+            lease_take(&lease, 60_000, tags, probe + 1),
+            "a probe not whole",
+        ),
+        (
+            lease_take(
+                &lease,
+                60_000,
+                tags,
+                probe * MAX_LEASE_PATHS * (MAX_LEASE_PROBE_EPOCHS + 1),
+            ),
+            "a probe over too many epochs",
+        ),
+    ] {
+        assert_eq!(refused(&mut rb, frame).await.0, malformed, "{why}");
+    }
+    let alices_lease = seal_as(&alice, CoordKind::Lease, CoordId::random(), 1, "{}");
+    assert_eq!(
+        refused(&mut rb, lease_take(&alices_lease, 60_000, tags, probe))
+            .await
+            .0,
+        ErrorCode::Forbidden
+    );
+    for (ttl_ms, count) in [
+        (0, 1),
+        (MAX_LEASE_TTL_MS + 1, 1),
+        (60_000, MAX_LEASES_PER_MEMBER + 1),
+    ] {
+        let renew = ClientFrame::LeaseRenew(claudemesh_proto::frames::LeaseRenew {
+            req: None,
+            ids: (0..count).map(|_| CoordId::random()).collect(),
+            ttl_ms,
+        });
+        assert_eq!(
+            refused(&mut rb, renew).await.0,
+            malformed,
+            "{ttl_ms} {count}"
+        );
+    }
+    // Renewing what this member does not hold renews nothing.
+    rb.send(&ClientFrame::LeaseRenew(
+        claudemesh_proto::frames::LeaseRenew {
+            req: None,
+            ids: vec![CoordId::random()],
+            ttl_ms: 60_000,
+        },
+    ))
+    .await;
+    match answer(&mut rb).await {
+        BrokerFrame::LeaseRenewed(r) => assert!(r.ids.is_empty(), "{r:?}"),
+        other => panic!("expected lease_renewed, got {other:?}"),
+    }
+
+    // Nothing moved: the task is as created, no entry, no lease.
+    let tasks = page_of(&mut ra, CoordKind::Task).await;
+    assert_eq!(tasks.changes.len(), 1);
+    assert!(tasks.changes[0].act.is_none(), "{tasks:?}");
+    assert!(page_of(&mut ra, CoordKind::State).await.changes.is_empty());
+    assert!(page_of(&mut ra, CoordKind::Lease).await.changes.is_empty());
+    // And a well-formed claim still works.
+    let claim = seal_as(&bob, CoordKind::TaskClaim, task.id, 2, "{}");
+    rb.send(&act(&claim, false)).await;
+    match answer(&mut rb).await {
+        BrokerFrame::TaskState(s) => assert!(s.ok, "{s:?}"),
+        other => panic!("expected task_state, got {other:?}"),
+    }
+    broker.stop().await;
+}
+both!(bad_coordination_writes_are_refused_and_change_nothing);
