@@ -345,6 +345,8 @@ pub fn standing(t: &Task) -> String {
         .unwrap_or_default();
     let who = if t.holder_refused {
         format!("{who} (your grants refuse them tasks; release it with --force)")
+    } else if t.holder_departed && t.status == TaskPhase::Claimed {
+        format!("{who} (left the mesh: anyone may claim it)")
     } else {
         who
     };

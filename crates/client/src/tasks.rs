@@ -158,6 +158,10 @@ pub struct Task {
     /// may release it with `--force`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub holder_refused: bool,
+    /// The claimant left the mesh (or was removed): the claim binds no
+    /// one, and anyone may claim, give back or complete the task.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub holder_departed: bool,
 }
 
 /// Which tasks a listing shows.
@@ -244,6 +248,8 @@ pub fn describe(task: &Task) -> String {
     let by = task.holder_name.as_deref().unwrap_or("someone");
     let by = if task.holder_refused {
         format!("{by}, whom your grants refuse tasks")
+    } else if task.holder_departed && task.status == TaskPhase::Claimed {
+        format!("{by}, who left the mesh (anyone may claim it)")
     } else {
         by.to_owned()
     };
@@ -472,11 +478,13 @@ impl MeshClient {
             id: short_id.clone(),
             detail: describe(task),
         };
-        // What the broker would refuse, said from this device's copy.
+        // What the broker would refuse, said from this device's copy. A
+        // claim of a member who left binds no one.
         match (kind, task.status) {
             (CoordKind::TaskClaim, TaskPhase::Claimed) if task.holder == Some(me) => {
                 return Ok(task);
             }
+            (_, TaskPhase::Claimed) if task.holder_departed => {}
             (_, TaskPhase::Done) | (CoordKind::TaskClaim, TaskPhase::Claimed) => {
                 return Err(taken(&task));
             }
@@ -540,6 +548,7 @@ impl MeshClient {
                 updated_at_ms: now_ms(),
                 result: None,
                 holder_refused: false,
+                holder_departed: false,
                 ..task
             }),
         };
@@ -680,6 +689,12 @@ impl MeshClient {
         };
         Ok(Some(self.with_state(|s| {
             let name = |m: &MemberKey| s.name_of(m.as_key());
+            let holder_departed = holder.is_some_and(|h| {
+                matches!(
+                    crate::memory::standing(s, h.as_key()),
+                    crate::memory::Standing::Departed { .. }
+                )
+            });
             Task {
                 id: object.id,
                 title,
@@ -700,6 +715,7 @@ impl MeshClient {
                 updated_at_ms,
                 result,
                 holder_refused,
+                holder_departed,
             }
         })))
     }

@@ -52,6 +52,7 @@ impl Handle for TaskActFrame {
             force: self.force,
             actor_is_admin: self.force && is_admin(mesh, &session.member).await,
             refused_by: mesh.grants_refusing(&session.member, Cap::Task),
+            departed: mesh.read_log(|l| l.roster.departed().keys().copied().collect()),
             act_json,
             now_ms: crate::now_ms(),
         };

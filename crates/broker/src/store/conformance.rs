@@ -2535,6 +2535,7 @@ fn task_act(
         force: false,
         actor_is_admin: false,
         refused_by: Vec::new(),
+        departed: Vec::new(),
         act_json: format!("{{\"act\":\"{kind}\",\"v\":{version}}}"),
         now_ms: T0 + version,
     }

@@ -339,6 +339,9 @@ pub struct TaskActRequest {
     /// The members whose grants refuse the actor `task` (TM7): it may not
     /// claim or complete a task one of them created.
     pub refused_by: Vec<PublicKey>,
+    /// Members no longer in the mesh: a task one of them holds is anyone's
+    /// to claim, give back or complete.
+    pub departed: Vec<PublicKey>,
     /// The act's JSON as received.
     pub act_json: String,
     /// Now, unix ms.

@@ -42,10 +42,19 @@ pub(crate) fn apply(row: TaskRow, act: &TaskActRequest) -> TaskActOutcome {
     }
     let holds = row.holder.as_ref() == Some(&act.actor);
     // Taking a task from its claimant: asked for, and the creator's or an
-    // owner's or admin's to take.
-    let may_force = act.force && (act.actor_is_admin || row.creator == act.actor);
+    // owner's or admin's to take. A claimant that left the mesh (or was
+    // removed) holds nothing any more: its claim is anyone's to take.
+    let holder_gone = row.phase == TaskPhase::Claimed
+        && row
+            .holder
+            .as_ref()
+            .is_some_and(|h| act.departed.contains(h));
+    let may_force = holder_gone || (act.force && (act.actor_is_admin || row.creator == act.actor));
     let next = match (act.kind, row.phase) {
         (CoordKind::TaskClaim, TaskPhase::Open) => (TaskPhase::Claimed, Some(act.actor)),
+        (CoordKind::TaskClaim, TaskPhase::Claimed) if holder_gone => {
+            (TaskPhase::Claimed, Some(act.actor))
+        }
         (CoordKind::TaskRelease, TaskPhase::Claimed) if holds || may_force => {
             (TaskPhase::Open, None)
         }
@@ -99,6 +108,7 @@ mod tests {
             force,
             actor_is_admin: false,
             refused_by: Vec::new(),
+            departed: Vec::new(),
             act_json: "{}".into(),
             now_ms: 1,
         }
@@ -157,6 +167,28 @@ mod tests {
                 apply(claimed.clone(), &admin),
                 TaskActOutcome::Applied(_)
             ));
+        }
+    }
+
+    #[test]
+    fn a_claim_of_a_departed_member_is_anyones_to_take() {
+        let (creator, gone, bob) = (key(), key(), key());
+        let held = row(TaskPhase::Claimed, Some(gone), creator);
+        for (kind, phase, holder) in [
+            (CoordKind::TaskClaim, TaskPhase::Claimed, Some(bob)),
+            (CoordKind::TaskRelease, TaskPhase::Open, None),
+            (CoordKind::TaskDone, TaskPhase::Done, Some(bob)),
+        ] {
+            let mut a = act(kind, bob, 4, false);
+            assert!(
+                !matches!(apply(held.clone(), &a), TaskActOutcome::Applied(_)),
+                "{kind} while the holder is a member"
+            );
+            a.departed = vec![gone];
+            match apply(held.clone(), &a) {
+                TaskActOutcome::Applied(r) => assert_eq!((r.phase, r.holder), (phase, holder)),
+                o => panic!("{kind}: {o:?}"),
+            }
         }
     }
 

@@ -4,9 +4,9 @@
 //! on one Postgres; a lost claim names the holder; only the claimant (or,
 //! forced, the creator, an owner or an admin) releases or completes a
 //! claimed task; done is final and carries the result; deleting takes it
-//! from every device. What the broker keeps of a task is ciphertext: its
-//! title never appears in the database (TM1, in `trust.rs`, checks every
-//! table).
+//! from every device; a removed member's claim binds no one. What the
+//! broker keeps of a task is ciphertext: its title never appears in the
+//! database (TM1, in `trust.rs`, checks every table).
 
 use claudemesh_client::tasks::{TaskDraft, TaskFilter, TaskPriority};
 use claudemesh_client::{ClientError, MeshClient};
@@ -264,3 +264,46 @@ async fn of_claims_across_replicas_exactly_one_wins() {
     rb.stop().await;
     ra.stop().await;
 }
+
+/// A claim binds only a member: once its claimant is removed, the task is
+/// anyone's to claim, and every device says so.
+async fn a_removed_members_claim_binds_no_one(backend: Backend) {
+    use claudemesh_client::moderation;
+    use claudemesh_crypto::log::RemoveKind;
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+    let (a, b, c) = (
+        alice.connect().await,
+        bob.connect().await,
+        carol.connect().await,
+    );
+    let task = a
+        .task_create(draft("migrate the billing db"))
+        .await
+        .unwrap();
+    let id = task.id.to_hex();
+    b.task_claim(&id).await.unwrap();
+    // While bob is a member, his claim holds.
+    match c.task_claim(&id).await {
+        Err(ClientError::TaskTaken { detail, .. }) => assert!(detail.contains("bob"), "{detail}"),
+        other => panic!("expected the task taken, got {other:?}"),
+    }
+    b.close().await;
+    moderation::remove(&a, "bob", RemoveKind::Kick)
+        .await
+        .unwrap();
+    c.sync_log().await.unwrap();
+    let shown = c.task_show(&id).await.unwrap();
+    assert!(shown.holder_departed, "{shown:?}");
+    assert_eq!(shown.status, TaskPhase::Claimed);
+    let now = c.task_claim(&id).await.unwrap();
+    assert_eq!(now.holder, Some(member_of(&c)));
+    assert!(!now.holder_departed);
+    for client in [a, c] {
+        client.close().await;
+    }
+    broker.stop().await;
+}
+both!(a_removed_members_claim_binds_no_one);

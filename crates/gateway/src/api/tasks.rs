@@ -79,6 +79,9 @@ pub struct TaskView {
     pub result: Option<String>,
     /// This member created it and its grants refuse the holder `task`.
     pub holder_refused: bool,
+    /// Its claimant left the mesh: anyone may claim, give back or
+    /// complete it.
+    pub holder_departed: bool,
     /// This member created it.
     pub mine: bool,
     /// This member holds it (claimed, or completed it).
@@ -116,6 +119,7 @@ impl TaskView {
             updated_at_ms: t.updated_at_ms,
             result: t.result,
             holder_refused: t.holder_refused,
+            holder_departed: t.holder_departed,
             mine,
             can_force: mine || admin,
         }
