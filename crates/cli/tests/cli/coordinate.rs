@@ -293,6 +293,25 @@ fn the_mcp_tools_split_work_and_share_state_under_the_policy() {
         assert_eq!(r.is_error, Some(true), "{}", text(&r));
         let t = s.ok("state_get", json!({"key": "certs/next"})).await;
         assert_eq!(json_of(&t)["value"]["on"], "2027-06-01", "{t}");
+        // Leases: this session's own lease is not in its way; a peer's is,
+        // and renewing extends this session's.
+        let t = s
+            .ok("lease_take", json!({"paths": ["mine/"], "reason": "mine"}))
+            .await;
+        assert!(t.starts_with("Leased "), "{t}");
+        let t = s.ok("lease_check", json!({"paths": ["mine/a.rs"]})).await;
+        assert!(t.starts_with("No other session holds a lease"), "{t}");
+        bob.run_cmd({
+            let mut c = bob.command(&["lease", "take", "theirs/", "--reason", "bob's refactor"]);
+            c.current_dir(work.path());
+            c
+        })
+        .ok();
+        let t = s.ok("lease_check", json!({"paths": ["theirs/x.rs"]})).await;
+        assert!(t.contains("is leased exclusively by bob"), "{t}");
+        assert!(t.contains("do not edit these files"), "{t}");
+        let t = s.ok("lease_renew", json!({"ttl": "2h"})).await;
+        assert!(t.starts_with("Renewed 1 lease until"), "{t}");
         // Deleting is destructive: refused until a rule allows it.
         let r = s.call("state_delete", json!({"key": "certs/next"})).await;
         assert_eq!(r.is_error, Some(true), "{}", text(&r));

@@ -442,7 +442,7 @@ fn missing_files_are_created_and_taken_away_again() {
     let settings = read_json(&f.settings());
     assert_eq!(settings["statusLine"]["type"], "command");
     let allow = settings["permissions"]["allow"].as_array().unwrap();
-    assert_eq!(allow.len(), 29);
+    assert_eq!(allow.len(), 31);
     assert!(allow.contains(&json!("mcp__claudemesh__send_message")));
     assert!(allow.contains(&json!("mcp__claudemesh__cancel_scheduled")));
     assert!(allow.contains(&json!("mcp__claudemesh__memory_recall")));

@@ -42,6 +42,8 @@ pub const TOOLS: &[&str] = &[
     "state_watch",
     "lease_take",
     "lease_list",
+    "lease_check",
+    "lease_renew",
     "lease_release",
 ];
 

@@ -23,10 +23,13 @@ const MAX_NOTICE_CHARS: usize = 500;
 /// Most keys one session watches.
 pub const MAX_WATCHED: usize = 32;
 
+/// Where a task stood: its phase, holder and version.
+type TaskMark = (TaskPhase, Option<MemberKey>, u64);
+
 /// Where each task this session cares about stood when last seen: those
 /// this member created or is assigned. `None` until first read.
 #[derive(Default)]
-pub struct TasksSeen(Option<BTreeMap<CoordId, (TaskPhase, Option<MemberKey>, u64)>>);
+pub struct TasksSeen(Option<BTreeMap<CoordId, TaskMark>>);
 
 /// `text` cut to [`MAX_NOTICE_CHARS`], neutralized.
 fn excerpt(text: &str) -> String {
@@ -44,11 +47,7 @@ fn mesh_name(shared: &Shared) -> String {
 
 /// What a change to task `t` (last seen as `before`) means to this member
 /// `me`, in words, if anything.
-fn task_news(
-    t: &Task,
-    before: Option<&(TaskPhase, Option<MemberKey>, u64)>,
-    me: MemberKey,
-) -> Option<String> {
+fn task_news(t: &Task, before: Option<&TaskMark>, me: MemberKey) -> Option<String> {
     let by = || attribute(t.holder_name.as_deref().unwrap_or("someone"));
     match before {
         None if t.assignee == Some(me) && t.creator != me && t.status == TaskPhase::Open => Some(
@@ -89,7 +88,7 @@ pub async fn tasks_changed(shared: &Shared, client: &MeshClient, seen: &mut Task
         // A task of this member's that was not seen yet was created since
         // (by this session, say, which hears no change of its own): it
         // was open at version 1 then.
-        let created = (TaskPhase::Open, None, 1);
+        let created: TaskMark = (TaskPhase::Open, None, 1);
         let news = seen.0.as_ref().and_then(|before| {
             let was = before.get(&t.id).or((t.creator == me).then_some(&created));
             task_news(&t, was, me)
@@ -193,6 +192,7 @@ mod tests {
             updated_at_ms: 1,
             result: None,
             holder_refused: false,
+            holder_departed: false,
         }
     }
 
