@@ -467,6 +467,39 @@ fn missing_files_are_created_and_taken_away_again() {
     assert_eq!(left, vec![std::ffi::OsString::from(".claudemesh")]);
 }
 
+/// The pre-edit hooks (`PreToolUse`) in settings: each one's command.
+fn pre_edit_commands(f: &Fake) -> Vec<String> {
+    read_json(&f.settings())["hooks"]["PreToolUse"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["hooks"][0]["command"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn enforcing_leases_replaces_the_warning_hook_and_stays_until_uninstall() {
+    let f = Fake::empty();
+    f.run(&["install"]).ok();
+    let warn = pre_edit_commands(&f);
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(warn[0].ends_with(" hook pre-edit"), "{warn:?}");
+    // Enforcing takes the warning hook out: one hook, which refuses.
+    f.run(&["install", "--enforce-leases"]).ok();
+    let enforce = pre_edit_commands(&f);
+    assert_eq!(enforce.len(), 1, "{enforce:?}");
+    assert!(
+        enforce[0].ends_with(" hook pre-edit --enforce"),
+        "{enforce:?}"
+    );
+    // A plain install later keeps enforcing, and changes nothing.
+    let again = f.run(&["install"]).ok();
+    assert!(again.stdout.contains("nothing changed"), "{again:?}");
+    assert_eq!(pre_edit_commands(&f), enforce);
+    f.run(&["uninstall"]).ok();
+    assert!(!f.settings().exists() || pre_edit_commands(&f).is_empty());
+}
+
 #[test]
 fn claude_config_dir_moves_every_file() {
     let f = Fake::with_user_files();

@@ -85,19 +85,42 @@ fn want_for(id: &str, paths: &ClaudePaths, sp: &Spelling) -> Option<Want> {
     }
 }
 
+/// Whether the pre-edit hook refuses rather than warns: asked for now,
+/// or by an earlier install (a later plain `install` keeps it; only
+/// `uninstall` takes it out).
+fn enforcing(a: &InstallArgs, m: &Manifest) -> bool {
+    a.enforce_leases
+        || m.files
+            .iter()
+            .any(|f| f.entries.iter().any(|e| e.id == hooks::PRE_EDIT_ENFORCE))
+}
+
+/// What an earlier install added that this one takes out again: the
+/// warning pre-edit hook once the refusing one replaces it (running both
+/// would only say the same thing twice).
+fn retired(a: &InstallArgs, m: &Manifest) -> Vec<&'static str> {
+    if enforcing(a, m) {
+        vec![hooks::PRE_EDIT]
+    } else {
+        Vec::new()
+    }
+}
+
 /// What install wants: what the flags ask for, and everything an earlier
-/// install added (refreshed with today's binary path). Install only adds;
-/// `uninstall` takes out.
+/// install added (refreshed with today's binary path) but what it
+/// [`retired`]. Install otherwise only adds; `uninstall` takes out.
 fn wants(a: &InstallArgs, m: &Manifest, paths: &ClaudePaths, sp: &Spelling) -> Vec<Want> {
+    let enforce = enforcing(a, m);
+    let gone = retired(a, m);
     let mut ids: Vec<String> = vec![mcp_server::ID.into()];
     if !a.no_hooks {
         ids.extend(
             hooks::ALL
                 .iter()
-                .filter(|id| !(a.enforce_leases && **id == hooks::PRE_EDIT))
+                .filter(|id| !(enforce && **id == hooks::PRE_EDIT))
                 .map(|id| String::from(*id)),
         );
-        if a.enforce_leases {
+        if enforce {
             ids.push(hooks::PRE_EDIT_ENFORCE.into());
         }
     }
@@ -109,7 +132,7 @@ fn wants(a: &InstallArgs, m: &Manifest, paths: &ClaudePaths, sp: &Spelling) -> V
     }
     for f in &m.files {
         for e in &f.entries {
-            if !ids.contains(&e.id) {
+            if !ids.contains(&e.id) && !gone.contains(&e.id.as_str()) {
                 ids.push(e.id.clone());
             }
         }
@@ -140,6 +163,7 @@ impl FilePlan {
 fn plan_file(
     path: &Path,
     wants: &[&Want],
+    retire: &[&str],
     old: Option<&FileRecord>,
     force: bool,
     conflicts: &mut Vec<Failure>,
@@ -148,6 +172,29 @@ fn plan_file(
     let mut record = old.cloned().unwrap_or_else(|| FileRecord::new(path));
     let mut value = doc.value.clone();
     let mut report = FileReport::new(path, "modified");
+    // Entries of ours this install takes out: an element goes from its
+    // array (if it is still there as we wrote it), and from the record.
+    for id in retire {
+        let Some(i) = record.entries.iter().position(|e| e.id == *id) else {
+            continue;
+        };
+        let e = record.entries.remove(i);
+        if e.kind != Kind::Element {
+            continue;
+        }
+        if let Some(Value::Array(_)) = get(&value, &e.path) {
+            let arr = array_at(&mut value, &e.path, &mut record.containers)
+                .map_err(|why| unusable(path, why))?;
+            if let Some(j) = arr.iter().rposition(|v| *v == e.value) {
+                arr.remove(j);
+                report.changes.push(Change {
+                    op: "remove",
+                    path: dotted(&e.path, e.kind),
+                    value: Some(e.value),
+                });
+            }
+        }
+    }
     for w in wants {
         check_shape(&value, &w.path, w.kind).map_err(|e| unusable(path, e))?;
         let mine = record.entries.iter().position(|e| e.id == w.id);
@@ -321,11 +368,12 @@ pub fn install(g: &Global, a: &InstallArgs) -> Outcome {
     });
     manifest.version = MANIFEST_VERSION;
     let wants = wants(a, &manifest, &paths, &spelling);
+    let retire = retired(a, &manifest);
 
     let mut attempt = 0;
     let (reports, changed) = loop {
         attempt += 1;
-        match install_once(a, &paths, &home, &wants, &mut manifest) {
+        match install_once(a, &paths, &home, &wants, &retire, &mut manifest) {
             Err(Retry::Changed(f)) if attempt < ATTEMPTS => {
                 tracing::info!(file = %f.display(), "the file changed while it was edited; again");
             }
@@ -387,6 +435,7 @@ fn install_once(
     paths: &ClaudePaths,
     home: &Path,
     wants: &[Want],
+    retire: &[&str],
     manifest: &mut Manifest,
 ) -> Result<(Vec<FileReport>, bool), Retry> {
     // Plan.
@@ -401,7 +450,7 @@ fn install_once(
     for file in &files {
         let mine: Vec<&Want> = wants.iter().filter(|w| w.file == *file).collect();
         let old = manifest.files.iter().find(|r| r.path == *file);
-        if let Some(p) = plan_file(file, &mine, old, a.force, &mut conflicts)? {
+        if let Some(p) = plan_file(file, &mine, retire, old, a.force, &mut conflicts)? {
             plans.push(p);
         }
     }
