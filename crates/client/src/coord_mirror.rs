@@ -80,8 +80,9 @@ impl MeshClient {
         }
     }
 
-    /// Called after a page of `kind` is applied: remembers the grants
-    /// generation of any change in it that was withheld.
+    /// Called before a page of `kind` is applied: remembers the grants
+    /// generation of any change in it that was withheld (the oldest such
+    /// generation is kept until the feed is synced again from the start).
     pub(crate) async fn note_withheld(
         &self,
         kind: CoordKind,
@@ -121,6 +122,9 @@ impl MeshClient {
                 };
                 changes.push((id, row));
             }
+            // Recorded first: a crash between the two at worst syncs
+            // again from the start, never forgets what was withheld.
+            self.note_withheld(kind, &page).await?;
             if !self
                 .local()
                 .coord_apply_page(&mesh, kind, after, page.head, &changes)
@@ -131,7 +135,6 @@ impl MeshClient {
                 after = self.local().coord_head(&mesh, kind).await?;
                 continue;
             }
-            self.note_withheld(kind, &page).await?;
             if !page.more {
                 return Ok(());
             }

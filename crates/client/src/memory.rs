@@ -769,6 +769,8 @@ impl MeshClient {
                     }
                 }
             }
+            // Recorded first, as for the other kinds.
+            self.note_withheld(CoordKind::Memory, &page).await?;
             let Some(changed) = self
                 .local()
                 .memory_apply_page(&mesh, after, page.head, &changes)
@@ -796,7 +798,6 @@ impl MeshClient {
                     _ => {}
                 }
             }
-            self.note_withheld(CoordKind::Memory, &page).await?;
             if !page.more {
                 return Ok(());
             }

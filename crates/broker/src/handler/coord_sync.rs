@@ -7,7 +7,7 @@
 //! carries the mesh's grants generation, so a reader that was refused
 //! something syncs again from the start once any grant changes.
 
-use claudemesh_crypto::coord::CoordObject;
+use claudemesh_crypto::coord::{CoordKind, CoordObject};
 use claudemesh_crypto::grants::Cap;
 use claudemesh_proto::BrokerFrame;
 use claudemesh_proto::frames::{CoordChange, CoordPage, CoordSync};
@@ -32,6 +32,10 @@ impl Handle for CoordSync {
                 tracing::error!(error = %e, "reading the coordination feed failed");
                 Refusal::internal("the broker could not read the feed; try again")
             })?;
+        // The generation these rows are judged under, taken before judging
+        // them: a grant changed meanwhile shows as a newer one next time,
+        // so the reader syncs again rather than trusting this page.
+        let grants = mesh.grants_generation();
         // The head moves past every row read, one skipped included, so a
         // client never asks for the same page forever.
         let head = rows.last().map_or(self.after, |r| r.cseq);
@@ -56,10 +60,20 @@ impl Handle for CoordSync {
                     }
                 },
             };
+            // A task its reader holds (its last act is the reader's claim)
+            // is never withheld: giving it back stays the holder's to do.
+            let holds = || {
+                r.act_json.as_deref().is_some_and(|json| {
+                    serde_json::from_str::<CoordObject>(json).is_ok_and(|a| {
+                        a.kind == CoordKind::TaskClaim && a.author.member.0 == session.member
+                    })
+                })
+            };
             let withheld = object.as_ref().is_some_and(|o| {
-                Cap::for_coord(o.kind)
-                    .is_some_and(|cap| !mesh.grants_allow(&o.author.member.0, &session.member, cap))
-            });
+                Cap::for_coord(o.kind).is_some_and(|cap| {
+                    !mesh.grants_allow(&o.author.member.0, &session.member, cap)
+                })
+            }) && !holds();
             if withheld {
                 metrics::counter!(m::COORD_WITHHELD).increment(1);
                 changes.push(CoordChange {
@@ -100,7 +114,7 @@ impl Handle for CoordSync {
             changes,
             head,
             more,
-            grants: mesh.grants_generation(),
+            grants,
         })))
     }
 }

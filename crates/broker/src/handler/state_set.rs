@@ -7,6 +7,7 @@
 //! is), not an error.
 
 use claudemesh_crypto::coord::{CoordKind, CoordObject};
+use claudemesh_crypto::grants::Cap;
 use claudemesh_proto::frames::{StateAnswer, StateSet};
 use claudemesh_proto::limits::MAX_COORD_PER_MEMBER;
 use claudemesh_proto::{BrokerFrame, ErrorCode};
@@ -85,14 +86,21 @@ impl Handle for StateSet {
                 cseq,
                 // Stored only after it verified: only an altered database
                 // fails to parse (logged by category, never by contents).
-                current: object_json.and_then(|j| {
-                    serde_json::from_str::<CoordObject>(&j)
-                        .map_err(|e| {
-                            tracing::error!(category = ?e.classify(), "a stored state entry does not parse");
-                        })
-                        .ok()
-                        .map(Box::new)
-                }),
+                // An entry its writer's grants keep from this member (TM7)
+                // is not handed over here either: the version alone lets
+                // a blind write go on.
+                current: object_json
+                    .and_then(|j| {
+                        serde_json::from_str::<CoordObject>(&j)
+                            .map_err(|e| {
+                                tracing::error!(category = ?e.classify(), "a stored state entry does not parse");
+                            })
+                            .ok()
+                    })
+                    .filter(|c| {
+                        mesh.grants_allow(&c.author.member.0, &session.member, Cap::State)
+                    })
+                    .map(Box::new),
             },
             StateOutcome::TooMany => {
                 return Err(Refusal::new(

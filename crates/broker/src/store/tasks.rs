@@ -30,10 +30,14 @@ pub(crate) fn phase_from_rank(r: i64) -> Option<TaskPhase> {
 /// stored), or why it does not apply.
 pub(crate) fn apply(row: TaskRow, act: &TaskActRequest) -> TaskActOutcome {
     // The creator's grants (TM7): a member it refuses `task` does not take
-    // on its work. Giving back a task it holds stays allowed.
-    if matches!(act.kind, CoordKind::TaskClaim | CoordKind::TaskDone)
-        && row.creator != act.actor
+    // on its work, nor hears where it stands (a lost act's answer carries
+    // the last act, a result included). Giving back a task it holds
+    // stays allowed.
+    if row.creator != act.actor
         && act.refused_by.contains(&row.creator)
+        && !(act.kind == CoordKind::TaskRelease
+            && row.phase == TaskPhase::Claimed
+            && row.holder.as_ref() == Some(&act.actor))
     {
         return TaskActOutcome::Refused(row);
     }
@@ -220,6 +224,18 @@ mod tests {
         let mut finish = act(CoordKind::TaskDone, bob, 4, false);
         finish.refused_by = vec![creator];
         assert!(matches!(apply(held, &finish), TaskActOutcome::Refused(_)));
+        // Releasing a task it does not hold (a departed member's, or at a
+        // stale version to read the answer) is refused too.
+        let gone = key();
+        let theirs = row(TaskPhase::Claimed, Some(gone), creator);
+        let mut reopen = act(CoordKind::TaskRelease, bob, 4, false);
+        reopen.refused_by = vec![creator];
+        reopen.departed = vec![gone];
+        assert!(matches!(apply(theirs, &reopen), TaskActOutcome::Refused(_)));
+        let mut stale = act(CoordKind::TaskRelease, bob, 9, false);
+        stale.refused_by = vec![creator];
+        let done = row(TaskPhase::Done, Some(key()), creator);
+        assert!(matches!(apply(done, &stale), TaskActOutcome::Refused(_)));
     }
 
     #[test]

@@ -430,10 +430,6 @@ async fn coordination_follows_the_authors_grants(backend: Backend) {
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
-    // Giving a task back stays his to do.
-    let given_back = b.task_release(&held.id.to_hex(), false).await.unwrap();
-    assert_eq!(given_back.status, claudemesh_proto::frames::TaskPhase::Open);
-
     // Carol is not refused anything: she sees all of it.
     assert_eq!(
         c.state_get("deploy/lock").await.unwrap().map(|e| e.value),
@@ -462,9 +458,13 @@ async fn coordination_follows_the_authors_grants(backend: Backend) {
         Some(json!("free"))
     );
     // The grants moved, so Bob's device synced tasks from the start: the
-    // ones withheld from him now are gone from his copy too.
+    // ones withheld from him now are gone from his copy too, but for the
+    // one he holds, which stays his to give back.
     let gone = b.task_claim(&before.id.to_hex()).await;
     assert!(matches!(gone, Err(ClientError::NotFound(_))), "{gone:?}");
+    assert_eq!(task_titles(&b).await, vec!["rotate the staging keys"]);
+    let given_back = b.task_release(&held.id.to_hex(), false).await.unwrap();
+    assert_eq!(given_back.status, claudemesh_proto::frames::TaskPhase::Open);
     assert_eq!(task_titles(&b).await, Vec::<String>::new());
 
     grants::change(&a, &alice.home, "bob", GrantChange::Unblock)
@@ -481,3 +481,98 @@ async fn coordination_follows_the_authors_grants(backend: Backend) {
     broker.stop().await;
 }
 both!(coordination_follows_the_authors_grants);
+
+/// A member refused `state` and `task` cannot read what the feed
+/// withholds through the answers to writes that lose: a `state_set` at a
+/// wrong version is told the version only, and any act on a task of a
+/// creator that refuses it, a release at a stale version included, is
+/// refused without saying where the task stands.
+async fn lost_writes_do_not_hand_over_what_grants_withhold(backend: Backend) {
+    use claudemesh_client::client::now_ms;
+    use claudemesh_crypto::coord::{CoordFacts, CoordKind, CoordObject, coord_key, state_id};
+    use claudemesh_proto::frames::{StateSet, TaskActFrame};
+    use claudemesh_proto::{BrokerFrame, ClientFrame};
+    use serde_json::json;
+
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let a = alice.connect().await;
+    a.state_set("deploy/lock", json!("held by alice"), Some(0))
+        .await
+        .unwrap();
+    let task = a.task_create(draft("rotate the keys")).await.unwrap();
+    a.task_complete(&task.id.to_hex(), Some("rotated: see vault"), false)
+        .await
+        .unwrap();
+    grants::change(&a, &alice.home, "bob", GrantChange::Block { silent: false })
+        .await
+        .unwrap();
+    a.close().await;
+
+    let keys = bob.home.load_keys(&bob.mesh.id).unwrap();
+    let me = keys.sessions.get("cli").unwrap().clone();
+    let (epoch, root) = keys.roots.iter().next_back().unwrap();
+    let key = coord_key(root, &bob.mesh.id);
+    let seal = |kind, id, rev| {
+        CoordObject::seal(
+            &me,
+            &key,
+            *epoch,
+            CoordFacts {
+                kind,
+                id,
+                rev,
+                at_ms: now_ms(),
+            },
+            b"{}",
+        )
+        .unwrap()
+    };
+    let mut raw = Raw::open(&broker.url).await;
+    crate::messaging::hello_raw(&mut raw, &bob).await;
+
+    // A state write at version 1 loses (the key is at 1): the answer says
+    // so, with no entry to open.
+    let id = state_id(&key, &bob.mesh.id, "deploy/lock");
+    raw.send(&ClientFrame::StateSet(StateSet {
+        req: None,
+        object: Box::new(seal(CoordKind::State, id, 1)),
+    }))
+    .await;
+    match next_answer(&mut raw).await {
+        BrokerFrame::StateAnswer(a) => {
+            assert!(!a.ok, "{a:?}");
+            assert_eq!(a.version, 1, "{a:?}");
+            assert!(a.current.is_none(), "the withheld entry leaked: {a:?}");
+        }
+        other => panic!("expected state_answer, got {other:?}"),
+    }
+    // A release at a stale version of alice's done task: refused, not
+    // answered with the task's last act (its result).
+    raw.send(&ClientFrame::TaskAct(TaskActFrame {
+        req: None,
+        act: Box::new(seal(CoordKind::TaskRelease, task.id, 9)),
+        force: false,
+    }))
+    .await;
+    match next_answer(&mut raw).await {
+        BrokerFrame::Error(e) => assert_eq!(e.code, ErrorCode::Forbidden, "{e:?}"),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+    broker.stop().await;
+}
+both!(lost_writes_do_not_hand_over_what_grants_withhold);
+
+/// The next frame that is not presence, log or coordination chatter.
+async fn next_answer(raw: &mut Raw) -> claudemesh_proto::BrokerFrame {
+    use claudemesh_proto::BrokerFrame;
+    loop {
+        match raw.recv().await.unwrap() {
+            BrokerFrame::Presence(_) | BrokerFrame::LogUpdate(_) | BrokerFrame::CoordChanged(_) => {
+                continue;
+            }
+            other => return other,
+        }
+    }
+}

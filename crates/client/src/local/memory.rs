@@ -137,7 +137,9 @@ impl LocalStore {
     }
 
     /// Records that the `kind` feed withheld a change at grants
-    /// generation `grants`.
+    /// generation `grants`, unless an older withholding is recorded
+    /// already: that one is what a later generation must be compared with,
+    /// or what it withheld would never be fetched again.
     pub async fn coord_mark_withheld(
         &self,
         mesh: &MeshId,
@@ -146,7 +148,8 @@ impl LocalStore {
     ) -> Result<(), ClientError> {
         sqlx::query(
             "INSERT INTO coord_heads (mesh_id, kind, head, withheld_grants) VALUES (?, ?, 0, ?) \
-             ON CONFLICT (mesh_id, kind) DO UPDATE SET withheld_grants = excluded.withheld_grants",
+             ON CONFLICT (mesh_id, kind) DO UPDATE \
+             SET withheld_grants = COALESCE(coord_heads.withheld_grants, excluded.withheld_grants)",
         )
         .bind(mesh_key(mesh))
         .bind(kind.as_str())
