@@ -705,6 +705,8 @@ fn gateway_splits_work_shares_state_and_leases() {
     let bot = Api::new(&gw_a, &topic_a);
     let bob_events = b.events("?kinds=coordination", &[]);
     assert_eq!(bob_events.head.status, 200);
+    let alice_events = a.events("?kinds=coordination", &[]);
+    assert_eq!(alice_events.head.status, 200);
 
     // Tasks.
     let task = a
@@ -722,13 +724,18 @@ fn gateway_splits_work_shares_state_and_leases() {
         (task["mine"].clone(), task["can_force"].clone()),
         (json!(true), json!(true))
     );
-    let heard = bob_events.next_of(&["coordination"]).json();
-    assert!(
-        heard["kinds"]
-            .as_array()
-            .is_some_and(|k| k.contains(&json!("task"))),
-        "{heard}"
-    );
+    // Bob's gateway hears it from the broker; alice's own stream from her
+    // gateway, which wrote it (the broker does not echo a write).
+    for stream in [&bob_events, &alice_events] {
+        let heard = stream.next_of(&["coordination"]).json();
+        assert!(
+            heard["kinds"]
+                .as_array()
+                .is_some_and(|k| k.contains(&json!("task"))),
+            "{heard}"
+        );
+    }
+    drop(alice_events);
     let listed = b.get("/api/v1/tasks?assignee=me").ok(200);
     assert_eq!(listed["tasks"][0]["id"], id.as_str(), "{listed}");
     assert_eq!(listed["tasks"][0]["creator_name"], "alice");

@@ -1145,7 +1145,8 @@
     const who = (name, key) => name || short(key);
     const statusText = (t) => {
       if (t.status === 'claimed') {
-        return 'claimed by ' + who(t.holder_name, t.holder) + (t.holder_refused ? ' (your grants refuse them tasks)' : '');
+        return 'claimed by ' + who(t.holder_name, t.holder) +
+          (t.holder_refused ? ' (your grants refuse them tasks)' : t.holder_departed ? ' (left the mesh: anyone may claim it)' : '');
       }
       if (t.status === 'done') return t.holder || t.holder_name ? 'done by ' + who(t.holder_name, t.holder) : 'done';
       return t.status;
@@ -1165,7 +1166,10 @@
     const card = (t) => {
       const rid = 'task-result-' + t.short_id;
       const label = excerpt(t.title, 40);
-      const canComplete = t.status === 'open' || (t.status === 'claimed' && t.held_by_me);
+      // A claim of a member who left binds no one: anyone may claim or
+      // complete the task.
+      const free = t.status === 'open' || (t.status === 'claimed' && t.holder_departed);
+      const canComplete = free || (t.status === 'claimed' && t.held_by_me);
       const resultIn = h('input', { id: rid, autocomplete: 'off', maxlength: 8192, 'data-fkey': 'ri:' + t.id, placeholder: 'What was done' });
       return h('li', { class: 'card task', 'data-testid': 'task-item', 'data-id': t.id },
         h('h2', { 'data-testid': 'task-title' }, t.title),
@@ -1180,7 +1184,7 @@
         t.body && h('p', { class: 'excerpt task-body' }, t.body),
         t.status === 'done' && t.result && h('p', null, h('span', { class: 'muted' }, 'Result: '), h('span', { class: 'excerpt', 'data-testid': 'task-result' }, t.result)),
         h('div', { class: 'actions' },
-          t.status === 'open' && h('button', {
+          free && h('button', {
             type: 'button', class: 'primary', 'data-testid': 'task-claim', 'data-fkey': 'c:' + t.id, 'aria-label': 'Claim the task ' + label,
             onclick: () => act(() => api('POST', taskPath(t) + '/claim', {}), 'Claimed'),
           }, 'Claim'),
@@ -1188,7 +1192,7 @@
             type: 'button', 'data-testid': 'task-release', 'data-fkey': 'r:' + t.id, 'aria-label': 'Release the task ' + label,
             onclick: () => act(() => api('POST', taskPath(t) + '/release', {}), 'Released'),
           }, 'Release'),
-          t.status === 'claimed' && !t.held_by_me && t.can_force && h('button', {
+          t.status === 'claimed' && !t.held_by_me && !t.holder_departed && t.can_force && h('button', {
             type: 'button', 'data-testid': 'task-force', 'data-fkey': 'f:' + t.id,
             'aria-label': `Take the task ${label} from ${who(t.holder_name, t.holder)} (force release)`,
             onclick: () => act(() => api('POST', taskPath(t) + '/release', { force: true }), 'Released'),

@@ -7,22 +7,24 @@
 //! gateway's session's. Leases are mesh-wide, so a key limited to topics
 //! may not use them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use claudemesh_client::MeshClient;
 use claudemesh_client::lease_path::{normalize, refuse_glob};
 use claudemesh_client::leases::{Lease, LeaseRequest};
 use claudemesh_client::naming::utc_time;
 use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::coord::CoordKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{Object, whole_mesh};
+use crate::api::{Object, coordination_written, whole_mesh};
 use crate::apikeys::Cap;
-use crate::app::Caller;
+use crate::app::{AppState, Caller};
 use crate::problem::Problem;
 
 const WHAT: &str = "file leases";
@@ -184,6 +186,7 @@ pub async fn list(caller: Caller) -> Result<Json<Leases>, Problem> {
     )
 )]
 pub async fn take(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Object(body): Object<Take>,
 ) -> Result<(StatusCode, Json<LeaseView>), Problem> {
@@ -200,6 +203,7 @@ pub async fn take(
             reason: body.reason.filter(|r| !r.trim().is_empty()),
         })
         .await?;
+    coordination_written(&state, &caller, CoordKind::Lease).await;
     Ok((
         StatusCode::CREATED,
         Json(LeaseView::of(lease, standing(&client))),
@@ -221,6 +225,7 @@ pub async fn take(
     )
 )]
 pub async fn renew(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     Object(body): Object<Renew>,
@@ -231,6 +236,9 @@ pub async fn renew(
     let renewed = client
         .lease_renew(std::slice::from_ref(&id), ttl(body.ttl_minutes))
         .await?;
+    if !renewed.is_empty() {
+        coordination_written(&state, &caller, CoordKind::Lease).await;
+    }
     let me = standing(&client);
     renewed
         .into_iter()
@@ -253,7 +261,11 @@ pub async fn renew(
         (status = 404, description = "No live lease by that id", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
-pub async fn release(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, Problem> {
+pub async fn release(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
     caller.require(Cap::Send)?;
     whole_mesh(&caller, WHAT)?;
     let client = caller.client()?;
@@ -269,6 +281,7 @@ pub async fn release(caller: Caller, Path(id): Path<String>) -> Result<StatusCod
         caller.require(Cap::Admin)?;
     }
     client.lease_release(std::slice::from_ref(&id)).await?;
+    coordination_written(&state, &caller, CoordKind::Lease).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

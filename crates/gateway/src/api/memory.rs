@@ -6,18 +6,21 @@
 //! Notes are mesh-wide, so a key limited to topics may not use them.
 
 use axum::Json;
-use axum::extract::Path;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use claudemesh_client::MeshClient;
 use claudemesh_client::memory::Note;
 use claudemesh_client::naming::utc_time;
 use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::coord::CoordKind;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Object, Params, comma_list, whole_mesh};
+use crate::api::{Object, Params, comma_list, coordination_written, whole_mesh};
 use crate::apikeys::Cap;
-use crate::app::Caller;
+use crate::app::{AppState, Caller};
 use crate::problem::Problem;
 
 /// A team memory note, opened on this device.
@@ -146,6 +149,7 @@ pub async fn list(caller: Caller, Params(q): Params<MemoryQuery>) -> Result<Json
     )
 )]
 pub async fn remember(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Object(body): Object<Remember>,
 ) -> Result<(StatusCode, Json<NoteView>), Problem> {
@@ -153,6 +157,7 @@ pub async fn remember(
     whole_mesh(&caller, "the team memory")?;
     let client = caller.client()?;
     let note = client.memory_remember(&body.text, &body.tags).await?;
+    coordination_written(&state, &caller, CoordKind::Memory).await;
     Ok((
         StatusCode::CREATED,
         Json(NoteView::of(note, standing(&client))),
@@ -174,7 +179,11 @@ pub async fn remember(
         (status = 404, description = "No such note", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
-pub async fn forget(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, Problem> {
+pub async fn forget(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
     caller.require(Cap::Send)?;
     whole_mesh(&caller, "the team memory")?;
     let client = caller.client()?;
@@ -185,6 +194,7 @@ pub async fn forget(caller: Caller, Path(id): Path<String>) -> Result<StatusCode
         caller.require(Cap::Admin)?;
     }
     client.memory_forget_id(note.id).await?;
+    coordination_written(&state, &caller, CoordKind::Memory).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -262,6 +262,31 @@ pub(crate) fn whole_mesh(caller: &crate::app::Caller, what: &str) -> Result<(), 
     Ok(())
 }
 
+/// Tells this gateway's own event streams that `kind` changed after one
+/// of its routes wrote it: the broker's `coord_changed` reaches every
+/// other session, never the one that wrote, so another page or script on
+/// this gateway would not hear of it otherwise.
+pub(crate) async fn coordination_written(
+    state: &AppState,
+    caller: &crate::app::Caller,
+    kind: claudemesh_crypto::coord::CoordKind,
+) {
+    let data = serde_json::json!({ "kinds": [kind.as_str()] });
+    if let Err(e) = state
+        .journal
+        .record(
+            &caller.link.mesh.id,
+            crate::journal::EventKind::Coordination,
+            None,
+            &data,
+            claudemesh_proto::clock::now_ms(),
+        )
+        .await
+    {
+        tracing::error!(kind = "coordination", "{e}");
+    }
+}
+
 /// A comma-separated list as a query gives it: trimmed, empty items
 /// dropped.
 pub(crate) fn comma_list(text: Option<&str>) -> Vec<String> {

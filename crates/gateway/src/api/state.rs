@@ -8,16 +8,19 @@
 //! topics may not use it.
 
 use axum::Json;
-use axum::extract::Path;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use claudemesh_client::naming::utc_time;
 use claudemesh_client::state::StateEntry;
+use claudemesh_crypto::coord::CoordKind;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Object, Params, whole_mesh};
+use crate::api::{Object, Params, coordination_written, whole_mesh};
 use crate::apikeys::Cap;
-use crate::app::Caller;
+use crate::app::{AppState, Caller};
 use crate::problem::Problem;
 
 const WHAT: &str = "shared state";
@@ -157,6 +160,7 @@ pub async fn get(caller: Caller, Path(key): Path<String>) -> Result<Json<EntryVi
     )
 )]
 pub async fn set(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(key): Path<String>,
     Object(body): Object<Write>,
@@ -165,6 +169,7 @@ pub async fn set(
     whole_mesh(&caller, WHAT)?;
     let client = caller.client()?;
     let entry = client.state_set(&key, body.value, body.if_version).await?;
+    coordination_written(&state, &caller, CoordKind::State).await;
     Ok(Json(entry.into()))
 }
 
@@ -184,6 +189,7 @@ pub async fn set(
     )
 )]
 pub async fn delete(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(key): Path<String>,
     Params(q): Params<DeleteQuery>,
@@ -192,5 +198,6 @@ pub async fn delete(
     whole_mesh(&caller, WHAT)?;
     let client = caller.client()?;
     client.state_delete(&key, q.if_version).await?;
+    coordination_written(&state, &caller, CoordKind::State).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,20 +8,23 @@
 //! created the task.
 
 use axum::Json;
-use axum::extract::Path;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use claudemesh_client::MeshClient;
 use claudemesh_client::memory::normalize_tags;
 use claudemesh_client::naming::utc_time;
 use claudemesh_client::tasks::{Task, TaskDraft, TaskFilter, TaskPriority};
 use claudemesh_crypto::MemberKey;
+use claudemesh_crypto::coord::CoordKind;
 use claudemesh_proto::frames::TaskPhase;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Object, Params, comma_list, whole_mesh};
+use crate::api::{Object, Params, comma_list, coordination_written, whole_mesh};
 use crate::apikeys::Cap;
-use crate::app::Caller;
+use crate::app::{AppState, Caller};
 use crate::problem::Problem;
 
 /// A task, opened on this device.
@@ -272,6 +275,7 @@ pub async fn list(caller: Caller, Params(q): Params<TaskQuery>) -> Result<Json<T
     )
 )]
 pub async fn create(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Object(body): Object<NewTask>,
 ) -> Result<(StatusCode, Json<TaskView>), Problem> {
@@ -293,6 +297,7 @@ pub async fn create(
             due_ms: body.due_ms,
         })
         .await?;
+    coordination_written(&state, &caller, CoordKind::Task).await;
     Ok((
         StatusCode::CREATED,
         Json(TaskView::of(task, standing(&client))),
@@ -335,11 +340,16 @@ pub async fn one(caller: Caller, Path(id): Path<String>) -> Result<Json<TaskView
         (status = 409, description = "Another member holds it, or it is done", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
-pub async fn claim(caller: Caller, Path(id): Path<String>) -> Result<Json<TaskView>, Problem> {
+pub async fn claim(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, Problem> {
     caller.require(Cap::Send)?;
     whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
     let task = client.task_claim(&id).await?;
+    coordination_written(&state, &caller, CoordKind::Task).await;
     Ok(Json(TaskView::of(task, standing(&client))))
 }
 
@@ -369,6 +379,7 @@ async fn may_force(caller: &Caller, client: &MeshClient, id: &str) -> Result<(),
     )
 )]
 pub async fn release(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     Object(body): Object<Release>,
@@ -380,6 +391,7 @@ pub async fn release(
         may_force(&caller, &client, &id).await?;
     }
     let task = client.task_release(&id, body.force).await?;
+    coordination_written(&state, &caller, CoordKind::Task).await;
     Ok(Json(TaskView::of(task, standing(&client))))
 }
 
@@ -399,6 +411,7 @@ pub async fn release(
     )
 )]
 pub async fn complete(
+    State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
     Object(body): Object<Complete>,
@@ -412,6 +425,7 @@ pub async fn complete(
     let task = client
         .task_complete(&id, body.result.as_deref(), body.force)
         .await?;
+    coordination_written(&state, &caller, CoordKind::Task).await;
     Ok(Json(TaskView::of(task, standing(&client))))
 }
 
@@ -428,7 +442,11 @@ pub async fn complete(
         (status = 404, description = "No such task", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete(caller: Caller, Path(id): Path<String>) -> Result<StatusCode, Problem> {
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
     caller.require(Cap::Send)?;
     whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
@@ -437,6 +455,7 @@ pub async fn delete(caller: Caller, Path(id): Path<String>) -> Result<StatusCode
         caller.require(Cap::Admin)?;
     }
     client.task_delete(&task.id.to_hex()).await?;
+    coordination_written(&state, &caller, CoordKind::Task).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

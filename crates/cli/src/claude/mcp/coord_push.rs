@@ -149,6 +149,9 @@ pub async fn state_changed(shared: &Shared, client: &MeshClient) {
                 attribute(&e.writer_name),
                 excerpt(&e.value.to_string())
             ),
+            // No version at all: never written, or its last writer's
+            // grants keep it from this member (the broker withholds it).
+            None if version == 0 => "is not set, or no longer visible to you".to_owned(),
             None => format!("was deleted (version {version})"),
         };
         let text = format!(
