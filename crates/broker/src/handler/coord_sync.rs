@@ -70,9 +70,8 @@ impl Handle for CoordSync {
                 })
             };
             let withheld = object.as_ref().is_some_and(|o| {
-                Cap::for_coord(o.kind).is_some_and(|cap| {
-                    !mesh.grants_allow(&o.author.member.0, &session.member, cap)
-                })
+                Cap::for_coord(o.kind)
+                    .is_some_and(|cap| !mesh.grants_allow(&o.author.member.0, &session.member, cap))
             }) && !holds();
             if withheld {
                 metrics::counter!(m::COORD_WITHHELD).increment(1);
