@@ -29,20 +29,7 @@ fn sealer(peer: &Peer) -> (SessionIdentity, u64, SymmetricKey, MeshId) {
 }
 
 fn seal(peer: &Peer, id: CoordId, text: &str) -> CoordObject {
-    let (me, epoch, key, _) = sealer(peer);
-    CoordObject::seal(
-        &me,
-        &key,
-        epoch,
-        CoordFacts {
-            kind: CoordKind::Memory,
-            id,
-            rev: 1,
-            at_ms: now_ms(),
-        },
-        text.as_bytes(),
-    )
-    .unwrap()
+    seal_as(peer, CoordKind::Memory, id, 1, text)
 }
 
 fn put(o: &CoordObject) -> ClientFrame {

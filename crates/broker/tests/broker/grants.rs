@@ -16,7 +16,9 @@ use claudemesh_crypto::grants::{Cap, GrantMap, GrantSet};
 use claudemesh_proto::ErrorCode;
 
 use crate::both;
+use crate::memory::texts;
 use crate::support::*;
+use crate::tasks::draft;
 
 fn assert_blocked(r: Result<claudemesh_client::SendOutcome, ClientError>) {
     match r {
@@ -343,22 +345,6 @@ async fn task_titles(c: &claudemesh_client::MeshClient) -> Vec<String> {
     t
 }
 
-async fn notes(c: &claudemesh_client::MeshClient, query: &str) -> Vec<String> {
-    c.memory_recall(query, &[], 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.text)
-        .collect()
-}
-
-fn draft(title: &str) -> claudemesh_client::tasks::TaskDraft {
-    claudemesh_client::tasks::TaskDraft {
-        title: title.into(),
-        ..Default::default()
-    }
-}
-
 /// Issue 17 item 7: a member whose grants refuse a peer `task`, `state`
 /// or `memory` keeps its tasks, state entries and notes from that peer
 /// (the feed withholds them), and the peer cannot claim or complete its
@@ -419,7 +405,7 @@ async fn coordination_follows_the_authors_grants(backend: Backend) {
 
     // Bob: nothing new from Alice, and her work is not his to take.
     assert_eq!(b.state_get("deploy/lock").await.unwrap(), None);
-    assert!(notes(&b, "cache").await.is_empty());
+    assert!(texts(&b, "cache").await.is_empty());
     assert!(!task_titles(&b).await.contains(&"ship 1.4.3".to_owned()));
     for attempt in [
         b.task_claim(&before.id.to_hex()).await,
@@ -435,7 +421,7 @@ async fn coordination_follows_the_authors_grants(backend: Backend) {
         c.state_get("deploy/lock").await.unwrap().map(|e| e.value),
         Some(json!("alice again"))
     );
-    assert_eq!(notes(&c, "cache").await.len(), 1);
+    assert_eq!(texts(&c, "cache").await.len(), 1);
     assert_eq!(
         task_titles(&c).await,
         vec![
@@ -472,7 +458,7 @@ async fn coordination_follows_the_authors_grants(backend: Backend) {
         .unwrap();
     // What was withheld comes back with the next sync (the grants moved,
     // so Bob's device syncs again from the start).
-    assert_eq!(notes(&b, "cache").await.len(), 1);
+    assert_eq!(texts(&b, "cache").await.len(), 1);
     assert!(task_titles(&b).await.contains(&"ship 1.4.3".to_owned()));
     b.task_claim(&before.id.to_hex()).await.unwrap();
     for client in [a, b, c] {

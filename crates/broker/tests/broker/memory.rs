@@ -27,7 +27,7 @@ fn tags(t: &[&str]) -> Vec<String> {
     t.iter().map(|s| (*s).to_owned()).collect()
 }
 
-async fn texts(c: &MeshClient, query: &str) -> Vec<String> {
+pub(crate) async fn texts(c: &MeshClient, query: &str) -> Vec<String> {
     c.memory_recall(query, &[], 10)
         .await
         .unwrap()

@@ -16,7 +16,7 @@ use claudemesh_proto::frames::TaskPhase;
 use crate::both;
 use crate::support::*;
 
-fn draft(title: &str) -> TaskDraft {
+pub(crate) fn draft(title: &str) -> TaskDraft {
     TaskDraft {
         title: title.into(),
         ..TaskDraft::default()

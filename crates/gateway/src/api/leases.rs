@@ -13,7 +13,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use claudemesh_client::MeshClient;
 use claudemesh_client::lease_path::{normalize, refuse_glob};
 use claudemesh_client::leases::{Lease, LeaseRequest};
 use claudemesh_client::naming::utc_time;
@@ -22,7 +21,7 @@ use claudemesh_crypto::coord::CoordKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{Object, coordination_written, whole_mesh};
+use crate::api::{Object, coordination_written, standing, whole_mesh};
 use crate::apikeys::Cap;
 use crate::app::{AppState, Caller};
 use crate::problem::Problem;
@@ -127,11 +126,6 @@ pub struct Renew {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1440)]
     pub ttl_minutes: Option<u32>,
-}
-
-/// This member's key, and whether it is an owner or admin.
-fn standing(client: &MeshClient) -> (MemberKey, bool) {
-    client.with_state(|s| (MemberKey(s.my_key()), s.is_admin()))
 }
 
 /// `ttl_minutes` as a duration (the client checks the bounds).

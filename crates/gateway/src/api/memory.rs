@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use claudemesh_client::MeshClient;
 use claudemesh_client::memory::Note;
 use claudemesh_client::naming::utc_time;
 use claudemesh_crypto::MemberKey;
@@ -18,7 +17,7 @@ use claudemesh_crypto::coord::CoordKind;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Object, Params, comma_list, coordination_written, whole_mesh};
+use crate::api::{Object, Params, comma_list, coordination_written, standing, whole_mesh};
 use crate::apikeys::Cap;
 use crate::app::{AppState, Caller};
 use crate::problem::Problem;
@@ -99,12 +98,6 @@ pub struct Remember {
     /// Up to 16 tags of letters, digits, `_`, `.` and `-`.
     #[serde(default)]
     pub tags: Vec<String>,
-}
-
-/// This member's key, and whether it is an owner or admin (who may forget
-/// any note).
-fn standing(client: &MeshClient) -> (MemberKey, bool) {
-    client.with_state(|s| (MemberKey(s.my_key()), s.is_admin()))
 }
 
 /// Searches or lists the team's notes.

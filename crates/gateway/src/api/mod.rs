@@ -262,6 +262,14 @@ pub(crate) fn whole_mesh(caller: &crate::app::Caller, what: &str) -> Result<(), 
     Ok(())
 }
 
+/// This member's key, and whether it is an owner or admin (who may
+/// moderate: forget any note, force or delete any task, release any lease).
+pub(crate) fn standing(
+    client: &claudemesh_client::MeshClient,
+) -> (claudemesh_crypto::MemberKey, bool) {
+    client.with_state(|s| (claudemesh_crypto::MemberKey(s.my_key()), s.is_admin()))
+}
+
 /// Tells this gateway's own event streams that `kind` changed after one
 /// of its routes wrote it: the broker's `coord_changed` reaches every
 /// other session, never the one that wrote, so another page or script on

@@ -22,7 +22,7 @@ use claudemesh_proto::frames::TaskPhase;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Object, Params, comma_list, coordination_written, whole_mesh};
+use crate::api::{Object, Params, comma_list, coordination_written, standing, whole_mesh};
 use crate::apikeys::Cap;
 use crate::app::{AppState, Caller};
 use crate::problem::Problem;
@@ -200,11 +200,6 @@ pub struct Complete {
     pub force: bool,
 }
 
-/// This member's key, and whether it is an owner or admin.
-fn standing(client: &MeshClient) -> (MemberKey, bool) {
-    client.with_state(|s| (MemberKey(s.my_key()), s.is_admin()))
-}
-
 /// `status=`: phases, or `all`.
 fn phases(status: Option<&str>) -> Result<Vec<TaskPhase>, Problem> {
     let mut out = Vec::new();
@@ -353,14 +348,15 @@ pub async fn claim(
     Ok(Json(TaskView::of(task, standing(&client))))
 }
 
-/// With `force`, only this member's own tasks are a `send` key's to take
-/// from a claimant; another member's needs a key made for moderation.
-async fn may_force(caller: &Caller, client: &MeshClient, id: &str) -> Result<(), Problem> {
+/// The task `id`, once the key may moderate it: forcing or deleting this
+/// member's own task is a `send` key's to do; another member's needs a key
+/// made for moderation.
+async fn moderated(caller: &Caller, client: &MeshClient, id: &str) -> Result<Task, Problem> {
     let task = client.task_show(id).await?;
     if task.creator != standing(client).0 {
         caller.require(Cap::Admin)?;
     }
-    Ok(())
+    Ok(task)
 }
 
 /// Gives a claimed task back (open again).
@@ -388,7 +384,7 @@ pub async fn release(
     whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
     if body.force {
-        may_force(&caller, &client, &id).await?;
+        moderated(&caller, &client, &id).await?;
     }
     let task = client.task_release(&id, body.force).await?;
     coordination_written(&state, &caller, CoordKind::Task).await;
@@ -420,7 +416,7 @@ pub async fn complete(
     whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
     if body.force {
-        may_force(&caller, &client, &id).await?;
+        moderated(&caller, &client, &id).await?;
     }
     let task = client
         .task_complete(&id, body.result.as_deref(), body.force)
@@ -450,10 +446,7 @@ pub async fn delete(
     caller.require(Cap::Send)?;
     whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
-    let task = client.task_show(&id).await?;
-    if task.creator != standing(&client).0 {
-        caller.require(Cap::Admin)?;
-    }
+    let task = moderated(&caller, &client, &id).await?;
     client.task_delete(&task.id.to_hex()).await?;
     coordination_written(&state, &caller, CoordKind::Task).await;
     Ok(StatusCode::NO_CONTENT)

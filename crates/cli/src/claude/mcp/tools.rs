@@ -882,18 +882,13 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                 Some(t) => crate::schedule::parse_in(t).map_err(|e| format!("ttl: {e}"))?,
                 None => crate::lease::DEFAULT_TTL,
             };
-            let cwd = std::env::current_dir()
-                .map_err(|e| format!("cannot read this session's directory: {e}"))?;
-            let place = crate::lease::Place::of(&cwd, None);
-            let mut paths = Vec::new();
-            for p in &a.paths {
-                paths.push(place.typed_path(&cwd, p).map_err(|f| f.message)?);
-            }
+            // As `lease take` reads them, from this session's directory.
+            let (repo, paths) = crate::lease::resolve(&a.paths, None).map_err(|f| f.message)?;
             allowed(shared, Verb::LeaseTake, Some(&paths.join(" ")))?;
             let c = client(shared).await?;
             let lease = c
                 .lease_take(&claudemesh_client::leases::LeaseRequest {
-                    repo: place.repo,
+                    repo,
                     paths,
                     exclusive: !a.shared,
                     ttl,
@@ -923,17 +918,11 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
             if a.paths.is_empty() {
                 return Err("give at least one path".into());
             }
-            let cwd = std::env::current_dir()
-                .map_err(|e| format!("cannot read this session's directory: {e}"))?;
-            let place = crate::lease::Place::of(&cwd, None);
-            let mut paths = Vec::new();
-            for p in &a.paths {
-                paths.push(place.typed_path(&cwd, p).map_err(|f| f.message)?);
-            }
+            let (repo, paths) = crate::lease::resolve(&a.paths, None).map_err(|f| f.message)?;
             allowed(shared, Verb::LeaseCheck, Some(&paths.join(" ")))?;
             let c = client(shared).await?;
             let hits = c
-                .lease_conflicts(&place.repo, &paths, &[])
+                .lease_conflicts(&repo, &paths, &[])
                 .await
                 .map_err(|e| fail(e.into()))?;
             if hits.is_empty() {
