@@ -89,6 +89,10 @@ pub struct CreateArgs {
     /// duration from now (2h, 3d)
     #[arg(long, value_name = "TIME")]
     pub due: Option<String>,
+    /// Seal it to a topic's members (they alone see and take it on) instead
+    /// of the whole mesh
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +106,9 @@ pub struct ListArgs {
     /// Only tasks with every one of these tags (comma-separated)
     #[arg(long, value_delimiter = ',', value_name = "TAGS")]
     pub tags: Vec<String>,
+    /// Only the tasks sealed to this topic
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
 }
 
 /// `--status`.
@@ -159,8 +166,12 @@ impl TaskCmd {
             task_id_prefix(id).unwrap_or_else(|_| output::printable(id).chars().take(40).collect())
         };
         Some(match self {
-            TaskCmd::Create(_) => Request::new(Verb::TaskCreate, None, true),
-            TaskCmd::List(_) => Request::new(Verb::TaskList, None, true),
+            TaskCmd::Create(a) => {
+                Request::new(Verb::TaskCreate, topic_target(&a.topic).as_deref(), true)
+            }
+            TaskCmd::List(a) => {
+                Request::new(Verb::TaskList, topic_target(&a.topic).as_deref(), true)
+            }
             TaskCmd::Show { id: i } => Request::new(Verb::TaskShow, Some(&id(i)), true),
             TaskCmd::Claim { id: i } => Request::new(Verb::TaskClaim, Some(&id(i)), true),
             TaskCmd::Release { id: i, force } => {
@@ -266,6 +277,7 @@ async fn create(g: &Global, a: CreateArgs) -> Outcome {
         priority: a.priority,
         tags: a.tags,
         due_ms,
+        topic: a.topic,
     };
     let (_home, _mesh, client) = connect(g).await?;
     let task = client.task_create(draft).await;
@@ -275,8 +287,12 @@ async fn create(g: &Global, a: CreateArgs) -> Outcome {
         output::json(&task);
     } else if !g.quiet {
         println!(
-            "created task {}: {}",
+            "created task {}{}: {}",
             output::short(&task.id.to_hex()),
+            task.topic
+                .as_deref()
+                .map(|t| format!(" in #{}", output::printable(t)))
+                .unwrap_or_default(),
             output::printable(&task.title)
         );
     }
@@ -298,6 +314,7 @@ async fn list(g: &Global, a: ListArgs) -> Outcome {
             status: a.status.map(StatusFilter::phases).unwrap_or_default(),
             assignee,
             tags: a.tags.clone(),
+            topic: a.topic.clone(),
         };
         client.task_list(&filter).await
     }
@@ -312,7 +329,11 @@ async fn list(g: &Global, a: ListArgs) -> Outcome {
         if !g.quiet {
             println!(
                 "No tasks{} (create one with `claudemesh task create <title>`).",
-                if a.status.is_some() || a.assignee.is_some() || !a.tags.is_empty() {
+                if a.status.is_some()
+                    || a.assignee.is_some()
+                    || !a.tags.is_empty()
+                    || a.topic.is_some()
+                {
                     " match"
                 } else {
                     " open"
@@ -325,6 +346,18 @@ async fn list(g: &Global, a: ListArgs) -> Outcome {
         println!("{}", line(t));
     }
     Ok(())
+}
+
+/// `--topic` as a policy target: `#name` (a name as typed, checked when the
+/// command runs; at most 40 printable characters here).
+fn topic_target(topic: &Option<String>) -> Option<String> {
+    topic.as_deref().map(|t| {
+        let name: String = output::printable(t.trim().trim_start_matches('#'))
+            .chars()
+            .take(40)
+            .collect();
+        format!("#{name}")
+    })
 }
 
 /// `[high] ` for priorities other than normal.
@@ -346,7 +379,13 @@ pub fn standing(t: &Task) -> String {
     let who = if t.holder_refused {
         format!("{who} (your grants refuse them tasks; release it with --force)")
     } else if t.holder_departed && t.status == TaskPhase::Claimed {
-        format!("{who} (left the mesh: anyone may claim it)")
+        match &t.topic {
+            Some(topic) => format!(
+                "{who} (left #{} or the mesh: anyone in it may claim it)",
+                output::printable(topic)
+            ),
+            None => format!("{who} (left the mesh: anyone may claim it)"),
+        }
     } else {
         who
     };
@@ -372,8 +411,13 @@ pub fn line(t: &Task) -> String {
         .filter(|_| t.status != TaskPhase::Done)
         .map(|d| format!("  due {}", local_time(d)))
         .unwrap_or_default();
+    let topic = t
+        .topic
+        .as_deref()
+        .map(|topic| format!("#{} ", output::printable(topic)))
+        .unwrap_or_default();
     format!(
-        "{}  {}{}  ({}){due}{tags}",
+        "{}  {topic}{}{}  ({}){due}{tags}",
         output::short(&t.id.to_hex()),
         priority_mark(t.priority),
         output::printable(&t.title),
@@ -394,6 +438,12 @@ fn show_one(g: &Global, t: &Task) {
     );
     println!("  status:   {} (version {})", standing(t), t.version);
     println!("  priority: {}", t.priority.as_str());
+    if let Some(topic) = &t.topic {
+        println!(
+            "  topic:    #{} (sealed to its members)",
+            output::printable(topic)
+        );
+    }
     println!(
         "  created:  by {} {} ({})",
         output::printable(&t.creator_name),

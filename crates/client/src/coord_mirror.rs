@@ -37,6 +37,20 @@ impl MeshClient {
     /// coordination write seals this way.
     pub(crate) async fn resealing<T, Fut>(
         &self,
+        attempt: impl FnMut() -> Fut,
+    ) -> Result<T, ClientError>
+    where
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        self.resealing_in(None, attempt).await
+    }
+
+    /// [`MeshClient::resealing`] for an object sealed to `topic` when one
+    /// is given: a private topic's key is rotated too when that falls to
+    /// this member (a member left it).
+    pub(crate) async fn resealing_in<T, Fut>(
+        &self,
+        topic: Option<&str>,
         mut attempt: impl FnMut() -> Fut,
     ) -> Result<T, ClientError>
     where
@@ -45,6 +59,11 @@ impl MeshClient {
         let mut resealed = false;
         loop {
             self.session().rotate_keys_for(&Target::Broadcast).await?;
+            if let Some(t) = topic {
+                self.session()
+                    .rotate_keys_for(&Target::Topic(t.to_owned()))
+                    .await?;
+            }
             match attempt().await {
                 Err(ClientError::Refused {
                     code: ErrorCode::RekeyRequired,
@@ -164,6 +183,41 @@ impl MeshClient {
         })
     }
 
+    /// Whether the author of `object` may have sealed it: for a private
+    /// topic's task, the roster admitted it and the topic's key of that key
+    /// epoch was sealed to it; otherwise [`MeshClient::author_known`] at
+    /// the object's mesh epoch.
+    async fn author_may_have_sealed(
+        &self,
+        object: &CoordObject,
+        pass: &mut SyncPass,
+    ) -> Result<bool, ClientError> {
+        let author = object.member();
+        let given_key = |s: &crate::mesh::MeshState, topic: &str| {
+            s.roster().topic(topic).filter(|i| i.private).map(|info| {
+                info.key_epochs
+                    .get(&object.epoch)
+                    .is_some_and(|ke| ke.seals.contains_key(author.as_key()))
+            })
+        };
+        let Some(topic) = object.topic() else {
+            return self.author_known(author.as_key(), object.epoch, pass).await;
+        };
+        let mut verdict = self.with_state(|s| given_key(s, topic));
+        if verdict == Some(false) && !pass.log_synced {
+            self.sync_log().await?;
+            pass.log_synced = true;
+            verdict = self.with_state(|s| given_key(s, topic));
+        }
+        match verdict {
+            Some(given) => {
+                Ok(given && self.with_state(|s| standing(s, author.as_key())) != Standing::Unknown)
+            }
+            // A public topic's (or an unknown topic's: opening says so).
+            None => self.author_known(author.as_key(), object.epoch, pass).await,
+        }
+    }
+
     /// Verifies and opens one object of the mirrored feed: its kind and id
     /// as expected, signature, certificate and mesh, an author the roster
     /// admits; the object and its plaintext, or why not.
@@ -183,10 +237,7 @@ impl MeshClient {
         if let Err(e) = object.verify(&self.mesh().id) {
             return Ok(Err(e.to_string()));
         }
-        if !self
-            .author_known(object.member().as_key(), object.epoch, pass)
-            .await?
-        {
+        if !self.author_may_have_sealed(&object, pass).await? {
             return Ok(Err(
                 "its author is not a member by this device's log (or had left)".into(),
             ));

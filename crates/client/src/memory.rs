@@ -39,8 +39,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use claudemesh_crypto::coord::{
-    CoordFacts, CoordId, CoordKind, CoordObject, MAX_COORD_PLAINTEXT, RingLink, coord_key,
+    CoordFacts, CoordId, CoordKind, CoordObject, MAX_COORD_PLAINTEXT, RingLink, SCOPE_MESH,
+    coord_key, private_topic_coord_key, public_topic_coord_key, topic_scope,
 };
+use claudemesh_crypto::envelope::Target;
 use claudemesh_crypto::log::Role;
 use claudemesh_crypto::{MemberKey, PublicKey, SessionKey, SymmetricKey};
 use claudemesh_proto::frames::{
@@ -917,6 +919,9 @@ impl MeshClient {
         object: &CoordObject,
         pass: &mut SyncPass,
     ) -> Result<Opened, ClientError> {
+        if let Some(topic) = object.topic() {
+            return self.open_topic_sealed(object, topic, pass).await;
+        }
         let epoch = object.epoch;
         if !pass.log_synced && self.with_state(|s| epoch > s.roster().epoch()) {
             // Sealed under an epoch this device's log has not reached.
@@ -960,6 +965,65 @@ impl MeshClient {
         } else {
             Opened::NoKey
         })
+    }
+
+    /// Opens a verified object sealed to `topic`: a private topic's with
+    /// the topic key of its key epoch (held only by those it was sealed
+    /// to), a public one's with the topic coordination key derived from
+    /// each mesh coordination key this device may hold for its epoch (the
+    /// ring's included, so later joiners read older tasks).
+    async fn open_topic_sealed(
+        &self,
+        object: &CoordObject,
+        topic: &str,
+        pass: &mut SyncPass,
+    ) -> Result<Opened, ClientError> {
+        let epoch = object.epoch;
+        let behind = |s: &MeshState| match s.roster().topic(topic) {
+            None => true,
+            Some(info) if info.private => epoch > info.key_epoch,
+            Some(_) => epoch > s.roster().epoch(),
+        };
+        if !pass.log_synced && self.with_state(behind) {
+            // A topic, or a key of it, this device's log has not reached.
+            self.sync_log().await?;
+            pass.log_synced = true;
+        }
+        let mesh = self.mesh().id;
+        let private = self.with_state(|s| {
+            s.roster().topic(topic).map(|info| {
+                info.private.then(|| {
+                    s.private_topic_key(topic, epoch)
+                        .map(|k| private_topic_coord_key(k, &mesh, topic, epoch))
+                })
+            })
+        });
+        let keys = match private {
+            None => {
+                return Ok(Opened::Failed(format!(
+                    "its topic #{topic} is not in this device's log"
+                )));
+            }
+            Some(Some(None)) => return Ok(Opened::NoKey),
+            Some(Some(Some(key))) => vec![key],
+            Some(None) => self
+                .coord_keys_of(epoch, pass)
+                .await?
+                .iter()
+                .map(|k| public_topic_coord_key(k, &mesh, topic, epoch))
+                .collect(),
+        };
+        if keys.is_empty() {
+            return Ok(Opened::NoKey);
+        }
+        Ok(keys.iter().find_map(|k| object.open(k).ok()).map_or_else(
+            || {
+                Opened::Failed(format!(
+                    "it does not open with the keys of #{topic} this device has for its epoch"
+                ))
+            },
+            Opened::Plain,
+        ))
     }
 
     /// The coordination keys this device may hold for `epoch`: the one from
@@ -1204,13 +1268,67 @@ pub(crate) fn seal_coord(
     plaintext: &[u8],
     too_large: impl FnOnce(String) -> ClientError,
 ) -> Result<CoordObject, ClientError> {
-    let epoch = s.roster().epoch();
-    let root = s
-        .root(epoch)
-        .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))?;
-    let key = coord_key(root, &s.mesh_id());
-    CoordObject::seal(s.session(), &key, epoch, facts, plaintext)
+    seal_coord_in(s, None, facts, plaintext, too_large)
+}
+
+/// [`seal_coord`] for `topic`'s members when one is given (a task sealed
+/// to a topic), under that topic's current coordination key.
+pub(crate) fn seal_coord_in(
+    s: &MeshState,
+    topic: Option<&str>,
+    facts: CoordFacts,
+    plaintext: &[u8],
+    too_large: impl FnOnce(String) -> ClientError,
+) -> Result<CoordObject, ClientError> {
+    let (scope, epoch, key) = coord_sealing_key(s, topic)?;
+    CoordObject::seal_in(s.session(), &scope, &key, epoch, facts, plaintext)
         .map_err(|e| too_large(format!("cannot be sealed: {e}")))
+}
+
+/// The scope, epoch and coordination key an object for `topic` (or the
+/// whole mesh) is sealed under now: a public topic's key derives from the
+/// mesh's of the current epoch, a private one's from the topic's own key of
+/// its current key epoch. Only the topic's members seal to it.
+fn coord_sealing_key(
+    s: &MeshState,
+    topic: Option<&str>,
+) -> Result<(String, u64, SymmetricKey), ClientError> {
+    let mesh = s.mesh_id();
+    let current = || {
+        let epoch = s.roster().epoch();
+        s.root(epoch)
+            .map(|root| (epoch, coord_key(root, &mesh)))
+            .ok_or(ClientError::MissingKey(MissingKey::CurrentEpoch))
+    };
+    let Some(t) = topic else {
+        let (epoch, key) = current()?;
+        return Ok((SCOPE_MESH.to_owned(), epoch, key));
+    };
+    let info = s.roster().topic(t).ok_or_else(|| s.no_such_topic(t))?;
+    if !info.members.contains_key(&s.my_key()) {
+        let how = if info.private {
+            format!("ask one of its members to add you: `claudemesh topic add {t} <your name>`")
+        } else {
+            format!("join it first: `claudemesh topic join {t}`")
+        };
+        return Err(ClientError::NotAllowed(format!(
+            "you are not in #{t}: only its members see and take on its tasks; {how}"
+        )));
+    }
+    if info.private {
+        let (epoch, key) = s.sealing_key(&Target::Topic(t.to_owned()))?;
+        return Ok((
+            topic_scope(t),
+            epoch,
+            private_topic_coord_key(&key, &mesh, t, epoch),
+        ));
+    }
+    let (epoch, key) = current()?;
+    Ok((
+        topic_scope(t),
+        epoch,
+        public_topic_coord_key(&key, &mesh, t, epoch),
+    ))
 }
 
 #[cfg(test)]

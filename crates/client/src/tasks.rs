@@ -1,5 +1,6 @@
 //! Tasks (issue 17 item 1, `docs/protocol.md` "Tasks"): work items sealed
-//! to the mesh that members claim, release and complete, with the broker
+//! to the mesh, or to one topic's members, that members claim, release and
+//! complete, with the broker
 //! arbitrating who holds one but never reading its title, body or result.
 //! This module owns what a task is ([`Task`], its plaintext and the rules
 //! of its input), the [`MeshClient`] requests (`task_create`, `task_list`,
@@ -34,7 +35,7 @@ use crate::client::{MeshClient, now_ms};
 use crate::coord_mirror::offline_ok;
 use crate::error::{BadInput, ClientError};
 use crate::local::StoredItem;
-use crate::memory::{MIN_ID_PREFIX, SyncPass, normalize_tags, seal_coord};
+use crate::memory::{MIN_ID_PREFIX, SyncPass, normalize_tags, seal_coord_in};
 use crate::session::unexpected;
 
 /// Most bytes of a task's title (after trimming).
@@ -102,6 +103,9 @@ pub struct TaskDraft {
     pub tags: Vec<String>,
     /// When it is due, unix ms.
     pub due_ms: Option<u64>,
+    /// A topic (`ops` or `#ops`) whose members alone see and take on the
+    /// task: it is sealed to them. The whole mesh when absent.
+    pub topic: Option<String>,
 }
 
 /// A task as this device can show it: its sealed contents opened, and where
@@ -110,6 +114,10 @@ pub struct TaskDraft {
 pub struct Task {
     /// Its id (32 hex digits in JSON).
     pub id: CoordId,
+    /// The topic it is sealed to (its members alone see it), without `#`;
+    /// absent for a task of the whole mesh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     /// The title.
     pub title: String,
     /// The body.
@@ -173,6 +181,8 @@ pub struct TaskFilter {
     pub assignee: Option<MemberKey>,
     /// Only tasks carrying every one of these tags.
     pub tags: Vec<String>,
+    /// Only the tasks sealed to this topic (`ops` or `#ops`).
+    pub topic: Option<String>,
 }
 
 /// A task's plaintext, as sealed.
@@ -249,7 +259,10 @@ pub fn describe(task: &Task) -> String {
     let by = if task.holder_refused {
         format!("{by}, whom your grants refuse tasks")
     } else if task.holder_departed && task.status == TaskPhase::Claimed {
-        format!("{by}, who left the mesh (anyone may claim it)")
+        match &task.topic {
+            Some(t) => format!("{by}, who left #{t} or the mesh (anyone in #{t} may claim it)"),
+            None => format!("{by}, who left the mesh (anyone may claim it)"),
+        }
     } else {
         by.to_owned()
     };
@@ -311,10 +324,34 @@ impl MeshClient {
             None => None,
         };
         let tags = normalize_tags(&draft.tags)?;
+        let topic = draft
+            .topic
+            .as_deref()
+            .map(crate::topics::topic_name)
+            .transpose()?;
         let assignee = match &draft.assignee {
             Some(peer) => Some(crate::grants::resolve_member(self, peer).await?),
             None => None,
         };
+        if let (Some(t), Some(a)) = (&topic, &assignee) {
+            // A task sealed to a topic is for its members: one outside it
+            // could neither read it nor claim it.
+            let outside = self.with_state(|s| {
+                s.roster()
+                    .topic(t)
+                    .is_some_and(|info| !info.members.contains_key(a.as_key()))
+                    .then(|| s.name_of(a.as_key()))
+            });
+            if let Some(name) = outside {
+                return Err(ClientError::BadInput(BadInput::Task {
+                    field: "assignee",
+                    reason: format!(
+                        "{name} is not in #{t}, so could not see the task; add them first \
+                         (`claudemesh topic add {t} {name}`) or leave out --topic"
+                    ),
+                }));
+            }
+        }
         let plaintext = serde_json::to_vec(&TaskBody {
             title,
             body,
@@ -331,10 +368,10 @@ impl MeshClient {
             at_ms: now_ms(),
         };
         let id = facts.id;
-        let (facts, plaintext) = (&facts, &plaintext);
-        self.resealing(|| async move {
+        let (facts, plaintext, topic) = (&facts, &plaintext, topic.as_deref());
+        self.resealing_in(topic, || async move {
             let object = self.with_state(|s| {
-                seal_coord(s, facts.clone(), plaintext, |reason| {
+                seal_coord_in(s, topic, facts.clone(), plaintext, |reason| {
                     ClientError::BadInput(BadInput::Task {
                         field: "body",
                         reason,
@@ -355,6 +392,11 @@ impl MeshClient {
     /// broker cannot be reached, lists this device's copy as it is.
     pub async fn task_list(&self, filter: &TaskFilter) -> Result<Vec<Task>, ClientError> {
         let tags = normalize_tags(&filter.tags)?;
+        let topic = filter
+            .topic
+            .as_deref()
+            .map(crate::topics::topic_name)
+            .transpose()?;
         offline_ok(self.task_sync().await, "tasks")?;
         let mut pass = SyncPass::default();
         let mut out = Vec::new();
@@ -375,7 +417,8 @@ impl MeshClient {
                 .assignee
                 .is_none_or(|m| task.assignee == Some(m) || task.holder == Some(m));
             let tags_ok = tags.iter().all(|t| task.tags.contains(t));
-            if status_ok && assignee_ok && tags_ok {
+            let topic_ok = topic.is_none() || task.topic == topic;
+            if status_ok && assignee_ok && tags_ok && topic_ok {
                 out.push(task);
             }
         }
@@ -499,11 +542,11 @@ impl MeshClient {
             rev: task.version + 1,
             at_ms: now_ms(),
         };
-        let (facts, plaintext) = (&facts, &plaintext);
+        let (facts, plaintext, topic) = (&facts, &plaintext, task.topic.as_deref());
         let sent = self
-            .resealing(|| async move {
+            .resealing_in(topic, || async move {
                 let act = self.with_state(|s| {
-                    seal_coord(s, facts.clone(), plaintext, |reason| {
+                    seal_coord_in(s, topic, facts.clone(), plaintext, |reason| {
                         ClientError::BadInput(BadInput::Task {
                             field: "result",
                             reason,
@@ -661,6 +704,12 @@ impl MeshClient {
             if act.rev < 2 {
                 return hide("last act", "its version is not one an act makes".into());
             }
+            if act.scope != object.scope {
+                return hide(
+                    "last act",
+                    "it is sealed to another scope than the task".into(),
+                );
+            }
             status = phase;
             holder = by;
             holder_session = by.map(|_| act.author.session);
@@ -689,14 +738,21 @@ impl MeshClient {
         };
         Ok(Some(self.with_state(|s| {
             let name = |m: &MemberKey| s.name_of(m.as_key());
+            // A claimant who left the mesh, or the topic the task is sealed
+            // to, holds it no longer.
             let holder_departed = holder.is_some_and(|h| {
                 matches!(
                     crate::memory::standing(s, h.as_key()),
                     crate::memory::Standing::Departed { .. }
-                )
+                ) || object.topic().is_some_and(|t| {
+                    s.roster()
+                        .topic(t)
+                        .is_none_or(|info| !info.members.contains_key(h.as_key()))
+                })
             });
             Task {
                 id: object.id,
+                topic: object.topic().map(str::to_owned),
                 title,
                 body: body_text,
                 tags,

@@ -22,6 +22,7 @@ use crate::cert::{CertError, SessionCert, SessionIdentity, SignedItemFault};
 use crate::encoding::{DecodeError, Transcript, base64_bytes, label};
 use crate::ids::{MemberKey, MeshId};
 use crate::keys::Signature;
+use crate::target::validate_target_name;
 
 pub use crate::envelope::MessageId as CoordId;
 
@@ -33,9 +34,45 @@ pub const COORD_PAD: usize = 256;
 pub const MAX_COORD_PLAINTEXT: usize = 16384;
 /// Largest ciphertext a coordination object may carry.
 pub const MAX_COORD_CIPHERTEXT: usize = MAX_COORD_PLAINTEXT + MAC_BYTES;
-/// The one scope objects have today: the whole mesh. It is signed and on
-/// the wire so topic-scoped objects can follow without a new version.
+/// The scope of an object for the whole mesh. A task may instead be
+/// sealed to one topic: its scope is then `#` and the topic's name
+/// ([`topic_scope`]), and only the topic's members hold its key.
 pub const SCOPE_MESH: &str = "mesh";
+
+/// Who an object is for, as its signed `scope` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The whole mesh (`"mesh"`).
+    Mesh,
+    /// The members of one topic (`"#<name>"`): the name, without `#`.
+    Topic(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    /// Reads a signed scope: `"mesh"`, or `#` and a valid topic name.
+    pub fn parse(scope: &'a str) -> Result<Self, CoordError> {
+        if scope == SCOPE_MESH {
+            return Ok(Scope::Mesh);
+        }
+        match scope.strip_prefix('#') {
+            Some(name) if validate_target_name(name).is_ok() => Ok(Scope::Topic(name)),
+            _ => Err(CoordError::UnknownScope),
+        }
+    }
+
+    /// The topic, when it is one.
+    pub fn topic(self) -> Option<&'a str> {
+        match self {
+            Scope::Mesh => None,
+            Scope::Topic(t) => Some(t),
+        }
+    }
+}
+
+/// The signed scope of an object sealed to `topic` (a name without `#`).
+pub fn topic_scope(topic: &str) -> String {
+    format!("#{topic}")
+}
 
 /// What a coordination object holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -98,6 +135,11 @@ impl CoordKind {
             CoordKind::TaskClaim | CoordKind::TaskRelease | CoordKind::TaskDone
         )
     }
+
+    /// Whether it may be sealed to a topic: a task and the acts on it.
+    pub fn topic_scoped(self) -> bool {
+        self == CoordKind::Task || self.is_task_act()
+    }
 }
 
 impl fmt::Display for CoordKind {
@@ -135,10 +177,13 @@ pub enum CoordError {
     /// The plaintext is larger than [`MAX_COORD_PLAINTEXT`] once padded.
     #[error("coordination object too large: {0} bytes, at most {MAX_COORD_PLAINTEXT}")]
     TooLarge(usize),
-    /// A scope other than [`SCOPE_MESH`] (not quoted: it is whatever the
-    /// sender put there, of any length).
-    #[error("unknown coordination scope (only \"mesh\" is defined)")]
+    /// A scope other than [`SCOPE_MESH`] or `#` and a topic name (not
+    /// quoted: it is whatever the sender put there, of any length).
+    #[error("unknown coordination scope (\"mesh\", or \"#\" and a topic name)")]
     UnknownScope,
+    /// An object other than a task or an act on one sealed to a topic.
+    #[error("a {0} cannot be sealed to a topic: only tasks can")]
+    NotTopicScoped(CoordKind),
     /// The key does not open the ciphertext (wrong epoch key, or altered).
     #[error("coordination object does not open with this epoch's key")]
     Decrypt,
@@ -150,6 +195,34 @@ pub fn coord_key(root: &EpochRootKey, mesh_id: &MeshId) -> SymmetricKey {
     let mut info = Transcript::new(label::COORD_KEY);
     info.str(SCOPE_MESH).u64(root.epoch);
     root.key().hkdf(mesh_id.as_bytes(), info.as_bytes())
+}
+
+/// The coordination key of a public topic in mesh epoch `epoch`, derived
+/// from the mesh's (so the mesh's key ring reaches it):
+/// `HKDF(ikm = coord_key(mesh, N), salt = mesh_id, info = T("claudemesh/coord-key/v1").str("topic").str(t).u64(N))`.
+pub fn public_topic_coord_key(
+    mesh_coord_key: &SymmetricKey,
+    mesh_id: &MeshId,
+    topic: &str,
+    epoch: u64,
+) -> SymmetricKey {
+    let mut info = Transcript::new(label::COORD_KEY);
+    info.str("topic").str(topic).u64(epoch);
+    mesh_coord_key.hkdf(mesh_id.as_bytes(), info.as_bytes())
+}
+
+/// The coordination key of a private topic in its key epoch `k`, derived
+/// from the topic's own key (so only those it was sealed to hold it):
+/// `HKDF(ikm = topic_key(t, k), salt = mesh_id, info = T("claudemesh/coord-key/v1").str("private").str(t).u64(k))`.
+pub fn private_topic_coord_key(
+    topic_key: &SymmetricKey,
+    mesh_id: &MeshId,
+    topic: &str,
+    key_epoch: u64,
+) -> SymmetricKey {
+    let mut info = Transcript::new(label::COORD_KEY);
+    info.str("private").str(topic).u64(key_epoch);
+    topic_key.hkdf(mesh_id.as_bytes(), info.as_bytes())
 }
 
 /// The id a shared state key's entry is filed under: the first 16 bytes of
@@ -283,9 +356,10 @@ pub struct CoordObject {
     pub mesh: MeshId,
     /// What it holds.
     pub kind: CoordKind,
-    /// Always [`SCOPE_MESH`] today.
+    /// [`SCOPE_MESH`], or `#` and a topic's name (tasks only).
     pub scope: String,
-    /// The mesh epoch whose coordination key seals it.
+    /// The mesh epoch whose coordination key seals it (for a private
+    /// topic's task, the topic's key epoch).
     pub epoch: u64,
     /// Client-made id.
     pub id: CoordId,
@@ -329,8 +403,8 @@ impl From<SignedItemFault> for CoordError {
 }
 
 impl CoordObject {
-    /// Seals `plaintext` under `key` (the coordination key of `epoch`) and
-    /// signs it as the session `me`.
+    /// Seals `plaintext` for the whole mesh under `key` (the coordination
+    /// key of `epoch`) and signs it as the session `me`.
     pub fn seal(
         me: &SessionIdentity,
         key: &SymmetricKey,
@@ -338,13 +412,32 @@ impl CoordObject {
         facts: CoordFacts,
         plaintext: &[u8],
     ) -> Result<Self, CoordError> {
+        Self::seal_in(me, SCOPE_MESH, key, epoch, facts, plaintext)
+    }
+
+    /// Seals `plaintext` for `scope` ([`SCOPE_MESH`] or a [`topic_scope`])
+    /// under `key`, that scope's coordination key of `epoch` (for a private
+    /// topic, its key epoch), and signs it as the session `me`.
+    pub fn seal_in(
+        me: &SessionIdentity,
+        scope: &str,
+        key: &SymmetricKey,
+        epoch: u64,
+        facts: CoordFacts,
+        plaintext: &[u8],
+    ) -> Result<Self, CoordError> {
+        if let Scope::Topic(_) = Scope::parse(scope)?
+            && !facts.kind.topic_scoped()
+        {
+            return Err(CoordError::NotTopicScoped(facts.kind));
+        }
         let padded = pad(plaintext)?;
         let nonce = Nonce::random();
         let mut o = CoordObject {
             v: COORD_VERSION,
             mesh: me.cert.mesh_id,
             kind: facts.kind,
-            scope: SCOPE_MESH.to_owned(),
+            scope: scope.to_owned(),
             epoch,
             id: facts.id,
             rev: facts.rev,
@@ -381,6 +474,12 @@ impl CoordObject {
         self.author.member
     }
 
+    /// The topic it is sealed to, if any (`None`: the whole mesh, or a
+    /// scope that does not parse, which [`CoordObject::verify`] refuses).
+    pub fn topic(&self) -> Option<&str> {
+        Scope::parse(&self.scope).ok().and_then(Scope::topic)
+    }
+
     /// Checks, in this order: the version, the author's signature, the
     /// mesh, the certificate at `floor(at_ms / 1000)`, the scope and the
     /// ciphertext's size. Whether the author is a member is the caller's
@@ -402,8 +501,10 @@ impl CoordObject {
         if self.v != COORD_VERSION {
             return Err(CoordError::UnsupportedVersion(self.v));
         }
-        if self.scope != SCOPE_MESH {
-            return Err(CoordError::UnknownScope);
+        if let Scope::Topic(_) = Scope::parse(&self.scope)?
+            && !self.kind.topic_scoped()
+        {
+            return Err(CoordError::NotTopicScoped(self.kind));
         }
         if self.ciphertext.len() > MAX_COORD_CIPHERTEXT {
             return Err(CoordError::TooLarge(self.ciphertext.len() - MAC_BYTES));
@@ -609,6 +710,64 @@ mod tests {
             hex::encode(coord_key(&root, &mesh).as_bytes()),
             "c810e331a6bb0e755909591a1832aaa0dff45c93f04debe2ea3df04a19811b67"
         );
+    }
+
+    /// Known answers computed by an independent HKDF (Python's `hmac`, see
+    /// `docs/security.md` §16.1): input key = 32 × `07`, mesh id =
+    /// 32 × `09`, topic "ops"; the public one at mesh epoch 1, the private
+    /// one at key epoch 2.
+    #[test]
+    fn topic_coord_keys_known_answers() {
+        let key = SymmetricKey::from_bytes([7; 32]);
+        let mesh = MeshId(crate::encoding::Hash32([9; 32]));
+        let public = public_topic_coord_key(&key, &mesh, "ops", 1);
+        let private = private_topic_coord_key(&key, &mesh, "ops", 2);
+        assert_eq!(
+            hex::encode(public.as_bytes()),
+            "a322e31ce1f8ce29bb6994859c22858eb2264ae504a5a390a1f00949081b0de5"
+        );
+        assert_eq!(
+            hex::encode(private.as_bytes()),
+            "f584afea6c81f3aba01742abeca55e9408d295cab9602b0016cfb326790feb21"
+        );
+        // Each topic, epoch and kind of topic has its own key.
+        assert_ne!(public_topic_coord_key(&key, &mesh, "dev", 1), public);
+        assert_ne!(public_topic_coord_key(&key, &mesh, "ops", 2), public);
+        assert_ne!(private_topic_coord_key(&key, &mesh, "ops", 1), public);
+    }
+
+    #[test]
+    fn only_tasks_are_sealed_to_a_topic_and_scopes_are_checked() {
+        let (me, mesh) = session();
+        let key = SymmetricKey::generate();
+        let task_facts = CoordFacts {
+            kind: CoordKind::Task,
+            ..facts()
+        };
+        let task =
+            CoordObject::seal_in(&me, &topic_scope("ops"), &key, 2, task_facts, b"{}").unwrap();
+        assert_eq!(task.topic(), Some("ops"));
+        task.verify(&mesh).unwrap();
+        assert_eq!(Scope::parse("mesh").unwrap(), Scope::Mesh);
+        for bad in ["", "#", "ops", "#a b", "#/x", "MESH"] {
+            assert_eq!(Scope::parse(bad), Err(CoordError::UnknownScope), "{bad:?}");
+        }
+        assert_eq!(
+            CoordObject::seal_in(&me, "#ops", &key, 2, facts(), b"{}"),
+            Err(CoordError::NotTopicScoped(CoordKind::Memory))
+        );
+        // A note moved to a topic after signing fails the shape check before
+        // its signature.
+        let mut moved = CoordObject::seal(&me, &key, 2, facts(), b"{}").unwrap();
+        moved.scope = "#ops".into();
+        assert_eq!(
+            moved.check_shape(),
+            Err(CoordError::NotTopicScoped(CoordKind::Memory))
+        );
+        // A task moved from one topic to another no longer verifies.
+        let mut other = task.clone();
+        other.scope = "#dev".into();
+        assert_eq!(other.verify(&mesh), Err(CoordError::BadSignature));
     }
 
     /// Known answer computed by an independent HKDF (Python's `hmac`, see

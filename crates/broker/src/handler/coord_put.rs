@@ -6,6 +6,7 @@
 //! the contents. Also here: what [`coord_ring_put`](super::coord_ring_put)
 //! shares with it (how a [`CoordError`] is refused).
 
+use claudemesh_crypto::PublicKey;
 use claudemesh_crypto::cert::CertError;
 use claudemesh_crypto::coord::{CoordError, CoordObject};
 use claudemesh_crypto::log::Roster;
@@ -110,7 +111,9 @@ impl Handle for CoordPut {
 
 /// The checks of an object every write shares once its shape is right: its
 /// author is this connection's session, it verifies (signature and
-/// certificate), and it is sealed under the mesh's current epoch.
+/// certificate), and it is sealed under the current epoch of its scope:
+/// the mesh's, or for a task sealed to a topic, the topic's (its author
+/// must be in the topic).
 pub(super) async fn check_authored(
     o: &CoordObject,
     session: &crate::sessions::SessionHandle,
@@ -123,7 +126,70 @@ pub(super) async fn check_authored(
         ));
     }
     o.verify(&mesh.id).map_err(coord_refusal)?;
-    sealed_under_current_epoch(mesh, o.epoch).await
+    match o.topic() {
+        None => sealed_under_current_epoch(mesh, o.epoch).await,
+        Some(topic) => sealed_to_topic(mesh, topic, &o.author.member.0, o.epoch).await,
+    }
+}
+
+/// Refuses an object sealed to `topic` unless the topic exists, `author`
+/// is one of its members, and it is sealed under the topic's current key:
+/// a private topic's key epoch (and no `topic_rekey` owed), a public one's
+/// mesh epoch. Another replica's append a moment ago is adopted and the
+/// check made again.
+pub(super) async fn sealed_to_topic(
+    mesh: &MeshHub,
+    topic: &str,
+    author: &PublicKey,
+    epoch: u64,
+) -> Result<(), Refusal> {
+    let check = || mesh.read_log(|l| topic_check(&l.roster, topic, author, epoch));
+    match check() {
+        Err(_) if mesh.caught_up().await => check(),
+        r => r,
+    }
+}
+
+fn topic_check(
+    roster: &Roster,
+    topic: &str,
+    author: &PublicKey,
+    epoch: u64,
+) -> Result<(), Refusal> {
+    let Some(info) = roster.topic(topic) else {
+        return Err(Refusal::new(
+            ErrorCode::NotFound,
+            format!("no topic #{topic} in this mesh"),
+        ));
+    };
+    if !info.members.contains_key(author) {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!("only members of #{topic} may write or act on its tasks"),
+        ));
+    }
+    if !info.private {
+        return epoch_check(roster, epoch);
+    }
+    if info.needs_rekey {
+        return Err(Refusal::new(
+            ErrorCode::RekeyRequired,
+            format!(
+                "a member left the private topic #{topic} and no topic_rekey followed yet; \
+                 rotate its key, then reseal the object"
+            ),
+        ));
+    }
+    if epoch != info.key_epoch {
+        return Err(Refusal::new(
+            ErrorCode::RekeyRequired,
+            format!(
+                "the object is sealed under key epoch {epoch} of #{topic}, which is at {}",
+                info.key_epoch
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A coordination object or ring link that does not verify, refused with
@@ -137,6 +203,7 @@ pub(super) fn coord_refusal(e: CoordError) -> Refusal {
         | CoordError::WrongMesh
         | CoordError::TooLarge(_)
         | CoordError::UnknownScope
+        | CoordError::NotTopicScoped(_)
         | CoordError::Decrypt => ErrorCode::Malformed,
     };
     Refusal::new(code, e.to_string())

@@ -3,9 +3,13 @@
 //! change (without contents once forgotten), cut to fit a frame. An
 //! object whose author's grants refuse the reader its kind's capability
 //! (`task`, `state`, `memory`) is sent as withheld: its id and position
-//! only, like a forgotten one, so the reader's copy drops it. Each page
-//! carries the mesh's grants generation, so a reader that was refused
-//! something syncs again from the start once any grant changes.
+//! only, like a forgotten one, so the reader's copy drops it; so is a task
+//! sealed to a topic the reader is not in. Each page carries a generation
+//! (the mesh's grants generation plus its log's length), so a reader that
+//! was refused something syncs again from the start once any grant or
+//! topic membership changes.
+
+use std::collections::HashMap;
 
 use claudemesh_crypto::coord::{CoordKind, CoordObject};
 use claudemesh_crypto::grants::Cap;
@@ -35,7 +39,14 @@ impl Handle for CoordSync {
         // The generation these rows are judged under, taken before judging
         // them: a grant changed meanwhile shows as a newer one next time,
         // so the reader syncs again rather than trusting this page.
-        let grants = mesh.grants_generation();
+        // The log's length is part of it: a task sealed to a topic is
+        // withheld from those outside the topic, and joining one is a log
+        // entry, so a reader who was refused one syncs again after it.
+        let grants = mesh
+            .grants_generation()
+            .wrapping_add(mesh.read_log(|l| l.entries.len() as u64));
+        // Which topics the reader is in, looked up once per topic.
+        let mut in_topic: HashMap<String, bool> = HashMap::new();
         // The head moves past every row read, one skipped included, so a
         // client never asks for the same page forever.
         let head = rows.last().map_or(self.after, |r| r.cseq);
@@ -70,8 +81,19 @@ impl Handle for CoordSync {
                 })
             };
             let withheld = object.as_ref().is_some_and(|o| {
-                Cap::for_coord(o.kind)
-                    .is_some_and(|cap| !mesh.grants_allow(&o.author.member.0, &session.member, cap))
+                let outside = o.topic().is_some_and(|t| {
+                    !*in_topic.entry(t.to_owned()).or_insert_with(|| {
+                        mesh.read_log(|l| {
+                            l.roster
+                                .topic(t)
+                                .is_some_and(|i| i.members.contains_key(&session.member))
+                        })
+                    })
+                });
+                outside
+                    || Cap::for_coord(o.kind).is_some_and(|cap| {
+                        !mesh.grants_allow(&o.author.member.0, &session.member, cap)
+                    })
             }) && !holds();
             if withheld {
                 metrics::counter!(m::COORD_WITHHELD).increment(1);

@@ -5,9 +5,10 @@
 //! claims of one version exactly one wins, on any replica. A lost race is
 //! an answer (`ok: false` and the task as it stands), not an error.
 
-use claudemesh_crypto::MemberKey;
 use claudemesh_crypto::coord::{CoordKind, CoordObject};
 use claudemesh_crypto::grants::Cap;
+use claudemesh_crypto::log::Roster;
+use claudemesh_crypto::{MemberKey, PublicKey};
 use claudemesh_proto::frames::{TaskActFrame, TaskState};
 use claudemesh_proto::{BrokerFrame, ErrorCode};
 
@@ -38,6 +39,33 @@ impl Handle for TaskActFrame {
                 "an act's rev is the version it makes: at least 2",
             ));
         }
+        // An act is sealed to the task's scope: to its topic's members, for
+        // a task sealed to a topic (so only they may act on it).
+        let task_scope = match broker
+            .store
+            .coord_object(&mesh.id, CoordKind::Task, &act.id)
+            .await
+            .map_err(|e| {
+                metrics::counter!(m::STORE_ERRORS).increment(1);
+                tracing::error!(error = %e, "reading a task failed");
+                Refusal::internal("the broker could not read the task; try again")
+            })? {
+            Some(json) => parse_act(&json)?.scope,
+            None => {
+                return Err(Refusal::new(
+                    ErrorCode::NotFound,
+                    format!("no task {} in this mesh", act.id),
+                ));
+            }
+        };
+        if act.scope != task_scope {
+            return Err(Refusal::new(
+                ErrorCode::Malformed,
+                format!(
+                    "the task is sealed to {task_scope}: an act on it is sealed to the same scope"
+                ),
+            ));
+        }
         check_authored(&act, session, mesh).await?;
         let act_json = serde_json::to_string(&*act).map_err(|e| {
             tracing::error!(error = %e, "serializing a task act failed");
@@ -52,7 +80,7 @@ impl Handle for TaskActFrame {
             force: self.force,
             actor_is_admin: self.force && is_admin(mesh, &session.member).await,
             refused_by: mesh.grants_refusing(&session.member, Cap::Task),
-            departed: mesh.read_log(|l| l.roster.departed().keys().copied().collect()),
+            departed: mesh.read_log(|l| released_by_leaving(&l.roster, act.topic())),
             act_json,
             now_ms: crate::now_ms(),
         };
@@ -102,8 +130,26 @@ impl Handle for TaskActFrame {
     }
 }
 
-/// A stored act: it parsed and verified before it was stored, so only an
-/// altered database fails here (logged by category, never by contents).
+/// The members whose claims bind no one on a task of `topic` (or of the
+/// whole mesh): those who left the mesh, and for a topic's task, the
+/// mesh's members who are not (or no longer) in the topic.
+fn released_by_leaving(roster: &Roster, topic: Option<&str>) -> Vec<PublicKey> {
+    let mut out: Vec<PublicKey> = roster.departed().keys().copied().collect();
+    if let Some(info) = topic.and_then(|t| roster.topic(t)) {
+        out.extend(
+            roster
+                .members()
+                .keys()
+                .filter(|m| !info.members.contains_key(*m))
+                .copied(),
+        );
+    }
+    out
+}
+
+/// A stored object or act: it parsed and verified before it was stored, so
+/// only an altered database fails here (logged by category, never by
+/// contents).
 fn parse_act(json: &str) -> Result<CoordObject, Refusal> {
     serde_json::from_str(json).map_err(|e| {
         tracing::error!(

@@ -281,6 +281,14 @@ pub trait Store: Send + Sync + 'static {
         id: &CoordId,
     ) -> Result<Option<(PublicKey, bool)>, StoreError>;
 
+    /// A live (not forgotten) coordination object's JSON as stored.
+    async fn coord_object(
+        &self,
+        mesh: &MeshId,
+        kind: CoordKind,
+        id: &CoordId,
+    ) -> Result<Option<String>, StoreError>;
+
     /// Forgets a coordination object: its contents go, and it moves to the
     /// mesh's next feed position as a tombstone (its id is never stored
     /// again). One transaction, serialized as [`Store::coord_put`].

@@ -916,6 +916,24 @@ macro_rules! impl_store {
                     .transpose()
                 }
 
+                async fn coord_object(
+                    &self,
+                    mesh: &MeshId,
+                    kind: CoordKind,
+                    id: &CoordId,
+                ) -> Result<Option<String>, StoreError> {
+                    let row = sqlx::query(sql::COORD_OBJECT)
+                        .bind(&mesh.as_bytes()[..])
+                        .bind(kind.as_str())
+                        .bind(&id.0[..])
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(match row {
+                        Some(r) => r.try_get::<Option<String>, _>(0)?,
+                        None => None,
+                    })
+                }
+
                 async fn coord_forget(
                     &self,
                     mesh: &MeshId,

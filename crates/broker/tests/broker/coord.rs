@@ -476,3 +476,143 @@ async fn bad_coordination_writes_are_refused_and_change_nothing(backend: Backend
     broker.stop().await;
 }
 both!(bad_coordination_writes_are_refused_and_change_nothing);
+
+/// `seal_as` for another scope (the broker cannot check the key, so any
+/// key will do for what it refuses).
+fn seal_in(
+    peer: &Peer,
+    scope: &str,
+    kind: CoordKind,
+    id: CoordId,
+    rev: u64,
+    epoch: u64,
+) -> CoordObject {
+    let (me, _, key, _) = sealer(peer);
+    CoordObject::seal_in(
+        &me,
+        scope,
+        &key,
+        epoch,
+        CoordFacts {
+            kind,
+            id,
+            rev,
+            at_ms: now_ms(),
+        },
+        b"{}",
+    )
+    .unwrap()
+}
+
+/// A task sealed to a topic, at the broker: members outside the topic are
+/// sent it withheld (its id only) and cannot act on it or seal to it; an
+/// act must carry the task's scope; a note cannot be sealed to a topic; an
+/// unknown topic and a stale key epoch are refused. A member of the topic
+/// is sent it whole and may claim it.
+async fn topic_tasks_are_refused_to_outsiders(backend: Backend) {
+    use claudemesh_client::topics;
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+    let a = alice.connect().await;
+    topics::topic_create(&a, "secret", true, "").await.unwrap();
+    topics::topic_add(&a, "secret", "bob").await.unwrap();
+    let task = a
+        .task_create(claudemesh_client::tasks::TaskDraft {
+            title: "rotate the vault key".into(),
+            topic: Some("secret".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    a.close().await;
+    let (mut rb, mut rc) = (Raw::open(&broker.url).await, Raw::open(&broker.url).await);
+    hello_raw(&mut rb, &bob).await;
+    hello_raw(&mut rc, &carol).await;
+
+    // Carol, outside #secret, is sent its id only.
+    let page = page_of(&mut rc, CoordKind::Task).await;
+    let change = page.changes.iter().find(|c| c.id == task.id).unwrap();
+    assert!(change.withheld && change.object.is_none(), "{change:?}");
+    // She cannot act on it, sealed to the topic or to the mesh.
+    let (code, msg) = refused(
+        &mut rc,
+        act(
+            &seal_in(&carol, "#secret", CoordKind::TaskClaim, task.id, 2, 0),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(code, ErrorCode::Forbidden, "{msg}");
+    let (code, msg) = refused(
+        &mut rc,
+        act(
+            &seal_in(&carol, "mesh", CoordKind::TaskClaim, task.id, 2, 1),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(code, ErrorCode::Malformed, "{msg}");
+    assert!(msg.contains("#secret"), "{msg}");
+    // Nor create one there; a topic nobody made is not found.
+    let (code, _) = refused(
+        &mut rc,
+        put(&seal_in(
+            &carol,
+            "#secret",
+            CoordKind::Task,
+            CoordId::random(),
+            1,
+            0,
+        )),
+    )
+    .await;
+    assert_eq!(code, ErrorCode::Forbidden);
+    let (code, _) = refused(
+        &mut rc,
+        put(&seal_in(
+            &carol,
+            "#nowhere",
+            CoordKind::Task,
+            CoordId::random(),
+            1,
+            0,
+        )),
+    )
+    .await;
+    assert_eq!(code, ErrorCode::NotFound);
+    // Only tasks are sealed to a topic: a note there (signed so) is
+    // malformed.
+    let mut note = seal(&bob, CoordId::random(), NOTE);
+    note.scope = "#secret".into();
+    let (me, ..) = sealer(&bob);
+    note.sig = me.key.sign(&note.signed_bytes());
+    assert_eq!(refused(&mut rb, put(&note)).await.0, ErrorCode::Malformed);
+
+    // Bob, in #secret, is sent it whole; an act under a key epoch the
+    // topic is not at needs a reseal; at its own, his claim applies.
+    let page = page_of(&mut rb, CoordKind::Task).await;
+    let change = page.changes.iter().find(|c| c.id == task.id).unwrap();
+    assert!(!change.withheld && change.object.is_some(), "{change:?}");
+    let (code, _) = refused(
+        &mut rb,
+        act(
+            &seal_in(&bob, "#secret", CoordKind::TaskClaim, task.id, 2, 7),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(code, ErrorCode::RekeyRequired);
+    rb.send(&act(
+        &seal_in(&bob, "#secret", CoordKind::TaskClaim, task.id, 2, 0),
+        false,
+    ))
+    .await;
+    match answer(&mut rb).await {
+        BrokerFrame::TaskState(s) => assert!(s.ok, "{s:?}"),
+        other => panic!("expected task_state, got {other:?}"),
+    }
+    broker.stop().await;
+}
+both!(topic_tasks_are_refused_to_outsiders);

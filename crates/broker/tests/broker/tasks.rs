@@ -54,6 +54,7 @@ async fn tasks_are_created_claimed_and_completed_by_their_claimant(backend: Back
             priority: Some(TaskPriority::High),
             tags: vec!["CI".into()],
             due_ms: Some(1_900_000_000_000),
+            topic: None,
         })
         .await
         .unwrap();
@@ -307,3 +308,123 @@ async fn a_removed_members_claim_binds_no_one(backend: Backend) {
     broker.stop().await;
 }
 both!(a_removed_members_claim_binds_no_one);
+
+/// A task sealed to a topic reaches its members only: others are not sent
+/// it (it opens with the topic's coordination key alone) and cannot seal
+/// one to it; joining the topic brings its tasks; a claimant who leaves
+/// the topic holds the task no longer, and the next act rotates a private
+/// topic's key first.
+async fn tasks_sealed_to_a_topic_reach_only_its_members(backend: Backend) {
+    use claudemesh_client::topics;
+    let broker = start(backend).await;
+    let alice = owner(&broker, "alice").await;
+    let bob = joiner(&broker, &alice, "bob").await;
+    let carol = joiner(&broker, &alice, "carol").await;
+    let (a, b, c) = (
+        alice.connect().await,
+        bob.connect().await,
+        carol.connect().await,
+    );
+    topics::topic_create(&a, "secret", true, "").await.unwrap();
+    topics::topic_add(&a, "secret", "bob").await.unwrap();
+    topics::topic_create(&a, "ops", false, "").await.unwrap();
+    b.sync_log().await.unwrap();
+    c.sync_log().await.unwrap();
+
+    // Only a member of the topic may be its task's assignee.
+    let for_carol = a
+        .task_create(TaskDraft {
+            topic: Some("secret".into()),
+            assignee: Some("carol".into()),
+            ..draft("rotate the vault key")
+        })
+        .await;
+    assert!(
+        matches!(for_carol, Err(ClientError::BadInput(_))),
+        "{for_carol:?}"
+    );
+    let secret = a
+        .task_create(TaskDraft {
+            topic: Some("#secret".into()),
+            assignee: Some("bob".into()),
+            ..draft("rotate the vault key")
+        })
+        .await
+        .unwrap();
+    assert_eq!(secret.topic.as_deref(), Some("secret"));
+    let ops = a
+        .task_create(TaskDraft {
+            topic: Some("ops".into()),
+            ..draft("page the on-call")
+        })
+        .await
+        .unwrap();
+    a.task_create(draft("for everyone")).await.unwrap();
+
+    // Bob is in #secret, not #ops; carol in neither.
+    let mut seen = titles(&b, &TaskFilter::default()).await;
+    seen.sort();
+    assert_eq!(seen, vec!["for everyone", "rotate the vault key"]);
+    let only_secret = TaskFilter {
+        topic: Some("secret".into()),
+        ..TaskFilter::default()
+    };
+    assert_eq!(titles(&b, &only_secret).await, vec!["rotate the vault key"]);
+    assert_eq!(
+        titles(&c, &TaskFilter::default()).await,
+        vec!["for everyone"]
+    );
+    assert!(matches!(
+        c.task_show(&secret.id.to_hex()).await,
+        Err(ClientError::NotFound(_))
+    ));
+    let outsider = c
+        .task_create(TaskDraft {
+            topic: Some("secret".into()),
+            ..draft("sneak in")
+        })
+        .await;
+    assert!(
+        matches!(outsider, Err(ClientError::NotAllowed(_))),
+        "{outsider:?}"
+    );
+
+    // Joining #ops brings its task to carol, who claims it.
+    topics::topic_join(&c, "ops").await.unwrap();
+    let mut seen = titles(&c, &TaskFilter::default()).await;
+    seen.sort();
+    assert_eq!(seen, vec!["for everyone", "page the on-call"]);
+    let claimed = c.task_claim(&ops.id.to_hex()).await.unwrap();
+    assert_eq!(claimed.holder, Some(member_of(&c)));
+    assert_eq!(claimed.topic.as_deref(), Some("ops"));
+
+    // Bob claims the #secret task, then leaves the topic: his claim binds
+    // no one, and alice's claim (after rotating the topic's key) wins.
+    b.task_claim(&secret.id.to_hex()).await.unwrap();
+    topics::topic_leave(&b, "secret").await.unwrap();
+    a.sync_log().await.unwrap();
+    let shown = a.task_show(&secret.id.to_hex()).await.unwrap();
+    assert!(shown.holder_departed, "{shown:?}");
+    let now = a.task_claim(&secret.id.to_hex()).await.unwrap();
+    assert_eq!(now.holder, Some(member_of(&a)));
+    let done = a
+        .task_complete(&secret.id.to_hex(), Some("rotated"), false)
+        .await
+        .unwrap();
+    assert_eq!(done.result.as_deref(), Some("rotated"));
+    // Bob, outside the topic now, is no longer sent it.
+    let every_secret = TaskFilter {
+        status: vec![TaskPhase::Open, TaskPhase::Claimed, TaskPhase::Done],
+        ..only_secret
+    };
+    assert!(titles(&b, &every_secret).await.is_empty());
+    assert_eq!(
+        titles(&a, &every_secret).await,
+        vec!["rotate the vault key"]
+    );
+    for client in [a, b, c] {
+        client.close().await;
+    }
+    broker.stop().await;
+}
+both!(tasks_sealed_to_a_topic_reach_only_its_members);

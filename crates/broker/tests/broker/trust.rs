@@ -26,6 +26,7 @@ const SECRET_HELD: &str = "held for later: the Brackenfall keys rotate at noon";
 const SECRET_NOTE: &str = "team memory: the Gallowmere vault code is under the sink";
 const SECRET_TASK: &str = "task: migrate the Hollowbrook ledger";
 const SECRET_TASK_BODY: &str = "task body: the Hollowbrook export lives in bucket Yarrowmoor";
+const SECRET_TOPIC_TASK: &str = "topic task: audit the Wrenfield firewall";
 const SECRET_RESULT: &str = "task result: Hollowbrook migrated, checksum Fennimore";
 const SECRET_PATH: &str = "src/quillhaven/";
 const SECRET_REPO: &str = "github.com/acme/brindlemoor";
@@ -114,6 +115,16 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         })
         .await
         .unwrap();
+    // A task sealed to #ops: under the topic's coordination key.
+    let topic_task = a
+        .task_create(claudemesh_client::tasks::TaskDraft {
+            title: SECRET_TOPIC_TASK.into(),
+            topic: Some("#ops".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(topic_task.topic.as_deref(), Some("ops"));
     // A file lease: its repository, path and reason sealed, its paths
     // only as keyed tags.
     a.lease_take(&claudemesh_client::leases::LeaseRequest {
@@ -197,6 +208,8 @@ async fn tm1_no_secret_reaches_the_store(backend: Backend) {
         SECRET_NOTE.into(),
         SECRET_TASK.into(),
         SECRET_TASK_BODY.into(),
+        SECRET_TOPIC_TASK.into(),
+        "Wrenfield".into(),
         SECRET_RESULT.into(),
         SECRET_PATH.into(),
         "quillhaven".into(),

@@ -1141,12 +1141,24 @@
     const renderNames = () => fill(names, S.peers.map((p) => h('option', { value: p.name })));
     renderNames();
     ctx.onPeers = renderNames;
+    // Sealed to the whole mesh, or to one topic this member is in (its
+    // members alone see the task).
+    const scopeSel = h('select', { id: 'task-topic', 'data-testid': 'task-topic', value: '' });
+    const renderScopes = () => {
+      const chosen = scopeSel.value;
+      fill(scopeSel, h('option', { value: '' }, 'The whole mesh'),
+        ...S.topics.filter((t) => t.joined).map((t) => h('option', { value: t.name }, '#' + t.name + (t.private ? ' (private)' : ''))));
+      scopeSel.value = S.topics.some((t) => t.joined && t.name === chosen) ? chosen : '';
+    };
+    renderScopes();
+    ctx.onCounts = renderScopes;
 
     const who = (name, key) => name || short(key);
     const statusText = (t) => {
       if (t.status === 'claimed') {
         return 'claimed by ' + who(t.holder_name, t.holder) +
-          (t.holder_refused ? ' (your grants refuse them tasks)' : t.holder_departed ? ' (left the mesh: anyone may claim it)' : '');
+          (t.holder_refused ? ' (your grants refuse them tasks)'
+            : t.holder_departed ? (t.topic ? ' (left #' + t.topic + ' or the mesh: anyone in it may claim it)' : ' (left the mesh: anyone may claim it)') : '');
       }
       if (t.status === 'done') return t.holder || t.holder_name ? 'done by ' + who(t.holder_name, t.holder) : 'done';
       return t.status;
@@ -1175,6 +1187,7 @@
         h('h2', { 'data-testid': 'task-title' }, t.title),
         h('p', { class: 'meta muted' },
           t.priority && t.priority !== 'normal' && h('span', { class: 'tag' + (t.priority === 'urgent' ? ' danger' : t.priority === 'high' ? ' warn' : '') }, t.priority),
+          t.topic && h('span', { class: 'tag', 'data-testid': 'task-topic-tag', title: 'Sealed to the members of #' + t.topic }, '#' + t.topic),
           (t.tags || []).map((g) => h('span', { class: 'tag' }, g)),
           ' ', 'by ', who(t.creator_name, t.creator), t.mine && ' (you)', ' · ', timeEl(t.created_at_ms),
           (t.assignee || t.assignee_name) && [' · for ', who(t.assignee_name, t.assignee)],
@@ -1222,7 +1235,7 @@
     ctx.onCoordination = (d) => { if (concerns(d, 'task')) reload(); };
 
     add(ctx.root,
-      h('p', { class: 'muted' }, 'The mesh\'s shared work: anyone may claim an open task; the broker lets exactly one claimant win. Titles, details and results are sealed to the mesh.'),
+      h('p', { class: 'muted' }, 'The mesh\'s shared work: anyone may claim an open task; the broker lets exactly one claimant win. Titles, details and results are sealed to the mesh, or to the members of the topic you choose.'),
       h('form', {
         class: 'card form-row', 'aria-label': 'Create a task', 'data-testid': 'task-form',
         onsubmit: (e) => {
@@ -1231,6 +1244,7 @@
             const body = { title: titleIn.value.trim(), priority: prioSel.value, tags: tagList(tagsIn.value) };
             if (bodyIn.value.trim()) body.body = bodyIn.value;
             if (assigneeIn.value.trim()) body.assignee = assigneeIn.value.trim();
+            if (scopeSel.value) body.topic = scopeSel.value;
             await api('POST', '/api/v1/tasks', body);
             titleIn.value = ''; bodyIn.value = ''; tagsIn.value = ''; assigneeIn.value = ''; prioSel.value = 'normal';
             announce('Task created');
@@ -1241,6 +1255,7 @@
       h('label', null, 'Title', titleIn), h('label', null, 'Details (optional)', bodyIn),
       h('label', null, 'Priority', prioSel), h('label', null, 'Tags (optional)', tagsIn),
       h('label', null, 'For (optional)', assigneeIn), names,
+      h('label', null, 'Sealed to', scopeSel),
       h('button', { type: 'submit', class: 'primary', 'data-testid': 'task-create' }, 'Create task')),
       h('div', { class: 'form-row' }, h('label', { for: 'tasks-status' }, 'Show'), statusSel),
       list);

@@ -34,6 +34,10 @@ pub struct TaskView {
     pub id: String,
     /// Its first 8 hex digits, as the CLI shows it.
     pub short_id: String,
+    /// The topic it is sealed to (its members alone see it), without `#`;
+    /// absent for a task of the whole mesh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     /// One line: what is to be done (a peer's words).
     pub title: String,
     /// More detail.
@@ -101,6 +105,7 @@ impl TaskView {
         TaskView {
             id: t.id.to_hex(),
             short_id: t.id.to_hex()[..8].to_owned(),
+            topic: t.topic,
             title: t.title,
             body: t.body,
             tags: t.tags,
@@ -152,6 +157,9 @@ pub struct TaskQuery {
     /// Only tasks with every one of these tags (comma-separated).
     #[serde(default)]
     pub tags: Option<String>,
+    /// Only the tasks sealed to this topic (`ops`).
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// A task to create.
@@ -176,6 +184,10 @@ pub struct NewTask {
     #[serde(default)]
     #[schema(minimum = 0)]
     pub due_ms: Option<u64>,
+    /// A topic whose members alone see and take on the task (it is sealed
+    /// to them); the whole mesh when absent. This member must be in it.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// How to release a task.
@@ -227,7 +239,7 @@ fn phases(status: Option<&str>) -> Result<Vec<TaskPhase>, Problem> {
     params(TaskQuery),
     responses(
         (status = 200, description = "Tasks, most urgent first", body = Tasks),
-        (status = 400, description = "A bad status or tag", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A bad status, tag or topic name", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `read`, or is limited to topics", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No peer by the `assignee` given", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
@@ -249,6 +261,7 @@ pub async fn list(caller: Caller, Params(q): Params<TaskQuery>) -> Result<Json<T
             status,
             assignee,
             tags,
+            topic: q.topic.filter(|t| !t.trim().is_empty()),
         })
         .await?;
     Ok(Json(Tasks {
@@ -264,9 +277,9 @@ pub async fn list(caller: Caller, Params(q): Params<TaskQuery>) -> Result<Json<T
     request_body = NewTask,
     responses(
         (status = 201, description = "Created", body = TaskView),
-        (status = 400, description = "An empty or too long title, a bad priority or tag", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `send`, or is limited to topics", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "No peer by the `assignee` given", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "An empty or too long title, a bad priority, tag or topic name, or an assignee outside the `topic`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send`, or is limited to topics, or this member is not in the `topic`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No peer by the `assignee` given, or no such `topic`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -290,6 +303,7 @@ pub async fn create(
             priority,
             tags: body.tags,
             due_ms: body.due_ms,
+            topic: body.topic.filter(|t| !t.trim().is_empty()),
         })
         .await?;
     coordination_written(&state, &caller, CoordKind::Task).await;

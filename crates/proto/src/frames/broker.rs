@@ -636,10 +636,12 @@ pub struct CoordPage {
     /// True when more changes follow `head`.
     #[serde(default)]
     pub more: bool,
-    /// The mesh's grants generation: it changes whenever any member's
-    /// grant set does. A reader that was sent withheld changes syncs
-    /// again from the start when it differs from the one those came with,
-    /// so what a changed grant lets through arrives.
+    /// The mesh's visibility generation: the grants generation plus the
+    /// length of the membership log, so it changes whenever any member's
+    /// grant set does or a log entry (a topic joined or left among them)
+    /// is appended. A reader that was sent withheld changes syncs again
+    /// from the start when it differs from the one those came with, so
+    /// what a changed grant or topic membership lets through arrives.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub grants: u64,
 }

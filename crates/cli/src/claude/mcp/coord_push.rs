@@ -177,6 +177,7 @@ mod tests {
     fn task(creator: MemberKey, status: TaskPhase, holder: Option<MemberKey>, v: u64) -> Task {
         Task {
             id: CoordId([1; 16]),
+            topic: None,
             title: "t".into(),
             body: None,
             tags: vec![],

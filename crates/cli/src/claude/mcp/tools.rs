@@ -235,6 +235,9 @@ struct TaskCreateArgs {
     /// When it is due: RFC 3339, "HH:MM", "tomorrow HH:MM", or a duration from now ("2h", "3d").
     #[serde(default)]
     due: Option<String>,
+    /// A topic (`ops` or `#ops`): the task is sealed to its members, who alone see and take it on. The whole mesh when absent.
+    #[serde(default)]
+    topic: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -249,6 +252,9 @@ struct TaskListArgs {
     /// Only tasks with every one of these tags.
     #[serde(default)]
     tags: Vec<String>,
+    /// Only the tasks sealed to this topic (`ops` or `#ops`).
+    #[serde(default)]
+    topic: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -774,7 +780,17 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "task_create" => {
             let a: TaskCreateArgs = parse(name, args)?;
-            allowed(shared, Verb::TaskCreate, None)?;
+            let topic = a
+                .topic
+                .as_deref()
+                .map(claudemesh_client::topics::topic_name)
+                .transpose()
+                .map_err(|e| fail(e.into()))?;
+            allowed(
+                shared,
+                Verb::TaskCreate,
+                topic.as_ref().map(|t| format!("#{t}")).as_deref(),
+            )?;
             let priority = match a.priority.as_deref() {
                 Some(p) => Some(
                     p.parse()
@@ -795,17 +811,32 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                     priority,
                     tags: a.tags,
                     due_ms,
+                    topic,
                 })
                 .await
                 .map_err(|e| fail(e.into()))?;
+            let to = match &task.topic {
+                Some(t) => format!("the members of #{t}"),
+                None => "the mesh".to_owned(),
+            };
             Ok(format!(
-                "Created task {}: sealed to the mesh; peers see it with task_list and claim it with task_claim.",
+                "Created task {}: sealed to {to}; they see it with task_list and claim it with task_claim.",
                 &task.id.to_hex()[..8]
             ))
         }
         "task_list" => {
             let a: TaskListArgs = parse(name, args)?;
-            allowed(shared, Verb::TaskList, None)?;
+            let topic = a
+                .topic
+                .as_deref()
+                .map(claudemesh_client::topics::topic_name)
+                .transpose()
+                .map_err(|e| fail(e.into()))?;
+            allowed(
+                shared,
+                Verb::TaskList,
+                topic.as_ref().map(|t| format!("#{t}")).as_deref(),
+            )?;
             let status = match a.status.as_deref() {
                 Some(s) => crate::task::parse_status(s)?.phases(),
                 None => Vec::new(),
@@ -826,6 +857,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
                     status,
                     assignee,
                     tags: a.tags,
+                    topic,
                 })
                 .await
                 .map_err(|e| fail(e.into()))?;
