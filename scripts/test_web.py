@@ -902,6 +902,19 @@ class Web:
         expect(evil).to_have_count(0)
         expect(mine).to_be_visible()
 
+        # A task sealed to #general through the form's "Sealed to": bob, in
+        # the topic, sees it live with its topic's tag.
+        a.locator("#task-title").fill("Pin the on-call rota in #general")
+        a.locator("#task-topic").select_option("general")
+        with posted(a, "POST", "/api/v1/tasks") as info:
+            a.get_by_test_id("task-create").click()
+        check(info.value.status == 201, f"creating a topic's task from the page answered {said(info.value)}")
+        scoped = info.value.json()
+        check(scoped.get("topic") == "general", f"the form did not seal the task to #general: {scoped.get('topic')}")
+        expect(a.locator("#task-topic")).to_have_value("")
+        theirs_scoped = b.locator(f"[data-testid=task-item][data-id='{scoped['id']}']")
+        expect(theirs_scoped.get_by_test_id("task-topic-tag")).to_have_text("#general", timeout=5000)
+
         # Shared state: alice sets a key through the form (JSON value).
         self.go(a, "#/state", "state-view")
         a.locator("#state-key").fill("deploy/lock")

@@ -1246,7 +1246,7 @@
             if (assigneeIn.value.trim()) body.assignee = assigneeIn.value.trim();
             if (scopeSel.value) body.topic = scopeSel.value;
             await api('POST', '/api/v1/tasks', body);
-            titleIn.value = ''; bodyIn.value = ''; tagsIn.value = ''; assigneeIn.value = ''; prioSel.value = 'normal';
+            titleIn.value = ''; bodyIn.value = ''; tagsIn.value = ''; assigneeIn.value = ''; prioSel.value = 'normal'; scopeSel.value = '';
             announce('Task created');
             await load();
           });
