@@ -185,36 +185,49 @@ impl MeshClient {
 
     /// Whether the author of `object` may have sealed it: for a private
     /// topic's task, the roster admitted it and the topic's key of that key
-    /// epoch was sealed to it; otherwise [`MeshClient::author_known`] at
-    /// the object's mesh epoch.
+    /// epoch was sealed to it; for a public topic's, or the mesh's,
+    /// [`MeshClient::author_known`] at the object's mesh epoch. A topic
+    /// this device's log does not have (after syncing it) admits no one.
     async fn author_may_have_sealed(
         &self,
         object: &CoordObject,
         pass: &mut SyncPass,
     ) -> Result<bool, ClientError> {
+        /// What the roster says of the object's topic.
+        enum Sealer {
+            /// A private topic: whether its key of the object's key epoch
+            /// was sealed to the author.
+            Private(bool),
+            /// A public topic: its key derives from the mesh's.
+            Public,
+            /// Not in this device's log.
+            Unknown,
+        }
         let author = object.member();
-        let given_key = |s: &crate::mesh::MeshState, topic: &str| {
-            s.roster().topic(topic).filter(|i| i.private).map(|info| {
-                info.key_epochs
-                    .get(&object.epoch)
-                    .is_some_and(|ke| ke.seals.contains_key(author.as_key()))
-            })
-        };
         let Some(topic) = object.topic() else {
             return self.author_known(author.as_key(), object.epoch, pass).await;
         };
-        let mut verdict = self.with_state(|s| given_key(s, topic));
-        if verdict == Some(false) && !pass.log_synced {
+        let sealer = |s: &crate::mesh::MeshState| match s.roster().topic(topic) {
+            None => Sealer::Unknown,
+            Some(info) if info.private => Sealer::Private(
+                info.key_epochs
+                    .get(&object.epoch)
+                    .is_some_and(|ke| ke.seals.contains_key(author.as_key())),
+            ),
+            Some(_) => Sealer::Public,
+        };
+        let mut verdict = self.with_state(sealer);
+        if matches!(verdict, Sealer::Unknown | Sealer::Private(false)) && !pass.log_synced {
             self.sync_log().await?;
             pass.log_synced = true;
-            verdict = self.with_state(|s| given_key(s, topic));
+            verdict = self.with_state(sealer);
         }
         match verdict {
-            Some(given) => {
+            Sealer::Private(given) => {
                 Ok(given && self.with_state(|s| standing(s, author.as_key())) != Standing::Unknown)
             }
-            // A public topic's (or an unknown topic's: opening says so).
-            None => self.author_known(author.as_key(), object.epoch, pass).await,
+            Sealer::Public => self.author_known(author.as_key(), object.epoch, pass).await,
+            Sealer::Unknown => Ok(false),
         }
     }
 

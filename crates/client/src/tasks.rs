@@ -665,6 +665,19 @@ impl MeshClient {
             Ok(o) => o,
             Err(why) => return hide("contents", why),
         };
+        // A task sealed to a topic is its members' only: one this member
+        // left (the feed sends it whole to members alone, but a copy synced
+        // before may linger) is not shown.
+        if let Some(t) = object.topic()
+            && !self.with_state(|s| {
+                s.roster()
+                    .topic(t)
+                    .is_some_and(|info| info.members.contains_key(&s.my_key()))
+            })
+        {
+            tracing::debug!(id = %id, "tasks: a task of a topic this member is not in; not shown");
+            return Ok(None);
+        }
         let Ok(body) = serde_json::from_slice::<TaskBody>(&plain) else {
             return hide("contents", "they are not a task".into());
         };

@@ -1,7 +1,9 @@
 //! `coord_put`: the caller's session stores a sealed coordination object (a
-//! team memory note). The broker checks what it can without the key (the
-//! shape, that the author is this session, the author's signature and
-//! certificate, that it is sealed under the mesh's current epoch) and
+//! team memory note or a task). The broker checks what it can without the
+//! key (the shape, that the author is this session, the author's signature
+//! and certificate, that it is sealed under the current epoch of its scope:
+//! the mesh's, or for a task sealed to a topic, the topic's, whose member
+//! the author must be) and
 //! stores it as received, at the mesh's next feed position; it never sees
 //! the contents. Also here: what [`coord_ring_put`](super::coord_ring_put)
 //! shares with it (how a [`CoordError`] is refused).

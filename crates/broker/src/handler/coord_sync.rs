@@ -5,9 +5,9 @@
 //! (`task`, `state`, `memory`) is sent as withheld: its id and position
 //! only, like a forgotten one, so the reader's copy drops it; so is a task
 //! sealed to a topic the reader is not in. Each page carries a generation
-//! (the mesh's grants generation plus its log's length), so a reader that
-//! was refused something syncs again from the start once any grant or
-//! topic membership changes.
+//! (the mesh's grants generation; for tasks, combined with its log's
+//! length), so a reader that was refused something syncs again from the
+//! start once any grant (or, for tasks, topic membership) changes.
 
 use std::collections::HashMap;
 
@@ -39,12 +39,17 @@ impl Handle for CoordSync {
         // The generation these rows are judged under, taken before judging
         // them: a grant changed meanwhile shows as a newer one next time,
         // so the reader syncs again rather than trusting this page.
-        // The log's length is part of it: a task sealed to a topic is
-        // withheld from those outside the topic, and joining one is a log
-        // entry, so a reader who was refused one syncs again after it.
-        let grants = mesh
-            .grants_generation()
-            .wrapping_add(mesh.read_log(|l| l.entries.len() as u64));
+        // For tasks the log's length is part of it: a task sealed to a
+        // topic is withheld from those outside the topic, and joining one
+        // is a log entry, so a reader who was refused one syncs again
+        // after it. Rotated, not added, so a grant change and an entry
+        // never cancel out into the same number.
+        let grants = match self.kind {
+            CoordKind::Task => {
+                mesh.grants_generation().rotate_left(32) ^ mesh.read_log(|l| l.entries.len() as u64)
+            }
+            _ => mesh.grants_generation(),
+        };
         // Which topics the reader is in, looked up once per topic.
         let mut in_topic: HashMap<String, bool> = HashMap::new();
         // The head moves past every row read, one skipped included, so a
@@ -80,21 +85,23 @@ impl Handle for CoordSync {
                     })
                 })
             };
-            let withheld = object.as_ref().is_some_and(|o| {
-                let outside = o.topic().is_some_and(|t| {
-                    !*in_topic.entry(t.to_owned()).or_insert_with(|| {
-                        mesh.read_log(|l| {
-                            l.roster
-                                .topic(t)
-                                .is_some_and(|i| i.members.contains_key(&session.member))
-                        })
+            // Outside the topic a task is sealed to, it is withheld even
+            // from its holder: the claim binds no one once its claimant
+            // left the topic, and only members may act on it.
+            let outside = object.as_ref().and_then(|o| o.topic()).is_some_and(|t| {
+                !*in_topic.entry(t.to_owned()).or_insert_with(|| {
+                    mesh.read_log(|l| {
+                        l.roster
+                            .topic(t)
+                            .is_some_and(|i| i.members.contains_key(&session.member))
                     })
-                });
-                outside
-                    || Cap::for_coord(o.kind).is_some_and(|cap| {
-                        !mesh.grants_allow(&o.author.member.0, &session.member, cap)
-                    })
+                })
+            });
+            let refused = object.as_ref().is_some_and(|o| {
+                Cap::for_coord(o.kind)
+                    .is_some_and(|cap| !mesh.grants_allow(&o.author.member.0, &session.member, cap))
             }) && !holds();
+            let withheld = outside || refused;
             if withheld {
                 metrics::counter!(m::COORD_WITHHELD).increment(1);
                 changes.push(CoordChange {

@@ -59,11 +59,11 @@ impl Handle for TaskActFrame {
             }
         };
         if act.scope != task_scope {
+            // Not named: a member outside a topic knows a withheld task's
+            // id, and must not learn its topic by sending a wrong act.
             return Err(Refusal::new(
                 ErrorCode::Malformed,
-                format!(
-                    "the task is sealed to {task_scope}: an act on it is sealed to the same scope"
-                ),
+                "an act on a task is sealed to the task's own scope (the mesh, or its topic)",
             ));
         }
         check_authored(&act, session, mesh).await?;
@@ -154,7 +154,7 @@ fn parse_act(json: &str) -> Result<CoordObject, Refusal> {
     serde_json::from_str(json).map_err(|e| {
         tracing::error!(
             category = ?e.classify(),
-            "a stored task act does not parse"
+            "a stored task or task act does not parse"
         );
         Refusal::internal("the broker's copy of the task is damaged")
     })

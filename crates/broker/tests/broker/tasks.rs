@@ -422,6 +422,23 @@ async fn tasks_sealed_to_a_topic_reach_only_its_members(backend: Backend) {
         titles(&a, &every_secret).await,
         vec!["rotate the vault key"]
     );
+    // Alice, who was never refused anything, leaves #ops: its task, synced
+    // before, is no longer shown to her.
+    let every = TaskFilter {
+        status: vec![TaskPhase::Open, TaskPhase::Claimed, TaskPhase::Done],
+        ..TaskFilter::default()
+    };
+    assert!(
+        titles(&a, &every)
+            .await
+            .contains(&"page the on-call".to_owned())
+    );
+    topics::topic_leave(&a, "ops").await.unwrap();
+    assert!(
+        !titles(&a, &every)
+            .await
+            .contains(&"page the on-call".to_owned())
+    );
     for client in [a, b, c] {
         client.close().await;
     }

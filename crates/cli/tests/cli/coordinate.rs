@@ -6,7 +6,8 @@
 //! `--if-version 0` cannot be created twice (exit 12); `state watch`
 //! prints each change another member makes; deleting (destructive) needs
 //! `-y` without a terminal; a member refused `task` by a task's creator
-//! neither sees nor claims it. The MCP tools do the same under the policy.
+//! neither sees nor claims it; a task sealed to a topic reaches its members
+//! only. The MCP tools do the same under the policy.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
@@ -152,6 +153,60 @@ fn split_work(broker: &Broker) {
     alice.run(&["grant", "carol", "task"]).ok();
     assert_eq!(tasks(&carol, &[]).len(), 2);
     carol.run(&["task", "claim", &notes_id[..8]]).ok();
+}
+
+/// `task create --topic`: the task is sealed to the topic's members; the
+/// others neither list it nor may seal one to it; `--topic` filters.
+#[test]
+fn a_task_sealed_to_a_topic_reaches_its_members_only() {
+    let broker = Broker::start();
+    let alice = broker.user("alice");
+    let bob = broker.user("bob");
+    let carol = broker.user("carol");
+    alice.create(&broker, "team", "alice");
+    bob.join(&alice.share(&[]), "bob");
+    carol.join(&alice.share(&[]), "carol");
+    alice.run(&["topic", "create", "ops"]).ok();
+    bob.run(&["topic", "join", "#ops"]).ok();
+
+    let out = alice
+        .run(&["task", "create", "page the on-call", "--topic", "#ops"])
+        .ok();
+    assert!(out.stdout.contains(" in #ops: page the on-call"), "{out:?}");
+    alice.run(&["task", "create", "for everyone"]).ok();
+
+    let listed = bob.run(&["task", "list"]).ok();
+    assert!(
+        listed.stdout.contains("#ops page the on-call"),
+        "{listed:?}"
+    );
+    let only = tasks(&bob, &["--topic", "ops"]);
+    assert_eq!(only.len(), 1, "{only:?}");
+    assert_eq!(only[0]["topic"], "ops");
+    let id = only[0]["id"].as_str().expect("an id").to_owned();
+    let shown = bob.run(&["task", "show", &id[..8]]).ok();
+    assert!(shown.stdout.contains("topic:    #ops"), "{shown:?}");
+
+    // Carol is not in #ops: she is not sent its task and cannot add one.
+    let hers = tasks(&carol, &[]);
+    assert_eq!(hers.len(), 1, "{hers:?}");
+    assert_eq!(hers[0]["title"], "for everyone");
+    let refused = carol
+        .run(&["task", "create", "sneak in", "--topic", "ops"])
+        .fails(code::REFUSED);
+    assert!(refused.stderr.contains("topic join ops"), "{refused:?}");
+    carol
+        .run(&["task", "create", "x", "--topic", "nowhere"])
+        .fails(code::NOT_FOUND);
+    carol
+        .run(&["task", "create", "x", "--topic", "not a name"])
+        .fails(code::USAGE);
+    // Once she joins, it is hers to claim.
+    carol.run(&["topic", "join", "ops"]).ok();
+    let now = tasks(&carol, &["--topic", "ops"]);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["id"], id.as_str());
+    carol.run(&["task", "claim", &id[..8]]).ok();
 }
 
 #[test]
