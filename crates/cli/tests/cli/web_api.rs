@@ -781,7 +781,45 @@ fn gateway_splits_work_shares_state_and_leases() {
         .problem(400, code::USAGE);
     a.get("/api/v1/tasks/zz").problem(400, code::USAGE);
     a.get("/api/v1/tasks/0000").problem(404, code::NOT_FOUND);
-    bot.get("/api/v1/tasks").problem(403, code::DENIED);
+    // A key limited to #deploys sees, acts on and creates the tasks of
+    // #deploys only.
+    assert_eq!(bot.get("/api/v1/tasks").ok(200)["tasks"], json!([]));
+    bot.post("/api/v1/tasks", json!({"title": "for everyone"}))
+        .problem(403, code::DENIED);
+    bot.post("/api/v1/tasks", json!({"title": "x", "topic": "general"}))
+        .problem(403, code::DENIED);
+    bot.get("/api/v1/tasks?topic=general")
+        .problem(403, code::DENIED);
+    bot.get(&format!("/api/v1/tasks/{id}"))
+        .problem(403, code::DENIED);
+    bot.post(&format!("/api/v1/tasks/{id}/claim"), json!({}))
+        .problem(403, code::DENIED);
+    let admin_a = api_key(&alice, "mod", "read,send,admin", None);
+    Api::new(&gw_a, &admin_a)
+        .post("/api/v1/topics", json!({"name": "deploys"}))
+        .ok(201);
+    let scoped = bot
+        .post(
+            "/api/v1/tasks",
+            json!({"title": "roll back staging", "topic": "#deploys"}),
+        )
+        .ok(201);
+    assert_eq!(scoped["topic"], "deploys", "{scoped}");
+    let scoped_id = scoped["id"].as_str().expect("id").to_owned();
+    let seen = bot.get("/api/v1/tasks?topic=deploys").ok(200);
+    assert_eq!(seen["tasks"][0]["id"], scoped_id.as_str(), "{seen}");
+    bot.post(&format!("/api/v1/tasks/{scoped_id}/claim"), json!({}))
+        .ok(200);
+    // Bob is not in #deploys: its task is not his to see.
+    b.get(&format!("/api/v1/tasks/{scoped_id}"))
+        .problem(404, code::NOT_FOUND);
+    a.post("/api/v1/tasks", json!({"title": "x", "topic": "no-such"}))
+        .problem(404, code::NOT_FOUND);
+    a.post(
+        "/api/v1/tasks",
+        json!({"title": "x", "topic": "not a name"}),
+    )
+    .problem(400, code::USAGE);
     // Deleting: the creator's (bob's key may not, and bob may not).
     b.delete(&format!("/api/v1/tasks/{id}"))
         .problem(403, code::DENIED);

@@ -1,9 +1,10 @@
 //! `/api/v1/tasks`: the mesh's shared task list, as `claudemesh task`
 //! keeps it (`docs/security.md` §16.1): titles, bodies and results sealed
-//! to the mesh, claims arbitrated by the broker so that of two claimants
-//! exactly one wins (the other gets 409). Listing reads the device's copy
-//! after a sync. Tasks are mesh-wide, so a key limited to topics may not
-//! use them. Taking a task from its claimant (`force`) or deleting another
+//! to the mesh or to one topic's members, claims arbitrated by the broker
+//! so that of two claimants exactly one wins (the other gets 409). Listing
+//! reads the device's copy after a sync. A key limited to topics sees and
+//! acts on the tasks sealed to those topics only, and creates tasks there
+//! only. Taking a task from its claimant (`force`) or deleting another
 //! member's task is moderation: the key needs `admin` unless this member
 //! created the task.
 
@@ -22,7 +23,7 @@ use claudemesh_proto::frames::TaskPhase;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{Object, Params, comma_list, coordination_written, standing, whole_mesh};
+use crate::api::{Object, Params, comma_list, coordination_written, standing};
 use crate::apikeys::Cap;
 use crate::app::{AppState, Caller};
 use crate::problem::Problem;
@@ -212,6 +213,51 @@ pub struct Complete {
     pub force: bool,
 }
 
+/// For a key limited to topics, those topics (without `#`): the only ones
+/// whose tasks it sees, acts on and creates; `None` for a key of the whole
+/// mesh.
+fn key_topics(caller: &Caller) -> Option<Vec<String>> {
+    caller.scoped_targets().map(|targets| {
+        targets
+            .iter()
+            .map(|t| t.trim_start_matches('#').to_owned())
+            .collect()
+    })
+}
+
+/// Refuses a key limited to topics a task of another topic, or of the
+/// whole mesh (`topic` absent).
+fn task_in_scope(caller: &Caller, topic: Option<&str>) -> Result<(), Problem> {
+    let Some(topics) = key_topics(caller) else {
+        return Ok(());
+    };
+    match topic {
+        Some(t) if topics.iter().any(|k| k == t) => Ok(()),
+        Some(t) => Err(Problem::out_of_scope(&format!("#{t}"))),
+        None => Err(Problem::out_of_scope(
+            "the whole mesh (a task without a topic)",
+        )),
+    }
+}
+
+/// A `topic` as sent (`ops`, `#ops`, blank for none), checked.
+fn topic_of(topic: Option<String>) -> Result<Option<String>, Problem> {
+    Ok(topic
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| claudemesh_client::topics::topic_name(&t))
+        .transpose()?)
+}
+
+/// The task `id` after a sync, when the key is limited to topics: refused
+/// unless it is sealed to one of them. Nothing to check otherwise.
+async fn check_scope_of(caller: &Caller, client: &MeshClient, id: &str) -> Result<(), Problem> {
+    if key_topics(caller).is_some() {
+        let task = client.task_show(id).await?;
+        task_in_scope(caller, task.topic.as_deref())?;
+    }
+    Ok(())
+}
+
 /// `status=`: phases, or `all`.
 fn phases(status: Option<&str>) -> Result<Vec<TaskPhase>, Problem> {
     let mut out = Vec::new();
@@ -240,13 +286,16 @@ fn phases(status: Option<&str>) -> Result<Vec<TaskPhase>, Problem> {
     responses(
         (status = 200, description = "Tasks, most urgent first", body = Tasks),
         (status = 400, description = "A bad status, tag or topic name", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `read`, or is limited to topics", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `read`, or is limited to other topics", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No peer by the `assignee` given", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(caller: Caller, Params(q): Params<TaskQuery>) -> Result<Json<Tasks>, Problem> {
     caller.require(Cap::Read)?;
-    whole_mesh(&caller, "the task list")?;
+    let topic = topic_of(q.topic)?;
+    if topic.is_some() {
+        task_in_scope(&caller, topic.as_deref())?;
+    }
     let status = phases(q.status.as_deref())?;
     let tags = normalize_tags(&comma_list(q.tags.as_deref()))?;
     let client = caller.client()?;
@@ -256,14 +305,17 @@ pub async fn list(caller: Caller, Params(q): Params<TaskQuery>) -> Result<Json<T
         Some("me") => Some(me.0),
         Some(peer) => Some(claudemesh_client::grants::resolve_member(&client, peer).await?),
     };
-    let tasks = client
+    let mut tasks = client
         .task_list(&TaskFilter {
             status,
             assignee,
             tags,
-            topic: q.topic.filter(|t| !t.trim().is_empty()),
+            topic,
         })
         .await?;
+    if let Some(topics) = key_topics(&caller) {
+        tasks.retain(|t| t.topic.as_ref().is_some_and(|x| topics.contains(x)));
+    }
     Ok(Json(Tasks {
         tasks: tasks.into_iter().map(|t| TaskView::of(t, me)).collect(),
     }))
@@ -278,7 +330,7 @@ pub async fn list(caller: Caller, Params(q): Params<TaskQuery>) -> Result<Json<T
     responses(
         (status = 201, description = "Created", body = TaskView),
         (status = 400, description = "An empty or too long title, a bad priority, tag or topic name, or an assignee outside the `topic`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `send`, or is limited to topics, or this member is not in the `topic`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send`, or is limited to other topics, or this member is not in the `topic`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No peer by the `assignee` given, or no such `topic`", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -288,7 +340,8 @@ pub async fn create(
     Object(body): Object<NewTask>,
 ) -> Result<(StatusCode, Json<TaskView>), Problem> {
     caller.require(Cap::Send)?;
-    whole_mesh(&caller, "the task list")?;
+    let topic = topic_of(body.topic)?;
+    task_in_scope(&caller, topic.as_deref())?;
     let priority = body
         .priority
         .as_deref()
@@ -303,7 +356,7 @@ pub async fn create(
             priority,
             tags: body.tags,
             due_ms: body.due_ms,
-            topic: body.topic.filter(|t| !t.trim().is_empty()),
+            topic,
         })
         .await?;
     coordination_written(&state, &caller, CoordKind::Task).await;
@@ -322,15 +375,15 @@ pub async fn create(
     responses(
         (status = 200, description = "The task", body = TaskView),
         (status = 400, description = "Not a task id or prefix, or a prefix of several tasks", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `read`, or is limited to topics", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `read`, or is limited to other topics", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn one(caller: Caller, Path(id): Path<String>) -> Result<Json<TaskView>, Problem> {
     caller.require(Cap::Read)?;
-    whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
     let task = client.task_show(&id).await?;
+    task_in_scope(&caller, task.topic.as_deref())?;
     Ok(Json(TaskView::of(task, standing(&client))))
 }
 
@@ -344,7 +397,7 @@ pub async fn one(caller: Caller, Path(id): Path<String>) -> Result<Json<TaskView
     responses(
         (status = 200, description = "Claimed by this member (or it already was)", body = TaskView),
         (status = 400, description = "Not a task id or prefix, or a prefix of several tasks", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `send`, is limited to topics, or the task's creator's grants refuse this member tasks", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send`, is limited to other topics, or the task's creator's grants refuse this member tasks", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Another member holds it, or it is done", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
@@ -355,8 +408,8 @@ pub async fn claim(
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, Problem> {
     caller.require(Cap::Send)?;
-    whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
+    check_scope_of(&caller, &client, &id).await?;
     let task = client.task_claim(&id).await?;
     coordination_written(&state, &caller, CoordKind::Task).await;
     Ok(Json(TaskView::of(task, standing(&client))))
@@ -383,7 +436,7 @@ async fn moderated(caller: &Caller, client: &MeshClient, id: &str) -> Result<Tas
     responses(
         (status = 200, description = "Open again", body = TaskView),
         (status = 400, description = "Not a task id or prefix, or a prefix of several tasks", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `send` (or `admin` to force another member's task), is limited to topics, or this member may not force it", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send` (or `admin` to force another member's task), is limited to other topics, or this member may not force it", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "It is open or done, or another member holds it (without `force`)", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
@@ -395,8 +448,8 @@ pub async fn release(
     Object(body): Object<Release>,
 ) -> Result<Json<TaskView>, Problem> {
     caller.require(Cap::Send)?;
-    whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
+    check_scope_of(&caller, &client, &id).await?;
     if body.force {
         moderated(&caller, &client, &id).await?;
     }
@@ -415,7 +468,7 @@ pub async fn release(
     responses(
         (status = 200, description = "Done", body = TaskView),
         (status = 400, description = "Not a task id or prefix, a prefix of several tasks, or a result too long", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `send` (or `admin` to force another member's task), is limited to topics, the task's creator's grants refuse this member tasks, or this member may not force it", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send` (or `admin` to force another member's task), is limited to other topics, the task's creator's grants refuse this member tasks, or this member may not force it", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "It is done already, or another member holds it (without `force`)", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
@@ -427,8 +480,8 @@ pub async fn complete(
     Object(body): Object<Complete>,
 ) -> Result<Json<TaskView>, Problem> {
     caller.require(Cap::Send)?;
-    whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
+    check_scope_of(&caller, &client, &id).await?;
     if body.force {
         moderated(&caller, &client, &id).await?;
     }
@@ -448,7 +501,7 @@ pub async fn complete(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Not a task id or prefix, or a prefix of several tasks", body = crate::api::ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks `send` (or `admin` for another member's task), is limited to topics, or this member is neither its creator nor an owner or admin", body = crate::api::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `send` (or `admin` for another member's task), is limited to other topics, or this member is neither its creator nor an owner or admin", body = crate::api::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = crate::api::ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -458,9 +511,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     caller.require(Cap::Send)?;
-    whole_mesh(&caller, "the task list")?;
     let client = caller.client()?;
     let task = moderated(&caller, &client, &id).await?;
+    task_in_scope(&caller, task.topic.as_deref())?;
     client.task_delete(&task.id.to_hex()).await?;
     coordination_written(&state, &caller, CoordKind::Task).await;
     Ok(StatusCode::NO_CONTENT)
