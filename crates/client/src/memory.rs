@@ -989,24 +989,34 @@ impl MeshClient {
             self.sync_log().await?;
             pass.log_synced = true;
         }
+        /// What this device holds to open the object, by its topic.
+        enum TopicKey {
+            /// The topic is not in this device's log.
+            Unknown,
+            /// A private topic: its coordination key of the object's key
+            /// epoch, if its topic key was sealed to this member.
+            Private(Option<SymmetricKey>),
+            /// A public topic: derived from the mesh's coordination keys.
+            Public,
+        }
         let mesh = self.mesh().id;
-        let private = self.with_state(|s| {
-            s.roster().topic(topic).map(|info| {
-                info.private.then(|| {
-                    s.private_topic_key(topic, epoch)
-                        .map(|k| private_topic_coord_key(k, &mesh, topic, epoch))
-                })
-            })
+        let held = self.with_state(|s| match s.roster().topic(topic) {
+            None => TopicKey::Unknown,
+            Some(info) if info.private => TopicKey::Private(
+                s.private_topic_key(topic, epoch)
+                    .map(|k| private_topic_coord_key(k, &mesh, topic, epoch)),
+            ),
+            Some(_) => TopicKey::Public,
         });
-        let keys = match private {
-            None => {
+        let keys = match held {
+            TopicKey::Unknown => {
                 return Ok(Opened::Failed(format!(
                     "its topic #{topic} is not in this device's log"
                 )));
             }
-            Some(Some(None)) => return Ok(Opened::NoKey),
-            Some(Some(Some(key))) => vec![key],
-            Some(None) => self
+            TopicKey::Private(None) => return Ok(Opened::NoKey),
+            TopicKey::Private(Some(key)) => vec![key],
+            TopicKey::Public => self
                 .coord_keys_of(epoch, pass)
                 .await?
                 .iter()

@@ -611,6 +611,25 @@ fn allowed(shared: &Shared, verb: Verb, target: Option<&str>) -> Result<(), Stri
         .map_err(fail)
 }
 
+/// A tool's `topic` argument checked as a topic name, then `verb` asked
+/// of the policy with `#topic` as its target; the name, without `#`.
+fn allowed_in_topic(
+    shared: &Shared,
+    verb: Verb,
+    topic: Option<&str>,
+) -> Result<Option<String>, String> {
+    let topic = topic
+        .map(claudemesh_client::topics::topic_name)
+        .transpose()
+        .map_err(|e| fail(e.into()))?;
+    allowed(
+        shared,
+        verb,
+        topic.as_ref().map(|t| format!("#{t}")).as_deref(),
+    )?;
+    Ok(topic)
+}
+
 async fn client(shared: &Shared) -> Result<std::sync::Arc<MeshClient>, String> {
     shared.client(CONNECT_WAIT).await
 }
@@ -780,17 +799,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "task_create" => {
             let a: TaskCreateArgs = parse(name, args)?;
-            let topic = a
-                .topic
-                .as_deref()
-                .map(claudemesh_client::topics::topic_name)
-                .transpose()
-                .map_err(|e| fail(e.into()))?;
-            allowed(
-                shared,
-                Verb::TaskCreate,
-                topic.as_ref().map(|t| format!("#{t}")).as_deref(),
-            )?;
+            let topic = allowed_in_topic(shared, Verb::TaskCreate, a.topic.as_deref())?;
             let priority = match a.priority.as_deref() {
                 Some(p) => Some(
                     p.parse()
@@ -826,17 +835,7 @@ async fn dispatch(shared: &Shared, name: &str, args: serde_json::Value) -> ToolR
         }
         "task_list" => {
             let a: TaskListArgs = parse(name, args)?;
-            let topic = a
-                .topic
-                .as_deref()
-                .map(claudemesh_client::topics::topic_name)
-                .transpose()
-                .map_err(|e| fail(e.into()))?;
-            allowed(
-                shared,
-                Verb::TaskList,
-                topic.as_ref().map(|t| format!("#{t}")).as_deref(),
-            )?;
+            let topic = allowed_in_topic(shared, Verb::TaskList, a.topic.as_deref())?;
             let status = match a.status.as_deref() {
                 Some(s) => crate::task::parse_status(s)?.phases(),
                 None => Vec::new(),
