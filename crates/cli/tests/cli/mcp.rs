@@ -356,6 +356,27 @@ fn mcp_server_tools_push_hooks_and_status_line() {
         .await;
         assert!(st.contains("alice"), "{st}");
 
+        // A `ttl` nobody meets (carol is offline): the broker drops the
+        // message at its deadline and message_status reports it expired.
+        let sent = json_of(
+            &s.ok(
+                "send_message",
+                json!({"to": "carol", "message": "only for a second", "ttl": "1s"}),
+            )
+            .await,
+        );
+        let stale = sent["id"].as_str().expect("id").to_owned();
+        let st = until(&s, "message_status", json!({"id": stale}), |t| {
+            t.contains("\"expired\"")
+        })
+        .await;
+        assert!(st.contains("carol"), "{st}");
+        let late = carol.inbox_json(&[]);
+        assert!(
+            !late.iter().any(|m| m["body"] == "only for a second"),
+            "{late:?}"
+        );
+
         // A message from a blocked peer never arrives; alice's does, pushed
         // into the session with its meta.
         carol.run(&["send", "bob", "let me in"]).ok();
