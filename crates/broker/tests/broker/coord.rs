@@ -557,32 +557,14 @@ async fn topic_tasks_are_refused_to_outsiders(backend: Backend) {
     // The refusal does not name the topic a withheld task belongs to.
     assert!(!msg.contains("secret"), "{msg}");
     // Nor create one there; a topic nobody made is not found.
-    let (code, _) = refused(
-        &mut rc,
-        put(&seal_in(
-            &carol,
-            "#secret",
-            CoordKind::Task,
-            CoordId::random(),
-            1,
-            0,
-        )),
-    )
-    .await;
-    assert_eq!(code, ErrorCode::Forbidden);
-    let (code, _) = refused(
-        &mut rc,
-        put(&seal_in(
-            &carol,
-            "#nowhere",
-            CoordKind::Task,
-            CoordId::random(),
-            1,
-            0,
-        )),
-    )
-    .await;
-    assert_eq!(code, ErrorCode::NotFound);
+    for (topic, want) in [
+        ("#secret", ErrorCode::Forbidden),
+        ("#nowhere", ErrorCode::NotFound),
+    ] {
+        let task = seal_in(&carol, topic, CoordKind::Task, CoordId::random(), 1, 0);
+        let (code, msg) = refused(&mut rc, put(&task)).await;
+        assert_eq!(code, want, "{topic}: {msg}");
+    }
     // Only tasks are sealed to a topic: a note there (signed so) is
     // malformed.
     let mut note = seal(&bob, CoordId::random(), NOTE);
